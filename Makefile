@@ -1,0 +1,43 @@
+# Makefile - the front door: `make demo` and `make test` bootstrap the
+# machine (ops/bootstrap.sh), build with CMake and run. The real build is CMake's.
+BUILD ?= build
+SAN_BUILD ?= build-san
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+.PHONY: all bootstrap build demo test test-san bench config-doc package clean
+
+all: build
+
+bootstrap:
+	@ops/bootstrap.sh
+
+build: bootstrap
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# The embedded demo: mock broker, synthetic stream, the real pipeline, a report.
+DEMO_ARGS ?=
+demo: build
+	$(BUILD)/driftrec demo $(DEMO_ARGS)
+
+# Every test: the normal build, then the unit and integration tests again
+# under AddressSanitizer + UBSan.
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j 2
+	@$(MAKE) --no-print-directory test-san
+
+test-san: bootstrap
+	@cmake -S . -B $(SAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DDR_SANITIZE=ON >/dev/null
+	@cmake --build $(SAN_BUILD) -j $(JOBS)
+	cd $(SAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j 2 -L 'unit|integration'
+
+bench: build
+	bench/run.sh
+
+# ops/CONFIG.md is generated from the settings table in src/config.c.
+config-doc: build
+	$(BUILD)/driftrec config --markdown > ops/CONFIG.md
+
+clean:
+	rm -rf $(BUILD) $(SAN_BUILD)

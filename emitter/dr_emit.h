@@ -1,0 +1,74 @@
+/* dr_emit.h - recommendation lists: score a batch of users against the item
+ * matrix with one cblas_sgemm, select each user's top-K, encode them as
+ * Recommendations and produce them keyed by user_id.
+ *
+ * Threads: everything runs on the caller's thread (the pipeline loop);
+ * OpenBLAS may use its own threads inside sgemm. */
+#ifndef DR_EMIT_H
+#define DR_EMIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "dr_codec.h"
+#include "dr_flight.h"
+#include "dr_learner.h"
+
+/* ---- scoring core (no Kafka) --------------------------------------------- */
+
+/* Per-user exclusions: item indices (into the items view) never listed. */
+typedef struct dr_exclusions {
+    const int64_t *idx;
+    size_t n;
+} dr_exclusions_t;
+
+/* Scores B users (rows of U, B×dim, row-major) against every item:
+ * S = U·Qᵀ + b, with one cblas_sgemm per call, then writes each user's k
+ * best items into out[u*k ...] and their count into out_n[u].
+ *
+ * Guarantees (tested): lists are sorted by score, descending, ties broken by
+ * ascending item id; excluded and blocked items never appear; a list is
+ * shorter than k only when fewer eligible items exist. `scores` is scratch
+ * of at least B × items->n floats. */
+void dr_emit_topk(const float *U, size_t B, const dr_items_view_t *items, int k,
+                  const dr_exclusions_t *excl, float *scores, dr_scored_item_t *out,
+                  size_t *out_n);
+
+/* ---- the emitter --------------------------------------------------------- */
+
+typedef struct dr_emitter_conf {
+    int topk;
+    int batch;               /* users per sgemm */
+    dr_codec_conf_t codec;
+} dr_emitter_conf_t;
+
+typedef struct dr_emit_stats {
+    uint64_t lists;          /* lists produced */
+    uint64_t batches;        /* sgemm calls */
+    uint64_t produce_retries;
+    double score_seconds;    /* time in sgemm + selection */
+} dr_emit_stats_t;
+
+typedef struct dr_emitter dr_emitter_t;
+
+/* rk is borrowed (the pipeline's producer); flight is borrowed too and is
+ * shared with every other producer of the pipeline. */
+int dr_emitter_new(dr_emitter_t **out, rd_kafka_t *rk, const char *topic,
+                   const dr_emitter_conf_t *conf, dr_flight_t *flight, char *errstr,
+                   size_t errstr_size);
+void dr_emitter_free(dr_emitter_t *e); /* NULL ok */
+
+/* Computes and produces the lists of n users (any n; batched internally),
+ * in order. drift[i] (may be NULL) sets the list's drift flag. Records each
+ * list's head in users[i]->last_list. *emitted counts the users whose list
+ * was handed to the producer. Returns 0, or DR_ENOMEM, DR_EFULL (the produce
+ * queue stayed full ~1 s) or DR_EKAFKA: then users[*emitted..n) got no list
+ * and the caller tries them again later. */
+int dr_emitter_emit(dr_emitter_t *e, const dr_model_t *m, dr_user_t *const *users, size_t n,
+                    const bool *drift, int64_t now_ms, size_t *emitted);
+const dr_emit_stats_t *dr_emitter_stats(const dr_emitter_t *e);
+
+#endif /* DR_EMIT_H */

@@ -1,0 +1,174 @@
+/* emit.c - turns changed users into published lists: gather û+v_u rows,
+ * score them in batches (topk.c), encode Recommendations, produce keyed by
+ * user_id with the delivery epoch in the message opaque. */
+#include "dr_emit.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dr_err.h"
+#include "dr_log.h"
+
+struct dr_emitter {
+    rd_kafka_t *rk;
+    char *topic;
+    dr_emitter_conf_t conf;
+    dr_flight_t *flight;
+    dr_codec_t *codec;
+    dr_buf_t buf;
+    int dim;
+    float *U;                 /* batch × dim */
+    float *scores;            /* batch × scores_cap_items */
+    size_t scores_cap_items;
+    dr_scored_item_t *out;    /* batch × topk */
+    size_t *out_n;
+    dr_exclusions_t *excl;    /* batch */
+    int64_t *excl_idx;        /* batch × DR_RECENT_MAX */
+    dr_emit_stats_t stats;
+};
+
+int dr_emitter_new(dr_emitter_t **out, rd_kafka_t *rk, const char *topic,
+                   const dr_emitter_conf_t *conf, dr_flight_t *flight, char *errstr, size_t n) {
+    *out = NULL;
+    if (conf->topk < 1 || conf->batch < 1) {
+        snprintf(errstr, n, "emit.topk and emit.batch must be >= 1");
+        return DR_ECONFIG;
+    }
+    dr_emitter_t *e = calloc(1, sizeof(*e));
+    if (!e) goto out_nomem;
+    e->rk = rk;
+    e->conf = *conf;
+    e->flight = flight;
+    size_t b = (size_t)conf->batch;
+    e->topic = strdup(topic);
+    e->out = malloc(b * (size_t)conf->topk * sizeof(*e->out));
+    e->out_n = malloc(b * sizeof(*e->out_n));
+    e->excl = malloc(b * sizeof(*e->excl));
+    e->excl_idx = malloc(b * DR_RECENT_MAX * sizeof(*e->excl_idx));
+    if (!e->topic || !e->out || !e->out_n || !e->excl || !e->excl_idx) goto out_nomem;
+    int err = dr_codec_new(&e->codec, &conf->codec, errstr, n);
+    if (err) {
+        dr_emitter_free(e);
+        return err;
+    }
+    *out = e;
+    return 0;
+out_nomem:
+    dr_emitter_free(e);
+    snprintf(errstr, n, "out of memory creating the emitter");
+    return DR_ENOMEM;
+}
+
+void dr_emitter_free(dr_emitter_t *e) {
+    if (!e) return;
+    dr_codec_free(e->codec);
+    dr_buf_free(&e->buf);
+    free(e->topic);
+    free(e->U);
+    free(e->scores);
+    free(e->out);
+    free(e->out_n);
+    free(e->excl);
+    free(e->excl_idx);
+    free(e);
+}
+
+const dr_emit_stats_t *dr_emitter_stats(const dr_emitter_t *e) { return &e->stats; }
+
+/* Makes the scratch buffers fit the current catalog and dimension. */
+static int fit_buffers(dr_emitter_t *e, int dim, size_t n_items) {
+    size_t b = (size_t)e->conf.batch;
+    if (e->dim != dim) {
+        float *U = realloc(e->U, b * (size_t)dim * sizeof(float));
+        if (!U) return DR_ENOMEM;
+        e->U = U;
+        e->dim = dim;
+    }
+    if (n_items > e->scores_cap_items) {
+        size_t cap = n_items + n_items / 2 + 1024;
+        float *s = realloc(e->scores, b * cap * sizeof(float));
+        if (!s) return DR_ENOMEM;
+        e->scores = s;
+        e->scores_cap_items = cap;
+    }
+    return 0;
+}
+
+/* Fills row r of U and the exclusions for one user. */
+static void gather_user(dr_emitter_t *e, const dr_model_t *m, const dr_user_t *u, size_t r) {
+    dr_model_user_vector(m, u, e->U + r * (size_t)e->dim);
+    int64_t *idx = e->excl_idx + r * DR_RECENT_MAX;
+    size_t n = 0;
+    for (unsigned j = 0; j < u->recent_len; j++) {
+        int64_t i = dr_model_item_index((dr_model_t *)m, u->recent[j].item_id, false);
+        if (i >= 0) idx[n++] = i;
+    }
+    e->excl[r].idx = idx;
+    e->excl[r].n = n;
+}
+
+static int produce_list(dr_emitter_t *e, const dr_model_t *m, dr_user_t *u, size_t r,
+                        bool drift, int64_t now_ms) {
+    const dr_scored_item_t *items = e->out + r * (size_t)e->conf.topk;
+    dr_recs_t recs = {u->user_id, items, e->out_n[r], now_ms, dr_model_version(m), drift,
+                      u->last_source};
+    int err = dr_codec_encode_recs(e->codec, &recs, &e->buf);
+    if (err) return err;
+    char key[24];
+    int klen = snprintf(key, sizeof(key), "%" PRId64, u->user_id);
+    uint64_t tag = e->flight->epoch;
+    rd_kafka_resp_err_t kerr = rd_kafka_producev(
+        e->rk, RD_KAFKA_V_TOPIC(e->topic), RD_KAFKA_V_KEY(key, (size_t)klen),
+        RD_KAFKA_V_VALUE(e->buf.data, e->buf.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_OPAQUE(dr_msg_opaque(tag, DR_MSG_RECS)), RD_KAFKA_V_END);
+    if (kerr == RD_KAFKA_RESP_ERR__QUEUE_FULL) return DR_EFULL;
+    if (kerr) {
+        dr_log(DR_LOG_ERROR, "emitter", "produce failed | topic=%s err=\"%s\"", e->topic,
+               rd_kafka_err2str(kerr));
+        return DR_EKAFKA;
+    }
+    dr_flight_sent(e->flight);
+    e->stats.lists++;
+    u->last_list_len = (uint8_t)(e->out_n[r] < DR_LAST_LIST ? e->out_n[r] : DR_LAST_LIST);
+    for (unsigned j = 0; j < u->last_list_len; j++) u->last_list[j] = items[j].item_id;
+    return 0;
+}
+
+/* Produces lists[from..B); on a full queue serves delivery reports and tries
+ * again, for at most ~1 s, so a stalled broker surfaces as DR_EFULL. */
+static int produce_batch(dr_emitter_t *e, const dr_model_t *m, dr_user_t *const *users,
+                         size_t B, const bool *drift, int64_t now_ms, size_t *done) {
+    for (size_t r = 0; r < B; r++) {
+        int err, tries = 0;
+        while ((err = produce_list(e, m, users[r], r, drift && drift[r], now_ms)) == DR_EFULL &&
+               tries++ < 100) {
+            e->stats.produce_retries++;
+            rd_kafka_poll(e->rk, 10);
+        }
+        if (err) return err;
+        (*done)++;
+    }
+    return 0;
+}
+
+int dr_emitter_emit(dr_emitter_t *e, const dr_model_t *m, dr_user_t *const *users, size_t n,
+                    const bool *drift, int64_t now_ms, size_t *emitted) {
+    dr_items_view_t items;
+    *emitted = 0;
+    dr_model_items(m, &items);
+    int err = fit_buffers(e, items.dim, items.n);
+    if (err) return err;
+    for (size_t start = 0; start < n; start += (size_t)e->conf.batch) {
+        size_t B = n - start < (size_t)e->conf.batch ? n - start : (size_t)e->conf.batch;
+        double t0 = dr_mono_s();
+        for (size_t r = 0; r < B; r++) gather_user(e, m, users[start + r], r);
+        dr_emit_topk(e->U, B, &items, e->conf.topk, e->excl, e->scores, e->out, e->out_n);
+        e->stats.score_seconds += dr_mono_s() - t0;
+        e->stats.batches++;
+        err = produce_batch(e, m, users + start, B, drift ? drift + start : NULL, now_ms, emitted);
+        if (err) return err;
+    }
+    return 0;
+}

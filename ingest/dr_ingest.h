@@ -1,0 +1,113 @@
+/* dr_ingest.h - the Kafka side of the input: a high-level consumer in a
+ * consumer group, driven by a libuv loop (rd_kafka_queue_io_event_enable +
+ * uv_poll, no polling thread), decoding UserEvent records in batches and
+ * sending every record that fails to the dead-letter topic with the reason.
+ *
+ * Threads: every callback runs on the loop thread, inside the loop. */
+#ifndef DR_INGEST_H
+#define DR_INGEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+#include <uv.h>
+
+#include "dr_codec.h"
+#include "dr_flight.h"
+#include "dr_types.h"
+
+/* Sizes of the per-partition table; partitions beyond this are refused. */
+#define DR_INGEST_MAX_PARTITIONS 4096
+
+typedef struct dr_ingest_handler {
+    void *ctx;
+    /* One valid event, in partition order. Return 0 when applied; a DR_E*
+     * code with `reason` filled sends the record to the DLQ instead;
+     * DR_ESTOPPED stops consumption before this record (it stays unread). */
+    int (*on_event)(void *ctx, const dr_event_t *ev, int32_t partition, int64_t offset,
+                    char *reason, size_t reason_size);
+    /* After each batch taken from the queue. */
+    void (*on_batch_end)(void *ctx);
+    /* Partitions were assigned: set each element's .offset to where to start
+     * (the next offset stored with the state), or leave RD_KAFKA_OFFSET_INVALID
+     * for the group's committed offset / auto.offset.reset. */
+    void (*on_assign)(void *ctx, rd_kafka_topic_partition_list_t *parts);
+    /* Partitions are being taken away: make their state durable now. */
+    void (*on_revoke)(void *ctx, const rd_kafka_topic_partition_list_t *parts);
+} dr_ingest_handler_t;
+
+typedef struct dr_ingest_conf {
+    const char *topic;          /* events */
+    const char *dlq_topic;
+    const char *group_id;
+    int batch;                  /* records per consume call */
+    const char *const *kafka_keys;   /* librdkafka properties, passed through */
+    const char *const *kafka_values;
+    int n_kafka;
+    dr_codec_t *codec;          /* borrowed; used on the loop thread only */
+} dr_ingest_conf_t;
+
+/* Per-partition position and counters. */
+typedef struct dr_partition_stats {
+    bool assigned;
+    int64_t next_offset;        /* next record to process (-1: none yet) */
+    int64_t high_watermark;     /* last known log end (-1: unknown) */
+    uint64_t consumed;          /* records taken from this partition */
+    uint64_t dead_lettered;
+} dr_partition_stats_t;
+
+typedef struct dr_ingest_stats {
+    uint64_t consumed;
+    uint64_t events;            /* valid and applied */
+    uint64_t dead_lettered;
+    uint64_t dlq_by_reason[8];  /* see dr_ingest_dlq_reason_name() */
+    uint64_t pauses;
+    uint64_t rebalances;
+    bool paused;
+} dr_ingest_stats_t;
+
+/* DLQ reason classes, for metrics (the full reason text is in the header). */
+const char *dr_ingest_dlq_reason_name(int cls);
+
+typedef struct dr_ingest dr_ingest_t;
+
+/* Creates the consumer (not yet subscribed). `producer` is borrowed and used
+ * for the DLQ; `flight` counts DLQ messages in flight (see dr_emit.h's
+ * delivery accounting: opaque carries the epoch tag). */
+int dr_ingest_new(dr_ingest_t **out, uv_loop_t *loop, const dr_ingest_conf_t *conf,
+                  const dr_ingest_handler_t *handler, rd_kafka_t *producer,
+                  dr_flight_t *flight, char *errstr, size_t errstr_size);
+/* Subscribes and starts watching the consumer queue. Safe to repeat. */
+int dr_ingest_start(dr_ingest_t *in, char *errstr, size_t errstr_size);
+/* Stops reading (the group membership stays until dr_ingest_close). */
+void dr_ingest_stop(dr_ingest_t *in);
+/* Leaves the group (revoking partitions, so on_revoke runs) and closes the
+ * consumer. Blocks for at most the group's session handling (~1 s). */
+void dr_ingest_close(dr_ingest_t *in);
+/* Frees after the loop has closed our handles (run the loop once after
+ * dr_ingest_close). NULL ok. */
+void dr_ingest_free(dr_ingest_t *in);
+
+/* Pauses or resumes every assigned partition (backpressure). Idempotent. */
+void dr_ingest_set_paused(dr_ingest_t *in, bool paused);
+
+/* Sends one record to the DLQ (used by the handler path internally, and
+ * for records rejected later). */
+int dr_ingest_dead_letter(dr_ingest_t *in, const rd_kafka_message_t *msg, int cls,
+                          const char *reason);
+
+/* Positions of every partition ever assigned (index = partition id). */
+const dr_partition_stats_t *dr_ingest_partitions(const dr_ingest_t *in, int *n);
+const dr_ingest_stats_t *dr_ingest_stats(const dr_ingest_t *in);
+/* Total lag over assigned partitions (log end - next offset), refreshing
+ * the cached watermarks without blocking. */
+int64_t dr_ingest_lag(dr_ingest_t *in);
+/* Commits the current positions to Kafka asynchronously, for lag
+ * monitoring only: the offsets that count are stored with the state. */
+void dr_ingest_commit_async(dr_ingest_t *in);
+/* The consumer handle, for inspection (e.g. member id). */
+rd_kafka_t *dr_ingest_consumer(dr_ingest_t *in);
+
+#endif /* DR_INGEST_H */

@@ -1,0 +1,164 @@
+/* dr_learner.h - the online model: item parameters, the shared prior û and
+ * per-user deltas v_u, updated one event at a time (test, then train).
+ *
+ * Score of item i for user u:  s(u,i) = b_i + (û + v_u)·q_i
+ * Rating mode predicts         r(u,i) = μ + b_u + b_i + (û + v_u)·q_i
+ *
+ * Threads: a model and its users are used from one thread (the pipeline's
+ * loop). dr_model_items() exposes the item matrix for the emitter, which
+ * copies what it needs before scoring elsewhere. */
+#ifndef DR_LEARNER_H
+#define DR_LEARNER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dr_types.h"
+
+/* Bounds that keep every record of ours finite and small. */
+#define DR_MAX_DIM 512
+#define DR_RECENT_MAX 64    /* per-user ring of recent events */
+#define DR_PENDING_IMP 8    /* impressions awaiting engagement */
+#define DR_LAST_LIST 10     /* head of the last emitted list, for hr@10 */
+#define DR_POP_RING 4096    /* recent positives, for popularity sampling */
+
+typedef enum dr_learn_mode {
+    DR_MODE_IMPLICIT = 0, /* engagement as labels, logistic loss */
+    DR_MODE_RATING = 1    /* RATE events, squared loss */
+} dr_learn_mode_t;
+
+typedef struct dr_learner_conf {
+    int dim;                       /* d */
+    dr_learn_mode_t mode;
+    float lr_user;                 /* α for v_u and b_u */
+    float lr_item;                 /* rate for q_i and b_i */
+    float reg_user;                /* λ_u: pulls v_u to 0, i.e. u to the prior */
+    float reg_item;
+    float weight[DR_EV__COUNT];    /* per-type weight of the label (implicit) */
+    float dwell_threshold_s;       /* DWELL at or above this is a positive */
+    float impression_weight;       /* weak negative for an unengaged impression */
+    int64_t impression_timeout_ms; /* engagement later than this does not cancel it */
+    int negatives;                 /* sampled negatives per positive (0: none) */
+    float grad_clip;               /* |g| bound for one event */
+    float max_norm;                /* bound on ‖q_i‖ and ‖û+v_u‖ */
+    float init_scale;              /* item vectors start ~ U(-s, s) */
+    int recent_items;              /* ring size, <= DR_RECENT_MAX */
+    float negative_weight;         /* weight of each sampled negative */
+    int64_t max_items;             /* catalog bound (rows of the item matrix) */
+    uint64_t seed;
+} dr_learner_conf_t;
+
+/* Fills the documented defaults (d = 32, implicit mode, ...). */
+void dr_learner_conf_default(dr_learner_conf_t *conf);
+/* 0 when the values are usable, else DR_ECONFIG with the reason in errstr. */
+int dr_learner_conf_check(const dr_learner_conf_t *conf, char *errstr, size_t errstr_size);
+
+/* One entry of a user's recent-event ring. */
+typedef struct dr_recent_event {
+    int64_t item_id;
+    float value;
+    uint8_t type;
+} dr_recent_event_t;
+
+typedef struct dr_pending_imp {
+    int64_t item_id;
+    int64_t timestamp_ms;
+} dr_pending_imp_t;
+
+/* A user's state. Allocated by dr_user_new() with its vector inline. */
+typedef struct dr_user {
+    int64_t user_id;
+    uint64_t events_applied;       /* events whose effect is in this state */
+    int64_t last_event_ms;
+    dr_source_pos_t last_source;   /* input position of the last event */
+    float bias;                    /* b_u (rating mode) */
+    uint16_t recent_len;           /* entries used in recent[] */
+    uint16_t recent_head;          /* next slot to overwrite */
+    uint8_t pending_len;
+    uint8_t last_list_len;
+    uint8_t emit_pending;          /* runtime only: a new list is owed */
+    dr_recent_event_t recent[DR_RECENT_MAX];
+    dr_pending_imp_t pending[DR_PENDING_IMP];
+    int64_t last_list[DR_LAST_LIST]; /* head of the last list emitted */
+    float v[];                     /* v_u, dim floats */
+} dr_user_t;
+
+/* A new user at the prior (v_u = 0). NULL on allocation failure. */
+dr_user_t *dr_user_new(int64_t user_id, int dim);
+void dr_user_free(dr_user_t *u);
+size_t dr_user_size(int dim);
+/* True when item_id is among the user's recent events (excluded from lists). */
+bool dr_user_has_recent(const dr_user_t *u, int64_t item_id);
+
+typedef struct dr_model dr_model_t;
+
+int dr_model_new(dr_model_t **out, const dr_learner_conf_t *conf, char *errstr,
+                 size_t errstr_size);
+void dr_model_free(dr_model_t *m);
+const dr_learner_conf_t *dr_model_conf(const dr_model_t *m);
+
+/* Index of an item in the item matrix; with create, a new item gets a row
+ * (seeded from its id, so the same id always starts the same). Returns the
+ * index, or DR_ENOTFOUND / DR_ENOMEM / DR_ERANGE (catalog full). */
+int64_t dr_model_item_index(dr_model_t *m, int64_t item_id, bool create);
+
+/* Read-only view of the item parameters, rows in index order. Valid until
+ * the next call that may add items. */
+typedef struct dr_items_view {
+    size_t n;
+    int dim;
+    const float *q;          /* n × dim, row-major */
+    const float *bias;       /* n */
+    const int64_t *ids;      /* n */
+    const uint8_t *excluded; /* n: blocked or deleted */
+} dr_items_view_t;
+void dr_model_items(const dr_model_t *m, dr_items_view_t *view);
+
+/* Shared parameters. */
+const float *dr_model_prior(const dr_model_t *m); /* û, dim floats */
+int64_t dr_model_version(const dr_model_t *m);
+
+/* Marks an item blocked or deleted (never recommended) or clears it. */
+int dr_model_set_item_excluded(dr_model_t *m, int64_t item_id, bool excluded);
+
+/* What learning from one event did, for metrics. */
+typedef struct dr_apply_result {
+    bool learned;      /* false: the event carries no label in this mode */
+    float loss;        /* prequential loss, before the update */
+    float prediction;  /* probability (implicit) or rating (rating mode) */
+    int updates;       /* SGD steps taken (labels, negatives, impressions) */
+} dr_apply_result_t;
+
+/* Learns from one event for user u (test, then train). `event_seed` makes
+ * negative sampling reproducible (derive it from the event's position).
+ * Records the event in u's recent ring and counts it. Returns 0, or
+ * DR_ENOMEM / DR_ERANGE when the item cannot get a row. */
+int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev,
+                     uint64_t event_seed, dr_apply_result_t *res);
+
+/* s(u,i) for one item index. */
+float dr_model_score(const dr_model_t *m, const dr_user_t *u, int64_t idx);
+/* Writes û + v_u into out (dim floats). */
+void dr_model_user_vector(const dr_model_t *m, const dr_user_t *u, float *out);
+
+/* --- persistence: fixed little-endian encodings, version byte first --- */
+
+/* Per-item dirty tracking for write-back. */
+size_t dr_model_dirty_items(const dr_model_t *m);
+/* Calls fn for each dirty item with its encoded record, then clears the
+ * dirty marks. Stops at the first non-zero return and returns it. */
+typedef int (*dr_item_sink_fn)(void *ctx, int64_t item_id, const void *rec, size_t len);
+int dr_model_drain_dirty_items(dr_model_t *m, dr_item_sink_fn fn, void *ctx);
+/* Restores one item from its record. DR_ECORRUPT on a bad record. */
+int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t len);
+
+/* Global parameters (û, μ, version, popularity ring) as one record. */
+int dr_model_encode_globals(const dr_model_t *m, uint8_t **out, size_t *len);
+int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len);
+
+/* User records. encode allocates *out (free() it). */
+int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len);
+int dr_user_decode(int64_t user_id, int dim, const void *rec, size_t len, dr_user_t **out);
+
+#endif /* DR_LEARNER_H */

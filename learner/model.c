@@ -1,0 +1,607 @@
+/* model.c - the online factor model: item matrix, prior û, per-event SGD on
+ * v_u (inner loop) and on item parameters, plus their binary records.
+ * See dr_learner.h for the scoring formulas and the threading contract. */
+#include "dr_learner.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dr_bytes.h"
+#include "dr_err.h"
+
+#define USER_RECORD_VERSION 1
+#define ITEM_RECORD_VERSION 1
+#define GLOBALS_RECORD_VERSION 1
+
+struct dr_model {
+    dr_learner_conf_t conf;
+    int dim;
+    /* items, by dense index */
+    size_t n_items, cap_items;
+    float *q;
+    float *bias;
+    int64_t *ids;
+    uint8_t *excluded;
+    uint8_t *dirty;
+    uint64_t *count;      /* events applied per item */
+    int64_t *dirty_list;  /* indices of dirty items */
+    size_t n_dirty;
+    /* id -> index, open addressing, power-of-two slots, -1 = empty */
+    int64_t *slot_id;
+    int64_t *slot_idx;
+    size_t n_slots;
+    /* shared parameters */
+    float *prior;          /* û */
+    double mu;             /* global mean rating */
+    uint64_t n_ratings;
+    int64_t version;
+    int64_t pop[DR_POP_RING]; /* recent positives, sampled for negatives */
+    uint32_t pop_len, pop_head;
+    float *scratch;        /* dim floats: û + v_u */
+};
+
+void dr_learner_conf_default(dr_learner_conf_t *c) {
+    memset(c, 0, sizeof(*c));
+    c->dim = 32;
+    c->mode = DR_MODE_IMPLICIT;
+    c->lr_user = 0.5f;
+    c->lr_item = 0.1f;
+    c->reg_user = 0.01f;
+    c->reg_item = 0.001f;
+    c->weight[DR_EV_IMPRESSION] = 0.0f; /* see impression_weight */
+    c->weight[DR_EV_CLICK] = 1.0f;
+    c->weight[DR_EV_LIKE] = 1.5f;
+    c->weight[DR_EV_SHARE] = 2.0f;
+    c->weight[DR_EV_COMMENT] = 1.5f;
+    c->weight[DR_EV_PURCHASE] = 3.0f;
+    c->weight[DR_EV_HIDE] = 2.0f;
+    c->weight[DR_EV_DWELL] = 1.0f;
+    c->weight[DR_EV_RATE] = 1.0f;
+    c->dwell_threshold_s = 10.0f;
+    c->impression_weight = 0.1f;
+    c->impression_timeout_ms = 60000;
+    c->negatives = 2;
+    c->negative_weight = 1.0f;
+    c->grad_clip = 5.0f;
+    c->max_norm = 10.0f;
+    c->init_scale = 0.3f;
+    c->recent_items = 32;
+    c->max_items = 10000000;
+    c->seed = 42;
+}
+
+int dr_learner_conf_check(const dr_learner_conf_t *c, char *errstr, size_t n) {
+    const char *bad = NULL;
+    if (c->dim < 1 || c->dim > DR_MAX_DIM) bad = "learner.dim must be in [1, 512]";
+    else if (c->mode != DR_MODE_IMPLICIT && c->mode != DR_MODE_RATING) bad = "learner.mode";
+    else if (!(c->lr_user >= 0 && c->lr_user <= 10) || !(c->lr_item >= 0 && c->lr_item <= 10))
+        bad = "learner.lr.* must be in [0, 10]";
+    else if (!(c->reg_user >= 0) || !(c->reg_item >= 0)) bad = "learner.reg.* must be >= 0";
+    else if (c->recent_items < 1 || c->recent_items > DR_RECENT_MAX)
+        bad = "learner.recent.items must be in [1, 64]";
+    else if (c->negatives < 0 || c->negatives > 100) bad = "learner.negatives must be in [0, 100]";
+    else if (!(c->grad_clip > 0) || !(c->max_norm > 0)) bad = "learner.grad.clip and learner.max.norm must be > 0";
+    else if (c->max_items < 1) bad = "learner.max.items must be >= 1";
+    if (!bad) return 0;
+    snprintf(errstr, n, "%s", bad);
+    return DR_ECONFIG;
+}
+
+/* ---- users ---------------------------------------------------------------- */
+
+size_t dr_user_size(int dim) { return sizeof(dr_user_t) + (size_t)dim * sizeof(float); }
+
+dr_user_t *dr_user_new(int64_t user_id, int dim) {
+    dr_user_t *u = calloc(1, dr_user_size(dim));
+    if (!u) return NULL;
+    u->user_id = user_id;
+    u->last_source.partition = -1;
+    u->last_source.offset = -1;
+    return u;
+}
+
+void dr_user_free(dr_user_t *u) { free(u); }
+
+bool dr_user_has_recent(const dr_user_t *u, int64_t item_id) {
+    for (unsigned i = 0; i < u->recent_len; i++)
+        if (u->recent[i].item_id == item_id) return true;
+    return false;
+}
+
+static void user_remember(dr_user_t *u, const dr_event_t *ev, int ring) {
+    dr_recent_event_t *r = &u->recent[u->recent_head];
+    r->item_id = ev->item_id;
+    r->value = ev->value;
+    r->type = (uint8_t)ev->type;
+    u->recent_head = (uint16_t)((u->recent_head + 1) % ring);
+    if (u->recent_len < ring) u->recent_len++;
+}
+
+/* ---- items ---------------------------------------------------------------- */
+
+static int grow_slots(dr_model_t *m) {
+    size_t n = m->n_slots ? m->n_slots * 2 : 1024;
+    int64_t *ids = malloc(n * sizeof(*ids)), *idx = malloc(n * sizeof(*idx));
+    if (!ids || !idx) { free(ids); free(idx); return DR_ENOMEM; }
+    for (size_t i = 0; i < n; i++) ids[i] = -1;
+    for (size_t i = 0; i < m->n_items; i++) {
+        size_t s = dr_mix64((uint64_t)m->ids[i]) & (n - 1);
+        while (ids[s] != -1) s = (s + 1) & (n - 1);
+        ids[s] = m->ids[i];
+        idx[s] = (int64_t)i;
+    }
+    free(m->slot_id);
+    free(m->slot_idx);
+    m->slot_id = ids;
+    m->slot_idx = idx;
+    m->n_slots = n;
+    return 0;
+}
+
+/* realloc that leaves *p untouched on failure. */
+static int grow_array(void **p, size_t elem_size, size_t count) {
+    void *np = realloc(*p, elem_size * count);
+    if (!np) return DR_ENOMEM;
+    *p = np;
+    return 0;
+}
+
+static int grow_items(dr_model_t *m) {
+    size_t n = m->cap_items ? m->cap_items * 2 : 1024;
+    if (grow_array((void **)&m->q, sizeof(float) * (size_t)m->dim, n) ||
+        grow_array((void **)&m->bias, sizeof(float), n) ||
+        grow_array((void **)&m->ids, sizeof(int64_t), n) ||
+        grow_array((void **)&m->excluded, 1, n) || grow_array((void **)&m->dirty, 1, n) ||
+        grow_array((void **)&m->count, sizeof(uint64_t), n) ||
+        grow_array((void **)&m->dirty_list, sizeof(int64_t), n))
+        return DR_ENOMEM;
+    m->cap_items = n;
+    return 0;
+}
+
+static void item_init(dr_model_t *m, size_t idx, int64_t item_id) {
+    uint64_t s = dr_mix64((uint64_t)item_id ^ m->conf.seed);
+    float *q = m->q + idx * (size_t)m->dim;
+    for (int k = 0; k < m->dim; k++)
+        q[k] = (float)((dr_rand01(&s) * 2.0 - 1.0) * m->conf.init_scale);
+    m->bias[idx] = 0.0f;
+    m->ids[idx] = item_id;
+    m->excluded[idx] = 0;
+    m->dirty[idx] = 0;
+    m->count[idx] = 0;
+}
+
+static void mark_item_dirty(dr_model_t *m, size_t idx) {
+    if (m->dirty[idx]) return;
+    m->dirty[idx] = 1;
+    m->dirty_list[m->n_dirty++] = (int64_t)idx;
+}
+
+int64_t dr_model_item_index(dr_model_t *m, int64_t item_id, bool create) {
+    size_t mask = m->n_slots - 1;
+    size_t s = dr_mix64((uint64_t)item_id) & mask;
+    for (; m->slot_id[s] != -1; s = (s + 1) & mask)
+        if (m->slot_id[s] == item_id) return m->slot_idx[s];
+    if (!create) return DR_ENOTFOUND;
+    if (item_id < 0 || item_id >= DR_MAX_ID) return DR_ERANGE;
+    if ((int64_t)m->n_items >= m->conf.max_items) return DR_ERANGE;
+    if (m->n_items == m->cap_items && grow_items(m) != 0) return DR_ENOMEM;
+    size_t idx = m->n_items++;
+    item_init(m, idx, item_id);
+    if (m->n_items * 2 > m->n_slots) {
+        if (grow_slots(m) != 0) { m->n_items--; return DR_ENOMEM; }
+        return (int64_t)idx; /* the rehash placed it */
+    }
+    m->slot_id[s] = item_id;
+    m->slot_idx[s] = (int64_t)idx;
+    return (int64_t)idx;
+}
+
+int dr_model_set_item_excluded(dr_model_t *m, int64_t item_id, bool excluded) {
+    int64_t idx = dr_model_item_index(m, item_id, true);
+    if (idx < 0) return (int)idx;
+    m->excluded[idx] = excluded ? 1 : 0;
+    mark_item_dirty(m, (size_t)idx);
+    return 0;
+}
+
+void dr_model_items(const dr_model_t *m, dr_items_view_t *v) {
+    v->n = m->n_items;
+    v->dim = m->dim;
+    v->q = m->q;
+    v->bias = m->bias;
+    v->ids = m->ids;
+    v->excluded = m->excluded;
+}
+
+/* ---- model lifecycle ------------------------------------------------------ */
+
+int dr_model_new(dr_model_t **out, const dr_learner_conf_t *conf, char *errstr, size_t n) {
+    *out = NULL;
+    int err = dr_learner_conf_check(conf, errstr, n);
+    if (err) return err;
+    dr_model_t *m = calloc(1, sizeof(*m));
+    if (!m) goto out_nomem;
+    m->conf = *conf;
+    m->dim = conf->dim;
+    m->prior = calloc((size_t)m->dim, sizeof(float));
+    m->scratch = calloc((size_t)m->dim, sizeof(float));
+    if (!m->prior || !m->scratch || grow_items(m) != 0 || grow_slots(m) != 0) goto out_nomem;
+    *out = m;
+    return 0;
+out_nomem:
+    dr_model_free(m);
+    snprintf(errstr, n, "out of memory creating the model");
+    return DR_ENOMEM;
+}
+
+void dr_model_free(dr_model_t *m) {
+    if (!m) return;
+    free(m->q);
+    free(m->bias);
+    free(m->ids);
+    free(m->excluded);
+    free(m->dirty);
+    free(m->count);
+    free(m->dirty_list);
+    free(m->slot_id);
+    free(m->slot_idx);
+    free(m->prior);
+    free(m->scratch);
+    free(m);
+}
+
+const dr_learner_conf_t *dr_model_conf(const dr_model_t *m) { return &m->conf; }
+const float *dr_model_prior(const dr_model_t *m) { return m->prior; }
+int64_t dr_model_version(const dr_model_t *m) { return m->version; }
+
+/* ---- scoring -------------------------------------------------------------- */
+
+void dr_model_user_vector(const dr_model_t *m, const dr_user_t *u, float *out) {
+    for (int k = 0; k < m->dim; k++) out[k] = m->prior[k] + u->v[k];
+}
+
+static float dot(const float *a, const float *b, int n) {
+    float s = 0.0f;
+    for (int k = 0; k < n; k++) s += a[k] * b[k];
+    return s;
+}
+
+float dr_model_score(const dr_model_t *m, const dr_user_t *u, int64_t idx) {
+    const float *q = m->q + (size_t)idx * (size_t)m->dim;
+    float s = m->bias[idx];
+    for (int k = 0; k < m->dim; k++) s += (m->prior[k] + u->v[k]) * q[k];
+    return s;
+}
+
+/* ---- learning ------------------------------------------------------------- */
+
+static float clampf(float x, float lim) { return x > lim ? lim : (x < -lim ? -lim : x); }
+
+/* Scales v so that ‖v‖ <= lim; keeps NaN out by resetting a broken vector. */
+static void bound_norm(float *v, int n, float lim) {
+    float s = dot(v, v, n);
+    if (!isfinite(s)) { memset(v, 0, (size_t)n * sizeof(float)); return; }
+    if (s > lim * lim) {
+        float f = lim / sqrtf(s);
+        for (int k = 0; k < n; k++) v[k] *= f;
+    }
+}
+
+/* One SGD step of the factor part, with gradient g on the score (already
+ * weighted and clipped): v_u ← v_u − α(g·q_i + λ_u·v_u), q_i and b_i alike. */
+static void sgd_step(dr_model_t *m, dr_user_t *u, size_t idx, float g, float lr_bias_reg) {
+    const dr_learner_conf_t *c = &m->conf;
+    float *q = m->q + idx * (size_t)m->dim;
+    float *ue = m->scratch;
+    dr_model_user_vector(m, u, ue);
+    for (int k = 0; k < m->dim; k++) {
+        float qk = q[k];
+        u->v[k] -= c->lr_user * (g * qk + c->reg_user * u->v[k]);
+        q[k] -= c->lr_item * (g * ue[k] + c->reg_item * qk);
+    }
+    m->bias[idx] -= c->lr_item * (g + lr_bias_reg * m->bias[idx]);
+    bound_norm(u->v, m->dim, c->max_norm);
+    bound_norm(q, m->dim, c->max_norm);
+    if (!isfinite(m->bias[idx])) m->bias[idx] = 0.0f;
+    m->count[idx]++;
+    mark_item_dirty(m, idx);
+}
+
+static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* Logistic step toward label y with weight w; returns the loss before it. */
+static float logistic_step(dr_model_t *m, dr_user_t *u, size_t idx, float y, float w,
+                           float *pred) {
+    float p = sigmoidf(dr_model_score(m, u, (int64_t)idx));
+    float eps = 1e-7f;
+    float loss = -(y * logf(p + eps) + (1.0f - y) * logf(1.0f - p + eps));
+    if (pred) *pred = p;
+    sgd_step(m, u, idx, clampf(w * (p - y), m->conf.grad_clip), m->conf.reg_item);
+    return loss;
+}
+
+static int item_for(dr_model_t *m, int64_t item_id, size_t *idx) {
+    int64_t i = dr_model_item_index(m, item_id, true);
+    if (i < 0) return (int)i;
+    *idx = (size_t)i;
+    return 0;
+}
+
+static void pop_push(dr_model_t *m, int64_t item_id) {
+    m->pop[m->pop_head] = item_id;
+    m->pop_head = (m->pop_head + 1) % DR_POP_RING;
+    if (m->pop_len < DR_POP_RING) m->pop_len++;
+}
+
+/* k negatives drawn from recent positives (popularity-proportional). */
+static int sample_negatives(dr_model_t *m, dr_user_t *u, int64_t pos_item, uint64_t seed,
+                            int *updates) {
+    uint64_t s = dr_mix64(seed);
+    for (int n = 0; n < m->conf.negatives && m->pop_len > 1; n++) {
+        int64_t item = m->pop[dr_rand64(&s) % m->pop_len];
+        if (item == pos_item || dr_user_has_recent(u, item)) continue;
+        size_t idx = 0;
+        int err = item_for(m, item, &idx);
+        if (err) return err;
+        logistic_step(m, u, idx, 0.0f, m->conf.negative_weight, NULL);
+        (*updates)++;
+    }
+    return 0;
+}
+
+static int pending_find(const dr_user_t *u, int64_t item_id) {
+    for (int i = 0; i < u->pending_len; i++)
+        if (u->pending[i].item_id == item_id) return i;
+    return -1;
+}
+
+static void pending_remove(dr_user_t *u, int i) {
+    u->pending[i] = u->pending[--u->pending_len];
+}
+
+/* An impression that saw no engagement in time becomes a weak negative. */
+static int apply_stale_impressions(dr_model_t *m, dr_user_t *u, int64_t now_ms, bool force_one,
+                                   int *updates) {
+    for (int i = 0; i < u->pending_len;) {
+        bool stale = now_ms - u->pending[i].timestamp_ms > m->conf.impression_timeout_ms;
+        if (!stale && !(force_one && i == 0)) { i++; continue; }
+        size_t idx = 0;
+        int err = item_for(m, u->pending[i].item_id, &idx);
+        if (err) return err;
+        logistic_step(m, u, idx, 0.0f, m->conf.impression_weight, NULL);
+        (*updates)++;
+        pending_remove(u, i);
+        force_one = false;
+    }
+    return 0;
+}
+
+static int learn_implicit(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t seed,
+                          dr_apply_result_t *res) {
+    const dr_learner_conf_t *c = &m->conf;
+    int err = apply_stale_impressions(m, u, ev->timestamp_ms, false, &res->updates);
+    if (err) return err;
+    if (ev->type == DR_EV_IMPRESSION) {
+        if (pending_find(u, ev->item_id) >= 0) return 0;
+        if (u->pending_len == DR_PENDING_IMP &&
+            (err = apply_stale_impressions(m, u, ev->timestamp_ms, true, &res->updates)))
+            return err;
+        u->pending[u->pending_len].item_id = ev->item_id;
+        u->pending[u->pending_len].timestamp_ms = ev->timestamp_ms;
+        u->pending_len++;
+        return 0;
+    }
+    int p = pending_find(u, ev->item_id);
+    if (p >= 0) pending_remove(u, p);
+    float y = 1.0f, w = c->weight[ev->type];
+    if (ev->type == DR_EV_HIDE) y = 0.0f;
+    else if (ev->type == DR_EV_DWELL && ev->value < c->dwell_threshold_s) {
+        y = 0.0f; /* a short look: mild disinterest, like an ignored impression */
+        w = c->impression_weight;
+    }
+    size_t idx = 0;
+    if ((err = item_for(m, ev->item_id, &idx))) return err;
+    res->loss = logistic_step(m, u, idx, y, w, &res->prediction);
+    res->learned = true;
+    res->updates++;
+    if (y > 0.5f) {
+        if ((err = sample_negatives(m, u, ev->item_id, seed, &res->updates))) return err;
+        pop_push(m, ev->item_id);
+    }
+    return 0;
+}
+
+static int learn_rating(dr_model_t *m, dr_user_t *u, const dr_event_t *ev,
+                        dr_apply_result_t *res) {
+    if (ev->type != DR_EV_RATE) return 0;
+    size_t idx = 0;
+    int err = item_for(m, ev->item_id, &idx);
+    if (err) return err;
+    float pred = (float)m->mu + u->bias + dr_model_score(m, u, (int64_t)idx);
+    float e = pred - ev->value;
+    res->prediction = pred;
+    res->loss = e * e;
+    res->learned = true;
+    res->updates = 1;
+    e = clampf(e, m->conf.grad_clip);
+    u->bias -= m->conf.lr_user * (e + m->conf.reg_user * u->bias);
+    if (!isfinite(u->bias)) u->bias = 0.0f;
+    sgd_step(m, u, idx, e, m->conf.reg_user);
+    m->n_ratings++;
+    m->mu += (ev->value - m->mu) / (double)m->n_ratings;
+    return 0;
+}
+
+int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t event_seed,
+                     dr_apply_result_t *res) {
+    memset(res, 0, sizeof(*res));
+    int err = m->conf.mode == DR_MODE_RATING ? learn_rating(m, u, ev, res)
+                                             : learn_implicit(m, u, ev, event_seed, res);
+    if (err) return err;
+    if (ev->type != DR_EV_IMPRESSION) user_remember(u, ev, m->conf.recent_items);
+    u->events_applied++;
+    u->last_event_ms = ev->timestamp_ms;
+    return 0;
+}
+
+/* ---- records -------------------------------------------------------------- */
+
+static bool all_finite(const float *v, int n) {
+    for (int k = 0; k < n; k++)
+        if (!isfinite(v[k])) return false;
+    return true;
+}
+
+size_t dr_model_dirty_items(const dr_model_t *m) { return m->n_dirty; }
+
+static size_t item_record_size(int dim) { return 1 + 2 + 4 + 1 + 8 + (size_t)dim * 4; }
+
+int dr_model_drain_dirty_items(dr_model_t *m, dr_item_sink_fn fn, void *ctx) {
+    uint8_t buf[16 + DR_MAX_DIM * 4];
+    while (m->n_dirty > 0) {
+        size_t idx = (size_t)m->dirty_list[m->n_dirty - 1];
+        dr_writer_t w = {buf, 0, sizeof(buf), true};
+        dr_put_u8(&w, ITEM_RECORD_VERSION);
+        dr_put_u16(&w, (uint16_t)m->dim);
+        dr_put_f32(&w, m->bias[idx]);
+        dr_put_u8(&w, m->excluded[idx]);
+        dr_put_u64(&w, m->count[idx]);
+        dr_put_bytes(&w, m->q + idx * (size_t)m->dim, (size_t)m->dim * 4);
+        int err = fn(ctx, m->ids[idx], buf, w.len);
+        if (err) return err;
+        m->dirty[idx] = 0;
+        m->n_dirty--;
+    }
+    return 0;
+}
+
+int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t len) {
+    dr_reader_t r = {rec, len, 0, true};
+    if (len != item_record_size(m->dim) || dr_get_u8(&r) != ITEM_RECORD_VERSION ||
+        dr_get_u16(&r) != m->dim)
+        return DR_ECORRUPT;
+    int64_t i = dr_model_item_index(m, item_id, true);
+    if (i < 0) return (int)i;
+    size_t idx = (size_t)i;
+    m->bias[idx] = dr_get_f32(&r);
+    m->excluded[idx] = dr_get_u8(&r);
+    m->count[idx] = dr_get_u64(&r);
+    float *q = m->q + idx * (size_t)m->dim;
+    dr_get_bytes(&r, q, (size_t)m->dim * 4);
+    if (!r.ok || !all_finite(q, m->dim) || !isfinite(m->bias[idx])) {
+        item_init(m, idx, item_id); /* never let a bad record put NaN in the model */
+        return DR_ECORRUPT;
+    }
+    return 0;
+}
+
+int dr_model_encode_globals(const dr_model_t *m, uint8_t **out, size_t *len) {
+    size_t cap = 64 + (size_t)m->dim * 4 + DR_POP_RING * 8;
+    uint8_t *buf = malloc(cap);
+    if (!buf) return DR_ENOMEM;
+    dr_writer_t w = {buf, 0, cap, true};
+    dr_put_u8(&w, GLOBALS_RECORD_VERSION);
+    dr_put_u16(&w, (uint16_t)m->dim);
+    dr_put_f64(&w, m->mu);
+    dr_put_u64(&w, m->n_ratings);
+    dr_put_i64(&w, m->version);
+    dr_put_bytes(&w, m->prior, (size_t)m->dim * 4);
+    dr_put_u32(&w, m->pop_len);
+    dr_put_u32(&w, m->pop_head);
+    dr_put_bytes(&w, m->pop, (size_t)m->pop_len * 8);
+    *out = buf;
+    *len = w.len;
+    return 0;
+}
+
+int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
+    dr_reader_t r = {rec, len, 0, true};
+    if (dr_get_u8(&r) != GLOBALS_RECORD_VERSION || dr_get_u16(&r) != m->dim) return DR_ECORRUPT;
+    m->mu = dr_get_f64(&r);
+    m->n_ratings = dr_get_u64(&r);
+    m->version = dr_get_i64(&r);
+    dr_get_bytes(&r, m->prior, (size_t)m->dim * 4);
+    uint32_t pop_len = dr_get_u32(&r), pop_head = dr_get_u32(&r);
+    if (!r.ok || pop_len > DR_POP_RING || pop_head >= DR_POP_RING) return DR_ECORRUPT;
+    m->pop_len = pop_len;
+    m->pop_head = pop_head;
+    dr_get_bytes(&r, m->pop, (size_t)pop_len * 8);
+    if (!r.ok || r.pos != len || !all_finite(m->prior, m->dim) || !isfinite(m->mu)) {
+        memset(m->prior, 0, (size_t)m->dim * sizeof(float));
+        return DR_ECORRUPT;
+    }
+    return 0;
+}
+
+int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
+    size_t cap = 64 + (size_t)u->recent_len * 13 + (size_t)u->pending_len * 16 +
+                 (size_t)u->last_list_len * 8 + (size_t)dim * 4;
+    uint8_t *buf = malloc(cap);
+    if (!buf) return DR_ENOMEM;
+    dr_writer_t w = {buf, 0, cap, true};
+    dr_put_u8(&w, USER_RECORD_VERSION);
+    dr_put_u16(&w, (uint16_t)dim);
+    dr_put_u64(&w, u->events_applied);
+    dr_put_i64(&w, u->last_event_ms);
+    dr_put_u32(&w, (uint32_t)u->last_source.partition);
+    dr_put_i64(&w, u->last_source.offset);
+    dr_put_f32(&w, u->bias);
+    dr_put_u8(&w, (uint8_t)u->recent_len);
+    dr_put_u8(&w, (uint8_t)u->recent_head);
+    for (unsigned i = 0; i < u->recent_len; i++) {
+        dr_put_i64(&w, u->recent[i].item_id);
+        dr_put_f32(&w, u->recent[i].value);
+        dr_put_u8(&w, u->recent[i].type);
+    }
+    dr_put_u8(&w, u->pending_len);
+    for (unsigned i = 0; i < u->pending_len; i++) {
+        dr_put_i64(&w, u->pending[i].item_id);
+        dr_put_i64(&w, u->pending[i].timestamp_ms);
+    }
+    dr_put_u8(&w, u->last_list_len);
+    for (unsigned i = 0; i < u->last_list_len; i++) dr_put_i64(&w, u->last_list[i]);
+    dr_put_bytes(&w, u->v, (size_t)dim * 4);
+    *out = buf;
+    *len = w.len;
+    return 0;
+}
+
+int dr_user_decode(int64_t user_id, int dim, const void *rec, size_t len, dr_user_t **out) {
+    dr_reader_t r = {rec, len, 0, true};
+    *out = NULL;
+    if (dr_get_u8(&r) != USER_RECORD_VERSION || dr_get_u16(&r) != dim) return DR_ECORRUPT;
+    dr_user_t *u = dr_user_new(user_id, dim);
+    if (!u) return DR_ENOMEM;
+    u->events_applied = dr_get_u64(&r);
+    u->last_event_ms = dr_get_i64(&r);
+    u->last_source.partition = (int32_t)dr_get_u32(&r);
+    u->last_source.offset = dr_get_i64(&r);
+    u->bias = dr_get_f32(&r);
+    u->recent_len = dr_get_u8(&r);
+    u->recent_head = dr_get_u8(&r);
+    if (u->recent_len > DR_RECENT_MAX || u->recent_head >= DR_RECENT_MAX) goto out_corrupt;
+    for (unsigned i = 0; i < u->recent_len; i++) {
+        u->recent[i].item_id = dr_get_i64(&r);
+        u->recent[i].value = dr_get_f32(&r);
+        u->recent[i].type = dr_get_u8(&r);
+    }
+    u->pending_len = dr_get_u8(&r);
+    if (u->pending_len > DR_PENDING_IMP) goto out_corrupt;
+    for (unsigned i = 0; i < u->pending_len; i++) {
+        u->pending[i].item_id = dr_get_i64(&r);
+        u->pending[i].timestamp_ms = dr_get_i64(&r);
+    }
+    u->last_list_len = dr_get_u8(&r);
+    if (u->last_list_len > DR_LAST_LIST) goto out_corrupt;
+    for (unsigned i = 0; i < u->last_list_len; i++) u->last_list[i] = dr_get_i64(&r);
+    dr_get_bytes(&r, u->v, (size_t)dim * 4);
+    if (!r.ok || r.pos != len || !all_finite(u->v, dim) || !isfinite(u->bias)) goto out_corrupt;
+    *out = u;
+    return 0;
+out_corrupt:
+    dr_user_free(u);
+    return DR_ECORRUPT;
+}

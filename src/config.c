@@ -1,0 +1,288 @@
+/* config.c - the settings table: one row per key with type, target field,
+ * bounds, default and doc, so parsing, validation, defaults and the
+ * generated ops/CONFIG.md all come from the same place. */
+#include "dr_config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "dr_err.h"
+
+typedef enum { T_INT, T_FLOAT, T_BOOL, T_STR, T_I64 } conf_type_t;
+
+typedef struct conf_row {
+    const char *key;
+    conf_type_t type;
+    size_t offset;
+    size_t size;        /* T_STR: buffer size */
+    double min, max;
+    const char *def;
+    const char *choices; /* T_STR: "a|b" or NULL */
+    const char *doc;
+} conf_row_t;
+
+#define F(field) offsetof(dr_config_t, field)
+#define S(field) offsetof(dr_config_t, field), sizeof(((dr_config_t *)0)->field)
+#define W(t) offsetof(dr_config_t, learner.weight[t]), 0
+
+static const conf_row_t rows[] = {
+    {"topic.events", T_STR, S(topic_events), 0, 0, "driftrec.events", NULL, "Topic of UserEvent records (keyed by user)."},
+    {"topic.recommendations", T_STR, S(topic_recs), 0, 0, "driftrec.recommendations", NULL, "Topic the lists are published to, keyed by user_id (make it compacted)."},
+    {"topic.dlq", T_STR, S(topic_dlq), 0, 0, "", NULL, "Dead-letter topic for records that fail decoding or validation; empty means `<topic.events>.dlq`."},
+    {"topic.catalog", T_STR, S(topic_catalog), 0, 0, "", NULL, "Topic of Item catalog records (blocked/deleted items, embeddings); empty: none."},
+    {"group.id", T_STR, S(group_id), 0, 0, "driftrec", NULL, "Kafka consumer group; instances in one group split the partitions."},
+    {"state.dir", T_STR, S(state_dir), 0, 0, "driftrec-state", NULL, "RocksDB directory holding users, items, globals and consumed offsets."},
+    {"state.commit.interval.ms", T_INT, F(commit_interval_ms), 0, 10, 600000, "1000", NULL, "How often dirty state and offsets are written in one atomic batch."},
+    {"state.cache.users", T_INT, F(cache_users), 0, 1, 100000000, "200000", NULL, "Hot users kept in memory (clean ones beyond this are evicted)."},
+    {"state.block.cache.mb", T_INT, F(block_cache_mb), 0, 1, 65536, "256", NULL, "RocksDB block cache size."},
+    {"state.sync", T_BOOL, F(state_sync), 0, 0, 1, "false", NULL, "fsync every commit (the WAL is always on; this also survives power loss)."},
+    {"ingest.batch", T_INT, F(ingest_batch), 0, 1, 100000, "4096", NULL, "Most records taken from the consumer queue per wake-up."},
+    {"ingest.max.dirty.users", T_INT, F(max_dirty_users), 0, 100, 100000000, "200000", NULL, "Pause consumption while more users than this wait for their list."},
+    {"ingest.max.producer.queue", T_INT, F(max_producer_queue), 0, 100, 100000000, "200000", NULL, "Pause consumption while more produced messages than this are undelivered."},
+    {"emit.interval.ms", T_INT, F(emit_interval_ms), 0, 1, 600000, "100", NULL, "How often the lists of changed users are recomputed and published."},
+    {"emit.batch", T_INT, F(emit_batch), 0, 1, 65536, "512", NULL, "Users scored per sgemm call."},
+    {"emit.topk", T_INT, F(topk), 0, 1, 10000, "50", NULL, "Length of each published list."},
+    {"learner.mode", T_STR, S(learner_mode), 0, 0, "implicit", "implicit|rating", "implicit: engagement labels, logistic loss; rating: RATE events, squared loss."},
+    {"learner.dim", T_INT, F(learner.dim), 0, 1, DR_MAX_DIM, "32", NULL, "Latent dimension d."},
+    {"learner.lr.user", T_FLOAT, F(learner.lr_user), 0, 0, 10, "0.5", NULL, "SGD rate of the per-user delta v_u and bias b_u."},
+    {"learner.lr.item", T_FLOAT, F(learner.lr_item), 0, 0, 10, "0.1", NULL, "SGD rate of item vectors q_i and biases b_i."},
+    {"learner.reg.user", T_FLOAT, F(learner.reg_user), 0, 0, 10, "0.01", NULL, "L2 on v_u: pulls the user toward the shared prior."},
+    {"learner.reg.item", T_FLOAT, F(learner.reg_item), 0, 0, 10, "0.001", NULL, "L2 on item parameters."},
+    {"learner.weight.click", T_FLOAT, W(DR_EV_CLICK), 0, 100, "1.0", NULL, "Label weight of a CLICK (positive)."},
+    {"learner.weight.like", T_FLOAT, W(DR_EV_LIKE), 0, 100, "1.5", NULL, "Label weight of a LIKE (positive)."},
+    {"learner.weight.share", T_FLOAT, W(DR_EV_SHARE), 0, 100, "2.0", NULL, "Label weight of a SHARE (positive)."},
+    {"learner.weight.comment", T_FLOAT, W(DR_EV_COMMENT), 0, 100, "1.5", NULL, "Label weight of a COMMENT (positive)."},
+    {"learner.weight.purchase", T_FLOAT, W(DR_EV_PURCHASE), 0, 100, "3.0", NULL, "Label weight of a PURCHASE (positive)."},
+    {"learner.weight.hide", T_FLOAT, W(DR_EV_HIDE), 0, 100, "2.0", NULL, "Label weight of a HIDE (strong negative)."},
+    {"learner.weight.dwell", T_FLOAT, W(DR_EV_DWELL), 0, 100, "1.0", NULL, "Label weight of a DWELL at or above the threshold (positive)."},
+    {"learner.weight.rate", T_FLOAT, W(DR_EV_RATE), 0, 100, "1.0", NULL, "Label weight of a RATE event in implicit mode (positive)."},
+    {"learner.dwell.threshold.s", T_FLOAT, F(learner.dwell_threshold_s), 0, 0, 86400, "10", NULL, "DWELL seconds from which a dwell is a positive (shorter: weak negative)."},
+    {"learner.impression.weight", T_FLOAT, F(learner.impression_weight), 0, 0, 100, "0.1", NULL, "Weight of the weak negative for an impression with no engagement."},
+    {"learner.impression.timeout.ms", T_I64, F(learner.impression_timeout_ms), 0, 0, 8.64e7, "60000", NULL, "Event-time window in which engagement cancels an impression's negative."},
+    {"learner.negatives", T_INT, F(learner.negatives), 0, 0, 100, "2", NULL, "Negatives sampled by popularity per positive."},
+    {"learner.negative.weight", T_FLOAT, F(learner.negative_weight), 0, 0, 100, "1.0", NULL, "Label weight of each sampled negative."},
+    {"learner.grad.clip", T_FLOAT, F(learner.grad_clip), 0, 1e-6, 1e6, "5", NULL, "Bound on one event's gradient on the score."},
+    {"learner.max.norm", T_FLOAT, F(learner.max_norm), 0, 1e-6, 1e6, "10", NULL, "Bound on the norm of q_i and v_u."},
+    {"learner.init.scale", T_FLOAT, F(learner.init_scale), 0, 0, 10, "0.3", NULL, "New item vectors start uniform in [-s, s] (seeded by item id)."},
+    {"learner.recent.items", T_INT, F(learner.recent_items), 0, 1, DR_RECENT_MAX, "32", NULL, "Per-user ring of recent events (excluded from the user's lists)."},
+    {"learner.max.items", T_I64, F(learner.max_items), 0, 1, 1e9, "10000000", NULL, "Catalog bound: items beyond it are rejected to the DLQ."},
+    {"learner.seed", T_I64, F(learner.seed), 0, 0, 9.0e15, "42", NULL, "Seed of item initialisation and negative sampling."},
+    {"schema.framing", T_STR, S(framing), 0, 0, "confluent", "confluent|plain", "confluent: magic byte, 4-byte schema id, Avro binary; plain: Avro binary only."},
+    {"schema.id.event", T_INT, F(codec.schema_id[DR_SCHEMA_EVENT]), 0, 0, 2147483647, "1", NULL, "Schema id of schemas/UserEvent.avsc in the framing."},
+    {"schema.id.recommendations", T_INT, F(codec.schema_id[DR_SCHEMA_RECS]), 0, 0, 2147483647, "2", NULL, "Schema id of schemas/Recommendations.avsc."},
+    {"schema.id.item", T_INT, F(codec.schema_id[DR_SCHEMA_ITEM]), 0, 0, 2147483647, "3", NULL, "Schema id of schemas/Item.avsc."},
+    {"schema.writers", T_STR, S(writer_schemas), 0, 0, "", NULL, "Other producers' writer schemas: comma-separated `id:event|item:path.avsc`."},
+    {"log.level", T_STR, S(log_level), 0, 0, "info", "debug|info|warn|error|off", "Least severe level logged."},
+    {"shutdown.timeout.ms", T_INT, F(shutdown_timeout_ms), 0, 100, 600000, "10000", NULL, "Longest a SIGTERM/SIGINT shutdown waits for deliveries."},
+};
+#define N_ROWS (sizeof(rows) / sizeof(rows[0]))
+
+static const conf_row_t *find_row(const char *key) {
+    for (size_t i = 0; i < N_ROWS; i++)
+        if (strcmp(rows[i].key, key) == 0) return &rows[i];
+    return NULL;
+}
+
+static int bad(char *errstr, size_t n, const char *key, const char *why, const char *value) {
+    snprintf(errstr, n, "%s: %s (got \"%s\")", key, why, value);
+    return DR_ECONFIG;
+}
+
+static bool in_choices(const char *choices, const char *v) {
+    size_t len = strlen(v);
+    for (const char *p = choices; p && *p;) {
+        const char *bar = strchr(p, '|');
+        size_t n = bar ? (size_t)(bar - p) : strlen(p);
+        if (n == len && strncmp(p, v, n) == 0) return true;
+        p = bar ? bar + 1 : NULL;
+    }
+    return false;
+}
+
+static int set_row(dr_config_t *cfg, const conf_row_t *r, const char *v, char *errstr, size_t n) {
+    char *end = NULL;
+    void *dst = (char *)cfg + r->offset;
+    errno = 0;
+    switch (r->type) {
+    case T_INT: case T_I64: {
+        long long x = strtoll(v, &end, 10);
+        if (*v == '\0' || *end != '\0' || errno) return bad(errstr, n, r->key, "not an integer", v);
+        if (x < r->min || x > r->max) return bad(errstr, n, r->key, "out of range", v);
+        if (r->type == T_INT) *(int *)dst = (int)x;
+        else *(int64_t *)dst = (int64_t)x;
+        return 0;
+    }
+    case T_FLOAT: {
+        double x = strtod(v, &end);
+        if (*v == '\0' || *end != '\0' || errno || !isfinite(x))
+            return bad(errstr, n, r->key, "not a number", v);
+        if (x < r->min || x > r->max) return bad(errstr, n, r->key, "out of range", v);
+        *(float *)dst = (float)x;
+        return 0;
+    }
+    case T_BOOL:
+        if (!strcasecmp(v, "true") || !strcmp(v, "1")) *(bool *)dst = true;
+        else if (!strcasecmp(v, "false") || !strcmp(v, "0")) *(bool *)dst = false;
+        else return bad(errstr, n, r->key, "expected true or false", v);
+        return 0;
+    case T_STR:
+        if (strlen(v) >= r->size) return bad(errstr, n, r->key, "too long", v);
+        if (r->choices && !in_choices(r->choices, v))
+            return bad(errstr, n, r->key, r->choices, v);
+        strcpy(dst, v);
+        return 0;
+    }
+    return DR_ECONFIG;
+}
+
+static int set_kafka(dr_config_t *cfg, const char *key, const char *value, char *errstr, size_t n) {
+    const char *rk = key + strlen("kafka.");
+    if (*rk == '\0' || strlen(rk) >= DR_NAME_MAX || strlen(value) >= DR_PATH_MAX)
+        return bad(errstr, n, key, "bad kafka property", "");
+    for (int i = 0; i < cfg->n_kafka; i++)
+        if (strcmp(cfg->kafka[i].key, rk) == 0) { strcpy(cfg->kafka[i].value, value); return 0; }
+    if (cfg->n_kafka == DR_KAFKA_PROPS_MAX) return bad(errstr, n, key, "too many kafka.* keys", "");
+    strcpy(cfg->kafka[cfg->n_kafka].key, rk);
+    strcpy(cfg->kafka[cfg->n_kafka].value, value);
+    cfg->n_kafka++;
+    return 0;
+}
+
+int dr_config_set(dr_config_t *cfg, const char *key, const char *value, char *errstr, size_t n) {
+    if (strncmp(key, "kafka.", 6) == 0) return set_kafka(cfg, key, value, errstr, n);
+    const conf_row_t *r = find_row(key);
+    if (!r) {
+        snprintf(errstr, n, "%s: unknown key (see ops/CONFIG.md; Kafka client keys take the kafka. prefix)", key);
+        return DR_ECONFIG;
+    }
+    return set_row(cfg, r, value, errstr, n);
+}
+
+void dr_config_default(dr_config_t *cfg) {
+    char err[256];
+    memset(cfg, 0, sizeof(*cfg));
+    dr_learner_conf_default(&cfg->learner);
+    dr_codec_conf_default(&cfg->codec);
+    for (size_t i = 0; i < N_ROWS; i++) (void)set_row(cfg, &rows[i], rows[i].def, err, sizeof(err));
+    (void)set_kafka(cfg, "kafka.bootstrap.servers", "localhost:9092", err, sizeof(err));
+}
+
+static char *trim(char *s) {
+    while (isspace((unsigned char)*s)) s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1])) *--e = '\0';
+    return s;
+}
+
+int dr_config_set_pair(dr_config_t *cfg, const char *pair, char *errstr, size_t n) {
+    char buf[DR_PATH_MAX + DR_NAME_MAX];
+    if (strlen(pair) >= sizeof(buf)) return bad(errstr, n, "--set", "too long", "");
+    strcpy(buf, pair);
+    char *eq = strchr(buf, '=');
+    if (!eq) return bad(errstr, n, pair, "expected key=value", pair);
+    *eq = '\0';
+    return dr_config_set(cfg, trim(buf), trim(eq + 1), errstr, n);
+}
+
+int dr_config_load_file(dr_config_t *cfg, const char *path, char *errstr, size_t n) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(errstr, n, "%s: %s", path, strerror(errno));
+        return DR_EIO;
+    }
+    char line[4096], inner[1024];
+    int lineno = 0, err = 0;
+    while (!err && fgets(line, sizeof(line), f)) {
+        lineno++;
+        char *s = trim(line);
+        if (*s == '\0' || *s == '#') continue;
+        err = dr_config_set_pair(cfg, s, inner, sizeof(inner));
+        if (err) snprintf(errstr, n, "%s:%d: %s", path, lineno, inner);
+    }
+    fclose(f);
+    return err;
+}
+
+int dr_config_finish(dr_config_t *cfg, char *errstr, size_t n) {
+    if (cfg->topic_dlq[0] == '\0') {
+        if (strlen(cfg->topic_events) + 4 >= sizeof(cfg->topic_dlq))
+            return bad(errstr, n, "topic.events", "too long", cfg->topic_events);
+        snprintf(cfg->topic_dlq, sizeof(cfg->topic_dlq), "%s.dlq", cfg->topic_events);
+    }
+    cfg->learner.mode = strcmp(cfg->learner_mode, "rating") == 0 ? DR_MODE_RATING : DR_MODE_IMPLICIT;
+    cfg->codec.framing = strcmp(cfg->framing, "plain") == 0 ? DR_FRAMING_PLAIN : DR_FRAMING_CONFLUENT;
+    if (cfg->topk > 0 && cfg->emit_batch < 1) return bad(errstr, n, "emit.batch", "must be >= 1", "");
+    char inner[512];
+    if (dr_learner_conf_check(&cfg->learner, inner, sizeof(inner))) {
+        snprintf(errstr, n, "%s", inner);
+        return DR_ECONFIG;
+    }
+    return 0;
+}
+
+const char *dr_config_kafka(const dr_config_t *cfg, const char *key) {
+    for (int i = 0; i < cfg->n_kafka; i++)
+        if (strcmp(cfg->kafka[i].key, key) == 0) return cfg->kafka[i].value;
+    return NULL;
+}
+
+static bool is_secret(const char *key) {
+    static const char *const words[] = {"password", "secret", "key", "token", "jaas", "credential"};
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (strcasestr(key, words[i])) return true;
+    return false;
+}
+
+static void format_value(const dr_config_t *cfg, const conf_row_t *r, char *out, size_t n) {
+    const void *src = (const char *)cfg + r->offset;
+    switch (r->type) {
+    case T_INT: snprintf(out, n, "%d", *(const int *)src); break;
+    case T_I64: snprintf(out, n, "%lld", (long long)*(const int64_t *)src); break;
+    case T_FLOAT: snprintf(out, n, "%g", (double)*(const float *)src); break;
+    case T_BOOL: snprintf(out, n, "%s", *(const bool *)src ? "true" : "false"); break;
+    case T_STR: snprintf(out, n, "%s", (const char *)src); break;
+    }
+}
+
+void dr_config_dump(const dr_config_t *cfg, FILE *out) {
+    char v[DR_PATH_MAX];
+    for (size_t i = 0; i < N_ROWS; i++) {
+        format_value(cfg, &rows[i], v, sizeof(v));
+        fprintf(out, "%s = %s\n", rows[i].key, v);
+    }
+    for (int i = 0; i < cfg->n_kafka; i++)
+        fprintf(out, "kafka.%s = %s\n", cfg->kafka[i].key,
+                is_secret(cfg->kafka[i].key) ? "[redacted]" : cfg->kafka[i].value);
+}
+
+static const char *type_name(const conf_row_t *r) {
+    switch (r->type) {
+    case T_INT: case T_I64: return "int";
+    case T_FLOAT: return "float";
+    case T_BOOL: return "bool";
+    case T_STR: return r->choices ? r->choices : "string";
+    }
+    return "?";
+}
+
+void dr_config_write_markdown(FILE *out) {
+    fprintf(out, "# driftrec configuration\n\n"
+                 "Generated by `driftrec config --markdown` from the table in src/config.c; "
+                 "do not edit by hand.\n\nSettings come from `--config FILE` (`key = value` lines, "
+                 "`#` comments) and `--set key=value`, later ones winning. Every key that starts "
+                 "with `kafka.` is passed to librdkafka without the prefix (e.g. "
+                 "`kafka.bootstrap.servers`, `kafka.security.protocol`, `kafka.sasl.password`); "
+                 "see librdkafka's CONFIGURATION.md. Unknown keys are rejected.\n\n"
+                 "| key | type | default | range | meaning |\n|---|---|---|---|---|\n");
+    for (size_t i = 0; i < N_ROWS; i++) {
+        const conf_row_t *r = &rows[i];
+        char range[64] = "";
+        if (r->type == T_INT || r->type == T_I64 || r->type == T_FLOAT)
+            snprintf(range, sizeof(range), "%g .. %g", r->min, r->max);
+        fprintf(out, "| `%s` | %s | `%s` | %s | %s |\n", r->key, type_name(r), r->def, range, r->doc);
+    }
+}

@@ -1,0 +1,83 @@
+/* dr_config.h - every driftrec setting, in one table (src/config.c) that
+ * gives each key its type, bounds, default and documentation.
+ *
+ * Keys are namespaced ("learner.dim", "emit.topk"). Keys starting with
+ * "kafka." pass through unchanged to librdkafka (without the prefix), so
+ * SASL/SSL and any client tuning work as for any librdkafka client. An
+ * unknown key or a bad value is an error naming the key. */
+#ifndef DR_CONFIG_H
+#define DR_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "dr_codec.h"
+#include "dr_learner.h"
+
+#define DR_NAME_MAX 256
+#define DR_PATH_MAX 1024
+#define DR_KAFKA_PROPS_MAX 64
+
+typedef struct dr_kv {
+    char key[DR_NAME_MAX];
+    char value[DR_PATH_MAX];
+} dr_kv_t;
+
+typedef struct dr_config {
+    /* topics and group */
+    char topic_events[DR_NAME_MAX];
+    char topic_recs[DR_NAME_MAX];
+    char topic_dlq[DR_NAME_MAX];     /* empty: "<events>.dlq" */
+    char topic_catalog[DR_NAME_MAX]; /* empty: no catalog */
+    char group_id[DR_NAME_MAX];
+    /* state */
+    char state_dir[DR_PATH_MAX];
+    int commit_interval_ms;
+    int cache_users;
+    int block_cache_mb;
+    bool state_sync;
+    /* ingest */
+    int ingest_batch;
+    int max_dirty_users;      /* pause consumption above this many unemitted users */
+    int max_producer_queue;   /* ... or this many undelivered messages */
+    /* emitter */
+    int emit_interval_ms;
+    int emit_batch;
+    int topk;
+    /* learner */
+    dr_learner_conf_t learner;
+    char learner_mode[16];
+    /* schemas */
+    dr_codec_conf_t codec;
+    char framing[16];
+    char writer_schemas[DR_PATH_MAX]; /* "id:kind:path,..." extra writer schemas */
+    /* process */
+    char log_level[16];
+    int shutdown_timeout_ms;
+    /* librdkafka pass-through, in the order given */
+    dr_kv_t kafka[DR_KAFKA_PROPS_MAX];
+    int n_kafka;
+} dr_config_t;
+
+/* Fills every default. */
+void dr_config_default(dr_config_t *cfg);
+/* Sets one key; 0, or DR_ECONFIG with "key: reason" in errstr. */
+int dr_config_set(dr_config_t *cfg, const char *key, const char *value, char *errstr,
+                  size_t errstr_size);
+/* Parses "key=value" (as given to --set). */
+int dr_config_set_pair(dr_config_t *cfg, const char *pair, char *errstr, size_t errstr_size);
+/* Reads a properties file: "key = value" lines, '#' comments, blank lines.
+ * Errors name the file and line. */
+int dr_config_load_file(dr_config_t *cfg, const char *path, char *errstr, size_t errstr_size);
+/* Cross-field checks and derived values (e.g. the DLQ topic name). */
+int dr_config_finish(dr_config_t *cfg, char *errstr, size_t errstr_size);
+/* The value of a kafka.* pass-through key, or NULL. */
+const char *dr_config_kafka(const dr_config_t *cfg, const char *librdkafka_key);
+/* Writes the table as Markdown (key, type, default, range, doc). */
+void dr_config_write_markdown(FILE *out);
+/* Writes the effective configuration; values of secret-looking keys
+ * (password, secret, key, token, jaas) are printed as "[redacted]". */
+void dr_config_dump(const dr_config_t *cfg, FILE *out);
+
+#endif /* DR_CONFIG_H */

@@ -1,0 +1,72 @@
+/* dr_pipeline.h - the whole loop on one libuv loop: ingest (Kafka events)
+ * -> learner (per-event SGD) -> state (RocksDB, atomic commits with the
+ * consumed offsets) -> emitter (sgemm top-K, Kafka lists).
+ *
+ * Commit protocol (why a crash neither loses nor repeats an event's effect):
+ * every state.commit.interval.ms the pipeline (1) publishes the lists still
+ * owed, (2) serialises dirty users, dirty items, the globals and the next
+ * offset of every owned partition into one WriteBatch, (3) waits until every
+ * message produced before that point is delivered, (4) writes the batch.
+ * On assignment the consumer seeks to the offsets stored in RocksDB. */
+#ifndef DR_PIPELINE_H
+#define DR_PIPELINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "dr_config.h"
+
+typedef struct dr_pipeline_stats {
+    uint64_t consumed;         /* records taken from Kafka */
+    uint64_t events;           /* events applied */
+    uint64_t dead_lettered;
+    uint64_t dlq_by_reason[8];
+    uint64_t lists_emitted;
+    uint64_t lists_delivered;
+    uint64_t delivery_errors;  /* failed deliveries (each one retried) */
+    uint64_t commits;
+    uint64_t commit_failures;
+    uint64_t clicks_scored;    /* clicks of users that had a list */
+    uint64_t click_hits;       /* ... whose item was in that list's top 10 */
+    double loss_sum;           /* prequential loss over learned events */
+    uint64_t loss_count;
+    int64_t lag;
+    uint64_t users_cached;
+    uint64_t cache_hits, cache_misses;
+    uint64_t pauses;
+    bool paused;
+    bool failed;               /* a fatal error stopped consumption */
+    double emit_seconds;
+    double first_event_s;      /* monotonic time of the first / last applied batch */
+    double last_event_s;
+} dr_pipeline_stats_t;
+
+typedef struct dr_pipeline dr_pipeline_t;
+
+/* Opens the state, restores items and globals, creates the Kafka clients.
+ * cfg is copied. Returns 0 or a DR_E* code with the reason in errstr. */
+int dr_pipeline_new(dr_pipeline_t **out, uv_loop_t *loop, const dr_config_t *cfg,
+                    char *errstr, size_t errstr_size);
+/* Subscribes and starts the timers. */
+int dr_pipeline_start(dr_pipeline_t *p, char *errstr, size_t errstr_size);
+/* Graceful stop: finishes the batch in hand, publishes owed lists, commits
+ * state and offsets, flushes the producer, leaves the group and closes its
+ * loop handles, so uv_run returns. Safe to call more than once. */
+void dr_pipeline_stop(dr_pipeline_t *p);
+/* Frees everything; call after uv_run returned. NULL ok. */
+void dr_pipeline_free(dr_pipeline_t *p);
+
+/* A snapshot of the counters (lag is refreshed). */
+void dr_pipeline_stats(dr_pipeline_t *p, dr_pipeline_stats_t *out);
+/* The exit status the process should report: 0, or 1 after a fatal error. */
+int dr_pipeline_exit_code(const dr_pipeline_t *p);
+
+/* Observer for one applied event, after learning (the demo's drift
+ * bookkeeping and replay metrics use it). hit is -1 when the user had no
+ * list yet, else whether the item was in the list's head. */
+typedef void (*dr_event_observer_fn)(void *ctx, const dr_event_t *ev, int hit, float loss);
+void dr_pipeline_set_observer(dr_pipeline_t *p, dr_event_observer_fn fn, void *ctx);
+
+#endif /* DR_PIPELINE_H */

@@ -1,0 +1,166 @@
+/* main.c - the driftrec command: dispatches to run, demo, broker, adwin and
+ * config, and implements `run` (the pipeline against a configured cluster). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "dr_cmd_adwin.h"
+#include "dr_config.h"
+#include "dr_demo.h"
+#include "dr_embedded.h"
+#include "dr_log.h"
+#include "dr_pipeline.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: driftrec COMMAND [options]\n\n"
+            "Commands:\n"
+            "  run --config FILE [--set key=value]...  run the pipeline against a Kafka cluster\n"
+            "  demo [--events N] [--users U] ...        embedded broker + synthetic stream + report\n"
+            "  broker [--partitions P] [--topic T]...  serve the embedded broker on 127.0.0.1\n"
+            "  adwin [--delta D] [--clock C] ...        ADWIN change detection on numbers from stdin\n"
+            "  config [--markdown|--dump] [--config FILE] [--set k=v]  show settings\n"
+            "  version                                  print the version\n\n"
+            "`driftrec COMMAND --help` explains each command. Settings: ops/CONFIG.md.\n");
+}
+
+/* Loads --config and --set options into cfg; returns 0, 1 (help) or 2. */
+static int load_config(dr_config_t *cfg, int argc, char **argv, bool *markdown, bool *dump) {
+    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
+                                         {"set", required_argument, 0, 's'},
+                                         {"markdown", no_argument, 0, 'm'},
+                                         {"dump", no_argument, 0, 'd'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    char err[1024];
+    int c;
+    dr_config_default(cfg);
+    while ((c = getopt_long(argc, argv, "c:s:h", opts, NULL)) != -1) {
+        int rc = 0;
+        if (c == 'c') rc = dr_config_load_file(cfg, optarg, err, sizeof(err));
+        else if (c == 's') rc = dr_config_set_pair(cfg, optarg, err, sizeof(err));
+        else if (c == 'm' && markdown) *markdown = true;
+        else if (c == 'd' && dump) *dump = true;
+        else if (c == 'h') return 1;
+        else return 2;
+        if (rc) {
+            fprintf(stderr, "driftrec: %s\n", err);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "driftrec: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (dr_config_finish(cfg, err, sizeof(err))) {
+        fprintf(stderr, "driftrec: %s\n", err);
+        return 2;
+    }
+    dr_log_set_level((dr_log_level_t)dr_log_level_parse(cfg->log_level));
+    return 0;
+}
+
+typedef struct run_ctx {
+    dr_pipeline_t *pipeline;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t stats;
+} run_ctx_t;
+
+static void on_stop_signal(uv_signal_t *h, int sig) {
+    run_ctx_t *r = h->data;
+    dr_log(DR_LOG_INFO, "main", "signal received, shutting down | signal=%d", sig);
+    uv_close((uv_handle_t *)&r->sigint, NULL);
+    uv_close((uv_handle_t *)&r->sigterm, NULL);
+    uv_close((uv_handle_t *)&r->stats, NULL);
+    dr_pipeline_stop(r->pipeline);
+}
+
+static void on_stats(uv_timer_t *t) {
+    run_ctx_t *r = t->data;
+    dr_pipeline_stats_t s;
+    dr_pipeline_stats(r->pipeline, &s);
+    dr_log(DR_LOG_INFO, "main", "progress | consumed=%llu events=%llu lists=%llu dlq=%llu lag=%lld commits=%llu paused=%d",
+           (unsigned long long)s.consumed, (unsigned long long)s.events,
+           (unsigned long long)s.lists_emitted, (unsigned long long)s.dead_lettered,
+           (long long)s.lag, (unsigned long long)s.commits, s.paused);
+    if (s.failed) on_stop_signal(&r->sigint, 0);
+}
+
+static int cmd_run(int argc, char **argv) {
+    dr_config_t *cfg = malloc(sizeof(*cfg));
+    if (!cfg) return 1;
+    int rc = load_config(cfg, argc, argv, NULL, NULL);
+    if (rc) {
+        if (rc == 1) printf("usage: driftrec run [--config FILE] [--set key=value]...\n"
+                            "Runs the pipeline; settings are listed in ops/CONFIG.md.\n");
+        free(cfg);
+        return rc == 1 ? 0 : rc;
+    }
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    run_ctx_t r = {0};
+    char err[1024] = "";
+    if (dr_pipeline_new(&r.pipeline, &loop, cfg, err, sizeof(err)) ||
+        dr_pipeline_start(r.pipeline, err, sizeof(err))) {
+        fprintf(stderr, "driftrec run: %s\n", err);
+        rc = 1;
+        goto out;
+    }
+    uv_signal_init(&loop, &r.sigint);
+    uv_signal_init(&loop, &r.sigterm);
+    uv_timer_init(&loop, &r.stats);
+    r.sigint.data = r.sigterm.data = r.stats.data = &r;
+    uv_signal_start(&r.sigint, on_stop_signal, SIGINT);
+    uv_signal_start(&r.sigterm, on_stop_signal, SIGTERM);
+    uv_timer_start(&r.stats, on_stats, 10000, 10000);
+    dr_log(DR_LOG_INFO, "main", "running | topic=%s group=%s state=%s", cfg->topic_events,
+           cfg->group_id, cfg->state_dir);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    rc = dr_pipeline_exit_code(r.pipeline);
+    dr_log(DR_LOG_INFO, "main", "stopped | exit=%d", rc);
+out:
+    dr_pipeline_free(r.pipeline);
+    uv_loop_close(&loop);
+    free(cfg);
+    return rc;
+}
+
+static int cmd_config(int argc, char **argv) {
+    dr_config_t *cfg = malloc(sizeof(*cfg));
+    bool markdown = false, dump = false;
+    int rc = cfg ? load_config(cfg, argc, argv, &markdown, &dump) : 1;
+    if (rc == 0) {
+        if (markdown) dr_config_write_markdown(stdout);
+        else dr_config_dump(cfg, stdout);
+    } else if (rc == 1) {
+        printf("usage: driftrec config [--markdown | --dump] [--config FILE] [--set key=value]...\n");
+        rc = 0;
+    }
+    free(cfg);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    argc--;
+    argv++;
+    if (!strcmp(cmd, "run")) return cmd_run(argc, argv);
+    if (!strcmp(cmd, "demo")) return dr_cmd_demo(argc, argv);
+    if (!strcmp(cmd, "broker")) return dr_cmd_broker(argc, argv);
+    if (!strcmp(cmd, "adwin")) return dr_cmd_adwin(argc, argv);
+    if (!strcmp(cmd, "config")) return cmd_config(argc, argv);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("driftrec %s\n", DR_VERSION);
+        return 0;
+    }
+    fprintf(stderr, "driftrec: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

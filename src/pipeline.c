@@ -1,0 +1,589 @@
+/* pipeline.c - wires ingest, learner, state and emitter on one libuv loop,
+ * and implements the commit protocol described in dr_pipeline.h. */
+#include "dr_pipeline.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dr_bytes.h"
+#include "dr_emit.h"
+#include "dr_err.h"
+#include "dr_ingest.h"
+#include "dr_log.h"
+#include "dr_state.h"
+
+/* How long a revoke or shutdown commit may wait for deliveries. */
+#define FLUSH_STEP_MS 100
+
+struct dr_pipeline {
+    uv_loop_t *loop;
+    dr_config_t cfg;
+    dr_state_t *state;
+    dr_user_cache_t *cache;
+    dr_model_t *model;
+    dr_codec_t *codec;           /* decoding on the loop thread */
+    rd_kafka_t *producer;
+    rd_kafka_queue_t *producer_queue;
+    int producer_pipe[2];
+    dr_flight_t flight;
+    dr_emitter_t *emitter;
+    dr_ingest_t *ingest;
+    uv_poll_t producer_poll;
+    uv_timer_t emit_timer, commit_timer, housekeeping_timer;
+    int open_handles;
+    bool started, stopping, stopped;
+    /* users owed a list, in the order they changed */
+    int64_t *pending_ids;
+    size_t n_pending, cap_pending;
+    dr_user_t **emit_users;      /* scratch for one emit call */
+    size_t cap_emit_users;
+    /* a commit built and waiting for its deliveries */
+    dr_state_batch_t *commit_batch;
+    dr_pipeline_stats_t stats;
+    dr_event_observer_fn observer;
+    void *observer_ctx;
+    const char **kafka_keys, **kafka_values;
+};
+
+/* ---- users ---------------------------------------------------------------- */
+
+/* The user's state: cached, else stored, else new at the prior. */
+static int get_user(dr_pipeline_t *p, int64_t user_id, dr_user_t **out) {
+    dr_user_t *u = dr_user_cache_get(p->cache, user_id);
+    if (u) { *out = u; return 0; }
+    dr_user_cache_count_miss(p->cache);
+    int dim = p->cfg.learner.dim;
+    uint8_t *rec = NULL;
+    size_t len = 0;
+    int err = dr_state_get_user(p->state, user_id, &rec, &len);
+    if (err == 0) {
+        err = dr_user_decode(user_id, dim, rec, len, &u);
+        free(rec);
+        if (err == DR_ECORRUPT) {
+            dr_log(DR_LOG_ERROR, "pipeline", "corrupt user record, starting from the prior | user=%" PRId64, user_id);
+            err = 0;
+            u = NULL;
+        }
+        if (err) return err;
+    } else if (err != DR_ENOTFOUND) {
+        return err;
+    }
+    if (!u && !(u = dr_user_new(user_id, dim))) return DR_ENOMEM;
+    if ((err = dr_user_cache_put(p->cache, u))) { dr_user_free(u); return err; }
+    *out = u;
+    return 0;
+}
+
+static int owe_list(dr_pipeline_t *p, dr_user_t *u) {
+    if (u->emit_pending) return 0;
+    if (p->n_pending == p->cap_pending) {
+        size_t cap = p->cap_pending ? p->cap_pending * 2 : 4096;
+        int64_t *ids = realloc(p->pending_ids, cap * sizeof(*ids));
+        if (!ids) return DR_ENOMEM;
+        p->pending_ids = ids;
+        p->cap_pending = cap;
+    }
+    p->pending_ids[p->n_pending++] = u->user_id;
+    u->emit_pending = 1;
+    return 0;
+}
+
+static int head_hit(const dr_user_t *u, int64_t item_id) {
+    if (u->last_list_len == 0) return -1;
+    for (unsigned i = 0; i < u->last_list_len; i++)
+        if (u->last_list[i] == item_id) return 1;
+    return 0;
+}
+
+static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t offset,
+                    char *reason, size_t reason_size) {
+    dr_pipeline_t *p = ctx;
+    dr_user_t *u;
+    int err = get_user(p, ev->user_id, &u);
+    if (err) {
+        dr_log(DR_LOG_ERROR, "pipeline", "cannot load user state, stopping | user=%" PRId64 " err=%s",
+               ev->user_id, dr_strerror(err));
+        p->stats.failed = true;
+        return DR_ESTOPPED;
+    }
+    int hit = ev->type == DR_EV_IMPRESSION || ev->type == DR_EV_HIDE ? -1 : head_hit(u, ev->item_id);
+    if (ev->type == DR_EV_CLICK && hit >= 0) {
+        p->stats.clicks_scored++;
+        p->stats.click_hits += (uint64_t)hit;
+    }
+    dr_apply_result_t res;
+    uint64_t seed = dr_mix64(((uint64_t)partition << 48) ^ (uint64_t)offset);
+    err = dr_learner_apply(p->model, u, ev, seed, &res);
+    if (err) {
+        snprintf(reason, reason_size, "learner rejected the event: %s", dr_strerror(err));
+        return err;
+    }
+    u->last_source.partition = partition;
+    u->last_source.offset = offset;
+    if (res.learned) {
+        p->stats.loss_sum += res.loss;
+        p->stats.loss_count++;
+    }
+    dr_user_cache_mark_dirty(p->cache, u);
+    if ((err = owe_list(p, u))) return DR_ESTOPPED;
+    if (p->observer) p->observer(p->observer_ctx, ev, hit, res.learned ? res.loss : -1.0f);
+    return 0;
+}
+
+/* ---- emitting ------------------------------------------------------------- */
+
+/* Publishes the lists owed; returns 0 or the emitter's error (the users not
+ * served stay owed). */
+static int emit_owed(dr_pipeline_t *p) {
+    if (p->n_pending == 0) return 0;
+    if (p->cap_emit_users < p->n_pending) {
+        dr_user_t **a = realloc(p->emit_users, p->n_pending * sizeof(*a));
+        if (!a) return DR_ENOMEM;
+        p->emit_users = a;
+        p->cap_emit_users = p->n_pending;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < p->n_pending; i++) {
+        dr_user_t *u = dr_user_cache_get(p->cache, p->pending_ids[i]);
+        if (u) p->emit_users[n++] = u; /* owed users are dirty, so never evicted */
+    }
+    size_t done = 0;
+    double t0 = dr_mono_s();
+    int err = dr_emitter_emit(p->emitter, p->model, p->emit_users, n, NULL, dr_now_ms(), &done);
+    p->stats.emit_seconds += dr_mono_s() - t0;
+    for (size_t i = 0; i < done; i++) p->emit_users[i]->emit_pending = 0;
+    /* keep the ones not served, in order */
+    size_t keep = 0;
+    for (size_t i = done; i < n; i++) p->pending_ids[keep++] = p->emit_users[i]->user_id;
+    p->n_pending = keep;
+    p->stats.lists_emitted = dr_emitter_stats(p->emitter)->lists;
+    if (err)
+        dr_log(DR_LOG_WARN, "pipeline", "lists not published yet, will retry | owed=%zu err=%s",
+               keep, dr_strerror(err));
+    return err;
+}
+
+static void on_emit_timer(uv_timer_t *t) {
+    dr_pipeline_t *p = t->data;
+    (void)emit_owed(p);
+}
+
+/* ---- delivery reports ----------------------------------------------------- */
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    dr_pipeline_t *p = opaque;
+    if (!m->err) {
+        dr_flight_done(&p->flight, dr_msg_tag(m->_private));
+        if (dr_msg_kind(m->_private) == DR_MSG_RECS) p->stats.lists_delivered++;
+        return;
+    }
+    /* Never drop output silently: produce it again (same epoch tag, so the
+     * commit that depends on it keeps waiting). */
+    p->stats.delivery_errors++;
+    static dr_log_limit_t lim = DR_LOG_LIMIT_INIT(10000, 5);
+    uint64_t dropped = 0;
+    if (dr_log_allow(&lim, &dropped))
+        dr_log(DR_LOG_WARN, "pipeline", "delivery failed, retrying | topic=%s err=\"%s\" suppressed=%" PRIu64,
+               rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err), dropped);
+    rd_kafka_headers_t *h = NULL, *copy = NULL;
+    if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR) copy = rd_kafka_headers_copy(h);
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(rd_kafka_topic_name(m->rkt)), RD_KAFKA_V_KEY(m->key, m->key_len),
+        RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADERS(copy), RD_KAFKA_V_OPAQUE(m->_private), RD_KAFKA_V_END);
+    if (err) {
+        if (copy) rd_kafka_headers_destroy(copy);
+        dr_log(DR_LOG_ERROR, "pipeline", "re-produce failed; stopping so the commit does not pass it | err=\"%s\"",
+               rd_kafka_err2str(err));
+        p->stats.failed = true;
+        dr_ingest_stop(p->ingest);
+    }
+}
+
+static void serve_producer(dr_pipeline_t *p) {
+    while (rd_kafka_poll(p->producer, 0) > 0) {}
+}
+
+static void on_producer_readable(uv_poll_t *h, int status, int events) {
+    (void)status;
+    (void)events;
+    dr_pipeline_t *p = h->data;
+    char buf[256];
+    while (read(p->producer_pipe[0], buf, sizeof(buf)) > 0) {}
+    serve_producer(p);
+}
+
+/* ---- commits -------------------------------------------------------------- */
+
+static int put_user(void *ctx, dr_user_t *u) {
+    dr_pipeline_t *p = ((void **)ctx)[0];
+    dr_state_batch_t *b = ((void **)ctx)[1];
+    uint8_t *rec;
+    size_t len;
+    int err = dr_user_encode(u, p->cfg.learner.dim, &rec, &len);
+    if (err) return err;
+    dr_state_batch_put_user(b, u->user_id, rec, len);
+    free(rec);
+    return 0;
+}
+
+static int put_item(void *ctx, int64_t item_id, const void *rec, size_t len) {
+    dr_state_batch_put_item(ctx, item_id, rec, len);
+    return 0;
+}
+
+/* Serialises everything dirty plus the positions into one batch. */
+static int build_commit(dr_pipeline_t *p, dr_state_batch_t **out) {
+    dr_state_batch_t *b = dr_state_batch_new();
+    if (!b) return DR_ENOMEM;
+    void *ctx[2] = {p, b};
+    int err = dr_user_cache_drain_dirty(p->cache, put_user, ctx);
+    if (!err) err = dr_model_drain_dirty_items(p->model, put_item, b);
+    uint8_t *globals = NULL;
+    size_t len = 0;
+    if (!err) err = dr_model_encode_globals(p->model, &globals, &len);
+    if (err) { dr_state_batch_free(b); return err; }
+    dr_state_batch_put_meta(b, "globals", globals, len);
+    free(globals);
+    int n = 0;
+    const dr_partition_stats_t *parts = dr_ingest_partitions(p->ingest, &n);
+    for (int i = 0; i < n; i++)
+        if (parts[i].assigned && parts[i].next_offset >= 0)
+            dr_state_batch_put_offset(b, p->cfg.topic_events, i, parts[i].next_offset);
+    *out = b;
+    return 0;
+}
+
+static void fail(dr_pipeline_t *p, const char *what, const char *detail) {
+    dr_log(DR_LOG_ERROR, "pipeline", "%s; consumption stopped, nothing past the last stored commit is acknowledged | detail=\"%s\"",
+           what, detail);
+    p->stats.failed = true;
+    dr_ingest_stop(p->ingest);
+}
+
+/* Writes the waiting batch once everything produced before it is delivered. */
+static void finish_commit(dr_pipeline_t *p) {
+    if (!p->commit_batch || !dr_flight_settled(&p->flight)) return;
+    char err[512];
+    int rc = dr_state_write(p->state, p->commit_batch, err, sizeof(err));
+    dr_state_batch_free(p->commit_batch);
+    p->commit_batch = NULL;
+    if (rc) {
+        p->stats.commit_failures++;
+        fail(p, "state commit failed", err);
+        return;
+    }
+    p->stats.commits++;
+    dr_ingest_commit_async(p->ingest);
+}
+
+static void begin_commit(dr_pipeline_t *p) {
+    if (p->commit_batch || p->stats.failed) return;
+    if (emit_owed(p) != 0) return; /* the lists must be out before the offsets move */
+    int err = build_commit(p, &p->commit_batch);
+    if (err) { fail(p, "building the commit failed", dr_strerror(err)); return; }
+    dr_flight_mark(&p->flight);
+    finish_commit(p);
+}
+
+/* A commit that must land now (revoke, shutdown): wait for deliveries. */
+static void commit_now(dr_pipeline_t *p) {
+    begin_commit(p);
+    int64_t deadline = dr_mono_ms() + p->cfg.shutdown_timeout_ms;
+    while (p->commit_batch && dr_mono_ms() < deadline) {
+        rd_kafka_poll(p->producer, FLUSH_STEP_MS);
+        finish_commit(p);
+    }
+    if (p->commit_batch) {
+        dr_state_batch_free(p->commit_batch);
+        p->commit_batch = NULL;
+        fail(p, "deliveries did not complete in time, commit skipped", "shutdown.timeout.ms");
+    }
+}
+
+static void on_commit_timer(uv_timer_t *t) {
+    dr_pipeline_t *p = t->data;
+    if (p->commit_batch) finish_commit(p);
+    else begin_commit(p);
+}
+
+/* ---- backpressure and housekeeping --------------------------------------- */
+
+static void check_backpressure(dr_pipeline_t *p) {
+    size_t owed = p->n_pending;
+    int outq = rd_kafka_outq_len(p->producer);
+    bool over = owed > (size_t)p->cfg.max_dirty_users || outq > p->cfg.max_producer_queue;
+    bool under = owed < (size_t)p->cfg.max_dirty_users / 2 && outq < p->cfg.max_producer_queue / 2;
+    const dr_ingest_stats_t *s = dr_ingest_stats(p->ingest);
+    if (over && !s->paused) {
+        if (owed > (size_t)p->cfg.max_dirty_users) (void)emit_owed(p);
+        dr_ingest_set_paused(p->ingest, true);
+        dr_log(DR_LOG_DEBUG, "pipeline", "paused consumption | owed=%zu outq=%d", owed, outq);
+    } else if (under && s->paused && !p->stopping) {
+        dr_ingest_set_paused(p->ingest, false);
+    }
+}
+
+static void on_batch_end(void *ctx) {
+    dr_pipeline_t *p = ctx;
+    double now = dr_mono_s();
+    if (p->stats.first_event_s == 0) p->stats.first_event_s = now;
+    p->stats.last_event_s = now;
+    check_backpressure(p);
+}
+
+static void on_housekeeping(uv_timer_t *t) {
+    dr_pipeline_t *p = t->data;
+    serve_producer(p);
+    finish_commit(p);
+    check_backpressure(p);
+}
+
+/* ---- partitions ----------------------------------------------------------- */
+
+static void on_assign(void *ctx, rd_kafka_topic_partition_list_t *parts) {
+    dr_pipeline_t *p = ctx;
+    for (int i = 0; i < parts->cnt; i++) {
+        int64_t next;
+        if (dr_state_get_offset(p->state, parts->elems[i].topic, parts->elems[i].partition, &next) == 0)
+            parts->elems[i].offset = next;
+    }
+}
+
+static void on_revoke(void *ctx, const rd_kafka_topic_partition_list_t *parts) {
+    (void)parts;
+    commit_now(ctx);
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+static int load_item(void *ctx, int64_t item_id, const void *rec, size_t len) {
+    int err = dr_model_load_item(ctx, item_id, rec, len);
+    if (err == DR_ECORRUPT) {
+        dr_log(DR_LOG_ERROR, "pipeline", "corrupt item record skipped | item=%" PRId64, item_id);
+        return 0;
+    }
+    return err;
+}
+
+static int restore(dr_pipeline_t *p, char *errstr, size_t n) {
+    uint8_t *rec = NULL;
+    size_t len = 0;
+    int err = dr_state_get_meta(p->state, "globals", &rec, &len);
+    if (err == 0) {
+        err = dr_model_load_globals(p->model, rec, len);
+        free(rec);
+        if (err) {
+            snprintf(errstr, n, "stored globals do not match this configuration (learner.dim?)");
+            return err;
+        }
+    } else if (err != DR_ENOTFOUND) {
+        snprintf(errstr, n, "reading globals: %s", dr_strerror(err));
+        return err;
+    }
+    if ((err = dr_state_for_each_item(p->state, load_item, p->model))) {
+        snprintf(errstr, n, "restoring items: %s", dr_strerror(err));
+        return err;
+    }
+    dr_items_view_t v;
+    dr_model_items(p->model, &v);
+    if (v.n > 0) dr_log(DR_LOG_INFO, "pipeline", "state restored | items=%zu", v.n);
+    return 0;
+}
+
+static int make_producer(dr_pipeline_t *p, char *errstr, size_t n) {
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    char e[512];
+    /* Defaults first, so kafka.* settings can override them. */
+    static const char *const defaults[][2] = {
+        {"enable.idempotence", "true"}, {"linger.ms", "5"}, {"compression.type", "lz4"},
+        {"queue.buffering.max.messages", "1000000"}, {"client.id", "driftrec"}};
+    for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+        rd_kafka_conf_set(kc, defaults[i][0], defaults[i][1], e, sizeof(e));
+    for (int i = 0; i < p->cfg.n_kafka; i++) {
+        if (rd_kafka_conf_set(kc, p->kafka_keys[i], p->kafka_values[i], e, sizeof(e)) !=
+            RD_KAFKA_CONF_OK) {
+            snprintf(errstr, n, "kafka.%s: %s", p->kafka_keys[i], e);
+            rd_kafka_conf_destroy(kc);
+            return DR_ECONFIG;
+        }
+    }
+    rd_kafka_conf_set_dr_msg_cb(kc, on_delivery);
+    rd_kafka_conf_set_opaque(kc, p);
+    p->producer = rd_kafka_new(RD_KAFKA_PRODUCER, kc, e, sizeof(e));
+    if (!p->producer) {
+        snprintf(errstr, n, "creating the producer: %s", e);
+        rd_kafka_conf_destroy(kc);
+        return DR_EKAFKA;
+    }
+    p->producer_queue = rd_kafka_queue_get_main(p->producer);
+    return 0;
+}
+
+static int make_clients(dr_pipeline_t *p, char *errstr, size_t n) {
+    int err = make_producer(p, errstr, n);
+    if (err) return err;
+    dr_emitter_conf_t ec = {p->cfg.topk, p->cfg.emit_batch, p->cfg.codec};
+    if ((err = dr_emitter_new(&p->emitter, p->producer, p->cfg.topic_recs, &ec, &p->flight,
+                              errstr, n)))
+        return err;
+    dr_ingest_conf_t ic = {p->cfg.topic_events, p->cfg.topic_dlq, p->cfg.group_id,
+                           p->cfg.ingest_batch, p->kafka_keys, p->kafka_values,
+                           p->cfg.n_kafka, p->codec};
+    dr_ingest_handler_t h = {p, on_event, on_batch_end, on_assign, on_revoke};
+    return dr_ingest_new(&p->ingest, p->loop, &ic, &h, p->producer, &p->flight, errstr, n);
+}
+
+/* Registers the writer schemas named by schema.writers ("id:kind:path,..."). */
+static int add_writer_schemas(dr_pipeline_t *p, char *errstr, size_t n) {
+    char list[DR_PATH_MAX];
+    snprintf(list, sizeof(list), "%s", p->cfg.writer_schemas);
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char kind[16], path[DR_PATH_MAX];
+        int id;
+        if (sscanf(tok, "%d:%15[^:]:%1023s", &id, kind, path) != 3 ||
+            (strcmp(kind, "event") && strcmp(kind, "item"))) {
+            snprintf(errstr, n, "schema.writers: expected id:event|item:path, got \"%s\"", tok);
+            return DR_ECONFIG;
+        }
+        FILE *f = fopen(path, "r");
+        char *json = f ? calloc(1, 1 << 20) : NULL;
+        size_t len = json ? fread(json, 1, (1 << 20) - 1, f) : 0;
+        if (f) fclose(f);
+        int err = json && len > 0 ? dr_codec_add_writer_schema(p->codec, strcmp(kind, "event") ? DR_SCHEMA_ITEM : DR_SCHEMA_EVENT, id, json, errstr, n)
+                                  : DR_EIO;
+        if (err == DR_EIO) snprintf(errstr, n, "schema.writers: cannot read %s", path);
+        free(json);
+        if (err) return err;
+    }
+    return 0;
+}
+
+int dr_pipeline_new(dr_pipeline_t **out, uv_loop_t *loop, const dr_config_t *cfg, char *errstr,
+                    size_t n) {
+    *out = NULL;
+    dr_pipeline_t *p = calloc(1, sizeof(*p));
+    if (!p) return DR_ENOMEM;
+    p->loop = loop;
+    p->cfg = *cfg;
+    p->producer_pipe[0] = p->producer_pipe[1] = -1;
+    p->kafka_keys = calloc((size_t)cfg->n_kafka + 1, sizeof(char *));
+    p->kafka_values = calloc((size_t)cfg->n_kafka + 1, sizeof(char *));
+    int err = DR_ENOMEM;
+    if (!p->kafka_keys || !p->kafka_values) goto out_fail;
+    for (int i = 0; i < cfg->n_kafka; i++) {
+        p->kafka_keys[i] = p->cfg.kafka[i].key;
+        p->kafka_values[i] = p->cfg.kafka[i].value;
+    }
+    dr_state_conf_t sc;
+    dr_state_conf_default(&sc);
+    sc.path = p->cfg.state_dir;
+    sc.sync = cfg->state_sync;
+    sc.block_cache_mb = (size_t)cfg->block_cache_mb;
+    if ((err = dr_state_open(&p->state, &sc, errstr, n))) goto out_fail;
+    if ((err = dr_user_cache_new(&p->cache, (size_t)cfg->cache_users, cfg->learner.dim))) goto out_fail;
+    if ((err = dr_model_new(&p->model, &cfg->learner, errstr, n))) goto out_fail;
+    if ((err = restore(p, errstr, n))) goto out_fail;
+    if ((err = dr_codec_new(&p->codec, &cfg->codec, errstr, n))) goto out_fail;
+    if ((err = add_writer_schemas(p, errstr, n))) goto out_fail;
+    if ((err = make_clients(p, errstr, n))) goto out_fail;
+    *out = p;
+    return 0;
+out_fail:
+    if (err == DR_ENOMEM && !errstr[0]) snprintf(errstr, n, "out of memory");
+    dr_pipeline_free(p);
+    return err;
+}
+
+static void on_closed(uv_handle_t *h) {
+    dr_pipeline_t *p = h->data;
+    p->open_handles--;
+}
+
+int dr_pipeline_start(dr_pipeline_t *p, char *errstr, size_t n) {
+    if (p->started) return 0;
+    if (pipe2(p->producer_pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+        snprintf(errstr, n, "pipe failed");
+        return DR_EIO;
+    }
+    uv_poll_init(p->loop, &p->producer_poll, p->producer_pipe[0]);
+    uv_timer_init(p->loop, &p->emit_timer);
+    uv_timer_init(p->loop, &p->commit_timer);
+    uv_timer_init(p->loop, &p->housekeeping_timer);
+    p->producer_poll.data = p->emit_timer.data = p->commit_timer.data = p->housekeeping_timer.data = p;
+    p->open_handles = 4;
+    p->started = true;
+    rd_kafka_queue_io_event_enable(p->producer_queue, p->producer_pipe[1], "1", 1);
+    uv_poll_start(&p->producer_poll, UV_READABLE, on_producer_readable);
+    uv_timer_start(&p->emit_timer, on_emit_timer, (uint64_t)p->cfg.emit_interval_ms,
+                   (uint64_t)p->cfg.emit_interval_ms);
+    uv_timer_start(&p->commit_timer, on_commit_timer, (uint64_t)p->cfg.commit_interval_ms,
+                   (uint64_t)p->cfg.commit_interval_ms);
+    uv_timer_start(&p->housekeeping_timer, on_housekeeping, 50, 50);
+    serve_producer(p);
+    return dr_ingest_start(p->ingest, errstr, n);
+}
+
+void dr_pipeline_stop(dr_pipeline_t *p) {
+    if (!p || p->stopping) return;
+    p->stopping = true;
+    dr_log(DR_LOG_INFO, "pipeline", "stopping: publishing owed lists and committing");
+    dr_ingest_stop(p->ingest);
+    if (!p->stats.failed) commit_now(p);
+    dr_ingest_close(p->ingest); /* leaves the group; the revoke commit finds nothing new */
+    rd_kafka_flush(p->producer, p->cfg.shutdown_timeout_ms);
+    if (p->started) {
+        rd_kafka_queue_io_event_enable(p->producer_queue, -1, NULL, 0);
+        uv_close((uv_handle_t *)&p->producer_poll, on_closed);
+        uv_close((uv_handle_t *)&p->emit_timer, on_closed);
+        uv_close((uv_handle_t *)&p->commit_timer, on_closed);
+        uv_close((uv_handle_t *)&p->housekeeping_timer, on_closed);
+    }
+    p->stopped = true;
+}
+
+void dr_pipeline_free(dr_pipeline_t *p) {
+    if (!p) return;
+    dr_ingest_free(p->ingest);
+    dr_emitter_free(p->emitter);
+    if (p->producer_queue) rd_kafka_queue_destroy(p->producer_queue);
+    if (p->producer) rd_kafka_destroy(p->producer);
+    for (int i = 0; i < 2; i++)
+        if (p->producer_pipe[i] >= 0) close(p->producer_pipe[i]);
+    dr_state_batch_free(p->commit_batch);
+    dr_codec_free(p->codec);
+    dr_user_cache_free(p->cache);
+    dr_model_free(p->model);
+    dr_state_close(p->state);
+    free(p->pending_ids);
+    free(p->emit_users);
+    free(p->kafka_keys);
+    free(p->kafka_values);
+    free(p);
+}
+
+void dr_pipeline_stats(dr_pipeline_t *p, dr_pipeline_stats_t *out) {
+    const dr_ingest_stats_t *s = dr_ingest_stats(p->ingest);
+    p->stats.consumed = s->consumed;
+    p->stats.events = s->events;
+    p->stats.dead_lettered = s->dead_lettered;
+    memcpy(p->stats.dlq_by_reason, s->dlq_by_reason, sizeof(p->stats.dlq_by_reason));
+    p->stats.pauses = s->pauses;
+    p->stats.paused = s->paused;
+    p->stats.lag = p->stopped ? 0 : dr_ingest_lag(p->ingest);
+    p->stats.users_cached = dr_user_cache_size(p->cache);
+    dr_user_cache_stats(p->cache, &p->stats.cache_hits, &p->stats.cache_misses);
+    p->stats.lists_emitted = dr_emitter_stats(p->emitter)->lists;
+    *out = p->stats;
+}
+
+int dr_pipeline_exit_code(const dr_pipeline_t *p) { return p->stats.failed ? 1 : 0; }
+
+void dr_pipeline_set_observer(dr_pipeline_t *p, dr_event_observer_fn fn, void *ctx) {
+    p->observer = fn;
+    p->observer_ctx = ctx;
+}

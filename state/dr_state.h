@@ -1,0 +1,97 @@
+/* dr_state.h - durable state in RocksDB, and the hot-user cache in front of it.
+ *
+ * Column families: "users" (user_id -> user record), "items" (item_id ->
+ * item record), "meta" (globals and consumed offsets). All writes go through
+ * one WriteBatch per commit, so user/item parameters and the offsets of the
+ * events they reflect are stored atomically: after a crash the pipeline
+ * resumes exactly where the stored state ends.
+ *
+ * Threads: a dr_state_t may be used from several threads for reads; batches
+ * are built and written by one thread. The user cache is single-threaded. */
+#ifndef DR_STATE_H
+#define DR_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dr_learner.h"
+
+typedef struct dr_state_conf {
+    const char *path;        /* directory; created when missing (unless read_only) */
+    bool read_only;          /* open for inspection beside a running pipeline */
+    bool sync;               /* fsync each commit (default false: WAL only) */
+    size_t block_cache_mb;   /* RocksDB block cache (default 256) */
+} dr_state_conf_t;
+
+void dr_state_conf_default(dr_state_conf_t *conf);
+
+typedef struct dr_state dr_state_t;
+
+/* Opens (creating when allowed) the store. 0, or DR_ESTORE with RocksDB's
+ * message in errstr. */
+int dr_state_open(dr_state_t **out, const dr_state_conf_t *conf, char *errstr,
+                  size_t errstr_size);
+void dr_state_close(dr_state_t *st); /* NULL ok */
+
+/* Reads a user record; *rec is malloc'd (caller frees). DR_ENOTFOUND when
+ * the user has no stored state, DR_ESTORE on a read error. */
+int dr_state_get_user(dr_state_t *st, int64_t user_id, uint8_t **rec, size_t *len);
+/* Reads a meta value by name (e.g. "globals"); same contract as get_user. */
+int dr_state_get_meta(dr_state_t *st, const char *key, uint8_t **val, size_t *len);
+/* The next offset to consume for topic/partition, as last committed.
+ * DR_ENOTFOUND when none was stored. */
+int dr_state_get_offset(dr_state_t *st, const char *topic, int32_t partition,
+                        int64_t *next_offset);
+/* Calls fn for every stored item (in key order); stops at a non-zero return. */
+typedef int (*dr_state_item_fn)(void *ctx, int64_t item_id, const void *rec, size_t len);
+int dr_state_for_each_item(dr_state_t *st, dr_state_item_fn fn, void *ctx);
+/* Calls fn for every stored user (for inspection and tests). */
+typedef int (*dr_state_user_fn)(void *ctx, int64_t user_id, const void *rec, size_t len);
+int dr_state_for_each_user(dr_state_t *st, dr_state_user_fn fn, void *ctx);
+
+/* A write batch. Everything put into one batch lands together or not at all. */
+typedef struct dr_state_batch dr_state_batch_t;
+dr_state_batch_t *dr_state_batch_new(void);
+void dr_state_batch_free(dr_state_batch_t *b); /* NULL ok */
+void dr_state_batch_put_user(dr_state_batch_t *b, int64_t user_id, const void *rec, size_t len);
+void dr_state_batch_delete_user(dr_state_batch_t *b, int64_t user_id);
+void dr_state_batch_put_item(dr_state_batch_t *b, int64_t item_id, const void *rec, size_t len);
+void dr_state_batch_put_meta(dr_state_batch_t *b, const char *key, const void *val, size_t len);
+void dr_state_batch_put_offset(dr_state_batch_t *b, const char *topic, int32_t partition,
+                               int64_t next_offset);
+size_t dr_state_batch_count(const dr_state_batch_t *b);
+/* Writes the batch atomically. 0, or DR_ESTORE with the reason in errstr
+ * (e.g. a full disk); on failure nothing of the batch is stored. */
+int dr_state_write(dr_state_t *st, dr_state_batch_t *b, char *errstr, size_t errstr_size);
+
+/* Approximate on-disk size and pending-compaction bytes, for metrics. */
+int dr_state_sizes(dr_state_t *st, uint64_t *live_bytes, uint64_t *pending_compaction);
+
+/* --- hot-user cache (write-back) ------------------------------------------
+ * Holds up to `capacity` users. A user is dirty from its change until the
+ * commit that stores it; only clean users are evicted (CLOCK order), so the
+ * cache can exceed capacity while many users are dirty. */
+typedef struct dr_user_cache dr_user_cache_t;
+
+int dr_user_cache_new(dr_user_cache_t **out, size_t capacity, int dim);
+void dr_user_cache_free(dr_user_cache_t *c); /* frees every cached user */
+/* The cached user, or NULL. */
+dr_user_t *dr_user_cache_get(dr_user_cache_t *c, int64_t user_id);
+/* Inserts u (the cache takes ownership). Evicts clean users beyond capacity. */
+int dr_user_cache_put(dr_user_cache_t *c, dr_user_t *u);
+/* Removes and frees a user (erasure). */
+void dr_user_cache_remove(dr_user_cache_t *c, int64_t user_id);
+void dr_user_cache_mark_dirty(dr_user_cache_t *c, dr_user_t *u);
+size_t dr_user_cache_size(const dr_user_cache_t *c);
+size_t dr_user_cache_dirty(const dr_user_cache_t *c);
+/* Calls fn for each dirty user and marks it clean. Stops at a non-zero
+ * return (the remaining users stay dirty) and returns it. */
+typedef int (*dr_user_fn)(void *ctx, dr_user_t *u);
+int dr_user_cache_drain_dirty(dr_user_cache_t *c, dr_user_fn fn, void *ctx);
+/* Hit/miss counters since creation. */
+void dr_user_cache_stats(const dr_user_cache_t *c, uint64_t *hits, uint64_t *misses);
+/* Counts a miss (the caller then loads the user from the store). */
+void dr_user_cache_count_miss(dr_user_cache_t *c);
+
+#endif /* DR_STATE_H */

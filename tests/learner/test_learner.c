@@ -1,0 +1,230 @@
+/* test_learner.c - claims of dr_learner.h: the update rules, label mapping,
+ * numerical safety and exact record round trips. */
+#include "dr_test.h"
+
+#include <math.h>
+
+#include "dr_bytes.h"
+#include "dr_err.h"
+#include "dr_learner.h"
+
+static dr_model_t *new_model(dr_learn_mode_t mode) {
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.mode = mode;
+    c.dim = 8;
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    return m;
+}
+
+static dr_event_t ev(int64_t user, int64_t item, dr_event_type_t t, float v, int64_t ts) {
+    dr_event_t e = {user, item, t, v, ts};
+    return e;
+}
+
+/* "a new user starts at v_u = 0 (the prior)" */
+static void test_new_user_at_prior(void **state) {
+    (void)state;
+    dr_user_t *u = dr_user_new(7, 8);
+    for (int k = 0; k < 8; k++) assert_true(u->v[k] == 0.0f);
+    assert_int_equal(u->events_applied, 0);
+    dr_user_free(u);
+}
+
+/* Clicks on one item raise its score for the user; hides lower it. */
+static void test_positive_and_negative_labels(void **state) {
+    (void)state;
+    dr_model_t *m = new_model(DR_MODE_IMPLICIT);
+    dr_user_t *u = dr_user_new(1, 8);
+    dr_apply_result_t r;
+    dr_event_t click = ev(1, 100, DR_EV_CLICK, 0, 1000);
+    assert_int_equal(dr_learner_apply(m, u, &click, 1, &r), 0);
+    int64_t idx = dr_model_item_index(m, 100, false);
+    assert_true(idx >= 0);
+    float before = dr_model_score(m, u, idx);
+    for (int i = 0; i < 5; i++) assert_int_equal(dr_learner_apply(m, u, &click, (uint64_t)i + 2, &r), 0);
+    assert_true(r.learned);
+    float after_clicks = dr_model_score(m, u, idx);
+    assert_true(after_clicks > before);
+    dr_event_t hide = ev(1, 100, DR_EV_HIDE, 0, 2000);
+    for (int i = 0; i < 5; i++) assert_int_equal(dr_learner_apply(m, u, &hide, 9, &r), 0);
+    assert_true(dr_model_score(m, u, idx) < after_clicks);
+    assert_int_equal(u->events_applied, 11);
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
+/* "an IMPRESSION not followed by engagement is a weak negative": an
+ * impression alone changes nothing until it goes stale or the ring fills. */
+static void test_impression_weak_negative(void **state) {
+    (void)state;
+    dr_model_t *m = new_model(DR_MODE_IMPLICIT);
+    dr_user_t *u = dr_user_new(1, 8), *v = dr_user_new(2, 8);
+    dr_apply_result_t r;
+    dr_event_t imp = ev(1, 5, DR_EV_IMPRESSION, 0, 0);
+    assert_int_equal(dr_learner_apply(m, u, &imp, 1, &r), 0);
+    assert_false(r.learned);
+    assert_int_equal(u->pending_len, 1);
+    /* engaged in time: the impression is cancelled, no negative step */
+    dr_event_t click = ev(1, 5, DR_EV_CLICK, 0, 1000);
+    assert_int_equal(dr_learner_apply(m, u, &click, 2, &r), 0);
+    assert_int_equal(u->pending_len, 0);
+    /* not engaged: a later event past the timeout applies the negative */
+    imp.user_id = 2;
+    assert_int_equal(dr_learner_apply(m, v, &imp, 3, &r), 0);
+    int64_t idx = dr_model_item_index(m, 5, false);
+    float s0 = dr_model_score(m, v, idx);
+    dr_event_t later = ev(2, 6, DR_EV_IMPRESSION, 0, 10 * 60 * 1000);
+    assert_int_equal(dr_learner_apply(m, v, &later, 4, &r), 0);
+    assert_true(r.updates >= 1);
+    assert_true(dr_model_score(m, v, idx) < s0);
+    dr_user_free(u);
+    dr_user_free(v);
+    dr_model_free(m);
+}
+
+/* Rating mode: repeated ratings move the prediction toward the rating. */
+static void test_rating_mode_converges(void **state) {
+    (void)state;
+    dr_model_t *m = new_model(DR_MODE_RATING);
+    dr_user_t *u = dr_user_new(1, 8);
+    dr_apply_result_t r;
+    dr_event_t rate = ev(1, 3, DR_EV_RATE, 4.5f, 0);
+    float first = -1;
+    for (int i = 0; i < 200; i++) {
+        assert_int_equal(dr_learner_apply(m, u, &rate, (uint64_t)i, &r), 0);
+        if (i == 0) first = fabsf(r.prediction - 4.5f);
+    }
+    assert_true(fabsf(r.prediction - 4.5f) < first);
+    assert_true(fabsf(r.prediction - 4.5f) < 0.2f);
+    /* non-RATE events carry no label in rating mode */
+    dr_event_t click = ev(1, 3, DR_EV_CLICK, 0, 0);
+    assert_int_equal(dr_learner_apply(m, u, &click, 1, &r), 0);
+    assert_false(r.learned);
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
+/* "Keep the update numerically safe (clip gradients, bound norms; no NaN
+ * can enter state)": extreme ratings leave every parameter finite and
+ * bounded. */
+static void test_no_nan_and_bounded_norms(void **state) {
+    (void)state;
+    dr_model_t *m = new_model(DR_MODE_RATING);
+    dr_user_t *u = dr_user_new(1, 8);
+    dr_apply_result_t r;
+    for (int i = 0; i < 1000; i++) {
+        dr_event_t e = ev(1, i % 7, DR_EV_RATE, (i % 2) ? 1e6f : -1e6f, i);
+        assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)i, &r), 0);
+    }
+    float n2 = 0;
+    for (int k = 0; k < 8; k++) {
+        assert_true(isfinite(u->v[k]));
+        n2 += u->v[k] * u->v[k];
+    }
+    assert_true(sqrtf(n2) <= dr_model_conf(m)->max_norm * 1.001f);
+    dr_items_view_t v;
+    dr_model_items(m, &v);
+    for (size_t i = 0; i < v.n * 8; i++) assert_true(isfinite(v.q[i]));
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
+/* Records round-trip bit-exactly; corrupt or foreign records are refused. */
+static void test_records_round_trip(void **state) {
+    (void)state;
+    dr_model_t *m = new_model(DR_MODE_IMPLICIT);
+    dr_user_t *u = dr_user_new(42, 8);
+    dr_apply_result_t r;
+    for (int i = 0; i < 50; i++) {
+        dr_event_t e = ev(42, 10 + i % 9, i % 5 ? DR_EV_CLICK : DR_EV_IMPRESSION, 0, i * 1000);
+        assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)i, &r), 0);
+    }
+    u->last_list_len = 2;
+    u->last_list[0] = 11;
+    u->last_list[1] = 12;
+    uint8_t *rec;
+    size_t len;
+    assert_int_equal(dr_user_encode(u, 8, &rec, &len), 0);
+    dr_user_t *back;
+    assert_int_equal(dr_user_decode(42, 8, rec, len, &back), 0);
+    assert_memory_equal(back->v, u->v, 8 * sizeof(float));
+    assert_int_equal(back->events_applied, u->events_applied);
+    assert_int_equal(back->recent_len, u->recent_len);
+    assert_memory_equal(back->recent, u->recent, sizeof(dr_recent_event_t) * u->recent_len);
+    assert_int_equal(back->last_list[1], 12);
+    dr_user_free(back);
+    /* every truncation and a wrong dimension are DR_ECORRUPT */
+    for (size_t cut = 0; cut < len; cut++)
+        assert_int_equal(dr_user_decode(42, 8, rec, cut, &back), DR_ECORRUPT);
+    assert_int_equal(dr_user_decode(42, 16, rec, len, &back), DR_ECORRUPT);
+    /* a NaN smuggled into the vector is refused */
+    float nan = NAN;
+    memcpy(rec + len - 4, &nan, 4);
+    assert_int_equal(dr_user_decode(42, 8, rec, len, &back), DR_ECORRUPT);
+    free(rec);
+    /* items and globals */
+    dr_model_t *m2 = new_model(DR_MODE_IMPLICIT);
+    uint8_t *g;
+    size_t glen;
+    assert_int_equal(dr_model_encode_globals(m, &g, &glen), 0);
+    assert_int_equal(dr_model_load_globals(m2, g, glen), 0);
+    free(g);
+    assert_true(dr_model_dirty_items(m) > 0);
+    assert_int_equal(dr_model_drain_dirty_items(m, (dr_item_sink_fn)dr_model_load_item, m2), 0);
+    assert_int_equal(dr_model_dirty_items(m), 0);
+    int64_t i1 = dr_model_item_index(m, 12, false), i2 = dr_model_item_index(m2, 12, false);
+    assert_true(dr_model_score(m, u, i1) == dr_model_score(m2, u, i2));
+    dr_user_free(u);
+    dr_model_free(m);
+    dr_model_free(m2);
+}
+
+/* Items get rows on first sight, seeded by id; the catalog bound holds. */
+static void test_item_index_and_bound(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 4;
+    c.max_items = 3000;
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    for (int64_t id = 1; id <= 3000; id++) assert_int_equal(dr_model_item_index(m, id * 7, true), id - 1);
+    for (int64_t id = 1; id <= 3000; id++) assert_int_equal(dr_model_item_index(m, id * 7, false), id - 1);
+    assert_int_equal(dr_model_item_index(m, 5, true), DR_ERANGE);
+    assert_int_equal(dr_model_item_index(m, 6, false), DR_ENOTFOUND);
+    assert_int_equal(dr_model_set_item_excluded(m, 7, true), 0);
+    dr_items_view_t v;
+    dr_model_items(m, &v);
+    assert_int_equal(v.excluded[0], 1);
+    dr_model_free(m);
+}
+
+/* Bad settings are refused with the key's name. */
+static void test_conf_check(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    char err[128];
+    assert_int_equal(dr_learner_conf_check(&c, err, sizeof(err)), 0);
+    c.dim = 0;
+    assert_int_equal(dr_learner_conf_check(&c, err, sizeof(err)), DR_ECONFIG);
+    assert_non_null(strstr(err, "learner.dim"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_new_user_at_prior),
+        cmocka_unit_test(test_positive_and_negative_labels),
+        cmocka_unit_test(test_impression_weak_negative),
+        cmocka_unit_test(test_rating_mode_converges),
+        cmocka_unit_test(test_no_nan_and_bounded_norms),
+        cmocka_unit_test(test_records_round_trip),
+        cmocka_unit_test(test_item_index_and_bound),
+        cmocka_unit_test(test_conf_check),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
