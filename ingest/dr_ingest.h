@@ -107,6 +107,11 @@ int64_t dr_ingest_lag(dr_ingest_t *in);
 /* Commits the current positions to Kafka asynchronously, for lag
  * monitoring only: the offsets that count are stored with the state. */
 void dr_ingest_commit_async(dr_ingest_t *in);
+/* A librdkafka log callback that writes through dr_log, dropping the
+ * warnings about properties of the other client type (kafka.* settings are
+ * shared by our consumer and producer). Install with rd_kafka_conf_set_log_cb. */
+void dr_ingest_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
+
 /* The consumer handle, for inspection (e.g. member id). */
 rd_kafka_t *dr_ingest_consumer(dr_ingest_t *in);
 

@@ -97,6 +97,14 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
                rd_kafka_err2name((rd_kafka_resp_err_t)err), dropped);
 }
 
+void dr_ingest_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    (void)rk;
+    if (strstr(buf, "is a consumer property") || strstr(buf, "is a producer property")) return;
+    dr_log_level_t l = level <= 3 ? DR_LOG_ERROR : level <= 4 ? DR_LOG_WARN
+                     : level <= 6 ? DR_LOG_INFO : DR_LOG_DEBUG;
+    dr_log(l, "kafka", "%s | facility=%s", buf, fac);
+}
+
 /* ---- creation ------------------------------------------------------------- */
 
 static int make_consumer(dr_ingest_t *in, char *errstr, size_t n) {
@@ -118,6 +126,7 @@ static int make_consumer(dr_ingest_t *in, char *errstr, size_t n) {
         rd_kafka_conf_destroy(kc);
         return DR_ECONFIG;
     }
+    rd_kafka_conf_set_log_cb(kc, dr_ingest_kafka_log);
     rd_kafka_conf_set_rebalance_cb(kc, on_rebalance);
     rd_kafka_conf_set_error_cb(kc, on_error);
     rd_kafka_conf_set_opaque(kc, in);

@@ -412,6 +412,7 @@ static int make_producer(dr_pipeline_t *p, char *errstr, size_t n) {
             return DR_ECONFIG;
         }
     }
+    rd_kafka_conf_set_log_cb(kc, dr_ingest_kafka_log);
     rd_kafka_conf_set_dr_msg_cb(kc, on_delivery);
     rd_kafka_conf_set_opaque(kc, p);
     p->producer = rd_kafka_new(RD_KAFKA_PRODUCER, kc, e, sizeof(e));

@@ -1,0 +1,82 @@
+/* test_config.c - claims of dr_config.h: defaults, typed parsing with
+ * bounds, unknown keys rejected by name, kafka.* pass-through, redaction. */
+#include "dr_test.h"
+
+#include "dr_config.h"
+#include "dr_err.h"
+
+/* "Unknown keys and bad values are rejected at start with a message naming the key." */
+static void test_rejects_unknown_and_bad_values(void **state) {
+    (void)state;
+    dr_config_t *c = malloc(sizeof(*c));
+    char err[512];
+    dr_config_default(c);
+    static const char *const bad[][2] = {
+        {"learner.dimm", "32"}, {"learner.dim", "0"}, {"learner.dim", "abc"},
+        {"learner.lr.user", "nan"}, {"state.sync", "maybe"}, {"learner.mode", "ratings"},
+        {"emit.topk", "-1"}, {"emit.interval.ms", "1e3"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(dr_config_set(c, bad[i][0], bad[i][1], err, sizeof(err)), DR_ECONFIG);
+        assert_non_null(strstr(err, bad[i][0]));
+    }
+    assert_int_equal(dr_config_set_pair(c, "no-equals-sign", err, sizeof(err)), DR_ECONFIG);
+    free(c);
+}
+
+/* Defaults are the documented ones; values parse and kafka.* pass through. */
+static void test_defaults_and_values(void **state) {
+    (void)state;
+    dr_config_t *c = malloc(sizeof(*c));
+    char err[512];
+    dr_config_default(c);
+    assert_int_equal(c->learner.dim, 32);
+    assert_int_equal(c->commit_interval_ms, 1000);
+    assert_int_equal(c->emit_interval_ms, 100);
+    assert_int_equal(c->topk, 50);
+    assert_int_equal(dr_config_set_pair(c, " learner.mode = rating ", err, sizeof(err)), 0);
+    assert_int_equal(dr_config_set_pair(c, "kafka.security.protocol=SASL_SSL", err, sizeof(err)), 0);
+    assert_int_equal(dr_config_set_pair(c, "kafka.sasl.password=hunter2", err, sizeof(err)), 0);
+    assert_int_equal(dr_config_finish(c, err, sizeof(err)), 0);
+    assert_int_equal(c->learner.mode, DR_MODE_RATING);
+    assert_string_equal(c->topic_dlq, "driftrec.events.dlq");
+    assert_string_equal(dr_config_kafka(c, "security.protocol"), "SASL_SSL");
+    /* "Secrets are never logged": the dump redacts them */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    dr_config_dump(c, f);
+    fclose(f);
+    assert_null(strstr(buf, "hunter2"));
+    assert_non_null(strstr(buf, "kafka.sasl.password = [redacted]"));
+    free(buf);
+    free(c);
+}
+
+/* A properties file: comments, blanks, and errors naming file and line. */
+static void test_load_file(void **state) {
+    (void)state;
+    char dir[64], path[128], err[512];
+    dr_test_tmpdir(dir, sizeof(dir), "config");
+    snprintf(path, sizeof(path), "%s/driftrec.conf", dir);
+    FILE *f = fopen(path, "w");
+    fputs("# comment\n\nlearner.dim = 16\nemit.topk=20\nbogus.key = 1\n", f);
+    fclose(f);
+    dr_config_t *c = malloc(sizeof(*c));
+    dr_config_default(c);
+    assert_int_equal(dr_config_load_file(c, path, err, sizeof(err)), DR_ECONFIG);
+    assert_non_null(strstr(err, ":5:"));
+    assert_non_null(strstr(err, "bogus.key"));
+    assert_int_equal(c->learner.dim, 16);
+    assert_int_equal(c->topk, 20);
+    free(c);
+    dr_rmtree(dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rejects_unknown_and_bad_values),
+        cmocka_unit_test(test_defaults_and_values),
+        cmocka_unit_test(test_load_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
