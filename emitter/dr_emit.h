@@ -42,6 +42,7 @@ void dr_emit_topk(const float *U, size_t B, const dr_items_view_t *items, int k,
 typedef struct dr_emitter_conf {
     int topk;
     int batch;               /* users per sgemm */
+    int blas_threads;        /* OpenBLAS threads (process-wide setting) */
     dr_codec_conf_t codec;
 } dr_emitter_conf_t;
 

@@ -3,6 +3,7 @@
  * user_id with the delivery epoch in the message opaque. */
 #include "dr_emit.h"
 
+#include <cblas.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,9 @@ int dr_emitter_new(dr_emitter_t **out, rd_kafka_t *rk, const char *topic,
     e->excl = malloc(b * sizeof(*e->excl));
     e->excl_idx = malloc(b * DR_RECENT_MAX * sizeof(*e->excl_idx));
     if (!e->topic || !e->out || !e->out_n || !e->excl || !e->excl_idx) goto out_nomem;
+    /* OpenBLAS's idle threads spin (sched_yield) between calls and would take
+     * the loop thread's core on a small machine; one thread is the default. */
+    if (conf->blas_threads > 0) openblas_set_num_threads(conf->blas_threads);
     int err = dr_codec_new(&e->codec, &conf->codec, errstr, n);
     if (err) {
         dr_emitter_free(e);

@@ -35,14 +35,19 @@ static void sift_up(dr_scored_item_t *h, size_t i) {
     }
 }
 
-/* Selects the k best of one score row; returns how many were kept, sorted
- * best first in out. Excluded entries were set to -INFINITY beforehand. */
+/* Selects the k best of one row of U·Qᵀ (item biases added here); returns
+ * how many were kept, sorted best first in out. Excluded entries were set to
+ * -INFINITY beforehand; NaN scores never rank. One pass: most candidates
+ * fail the first comparison against the heap's worst entry. */
 static size_t select_row(const float *s, const dr_items_view_t *items, size_t k,
                          dr_scored_item_t *out) {
     size_t n = 0;
+    const float *bias = items->bias;
     for (size_t i = 0; i < items->n; i++) {
-        if (s[i] == -INFINITY || items->excluded[i]) continue;
-        dr_scored_item_t c = {items->ids[i], s[i]};
+        float score = s[i] + bias[i];
+        if (n == k && score < out[0].score) continue;
+        if (!(score > -INFINITY) || items->excluded[i]) continue; /* also drops NaN */
+        dr_scored_item_t c = {items->ids[i], score};
         if (n < k) {
             out[n] = c;
             sift_up(out, n++);
@@ -69,18 +74,13 @@ void dr_emit_topk(const float *U, size_t B, const dr_items_view_t *items, int k,
         for (size_t u = 0; u < B; u++) out_n[u] = 0;
         return;
     }
-    /* Every row starts as the item biases; sgemm adds U·Qᵀ (beta = 1). */
-    for (size_t u = 0; u < B; u++)
-        for (size_t i = 0; i < n; i++) scores[u * n + i] = items->bias[i];
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)n, items->dim, 1.0f, U,
-                items->dim, items->q, items->dim, 1.0f, scores, (int)n);
+                items->dim, items->q, items->dim, 0.0f, scores, (int)n);
     for (size_t u = 0; u < B; u++) {
         float *row = scores + u * n;
         if (excl)
             for (size_t j = 0; j < excl[u].n; j++)
                 if (excl[u].idx[j] >= 0 && (size_t)excl[u].idx[j] < n) row[excl[u].idx[j]] = -INFINITY;
-        for (size_t i = 0; i < n; i++)
-            if (isnan(row[i])) row[i] = -INFINITY; /* never rank a broken score */
         out_n[u] = select_row(row, items, (size_t)k, out + u * (size_t)k);
     }
 }

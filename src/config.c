@@ -46,6 +46,7 @@ static const conf_row_t rows[] = {
     {"emit.interval.ms", T_INT, F(emit_interval_ms), 0, 1, 600000, "100", NULL, "How often the lists of changed users are recomputed and published."},
     {"emit.batch", T_INT, F(emit_batch), 0, 1, 65536, "512", NULL, "Users scored per sgemm call."},
     {"emit.topk", T_INT, F(topk), 0, 1, 10000, "50", NULL, "Length of each published list."},
+    {"emit.blas.threads", T_INT, F(blas_threads), 0, 1, 256, "1", NULL, "OpenBLAS threads for scoring; more only pay off with spare cores (idle BLAS threads spin)."},
     {"learner.mode", T_STR, S(learner_mode), 0, 0, "implicit", "implicit|rating", "implicit: engagement labels, logistic loss; rating: RATE events, squared loss."},
     {"learner.dim", T_INT, F(learner.dim), 0, 1, DR_MAX_DIM, "32", NULL, "Latent dimension d."},
     {"learner.lr.user", T_FLOAT, F(learner.lr_user), 0, 0, 10, "0.5", NULL, "SGD rate of the per-user delta v_u and bias b_u."},

@@ -26,6 +26,7 @@ typedef struct demo_opts {
     dr_synth_conf_t synth;
     int partitions;
     const char *report_dir;
+    const char *bootstrap;     /* external broker; NULL: embedded */
     char state_dir[1024];
     bool keep_state, quiet;
     dr_config_t cfg;
@@ -46,12 +47,14 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: driftrec demo [--events N] [--users U] [--items I] [--partitions P]\n"
             "                     [--report DIR] [--state-dir DIR] [--keep-state] [--quiet]\n"
-            "                     [--seed S] [--set key=value]...\n"
+            "                     [--seed S] [--bootstrap HOST:PORT] [--set key=value]...\n"
             "Runs the whole pipeline on the embedded broker (librdkafka's mock cluster on\n"
             "127.0.0.1) over a synthetic stream of sessions (impressions, clicks, likes,\n"
             "shares, dwells, hides; 20%% of users switch interests mid-stream), shows live\n"
             "progress and writes DIR/report.json (default DIR: demo-report).\n"
-            "Defaults: 200000 events, 20000 users, 5000 items, 16 partitions.\n");
+            "Defaults: 200000 events, 20000 users, 5000 items, 16 partitions.\n"
+            "--bootstrap uses a running broker instead (e.g. `driftrec broker --topic ...`),\n"
+            "so that other tools (kcat) can read the same topics.\n");
 }
 
 static int parse_opts(demo_opts_t *o, int argc, char **argv) {
@@ -61,10 +64,11 @@ static int parse_opts(demo_opts_t *o, int argc, char **argv) {
         {"report", required_argument, 0, 'r'}, {"state-dir", required_argument, 0, 's'},
         {"keep-state", no_argument, 0, 'k'},   {"quiet", no_argument, 0, 'q'},
         {"seed", required_argument, 0, 'S'},   {"set", required_argument, 0, 'x'},
+        {"bootstrap", required_argument, 0, 'b'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     char err[512];
     int c;
-    while ((c = getopt_long(argc, argv, "n:u:i:p:r:s:kqS:x:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "n:u:i:p:r:s:kqS:x:b:h", opts, NULL)) != -1) {
         switch (c) {
         case 'n': o->synth.events = strtoull(optarg, NULL, 10); break;
         case 'u': o->synth.users = strtoull(optarg, NULL, 10); break;
@@ -74,6 +78,7 @@ static int parse_opts(demo_opts_t *o, int argc, char **argv) {
         case 's': snprintf(o->state_dir, sizeof(o->state_dir), "%s", optarg); break;
         case 'k': o->keep_state = true; break;
         case 'q': o->quiet = true; break;
+        case 'b': o->bootstrap = optarg; break;
         case 'S': o->synth.seed = strtoull(optarg, NULL, 10); break;
         case 'x':
             if (dr_config_set_pair(&o->cfg, optarg, err, sizeof(err))) {
@@ -221,12 +226,15 @@ static int prepare(demo_opts_t *o, dr_embedded_t **broker) {
         snprintf(o->state_dir, sizeof(o->state_dir), "/tmp/driftrec-demo-XXXXXX");
         if (!mkdtemp(o->state_dir)) { perror("driftrec demo: mkdtemp"); return DR_EIO; }
     }
-    if (dr_embedded_new(broker, 1, err, sizeof(err))) goto out_err;
-    const char *topics[] = {o->cfg.topic_events, o->cfg.topic_recs};
-    for (int i = 0; i < 2; i++)
-        if (dr_embedded_create_topic(*broker, topics[i], o->partitions, err, sizeof(err))) goto out_err;
-    if (dr_embedded_create_topic(*broker, o->cfg.topic_dlq, 1, err, sizeof(err))) goto out_err;
-    const char *bs = dr_embedded_bootstraps(*broker);
+    const char *bs = o->bootstrap;
+    if (!bs) {
+        if (dr_embedded_new(broker, 1, err, sizeof(err))) goto out_err;
+        const char *topics[] = {o->cfg.topic_events, o->cfg.topic_recs};
+        for (int i = 0; i < 2; i++)
+            if (dr_embedded_create_topic(*broker, topics[i], o->partitions, err, sizeof(err))) goto out_err;
+        if (dr_embedded_create_topic(*broker, o->cfg.topic_dlq, 1, err, sizeof(err))) goto out_err;
+        bs = dr_embedded_bootstraps(*broker);
+    }
     const char *sets[][2] = {{"kafka.bootstrap.servers", bs},
                              {"kafka.fetch.wait.max.ms", "10"},
                              {"kafka.queued.min.messages", "1000000"},
@@ -300,7 +308,7 @@ int dr_cmd_demo(int argc, char **argv) {
     uv_loop_t loop;
     uv_loop_init(&loop);
     r.t_start = dr_mono_s();
-    if (prepare(&o, &broker) || produce_stream(&o, dr_embedded_bootstraps(broker))) {
+    if (prepare(&o, &broker) || produce_stream(&o, dr_config_kafka(&o.cfg, "bootstrap.servers"))) {
         rc = 1;
         goto out;
     }

@@ -45,6 +45,7 @@ typedef struct dr_config {
     int emit_interval_ms;
     int emit_batch;
     int topk;
+    int blas_threads;
     /* learner */
     dr_learner_conf_t learner;
     char learner_mode[16];

@@ -428,7 +428,7 @@ static int make_producer(dr_pipeline_t *p, char *errstr, size_t n) {
 static int make_clients(dr_pipeline_t *p, char *errstr, size_t n) {
     int err = make_producer(p, errstr, n);
     if (err) return err;
-    dr_emitter_conf_t ec = {p->cfg.topk, p->cfg.emit_batch, p->cfg.codec};
+    dr_emitter_conf_t ec = {p->cfg.topk, p->cfg.emit_batch, p->cfg.blas_threads, p->cfg.codec};
     if ((err = dr_emitter_new(&p->emitter, p->producer, p->cfg.topic_recs, &ec, &p->flight,
                               errstr, n)))
         return err;
