@@ -76,17 +76,22 @@ typedef struct dr_user_cache dr_user_cache_t;
 
 int dr_user_cache_new(dr_user_cache_t **out, size_t capacity, int dim);
 void dr_user_cache_free(dr_user_cache_t *c); /* frees every cached user */
-/* The cached user, or NULL. */
+/* The cached user, or NULL (a hit is counted; a NULL is not a miss, see
+ * count_miss). The pointer stays valid until the next put or remove, and
+ * across them while the user is dirty (dirty users are never evicted). */
 dr_user_t *dr_user_cache_get(dr_user_cache_t *c, int64_t user_id);
-/* Inserts u (the cache takes ownership). Evicts clean users beyond capacity. */
+/* Inserts u (the cache takes ownership). Evicts clean users beyond capacity,
+ * never u itself. A user already cached under u's id is replaced (and
+ * freed); its dirty state carries over. DR_ENOMEM: u was not taken. */
 int dr_user_cache_put(dr_user_cache_t *c, dr_user_t *u);
 /* Removes and frees a user (erasure). */
 void dr_user_cache_remove(dr_user_cache_t *c, int64_t user_id);
 void dr_user_cache_mark_dirty(dr_user_cache_t *c, dr_user_t *u);
 size_t dr_user_cache_size(const dr_user_cache_t *c);
 size_t dr_user_cache_dirty(const dr_user_cache_t *c);
-/* Calls fn for each dirty user and marks it clean. Stops at a non-zero
- * return (the remaining users stay dirty) and returns it. */
+/* Calls fn for each dirty user, in the order they became dirty, and marks
+ * it clean. Stops at a non-zero return (that user and the rest stay dirty)
+ * and returns it. fn must not put or remove users. */
 typedef int (*dr_user_fn)(void *ctx, dr_user_t *u);
 int dr_user_cache_drain_dirty(dr_user_cache_t *c, dr_user_fn fn, void *ctx);
 /* Hit/miss counters since creation. */

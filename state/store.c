@@ -1,0 +1,447 @@
+/* store.c - driftrec's durable state in RocksDB: users, items and meta
+ * (globals, consumed offsets) in three column families, written together by
+ * one WriteBatch per commit so that parameters and offsets never diverge. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rocksdb/c.h>
+
+#include "dr_err.h"
+#include "dr_log.h"
+#include "dr_state.h"
+
+/* Column families in the order they are opened; "default" is unused but
+ * RocksDB requires it to be named on every open. */
+enum { CF_DEFAULT, CF_USERS, CF_ITEMS, CF_META, CF_COUNT };
+static const char *const cf_names[CF_COUNT] = {"default", "users", "items", "meta"};
+
+#define ID_KEY_LEN 8
+/* "offset/<topic>/<partition>"; Kafka topic names are at most 249 bytes. */
+#define OFFSET_KEY_MAX 320
+
+struct dr_state {
+    rocksdb_t *db;
+    rocksdb_options_t *opts;
+    rocksdb_cache_t *block_cache;
+    rocksdb_readoptions_t *ropts;
+    rocksdb_readoptions_t *scan_ropts; /* full scans: do not churn the block cache */
+    rocksdb_writeoptions_t *wopts;
+    rocksdb_writebatch_t *wb;          /* reused by dr_state_write (one writer) */
+    rocksdb_column_family_handle_t *cf[CF_COUNT];
+};
+
+/* A batch is recorded in our own buffer and replayed into a RocksDB
+ * WriteBatch at write time: column-family handles belong to an open store,
+ * and dr_state_batch_new() has none. Record: op, cf, klen, vlen, key, value. */
+enum { OP_PUT = 1, OP_DELETE = 2 };
+#define REC_HDR (1 + 1 + 4 + 4)
+
+struct dr_state_batch {
+    uint8_t *buf;
+    size_t len, cap;
+    size_t count;
+    int error; /* first failure while building (DR_ENOMEM, DR_EINVAL); sticky */
+};
+
+void dr_state_conf_default(dr_state_conf_t *conf) {
+    conf->path = NULL;
+    conf->read_only = false;
+    conf->sync = false;
+    conf->block_cache_mb = 256;
+}
+
+static void set_err(char *errstr, size_t errstr_size, const char *what, const char *msg) {
+    if (errstr && errstr_size > 0)
+        snprintf(errstr, errstr_size, "%s: %s", what, msg ? msg : "unknown error");
+}
+
+/* Converts a RocksDB error into DR_ESTORE, copying and freeing its text. */
+static int store_err(char *errptr, char *errstr, size_t errstr_size, const char *what) {
+    set_err(errstr, errstr_size, what, errptr);
+    rocksdb_free(errptr);
+    return DR_ESTORE;
+}
+
+/* A read error has no errstr to go to: log RocksDB's reason, free it. */
+static int read_err(char *errptr, const char *what) {
+    dr_log(DR_LOG_ERROR, "state", "%s failed: %s", what, errptr);
+    rocksdb_free(errptr);
+    return DR_ESTORE;
+}
+
+/* Big-endian so that RocksDB's bytewise key order is id order (ids are
+ * non-negative, below 2^53). */
+static void encode_id(uint8_t key[ID_KEY_LEN], int64_t id) {
+    uint64_t v = (uint64_t)id;
+    for (int i = ID_KEY_LEN - 1; i >= 0; i--, v >>= 8)
+        key[i] = (uint8_t)v;
+}
+
+static int64_t decode_id(const uint8_t key[ID_KEY_LEN]) {
+    uint64_t v = 0;
+    for (int i = 0; i < ID_KEY_LEN; i++)
+        v = v << 8 | key[i];
+    return (int64_t)v;
+}
+
+static void encode_le64(uint8_t out[8], uint64_t v) {
+    for (int i = 0; i < 8; i++, v >>= 8)
+        out[i] = (uint8_t)v;
+}
+
+static uint64_t decode_le64(const uint8_t in[8]) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | in[i];
+    return v;
+}
+
+/* Returns the key length, or -1 when the topic is too long for a key. */
+static int offset_key(char key[OFFSET_KEY_MAX], const char *topic, int32_t partition) {
+    int n = snprintf(key, OFFSET_KEY_MAX, "offset/%s/%d", topic, (int)partition);
+    return n < 0 || n >= OFFSET_KEY_MAX ? -1 : n;
+}
+
+/* --- open / close --------------------------------------------------------- */
+
+static void build_options(dr_state_t *st, const dr_state_conf_t *conf) {
+    size_t mb = conf->block_cache_mb ? conf->block_cache_mb : 256;
+    rocksdb_block_based_table_options_t *bbt = rocksdb_block_based_options_create();
+
+    st->opts = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(st->opts, !conf->read_only);
+    rocksdb_options_set_create_missing_column_families(st->opts, !conf->read_only);
+    rocksdb_options_set_keep_log_file_num(st->opts, 4);
+    st->block_cache = rocksdb_cache_create_lru(mb << 20);
+    rocksdb_block_based_options_set_block_cache(bbt, st->block_cache);
+    /* The table options take ownership of the filter policy. */
+    rocksdb_block_based_options_set_filter_policy(bbt, rocksdb_filterpolicy_create_bloom_full(10));
+    /* The factory copies the table options, so they can go right away. */
+    rocksdb_options_set_block_based_table_factory(st->opts, bbt);
+    rocksdb_block_based_options_destroy(bbt);
+
+    st->ropts = rocksdb_readoptions_create();
+    st->scan_ropts = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_fill_cache(st->scan_ropts, 0);
+    st->wopts = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(st->wopts, conf->sync);
+    st->wb = rocksdb_writebatch_create();
+}
+
+int dr_state_open(dr_state_t **out, const dr_state_conf_t *conf, char *errstr,
+                  size_t errstr_size) {
+    const rocksdb_options_t *cf_opts[CF_COUNT];
+    char *err = NULL;
+    dr_state_t *st;
+
+    *out = NULL;
+    if (!conf || !conf->path || !*conf->path) {
+        set_err(errstr, errstr_size, "state open", "no path given");
+        return DR_EINVAL;
+    }
+    st = calloc(1, sizeof(*st));
+    if (!st) {
+        set_err(errstr, errstr_size, "state open", "out of memory");
+        return DR_ENOMEM;
+    }
+    build_options(st, conf);
+    for (int i = 0; i < CF_COUNT; i++)
+        cf_opts[i] = st->opts;
+    if (conf->read_only)
+        /* Takes no LOCK and replays the WAL into memory: a point-in-time view
+         * that can sit beside a running writer. */
+        st->db = rocksdb_open_for_read_only_column_families(
+            st->opts, conf->path, CF_COUNT, cf_names, cf_opts, st->cf, 0, &err);
+    else
+        st->db = rocksdb_open_column_families(st->opts, conf->path, CF_COUNT, cf_names,
+                                              cf_opts, st->cf, &err);
+    if (err) {
+        int rc = store_err(err, errstr, errstr_size, conf->path);
+
+        dr_state_close(st); /* no db and no handles were returned */
+        return rc;
+    }
+    *out = st;
+    return 0;
+}
+
+void dr_state_close(dr_state_t *st) {
+    if (!st)
+        return;
+    for (int i = 0; i < CF_COUNT; i++)
+        if (st->cf[i])
+            rocksdb_column_family_handle_destroy(st->cf[i]);
+    if (st->db)
+        rocksdb_close(st->db);
+    if (st->wb)
+        rocksdb_writebatch_destroy(st->wb);
+    if (st->wopts)
+        rocksdb_writeoptions_destroy(st->wopts);
+    if (st->scan_ropts)
+        rocksdb_readoptions_destroy(st->scan_ropts);
+    if (st->ropts)
+        rocksdb_readoptions_destroy(st->ropts);
+    if (st->opts)
+        rocksdb_options_destroy(st->opts);
+    if (st->block_cache)
+        rocksdb_cache_destroy(st->block_cache);
+    free(st);
+}
+
+/* --- reads ---------------------------------------------------------------- */
+
+/* Copies a value into memory of our own malloc (callers free() it); a
+ * zero-length value still yields a non-NULL pointer. */
+static int get_cf(dr_state_t *st, int cf, const void *key, size_t klen, uint8_t **val,
+                  size_t *len) {
+    char *err = NULL;
+    const char *data;
+    size_t n;
+    rocksdb_pinnableslice_t *ps =
+        rocksdb_get_pinned_cf(st->db, st->ropts, st->cf[cf], key, klen, &err);
+
+    if (err)
+        return read_err(err, "state read");
+    if (!ps)
+        return DR_ENOTFOUND;
+    data = rocksdb_pinnableslice_value(ps, &n);
+    *val = malloc(n ? n : 1);
+    if (!*val) {
+        rocksdb_pinnableslice_destroy(ps);
+        return DR_ENOMEM;
+    }
+    memcpy(*val, data, n);
+    *len = n;
+    rocksdb_pinnableslice_destroy(ps);
+    return 0;
+}
+
+int dr_state_get_user(dr_state_t *st, int64_t user_id, uint8_t **rec, size_t *len) {
+    uint8_t key[ID_KEY_LEN];
+
+    encode_id(key, user_id);
+    return get_cf(st, CF_USERS, key, sizeof(key), rec, len);
+}
+
+int dr_state_get_meta(dr_state_t *st, const char *key, uint8_t **val, size_t *len) {
+    if (!key)
+        return DR_EINVAL;
+    return get_cf(st, CF_META, key, strlen(key), val, len);
+}
+
+int dr_state_get_offset(dr_state_t *st, const char *topic, int32_t partition,
+                        int64_t *next_offset) {
+    char key[OFFSET_KEY_MAX];
+    uint8_t *val;
+    size_t len;
+    int klen = topic ? offset_key(key, topic, partition) : -1;
+    int rc;
+
+    if (klen < 0)
+        return DR_EINVAL;
+    rc = get_cf(st, CF_META, key, (size_t)klen, &val, &len);
+    if (rc)
+        return rc;
+    if (len == 8)
+        *next_offset = (int64_t)decode_le64(val);
+    else
+        rc = DR_ECORRUPT;
+    free(val);
+    return rc;
+}
+
+/* Walks one id-keyed column family in key (= id) order. */
+static int for_each_id(dr_state_t *st, int cf,
+                       int (*fn)(void *ctx, int64_t id, const void *rec, size_t len),
+                       void *ctx) {
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->scan_ropts, st->cf[cf]);
+    char *err = NULL;
+    int rc = 0;
+
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *key = rocksdb_iter_key(it, &klen);
+        const char *val = rocksdb_iter_value(it, &vlen);
+
+        if (klen != ID_KEY_LEN) {
+            rc = DR_ECORRUPT;
+            goto out_it;
+        }
+        rc = fn(ctx, decode_id((const uint8_t *)key), val, vlen);
+        if (rc)
+            goto out_it;
+    }
+    rocksdb_iter_get_error(it, &err);
+    if (err)
+        rc = read_err(err, "state scan");
+out_it:
+    rocksdb_iter_destroy(it);
+    return rc;
+}
+
+int dr_state_for_each_item(dr_state_t *st, dr_state_item_fn fn, void *ctx) {
+    return for_each_id(st, CF_ITEMS, fn, ctx);
+}
+
+int dr_state_for_each_user(dr_state_t *st, dr_state_user_fn fn, void *ctx) {
+    return for_each_id(st, CF_USERS, fn, ctx);
+}
+
+int dr_state_sizes(dr_state_t *st, uint64_t *live_bytes, uint64_t *pending_compaction) {
+    uint64_t live = 0, pending = 0;
+
+    for (int i = 0; i < CF_COUNT; i++) {
+        uint64_t l, p;
+
+        if (rocksdb_property_int_cf(st->db, st->cf[i], "rocksdb.estimate-live-data-size",
+                                    &l) != 0 ||
+            rocksdb_property_int_cf(st->db, st->cf[i],
+                                    "rocksdb.estimate-pending-compaction-bytes", &p) != 0)
+            return DR_ESTORE;
+        live += l;
+        pending += p;
+    }
+    *live_bytes = live;
+    *pending_compaction = pending;
+    return 0;
+}
+
+/* --- batches -------------------------------------------------------------- */
+
+dr_state_batch_t *dr_state_batch_new(void) {
+    return calloc(1, sizeof(dr_state_batch_t));
+}
+
+void dr_state_batch_free(dr_state_batch_t *b) {
+    if (!b)
+        return;
+    free(b->buf);
+    free(b);
+}
+
+static bool batch_reserve(dr_state_batch_t *b, size_t need) {
+    size_t cap = b->cap ? b->cap : 4096;
+    uint8_t *buf;
+
+    if (b->cap - b->len >= need)
+        return true;
+    while (cap - b->len < need)
+        cap *= 2;
+    buf = realloc(b->buf, cap);
+    if (!buf)
+        return false;
+    b->buf = buf;
+    b->cap = cap;
+    return true;
+}
+
+/* Appends one operation. A failure is remembered and fails the whole batch
+ * at write time, so that a batch is never stored in part. */
+static void batch_add(dr_state_batch_t *b, int op, int cf, const void *key, size_t klen,
+                      const void *val, size_t vlen) {
+    uint32_t k32 = (uint32_t)klen, v32 = (uint32_t)vlen;
+    uint8_t *p;
+
+    if (b->error)
+        return;
+    if (klen > UINT32_MAX || vlen > UINT32_MAX || (vlen && !val)) {
+        b->error = DR_EINVAL;
+        return;
+    }
+    if (!batch_reserve(b, REC_HDR + klen + vlen)) {
+        b->error = DR_ENOMEM;
+        return;
+    }
+    p = b->buf + b->len;
+    p[0] = (uint8_t)op;
+    p[1] = (uint8_t)cf;
+    memcpy(p + 2, &k32, 4);
+    memcpy(p + 6, &v32, 4);
+    memcpy(p + REC_HDR, key, klen);
+    if (vlen)
+        memcpy(p + REC_HDR + klen, val, vlen);
+    b->len += REC_HDR + klen + vlen;
+    b->count++;
+}
+
+void dr_state_batch_put_user(dr_state_batch_t *b, int64_t user_id, const void *rec, size_t len) {
+    uint8_t key[ID_KEY_LEN];
+
+    encode_id(key, user_id);
+    batch_add(b, OP_PUT, CF_USERS, key, sizeof(key), rec, len);
+}
+
+void dr_state_batch_delete_user(dr_state_batch_t *b, int64_t user_id) {
+    uint8_t key[ID_KEY_LEN];
+
+    encode_id(key, user_id);
+    batch_add(b, OP_DELETE, CF_USERS, key, sizeof(key), NULL, 0);
+}
+
+void dr_state_batch_put_item(dr_state_batch_t *b, int64_t item_id, const void *rec, size_t len) {
+    uint8_t key[ID_KEY_LEN];
+
+    encode_id(key, item_id);
+    batch_add(b, OP_PUT, CF_ITEMS, key, sizeof(key), rec, len);
+}
+
+void dr_state_batch_put_meta(dr_state_batch_t *b, const char *key, const void *val, size_t len) {
+    if (!key) {
+        b->error = b->error ? b->error : DR_EINVAL;
+        return;
+    }
+    batch_add(b, OP_PUT, CF_META, key, strlen(key), val, len);
+}
+
+void dr_state_batch_put_offset(dr_state_batch_t *b, const char *topic, int32_t partition,
+                               int64_t next_offset) {
+    char key[OFFSET_KEY_MAX];
+    uint8_t val[8];
+    int klen = topic ? offset_key(key, topic, partition) : -1;
+
+    if (klen < 0) {
+        b->error = b->error ? b->error : DR_EINVAL;
+        return;
+    }
+    encode_le64(val, (uint64_t)next_offset);
+    batch_add(b, OP_PUT, CF_META, key, (size_t)klen, val, sizeof(val));
+}
+
+size_t dr_state_batch_count(const dr_state_batch_t *b) {
+    return b->count;
+}
+
+/* Rebuilds the RocksDB WriteBatch from our record buffer. */
+static void replay(dr_state_t *st, const dr_state_batch_t *b) {
+    const uint8_t *p = b->buf, *end = b->buf + b->len;
+
+    rocksdb_writebatch_clear(st->wb);
+    while (p < end) {
+        uint32_t klen, vlen;
+        const char *key = (const char *)p + REC_HDR;
+
+        memcpy(&klen, p + 2, 4);
+        memcpy(&vlen, p + 6, 4);
+        if (p[0] == OP_PUT)
+            rocksdb_writebatch_put_cf(st->wb, st->cf[p[1]], key, klen, key + klen, vlen);
+        else
+            rocksdb_writebatch_delete_cf(st->wb, st->cf[p[1]], key, klen);
+        p += REC_HDR + klen + vlen;
+    }
+}
+
+int dr_state_write(dr_state_t *st, dr_state_batch_t *b, char *errstr, size_t errstr_size) {
+    char *err = NULL;
+
+    if (b->error) {
+        set_err(errstr, errstr_size, "state write: batch incomplete", dr_strerror(b->error));
+        return b->error;
+    }
+    replay(st, b);
+    rocksdb_write(st->db, st->wopts, st->wb, &err);
+    if (err)
+        return store_err(err, errstr, errstr_size, "state write");
+    return 0;
+}

@@ -1,0 +1,718 @@
+/* test_state.c - cmocka tests for state/: the RocksDB store (atomic batches,
+ * offsets, ordered scans, read-only inspection, reopen) and the hot-user
+ * cache (CLOCK eviction of clean users, dirty drain, a randomized model check). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dr_err.h"
+#include "dr_state.h"
+
+/* Until learner/model.c links into this test (build with -DDR_HAVE_LEARNER
+ * then), stand-ins with the documented allocation: one malloc of
+ * dr_user_size(dim), released by dr_user_free. */
+#ifndef DR_HAVE_LEARNER
+size_t dr_user_size(int dim) {
+    return sizeof(dr_user_t) + (size_t)dim * sizeof(float);
+}
+
+dr_user_t *dr_user_new(int64_t user_id, int dim) {
+    dr_user_t *u = calloc(1, dr_user_size(dim));
+
+    if (u)
+        u->user_id = user_id;
+    return u;
+}
+
+void dr_user_free(dr_user_t *u) {
+    free(u);
+}
+#endif
+
+#define DIM 4
+
+/* --- fixtures: one fresh directory per test ------------------------------ */
+
+typedef struct fixture {
+    char dir[64];
+    char db[96];
+} fixture_t;
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static int setup_dir(void **state) {
+    fixture_t *f = calloc(1, sizeof(*f));
+
+    if (!f)
+        return -1;
+    strcpy(f->dir, "/tmp/dr_state_XXXXXX");
+    if (!mkdtemp(f->dir)) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->db, sizeof(f->db), "%s/db", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown_dir(void **state) {
+    fixture_t *f = *state;
+    int rc = nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+
+    free(f);
+    return rc;
+}
+
+static dr_state_t *open_store(const fixture_t *f, bool read_only) {
+    dr_state_conf_t conf;
+    dr_state_t *st = NULL;
+    char err[256] = "";
+
+    dr_state_conf_default(&conf);
+    conf.path = f->db;
+    conf.read_only = read_only;
+    conf.block_cache_mb = 8;
+    if (dr_state_open(&st, &conf, err, sizeof(err)) != 0)
+        fail_msg("open %s: %s", f->db, err);
+    return st;
+}
+
+static void expect_user(dr_state_t *st, int64_t id, const char *want) {
+    uint8_t *rec = NULL;
+    size_t len = 0;
+
+    assert_int_equal(dr_state_get_user(st, id, &rec, &len), 0);
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(rec, want, len);
+    free(rec);
+}
+
+static void expect_offset(dr_state_t *st, const char *topic, int32_t p, int64_t want) {
+    int64_t got = -1;
+
+    assert_int_equal(dr_state_get_offset(st, topic, p, &got), 0);
+    assert_int_equal(got, want);
+}
+
+static void write_ok(dr_state_t *st, dr_state_batch_t *b) {
+    char err[256] = "";
+
+    if (dr_state_write(st, b, err, sizeof(err)) != 0)
+        fail_msg("write: %s", err);
+}
+
+/* --- store --------------------------------------------------------------- */
+
+/* Claim: users, items and offsets put into one batch are all stored by one
+ * write and are all visible after the store is closed and reopened. */
+static void test_batch_all_visible_after_reopen(void **state) {
+    fixture_t *f = *state;
+    dr_state_t *st = open_store(f, false);
+    dr_state_batch_t *b = dr_state_batch_new();
+    uint8_t *val;
+    size_t len;
+
+    dr_state_batch_put_user(b, 7, "user7", 5);
+    dr_state_batch_put_item(b, 42, "item42", 6);
+    dr_state_batch_put_meta(b, "globals", "G", 1);
+    dr_state_batch_put_offset(b, "events", 3, 1001);
+    assert_int_equal(dr_state_batch_count(b), 4);
+    write_ok(st, b);
+    dr_state_batch_free(b);
+    dr_state_close(st);
+
+    st = open_store(f, false);
+    expect_user(st, 7, "user7");
+    expect_offset(st, "events", 3, 1001);
+    assert_int_equal(dr_state_get_meta(st, "globals", &val, &len), 0);
+    assert_int_equal(len, 1);
+    assert_int_equal(val[0], 'G');
+    free(val);
+    dr_state_close(st);
+}
+
+/* Claim: a write that RocksDB refuses (here: a read-only store) returns
+ * DR_ESTORE with RocksDB's message in errstr and stores nothing. */
+static void test_failed_write_stores_nothing(void **state) {
+    fixture_t *f = *state;
+    dr_state_t *st = open_store(f, false), *ro;
+    dr_state_batch_t *b = dr_state_batch_new();
+    char err[256] = "";
+    uint8_t *rec;
+    size_t len;
+    int64_t off;
+
+    dr_state_close(st); /* creates the store */
+    ro = open_store(f, true);
+    dr_state_batch_put_user(b, 1, "u", 1);
+    dr_state_batch_put_offset(b, "events", 0, 5);
+    assert_int_equal(dr_state_write(ro, b, err, sizeof(err)), DR_ESTORE);
+    assert_non_null(strstr(err, "read only"));
+    dr_state_close(ro);
+
+    st = open_store(f, false);
+    assert_int_equal(dr_state_get_user(st, 1, &rec, &len), DR_ENOTFOUND);
+    assert_int_equal(dr_state_get_offset(st, "events", 0, &off), DR_ENOTFOUND);
+    dr_state_batch_free(b);
+    dr_state_close(st);
+}
+
+/* Claim: a batch with an invalid operation (a NULL meta key) fails as a
+ * whole with DR_EINVAL: the valid operations before it are not stored. */
+static void test_invalid_batch_stores_nothing(void **state) {
+    fixture_t *f = *state;
+    dr_state_t *st = open_store(f, false);
+    dr_state_batch_t *b = dr_state_batch_new();
+    char err[256] = "";
+    uint8_t *rec;
+    size_t len;
+
+    dr_state_batch_put_user(b, 1, "u", 1);
+    dr_state_batch_put_meta(b, NULL, "x", 1);
+    assert_int_equal(dr_state_write(st, b, err, sizeof(err)), DR_EINVAL);
+    assert_true(err[0] != '\0');
+    assert_int_equal(dr_state_get_user(st, 1, &rec, &len), DR_ENOTFOUND);
+    dr_state_batch_free(b);
+    dr_state_close(st);
+}
+
+/* Claim: offsets round-trip per topic and partition (the last write wins),
+ * and an unknown topic or partition is DR_ENOTFOUND. */
+static void test_offsets_round_trip(void **state) {
+    fixture_t *f = *state;
+    dr_state_t *st = open_store(f, false);
+    dr_state_batch_t *b = dr_state_batch_new();
+    int64_t off;
+
+    dr_state_batch_put_offset(b, "events", 0, 10);
+    dr_state_batch_put_offset(b, "events", 1, 20);
+    dr_state_batch_put_offset(b, "items", 0, 30);
+    dr_state_batch_put_offset(b, "events", 0, 11);
+    dr_state_batch_put_offset(b, "events", 2, INT64_MAX);
+    write_ok(st, b);
+    expect_offset(st, "events", 0, 11);
+    expect_offset(st, "events", 1, 20);
+    expect_offset(st, "events", 2, INT64_MAX);
+    expect_offset(st, "items", 0, 30);
+    assert_int_equal(dr_state_get_offset(st, "events", 3, &off), DR_ENOTFOUND);
+    assert_int_equal(dr_state_get_offset(st, "other", 0, &off), DR_ENOTFOUND);
+    assert_int_equal(dr_state_get_offset(st, "event", 0, &off), DR_ENOTFOUND);
+    dr_state_batch_free(b);
+    dr_state_close(st);
+}
+
+typedef struct scan {
+    int64_t ids[64];
+    size_t n;
+    size_t stop_after; /* return 99 once this many were seen (0: never) */
+} scan_t;
+
+static int scan_fn(void *ctx, int64_t id, const void *rec, size_t len) {
+    scan_t *s = ctx;
+    char want[32];
+
+    snprintf(want, sizeof(want), "r%lld", (long long)id);
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(rec, want, len);
+    s->ids[s->n++] = id;
+    return s->n == s->stop_after ? 99 : 0;
+}
+
+/* Claim: for_each_item and for_each_user visit records in id order (ids
+ * across byte boundaries included), and stop at, and return, a non-zero. */
+static void test_scans_in_id_order_and_stop(void **state) {
+    static const int64_t ids[] = {300, 5,   (int64_t)1 << 40, 256, 0,
+                                  255, ((int64_t)1 << 53) - 1, 65536};
+    static const int64_t sorted[] = {0, 5, 255, 256, 300, 65536, (int64_t)1 << 40,
+                                     ((int64_t)1 << 53) - 1};
+    fixture_t *f = *state;
+    dr_state_t *st = open_store(f, false);
+    dr_state_batch_t *b = dr_state_batch_new();
+    size_t n = sizeof(ids) / sizeof(ids[0]);
+    scan_t s = {0};
+
+    for (size_t i = 0; i < n; i++) {
+        char rec[32];
+
+        snprintf(rec, sizeof(rec), "r%lld", (long long)ids[i]);
+        dr_state_batch_put_item(b, ids[i], rec, strlen(rec));
+        dr_state_batch_put_user(b, ids[i], rec, strlen(rec));
+    }
+    write_ok(st, b);
+    assert_int_equal(dr_state_for_each_item(st, scan_fn, &s), 0);
+    assert_int_equal(s.n, n);
+    assert_memory_equal(s.ids, sorted, sizeof(sorted));
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(dr_state_for_each_user(st, scan_fn, &s), 0);
+    assert_memory_equal(s.ids, sorted, sizeof(sorted));
+
+    memset(&s, 0, sizeof(s));
+    s.stop_after = 3;
+    assert_int_equal(dr_state_for_each_item(st, scan_fn, &s), 99);
+    assert_int_equal(s.n, 3);
+    memset(&s, 0, sizeof(s));
+    s.stop_after = 1;
+    assert_int_equal(dr_state_for_each_user(st, scan_fn, &s), 99);
+    assert_int_equal(s.n, 1);
+    dr_state_batch_free(b);
+    dr_state_close(st);
+}
+
+/* Claim: a read-only handle opened while another handle holds the store for
+ * writing sees everything committed before it opened (a point-in-time view:
+ * later commits need a reopen), and the writer keeps working beside it. */
+static void test_read_only_beside_writer(void **state) {
+    fixture_t *f = *state;
+    dr_state_t *st = open_store(f, false), *ro;
+    dr_state_batch_t *b = dr_state_batch_new();
+    uint8_t *rec;
+    size_t len;
+
+    dr_state_batch_put_user(b, 1, "one", 3);
+    dr_state_batch_put_offset(b, "events", 0, 77);
+    write_ok(st, b);
+    ro = open_store(f, true);
+    expect_user(ro, 1, "one");
+    expect_offset(ro, "events", 0, 77);
+
+    dr_state_batch_free(b);
+    b = dr_state_batch_new();
+    dr_state_batch_put_user(b, 2, "two", 3);
+    write_ok(st, b);
+    assert_int_equal(dr_state_get_user(ro, 2, &rec, &len), DR_ENOTFOUND);
+    expect_user(st, 2, "two");
+    dr_state_close(ro);
+
+    ro = open_store(f, true);
+    expect_user(ro, 2, "two");
+    dr_state_close(ro);
+    dr_state_batch_free(b);
+    dr_state_close(st);
+}
+
+/* Claim: after close and reopen everything stays: puts, overwrites, deletes
+ * and a zero-length value; and the size estimate sees the flushed data. */
+static void test_reopen_keeps_everything(void **state) {
+    fixture_t *f = *state;
+    dr_state_t *st = open_store(f, false);
+    dr_state_batch_t *b = dr_state_batch_new();
+    char rec[200];
+    uint8_t *val;
+    size_t len;
+    uint64_t live = 0, pending = 0;
+
+    memset(rec, 'x', sizeof(rec));
+    for (int64_t id = 0; id < 2000; id++)
+        dr_state_batch_put_user(b, id, rec, sizeof(rec));
+    dr_state_batch_put_user(b, 5, "five", 4);
+    dr_state_batch_delete_user(b, 6);
+    dr_state_batch_put_meta(b, "empty", "", 0);
+    write_ok(st, b);
+    dr_state_close(st);
+
+    st = open_store(f, false); /* recovery flushes the WAL into a table file */
+    expect_user(st, 5, "five");
+    assert_int_equal(dr_state_get_user(st, 6, &val, &len), DR_ENOTFOUND);
+    assert_int_equal(dr_state_get_user(st, 1999, &val, &len), 0);
+    assert_int_equal(len, sizeof(rec));
+    free(val);
+    assert_int_equal(dr_state_get_meta(st, "empty", &val, &len), 0);
+    assert_non_null(val);
+    assert_int_equal(len, 0);
+    free(val);
+    assert_int_equal(dr_state_get_meta(st, "missing", &val, &len), DR_ENOTFOUND);
+    assert_int_equal(dr_state_sizes(st, &live, &pending), 0);
+    assert_true(live > 0);
+    dr_state_batch_free(b);
+    dr_state_close(st);
+}
+
+/* Claim: open failures are DR_ESTORE with RocksDB's reason: a read-only open
+ * of a missing store, and a second writer in the same process. */
+static void test_open_errors(void **state) {
+    fixture_t *f = *state;
+    dr_state_conf_t conf;
+    dr_state_t *st = NULL, *st2 = (dr_state_t *)1;
+    char err[256] = "";
+
+    dr_state_conf_default(&conf);
+    conf.path = f->db;
+    conf.read_only = true;
+    assert_int_equal(dr_state_open(&st, &conf, err, sizeof(err)), DR_ESTORE);
+    assert_null(st);
+    assert_true(err[0] != '\0');
+
+    st = open_store(f, false);
+    conf.read_only = false;
+    err[0] = '\0';
+    assert_int_equal(dr_state_open(&st2, &conf, err, sizeof(err)), DR_ESTORE);
+    assert_null(st2);
+    assert_non_null(strstr(err, "lock"));
+    conf.path = NULL;
+    assert_int_equal(dr_state_open(&st2, &conf, err, sizeof(err)), DR_EINVAL);
+    dr_state_close(st);
+    dr_state_close(NULL);
+}
+
+/* --- cache --------------------------------------------------------------- */
+
+static dr_user_t *user(int64_t id, uint64_t stamp) {
+    dr_user_t *u = dr_user_new(id, DIM);
+
+    assert_non_null(u);
+    u->events_applied = stamp;
+    return u;
+}
+
+static dr_user_cache_t *new_cache(size_t capacity) {
+    dr_user_cache_t *c = NULL;
+
+    assert_int_equal(dr_user_cache_new(&c, capacity, DIM), 0);
+    return c;
+}
+
+/* Claim: put/get/remove behave as a map (remove frees: ASan's leak check
+ * covers it), a put of a cached id replaces (and frees) the old user and
+ * keeps it dirty; invalid arguments are DR_EINVAL. */
+static void test_cache_basic(void **state) {
+    dr_user_cache_t *c = new_cache(8), *bad = (dr_user_cache_t *)1;
+    dr_user_t *u;
+
+    (void)state;
+    assert_int_equal(dr_user_cache_new(&bad, 0, DIM), DR_EINVAL);
+    assert_null(bad);
+    assert_int_equal(dr_user_cache_new(&bad, 8, 0), DR_EINVAL);
+    assert_int_equal(dr_user_cache_put(c, NULL), DR_EINVAL);
+    assert_null(dr_user_cache_get(c, 1));
+    for (int64_t id = 1; id <= 5; id++)
+        assert_int_equal(dr_user_cache_put(c, user(id, (uint64_t)id * 10)), 0);
+    assert_int_equal(dr_user_cache_size(c), 5);
+    assert_int_equal(dr_user_cache_get(c, 3)->events_applied, 30);
+    dr_user_cache_remove(c, 3);
+    dr_user_cache_remove(c, 99);
+    assert_null(dr_user_cache_get(c, 3));
+    assert_int_equal(dr_user_cache_size(c), 4);
+
+    dr_user_cache_mark_dirty(c, dr_user_cache_get(c, 4));
+    u = user(4, 41);
+    assert_int_equal(dr_user_cache_put(c, u), 0);
+    assert_ptr_equal(dr_user_cache_get(c, 4), u);
+    assert_int_equal(dr_user_cache_dirty(c), 1);
+    assert_int_equal(dr_user_cache_put(c, u), 0); /* same pointer: no-op */
+    assert_int_equal(dr_user_cache_size(c), 4);
+    dr_user_cache_remove(c, 4);                   /* a dirty one too */
+    assert_int_equal(dr_user_cache_dirty(c), 0);
+    dr_user_cache_free(c);
+    dr_user_cache_free(NULL);
+}
+
+static int count_fn(void *ctx, dr_user_t *u) {
+    (void)u;
+    ++*(size_t *)ctx;
+    return 0;
+}
+
+/* Claim: clean users beyond capacity are evicted on put, dirty users never
+ * are (the cache grows past capacity while they are dirty), and after the
+ * drain the next put brings the cache back to capacity. */
+static void test_cache_eviction_spares_dirty(void **state) {
+    dr_user_cache_t *c = new_cache(16);
+    size_t drained = 0;
+
+    (void)state;
+    for (int64_t id = 0; id < 100; id++) {
+        assert_int_equal(dr_user_cache_put(c, user(id, 0)), 0);
+        assert_true(dr_user_cache_size(c) <= 16);
+    }
+    for (int64_t id = 1000; id < 11000; id++) { /* 10k dirty, forces growth */
+        assert_int_equal(dr_user_cache_put(c, user(id, (uint64_t)id)), 0);
+        dr_user_cache_mark_dirty(c, dr_user_cache_get(c, id));
+    }
+    assert_int_equal(dr_user_cache_dirty(c), 10000);
+    assert_true(dr_user_cache_size(c) >= 10000 && dr_user_cache_size(c) <= 10001);
+    for (int64_t id = 1000; id < 11000; id++)
+        assert_int_equal(dr_user_cache_get(c, id)->events_applied, (uint64_t)id);
+    assert_int_equal(dr_user_cache_drain_dirty(c, count_fn, &drained), 0);
+    assert_int_equal(drained, 10000);
+    assert_int_equal(dr_user_cache_dirty(c), 0);
+    assert_int_equal(dr_user_cache_put(c, user(5, 0)), 0);
+    assert_int_equal(dr_user_cache_size(c), 16);
+    assert_non_null(dr_user_cache_get(c, 5)); /* the user just put stays */
+    dr_user_cache_free(c);
+}
+
+/* Claim: eviction is CLOCK: a user read since the hand last passed it gets
+ * a second chance, the oldest unreferenced clean user goes first. */
+static void test_cache_clock_second_chance(void **state) {
+    dr_user_cache_t *c = new_cache(4);
+
+    (void)state;
+    for (int64_t id = 1; id <= 4; id++)
+        assert_int_equal(dr_user_cache_put(c, user(id, 0)), 0);
+    assert_non_null(dr_user_cache_get(c, 1));
+    assert_int_equal(dr_user_cache_put(c, user(5, 0)), 0);
+    assert_non_null(dr_user_cache_get(c, 1));
+    assert_null(dr_user_cache_get(c, 2));
+    assert_non_null(dr_user_cache_get(c, 5));
+    assert_int_equal(dr_user_cache_size(c), 4);
+    dr_user_cache_free(c);
+}
+
+typedef struct drain_log {
+    int64_t ids[16];
+    size_t n;
+    size_t fail_at; /* return -7 for the user at this position (1-based; 0: never) */
+} drain_log_t;
+
+static int log_fn(void *ctx, dr_user_t *u) {
+    drain_log_t *l = ctx;
+
+    if (l->n + 1 == l->fail_at)
+        return -7;
+    l->ids[l->n++] = u->user_id;
+    return 0;
+}
+
+/* Claim: drain visits dirty users in the order they became dirty; a
+ * non-zero return stops it, is returned, and leaves the failing user and
+ * the rest dirty, in order, for the next drain. */
+static void test_cache_drain_order_and_partial(void **state) {
+    static const int64_t order[] = {5, 3, 9, 1};
+    dr_user_cache_t *c = new_cache(16);
+    drain_log_t l = {.fail_at = 2};
+
+    (void)state;
+    for (int64_t id = 1; id <= 9; id++)
+        assert_int_equal(dr_user_cache_put(c, user(id, 0)), 0);
+    for (size_t i = 0; i < 4; i++)
+        dr_user_cache_mark_dirty(c, dr_user_cache_get(c, order[i]));
+    dr_user_cache_mark_dirty(c, dr_user_cache_get(c, 5)); /* already dirty */
+    dr_user_cache_remove(c, 9);
+    assert_int_equal(dr_user_cache_dirty(c), 3);
+
+    assert_int_equal(dr_user_cache_drain_dirty(c, log_fn, &l), -7);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(l.ids[0], 5);
+    assert_int_equal(dr_user_cache_dirty(c), 2);
+
+    memset(&l, 0, sizeof(l));
+    dr_user_cache_mark_dirty(c, dr_user_cache_get(c, 5));
+    assert_int_equal(dr_user_cache_drain_dirty(c, log_fn, &l), 0);
+    assert_int_equal(l.n, 3);
+    assert_int_equal(l.ids[0], 3);
+    assert_int_equal(l.ids[1], 1);
+    assert_int_equal(l.ids[2], 5);
+    assert_int_equal(dr_user_cache_dirty(c), 0);
+    assert_int_equal(dr_user_cache_drain_dirty(c, log_fn, &l), 0);
+    dr_user_cache_free(c);
+}
+
+/* Claim: hits count successful gets; misses count only count_miss calls
+ * (a NULL get is not a miss until the caller goes to the store). */
+static void test_cache_stats(void **state) {
+    dr_user_cache_t *c = new_cache(4);
+    uint64_t hits, misses;
+
+    (void)state;
+    assert_null(dr_user_cache_get(c, 1));
+    dr_user_cache_count_miss(c);
+    assert_int_equal(dr_user_cache_put(c, user(1, 0)), 0);
+    assert_non_null(dr_user_cache_get(c, 1));
+    assert_non_null(dr_user_cache_get(c, 1));
+    dr_user_cache_stats(c, &hits, &misses);
+    assert_int_equal(hits, 2);
+    assert_int_equal(misses, 1);
+    dr_user_cache_free(c);
+}
+
+/* --- randomized check against a reference model --------------------------- */
+
+#define KEYS 512
+#define CAP 64
+#define OPS 1000000
+
+enum { ABSENT, CLEAN, DIRTY };
+
+typedef struct ref {
+    uint8_t state[KEYS];
+    uint64_t stamp[KEYS];
+    uint64_t seq[KEYS]; /* when it became dirty */
+    size_t n_dirty;
+    uint64_t next_stamp, next_seq, hits, evictions;
+} ref_t;
+
+static uint64_t rng(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* A get, checked against the model: absent stays absent, dirty is always
+ * there, clean may have been evicted (then the model forgets it). */
+static dr_user_t *ref_get(dr_user_cache_t *c, ref_t *r, int64_t k) {
+    dr_user_t *u = dr_user_cache_get(c, k);
+
+    if (u) {
+        r->hits++;
+        assert_int_not_equal(r->state[k], ABSENT);
+        assert_int_equal(u->user_id, k);
+        assert_int_equal(u->events_applied, r->stamp[k]);
+    } else {
+        assert_int_not_equal(r->state[k], DIRTY);
+        if (r->state[k] == CLEAN)
+            r->evictions++;
+        r->state[k] = ABSENT;
+    }
+    return u;
+}
+
+typedef struct ref_drain {
+    ref_t *r;
+    uint64_t last_seq;
+    size_t n, fail_at;
+} ref_drain_t;
+
+static int ref_drain_fn(void *ctx, dr_user_t *u) {
+    ref_drain_t *d = ctx;
+    int64_t k = u->user_id;
+
+    assert_int_equal(d->r->state[k], DIRTY);
+    assert_true(d->r->seq[k] > d->last_seq);
+    assert_int_equal(u->events_applied, d->r->stamp[k]);
+    if (++d->n == d->fail_at)
+        return -3;
+    d->last_seq = d->r->seq[k];
+    d->r->state[k] = CLEAN;
+    d->r->n_dirty--;
+    return 0;
+}
+
+static void ref_mark(dr_user_cache_t *c, ref_t *r, int64_t k, dr_user_t *u) {
+    if (r->state[k] == CLEAN) {
+        r->state[k] = DIRTY;
+        r->seq[k] = ++r->next_seq;
+        r->n_dirty++;
+    }
+    dr_user_cache_mark_dirty(c, u);
+}
+
+/* A put as the pipeline does it (load, put, often change at once). */
+static void ref_put(dr_user_cache_t *c, ref_t *r, int64_t k, bool then_dirty) {
+    r->stamp[k] = ++r->next_stamp;
+    assert_int_equal(dr_user_cache_put(c, user(k, r->stamp[k])), 0);
+    if (r->state[k] != DIRTY)
+        r->state[k] = CLEAN;
+    assert_true(dr_user_cache_size(c) <= CAP ||
+                dr_user_cache_size(c) - dr_user_cache_dirty(c) <= 1);
+    dr_user_t *u = ref_get(c, r, k);
+
+    assert_non_null(u); /* the user just put is never evicted by that put */
+    if (then_dirty)
+        ref_mark(c, r, k, u);
+}
+
+/* `rare_drains`: drain only 1 in 64 times, so that dirty users pile up
+ * far past capacity. */
+static void ref_op(dr_user_cache_t *c, ref_t *r, uint64_t *s, bool rare_drains) {
+    uint64_t x = rng(s);
+    int64_t k = (int64_t)((x >> 8) % KEYS);
+    unsigned op = (unsigned)(x % 100);
+    dr_user_t *u;
+
+    if (op < 45 || (op >= 97 && rare_drains && (x >> 50) % 64)) {
+        ref_get(c, r, k);
+    } else if (op < 70) {
+        ref_put(c, r, k, (x >> 32) & 1);
+    } else if (op < 92) {
+        u = ref_get(c, r, k);
+        if (u)
+            ref_mark(c, r, k, u);
+    } else if (op < 97) {
+        if (r->state[k] == DIRTY)
+            r->n_dirty--;
+        r->state[k] = ABSENT;
+        dr_user_cache_remove(c, k);
+    } else {
+        ref_drain_t d = {.r = r, .fail_at = (x >> 40) % 4 ? 0 : 1 + (x >> 42) % 64};
+        int rc = dr_user_cache_drain_dirty(c, ref_drain_fn, &d);
+
+        assert_int_equal(rc, d.fail_at && d.n == d.fail_at ? -3 : 0);
+    }
+    assert_int_equal(dr_user_cache_dirty(c), r->n_dirty);
+}
+
+/* Full reconciliation: after it the model knows exactly who is cached. */
+static void ref_check_all(dr_user_cache_t *c, ref_t *r) {
+    size_t present = 0;
+
+    for (int64_t k = 0; k < KEYS; k++)
+        present += ref_get(c, r, k) != NULL;
+    assert_int_equal(dr_user_cache_size(c), present);
+}
+
+/* Claim: over 1M seeded random gets, puts (new and replacing), mark_dirty,
+ * removes and (partial) drains, the cache agrees with a brute-force model:
+ * it never loses a dirty user, never returns a removed or stale one, stays
+ * within capacity after each put unless only dirty users are left to
+ * evict, drains in dirtying order, and counts hits exactly. */
+static void test_cache_random_vs_reference(void **state) {
+    dr_user_cache_t *c = new_cache(CAP);
+    ref_t *r = calloc(1, sizeof(*r));
+    uint64_t s = 20240601, hits, misses;
+    size_t max_size = 0;
+
+    (void)state;
+    assert_non_null(r);
+    for (int i = 0; i < OPS; i++) {
+        ref_op(c, r, &s, (i >> 16) & 1); /* phases of 65536 ops */
+        if (dr_user_cache_size(c) > max_size)
+            max_size = dr_user_cache_size(c);
+        if (i % 4096 == 0)
+            ref_check_all(c, r);
+    }
+    ref_check_all(c, r);
+    dr_user_cache_stats(c, &hits, &misses);
+    assert_int_equal(hits, r->hits);
+    assert_int_equal(misses, 0);
+    assert_true(r->evictions > 1000);  /* eviction was exercised */
+    assert_true(max_size > 2 * CAP);   /* and so were dirty users past capacity */
+    dr_user_cache_free(c);
+    free(r);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_batch_all_visible_after_reopen, setup_dir,
+                                        teardown_dir),
+        cmocka_unit_test_setup_teardown(test_failed_write_stores_nothing, setup_dir,
+                                        teardown_dir),
+        cmocka_unit_test_setup_teardown(test_invalid_batch_stores_nothing, setup_dir,
+                                        teardown_dir),
+        cmocka_unit_test_setup_teardown(test_offsets_round_trip, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_scans_in_id_order_and_stop, setup_dir,
+                                        teardown_dir),
+        cmocka_unit_test_setup_teardown(test_read_only_beside_writer, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_open_errors, setup_dir, teardown_dir),
+        cmocka_unit_test(test_cache_basic),
+        cmocka_unit_test(test_cache_eviction_spares_dirty),
+        cmocka_unit_test(test_cache_clock_second_chance),
+        cmocka_unit_test(test_cache_drain_order_and_partial),
+        cmocka_unit_test(test_cache_stats),
+        cmocka_unit_test(test_cache_random_vs_reference),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
