@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dr_adwin.h"
 #include "dr_types.h"
 
 /* Bounds that keep every record of ours finite and small. */
@@ -44,6 +45,11 @@ typedef struct dr_learner_conf {
     float max_norm;                /* bound on ‖q_i‖ and ‖û+v_u‖ */
     float init_scale;              /* item vectors start ~ U(-s, s) */
     int recent_items;              /* ring size, <= DR_RECENT_MAX */
+    /* drift: a per-user ADWIN over the prequential loss */
+    bool drift_enabled;            /* run the per-user detectors */
+    dr_adwin_conf_t drift;         /* per-user detector parameters */
+    int readapt_epochs;            /* SGD passes over the kept window on a cut */
+    float drift_scale;             /* the detectors see surprise × this */
     float negative_weight;         /* weight of each sampled negative */
     int64_t max_items;             /* catalog bound (rows of the item matrix) */
     uint64_t seed;
@@ -81,12 +87,17 @@ typedef struct dr_user {
     dr_recent_event_t recent[DR_RECENT_MAX];
     dr_pending_imp_t pending[DR_PENDING_IMP];
     int64_t last_list[DR_LAST_LIST]; /* head of the last list emitted */
+    uint32_t drift_cuts;           /* detections of this user's ADWIN */
+    uint64_t last_cut_event;       /* events_applied at the last detection */
+    dr_adwin_t drift;              /* ADWIN over this user's prequential loss */
     float v[];                     /* v_u, dim floats */
 } dr_user_t;
 
-/* A new user at the prior (v_u = 0). NULL on allocation failure. */
+/* A new user at the prior (v_u = 0), with an empty drift detector
+ * (parameters from `drift`, NULL: MOA's defaults). NULL on allocation failure. */
 dr_user_t *dr_user_new(int64_t user_id, int dim);
-void dr_user_free(dr_user_t *u);
+dr_user_t *dr_user_new_conf(int64_t user_id, const dr_learner_conf_t *conf);
+void dr_user_free(dr_user_t *u); /* NULL ok */
 size_t dr_user_size(int dim);
 /* True when item_id is among the user's recent events (excluded from lists). */
 bool dr_user_has_recent(const dr_user_t *u, int64_t item_id);
@@ -128,6 +139,10 @@ typedef struct dr_apply_result {
     float loss;        /* prequential loss, before the update */
     float prediction;  /* probability (implicit) or rating (rating mode) */
     int updates;       /* SGD steps taken (labels, negatives, impressions) */
+    float surprise;    /* drift signal in [0, 1]: 1 - p for a positive, p for a
+                          negative (implicit); clipped squared error / 4 (rating);
+                          < 0 when the event carries no label */
+    bool drift;        /* the user's ADWIN cut its window on this event */
 } dr_apply_result_t;
 
 /* Learns from one event for user u (test, then train). `event_seed` makes
@@ -136,6 +151,13 @@ typedef struct dr_apply_result {
  * DR_ENOMEM / DR_ERANGE when the item cannot get a row. */
 int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev,
                      uint64_t event_seed, dr_apply_result_t *res);
+
+/* Re-adapts u after a drift: v_u restarts from the prior (v_u = 0, b_u = 0)
+ * and takes readapt_epochs SGD passes over the user's recent events that lie
+ * inside the window ADWIN kept (oldest first). Item parameters are left as
+ * they are: they already learned from these events. Returns the number of
+ * events replayed. */
+int dr_learner_readapt(dr_model_t *m, dr_user_t *u);
 
 /* s(u,i) for one item index. */
 float dr_model_score(const dr_model_t *m, const dr_user_t *u, int64_t idx);
@@ -159,6 +181,10 @@ int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len);
 
 /* User records. encode allocates *out (free() it). */
 int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len);
-int dr_user_decode(int64_t user_id, int dim, const void *rec, size_t len, dr_user_t **out);
+/* Decodes a user record of the current or an older version (a version-1
+ * record, from before drift detection, gets an empty detector). `conf`
+ * gives the dimension and the detector parameters. */
+int dr_user_decode(int64_t user_id, const dr_learner_conf_t *conf, const void *rec, size_t len,
+                   dr_user_t **out);
 
 #endif /* DR_LEARNER_H */

@@ -11,7 +11,7 @@
 #include "dr_bytes.h"
 #include "dr_err.h"
 
-#define USER_RECORD_VERSION 1
+#define USER_RECORD_VERSION 2 /* 2: + drift detector; 1 still read */
 #define ITEM_RECORD_VERSION 1
 #define GLOBALS_RECORD_VERSION 1
 
@@ -70,6 +70,13 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->recent_items = 32;
     c->max_items = 10000000;
     c->seed = 42;
+    c->drift_enabled = true;
+    dr_adwin_conf_default(&c->drift);
+    c->drift.clock = 1;          /* per-user streams are short: check every event */
+    c->drift.min_window = 10;
+    c->drift.min_sub_window = 5;
+    c->readapt_epochs = 3;
+    c->drift_scale = 1.0f;
 }
 
 int dr_learner_conf_check(const dr_learner_conf_t *c, char *errstr, size_t n) {
@@ -84,6 +91,8 @@ int dr_learner_conf_check(const dr_learner_conf_t *c, char *errstr, size_t n) {
     else if (c->negatives < 0 || c->negatives > 100) bad = "learner.negatives must be in [0, 100]";
     else if (!(c->grad_clip > 0) || !(c->max_norm > 0)) bad = "learner.grad.clip and learner.max.norm must be > 0";
     else if (c->max_items < 1) bad = "learner.max.items must be >= 1";
+    else if (dr_adwin_conf_check(&c->drift) != 0) bad = "drift.*: delta in (0,1), clock >= 1, max.buckets 2..64";
+    else if (c->readapt_epochs < 0 || c->readapt_epochs > 100) bad = "drift.readapt.epochs must be in [0, 100]";
     if (!bad) return 0;
     snprintf(errstr, n, "%s", bad);
     return DR_ECONFIG;
@@ -93,16 +102,27 @@ int dr_learner_conf_check(const dr_learner_conf_t *c, char *errstr, size_t n) {
 
 size_t dr_user_size(int dim) { return sizeof(dr_user_t) + (size_t)dim * sizeof(float); }
 
-dr_user_t *dr_user_new(int64_t user_id, int dim) {
+static dr_user_t *user_alloc(int64_t user_id, int dim, const dr_adwin_conf_t *drift) {
     dr_user_t *u = calloc(1, dr_user_size(dim));
     if (!u) return NULL;
     u->user_id = user_id;
     u->last_source.partition = -1;
     u->last_source.offset = -1;
+    if (dr_adwin_init(&u->drift, drift) != 0) dr_adwin_init(&u->drift, NULL);
     return u;
 }
 
-void dr_user_free(dr_user_t *u) { free(u); }
+dr_user_t *dr_user_new(int64_t user_id, int dim) { return user_alloc(user_id, dim, NULL); }
+
+dr_user_t *dr_user_new_conf(int64_t user_id, const dr_learner_conf_t *conf) {
+    return user_alloc(user_id, conf->dim, &conf->drift);
+}
+
+void dr_user_free(dr_user_t *u) {
+    if (!u) return;
+    dr_adwin_free_buckets(&u->drift);
+    free(u);
+}
 
 bool dr_user_has_recent(const dr_user_t *u, int64_t item_id) {
     for (unsigned i = 0; i < u->recent_len; i++)
@@ -405,6 +425,7 @@ static int learn_implicit(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uin
     size_t idx = 0;
     if ((err = item_for(m, ev->item_id, &idx))) return err;
     res->loss = logistic_step(m, u, idx, y, w, &res->prediction);
+    res->surprise = y > 0.5f ? 1.0f - res->prediction : res->prediction;
     res->learned = true;
     res->updates++;
     if (y > 0.5f) {
@@ -424,6 +445,7 @@ static int learn_rating(dr_model_t *m, dr_user_t *u, const dr_event_t *ev,
     float e = pred - ev->value;
     res->prediction = pred;
     res->loss = e * e;
+    res->surprise = fminf(e * e, 4.0f) / 4.0f;
     res->learned = true;
     res->updates = 1;
     e = clampf(e, m->conf.grad_clip);
@@ -438,13 +460,82 @@ static int learn_rating(dr_model_t *m, dr_user_t *u, const dr_event_t *ev,
 int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t event_seed,
                      dr_apply_result_t *res) {
     memset(res, 0, sizeof(*res));
+    res->surprise = -1.0f;
     int err = m->conf.mode == DR_MODE_RATING ? learn_rating(m, u, ev, res)
                                              : learn_implicit(m, u, ev, event_seed, res);
     if (err) return err;
     if (ev->type != DR_EV_IMPRESSION) user_remember(u, ev, m->conf.recent_items);
     u->events_applied++;
     u->last_event_ms = ev->timestamp_ms;
+    /* ADWIN assumes bounded values: it watches the surprise in [0, 1], a
+     * monotone transform of the prequential loss, rather than the raw loss */
+    if (res->surprise >= 0.0f && m->conf.drift_enabled &&
+        dr_adwin_update(&u->drift, res->surprise * m->conf.drift_scale) == 1) {
+        res->drift = true;
+        u->drift_cuts++;
+        u->last_cut_event = u->events_applied;
+    }
     return 0;
+}
+
+/* A step on v_u (and b_u) alone, with gradient g on the score. */
+static void user_step(dr_model_t *m, dr_user_t *u, size_t idx, float g, bool rating) {
+    const dr_learner_conf_t *c = &m->conf;
+    const float *q = m->q + idx * (size_t)m->dim;
+    for (int k = 0; k < m->dim; k++) u->v[k] -= c->lr_user * (g * q[k] + c->reg_user * u->v[k]);
+    if (rating) u->bias -= c->lr_user * (g + c->reg_user * u->bias);
+    bound_norm(u->v, m->dim, c->max_norm);
+    if (!isfinite(u->bias)) u->bias = 0.0f;
+}
+
+/* Label and weight of a remembered event in implicit mode; false: none. */
+static bool implicit_label(const dr_learner_conf_t *c, const dr_recent_event_t *r, float *y, float *w) {
+    if (r->type == DR_EV_IMPRESSION) return false;
+    *y = r->type == DR_EV_HIDE ? 0.0f : 1.0f;
+    *w = c->weight[r->type];
+    if (r->type == DR_EV_DWELL && r->value < c->dwell_threshold_s) {
+        *y = 0.0f;
+        *w = c->impression_weight;
+    }
+    return true;
+}
+
+static void replay_event(dr_model_t *m, dr_user_t *u, const dr_recent_event_t *r, uint64_t *rng) {
+    int64_t idx = dr_model_item_index(m, r->item_id, false);
+    if (idx < 0) return;
+    if (m->conf.mode == DR_MODE_RATING) {
+        if (r->type != DR_EV_RATE) return;
+        float e = (float)m->mu + u->bias + dr_model_score(m, u, idx) - r->value;
+        user_step(m, u, (size_t)idx, clampf(e, m->conf.grad_clip), true);
+        return;
+    }
+    float y, w;
+    if (!implicit_label(&m->conf, r, &y, &w)) return;
+    float p = sigmoidf(dr_model_score(m, u, idx));
+    user_step(m, u, (size_t)idx, clampf(w * (p - y), m->conf.grad_clip), false);
+    for (int n = 0; y > 0.5f && n < m->conf.negatives && m->pop_len > 1; n++) {
+        int64_t neg = dr_model_item_index(m, m->pop[dr_rand64(rng) % m->pop_len], false);
+        if (neg < 0 || m->ids[neg] == r->item_id) continue;
+        float pn = sigmoidf(dr_model_score(m, u, neg));
+        user_step(m, u, (size_t)neg, clampf(m->conf.negative_weight * pn, m->conf.grad_clip), false);
+    }
+}
+
+int dr_learner_readapt(dr_model_t *m, dr_user_t *u) {
+    memset(u->v, 0, (size_t)m->dim * sizeof(float));
+    u->bias = 0.0f;
+    uint64_t kept = dr_adwin_width(&u->drift);
+    unsigned n = u->recent_len < kept ? u->recent_len : (unsigned)kept;
+    int ring = m->conf.recent_items;
+    uint64_t rng = dr_mix64((uint64_t)u->user_id ^ u->events_applied);
+    for (int epoch = 0; epoch < m->conf.readapt_epochs; epoch++) {
+        /* oldest kept event first: the ring's newest n entries end at head-1 */
+        for (unsigned j = 0; j < n; j++) {
+            unsigned slot = (unsigned)((u->recent_head + ring - (int)n + (int)j) % ring);
+            replay_event(m, u, &u->recent[slot], &rng);
+        }
+    }
+    return (int)n;
 }
 
 /* ---- records -------------------------------------------------------------- */
@@ -538,7 +629,8 @@ int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
 
 int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
     size_t cap = 64 + (size_t)u->recent_len * 13 + (size_t)u->pending_len * 16 +
-                 (size_t)u->last_list_len * 8 + (size_t)dim * 4;
+                 (size_t)u->last_list_len * 8 + (size_t)dim * 4 + 12 +
+                 dr_adwin_serialized_size(&u->drift);
     uint8_t *buf = malloc(cap);
     if (!buf) return DR_ENOMEM;
     dr_writer_t w = {buf, 0, cap, true};
@@ -564,16 +656,26 @@ int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
     dr_put_u8(&w, u->last_list_len);
     for (unsigned i = 0; i < u->last_list_len; i++) dr_put_i64(&w, u->last_list[i]);
     dr_put_bytes(&w, u->v, (size_t)dim * 4);
+    dr_put_u32(&w, u->drift_cuts);
+    dr_put_u64(&w, u->last_cut_event);
+    size_t written = 0;
+    if (!w.ok || dr_adwin_serialize(&u->drift, w.p + w.len, w.cap - w.len, &written) != 0) {
+        free(buf);
+        return DR_ENOMEM; /* cap was computed above: cannot happen */
+    }
     *out = buf;
-    *len = w.len;
+    *len = w.len + written;
     return 0;
 }
 
-int dr_user_decode(int64_t user_id, int dim, const void *rec, size_t len, dr_user_t **out) {
+int dr_user_decode(int64_t user_id, const dr_learner_conf_t *conf, const void *rec, size_t len,
+                   dr_user_t **out) {
     dr_reader_t r = {rec, len, 0, true};
+    int dim = conf->dim;
     *out = NULL;
-    if (dr_get_u8(&r) != USER_RECORD_VERSION || dr_get_u16(&r) != dim) return DR_ECORRUPT;
-    dr_user_t *u = dr_user_new(user_id, dim);
+    uint8_t version = dr_get_u8(&r);
+    if (version < 1 || version > USER_RECORD_VERSION || dr_get_u16(&r) != dim) return DR_ECORRUPT;
+    dr_user_t *u = dr_user_new_conf(user_id, conf);
     if (!u) return DR_ENOMEM;
     u->events_applied = dr_get_u64(&r);
     u->last_event_ms = dr_get_i64(&r);
@@ -598,7 +700,17 @@ int dr_user_decode(int64_t user_id, int dim, const void *rec, size_t len, dr_use
     if (u->last_list_len > DR_LAST_LIST) goto out_corrupt;
     for (unsigned i = 0; i < u->last_list_len; i++) u->last_list[i] = dr_get_i64(&r);
     dr_get_bytes(&r, u->v, (size_t)dim * 4);
-    if (!r.ok || r.pos != len || !all_finite(u->v, dim) || !isfinite(u->bias)) goto out_corrupt;
+    if (!r.ok || !all_finite(u->v, dim) || !isfinite(u->bias)) goto out_corrupt;
+    if (version >= 2) {
+        u->drift_cuts = dr_get_u32(&r);
+        u->last_cut_event = dr_get_u64(&r);
+        size_t used = 0;
+        dr_adwin_free_buckets(&u->drift);
+        if (!r.ok || dr_adwin_deserialize(&u->drift, &conf->drift, r.p + r.pos, len - r.pos, &used) != 0)
+            goto out_corrupt;
+        r.pos += used;
+    }
+    if (r.pos != len) goto out_corrupt;
     *out = u;
     return 0;
 out_corrupt:

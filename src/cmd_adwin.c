@@ -43,13 +43,16 @@ static const struct option long_options[] = {
     {NULL, 0, NULL, 0},
 };
 
-/* Parses all of `s` as an int; complains about option `name` otherwise. */
-static int parse_int(const char *name, const char *s, int *out) {
+/* Parses all of `s` as an int in [lo, hi]; complains about option `name`
+ * otherwise. */
+static int parse_int(const char *name, const char *s, long lo, long hi,
+                     int *out) {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (end == s || *end != '\0' || errno != 0 || v < INT_MIN || v > INT_MAX) {
-        fprintf(stderr, "driftrec adwin: --%s: not an integer: '%s'\n", name, s);
+    if (end == s || *end != '\0' || errno != 0 || v < lo || v > hi) {
+        fprintf(stderr, "driftrec adwin: --%s: need an integer in [%ld, %ld]: "
+                        "'%s'\n", name, lo, hi, s);
         return -1;
     }
     *out = (int)v;
@@ -72,11 +75,15 @@ static int parse_delta(const char *s, double *out) {
 static int apply_option(int opt, const char *arg, dr_adwin_conf_t *conf) {
     switch (opt) {
     case OPT_DELTA: return parse_delta(arg, &conf->delta);
-    case OPT_CLOCK: return parse_int("clock", arg, &conf->clock);
-    case OPT_BUCKETS: return parse_int("max-buckets", arg, &conf->max_buckets);
-    case OPT_MINWIN: return parse_int("min-window", arg, &conf->min_window);
+    case OPT_CLOCK: return parse_int("clock", arg, 1, INT_MAX, &conf->clock);
+    case OPT_BUCKETS:
+        return parse_int("max-buckets", arg, 2, DR_ADWIN_MAX_BUCKETS,
+                         &conf->max_buckets);
+    case OPT_MINWIN:
+        return parse_int("min-window", arg, 0, INT_MAX, &conf->min_window);
     case OPT_MINSUB:
-        return parse_int("min-sub-window", arg, &conf->min_sub_window);
+        return parse_int("min-sub-window", arg, 0, INT_MAX,
+                         &conf->min_sub_window);
     case 'r': conf->reset_on_cut = true; return 0;
     case 'h': fputs(usage_text, stdout); return 1;
     default: fputs(usage_text, stderr); return -1; /* getopt complained */
@@ -98,38 +105,41 @@ static int parse_options(int argc, char **argv, dr_adwin_conf_t *conf) {
                 argv[optind], usage_text);
         return -1;
     }
-    if (dr_adwin_conf_check(conf) != 0) {
-        fprintf(stderr, "driftrec adwin: invalid configuration (clock >= 1, "
-                        "max-buckets 2..64, min-window >= 0, "
-                        "min-sub-window >= 0)\n");
+    if (dr_adwin_conf_check(conf) != 0) { /* the parsers' ranges are its own */
+        fprintf(stderr, "driftrec adwin: invalid configuration\n");
         return -1;
     }
     return 0;
 }
 
-/* Parses one input line (n bytes, newline included) as a finite number,
- * surrounding whitespace allowed. Returns 0 or -1. */
-static int parse_line(const char *line, size_t n, double *x) {
+/* Parses one input line (n bytes, newline included) as a number that
+ * dr_adwin_update accepts, surrounding whitespace allowed. Returns NULL, or
+ * what is wrong with the line. */
+static const char *parse_line(const char *line, size_t n, double *x) {
     char *end;
     if (memchr(line, '\0', n) != NULL)
-        return -1;
+        return "contains a NUL byte";
     double v = strtod(line, &end);
     if (end == line)
-        return -1;
+        return "not a number";
     while (isspace((unsigned char)*end))
         end++;
-    if (*end != '\0' || !isfinite(v))
-        return -1;
+    if (*end != '\0')
+        return "trailing characters after the number";
+    if (!isfinite(v))
+        return "not a finite number";
+    if (fabs(v) > DR_ADWIN_MAX_ABS)
+        return "magnitude above 1e100";
     *x = v;
-    return 0;
+    return NULL;
 }
 
-static void bad_line(uint64_t lineno, const char *line, size_t n) {
+static void bad_line(uint64_t lineno, const char *why, const char *line,
+                     size_t n) {
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
-    fprintf(stderr, "driftrec adwin: line %" PRIu64 ": not a finite number: "
-                    "'%.*s%s'\n", lineno, (int)(n > 40 ? 40 : n), line,
-            n > 40 ? "..." : "");
+    fprintf(stderr, "driftrec adwin: line %" PRIu64 ": %s: '%.*s%s'\n",
+            lineno, why, (int)(n > 40 ? 40 : n), line, n > 40 ? "..." : "");
 }
 
 /* Feeds every line of `in` to `a`; returns the command's exit status. */
@@ -142,9 +152,10 @@ static int run(dr_adwin_t *a, FILE *in, FILE *out) {
     while (rc == 0 && (n = getline(&line, &cap, in)) >= 0) {
         double x;
         int det = 0;
+        const char *why = parse_line(line, (size_t)n, &x);
         lineno++;
-        if (parse_line(line, (size_t)n, &x) != 0) {
-            bad_line(lineno, line, (size_t)n);
+        if (why != NULL) {
+            bad_line(lineno, why, line, (size_t)n);
             rc = EXIT_BAD_USE;
         } else if ((det = dr_adwin_update(a, x)) < 0) {
             fprintf(stderr, "driftrec adwin: line %" PRIu64 ": %s\n", lineno,
@@ -173,7 +184,8 @@ int dr_cmd_adwin(int argc, char **argv) {
     rc = run(&a, stdin, stdout);
     dr_adwin_free_buckets(&a);
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "driftrec adwin: writing stdout: %s\n", strerror(errno));
+        fprintf(stderr, "driftrec adwin: writing stdout: %s\n",
+                strerror(errno));
         if (rc == 0)
             rc = 1;
     }

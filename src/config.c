@@ -12,7 +12,7 @@
 
 #include "dr_err.h"
 
-typedef enum { T_INT, T_FLOAT, T_BOOL, T_STR, T_I64 } conf_type_t;
+typedef enum { T_INT, T_FLOAT, T_BOOL, T_STR, T_I64, T_DOUBLE } conf_type_t;
 
 typedef struct conf_row {
     const char *key;
@@ -72,6 +72,16 @@ static const conf_row_t rows[] = {
     {"learner.recent.items", T_INT, F(learner.recent_items), 0, 1, DR_RECENT_MAX, "32", NULL, "Per-user ring of recent events (excluded from the user's lists)."},
     {"learner.max.items", T_I64, F(learner.max_items), 0, 1, 1e9, "10000000", NULL, "Catalog bound: items beyond it are rejected to the DLQ."},
     {"learner.seed", T_I64, F(learner.seed), 0, 0, 9.0e15, "42", NULL, "Seed of item initialisation and negative sampling."},
+    {"drift.enabled", T_BOOL, F(learner.drift_enabled), 0, 0, 1, "true", NULL, "Run a per-user ADWIN over each user's prequential loss."},
+    {"drift.delta", T_DOUBLE, F(learner.drift.delta), 0, 1e-12, 0.5, "0.002", NULL, "ADWIN confidence δ of the per-user detectors (smaller: fewer false alarms, later detections)."},
+    {"drift.clock", T_INT, F(learner.drift.clock), 0, 1, 1024, "1", NULL, "Per-user detectors check for a cut every this many events (MOA: 32; users' streams are short)."},
+    {"drift.max.buckets", T_INT, F(learner.drift.max_buckets), 0, 2, 64, "5", NULL, "ADWIN buckets per row (M)."},
+    {"drift.min.window", T_INT, F(learner.drift.min_window), 0, 0, 100000, "10", NULL, "A per-user detector checks only once its window is wider than this."},
+    {"drift.min.sub.window", T_INT, F(learner.drift.min_sub_window), 0, 0, 100000, "5", NULL, "A cut needs more than this + 1 events on each side."},
+    {"drift.readapt.epochs", T_INT, F(learner.readapt_epochs), 0, 0, 100, "3", NULL, "On a cut, SGD passes over the user's events inside the kept window, from the prior."},
+    {"drift.signal.scale", T_FLOAT, F(learner.drift_scale), 0, 0.01, 100, "1", NULL, "Per-user detectors see the surprise (in [0,1]) times this. ADWIN's bound assumes values in [0,1]; a scale above 1 detects sooner on short streams at the price of more false alarms (docs/DRIFT.md)."},
+    {"drift.arm.share", T_DOUBLE, F(drift_arm_share), 0, 0, 1, "1", NULL, "Share of users (by hash of user_id) whose drift is handled; the rest form a control arm."},
+    {"drift.global.delta", T_DOUBLE, F(global_drift_delta), 0, 1e-12, 0.5, "0.002", NULL, "δ of the global ADWIN over all users' losses (population-wide drift)."},
     {"schema.framing", T_STR, S(framing), 0, 0, "confluent", "confluent|plain", "confluent: magic byte, 4-byte schema id, Avro binary; plain: Avro binary only."},
     {"schema.id.event", T_INT, F(codec.schema_id[DR_SCHEMA_EVENT]), 0, 0, 2147483647, "1", NULL, "Schema id of schemas/UserEvent.avsc in the framing."},
     {"schema.id.recommendations", T_INT, F(codec.schema_id[DR_SCHEMA_RECS]), 0, 0, 2147483647, "2", NULL, "Schema id of schemas/Recommendations.avsc."},
@@ -117,12 +127,13 @@ static int set_row(dr_config_t *cfg, const conf_row_t *r, const char *v, char *e
         else *(int64_t *)dst = (int64_t)x;
         return 0;
     }
-    case T_FLOAT: {
+    case T_FLOAT: case T_DOUBLE: {
         double x = strtod(v, &end);
         if (*v == '\0' || *end != '\0' || errno || !isfinite(x))
             return bad(errstr, n, r->key, "not a number", v);
         if (x < r->min || x > r->max) return bad(errstr, n, r->key, "out of range", v);
-        *(float *)dst = (float)x;
+        if (r->type == T_FLOAT) *(float *)dst = (float)x;
+        else *(double *)dst = x;
         return 0;
     }
     case T_BOOL:
@@ -244,6 +255,7 @@ static void format_value(const dr_config_t *cfg, const conf_row_t *r, char *out,
     case T_INT: snprintf(out, n, "%d", *(const int *)src); break;
     case T_I64: snprintf(out, n, "%lld", (long long)*(const int64_t *)src); break;
     case T_FLOAT: snprintf(out, n, "%g", (double)*(const float *)src); break;
+    case T_DOUBLE: snprintf(out, n, "%g", *(const double *)src); break;
     case T_BOOL: snprintf(out, n, "%s", *(const bool *)src ? "true" : "false"); break;
     case T_STR: snprintf(out, n, "%s", (const char *)src); break;
     }
@@ -263,7 +275,7 @@ void dr_config_dump(const dr_config_t *cfg, FILE *out) {
 static const char *type_name(const conf_row_t *r) {
     switch (r->type) {
     case T_INT: case T_I64: return "int";
-    case T_FLOAT: return "float";
+    case T_FLOAT: case T_DOUBLE: return "float";
     case T_BOOL: return "bool";
     case T_STR: return r->choices ? r->choices : "string";
     }
@@ -282,7 +294,7 @@ void dr_config_write_markdown(FILE *out) {
     for (size_t i = 0; i < N_ROWS; i++) {
         const conf_row_t *r = &rows[i];
         char range[64] = "";
-        if (r->type == T_INT || r->type == T_I64 || r->type == T_FLOAT)
+        if (r->type != T_BOOL && r->type != T_STR)
             snprintf(range, sizeof(range), "%g .. %g", r->min, r->max);
         fprintf(out, "| `%s` | %s | `%s` | %s | %s |\n", r->key, type_name(r), r->def, range, r->doc);
     }

@@ -15,6 +15,7 @@
 
 #include "dr_codec.h"
 #include "dr_config.h"
+#include "dr_drift_eval.h"
 #include "dr_embedded.h"
 #include "dr_err.h"
 #include "dr_log.h"
@@ -35,6 +36,8 @@ typedef struct demo_opts {
 typedef struct demo_run {
     demo_opts_t *o;
     dr_pipeline_t *pipeline;
+    dr_synth_t *truth;
+    dr_drift_eval_t *drift;
     uv_timer_t progress;
     uv_signal_t sigint, sigterm;
     double t_start, t_produced, t_end;
@@ -52,7 +55,8 @@ static void usage(FILE *f) {
             "127.0.0.1) over a synthetic stream of sessions (impressions, clicks, likes,\n"
             "shares, dwells, hides; 20%% of users switch interests mid-stream), shows live\n"
             "progress and writes DIR/report.json (default DIR: demo-report).\n"
-            "Defaults: 200000 events, 20000 users, 5000 items, 16 partitions.\n"
+            "Defaults: 400000 events, 4000 users, 2000 items, 16 partitions; half the users\n"
+            "(by hash) get drift handling, half form the control arm.\n"
             "--bootstrap uses a running broker instead (e.g. `driftrec broker --topic ...`),\n"
             "so that other tools (kcat) can read the same topics.\n");
 }
@@ -203,6 +207,10 @@ static int write_report(demo_run_t *r, const dr_pipeline_stats_t *st) {
     dr_json_int(&j, "commits", (int64_t)st->commits);
     dr_json_int(&j, "pauses", (int64_t)st->pauses);
     dr_json_num(&j, "emit_seconds", st->emit_seconds);
+    dr_json_int(&j, "drift_detections", (int64_t)st->drift_detections);
+    dr_json_int(&j, "drift_readapted", (int64_t)st->drift_readapted);
+    dr_json_int(&j, "global_drifts", (int64_t)st->global_drifts);
+    if (r->drift) dr_drift_eval_write_json(r->drift, &j);
     dr_json_object_begin(&j, "scenario");
     dr_json_int(&j, "users", (int64_t)r->o->synth.users);
     dr_json_int(&j, "items", (int64_t)r->o->synth.items);
@@ -211,6 +219,7 @@ static int write_report(demo_run_t *r, const dr_pipeline_stats_t *st) {
     dr_json_int(&j, "partitions", r->o->partitions);
     dr_json_int(&j, "dim", r->o->cfg.learner.dim);
     dr_json_int(&j, "seed", (int64_t)r->o->synth.seed);
+    dr_json_num(&j, "drift_arm_share", r->o->cfg.drift_arm_share);
     dr_json_object_end(&j);
     dr_json_object_end(&j);
     int bad = ferror(f);
@@ -250,8 +259,14 @@ out_err:
 
 static int run_pipeline(demo_run_t *r, uv_loop_t *loop) {
     char err[512] = "";
-    if (dr_pipeline_new(&r->pipeline, loop, &r->o->cfg, err, sizeof(err)) ||
-        dr_pipeline_start(r->pipeline, err, sizeof(err))) {
+    if (dr_pipeline_new(&r->pipeline, loop, &r->o->cfg, err, sizeof(err))) {
+        fprintf(stderr, "driftrec demo: %s\n", err);
+        return 1;
+    }
+    if (dr_synth_new(&r->truth, &r->o->synth) == 0 &&
+        dr_drift_eval_new(&r->drift, r->truth, r->o->synth.users) == 0)
+        dr_pipeline_set_observer(r->pipeline, dr_drift_eval_observe, r->drift);
+    if (dr_pipeline_start(r->pipeline, err, sizeof(err))) {
         fprintf(stderr, "driftrec demo: %s\n", err);
         return 1;
     }
@@ -283,19 +298,23 @@ static void summary(demo_run_t *r, const dr_pipeline_stats_t *st) {
             st->lists_delivered,
             st->clicks_scored ? (double)st->click_hits / (double)st->clicks_scored : 0,
             st->clicks_scored, st->dead_lettered, st->commits, r->o->state_dir);
+    if (r->drift) dr_drift_eval_print(r->drift, stderr);
 }
 
 int dr_cmd_demo(int argc, char **argv) {
     demo_opts_t o;
     memset(&o, 0, sizeof(o));
     dr_synth_conf_default(&o.synth);
-    o.synth.events = 200000;
-    o.synth.users = 20000;
-    o.synth.items = 5000;
+    o.synth.events = 400000;
+    o.synth.users = 4000;
+    o.synth.items = 2000;
     o.partitions = 16;
     o.report_dir = "demo-report";
     dr_config_default(&o.cfg);
     dr_config_set(&o.cfg, "group.id", "driftrec-demo", NULL, 0);
+    /* half the users form a control arm without drift handling (--set
+     * drift.arm.share=1 handles everyone) */
+    dr_config_set(&o.cfg, "drift.arm.share", "0.5", NULL, 0);
     int rc = parse_opts(&o, argc, argv);
     char err[512];
     if (rc) return rc == 1 ? 0 : rc;
@@ -322,6 +341,8 @@ int dr_cmd_demo(int argc, char **argv) {
     if (write_report(&r, &st)) rc = 1;
 out:
     dr_pipeline_free(r.pipeline);
+    dr_drift_eval_free(r.drift);
+    dr_synth_free(r.truth);
     uv_loop_close(&loop);
     dr_embedded_free(broker);
     if (!o.keep_state && strncmp(o.state_dir, "/tmp/driftrec-demo-", 19) == 0) {

@@ -48,6 +48,8 @@ typedef struct dr_config {
     int blas_threads;
     /* learner */
     dr_learner_conf_t learner;
+    double drift_arm_share;   /* share of users whose drift is handled */
+    double global_drift_delta;
     char learner_mode[16];
     /* schemas */
     dr_codec_conf_t codec;

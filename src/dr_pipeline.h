@@ -38,6 +38,9 @@ typedef struct dr_pipeline_stats {
     uint64_t pauses;
     bool paused;
     bool failed;               /* a fatal error stopped consumption */
+    uint64_t drift_detections;   /* per-user ADWIN cuts */
+    uint64_t drift_readapted;    /* ... followed by re-adaptation (drift arm) */
+    uint64_t global_drifts;      /* cuts of the global ADWIN over all losses */
     double emit_seconds;
     double first_event_s;      /* monotonic time of the first / last applied batch */
     double last_event_s;
@@ -58,15 +61,26 @@ void dr_pipeline_stop(dr_pipeline_t *p);
 /* Frees everything; call after uv_run returned. NULL ok. */
 void dr_pipeline_free(dr_pipeline_t *p);
 
+/* Whether a user is in the arm with drift handling (drift.arm.share of
+ * users, split by a hash of user_id). */
+bool dr_pipeline_drift_arm(const dr_pipeline_t *p, int64_t user_id);
+
 /* A snapshot of the counters (lag is refreshed). */
 void dr_pipeline_stats(dr_pipeline_t *p, dr_pipeline_stats_t *out);
 /* The exit status the process should report: 0, or 1 after a fatal error. */
 int dr_pipeline_exit_code(const dr_pipeline_t *p);
 
-/* Observer for one applied event, after learning (the demo's drift
- * bookkeeping and replay metrics use it). hit is -1 when the user had no
- * list yet, else whether the item was in the list's head. */
-typedef void (*dr_event_observer_fn)(void *ctx, const dr_event_t *ev, int hit, float loss);
+/* What the pipeline saw of one applied event (for the demo's drift
+ * bookkeeping and replay metrics). */
+typedef struct dr_observation {
+    int hit;          /* -1: the user had no list yet; else item in the list's head */
+    float loss;       /* prequential loss; < 0 when the event carried no label */
+    bool drift;       /* the user's ADWIN cut on this event */
+    bool readapted;   /* ... and the user was re-adapted (drift arm) */
+    bool drift_arm;   /* the user is in the arm with drift handling */
+    uint64_t user_events; /* the user's events applied, this one included */
+} dr_observation_t;
+typedef void (*dr_event_observer_fn)(void *ctx, const dr_event_t *ev, const dr_observation_t *obs);
 void dr_pipeline_set_observer(dr_pipeline_t *p, dr_event_observer_fn fn, void *ctx);
 
 #endif /* DR_PIPELINE_H */

@@ -44,6 +44,7 @@ struct dr_pipeline {
     /* a commit built and waiting for its deliveries */
     dr_state_batch_t *commit_batch;
     dr_pipeline_stats_t stats;
+    dr_adwin_t global_drift;     /* over every learned event's loss */
     dr_event_observer_fn observer;
     void *observer_ctx;
     const char **kafka_keys, **kafka_values;
@@ -56,12 +57,11 @@ static int get_user(dr_pipeline_t *p, int64_t user_id, dr_user_t **out) {
     dr_user_t *u = dr_user_cache_get(p->cache, user_id);
     if (u) { *out = u; return 0; }
     dr_user_cache_count_miss(p->cache);
-    int dim = p->cfg.learner.dim;
     uint8_t *rec = NULL;
     size_t len = 0;
     int err = dr_state_get_user(p->state, user_id, &rec, &len);
     if (err == 0) {
-        err = dr_user_decode(user_id, dim, rec, len, &u);
+        err = dr_user_decode(user_id, &p->cfg.learner, rec, len, &u);
         free(rec);
         if (err == DR_ECORRUPT) {
             dr_log(DR_LOG_ERROR, "pipeline", "corrupt user record, starting from the prior | user=%" PRId64, user_id);
@@ -72,12 +72,14 @@ static int get_user(dr_pipeline_t *p, int64_t user_id, dr_user_t **out) {
     } else if (err != DR_ENOTFOUND) {
         return err;
     }
-    if (!u && !(u = dr_user_new(user_id, dim))) return DR_ENOMEM;
+    if (!u && !(u = dr_user_new_conf(user_id, &p->cfg.learner))) return DR_ENOMEM;
     if ((err = dr_user_cache_put(p->cache, u))) { dr_user_free(u); return err; }
     *out = u;
     return 0;
 }
 
+/* Marks u as owed a list. A user is listed once in pending_ids while
+ * emit_pending is set; an entry whose user was served meanwhile is skipped. */
 static int owe_list(dr_pipeline_t *p, dr_user_t *u) {
     if (u->emit_pending) return 0;
     if (p->n_pending == p->cap_pending) {
@@ -97,6 +99,41 @@ static int head_hit(const dr_user_t *u, int64_t item_id) {
     for (unsigned i = 0; i < u->last_list_len; i++)
         if (u->last_list[i] == item_id) return 1;
     return 0;
+}
+
+bool dr_pipeline_drift_arm(const dr_pipeline_t *p, int64_t user_id) {
+    double x = (double)(dr_mix64((uint64_t)user_id ^ 0xd1f7u) >> 11) * 0x1.0p-53;
+    return x < p->cfg.drift_arm_share;
+}
+
+static int emit_users(dr_pipeline_t *p, dr_user_t **users, const bool *drift, size_t n,
+                      size_t *done);
+
+/* A detected drift: re-adapt (drift arm only) and publish the new list now,
+ * flagged drift = true. */
+static void handle_drift(dr_pipeline_t *p, dr_user_t *u, dr_observation_t *obs) {
+    p->stats.drift_detections++;
+    if (!obs->drift_arm) return;
+    dr_learner_readapt(p->model, u);
+    obs->readapted = true;
+    p->stats.drift_readapted++;
+    bool flag = true;
+    size_t done = 0;
+    if (emit_users(p, &u, &flag, 1, &done) == 0 && done == 1) u->emit_pending = 0;
+}
+
+/* The global detector watches the same signal over all users. Only a rise
+ * is logged as a warning (a falling loss is the model learning). */
+static void observe_global(dr_pipeline_t *p, float surprise) {
+    double before = dr_adwin_mean(&p->global_drift);
+    if (dr_adwin_update(&p->global_drift, surprise) != 1) return;
+    p->stats.global_drifts++;
+    double after = dr_adwin_mean(&p->global_drift);
+    static dr_log_limit_t lim = DR_LOG_LIMIT_INIT(60000, 3);
+    uint64_t dropped = 0;
+    if (after > before && dr_log_allow(&lim, &dropped))
+        dr_log(DR_LOG_WARN, "pipeline", "population-wide drift: the mean surprise rose | before=%.4f after=%.4f detections=%llu suppressed=%llu",
+               before, after, (unsigned long long)p->stats.global_drifts, (unsigned long long)dropped);
 }
 
 static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t offset,
@@ -124,13 +161,17 @@ static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t 
     }
     u->last_source.partition = partition;
     u->last_source.offset = offset;
+    dr_observation_t obs = {hit, res.learned ? res.loss : -1.0f, res.drift, false,
+                            dr_pipeline_drift_arm(p, ev->user_id), u->events_applied};
     if (res.learned) {
         p->stats.loss_sum += res.loss;
         p->stats.loss_count++;
+        if (res.surprise >= 0) observe_global(p, res.surprise);
     }
     dr_user_cache_mark_dirty(p->cache, u);
     if ((err = owe_list(p, u))) return DR_ESTOPPED;
-    if (p->observer) p->observer(p->observer_ctx, ev, hit, res.learned ? res.loss : -1.0f);
+    if (res.drift) handle_drift(p, u, &obs);
+    if (p->observer) p->observer(p->observer_ctx, ev, &obs);
     return 0;
 }
 
@@ -149,12 +190,10 @@ static int emit_owed(dr_pipeline_t *p) {
     size_t n = 0;
     for (size_t i = 0; i < p->n_pending; i++) {
         dr_user_t *u = dr_user_cache_get(p->cache, p->pending_ids[i]);
-        if (u) p->emit_users[n++] = u; /* owed users are dirty, so never evicted */
+        if (u && u->emit_pending) p->emit_users[n++] = u; /* owed users are dirty: never evicted */
     }
     size_t done = 0;
-    double t0 = dr_mono_s();
-    int err = dr_emitter_emit(p->emitter, p->model, p->emit_users, n, NULL, dr_now_ms(), &done);
-    p->stats.emit_seconds += dr_mono_s() - t0;
+    int err = emit_users(p, p->emit_users, NULL, n, &done);
     for (size_t i = 0; i < done; i++) p->emit_users[i]->emit_pending = 0;
     /* keep the ones not served, in order */
     size_t keep = 0;
@@ -164,6 +203,14 @@ static int emit_owed(dr_pipeline_t *p) {
     if (err)
         dr_log(DR_LOG_WARN, "pipeline", "lists not published yet, will retry | owed=%zu err=%s",
                keep, dr_strerror(err));
+    return err;
+}
+
+static int emit_users(dr_pipeline_t *p, dr_user_t **users, const bool *drift, size_t n,
+                      size_t *done) {
+    double t0 = dr_mono_s();
+    int err = dr_emitter_emit(p->emitter, p->model, users, n, drift, dr_now_ms(), done);
+    p->stats.emit_seconds += dr_mono_s() - t0;
     return err;
 }
 
@@ -488,6 +535,13 @@ int dr_pipeline_new(dr_pipeline_t **out, uv_loop_t *loop, const dr_config_t *cfg
     if ((err = dr_state_open(&p->state, &sc, errstr, n))) goto out_fail;
     if ((err = dr_user_cache_new(&p->cache, (size_t)cfg->cache_users, cfg->learner.dim))) goto out_fail;
     if ((err = dr_model_new(&p->model, &cfg->learner, errstr, n))) goto out_fail;
+    dr_adwin_conf_t global;
+    dr_adwin_conf_default(&global);
+    global.delta = cfg->global_drift_delta;
+    if ((err = dr_adwin_init(&p->global_drift, &global))) {
+        snprintf(errstr, n, "drift.global.delta: invalid");
+        goto out_fail;
+    }
     if ((err = restore(p, errstr, n))) goto out_fail;
     if ((err = dr_codec_new(&p->codec, &cfg->codec, errstr, n))) goto out_fail;
     if ((err = add_writer_schemas(p, errstr, n))) goto out_fail;
@@ -559,6 +613,7 @@ void dr_pipeline_free(dr_pipeline_t *p) {
     dr_codec_free(p->codec);
     dr_user_cache_free(p->cache);
     dr_model_free(p->model);
+    dr_adwin_free_buckets(&p->global_drift);
     dr_state_close(p->state);
     free(p->pending_ids);
     free(p->emit_users);

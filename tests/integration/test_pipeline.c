@@ -231,7 +231,9 @@ static bool any_reason(const dlq_t *d, const char *word) {
 static int count_user(void *ctx, int64_t user_id, const void *rec, size_t len) {
     fixture_t *fx = ctx;
     dr_user_t *u;
-    assert_int_equal(dr_user_decode(user_id, 32, rec, len, &u), 0);
+    dr_learner_conf_t lconf;
+    dr_learner_conf_default(&lconf);
+    assert_int_equal(dr_user_decode(user_id, &lconf, rec, len, &u), 0);
     assert_true(user_id >= 1 && user_id <= USERS);
     /* "every user's applied-event counter equal to the number of events sent" */
     assert_int_equal(u->events_applied, fx->sent[user_id]);

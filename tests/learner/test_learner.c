@@ -147,9 +147,11 @@ static void test_records_round_trip(void **state) {
     u->last_list[1] = 12;
     uint8_t *rec;
     size_t len;
+    dr_learner_conf_t c8 = *dr_model_conf(m), c16 = c8;
+    c16.dim = 16;
     assert_int_equal(dr_user_encode(u, 8, &rec, &len), 0);
     dr_user_t *back;
-    assert_int_equal(dr_user_decode(42, 8, rec, len, &back), 0);
+    assert_int_equal(dr_user_decode(42, &c8, rec, len, &back), 0);
     assert_memory_equal(back->v, u->v, 8 * sizeof(float));
     assert_int_equal(back->events_applied, u->events_applied);
     assert_int_equal(back->recent_len, u->recent_len);
@@ -158,12 +160,13 @@ static void test_records_round_trip(void **state) {
     dr_user_free(back);
     /* every truncation and a wrong dimension are DR_ECORRUPT */
     for (size_t cut = 0; cut < len; cut++)
-        assert_int_equal(dr_user_decode(42, 8, rec, cut, &back), DR_ECORRUPT);
-    assert_int_equal(dr_user_decode(42, 16, rec, len, &back), DR_ECORRUPT);
+        assert_int_equal(dr_user_decode(42, &c8, rec, cut, &back), DR_ECORRUPT);
+    assert_int_equal(dr_user_decode(42, &c16, rec, len, &back), DR_ECORRUPT);
     /* a NaN smuggled into the vector is refused */
     float nan = NAN;
-    memcpy(rec + len - 4, &nan, 4);
-    assert_int_equal(dr_user_decode(42, 8, rec, len, &back), DR_ECORRUPT);
+    size_t v_end = len - dr_adwin_serialized_size(&u->drift) - 12; /* v, then cuts + last cut */
+    memcpy(rec + v_end - 4, &nan, 4);
+    assert_int_equal(dr_user_decode(42, &c8, rec, len, &back), DR_ECORRUPT);
     free(rec);
     /* items and globals */
     dr_model_t *m2 = new_model(DR_MODE_IMPLICIT);
@@ -203,6 +206,77 @@ static void test_item_index_and_bound(void **state) {
     dr_model_free(m);
 }
 
+/* "v_u is recomputed from the prior (v_u = 0) by a few SGD steps over that
+ * user's recent events that lie inside the window ADWIN kept": after a
+ * re-adaptation the user scores the items of the kept window above the
+ * items it clicked before the cut, and item parameters did not move. */
+static void test_readapt_uses_kept_window(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.negatives = 0;
+    c.drift_enabled = false; /* the window is filled by hand below */
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    dr_user_t *u = dr_user_new_conf(1, &c);
+    dr_apply_result_t r;
+    for (int i = 0; i < 20; i++) { /* old interest: items 100..104 */
+        dr_event_t e = ev(1, 100 + i % 5, DR_EV_CLICK, 0, i);
+        assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)i, &r), 0);
+    }
+    for (int i = 0; i < 6; i++) { /* new interest: items 200..202 */
+        dr_event_t e = ev(1, 200 + i % 3, DR_EV_CLICK, 0, 100 + i);
+        assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)i, &r), 0);
+    }
+    for (int i = 0; i < 6; i++) assert_int_equal(dr_adwin_update(&u->drift, 0.5), 0);
+    dr_items_view_t v;
+    dr_model_items(m, &v);
+    float *q_before = malloc(v.n * 8 * sizeof(float));
+    memcpy(q_before, v.q, v.n * 8 * sizeof(float));
+    assert_int_equal(dr_learner_readapt(m, u), 6);
+    assert_memory_equal(q_before, v.q, v.n * 8 * sizeof(float));
+    float new_score = 0, old_score = 0;
+    for (int i = 0; i < 3; i++) new_score += dr_model_score(m, u, dr_model_item_index(m, 200 + i, false)) / 3;
+    for (int i = 0; i < 5; i++) old_score += dr_model_score(m, u, dr_model_item_index(m, 100 + i, false)) / 5;
+    assert_true(new_score > old_score);
+    free(q_before);
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
+/* A user record written before drift detection existed (version 1) is
+ * still read, with an empty detector. */
+static void test_reads_version_1_user_record(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 2;
+    uint8_t rec[64];
+    dr_writer_t w = {rec, 0, sizeof(rec), true};
+    dr_put_u8(&w, 1);
+    dr_put_u16(&w, 2);
+    dr_put_u64(&w, 17);       /* events applied */
+    dr_put_i64(&w, 1234);     /* last event ms */
+    dr_put_u32(&w, 3);        /* last partition */
+    dr_put_i64(&w, 99);       /* last offset */
+    dr_put_f32(&w, 0.5f);     /* bias */
+    dr_put_u8(&w, 0);         /* recent len */
+    dr_put_u8(&w, 0);         /* recent head */
+    dr_put_u8(&w, 0);         /* pending */
+    dr_put_u8(&w, 0);         /* last list */
+    dr_put_f32(&w, 1.0f);
+    dr_put_f32(&w, -1.0f);
+    assert_true(w.ok);
+    dr_user_t *u;
+    assert_int_equal(dr_user_decode(5, &c, rec, w.len, &u), 0);
+    assert_int_equal(u->events_applied, 17);
+    assert_true(u->v[1] == -1.0f);
+    assert_int_equal(dr_adwin_width(&u->drift), 0);
+    dr_user_free(u);
+}
+
 /* Bad settings are refused with the key's name. */
 static void test_conf_check(void **state) {
     (void)state;
@@ -224,6 +298,8 @@ int main(void) {
         cmocka_unit_test(test_no_nan_and_bounded_norms),
         cmocka_unit_test(test_records_round_trip),
         cmocka_unit_test(test_item_index_and_bound),
+        cmocka_unit_test(test_readapt_uses_kept_window),
+        cmocka_unit_test(test_reads_version_1_user_record),
         cmocka_unit_test(test_conf_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
