@@ -51,6 +51,8 @@ typedef struct dr_learner_conf {
     int readapt_epochs;            /* SGD passes over the kept window on a cut */
     float drift_scale;             /* the detectors see surprise × this */
     float negative_weight;         /* weight of each sampled negative */
+    bool negative_uniform;         /* sample negatives uniformly over known items
+                                      instead of by popularity */
     int64_t max_items;             /* catalog bound (rows of the item matrix) */
     uint64_t seed;
 } dr_learner_conf_t;

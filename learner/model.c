@@ -249,6 +249,11 @@ int dr_model_new(dr_model_t **out, const dr_learner_conf_t *conf, char *errstr, 
     m->prior = calloc((size_t)m->dim, sizeof(float));
     m->scratch = calloc((size_t)m->dim, sizeof(float));
     if (!m->prior || !m->scratch || grow_items(m) != 0 || grow_slots(m) != 0) goto out_nomem;
+    /* û starts small and random (seeded), not at 0: with u = û + v_u = 0 the
+     * item gradients g·u would all vanish and no item could start learning. */
+    uint64_t s = dr_mix64(conf->seed ^ 0x5eedu);
+    for (int k = 0; k < m->dim; k++)
+        m->prior[k] = (float)((dr_rand01(&s) * 2.0 - 1.0) * conf->init_scale);
     *out = m;
     return 0;
 out_nomem:
@@ -361,7 +366,8 @@ static int sample_negatives(dr_model_t *m, dr_user_t *u, int64_t pos_item, uint6
                             int *updates) {
     uint64_t s = dr_mix64(seed);
     for (int n = 0; n < m->conf.negatives && m->pop_len > 1; n++) {
-        int64_t item = m->pop[dr_rand64(&s) % m->pop_len];
+        int64_t item = m->conf.negative_uniform ? m->ids[dr_rand64(&s) % m->n_items]
+                                                : m->pop[dr_rand64(&s) % m->pop_len];
         if (item == pos_item || dr_user_has_recent(u, item)) continue;
         size_t idx = 0;
         int err = item_for(m, item, &idx);
@@ -514,7 +520,8 @@ static void replay_event(dr_model_t *m, dr_user_t *u, const dr_recent_event_t *r
     float p = sigmoidf(dr_model_score(m, u, idx));
     user_step(m, u, (size_t)idx, clampf(w * (p - y), m->conf.grad_clip), false);
     for (int n = 0; y > 0.5f && n < m->conf.negatives && m->pop_len > 1; n++) {
-        int64_t neg = dr_model_item_index(m, m->pop[dr_rand64(rng) % m->pop_len], false);
+        int64_t neg = m->conf.negative_uniform ? (int64_t)(dr_rand64(rng) % m->n_items)
+                                               : dr_model_item_index(m, m->pop[dr_rand64(rng) % m->pop_len], false);
         if (neg < 0 || m->ids[neg] == r->item_id) continue;
         float pn = sigmoidf(dr_model_score(m, u, neg));
         user_step(m, u, (size_t)neg, clampf(m->conf.negative_weight * pn, m->conf.grad_clip), false);

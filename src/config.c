@@ -65,6 +65,7 @@ static const conf_row_t rows[] = {
     {"learner.impression.weight", T_FLOAT, F(learner.impression_weight), 0, 0, 100, "0.1", NULL, "Weight of the weak negative for an impression with no engagement."},
     {"learner.impression.timeout.ms", T_I64, F(learner.impression_timeout_ms), 0, 0, 8.64e7, "60000", NULL, "Event-time window in which engagement cancels an impression's negative."},
     {"learner.negatives", T_INT, F(learner.negatives), 0, 0, 100, "2", NULL, "Negatives sampled by popularity per positive."},
+    {"learner.negative.sampling", T_STR, S(negative_sampling), 0, 0, "popularity", "popularity|uniform", "Where sampled negatives come from: recent positives (popularity-proportional) or uniformly over known items."},
     {"learner.negative.weight", T_FLOAT, F(learner.negative_weight), 0, 0, 100, "1.0", NULL, "Label weight of each sampled negative."},
     {"learner.grad.clip", T_FLOAT, F(learner.grad_clip), 0, 1e-6, 1e6, "5", NULL, "Bound on one event's gradient on the score."},
     {"learner.max.norm", T_FLOAT, F(learner.max_norm), 0, 1e-6, 1e6, "10", NULL, "Bound on the norm of q_i and v_u."},
@@ -226,6 +227,7 @@ int dr_config_finish(dr_config_t *cfg, char *errstr, size_t n) {
         snprintf(cfg->topic_dlq, sizeof(cfg->topic_dlq), "%s.dlq", cfg->topic_events);
     }
     cfg->learner.mode = strcmp(cfg->learner_mode, "rating") == 0 ? DR_MODE_RATING : DR_MODE_IMPLICIT;
+    cfg->learner.negative_uniform = strcmp(cfg->negative_sampling, "uniform") == 0;
     cfg->codec.framing = strcmp(cfg->framing, "plain") == 0 ? DR_FRAMING_PLAIN : DR_FRAMING_CONFLUENT;
     if (cfg->topk > 0 && cfg->emit_batch < 1) return bad(errstr, n, "emit.batch", "must be >= 1", "");
     char inner[512];

@@ -51,6 +51,7 @@ typedef struct dr_config {
     double drift_arm_share;   /* share of users whose drift is handled */
     double global_drift_delta;
     char learner_mode[16];
+    char negative_sampling[16];
     /* schemas */
     dr_codec_conf_t codec;
     char framing[16];

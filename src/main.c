@@ -8,6 +8,8 @@
 #include <uv.h>
 
 #include "dr_cmd_adwin.h"
+#include "dr_cmd_replay.h"
+#include "dr_cmd_report.h"
 #include "dr_config.h"
 #include "dr_demo.h"
 #include "dr_embedded.h"
@@ -22,6 +24,9 @@ static void usage(FILE *f) {
             "  demo [--events N] [--users U] ...        embedded broker + synthetic stream + report\n"
             "  broker [--partitions P] [--topic T]...  serve the embedded broker on 127.0.0.1\n"
             "  adwin [--delta D] [--clock C] ...        ADWIN change detection on numbers from stdin\n"
+            "  load --format F FILE --topic T ...       a dataset into a topic (UserEvent, by event time)\n"
+            "  replay --topic T [--from X --to Y] ...   backtest a topic range; --embedded --input FILE\n"
+            "  report DIR                               (re)write DIR/report.html from DIR/report.json\n"
             "  config [--markdown|--dump] [--config FILE] [--set k=v]  show settings\n"
             "  version                                  print the version\n\n"
             "`driftrec COMMAND --help` explains each command. Settings: ops/CONFIG.md.\n");
@@ -156,6 +161,9 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "broker")) return dr_cmd_broker(argc, argv);
     if (!strcmp(cmd, "adwin")) return dr_cmd_adwin(argc, argv);
     if (!strcmp(cmd, "config")) return cmd_config(argc, argv);
+    if (!strcmp(cmd, "load")) return dr_cmd_load(argc, argv);
+    if (!strcmp(cmd, "replay")) return dr_cmd_replay(argc, argv);
+    if (!strcmp(cmd, "report")) return dr_cmd_report(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("driftrec %s\n", DR_VERSION);
         return 0;

@@ -1,0 +1,630 @@
+/* replay.c - prequential backtesting (see dr_replay.h): shared per-event
+ * facts are computed once (dense ids, each user's history), then every arm
+ * runs in its own thread: rank (or predict), then learn, event by event. */
+#include "dr_replay.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dr_bytes.h"
+#include "dr_err.h"
+#include "dr_learner.h"
+#include "dr_log.h"
+#include "dr_report.h"
+
+#define MAX_DRIFTS_REPORTED 20000
+
+static const char *const arm_names[DR_ARM__COUNT] = {"full", "prior", "nodrift", "popularity"};
+
+const char *dr_replay_arm_name(dr_arm_kind_t kind) {
+    return kind < DR_ARM__COUNT ? arm_names[kind] : "?";
+}
+
+int dr_replay_parse_arms(const char *list, dr_arm_kind_t *arms, int max, char *err, size_t n) {
+    char buf[256];
+    int count = 0;
+    snprintf(buf, sizeof(buf), "%s", list);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        int k = 0;
+        while (k < DR_ARM__COUNT && strcmp(arm_names[k], t)) k++;
+        if (k == DR_ARM__COUNT || count == max) {
+            snprintf(err, n, "--arms: unknown or too many arms at '%s' (full, prior, nodrift, popularity)", t);
+            return DR_EINVAL;
+        }
+        arms[count++] = (dr_arm_kind_t)k;
+    }
+    return count;
+}
+
+/* ---- shared, read-only facts about the stream ----------------------------- */
+
+typedef struct id_map {
+    int64_t *keys;
+    uint32_t *vals;
+    size_t cap, n;
+} id_map_t;
+
+static int map_init(id_map_t *m, size_t expect) {
+    m->cap = 1024;
+    while (m->cap < expect * 2) m->cap *= 2;
+    m->keys = malloc(m->cap * sizeof(int64_t));
+    m->vals = malloc(m->cap * sizeof(uint32_t));
+    m->n = 0;
+    if (!m->keys || !m->vals) return DR_ENOMEM;
+    memset(m->keys, 0xff, m->cap * sizeof(int64_t)); /* -1: empty */
+    return 0;
+}
+
+/* Dense index of key, adding it (as m->n) when new; *added tells which. */
+static uint32_t map_get(id_map_t *m, int64_t key, bool *added) {
+    size_t s = dr_mix64((uint64_t)key) & (m->cap - 1);
+    while (m->keys[s] != -1 && m->keys[s] != key) s = (s + 1) & (m->cap - 1);
+    *added = m->keys[s] == -1;
+    if (*added) {
+        m->keys[s] = key;
+        m->vals[s] = (uint32_t)m->n++;
+    }
+    return m->vals[s];
+}
+
+typedef struct prep {
+    size_t n;
+    uint32_t *user, *item, *hist_len;
+    uint8_t *first_user;
+    uint32_t n_users, n_items;
+    int64_t *item_ids;
+    uint8_t *announced;
+    uint32_t *hist_off, *hist;   /* per user: distinct items, in first-interaction order */
+} prep_t;
+
+static void prep_free(prep_t *p) {
+    free(p->user); free(p->item); free(p->hist_len); free(p->first_user);
+    free(p->item_ids); free(p->announced); free(p->hist_off); free(p->hist);
+}
+
+static int prep_build(prep_t *p, const dr_replay_input_t *in) {
+    id_map_t users = {0}, items = {0}, pairs = {0};
+    size_t n = in->n;
+    int err = DR_ENOMEM;
+    memset(p, 0, sizeof(*p));
+    p->n = n;
+    p->user = malloc(n * 4 + 4); p->item = malloc(n * 4 + 4); p->hist_len = malloc(n * 4 + 4);
+    p->first_user = malloc(n + 1);
+    uint8_t *new_pair = malloc(n + 1);
+    if (!p->user || !p->item || !p->hist_len || !p->first_user || !new_pair) goto out;
+    if (map_init(&users, 1 << 16) || map_init(&items, in->n_catalog + (1 << 16)) || map_init(&pairs, n)) goto out;
+    bool added;
+    for (size_t i = 0; i < in->n_catalog; i++) map_get(&items, in->catalog[i], &added);
+    size_t n_announced = items.n;
+    for (size_t e = 0; e < n; e++) {
+        p->user[e] = map_get(&users, in->events[e].user_id, &added);
+        p->first_user[e] = added;
+        p->item[e] = map_get(&items, in->events[e].item_id, &added);
+        if (users.n > UINT32_MAX / 2 || items.n > UINT32_MAX / 2) { err = DR_ERANGE; goto out; }
+        map_get(&pairs, ((int64_t)p->user[e] << 32) | p->item[e], &added);
+        new_pair[e] = added;
+    }
+    p->n_users = (uint32_t)users.n;
+    p->n_items = (uint32_t)items.n;
+    p->item_ids = malloc(items.n * 8 + 8);
+    p->announced = calloc(items.n + 1, 1);
+    p->hist_off = calloc(users.n + 1, 4);
+    p->hist = malloc(pairs.n * 4 + 4);
+    uint32_t *fill = calloc(users.n + 1, 4);
+    if (!p->item_ids || !p->announced || !p->hist_off || !p->hist || !fill) { free(fill); goto out; }
+    for (size_t s = 0; s < items.cap; s++)
+        if (items.keys[s] != -1) p->item_ids[items.vals[s]] = items.keys[s];
+    memset(p->announced, 1, n_announced);
+    for (size_t e = 0; e < n; e++) p->hist_off[p->user[e] + 1] += new_pair[e];
+    for (uint32_t u = 0; u < p->n_users; u++) p->hist_off[u + 1] += p->hist_off[u];
+    for (size_t e = 0; e < n; e++) {
+        uint32_t u = p->user[e];
+        p->hist_len[e] = fill[u];
+        if (new_pair[e]) p->hist[p->hist_off[u] + fill[u]++] = p->item[e];
+    }
+    free(fill);
+    err = 0;
+out:
+    free(new_pair);
+    free(users.keys); free(users.vals); free(items.keys); free(items.vals);
+    free(pairs.keys); free(pairs.vals);
+    return err;
+}
+
+/* ---- one arm ------------------------------------------------------------- */
+
+typedef struct wstats {
+    uint64_t ranked, hits, rated;
+    double ndcg, rr, abs_err, sq_err, seconds;
+} wstats_t;
+
+typedef struct drift_rec {
+    size_t event;
+    int64_t ts, user;
+} drift_rec_t;
+
+typedef struct arm_run {
+    const prep_t *p;
+    const dr_replay_conf_t *conf;
+    const dr_replay_input_t *in;
+    dr_arm_kind_t kind;
+    float rating_min, rating_max;
+    /* results */
+    wstats_t total;
+    wstats_t *win;
+    size_t n_win;
+    uint8_t *covered;
+    uint64_t drifts;
+    drift_rec_t *drift_list;
+    size_t n_drift_list;
+    double logloss;
+    uint64_t labelled, positives;
+    float *auc_pred;
+    uint8_t *auc_label;
+    double seconds;
+    int rc;
+    char err[256];
+    /* working state */
+    dr_model_t *m;
+    dr_user_t **users;
+    int64_t *row_of;             /* dense item -> model row, -1 */
+    float *scores, *uvec;
+    double *pop_count, *rating_sum;
+    int64_t *avail;              /* row -> dense item (model rows, or popularity's candidates) */
+    size_t n_avail;
+    double mu_sum;
+    uint64_t mu_n;
+} arm_run_t;
+
+static bool is_positive(const dr_learner_conf_t *c, const dr_event_t *ev) {
+    switch (ev->type) {
+    case DR_EV_CLICK: case DR_EV_LIKE: case DR_EV_SHARE: case DR_EV_COMMENT:
+    case DR_EV_PURCHASE: case DR_EV_RATE:
+        return true;
+    case DR_EV_DWELL: return ev->value >= c->dwell_threshold_s;
+    default: return false;
+    }
+}
+
+static void record_rank(arm_run_t *a, wstats_t *w, double rank) {
+    int k = a->conf->k;
+    for (wstats_t *s = w; s; s = s == w ? &a->total : NULL) {
+        s->ranked++;
+        if (isfinite(rank) && rank <= k) {
+            s->hits++;
+            s->ndcg += 1.0 / log2(1.0 + rank);
+        }
+        if (isfinite(rank)) s->rr += 1.0 / rank;
+    }
+}
+
+/* Rank of the target row among every candidate row (sc[0..n)) the user has
+ * not had before event e: 1 + the number scoring higher, with ties counted
+ * half (the expected rank under a random tie-break). row_of maps a dense
+ * item to its row (-1: not a candidate). Excluded rows hold -INFINITY. */
+static double rank_in(const arm_run_t *a, size_t e, const float *sc, size_t n, int64_t target,
+                      const int64_t *row_of) {
+    float st = sc[target];
+    int64_t greater = 0, ties = 0; /* integer counts: the loop vectorises */
+    for (size_t r = 0; r < n; r++) {
+        greater += sc[r] > st;
+        ties += sc[r] == st;
+    }
+    const uint32_t *h = a->p->hist + a->p->hist_off[a->p->user[e]];
+    for (uint32_t j = 0; j < a->p->hist_len[e]; j++) {
+        int64_t r = row_of[h[j]];
+        if (r < 0 || r == target) continue;
+        greater -= sc[r] > st;
+        ties -= sc[r] == st;
+    }
+    ties -= 1; /* the target itself */
+    return 1.0 + (double)greater + (ties > 0 ? (double)ties / 2.0 : 0.0);
+}
+
+/* Marks the k best candidates the user has not had as covered (sampled
+ * every coverage_every ranked events: a full list per event costs more
+ * than the ranking itself). */
+static void cover_top_k(arm_run_t *a, size_t e, float *sc, size_t n, const int64_t *row_of,
+                        const int64_t *dense_of_row) {
+    const uint32_t *h = a->p->hist + a->p->hist_off[a->p->user[e]];
+    float *saved = malloc(a->p->hist_len[e] * sizeof(float) + 1);
+    if (!saved) return;
+    for (uint32_t j = 0; j < a->p->hist_len[e]; j++) {
+        int64_t r = row_of[h[j]];
+        saved[j] = r >= 0 ? sc[r] : 0;
+        if (r >= 0) sc[r] = -INFINITY;
+    }
+    /* one pass, keeping the k best in a small array sorted best first */
+    int k = a->conf->k, kept = 0;
+    size_t *best = malloc((size_t)k * sizeof(size_t));
+    for (size_t r = 0; best && r < n; r++) {
+        if (sc[r] == -INFINITY || (kept == k && sc[r] <= sc[best[k - 1]])) continue;
+        int pos = kept < k ? kept++ : k - 1;
+        while (pos > 0 && sc[best[pos - 1]] < sc[r]) { best[pos] = best[pos - 1]; pos--; }
+        best[pos] = r;
+    }
+    for (int i = 0; i < kept; i++) a->covered[dense_of_row[best[i]]] = 1;
+    free(best);
+    for (uint32_t j = 0; j < a->p->hist_len[e]; j++) {
+        int64_t r = row_of[h[j]];
+        if (r >= 0) sc[r] = saved[j];
+    }
+    free(saved);
+}
+
+/* ---- arms with a model --------------------------------------------------- */
+
+static int arm_model_init(arm_run_t *a) {
+    dr_learner_conf_t lc = a->conf->cfg->learner;
+    if (a->kind == DR_ARM_PRIOR) { lc.lr_user = 0; lc.drift_enabled = false; }
+    if (a->kind == DR_ARM_NODRIFT) lc.drift_enabled = false;
+    int err = dr_model_new(&a->m, &lc, a->err, sizeof(a->err));
+    if (err) return err;
+    a->users = calloc(a->p->n_users + 1, sizeof(dr_user_t *));
+    a->uvec = malloc((size_t)lc.dim * sizeof(float));
+    if (!a->users || !a->uvec) return DR_ENOMEM;
+    for (uint32_t d = 0; d < a->p->n_items; d++) {
+        if (!a->p->announced[d]) continue;
+        int64_t r = dr_model_item_index(a->m, a->p->item_ids[d], true);
+        if (r < 0) return (int)r;
+        a->row_of[d] = r;
+        a->avail[r] = d;
+    }
+    return 0;
+}
+
+/* Scores every row for user u: û + v_u against the item matrix, plus biases;
+ * blocked rows get -INFINITY. Returns the row count. */
+static size_t score_rows(arm_run_t *a, const dr_user_t *u) {
+    dr_items_view_t v;
+    dr_model_items(a->m, &v);
+    dr_model_user_vector(a->m, u, a->uvec);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)v.n, v.dim, 1.0f, v.q, v.dim, a->uvec, 1, 0.0f,
+                a->scores, 1);
+    for (size_t r = 0; r < v.n; r++)
+        a->scores[r] = v.excluded[r] ? -INFINITY : a->scores[r] + v.bias[r];
+    return v.n;
+}
+
+static void collect_label(arm_run_t *a, float pred, float y) {
+    float eps = 1e-7f;
+    a->logloss += -(y * logf(pred + eps) + (1 - y) * logf(1 - pred + eps));
+    a->positives += y > 0.5f;
+    a->auc_pred[a->labelled] = pred;
+    a->auc_label[a->labelled++] = y > 0.5f;
+}
+
+static int model_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_count) {
+    const dr_event_t *ev = &a->in->events[e];
+    uint32_t ud = a->p->user[e], id = a->p->item[e];
+    dr_user_t *u = a->users[ud];
+    if (!u && !(u = a->users[ud] = dr_user_new_conf(ev->user_id, dr_model_conf(a->m)))) return DR_ENOMEM;
+    const dr_learner_conf_t *lc = dr_model_conf(a->m);
+    if (lc->mode == DR_MODE_IMPLICIT && is_positive(lc, ev) && !a->p->first_user[e]) {
+        double rank = INFINITY;
+        if (a->row_of[id] >= 0) {
+            size_t n = score_rows(a, u);
+            rank = rank_in(a, e, a->scores, n, a->row_of[id], a->row_of);
+            if (a->conf->coverage_every > 0 && (*ranked_count)++ % (uint64_t)a->conf->coverage_every == 0)
+                cover_top_k(a, e, a->scores, n, a->row_of, a->avail);
+        }
+        record_rank(a, w, rank);
+    }
+    dr_apply_result_t res;
+    int err = dr_learner_apply(a->m, u, ev, dr_mix64(e), &res);
+    if (err) return err;
+    if (lc->mode == DR_MODE_RATING && res.learned) {
+        float pred = fminf(fmaxf(res.prediction, a->rating_min), a->rating_max);
+        double d = (double)pred - ev->value;
+        for (wstats_t *s = w; s; s = s == w ? &a->total : NULL) {
+            s->rated++;
+            s->abs_err += fabs(d);
+            s->sq_err += d * d;
+        }
+    } else if (res.learned) {
+        collect_label(a, res.prediction, res.surprise >= 0 && is_positive(lc, ev) ? 1.0f : 0.0f);
+    }
+    if (res.drift) {
+        a->drifts++;
+        if (a->kind == DR_ARM_FULL) dr_learner_readapt(a->m, u);
+        if (a->drift_list && a->n_drift_list < MAX_DRIFTS_REPORTED)
+            a->drift_list[a->n_drift_list++] = (drift_rec_t){e, ev->timestamp_ms, ev->user_id};
+    }
+    if (a->row_of[id] < 0) {
+        int64_t r = dr_model_item_index(a->m, ev->item_id, false);
+        if (r >= 0) { a->row_of[id] = r; a->avail[r] = id; }
+    }
+    return 0;
+}
+
+/* ---- the popularity arm --------------------------------------------------- */
+
+static int pop_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_count) {
+    const dr_event_t *ev = &a->in->events[e];
+    uint32_t id = a->p->item[e];
+    const dr_learner_conf_t *lc = &a->conf->cfg->learner;
+    if (lc->mode == DR_MODE_IMPLICIT && is_positive(lc, ev) && !a->p->first_user[e]) {
+        double rank = INFINITY;
+        if (a->row_of[id] >= 0) {
+            for (size_t j = 0; j < a->n_avail; j++) a->scores[j] = (float)a->pop_count[a->avail[j]];
+            rank = rank_in(a, e, a->scores, a->n_avail, a->row_of[id], a->row_of);
+            if (a->conf->coverage_every > 0 && (*ranked_count)++ % (uint64_t)a->conf->coverage_every == 0)
+                cover_top_k(a, e, a->scores, a->n_avail, a->row_of, a->avail);
+        }
+        record_rank(a, w, rank);
+    }
+    if (lc->mode == DR_MODE_RATING && ev->type == DR_EV_RATE) {
+        /* the item's mean rating so far, else the global mean */
+        double pred = a->pop_count[id] > 0 ? a->rating_sum[id] / a->pop_count[id]
+                                           : (a->mu_n ? a->mu_sum / (double)a->mu_n : ev->value);
+        pred = fmin(fmax(pred, a->rating_min), a->rating_max);
+        double d = pred - ev->value;
+        for (wstats_t *s = w; s; s = s == w ? &a->total : NULL) {
+            s->rated++;
+            s->abs_err += fabs(d);
+            s->sq_err += d * d;
+        }
+        a->rating_sum[id] += ev->value;
+        a->mu_sum += ev->value;
+        a->mu_n++;
+    }
+    if (is_positive(lc, ev) || ev->type == DR_EV_RATE) a->pop_count[id] += 1.0;
+    if (a->row_of[id] < 0) {
+        a->row_of[id] = (int64_t)a->n_avail;
+        a->avail[a->n_avail++] = id;
+    }
+    return 0;
+}
+
+/* ---- running an arm -------------------------------------------------------- */
+
+static int arm_alloc(arm_run_t *a) {
+    const prep_t *p = a->p;
+    size_t n_win = (p->n + (size_t)a->conf->window - 1) / (size_t)a->conf->window + 1;
+    a->win = calloc(n_win, sizeof(wstats_t));
+    a->n_win = n_win;
+    a->covered = calloc(p->n_items + 1, 1);
+    a->row_of = malloc((p->n_items + 1) * sizeof(int64_t));
+    a->avail = malloc((p->n_items + 1) * sizeof(int64_t));
+    a->scores = malloc((p->n_items + 1) * sizeof(float));
+    a->pop_count = calloc(p->n_items + 1, sizeof(double));
+    a->rating_sum = calloc(p->n_items + 1, sizeof(double));
+    a->auc_pred = malloc((p->n + 1) * sizeof(float));
+    a->auc_label = malloc(p->n + 1);
+    if (a->kind == DR_ARM_FULL) a->drift_list = malloc(MAX_DRIFTS_REPORTED * sizeof(drift_rec_t));
+    if (!a->win || !a->covered || !a->row_of || !a->avail || !a->scores || !a->pop_count ||
+        !a->rating_sum || !a->auc_pred || !a->auc_label)
+        return DR_ENOMEM;
+    for (uint32_t d = 0; d < p->n_items; d++) a->row_of[d] = -1;
+    if (a->kind != DR_ARM_POPULARITY) return arm_model_init(a);
+    for (uint32_t d = 0; d < p->n_items; d++)
+        if (p->announced[d]) { a->row_of[d] = (int64_t)a->n_avail; a->avail[a->n_avail++] = d; }
+    return 0;
+}
+
+static void arm_free_work(arm_run_t *a) {
+    if (a->users)
+        for (uint32_t u = 0; u < a->p->n_users; u++) dr_user_free(a->users[u]);
+    free(a->users);
+    dr_model_free(a->m);
+    free(a->row_of); free(a->avail); free(a->scores); free(a->uvec);
+    free(a->pop_count); free(a->rating_sum);
+    a->users = NULL; a->m = NULL; a->row_of = NULL; a->avail = NULL; a->scores = NULL;
+    a->uvec = NULL; a->pop_count = NULL; a->rating_sum = NULL;
+}
+
+static void *arm_main(void *arg) {
+    arm_run_t *a = arg;
+    double t0 = dr_mono_s();
+    a->rc = arm_alloc(a);
+    uint64_t ranked = 0;
+    size_t W = (size_t)a->conf->window;
+    double win_start = dr_mono_s();
+    for (size_t e = 0; a->rc == 0 && e < a->p->n; e++) {
+        wstats_t *w = &a->win[e / W];
+        a->rc = a->kind == DR_ARM_POPULARITY ? pop_event(a, e, w, &ranked) : model_event(a, e, w, &ranked);
+        if (e % W == W - 1 || e + 1 == a->p->n) {
+            double now = dr_mono_s();
+            w->seconds = now - win_start;
+            win_start = now;
+        }
+    }
+    if (a->rc && !a->err[0]) snprintf(a->err, sizeof(a->err), "arm %s: %s", arm_names[a->kind], dr_strerror(a->rc));
+    a->seconds = dr_mono_s() - t0;
+    arm_free_work(a);
+    return NULL;
+}
+
+/* ---- the report ------------------------------------------------------------ */
+
+typedef struct auc_pair {
+    float pred;
+    uint8_t label;
+} auc_pair_t;
+
+static int cmp_pred(const void *x, const void *y) {
+    float a = ((const auc_pair_t *)x)->pred, b = ((const auc_pair_t *)y)->pred;
+    return (a > b) - (a < b);
+}
+
+/* Area under the ROC curve by the rank-sum, ties averaged; NAN with one class. */
+static double auc_of(const arm_run_t *a) {
+    uint64_t pos = a->positives, neg = a->labelled - a->positives;
+    if (pos == 0 || neg == 0) return NAN;
+    auc_pair_t *v = malloc(a->labelled * sizeof(*v));
+    if (!v) return NAN;
+    for (uint64_t i = 0; i < a->labelled; i++) v[i] = (auc_pair_t){a->auc_pred[i], a->auc_label[i]};
+    qsort(v, a->labelled, sizeof(*v), cmp_pred);
+    double rank_sum = 0;
+    for (uint64_t i = 0; i < a->labelled;) {
+        uint64_t j = i;
+        while (j < a->labelled && v[j].pred == v[i].pred) j++;
+        double mid = (double)(i + j + 1) / 2.0; /* ranks are 1-based */
+        for (uint64_t t = i; t < j; t++) rank_sum += v[t].label ? mid : 0;
+        i = j;
+    }
+    free(v);
+    return (rank_sum - (double)pos * (double)(pos + 1) / 2.0) / ((double)pos * (double)neg);
+}
+
+static void metric_names(int k, char *hr, char *ndcg, size_t n) {
+    snprintf(hr, n, "hr@%d", k);
+    snprintf(ndcg, n, "ndcg@%d", k);
+}
+
+static double ratio(double num, uint64_t den) { return den ? num / (double)den : NAN; }
+
+static void write_arm_metrics(dr_json_t *j, const arm_run_t *a, const wstats_t *s, bool full) {
+    char hr[32], ndcg[32];
+    metric_names(a->conf->k, hr, ndcg, sizeof(hr));
+    bool rating = a->conf->cfg->learner.mode == DR_MODE_RATING;
+    dr_json_num(j, hr, rating ? NAN : ratio((double)s->hits, s->ranked));
+    dr_json_num(j, ndcg, rating ? NAN : ratio(s->ndcg, s->ranked));
+    if (!full) return;
+    dr_json_num(j, "mrr", rating ? NAN : ratio(s->rr, s->ranked));
+    dr_json_num(j, "mae", rating ? ratio(s->abs_err, s->rated) : NAN);
+    dr_json_num(j, "rmse", rating ? sqrt(ratio(s->sq_err, s->rated)) : NAN);
+    uint64_t covered = 0;
+    for (uint32_t d = 0; d < a->p->n_items; d++) covered += a->covered[d];
+    dr_json_num(j, "coverage", rating ? NAN : ratio((double)covered, a->p->n_items));
+    double auc = rating ? NAN : auc_of(a);
+    dr_json_num(j, "auc", auc);
+    dr_json_num(j, "logloss", isfinite(auc) ? ratio(a->logloss, a->labelled) : NAN);
+    dr_json_int(j, "ranked_events", (int64_t)s->ranked);
+    dr_json_int(j, "rated_events", (int64_t)s->rated);
+    dr_json_int(j, "drifts", (int64_t)a->drifts);
+    dr_json_num(j, "seconds", a->seconds);
+}
+
+static void write_windows(dr_json_t *j, const arm_run_t *arms, int n_arms, const dr_replay_input_t *in,
+                          int window) {
+    dr_json_array_begin(j, "windows");
+    for (size_t w = 0; w * (size_t)window < in->n; w++) {
+        size_t start = w * (size_t)window, end = start + (size_t)window;
+        if (end > in->n) end = in->n;
+        double secs = 0;
+        for (int i = 0; i < n_arms; i++) secs = fmax(secs, arms[i].win[w].seconds);
+        dr_json_object_begin(j, NULL);
+        dr_json_int(j, "start_event", (int64_t)start);
+        dr_json_int(j, "end_event", (int64_t)end);
+        dr_json_int(j, "start_ms", in->events[start].timestamp_ms);
+        dr_json_int(j, "end_ms", in->events[end - 1].timestamp_ms);
+        dr_json_num(j, "events_per_second", secs > 0 ? (double)(end - start) / secs : NAN);
+        dr_json_object_begin(j, "arms");
+        for (int i = 0; i < n_arms; i++) {
+            dr_json_object_begin(j, arm_names[arms[i].kind]);
+            write_arm_metrics(j, &arms[i], &arms[i].win[w], false);
+            if (arms[i].conf->cfg->learner.mode == DR_MODE_RATING) {
+                dr_json_num(j, "mae", ratio(arms[i].win[w].abs_err, arms[i].win[w].rated));
+                dr_json_num(j, "rmse", sqrt(ratio(arms[i].win[w].sq_err, arms[i].win[w].rated)));
+            }
+            dr_json_object_end(j);
+        }
+        dr_json_object_end(j);
+        dr_json_object_end(j);
+    }
+    dr_json_array_end(j);
+}
+
+static int write_report(const dr_replay_conf_t *c, const dr_replay_input_t *in, const arm_run_t *arms,
+                        double wall, const char *dir, char *err, size_t n) {
+    char path[4096];
+    if (dr_mkdirs(dir)) { snprintf(err, n, "cannot create %s", dir); return DR_EIO; }
+    snprintf(path, sizeof(path), "%s/report.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) { snprintf(err, n, "cannot write %s", path); return DR_EIO; }
+    const arm_run_t *main_arm = &arms[0];
+    dr_json_t j;
+    dr_json_init(&j, f);
+    dr_json_object_begin(&j, NULL);
+    dr_json_str(&j, "mode", c->cfg->learner.mode == DR_MODE_RATING ? "rating" : "implicit");
+    dr_json_str(&j, "source", in->source ? in->source : "");
+    dr_json_int(&j, "k", c->k);
+    dr_json_int(&j, "events", (int64_t)in->n);
+    dr_json_num(&j, "events_per_second", wall > 0 ? (double)in->n / wall : NAN);
+    dr_json_num(&j, "wall_seconds", wall + in->load_seconds);
+    dr_json_num(&j, "replay_seconds", wall);
+    dr_json_num(&j, "load_seconds", in->load_seconds);
+    dr_json_str(&j, "main_arm", arm_names[main_arm->kind]);
+    write_arm_metrics(&j, main_arm, &main_arm->total, true);
+    dr_json_array_begin(&j, "drifts");
+    for (int i = 0; i < c->n_arms; i++)
+        for (size_t d = 0; d < arms[i].n_drift_list; d++) {
+            dr_json_object_begin(&j, NULL);
+            dr_json_int(&j, "event", (int64_t)arms[i].drift_list[d].event);
+            dr_json_int(&j, "timestamp_ms", arms[i].drift_list[d].ts);
+            dr_json_int(&j, "user_id", arms[i].drift_list[d].user);
+            dr_json_str(&j, "arm", arm_names[arms[i].kind]);
+            dr_json_object_end(&j);
+        }
+    dr_json_array_end(&j);
+    dr_json_object_begin(&j, "arms");
+    for (int i = 0; i < c->n_arms; i++) {
+        dr_json_object_begin(&j, arm_names[arms[i].kind]);
+        write_arm_metrics(&j, &arms[i], &arms[i].total, true);
+        dr_json_object_end(&j);
+    }
+    dr_json_object_end(&j);
+    write_windows(&j, arms, c->n_arms, in, c->window);
+    dr_json_object_end(&j);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad) { snprintf(err, n, "writing %s failed", path); return DR_EIO; }
+    return 0;
+}
+
+static void print_summary(const dr_replay_conf_t *c, const arm_run_t *arms, size_t n, double wall) {
+    bool rating = c->cfg->learner.mode == DR_MODE_RATING;
+    fprintf(stderr, "replayed %zu events in %.2f s (%.0f events/s per arm, %d arms in parallel)\n", n,
+            wall, wall > 0 ? (double)n / wall : 0, c->n_arms);
+    for (int i = 0; i < c->n_arms; i++) {
+        const wstats_t *s = &arms[i].total;
+        if (rating)
+            fprintf(stderr, "  %-11s mae %.4f  rmse %.4f  (%llu ratings)\n", arm_names[arms[i].kind],
+                    ratio(s->abs_err, s->rated), sqrt(ratio(s->sq_err, s->rated)), (unsigned long long)s->rated);
+        else
+            fprintf(stderr, "  %-11s hr@%d %.4f  ndcg@%d %.4f  mrr %.4f  (%llu ranked)  drifts %llu\n",
+                    arm_names[arms[i].kind], c->k, ratio((double)s->hits, s->ranked), c->k,
+                    ratio(s->ndcg, s->ranked), ratio(s->rr, s->ranked), (unsigned long long)s->ranked,
+                    (unsigned long long)arms[i].drifts);
+    }
+}
+
+int dr_replay_run(const dr_replay_conf_t *c, const dr_replay_input_t *in, const char *dir, char *err,
+                  size_t n) {
+    if (in->n == 0) { snprintf(err, n, "nothing to replay: the range holds no events"); return DR_EINVAL; }
+    if (c->n_arms < 1 || c->k < 1 || c->window < 1) { snprintf(err, n, "replay needs arms, k >= 1 and window >= 1"); return DR_EINVAL; }
+    prep_t p;
+    int rc = prep_build(&p, in);
+    if (rc) { snprintf(err, n, "preparing the replay: %s", dr_strerror(rc)); prep_free(&p); return rc; }
+    float rmin = INFINITY, rmax = -INFINITY;
+    for (size_t e = 0; e < in->n; e++)
+        if (in->events[e].type == DR_EV_RATE) { rmin = fminf(rmin, in->events[e].value); rmax = fmaxf(rmax, in->events[e].value); }
+    arm_run_t *arms = calloc((size_t)c->n_arms, sizeof(*arms));
+    pthread_t th[DR_REPLAY_MAX_ARMS];
+    if (!arms) { prep_free(&p); return DR_ENOMEM; }
+    double t0 = dr_mono_s();
+    for (int i = 0; i < c->n_arms; i++) {
+        arms[i] = (arm_run_t){.p = &p, .conf = c, .in = in, .kind = c->arms[i],
+                              .rating_min = isfinite(rmin) ? rmin : -INFINITY,
+                              .rating_max = isfinite(rmax) ? rmax : INFINITY};
+        if (pthread_create(&th[i], NULL, arm_main, &arms[i]) != 0) arm_main(&arms[i]), th[i] = 0;
+    }
+    for (int i = 0; i < c->n_arms; i++)
+        if (th[i]) pthread_join(th[i], NULL);
+    double wall = dr_mono_s() - t0;
+    for (int i = 0; i < c->n_arms && !rc; i++)
+        if (arms[i].rc) { rc = arms[i].rc; snprintf(err, n, "%s", arms[i].err); }
+    if (!rc) rc = write_report(c, in, arms, wall, dir, err, n);
+    if (!rc) print_summary(c, arms, in->n, wall);
+    for (int i = 0; i < c->n_arms; i++) {
+        free(arms[i].win); free(arms[i].covered); free(arms[i].drift_list);
+        free(arms[i].auc_pred); free(arms[i].auc_label);
+    }
+    free(arms);
+    prep_free(&p);
+    return rc;
+}
