@@ -4,13 +4,12 @@
 # `apt-get update` only when something is. Used by `make demo` and `make test`.
 set -euo pipefail
 
+# chromium renders report.html in the tests (headless); python3 checks reports.
 packages=(build-essential cmake pkg-config librdkafka-dev libavro-dev librocksdb-dev
-          libopenblas-dev libuv1-dev kcat libcmocka-dev python3)
-# Extra groups, enabled with arguments: `bootstrap.sh report` adds chromium for the
-# report checks, `bootstrap.sh fuzz` clang for libFuzzer.
+          libopenblas-dev libuv1-dev kcat libcmocka-dev python3 chromium)
+# Extra groups, enabled with arguments: `bootstrap.sh fuzz` adds clang for libFuzzer.
 for extra in "$@"; do
   case "$extra" in
-    report) packages+=(chromium) ;;
     fuzz) packages+=(clang) ;;
     *) echo "bootstrap.sh: unknown group '$extra'" >&2; exit 2 ;;
   esac

@@ -222,9 +222,11 @@ int dr_config_load_file(dr_config_t *cfg, const char *path, char *errstr, size_t
 
 int dr_config_finish(dr_config_t *cfg, char *errstr, size_t n) {
     if (cfg->topic_dlq[0] == '\0') {
-        if (strlen(cfg->topic_events) + 4 >= sizeof(cfg->topic_dlq))
+        size_t len = strlen(cfg->topic_events);
+        if (len + sizeof(".dlq") > sizeof(cfg->topic_dlq))
             return bad(errstr, n, "topic.events", "too long", cfg->topic_events);
-        snprintf(cfg->topic_dlq, sizeof(cfg->topic_dlq), "%s.dlq", cfg->topic_events);
+        memcpy(cfg->topic_dlq, cfg->topic_events, len);
+        memcpy(cfg->topic_dlq + len, ".dlq", sizeof(".dlq"));
     }
     cfg->learner.mode = strcmp(cfg->learner_mode, "rating") == 0 ? DR_MODE_RATING : DR_MODE_IMPLICIT;
     cfg->learner.negative_uniform = strcmp(cfg->negative_sampling, "uniform") == 0;
