@@ -24,6 +24,8 @@ struct dr_drift_eval {
     uint64_t hits[2][DR_DRIFT_HORIZON + 1], clicks[2][DR_DRIFT_HORIZON + 1];
     uint64_t pre_hits[2], pre_clicks[2];
     uint64_t stable_events, stable_alarms;
+    double loss_sum[2];        /* switched users' loss: [0] before, [1] first 20 events after */
+    uint64_t loss_n[2];
 };
 
 int dr_drift_eval_new(dr_drift_eval_t **out, const dr_synth_t *truth, uint64_t users) {
@@ -56,6 +58,11 @@ void dr_drift_eval_observe(void *ctx, const dr_event_t *ev, const dr_observation
         e->stable_events++;
         e->stable_alarms += obs->drift;
         return;
+    }
+    if (obs->loss >= 0 && (ev->timestamp_ms < at || t->since_switch < 20)) {
+        int after = ev->timestamp_ms >= at;
+        e->loss_sum[after] += obs->loss;
+        e->loss_n[after]++;
     }
     if (ev->timestamp_ms < at) {
         if (ev->type == DR_EV_CLICK && obs->hit >= 0) {
@@ -129,6 +136,8 @@ void dr_drift_eval_write_json(const dr_drift_eval_t *e, dr_json_t *j) {
     dr_json_num(j, "false_alarms_per_10k_events", s.false_alarms_per_10k);
     dr_json_int(j, "stable_user_events", (int64_t)s.stable_events);
     dr_json_int(j, "stable_user_alarms", (int64_t)s.stable_alarms);
+    dr_json_num(j, "switched_loss_before", e->loss_n[0] ? e->loss_sum[0] / (double)e->loss_n[0] : NAN);
+    dr_json_num(j, "switched_loss_after_20", e->loss_n[1] ? e->loss_sum[1] / (double)e->loss_n[1] : NAN);
     dr_json_object_begin(j, "arms");
     for (int arm = 0; arm < 2; arm++) {
         dr_json_object_begin(j, arm_names[arm]);
