@@ -69,7 +69,10 @@ typedef struct dr_ingest_stats {
 } dr_ingest_stats_t;
 
 /* DLQ reason classes, for metrics (the full reason text is in the header). */
+enum { DR_DLQ_DECODE, DR_DLQ_SCHEMA, DR_DLQ_INVALID, DR_DLQ_EMPTY, DR_DLQ_REJECTED, DR_DLQ__COUNT };
 const char *dr_ingest_dlq_reason_name(int cls);
+/* The class of a DR_E* error returned for a record. */
+int dr_ingest_dlq_class(int err);
 
 typedef struct dr_ingest dr_ingest_t;
 
@@ -114,5 +117,36 @@ void dr_ingest_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const
 
 /* The consumer handle, for inspection (e.g. member id). */
 rd_kafka_t *dr_ingest_consumer(dr_ingest_t *in);
+
+/* ---- the catalog ------------------------------------------------------------
+ * Item records (blocked, deleted, embeddings) are global: every instance
+ * reads every partition of the catalog topic, without a consumer group,
+ * from the offsets stored with its state, on the same loop. Partitions
+ * added to the catalog topic later are picked up at the next start. */
+typedef struct dr_catalog dr_catalog_t;
+
+typedef struct dr_catalog_handler {
+    void *ctx;
+    /* One decoded item. Return 0, or a DR_E* code with `reason` filled to
+     * dead-letter the record. */
+    int (*on_item)(void *ctx, const dr_item_rec_t *item, char *reason, size_t reason_size);
+    /* Where to start reading a partition: the stored next offset, or -1
+     * for the beginning. */
+    int64_t (*start_offset)(void *ctx, int32_t partition);
+} dr_catalog_handler_t;
+
+/* conf gives the kafka properties, the codec and the DLQ; conf->topic is
+ * ignored in favour of `topic`. Borrowed pointers as for dr_ingest_new. */
+int dr_catalog_new(dr_catalog_t **out, uv_loop_t *loop, const char *topic,
+                   const dr_ingest_conf_t *conf, const dr_catalog_handler_t *handler,
+                   dr_ingest_t *dlq, char *errstr, size_t errstr_size);
+/* Reads the topic's partitions and starts consuming them. */
+int dr_catalog_start(dr_catalog_t *c, char *errstr, size_t errstr_size);
+/* Stops and closes the loop handles (run the loop once more before free). */
+void dr_catalog_close(dr_catalog_t *c);
+void dr_catalog_free(dr_catalog_t *c); /* NULL ok */
+/* Next offset per partition (index = partition id). */
+const dr_partition_stats_t *dr_catalog_partitions(const dr_catalog_t *c, int *n);
+uint64_t dr_catalog_items_seen(const dr_catalog_t *c);
 
 #endif /* DR_INGEST_H */

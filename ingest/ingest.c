@@ -18,8 +18,7 @@
  * commit), so lists keep flowing while a backlog is drained. */
 #define WAKE_BUDGET_BATCHES 2
 
-enum { DLQ_DECODE, DLQ_SCHEMA, DLQ_INVALID, DLQ_EMPTY, DLQ_REJECTED, DLQ__COUNT };
-static const char *const dlq_names[DLQ__COUNT] = {"decode", "schema", "invalid", "empty",
+static const char *const dlq_names[DR_DLQ__COUNT] = {"decode", "schema", "invalid", "empty",
                                                   "rejected"};
 
 struct dr_ingest {
@@ -44,15 +43,15 @@ struct dr_ingest {
 };
 
 const char *dr_ingest_dlq_reason_name(int cls) {
-    return cls >= 0 && cls < DLQ__COUNT ? dlq_names[cls] : "other";
+    return cls >= 0 && cls < DR_DLQ__COUNT ? dlq_names[cls] : "other";
 }
 
-static int dlq_class(int err) {
+int dr_ingest_dlq_class(int err) {
     switch (err) {
-    case DR_EDECODE: return DLQ_DECODE;
-    case DR_ESCHEMA: return DLQ_SCHEMA;
-    case DR_ERANGE: case DR_EINVAL: return DLQ_INVALID;
-    default: return DLQ_REJECTED;
+    case DR_EDECODE: return DR_DLQ_DECODE;
+    case DR_ESCHEMA: return DR_DLQ_SCHEMA;
+    case DR_ERANGE: case DR_EINVAL: return DR_DLQ_INVALID;
+    default: return DR_DLQ_REJECTED;
     }
 }
 
@@ -210,7 +209,7 @@ int dr_ingest_dead_letter(dr_ingest_t *in, const rd_kafka_message_t *msg, int cl
     }
     dr_flight_sent(in->flight);
     in->stats.dead_lettered++;
-    in->stats.dlq_by_reason[cls < DLQ__COUNT ? cls : DLQ_REJECTED]++;
+    in->stats.dlq_by_reason[cls < DR_DLQ__COUNT ? cls : DR_DLQ_REJECTED]++;
     uint64_t dropped = 0;
     if (dr_log_allow(&in->dlq_log, &dropped))
         dr_log(DR_LOG_WARN, "ingest", "record dead-lettered | reason=\"%s\" partition=%" PRId32
@@ -230,19 +229,19 @@ static int handle_message(dr_ingest_t *in, rd_kafka_message_t *m) {
     int32_t p = m->partition;
     if (p < 0 || p >= DR_INGEST_MAX_PARTITIONS) return 0;
     char reason[256] = "";
-    int err, cls = DLQ_DECODE;
+    int err, cls = DR_DLQ_DECODE;
     dr_event_t ev;
     if (!m->payload || m->len == 0) {
         err = DR_EDECODE;
-        cls = DLQ_EMPTY;
+        cls = DR_DLQ_EMPTY;
         snprintf(reason, sizeof(reason), "empty record value");
     } else if ((err = dr_codec_decode_event(in->conf.codec, m->payload, m->len, &ev, reason,
                                             sizeof(reason))) != 0) {
-        cls = dlq_class(err);
+        cls = dr_ingest_dlq_class(err);
     } else {
         err = in->handler.on_event(in->handler.ctx, &ev, p, m->offset, reason, sizeof(reason));
         if (err == DR_ESTOPPED) return err;
-        cls = DLQ_REJECTED;
+        cls = DR_DLQ_REJECTED;
     }
     if (err) {
         if (dr_ingest_dead_letter(in, m, cls, reason[0] ? reason : dr_strerror(err)))

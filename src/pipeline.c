@@ -32,6 +32,7 @@ struct dr_pipeline {
     dr_flight_t flight;
     dr_emitter_t *emitter;
     dr_ingest_t *ingest;
+    dr_catalog_t *catalog;       /* NULL without topic.catalog */
     uv_poll_t producer_poll;
     uv_timer_t emit_timer, commit_timer, housekeeping_timer;
     int open_handles;
@@ -301,6 +302,12 @@ static int build_commit(dr_pipeline_t *p, dr_state_batch_t **out) {
     for (int i = 0; i < n; i++)
         if (parts[i].assigned && parts[i].next_offset >= 0)
             dr_state_batch_put_offset(b, p->cfg.topic_events, i, parts[i].next_offset);
+    if (p->catalog) {
+        parts = dr_catalog_partitions(p->catalog, &n);
+        for (int i = 0; i < n; i++)
+            if (parts[i].next_offset >= 0)
+                dr_state_batch_put_offset(b, p->cfg.topic_catalog, i, parts[i].next_offset);
+    }
     *out = b;
     return 0;
 }
@@ -401,6 +408,20 @@ static void on_assign(void *ctx, rd_kafka_topic_partition_list_t *parts) {
     }
 }
 
+/* A catalog record: blocked or deleted items leave every later list. */
+static int on_item(void *ctx, const dr_item_rec_t *item, char *reason, size_t reason_size) {
+    dr_pipeline_t *p = ctx;
+    int err = dr_model_set_item_excluded(p->model, item->item_id, item->blocked || item->deleted);
+    if (err) snprintf(reason, reason_size, "catalog item rejected: %s", dr_strerror(err));
+    return err;
+}
+
+static int64_t catalog_start(void *ctx, int32_t partition) {
+    dr_pipeline_t *p = ctx;
+    int64_t next;
+    return dr_state_get_offset(p->state, p->cfg.topic_catalog, partition, &next) == 0 ? next : -1;
+}
+
 static void on_revoke(void *ctx, const rd_kafka_topic_partition_list_t *parts) {
     (void)parts;
     commit_now(ctx);
@@ -483,7 +504,11 @@ static int make_clients(dr_pipeline_t *p, char *errstr, size_t n) {
                            p->cfg.ingest_batch, p->kafka_keys, p->kafka_values,
                            p->cfg.n_kafka, p->codec};
     dr_ingest_handler_t h = {p, on_event, on_batch_end, on_assign, on_revoke};
-    return dr_ingest_new(&p->ingest, p->loop, &ic, &h, p->producer, &p->flight, errstr, n);
+    if ((err = dr_ingest_new(&p->ingest, p->loop, &ic, &h, p->producer, &p->flight, errstr, n)))
+        return err;
+    if (!p->cfg.topic_catalog[0]) return 0;
+    dr_catalog_handler_t ch = {p, on_item, catalog_start};
+    return dr_catalog_new(&p->catalog, p->loop, p->cfg.topic_catalog, &ic, &ch, p->ingest, errstr, n);
 }
 
 /* Registers the writer schemas named by schema.writers ("id:kind:path,..."). */
@@ -580,7 +605,8 @@ int dr_pipeline_start(dr_pipeline_t *p, char *errstr, size_t n) {
                    (uint64_t)p->cfg.commit_interval_ms);
     uv_timer_start(&p->housekeeping_timer, on_housekeeping, 50, 50);
     serve_producer(p);
-    return dr_ingest_start(p->ingest, errstr, n);
+    int err = p->catalog ? dr_catalog_start(p->catalog, errstr, n) : 0;
+    return err ? err : dr_ingest_start(p->ingest, errstr, n);
 }
 
 void dr_pipeline_stop(dr_pipeline_t *p) {
@@ -589,6 +615,7 @@ void dr_pipeline_stop(dr_pipeline_t *p) {
     dr_log(DR_LOG_INFO, "pipeline", "stopping: publishing owed lists and committing");
     dr_ingest_stop(p->ingest);
     if (!p->stats.failed) commit_now(p);
+    dr_catalog_close(p->catalog);
     dr_ingest_close(p->ingest); /* leaves the group; the revoke commit finds nothing new */
     rd_kafka_flush(p->producer, p->cfg.shutdown_timeout_ms);
     if (p->started) {
@@ -603,6 +630,7 @@ void dr_pipeline_stop(dr_pipeline_t *p) {
 
 void dr_pipeline_free(dr_pipeline_t *p) {
     if (!p) return;
+    dr_catalog_free(p->catalog);
     dr_ingest_free(p->ingest);
     dr_emitter_free(p->emitter);
     if (p->producer_queue) rd_kafka_queue_destroy(p->producer_queue);

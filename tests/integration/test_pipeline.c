@@ -97,6 +97,23 @@ static void produce_malformed(fixture_t *fx) {
     assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
 }
 
+#define BLOCKED 40 /* items 1..40: the first ten of each cluster */
+
+/* Catalog records blocking some items: they must leave every later list. */
+static void produce_blocked(fixture_t *fx) {
+    dr_buf_t buf = {0};
+    for (int64_t item = 1; item <= BLOCKED; item++) {
+        dr_item_rec_t rec = {item, NULL, 0, false, true};
+        assert_int_equal(dr_codec_encode_item(fx->codec, &rec, &buf), 0);
+        assert_int_equal(rd_kafka_producev(fx->producer, RD_KAFKA_V_TOPIC("items"),
+                                           RD_KAFKA_V_VALUE(buf.data, buf.len),
+                                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                         0);
+    }
+    dr_buf_free(&buf);
+    assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
+}
+
 typedef struct run {
     dr_pipeline_t *p;
     uint64_t expect;
@@ -124,7 +141,7 @@ static dr_pipeline_stats_t run_pipeline(fixture_t *fx, const char *group, uint64
         {"kafka.auto.offset.reset", "earliest"}, {"kafka.fetch.wait.max.ms", "10"},
         {"topic.events", "events"}, {"topic.recommendations", "recs"}, {"group.id", group},
         {"state.dir", fx->state_dir}, {"emit.topk", "20"}, {"emit.interval.ms", "50"},
-        {"state.commit.interval.ms", "200"}, {"log.level", "warn"}};
+        {"state.commit.interval.ms", "200"}, {"log.level", "warn"}, {"topic.catalog", "items"}};
     for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++)
         assert_int_equal(dr_config_set(cfg, sets[i][0], sets[i][1], err, sizeof(err)), 0);
     assert_int_equal(dr_config_finish(cfg, err, sizeof(err)), 0);
@@ -262,6 +279,7 @@ static void test_end_to_end(void **state) {
     assert_int_equal(dr_embedded_create_topic(fx->broker, "events", PARTITIONS, err, sizeof(err)), 0);
     assert_int_equal(dr_embedded_create_topic(fx->broker, "recs", PARTITIONS, err, sizeof(err)), 0);
     assert_int_equal(dr_embedded_create_topic(fx->broker, "events.dlq", 1, err, sizeof(err)), 0);
+    assert_int_equal(dr_embedded_create_topic(fx->broker, "items", 2, err, sizeof(err)), 0);
     rd_kafka_conf_t *kc = rd_kafka_conf_new();
     rd_kafka_conf_set(kc, "bootstrap.servers", dr_embedded_bootstraps(fx->broker), err, sizeof(err));
     fx->producer = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
@@ -290,6 +308,7 @@ static void test_end_to_end(void **state) {
     /* phase 2: a restart under ANOTHER group id: Kafka holds no committed
      * offsets for it and auto.offset.reset=earliest would replay phase 1,
      * so only the offsets stored in RocksDB can avoid double counting. */
+    produce_blocked(fx);
     produce_phase(fx, 1, &rng);
     st = run_pipeline(fx, "g2", (uint64_t)USERS * EVENTS_PER_USER_PHASE);
     assert_int_equal(st.consumed, (uint64_t)USERS * EVENTS_PER_USER_PHASE);
@@ -312,6 +331,8 @@ static void test_end_to_end(void **state) {
             /* "lists exclude the user's recent items": a user's 30 clicks
              * all fit in the 32-event ring, so none may be listed */
             assert_false(fx->clicked[u][item]);
+            /* "excluding ... blocked items" (catalog topic) */
+            assert_true(item > BLOCKED);
             if (r > 0) assert_true(l->items[u][r].score <= l->items[u][r - 1].score);
         }
         in_cluster += same / 10.0;
