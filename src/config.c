@@ -43,6 +43,7 @@ static const conf_row_t rows[] = {
     {"ingest.batch", T_INT, F(ingest_batch), 0, 1, 100000, "4096", NULL, "Most records taken from the consumer queue per wake-up."},
     {"ingest.max.dirty.users", T_INT, F(max_dirty_users), 0, 100, 100000000, "200000", NULL, "Pause consumption while more users than this wait for their list."},
     {"ingest.max.producer.queue", T_INT, F(max_producer_queue), 0, 100, 100000000, "200000", NULL, "Pause consumption while more produced messages than this are undelivered."},
+    {"ingest.max.rate", T_INT, F(max_rate), 0, 0, 100000000, "0", NULL, "Cap on events consumed per second (0: none), e.g. for a backfill beside live traffic; consumption pauses while over it."},
     {"emit.interval.ms", T_INT, F(emit_interval_ms), 0, 1, 600000, "100", NULL, "How often the lists of changed users are recomputed and published."},
     {"emit.batch", T_INT, F(emit_batch), 0, 1, 65536, "512", NULL, "Users scored per sgemm call."},
     {"emit.topk", T_INT, F(topk), 0, 1, 10000, "50", NULL, "Length of each published list."},
@@ -89,6 +90,7 @@ static const conf_row_t rows[] = {
     {"schema.id.item", T_INT, F(codec.schema_id[DR_SCHEMA_ITEM]), 0, 0, 2147483647, "3", NULL, "Schema id of schemas/Item.avsc."},
     {"schema.writers", T_STR, S(writer_schemas), 0, 0, "", NULL, "Other producers' writer schemas: comma-separated `id:event|item:path.avsc`."},
     {"log.level", T_STR, S(log_level), 0, 0, "info", "debug|info|warn|error|off", "Least severe level logged."},
+    {"run.exit.idle.ms", T_INT, F(exit_idle_ms), 0, 0, 86400000, "0", NULL, "For catch-up jobs and tests: once partitions are assigned, stop cleanly (commit, exit 0) after this long without a new record and with no lag; 0 runs forever."},
     {"shutdown.timeout.ms", T_INT, F(shutdown_timeout_ms), 0, 100, 600000, "10000", NULL, "Longest a SIGTERM/SIGINT shutdown waits for deliveries."},
 };
 #define N_ROWS (sizeof(rows) / sizeof(rows[0]))

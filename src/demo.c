@@ -29,7 +29,7 @@ typedef struct demo_opts {
     const char *report_dir;
     const char *bootstrap;     /* external broker; NULL: embedded */
     char state_dir[1024];
-    bool keep_state, quiet;
+    bool keep_state, quiet, produce_only;
     dr_config_t cfg;
 } demo_opts_t;
 
@@ -58,7 +58,8 @@ static void usage(FILE *f) {
             "Defaults: 400000 events, 4000 users, 2000 items, 16 partitions; half the users\n"
             "(by hash) get drift handling, half form the control arm.\n"
             "--bootstrap uses a running broker instead (e.g. `driftrec broker --topic ...`),\n"
-            "so that other tools (kcat) can read the same topics.\n");
+            "so that other tools (kcat) can read the same topics; with --produce-only it only\n"
+            "produces the stream there (for `driftrec run` and test harnesses).\n");
 }
 
 static int parse_opts(demo_opts_t *o, int argc, char **argv) {
@@ -68,11 +69,11 @@ static int parse_opts(demo_opts_t *o, int argc, char **argv) {
         {"report", required_argument, 0, 'r'}, {"state-dir", required_argument, 0, 's'},
         {"keep-state", no_argument, 0, 'k'},   {"quiet", no_argument, 0, 'q'},
         {"seed", required_argument, 0, 'S'},   {"set", required_argument, 0, 'x'},
-        {"bootstrap", required_argument, 0, 'b'},
+        {"bootstrap", required_argument, 0, 'b'}, {"produce-only", no_argument, 0, 'P'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     char err[512];
     int c;
-    while ((c = getopt_long(argc, argv, "n:u:i:p:r:s:kqS:x:b:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "n:u:i:p:r:s:kqS:x:b:Ph", opts, NULL)) != -1) {
         switch (c) {
         case 'n': o->synth.events = strtoull(optarg, NULL, 10); break;
         case 'u': o->synth.users = strtoull(optarg, NULL, 10); break;
@@ -83,6 +84,7 @@ static int parse_opts(demo_opts_t *o, int argc, char **argv) {
         case 'k': o->keep_state = true; break;
         case 'q': o->quiet = true; break;
         case 'b': o->bootstrap = optarg; break;
+        case 'P': o->produce_only = true; break;
         case 'S': o->synth.seed = strtoull(optarg, NULL, 10); break;
         case 'x':
             if (dr_config_set_pair(&o->cfg, optarg, err, sizeof(err))) {
@@ -331,8 +333,9 @@ int dr_cmd_demo(int argc, char **argv) {
         rc = 1;
         goto out;
     }
-    fprintf(stderr, "produced %" PRIu64 " events to %s (%d partitions) in %.2f s; running the pipeline\n",
-            o.synth.events, o.cfg.topic_events, o.partitions, dr_mono_s() - r.t_start);
+    fprintf(stderr, "produced %" PRIu64 " events to %s in %.2f s\n", o.synth.events, o.cfg.topic_events,
+            dr_mono_s() - r.t_start);
+    if (o.produce_only) goto out;
     if ((rc = run_pipeline(&r, &loop))) goto out;
     dr_pipeline_stats_t st;
     dr_pipeline_stats(r.pipeline, &st);

@@ -41,6 +41,7 @@ typedef struct dr_config {
     int ingest_batch;
     int max_dirty_users;      /* pause consumption above this many unemitted users */
     int max_producer_queue;   /* ... or this many undelivered messages */
+    int max_rate;             /* events/s cap (0: none) */
     /* emitter */
     int emit_interval_ms;
     int emit_batch;
@@ -59,6 +60,7 @@ typedef struct dr_config {
     /* process */
     char log_level[16];
     int shutdown_timeout_ms;
+    int exit_idle_ms;         /* run: stop cleanly after this long with nothing to consume */
     /* librdkafka pass-through, in the order given */
     dr_kv_t kafka[DR_KAFKA_PROPS_MAX];
     int n_kafka;

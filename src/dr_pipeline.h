@@ -33,6 +33,7 @@ typedef struct dr_pipeline_stats {
     double loss_sum;           /* prequential loss over learned events */
     uint64_t loss_count;
     int64_t lag;
+    int assigned_partitions;
     uint64_t users_cached;
     uint64_t cache_hits, cache_misses;
     uint64_t pauses;

@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "dr_cmd_adwin.h"
+#include "dr_cmd_inspect.h"
 #include "dr_cmd_replay.h"
 #include "dr_cmd_report.h"
 #include "dr_config.h"
@@ -27,6 +28,7 @@ static void usage(FILE *f) {
             "  load --format F FILE --topic T ...       a dataset into a topic (UserEvent, by event time)\n"
             "  replay --topic T [--from X --to Y] ...   backtest a topic range; --embedded --input FILE\n"
             "  report DIR                               (re)write DIR/report.html from DIR/report.json\n"
+            "  inspect [--state-dir D] user ID|item ID|users  what the state holds (read-only)\n"
             "  config [--markdown|--dump] [--config FILE] [--set k=v]  show settings\n"
             "  version                                  print the version\n\n"
             "`driftrec COMMAND --help` explains each command. Settings: ops/CONFIG.md.\n");
@@ -71,16 +73,41 @@ static int load_config(dr_config_t *cfg, int argc, char **argv, bool *markdown, 
 typedef struct run_ctx {
     dr_pipeline_t *pipeline;
     uv_signal_t sigint, sigterm;
-    uv_timer_t stats;
+    uv_timer_t stats, idle;
+    int exit_idle_ms;
+    uint64_t last_consumed;
+    int64_t last_change_ms;
+    bool stopping;
 } run_ctx_t;
 
-static void on_stop_signal(uv_signal_t *h, int sig) {
-    run_ctx_t *r = h->data;
-    dr_log(DR_LOG_INFO, "main", "signal received, shutting down | signal=%d", sig);
+static void shut_down(run_ctx_t *r) {
+    if (r->stopping) return;
+    r->stopping = true;
     uv_close((uv_handle_t *)&r->sigint, NULL);
     uv_close((uv_handle_t *)&r->sigterm, NULL);
     uv_close((uv_handle_t *)&r->stats, NULL);
+    uv_close((uv_handle_t *)&r->idle, NULL);
     dr_pipeline_stop(r->pipeline);
+}
+
+static void on_stop_signal(uv_signal_t *h, int sig) {
+    dr_log(DR_LOG_INFO, "main", "signal received, shutting down | signal=%d", sig);
+    shut_down(h->data);
+}
+
+/* run.exit.idle.ms: stop once nothing new arrived for that long, with no lag. */
+static void on_idle_check(uv_timer_t *t) {
+    run_ctx_t *r = t->data;
+    dr_pipeline_stats_t s;
+    dr_pipeline_stats(r->pipeline, &s);
+    int64_t now = dr_mono_ms();
+    if (s.consumed != r->last_consumed || s.lag > 0 || s.assigned_partitions == 0) {
+        r->last_consumed = s.consumed;
+        r->last_change_ms = now;
+    } else if (now - r->last_change_ms >= r->exit_idle_ms) {
+        dr_log(DR_LOG_INFO, "main", "idle, exiting | consumed=%llu", (unsigned long long)s.consumed);
+        shut_down(r);
+    }
 }
 
 static void on_stats(uv_timer_t *t) {
@@ -91,7 +118,7 @@ static void on_stats(uv_timer_t *t) {
            (unsigned long long)s.consumed, (unsigned long long)s.events,
            (unsigned long long)s.lists_emitted, (unsigned long long)s.dead_lettered,
            (long long)s.lag, (unsigned long long)s.commits, s.paused);
-    if (s.failed) on_stop_signal(&r->sigint, 0);
+    if (s.failed) shut_down(r);
 }
 
 static int cmd_run(int argc, char **argv) {
@@ -117,7 +144,11 @@ static int cmd_run(int argc, char **argv) {
     uv_signal_init(&loop, &r.sigint);
     uv_signal_init(&loop, &r.sigterm);
     uv_timer_init(&loop, &r.stats);
-    r.sigint.data = r.sigterm.data = r.stats.data = &r;
+    uv_timer_init(&loop, &r.idle);
+    r.sigint.data = r.sigterm.data = r.stats.data = r.idle.data = &r;
+    r.exit_idle_ms = cfg->exit_idle_ms;
+    r.last_change_ms = dr_mono_ms();
+    if (r.exit_idle_ms > 0) uv_timer_start(&r.idle, on_idle_check, 100, 100);
     uv_signal_start(&r.sigint, on_stop_signal, SIGINT);
     uv_signal_start(&r.sigterm, on_stop_signal, SIGTERM);
     uv_timer_start(&r.stats, on_stats, 10000, 10000);
@@ -164,6 +195,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "load")) return dr_cmd_load(argc, argv);
     if (!strcmp(cmd, "replay")) return dr_cmd_replay(argc, argv);
     if (!strcmp(cmd, "report")) return dr_cmd_report(argc, argv);
+    if (!strcmp(cmd, "inspect")) return dr_cmd_inspect(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("driftrec %s\n", DR_VERSION);
         return 0;

@@ -46,6 +46,9 @@ struct dr_pipeline {
     dr_state_batch_t *commit_batch;
     dr_pipeline_stats_t stats;
     dr_adwin_t global_drift;     /* over every learned event's loss */
+    double rate_window_start;    /* ingest.max.rate: start of the current second */
+    uint64_t rate_window_base;   /* records consumed before it */
+    bool rate_paused;
     dr_event_observer_fn observer;
     void *observer_ctx;
     const char **kafka_keys, **kafka_values;
@@ -367,11 +370,25 @@ static void on_commit_timer(uv_timer_t *t) {
 
 /* ---- backpressure and housekeeping --------------------------------------- */
 
+/* ingest.max.rate: true while this second's budget is spent. */
+static bool over_rate(dr_pipeline_t *p) {
+    if (p->cfg.max_rate <= 0) return false;
+    double now = dr_mono_s();
+    uint64_t consumed = dr_ingest_stats(p->ingest)->consumed;
+    if (now - p->rate_window_start >= 1.0) {
+        p->rate_window_start = now;
+        p->rate_window_base = consumed;
+    }
+    return consumed - p->rate_window_base >= (uint64_t)p->cfg.max_rate;
+}
+
 static void check_backpressure(dr_pipeline_t *p) {
     size_t owed = p->n_pending;
     int outq = rd_kafka_outq_len(p->producer);
-    bool over = owed > (size_t)p->cfg.max_dirty_users || outq > p->cfg.max_producer_queue;
-    bool under = owed < (size_t)p->cfg.max_dirty_users / 2 && outq < p->cfg.max_producer_queue / 2;
+    bool throttled = over_rate(p);
+    bool over = owed > (size_t)p->cfg.max_dirty_users || outq > p->cfg.max_producer_queue || throttled;
+    bool under = owed < (size_t)p->cfg.max_dirty_users / 2 && outq < p->cfg.max_producer_queue / 2 &&
+                 !throttled;
     const dr_ingest_stats_t *s = dr_ingest_stats(p->ingest);
     if (over && !s->paused) {
         if (owed > (size_t)p->cfg.max_dirty_users) (void)emit_owed(p);
@@ -659,6 +676,10 @@ void dr_pipeline_stats(dr_pipeline_t *p, dr_pipeline_stats_t *out) {
     p->stats.pauses = s->pauses;
     p->stats.paused = s->paused;
     p->stats.lag = p->stopped ? 0 : dr_ingest_lag(p->ingest);
+    int n = 0;
+    const dr_partition_stats_t *parts = dr_ingest_partitions(p->ingest, &n);
+    p->stats.assigned_partitions = 0;
+    for (int i = 0; i < n; i++) p->stats.assigned_partitions += parts[i].assigned;
     p->stats.users_cached = dr_user_cache_size(p->cache);
     dr_user_cache_stats(p->cache, &p->stats.cache_hits, &p->stats.cache_misses);
     p->stats.lists_emitted = dr_emitter_stats(p->emitter)->lists;
