@@ -33,6 +33,8 @@ typedef struct dr_learner_conf {
     int dim;                       /* d */
     dr_learn_mode_t mode;
     float lr_user;                 /* α for v_u and b_u */
+    float lr_user_decay;           /* τ: a user's rate is α / sqrt(1 + n/τ), n = the
+                                      user's events since its last drift cut; 0: constant */
     float lr_item;                 /* rate for q_i and b_i */
     float reg_user;                /* λ_u: pulls v_u to 0, i.e. u to the prior */
     float reg_item;

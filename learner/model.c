@@ -315,16 +315,25 @@ static void bound_norm(float *v, int n, float lim) {
     }
 }
 
+/* The user's step size: new (or just re-adapted) users move fast, settled
+ * ones slowly, so one odd event does not swing a long history. */
+static float user_lr(const dr_model_t *m, const dr_user_t *u) {
+    if (m->conf.lr_user_decay <= 0) return m->conf.lr_user;
+    double n = (double)(u->events_applied - u->last_cut_event);
+    return (float)(m->conf.lr_user / sqrt(1.0 + n / m->conf.lr_user_decay));
+}
+
 /* One SGD step of the factor part, with gradient g on the score (already
  * weighted and clipped): v_u ← v_u − α(g·q_i + λ_u·v_u), q_i and b_i alike. */
 static void sgd_step(dr_model_t *m, dr_user_t *u, size_t idx, float g, float lr_bias_reg) {
     const dr_learner_conf_t *c = &m->conf;
+    float lr_u = user_lr(m, u);
     float *q = m->q + idx * (size_t)m->dim;
     float *ue = m->scratch;
     dr_model_user_vector(m, u, ue);
     for (int k = 0; k < m->dim; k++) {
         float qk = q[k];
-        u->v[k] -= c->lr_user * (g * qk + c->reg_user * u->v[k]);
+        u->v[k] -= lr_u * (g * qk + c->reg_user * u->v[k]);
         q[k] -= c->lr_item * (g * ue[k] + c->reg_item * qk);
     }
     m->bias[idx] -= c->lr_item * (g + lr_bias_reg * m->bias[idx]);
@@ -455,7 +464,7 @@ static int learn_rating(dr_model_t *m, dr_user_t *u, const dr_event_t *ev,
     res->learned = true;
     res->updates = 1;
     e = clampf(e, m->conf.grad_clip);
-    u->bias -= m->conf.lr_user * (e + m->conf.reg_user * u->bias);
+    u->bias -= user_lr(m, u) * (e + m->conf.reg_user * u->bias);
     if (!isfinite(u->bias)) u->bias = 0.0f;
     sgd_step(m, u, idx, e, m->conf.reg_user);
     m->n_ratings++;
@@ -488,8 +497,9 @@ int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t
 static void user_step(dr_model_t *m, dr_user_t *u, size_t idx, float g, bool rating) {
     const dr_learner_conf_t *c = &m->conf;
     const float *q = m->q + idx * (size_t)m->dim;
-    for (int k = 0; k < m->dim; k++) u->v[k] -= c->lr_user * (g * q[k] + c->reg_user * u->v[k]);
-    if (rating) u->bias -= c->lr_user * (g + c->reg_user * u->bias);
+    float lr_u = user_lr(m, u);
+    for (int k = 0; k < m->dim; k++) u->v[k] -= lr_u * (g * q[k] + c->reg_user * u->v[k]);
+    if (rating) u->bias -= lr_u * (g + c->reg_user * u->bias);
     bound_norm(u->v, m->dim, c->max_norm);
     if (!isfinite(u->bias)) u->bias = 0.0f;
 }

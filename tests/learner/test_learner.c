@@ -277,6 +277,33 @@ static void test_reads_version_1_user_record(void **state) {
     dr_user_free(u);
 }
 
+/* "New users adapt fast, settled users slowly": with learner.lr.user.decay
+ * the same click moves a user with a long history less than a new one. */
+static void test_user_step_size_decays(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.negatives = 0;
+    c.drift_enabled = false;
+    c.lr_user_decay = 5;
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    dr_user_t *fresh = dr_user_new_conf(1, &c), *settled = dr_user_new_conf(2, &c);
+    settled->events_applied = 500; /* a long history, no drift cut */
+    dr_apply_result_t r;
+    dr_event_t e1 = ev(1, 9, DR_EV_CLICK, 0, 0), e2 = ev(2, 9, DR_EV_CLICK, 0, 0);
+    assert_int_equal(dr_learner_apply(m, fresh, &e1, 1, &r), 0);
+    assert_int_equal(dr_learner_apply(m, settled, &e2, 1, &r), 0);
+    double nf = 0, ns = 0;
+    for (int k = 0; k < 8; k++) { nf += fresh->v[k] * fresh->v[k]; ns += settled->v[k] * settled->v[k]; }
+    assert_true(ns < nf / 4); /* 1/sqrt(1 + 500/5) ≈ 0.1 of the step */
+    dr_user_free(fresh);
+    dr_user_free(settled);
+    dr_model_free(m);
+}
+
 /* Bad settings are refused with the key's name. */
 static void test_conf_check(void **state) {
     (void)state;
@@ -300,6 +327,7 @@ int main(void) {
         cmocka_unit_test(test_item_index_and_bound),
         cmocka_unit_test(test_readapt_uses_kept_window),
         cmocka_unit_test(test_reads_version_1_user_record),
+        cmocka_unit_test(test_user_step_size_decays),
         cmocka_unit_test(test_conf_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
