@@ -6,7 +6,8 @@ set -euo pipefail
 
 # chromium renders report.html in the tests (headless); python3 checks reports.
 packages=(build-essential cmake pkg-config librdkafka-dev libavro-dev librocksdb-dev
-          libopenblas-dev libuv1-dev kcat libcmocka-dev python3 chromium)
+          libopenblas-dev libuv1-dev libhttp-parser-dev kcat libcmocka-dev python3 chromium
+          curl)
 # Extra groups, enabled with arguments: `bootstrap.sh fuzz` adds clang for libFuzzer.
 for extra in "$@"; do
   case "$extra" in

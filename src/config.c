@@ -92,6 +92,8 @@ static const conf_row_t rows[] = {
     {"schema.writers", T_STR, S(writer_schemas), 0, 0, "", NULL, "Other producers' writer schemas: comma-separated `id:event|item:path.avsc`."},
     {"log.level", T_STR, S(log_level), 0, 0, "info", "debug|info|warn|error|off", "Least severe level logged."},
     {"run.exit.idle.ms", T_INT, F(exit_idle_ms), 0, 0, 86400000, "0", NULL, "For catch-up jobs and tests: once partitions are assigned, stop cleanly (commit, exit 0) after this long without a new record and with no lag; 0 runs forever."},
+    {"metrics.listen", T_STR, S(metrics_listen), 0, 0, "127.0.0.1:9464", NULL, "Address of /metrics, /healthz and /readyz for `driftrec run` (IPv4:port; port 0 picks one; empty: off). Loopback unless you choose otherwise."},
+    {"metrics.ready.max.lag", T_I64, F(ready_max_lag), 0, 0, 1e15, "100000", NULL, "/readyz answers 503 while the consumer lag is above this (or no partition is assigned)."},
     {"shutdown.timeout.ms", T_INT, F(shutdown_timeout_ms), 0, 100, 600000, "10000", NULL, "Longest a SIGTERM/SIGINT shutdown waits for deliveries."},
 };
 #define N_ROWS (sizeof(rows) / sizeof(rows[0]))

@@ -60,7 +60,9 @@ typedef struct dr_config {
     /* process */
     char log_level[16];
     int shutdown_timeout_ms;
-    int exit_idle_ms;         /* run: stop cleanly after this long with nothing to consume */
+    int exit_idle_ms;
+    char metrics_listen[64];  /* "": no endpoint */
+    int64_t ready_max_lag;         /* run: stop cleanly after this long with nothing to consume */
     /* librdkafka pass-through, in the order given */
     dr_kv_t kafka[DR_KAFKA_PROPS_MAX];
     int n_kafka;

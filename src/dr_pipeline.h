@@ -17,6 +17,12 @@
 #include <uv.h>
 
 #include "dr_config.h"
+#include "dr_ingest.h"
+
+/* Upper bounds (seconds) of the freshness histogram buckets: from an event
+ * making a user owe a list to that list being handed to the producer. */
+#define DR_FRESHNESS_BUCKETS 10
+extern const double dr_freshness_bounds[DR_FRESHNESS_BUCKETS];
 
 typedef struct dr_pipeline_stats {
     uint64_t consumed;         /* records taken from Kafka */
@@ -43,6 +49,10 @@ typedef struct dr_pipeline_stats {
     uint64_t drift_readapted;    /* ... followed by re-adaptation (drift arm) */
     uint64_t global_drifts;      /* cuts of the global ADWIN over all losses */
     double emit_seconds;
+    uint64_t freshness[DR_FRESHNESS_BUCKETS + 1]; /* per bucket, last one +Inf */
+    double freshness_sum;
+    uint64_t freshness_count;
+    uint64_t batches;            /* batches taken from the consumer queue */
     double first_event_s;      /* monotonic time of the first / last applied batch */
     double last_event_s;
 } dr_pipeline_stats_t;
@@ -68,6 +78,11 @@ bool dr_pipeline_drift_arm(const dr_pipeline_t *p, int64_t user_id);
 
 /* A snapshot of the counters (lag is refreshed). */
 void dr_pipeline_stats(dr_pipeline_t *p, dr_pipeline_stats_t *out);
+/* Per-partition positions of the events topic (index = partition id). */
+const dr_partition_stats_t *dr_pipeline_partitions(dr_pipeline_t *p, int *n);
+/* RocksDB's estimated live bytes and pending compaction bytes. */
+void dr_pipeline_state_sizes(dr_pipeline_t *p, uint64_t *live, uint64_t *pending);
+
 /* The exit status the process should report: 0, or 1 after a fatal error. */
 int dr_pipeline_exit_code(const dr_pipeline_t *p);
 

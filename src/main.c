@@ -15,6 +15,7 @@
 #include "dr_demo.h"
 #include "dr_embedded.h"
 #include "dr_log.h"
+#include "dr_metrics.h"
 #include "dr_pipeline.h"
 
 static void usage(FILE *f) {
@@ -72,6 +73,7 @@ static int load_config(dr_config_t *cfg, int argc, char **argv, bool *markdown, 
 
 typedef struct run_ctx {
     dr_pipeline_t *pipeline;
+    dr_metrics_t *metrics;
     uv_signal_t sigint, sigterm;
     uv_timer_t stats, idle;
     int exit_idle_ms;
@@ -87,6 +89,8 @@ static void shut_down(run_ctx_t *r) {
     uv_close((uv_handle_t *)&r->sigterm, NULL);
     uv_close((uv_handle_t *)&r->stats, NULL);
     uv_close((uv_handle_t *)&r->idle, NULL);
+    dr_metrics_close(r->metrics);
+    r->metrics = NULL;
     dr_pipeline_stop(r->pipeline);
 }
 
@@ -149,13 +153,19 @@ static int cmd_run(int argc, char **argv) {
     r.exit_idle_ms = cfg->exit_idle_ms;
     r.last_change_ms = dr_mono_ms();
     if (r.exit_idle_ms > 0) uv_timer_start(&r.idle, on_idle_check, 100, 100);
+    if (cfg->metrics_listen[0] &&
+        dr_metrics_new(&r.metrics, &loop, cfg->metrics_listen, r.pipeline, cfg->ready_max_lag, err, sizeof(err))) {
+        fprintf(stderr, "driftrec run: %s\n", err);
+        shut_down(&r);
+        rc = 1;
+    }
     uv_signal_start(&r.sigint, on_stop_signal, SIGINT);
     uv_signal_start(&r.sigterm, on_stop_signal, SIGTERM);
     uv_timer_start(&r.stats, on_stats, 10000, 10000);
     dr_log(DR_LOG_INFO, "main", "running | topic=%s group=%s state=%s", cfg->topic_events,
            cfg->group_id, cfg->state_dir);
     uv_run(&loop, UV_RUN_DEFAULT);
-    rc = dr_pipeline_exit_code(r.pipeline);
+    if (!rc) rc = dr_pipeline_exit_code(r.pipeline);
     dr_log(DR_LOG_INFO, "main", "stopped | exit=%d", rc);
 out:
     dr_pipeline_free(r.pipeline);

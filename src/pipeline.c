@@ -54,6 +54,9 @@ struct dr_pipeline {
     const char **kafka_keys, **kafka_values;
 };
 
+const double dr_freshness_bounds[DR_FRESHNESS_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1,
+                                                          0.25,  0.5,  1.0,   2.5,  10.0};
+
 /* ---- users ---------------------------------------------------------------- */
 
 /* The user's state: cached, else stored, else new at the prior. */
@@ -95,6 +98,7 @@ static int owe_list(dr_pipeline_t *p, dr_user_t *u) {
     }
     p->pending_ids[p->n_pending++] = u->user_id;
     u->emit_pending = 1;
+    u->owed_since = dr_mono_s();
     return 0;
 }
 
@@ -181,6 +185,14 @@ static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t 
 
 /* ---- emitting ------------------------------------------------------------- */
 
+static void observe_freshness(dr_pipeline_t *p, double seconds) {
+    int b = 0;
+    while (b < DR_FRESHNESS_BUCKETS && seconds > dr_freshness_bounds[b]) b++;
+    p->stats.freshness[b]++;
+    p->stats.freshness_sum += seconds;
+    p->stats.freshness_count++;
+}
+
 /* Publishes the lists owed; returns 0 or the emitter's error (the users not
  * served stay owed). */
 static int emit_owed(dr_pipeline_t *p) {
@@ -198,7 +210,11 @@ static int emit_owed(dr_pipeline_t *p) {
     }
     size_t done = 0;
     int err = emit_users(p, p->emit_users, NULL, n, &done);
-    for (size_t i = 0; i < done; i++) p->emit_users[i]->emit_pending = 0;
+    double now = dr_mono_s();
+    for (size_t i = 0; i < done; i++) {
+        p->emit_users[i]->emit_pending = 0;
+        observe_freshness(p, now - p->emit_users[i]->owed_since);
+    }
     /* keep the ones not served, in order */
     size_t keep = 0;
     for (size_t i = done; i < n; i++) p->pending_ids[keep++] = p->emit_users[i]->user_id;
@@ -404,6 +420,7 @@ static void on_batch_end(void *ctx) {
     double now = dr_mono_s();
     if (p->stats.first_event_s == 0) p->stats.first_event_s = now;
     p->stats.last_event_s = now;
+    p->stats.batches++;
     check_backpressure(p);
 }
 
@@ -684,6 +701,15 @@ void dr_pipeline_stats(dr_pipeline_t *p, dr_pipeline_stats_t *out) {
     dr_user_cache_stats(p->cache, &p->stats.cache_hits, &p->stats.cache_misses);
     p->stats.lists_emitted = dr_emitter_stats(p->emitter)->lists;
     *out = p->stats;
+}
+
+const dr_partition_stats_t *dr_pipeline_partitions(dr_pipeline_t *p, int *n) {
+    return dr_ingest_partitions(p->ingest, n);
+}
+
+void dr_pipeline_state_sizes(dr_pipeline_t *p, uint64_t *live, uint64_t *pending) {
+    *live = *pending = 0;
+    dr_state_sizes(p->state, live, pending);
 }
 
 int dr_pipeline_exit_code(const dr_pipeline_t *p) { return p->stats.failed ? 1 : 0; }

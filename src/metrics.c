@@ -1,0 +1,271 @@
+/* metrics.c - /metrics, /healthz and /readyz on the loop (see dr_metrics.h):
+ * uv_tcp accepts, http-parser reads the request line, one response, close. */
+#include "dr_metrics.h"
+
+#include <http_parser.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dr_err.h"
+#include "dr_ingest.h"
+#include "dr_log.h"
+
+#define MAX_URL 256
+#define MAX_REQUEST 8192 /* headers beyond this are refused: nothing we serve needs them */
+
+struct dr_metrics {
+    uv_tcp_t server;
+    dr_pipeline_t *p;
+    int64_t ready_max_lag;
+    int port;
+};
+
+typedef struct conn {
+    uv_tcp_t tcp;
+    dr_metrics_t *m;
+    http_parser parser;
+    char url[MAX_URL];
+    size_t url_len, received;
+    bool responded;
+    uv_write_t write;
+    char *response;
+} conn_t;
+
+/* ---- the exposition --------------------------------------------------------- */
+
+static void counter(FILE *f, const char *name, const char *help, double v) {
+    fprintf(f, "# HELP %s %s\n# TYPE %s counter\n%s %.17g\n", name, help, name, name, v);
+}
+
+static void gauge(FILE *f, const char *name, const char *help, double v) {
+    fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
+}
+
+static double rss_bytes(void) {
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return 0;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    fclose(f);
+    return (double)resident * (double)sysconf(_SC_PAGESIZE);
+}
+
+static void partitions(FILE *f, dr_pipeline_t *p) {
+    int n = 0;
+    const dr_partition_stats_t *ps = dr_pipeline_partitions(p, &n);
+    fprintf(f, "# HELP driftrec_partition_consumed_total Records taken from each partition of the events topic.\n"
+               "# TYPE driftrec_partition_consumed_total counter\n");
+    for (int i = 0; i < n; i++)
+        if (ps[i].consumed || ps[i].assigned)
+            fprintf(f, "driftrec_partition_consumed_total{partition=\"%d\"} %" PRIu64 "\n", i, ps[i].consumed);
+    fprintf(f, "# HELP driftrec_partition_lag Records behind the log end, per assigned partition.\n"
+               "# TYPE driftrec_partition_lag gauge\n");
+    for (int i = 0; i < n; i++) {
+        if (!ps[i].assigned || ps[i].high_watermark < 0) continue;
+        int64_t next = ps[i].next_offset >= 0 ? ps[i].next_offset : 0;
+        fprintf(f, "driftrec_partition_lag{partition=\"%d\"} %" PRId64 "\n", i,
+                ps[i].high_watermark > next ? ps[i].high_watermark - next : 0);
+    }
+}
+
+static void histogram(FILE *f, const dr_pipeline_stats_t *s) {
+    fprintf(f, "# HELP driftrec_freshness_seconds From an event changing a user to its new list being produced.\n"
+               "# TYPE driftrec_freshness_seconds histogram\n");
+    uint64_t cum = 0;
+    for (int b = 0; b < DR_FRESHNESS_BUCKETS; b++) {
+        cum += s->freshness[b];
+        fprintf(f, "driftrec_freshness_seconds_bucket{le=\"%g\"} %" PRIu64 "\n", dr_freshness_bounds[b], cum);
+    }
+    cum += s->freshness[DR_FRESHNESS_BUCKETS];
+    fprintf(f, "driftrec_freshness_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+               "driftrec_freshness_seconds_sum %.17g\ndriftrec_freshness_seconds_count %" PRIu64 "\n",
+            cum, s->freshness_sum, s->freshness_count);
+}
+
+char *dr_metrics_render(dr_pipeline_t *p) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    dr_pipeline_stats_t s;
+    dr_pipeline_stats(p, &s);
+    counter(f, "driftrec_records_consumed_total", "Records taken from the events topic.", (double)s.consumed);
+    counter(f, "driftrec_events_learned_total", "Valid events applied to the model.", (double)s.events);
+    fprintf(f, "# HELP driftrec_dead_letters_total Records sent to the dead-letter topic, by reason class.\n"
+               "# TYPE driftrec_dead_letters_total counter\n");
+    for (int c = 0; c < DR_DLQ__COUNT; c++)
+        fprintf(f, "driftrec_dead_letters_total{reason=\"%s\"} %" PRIu64 "\n", dr_ingest_dlq_reason_name(c),
+                s.dlq_by_reason[c]);
+    counter(f, "driftrec_lists_emitted_total", "Recommendation lists produced.", (double)s.lists_emitted);
+    counter(f, "driftrec_lists_delivered_total", "Recommendation lists acknowledged by the broker.", (double)s.lists_delivered);
+    counter(f, "driftrec_delivery_errors_total", "Failed deliveries (each produced again).", (double)s.delivery_errors);
+    counter(f, "driftrec_commits_total", "State commits written to RocksDB.", (double)s.commits);
+    counter(f, "driftrec_commit_failures_total", "State commits that failed.", (double)s.commit_failures);
+    counter(f, "driftrec_drift_detections_total", "Per-user ADWIN detections.", (double)s.drift_detections);
+    counter(f, "driftrec_drift_readaptations_total", "Detections followed by re-adaptation.", (double)s.drift_readapted);
+    counter(f, "driftrec_global_drifts_total", "Detections of the global ADWIN.", (double)s.global_drifts);
+    counter(f, "driftrec_cache_hits_total", "Hot-user cache hits.", (double)s.cache_hits);
+    counter(f, "driftrec_cache_misses_total", "Hot-user cache misses.", (double)s.cache_misses);
+    counter(f, "driftrec_pauses_total", "Times consumption was paused for backpressure.", (double)s.pauses);
+    gauge(f, "driftrec_consumer_lag", "Records behind the log end over assigned partitions.", (double)s.lag);
+    gauge(f, "driftrec_assigned_partitions", "Partitions of the events topic assigned here.", s.assigned_partitions);
+    gauge(f, "driftrec_cache_users", "Users held in the hot cache.", (double)s.users_cached);
+    gauge(f, "driftrec_paused", "1 while consumption is paused.", s.paused);
+    gauge(f, "driftrec_failed", "1 after a fatal error stopped consumption.", s.failed);
+    uint64_t live = 0, pending = 0;
+    dr_pipeline_state_sizes(p, &live, &pending);
+    gauge(f, "driftrec_rocksdb_live_bytes", "RocksDB's estimate of live data.", (double)live);
+    gauge(f, "driftrec_rocksdb_pending_compaction_bytes", "RocksDB's estimate of bytes awaiting compaction.", (double)pending);
+    gauge(f, "driftrec_process_resident_bytes", "Resident set size of the process.", rss_bytes());
+    partitions(f, p);
+    histogram(f, &s);
+    if (fclose(f) != 0) { free(buf); return NULL; }
+    return buf;
+}
+
+/* ---- HTTP --------------------------------------------------------------------- */
+
+static void on_closed(uv_handle_t *h) {
+    conn_t *c = h->data;
+    free(c->response);
+    free(c);
+}
+
+static void on_written(uv_write_t *w, int status) {
+    (void)status;
+    conn_t *c = w->data;
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void respond(conn_t *c, int code, const char *type, const char *body) {
+    const char *reason = code == 200 ? "OK" : code == 404 ? "Not Found" : code == 503 ? "Service Unavailable" : "Bad Request";
+    size_t n = strlen(body) + 256;
+    c->response = malloc(n);
+    if (!c->response) { uv_close((uv_handle_t *)&c->tcp, on_closed); return; }
+    int len = snprintf(c->response, n, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                       "Connection: close\r\n\r\n%s", code, reason, type, strlen(body), body);
+    uv_buf_t b = uv_buf_init(c->response, (unsigned)len);
+    c->write.data = c;
+    c->responded = true;
+    if (uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0)
+        uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void route(conn_t *c) {
+    dr_pipeline_t *p = c->m->p;
+    if (c->parser.method != HTTP_GET) { respond(c, 400, "text/plain", "only GET is served\n"); return; }
+    if (!strcmp(c->url, "/metrics")) {
+        char *text = dr_metrics_render(p);
+        respond(c, text ? 200 : 503, "text/plain; version=0.0.4", text ? text : "render failed\n");
+        free(text);
+    } else if (!strcmp(c->url, "/healthz")) {
+        dr_pipeline_stats_t s;
+        dr_pipeline_stats(p, &s);
+        respond(c, s.failed ? 503 : 200, "text/plain", s.failed ? "failed\n" : "ok\n");
+    } else if (!strcmp(c->url, "/readyz")) {
+        dr_pipeline_stats_t s;
+        dr_pipeline_stats(p, &s);
+        bool ready = !s.failed && s.assigned_partitions > 0 && s.lag <= c->m->ready_max_lag;
+        char body[160];
+        snprintf(body, sizeof(body), "%s: partitions=%d lag=%" PRId64 " max_lag=%" PRId64 "\n",
+                 ready ? "ready" : "not ready", s.assigned_partitions, s.lag, c->m->ready_max_lag);
+        respond(c, ready ? 200 : 503, "text/plain", body);
+    } else {
+        respond(c, 404, "text/plain", "try /metrics, /healthz or /readyz\n");
+    }
+}
+
+static int on_url(http_parser *hp, const char *at, size_t len) {
+    conn_t *c = hp->data;
+    if (c->url_len + len >= MAX_URL) return 1;
+    memcpy(c->url + c->url_len, at, len);
+    c->url_len += len;
+    c->url[c->url_len] = '\0';
+    char *q = strchr(c->url, '?');
+    if (q) *q = '\0';
+    return 0;
+}
+
+static int on_complete(http_parser *hp) {
+    route(hp->data);
+    return 1; /* one request per connection */
+}
+
+static const http_parser_settings settings = {.on_url = on_url, .on_message_complete = on_complete};
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    (void)h;
+    buf->base = malloc(suggested);
+    buf->len = buf->base ? suggested : 0;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+    conn_t *c = s->data;
+    if (n > 0 && !c->responded) {
+        c->received += (size_t)n;
+        size_t used = http_parser_execute(&c->parser, &settings, buf->base, (size_t)n);
+        if (!c->responded && (c->parser.http_errno != HPE_OK && c->parser.http_errno != HPE_CB_message_complete))
+            respond(c, 400, "text/plain", "bad request\n");
+        else if (!c->responded && (used < (size_t)n || c->received > MAX_REQUEST))
+            respond(c, 400, "text/plain", "request too large\n");
+    } else if (n < 0 && !c->responded) {
+        uv_close((uv_handle_t *)&c->tcp, on_closed);
+    }
+    free(buf->base);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+    dr_metrics_t *m = server->data;
+    if (status < 0) return;
+    conn_t *c = calloc(1, sizeof(*c));
+    if (!c) return;
+    c->m = m;
+    uv_tcp_init(server->loop, &c->tcp);
+    c->tcp.data = c;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+        uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+int dr_metrics_new(dr_metrics_t **out, uv_loop_t *loop, const char *listen, dr_pipeline_t *p,
+                   int64_t ready_max_lag, char *errstr, size_t n) {
+    char host[64];
+    int port;
+    struct sockaddr_in addr;
+    *out = NULL;
+    if (sscanf(listen, "%63[^:]:%d", host, &port) != 2 || port < 0 || port > 65535 ||
+        uv_ip4_addr(host, port, &addr) != 0) {
+        snprintf(errstr, n, "metrics.listen: expected IPV4:PORT, got \"%s\"", listen);
+        return DR_ECONFIG;
+    }
+    dr_metrics_t *m = calloc(1, sizeof(*m));
+    if (!m) return DR_ENOMEM;
+    m->p = p;
+    m->ready_max_lag = ready_max_lag;
+    uv_tcp_init(loop, &m->server);
+    m->server.data = m;
+    int rc = uv_tcp_bind(&m->server, (const struct sockaddr *)&addr, 0);
+    if (!rc) rc = uv_listen((uv_stream_t *)&m->server, 64, on_connection);
+    if (rc) {
+        snprintf(errstr, n, "metrics.listen %s: %s", listen, uv_strerror(rc));
+        uv_close((uv_handle_t *)&m->server, (uv_close_cb)free);
+        return DR_EIO;
+    }
+    struct sockaddr_storage bound;
+    int len = sizeof(bound);
+    uv_tcp_getsockname(&m->server, (struct sockaddr *)&bound, &len);
+    m->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    dr_log(DR_LOG_INFO, "metrics", "serving /metrics, /healthz, /readyz | listen=%s:%d", host, m->port);
+    *out = m;
+    return 0;
+}
+
+int dr_metrics_port(const dr_metrics_t *m) { return m->port; }
+
+void dr_metrics_close(dr_metrics_t *m) {
+    if (m) uv_close((uv_handle_t *)&m->server, (uv_close_cb)free);
+}
