@@ -4,10 +4,11 @@
 # `apt-get update` only when something is. Used by `make demo` and `make test`.
 set -euo pipefail
 
-# chromium renders report.html in the tests (headless); python3 checks reports.
+# chromium renders report.html in the tests (headless); python3 checks reports;
+# prometheus scrapes a running driftrec in the tests (and promtool checks ops/prometheus).
 packages=(build-essential cmake pkg-config librdkafka-dev libavro-dev librocksdb-dev
           libopenblas-dev libuv1-dev libhttp-parser-dev kcat libcmocka-dev python3 chromium
-          curl)
+          curl prometheus)
 # Extra groups, enabled with arguments: `bootstrap.sh fuzz` adds clang for libFuzzer.
 for extra in "$@"; do
   case "$extra" in
