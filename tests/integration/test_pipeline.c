@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
 #include <uv.h>
 
 #include "dr_bytes.h"
@@ -114,25 +115,35 @@ static void produce_blocked(fixture_t *fx) {
     assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
 }
 
-typedef struct run {
+typedef struct run run_t;
+typedef void (*fault_fn)(run_t *r, const dr_pipeline_stats_t *st);
+
+struct run {
     dr_pipeline_t *p;
+    fixture_t *fx;
     uint64_t expect;
     uv_timer_t timer;
     double deadline;
-} run_t;
+    fault_fn fault;      /* called on every tick (may be NULL) */
+    int fault_stage;
+    double fault_at;
+};
 
 static void on_tick(uv_timer_t *t) {
     run_t *r = t->data;
     dr_pipeline_stats_t st;
     dr_pipeline_stats(r->p, &st);
+    if (r->fault) r->fault(r, &st);
     if (st.consumed >= r->expect || dr_mono_s() > r->deadline) {
         uv_close((uv_handle_t *)t, NULL);
         dr_pipeline_stop(r->p);
     }
 }
 
-/* Runs a pipeline until `expect` records were consumed; returns its stats. */
-static dr_pipeline_stats_t run_pipeline(fixture_t *fx, const char *group, uint64_t expect) {
+/* Runs a pipeline until `expect` records were consumed, with extra settings
+ * ("key=value", NULL-terminated) and a fault injector; returns its stats. */
+static dr_pipeline_stats_t run_pipeline_with(fixture_t *fx, const char *group, uint64_t expect,
+                                             const char *const *extra, fault_fn fault) {
     dr_config_t *cfg = malloc(sizeof(*cfg));
     char err[512] = "";
     dr_config_default(cfg);
@@ -144,11 +155,12 @@ static dr_pipeline_stats_t run_pipeline(fixture_t *fx, const char *group, uint64
         {"state.commit.interval.ms", "200"}, {"log.level", "warn"}, {"topic.catalog", "items"}};
     for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++)
         assert_int_equal(dr_config_set(cfg, sets[i][0], sets[i][1], err, sizeof(err)), 0);
+    for (; extra && *extra; extra++) assert_int_equal(dr_config_set_pair(cfg, *extra, err, sizeof(err)), 0);
     assert_int_equal(dr_config_finish(cfg, err, sizeof(err)), 0);
     dr_log_set_level(DR_LOG_WARN);
     uv_loop_t loop;
     uv_loop_init(&loop);
-    run_t r = {.expect = expect, .deadline = dr_mono_s() + 60};
+    run_t r = {.expect = expect, .deadline = dr_mono_s() + 60, .fx = fx, .fault = fault};
     assert_int_equal(dr_pipeline_new(&r.p, &loop, cfg, err, sizeof(err)), 0);
     assert_int_equal(dr_pipeline_start(r.p, err, sizeof(err)), 0);
     uv_timer_init(&loop, &r.timer);
@@ -162,6 +174,10 @@ static dr_pipeline_stats_t run_pipeline(fixture_t *fx, const char *group, uint64
     assert_int_equal(uv_loop_close(&loop), 0);
     free(cfg);
     return st;
+}
+
+static dr_pipeline_stats_t run_pipeline(fixture_t *fx, const char *group, uint64_t expect) {
+    return run_pipeline_with(fx, group, expect, NULL, NULL);
 }
 
 /* Reads a whole topic from the beginning with a plain consumer. */
@@ -349,9 +365,94 @@ static void test_end_to_end(void **state) {
     free(fx);
 }
 
+/* Broker trouble: produce requests fail for a while, then the only broker
+ * goes down for 2 s mid-stream and comes back. */
+static void inject_broker_faults(run_t *r, const dr_pipeline_stats_t *st) {
+    rd_kafka_mock_cluster_t *mock = dr_embedded_mock(r->fx->broker);
+    double now = dr_mono_s();
+    if (r->fault_stage == 0 && st->consumed > 0) {
+        rd_kafka_mock_push_request_errors(mock, 0 /* ApiKey Produce */, 6, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                          RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                          RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                          RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
+        r->fault_stage = 1;
+    } else if (r->fault_stage == 1 && st->consumed > r->expect / 3) {
+        assert_int_equal(rd_kafka_mock_broker_set_down(mock, 1), 0);
+        r->fault_at = now;
+        r->fault_stage = 2;
+    } else if (r->fault_stage == 2 && now - r->fault_at > 2.0) {
+        assert_int_equal(rd_kafka_mock_broker_set_up(mock, 1), 0);
+        r->fault_stage = 3;
+    }
+    if (r->fault_stage == 3) r->deadline = r->deadline > now + 60 ? r->deadline : now + 60;
+}
+
+typedef struct order {
+    int64_t last_offset[USERS + 1];
+    int64_t last_partition[USERS + 1];
+    size_t lists, out_of_order;
+    dr_codec_t *codec;
+} order_t;
+
+static void on_list_order(void *ctx, const rd_kafka_message_t *m) {
+    order_t *o = ctx;
+    dr_recs_t recs;
+    dr_scored_item_t items[TOPK];
+    assert_int_equal(dr_codec_decode_recs(o->codec, m->payload, m->len, &recs, items, TOPK, NULL, 0), 0);
+    int64_t u = recs.user_id;
+    /* a user's events come from one partition; its lists must follow them in order */
+    if (o->last_partition[u] == recs.source.partition && recs.source.offset < o->last_offset[u]) o->out_of_order++;
+    o->last_partition[u] = recs.source.partition;
+    o->last_offset[u] = recs.source.offset;
+    o->lists++;
+}
+
+/* "the pipeline keeps running or waits, resumes by itself when the broker is
+ * back, loses no event and emits no list out of order per user. Produce
+ * failures of recommendation lists are retried until delivered." */
+static void test_broker_faults(void **state) {
+    (void)state;
+    fixture_t *fx = calloc(1, sizeof(*fx));
+    char err[256];
+    dr_test_tmpdir(fx->state_dir, sizeof(fx->state_dir), "faults");
+    assert_int_equal(dr_embedded_new(&fx->broker, 1, err, sizeof(err)), 0);
+    const char *topics[] = {"events", "recs", "events.dlq", "items"};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(dr_embedded_create_topic(fx->broker, topics[i], i < 2 ? PARTITIONS : 1, err, sizeof(err)), 0);
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    rd_kafka_conf_set(kc, "bootstrap.servers", dr_embedded_bootstraps(fx->broker), err, sizeof(err));
+    fx->producer = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
+    assert_int_equal(dr_codec_new(&fx->codec, NULL, err, sizeof(err)), 0);
+    uint64_t rng = 11;
+    produce_phase(fx, 0, &rng);
+    produce_phase(fx, 1, &rng);
+    uint64_t total = 2ull * USERS * EVENTS_PER_USER_PHASE;
+    static const char *const slow[] = {"ingest.max.rate=1500", "kafka.message.timeout.ms=300000", NULL};
+    dr_pipeline_stats_t st = run_pipeline_with(fx, "faults", total, slow, inject_broker_faults);
+    assert_int_equal(st.consumed, total);
+    assert_int_equal(st.dead_lettered, 0);
+    assert_int_equal(st.lists_delivered, st.lists_emitted);
+    check_counters(fx);
+    order_t *o = calloc(1, sizeof(*o));
+    o->codec = fx->codec;
+    for (int u = 0; u <= USERS; u++) o->last_partition[u] = -1;
+    read_topic(fx, "recs", PARTITIONS, on_list_order, o);
+    fprintf(stderr, "broker faults: %zu lists read back, %llu delivery errors retried, %zu out of order\n",
+            o->lists, (unsigned long long)st.delivery_errors, o->out_of_order);
+    assert_int_equal(o->lists, st.lists_delivered);
+    assert_int_equal(o->out_of_order, 0);
+    free(o);
+    dr_codec_free(fx->codec);
+    rd_kafka_destroy(fx->producer);
+    dr_embedded_free(fx->broker);
+    dr_rmtree(fx->state_dir);
+    free(fx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_end_to_end),
+        cmocka_unit_test(test_broker_faults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
