@@ -46,17 +46,14 @@ int dr_catalog_new(dr_catalog_t **out, uv_loop_t *loop, const char *topic, const
     c->pipe_fd[0] = c->pipe_fd[1] = -1;
     c->topic = strdup(topic);
     c->emb = malloc(DR_CODEC_MAX_EMBEDDING * sizeof(float));
-    rd_kafka_conf_t *kc = rd_kafka_conf_new();
-    for (int i = 0; i < conf->n_kafka; i++)
-        rd_kafka_conf_set(kc, conf->kafka_keys[i], conf->kafka_values[i], e, sizeof(e));
     /* assign() needs no group; a group id is still required by the client */
     snprintf(group, sizeof(group), "%s.catalog", conf->group_id);
-    rd_kafka_conf_set(kc, "group.id", group, e, sizeof(e));
-    rd_kafka_conf_set(kc, "enable.auto.commit", "false", e, sizeof(e));
-    rd_kafka_conf_set_log_cb(kc, dr_ingest_kafka_log);
-    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, e, sizeof(e));
+    const char *const defaults[][2] = {{"group.id", group}, {"enable.auto.commit", "false"}};
+    rd_kafka_conf_t *kc = dr_ingest_kafka_conf(defaults, 2, conf->kafka_keys, conf->kafka_values,
+                                               conf->n_kafka, e, sizeof(e));
+    c->rk = kc ? rd_kafka_new(RD_KAFKA_CONSUMER, kc, e, sizeof(e)) : NULL;
     if (!c->rk || !c->topic || !c->emb) {
-        if (!c->rk) rd_kafka_conf_destroy(kc);
+        if (kc && !c->rk) rd_kafka_conf_destroy(kc);
         snprintf(errstr, n, "catalog consumer: %s", c->rk ? "out of memory" : e);
         dr_catalog_free(c);
         return DR_EKAFKA;

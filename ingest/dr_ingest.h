@@ -115,6 +115,15 @@ void dr_ingest_commit_async(dr_ingest_t *in);
  * shared by our consumer and producer). Install with rd_kafka_conf_set_log_cb. */
 void dr_ingest_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 
+/* A librdkafka configuration: `defaults` first (name/value pairs, may be
+ * NULL), then the pass-through kafka.* properties (which win), with
+ * dr_ingest_kafka_log installed. NULL with "kafka.KEY: reason" in errstr
+ * when a property is refused. The caller owns the result (rd_kafka_new
+ * takes it over on success). */
+rd_kafka_conf_t *dr_ingest_kafka_conf(const char *const (*defaults)[2], size_t n_defaults,
+                                      const char *const *keys, const char *const *values, int n,
+                                      char *errstr, size_t errstr_size);
+
 /* The consumer handle, for inspection (e.g. member id). */
 rd_kafka_t *dr_ingest_consumer(dr_ingest_t *in);
 

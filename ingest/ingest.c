@@ -106,17 +106,33 @@ void dr_ingest_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const
 
 /* ---- creation ------------------------------------------------------------- */
 
-static int make_consumer(dr_ingest_t *in, char *errstr, size_t n) {
+rd_kafka_conf_t *dr_ingest_kafka_conf(const char *const (*defaults)[2], size_t n_defaults,
+                                      const char *const *keys, const char *const *values, int n,
+                                      char *errstr, size_t errstr_size) {
     rd_kafka_conf_t *kc = rd_kafka_conf_new();
     char e[512];
-    for (int i = 0; i < in->conf.n_kafka; i++) {
-        if (rd_kafka_conf_set(kc, in->conf.kafka_keys[i], in->conf.kafka_values[i], e,
-                              sizeof(e)) != RD_KAFKA_CONF_OK) {
-            snprintf(errstr, n, "kafka.%s: %s", in->conf.kafka_keys[i], e);
-            rd_kafka_conf_destroy(kc);
-            return DR_ECONFIG;
+    for (size_t i = 0; i < n_defaults; i++)
+        if (rd_kafka_conf_set(kc, defaults[i][0], defaults[i][1], e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+            snprintf(errstr, errstr_size, "%s: %s", defaults[i][0], e);
+            goto out_refused;
         }
-    }
+    for (int i = 0; i < n; i++)
+        if (rd_kafka_conf_set(kc, keys[i], values[i], e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+            snprintf(errstr, errstr_size, "kafka.%s: %s", keys[i], e);
+            goto out_refused;
+        }
+    rd_kafka_conf_set_log_cb(kc, dr_ingest_kafka_log);
+    return kc;
+out_refused:
+    rd_kafka_conf_destroy(kc);
+    return NULL;
+}
+
+static int make_consumer(dr_ingest_t *in, char *errstr, size_t n) {
+    char e[512];
+    rd_kafka_conf_t *kc = dr_ingest_kafka_conf(NULL, 0, in->conf.kafka_keys, in->conf.kafka_values,
+                                               in->conf.n_kafka, errstr, n);
+    if (!kc) return DR_ECONFIG;
     /* Our own positions live in RocksDB; Kafka commits are for lag only. */
     if (rd_kafka_conf_set(kc, "group.id", in->conf.group_id, e, sizeof(e)) ||
         rd_kafka_conf_set(kc, "enable.auto.commit", "false", e, sizeof(e)) ||
@@ -125,7 +141,6 @@ static int make_consumer(dr_ingest_t *in, char *errstr, size_t n) {
         rd_kafka_conf_destroy(kc);
         return DR_ECONFIG;
     }
-    rd_kafka_conf_set_log_cb(kc, dr_ingest_kafka_log);
     rd_kafka_conf_set_rebalance_cb(kc, on_rebalance);
     rd_kafka_conf_set_error_cb(kc, on_error);
     rd_kafka_conf_set_opaque(kc, in);

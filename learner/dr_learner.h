@@ -87,7 +87,8 @@ typedef struct dr_user {
     uint16_t recent_head;          /* next slot to overwrite */
     uint8_t pending_len;
     uint8_t last_list_len;
-    uint8_t emit_pending;          /* runtime only: a new list is owed */
+    uint8_t emit_pending;          /* runtime only: a new list is owed ... */
+    double owed_since;             /* ... since this monotonic time (seconds) */
     dr_recent_event_t recent[DR_RECENT_MAX];
     dr_pending_imp_t pending[DR_PENDING_IMP];
     int64_t last_list[DR_LAST_LIST]; /* head of the last list emitted */

@@ -107,23 +107,23 @@ static int parse(opts_t *o, int argc, char **argv) {
 
 /* ---- producing ------------------------------------------------------------ */
 
-static rd_kafka_t *make_producer(const char *bootstrap) {
+static rd_kafka_t *make_client(rd_kafka_type_t type, const char *const (*props)[2], size_t n) {
     char e[512];
-    rd_kafka_conf_t *kc = rd_kafka_conf_new();
-    const char *props[][2] = {{"bootstrap.servers", bootstrap}, {"linger.ms", "20"},
-                              {"batch.num.messages", "10000"}, {"compression.type", "lz4"},
-                              {"enable.idempotence", "true"},
-                              {"queue.buffering.max.messages", "1000000"}};
-    for (size_t i = 0; i < sizeof(props) / sizeof(props[0]); i++)
-        if (rd_kafka_conf_set(kc, props[i][0], props[i][1], e, sizeof(e))) {
-            fprintf(stderr, "driftrec: %s\n", e);
-            rd_kafka_conf_destroy(kc);
-            return NULL;
-        }
-    rd_kafka_conf_set_log_cb(kc, dr_ingest_kafka_log);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, e, sizeof(e));
-    if (!rk) { fprintf(stderr, "driftrec: %s\n", e); rd_kafka_conf_destroy(kc); }
+    rd_kafka_conf_t *kc = dr_ingest_kafka_conf(props, n, NULL, NULL, 0, e, sizeof(e));
+    rd_kafka_t *rk = kc ? rd_kafka_new(type, kc, e, sizeof(e)) : NULL;
+    if (!rk) {
+        fprintf(stderr, "driftrec: %s\n", e);
+        if (kc) rd_kafka_conf_destroy(kc);
+    }
     return rk;
+}
+
+static rd_kafka_t *make_producer(const char *bootstrap) {
+    const char *const props[][2] = {{"bootstrap.servers", bootstrap}, {"linger.ms", "20"},
+                                    {"batch.num.messages", "10000"}, {"compression.type", "lz4"},
+                                    {"enable.idempotence", "true"},
+                                    {"queue.buffering.max.messages", "1000000"}};
+    return make_client(RD_KAFKA_PRODUCER, props, sizeof(props) / sizeof(props[0]));
 }
 
 static int produce(rd_kafka_t *rk, const char *topic, int64_t key_id, const dr_buf_t *buf) {
@@ -202,18 +202,12 @@ static int resolve(const char *spec, int64_t lo, int64_t hi, int64_t dflt, int64
 }
 
 static rd_kafka_t *make_reader(const char *bootstrap) {
-    char e[512], group[64];
+    char group[64];
     snprintf(group, sizeof(group), "driftrec-replay-%d", (int)getpid()); /* isolated, never committed */
-    rd_kafka_conf_t *kc = rd_kafka_conf_new();
-    const char *props[][2] = {{"bootstrap.servers", bootstrap}, {"group.id", group},
-                              {"enable.auto.commit", "false"}, {"enable.partition.eof", "false"},
-                              {"fetch.wait.max.ms", "10"}, {"queued.min.messages", "1000000"}};
-    for (size_t i = 0; i < sizeof(props) / sizeof(props[0]); i++)
-        rd_kafka_conf_set(kc, props[i][0], props[i][1], e, sizeof(e));
-    rd_kafka_conf_set_log_cb(kc, dr_ingest_kafka_log);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, e, sizeof(e));
-    if (!rk) { fprintf(stderr, "driftrec: %s\n", e); rd_kafka_conf_destroy(kc); }
-    return rk;
+    const char *const props[][2] = {{"bootstrap.servers", bootstrap}, {"group.id", group},
+                                    {"enable.auto.commit", "false"}, {"enable.partition.eof", "false"},
+                                    {"fetch.wait.max.ms", "10"}, {"queued.min.messages", "1000000"}};
+    return make_client(RD_KAFKA_CONSUMER, props, sizeof(props) / sizeof(props[0]));
 }
 
 static int partition_count(rd_kafka_t *rk, const char *topic, int *n) {

@@ -498,23 +498,14 @@ static int restore(dr_pipeline_t *p, char *errstr, size_t n) {
 }
 
 static int make_producer(dr_pipeline_t *p, char *errstr, size_t n) {
-    rd_kafka_conf_t *kc = rd_kafka_conf_new();
     char e[512];
     /* Defaults first, so kafka.* settings can override them. */
     static const char *const defaults[][2] = {
         {"enable.idempotence", "true"}, {"linger.ms", "5"}, {"compression.type", "lz4"},
         {"queue.buffering.max.messages", "1000000"}, {"client.id", "driftrec"}};
-    for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
-        rd_kafka_conf_set(kc, defaults[i][0], defaults[i][1], e, sizeof(e));
-    for (int i = 0; i < p->cfg.n_kafka; i++) {
-        if (rd_kafka_conf_set(kc, p->kafka_keys[i], p->kafka_values[i], e, sizeof(e)) !=
-            RD_KAFKA_CONF_OK) {
-            snprintf(errstr, n, "kafka.%s: %s", p->kafka_keys[i], e);
-            rd_kafka_conf_destroy(kc);
-            return DR_ECONFIG;
-        }
-    }
-    rd_kafka_conf_set_log_cb(kc, dr_ingest_kafka_log);
+    rd_kafka_conf_t *kc = dr_ingest_kafka_conf(defaults, sizeof(defaults) / sizeof(defaults[0]),
+                                               p->kafka_keys, p->kafka_values, p->cfg.n_kafka, errstr, n);
+    if (!kc) return DR_ECONFIG;
     rd_kafka_conf_set_dr_msg_cb(kc, on_delivery);
     rd_kafka_conf_set_opaque(kc, p);
     p->producer = rd_kafka_new(RD_KAFKA_PRODUCER, kc, e, sizeof(e));
