@@ -152,7 +152,8 @@ static dr_pipeline_stats_t run_pipeline_with(fixture_t *fx, const char *group, u
         {"kafka.auto.offset.reset", "earliest"}, {"kafka.fetch.wait.max.ms", "10"},
         {"topic.events", "events"}, {"topic.recommendations", "recs"}, {"group.id", group},
         {"state.dir", fx->state_dir}, {"emit.topk", "20"}, {"emit.interval.ms", "50"},
-        {"state.commit.interval.ms", "200"}, {"log.level", "warn"}, {"topic.catalog", "items"}};
+        {"state.commit.interval.ms", "200"}, {"log.level", "warn"}, {"topic.catalog", "items"},
+        {"learner.negatives", "4"}};
     for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++)
         assert_int_equal(dr_config_set(cfg, sets[i][0], sets[i][1], err, sizeof(err)), 0);
     for (; extra && *extra; extra++) assert_int_equal(dr_config_set_pair(cfg, *extra, err, sizeof(err)), 0);
