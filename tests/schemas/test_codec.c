@@ -16,9 +16,9 @@
 #include "dr_codec.h"
 #include "dr_err.h"
 
-extern const char dr_schema_UserEvent_json[];
-extern const char dr_schema_Recommendations_json[];
-extern const char dr_schema_Item_json[];
+extern const char dr_schema_UserEvent[];
+extern const char dr_schema_Recommendations[];
+extern const char dr_schema_Item[];
 
 /*------------------------------------------------------------------------
  * Helpers: codecs, and a tiny independent Avro binary writer for crafting
@@ -474,16 +474,16 @@ static const char *avsc_default_of(const char *json, const char *name) {
 static void test_avsc_declares_defaults(void **state) {
     (void)state;
     static const struct { const char *json, *field, *dflt; } rows[] = {
-        {dr_schema_UserEvent_json, "value", "0"},
-        {dr_schema_UserEvent_json, "session_id", "null"},
-        {dr_schema_UserEvent_json, "context", "null"},
-        {dr_schema_Recommendations_json, "drift", "false"},
-        {dr_schema_Recommendations_json, "source_partition", "-1"},
-        {dr_schema_Recommendations_json, "source_offset", "-1"},
-        {dr_schema_Item_json, "embedding", "null"},
-        {dr_schema_Item_json, "deleted", "false"},
-        {dr_schema_Item_json, "blocked", "false"},
-        {dr_schema_Item_json, "updated_at", "null"},
+        {dr_schema_UserEvent, "value", "0"},
+        {dr_schema_UserEvent, "session_id", "null"},
+        {dr_schema_UserEvent, "context", "null"},
+        {dr_schema_Recommendations, "drift", "false"},
+        {dr_schema_Recommendations, "source_partition", "-1"},
+        {dr_schema_Recommendations, "source_offset", "-1"},
+        {dr_schema_Item, "embedding", "null"},
+        {dr_schema_Item, "deleted", "false"},
+        {dr_schema_Item, "blocked", "false"},
+        {dr_schema_Item, "updated_at", "null"},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         const char *d = avsc_default_of(rows[i].json, rows[i].field);
@@ -491,8 +491,8 @@ static void test_avsc_declares_defaults(void **state) {
             fail_msg("field %s: default is not %s", rows[i].field, rows[i].dflt);
     }
     /* Fields without a default must not declare one (registration relies on it). */
-    assert_null(avsc_default_of(dr_schema_UserEvent_json, "user_id"));
-    assert_null(avsc_default_of(dr_schema_Recommendations_json, "model_version"));
+    assert_null(avsc_default_of(dr_schema_UserEvent, "user_id"));
+    assert_null(avsc_default_of(dr_schema_Recommendations, "model_version"));
 }
 
 /* Claim: enum symbols are matched by name: a writer with an extra symbol
