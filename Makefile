@@ -39,5 +39,9 @@ bench: build
 config-doc: build
 	$(BUILD)/driftrec config --markdown > ops/CONFIG.md
 
+# A .deb (CPack): build/driftrec_VERSION_ARCH.deb
+package: build
+	cd $(BUILD) && cpack -G DEB
+
 clean:
 	rm -rf $(BUILD) $(SAN_BUILD)
