@@ -36,6 +36,12 @@ typedef struct dr_ingest_handler {
     void (*on_assign)(void *ctx, rd_kafka_topic_partition_list_t *parts);
     /* Partitions are being taken away: make their state durable now. */
     void (*on_revoke)(void *ctx, const rd_kafka_topic_partition_list_t *parts);
+    /* An erase request: a record keyed by a user id with a null value (a
+     * tombstone) on the events topic, so it is ordered with the user's
+     * events. Same return contract as on_event. May be NULL (then such
+     * records are dead-lettered). */
+    int (*on_erase)(void *ctx, int64_t user_id, int32_t partition, int64_t offset,
+                    char *reason, size_t reason_size);
 } dr_ingest_handler_t;
 
 typedef struct dr_ingest_conf {

@@ -233,6 +233,19 @@ int dr_ingest_dead_letter(dr_ingest_t *in, const rd_kafka_message_t *msg, int cl
     return 0;
 }
 
+/* A key holding a decimal user id, as our producers write it. */
+static bool parse_user_key(const rd_kafka_message_t *m, int64_t *id) {
+    char buf[24];
+    if (!m->key || m->key_len == 0 || m->key_len >= sizeof(buf)) return false;
+    memcpy(buf, m->key, m->key_len);
+    buf[m->key_len] = '\0';
+    char *end;
+    long long v = strtoll(buf, &end, 10);
+    if (*end != '\0' || v < 0 || v >= DR_MAX_ID) return false;
+    *id = v;
+    return true;
+}
+
 /* Handles one message; returns DR_ESTOPPED when consumption must stop
  * before it (the message stays unprocessed). */
 static int handle_message(dr_ingest_t *in, rd_kafka_message_t *m) {
@@ -246,10 +259,16 @@ static int handle_message(dr_ingest_t *in, rd_kafka_message_t *m) {
     char reason[256] = "";
     int err, cls = DR_DLQ_DECODE;
     dr_event_t ev;
-    if (!m->payload || m->len == 0) {
+    int64_t erase_id;
+    if (!m->payload && in->handler.on_erase && parse_user_key(m, &erase_id)) {
+        err = in->handler.on_erase(in->handler.ctx, erase_id, p, m->offset, reason, sizeof(reason));
+        if (err == DR_ESTOPPED) return err;
+        cls = DR_DLQ_REJECTED;
+    } else if (!m->payload || m->len == 0) {
         err = DR_EDECODE;
         cls = DR_DLQ_EMPTY;
-        snprintf(reason, sizeof(reason), "empty record value");
+        snprintf(reason, sizeof(reason), m->payload ? "empty record value"
+                                                    : "null value without a user id key (an erase request needs one)");
     } else if ((err = dr_codec_decode_event(in->conf.codec, m->payload, m->len, &ev, reason,
                                             sizeof(reason))) != 0) {
         cls = dr_ingest_dlq_class(err);

@@ -15,6 +15,7 @@
 #include "dr_demo.h"
 #include "dr_embedded.h"
 #include "dr_log.h"
+#include "dr_ingest.h"
 #include "dr_metrics.h"
 #include "dr_pipeline.h"
 
@@ -30,6 +31,7 @@ static void usage(FILE *f) {
             "  replay --topic T [--from X --to Y] ...   backtest a topic range; --embedded --input FILE\n"
             "  report DIR                               (re)write DIR/report.html from DIR/report.json\n"
             "  inspect [--state-dir D] user ID|item ID|users  what the state holds (read-only)\n"
+            "  erase --user ID [--set kafka.bootstrap.servers=B]  erase a user's state and list\n"
             "  config [--markdown|--dump] [--config FILE] [--set k=v]  show settings\n"
             "  version                                  print the version\n\n"
             "`driftrec COMMAND --help` explains each command. Settings: ops/CONFIG.md.\n");
@@ -174,6 +176,47 @@ out:
     return rc;
 }
 
+/* `driftrec erase --user ID`: produces the erase request, a null value keyed
+ * by the user on the events topic (so it lands in the user's partition,
+ * after the user's earlier events; use the producers' partitioner, e.g.
+ * --set kafka.partitioner=murmur2_random for Java producers). */
+static int cmd_erase(int argc, char **argv) {
+    int64_t user = -1;
+    char key[24], err[512];
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--user")) {
+            user = strtoll(argv[i + 1], NULL, 10);
+            memmove(&argv[i], &argv[i + 2], (size_t)(argc - i - 2) * sizeof(char *));
+            argc -= 2;
+            break;
+        }
+    dr_config_t *cfg = malloc(sizeof(*cfg));
+    int rc = cfg ? load_config(cfg, argc, argv, NULL, NULL) : 1;
+    if (rc == 0 && (user < 0 || user >= DR_MAX_ID)) rc = 2;
+    if (rc) {
+        fprintf(rc == 1 ? stdout : stderr, "usage: driftrec erase --user ID [--config FILE] [--set key=value]...\n"
+                "Asks the pipeline to erase a user: its state and its last list (a tombstone).\n");
+        free(cfg);
+        return rc == 1 ? 0 : 2;
+    }
+    const char **keys = calloc((size_t)cfg->n_kafka + 1, sizeof(char *)), **vals = calloc((size_t)cfg->n_kafka + 1, sizeof(char *));
+    for (int i = 0; keys && vals && i < cfg->n_kafka; i++) { keys[i] = cfg->kafka[i].key; vals[i] = cfg->kafka[i].value; }
+    rd_kafka_conf_t *kc = keys && vals ? dr_ingest_kafka_conf(NULL, 0, keys, vals, cfg->n_kafka, err, sizeof(err)) : NULL;
+    rd_kafka_t *rk = kc ? rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err)) : NULL;
+    int klen = snprintf(key, sizeof(key), "%lld", (long long)user);
+    rc = rk && !rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(cfg->topic_events), RD_KAFKA_V_KEY(key, (size_t)klen),
+                                  RD_KAFKA_V_VALUE(NULL, 0), RD_KAFKA_V_END) &&
+                 rd_kafka_flush(rk, 30000) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : 1;
+    if (rc) fprintf(stderr, "driftrec erase: could not deliver the request%s%s\n", rk ? "" : ": ", rk ? "" : err);
+    else printf("erase request for user %s sent to %s\n", key, cfg->topic_events);
+    if (rk) rd_kafka_destroy(rk);
+    else if (kc) rd_kafka_conf_destroy(kc);
+    free(keys);
+    free(vals);
+    free(cfg);
+    return rc;
+}
+
 static int cmd_config(int argc, char **argv) {
     dr_config_t *cfg = malloc(sizeof(*cfg));
     bool markdown = false, dump = false;
@@ -206,6 +249,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "replay")) return dr_cmd_replay(argc, argv);
     if (!strcmp(cmd, "report")) return dr_cmd_report(argc, argv);
     if (!strcmp(cmd, "inspect")) return dr_cmd_inspect(argc, argv);
+    if (!strcmp(cmd, "erase")) return cmd_erase(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("driftrec %s\n", DR_VERSION);
         return 0;

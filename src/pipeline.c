@@ -42,6 +42,9 @@ struct dr_pipeline {
     size_t n_pending, cap_pending;
     dr_user_t **emit_users;      /* scratch for one emit call */
     size_t cap_emit_users;
+    /* users erased since the last commit built */
+    int64_t *erased;
+    size_t n_erased, cap_erased;
     /* a commit built and waiting for its deliveries */
     dr_state_batch_t *commit_batch;
     dr_pipeline_stats_t stats;
@@ -183,6 +186,39 @@ static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t 
     return 0;
 }
 
+/* An erase request: the user's state leaves the cache now and RocksDB with
+ * the next commit, and a tombstone (null value) for the user goes to the
+ * recommendations topic so that compaction removes the last list. */
+static int on_erase(void *ctx, int64_t user_id, int32_t partition, int64_t offset, char *reason,
+                    size_t reason_size) {
+    dr_pipeline_t *p = ctx;
+    (void)partition;
+    (void)offset;
+    if (p->n_erased == p->cap_erased) {
+        size_t cap = p->cap_erased ? p->cap_erased * 2 : 64;
+        int64_t *v = realloc(p->erased, cap * sizeof(*v));
+        if (!v) return DR_ESTOPPED;
+        p->erased = v;
+        p->cap_erased = cap;
+    }
+    char key[24];
+    int klen = snprintf(key, sizeof(key), "%" PRId64, user_id);
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        p->producer, RD_KAFKA_V_TOPIC(p->cfg.topic_recs), RD_KAFKA_V_KEY(key, (size_t)klen),
+        RD_KAFKA_V_VALUE(NULL, 0), RD_KAFKA_V_OPAQUE(dr_msg_opaque(p->flight.epoch, DR_MSG_RECS)),
+        RD_KAFKA_V_END);
+    if (err) {
+        snprintf(reason, reason_size, "cannot publish the tombstone: %s", rd_kafka_err2str(err));
+        return DR_ESTOPPED; /* retried from this record after a restart */
+    }
+    dr_flight_sent(&p->flight);
+    dr_user_cache_remove(p->cache, user_id);
+    p->erased[p->n_erased++] = user_id;
+    p->stats.erasures++;
+    dr_log(DR_LOG_INFO, "pipeline", "user erased | user=%" PRId64, user_id);
+    return 0;
+}
+
 /* ---- emitting ------------------------------------------------------------- */
 
 static void observe_freshness(dr_pipeline_t *p, double seconds) {
@@ -308,6 +344,9 @@ static int build_commit(dr_pipeline_t *p, dr_state_batch_t **out) {
     dr_state_batch_t *b = dr_state_batch_new();
     if (!b) return DR_ENOMEM;
     void *ctx[2] = {p, b};
+    /* deletions first: a user erased and then seen again is stored anew */
+    for (size_t i = 0; i < p->n_erased; i++) dr_state_batch_delete_user(b, p->erased[i]);
+    p->n_erased = 0;
     int err = dr_user_cache_drain_dirty(p->cache, put_user, ctx);
     if (!err) err = dr_model_drain_dirty_items(p->model, put_item, b);
     uint8_t *globals = NULL;
@@ -528,7 +567,7 @@ static int make_clients(dr_pipeline_t *p, char *errstr, size_t n) {
     dr_ingest_conf_t ic = {p->cfg.topic_events, p->cfg.topic_dlq, p->cfg.group_id,
                            p->cfg.ingest_batch, p->kafka_keys, p->kafka_values,
                            p->cfg.n_kafka, p->codec};
-    dr_ingest_handler_t h = {p, on_event, on_batch_end, on_assign, on_revoke};
+    dr_ingest_handler_t h = {p, on_event, on_batch_end, on_assign, on_revoke, on_erase};
     if ((err = dr_ingest_new(&p->ingest, p->loop, &ic, &h, p->producer, &p->flight, errstr, n)))
         return err;
     if (!p->cfg.topic_catalog[0]) return 0;
@@ -670,6 +709,7 @@ void dr_pipeline_free(dr_pipeline_t *p) {
     dr_state_close(p->state);
     free(p->pending_ids);
     free(p->emit_users);
+    free(p->erased);
     free(p->kafka_keys);
     free(p->kafka_values);
     free(p);
