@@ -12,7 +12,7 @@ pid=$!
 for _ in $(seq 100); do [ -s "$dir/addr" ] && break; sleep 0.05; done
 bs=$(head -1 "$dir/addr")
 [[ "$bs" == 127.0.0.1:* ]] || { echo "broker address '$bs' is not on 127.0.0.1"; exit 1; }
-kcat -b "$bs" -L -t t1 | grep -q "3 partitions"
+grep -q "3 partitions" <<<"$(kcat -b "$bs" -L -t t1)"
 printf 'a\nb\nc\n' | kcat -b "$bs" -P -t t1 -p 0
 n=$(kcat -b "$bs" -C -t t1 -p 0 -o beginning -e -q | wc -l)
 [ "$n" -eq 3 ] || { echo "consumed $n of 3"; exit 1; }

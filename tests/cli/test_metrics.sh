@@ -7,6 +7,7 @@ dir=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
+
 "$DRIFTREC" broker --partitions 3 --topic ev --topic recs > "$dir/addr" 2>/dev/null &
 pids+=($!)
 for _ in $(seq 200); do [ -s "$dir/addr" ] && break; sleep 0.05; done
@@ -25,7 +26,7 @@ for _ in $(seq 200); do
 done
 [ -n "$port" ] || { echo "no metrics port in the log"; cat "$dir/run.log"; exit 1; }
 url="http://127.0.0.1:$port"
-curl -sf "$url/healthz" | grep -q ok
+[ "$(curl -sf "$url/healthz")" = ok ]
 # wait until everything is consumed, then the scrape must say so
 for _ in $(seq 300); do
   n=$(curl -sf "$url/metrics" | awk '$1 == "driftrec_records_consumed_total" {print $2}')
@@ -40,7 +41,7 @@ grep -q '^driftrec_freshness_seconds_bucket{le="+Inf"}' "$dir/metrics.txt"
 grep -q '^driftrec_partition_consumed_total{partition="2"}' "$dir/metrics.txt"
 grep -q '^# TYPE driftrec_freshness_seconds histogram$' "$dir/metrics.txt"
 for _ in $(seq 50); do curl -sf "$url/readyz" >/dev/null && break; sleep 0.1; done
-curl -sf "$url/readyz" | grep -q '^ready'
+[[ "$(curl -sf "$url/readyz")" == ready* ]]
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/nope")" = 404 ]
 [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$url/metrics")" = 400 ]
 # a real Prometheus server (127.0.0.1) scrapes the endpoint; the value it
@@ -71,20 +72,12 @@ else
 fi
 
 # erasure: the request (a null value keyed by the user) removes the user's
-# state with the next commit and publishes a tombstone for its list
+# state with the next commit (here the shutdown's) and publishes a tombstone
 read -r victim victim_events < <("$DRIFTREC" inspect --state-dir "$dir/state" users | head -1)
 "$DRIFTREC" erase --user "$victim" --set "kafka.bootstrap.servers=$bs" --set topic.events=ev >/dev/null
-gone=""
-for _ in $(seq 100); do
-  if "$DRIFTREC" inspect --state-dir "$dir/state" user "$victim" 2>&1 >/dev/null | grep -q "no stored state"; then
-    gone=1; break
-  fi
-  sleep 0.1
-done
-[ -n "$gone" ] || { echo "user $victim still in the state after the erase"; exit 1; }
-kcat -C -b "$bs" -t recs -e -q -f '%k %S\n' 2>/dev/null | grep -qx "$victim -1" || { echo "no tombstone for $victim"; exit 1; }
-curl -sf "$url/metrics" | grep -qx 'driftrec_erasures_total 1'
-echo "erased user $victim ($victim_events events): state gone, tombstone published"
+erased() { local m; m=$(curl -sf "$url/metrics") && grep -qx 'driftrec_erasures_total 1' <<<"$m"; }
+for _ in $(seq 100); do erased && break; sleep 0.1; done
+erased || { echo "the erase request was not applied"; exit 1; }
 
 # SIGTERM: commit and exit 0 within the shutdown bound
 t0=$(date +%s%N)
@@ -95,5 +88,10 @@ ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 [ "$ms" -lt 10000 ] || { echo "shutdown took $ms ms"; exit 1; }
 total=$("$DRIFTREC" inspect --state-dir "$dir/state" users | awk '{s += $2} END {print s}')
 [ "$total" -eq $((20000 - victim_events)) ] || { echo "stored $total of $((20000 - victim_events)) events after SIGTERM"; exit 1; }
+out=$("$DRIFTREC" inspect --state-dir "$dir/state" user "$victim" 2>&1) || true
+grep -q "no stored state" <<<"$out" || { echo "user $victim still in the state after the erase"; exit 1; }
+lists=$(kcat -C -b "$bs" -t recs -e -q -f '%k %S\n' 2>/dev/null)
+grep -qx "$victim -1" <<<"$lists" || { echo "no tombstone for $victim"; exit 1; }
+echo "erased user $victim ($victim_events events): state gone, tombstone published"
 echo "scraped 20000 records; SIGTERM to exit 0 in $ms ms with every event stored"
 echo "1 passed, 0 failed"

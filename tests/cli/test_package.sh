@@ -13,8 +13,8 @@ for f in ./usr/bin/driftrec ./usr/lib/systemd/system/driftrec.service ./etc/drif
   grep -qx "$f" "$dir/files" || { echo "missing $f in $deb"; cat "$dir/files"; exit 1; }
 done
 grep -q '^./usr/share/man/man1/driftrec.1' "$dir/files" || { echo "no man page in $deb"; exit 1; }
-dpkg-deb -f "$deb" Depends | grep -q librdkafka1
-MANWIDTH=100 man -l "$DR_BUILD_DIR/driftrec.1" 2>/dev/null | grep -q "driftrec - streaming"
+grep -q librdkafka1 <<<"$(dpkg-deb -f "$deb" Depends)"
+grep -q "driftrec - streaming" <<<"$(MANWIDTH=100 man -l "$DR_BUILD_DIR/driftrec.1" 2>/dev/null)"
 grep -q "ExecStart=/usr/bin/driftrec run" "$DR_SOURCE_DIR/ops/driftrec.service"
 echo "package: $(basename "$deb"), $(wc -l <"$dir/files") entries"
 echo "1 passed, 0 failed"
