@@ -19,10 +19,15 @@
 #include "dr_config.h"
 #include "dr_ingest.h"
 
-/* Upper bounds (seconds) of the freshness histogram buckets: from an event
- * making a user owe a list to that list being handed to the producer. */
-#define DR_FRESHNESS_BUCKETS 10
-extern const double dr_freshness_bounds[DR_FRESHNESS_BUCKETS];
+/* A latency histogram in seconds, Prometheus-style (cumulated on output). */
+#define DR_HIST_BUCKETS 12
+extern const double dr_hist_bounds[DR_HIST_BUCKETS]; /* upper bounds; then +Inf */
+typedef struct dr_histogram {
+    uint64_t bucket[DR_HIST_BUCKETS + 1];
+    double sum;
+    uint64_t count;
+} dr_histogram_t;
+void dr_histogram_observe(dr_histogram_t *h, double seconds);
 
 typedef struct dr_pipeline_stats {
     uint64_t consumed;         /* records taken from Kafka */
@@ -50,9 +55,8 @@ typedef struct dr_pipeline_stats {
     uint64_t drift_readapted;    /* ... followed by re-adaptation (drift arm) */
     uint64_t global_drifts;      /* cuts of the global ADWIN over all losses */
     double emit_seconds;
-    uint64_t freshness[DR_FRESHNESS_BUCKETS + 1]; /* per bucket, last one +Inf */
-    double freshness_sum;
-    uint64_t freshness_count;
+    dr_histogram_t freshness;    /* an event making a user owe a list -> list produced */
+    dr_histogram_t learn;        /* one batch: first event taken -> all applied */
     uint64_t batches;            /* batches taken from the consumer queue */
     double first_event_s;      /* monotonic time of the first / last applied batch */
     double last_event_s;

@@ -12,6 +12,8 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "dr_cmd_topics.h"
+#include "dr_config.h"
 #include "dr_err.h"
 
 struct dr_embedded {
@@ -67,14 +69,34 @@ int dr_embedded_create_topic(dr_embedded_t *b, const char *topic, int partitions
     return 0;
 }
 
+/* The topics `driftrec topics create` would make, made with the mock API
+ * (the mock cluster does not serve CreateTopics). */
+static void create_configured(dr_embedded_t *b, const char *path, int partitions) {
+    char err[1024];
+    dr_config_t *cfg = malloc(sizeof(*cfg));
+    if (!cfg) return;
+    dr_config_default(cfg);
+    if (dr_config_load_file(cfg, path, err, sizeof(err)) || dr_config_finish(cfg, err, sizeof(err))) {
+        fprintf(stderr, "driftrec broker: %s\n", err);
+    } else {
+        dr_topic_plan_t plan[8];
+        int n = dr_topics_plan(cfg, partitions, plan);
+        for (int i = 0; i < n; i++)
+            if (dr_embedded_create_topic(b, plan[i].name, plan[i].partitions, err, sizeof(err)))
+                fprintf(stderr, "driftrec broker: %s\n", err);
+    }
+    free(cfg);
+}
+
 static volatile sig_atomic_t broker_stop;
 static void on_stop_signal(int sig) { (void)sig; broker_stop = 1; }
 
 static void broker_usage(FILE *f) {
-    fprintf(f, "usage: driftrec broker [--brokers B] [--partitions P] [--topic NAME]...\n"
+    fprintf(f, "usage: driftrec broker [--brokers B] [--partitions P] [--topic NAME]... [--config FILE]\n"
                "Runs librdkafka's mock cluster on 127.0.0.1 and prints its bootstrap address\n"
                "on the first line of stdout. Topics named with --topic are created with P\n"
-               "partitions (default 8); others are auto-created on first use. Stops on\n"
+               "partitions (default 8); with --config, the configuration's events, lists (compacted\n"
+               "in a real cluster), DLQ and catalog topics too. Others are auto-created. Stops on\n"
                "SIGINT/SIGTERM. Keeps data in memory only, ~5 MiB per partition.\n");
 }
 
@@ -82,13 +104,15 @@ int dr_cmd_broker(int argc, char **argv) {
     static const struct option opts[] = {{"brokers", required_argument, 0, 'b'},
                                          {"partitions", required_argument, 0, 'p'},
                                          {"topic", required_argument, 0, 't'},
+                                         {"config", required_argument, 0, 'c'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int brokers = 1, partitions = 8, c;
-    const char *topics[64];
+    const char *topics[64], *config = NULL;
     int n_topics = 0;
-    while ((c = getopt_long(argc, argv, "b:p:t:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:p:t:c:h", opts, NULL)) != -1) {
         if (c == 'b') brokers = atoi(optarg);
+        else if (c == 'c') config = optarg;
         else if (c == 'p') partitions = atoi(optarg);
         else if (c == 't' && n_topics < 64) topics[n_topics++] = optarg;
         else { broker_usage(c == 'h' ? stdout : stderr); return c == 'h' ? 0 : 2; }
@@ -106,6 +130,7 @@ int dr_cmd_broker(int argc, char **argv) {
     for (int i = 0; i < n_topics; i++)
         if (dr_embedded_create_topic(b, topics[i], partitions, err, sizeof(err)))
             fprintf(stderr, "driftrec broker: %s\n", err);
+    if (config) create_configured(b, config, partitions);
     printf("%s\n", dr_embedded_bootstraps(b));
     fflush(stdout);
     signal(SIGINT, on_stop_signal);

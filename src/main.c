@@ -10,6 +10,7 @@
 #include "dr_cmd_adwin.h"
 #include "dr_cmd_inspect.h"
 #include "dr_cmd_replay.h"
+#include "dr_cmd_topics.h"
 #include "dr_cmd_report.h"
 #include "dr_config.h"
 #include "dr_demo.h"
@@ -32,6 +33,7 @@ static void usage(FILE *f) {
             "  report DIR                               (re)write DIR/report.html from DIR/report.json\n"
             "  inspect [--state-dir D] user ID|item ID|users  what the state holds (read-only)\n"
             "  erase --user ID [--set kafka.bootstrap.servers=B]  erase a user's state and list\n"
+            "  topics create [--config FILE] [--partitions N]  create the topics (Admin API)\n"
             "  config [--markdown|--dump] [--config FILE] [--set k=v]  show settings\n"
             "  version                                  print the version\n\n"
             "`driftrec COMMAND --help` explains each command. Settings: ops/CONFIG.md.\n");
@@ -250,6 +252,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "report")) return dr_cmd_report(argc, argv);
     if (!strcmp(cmd, "inspect")) return dr_cmd_inspect(argc, argv);
     if (!strcmp(cmd, "erase")) return cmd_erase(argc, argv);
+    if (!strcmp(cmd, "topics")) return dr_cmd_topics(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("driftrec %s\n", DR_VERSION);
         return 0;

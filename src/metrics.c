@@ -71,18 +71,16 @@ static void partitions(FILE *f, dr_pipeline_t *p) {
     }
 }
 
-static void histogram(FILE *f, const dr_pipeline_stats_t *s) {
-    fprintf(f, "# HELP driftrec_freshness_seconds From an event changing a user to its new list being produced.\n"
-               "# TYPE driftrec_freshness_seconds histogram\n");
+static void histogram(FILE *f, const char *name, const char *help, const dr_histogram_t *h) {
+    fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     uint64_t cum = 0;
-    for (int b = 0; b < DR_FRESHNESS_BUCKETS; b++) {
-        cum += s->freshness[b];
-        fprintf(f, "driftrec_freshness_seconds_bucket{le=\"%g\"} %" PRIu64 "\n", dr_freshness_bounds[b], cum);
+    for (int b = 0; b < DR_HIST_BUCKETS; b++) {
+        cum += h->bucket[b];
+        fprintf(f, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, dr_hist_bounds[b], cum);
     }
-    cum += s->freshness[DR_FRESHNESS_BUCKETS];
-    fprintf(f, "driftrec_freshness_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
-               "driftrec_freshness_seconds_sum %.17g\ndriftrec_freshness_seconds_count %" PRIu64 "\n",
-            cum, s->freshness_sum, s->freshness_count);
+    cum += h->bucket[DR_HIST_BUCKETS];
+    fprintf(f, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.17g\n%s_count %" PRIu64 "\n", name, cum,
+            name, h->sum, name, h->count);
 }
 
 char *dr_metrics_render(dr_pipeline_t *p) {
@@ -122,7 +120,10 @@ char *dr_metrics_render(dr_pipeline_t *p) {
     gauge(f, "driftrec_rocksdb_pending_compaction_bytes", "RocksDB's estimate of bytes awaiting compaction.", (double)pending);
     gauge(f, "driftrec_process_resident_bytes", "Resident set size of the process.", rss_bytes());
     partitions(f, p);
-    histogram(f, &s);
+    histogram(f, "driftrec_freshness_seconds",
+              "From an event changing a user to its new list being produced.", &s.freshness);
+    histogram(f, "driftrec_learn_batch_seconds",
+              "Applying one batch from the consumer queue (decode, learn, bookkeeping).", &s.learn);
     if (fclose(f) != 0) { free(buf); return NULL; }
     return buf;
 }

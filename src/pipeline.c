@@ -49,6 +49,7 @@ struct dr_pipeline {
     dr_state_batch_t *commit_batch;
     dr_pipeline_stats_t stats;
     dr_adwin_t global_drift;     /* over every learned event's loss */
+    double batch_start;          /* when the batch in hand began applying (0: none) */
     double rate_window_start;    /* ingest.max.rate: start of the current second */
     uint64_t rate_window_base;   /* records consumed before it */
     bool rate_paused;
@@ -57,8 +58,16 @@ struct dr_pipeline {
     const char **kafka_keys, **kafka_values;
 };
 
-const double dr_freshness_bounds[DR_FRESHNESS_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1,
-                                                          0.25,  0.5,  1.0,   2.5,  10.0};
+const double dr_hist_bounds[DR_HIST_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                0.1,   0.25,   0.5,   1.0,  2.5,   10.0};
+
+void dr_histogram_observe(dr_histogram_t *h, double seconds) {
+    int b = 0;
+    while (b < DR_HIST_BUCKETS && seconds > dr_hist_bounds[b]) b++;
+    h->bucket[b]++;
+    h->sum += seconds;
+    h->count++;
+}
 
 /* ---- users ---------------------------------------------------------------- */
 
@@ -172,6 +181,7 @@ static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t 
     }
     u->last_source.partition = partition;
     u->last_source.offset = offset;
+    if (p->batch_start == 0) p->batch_start = dr_mono_s();
     dr_observation_t obs = {hit, res.learned ? res.loss : -1.0f, res.drift, false,
                             dr_pipeline_drift_arm(p, ev->user_id), u->events_applied};
     if (res.learned) {
@@ -221,14 +231,6 @@ static int on_erase(void *ctx, int64_t user_id, int32_t partition, int64_t offse
 
 /* ---- emitting ------------------------------------------------------------- */
 
-static void observe_freshness(dr_pipeline_t *p, double seconds) {
-    int b = 0;
-    while (b < DR_FRESHNESS_BUCKETS && seconds > dr_freshness_bounds[b]) b++;
-    p->stats.freshness[b]++;
-    p->stats.freshness_sum += seconds;
-    p->stats.freshness_count++;
-}
-
 /* Publishes the lists owed; returns 0 or the emitter's error (the users not
  * served stay owed). */
 static int emit_owed(dr_pipeline_t *p) {
@@ -249,7 +251,7 @@ static int emit_owed(dr_pipeline_t *p) {
     double now = dr_mono_s();
     for (size_t i = 0; i < done; i++) {
         p->emit_users[i]->emit_pending = 0;
-        observe_freshness(p, now - p->emit_users[i]->owed_since);
+        dr_histogram_observe(&p->stats.freshness, now - p->emit_users[i]->owed_since);
     }
     /* keep the ones not served, in order */
     size_t keep = 0;
@@ -459,6 +461,8 @@ static void on_batch_end(void *ctx) {
     double now = dr_mono_s();
     if (p->stats.first_event_s == 0) p->stats.first_event_s = now;
     p->stats.last_event_s = now;
+    if (p->batch_start > 0) dr_histogram_observe(&p->stats.learn, now - p->batch_start);
+    p->batch_start = 0;
     p->stats.batches++;
     check_backpressure(p);
 }

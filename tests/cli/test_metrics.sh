@@ -40,6 +40,7 @@ grep -q '^driftrec_assigned_partitions 3$' "$dir/metrics.txt"
 grep -q '^driftrec_freshness_seconds_bucket{le="+Inf"}' "$dir/metrics.txt"
 grep -q '^driftrec_partition_consumed_total{partition="2"}' "$dir/metrics.txt"
 grep -q '^# TYPE driftrec_freshness_seconds histogram$' "$dir/metrics.txt"
+grep -q '^driftrec_learn_batch_seconds_count [1-9]' "$dir/metrics.txt"
 for _ in $(seq 50); do curl -sf "$url/readyz" >/dev/null && break; sleep 0.1; done
 [[ "$(curl -sf "$url/readyz")" == ready* ]]
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/nope")" = 404 ]
