@@ -136,7 +136,10 @@ static int produce_list(dr_emitter_t *e, const dr_model_t *m, dr_user_t *u, size
     dr_flight_sent(e->flight);
     e->stats.lists++;
     u->last_list_len = (uint8_t)(e->out_n[r] < DR_LAST_LIST ? e->out_n[r] : DR_LAST_LIST);
-    for (unsigned j = 0; j < u->last_list_len; j++) u->last_list[j] = items[j].item_id;
+    for (unsigned j = 0; j < u->last_list_len; j++) {
+        u->last_list[j] = items[j].item_id;
+        u->last_list_score[j] = items[j].score;
+    }
     return 0;
 }
 

@@ -91,7 +91,8 @@ typedef struct dr_user {
     double owed_since;             /* ... since this monotonic time (seconds) */
     dr_recent_event_t recent[DR_RECENT_MAX];
     dr_pending_imp_t pending[DR_PENDING_IMP];
-    int64_t last_list[DR_LAST_LIST]; /* head of the last list emitted */
+    int64_t last_list[DR_LAST_LIST]; /* head of the last list emitted ... */
+    float last_list_score[DR_LAST_LIST]; /* ... and its scores */
     uint32_t drift_cuts;           /* detections of this user's ADWIN */
     uint64_t last_cut_event;       /* events_applied at the last detection */
     dr_adwin_t drift;              /* ADWIN over this user's prequential loss */
@@ -187,7 +188,8 @@ int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len);
 /* User records. encode allocates *out (free() it). */
 int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len);
 /* Decodes a user record of the current or an older version (a version-1
- * record, from before drift detection, gets an empty detector). `conf`
+ * record, from before drift detection, gets an empty detector; version 2
+ * lacks the scores of the last list, read as 0). `conf`
  * gives the dimension and the detector parameters. */
 int dr_user_decode(int64_t user_id, const dr_learner_conf_t *conf, const void *rec, size_t len,
                    dr_user_t **out);

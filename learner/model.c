@@ -11,7 +11,7 @@
 #include "dr_bytes.h"
 #include "dr_err.h"
 
-#define USER_RECORD_VERSION 2 /* 2: + drift detector; 1 still read */
+#define USER_RECORD_VERSION 3 /* 2: + drift detector; 3: + last list scores; older still read */
 #define ITEM_RECORD_VERSION 1
 #define GLOBALS_RECORD_VERSION 1
 
@@ -646,7 +646,7 @@ int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
 
 int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
     size_t cap = 64 + (size_t)u->recent_len * 13 + (size_t)u->pending_len * 16 +
-                 (size_t)u->last_list_len * 8 + (size_t)dim * 4 + 12 +
+                 (size_t)u->last_list_len * 12 + (size_t)dim * 4 + 12 +
                  dr_adwin_serialized_size(&u->drift);
     uint8_t *buf = malloc(cap);
     if (!buf) return DR_ENOMEM;
@@ -680,8 +680,11 @@ int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
         free(buf);
         return DR_ENOMEM; /* cap was computed above: cannot happen */
     }
+    w.len += written;
+    for (unsigned i = 0; i < u->last_list_len; i++) dr_put_f32(&w, u->last_list_score[i]);
+    if (!w.ok) { free(buf); return DR_ENOMEM; }
     *out = buf;
-    *len = w.len + written;
+    *len = w.len;
     return 0;
 }
 
@@ -727,7 +730,8 @@ int dr_user_decode(int64_t user_id, const dr_learner_conf_t *conf, const void *r
             goto out_corrupt;
         r.pos += used;
     }
-    if (r.pos != len) goto out_corrupt;
+    for (unsigned i = 0; version >= 3 && i < u->last_list_len; i++) u->last_list_score[i] = dr_get_f32(&r);
+    if (!r.ok || r.pos != len) goto out_corrupt;
     *out = u;
     return 0;
 out_corrupt:

@@ -68,7 +68,12 @@ static void show_user(inspect_t *in, const dr_user_t *u, int dim) {
     for (unsigned i = 0; i < u->recent_len; i++) dr_json_int(j, NULL, u->recent[i].item_id);
     dr_json_array_end(j);
     dr_json_array_begin(j, "last_list_head");
-    for (unsigned i = 0; i < u->last_list_len; i++) dr_json_int(j, NULL, u->last_list[i]);
+    for (unsigned i = 0; i < u->last_list_len; i++) {
+        dr_json_object_begin(j, NULL);
+        dr_json_int(j, "item_id", u->last_list[i]);
+        dr_json_num(j, "score", u->last_list_score[i]);
+        dr_json_object_end(j);
+    }
     dr_json_array_end(j);
     dr_json_object_end(j);
 }

@@ -87,6 +87,8 @@ void dr_pipeline_stats(dr_pipeline_t *p, dr_pipeline_stats_t *out);
 const dr_partition_stats_t *dr_pipeline_partitions(dr_pipeline_t *p, int *n);
 /* RocksDB's estimated live bytes and pending compaction bytes. */
 void dr_pipeline_state_sizes(dr_pipeline_t *p, uint64_t *live, uint64_t *pending);
+/* RocksDB write stalls: writes stopped (1/0) and the delayed write rate. */
+void dr_pipeline_write_stall(dr_pipeline_t *p, uint64_t *stopped, uint64_t *delayed_rate);
 
 /* The exit status the process should report: 0, or 1 after a fatal error. */
 int dr_pipeline_exit_code(const dr_pipeline_t *p);

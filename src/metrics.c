@@ -118,6 +118,10 @@ char *dr_metrics_render(dr_pipeline_t *p) {
     dr_pipeline_state_sizes(p, &live, &pending);
     gauge(f, "driftrec_rocksdb_live_bytes", "RocksDB's estimate of live data.", (double)live);
     gauge(f, "driftrec_rocksdb_pending_compaction_bytes", "RocksDB's estimate of bytes awaiting compaction.", (double)pending);
+    uint64_t stopped = 0, delayed = 0;
+    dr_pipeline_write_stall(p, &stopped, &delayed);
+    gauge(f, "driftrec_rocksdb_write_stopped", "1 while RocksDB stops writes (a write stall).", (double)stopped);
+    gauge(f, "driftrec_rocksdb_delayed_write_rate", "Rate RocksDB slows writes to while stalling (bytes/s, 0: none).", (double)delayed);
     gauge(f, "driftrec_process_resident_bytes", "Resident set size of the process.", rss_bytes());
     partitions(f, p);
     histogram(f, "driftrec_freshness_seconds",

@@ -747,6 +747,10 @@ void dr_pipeline_state_sizes(dr_pipeline_t *p, uint64_t *live, uint64_t *pending
     dr_state_sizes(p->state, live, pending);
 }
 
+void dr_pipeline_write_stall(dr_pipeline_t *p, uint64_t *stopped, uint64_t *delayed_rate) {
+    if (dr_state_write_stall(p->state, stopped, delayed_rate) != 0) *stopped = *delayed_rate = 0;
+}
+
 int dr_pipeline_exit_code(const dr_pipeline_t *p) { return p->stats.failed ? 1 : 0; }
 
 void dr_pipeline_set_observer(dr_pipeline_t *p, dr_event_observer_fn fn, void *ctx) {

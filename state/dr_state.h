@@ -67,6 +67,9 @@ int dr_state_write(dr_state_t *st, dr_state_batch_t *b, char *errstr, size_t err
 
 /* Approximate on-disk size and pending-compaction bytes, for metrics. */
 int dr_state_sizes(dr_state_t *st, uint64_t *live_bytes, uint64_t *pending_compaction);
+/* Whether RocksDB currently stops writes (1/0) and the rate it delays them
+ * to (bytes/s, 0 when not delayed): its write stalls, for metrics. */
+int dr_state_write_stall(dr_state_t *st, uint64_t *stopped, uint64_t *delayed_rate);
 
 /* --- hot-user cache (write-back) ------------------------------------------
  * Holds up to `capacity` users. A user is dirty from its change until the

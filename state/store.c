@@ -308,6 +308,14 @@ int dr_state_sizes(dr_state_t *st, uint64_t *live_bytes, uint64_t *pending_compa
     return 0;
 }
 
+int dr_state_write_stall(dr_state_t *st, uint64_t *stopped, uint64_t *delayed_rate) {
+    *stopped = *delayed_rate = 0;
+    if (rocksdb_property_int(st->db, "rocksdb.is-write-stopped", stopped) != 0 ||
+        rocksdb_property_int(st->db, "rocksdb.actual-delayed-write-rate", delayed_rate) != 0)
+        return DR_ESTORE;
+    return 0;
+}
+
 /* --- batches -------------------------------------------------------------- */
 
 dr_state_batch_t *dr_state_batch_new(void) {

@@ -145,6 +145,7 @@ static void test_records_round_trip(void **state) {
     u->last_list_len = 2;
     u->last_list[0] = 11;
     u->last_list[1] = 12;
+    u->last_list_score[1] = 0.75f;
     uint8_t *rec;
     size_t len;
     dr_learner_conf_t c8 = *dr_model_conf(m), c16 = c8;
@@ -157,6 +158,7 @@ static void test_records_round_trip(void **state) {
     assert_int_equal(back->recent_len, u->recent_len);
     assert_memory_equal(back->recent, u->recent, sizeof(dr_recent_event_t) * u->recent_len);
     assert_int_equal(back->last_list[1], 12);
+    assert_true(back->last_list_score[1] == 0.75f);
     dr_user_free(back);
     /* every truncation and a wrong dimension are DR_ECORRUPT */
     for (size_t cut = 0; cut < len; cut++)
@@ -164,7 +166,8 @@ static void test_records_round_trip(void **state) {
     assert_int_equal(dr_user_decode(42, &c16, rec, len, &back), DR_ECORRUPT);
     /* a NaN smuggled into the vector is refused */
     float nan = NAN;
-    size_t v_end = len - dr_adwin_serialized_size(&u->drift) - 12; /* v, then cuts + last cut */
+    /* v, then cuts + last cut, the detector and the list's scores */
+    size_t v_end = len - dr_adwin_serialized_size(&u->drift) - 12 - 4 * u->last_list_len;
     memcpy(rec + v_end - 4, &nan, 4);
     assert_int_equal(dr_user_decode(42, &c8, rec, len, &back), DR_ECORRUPT);
     free(rec);
