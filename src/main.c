@@ -156,18 +156,19 @@ static int cmd_run(int argc, char **argv) {
     r.sigint.data = r.sigterm.data = r.stats.data = r.idle.data = &r;
     r.exit_idle_ms = cfg->exit_idle_ms;
     r.last_change_ms = dr_mono_ms();
-    if (r.exit_idle_ms > 0) uv_timer_start(&r.idle, on_idle_check, 100, 100);
     if (cfg->metrics_listen[0] &&
         dr_metrics_new(&r.metrics, &loop, cfg->metrics_listen, r.pipeline, cfg->ready_max_lag, err, sizeof(err))) {
         fprintf(stderr, "driftrec run: %s\n", err);
-        shut_down(&r);
         rc = 1;
+        shut_down(&r); /* closes the handles; the loop below only finishes that */
+    } else {
+        if (r.exit_idle_ms > 0) uv_timer_start(&r.idle, on_idle_check, 100, 100);
+        uv_signal_start(&r.sigint, on_stop_signal, SIGINT);
+        uv_signal_start(&r.sigterm, on_stop_signal, SIGTERM);
+        uv_timer_start(&r.stats, on_stats, 10000, 10000);
+        dr_log(DR_LOG_INFO, "main", "running | topic=%s group=%s state=%s", cfg->topic_events,
+               cfg->group_id, cfg->state_dir);
     }
-    uv_signal_start(&r.sigint, on_stop_signal, SIGINT);
-    uv_signal_start(&r.sigterm, on_stop_signal, SIGTERM);
-    uv_timer_start(&r.stats, on_stats, 10000, 10000);
-    dr_log(DR_LOG_INFO, "main", "running | topic=%s group=%s state=%s", cfg->topic_events,
-           cfg->group_id, cfg->state_dir);
     uv_run(&loop, UV_RUN_DEFAULT);
     if (!rc) rc = dr_pipeline_exit_code(r.pipeline);
     dr_log(DR_LOG_INFO, "main", "stopped | exit=%d", rc);

@@ -404,19 +404,28 @@ static void begin_commit(dr_pipeline_t *p) {
     finish_commit(p);
 }
 
-/* A commit that must land now (revoke, shutdown): wait for deliveries. */
-static void commit_now(dr_pipeline_t *p) {
-    begin_commit(p);
-    int64_t deadline = dr_mono_ms() + p->cfg.shutdown_timeout_ms;
+/* Waits (serving delivery reports) until the commit in hand is written or
+ * the deadline passes; true when none is left waiting. */
+static bool wait_commit(dr_pipeline_t *p, int64_t deadline) {
     while (p->commit_batch && dr_mono_ms() < deadline) {
         rd_kafka_poll(p->producer, FLUSH_STEP_MS);
         finish_commit(p);
     }
-    if (p->commit_batch) {
-        dr_state_batch_free(p->commit_batch);
-        p->commit_batch = NULL;
-        fail(p, "deliveries did not complete in time, commit skipped", "shutdown.timeout.ms");
+    return p->commit_batch == NULL;
+}
+
+/* A commit that must land now (revoke, shutdown): a commit already built by
+ * the timer holds an older state, so it is finished first and then a new
+ * one covers everything applied since. */
+static void commit_now(dr_pipeline_t *p) {
+    int64_t deadline = dr_mono_ms() + p->cfg.shutdown_timeout_ms;
+    if (wait_commit(p, deadline)) {
+        begin_commit(p);
+        if (wait_commit(p, deadline)) return;
     }
+    dr_state_batch_free(p->commit_batch);
+    p->commit_batch = NULL;
+    fail(p, "deliveries did not complete in time, commit skipped", "shutdown.timeout.ms");
 }
 
 static void on_commit_timer(uv_timer_t *t) {

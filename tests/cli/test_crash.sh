@@ -32,7 +32,7 @@ produce "$bs" ev4 "$EVENTS"
 
 common=(--set topic.recommendations=recs
         --set kafka.auto.offset.reset=earliest --set kafka.fetch.wait.max.ms=10
-        --set ingest.max.rate=10000 --set state.commit.interval.ms=200 --set run.exit.idle.ms=1500 --set log.level=info)
+        --set ingest.max.rate=10000 --set state.commit.interval.ms=200 --set metrics.listen= --set run.exit.idle.ms=1500 --set log.level=info)
 
 run_to_end() { # state group topic
   timeout 120 "$DRIFTREC" run "${common[@]}" --set "kafka.bootstrap.servers=$bs" --set "state.dir=$1" --set "group.id=$2" --set "topic.events=$3" \
