@@ -44,6 +44,18 @@ static void gauge(FILE *f, const char *name, const char *help, double v) {
     fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
 }
 
+/* Peak resident set size (VmHWM), from /proc/self/status. */
+static double peak_rss_bytes(void) {
+    char line[256];
+    double kb = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmHWM: %lf kB", &kb) == 1) break;
+    fclose(f);
+    return kb * 1024.0;
+}
+
 static double rss_bytes(void) {
     long pages = 0, resident = 0;
     FILE *f = fopen("/proc/self/statm", "r");
@@ -123,6 +135,7 @@ char *dr_metrics_render(dr_pipeline_t *p) {
     gauge(f, "driftrec_rocksdb_write_stopped", "1 while RocksDB stops writes (a write stall).", (double)stopped);
     gauge(f, "driftrec_rocksdb_delayed_write_rate", "Rate RocksDB slows writes to while stalling (bytes/s, 0: none).", (double)delayed);
     gauge(f, "driftrec_process_resident_bytes", "Resident set size of the process.", rss_bytes());
+    gauge(f, "driftrec_process_peak_resident_bytes", "Highest resident set size so far.", peak_rss_bytes());
     partitions(f, p);
     histogram(f, "driftrec_freshness_seconds",
               "From an event changing a user to its new list being produced.", &s.freshness);
