@@ -27,9 +27,10 @@ int dr_topics_plan(const dr_config_t *cfg, int partitions, dr_topic_plan_t *out)
 
 static int create(const dr_config_t *cfg, const dr_topic_plan_t *plan, int n, int replication, int timeout_ms) {
     char err[512];
-    const char **keys = calloc((size_t)cfg->n_kafka + 1, sizeof(char *)), **vals = calloc((size_t)cfg->n_kafka + 1, sizeof(char *));
-    for (int i = 0; keys && vals && i < cfg->n_kafka; i++) { keys[i] = cfg->kafka[i].key; vals[i] = cfg->kafka[i].value; }
-    rd_kafka_conf_t *kc = keys && vals ? dr_ingest_kafka_conf(NULL, 0, keys, vals, cfg->n_kafka, err, sizeof(err)) : NULL;
+    const char **keys, **vals;
+    rd_kafka_conf_t *kc = dr_config_kafka_arrays(cfg, &keys, &vals) == 0
+                              ? dr_ingest_kafka_conf(NULL, 0, keys, vals, cfg->n_kafka, err, sizeof(err))
+                              : NULL;
     rd_kafka_t *rk = kc ? rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err)) : NULL;
     free(keys);
     free(vals);

@@ -251,6 +251,22 @@ const char *dr_config_kafka(const dr_config_t *cfg, const char *key) {
     return NULL;
 }
 
+int dr_config_kafka_arrays(const dr_config_t *cfg, const char ***keys, const char ***values) {
+    *keys = calloc((size_t)cfg->n_kafka + 1, sizeof(char *));
+    *values = calloc((size_t)cfg->n_kafka + 1, sizeof(char *));
+    if (!*keys || !*values) {
+        free(*keys);
+        free(*values);
+        *keys = *values = NULL;
+        return DR_ENOMEM;
+    }
+    for (int i = 0; i < cfg->n_kafka; i++) {
+        (*keys)[i] = cfg->kafka[i].key;
+        (*values)[i] = cfg->kafka[i].value;
+    }
+    return 0;
+}
+
 static bool is_secret(const char *key) {
     static const char *const words[] = {"password", "secret", "key", "token", "jaas", "credential"};
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)

@@ -82,6 +82,9 @@ int dr_config_load_file(dr_config_t *cfg, const char *path, char *errstr, size_t
 int dr_config_finish(dr_config_t *cfg, char *errstr, size_t errstr_size);
 /* The value of a kafka.* pass-through key, or NULL. */
 const char *dr_config_kafka(const dr_config_t *cfg, const char *librdkafka_key);
+/* Pointer arrays over the kafka.* pairs (the strings stay in cfg), as
+ * dr_ingest_kafka_conf takes them; free() both. 0 or DR_ENOMEM. */
+int dr_config_kafka_arrays(const dr_config_t *cfg, const char ***keys, const char ***values);
 /* Writes the table as Markdown (key, type, default, range, doc). */
 void dr_config_write_markdown(FILE *out);
 /* Writes the effective configuration; values of secret-looking keys

@@ -202,9 +202,10 @@ static int cmd_erase(int argc, char **argv) {
         free(cfg);
         return rc == 1 ? 0 : 2;
     }
-    const char **keys = calloc((size_t)cfg->n_kafka + 1, sizeof(char *)), **vals = calloc((size_t)cfg->n_kafka + 1, sizeof(char *));
-    for (int i = 0; keys && vals && i < cfg->n_kafka; i++) { keys[i] = cfg->kafka[i].key; vals[i] = cfg->kafka[i].value; }
-    rd_kafka_conf_t *kc = keys && vals ? dr_ingest_kafka_conf(NULL, 0, keys, vals, cfg->n_kafka, err, sizeof(err)) : NULL;
+    const char **keys, **vals;
+    rd_kafka_conf_t *kc = dr_config_kafka_arrays(cfg, &keys, &vals) == 0
+                              ? dr_ingest_kafka_conf(NULL, 0, keys, vals, cfg->n_kafka, err, sizeof(err))
+                              : NULL;
     rd_kafka_t *rk = kc ? rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err)) : NULL;
     int klen = snprintf(key, sizeof(key), "%lld", (long long)user);
     rc = rk && !rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(cfg->topic_events), RD_KAFKA_V_KEY(key, (size_t)klen),

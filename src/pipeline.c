@@ -621,14 +621,8 @@ int dr_pipeline_new(dr_pipeline_t **out, uv_loop_t *loop, const dr_config_t *cfg
     p->loop = loop;
     p->cfg = *cfg;
     p->producer_pipe[0] = p->producer_pipe[1] = -1;
-    p->kafka_keys = calloc((size_t)cfg->n_kafka + 1, sizeof(char *));
-    p->kafka_values = calloc((size_t)cfg->n_kafka + 1, sizeof(char *));
-    int err = DR_ENOMEM;
-    if (!p->kafka_keys || !p->kafka_values) goto out_fail;
-    for (int i = 0; i < cfg->n_kafka; i++) {
-        p->kafka_keys[i] = p->cfg.kafka[i].key;
-        p->kafka_values[i] = p->cfg.kafka[i].value;
-    }
+    int err = dr_config_kafka_arrays(&p->cfg, &p->kafka_keys, &p->kafka_values);
+    if (err) goto out_fail;
     dr_state_conf_t sc;
     dr_state_conf_default(&sc);
     sc.path = p->cfg.state_dir;
