@@ -10,25 +10,10 @@
 # bit-identical. Bounded: every wait has a timeout.
 set -euo pipefail
 KILLS=${KILLS:-20} EVENTS=${EVENTS:-200000} SEED=${SEED:-1} KILLS1=${KILLS1:-5} EVENTS1=${EVENTS1:-60000}
-dir=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
 [ -n "${KEEP_DIR:-}" ] && trap - EXIT && echo "keeping $dir"
-
-start_broker() { # partitions name
-  "$DRIFTREC" broker --partitions "$1" --topic "$2" --topic recs > "$dir/$2.addr" 2>/dev/null &
-  pids+=($!)
-  for _ in $(seq 200); do [ -s "$dir/$2.addr" ] && break; sleep 0.05; done
-  [ -s "$dir/$2.addr" ] || { echo "broker did not start"; exit 1; }
-  head -1 "$dir/$2.addr"
-}
-produce() { # bootstrap topic events
-  "$DRIFTREC" demo --bootstrap "$1" --produce-only --events "$3" --users 5000 --items 1000 \
-      --set "topic.events=$2" --quiet 2>"$dir/produce.log" || { cat "$dir/produce.log"; exit 1; }
-}
-bs=$(start_broker 4 ev4)
-produce "$bs" ev4 "$EVENTS"
+start_broker 4 ev4 recs
+produce "$bs" ev4 "$EVENTS" 5000 1000
 
 common=(--set topic.recommendations=recs
         --set kafka.auto.offset.reset=earliest --set kafka.fetch.wait.max.ms=10
@@ -71,8 +56,8 @@ echo "4 partitions: $KILLS kills, $(wc -l <"$dir/ref4.txt") users, $total events
 
 # 1 partition: the order of events is fixed, so the learned parameters must
 # be bit-identical (v_u and b_u compared as exact hex floats)
-bs=$(start_broker 1 ev1)
-produce "$bs" ev1 "$EVENTS1"
+start_broker 1 ev1 recs
+produce "$bs" ev1 "$EVENTS1" 5000 1000
 run_to_end "$dir/ref1" ref1 ev1
 KILLS=$KILLS1 crash_runs "$dir/crash1" crash1 ev1
 run_to_end "$dir/crash1" crash1 ev1

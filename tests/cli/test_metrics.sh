@@ -3,28 +3,15 @@
 # (Prometheus text), /healthz and /readyz on 127.0.0.1; the scraped counters
 # match what was produced; SIGTERM finishes, commits and exits 0 quickly.
 set -euo pipefail
-dir=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
-
-"$DRIFTREC" broker --partitions 3 --topic ev --topic recs > "$dir/addr" 2>/dev/null &
-pids+=($!)
-for _ in $(seq 200); do [ -s "$dir/addr" ] && break; sleep 0.05; done
-bs=$(head -1 "$dir/addr")
-"$DRIFTREC" demo --bootstrap "$bs" --produce-only --events 20000 --users 500 --items 300 \
-    --set topic.events=ev --quiet 2>/dev/null
+. "$(dirname "$0")/lib.sh"
+start_broker 3 ev recs
+produce "$bs" ev 20000 500 300
 "$DRIFTREC" run --set "kafka.bootstrap.servers=$bs" --set topic.events=ev --set topic.recommendations=recs \
     --set kafka.auto.offset.reset=earliest --set "state.dir=$dir/state" --set metrics.listen=127.0.0.1:0 \
     --set metrics.ready.max.lag=0 >"$dir/run.log" 2>&1 &
 run=$!
 pids+=("$run")
-port=""
-for _ in $(seq 200); do
-  port=$(sed -n 's/.*listen=127.0.0.1:\([0-9]*\).*/\1/p' "$dir/run.log" | head -1)
-  [ -n "$port" ] && break; sleep 0.05
-done
-[ -n "$port" ] || { echo "no metrics port in the log"; cat "$dir/run.log"; exit 1; }
+port=$(metrics_port "$dir/run.log")
 url="http://127.0.0.1:$port"
 [ "$(curl -sf "$url/healthz")" = ok ]
 # wait until everything is consumed, then the scrape must say so

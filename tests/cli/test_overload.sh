@@ -1,41 +1,29 @@
 #!/usr/bin/env bash
 # Overload: 300k events wait in the topic while the pipeline may hold only
-# 500 users owed a list, so it must pause and resume its partitions over and
+# 100 users owed a list, so it must pause and resume its partitions over and
 # over. Nothing may be dropped (per-user counters sum to 300k), the lag is
 # reported while it works, and memory stays bounded: the peak RSS is printed
 # and must stay under 1 GiB.
 set -euo pipefail
-dir=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
-"$DRIFTREC" broker --partitions 4 --topic ev --topic recs >"$dir/addr" 2>/dev/null &
-pids+=($!)
-for _ in $(seq 200); do [ -s "$dir/addr" ] && break; sleep 0.05; done
-bs=$(head -1 "$dir/addr")
-"$DRIFTREC" demo --bootstrap "$bs" --produce-only --events 300000 --users 20000 --items 2000 \
-    --set topic.events=ev --quiet 2>/dev/null
+. "$(dirname "$0")/lib.sh"
+start_broker 4 ev recs
+produce "$bs" ev 300000 20000 2000
 "$DRIFTREC" run --set "kafka.bootstrap.servers=$bs" --set topic.events=ev --set topic.recommendations=recs \
     --set kafka.auto.offset.reset=earliest --set "state.dir=$dir/state" --set metrics.listen=127.0.0.1:0 \
-    --set ingest.max.dirty.users=500 --set emit.interval.ms=20 >"$dir/run.log" 2>&1 &
+    --set ingest.max.dirty.users=100 --set emit.interval.ms=200 >"$dir/run.log" 2>&1 &
 run=$!
 pids+=("$run")
-port=""
-for _ in $(seq 200); do
-  port=$(sed -n 's/.*listen=127.0.0.1:\([0-9]*\).*/\1/p' "$dir/run.log" | head -1)
-  [ -n "$port" ] && break; sleep 0.05
-done
-metric() { local m; m=$(curl -sf "http://127.0.0.1:$port/metrics") && awk -v k="$1" '$1 == k {print $2}' <<<"$m"; }
+port=$(metrics_port "$dir/run.log")
 max_lag=0
 for _ in $(seq 1200); do
-  lag=$(metric driftrec_consumer_lag || echo 0); lag=${lag%%.*}
+  lag=$(metric "$port" driftrec_consumer_lag || echo 0); lag=${lag%%.*}
   [ "${lag:-0}" -gt "$max_lag" ] && max_lag=$lag
-  [ "$(metric driftrec_records_consumed_total)" = "300000" ] && break
+  [ "$(metric "$port" driftrec_records_consumed_total)" = "300000" ] && break
   sleep 0.1
 done
-[ "$(metric driftrec_records_consumed_total)" = "300000" ] || { echo "not everything was consumed"; exit 1; }
-pauses=$(metric driftrec_pauses_total)
-peak=$(metric driftrec_process_peak_resident_bytes)
+[ "$(metric "$port" driftrec_records_consumed_total)" = "300000" ] || { echo "not everything was consumed"; exit 1; }
+pauses=$(metric "$port" driftrec_pauses_total)
+peak=$(metric "$port" driftrec_process_peak_resident_bytes)
 kill -TERM "$run"; wait "$run"
 total=$("$DRIFTREC" inspect --state-dir "$dir/state" users | awk '{s += $2} END {print s}')
 [ "$total" -eq 300000 ] || { echo "stored $total of 300000 events"; exit 1; }

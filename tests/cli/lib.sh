@@ -1,0 +1,42 @@
+# lib.sh - helpers shared by the command-line tests that run driftrec
+# against a standalone embedded broker. Source it after `set -euo pipefail`.
+# Every process started here is killed, and $dir removed, on exit.
+dir=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+
+# start_broker PARTITIONS TOPIC...: starts a `driftrec broker` with those
+# topics and sets $bs to its address. (Not in a $(...) subshell: the pid
+# must reach $pids so that cleanup stops the broker.)
+start_broker() {
+  local parts=$1 name=$2 args=()
+  shift
+  for t in "$@"; do args+=(--topic "$t"); done
+  "$DRIFTREC" broker --partitions "$parts" "${args[@]}" >"$dir/$name.addr" 2>/dev/null &
+  pids+=($!)
+  for _ in $(seq 200); do [ -s "$dir/$name.addr" ] && break; sleep 0.05; done
+  [ -s "$dir/$name.addr" ] || { echo "broker did not start" >&2; exit 1; }
+  bs=$(head -1 "$dir/$name.addr")
+}
+
+# produce BOOTSTRAP TOPIC EVENTS USERS ITEMS: the demo's synthetic stream.
+produce() {
+  "$DRIFTREC" demo --bootstrap "$1" --produce-only --events "$3" --users "$4" --items "$5" \
+      --set "topic.events=$2" --quiet 2>"$dir/produce.log" || { cat "$dir/produce.log"; exit 1; }
+}
+
+# metrics_port LOG: the port `driftrec run` logged for metrics.listen=127.0.0.1:0
+# (prints it; safe in $(...), it starts nothing).
+metrics_port() {
+  local port=""
+  for _ in $(seq 200); do
+    port=$(sed -n 's/.*listen=127.0.0.1:\([0-9]*\).*/\1/p' "$1" | head -1)
+    [ -n "$port" ] && break; sleep 0.05
+  done
+  [ -n "$port" ] || { echo "no metrics port in $1" >&2; cat "$1" >&2; exit 1; }
+  echo "$port"
+}
+
+# metric PORT NAME: one sample's value from /metrics.
+metric() { local m; m=$(curl -sf "http://127.0.0.1:$1/metrics") && awk -v k="$2" '$1 == k {print $2}' <<<"$m"; }
