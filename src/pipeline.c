@@ -243,7 +243,7 @@ static int emit_owed(dr_pipeline_t *p) {
     }
     size_t n = 0;
     for (size_t i = 0; i < p->n_pending; i++) {
-        dr_user_t *u = dr_user_cache_get(p->cache, p->pending_ids[i]);
+        dr_user_t *u = dr_user_cache_peek(p->cache, p->pending_ids[i]);
         if (u && u->emit_pending) p->emit_users[n++] = u; /* owed users are dirty: never evicted */
     }
     size_t done = 0;

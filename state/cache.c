@@ -272,6 +272,11 @@ dr_user_t *dr_user_cache_get(dr_user_cache_t *c, int64_t user_id) {
     return c->slots[i].u;
 }
 
+dr_user_t *dr_user_cache_peek(const dr_user_cache_t *c, int64_t user_id) {
+    uint32_t i = find(c, user_id);
+    return i == NONE ? NULL : c->slots[i].u;
+}
+
 /* Puts u in an empty slot as a clean, not yet referenced user. */
 static void insert(dr_user_cache_t *c, dr_user_t *u) {
     uint32_t i = home(c, u->user_id);

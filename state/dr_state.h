@@ -83,6 +83,9 @@ void dr_user_cache_free(dr_user_cache_t *c); /* frees every cached user */
  * count_miss). The pointer stays valid until the next put or remove, and
  * across them while the user is dirty (dirty users are never evicted). */
 dr_user_t *dr_user_cache_get(dr_user_cache_t *c, int64_t user_id);
+/* The cached user, or NULL, without counting a hit or marking it
+ * referenced: for the pipeline's own bookkeeping (lists owed). */
+dr_user_t *dr_user_cache_peek(const dr_user_cache_t *c, int64_t user_id);
 /* Inserts u (the cache takes ownership). Evicts clean users beyond capacity,
  * never u itself. A user already cached under u's id is replaced (and
  * freed); its dirty state carries over. DR_ENOMEM: u was not taken. */
