@@ -87,10 +87,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
     (void)rk;
-    dr_ingest_t *in = opaque;
+    (void)opaque;
     static dr_log_limit_t lim = DR_LOG_LIMIT_INIT(10000, 5);
     uint64_t dropped = 0;
-    (void)in;
     if (dr_log_allow(&lim, &dropped))
         dr_log(DR_LOG_WARN, "ingest", "kafka: %s | err=%s suppressed=%" PRIu64, reason,
                rd_kafka_err2name((rd_kafka_resp_err_t)err), dropped);

@@ -300,6 +300,7 @@ typedef struct collect {
     size_t n, cap, bad;
     int64_t *items;
     size_t n_items, cap_items;
+    float *emb;                 /* decode scratch for catalog embeddings */
 } collect_t;
 
 static int collect_event(void *ctx, const rd_kafka_message_t *m) {
@@ -325,8 +326,9 @@ static int collect_event(void *ctx, const rd_kafka_message_t *m) {
 static int collect_item(void *ctx, const rd_kafka_message_t *m) {
     collect_t *c = ctx;
     dr_item_rec_t it;
-    static float emb[DR_CODEC_MAX_EMBEDDING];
-    if (!m->payload || dr_codec_decode_item(c->codec, m->payload, m->len, &it, emb, DR_CODEC_MAX_EMBEDDING, NULL, 0)) {
+    if (!c->emb && !(c->emb = malloc(DR_CODEC_MAX_EMBEDDING * sizeof(float)))) return DR_ENOMEM;
+    if (!m->payload || dr_codec_decode_item(c->codec, m->payload, m->len, &it, c->emb,
+                                            DR_CODEC_MAX_EMBEDDING, NULL, 0)) {
         c->bad++;
         return 0;
     }
@@ -435,6 +437,7 @@ static int replay_from(opts_t *o, const char *bootstrap, double t_start) {
     free(events);
     free(c.v);
     free(c.items);
+    free(c.emb);
     dr_codec_free(c.codec);
     return rc;
 }
