@@ -167,6 +167,10 @@ int dr_learner_readapt(dr_model_t *m, dr_user_t *u);
 
 /* s(u,i) for one item index. */
 float dr_model_score(const dr_model_t *m, const dr_user_t *u, int64_t idx);
+/* 1-based rank of item_id in the list the model would publish for u now
+ * (items not blocked or deleted and not among u's recent events, by score);
+ * 0 when the item could not be in it. O(items · dim): for evaluation. */
+int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id);
 /* Writes û + v_u into out (dim floats). */
 void dr_model_user_vector(const dr_model_t *m, const dr_user_t *u, float *out);
 

@@ -301,6 +301,21 @@ float dr_model_score(const dr_model_t *m, const dr_user_t *u, int64_t idx) {
     return s;
 }
 
+int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id) {
+    int64_t target = dr_model_item_index(m, item_id, false);
+    if (target < 0 || m->excluded[target] || dr_user_has_recent(u, item_id)) return 0;
+    float *ue = m->scratch;
+    dr_model_user_vector(m, u, ue);
+    float st = m->bias[target] + dot(ue, m->q + (size_t)target * (size_t)m->dim, m->dim);
+    int64_t above = 0;
+    for (size_t i = 0; i < m->n_items; i++) {
+        if ((int64_t)i == target || m->excluded[i]) continue;
+        float si = m->bias[i] + dot(ue, m->q + i * (size_t)m->dim, m->dim);
+        if (si > st && !dr_user_has_recent(u, m->ids[i])) above++;
+    }
+    return above + 1;
+}
+
 /* ---- learning ------------------------------------------------------------- */
 
 static float clampf(float x, float lim) { return x > lim ? lim : (x < -lim ? -lim : x); }

@@ -11,6 +11,8 @@
 #include "dr_synth.h"
 
 #define DR_DRIFT_HORIZON 50 /* events after a switch that are followed */
+#define DR_DRIFT_HR_K 10     /* hr@K of the recovery curves */
+#define DR_DRIFT_SETTLED 20  /* pre-switch hr@K counts users past this many events */
 
 typedef struct dr_drift_eval dr_drift_eval_t;
 

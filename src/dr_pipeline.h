@@ -97,6 +97,9 @@ int dr_pipeline_exit_code(const dr_pipeline_t *p);
  * bookkeeping and replay metrics). */
 typedef struct dr_observation {
     int hit;          /* -1: the user had no list yet; else item in the list's head */
+    int64_t model_rank; /* clicks, with a ranking observer: the item's rank in the
+                           list the model would publish just before the event
+                           (1-based; 0: not listable); else -1 */
     float loss;       /* prequential loss; < 0 when the event carried no label */
     bool drift;       /* the user's ADWIN cut on this event */
     bool readapted;   /* ... and the user was re-adapted (drift arm) */
@@ -105,5 +108,8 @@ typedef struct dr_observation {
 } dr_observation_t;
 typedef void (*dr_event_observer_fn)(void *ctx, const dr_event_t *ev, const dr_observation_t *obs);
 void dr_pipeline_set_observer(dr_pipeline_t *p, dr_event_observer_fn fn, void *ctx);
+/* Also rank each click under the current model for the observer (costs a
+ * pass over the item matrix per click: evaluation runs only). */
+void dr_pipeline_set_observer_ranks(dr_pipeline_t *p, bool on);
 
 #endif /* DR_PIPELINE_H */

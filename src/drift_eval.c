@@ -26,6 +26,7 @@ struct dr_drift_eval {
     uint64_t stable_events, stable_alarms;
     double loss_sum[2];        /* switched users' loss: [0] before, [1] first 20 events after */
     uint64_t loss_n[2];
+    uint64_t labelled_first10; /* switched users' labelled events among their first 10 after */
 };
 
 int dr_drift_eval_new(dr_drift_eval_t **out, const dr_synth_t *truth, uint64_t users) {
@@ -47,6 +48,12 @@ void dr_drift_eval_free(dr_drift_eval_t *e) {
     free(e);
 }
 
+/* A hit: the clicked item was in the head of the list the model would have
+ * published just before the click (prequential, whatever the list cadence). */
+static uint64_t in_top(const dr_observation_t *obs) {
+    return obs->model_rank >= 1 && obs->model_rank <= DR_DRIFT_HR_K;
+}
+
 void dr_drift_eval_observe(void *ctx, const dr_event_t *ev, const dr_observation_t *obs) {
     dr_drift_eval_t *e = ctx;
     if (ev->user_id < 1 || (uint64_t)ev->user_id > e->users) return;
@@ -65,17 +72,19 @@ void dr_drift_eval_observe(void *ctx, const dr_event_t *ev, const dr_observation
         e->loss_n[after]++;
     }
     if (ev->timestamp_ms < at) {
-        if (ev->type == DR_EV_CLICK && obs->hit >= 0) {
+        /* the level to recover to: a settled user's, not one still cold */
+        if (ev->type == DR_EV_CLICK && obs->model_rank >= 0 && obs->user_events > DR_DRIFT_SETTLED) {
             e->pre_clicks[arm]++;
-            e->pre_hits[arm] += (uint64_t)obs->hit;
+            e->pre_hits[arm] += in_top(obs);
         }
         return;
     }
     t->since_switch++;
+    if (t->since_switch <= 10 && obs->loss >= 0) e->labelled_first10++;
     if (obs->drift && t->first_delay < 0) t->first_delay = (int32_t)t->since_switch;
-    if (t->since_switch <= DR_DRIFT_HORIZON && ev->type == DR_EV_CLICK && obs->hit >= 0) {
+    if (t->since_switch <= DR_DRIFT_HORIZON && ev->type == DR_EV_CLICK && obs->model_rank >= 0) {
         e->clicks[arm][t->since_switch]++;
-        e->hits[arm][t->since_switch] += (uint64_t)obs->hit;
+        e->hits[arm][t->since_switch] += in_top(obs);
     }
 }
 
@@ -137,6 +146,8 @@ void dr_drift_eval_write_json(const dr_drift_eval_t *e, dr_json_t *j) {
     dr_json_int(j, "stable_user_events", (int64_t)s.stable_events);
     dr_json_int(j, "stable_user_alarms", (int64_t)s.stable_alarms);
     dr_json_num(j, "switched_loss_before", e->loss_n[0] ? e->loss_sum[0] / (double)e->loss_n[0] : NAN);
+    dr_json_num(j, "labelled_events_in_first_10_after_switch",
+                s.switched_users ? (double)e->labelled_first10 / (double)s.switched_users : NAN);
     dr_json_num(j, "switched_loss_after_20", e->loss_n[1] ? e->loss_sum[1] / (double)e->loss_n[1] : NAN);
     dr_json_object_begin(j, "arms");
     for (int arm = 0; arm < 2; arm++) {

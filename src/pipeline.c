@@ -55,6 +55,7 @@ struct dr_pipeline {
     bool rate_paused;
     dr_event_observer_fn observer;
     void *observer_ctx;
+    bool observer_ranks;      /* rank clicks for the observer */
     const char **kafka_keys, **kafka_values;
 };
 
@@ -172,6 +173,9 @@ static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t 
         p->stats.clicks_scored++;
         p->stats.click_hits += (uint64_t)hit;
     }
+    int64_t model_rank = -1;
+    if (p->observer && p->observer_ranks && ev->type == DR_EV_CLICK)
+        model_rank = dr_model_list_rank(p->model, u, ev->item_id);
     dr_apply_result_t res;
     uint64_t seed = dr_mix64(((uint64_t)partition << 48) ^ (uint64_t)offset);
     err = dr_learner_apply(p->model, u, ev, seed, &res);
@@ -182,7 +186,7 @@ static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t 
     u->last_source.partition = partition;
     u->last_source.offset = offset;
     if (p->batch_start == 0) p->batch_start = dr_mono_s();
-    dr_observation_t obs = {hit, res.learned ? res.loss : -1.0f, res.drift, false,
+    dr_observation_t obs = {hit, model_rank, res.learned ? res.loss : -1.0f, res.drift, false,
                             dr_pipeline_drift_arm(p, ev->user_id), u->events_applied};
     if (res.learned) {
         p->stats.loss_sum += res.loss;
@@ -760,3 +764,5 @@ void dr_pipeline_set_observer(dr_pipeline_t *p, dr_event_observer_fn fn, void *c
     p->observer = fn;
     p->observer_ctx = ctx;
 }
+
+void dr_pipeline_set_observer_ranks(dr_pipeline_t *p, bool on) { p->observer_ranks = on; }

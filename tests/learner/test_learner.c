@@ -308,6 +308,38 @@ static void test_user_step_size_decays(void **state) {
 }
 
 /* Bad settings are refused with the key's name. */
+/* "the rank of an item in the list the model would publish": items scored
+ * above it count, blocked and recently engaged ones are not listable. */
+static void test_list_rank(void **state) {
+    (void)state;
+    dr_model_t *m = new_model(DR_MODE_IMPLICIT);
+    dr_user_t *u = dr_user_new(3, 8);
+    for (int64_t item = 1; item <= 20; item++)
+        assert_true(dr_model_item_index(m, item, true) >= 0);
+    assert_int_equal(dr_model_list_rank(m, u, 999), 0); /* unknown item */
+    int64_t ranks[21] = {0};
+    bool seen[21] = {false};
+    for (int64_t item = 1; item <= 20; item++) {
+        ranks[item] = dr_model_list_rank(m, u, item);
+        assert_true(ranks[item] >= 1 && ranks[item] <= 20);
+        seen[ranks[item]] = true; /* distinct scores: a permutation of 1..20 */
+    }
+    for (int r = 1; r <= 20; r++) assert_true(seen[r]);
+    int64_t best = 1;
+    while (ranks[best] != 1) best++;
+    int64_t second = 1;
+    while (ranks[second] != 2) second++;
+    assert_int_equal(dr_model_set_item_excluded(m, best, true), 0);
+    assert_int_equal(dr_model_list_rank(m, u, best), 0);
+    assert_int_equal(dr_model_list_rank(m, u, second), 1);
+    dr_apply_result_t r;
+    dr_event_t like = ev(3, second, DR_EV_LIKE, 0, 1000);
+    assert_int_equal(dr_learner_apply(m, u, &like, 1, &r), 0);
+    assert_int_equal(dr_model_list_rank(m, u, second), 0); /* recent: not listed again */
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
 static void test_conf_check(void **state) {
     (void)state;
     dr_learner_conf_t c;
@@ -331,6 +363,7 @@ int main(void) {
         cmocka_unit_test(test_readapt_uses_kept_window),
         cmocka_unit_test(test_reads_version_1_user_record),
         cmocka_unit_test(test_user_step_size_decays),
+        cmocka_unit_test(test_list_rank),
         cmocka_unit_test(test_conf_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
