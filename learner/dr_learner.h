@@ -4,6 +4,20 @@
  * Score of item i for user u:  s(u,i) = b_i + (û + v_u)·q_i
  * Rating mode predicts         r(u,i) = μ + b_u + b_i + (û + v_u)·q_i
  *
+ * An item with a content embedding e_i (c floats, from the catalog) has
+ * q_i = W·e_i + δ_i, with the projection W (d × c) shared by all items and
+ * learned online from every interaction with such items, and δ_i its own
+ * learned part (0 at first): an item nobody has touched yet is ranked by its
+ * content. Other items keep a free q_i.
+ *
+ * The prior û is meta-learned (Reptile): every `prior_period` labelled
+ * events it moves by ε·(mean of the v_u those events left), and the model
+ * version counts these steps. Each user's v_u is relative to the û of the
+ * version it last saw; a user whose version is one of the last
+ * DR_PRIOR_HISTORY is re-based on its next event (v_u += û_old - û_new), so
+ * an adapted user's vector does not jump when û moves. A user away for longer
+ * takes the shared shift, as a new user would (docs/COLD-START.md).
+ *
  * Threads: a model and its users are used from one thread (the pipeline's
  * loop). dr_model_items() exposes the item matrix for the emitter, which
  * copies what it needs before scoring elsewhere. */
@@ -23,6 +37,8 @@
 #define DR_PENDING_IMP 8    /* impressions awaiting engagement */
 #define DR_LAST_LIST 10     /* head of the last emitted list, for hr@10 */
 #define DR_POP_RING 4096    /* recent positives, for popularity sampling */
+#define DR_PRIOR_HISTORY 16 /* past priors kept to re-base users exactly */
+#define DR_MAX_CONTENT_DIM 4096 /* c: floats of an item's content embedding */
 
 typedef enum dr_learn_mode {
     DR_MODE_IMPLICIT = 0, /* engagement as labels, logistic loss */
@@ -37,6 +53,11 @@ typedef struct dr_learner_conf {
                                       user's events since its last drift cut; 0: constant */
     float lr_item;                 /* rate for q_i and b_i */
     float reg_user;                /* λ_u: pulls v_u to 0, i.e. u to the prior */
+    float prior_step;              /* Reptile ε of the outer loop on û; 0: û fixed */
+    int prior_period;              /* labelled events per outer step */
+    bool prior_zero;               /* û starts at 0 instead of small random values */
+    int content_dim;               /* c; 0: content embeddings are not used */
+    float lr_content;              /* rate for the projection W */
     float reg_item;
     float weight[DR_EV__COUNT];    /* per-type weight of the label (implicit) */
     float dwell_threshold_s;       /* DWELL at or above this is a positive */
@@ -95,6 +116,8 @@ typedef struct dr_user {
     float last_list_score[DR_LAST_LIST]; /* ... and its scores */
     uint32_t drift_cuts;           /* detections of this user's ADWIN */
     uint64_t last_cut_event;       /* events_applied at the last detection */
+    int64_t prior_version;         /* v_u is relative to the û of this model
+                                      version; -1: to the current one (new) */
     dr_adwin_t drift;              /* ADWIN over this user's prequential loss */
     float v[];                     /* v_u, dim floats */
 } dr_user_t;
@@ -138,6 +161,13 @@ int64_t dr_model_version(const dr_model_t *m);
 
 /* Marks an item blocked or deleted (never recommended) or clears it. */
 int dr_model_set_item_excluded(dr_model_t *m, int64_t item_id, bool excluded);
+/* Gives an item its content embedding (len must be conf.content_dim, values
+ * finite): from now on q_i = W·e_i + δ_i, δ_i chosen so that an item that
+ * already learned keeps its vector. Creates the item if needed. 0, DR_EINVAL
+ * (wrong length, content off, not finite), or as dr_model_item_index(). */
+int dr_model_set_item_content(dr_model_t *m, int64_t item_id, const float *emb, size_t len);
+/* True when the item is scored from a content embedding. */
+bool dr_model_item_has_content(const dr_model_t *m, int64_t idx);
 
 /* What learning from one event did, for metrics. */
 typedef struct dr_apply_result {

@@ -11,9 +11,11 @@
 #include "dr_bytes.h"
 #include "dr_err.h"
 
-#define USER_RECORD_VERSION 3 /* 2: + drift detector; 3: + last list scores; older still read */
-#define ITEM_RECORD_VERSION 1
-#define GLOBALS_RECORD_VERSION 1
+#define USER_RECORD_VERSION 4 /* 2: + drift detector; 3: + last list scores; 4: + prior version; older still read */
+#define ITEM_RECORD_VERSION 2 /* 2: + content embedding and δ_i; 1 still read */
+#define GLOBALS_RECORD_VERSION 2 /* 2: + outer-loop accumulator and past priors */
+
+static void bound_norm(float *v, int n, float lim);
 
 struct dr_model {
     dr_learner_conf_t conf;
@@ -26,6 +28,14 @@ struct dr_model {
     uint8_t *excluded;
     uint8_t *dirty;
     uint64_t *count;      /* events applied per item */
+    /* content: q_i = W·e_i + δ_i for items with an embedding */
+    int content_dim;      /* c (0: off) */
+    float *W;             /* d × c, row-major */
+    float *emb;           /* n × c */
+    float *delta;         /* n × d */
+    uint8_t *has_content; /* n */
+    size_t n_content;
+    uint8_t *rec_buf;     /* one item record */
     int64_t *dirty_list;  /* indices of dirty items */
     size_t n_dirty;
     /* id -> index, open addressing, power-of-two slots, -1 = empty */
@@ -36,7 +46,11 @@ struct dr_model {
     float *prior;          /* û */
     double mu;             /* global mean rating */
     uint64_t n_ratings;
-    int64_t version;
+    int64_t version;       /* outer-loop steps taken on û */
+    double *reptile_sum;   /* Σ v_u over the labelled events of this period */
+    uint32_t reptile_n;
+    float *past_prior;     /* DR_PRIOR_HISTORY × dim: û of versions ... */
+    int64_t past_version[DR_PRIOR_HISTORY]; /* ... these (-1: empty slot) */
     int64_t pop[DR_POP_RING]; /* recent positives, sampled for negatives */
     uint32_t pop_len, pop_head;
     float *scratch;        /* dim floats: û + v_u */
@@ -77,6 +91,9 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->drift.min_sub_window = 5;
     c->readapt_epochs = 3;
     c->drift_scale = 1.0f;
+    c->prior_step = 0.1f;
+    c->prior_period = 1000;
+    c->lr_content = 0.01f;
 }
 
 int dr_learner_conf_check(const dr_learner_conf_t *c, char *errstr, size_t n) {
@@ -93,6 +110,11 @@ int dr_learner_conf_check(const dr_learner_conf_t *c, char *errstr, size_t n) {
     else if (c->max_items < 1) bad = "learner.max.items must be >= 1";
     else if (dr_adwin_conf_check(&c->drift) != 0) bad = "drift.*: delta in (0,1), clock >= 1, max.buckets 2..64";
     else if (c->readapt_epochs < 0 || c->readapt_epochs > 100) bad = "drift.readapt.epochs must be in [0, 100]";
+    else if (!(c->prior_step >= 0 && c->prior_step <= 1)) bad = "learner.prior.step must be in [0, 1]";
+    else if (c->prior_period < 1) bad = "learner.prior.period must be >= 1";
+    else if (c->content_dim < 0 || c->content_dim > DR_MAX_CONTENT_DIM)
+        bad = "learner.content.dim must be in [0, 4096]";
+    else if (!(c->lr_content >= 0 && c->lr_content <= 10)) bad = "learner.lr.content must be in [0, 10]";
     if (!bad) return 0;
     snprintf(errstr, n, "%s", bad);
     return DR_ECONFIG;
@@ -108,6 +130,7 @@ static dr_user_t *user_alloc(int64_t user_id, int dim, const dr_adwin_conf_t *dr
     u->user_id = user_id;
     u->last_source.partition = -1;
     u->last_source.offset = -1;
+    u->prior_version = -1;
     if (dr_adwin_init(&u->drift, drift) != 0) dr_adwin_init(&u->drift, NULL);
     return u;
 }
@@ -175,7 +198,12 @@ static int grow_items(dr_model_t *m) {
         grow_array((void **)&m->ids, sizeof(int64_t), n) ||
         grow_array((void **)&m->excluded, 1, n) || grow_array((void **)&m->dirty, 1, n) ||
         grow_array((void **)&m->count, sizeof(uint64_t), n) ||
-        grow_array((void **)&m->dirty_list, sizeof(int64_t), n))
+        grow_array((void **)&m->dirty_list, sizeof(int64_t), n) ||
+        grow_array((void **)&m->has_content, 1, n))
+        return DR_ENOMEM;
+    if (m->content_dim > 0 &&
+        (grow_array((void **)&m->emb, sizeof(float) * (size_t)m->content_dim, n) ||
+         grow_array((void **)&m->delta, sizeof(float) * (size_t)m->dim, n)))
         return DR_ENOMEM;
     m->cap_items = n;
     return 0;
@@ -191,6 +219,7 @@ static void item_init(dr_model_t *m, size_t idx, int64_t item_id) {
     m->excluded[idx] = 0;
     m->dirty[idx] = 0;
     m->count[idx] = 0;
+    m->has_content[idx] = 0;
 }
 
 static void mark_item_dirty(dr_model_t *m, size_t idx) {
@@ -217,6 +246,67 @@ int64_t dr_model_item_index(dr_model_t *m, int64_t item_id, bool create) {
     m->slot_id[s] = item_id;
     m->slot_idx[s] = (int64_t)idx;
     return (int64_t)idx;
+}
+
+/* q_i = W·e_i + δ_i for a content item. */
+static void content_refresh_item(dr_model_t *m, size_t idx) {
+    int c = m->content_dim;
+    const float *e = m->emb + idx * (size_t)c, *delta = m->delta + idx * (size_t)m->dim;
+    float *q = m->q + idx * (size_t)m->dim;
+    for (int k = 0; k < m->dim; k++) {
+        const float *w = m->W + (size_t)k * (size_t)c;
+        float s = delta[k];
+        for (int j = 0; j < c; j++) s += w[j] * e[j];
+        q[k] = s;
+    }
+}
+
+/* Every content item's q_i after W moved (the outer loop's cadence). */
+static void content_refresh_all(dr_model_t *m) {
+    if (m->n_content == 0) return;
+    for (size_t i = 0; i < m->n_items; i++)
+        if (m->has_content[i]) content_refresh_item(m, i);
+}
+
+bool dr_model_item_has_content(const dr_model_t *m, int64_t idx) {
+    return idx >= 0 && (size_t)idx < m->n_items && m->has_content[idx];
+}
+
+int dr_model_set_item_content(dr_model_t *m, int64_t item_id, const float *emb, size_t len) {
+    if (m->content_dim == 0 || len != (size_t)m->content_dim) return DR_EINVAL;
+    for (size_t j = 0; j < len; j++)
+        if (!isfinite(emb[j]) || fabsf(emb[j]) > 1e6f) return DR_EINVAL;
+    int64_t i = dr_model_item_index(m, item_id, true);
+    if (i < 0) return (int)i;
+    size_t idx = (size_t)i;
+    int c = m->content_dim;
+    /* unit length: the step W takes for an item does not depend on how its
+     * encoder scales vectors (or how many genres a multi-hot vector has) */
+    double norm2 = 0.0;
+    for (size_t j = 0; j < len; j++) norm2 += (double)emb[j] * emb[j];
+    if (norm2 == 0.0) return DR_EINVAL;
+    float *e = m->emb + idx * (size_t)c;
+    for (size_t j = 0; j < len; j++) e[j] = (float)(emb[j] / sqrt(norm2));
+    float *delta = m->delta + idx * (size_t)m->dim;
+    if (m->count[idx] == 0) {
+        /* untouched: its content plus its own random start (which keeps
+         * items of similar content apart until interactions tell them apart) */
+        memcpy(delta, m->q + idx * (size_t)m->dim, (size_t)m->dim * sizeof(float));
+    } else {
+        /* it learned already: keep q_i, the content explains part of it */
+        const float *q = m->q + idx * (size_t)m->dim;
+        for (int k = 0; k < m->dim; k++) {
+            const float *w = m->W + (size_t)k * (size_t)c;
+            float s = 0.0f;
+            for (int j = 0; j < c; j++) s += w[j] * e[j];
+            delta[k] = q[k] - s;
+        }
+    }
+    if (!m->has_content[idx]) m->n_content++;
+    m->has_content[idx] = 1;
+    content_refresh_item(m, idx);
+    mark_item_dirty(m, idx);
+    return 0;
 }
 
 int dr_model_set_item_excluded(dr_model_t *m, int64_t item_id, bool excluded) {
@@ -248,11 +338,25 @@ int dr_model_new(dr_model_t **out, const dr_learner_conf_t *conf, char *errstr, 
     m->dim = conf->dim;
     m->prior = calloc((size_t)m->dim, sizeof(float));
     m->scratch = calloc((size_t)m->dim, sizeof(float));
-    if (!m->prior || !m->scratch || grow_items(m) != 0 || grow_slots(m) != 0) goto out_nomem;
-    /* û starts small and random (seeded), not at 0: with u = û + v_u = 0 the
-     * item gradients g·u would all vanish and no item could start learning. */
+    m->reptile_sum = calloc((size_t)m->dim, sizeof(double));
+    m->past_prior = calloc((size_t)DR_PRIOR_HISTORY * (size_t)m->dim, sizeof(float));
+    m->content_dim = conf->content_dim;
+    if (m->content_dim > 0 && !(m->W = calloc((size_t)m->dim * (size_t)m->content_dim, sizeof(float))))
+        goto out_nomem;
+    m->rec_buf = malloc(64 + (size_t)m->dim * 8 + (size_t)m->content_dim * 4);
+    if (!m->rec_buf || !m->prior || !m->scratch || !m->reptile_sum || !m->past_prior || grow_items(m) != 0 ||
+        grow_slots(m) != 0)
+        goto out_nomem;
+    for (int h = 0; h < DR_PRIOR_HISTORY; h++) m->past_version[h] = -1;
+    /* W starts like an item vector (q_i = W·e_i with ‖e_i‖ = 1 then has the
+     * spread of a new free item), so new content items differ from the start */
+    uint64_t ws = dr_mix64(conf->seed ^ 0xc0de7u);
+    for (size_t k = 0; m->W && k < (size_t)m->dim * (size_t)m->content_dim; k++)
+        m->W[k] = (float)((dr_rand01(&ws) * 2.0 - 1.0) * conf->init_scale);
+    /* û starts small and random (seeded), not at 0: with u = û + v_u = 0 for
+     * every new user, an item's first gradients g·u would vanish. */
     uint64_t s = dr_mix64(conf->seed ^ 0x5eedu);
-    for (int k = 0; k < m->dim; k++)
+    for (int k = 0; k < m->dim && !conf->prior_zero; k++)
         m->prior[k] = (float)((dr_rand01(&s) * 2.0 - 1.0) * conf->init_scale);
     *out = m;
     return 0;
@@ -275,6 +379,13 @@ void dr_model_free(dr_model_t *m) {
     free(m->slot_idx);
     free(m->prior);
     free(m->scratch);
+    free(m->reptile_sum);
+    free(m->past_prior);
+    free(m->W);
+    free(m->emb);
+    free(m->delta);
+    free(m->has_content);
+    free(m->rec_buf);
     free(m);
 }
 
@@ -284,8 +395,50 @@ int64_t dr_model_version(const dr_model_t *m) { return m->version; }
 
 /* ---- scoring -------------------------------------------------------------- */
 
+/* The û a user's v_u is relative to: that of its version while it is still
+ * kept, else the current one (a new user, or one away for long). */
+static const float *prior_of(const dr_model_t *m, const dr_user_t *u) {
+    if (u->prior_version < 0 || u->prior_version == m->version) return m->prior;
+    for (int h = 0; h < DR_PRIOR_HISTORY; h++)
+        if (m->past_version[h] == u->prior_version) return m->past_prior + (size_t)h * (size_t)m->dim;
+    return m->prior;
+}
+
 void dr_model_user_vector(const dr_model_t *m, const dr_user_t *u, float *out) {
-    for (int k = 0; k < m->dim; k++) out[k] = m->prior[k] + u->v[k];
+    const float *prior = prior_of(m, u);
+    for (int k = 0; k < m->dim; k++) out[k] = prior[k] + u->v[k];
+}
+
+/* Makes v_u relative to the current û without moving û + v_u. */
+static void rebase_user(dr_model_t *m, dr_user_t *u) {
+    if (u->prior_version == m->version) return;
+    const float *old = prior_of(m, u);
+    if (old != m->prior)
+        for (int k = 0; k < m->dim; k++) u->v[k] += old[k] - m->prior[k];
+    u->prior_version = m->version;
+}
+
+/* The outer loop, every prior_period labelled events. Reptile's step: û
+ * moves toward the users' adapted vectors, by ε times the mean v_u of the
+ * period's labelled events; the old û is kept so that the users behind it
+ * are re-based exactly. And content items' q_i follow the W learned since. */
+static void outer_observe(dr_model_t *m, const dr_user_t *u) {
+    bool reptile = m->conf.prior_step > 0;
+    if (!reptile && m->n_content == 0) return;
+    for (int k = 0; reptile && k < m->dim; k++) m->reptile_sum[k] += u->v[k];
+    if (++m->reptile_n < (uint32_t)m->conf.prior_period) return;
+    content_refresh_all(m);
+    if (reptile) {
+        int slot = (int)(m->version % DR_PRIOR_HISTORY);
+        memcpy(m->past_prior + (size_t)slot * (size_t)m->dim, m->prior, (size_t)m->dim * sizeof(float));
+        m->past_version[slot] = m->version;
+        double step = m->conf.prior_step / (double)m->reptile_n;
+        for (int k = 0; k < m->dim; k++) m->prior[k] += (float)(step * m->reptile_sum[k]);
+        bound_norm(m->prior, m->dim, m->conf.max_norm);
+        m->version++;
+    }
+    memset(m->reptile_sum, 0, (size_t)m->dim * sizeof(double));
+    m->reptile_n = 0;
 }
 
 static float dot(const float *a, const float *b, int n) {
@@ -296,8 +449,9 @@ static float dot(const float *a, const float *b, int n) {
 
 float dr_model_score(const dr_model_t *m, const dr_user_t *u, int64_t idx) {
     const float *q = m->q + (size_t)idx * (size_t)m->dim;
+    const float *prior = prior_of(m, u);
     float s = m->bias[idx];
-    for (int k = 0; k < m->dim; k++) s += (m->prior[k] + u->v[k]) * q[k];
+    for (int k = 0; k < m->dim; k++) s += (prior[k] + u->v[k]) * q[k];
     return s;
 }
 
@@ -346,14 +500,31 @@ static void sgd_step(dr_model_t *m, dr_user_t *u, size_t idx, float g, float lr_
     float *q = m->q + idx * (size_t)m->dim;
     float *ue = m->scratch;
     dr_model_user_vector(m, u, ue);
-    for (int k = 0; k < m->dim; k++) {
-        float qk = q[k];
-        u->v[k] -= lr_u * (g * qk + c->reg_user * u->v[k]);
-        q[k] -= c->lr_item * (g * ue[k] + c->reg_item * qk);
+    if (m->has_content[idx]) {
+        /* q_i = W·e_i + δ_i: the gradient g·u reaches δ_i and, through
+         * e_i, the shared W; q_i is then recomputed */
+        int cd = m->content_dim;
+        float *delta = m->delta + idx * (size_t)m->dim;
+        const float *e = m->emb + idx * (size_t)cd;
+        for (int k = 0; k < m->dim; k++) {
+            float gk = g * ue[k];
+            u->v[k] -= lr_u * (g * q[k] + c->reg_user * u->v[k]);
+            delta[k] -= c->lr_item * (gk + c->reg_item * delta[k]);
+            float *w = m->W + (size_t)k * (size_t)cd;
+            for (int j = 0; j < cd; j++) w[j] -= c->lr_content * (gk * e[j] + c->reg_item * w[j]);
+        }
+        bound_norm(delta, m->dim, c->max_norm);
+        content_refresh_item(m, idx);
+    } else {
+        for (int k = 0; k < m->dim; k++) {
+            float qk = q[k];
+            u->v[k] -= lr_u * (g * qk + c->reg_user * u->v[k]);
+            q[k] -= c->lr_item * (g * ue[k] + c->reg_item * qk);
+        }
+        bound_norm(q, m->dim, c->max_norm);
     }
     m->bias[idx] -= c->lr_item * (g + lr_bias_reg * m->bias[idx]);
     bound_norm(u->v, m->dim, c->max_norm);
-    bound_norm(q, m->dim, c->max_norm);
     if (!isfinite(m->bias[idx])) m->bias[idx] = 0.0f;
     m->count[idx]++;
     mark_item_dirty(m, idx);
@@ -491,12 +662,14 @@ int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t
                      dr_apply_result_t *res) {
     memset(res, 0, sizeof(*res));
     res->surprise = -1.0f;
+    rebase_user(m, u);
     int err = m->conf.mode == DR_MODE_RATING ? learn_rating(m, u, ev, res)
                                              : learn_implicit(m, u, ev, event_seed, res);
     if (err) return err;
     if (ev->type != DR_EV_IMPRESSION) user_remember(u, ev, m->conf.recent_items);
     u->events_applied++;
     u->last_event_ms = ev->timestamp_ms;
+    if (res->learned) outer_observe(m, u);
     /* ADWIN assumes bounded values: it watches the surprise in [0, 1], a
      * monotone transform of the prequential loss, rather than the raw loss */
     if (res->surprise >= 0.0f && m->conf.drift_enabled &&
@@ -555,6 +728,7 @@ static void replay_event(dr_model_t *m, dr_user_t *u, const dr_recent_event_t *r
 
 int dr_learner_readapt(dr_model_t *m, dr_user_t *u) {
     memset(u->v, 0, (size_t)m->dim * sizeof(float));
+    u->prior_version = m->version;
     u->bias = 0.0f;
     uint64_t kept = dr_adwin_width(&u->drift);
     unsigned n = u->recent_len < kept ? u->recent_len : (unsigned)kept;
@@ -580,20 +754,24 @@ static bool all_finite(const float *v, int n) {
 
 size_t dr_model_dirty_items(const dr_model_t *m) { return m->n_dirty; }
 
-static size_t item_record_size(int dim) { return 1 + 2 + 4 + 1 + 8 + (size_t)dim * 4; }
-
 int dr_model_drain_dirty_items(dr_model_t *m, dr_item_sink_fn fn, void *ctx) {
-    uint8_t buf[16 + DR_MAX_DIM * 4];
     while (m->n_dirty > 0) {
         size_t idx = (size_t)m->dirty_list[m->n_dirty - 1];
-        dr_writer_t w = {buf, 0, sizeof(buf), true};
+        size_t cap = 64 + (size_t)m->dim * 8 + (size_t)m->content_dim * 4;
+        dr_writer_t w = {m->rec_buf, 0, cap, true};
         dr_put_u8(&w, ITEM_RECORD_VERSION);
         dr_put_u16(&w, (uint16_t)m->dim);
         dr_put_f32(&w, m->bias[idx]);
         dr_put_u8(&w, m->excluded[idx]);
         dr_put_u64(&w, m->count[idx]);
         dr_put_bytes(&w, m->q + idx * (size_t)m->dim, (size_t)m->dim * 4);
-        int err = fn(ctx, m->ids[idx], buf, w.len);
+        uint16_t c = m->has_content[idx] ? (uint16_t)m->content_dim : 0;
+        dr_put_u16(&w, c);
+        if (c) {
+            dr_put_bytes(&w, m->emb + idx * (size_t)c, (size_t)c * 4);
+            dr_put_bytes(&w, m->delta + idx * (size_t)m->dim, (size_t)m->dim * 4);
+        }
+        int err = w.ok ? fn(ctx, m->ids[idx], m->rec_buf, w.len) : DR_ENOMEM;
         if (err) return err;
         m->dirty[idx] = 0;
         m->n_dirty--;
@@ -603,9 +781,8 @@ int dr_model_drain_dirty_items(dr_model_t *m, dr_item_sink_fn fn, void *ctx) {
 
 int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t len) {
     dr_reader_t r = {rec, len, 0, true};
-    if (len != item_record_size(m->dim) || dr_get_u8(&r) != ITEM_RECORD_VERSION ||
-        dr_get_u16(&r) != m->dim)
-        return DR_ECORRUPT;
+    uint8_t version = dr_get_u8(&r);
+    if (version < 1 || version > ITEM_RECORD_VERSION || dr_get_u16(&r) != m->dim) return DR_ECORRUPT;
     int64_t i = dr_model_item_index(m, item_id, true);
     if (i < 0) return (int)i;
     size_t idx = (size_t)i;
@@ -614,7 +791,22 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
     m->count[idx] = dr_get_u64(&r);
     float *q = m->q + idx * (size_t)m->dim;
     dr_get_bytes(&r, q, (size_t)m->dim * 4);
-    if (!r.ok || !all_finite(q, m->dim) || !isfinite(m->bias[idx])) {
+    uint16_t c = version >= 2 ? dr_get_u16(&r) : 0;
+    if (c == 0 && m->has_content[idx]) { m->has_content[idx] = 0; m->n_content--; }
+    bool ok = r.ok && all_finite(q, m->dim) && isfinite(m->bias[idx]);
+    if (ok && c > 0 && r.len - r.pos == (size_t)c * 4 + (size_t)m->dim * 4) {
+        if (c == m->content_dim) {
+            if (!m->has_content[idx]) m->n_content++;
+            m->has_content[idx] = 1;
+            dr_get_bytes(&r, m->emb + idx * (size_t)c, (size_t)c * 4);
+            dr_get_bytes(&r, m->delta + idx * (size_t)m->dim, (size_t)m->dim * 4);
+            ok = all_finite(m->emb + idx * (size_t)c, c) && all_finite(m->delta + idx * (size_t)m->dim, m->dim);
+        } else {
+            r.pos = r.len; /* learner.content.dim changed: the item keeps its q_i */
+        }
+    }
+    if (!ok || r.pos != len) {
+        if (m->has_content[idx]) m->n_content--;
         item_init(m, idx, item_id); /* never let a bad record put NaN in the model */
         return DR_ECORRUPT;
     }
@@ -622,7 +814,8 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
 }
 
 int dr_model_encode_globals(const dr_model_t *m, uint8_t **out, size_t *len) {
-    size_t cap = 64 + (size_t)m->dim * 4 + DR_POP_RING * 8;
+    size_t cap = 64 + (size_t)m->dim * 4 + DR_POP_RING * 8 + 4 + (size_t)m->dim * 8 +
+                 DR_PRIOR_HISTORY * (8 + (size_t)m->dim * 4) + 2 + (size_t)m->dim * (size_t)m->content_dim * 4;
     uint8_t *buf = malloc(cap);
     if (!buf) return DR_ENOMEM;
     dr_writer_t w = {buf, 0, cap, true};
@@ -635,6 +828,12 @@ int dr_model_encode_globals(const dr_model_t *m, uint8_t **out, size_t *len) {
     dr_put_u32(&w, m->pop_len);
     dr_put_u32(&w, m->pop_head);
     dr_put_bytes(&w, m->pop, (size_t)m->pop_len * 8);
+    dr_put_u32(&w, m->reptile_n);
+    for (int k = 0; k < m->dim; k++) dr_put_f64(&w, m->reptile_sum[k]);
+    for (int h = 0; h < DR_PRIOR_HISTORY; h++) dr_put_i64(&w, m->past_version[h]);
+    dr_put_bytes(&w, m->past_prior, (size_t)DR_PRIOR_HISTORY * (size_t)m->dim * 4);
+    dr_put_u16(&w, (uint16_t)m->content_dim);
+    dr_put_bytes(&w, m->W, (size_t)m->dim * (size_t)m->content_dim * 4);
     *out = buf;
     *len = w.len;
     return 0;
@@ -642,7 +841,8 @@ int dr_model_encode_globals(const dr_model_t *m, uint8_t **out, size_t *len) {
 
 int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
     dr_reader_t r = {rec, len, 0, true};
-    if (dr_get_u8(&r) != GLOBALS_RECORD_VERSION || dr_get_u16(&r) != m->dim) return DR_ECORRUPT;
+    uint8_t version = dr_get_u8(&r);
+    if (version < 1 || version > GLOBALS_RECORD_VERSION || dr_get_u16(&r) != m->dim) return DR_ECORRUPT;
     m->mu = dr_get_f64(&r);
     m->n_ratings = dr_get_u64(&r);
     m->version = dr_get_i64(&r);
@@ -652,7 +852,22 @@ int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
     m->pop_len = pop_len;
     m->pop_head = pop_head;
     dr_get_bytes(&r, m->pop, (size_t)pop_len * 8);
-    if (!r.ok || r.pos != len || !all_finite(m->prior, m->dim) || !isfinite(m->mu)) {
+    bool sums_finite = true;
+    if (version >= 2) {
+        m->reptile_n = dr_get_u32(&r);
+        for (int k = 0; k < m->dim; k++) sums_finite &= isfinite(m->reptile_sum[k] = dr_get_f64(&r));
+        for (int h = 0; h < DR_PRIOR_HISTORY; h++) m->past_version[h] = dr_get_i64(&r);
+        dr_get_bytes(&r, m->past_prior, (size_t)DR_PRIOR_HISTORY * (size_t)m->dim * 4);
+        sums_finite &= all_finite(m->past_prior, DR_PRIOR_HISTORY * m->dim);
+        uint16_t c = dr_get_u16(&r);
+        if (c == m->content_dim) {
+            dr_get_bytes(&r, m->W, (size_t)m->dim * c * 4);
+            sums_finite &= all_finite(m->W, m->dim * c);
+        } else {
+            r.pos = len; /* learner.content.dim changed: W starts again */
+        }
+    }
+    if (!r.ok || r.pos != len || !all_finite(m->prior, m->dim) || !isfinite(m->mu) || !sums_finite) {
         memset(m->prior, 0, (size_t)m->dim * sizeof(float));
         return DR_ECORRUPT;
     }
@@ -661,7 +876,7 @@ int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
 
 int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
     size_t cap = 64 + (size_t)u->recent_len * 13 + (size_t)u->pending_len * 16 +
-                 (size_t)u->last_list_len * 12 + (size_t)dim * 4 + 12 +
+                 (size_t)u->last_list_len * 12 + (size_t)dim * 4 + 12 + 8 +
                  dr_adwin_serialized_size(&u->drift);
     uint8_t *buf = malloc(cap);
     if (!buf) return DR_ENOMEM;
@@ -697,6 +912,7 @@ int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
     }
     w.len += written;
     for (unsigned i = 0; i < u->last_list_len; i++) dr_put_f32(&w, u->last_list_score[i]);
+    dr_put_i64(&w, u->prior_version);
     if (!w.ok) { free(buf); return DR_ENOMEM; }
     *out = buf;
     *len = w.len;
@@ -746,7 +962,8 @@ int dr_user_decode(int64_t user_id, const dr_learner_conf_t *conf, const void *r
         r.pos += used;
     }
     for (unsigned i = 0; version >= 3 && i < u->last_list_len; i++) u->last_list_score[i] = dr_get_f32(&r);
-    if (!r.ok || r.pos != len) goto out_corrupt;
+    if (version >= 4) u->prior_version = dr_get_i64(&r); /* older: û never moved */
+    if (!r.ok || r.pos != len || u->prior_version < -1) goto out_corrupt;
     *out = u;
     return 0;
 out_corrupt:

@@ -159,6 +159,7 @@ static void test_records_round_trip(void **state) {
     assert_memory_equal(back->recent, u->recent, sizeof(dr_recent_event_t) * u->recent_len);
     assert_int_equal(back->last_list[1], 12);
     assert_true(back->last_list_score[1] == 0.75f);
+    assert_int_equal(back->prior_version, u->prior_version);
     dr_user_free(back);
     /* every truncation and a wrong dimension are DR_ECORRUPT */
     for (size_t cut = 0; cut < len; cut++)
@@ -166,8 +167,8 @@ static void test_records_round_trip(void **state) {
     assert_int_equal(dr_user_decode(42, &c16, rec, len, &back), DR_ECORRUPT);
     /* a NaN smuggled into the vector is refused */
     float nan = NAN;
-    /* v, then cuts + last cut, the detector and the list's scores */
-    size_t v_end = len - dr_adwin_serialized_size(&u->drift) - 12 - 4 * u->last_list_len;
+    /* v, then cuts + last cut, the detector, the list's scores, the prior version */
+    size_t v_end = len - dr_adwin_serialized_size(&u->drift) - 12 - 4 * u->last_list_len - 8;
     memcpy(rec + v_end - 4, &nan, 4);
     assert_int_equal(dr_user_decode(42, &c8, rec, len, &back), DR_ECORRUPT);
     free(rec);
@@ -307,7 +308,6 @@ static void test_user_step_size_decays(void **state) {
     dr_model_free(m);
 }
 
-/* Bad settings are refused with the key's name. */
 /* "the rank of an item in the list the model would publish": items scored
  * above it count, blocked and recently engaged ones are not listable. */
 static void test_list_rank(void **state) {
@@ -340,6 +340,150 @@ static void test_list_rank(void **state) {
     dr_model_free(m);
 }
 
+/* "an adapted user's effective vector must not jump when û moves": after
+ * outer steps, û and the model version moved, a user who was away is
+ * re-based on its next event and its vector before learning is exactly
+ * what it was; globals and records carry what it takes, across a restart. */
+static void test_reptile_prior_keeps_users_in_place(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.prior_step = 0.5f;
+    c.prior_period = 10;
+    c.lr_item = 0; /* item vectors fixed: the user's vector is the only thing to compare */
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    dr_user_t *away = dr_user_new_conf(1, &c);
+    dr_apply_result_t r;
+    for (int i = 0; i < 5; i++) {
+        dr_event_t e = ev(1, 100 + i, DR_EV_CLICK, 0, i);
+        assert_int_equal(dr_learner_apply(m, away, &e, (uint64_t)i, &r), 0);
+    }
+    float before[8], prior_before[8];
+    dr_model_user_vector(m, away, before);
+    memcpy(prior_before, dr_model_prior(m), sizeof(prior_before));
+    int64_t v0 = dr_model_version(m);
+    /* other users' clicks drive several outer steps */
+    for (int i = 0; i < 40; i++) {
+        dr_user_t *o = dr_user_new_conf(10 + i, &c);
+        dr_event_t e = ev(10 + i, 100 + i % 3, DR_EV_CLICK, 0, i);
+        assert_int_equal(dr_learner_apply(m, o, &e, (uint64_t)i, &r), 0);
+        dr_user_free(o);
+    }
+    assert_true(dr_model_version(m) >= v0 + 3);
+    assert_true(memcmp(prior_before, dr_model_prior(m), sizeof(prior_before)) != 0);
+    float after[8];
+    dr_model_user_vector(m, away, after);
+    for (int k = 0; k < 8; k++) assert_true(after[k] == before[k]); /* read-only view: exact */
+    /* the user's record and the globals survive a restart, and the re-base
+     * on the next event keeps the vector (up to float rounding) */
+    uint8_t *rec, *g;
+    size_t len, glen;
+    assert_int_equal(dr_user_encode(away, 8, &rec, &len), 0);
+    assert_int_equal(dr_model_encode_globals(m, &g, &glen), 0);
+    dr_model_t *m2;
+    assert_int_equal(dr_model_new(&m2, &c, err, sizeof(err)), 0);
+    assert_int_equal(dr_model_load_globals(m2, g, glen), 0);
+    assert_int_equal(dr_model_version(m2), dr_model_version(m));
+    dr_user_t *back;
+    assert_int_equal(dr_user_decode(1, &c, rec, len, &back), 0);
+    dr_model_user_vector(m2, back, after);
+    for (int k = 0; k < 8; k++) assert_true(after[k] == before[k]);
+    dr_event_t imp = ev(1, 555, DR_EV_IMPRESSION, 0, 100); /* no label: only the re-base */
+    assert_int_equal(dr_learner_apply(m2, back, &imp, 1, &r), 0);
+    assert_int_equal(back->prior_version, dr_model_version(m2));
+    dr_model_user_vector(m2, back, after);
+    for (int k = 0; k < 8; k++) assert_float_equal(after[k], before[k], 1e-5);
+    free(rec);
+    free(g);
+    dr_user_free(back);
+    dr_user_free(away);
+    dr_model_free(m);
+    dr_model_free(m2);
+}
+
+/* "an item with no interactions yet is ranked by its content": once W has
+ * learned that a user likes items whose embeddings point one way, a new item
+ * pointing that way outranks a new item pointing the other way. Records and
+ * globals keep e_i, δ_i and W: the same score after a reload. */
+static void test_content_ranks_new_items(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.content_dim = 4;
+    c.lr_content = 0.05f;
+    c.prior_step = 0;
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    const float kind_a[4] = {1, 0, 0.1f, 0}, kind_b[4] = {0, 1, 0, 0.1f};
+    assert_int_equal(dr_model_set_item_content(m, 1, kind_a, 3), DR_EINVAL); /* wrong length */
+    for (int64_t item = 1; item <= 20; item++)
+        assert_int_equal(dr_model_set_item_content(m, item, item % 2 ? kind_a : kind_b, 4), 0);
+    assert_true(dr_model_item_has_content(m, dr_model_item_index(m, 1, false)));
+    dr_user_t *u = dr_user_new_conf(1, &c);
+    dr_apply_result_t r;
+    for (int i = 0; i < 200; i++) { /* likes kind a, hides kind b */
+        int64_t item = 1 + (i % 20);
+        dr_event_t e = ev(1, item, item % 2 ? DR_EV_LIKE : DR_EV_HIDE, 0, i);
+        assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)i, &r), 0);
+    }
+    assert_int_equal(dr_model_set_item_content(m, 1001, kind_a, 4), 0);
+    assert_int_equal(dr_model_set_item_content(m, 1002, kind_b, 4), 0);
+    int64_t na = dr_model_item_index(m, 1001, false), nb = dr_model_item_index(m, 1002, false);
+    assert_true(dr_model_score(m, u, na) > dr_model_score(m, u, nb));
+    /* a record round trip keeps q_i, e_i and δ_i: the same score after learning */
+    dr_model_t *m2;
+    assert_int_equal(dr_model_new(&m2, &c, err, sizeof(err)), 0);
+    uint8_t *g;
+    size_t glen;
+    assert_int_equal(dr_model_encode_globals(m, &g, &glen), 0);
+    assert_int_equal(dr_model_load_globals(m2, g, glen), 0);
+    free(g);
+    assert_int_equal(dr_model_drain_dirty_items(m, (dr_item_sink_fn)dr_model_load_item, m2), 0);
+    int64_t na2 = dr_model_item_index(m2, 1001, false);
+    assert_true(dr_model_item_has_content(m2, na2));
+    assert_true(dr_model_score(m, u, na) == dr_model_score(m2, u, na2));
+    dr_user_free(u);
+    dr_model_free(m);
+    dr_model_free(m2);
+}
+
+/* "A state written by an older record version is still read": an item
+ * record of version 1 (no content) loads into a model with content on. */
+static void test_reads_version_1_item_record(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 2;
+    c.content_dim = 3;
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    uint8_t rec[64];
+    dr_writer_t w = {rec, 0, sizeof(rec), true};
+    dr_put_u8(&w, 1);
+    dr_put_u16(&w, 2);
+    dr_put_f32(&w, 0.25f); /* bias */
+    dr_put_u8(&w, 1);      /* excluded */
+    dr_put_u64(&w, 9);     /* count */
+    dr_put_f32(&w, 0.5f);
+    dr_put_f32(&w, -0.5f);
+    assert_true(w.ok);
+    assert_int_equal(dr_model_load_item(m, 77, rec, w.len), 0);
+    dr_items_view_t v;
+    dr_model_items(m, &v);
+    int64_t i = dr_model_item_index(m, 77, false);
+    assert_true(v.bias[i] == 0.25f && v.excluded[i] == 1 && v.q[i * 2 + 1] == -0.5f);
+    assert_false(dr_model_item_has_content(m, i));
+    assert_int_equal(dr_model_load_item(m, 78, rec, w.len - 1), DR_ECORRUPT);
+    dr_model_free(m);
+}
+
+/* Bad settings are refused with the key's name. */
 static void test_conf_check(void **state) {
     (void)state;
     dr_learner_conf_t c;
@@ -364,6 +508,9 @@ int main(void) {
         cmocka_unit_test(test_reads_version_1_user_record),
         cmocka_unit_test(test_user_step_size_decays),
         cmocka_unit_test(test_list_rank),
+        cmocka_unit_test(test_reptile_prior_keeps_users_in_place),
+        cmocka_unit_test(test_content_ranks_new_items),
+        cmocka_unit_test(test_reads_version_1_item_record),
         cmocka_unit_test(test_conf_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
