@@ -498,11 +498,26 @@ static void on_assign(void *ctx, rd_kafka_topic_partition_list_t *parts) {
     }
 }
 
-/* A catalog record: blocked or deleted items leave every later list. */
+/* A catalog record: blocked or deleted items leave every later list; a
+ * content embedding lets a new item be ranked before anyone touched it. */
 static int on_item(void *ctx, const dr_item_rec_t *item, char *reason, size_t reason_size) {
     dr_pipeline_t *p = ctx;
+    /* exclusion first: a deleted item must leave lists even when the rest
+     * of its record is refused */
     int err = dr_model_set_item_excluded(p->model, item->item_id, item->blocked || item->deleted);
-    if (err) snprintf(reason, reason_size, "catalog item rejected: %s", dr_strerror(err));
+    if (err) {
+        snprintf(reason, reason_size, "catalog item %" PRId64 " rejected: %s", item->item_id, dr_strerror(err));
+        return err;
+    }
+    int content_dim = p->cfg.learner.content_dim;
+    if (item->embedding_len == 0 || content_dim == 0) return 0;
+    if (item->embedding_len != (size_t)content_dim) {
+        snprintf(reason, reason_size, "catalog item %" PRId64 ": embedding has %zu floats, learner.content.dim is %d",
+                 item->item_id, item->embedding_len, content_dim);
+        return DR_EINVAL;
+    }
+    err = dr_model_set_item_content(p->model, item->item_id, item->embedding, item->embedding_len);
+    if (err) snprintf(reason, reason_size, "catalog item %" PRId64 ": embedding refused: %s", item->item_id, dr_strerror(err));
     return err;
 }
 
