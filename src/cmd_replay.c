@@ -44,7 +44,7 @@ static void usage(FILE *f, const char *cmd) {
         fprintf(f,
                 "usage: driftrec replay --bootstrap HOST:PORT --topic T [--from X] [--to Y] [--catalog-topic T]\n"
                 "       driftrec replay --embedded --input FILE --format F [--catalog FILE] [--min-rating R]\n"
-                "   options: [--mode implicit|rating] [--k K] [--arms full,prior,nodrift,popularity]\n"
+                "   options: [--mode implicit|rating] [--k K] [--arms full,prior,nodrift,popularity,zeroprior,nocontent]\n"
                 "            [--window N] [--config FILE] [--set key=value]... [--report DIR] [--quiet]\n"
                 "Replays a topic range through the learner, test-then-train, and writes DIR/report.json\n"
                 "and DIR/report.html (default DIR: replay-report). X and Y are offsets (the same in every\n"
@@ -301,6 +301,9 @@ typedef struct collect {
     int64_t *items;
     size_t n_items, cap_items;
     float *emb;                 /* decode scratch for catalog embeddings */
+    float *item_emb;            /* n_items × emb_dim (zero rows: none), once one is seen */
+    int emb_dim;
+    size_t bad_emb;             /* embeddings of another length than the first */
 } collect_t;
 
 static int collect_event(void *ctx, const rd_kafka_message_t *m) {
@@ -338,13 +341,28 @@ static int collect_item(void *ctx, const rd_kafka_message_t *m) {
         int64_t *v = realloc(c->items, cap * sizeof(*v));
         if (!v) return DR_ENOMEM;
         c->items = v;
+        if (c->emb_dim > 0) {
+            float *e = realloc(c->item_emb, cap * (size_t)c->emb_dim * sizeof(float));
+            if (!e) return DR_ENOMEM;
+            c->item_emb = e;
+        }
         c->cap_items = cap;
+    }
+    if (it.embedding_len > 0 && c->emb_dim == 0 && it.embedding_len <= DR_MAX_CONTENT_DIM) {
+        c->emb_dim = (int)it.embedding_len; /* the first embedding fixes c */
+        if (!(c->item_emb = calloc(c->cap_items, it.embedding_len * sizeof(float)))) return DR_ENOMEM;
+    }
+    if (c->emb_dim > 0) {
+        float *row = c->item_emb + c->n_items * (size_t)c->emb_dim;
+        bool fits = it.embedding_len == (size_t)c->emb_dim;
+        if (it.embedding_len > 0 && !fits) c->bad_emb++;
+        if (fits) memcpy(row, it.embedding, it.embedding_len * sizeof(float));
+        else memset(row, 0, (size_t)c->emb_dim * sizeof(float));
     }
     c->items[c->n_items++] = it.item_id;
     return 0;
 }
 
-/* Event time, then partition, then offset: a total, reproducible order. */
 static int cmp_ranged(const void *a, const void *b) {
     const ranged_event_t *x = a, *y = b;
     if (x->ev.timestamp_ms != y->ev.timestamp_ms) return x->ev.timestamp_ms < y->ev.timestamp_ms ? -1 : 1;
@@ -422,7 +440,11 @@ static int replay_from(opts_t *o, const char *bootstrap, double t_start) {
         rcfg.n_arms = n_arms;
         char source[1024];
         snprintf(source, sizeof(source), "%s[%s..%s)", o->topic, o->from ? o->from : "beginning", o->to ? o->to : "end");
-        dr_replay_input_t in = {events, c.n, c.items, c.n_items, dr_mono_s() - t_start, o->input ? o->input : source};
+        if (c.bad_emb)
+            fprintf(stderr, "driftrec replay: %zu catalog embeddings did not have the first one's %d floats: those items have none\n",
+                    c.bad_emb, c.emb_dim);
+        dr_replay_input_t in = {events, c.n, c.items, c.n_items, c.item_emb, c.emb_dim,
+                                dr_mono_s() - t_start, o->input ? o->input : source};
         openblas_set_num_threads(1); /* one BLAS thread per arm thread */
         if (!rc && (rc = dr_replay_run(&rcfg, &in, o->report, e, sizeof(e))))
             fprintf(stderr, "driftrec replay: %s\n", e);
@@ -437,6 +459,7 @@ static int replay_from(opts_t *o, const char *bootstrap, double t_start) {
     free(events);
     free(c.v);
     free(c.items);
+    free(c.item_emb);
     free(c.emb);
     dr_codec_free(c.codec);
     return rc;

@@ -21,10 +21,12 @@ typedef enum dr_arm_kind {
     DR_ARM_PRIOR,        /* no per-user adaptation: every user is the prior û */
     DR_ARM_NODRIFT,      /* per-user adaptation, drift detection off */
     DR_ARM_POPULARITY,   /* most popular items the user has not seen */
+    DR_ARM_ZEROPRIOR,    /* full model, but û = 0 and not meta-learned */
+    DR_ARM_NOCONTENT,    /* full model without the catalog's content embeddings */
     DR_ARM__COUNT
 } dr_arm_kind_t;
 
-/* Parses "full,prior,nodrift,popularity" into kinds; returns the count or
+/* Parses "full,prior,nodrift,popularity,zeroprior,nocontent" into kinds; returns the count or
  * DR_EINVAL with the bad name in errstr. */
 int dr_replay_parse_arms(const char *list, dr_arm_kind_t *arms, int max, char *errstr,
                          size_t errstr_size);
@@ -44,6 +46,9 @@ typedef struct dr_replay_input {
     size_t n;
     const int64_t *catalog;   /* items announced by the catalog (may be NULL) */
     size_t n_catalog;
+    const float *catalog_emb; /* n_catalog × emb_dim content embeddings, or NULL;
+                                 an all-zero row: the item has none */
+    int emb_dim;
     double load_seconds;      /* time spent loading/reading, for the report */
     const char *source;       /* what was replayed, for the report */
 } dr_replay_input_t;

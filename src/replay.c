@@ -18,7 +18,12 @@
 
 #define MAX_DRIFTS_REPORTED 20000
 
-static const char *const arm_names[DR_ARM__COUNT] = {"full", "prior", "nodrift", "popularity"};
+static const char *const arm_names[DR_ARM__COUNT] = {"full", "prior", "nodrift", "popularity",
+                                                     "zeroprior", "nocontent"};
+#define ARM_LIST "full, prior, nodrift, popularity, zeroprior, nocontent"
+static const int cold_user_n[] = {1, 5, 10, 20}; /* hr@K over each user's first N events */
+#define COLD_USER_BUCKETS 4
+#define COLD_ITEM_EVENTS 10 /* hr@K of items in their first 10 interactions */
 
 const char *dr_replay_arm_name(dr_arm_kind_t kind) {
     return kind < DR_ARM__COUNT ? arm_names[kind] : "?";
@@ -32,7 +37,7 @@ int dr_replay_parse_arms(const char *list, dr_arm_kind_t *arms, int max, char *e
         int k = 0;
         while (k < DR_ARM__COUNT && strcmp(arm_names[k], t)) k++;
         if (k == DR_ARM__COUNT || count == max) {
-            snprintf(err, n, "--arms: unknown or too many arms at '%s' (full, prior, nodrift, popularity)", t);
+            snprintf(err, n, "--arms: unknown or too many arms at '%s' (" ARM_LIST ")", t);
             return DR_EINVAL;
         }
         arms[count++] = (dr_arm_kind_t)k;
@@ -147,6 +152,13 @@ typedef struct drift_rec {
     int64_t ts, user;
 } drift_rec_t;
 
+/* Cold start: new users' and new items' first events. */
+typedef struct cold_stats {
+    uint64_t user_ranked[COLD_USER_BUCKETS], user_hits[COLD_USER_BUCKETS];
+    uint64_t item_ranked, item_hits;
+    uint64_t new_items, listed_before_first; /* items seen with a first interaction */
+} cold_stats_t;
+
 typedef struct arm_run {
     const prep_t *p;
     const dr_replay_conf_t *conf;
@@ -166,9 +178,11 @@ typedef struct arm_run {
     float *auc_pred;
     uint8_t *auc_label;
     double seconds;
+    cold_stats_t cold;
     int rc;
     char err[256];
     /* working state */
+    uint32_t *user_n, *item_n;   /* events so far per dense user / item */
     dr_model_t *m;
     dr_user_t **users;
     int64_t *row_of;             /* dense item -> model row, -1 */
@@ -200,6 +214,30 @@ static void record_rank(arm_run_t *a, wstats_t *w, double rank) {
         }
         if (isfinite(rank)) s->rr += 1.0 / rank;
     }
+}
+
+/* Before event e is learned from: its user's and item's cold-start buckets. */
+static void record_cold(arm_run_t *a, size_t e, double rank, bool ranked) {
+    uint32_t un = a->user_n[a->p->user[e]] + 1, in = a->item_n[a->p->item[e]];
+    bool hit = isfinite(rank) && rank <= a->conf->k;
+    for (int b = 0; ranked && b < COLD_USER_BUCKETS; b++)
+        if (un <= (uint32_t)cold_user_n[b]) {
+            a->cold.user_ranked[b]++;
+            a->cold.user_hits[b] += hit;
+        }
+    if (ranked && in < COLD_ITEM_EVENTS) {
+        a->cold.item_ranked++;
+        a->cold.item_hits += hit;
+    }
+    if (in == 0) {
+        a->cold.new_items++;
+        a->cold.listed_before_first += a->covered[a->p->item[e]];
+    }
+}
+
+static void count_event(arm_run_t *a, size_t e) {
+    a->user_n[a->p->user[e]]++;
+    a->item_n[a->p->item[e]]++;
 }
 
 /* Rank of the target row among every candidate row (sc[0..n)) the user has
@@ -262,6 +300,15 @@ static int arm_model_init(arm_run_t *a) {
     dr_learner_conf_t lc = a->conf->cfg->learner;
     if (a->kind == DR_ARM_PRIOR) { lc.lr_user = 0; lc.drift_enabled = false; }
     if (a->kind == DR_ARM_NODRIFT) lc.drift_enabled = false;
+    if (a->kind == DR_ARM_ZEROPRIOR) { lc.prior_zero = true; lc.prior_step = 0; }
+    bool content = a->in->catalog_emb && a->kind != DR_ARM_NOCONTENT;
+    if (!content) lc.content_dim = 0;
+    else if (lc.content_dim == 0) lc.content_dim = a->in->emb_dim; /* the catalog's, unless configured */
+    if (content && lc.content_dim != a->in->emb_dim) {
+        snprintf(a->err, sizeof(a->err), "the catalog's embeddings have %d floats, learner.content.dim is %d",
+                 a->in->emb_dim, lc.content_dim);
+        return DR_ECONFIG;
+    }
     int err = dr_model_new(&a->m, &lc, a->err, sizeof(a->err));
     if (err) return err;
     a->users = calloc(a->p->n_users + 1, sizeof(dr_user_t *));
@@ -273,6 +320,13 @@ static int arm_model_init(arm_run_t *a) {
         if (r < 0) return (int)r;
         a->row_of[d] = r;
         a->avail[r] = d;
+    }
+    for (size_t i = 0; content && i < a->in->n_catalog; i++) {
+        const float *row = a->in->catalog_emb + i * (size_t)a->in->emb_dim;
+        bool any = false;
+        for (int j = 0; j < a->in->emb_dim; j++) any |= row[j] != 0.0f;
+        if (any && (err = dr_model_set_item_content(a->m, a->in->catalog[i], row, (size_t)a->in->emb_dim)))
+            return err;
     }
     return 0;
 }
@@ -304,16 +358,20 @@ static int model_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_cou
     dr_user_t *u = a->users[ud];
     if (!u && !(u = a->users[ud] = dr_user_new_conf(ev->user_id, dr_model_conf(a->m)))) return DR_ENOMEM;
     const dr_learner_conf_t *lc = dr_model_conf(a->m);
-    if (lc->mode == DR_MODE_IMPLICIT && is_positive(lc, ev) && !a->p->first_user[e]) {
-        double rank = INFINITY;
-        if (a->row_of[id] >= 0) {
-            size_t n = score_rows(a, u);
-            rank = rank_in(a, e, a->scores, n, a->row_of[id], a->row_of);
-            if (a->conf->coverage_every > 0 && (*ranked_count)++ % (uint64_t)a->conf->coverage_every == 0)
-                cover_top_k(a, e, a->scores, n, a->row_of, a->avail);
-        }
-        record_rank(a, w, rank);
+    bool ranked = lc->mode == DR_MODE_IMPLICIT && is_positive(lc, ev);
+    double rank = INFINITY;
+    if (ranked && a->row_of[id] >= 0) {
+        size_t n = score_rows(a, u);
+        rank = rank_in(a, e, a->scores, n, a->row_of[id], a->row_of);
+        if (!a->p->first_user[e] && a->conf->coverage_every > 0 &&
+            (*ranked_count)++ % (uint64_t)a->conf->coverage_every == 0)
+            cover_top_k(a, e, a->scores, n, a->row_of, a->avail);
     }
+    /* a user's first event is ranked for the cold-start figures only (the
+     * headline metrics count users seen before) */
+    if (ranked && !a->p->first_user[e]) record_rank(a, w, rank);
+    record_cold(a, e, rank, ranked);
+    count_event(a, e);
     dr_apply_result_t res;
     int err = dr_learner_apply(a->m, u, ev, dr_mix64(e), &res);
     if (err) return err;
@@ -330,7 +388,7 @@ static int model_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_cou
     }
     if (res.drift) {
         a->drifts++;
-        if (a->kind == DR_ARM_FULL) dr_learner_readapt(a->m, u);
+        dr_learner_readapt(a->m, u); /* only arms with drift handling see cuts */
         if (a->drift_list && a->n_drift_list < MAX_DRIFTS_REPORTED)
             a->drift_list[a->n_drift_list++] = (drift_rec_t){e, ev->timestamp_ms, ev->user_id};
     }
@@ -347,16 +405,18 @@ static int pop_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_count
     const dr_event_t *ev = &a->in->events[e];
     uint32_t id = a->p->item[e];
     const dr_learner_conf_t *lc = &a->conf->cfg->learner;
-    if (lc->mode == DR_MODE_IMPLICIT && is_positive(lc, ev) && !a->p->first_user[e]) {
-        double rank = INFINITY;
-        if (a->row_of[id] >= 0) {
-            for (size_t j = 0; j < a->n_avail; j++) a->scores[j] = (float)a->pop_count[a->avail[j]];
-            rank = rank_in(a, e, a->scores, a->n_avail, a->row_of[id], a->row_of);
-            if (a->conf->coverage_every > 0 && (*ranked_count)++ % (uint64_t)a->conf->coverage_every == 0)
-                cover_top_k(a, e, a->scores, a->n_avail, a->row_of, a->avail);
-        }
-        record_rank(a, w, rank);
+    bool ranked = lc->mode == DR_MODE_IMPLICIT && is_positive(lc, ev);
+    double rank = INFINITY;
+    if (ranked && a->row_of[id] >= 0) {
+        for (size_t j = 0; j < a->n_avail; j++) a->scores[j] = (float)a->pop_count[a->avail[j]];
+        rank = rank_in(a, e, a->scores, a->n_avail, a->row_of[id], a->row_of);
+        if (!a->p->first_user[e] && a->conf->coverage_every > 0 &&
+            (*ranked_count)++ % (uint64_t)a->conf->coverage_every == 0)
+            cover_top_k(a, e, a->scores, a->n_avail, a->row_of, a->avail);
     }
+    if (ranked && !a->p->first_user[e]) record_rank(a, w, rank);
+    record_cold(a, e, rank, ranked);
+    count_event(a, e);
     if (lc->mode == DR_MODE_RATING && ev->type == DR_EV_RATE) {
         /* the item's mean rating so far, else the global mean */
         double pred = a->pop_count[id] > 0 ? a->rating_sum[id] / a->pop_count[id]
@@ -395,6 +455,9 @@ static int arm_alloc(arm_run_t *a) {
     a->rating_sum = calloc(p->n_items + 1, sizeof(double));
     a->auc_pred = malloc((p->n + 1) * sizeof(float));
     a->auc_label = malloc(p->n + 1);
+    a->user_n = calloc(p->n_users + 1, sizeof(uint32_t));
+    a->item_n = calloc(p->n_items + 1, sizeof(uint32_t));
+    if (!a->user_n || !a->item_n) return DR_ENOMEM;
     if (a->kind == DR_ARM_FULL) a->drift_list = malloc(MAX_DRIFTS_REPORTED * sizeof(drift_rec_t));
     if (!a->win || !a->covered || !a->row_of || !a->avail || !a->scores || !a->pop_count ||
         !a->rating_sum || !a->auc_pred || !a->auc_label)
@@ -412,7 +475,8 @@ static void arm_free_work(arm_run_t *a) {
     free(a->users);
     dr_model_free(a->m);
     free(a->row_of); free(a->avail); free(a->scores); free(a->uvec);
-    free(a->pop_count); free(a->rating_sum);
+    free(a->pop_count); free(a->rating_sum); free(a->user_n); free(a->item_n);
+    a->user_n = a->item_n = NULL;
     a->users = NULL; a->m = NULL; a->row_of = NULL; a->avail = NULL; a->scores = NULL;
     a->uvec = NULL; a->pop_count = NULL; a->rating_sum = NULL;
 }
@@ -478,6 +542,29 @@ static void metric_names(int k, char *hr, char *ndcg, size_t n) {
 
 static double ratio(double num, uint64_t den) { return den ? num / (double)den : NAN; }
 
+static void write_cold(dr_json_t *j, const arm_run_t *a) {
+    const cold_stats_t *c = &a->cold;
+    char name[64];
+    dr_json_object_begin(j, "cold_start");
+    for (int b = 0; b < COLD_USER_BUCKETS; b++) {
+        snprintf(name, sizeof(name), "users_first_%d_events", cold_user_n[b]);
+        dr_json_object_begin(j, name);
+        snprintf(name, sizeof(name), "hr@%d", a->conf->k);
+        dr_json_num(j, name, ratio((double)c->user_hits[b], c->user_ranked[b]));
+        dr_json_int(j, "ranked_events", (int64_t)c->user_ranked[b]);
+        dr_json_object_end(j);
+    }
+    snprintf(name, sizeof(name), "items_first_%d_interactions", COLD_ITEM_EVENTS);
+    dr_json_object_begin(j, name);
+    snprintf(name, sizeof(name), "hr@%d", a->conf->k);
+    dr_json_num(j, name, ratio((double)c->item_hits, c->item_ranked));
+    dr_json_int(j, "ranked_events", (int64_t)c->item_ranked);
+    dr_json_object_end(j);
+    dr_json_int(j, "new_items", (int64_t)c->new_items);
+    dr_json_int(j, "new_items_listed_before_first_interaction", (int64_t)c->listed_before_first);
+    dr_json_object_end(j);
+}
+
 static void write_arm_metrics(dr_json_t *j, const arm_run_t *a, const wstats_t *s, bool full) {
     char hr[32], ndcg[32];
     metric_names(a->conf->k, hr, ndcg, sizeof(hr));
@@ -498,6 +585,7 @@ static void write_arm_metrics(dr_json_t *j, const arm_run_t *a, const wstats_t *
     dr_json_int(j, "rated_events", (int64_t)s->rated);
     dr_json_int(j, "drifts", (int64_t)a->drifts);
     dr_json_num(j, "seconds", a->seconds);
+    if (!rating) write_cold(j, a);
 }
 
 static void write_windows(dr_json_t *j, const arm_run_t *arms, int n_arms, const dr_replay_input_t *in,
