@@ -57,7 +57,8 @@ static void usage(FILE *f) {
             "shares, dwells, hides; 20%% of users switch interests mid-stream), shows live\n"
             "progress and writes DIR/report.json (default DIR: demo-report).\n"
             "Defaults: 400000 events, 4000 users, 2000 items, 16 partitions; half the users\n"
-            "(by hash) get drift handling, half form the control arm.\n"
+            "(by hash) get drift handling, half form the control arm; a catalog topic\n"
+            "(driftrec.items) gives every item a 16-float content embedding.\n"
             "--bootstrap uses a running broker instead (e.g. `driftrec broker --topic ...`),\n"
             "so that other tools (kcat) can read the same topics; with --produce-only it only\n"
             "produces the stream there (for `driftrec run` and test harnesses).\n"
@@ -125,6 +126,23 @@ static int produce_stream(demo_opts_t *o, const char *bootstraps) {
     dr_buf_t buf = {0};
     int err = dr_synth_new(&s, &o->synth);
     if (!err) err = dr_codec_new(&codec, &o->cfg.codec, e, sizeof(e));
+    /* the catalog first: every item with its content embedding */
+    for (uint64_t item = 1; !err && o->cfg.topic_catalog[0] && item <= o->synth.items; item++) {
+        float emb[DR_SYNTH_CONTENT_DIM];
+        dr_synth_item_embedding(s, (int64_t)item, emb);
+        dr_item_rec_t it = {(int64_t)item, emb, DR_SYNTH_CONTENT_DIM, false, false};
+        char key[24];
+        int klen = snprintf(key, sizeof(key), "%" PRIu64, item);
+        if ((err = dr_codec_encode_item(codec, &it, &buf))) break;
+        rd_kafka_resp_err_t kerr;
+        while ((kerr = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(o->cfg.topic_catalog),
+                                         RD_KAFKA_V_KEY(key, (size_t)klen),
+                                         RD_KAFKA_V_VALUE(buf.data, buf.len),
+                                         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                         RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            rd_kafka_poll(rk, 10);
+        if (kerr) err = DR_EKAFKA;
+    }
     dr_event_t ev;
     while (!err && dr_synth_next(s, &ev)) {
         char key[24];
@@ -249,6 +267,9 @@ static int prepare(demo_opts_t *o, dr_embedded_t **broker) {
         for (int i = 0; i < 2; i++)
             if (dr_embedded_create_topic(*broker, topics[i], o->partitions, err, sizeof(err))) goto out_err;
         if (dr_embedded_create_topic(*broker, o->cfg.topic_dlq, 1, err, sizeof(err))) goto out_err;
+        if (o->cfg.topic_catalog[0] &&
+            dr_embedded_create_topic(*broker, o->cfg.topic_catalog, 1, err, sizeof(err)))
+            goto out_err;
         bs = dr_embedded_bootstraps(*broker);
     }
     const char *sets[][2] = {{"kafka.bootstrap.servers", bs},
@@ -325,6 +346,10 @@ int dr_cmd_demo(int argc, char **argv) {
     /* half the users form a control arm without drift handling (--set
      * drift.arm.share=1 handles everyone) */
     dr_config_set(&o.cfg, "drift.arm.share", "0.5", NULL, 0);
+    /* a catalog whose items carry content embeddings (--set topic.catalog=
+     * runs without one) */
+    dr_config_set(&o.cfg, "topic.catalog", "driftrec.items", NULL, 0);
+    dr_config_set(&o.cfg, "learner.content.dim", "16", NULL, 0);
     int rc = parse_opts(&o, argc, argv);
     char err[512];
     if (rc) return rc == 1 ? 0 : rc;

@@ -39,4 +39,10 @@ int dr_synth_user_interest(const dr_synth_t *s, int64_t user_id, int64_t t_ms);
 /* Whether the user switches, and when (event time). */
 bool dr_synth_user_switch(const dr_synth_t *s, int64_t user_id, int64_t *switch_ms);
 
+/* The item's content embedding (DR_SYNTH_CONTENT_DIM floats): its cluster's
+ * centre plus noise of comparable size, as an encoder of the item's text or
+ * image might give: informative about the cluster, not a label. */
+#define DR_SYNTH_CONTENT_DIM 16
+void dr_synth_item_embedding(const dr_synth_t *s, int64_t item_id, float *out);
+
 #endif /* DR_SYNTH_H */

@@ -82,6 +82,13 @@ int dr_synth_user_interest(const dr_synth_t *s, int64_t user_id, int64_t t_ms) {
     return (c0 + 1 + (int)((h >> 32) % (uint64_t)(s->conf.clusters - 1))) % s->conf.clusters;
 }
 
+void dr_synth_item_embedding(const dr_synth_t *s, int64_t item_id, float *out) {
+    uint64_t centre = dr_mix64(s->conf.seed ^ 0xc0ffeeULL ^ (uint64_t)dr_synth_item_cluster(s, item_id));
+    uint64_t noise = dr_mix64(s->conf.seed ^ ((uint64_t)item_id << 8) ^ 0x5eedULL);
+    for (int j = 0; j < DR_SYNTH_CONTENT_DIM; j++)
+        out[j] = (float)(2.0 * dr_rand01(&centre) - 1.0 + 1.2 * (dr_rand01(&noise) - 0.5));
+}
+
 /* An item of cluster c, popular ones more often (Zipf over rank). */
 static int64_t draw_item(dr_synth_t *s, int c) {
     double x = dr_rand01(&s->rng);
