@@ -35,7 +35,8 @@
 #define DR_MAX_DIM 512
 #define DR_RECENT_MAX 64    /* per-user ring of recent events */
 #define DR_PENDING_IMP 8    /* impressions awaiting engagement */
-#define DR_LAST_LIST 10     /* head of the last emitted list, for hr@10 */
+#define DR_LAST_LIST 64     /* head of the last emitted list: for hr@10, and to
+                               find the lists an excluded item must leave */
 #define DR_POP_RING 4096    /* recent positives, for popularity sampling */
 #define DR_PRIOR_HISTORY 16 /* past priors kept to re-base users exactly */
 #define DR_MAX_CONTENT_DIM 4096 /* c: floats of an item's content embedding */
@@ -161,6 +162,8 @@ int64_t dr_model_version(const dr_model_t *m);
 
 /* Marks an item blocked or deleted (never recommended) or clears it. */
 int dr_model_set_item_excluded(dr_model_t *m, int64_t item_id, bool excluded);
+/* True when the item is known and blocked or deleted. */
+bool dr_model_item_excluded(dr_model_t *m, int64_t item_id);
 /* Gives an item its content embedding (len must be conf.content_dim, values
  * finite): from now on q_i = W·e_i + δ_i, δ_i chosen so that an item that
  * already learned keeps its vector. Creates the item if needed. 0, DR_EINVAL

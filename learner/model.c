@@ -317,6 +317,11 @@ int dr_model_set_item_excluded(dr_model_t *m, int64_t item_id, bool excluded) {
     return 0;
 }
 
+bool dr_model_item_excluded(dr_model_t *m, int64_t item_id) {
+    int64_t idx = dr_model_item_index(m, item_id, false);
+    return idx >= 0 && m->excluded[idx];
+}
+
 void dr_model_items(const dr_model_t *m, dr_items_view_t *v) {
     v->n = m->n_items;
     v->dim = m->dim;

@@ -115,6 +115,7 @@ char *dr_metrics_render(dr_pipeline_t *p) {
     counter(f, "driftrec_commits_total", "State commits written to RocksDB.", (double)s.commits);
     counter(f, "driftrec_commit_failures_total", "State commits that failed.", (double)s.commit_failures);
     counter(f, "driftrec_erasures_total", "Users erased on request.", (double)s.erasures);
+    counter(f, "driftrec_withdrawn_list_refreshes_total", "Lists recomputed because a blocked or deleted item was in them.", (double)s.withdraw_refreshes);
     counter(f, "driftrec_drift_detections_total", "Per-user ADWIN detections.", (double)s.drift_detections);
     counter(f, "driftrec_drift_readaptations_total", "Detections followed by re-adaptation.", (double)s.drift_readapted);
     counter(f, "driftrec_global_drifts_total", "Detections of the global ADWIN.", (double)s.global_drifts);

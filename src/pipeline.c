@@ -45,6 +45,8 @@ struct dr_pipeline {
     /* users erased since the last commit built */
     int64_t *erased;
     size_t n_erased, cap_erased;
+    int64_t *withdrawn;          /* items newly blocked or deleted since the last emit */
+    size_t n_withdrawn, cap_withdrawn;
     /* a commit built and waiting for its deliveries */
     dr_state_batch_t *commit_batch;
     dr_pipeline_stats_t stats;
@@ -115,9 +117,11 @@ static int owe_list(dr_pipeline_t *p, dr_user_t *u) {
     return 0;
 }
 
+#define HIT_K 10 /* hr@10 of clicks against the last list's head */
+
 static int head_hit(const dr_user_t *u, int64_t item_id) {
     if (u->last_list_len == 0) return -1;
-    for (unsigned i = 0; i < u->last_list_len; i++)
+    for (unsigned i = 0; i < u->last_list_len && i < HIT_K; i++)
         if (u->last_list[i] == item_id) return 1;
     return 0;
 }
@@ -276,8 +280,89 @@ static int emit_users(dr_pipeline_t *p, dr_user_t **users, const bool *drift, si
     return err;
 }
 
+/* ---- withdrawing blocked and deleted items --------------------------------- */
+
+typedef struct sweep {
+    dr_pipeline_t *p;
+    int64_t *ids;           /* users to serve a new list */
+    size_t n, cap;
+    const dr_partition_stats_t *parts;
+    int n_parts;
+} sweep_t;
+
+/* Whether u's last published list may hold a withdrawn item: it holds one
+ * in its stored head, or the list was longer than the head we keep. Only
+ * users of partitions this instance owns: the others are another's. */
+static bool list_holds_withdrawn(const sweep_t *s, const dr_user_t *u) {
+    int32_t part = u->last_source.partition;
+    if (u->last_list_len == 0 || part < 0 || part >= s->n_parts || !s->parts[part].assigned) return false;
+    if (u->last_list_len == DR_LAST_LIST && s->p->cfg.topk > DR_LAST_LIST) return true;
+    for (unsigned i = 0; i < u->last_list_len; i++)
+        for (size_t w = 0; w < s->p->n_withdrawn; w++)
+            if (u->last_list[i] == s->p->withdrawn[w]) return true;
+    return false;
+}
+
+static int sweep_add(sweep_t *s, int64_t user_id) {
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 256;
+        int64_t *v = realloc(s->ids, cap * sizeof(*v));
+        if (!v) return DR_ENOMEM;
+        s->ids = v;
+        s->cap = cap;
+    }
+    s->ids[s->n++] = user_id;
+    return 0;
+}
+
+static int sweep_cached(void *ctx, const dr_user_t *u) {
+    sweep_t *s = ctx;
+    return list_holds_withdrawn(s, u) ? sweep_add(s, u->user_id) : 0;
+}
+
+static int sweep_stored(void *ctx, int64_t user_id, const void *rec, size_t len) {
+    sweep_t *s = ctx;
+    if (dr_user_cache_peek(s->p->cache, user_id)) return 0; /* the cached one is newer */
+    dr_user_t *u = NULL;
+    if (dr_user_decode(user_id, &s->p->cfg.learner, rec, len, &u) != 0) return 0;
+    int err = list_holds_withdrawn(s, u) ? sweep_add(s, user_id) : 0;
+    dr_user_free(u);
+    return err;
+}
+
+/* Every user whose last list holds an item blocked or deleted since the last
+ * emit is owed a new list now, so the item leaves every published list
+ * within one emit interval. Looks at the cached users and at every stored
+ * one: O(users) per emit interval that saw a withdrawal (docs/COLD-START.md). */
+static int withdraw_items(dr_pipeline_t *p) {
+    sweep_t s = {.p = p};
+    s.parts = dr_ingest_partitions(p->ingest, &s.n_parts);
+    int assigned = 0;
+    for (int i = 0; i < s.n_parts; i++) assigned += s.parts[i].assigned;
+    if (assigned == 0) return 0; /* not joined yet: the users are not ours to serve yet */
+    double t0 = dr_mono_s();
+    int err = dr_user_cache_for_each(p->cache, sweep_cached, &s);
+    if (!err) err = dr_state_for_each_user(p->state, sweep_stored, &s);
+    for (size_t i = 0; !err && i < s.n; i++) {
+        dr_user_t *u;
+        if ((err = get_user(p, s.ids[i], &u))) break;
+        dr_user_cache_mark_dirty(p->cache, u); /* owed users are never evicted */
+        err = owe_list(p, u);
+    }
+    if (!err) {
+        p->stats.withdraw_refreshes += s.n;
+        dr_log(DR_LOG_INFO, "pipeline", "blocked or deleted items withdrawn from lists | items=%zu lists=%zu seconds=%.3f",
+               p->n_withdrawn, s.n, dr_mono_s() - t0);
+        p->n_withdrawn = 0;
+    }
+    free(s.ids);
+    return err;
+}
+
 static void on_emit_timer(uv_timer_t *t) {
     dr_pipeline_t *p = t->data;
+    if (p->n_withdrawn > 0 && withdraw_items(p) != 0)
+        dr_log(DR_LOG_WARN, "pipeline", "withdrawing blocked items failed, will retry | items=%zu", p->n_withdrawn);
     (void)emit_owed(p);
 }
 
@@ -504,7 +589,18 @@ static int on_item(void *ctx, const dr_item_rec_t *item, char *reason, size_t re
     dr_pipeline_t *p = ctx;
     /* exclusion first: a deleted item must leave lists even when the rest
      * of its record is refused */
-    int err = dr_model_set_item_excluded(p->model, item->item_id, item->blocked || item->deleted);
+    bool exclude = item->blocked || item->deleted;
+    if (exclude && !dr_model_item_excluded(p->model, item->item_id)) {
+        if (p->n_withdrawn == p->cap_withdrawn) {
+            size_t cap = p->cap_withdrawn ? p->cap_withdrawn * 2 : 64;
+            int64_t *v = realloc(p->withdrawn, cap * sizeof(*v));
+            if (!v) return DR_ESTOPPED;
+            p->withdrawn = v;
+            p->cap_withdrawn = cap;
+        }
+        p->withdrawn[p->n_withdrawn++] = item->item_id;
+    }
+    int err = dr_model_set_item_excluded(p->model, item->item_id, exclude);
     if (err) {
         snprintf(reason, reason_size, "catalog item %" PRId64 " rejected: %s", item->item_id, dr_strerror(err));
         return err;
@@ -736,6 +832,7 @@ void dr_pipeline_free(dr_pipeline_t *p) {
     free(p->pending_ids);
     free(p->emit_users);
     free(p->erased);
+    free(p->withdrawn);
     free(p->kafka_keys);
     free(p->kafka_values);
     free(p);

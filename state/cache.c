@@ -277,6 +277,17 @@ dr_user_t *dr_user_cache_peek(const dr_user_cache_t *c, int64_t user_id) {
     return i == NONE ? NULL : c->slots[i].u;
 }
 
+int dr_user_cache_for_each(const dr_user_cache_t *c, dr_user_visit_fn fn, void *ctx) {
+    for (size_t i = 0; c->slots && i <= c->mask; i++) {
+        if (!c->slots[i].u)
+            continue;
+        int err = fn(ctx, c->slots[i].u);
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
 /* Puts u in an empty slot as a clean, not yet referenced user. */
 static void insert(dr_user_cache_t *c, dr_user_t *u) {
     uint32_t i = home(c, u->user_id);

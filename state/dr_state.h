@@ -100,6 +100,10 @@ size_t dr_user_cache_dirty(const dr_user_cache_t *c);
  * and returns it. fn must not put or remove users. */
 typedef int (*dr_user_fn)(void *ctx, dr_user_t *u);
 int dr_user_cache_drain_dirty(dr_user_cache_t *c, dr_user_fn fn, void *ctx);
+/* Calls fn for every cached user (any order); stops at a non-zero return and
+ * returns it. fn must not change the cache. */
+typedef int (*dr_user_visit_fn)(void *ctx, const dr_user_t *u);
+int dr_user_cache_for_each(const dr_user_cache_t *c, dr_user_visit_fn fn, void *ctx);
 /* Hit/miss counters since creation. */
 void dr_user_cache_stats(const dr_user_cache_t *c, uint64_t *hits, uint64_t *misses);
 /* Counts a miss (the caller then loads the user from the store). */

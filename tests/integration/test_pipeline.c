@@ -34,6 +34,9 @@ typedef struct fixture {
     uint64_t sent[USERS + 1];      /* valid events sent per user */
     uint64_t malformed;
     bool clicked[USERS + 1][ITEMS + 1];
+    int64_t withdraw_item;         /* the item blocked in phase 3 ... */
+    uint64_t withdraw_users;       /* ... the lists that held it ... */
+    double withdraw_seconds;       /* ... and how long until all were recomputed */
 } fixture_t;
 
 static int cluster_of(int64_t item) { return (int)((item - 1) % CLUSTERS); }
@@ -287,6 +290,30 @@ static void check_counters(fixture_t *fx) {
     dr_state_close(st);
 }
 
+/* Phase 3's injection: once the partitions are assigned, the catalog blocks
+ * an item that many published lists hold; stops when all of them were
+ * recomputed (or after 10 s). */
+static void block_listed_item(run_t *r, const dr_pipeline_stats_t *st) {
+    fixture_t *fx = r->fx;
+    double now = dr_mono_s();
+    if (r->fault_stage == 0 && st->assigned_partitions == PARTITIONS) {
+        dr_buf_t buf = {0};
+        dr_item_rec_t rec = {fx->withdraw_item, NULL, 0, false, true};
+        assert_int_equal(dr_codec_encode_item(fx->codec, &rec, &buf), 0);
+        assert_int_equal(rd_kafka_producev(fx->producer, RD_KAFKA_V_TOPIC("items"),
+                                           RD_KAFKA_V_VALUE(buf.data, buf.len),
+                                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                         0);
+        dr_buf_free(&buf);
+        assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
+        r->fault_at = now;
+        r->fault_stage = 1;
+    } else if (r->fault_stage == 1 && (st->withdraw_refreshes >= fx->withdraw_users || now - r->fault_at > 10)) {
+        fx->withdraw_seconds = now - r->fault_at;
+        r->expect = 0; /* stop */
+    }
+}
+
 static void test_end_to_end(void **state) {
     (void)state;
     fixture_t *fx = calloc(1, sizeof(*fx));
@@ -357,6 +384,27 @@ static void test_end_to_end(void **state) {
     in_cluster /= USERS;
     fprintf(stderr, "share of top-10 in the user's cluster: %.3f\n", in_cluster);
     assert_true(in_cluster > 0.5); /* mostly: random lists would score 0.25 */
+
+    /* phase 3: "deleted or blocked items leave every list within one emit
+     * interval": block the item most lists hold while the pipeline runs */
+    static int holders[ITEMS + 1];
+    memset(holders, 0, sizeof(holders));
+    for (int64_t u = 1; u <= USERS; u++)
+        for (size_t r = 0; r < l->n[u]; r++) holders[l->items[u][r].item_id]++;
+    for (int64_t item = 1; item <= ITEMS; item++)
+        if (holders[item] > holders[fx->withdraw_item]) fx->withdraw_item = item;
+    fx->withdraw_users = (uint64_t)holders[fx->withdraw_item];
+    assert_true(fx->withdraw_users >= 10);
+    st = run_pipeline_with(fx, "g3", UINT64_MAX, NULL, block_listed_item);
+    assert_int_equal(st.withdraw_refreshes, fx->withdraw_users);
+    lists_t *after = calloc(1, sizeof(*after));
+    after->fx = fx;
+    read_topic(fx, "recs", PARTITIONS, on_list, after); /* the newest list of each user wins */
+    for (int64_t u = 1; u <= USERS; u++)
+        for (size_t r = 0; r < after->n[u]; r++) assert_true(after->items[u][r].item_id != fx->withdraw_item);
+    fprintf(stderr, "blocked item %" PRId64 " left all %" PRIu64 " lists holding it within %.3f s (emit interval 50 ms, 50 ms ticks)\n",
+            fx->withdraw_item, fx->withdraw_users, fx->withdraw_seconds);
+    free(after);
     free(l);
 
     dr_codec_free(fx->codec);
