@@ -80,6 +80,8 @@ typedef struct prep {
     size_t n;
     uint32_t *user, *item, *hist_len;
     uint8_t *first_user;
+    uint8_t *first_engaged;      /* the user's first event with this item other
+                                    than an impression or a hide */
     uint32_t n_users, n_items;
     int64_t *item_ids;
     uint8_t *announced;
@@ -87,12 +89,12 @@ typedef struct prep {
 } prep_t;
 
 static void prep_free(prep_t *p) {
-    free(p->user); free(p->item); free(p->hist_len); free(p->first_user);
+    free(p->user); free(p->item); free(p->hist_len); free(p->first_user); free(p->first_engaged);
     free(p->item_ids); free(p->announced); free(p->hist_off); free(p->hist);
 }
 
 static int prep_build(prep_t *p, const dr_replay_input_t *in) {
-    id_map_t users = {0}, items = {0}, pairs = {0};
+    id_map_t users = {0}, items = {0}, pairs = {0}, engaged = {0};
     size_t n = in->n;
     int err = DR_ENOMEM;
     memset(p, 0, sizeof(*p));
@@ -100,8 +102,11 @@ static int prep_build(prep_t *p, const dr_replay_input_t *in) {
     p->user = malloc(n * 4 + 4); p->item = malloc(n * 4 + 4); p->hist_len = malloc(n * 4 + 4);
     p->first_user = malloc(n + 1);
     uint8_t *new_pair = malloc(n + 1);
-    if (!p->user || !p->item || !p->hist_len || !p->first_user || !new_pair) goto out;
-    if (map_init(&users, 1 << 16) || map_init(&items, in->n_catalog + (1 << 16)) || map_init(&pairs, n)) goto out;
+    p->first_engaged = malloc(n + 1);
+    if (!p->user || !p->item || !p->hist_len || !p->first_user || !new_pair || !p->first_engaged) goto out;
+    if (map_init(&users, 1 << 16) || map_init(&items, in->n_catalog + (1 << 16)) || map_init(&pairs, n) ||
+        map_init(&engaged, n))
+        goto out;
     bool added;
     for (size_t i = 0; i < in->n_catalog; i++) map_get(&items, in->catalog[i], &added);
     size_t n_announced = items.n;
@@ -110,8 +115,15 @@ static int prep_build(prep_t *p, const dr_replay_input_t *in) {
         p->first_user[e] = added;
         p->item[e] = map_get(&items, in->events[e].item_id, &added);
         if (users.n > UINT32_MAX / 2 || items.n > UINT32_MAX / 2) { err = DR_ERANGE; goto out; }
-        map_get(&pairs, ((int64_t)p->user[e] << 32) | p->item[e], &added);
+        int64_t pair = ((int64_t)p->user[e] << 32) | p->item[e];
+        map_get(&pairs, pair, &added);
         new_pair[e] = added;
+        dr_event_type_t t = in->events[e].type;
+        p->first_engaged[e] = 0;
+        if (t != DR_EV_IMPRESSION && t != DR_EV_HIDE) {
+            map_get(&engaged, pair, &added);
+            p->first_engaged[e] = added;
+        }
     }
     p->n_users = (uint32_t)users.n;
     p->n_items = (uint32_t)items.n;
@@ -136,7 +148,7 @@ static int prep_build(prep_t *p, const dr_replay_input_t *in) {
 out:
     free(new_pair);
     free(users.keys); free(users.vals); free(items.keys); free(items.vals);
-    free(pairs.keys); free(pairs.vals);
+    free(pairs.keys); free(pairs.vals); free(engaged.keys); free(engaged.vals);
     return err;
 }
 
@@ -358,7 +370,9 @@ static int model_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_cou
     dr_user_t *u = a->users[ud];
     if (!u && !(u = a->users[ud] = dr_user_new_conf(ev->user_id, dr_model_conf(a->m)))) return DR_ENOMEM;
     const dr_learner_conf_t *lc = dr_model_conf(a->m);
-    bool ranked = lc->mode == DR_MODE_IMPLICIT && is_positive(lc, ev);
+    /* ranked: a user's first positive event with an item (a like or a
+     * dwell after the click repeats it, and its item was just learned) */
+    bool ranked = lc->mode == DR_MODE_IMPLICIT && is_positive(lc, ev) && a->p->first_engaged[e];
     double rank = INFINITY;
     if (ranked && a->row_of[id] >= 0) {
         size_t n = score_rows(a, u);
@@ -405,7 +419,9 @@ static int pop_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_count
     const dr_event_t *ev = &a->in->events[e];
     uint32_t id = a->p->item[e];
     const dr_learner_conf_t *lc = &a->conf->cfg->learner;
-    bool ranked = lc->mode == DR_MODE_IMPLICIT && is_positive(lc, ev);
+    /* ranked: a user's first positive event with an item (a like or a
+     * dwell after the click repeats it, and its item was just learned) */
+    bool ranked = lc->mode == DR_MODE_IMPLICIT && is_positive(lc, ev) && a->p->first_engaged[e];
     double rank = INFINITY;
     if (ranked && a->row_of[id] >= 0) {
         for (size_t j = 0; j < a->n_avail; j++) a->scores[j] = (float)a->pop_count[a->avail[j]];
