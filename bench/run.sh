@@ -28,7 +28,8 @@ for run in $(seq 1 "$runs"); do
   for _ in $(seq 50); do [ -s "$out/broker.txt" ] && break; sleep 0.1; done
   bs=$(head -1 "$out/broker.txt")
   "$bin" demo --quiet --no-drift-eval --bootstrap "$bs" --events "$EVENTS" --users "$USERS" --items "$ITEMS" \
-         --partitions "$PARTITIONS" --set learner.dim="$DIM" --report "$out/r$run" 2>"$out/demo$run.log"
+         --partitions "$PARTITIONS" --set learner.dim="$DIM" --set topic.catalog= \
+         --report "$out/r$run" 2>"$out/demo$run.log"
   eps=$(python3 -c "import json;print(round(json.load(open('$out/r$run/report.json'))['events_per_second']))")
   # raw consume of the same topic: kcat reads to the end and exits
   t0=$(date +%s.%N)

@@ -93,7 +93,7 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->drift_scale = 1.0f;
     c->prior_step = 0.1f;
     c->prior_period = 1000;
-    c->lr_content = 0.01f;
+    c->lr_content = 0.001f;
 }
 
 int dr_learner_conf_check(const dr_learner_conf_t *c, char *errstr, size_t n) {

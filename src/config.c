@@ -56,7 +56,7 @@ static const conf_row_t rows[] = {
     {"learner.prior.step", T_FLOAT, F(learner.prior_step), 0, 0, 1, "0.1", NULL, "Reptile ε: every learner.prior.period labelled events the shared prior û moves by ε × the mean v_u those events left (0: û stays fixed). Active users are re-based so their vectors do not jump (docs/COLD-START.md)."},
     {"learner.prior.period", T_INT, F(learner.prior_period), 0, 1, 100000000, "1000", NULL, "Labelled events per outer (Reptile) step on the prior; each step is a new model_version."},
     {"learner.content.dim", T_INT, F(learner.content_dim), 0, 0, 4096, "0", NULL, "Length c of the catalog's content embeddings (Item.embedding). Items with one are scored with q_i = W·e_i + δ_i, so new items rank by content before anyone touched them; 0: embeddings are ignored. A catalog record with another length is dead-lettered."},
-    {"learner.lr.content", T_FLOAT, F(learner.lr_content), 0, 0, 10, "0.01", NULL, "Step size of the content projection W (shared by all items with an embedding)."},
+    {"learner.lr.content", T_FLOAT, F(learner.lr_content), 0, 0, 10, "0.001", NULL, "Step size of the content projection W (shared by all items with an embedding)."},
     {"learner.reg.user", T_FLOAT, F(learner.reg_user), 0, 0, 10, "0.01", NULL, "L2 on v_u: pulls the user toward the shared prior."},
     {"learner.reg.item", T_FLOAT, F(learner.reg_item), 0, 0, 10, "0.001", NULL, "L2 on item parameters."},
     {"learner.weight.click", T_FLOAT, W(DR_EV_CLICK), 0, 100, "1.0", NULL, "Label weight of a CLICK (positive)."},
