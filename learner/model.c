@@ -806,6 +806,9 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
             dr_get_bytes(&r, m->emb + idx * (size_t)c, (size_t)c * 4);
             dr_get_bytes(&r, m->delta + idx * (size_t)m->dim, (size_t)m->dim * 4);
             ok = all_finite(m->emb + idx * (size_t)c, c) && all_finite(m->delta + idx * (size_t)m->dim, m->dim);
+            /* the stored q_i may predate W's last outer step: recompute it
+             * (the globals, loaded before or after, do the same for all) */
+            if (ok) content_refresh_item(m, idx);
         } else {
             r.pos = r.len; /* learner.content.dim changed: the item keeps its q_i */
         }
@@ -868,6 +871,7 @@ int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
         if (c == m->content_dim) {
             dr_get_bytes(&r, m->W, (size_t)m->dim * c * 4);
             sums_finite &= all_finite(m->W, m->dim * c);
+            if (sums_finite) content_refresh_all(m);
         } else {
             r.pos = len; /* learner.content.dim changed: W starts again */
         }
