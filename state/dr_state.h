@@ -49,6 +49,11 @@ int dr_state_for_each_item(dr_state_t *st, dr_state_item_fn fn, void *ctx);
 /* Calls fn for every stored user (for inspection and tests). */
 typedef int (*dr_state_user_fn)(void *ctx, int64_t user_id, const void *rec, size_t len);
 int dr_state_for_each_user(dr_state_t *st, dr_state_user_fn fn, void *ctx);
+/* Calls fn for every stored consumed offset (where the pipeline resumes), in
+ * key order; stops at a non-zero return. DR_ECORRUPT on a malformed entry. */
+typedef int (*dr_state_offset_fn)(void *ctx, const char *topic, int32_t partition,
+                                  int64_t next_offset);
+int dr_state_for_each_offset(dr_state_t *st, dr_state_offset_fn fn, void *ctx);
 
 /* A write batch. Everything put into one batch lands together or not at all. */
 typedef struct dr_state_batch dr_state_batch_t;

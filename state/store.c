@@ -289,6 +289,62 @@ int dr_state_for_each_user(dr_state_t *st, dr_state_user_fn fn, void *ctx) {
     return for_each_id(st, CF_USERS, fn, ctx);
 }
 
+/* Parses "offset/<topic>/<partition>" (Kafka topic names hold no '/'). */
+static bool parse_offset_key(const char *key, size_t klen, char topic[OFFSET_KEY_MAX],
+                             int32_t *partition) {
+    const size_t pre = sizeof("offset/") - 1;
+    size_t slash = klen;
+
+    if (klen <= pre || klen >= OFFSET_KEY_MAX || memcmp(key, "offset/", pre) != 0)
+        return false;
+    while (slash > pre && key[slash - 1] != '/')
+        slash--;
+    if (slash <= pre + 1 || slash == klen || klen - slash > 10)
+        return false;
+    long v = 0;
+    for (size_t i = slash; i < klen; i++) {
+        if (key[i] < '0' || key[i] > '9')
+            return false;
+        v = v * 10 + (key[i] - '0');
+    }
+    if (v > INT32_MAX)
+        return false;
+    memcpy(topic, key + pre, slash - 1 - pre);
+    topic[slash - 1 - pre] = '\0';
+    *partition = (int32_t)v;
+    return true;
+}
+
+int dr_state_for_each_offset(dr_state_t *st, dr_state_offset_fn fn, void *ctx) {
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->scan_ropts, st->cf[CF_META]);
+    char *err = NULL;
+    int rc = 0;
+
+    for (rocksdb_iter_seek(it, "offset/", 7); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *key = rocksdb_iter_key(it, &klen);
+        const char *val = rocksdb_iter_value(it, &vlen);
+        char topic[OFFSET_KEY_MAX];
+        int32_t partition;
+
+        if (klen < 7 || memcmp(key, "offset/", 7) != 0)
+            break; /* past the offsets */
+        if (vlen != 8 || !parse_offset_key(key, klen, topic, &partition)) {
+            rc = DR_ECORRUPT;
+            goto out_it;
+        }
+        rc = fn(ctx, topic, partition, (int64_t)decode_le64((const uint8_t *)val));
+        if (rc)
+            goto out_it;
+    }
+    rocksdb_iter_get_error(it, &err);
+    if (err)
+        rc = read_err(err, "state scan");
+out_it:
+    rocksdb_iter_destroy(it);
+    return rc;
+}
+
 int dr_state_sizes(dr_state_t *st, uint64_t *live_bytes, uint64_t *pending_compaction) {
     uint64_t live = 0, pending = 0;
 
