@@ -39,6 +39,7 @@ static const conf_row_t rows[] = {
     {"state.commit.interval.ms", T_INT, F(commit_interval_ms), 0, 10, 600000, "1000", NULL, "How often dirty state and offsets are written in one atomic batch."},
     {"state.cache.users", T_INT, F(cache_users), 0, 1, 100000000, "200000", NULL, "Hot users kept in memory (clean ones beyond this are evicted)."},
     {"state.block.cache.mb", T_INT, F(block_cache_mb), 0, 1, 65536, "256", NULL, "RocksDB block cache size."},
+    {"state.min.free.mb", T_INT, F(state_min_free_mb), 0, 0, 1048576, "256", NULL, "Free space the state filesystem must keep: a commit that would leave less is refused and the pipeline stops (exit 1) before RocksDB meets a full disk; `run` also refuses to start below it. 0: no check."},
     {"state.sync", T_BOOL, F(state_sync), 0, 0, 1, "false", NULL, "fsync every commit (the WAL is always on; this also survives power loss)."},
     {"ingest.batch", T_INT, F(ingest_batch), 0, 1, 100000, "4096", NULL, "Most records taken from the consumer queue per wake-up."},
     {"ingest.max.dirty.users", T_INT, F(max_dirty_users), 0, 100, 100000000, "200000", NULL, "Pause consumption while more users than this wait for their list."},

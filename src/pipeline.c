@@ -649,6 +649,7 @@ int dr_pipeline_new(dr_pipeline_t **out, uv_loop_t *loop, const dr_config_t *cfg
     sc.path = p->cfg.state_dir;
     sc.sync = cfg->state_sync;
     sc.block_cache_mb = (size_t)cfg->block_cache_mb;
+    sc.min_free_bytes = (uint64_t)cfg->state_min_free_mb << 20;
     if ((err = dr_state_open(&p->state, &sc, errstr, n))) goto out_fail;
     if ((err = dr_user_cache_new(&p->cache, (size_t)cfg->cache_users, cfg->learner.dim))) goto out_fail;
     if ((err = dr_model_new(&p->model, &cfg->learner, errstr, n))) goto out_fail;

@@ -1,10 +1,13 @@
 /* store.c - driftrec's durable state in RocksDB: users, items and meta
  * (globals, consumed offsets) in three column families, written together by
  * one WriteBatch per commit so that parameters and offsets never diverge. */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/statvfs.h>
 
 #include <rocksdb/c.h>
 
@@ -30,6 +33,8 @@ struct dr_state {
     rocksdb_writeoptions_t *wopts;
     rocksdb_writebatch_t *wb;          /* reused by dr_state_write (one writer) */
     rocksdb_column_family_handle_t *cf[CF_COUNT];
+    char *path;
+    uint64_t min_free;                 /* conf->min_free_bytes */
 };
 
 /* A batch is recorded in our own buffer and replayed into a RocksDB
@@ -50,6 +55,7 @@ void dr_state_conf_default(dr_state_conf_t *conf) {
     conf->read_only = false;
     conf->sync = false;
     conf->block_cache_mb = 256;
+    conf->min_free_bytes = 0;
 }
 
 static void set_err(char *errstr, size_t errstr_size, const char *what, const char *msg) {
@@ -104,6 +110,51 @@ static int offset_key(char key[OFFSET_KEY_MAX], const char *topic, int32_t parti
     return n < 0 || n >= OFFSET_KEY_MAX ? -1 : n;
 }
 
+/* --- free space ------------------------------------------------------------ */
+
+/* Bytes an unprivileged writer may still use on the filesystem of path, or
+ * of its nearest existing ancestor (the store may not exist yet); -1 when
+ * that cannot be told. */
+static int64_t free_bytes(const char *path) {
+    char dir[PATH_MAX];
+    struct statvfs sv;
+    int n = snprintf(dir, sizeof(dir), "%s", path);
+
+    if (n < 0 || (size_t)n >= sizeof(dir))
+        return -1;
+    while (statvfs(dir, &sv) != 0) {
+        char *slash = strrchr(dir, '/');
+
+        if (errno != ENOENT)
+            return -1;
+        if (!slash)
+            snprintf(dir, sizeof(dir), ".");
+        else if (slash == dir)
+            dir[1] = '\0';
+        else
+            *slash = '\0';
+    }
+    return (int64_t)((uint64_t)sv.f_bavail * sv.f_frsize);
+}
+
+/* DR_ESTORE when writing `need` more bytes would leave less than min_free. */
+static int check_free(const char *path, uint64_t min_free, uint64_t need, const char *what,
+                      char *errstr, size_t errstr_size) {
+    int64_t avail;
+
+    if (min_free == 0)
+        return 0;
+    avail = free_bytes(path);
+    if (avail < 0 || (uint64_t)avail >= min_free + need)
+        return 0;
+    if (errstr && errstr_size > 0)
+        snprintf(errstr, errstr_size,
+                 "%s refused: the filesystem of %s is nearly full (%.1f MiB free, %.1f MiB "
+                 "must stay free: state.min.free.mb)",
+                 what, path, (double)avail / (1 << 20), (double)min_free / (1 << 20));
+    return DR_ESTORE;
+}
+
 /* --- open / close --------------------------------------------------------- */
 
 static void build_options(dr_state_t *st, const dr_state_conf_t *conf) {
@@ -141,11 +192,20 @@ int dr_state_open(dr_state_t **out, const dr_state_conf_t *conf, char *errstr,
         set_err(errstr, errstr_size, "state open", "no path given");
         return DR_EINVAL;
     }
+    if (!conf->read_only) {
+        int rc = check_free(conf->path, conf->min_free_bytes, 0, "state open", errstr,
+                            errstr_size);
+
+        if (rc)
+            return rc;
+    }
     st = calloc(1, sizeof(*st));
-    if (!st) {
+    if (!st || !(st->path = strdup(conf->path))) {
+        free(st);
         set_err(errstr, errstr_size, "state open", "out of memory");
         return DR_ENOMEM;
     }
+    st->min_free = conf->min_free_bytes;
     build_options(st, conf);
     for (int i = 0; i < CF_COUNT; i++)
         cf_opts[i] = st->opts;
@@ -187,6 +247,7 @@ void dr_state_close(dr_state_t *st) {
         rocksdb_options_destroy(st->opts);
     if (st->block_cache)
         rocksdb_cache_destroy(st->block_cache);
+    free(st->path);
     free(st);
 }
 
@@ -503,6 +564,11 @@ int dr_state_write(dr_state_t *st, dr_state_batch_t *b, char *errstr, size_t err
         set_err(errstr, errstr_size, "state write: batch incomplete", dr_strerror(b->error));
         return b->error;
     }
+    /* the WAL takes about the batch's size now, and a flush about as much later */
+    int rc = check_free(st->path, st->min_free, 2 * (uint64_t)b->len, "state write", errstr,
+                        errstr_size);
+    if (rc)
+        return rc;
     replay(st, b);
     rocksdb_write(st->db, st->wopts, st->wb, &err);
     if (err)

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dr_err.h"
 #include "dr_state.h"
@@ -254,6 +255,33 @@ static void test_for_each_offset(void **state) {
     dr_state_batch_free(b);
     seen.n = 0;
     assert_int_equal(dr_state_for_each_offset(st, offset_fn, &seen), DR_ECORRUPT);
+    dr_state_close(st);
+}
+
+/* Claim: with min_free_bytes set, a store is not opened for writing on a
+ * filesystem with less free space (DR_ESTORE, the shortfall in errstr, no
+ * directory created); read-only opens are not refused. */
+static void test_open_refused_when_nearly_full(void **state) {
+    fixture_t *f = *state;
+    dr_state_conf_t conf;
+    dr_state_t *st = NULL;
+    char err[256] = "";
+
+    dr_state_conf_default(&conf);
+    conf.path = f->db;
+    conf.min_free_bytes = UINT64_MAX / 4; /* more than any disk holds */
+    assert_int_equal(dr_state_open(&st, &conf, err, sizeof(err)), DR_ESTORE);
+    assert_null(st);
+    assert_non_null(strstr(err, "nearly full"));
+    assert_non_null(strstr(err, "state.min.free.mb"));
+    assert_int_equal(access(f->db, F_OK), -1);
+
+    conf.min_free_bytes = 1;
+    assert_int_equal(dr_state_open(&st, &conf, err, sizeof(err)), 0);
+    dr_state_close(st);
+    conf.min_free_bytes = UINT64_MAX / 4;
+    conf.read_only = true;
+    assert_int_equal(dr_state_open(&st, &conf, err, sizeof(err)), 0);
     dr_state_close(st);
 }
 
@@ -753,6 +781,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_open_errors, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_for_each_offset, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_open_refused_when_nearly_full, setup_dir,
+                                        teardown_dir),
         cmocka_unit_test(test_cache_basic),
         cmocka_unit_test(test_cache_eviction_spares_dirty),
         cmocka_unit_test(test_cache_clock_second_chance),
