@@ -202,7 +202,11 @@ int dr_config_set_pair(dr_config_t *cfg, const char *pair, char *errstr, size_t 
     if (strlen(pair) >= sizeof(buf)) return bad(errstr, n, "--set", "too long", "");
     strcpy(buf, pair);
     char *eq = strchr(buf, '=');
-    if (!eq) return bad(errstr, n, pair, "expected key=value", pair);
+    /* not echoed: the line may be a secret with a typo ("kafka.sasl.password: x") */
+    if (!eq) {
+        snprintf(errstr, n, "expected key=value (no '=' in the setting; its text is not shown)");
+        return DR_ECONFIG;
+    }
     *eq = '\0';
     return dr_config_set(cfg, trim(buf), trim(eq + 1), errstr, n);
 }
@@ -268,8 +272,13 @@ int dr_config_kafka_arrays(const dr_config_t *cfg, const char ***keys, const cha
     return 0;
 }
 
+/* Keys whose values `config --dump` hides: every property librdkafka 2.0.2
+ * marks sensitive (sasl.password, sasl.oauthbearer.config,
+ * sasl.oauthbearer.client.secret, ssl.key.password, ssl.key.pem,
+ * ssl.keystore.password) and anything else that looks like one. */
 static bool is_secret(const char *key) {
-    static const char *const words[] = {"password", "secret", "key", "token", "jaas", "credential"};
+    static const char *const words[] = {"password", "secret", "key", "token", "jaas", "credential",
+                                        "oauthbearer.config"};
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
         if (strcasestr(key, words[i])) return true;
     return false;
