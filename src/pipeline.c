@@ -488,6 +488,8 @@ static void check_backpressure(dr_pipeline_t *p) {
 
 static void on_batch_end(void *ctx) {
     dr_pipeline_t *p = ctx;
+    if (dr_ingest_stats(p->ingest)->halted && !p->stats.failed)
+        fail(p, "a record could be neither handled nor dead-lettered", "see the error above");
     double now = dr_mono_s();
     if (p->stats.first_event_s == 0) p->stats.first_event_s = now;
     p->stats.last_event_s = now;

@@ -71,6 +71,8 @@ static void produce_phase(fixture_t *fx, int phase, uint64_t *rng) {
     assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
 }
 
+#define BIG_RECORD 1100000
+
 /* Malformed records of every kind named by the issue, amid valid ones. */
 static void produce_malformed(fixture_t *fx) {
     dr_buf_t buf = {0};
@@ -93,7 +95,13 @@ static void produce_malformed(fixture_t *fx) {
     float nan = NAN;
     memcpy(copy + 8, &nan, 4);
     produce_raw(fx, 4, copy, buf.len);
-    fx->malformed = 4;
+    /* larger than the pipeline producer's message.max.bytes (1,000,000): its
+     * dead letter carries the head of the value */
+    uint8_t *big = malloc(BIG_RECORD);
+    memset(big, 0x01, BIG_RECORD);
+    produce_raw(fx, 5, big, BIG_RECORD);
+    free(big);
+    fx->malformed = 5;
     free(copy);
     dr_buf_free(&buf);
     assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
@@ -131,13 +139,14 @@ struct run {
 };
 
 static int last_fault_stage; /* where the last run's injector got to */
+static int expected_exit;    /* exit code the next run must end with */
 
 static void on_tick(uv_timer_t *t) {
     run_t *r = t->data;
     dr_pipeline_stats_t st;
     dr_pipeline_stats(r->p, &st);
     if (r->fault) r->fault(r, &st);
-    if (st.consumed >= r->expect || dr_mono_s() > r->deadline) {
+    if (st.consumed >= r->expect || dr_mono_s() > r->deadline || dr_pipeline_exit_code(r->p) != 0) {
         uv_close((uv_handle_t *)t, NULL);
         dr_pipeline_stop(r->p);
     }
@@ -174,7 +183,7 @@ static dr_pipeline_stats_t run_pipeline_with(fixture_t *fx, const char *group, u
     dr_pipeline_stats_t st;
     dr_pipeline_stats(r.p, &st);
     last_fault_stage = r.fault_stage;
-    assert_int_equal(dr_pipeline_exit_code(r.p), 0);
+    assert_int_equal(dr_pipeline_exit_code(r.p), expected_exit);
     dr_pipeline_free(r.p);
     assert_int_equal(uv_loop_close(&loop), 0);
     free(cfg);
@@ -243,6 +252,7 @@ static void on_list(void *ctx, const rd_kafka_message_t *m) {
 typedef struct dlq {
     int n;
     char reasons[8][256];
+    int truncated; /* dead letters with dr.value.truncated */
 } dlq_t;
 
 static void on_dead_letter(void *ctx, const rd_kafka_message_t *m) {
@@ -257,6 +267,14 @@ static void on_dead_letter(void *ctx, const rd_kafka_message_t *m) {
     assert_int_equal(rd_kafka_header_get_last(h, "dr.source.topic", &v, &len), 0);
     assert_memory_equal(v, "events", 6);
     assert_int_equal(rd_kafka_header_get_last(h, "dr.source.offset", &v, &len), 0);
+    if (rd_kafka_header_get_last(h, "dr.value.truncated", &v, &len) == 0) {
+        char orig[24];
+        snprintf(orig, sizeof(orig), "%d", BIG_RECORD);
+        assert_int_equal(len, strlen(orig));
+        assert_memory_equal(v, orig, len);
+        assert_int_equal(m->len, DR_DLQ_TRUNCATED_VALUE);
+        d->truncated++;
+    }
     d->n++;
 }
 
@@ -303,6 +321,7 @@ static void test_end_to_end(void **state) {
     assert_int_equal(dr_embedded_create_topic(fx->broker, "items", 2, err, sizeof(err)), 0);
     rd_kafka_conf_t *kc = rd_kafka_conf_new();
     rd_kafka_conf_set(kc, "bootstrap.servers", dr_embedded_bootstraps(fx->broker), err, sizeof(err));
+    rd_kafka_conf_set(kc, "message.max.bytes", "2000000", err, sizeof(err)); /* the oversized record */
     fx->producer = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
     assert_non_null(fx->producer);
     assert_int_equal(dr_codec_new(&fx->codec, NULL, err, sizeof(err)), 0);
@@ -325,6 +344,8 @@ static void test_end_to_end(void **state) {
     assert_true(any_reason(&dlq, "schema id"));
     assert_true(any_reason(&dlq, "nan"));
     assert_true(any_reason(&dlq, "enum"));
+    /* "one oversized record cannot stop its partition": parked, truncated */
+    assert_int_equal(dlq.truncated, 1);
 
     /* phase 2: a restart under ANOTHER group id: Kafka holds no committed
      * offsets for it and auto.offset.reset=earliest would replay phase 1,
@@ -561,11 +582,55 @@ static void test_leader_change_and_latency(void **state) {
     fault_fixture_free(fx);
 }
 
+/* A record that can be neither handled nor dead-lettered (here: even its
+ * truncated dead letter is over a producer message.max.bytes of 1000) stops
+ * the pipeline with exit code 1 instead of leaving it stuck, and nothing
+ * from that record on is stored. */
+static void test_unparkable_record_stops(void **state) {
+    (void)state;
+    fixture_t *fx = fault_fixture("unparkable", 1);
+    dr_buf_t buf = {0};
+    for (int i = 0; i < 10; i++) {
+        dr_event_t ev = {7, 1 + i, DR_EV_CLICK, 0, 1767225600000LL + i};
+        assert_int_equal(dr_codec_encode_event(fx->codec, &ev, &buf), 0);
+        produce_raw(fx, 7, buf.data, buf.len);
+    }
+    uint8_t junk[2000];
+    memset(junk, 0x01, sizeof(junk));
+    produce_raw(fx, 7, junk, sizeof(junk)); /* offset 10 of user 7's partition */
+    assert_int_equal(dr_codec_encode_event(fx->codec, &(dr_event_t){7, 99, DR_EV_CLICK, 0, 1767225700000LL}, &buf), 0);
+    produce_raw(fx, 7, buf.data, buf.len);
+    dr_buf_free(&buf);
+    assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
+    static const char *const small[] = {"kafka.message.max.bytes=1000", NULL};
+    expected_exit = 1;
+    dr_pipeline_stats_t st = run_pipeline_with(fx, "unparkable", 12, small, NULL);
+    expected_exit = 0;
+    assert_true(st.failed);
+    assert_true(st.consumed <= 10);
+    /* whatever was stored ends before the record that could not be parked */
+    dr_state_conf_t sc;
+    dr_state_conf_default(&sc);
+    sc.path = fx->state_dir;
+    sc.read_only = true;
+    dr_state_t *s;
+    char err[256];
+    int64_t next = -1;
+    assert_int_equal(dr_state_open(&s, &sc, err, sizeof(err)), 0);
+    for (int p = 0; p < PARTITIONS; p++)
+        if (dr_state_get_offset(s, "events", p, &next) == 0) assert_true(next <= 10);
+    dr_state_close(s);
+    fprintf(stderr, "unparkable record: exit 1 after %llu records, stored offset %lld\n",
+            (unsigned long long)st.consumed, (long long)next);
+    fault_fixture_free(fx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_end_to_end),
         cmocka_unit_test(test_broker_faults),
         cmocka_unit_test(test_leader_change_and_latency),
+        cmocka_unit_test(test_unparkable_record_stops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
