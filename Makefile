@@ -5,7 +5,7 @@ SAN_BUILD ?= build-san
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: all bootstrap build demo test test-san bench config-doc package clean
+.PHONY: all bootstrap build demo test test-san test-fuzz bench config-doc package clean
 
 all: build
 
@@ -22,15 +22,22 @@ demo: build
 	$(BUILD)/driftrec demo $(DEMO_ARGS)
 
 # Every test: the normal build, then the unit and integration tests again
-# under AddressSanitizer + UBSan.
+# under AddressSanitizer + UBSan, then a bounded libFuzzer run of the decoders.
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j 2
 	@$(MAKE) --no-print-directory test-san
+	@$(MAKE) --no-print-directory test-fuzz
 
 test-san: bootstrap
 	@cmake -S . -B $(SAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DDR_SANITIZE=ON >/dev/null
 	@cmake --build $(SAN_BUILD) -j $(JOBS)
 	cd $(SAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j 2 -L 'unit|integration'
+
+# libFuzzer on the Avro decoders and the stored-record decoders, FUZZ_SECONDS
+# per target (clang is installed by `ops/bootstrap.sh fuzz` when missing).
+FUZZ_SECONDS ?= 30
+test-fuzz: bootstrap
+	JOBS=$(JOBS) tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 bench: build
 	bench/run.sh
@@ -44,4 +51,4 @@ package: build
 	cd $(BUILD) && cpack -G DEB
 
 clean:
-	rm -rf $(BUILD) $(SAN_BUILD)
+	rm -rf $(BUILD) $(SAN_BUILD) build-fuzz

@@ -72,6 +72,8 @@ typedef struct dr_ingest_stats {
     uint64_t pauses;
     uint64_t rebalances;
     bool paused;
+    bool halted;                /* a record could be neither handled nor dead-lettered:
+                                   consumption stopped before it (fatal) */
 } dr_ingest_stats_t;
 
 /* DLQ reason classes, for metrics (the full reason text is in the header). */
@@ -102,8 +104,16 @@ void dr_ingest_free(dr_ingest_t *in);
 /* Pauses or resumes every assigned partition (backpressure). Idempotent. */
 void dr_ingest_set_paused(dr_ingest_t *in, bool paused);
 
+/* Most bytes of a record's value a dead letter carries when the whole value
+ * is over the producer's message.max.bytes: the head is parked, with the
+ * header dr.value.truncated = the original length (the source headers say
+ * where the whole record is). */
+#define DR_DLQ_TRUNCATED_VALUE (64 * 1024)
+
 /* Sends one record to the DLQ (used by the handler path internally, and
- * for records rejected later). */
+ * for records rejected later). A value too large for the producer is
+ * truncated to DR_DLQ_TRUNCATED_VALUE bytes, so that one oversized record
+ * cannot stop its partition. 0 or DR_EKAFKA. */
 int dr_ingest_dead_letter(dr_ingest_t *in, const rd_kafka_message_t *msg, int cls,
                           const char *reason);
 

@@ -205,16 +205,25 @@ int dr_ingest_dead_letter(dr_ingest_t *in, const rd_kafka_message_t *msg, int cl
     uint64_t tag = in->flight->epoch;
     rd_kafka_resp_err_t err;
     int tries = 0;
+    size_t len = msg->len;
     /* A DLQ record must not be lost: wait out a full queue (bounded). */
-    while ((err = rd_kafka_producev(in->producer, RD_KAFKA_V_TOPIC(in->dlq_topic),
-                                    RD_KAFKA_V_KEY(msg->key, msg->key_len),
-                                    RD_KAFKA_V_VALUE(msg->payload, msg->len),
-                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                    RD_KAFKA_V_HEADERS(h),
-                                    RD_KAFKA_V_OPAQUE(dr_msg_opaque(tag, DR_MSG_DLQ)),
-                                    RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL &&
-           tries++ < 1000)
-        rd_kafka_poll(in->producer, 10);
+    for (;;) {
+        err = rd_kafka_producev(in->producer, RD_KAFKA_V_TOPIC(in->dlq_topic),
+                                RD_KAFKA_V_KEY(msg->key, msg->key_len),
+                                RD_KAFKA_V_VALUE(msg->payload, len),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+                                RD_KAFKA_V_OPAQUE(dr_msg_opaque(tag, DR_MSG_DLQ)), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && tries++ < 1000) {
+            rd_kafka_poll(in->producer, 10);
+        } else if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && len > DR_DLQ_TRUNCATED_VALUE) {
+            char orig[24];
+            snprintf(orig, sizeof(orig), "%zu", msg->len);
+            add_header(h, "dr.value.truncated", orig);
+            len = DR_DLQ_TRUNCATED_VALUE; /* the headers stay ours until a produce succeeds */
+        } else {
+            break;
+        }
+    }
     if (err) {
         rd_kafka_headers_destroy(h);
         dr_log(DR_LOG_ERROR, "ingest", "dead-letter produce failed | topic=%s err=\"%s\"",
@@ -298,6 +307,7 @@ static bool drain(dr_ingest_t *in) {
         for (; i < n; i++) {
             if (handle_message(in, in->batch[i]) == DR_ESTOPPED) {
                 in->stopped = true;
+                in->stats.halted = true;
                 break;
             }
             rd_kafka_message_destroy(in->batch[i]);

@@ -9,10 +9,12 @@ set -euo pipefail
 packages=(build-essential cmake pkg-config librdkafka-dev libavro-dev librocksdb-dev
           libopenblas-dev libuv1-dev libhttp-parser-dev kcat libcmocka-dev python3 chromium
           curl prometheus)
-# Extra groups, enabled with arguments: `bootstrap.sh fuzz` adds clang for libFuzzer.
+# Extra groups, enabled with arguments: `bootstrap.sh fuzz` adds clang and its
+# runtimes (libFuzzer, sanitizers: a recommendation of clang, which
+# --no-install-recommends would leave out).
 for extra in "$@"; do
   case "$extra" in
-    fuzz) packages+=(clang) ;;
+    fuzz) packages+=(clang libclang-rt-dev) ;;
     *) echo "bootstrap.sh: unknown group '$extra'" >&2; exit 2 ;;
   esac
 done

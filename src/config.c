@@ -39,6 +39,7 @@ static const conf_row_t rows[] = {
     {"state.commit.interval.ms", T_INT, F(commit_interval_ms), 0, 10, 600000, "1000", NULL, "How often dirty state and offsets are written in one atomic batch."},
     {"state.cache.users", T_INT, F(cache_users), 0, 1, 100000000, "200000", NULL, "Hot users kept in memory (clean ones beyond this are evicted)."},
     {"state.block.cache.mb", T_INT, F(block_cache_mb), 0, 1, 65536, "256", NULL, "RocksDB block cache size."},
+    {"state.min.free.mb", T_INT, F(state_min_free_mb), 0, 0, 1048576, "256", NULL, "Free space the state filesystem must keep: a commit that would leave less is refused and the pipeline stops (exit 1) before RocksDB meets a full disk; `run` also refuses to start below it. 0: no check."},
     {"state.sync", T_BOOL, F(state_sync), 0, 0, 1, "false", NULL, "fsync every commit (the WAL is always on; this also survives power loss)."},
     {"ingest.batch", T_INT, F(ingest_batch), 0, 1, 100000, "4096", NULL, "Most records taken from the consumer queue per wake-up."},
     {"ingest.max.dirty.users", T_INT, F(max_dirty_users), 0, 100, 100000000, "200000", NULL, "Pause consumption while more users than this wait for their list."},
@@ -205,7 +206,11 @@ int dr_config_set_pair(dr_config_t *cfg, const char *pair, char *errstr, size_t 
     if (strlen(pair) >= sizeof(buf)) return bad(errstr, n, "--set", "too long", "");
     strcpy(buf, pair);
     char *eq = strchr(buf, '=');
-    if (!eq) return bad(errstr, n, pair, "expected key=value", pair);
+    /* not echoed: the line may be a secret with a typo ("kafka.sasl.password: x") */
+    if (!eq) {
+        snprintf(errstr, n, "expected key=value (no '=' in the setting; its text is not shown)");
+        return DR_ECONFIG;
+    }
     *eq = '\0';
     return dr_config_set(cfg, trim(buf), trim(eq + 1), errstr, n);
 }
@@ -271,8 +276,13 @@ int dr_config_kafka_arrays(const dr_config_t *cfg, const char ***keys, const cha
     return 0;
 }
 
+/* Keys whose values `config --dump` hides: every property librdkafka 2.0.2
+ * marks sensitive (sasl.password, sasl.oauthbearer.config,
+ * sasl.oauthbearer.client.secret, ssl.key.password, ssl.key.pem,
+ * ssl.keystore.password) and anything else that looks like one. */
 static bool is_secret(const char *key) {
-    static const char *const words[] = {"password", "secret", "key", "token", "jaas", "credential"};
+    static const char *const words[] = {"password", "secret", "key", "token", "jaas", "credential",
+                                        "oauthbearer.config"};
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
         if (strcasestr(key, words[i])) return true;
     return false;

@@ -37,6 +37,7 @@ typedef struct dr_config {
     int cache_users;
     int block_cache_mb;
     bool state_sync;
+    int state_min_free_mb;    /* stop before the state filesystem is this full */
     /* ingest */
     int ingest_batch;
     int max_dirty_users;      /* pause consumption above this many unemitted users */

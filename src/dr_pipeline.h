@@ -7,7 +7,9 @@
  * owed, (2) serialises dirty users, dirty items, the globals and the next
  * offset of every owned partition into one WriteBatch, (3) waits until every
  * message produced before that point is delivered, (4) writes the batch.
- * On assignment the consumer seeks to the offsets stored in RocksDB. */
+ * A commit is skipped when no record was handled since the last one (an
+ * idle pipeline writes nothing). On assignment the consumer seeks to the
+ * offsets stored in RocksDB. */
 #ifndef DR_PIPELINE_H
 #define DR_PIPELINE_H
 

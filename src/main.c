@@ -1,6 +1,7 @@
 /* main.c - the driftrec command: dispatches to run, demo, broker, adwin and
  * config, and implements `run` (the pipeline against a configured cluster). */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,7 @@ static void usage(FILE *f) {
             "  load --format F FILE --topic T ...       a dataset into a topic (UserEvent, by event time)\n"
             "  replay --topic T [--from X --to Y] ...   backtest a topic range; --embedded --input FILE\n"
             "  report DIR                               (re)write DIR/report.html from DIR/report.json\n"
-            "  inspect [--state-dir D] user ID|item ID|users  what the state holds (read-only)\n"
+            "  inspect [--state-dir D] user ID|item ID|users|offsets  what the state holds (read-only)\n"
             "  erase --user ID [--set kafka.bootstrap.servers=B]  erase a user's state and list\n"
             "  topics create [--config FILE] [--partitions N]  create the topics (Admin API)\n"
             "  config [--markdown|--dump] [--config FILE] [--set k=v]  show settings\n"
@@ -79,7 +80,7 @@ typedef struct run_ctx {
     dr_pipeline_t *pipeline;
     dr_metrics_t *metrics;
     uv_signal_t sigint, sigterm;
-    uv_timer_t stats, idle;
+    uv_timer_t stats, idle, watch;
     int exit_idle_ms;
     uint64_t last_consumed;
     int64_t last_change_ms;
@@ -93,6 +94,7 @@ static void shut_down(run_ctx_t *r) {
     uv_close((uv_handle_t *)&r->sigterm, NULL);
     uv_close((uv_handle_t *)&r->stats, NULL);
     uv_close((uv_handle_t *)&r->idle, NULL);
+    uv_close((uv_handle_t *)&r->watch, NULL);
     dr_metrics_close(r->metrics);
     r->metrics = NULL;
     dr_pipeline_stop(r->pipeline);
@@ -118,6 +120,13 @@ static void on_idle_check(uv_timer_t *t) {
     }
 }
 
+/* A fatal error (e.g. the state store refused a write) stopped consumption:
+ * leave the group and exit non-zero now rather than at the next progress line. */
+static void on_watch(uv_timer_t *t) {
+    run_ctx_t *r = t->data;
+    if (dr_pipeline_exit_code(r->pipeline) != 0) shut_down(r);
+}
+
 static void on_stats(uv_timer_t *t) {
     run_ctx_t *r = t->data;
     dr_pipeline_stats_t s;
@@ -139,6 +148,11 @@ static int cmd_run(int argc, char **argv) {
         free(cfg);
         return rc == 1 ? 0 : rc;
     }
+    /* A file-size limit (RLIMIT_FSIZE, systemd's LimitFSIZE=) would otherwise
+     * kill us with SIGXFSZ mid-write; ignored, the write fails with EFBIG and
+     * is handled like a full disk: consumption stops, nothing past the last
+     * stored commit is acknowledged, exit status 1. */
+    signal(SIGXFSZ, SIG_IGN);
     uv_loop_t loop;
     uv_loop_init(&loop);
     run_ctx_t r = {0};
@@ -153,7 +167,8 @@ static int cmd_run(int argc, char **argv) {
     uv_signal_init(&loop, &r.sigterm);
     uv_timer_init(&loop, &r.stats);
     uv_timer_init(&loop, &r.idle);
-    r.sigint.data = r.sigterm.data = r.stats.data = r.idle.data = &r;
+    uv_timer_init(&loop, &r.watch);
+    r.sigint.data = r.sigterm.data = r.stats.data = r.idle.data = r.watch.data = &r;
     r.exit_idle_ms = cfg->exit_idle_ms;
     r.last_change_ms = dr_mono_ms();
     if (cfg->metrics_listen[0] &&
@@ -166,6 +181,7 @@ static int cmd_run(int argc, char **argv) {
         uv_signal_start(&r.sigint, on_stop_signal, SIGINT);
         uv_signal_start(&r.sigterm, on_stop_signal, SIGTERM);
         uv_timer_start(&r.stats, on_stats, 10000, 10000);
+        uv_timer_start(&r.watch, on_watch, 100, 100);
         dr_log(DR_LOG_INFO, "main", "running | topic=%s group=%s state=%s", cfg->topic_events,
                cfg->group_id, cfg->state_dir);
     }

@@ -49,6 +49,7 @@ struct dr_pipeline {
     size_t n_withdrawn, cap_withdrawn;
     /* a commit built and waiting for its deliveries */
     dr_state_batch_t *commit_batch;
+    uint64_t inputs_at_build;    /* inputs_handled() when the last commit was built */
     dr_pipeline_stats_t stats;
     dr_adwin_t global_drift;     /* over every learned event's loss */
     double batch_start;          /* when the batch in hand began applying (0: none) */
@@ -484,9 +485,29 @@ static void finish_commit(dr_pipeline_t *p) {
     dr_ingest_commit_async(p->ingest);
 }
 
+/* Records taken from the events and catalog topics so far: every change of
+ * state (an applied event, a dead letter, an erasure, a catalog record)
+ * handles one and moves an offset. */
+static uint64_t inputs_handled(dr_pipeline_t *p) {
+    uint64_t n = dr_ingest_stats(p->ingest)->consumed;
+    int parts = 0;
+    const dr_partition_stats_t *cat = p->catalog ? dr_catalog_partitions(p->catalog, &parts) : NULL;
+    for (int i = 0; i < parts; i++) n += cat[i].consumed;
+    return n;
+}
+
+/* Nothing to store since the last commit built: the state and the offsets
+ * would be written again unchanged (the globals alone are up to 33 KB). */
+static bool nothing_changed(dr_pipeline_t *p) {
+    return inputs_handled(p) == p->inputs_at_build && p->n_erased == 0 &&
+           dr_user_cache_dirty(p->cache) == 0 && dr_model_dirty_items(p->model) == 0;
+}
+
 static void begin_commit(dr_pipeline_t *p) {
     if (p->commit_batch || p->stats.failed) return;
     if (emit_owed(p) != 0) return; /* the lists must be out before the offsets move */
+    if (nothing_changed(p)) return;
+    p->inputs_at_build = inputs_handled(p);
     int err = build_commit(p, &p->commit_batch);
     if (err) { fail(p, "building the commit failed", dr_strerror(err)); return; }
     dr_flight_mark(&p->flight);
@@ -556,6 +577,8 @@ static void check_backpressure(dr_pipeline_t *p) {
 
 static void on_batch_end(void *ctx) {
     dr_pipeline_t *p = ctx;
+    if (dr_ingest_stats(p->ingest)->halted && !p->stats.failed)
+        fail(p, "a record could be neither handled nor dead-lettered", "see the error above");
     double now = dr_mono_s();
     if (p->stats.first_event_s == 0) p->stats.first_event_s = now;
     p->stats.last_event_s = now;
@@ -743,6 +766,7 @@ int dr_pipeline_new(dr_pipeline_t **out, uv_loop_t *loop, const dr_config_t *cfg
     sc.path = p->cfg.state_dir;
     sc.sync = cfg->state_sync;
     sc.block_cache_mb = (size_t)cfg->block_cache_mb;
+    sc.min_free_bytes = (uint64_t)cfg->state_min_free_mb << 20;
     if ((err = dr_state_open(&p->state, &sc, errstr, n))) goto out_fail;
     if ((err = dr_user_cache_new(&p->cache, (size_t)cfg->cache_users, cfg->learner.dim))) goto out_fail;
     if ((err = dr_model_new(&p->model, &cfg->learner, errstr, n))) goto out_fail;

@@ -22,6 +22,12 @@ typedef struct dr_state_conf {
     bool read_only;          /* open for inspection beside a running pipeline */
     bool sync;               /* fsync each commit (default false: WAL only) */
     size_t block_cache_mb;   /* RocksDB block cache (default 256) */
+    /* Free bytes the filesystem of `path` must keep (0: no check). Opening
+     * for writing and every write are refused below it, so that RocksDB
+     * itself never meets a full disk: Debian's RocksDB 7.8 is built with
+     * assertions, and its info LOG writer aborts the process on the write
+     * after a failed one (ENOSPC). */
+    uint64_t min_free_bytes;
 } dr_state_conf_t;
 
 void dr_state_conf_default(dr_state_conf_t *conf);
@@ -29,7 +35,7 @@ void dr_state_conf_default(dr_state_conf_t *conf);
 typedef struct dr_state dr_state_t;
 
 /* Opens (creating when allowed) the store. 0, or DR_ESTORE with RocksDB's
- * message in errstr. */
+ * message (or the free-space shortfall) in errstr. */
 int dr_state_open(dr_state_t **out, const dr_state_conf_t *conf, char *errstr,
                   size_t errstr_size);
 void dr_state_close(dr_state_t *st); /* NULL ok */
@@ -49,6 +55,11 @@ int dr_state_for_each_item(dr_state_t *st, dr_state_item_fn fn, void *ctx);
 /* Calls fn for every stored user (for inspection and tests). */
 typedef int (*dr_state_user_fn)(void *ctx, int64_t user_id, const void *rec, size_t len);
 int dr_state_for_each_user(dr_state_t *st, dr_state_user_fn fn, void *ctx);
+/* Calls fn for every stored consumed offset (where the pipeline resumes), in
+ * key order; stops at a non-zero return. DR_ECORRUPT on a malformed entry. */
+typedef int (*dr_state_offset_fn)(void *ctx, const char *topic, int32_t partition,
+                                  int64_t next_offset);
+int dr_state_for_each_offset(dr_state_t *st, dr_state_offset_fn fn, void *ctx);
 
 /* A write batch. Everything put into one batch lands together or not at all. */
 typedef struct dr_state_batch dr_state_batch_t;
@@ -62,7 +73,8 @@ void dr_state_batch_put_offset(dr_state_batch_t *b, const char *topic, int32_t p
                                int64_t next_offset);
 size_t dr_state_batch_count(const dr_state_batch_t *b);
 /* Writes the batch atomically. 0, or DR_ESTORE with the reason in errstr
- * (e.g. a full disk); on failure nothing of the batch is stored. */
+ * (a write error such as EFBIG or ENOSPC, or less free space than
+ * min_free_bytes would be left); on failure nothing of the batch is stored. */
 int dr_state_write(dr_state_t *st, dr_state_batch_t *b, char *errstr, size_t errstr_size);
 
 /* Approximate on-disk size and pending-compaction bytes, for metrics. */

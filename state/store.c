@@ -1,10 +1,13 @@
 /* store.c - driftrec's durable state in RocksDB: users, items and meta
  * (globals, consumed offsets) in three column families, written together by
  * one WriteBatch per commit so that parameters and offsets never diverge. */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/statvfs.h>
 
 #include <rocksdb/c.h>
 
@@ -30,6 +33,8 @@ struct dr_state {
     rocksdb_writeoptions_t *wopts;
     rocksdb_writebatch_t *wb;          /* reused by dr_state_write (one writer) */
     rocksdb_column_family_handle_t *cf[CF_COUNT];
+    char *path;
+    uint64_t min_free;                 /* conf->min_free_bytes */
 };
 
 /* A batch is recorded in our own buffer and replayed into a RocksDB
@@ -50,6 +55,7 @@ void dr_state_conf_default(dr_state_conf_t *conf) {
     conf->read_only = false;
     conf->sync = false;
     conf->block_cache_mb = 256;
+    conf->min_free_bytes = 0;
 }
 
 static void set_err(char *errstr, size_t errstr_size, const char *what, const char *msg) {
@@ -104,6 +110,51 @@ static int offset_key(char key[OFFSET_KEY_MAX], const char *topic, int32_t parti
     return n < 0 || n >= OFFSET_KEY_MAX ? -1 : n;
 }
 
+/* --- free space ------------------------------------------------------------ */
+
+/* Bytes an unprivileged writer may still use on the filesystem of path, or
+ * of its nearest existing ancestor (the store may not exist yet); -1 when
+ * that cannot be told. */
+static int64_t free_bytes(const char *path) {
+    char dir[PATH_MAX];
+    struct statvfs sv;
+    int n = snprintf(dir, sizeof(dir), "%s", path);
+
+    if (n < 0 || (size_t)n >= sizeof(dir))
+        return -1;
+    while (statvfs(dir, &sv) != 0) {
+        char *slash = strrchr(dir, '/');
+
+        if (errno != ENOENT)
+            return -1;
+        if (!slash)
+            snprintf(dir, sizeof(dir), ".");
+        else if (slash == dir)
+            dir[1] = '\0';
+        else
+            *slash = '\0';
+    }
+    return (int64_t)((uint64_t)sv.f_bavail * sv.f_frsize);
+}
+
+/* DR_ESTORE when writing `need` more bytes would leave less than min_free. */
+static int check_free(const char *path, uint64_t min_free, uint64_t need, const char *what,
+                      char *errstr, size_t errstr_size) {
+    int64_t avail;
+
+    if (min_free == 0)
+        return 0;
+    avail = free_bytes(path);
+    if (avail < 0 || (uint64_t)avail >= min_free + need)
+        return 0;
+    if (errstr && errstr_size > 0)
+        snprintf(errstr, errstr_size,
+                 "%s refused: the filesystem of %s is nearly full (%.1f MiB free, %.1f MiB "
+                 "must stay free: state.min.free.mb)",
+                 what, path, (double)avail / (1 << 20), (double)min_free / (1 << 20));
+    return DR_ESTORE;
+}
+
 /* --- open / close --------------------------------------------------------- */
 
 static void build_options(dr_state_t *st, const dr_state_conf_t *conf) {
@@ -141,11 +192,20 @@ int dr_state_open(dr_state_t **out, const dr_state_conf_t *conf, char *errstr,
         set_err(errstr, errstr_size, "state open", "no path given");
         return DR_EINVAL;
     }
+    if (!conf->read_only) {
+        int rc = check_free(conf->path, conf->min_free_bytes, 0, "state open", errstr,
+                            errstr_size);
+
+        if (rc)
+            return rc;
+    }
     st = calloc(1, sizeof(*st));
-    if (!st) {
+    if (!st || !(st->path = strdup(conf->path))) {
+        free(st);
         set_err(errstr, errstr_size, "state open", "out of memory");
         return DR_ENOMEM;
     }
+    st->min_free = conf->min_free_bytes;
     build_options(st, conf);
     for (int i = 0; i < CF_COUNT; i++)
         cf_opts[i] = st->opts;
@@ -187,6 +247,7 @@ void dr_state_close(dr_state_t *st) {
         rocksdb_options_destroy(st->opts);
     if (st->block_cache)
         rocksdb_cache_destroy(st->block_cache);
+    free(st->path);
     free(st);
 }
 
@@ -287,6 +348,62 @@ int dr_state_for_each_item(dr_state_t *st, dr_state_item_fn fn, void *ctx) {
 
 int dr_state_for_each_user(dr_state_t *st, dr_state_user_fn fn, void *ctx) {
     return for_each_id(st, CF_USERS, fn, ctx);
+}
+
+/* Parses "offset/<topic>/<partition>" (Kafka topic names hold no '/'). */
+static bool parse_offset_key(const char *key, size_t klen, char topic[OFFSET_KEY_MAX],
+                             int32_t *partition) {
+    const size_t pre = sizeof("offset/") - 1;
+    size_t slash = klen;
+
+    if (klen <= pre || klen >= OFFSET_KEY_MAX || memcmp(key, "offset/", pre) != 0)
+        return false;
+    while (slash > pre && key[slash - 1] != '/')
+        slash--;
+    if (slash <= pre + 1 || slash == klen || klen - slash > 10)
+        return false;
+    long v = 0;
+    for (size_t i = slash; i < klen; i++) {
+        if (key[i] < '0' || key[i] > '9')
+            return false;
+        v = v * 10 + (key[i] - '0');
+    }
+    if (v > INT32_MAX)
+        return false;
+    memcpy(topic, key + pre, slash - 1 - pre);
+    topic[slash - 1 - pre] = '\0';
+    *partition = (int32_t)v;
+    return true;
+}
+
+int dr_state_for_each_offset(dr_state_t *st, dr_state_offset_fn fn, void *ctx) {
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->scan_ropts, st->cf[CF_META]);
+    char *err = NULL;
+    int rc = 0;
+
+    for (rocksdb_iter_seek(it, "offset/", 7); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *key = rocksdb_iter_key(it, &klen);
+        const char *val = rocksdb_iter_value(it, &vlen);
+        char topic[OFFSET_KEY_MAX];
+        int32_t partition;
+
+        if (klen < 7 || memcmp(key, "offset/", 7) != 0)
+            break; /* past the offsets */
+        if (vlen != 8 || !parse_offset_key(key, klen, topic, &partition)) {
+            rc = DR_ECORRUPT;
+            goto out_it;
+        }
+        rc = fn(ctx, topic, partition, (int64_t)decode_le64((const uint8_t *)val));
+        if (rc)
+            goto out_it;
+    }
+    rocksdb_iter_get_error(it, &err);
+    if (err)
+        rc = read_err(err, "state scan");
+out_it:
+    rocksdb_iter_destroy(it);
+    return rc;
 }
 
 int dr_state_sizes(dr_state_t *st, uint64_t *live_bytes, uint64_t *pending_compaction) {
@@ -447,6 +564,11 @@ int dr_state_write(dr_state_t *st, dr_state_batch_t *b, char *errstr, size_t err
         set_err(errstr, errstr_size, "state write: batch incomplete", dr_strerror(b->error));
         return b->error;
     }
+    /* the WAL takes about the batch's size now, and a flush about as much later */
+    int rc = check_free(st->path, st->min_free, 2 * (uint64_t)b->len, "state write", errstr,
+                        errstr_size);
+    if (rc)
+        return rc;
     replay(st, b);
     rocksdb_write(st->db, st->wopts, st->wb, &err);
     if (err)

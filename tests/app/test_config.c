@@ -52,6 +52,52 @@ static void test_defaults_and_values(void **state) {
     free(c);
 }
 
+/* "Secrets are never logged": every property librdkafka marks sensitive is
+ * [redacted] by the dump, and a malformed setting holding a secret is
+ * refused without echoing it. */
+static void test_secrets_redacted(void **state) {
+    (void)state;
+    static const char *const secret_keys[] = {
+        "kafka.sasl.password", "kafka.sasl.oauthbearer.config", "kafka.sasl.oauthbearer.client.secret",
+        "kafka.ssl.key.password", "kafka.ssl.key.pem", "kafka.ssl.keystore.password"};
+    dr_config_t *c = malloc(sizeof(*c));
+    char err[512], pair[128];
+    dr_config_default(c);
+    for (size_t i = 0; i < sizeof(secret_keys) / sizeof(secret_keys[0]); i++) {
+        snprintf(pair, sizeof(pair), "%s=hunter2-%zu", secret_keys[i], i);
+        assert_int_equal(dr_config_set_pair(c, pair, err, sizeof(err)), 0);
+    }
+    assert_int_equal(dr_config_set_pair(c, "kafka.sasl.username=alice", err, sizeof(err)), 0);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    dr_config_dump(c, f);
+    fclose(f);
+    assert_null(strstr(buf, "hunter2"));
+    for (size_t i = 0; i < sizeof(secret_keys) / sizeof(secret_keys[0]); i++) {
+        snprintf(pair, sizeof(pair), "%s = [redacted]\n", secret_keys[i]);
+        assert_non_null(strstr(buf, pair));
+    }
+    assert_non_null(strstr(buf, "kafka.sasl.username = alice\n")); /* not a secret */
+    free(buf);
+    /* a typo instead of '=' */
+    err[0] = '\0';
+    assert_int_equal(dr_config_set_pair(c, "kafka.sasl.password: hunter2", err, sizeof(err)), DR_ECONFIG);
+    assert_true(err[0] != '\0');
+    assert_null(strstr(err, "hunter2"));
+    free(c);
+}
+
+/* "/metrics ... on metrics.listen (default 127.0.0.1:9464)": loopback only
+ * unless chosen otherwise. */
+static void test_listener_defaults_to_loopback(void **state) {
+    (void)state;
+    dr_config_t *c = malloc(sizeof(*c));
+    dr_config_default(c);
+    assert_string_equal(c->metrics_listen, "127.0.0.1:9464");
+    free(c);
+}
+
 /* A properties file: comments, blanks, and errors naming file and line. */
 static void test_load_file(void **state) {
     (void)state;
@@ -77,6 +123,8 @@ int main(void) {
         cmocka_unit_test(test_rejects_unknown_and_bad_values),
         cmocka_unit_test(test_defaults_and_values),
         cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_secrets_redacted),
+        cmocka_unit_test(test_listener_defaults_to_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* test_pipeline.c - the whole loop on the embedded broker with real clients:
  * Avro events keyed by user in, the pipeline, lists and dead letters out,
- * then a restart that must resume from the offsets stored in RocksDB. */
+ * then a restart that must resume from the offsets stored in RocksDB; and
+ * the same guarantees under broker faults, leader changes and latency. */
 #include "dr_test.h"
 
 #include <inttypes.h>
@@ -73,6 +74,8 @@ static void produce_phase(fixture_t *fx, int phase, uint64_t *rng) {
     assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
 }
 
+#define BIG_RECORD 1100000
+
 /* Malformed records of every kind named by the issue, amid valid ones. */
 static void produce_malformed(fixture_t *fx) {
     dr_buf_t buf = {0};
@@ -95,7 +98,13 @@ static void produce_malformed(fixture_t *fx) {
     float nan = NAN;
     memcpy(copy + 8, &nan, 4);
     produce_raw(fx, 4, copy, buf.len);
-    fx->malformed = 4;
+    /* larger than the pipeline producer's message.max.bytes (1,000,000): its
+     * dead letter carries the head of the value */
+    uint8_t *big = malloc(BIG_RECORD);
+    memset(big, 0x01, BIG_RECORD);
+    produce_raw(fx, 5, big, BIG_RECORD);
+    free(big);
+    fx->malformed = 5;
     free(copy);
     dr_buf_free(&buf);
     assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
@@ -132,12 +141,15 @@ struct run {
     double fault_at;
 };
 
+static int last_fault_stage; /* where the last run's injector got to */
+static int expected_exit;    /* exit code the next run must end with */
+
 static void on_tick(uv_timer_t *t) {
     run_t *r = t->data;
     dr_pipeline_stats_t st;
     dr_pipeline_stats(r->p, &st);
     if (r->fault) r->fault(r, &st);
-    if (st.consumed >= r->expect || dr_mono_s() > r->deadline) {
+    if (st.consumed >= r->expect || dr_mono_s() > r->deadline || dr_pipeline_exit_code(r->p) != 0) {
         uv_close((uv_handle_t *)t, NULL);
         dr_pipeline_stop(r->p);
     }
@@ -173,7 +185,8 @@ static dr_pipeline_stats_t run_pipeline_with(fixture_t *fx, const char *group, u
     uv_run(&loop, UV_RUN_DEFAULT);
     dr_pipeline_stats_t st;
     dr_pipeline_stats(r.p, &st);
-    assert_int_equal(dr_pipeline_exit_code(r.p), 0);
+    last_fault_stage = r.fault_stage;
+    assert_int_equal(dr_pipeline_exit_code(r.p), expected_exit);
     dr_pipeline_free(r.p);
     assert_int_equal(uv_loop_close(&loop), 0);
     free(cfg);
@@ -242,6 +255,7 @@ static void on_list(void *ctx, const rd_kafka_message_t *m) {
 typedef struct dlq {
     int n;
     char reasons[8][256];
+    int truncated; /* dead letters with dr.value.truncated */
 } dlq_t;
 
 static void on_dead_letter(void *ctx, const rd_kafka_message_t *m) {
@@ -256,6 +270,14 @@ static void on_dead_letter(void *ctx, const rd_kafka_message_t *m) {
     assert_int_equal(rd_kafka_header_get_last(h, "dr.source.topic", &v, &len), 0);
     assert_memory_equal(v, "events", 6);
     assert_int_equal(rd_kafka_header_get_last(h, "dr.source.offset", &v, &len), 0);
+    if (rd_kafka_header_get_last(h, "dr.value.truncated", &v, &len) == 0) {
+        char orig[24];
+        snprintf(orig, sizeof(orig), "%d", BIG_RECORD);
+        assert_int_equal(len, strlen(orig));
+        assert_memory_equal(v, orig, len);
+        assert_int_equal(m->len, DR_DLQ_TRUNCATED_VALUE);
+        d->truncated++;
+    }
     d->n++;
 }
 
@@ -326,6 +348,7 @@ static void test_end_to_end(void **state) {
     assert_int_equal(dr_embedded_create_topic(fx->broker, "items", 2, err, sizeof(err)), 0);
     rd_kafka_conf_t *kc = rd_kafka_conf_new();
     rd_kafka_conf_set(kc, "bootstrap.servers", dr_embedded_bootstraps(fx->broker), err, sizeof(err));
+    rd_kafka_conf_set(kc, "message.max.bytes", "2000000", err, sizeof(err)); /* the oversized record */
     fx->producer = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
     assert_non_null(fx->producer);
     assert_int_equal(dr_codec_new(&fx->codec, NULL, err, sizeof(err)), 0);
@@ -348,6 +371,8 @@ static void test_end_to_end(void **state) {
     assert_true(any_reason(&dlq, "schema id"));
     assert_true(any_reason(&dlq, "nan"));
     assert_true(any_reason(&dlq, "enum"));
+    /* "one oversized record cannot stop its partition": parked, truncated */
+    assert_int_equal(dlq.truncated, 1);
 
     /* phase 2: a restart under ANOTHER group id: Kafka holds no committed
      * offsets for it and auto.offset.reset=earliest would replay phase 1,
@@ -456,41 +481,24 @@ static void on_list_order(void *ctx, const rd_kafka_message_t *m) {
     o->lists++;
 }
 
-/* "the pipeline keeps running or waits, resumes by itself when the broker is
- * back, loses no event and emits no list out of order per user. Produce
- * failures of recommendation lists are retried until delivered." */
-static void test_broker_faults(void **state) {
-    (void)state;
+/* A cluster of `brokers` with the four topics, a producer and a codec. */
+static fixture_t *fault_fixture(const char *tag, int brokers) {
     fixture_t *fx = calloc(1, sizeof(*fx));
     char err[256];
-    dr_test_tmpdir(fx->state_dir, sizeof(fx->state_dir), "faults");
-    assert_int_equal(dr_embedded_new(&fx->broker, 1, err, sizeof(err)), 0);
+    dr_test_tmpdir(fx->state_dir, sizeof(fx->state_dir), tag);
+    assert_int_equal(dr_embedded_new(&fx->broker, brokers, err, sizeof(err)), 0);
     const char *topics[] = {"events", "recs", "events.dlq", "items"};
     for (int i = 0; i < 4; i++)
         assert_int_equal(dr_embedded_create_topic(fx->broker, topics[i], i < 2 ? PARTITIONS : 1, err, sizeof(err)), 0);
     rd_kafka_conf_t *kc = rd_kafka_conf_new();
     rd_kafka_conf_set(kc, "bootstrap.servers", dr_embedded_bootstraps(fx->broker), err, sizeof(err));
     fx->producer = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
+    assert_non_null(fx->producer);
     assert_int_equal(dr_codec_new(&fx->codec, NULL, err, sizeof(err)), 0);
-    uint64_t rng = 11;
-    produce_phase(fx, 0, &rng);
-    produce_phase(fx, 1, &rng);
-    uint64_t total = 2ull * USERS * EVENTS_PER_USER_PHASE;
-    static const char *const slow[] = {"ingest.max.rate=1500", "kafka.message.timeout.ms=300000", NULL};
-    dr_pipeline_stats_t st = run_pipeline_with(fx, "faults", total, slow, inject_broker_faults);
-    assert_int_equal(st.consumed, total);
-    assert_int_equal(st.dead_lettered, 0);
-    assert_int_equal(st.lists_delivered, st.lists_emitted);
-    check_counters(fx);
-    order_t *o = calloc(1, sizeof(*o));
-    o->codec = fx->codec;
-    for (int u = 0; u <= USERS; u++) o->last_partition[u] = -1;
-    read_topic(fx, "recs", PARTITIONS, on_list_order, o);
-    fprintf(stderr, "broker faults: %zu lists read back, %llu delivery errors retried, %zu out of order\n",
-            o->lists, (unsigned long long)st.delivery_errors, o->out_of_order);
-    assert_int_equal(o->lists, st.lists_delivered);
-    assert_int_equal(o->out_of_order, 0);
-    free(o);
+    return fx;
+}
+
+static void fault_fixture_free(fixture_t *fx) {
     dr_codec_free(fx->codec);
     rd_kafka_destroy(fx->producer);
     dr_embedded_free(fx->broker);
@@ -498,10 +506,179 @@ static void test_broker_faults(void **state) {
     free(fx);
 }
 
+/* What every broker-fault run must show: every event applied exactly once
+ * (per-user counters), every list produced delivered and read back, and no
+ * user's lists out of order (their source offsets never go back). */
+static void check_fault_run(fixture_t *fx, const dr_pipeline_stats_t *st, uint64_t total,
+                            const char *what) {
+    assert_int_equal(st->consumed, total);
+    assert_int_equal(st->dead_lettered, 0);
+    assert_int_equal(st->lists_delivered, st->lists_emitted);
+    check_counters(fx);
+    order_t *o = calloc(1, sizeof(*o));
+    o->codec = fx->codec;
+    for (int u = 0; u <= USERS; u++) o->last_partition[u] = -1;
+    read_topic(fx, "recs", PARTITIONS, on_list_order, o);
+    fprintf(stderr, "%s: %llu events in %llu batches applied once, %zu lists read back, %llu delivery errors retried, %zu out of order\n",
+            what, (unsigned long long)st->events, (unsigned long long)st->batches, o->lists,
+            (unsigned long long)st->delivery_errors, o->out_of_order);
+    assert_int_equal(o->lists, st->lists_delivered);
+    assert_int_equal(o->out_of_order, 0);
+    free(o);
+}
+
+/* "the pipeline keeps running or waits, resumes by itself when the broker is
+ * back, loses no event and emits no list out of order per user. Produce
+ * failures of recommendation lists are retried until delivered." */
+static void test_broker_faults(void **state) {
+    (void)state;
+    fixture_t *fx = fault_fixture("faults", 1);
+    uint64_t rng = 11;
+    produce_phase(fx, 0, &rng);
+    produce_phase(fx, 1, &rng);
+    uint64_t total = 2ull * USERS * EVENTS_PER_USER_PHASE;
+    static const char *const slow[] = {"ingest.max.rate=1500", "ingest.batch=100",
+                                       "kafka.message.timeout.ms=300000", NULL};
+    dr_pipeline_stats_t st = run_pipeline_with(fx, "faults", total, slow, inject_broker_faults);
+    assert_int_equal(last_fault_stage, 3);
+    check_fault_run(fx, &st, total, "broker faults");
+    fault_fixture_free(fx);
+}
+
+#define LEADER_BROKERS 3
+#define LEADER_RTT_MS 100
+
+/* The leader of every events and recs partition moves to the next broker. */
+static void move_leaders(rd_kafka_mock_cluster_t *mock, int round) {
+    for (int p = 0; p < PARTITIONS; p++) {
+        int32_t to = 1 + (p + round) % LEADER_BROKERS;
+        assert_int_equal(rd_kafka_mock_partition_set_leader(mock, "events", p, to), 0);
+        assert_int_equal(rd_kafka_mock_partition_set_leader(mock, "recs", p, to), 0);
+    }
+}
+
+/* Leader changes and added latency during consumption: 100 ms more on every
+ * broker's responses from the first record on; at a quarter of the stream
+ * every leader moves (events and recs partitions: the consumer's fetches and
+ * the producer's lists) and so does the group coordinator (broker 3); at
+ * half every leader moves again and partition 0 of both topics has no leader
+ * at all for 0.5 s; the latency goes at three quarters. */
+static void inject_leader_changes(run_t *r, const dr_pipeline_stats_t *st) {
+    rd_kafka_mock_cluster_t *mock = dr_embedded_mock(r->fx->broker);
+    double now = dr_mono_s();
+    if (r->fault_stage == 0 && st->consumed > 0) {
+        assert_int_equal(rd_kafka_mock_broker_set_rtt(mock, -1, LEADER_RTT_MS), 0);
+        r->fault_stage = 1;
+    } else if (r->fault_stage == 1 && st->consumed > r->expect / 4) {
+        move_leaders(mock, 1);
+        assert_int_equal(rd_kafka_mock_coordinator_set(mock, "group", "leaders", 3), 0);
+        r->fault_stage = 2;
+    } else if (r->fault_stage == 2 && st->consumed > r->expect / 2) {
+        move_leaders(mock, 2);
+        assert_int_equal(rd_kafka_mock_partition_set_leader(mock, "events", 0, -1), 0);
+        assert_int_equal(rd_kafka_mock_partition_set_leader(mock, "recs", 0, -1), 0);
+        r->fault_at = now;
+        r->fault_stage = 3;
+    } else if (r->fault_stage == 3 && now - r->fault_at > 0.5) {
+        assert_int_equal(rd_kafka_mock_partition_set_leader(mock, "events", 0, 2), 0);
+        assert_int_equal(rd_kafka_mock_partition_set_leader(mock, "recs", 0, 2), 0);
+        r->fault_stage = 4;
+    } else if (r->fault_stage == 4 && st->consumed > 3 * r->expect / 4) {
+        assert_int_equal(rd_kafka_mock_broker_set_rtt(mock, -1, 0), 0);
+        r->fault_stage = 5;
+    }
+}
+
+/* The leader each broker reports for topic/partition (-1: none). */
+static int32_t leader_of(fixture_t *fx, const char *topic, int32_t partition) {
+    const struct rd_kafka_metadata *md;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(fx->producer, topic, NULL);
+    int32_t leader = -2;
+    assert_int_equal(rd_kafka_metadata(fx->producer, 0, t, &md, 5000), 0);
+    for (int i = 0; i < md->topics[0].partition_cnt; i++)
+        if (md->topics[0].partitions[i].id == partition) leader = md->topics[0].partitions[i].leader;
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(t);
+    return leader;
+}
+
+/* "Leader changes and added latency": the same guarantees as under broker
+ * faults while partition leaders move between three brokers mid-stream and
+ * every response takes 100 ms longer. */
+static void test_leader_change_and_latency(void **state) {
+    (void)state;
+    fixture_t *fx = fault_fixture("leaders", LEADER_BROKERS);
+    uint64_t rng = 13;
+    produce_phase(fx, 0, &rng);
+    uint64_t total = (uint64_t)USERS * EVENTS_PER_USER_PHASE;
+    /* small batches under the rate cap, so the faults land between them */
+    static const char *const slow[] = {"ingest.max.rate=1000", "ingest.batch=50",
+                                       "kafka.message.timeout.ms=300000", NULL};
+    double t0 = dr_mono_s();
+    dr_pipeline_stats_t st = run_pipeline_with(fx, "leaders", total, slow, inject_leader_changes);
+    double took = dr_mono_s() - t0;
+    assert_int_equal(last_fault_stage, 5); /* every fault was injected mid-stream */
+    /* the last move held: partition p is led by broker 1 + (p + 2) % 3, but 0 by 2 */
+    for (int p = 0; p < PARTITIONS; p++) {
+        int32_t want = p == 0 ? 2 : 1 + (p + 2) % LEADER_BROKERS;
+        assert_int_equal(leader_of(fx, "events", p), want);
+        assert_int_equal(leader_of(fx, "recs", p), want);
+    }
+    fprintf(stderr, "leader changes: 2 moves of %d partitions, a coordinator move, a leaderless partition 0 for 0.5 s, +%d ms per response, run %.1f s\n",
+            2 * 2 * PARTITIONS, LEADER_RTT_MS, took);
+    check_fault_run(fx, &st, total, "leader changes");
+    fault_fixture_free(fx);
+}
+
+/* A record that can be neither handled nor dead-lettered (here: even its
+ * truncated dead letter is over a producer message.max.bytes of 1000) stops
+ * the pipeline with exit code 1 instead of leaving it stuck, and nothing
+ * from that record on is stored. */
+static void test_unparkable_record_stops(void **state) {
+    (void)state;
+    fixture_t *fx = fault_fixture("unparkable", 1);
+    dr_buf_t buf = {0};
+    for (int i = 0; i < 10; i++) {
+        dr_event_t ev = {7, 1 + i, DR_EV_CLICK, 0, 1767225600000LL + i};
+        assert_int_equal(dr_codec_encode_event(fx->codec, &ev, &buf), 0);
+        produce_raw(fx, 7, buf.data, buf.len);
+    }
+    uint8_t junk[2000];
+    memset(junk, 0x01, sizeof(junk));
+    produce_raw(fx, 7, junk, sizeof(junk)); /* offset 10 of user 7's partition */
+    assert_int_equal(dr_codec_encode_event(fx->codec, &(dr_event_t){7, 99, DR_EV_CLICK, 0, 1767225700000LL}, &buf), 0);
+    produce_raw(fx, 7, buf.data, buf.len);
+    dr_buf_free(&buf);
+    assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
+    static const char *const small[] = {"kafka.message.max.bytes=1000", NULL};
+    expected_exit = 1;
+    dr_pipeline_stats_t st = run_pipeline_with(fx, "unparkable", 12, small, NULL);
+    expected_exit = 0;
+    assert_true(st.failed);
+    assert_true(st.consumed <= 10);
+    /* whatever was stored ends before the record that could not be parked */
+    dr_state_conf_t sc;
+    dr_state_conf_default(&sc);
+    sc.path = fx->state_dir;
+    sc.read_only = true;
+    dr_state_t *s;
+    char err[256];
+    int64_t next = -1;
+    assert_int_equal(dr_state_open(&s, &sc, err, sizeof(err)), 0);
+    for (int p = 0; p < PARTITIONS; p++)
+        if (dr_state_get_offset(s, "events", p, &next) == 0) assert_true(next <= 10);
+    dr_state_close(s);
+    fprintf(stderr, "unparkable record: exit 1 after %llu records, stored offset %lld\n",
+            (unsigned long long)st.consumed, (long long)next);
+    fault_fixture_free(fx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_end_to_end),
         cmocka_unit_test(test_broker_faults),
+        cmocka_unit_test(test_leader_change_and_latency),
+        cmocka_unit_test(test_unparkable_record_stops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -281,6 +281,49 @@ static void test_reads_version_1_user_record(void **state) {
     dr_user_free(u);
 }
 
+/* A version-2 user record (drift detector, but no scores of the last list:
+ * the layout of version 3 without its trailing floats) is still read, its
+ * detector intact and the scores 0; with a trailing byte it is refused. */
+static void test_reads_version_2_user_record(void **state) {
+    (void)state;
+    dr_model_t *m = new_model(DR_MODE_IMPLICIT);
+    const dr_learner_conf_t *c = dr_model_conf(m);
+    dr_user_t *u = dr_user_new_conf(7, c);
+    dr_apply_result_t r;
+    for (int i = 0; i < 40; i++) {
+        dr_event_t e = ev(7, 10 + i % 7, i % 3 ? DR_EV_CLICK : DR_EV_IMPRESSION, 0, i * 1000);
+        assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)i, &r), 0);
+    }
+    assert_true(dr_adwin_width(&u->drift) > 0);
+    u->last_list_len = 3;
+    for (int i = 0; i < 3; i++) {
+        u->last_list[i] = 20 + i;
+        u->last_list_score[i] = 0.5f + (float)i;
+    }
+    uint8_t *rec;
+    size_t len;
+    assert_int_equal(dr_user_encode(u, c->dim, &rec, &len), 0);
+    assert_int_equal(rec[0], 3);
+    rec[0] = 2;
+    size_t v2_len = len - 3 * sizeof(float);
+    dr_user_t *back;
+    assert_int_equal(dr_user_decode(7, c, rec, v2_len, &back), 0);
+    assert_int_equal(back->events_applied, u->events_applied);
+    assert_memory_equal(back->v, u->v, (size_t)c->dim * sizeof(float));
+    assert_int_equal(dr_adwin_width(&back->drift), dr_adwin_width(&u->drift));
+    assert_true(dr_adwin_mean(&back->drift) == dr_adwin_mean(&u->drift));
+    assert_int_equal(back->last_list_len, 3);
+    assert_int_equal(back->last_list[2], 22);
+    for (int i = 0; i < 3; i++) assert_true(back->last_list_score[i] == 0.0f);
+    dr_user_free(back);
+    /* one byte more or less than the version-2 layout is corrupt */
+    assert_int_equal(dr_user_decode(7, c, rec, v2_len + 1, &back), DR_ECORRUPT);
+    assert_int_equal(dr_user_decode(7, c, rec, v2_len - 1, &back), DR_ECORRUPT);
+    free(rec);
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
 /* "New users adapt fast, settled users slowly": with learner.lr.user.decay
  * the same click moves a user with a long history less than a new one. */
 static void test_user_step_size_decays(void **state) {
@@ -506,6 +549,7 @@ int main(void) {
         cmocka_unit_test(test_item_index_and_bound),
         cmocka_unit_test(test_readapt_uses_kept_window),
         cmocka_unit_test(test_reads_version_1_user_record),
+        cmocka_unit_test(test_reads_version_2_user_record),
         cmocka_unit_test(test_user_step_size_decays),
         cmocka_unit_test(test_list_rank),
         cmocka_unit_test(test_reptile_prior_keeps_users_in_place),

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dr_err.h"
 #include "dr_state.h"
@@ -208,6 +209,79 @@ static void test_offsets_round_trip(void **state) {
     assert_int_equal(dr_state_get_offset(st, "other", 0, &off), DR_ENOTFOUND);
     assert_int_equal(dr_state_get_offset(st, "event", 0, &off), DR_ENOTFOUND);
     dr_state_batch_free(b);
+    dr_state_close(st);
+}
+
+typedef struct offsets_seen {
+    char line[8][64];
+    int n;
+} offsets_seen_t;
+
+static int offset_fn(void *ctx, const char *topic, int32_t partition, int64_t next) {
+    offsets_seen_t *s = ctx;
+
+    assert_true(s->n < 8);
+    snprintf(s->line[s->n++], sizeof(s->line[0]), "%s %d %lld", topic, (int)partition,
+             (long long)next);
+    return 0;
+}
+
+/* Claim: for_each_offset lists every stored offset (what `driftrec inspect
+ * offsets` prints: where the pipeline resumes), topics with dots and
+ * dashes included, and nothing else of the meta column family; a malformed
+ * offset entry is DR_ECORRUPT. */
+static void test_for_each_offset(void **state) {
+    fixture_t *f = *state;
+    dr_state_t *st = open_store(f, false);
+    dr_state_batch_t *b = dr_state_batch_new();
+    offsets_seen_t seen = {0};
+
+    dr_state_batch_put_offset(b, "feed.events-v2", 10, 7);
+    dr_state_batch_put_offset(b, "feed.events-v2", 2, 5);
+    dr_state_batch_put_offset(b, "items", 0, 30);
+    dr_state_batch_put_meta(b, "globals", "G", 1);
+    dr_state_batch_put_meta(b, "other", "x", 1);
+    write_ok(st, b);
+    dr_state_batch_free(b);
+    assert_int_equal(dr_state_for_each_offset(st, offset_fn, &seen), 0);
+    assert_int_equal(seen.n, 3);
+    assert_string_equal(seen.line[0], "feed.events-v2 10 7"); /* key order */
+    assert_string_equal(seen.line[1], "feed.events-v2 2 5");
+    assert_string_equal(seen.line[2], "items 0 30");
+
+    b = dr_state_batch_new();
+    dr_state_batch_put_meta(b, "offset/events/x", "12345678", 8);
+    write_ok(st, b);
+    dr_state_batch_free(b);
+    seen.n = 0;
+    assert_int_equal(dr_state_for_each_offset(st, offset_fn, &seen), DR_ECORRUPT);
+    dr_state_close(st);
+}
+
+/* Claim: with min_free_bytes set, a store is not opened for writing on a
+ * filesystem with less free space (DR_ESTORE, the shortfall in errstr, no
+ * directory created); read-only opens are not refused. */
+static void test_open_refused_when_nearly_full(void **state) {
+    fixture_t *f = *state;
+    dr_state_conf_t conf;
+    dr_state_t *st = NULL;
+    char err[256] = "";
+
+    dr_state_conf_default(&conf);
+    conf.path = f->db;
+    conf.min_free_bytes = UINT64_MAX / 4; /* more than any disk holds */
+    assert_int_equal(dr_state_open(&st, &conf, err, sizeof(err)), DR_ESTORE);
+    assert_null(st);
+    assert_non_null(strstr(err, "nearly full"));
+    assert_non_null(strstr(err, "state.min.free.mb"));
+    assert_int_equal(access(f->db, F_OK), -1);
+
+    conf.min_free_bytes = 1;
+    assert_int_equal(dr_state_open(&st, &conf, err, sizeof(err)), 0);
+    dr_state_close(st);
+    conf.min_free_bytes = UINT64_MAX / 4;
+    conf.read_only = true;
+    assert_int_equal(dr_state_open(&st, &conf, err, sizeof(err)), 0);
     dr_state_close(st);
 }
 
@@ -706,6 +780,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_read_only_beside_writer, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_open_errors, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_for_each_offset, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_open_refused_when_nearly_full, setup_dir,
+                                        teardown_dir),
         cmocka_unit_test(test_cache_basic),
         cmocka_unit_test(test_cache_eviction_spares_dirty),
         cmocka_unit_test(test_cache_clock_second_chance),
