@@ -123,9 +123,12 @@ const dr_ingest_stats_t *dr_ingest_stats(const dr_ingest_t *in);
 /* Total lag over assigned partitions (log end - next offset), refreshing
  * the cached watermarks without blocking. */
 int64_t dr_ingest_lag(dr_ingest_t *in);
-/* Commits the current positions to Kafka asynchronously, for lag
- * monitoring only: the offsets that count are stored with the state. */
-void dr_ingest_commit_async(dr_ingest_t *in);
+/* Commits offsets to Kafka asynchronously: next_offsets[p] (n entries, -1:
+ * none) for each still assigned partition. Pass the offsets just stored with
+ * the state, never the current positions: a partition the store knows
+ * nothing of starts from Kafka's committed offset, which must therefore
+ * never run ahead of the store. */
+void dr_ingest_commit_async(dr_ingest_t *in, const int64_t *next_offsets, int n);
 /* A librdkafka log callback that writes through dr_log, dropping the
  * warnings about properties of the other client type (kafka.* settings are
  * shared by our consumer and producer). Install with rd_kafka_conf_set_log_cb. */

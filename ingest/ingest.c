@@ -438,11 +438,11 @@ int64_t dr_ingest_lag(dr_ingest_t *in) {
     return lag;
 }
 
-void dr_ingest_commit_async(dr_ingest_t *in) {
+void dr_ingest_commit_async(dr_ingest_t *in, const int64_t *next_offsets, int n) {
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(in->n_parts + 1);
-    for (int p = 0; p < in->n_parts; p++)
-        if (in->parts[p].assigned && in->parts[p].next_offset >= 0)
-            rd_kafka_topic_partition_list_add(list, in->topic, p)->offset = in->parts[p].next_offset;
+    for (int p = 0; p < in->n_parts && p < n; p++)
+        if (in->parts[p].assigned && next_offsets[p] >= 0)
+            rd_kafka_topic_partition_list_add(list, in->topic, p)->offset = next_offsets[p];
     if (list->cnt > 0) rd_kafka_commit(in->rk, list, 1);
     rd_kafka_topic_partition_list_destroy(list);
 }

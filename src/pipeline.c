@@ -45,6 +45,8 @@ struct dr_pipeline {
     /* users erased since the last commit built */
     int64_t *erased;
     size_t n_erased, cap_erased;
+    int64_t batch_offsets[DR_INGEST_MAX_PARTITIONS]; /* next offsets in commit_batch, -1: none */
+    int batch_n_offsets;
     int64_t *withdrawn;          /* items newly blocked or deleted since the last emit */
     size_t n_withdrawn, cap_withdrawn;
     /* a commit built and waiting for its deliveries */
@@ -449,9 +451,13 @@ static int build_commit(dr_pipeline_t *p, dr_state_batch_t **out) {
     free(globals);
     int n = 0;
     const dr_partition_stats_t *parts = dr_ingest_partitions(p->ingest, &n);
-    for (int i = 0; i < n; i++)
-        if (parts[i].assigned && parts[i].next_offset >= 0)
-            dr_state_batch_put_offset(b, p->cfg.topic_events, i, parts[i].next_offset);
+    if (n > DR_INGEST_MAX_PARTITIONS) n = DR_INGEST_MAX_PARTITIONS;
+    p->batch_n_offsets = n;
+    for (int i = 0; i < n; i++) {
+        p->batch_offsets[i] = parts[i].assigned ? parts[i].next_offset : -1;
+        if (p->batch_offsets[i] >= 0)
+            dr_state_batch_put_offset(b, p->cfg.topic_events, i, p->batch_offsets[i]);
+    }
     if (p->catalog) {
         parts = dr_catalog_partitions(p->catalog, &n);
         for (int i = 0; i < n; i++)
@@ -482,7 +488,10 @@ static void finish_commit(dr_pipeline_t *p) {
         return;
     }
     p->stats.commits++;
-    dr_ingest_commit_async(p->ingest);
+    /* Kafka gets what the store now holds, not the positions reached since
+     * the batch was built (for lag monitoring, and where a partition the
+     * store does not know yet starts) */
+    dr_ingest_commit_async(p->ingest, p->batch_offsets, p->batch_n_offsets);
 }
 
 /* Records taken from the events and catalog topics so far: every change of

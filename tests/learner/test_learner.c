@@ -282,7 +282,7 @@ static void test_reads_version_1_user_record(void **state) {
 }
 
 /* A version-2 user record (drift detector, but no scores of the last list:
- * the layout of version 3 without its trailing floats) is still read, its
+ * the layout of version 4 without its trailing floats and prior version) is still read, its
  * detector intact and the scores 0; with a trailing byte it is refused. */
 static void test_reads_version_2_user_record(void **state) {
     (void)state;
@@ -303,9 +303,9 @@ static void test_reads_version_2_user_record(void **state) {
     uint8_t *rec;
     size_t len;
     assert_int_equal(dr_user_encode(u, c->dim, &rec, &len), 0);
-    assert_int_equal(rec[0], 3);
+    assert_int_equal(rec[0], 4);
     rec[0] = 2;
-    size_t v2_len = len - 3 * sizeof(float);
+    size_t v2_len = len - 3 * sizeof(float) - sizeof(int64_t); /* v4: scores, then the prior version */
     dr_user_t *back;
     assert_int_equal(dr_user_decode(7, c, rec, v2_len, &back), 0);
     assert_int_equal(back->events_applied, u->events_applied);
