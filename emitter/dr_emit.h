@@ -25,8 +25,14 @@ typedef struct dr_exclusions {
     size_t n;
 } dr_exclusions_t;
 
+/* Adds a per-user term to row u of the scores (row[0..n), indexed like the
+ * items view) between the sgemm and the selection: the learner's
+ * co-engagement term. */
+typedef void (*dr_emit_row_fn)(void *ctx, size_t u, float *row, size_t n);
+
 /* Scores B users (rows of U, B×dim, row-major) against every item:
- * S = U·Qᵀ + b, with one cblas_sgemm per call, then writes each user's k
+ * S = U·Qᵀ + b, with one cblas_sgemm per call, then (when add_row is not
+ * NULL) add_row(ctx, u, row, n) for each user, then writes each user's k
  * best items into out[u*k ...] and their count into out_n[u].
  *
  * Guarantees (tested): lists are sorted by score, descending, ties broken by
@@ -34,8 +40,8 @@ typedef struct dr_exclusions {
  * shorter than k only when fewer eligible items exist. `scores` is scratch
  * of at least B × items->n floats. */
 void dr_emit_topk(const float *U, size_t B, const dr_items_view_t *items, int k,
-                  const dr_exclusions_t *excl, float *scores, dr_scored_item_t *out,
-                  size_t *out_n);
+                  const dr_exclusions_t *excl, dr_emit_row_fn add_row, void *ctx, float *scores,
+                  dr_scored_item_t *out, size_t *out_n);
 
 /* ---- the emitter --------------------------------------------------------- */
 

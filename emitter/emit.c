@@ -160,6 +160,17 @@ static int produce_batch(dr_emitter_t *e, const dr_model_t *m, dr_user_t *const 
     return 0;
 }
 
+/* The batch being scored, for add_coengagement. */
+typedef struct batch_ctx {
+    const dr_model_t *m;
+    dr_user_t *const *users;
+} batch_ctx_t;
+
+static void add_coengagement(void *ctx, size_t r, float *row, size_t n) {
+    const batch_ctx_t *b = ctx;
+    dr_model_add_coengagement(b->m, b->users[r], row, n);
+}
+
 int dr_emitter_emit(dr_emitter_t *e, const dr_model_t *m, dr_user_t *const *users, size_t n,
                     const bool *drift, int64_t now_ms, size_t *emitted) {
     dr_items_view_t items;
@@ -171,7 +182,9 @@ int dr_emitter_emit(dr_emitter_t *e, const dr_model_t *m, dr_user_t *const *user
         size_t B = n - start < (size_t)e->conf.batch ? n - start : (size_t)e->conf.batch;
         double t0 = dr_mono_s();
         for (size_t r = 0; r < B; r++) gather_user(e, m, users[start + r], r);
-        dr_emit_topk(e->U, B, &items, e->conf.topk, e->excl, e->scores, e->out, e->out_n);
+        batch_ctx_t ctx = {m, users + start};
+        dr_emit_topk(e->U, B, &items, e->conf.topk, e->excl, add_coengagement, &ctx, e->scores, e->out,
+                     e->out_n);
         e->stats.score_seconds += dr_mono_s() - t0;
         e->stats.batches++;
         err = produce_batch(e, m, users + start, B, drift ? drift + start : NULL, now_ms, emitted);

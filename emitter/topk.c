@@ -67,8 +67,8 @@ static size_t select_row(const float *s, const dr_items_view_t *items, size_t k,
 }
 
 void dr_emit_topk(const float *U, size_t B, const dr_items_view_t *items, int k,
-                  const dr_exclusions_t *excl, float *scores, dr_scored_item_t *out,
-                  size_t *out_n) {
+                  const dr_exclusions_t *excl, dr_emit_row_fn add_row, void *ctx, float *scores,
+                  dr_scored_item_t *out, size_t *out_n) {
     size_t n = items->n;
     if (n == 0) {
         for (size_t u = 0; u < B; u++) out_n[u] = 0;
@@ -78,6 +78,7 @@ void dr_emit_topk(const float *U, size_t B, const dr_items_view_t *items, int k,
                 items->dim, items->q, items->dim, 0.0f, scores, (int)n);
     for (size_t u = 0; u < B; u++) {
         float *row = scores + u * n;
+        if (add_row) add_row(ctx, u, row, n);
         if (excl)
             for (size_t j = 0; j < excl[u].n; j++)
                 if (excl[u].idx[j] >= 0 && (size_t)excl[u].idx[j] < n) row[excl[u].idx[j]] = -INFINITY;

@@ -4,6 +4,14 @@
  * Score of item i for user u:  s(u,i) = b_i + (û + v_u)·q_i
  * Rating mode predicts         r(u,i) = μ + b_u + b_i + (û + v_u)·q_i
  *
+ * Lists rank by s(u,i) + β·c(u,i), where the co-engagement term
+ *   c(u,i) = Σ_{j ∈ u's last L engaged items} n_ji / sqrt(n_i)
+ * counts how often other users engaged with i within L engagements of j
+ * (n_ji, a bounded table per item) against i's own engagements n_i: what
+ * people engage with next to what this user just engaged with. It needs no
+ * training, follows a user's newest interest at once, and is not part of
+ * the loss the factors learn from (docs/BENCHMARKS.md, MovieLens).
+ *
  * An item with a content embedding e_i (c floats, from the catalog) has
  * q_i = W·e_i + δ_i, with the projection W (d × c) shared by all items and
  * learned online from every interaction with such items, and δ_i its own
@@ -40,6 +48,7 @@
 #define DR_POP_RING 4096    /* recent positives, for popularity sampling */
 #define DR_PRIOR_HISTORY 16 /* past priors kept to re-base users exactly */
 #define DR_MAX_CONTENT_DIM 4096 /* c: floats of an item's content embedding */
+#define DR_MAX_NEIGHBORS 65536  /* co-engagement neighbours kept per item */
 
 typedef enum dr_learn_mode {
     DR_MODE_IMPLICIT = 0, /* engagement as labels, logistic loss */
@@ -69,6 +78,11 @@ typedef struct dr_learner_conf {
     float max_norm;                /* bound on ‖q_i‖ and ‖û+v_u‖ */
     float init_scale;              /* item vectors start ~ U(-s, s) */
     int recent_items;              /* ring size, <= DR_RECENT_MAX */
+    /* co-engagement: items engaged close together by the same users */
+    int cooc_neighbors;            /* neighbours kept per item; 0: the term is off */
+    int cooc_window;               /* a user's last this many engaged items pair
+                                      with a new one, and drive its lists */
+    float cooc_weight;             /* β of the term in a list's score */
     /* drift: a per-user ADWIN over the prequential loss */
     bool drift_enabled;            /* run the per-user detectors */
     dr_adwin_conf_t drift;         /* per-user detector parameters */
@@ -198,11 +212,16 @@ int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev,
  * events replayed. */
 int dr_learner_readapt(dr_model_t *m, dr_user_t *u);
 
-/* s(u,i) for one item index. */
+/* s(u,i) for one item index (the factor part a list's score starts from). */
 float dr_model_score(const dr_model_t *m, const dr_user_t *u, int64_t idx);
+/* Adds β·c(u,i) to scores[i] for every item index i < n (scores indexed like
+ * the item matrix rows). O(L · neighbours per item); nothing when the term
+ * is off or u has engaged with nothing yet. */
+void dr_model_add_coengagement(const dr_model_t *m, const dr_user_t *u, float *scores, size_t n);
 /* 1-based rank of item_id in the list the model would publish for u now
- * (items not blocked or deleted and not among u's recent events, by score);
- * 0 when the item could not be in it. O(items · dim): for evaluation. */
+ * (items not blocked or deleted and not among u's recent events, by
+ * s(u,i) + β·c(u,i)); 0 when the item could not be in it. O(items · dim):
+ * for evaluation. */
 int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id);
 /* Writes û + v_u into out (dim floats). */
 void dr_model_user_vector(const dr_model_t *m, const dr_user_t *u, float *out);

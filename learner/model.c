@@ -10,12 +10,14 @@
 
 #include "dr_bytes.h"
 #include "dr_err.h"
+#include "internal.h"
 
 #define USER_RECORD_VERSION 4 /* 2: + drift detector; 3: + last list scores; 4: + prior version; older still read */
-#define ITEM_RECORD_VERSION 2 /* 2: + content embedding and δ_i; 1 still read */
+#define ITEM_RECORD_VERSION 3 /* 2: + content embedding and δ_i; 3: + co-engagement; older still read */
 #define GLOBALS_RECORD_VERSION 2 /* 2: + outer-loop accumulator and past priors */
 
 static void bound_norm(float *v, int n, float lim);
+static size_t item_record_cap(const dr_model_t *m);
 
 struct dr_model {
     dr_learner_conf_t conf;
@@ -35,6 +37,9 @@ struct dr_model {
     float *delta;         /* n × d */
     uint8_t *has_content; /* n */
     size_t n_content;
+    /* co-engagement (conf.cooc_neighbors > 0) */
+    dr__nbr_t *nbr;       /* n: each item's neighbour counts n_ji */
+    float *engaged;       /* n: engagements per item, n_i */
     uint8_t *rec_buf;     /* one item record */
     int64_t *dirty_list;  /* indices of dirty items */
     size_t n_dirty;
@@ -82,6 +87,9 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->max_norm = 10.0f;
     c->init_scale = 0.3f;
     c->recent_items = 32;
+    c->cooc_neighbors = 256;
+    c->cooc_window = 10;
+    c->cooc_weight = 1.0f;
     c->max_items = 10000000;
     c->seed = 42;
     c->drift_enabled = true;
@@ -115,6 +123,10 @@ int dr_learner_conf_check(const dr_learner_conf_t *c, char *errstr, size_t n) {
     else if (c->content_dim < 0 || c->content_dim > DR_MAX_CONTENT_DIM)
         bad = "learner.content.dim must be in [0, 4096]";
     else if (!(c->lr_content >= 0 && c->lr_content <= 10)) bad = "learner.lr.content must be in [0, 10]";
+    else if (c->cooc_neighbors < 0 || c->cooc_neighbors > DR_MAX_NEIGHBORS)
+        bad = "learner.cooc.neighbors must be in [0, 65536]";
+    else if (c->cooc_window < 1 || c->cooc_window > DR_RECENT_MAX) bad = "learner.cooc.window must be in [1, 64]";
+    else if (!(c->cooc_weight >= 0 && c->cooc_weight <= 1e6)) bad = "learner.cooc.weight must be in [0, 1e6]";
     if (!bad) return 0;
     snprintf(errstr, n, "%s", bad);
     return DR_ECONFIG;
@@ -199,8 +211,11 @@ static int grow_items(dr_model_t *m) {
         grow_array((void **)&m->excluded, 1, n) || grow_array((void **)&m->dirty, 1, n) ||
         grow_array((void **)&m->count, sizeof(uint64_t), n) ||
         grow_array((void **)&m->dirty_list, sizeof(int64_t), n) ||
-        grow_array((void **)&m->has_content, 1, n))
+        grow_array((void **)&m->has_content, 1, n) || grow_array((void **)&m->engaged, sizeof(float), n) ||
+        grow_array((void **)&m->nbr, sizeof(dr__nbr_t), n))
         return DR_ENOMEM;
+    /* item_init clears a row's table: it must start as a valid empty one */
+    memset(m->nbr + m->cap_items, 0, (n - m->cap_items) * sizeof(dr__nbr_t));
     if (m->content_dim > 0 &&
         (grow_array((void **)&m->emb, sizeof(float) * (size_t)m->content_dim, n) ||
          grow_array((void **)&m->delta, sizeof(float) * (size_t)m->dim, n)))
@@ -220,6 +235,8 @@ static void item_init(dr_model_t *m, size_t idx, int64_t item_id) {
     m->dirty[idx] = 0;
     m->count[idx] = 0;
     m->has_content[idx] = 0;
+    m->engaged[idx] = 0.0f;
+    dr__nbr_clear(&m->nbr[idx]);
 }
 
 static void mark_item_dirty(dr_model_t *m, size_t idx) {
@@ -348,7 +365,7 @@ int dr_model_new(dr_model_t **out, const dr_learner_conf_t *conf, char *errstr, 
     m->content_dim = conf->content_dim;
     if (m->content_dim > 0 && !(m->W = calloc((size_t)m->dim * (size_t)m->content_dim, sizeof(float))))
         goto out_nomem;
-    m->rec_buf = malloc(64 + (size_t)m->dim * 8 + (size_t)m->content_dim * 4);
+    m->rec_buf = malloc(item_record_cap(m));
     if (!m->rec_buf || !m->prior || !m->scratch || !m->reptile_sum || !m->past_prior || grow_items(m) != 0 ||
         grow_slots(m) != 0)
         goto out_nomem;
@@ -390,6 +407,9 @@ void dr_model_free(dr_model_t *m) {
     free(m->emb);
     free(m->delta);
     free(m->has_content);
+    for (size_t i = 0; m->nbr && i < m->n_items; i++) dr__nbr_clear(&m->nbr[i]);
+    free(m->nbr);
+    free(m->engaged);
     free(m->rec_buf);
     free(m);
 }
@@ -460,16 +480,88 @@ float dr_model_score(const dr_model_t *m, const dr_user_t *u, int64_t idx) {
     return s;
 }
 
+/* ---- co-engagement ---------------------------------------------------------- */
+
+/* True for an event that is a positive engagement (a label of 1 in implicit
+ * mode; every RATE counts: the user chose the item). */
+static bool engages(const dr_learner_conf_t *c, uint8_t type, float value) {
+    if (type == DR_EV_IMPRESSION || type == DR_EV_HIDE) return false;
+    return type != DR_EV_DWELL || value >= c->dwell_threshold_s;
+}
+
+/* Indices of u's last `max` distinct engaged items, newest first. */
+static int recent_engaged(const dr_model_t *m, const dr_user_t *u, int32_t *out, int max) {
+    int ring = m->conf.recent_items, n = 0;
+    for (int k = 0; k < u->recent_len && n < max; k++) {
+        const dr_recent_event_t *r = &u->recent[(u->recent_head + ring - 1 - k) % ring];
+        if (!engages(&m->conf, r->type, r->value)) continue;
+        int64_t idx = dr_model_item_index((dr_model_t *)m, r->item_id, false);
+        if (idx < 0 || idx > INT32_MAX) continue;
+        int seen = 0;
+        while (seen < n && out[seen] != (int32_t)idx) seen++;
+        if (seen == n) out[n++] = (int32_t)idx;
+    }
+    return n;
+}
+
+/* Counts ev's item as engaged next to each of u's last L engaged items, in
+ * both directions. Runs before ev joins u's ring; a repeat engagement with
+ * an item already among them (a like after the click) counts nothing. */
+static int coengage(dr_model_t *m, const dr_user_t *u, const dr_event_t *ev) {
+    if (m->conf.cooc_neighbors == 0 || !engages(&m->conf, (uint8_t)ev->type, ev->value)) return 0;
+    int64_t i = dr_model_item_index(m, ev->item_id, false);
+    if (i < 0 || i > INT32_MAX) return 0;
+    int32_t recent[DR_RECENT_MAX];
+    int n = recent_engaged(m, u, recent, m->conf.cooc_window);
+    for (int k = 0; k < n; k++)
+        if (recent[k] == (int32_t)i) return 0;
+    uint32_t cap = (uint32_t)m->conf.cooc_neighbors;
+    for (int k = 0; k < n; k++) {
+        int err = dr__nbr_add(&m->nbr[recent[k]], (int32_t)i, 1.0f, cap, m->ids);
+        if (!err) err = dr__nbr_add(&m->nbr[i], recent[k], 1.0f, cap, m->ids);
+        if (err) return err;
+        mark_item_dirty(m, (size_t)recent[k]);
+    }
+    m->engaged[i] += 1.0f;
+    mark_item_dirty(m, (size_t)i);
+    return 0;
+}
+
+void dr_model_add_coengagement(const dr_model_t *m, const dr_user_t *u, float *scores, size_t n) {
+    if (m->conf.cooc_neighbors == 0 || m->conf.cooc_weight == 0) return;
+    int32_t recent[DR_RECENT_MAX];
+    int len = recent_engaged(m, u, recent, m->conf.cooc_window);
+    float beta = m->conf.cooc_weight;
+    for (int k = 0; k < len; k++) {
+        const dr__nbr_t *t = &m->nbr[recent[k]];
+        for (uint32_t s = 0; s < t->n_slots; s++) {
+            int32_t i = t->slot[s].key;
+            if (i >= 0 && (size_t)i < n) scores[i] += beta * t->slot[s].w / sqrtf(fmaxf(m->engaged[i], 1.0f));
+        }
+    }
+}
+
+/* β·c(u,i) for one item, given u's recent engaged items. */
+static float coengagement_of(const dr_model_t *m, const int32_t *recent, int len, int64_t i) {
+    float c = 0.0f;
+    for (int k = 0; k < len; k++) c += dr__nbr_get(&m->nbr[recent[k]], (int32_t)i);
+    return m->conf.cooc_weight * c / sqrtf(fmaxf(m->engaged[i], 1.0f));
+}
+
 int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id) {
     int64_t target = dr_model_item_index(m, item_id, false);
     if (target < 0 || m->excluded[target] || dr_user_has_recent(u, item_id)) return 0;
     float *ue = m->scratch;
     dr_model_user_vector(m, u, ue);
-    float st = m->bias[target] + dot(ue, m->q + (size_t)target * (size_t)m->dim, m->dim);
+    int32_t recent[DR_RECENT_MAX];
+    int len = m->conf.cooc_neighbors ? recent_engaged(m, u, recent, m->conf.cooc_window) : 0;
+    float st = m->bias[target] + dot(ue, m->q + (size_t)target * (size_t)m->dim, m->dim) +
+               coengagement_of(m, recent, len, target);
     int64_t above = 0;
     for (size_t i = 0; i < m->n_items; i++) {
         if ((int64_t)i == target || m->excluded[i]) continue;
-        float si = m->bias[i] + dot(ue, m->q + i * (size_t)m->dim, m->dim);
+        float si = m->bias[i] + dot(ue, m->q + i * (size_t)m->dim, m->dim) +
+                   coengagement_of(m, recent, len, (int64_t)i);
         if (si > st && !dr_user_has_recent(u, m->ids[i])) above++;
     }
     return above + 1;
@@ -670,6 +762,7 @@ int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t
     rebase_user(m, u);
     int err = m->conf.mode == DR_MODE_RATING ? learn_rating(m, u, ev, res)
                                              : learn_implicit(m, u, ev, event_seed, res);
+    if (!err) err = coengage(m, u, ev);
     if (err) return err;
     if (ev->type != DR_EV_IMPRESSION) user_remember(u, ev, m->conf.recent_items);
     u->events_applied++;
@@ -759,11 +852,52 @@ static bool all_finite(const float *v, int n) {
 
 size_t dr_model_dirty_items(const dr_model_t *m) { return m->n_dirty; }
 
+/* The largest item record: fixed fields, q_i, content and δ_i, neighbours. */
+static size_t item_record_cap(const dr_model_t *m) {
+    return 64 + (size_t)m->dim * 8 + (size_t)m->content_dim * 4 + (size_t)m->conf.cooc_neighbors * 12;
+}
+
+/* Version 3's tail: n_i, then the neighbour count and (item id, n_ji) pairs
+ * in slot order (ids, not indices: indices are this process's own). */
+static void put_neighbors(const dr_model_t *m, size_t idx, dr_writer_t *w) {
+    const dr__nbr_t *t = &m->nbr[idx];
+    dr_put_f32(w, m->engaged[idx]);
+    dr_put_u32(w, t->n);
+    for (uint32_t s = 0; s < t->n_slots; s++) {
+        if (t->slot[s].key < 0) continue;
+        dr_put_i64(w, m->ids[t->slot[s].key]);
+        dr_put_f32(w, t->slot[s].w);
+    }
+}
+
+/* Reads version 3's tail into item idx's table. Neighbours not loaded yet
+ * get their row now (their own record fills it later). DR_ECORRUPT on a bad
+ * tail, DR_ENOMEM. */
+static int get_neighbors(dr_model_t *m, size_t idx, dr_reader_t *r) {
+    float engaged = dr_get_f32(r);
+    uint32_t n = dr_get_u32(r);
+    if (!r->ok || !(engaged >= 0 && isfinite(engaged)) || (size_t)n > (r->len - r->pos) / 12)
+        return DR_ECORRUPT;
+    m->engaged[idx] = engaged;
+    dr__nbr_clear(&m->nbr[idx]);
+    /* a record holds at most what its writer kept; a smaller cap now trims */
+    uint32_t cap = m->conf.cooc_neighbors ? (uint32_t)m->conf.cooc_neighbors : 0;
+    for (uint32_t k = 0; k < n; k++) {
+        int64_t id = dr_get_i64(r);
+        float w = dr_get_f32(r);
+        if (!r->ok || !(w > 0 && isfinite(w))) return DR_ECORRUPT;
+        int64_t j = dr_model_item_index(m, id, true);
+        if (j < 0 || j > INT32_MAX) return j == DR_ENOMEM ? DR_ENOMEM : DR_ECORRUPT;
+        int err = dr__nbr_add(&m->nbr[idx], (int32_t)j, w, cap, m->ids);
+        if (err) return err;
+    }
+    return 0;
+}
+
 int dr_model_drain_dirty_items(dr_model_t *m, dr_item_sink_fn fn, void *ctx) {
     while (m->n_dirty > 0) {
         size_t idx = (size_t)m->dirty_list[m->n_dirty - 1];
-        size_t cap = 64 + (size_t)m->dim * 8 + (size_t)m->content_dim * 4;
-        dr_writer_t w = {m->rec_buf, 0, cap, true};
+        dr_writer_t w = {m->rec_buf, 0, item_record_cap(m), true};
         dr_put_u8(&w, ITEM_RECORD_VERSION);
         dr_put_u16(&w, (uint16_t)m->dim);
         dr_put_f32(&w, m->bias[idx]);
@@ -776,6 +910,7 @@ int dr_model_drain_dirty_items(dr_model_t *m, dr_item_sink_fn fn, void *ctx) {
             dr_put_bytes(&w, m->emb + idx * (size_t)c, (size_t)c * 4);
             dr_put_bytes(&w, m->delta + idx * (size_t)m->dim, (size_t)m->dim * 4);
         }
+        put_neighbors(m, idx, &w);
         int err = w.ok ? fn(ctx, m->ids[idx], m->rec_buf, w.len) : DR_ENOMEM;
         if (err) return err;
         m->dirty[idx] = 0;
@@ -799,7 +934,8 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
     uint16_t c = version >= 2 ? dr_get_u16(&r) : 0;
     if (c == 0 && m->has_content[idx]) { m->has_content[idx] = 0; m->n_content--; }
     bool ok = r.ok && all_finite(q, m->dim) && isfinite(m->bias[idx]);
-    if (ok && c > 0 && r.len - r.pos == (size_t)c * 4 + (size_t)m->dim * 4) {
+    size_t content_len = (size_t)c * 4 + (size_t)m->dim * 4;
+    if (ok && c > 0 && r.len - r.pos >= content_len) {
         if (c == m->content_dim) {
             if (!m->has_content[idx]) m->n_content++;
             m->has_content[idx] = 1;
@@ -810,13 +946,18 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
              * (the globals, loaded before or after, do the same for all) */
             if (ok) content_refresh_item(m, idx);
         } else {
-            r.pos = r.len; /* learner.content.dim changed: the item keeps its q_i */
+            r.pos += content_len; /* learner.content.dim changed: the item keeps its q_i */
         }
     }
-    if (!ok || r.pos != len) {
+    int err = ok ? 0 : DR_ECORRUPT;
+    /* the neighbours may add rows: nothing above holds a pointer past here */
+    if (!err && version >= 3) err = get_neighbors(m, idx, &r);
+    else if (!err) { m->engaged[idx] = 0.0f; dr__nbr_clear(&m->nbr[idx]); }
+    if (!err && r.pos != len) err = DR_ECORRUPT;
+    if (err) {
         if (m->has_content[idx]) m->n_content--;
         item_init(m, idx, item_id); /* never let a bad record put NaN in the model */
-        return DR_ECORRUPT;
+        return err;
     }
     return 0;
 }

@@ -44,7 +44,7 @@ static void usage(FILE *f, const char *cmd) {
         fprintf(f,
                 "usage: driftrec replay --bootstrap HOST:PORT --topic T [--from X] [--to Y] [--catalog-topic T]\n"
                 "       driftrec replay --embedded --input FILE --format F [--catalog FILE] [--min-rating R]\n"
-                "   options: [--mode implicit|rating] [--k K] [--arms full,prior,nodrift,popularity,zeroprior,nocontent]\n"
+                "   options: [--mode implicit|rating] [--k K] [--arms full,prior,nodrift,popularity,zeroprior,nocontent,nocooc]\n"
                 "            [--window N] [--config FILE] [--set key=value]... [--report DIR] [--quiet]\n"
                 "Replays a topic range through the learner, test-then-train, and writes DIR/report.json\n"
                 "and DIR/report.html (default DIR: replay-report). X and Y are offsets (the same in every\n"

@@ -23,10 +23,11 @@ typedef enum dr_arm_kind {
     DR_ARM_POPULARITY,   /* most popular items the user has not seen */
     DR_ARM_ZEROPRIOR,    /* full model, but û = 0 and not meta-learned */
     DR_ARM_NOCONTENT,    /* full model without the catalog's content embeddings */
+    DR_ARM_NOCOOC,       /* full model without the co-engagement term */
     DR_ARM__COUNT
 } dr_arm_kind_t;
 
-/* Parses "full,prior,nodrift,popularity,zeroprior,nocontent" into kinds; returns the count or
+/* Parses "full,prior,nodrift,popularity,zeroprior,nocontent,nocooc" into kinds; returns the count or
  * DR_EINVAL with the bad name in errstr. */
 int dr_replay_parse_arms(const char *list, dr_arm_kind_t *arms, int max, char *errstr,
                          size_t errstr_size);

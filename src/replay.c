@@ -19,8 +19,8 @@
 #define MAX_DRIFTS_REPORTED 20000
 
 static const char *const arm_names[DR_ARM__COUNT] = {"full", "prior", "nodrift", "popularity",
-                                                     "zeroprior", "nocontent"};
-#define ARM_LIST "full, prior, nodrift, popularity, zeroprior, nocontent"
+                                                     "zeroprior", "nocontent", "nocooc"};
+#define ARM_LIST "full, prior, nodrift, popularity, zeroprior, nocontent, nocooc"
 static const int cold_user_n[] = {1, 5, 10, 20}; /* hr@K over each user's first N events */
 #define COLD_USER_BUCKETS 4
 #define COLD_ITEM_EVENTS 10 /* hr@K of items in their first 10 interactions */
@@ -310,7 +310,9 @@ static void cover_top_k(arm_run_t *a, size_t e, float *sc, size_t n, const int64
 
 static int arm_model_init(arm_run_t *a) {
     dr_learner_conf_t lc = a->conf->cfg->learner;
-    if (a->kind == DR_ARM_PRIOR) { lc.lr_user = 0; lc.drift_enabled = false; }
+    /* the prior arm ranks every user by û alone: no per-user term at all */
+    if (a->kind == DR_ARM_PRIOR) { lc.lr_user = 0; lc.drift_enabled = false; lc.cooc_neighbors = 0; }
+    if (a->kind == DR_ARM_NOCOOC) lc.cooc_neighbors = 0;
     if (a->kind == DR_ARM_NODRIFT) lc.drift_enabled = false;
     if (a->kind == DR_ARM_ZEROPRIOR) { lc.prior_zero = true; lc.prior_step = 0; }
     bool content = a->in->catalog_emb && a->kind != DR_ARM_NOCONTENT;
@@ -343,14 +345,16 @@ static int arm_model_init(arm_run_t *a) {
     return 0;
 }
 
-/* Scores every row for user u: û + v_u against the item matrix, plus biases;
- * blocked rows get -INFINITY. Returns the row count. */
+/* Scores every row for user u as a list would: û + v_u against the item
+ * matrix, plus biases and the co-engagement term; blocked rows get
+ * -INFINITY. Returns the row count. */
 static size_t score_rows(arm_run_t *a, const dr_user_t *u) {
     dr_items_view_t v;
     dr_model_items(a->m, &v);
     dr_model_user_vector(a->m, u, a->uvec);
     cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)v.n, v.dim, 1.0f, v.q, v.dim, a->uvec, 1, 0.0f,
                 a->scores, 1);
+    dr_model_add_coengagement(a->m, u, a->scores, v.n);
     for (size_t r = 0; r < v.n; r++)
         a->scores[r] = v.excluded[r] ? -INFINITY : a->scores[r] + v.bias[r];
     return v.n;

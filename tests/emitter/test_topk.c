@@ -48,7 +48,7 @@ static void test_matches_brute_force(void **state) {
         float *scores = malloc(B * n * 4);
         dr_scored_item_t *out = malloc(B * (size_t)k * sizeof(*out));
         size_t out_n[16];
-        dr_emit_topk(U, B, &v, k, excl, scores, out, out_n);
+        dr_emit_topk(U, B, &v, k, excl, NULL, NULL, scores, out, out_n);
         naive_t *all = malloc(n * sizeof(*all));
         for (size_t u = 0; u < B; u++) {
             size_t m = 0;
@@ -80,7 +80,7 @@ static void test_empty_catalog(void **state) {
     float U[4] = {1, 2, 3, 4};
     size_t out_n[1] = {99};
     dr_scored_item_t out[5];
-    dr_emit_topk(U, 1, &v, 5, NULL, NULL, out, out_n);
+    dr_emit_topk(U, 1, &v, 5, NULL, NULL, NULL, NULL, out, out_n);
     assert_int_equal(out_n[0], 0);
 }
 

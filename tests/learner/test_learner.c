@@ -526,6 +526,101 @@ static void test_reads_version_1_item_record(void **state) {
     dr_model_free(m);
 }
 
+/* "c(u,i) counts how often other users engaged with i within L engagements
+ * of j": after many users engaged with 1 then 2, a user who just engaged
+ * with 1 finds 2 at the top of its list; a repeat engagement counts
+ * nothing; the counts survive an item record round trip. */
+static void test_coengagement_ranks_next_items(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.cooc_window = 3;
+    dr_model_t *m, *m2;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    assert_int_equal(dr_model_new(&m2, &c, err, sizeof(err)), 0);
+    for (int64_t item = 1; item <= 30; item++) assert_true(dr_model_item_index(m, item, true) >= 0);
+    dr_apply_result_t r;
+    for (int64_t user = 100; user < 140; user++) {
+        dr_user_t *u = dr_user_new_conf(user, &c);
+        dr_event_t seq[3] = {ev(user, 1, DR_EV_CLICK, 0, 1000), ev(user, 2, DR_EV_CLICK, 0, 2000),
+                             ev(user, 2, DR_EV_LIKE, 0, 2500)}; /* the like repeats the click */
+        for (int k = 0; k < 3; k++) assert_int_equal(dr_learner_apply(m, u, &seq[k], (uint64_t)k, &r), 0);
+        dr_user_free(u);
+    }
+    dr_user_t *fresh = dr_user_new_conf(7, &c);
+    dr_event_t a = ev(7, 1, DR_EV_CLICK, 0, 5000);
+    assert_int_equal(dr_learner_apply(m, fresh, &a, 9, &r), 0);
+    assert_int_equal(dr_model_list_rank(m, fresh, 2), 1);
+    /* the term itself: 40 pairs (1, 2) against 40 engagements of 2 */
+    dr_items_view_t v;
+    dr_model_items(m, &v);
+    float *sc = calloc(v.n, sizeof(float));
+    assert_non_null(sc);
+    dr_model_add_coengagement(m, fresh, sc, v.n);
+    assert_float_equal(sc[dr_model_item_index(m, 2, false)], 40.0f / sqrtf(40.0f), 1e-4);
+    assert_true(sc[dr_model_item_index(m, 3, false)] == 0.0f);
+    /* a record round trip keeps the counts (only touched items are dirty) */
+    assert_int_equal(dr_model_drain_dirty_items(m, (dr_item_sink_fn)dr_model_load_item, m2), 0);
+    dr_model_items(m2, &v);
+    memset(sc, 0, v.n * sizeof(float)); /* m2 holds fewer items */
+    dr_model_add_coengagement(m2, fresh, sc, v.n);
+    assert_float_equal(sc[dr_model_item_index(m2, 2, false)], 40.0f / sqrtf(40.0f), 1e-4);
+    assert_int_equal(dr_model_list_rank(m2, fresh, 2), 1);
+    free(sc);
+    dr_user_free(fresh);
+    dr_model_free(m);
+    dr_model_free(m2);
+}
+
+/* Holds the record of one item, as the sink saw it. */
+typedef struct kept_record {
+    int64_t item_id;
+    uint8_t buf[8192];
+    size_t len;
+} kept_record_t;
+
+static int keep_record(void *ctx, int64_t item_id, const void *rec, size_t len) {
+    kept_record_t *k = ctx;
+    if (item_id != k->item_id) return 0;
+    assert_true(len <= sizeof(k->buf));
+    memcpy(k->buf, rec, len);
+    k->len = len;
+    return 0;
+}
+
+/* A version-3 item record with neighbours: every truncation is refused, a
+ * hostile neighbour count is refused before anything is allocated, and a
+ * model with the term off still reads it. */
+static void test_item_record_neighbors_bounds(void **state) {
+    (void)state;
+    dr_model_t *m = new_model(DR_MODE_IMPLICIT), *m2 = new_model(DR_MODE_IMPLICIT);
+    dr_user_t *u = dr_user_new(1, 8);
+    dr_apply_result_t r;
+    for (int i = 0; i < 6; i++) {
+        dr_event_t e = ev(1, 50 + i, DR_EV_CLICK, 0, i * 1000);
+        assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)i, &r), 0);
+    }
+    kept_record_t k = {.item_id = 56};
+    assert_int_equal(dr_model_drain_dirty_items(m, (dr_item_sink_fn)dr_model_load_item, m2), 0);
+    dr_event_t e = ev(1, 56, DR_EV_CLICK, 0, 9000);
+    assert_int_equal(dr_learner_apply(m, u, &e, 9, &r), 0);
+    /* 56 pairs with 50..55: the window of 10 holds them all */
+    assert_int_equal(dr_model_drain_dirty_items(m, keep_record, &k), 0);
+    assert_true(k.len > 6 * 12);
+    for (size_t cut = 0; cut < k.len; cut++) assert_int_equal(dr_model_load_item(m2, 56, k.buf, cut), DR_ECORRUPT);
+    assert_int_equal(dr_model_load_item(m2, 56, k.buf, k.len), 0);
+    /* the neighbour count sits 4 bytes before the pairs: make it huge */
+    size_t n_pos = k.len - 6 * 12 - 4;
+    uint32_t huge = 0x7fffffff;
+    memcpy(k.buf + n_pos, &huge, 4);
+    assert_int_equal(dr_model_load_item(m2, 56, k.buf, k.len), DR_ECORRUPT);
+    dr_user_free(u);
+    dr_model_free(m);
+    dr_model_free(m2);
+}
+
 /* Bad settings are refused with the key's name. */
 static void test_conf_check(void **state) {
     (void)state;
@@ -555,6 +650,8 @@ int main(void) {
         cmocka_unit_test(test_reptile_prior_keeps_users_in_place),
         cmocka_unit_test(test_content_ranks_new_items),
         cmocka_unit_test(test_reads_version_1_item_record),
+        cmocka_unit_test(test_coengagement_ranks_next_items),
+        cmocka_unit_test(test_item_record_neighbors_bounds),
         cmocka_unit_test(test_conf_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

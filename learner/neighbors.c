@@ -1,0 +1,119 @@
+/* neighbors.c - one item's bounded table of co-engagement counts (see
+ * internal.h). The model keeps one per item and scores with them in
+ * model.c. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dr_bytes.h"
+#include "dr_err.h"
+#include "internal.h"
+
+static uint32_t home(int32_t key, uint32_t n_slots) {
+    return (uint32_t)dr_mix64((uint64_t)(uint32_t)key) & (n_slots - 1);
+}
+
+/* Slot holding key, or the empty slot where it would go. */
+static uint32_t probe(const dr__nbr_slot_t *slot, uint32_t n_slots, int32_t key) {
+    uint32_t s = home(key, n_slots);
+    while (slot[s].key != -1 && slot[s].key != key) s = (s + 1) & (n_slots - 1);
+    return s;
+}
+
+/* Rebuilds the table into n_slots slots from the entries in `from`. */
+static int rehash(dr__nbr_t *t, uint32_t n_slots, const dr__nbr_slot_t *from, uint32_t n_from) {
+    dr__nbr_slot_t *slot = malloc((size_t)n_slots * sizeof(*slot));
+    if (!slot) return DR_ENOMEM;
+    for (uint32_t s = 0; s < n_slots; s++) slot[s].key = -1;
+    uint32_t n = 0;
+    for (uint32_t s = 0; s < n_from; s++) {
+        if (from[s].key < 0) continue;
+        slot[probe(slot, n_slots, from[s].key)] = from[s];
+        n++;
+    }
+    free(t->slot);
+    t->slot = slot;
+    t->n_slots = n_slots;
+    t->n = n;
+    return 0;
+}
+
+/* An entry with the id it sorts by. */
+typedef struct ranked {
+    dr__nbr_slot_t e;
+    int64_t id;
+} ranked_t;
+
+/* Heaviest first; equal weights by item id, so what is kept depends neither
+ * on the slot order nor on this process's indices. */
+static int heavier_first(const void *a, const void *b) {
+    const ranked_t *x = a, *y = b;
+    if (x->e.w != y->e.w) return x->e.w > y->e.w ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Halves every weight and keeps the heaviest three quarters of cap (at
+ * least one slot is freed). */
+static int make_room(dr__nbr_t *t, uint32_t cap, const int64_t *ids) {
+    ranked_t *live = malloc((size_t)t->n * sizeof(*live));
+    dr__nbr_slot_t *kept = malloc((size_t)t->n * sizeof(*kept));
+    int err = DR_ENOMEM;
+    if (!live || !kept) goto out;
+    uint32_t n = 0;
+    for (uint32_t s = 0; s < t->n_slots; s++)
+        if (t->slot[s].key >= 0) {
+            live[n].e = t->slot[s];
+            live[n].e.w *= 0.5f;
+            live[n].id = ids ? ids[t->slot[s].key] : t->slot[s].key;
+            n++;
+        }
+    qsort(live, n, sizeof(*live), heavier_first);
+    uint32_t keep = cap - (cap >= 4 ? cap / 4 : 1);
+    if (n > keep) n = keep;
+    for (uint32_t k = 0; k < n; k++) kept[k] = live[k].e;
+    err = rehash(t, t->n_slots, kept, n);
+out:
+    free(live);
+    free(kept);
+    return err;
+}
+
+int dr__nbr_add(dr__nbr_t *t, int32_t key, float w, uint32_t cap, const int64_t *ids) {
+    if (cap == 0 || key < 0) return 0;
+    if (t->slot) {
+        uint32_t s = probe(t->slot, t->n_slots, key);
+        if (t->slot[s].key == key) {
+            t->slot[s].w += w;
+            return 0;
+        }
+    }
+    int err = 0;
+    if (t->n >= cap && (err = make_room(t, cap, ids))) return err;
+    /* at most 3/4 full, so probes stay short */
+    if ((uint64_t)(t->n + 1) * 4 > (uint64_t)t->n_slots * 3) {
+        uint32_t n_slots = t->n_slots ? t->n_slots * 2 : 8;
+        dr__nbr_slot_t *old = t->slot;
+        uint32_t n_old = t->n_slots;
+        t->slot = NULL; /* rehash frees what t points at: keep the old slots */
+        if ((err = rehash(t, n_slots, old, n_old))) {
+            t->slot = old;
+            return err;
+        }
+        free(old);
+    }
+    uint32_t s = probe(t->slot, t->n_slots, key);
+    t->slot[s].key = key;
+    t->slot[s].w = w;
+    t->n++;
+    return 0;
+}
+
+float dr__nbr_get(const dr__nbr_t *t, int32_t key) {
+    if (!t->slot) return 0.0f;
+    uint32_t s = probe(t->slot, t->n_slots, key);
+    return t->slot[s].key == key ? t->slot[s].w : 0.0f;
+}
+
+void dr__nbr_clear(dr__nbr_t *t) {
+    free(t->slot);
+    memset(t, 0, sizeof(*t));
+}

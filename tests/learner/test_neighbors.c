@@ -1,0 +1,95 @@
+/* test_neighbors.c - claims of the co-engagement table (learner/internal.h):
+ * exact counts while it has room, bounded size, the heaviest kept. */
+#include "dr_test.h"
+
+#include "dr_err.h"
+#include "internal.h"
+
+/* "Adds w to key's weight, inserting it when new"; "0 when absent". */
+static void test_counts_exactly_below_cap(void **state) {
+    (void)state;
+    dr__nbr_t t = {0};
+    assert_true(dr__nbr_get(&t, 5) == 0.0f); /* a zeroed struct is an empty table */
+    for (int32_t k = 0; k < 100; k++)
+        for (int rep = 0; rep <= k % 7; rep++) assert_int_equal(dr__nbr_add(&t, k, 1.0f, 1000, NULL), 0);
+    assert_int_equal(t.n, 100);
+    for (int32_t k = 0; k < 100; k++) assert_true(dr__nbr_get(&t, k) == (float)(k % 7 + 1));
+    assert_true(dr__nbr_get(&t, 100) == 0.0f);
+    assert_true(t.n * 4 <= t.n_slots * 3); /* at most 3/4 full */
+    dr__nbr_clear(&t);
+    assert_null(t.slot);
+    assert_int_equal(t.n, 0);
+}
+
+/* "when a full table meets a new neighbour, every weight is halved and the
+ * lightest entries are dropped until a quarter of the table is free" */
+static void test_full_table_keeps_heaviest(void **state) {
+    (void)state;
+    dr__nbr_t t = {0};
+    const uint32_t cap = 16;
+    for (int32_t k = 0; k < 16; k++) assert_int_equal(dr__nbr_add(&t, k, (float)(k + 1), cap, NULL), 0);
+    assert_int_equal(t.n, 16);
+    assert_int_equal(dr__nbr_add(&t, 99, 1.0f, cap, NULL), 0);
+    assert_int_equal(t.n, 12 + 1); /* 3/4 of cap kept, then the new one */
+    for (int32_t k = 0; k < 4; k++) assert_true(dr__nbr_get(&t, k) == 0.0f); /* the lightest went */
+    for (int32_t k = 4; k < 16; k++) assert_true(dr__nbr_get(&t, k) == (float)(k + 1) / 2.0f);
+    assert_true(dr__nbr_get(&t, 99) == 1.0f);
+    /* a long stream of new keys never grows it past cap */
+    for (int32_t k = 1000; k < 5000; k++) {
+        assert_int_equal(dr__nbr_add(&t, k, 1.0f, cap, NULL), 0);
+        assert_true(t.n <= cap);
+    }
+    /* a key seen all along outlives them */
+    dr__nbr_t u = {0};
+    for (int32_t k = 1000; k < 5000; k++) {
+        assert_int_equal(dr__nbr_add(&u, 7, 1.0f, cap, NULL), 0);
+        assert_int_equal(dr__nbr_add(&u, k, 1.0f, cap, NULL), 0);
+    }
+    assert_true(dr__nbr_get(&u, 7) > 1.0f);
+    dr__nbr_clear(&t);
+    dr__nbr_clear(&u);
+}
+
+/* "Equal weights are dropped in the order of ids[key]": the smallest ids
+ * stay, whatever the indices. */
+static void test_ties_follow_item_ids(void **state) {
+    (void)state;
+    int64_t ids[17];
+    for (int k = 0; k < 17; k++) ids[k] = 1000 - k; /* index order reverses id order */
+    dr__nbr_t t = {0};
+    for (int32_t k = 0; k < 17; k++) assert_int_equal(dr__nbr_add(&t, k, 1.0f, 16, ids), 0);
+    assert_int_equal(t.n, 13);
+    for (int32_t k = 0; k < 4; k++) assert_true(dr__nbr_get(&t, k) == 0.0f);   /* largest ids went */
+    for (int32_t k = 4; k < 16; k++) assert_true(dr__nbr_get(&t, k) == 0.5f);
+    assert_true(dr__nbr_get(&t, 16) == 1.0f);
+    dr__nbr_clear(&t);
+}
+
+/* Tiny caps still bound the table; cap 0 and negative keys add nothing. */
+static void test_tiny_caps(void **state) {
+    (void)state;
+    for (uint32_t cap = 1; cap <= 4; cap++) {
+        dr__nbr_t t = {0};
+        for (int32_t k = 0; k < 50; k++) {
+            assert_int_equal(dr__nbr_add(&t, k, 1.0f, cap, NULL), 0);
+            assert_true(t.n >= 1 && t.n <= cap);
+            assert_true(dr__nbr_get(&t, k) == 1.0f); /* the newest is always in */
+        }
+        dr__nbr_clear(&t);
+    }
+    dr__nbr_t t = {0};
+    assert_int_equal(dr__nbr_add(&t, 3, 1.0f, 0, NULL), 0);
+    assert_int_equal(dr__nbr_add(&t, -1, 1.0f, 8, NULL), 0);
+    assert_int_equal(t.n, 0);
+    dr__nbr_clear(&t);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_counts_exactly_below_cap),
+        cmocka_unit_test(test_full_table_keeps_heaviest),
+        cmocka_unit_test(test_ties_follow_item_ids),
+        cmocka_unit_test(test_tiny_caps),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
