@@ -40,6 +40,8 @@ struct dr_model {
     /* co-engagement (conf.cooc_neighbors > 0) */
     dr__nbr_t *nbr;       /* n: each item's neighbour counts n_ji */
     float *engaged;       /* n: engagements per item, n_i */
+    float *engaged_norm;  /* n: 1 / sqrt(max(n_i, 1)), kept beside n_i: the
+                             scoring loop is a gather, not a square root */
     uint8_t *rec_buf;     /* one item record */
     int64_t *dirty_list;  /* indices of dirty items */
     size_t n_dirty;
@@ -212,6 +214,7 @@ static int grow_items(dr_model_t *m) {
         grow_array((void **)&m->count, sizeof(uint64_t), n) ||
         grow_array((void **)&m->dirty_list, sizeof(int64_t), n) ||
         grow_array((void **)&m->has_content, 1, n) || grow_array((void **)&m->engaged, sizeof(float), n) ||
+        grow_array((void **)&m->engaged_norm, sizeof(float), n) ||
         grow_array((void **)&m->nbr, sizeof(dr__nbr_t), n))
         return DR_ENOMEM;
     /* item_init clears a row's table: it must start as a valid empty one */
@@ -222,6 +225,12 @@ static int grow_items(dr_model_t *m) {
         return DR_ENOMEM;
     m->cap_items = n;
     return 0;
+}
+
+/* n_i and the factor the co-engagement term divides by. */
+static void set_engaged(dr_model_t *m, size_t idx, float n) {
+    m->engaged[idx] = n;
+    m->engaged_norm[idx] = 1.0f / sqrtf(fmaxf(n, 1.0f));
 }
 
 static void item_init(dr_model_t *m, size_t idx, int64_t item_id) {
@@ -235,7 +244,7 @@ static void item_init(dr_model_t *m, size_t idx, int64_t item_id) {
     m->dirty[idx] = 0;
     m->count[idx] = 0;
     m->has_content[idx] = 0;
-    m->engaged[idx] = 0.0f;
+    set_engaged(m, idx, 0.0f);
     dr__nbr_clear(&m->nbr[idx]);
 }
 
@@ -410,6 +419,7 @@ void dr_model_free(dr_model_t *m) {
     for (size_t i = 0; m->nbr && i < m->n_items; i++) dr__nbr_clear(&m->nbr[i]);
     free(m->nbr);
     free(m->engaged);
+    free(m->engaged_norm);
     free(m->rec_buf);
     free(m);
 }
@@ -522,7 +532,7 @@ static int coengage(dr_model_t *m, const dr_user_t *u, const dr_event_t *ev) {
         if (err) return err;
         mark_item_dirty(m, (size_t)recent[k]);
     }
-    m->engaged[i] += 1.0f;
+    set_engaged(m, (size_t)i, m->engaged[i] + 1.0f);
     mark_item_dirty(m, (size_t)i);
     return 0;
 }
@@ -536,7 +546,7 @@ void dr_model_add_coengagement(const dr_model_t *m, const dr_user_t *u, float *s
         const dr__nbr_t *t = &m->nbr[recent[k]];
         for (uint32_t s = 0; s < t->n_slots; s++) {
             int32_t i = t->slot[s].key;
-            if (i >= 0 && (size_t)i < n) scores[i] += beta * t->slot[s].w / sqrtf(fmaxf(m->engaged[i], 1.0f));
+            if (i >= 0 && (size_t)i < n) scores[i] += beta * t->slot[s].w * m->engaged_norm[i];
         }
     }
 }
@@ -545,7 +555,7 @@ void dr_model_add_coengagement(const dr_model_t *m, const dr_user_t *u, float *s
 static float coengagement_of(const dr_model_t *m, const int32_t *recent, int len, int64_t i) {
     float c = 0.0f;
     for (int k = 0; k < len; k++) c += dr__nbr_get(&m->nbr[recent[k]], (int32_t)i);
-    return m->conf.cooc_weight * c / sqrtf(fmaxf(m->engaged[i], 1.0f));
+    return m->conf.cooc_weight * c * m->engaged_norm[i];
 }
 
 int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id) {
@@ -878,7 +888,7 @@ static int get_neighbors(dr_model_t *m, size_t idx, dr_reader_t *r) {
     uint32_t n = dr_get_u32(r);
     if (!r->ok || !(engaged >= 0 && isfinite(engaged)) || (size_t)n > (r->len - r->pos) / 12)
         return DR_ECORRUPT;
-    m->engaged[idx] = engaged;
+    set_engaged(m, idx, engaged);
     dr__nbr_clear(&m->nbr[idx]);
     /* a record holds at most what its writer kept; a smaller cap now trims */
     uint32_t cap = m->conf.cooc_neighbors ? (uint32_t)m->conf.cooc_neighbors : 0;
@@ -952,7 +962,7 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
     int err = ok ? 0 : DR_ECORRUPT;
     /* the neighbours may add rows: nothing above holds a pointer past here */
     if (!err && version >= 3) err = get_neighbors(m, idx, &r);
-    else if (!err) { m->engaged[idx] = 0.0f; dr__nbr_clear(&m->nbr[idx]); }
+    else if (!err) { set_engaged(m, idx, 0.0f); dr__nbr_clear(&m->nbr[idx]); }
     if (!err && r.pos != len) err = DR_ECORRUPT;
     if (err) {
         if (m->has_content[idx]) m->n_content--;

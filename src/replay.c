@@ -259,11 +259,14 @@ static void count_event(arm_run_t *a, size_t e) {
 static double rank_in(const arm_run_t *a, size_t e, const float *sc, size_t n, int64_t target,
                       const int64_t *row_of) {
     float st = sc[target];
-    int64_t greater = 0, ties = 0; /* integer counts: the loop vectorises */
+    /* 32-bit counts (rows <= learner.max.items <= 1e9): the loop vectorises
+     * 8 wide at -O3 */
+    int32_t g = 0, t = 0;
     for (size_t r = 0; r < n; r++) {
-        greater += sc[r] > st;
-        ties += sc[r] == st;
+        g += sc[r] > st;
+        t += sc[r] == st;
     }
+    int64_t greater = g, ties = t;
     const uint32_t *h = a->p->hist + a->p->hist_off[a->p->user[e]];
     for (uint32_t j = 0; j < a->p->hist_len[e]; j++) {
         int64_t r = row_of[h[j]];
@@ -352,11 +355,13 @@ static size_t score_rows(arm_run_t *a, const dr_user_t *u) {
     dr_items_view_t v;
     dr_model_items(a->m, &v);
     dr_model_user_vector(a->m, u, a->uvec);
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)v.n, v.dim, 1.0f, v.q, v.dim, a->uvec, 1, 0.0f,
+    /* the biases ride in sgemv's y (beta = 1): one pass over the rows less */
+    memcpy(a->scores, v.bias, v.n * sizeof(float));
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)v.n, v.dim, 1.0f, v.q, v.dim, a->uvec, 1, 1.0f,
                 a->scores, 1);
     dr_model_add_coengagement(a->m, u, a->scores, v.n);
     for (size_t r = 0; r < v.n; r++)
-        a->scores[r] = v.excluded[r] ? -INFINITY : a->scores[r] + v.bias[r];
+        if (v.excluded[r]) a->scores[r] = -INFINITY;
     return v.n;
 }
 
