@@ -26,15 +26,18 @@ typedef struct dr_exclusions {
 } dr_exclusions_t;
 
 /* Scores B users (rows of U, B×dim, row-major) against every item:
- * S = U·Qᵀ + b, with one cblas_sgemm per call, then writes each user's k
- * best items into out[u*k ...] and their count into out_n[u].
+ * S = U·Qᵀ + b + w·pᵀ, with one cblas_sgemm per call, then writes each
+ * user's k best items into out[u*k ...] and their count into out_n[u].
+ * w (B floats, the users' dr_model_pop_weight()) times the items' pop
+ * vector is the population prior, added while selecting; w NULL or
+ * items->pop NULL: no such term.
  *
  * Guarantees (tested): lists are sorted by score, descending, ties broken by
  * ascending item id; excluded and blocked items never appear; a list is
  * shorter than k only when fewer eligible items exist. `scores` is scratch
  * of at least B × items->n floats. */
-void dr_emit_topk(const float *U, size_t B, const dr_items_view_t *items, int k,
-                  const dr_exclusions_t *excl, float *scores, dr_scored_item_t *out,
+void dr_emit_topk(const float *U, const float *pop_weight, size_t B, const dr_items_view_t *items,
+                  int k, const dr_exclusions_t *excl, float *scores, dr_scored_item_t *out,
                   size_t *out_n);
 
 /* ---- the emitter --------------------------------------------------------- */

@@ -35,16 +35,18 @@ static void sift_up(dr_scored_item_t *h, size_t i) {
     }
 }
 
-/* Selects the k best of one row of U·Qᵀ (item biases added here); returns
- * how many were kept, sorted best first in out. Excluded entries were set to
- * -INFINITY beforehand; NaN scores never rank. One pass: most candidates
- * fail the first comparison against the heap's worst entry. */
-static size_t select_row(const float *s, const dr_items_view_t *items, size_t k,
+/* Selects the k best of one row of U·Qᵀ (item biases and the population
+ * prior w·p_i added here: one multiply-add per item, in the same pass);
+ * returns how many were kept, sorted best first in out. Excluded entries
+ * were set to -INFINITY beforehand; NaN scores never rank. One pass: most
+ * candidates fail the first comparison against the heap's worst entry. */
+static size_t select_row(const float *s, const dr_items_view_t *items, float w, size_t k,
                          dr_scored_item_t *out) {
     size_t n = 0;
-    const float *bias = items->bias;
+    const float *bias = items->bias, *pop = w != 0.0f ? items->pop : NULL;
     for (size_t i = 0; i < items->n; i++) {
         float score = s[i] + bias[i];
+        if (pop) score += w * pop[i];
         if (n == k && score < out[0].score) continue;
         if (!(score > -INFINITY) || items->excluded[i]) continue; /* also drops NaN */
         dr_scored_item_t c = {items->ids[i], score};
@@ -66,8 +68,8 @@ static size_t select_row(const float *s, const dr_items_view_t *items, size_t k,
     return n;
 }
 
-void dr_emit_topk(const float *U, size_t B, const dr_items_view_t *items, int k,
-                  const dr_exclusions_t *excl, float *scores, dr_scored_item_t *out,
+void dr_emit_topk(const float *U, const float *pop_weight, size_t B, const dr_items_view_t *items,
+                  int k, const dr_exclusions_t *excl, float *scores, dr_scored_item_t *out,
                   size_t *out_n) {
     size_t n = items->n;
     if (n == 0) {
@@ -81,6 +83,6 @@ void dr_emit_topk(const float *U, size_t B, const dr_items_view_t *items, int k,
         if (excl)
             for (size_t j = 0; j < excl[u].n; j++)
                 if (excl[u].idx[j] >= 0 && (size_t)excl[u].idx[j] < n) row[excl[u].idx[j]] = -INFINITY;
-        out_n[u] = select_row(row, items, (size_t)k, out + u * (size_t)k);
+        out_n[u] = select_row(row, items, pop_weight ? pop_weight[u] : 0.0f, (size_t)k, out + u * (size_t)k);
     }
 }
