@@ -569,6 +569,26 @@ float dr_model_score(const dr_model_t *m, const dr_user_t *u, int64_t idx) {
 
 static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
+/* An item drawn about uniformly, the same one whatever order the items got
+ * their rows in: a restored model (items loaded in key order) draws what the
+ * model before the crash drew. A random slot of the id table picks the run of
+ * occupied slots around it; with linear probing and no deletions, which slots
+ * are occupied, and which ids each run holds, do not depend on the order of
+ * insertion. Within the run the id with the least hash wins. -1: no items. */
+static int64_t draw_item_any_order(const dr_model_t *m, uint64_t *rng) {
+    if (m->n_items == 0) return -1;
+    size_t mask = m->n_slots - 1, s = dr_rand64(rng) & mask;
+    while (m->slot_id[s] == -1) s = (s + 1) & mask;           /* a run ... */
+    while (m->slot_id[(s - 1) & mask] != -1) s = (s - 1) & mask; /* ... from its start */
+    uint64_t salt = dr_rand64(rng), best_hash = UINT64_MAX;
+    int64_t best = -1;
+    for (; m->slot_id[s] != -1; s = (s + 1) & mask) {
+        uint64_t h = dr_mix64((uint64_t)m->slot_id[s] ^ salt);
+        if (h <= best_hash) { best_hash = h; best = m->slot_idx[s]; }
+    }
+    return best;
+}
+
 /* Before a positive of u with item pos is learned (prequential): the
  * gradient of the ranking objective log σ(s(u,pos) − s(u,j)), j drawn
  * uniformly from the catalog as the lists are, with respect to γ and log τ.
@@ -577,7 +597,7 @@ static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 static void pop_meta_observe(dr_model_t *m, const dr_user_t *u, size_t pos, uint64_t seed) {
     if (!pop_on(m) || m->conf.pop_step <= 0 || m->n_items < 2) return;
     uint64_t s = dr_mix64(seed ^ 0x90b1a7u);
-    size_t neg = (size_t)(dr_rand64(&s) % m->n_items);
+    size_t neg = (size_t)draw_item_any_order(m, &s);
     float dp = m->pop_score[pos] - m->pop_score[neg];
     if (neg == pos || m->excluded[neg] || dp == 0.0f) return; /* no information */
     float f = pop_fade_of(m, u);
