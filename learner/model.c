@@ -109,7 +109,7 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->lr_content = 0.001f;
     c->pop_weight = 1.0f;
     c->pop_fade = 20.0f;
-    c->pop_step = 0.1f;
+    c->pop_step = 1.0f;
     c->pop_halflife = 20000.0f;
 }
 
