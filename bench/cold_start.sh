@@ -4,6 +4,7 @@
 # embedded broker and replayed through the arms full (meta-learned prior +
 # content), zeroprior (û = 0, not learned), nocontent and popularity; then
 # MovieLens ml-latest-small with its genres as content, when ../shared has it.
+# The last column is the population prior's γ and τ at the end of each replay.
 #
 #   bench/cold_start.sh [--set key=value]...   (extra settings for both replays)
 # Environment: DRIFTREC (build/driftrec), ML (../shared/data/ml-latest-small).
