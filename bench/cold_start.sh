@@ -4,6 +4,7 @@
 # embedded broker and replayed through the arms full (meta-learned prior +
 # content), zeroprior (û = 0, not learned), nocontent and popularity; then
 # MovieLens ml-latest-small with its genres as content, when ../shared has it.
+# The last column is the population prior's γ and τ at the end of each replay.
 #
 #   bench/cold_start.sh [--set key=value]...   (extra settings for both replays)
 # Environment: DRIFTREC (build/driftrec), ML (../shared/data/ml-latest-small).
@@ -22,14 +23,16 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 k = d["k"]
 na = lambda x: "   -  " if x is None else "%.4f" % x
-print("| arm | hr@%d | first 1 | first 5 | first 10 | first 20 | items' first 10 | listed before 1st interaction |" % k)
-print("|---|---|---|---|---|---|---|---|")
+print("| arm | hr@%d | first 1 | first 5 | first 10 | first 20 | items' first 10 | listed before 1st interaction | γ, τ at the end |" % k)
+print("|---|---|---|---|---|---|---|---|---|")
 for arm, v in d["arms"].items():
     c = v["cold_start"]
     u = [c["users_first_%d_events" % n]["hr@%d" % k] for n in (1, 5, 10, 20)]
-    print("| %s | %s | %s | %s | %s | %s | %s | %d of %d |" % (
+    pp = v.get("population_prior")
+    fade = "%.2f, %.1f" % (pp["gamma"], pp["tau"]) if pp and pp["gamma"] else "–"
+    print("| %s | %s | %s | %s | %s | %s | %s | %d of %d | %s |" % (
         arm, na(v["hr@%d" % k]), *map(na, u), na(c["items_first_10_interactions"]["hr@%d" % k]),
-        c["new_items_listed_before_first_interaction"], c["new_items"]))
+        c["new_items_listed_before_first_interaction"], c["new_items"], fade))
 PY
 }
 

@@ -26,8 +26,8 @@ typedef struct dr_exclusions {
 } dr_exclusions_t;
 
 /* Adds a per-user term to row u of the scores (row[0..n), indexed like the
- * items view) between the sgemm and the selection: the learner's
- * co-engagement term. */
+ * items view) between the sgemm and the selection: the learner's terms
+ * that only rank (dr_model_add_list_terms). */
 typedef void (*dr_emit_row_fn)(void *ctx, size_t u, float *row, size_t n);
 
 /* Scores B users (rows of U, B×dim, row-major) against every item:

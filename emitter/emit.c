@@ -160,15 +160,15 @@ static int produce_batch(dr_emitter_t *e, const dr_model_t *m, dr_user_t *const 
     return 0;
 }
 
-/* The batch being scored, for add_coengagement. */
+/* The batch being scored, for add_list_terms. */
 typedef struct batch_ctx {
     const dr_model_t *m;
     dr_user_t *const *users;
 } batch_ctx_t;
 
-static void add_coengagement(void *ctx, size_t r, float *row, size_t n) {
+static void add_list_terms(void *ctx, size_t r, float *row, size_t n) {
     const batch_ctx_t *b = ctx;
-    dr_model_add_coengagement(b->m, b->users[r], row, n);
+    dr_model_add_list_terms(b->m, b->users[r], row, n);
 }
 
 int dr_emitter_emit(dr_emitter_t *e, const dr_model_t *m, dr_user_t *const *users, size_t n,
@@ -183,7 +183,7 @@ int dr_emitter_emit(dr_emitter_t *e, const dr_model_t *m, dr_user_t *const *user
         double t0 = dr_mono_s();
         for (size_t r = 0; r < B; r++) gather_user(e, m, users[start + r], r);
         batch_ctx_t ctx = {m, users + start};
-        dr_emit_topk(e->U, B, &items, e->conf.topk, e->excl, add_coengagement, &ctx, e->scores, e->out,
+        dr_emit_topk(e->U, B, &items, e->conf.topk, e->excl, add_list_terms, &ctx, e->scores, e->out,
                      e->out_n);
         e->stats.score_seconds += dr_mono_s() - t0;
         e->stats.batches++;

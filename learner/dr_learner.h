@@ -1,16 +1,26 @@
 /* dr_learner.h - the online model: item parameters, the shared prior û and
  * per-user deltas v_u, updated one event at a time (test, then train).
  *
- * Score of item i for user u:  s(u,i) = b_i + (û + v_u)·q_i
+ * Score of item i for user u:  s(u,i) = b_i + (û + v_u)·q_i + w(n_u)·p_i
  * Rating mode predicts         r(u,i) = μ + b_u + b_i + (û + v_u)·q_i
+ *
+ * The last term is the population prior: p_i = log(1 + c_i), c_i the item's
+ * positives counted with a half-life, is what a user with no history engages
+ * with; w(n_u) = γ / (1 + n_u/τ) fades it as the user's own events n_u
+ * accumulate. γ and τ are meta-learned at the outer steps, by gradient
+ * ascent on a ranking objective (a positive against a uniformly drawn item)
+ * over all users' events (docs/COLD-START.md).
  *
  * Lists rank by s(u,i) + β·c(u,i), where the co-engagement term
  *   c(u,i) = Σ_{j ∈ u's last L engaged items} n_ji / sqrt(n_i)
  * counts how often other users engaged with i within L engagements of j
  * (n_ji, a bounded table per item) against i's own engagements n_i: what
  * people engage with next to what this user just engaged with. It needs no
- * training, follows a user's newest interest at once, and is not part of
- * the loss the factors learn from (docs/BENCHMARKS.md, MovieLens).
+ * training and follows a user's newest interest at once (docs/BENCHMARKS.md).
+ *
+ * Both terms only rank: the logistic model the inner loop fits (and its
+ * prequential loss) is the factor part b_i + (û + v_u)·q_i, whose negatives
+ * are sampled by popularity to keep popularity out of b_i.
  *
  * An item with a content embedding e_i (c floats, from the catalog) has
  * q_i = W·e_i + δ_i, with the projection W (d × c) shared by all items and
@@ -66,6 +76,11 @@ typedef struct dr_learner_conf {
     float prior_step;              /* Reptile ε of the outer loop on û; 0: û fixed */
     int prior_period;              /* labelled events per outer step */
     bool prior_zero;               /* û starts at 0 instead of small random values */
+    float pop_weight;              /* γ of the population prior at start; 0 with
+                                      pop_step 0: the term is off */
+    float pop_fade;                /* τ at start: events of a user that halve the term */
+    float pop_step;                /* meta step on γ and log τ per outer step; 0: fixed */
+    float pop_halflife;            /* positives after which a count weighs half; 0: none */
     int content_dim;               /* c; 0: content embeddings are not used */
     float lr_content;              /* rate for the projection W */
     float reg_item;
@@ -167,12 +182,15 @@ typedef struct dr_items_view {
     const float *bias;       /* n */
     const int64_t *ids;      /* n */
     const uint8_t *excluded; /* n: blocked or deleted */
+    const float *pop;        /* n: p_i of the population prior */
 } dr_items_view_t;
 void dr_model_items(const dr_model_t *m, dr_items_view_t *view);
 
 /* Shared parameters. */
 const float *dr_model_prior(const dr_model_t *m); /* û, dim floats */
 int64_t dr_model_version(const dr_model_t *m);
+/* The population prior's current γ and τ (learned when pop_step > 0). */
+void dr_model_pop_fade(const dr_model_t *m, float *gamma, float *tau);
 
 /* Marks an item blocked or deleted (never recommended) or clears it. */
 int dr_model_set_item_excluded(dr_model_t *m, int64_t item_id, bool excluded);
@@ -212,15 +230,19 @@ int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev,
  * events replayed. */
 int dr_learner_readapt(dr_model_t *m, dr_user_t *u);
 
-/* s(u,i) for one item index (the factor part a list's score starts from). */
+/* s(u,i) + β·c(u,i) for one item index: its score in u's list. */
 float dr_model_score(const dr_model_t *m, const dr_user_t *u, int64_t idx);
-/* Adds β·c(u,i) to scores[i] for every item index i < n (scores indexed like
- * the item matrix rows). O(L · neighbours per item); nothing when the term
- * is off or u has engaged with nothing yet. */
-void dr_model_add_coengagement(const dr_model_t *m, const dr_user_t *u, float *scores, size_t n);
+/* w(n_u), the weight of u's population-prior term (times p_i). 0 when the
+ * term is off. */
+float dr_model_pop_weight(const dr_model_t *m, const dr_user_t *u);
+/* Adds the terms that only rank, w(n_u)·p_i + β·c(u,i), to scores[i] for
+ * every item index i < n (scores indexed like the item matrix rows, holding
+ * the factor part): the emitter and the replay add them after their sgemm.
+ * O(n + L · neighbours per item). */
+void dr_model_add_list_terms(const dr_model_t *m, const dr_user_t *u, float *scores, size_t n);
 /* 1-based rank of item_id in the list the model would publish for u now
  * (items not blocked or deleted and not among u's recent events, by
- * s(u,i) + β·c(u,i)); 0 when the item could not be in it. O(items · dim):
+ * dr_model_score()); 0 when the item could not be in it. O(items · dim):
  * for evaluation. */
 int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id);
 /* Writes û + v_u into out (dim floats). */
@@ -237,7 +259,8 @@ int dr_model_drain_dirty_items(dr_model_t *m, dr_item_sink_fn fn, void *ctx);
 /* Restores one item from its record. DR_ECORRUPT on a bad record. */
 int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t len);
 
-/* Global parameters (û, μ, version, popularity ring) as one record. */
+/* Global parameters (û, μ, version, popularity ring, population prior's
+ * clock, γ and τ) as one record. */
 int dr_model_encode_globals(const dr_model_t *m, uint8_t **out, size_t *len);
 int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len);
 

@@ -13,8 +13,12 @@
 #include "internal.h"
 
 #define USER_RECORD_VERSION 4 /* 2: + drift detector; 3: + last list scores; 4: + prior version; older still read */
-#define ITEM_RECORD_VERSION 3 /* 2: + content embedding and δ_i; 3: + co-engagement; older still read */
-#define GLOBALS_RECORD_VERSION 2 /* 2: + outer-loop accumulator and past priors */
+#define ITEM_RECORD_VERSION 3 /* 2: + content embedding and δ_i; 3: + decayed positives and
+                                 co-engagement; older still read */
+#define GLOBALS_RECORD_VERSION 3 /* 2: + outer-loop accumulator and past priors; 3: + population prior */
+#define POP_GAMMA_MAX 100.0f  /* bounds of the learned γ and τ: the term stays finite */
+#define POP_TAU_MIN 0.1f
+#define POP_TAU_MAX 1e6f
 
 static void bound_norm(float *v, int n, float lim);
 static size_t item_record_cap(const dr_model_t *m);
@@ -61,6 +65,16 @@ struct dr_model {
     int64_t pop[DR_POP_RING]; /* recent positives, sampled for negatives */
     uint32_t pop_len, pop_head;
     float *scratch;        /* dim floats: û + v_u */
+    /* population prior: p_i = log(1 + c_i), c_i the item's decayed positives */
+    float *pop_count;      /* n: c_i as of the item's last positive ... */
+    uint64_t *pop_time;    /* n: ... at this value of the positive clock */
+    float *pop_score;      /* n: p_i, decayed to pop_ref (or to its last positive) */
+    uint64_t pos_clock;    /* positives seen */
+    uint64_t pop_ref;      /* the clock at the last outer step */
+    float pop_gamma;       /* γ */
+    float pop_log_tau;     /* log τ: learned in log space, τ > 0 at any step */
+    double pop_grad_gamma, pop_grad_log_tau; /* ascent directions summed over ... */
+    uint32_t pop_grad_n;   /* ... this many ranked positives of the period */
 };
 
 void dr_learner_conf_default(dr_learner_conf_t *c) {
@@ -104,6 +118,10 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->prior_step = 0.1f;
     c->prior_period = 1000;
     c->lr_content = 0.001f;
+    c->pop_weight = 1.0f;
+    c->pop_fade = 20.0f;
+    c->pop_step = 1.0f;
+    c->pop_halflife = 20000.0f;
 }
 
 int dr_learner_conf_check(const dr_learner_conf_t *c, char *errstr, size_t n) {
@@ -129,6 +147,13 @@ int dr_learner_conf_check(const dr_learner_conf_t *c, char *errstr, size_t n) {
         bad = "learner.cooc.neighbors must be in [0, 65536]";
     else if (c->cooc_window < 1 || c->cooc_window > DR_RECENT_MAX) bad = "learner.cooc.window must be in [1, 64]";
     else if (!(c->cooc_weight >= 0 && c->cooc_weight <= 1e6)) bad = "learner.cooc.weight must be in [0, 1e6]";
+    else if (!(c->pop_weight >= 0 && c->pop_weight <= POP_GAMMA_MAX))
+        bad = "learner.prior.popularity.weight must be in [0, 100]";
+    else if (!(c->pop_fade >= POP_TAU_MIN && c->pop_fade <= POP_TAU_MAX))
+        bad = "learner.prior.popularity.fade must be in [0.1, 1e6]";
+    else if (!(c->pop_step >= 0 && c->pop_step <= 10)) bad = "learner.prior.popularity.step must be in [0, 10]";
+    else if (!(c->pop_halflife >= 0 && c->pop_halflife <= 1e12f))
+        bad = "learner.prior.popularity.halflife must be in [0, 1e12]";
     if (!bad) return 0;
     snprintf(errstr, n, "%s", bad);
     return DR_ECONFIG;
@@ -215,7 +240,10 @@ static int grow_items(dr_model_t *m) {
         grow_array((void **)&m->dirty_list, sizeof(int64_t), n) ||
         grow_array((void **)&m->has_content, 1, n) || grow_array((void **)&m->engaged, sizeof(float), n) ||
         grow_array((void **)&m->engaged_norm, sizeof(float), n) ||
-        grow_array((void **)&m->nbr, sizeof(dr__nbr_t), n))
+        grow_array((void **)&m->nbr, sizeof(dr__nbr_t), n) ||
+        grow_array((void **)&m->pop_count, sizeof(float), n) ||
+        grow_array((void **)&m->pop_time, sizeof(uint64_t), n) ||
+        grow_array((void **)&m->pop_score, sizeof(float), n))
         return DR_ENOMEM;
     /* item_init clears a row's table: it must start as a valid empty one */
     memset(m->nbr + m->cap_items, 0, (n - m->cap_items) * sizeof(dr__nbr_t));
@@ -246,6 +274,9 @@ static void item_init(dr_model_t *m, size_t idx, int64_t item_id) {
     m->has_content[idx] = 0;
     set_engaged(m, idx, 0.0f);
     dr__nbr_clear(&m->nbr[idx]);
+    m->pop_count[idx] = 0.0f;
+    m->pop_time[idx] = 0;
+    m->pop_score[idx] = 0.0f;
 }
 
 static void mark_item_dirty(dr_model_t *m, size_t idx) {
@@ -355,6 +386,7 @@ void dr_model_items(const dr_model_t *m, dr_items_view_t *v) {
     v->bias = m->bias;
     v->ids = m->ids;
     v->excluded = m->excluded;
+    v->pop = m->pop_score;
 }
 
 /* ---- model lifecycle ------------------------------------------------------ */
@@ -379,6 +411,8 @@ int dr_model_new(dr_model_t **out, const dr_learner_conf_t *conf, char *errstr, 
         grow_slots(m) != 0)
         goto out_nomem;
     for (int h = 0; h < DR_PRIOR_HISTORY; h++) m->past_version[h] = -1;
+    m->pop_gamma = conf->pop_weight;
+    m->pop_log_tau = logf(conf->pop_fade);
     /* W starts like an item vector (q_i = W·e_i with ‖e_i‖ = 1 then has the
      * spread of a new free item), so new content items differ from the start */
     uint64_t ws = dr_mix64(conf->seed ^ 0xc0de7u);
@@ -420,6 +454,9 @@ void dr_model_free(dr_model_t *m) {
     free(m->nbr);
     free(m->engaged);
     free(m->engaged_norm);
+    free(m->pop_count);
+    free(m->pop_time);
+    free(m->pop_score);
     free(m->rec_buf);
     free(m);
 }
@@ -427,6 +464,71 @@ void dr_model_free(dr_model_t *m) {
 const dr_learner_conf_t *dr_model_conf(const dr_model_t *m) { return &m->conf; }
 const float *dr_model_prior(const dr_model_t *m) { return m->prior; }
 int64_t dr_model_version(const dr_model_t *m) { return m->version; }
+
+/* ---- the population prior ------------------------------------------------- */
+
+/* Off only when it has no weight and cannot learn one (the zero-prior arm). */
+static bool pop_on(const dr_model_t *m) { return m->conf.pop_weight > 0 || m->conf.pop_step > 0; }
+
+/* c_i decayed from the item's last positive to the positive clock t. */
+static double pop_decayed(const dr_model_t *m, size_t idx, uint64_t t) {
+    double c = m->pop_count[idx];
+    if (m->conf.pop_halflife <= 0 || t <= m->pop_time[idx]) return c;
+    return c * exp2(-(double)(t - m->pop_time[idx]) / m->conf.pop_halflife);
+}
+
+/* p_i as of the last outer step. A pure function of the stored c_i, t_i and
+ * pop_ref, so a restarted model scores exactly as before. */
+static void pop_refresh_item(dr_model_t *m, size_t idx) {
+    m->pop_score[idx] = (float)log1p(pop_decayed(m, idx, m->pop_ref));
+}
+
+/* Every item's p_i decays at the outer steps only: between them a score is
+ * one multiply-add per item, as cheap as the item bias. */
+static void pop_refresh_all(dr_model_t *m) {
+    for (size_t i = 0; i < m->n_items; i++) pop_refresh_item(m, i);
+}
+
+/* Counts a positive for the item (it is then fresher than pop_ref, so
+ * pop_refresh_item() gives it its undecayed count, as here). */
+static void pop_observe(dr_model_t *m, size_t idx) {
+    if (!pop_on(m)) return;
+    m->pos_clock++;
+    m->pop_count[idx] = (float)(pop_decayed(m, idx, m->pos_clock) + 1.0);
+    m->pop_time[idx] = m->pos_clock;
+    pop_refresh_item(m, idx);
+}
+
+void dr_model_pop_fade(const dr_model_t *m, float *gamma, float *tau) {
+    *gamma = pop_on(m) ? m->pop_gamma : 0.0f;
+    *tau = expf(m->pop_log_tau);
+}
+
+/* f(n_u) = 1 / (1 + n_u/τ): 1 for a new user, 1/2 after τ events. */
+static float pop_fade_of(const dr_model_t *m, const dr_user_t *u) {
+    return 1.0f / (1.0f + (float)u->events_applied / expf(m->pop_log_tau));
+}
+
+float dr_model_pop_weight(const dr_model_t *m, const dr_user_t *u) {
+    return pop_on(m) ? m->pop_gamma * pop_fade_of(m, u) : 0.0f;
+}
+
+/* The outer loop's step on γ and log τ: the mean ascent direction of the
+ * period (see pop_meta_observe), bounded; then every p_i decays to now. */
+static void pop_outer_step(dr_model_t *m) {
+    if (!pop_on(m)) return;
+    if (m->conf.pop_step > 0 && m->pop_grad_n > 0) {
+        double step = m->conf.pop_step / (double)m->pop_grad_n;
+        float gamma = (float)(m->pop_gamma + step * m->pop_grad_gamma);
+        float log_tau = (float)(m->pop_log_tau + step * m->pop_grad_log_tau);
+        m->pop_gamma = fminf(fmaxf(gamma, 0.0f), POP_GAMMA_MAX);
+        m->pop_log_tau = fminf(fmaxf(log_tau, logf(POP_TAU_MIN)), logf(POP_TAU_MAX));
+    }
+    m->pop_grad_gamma = m->pop_grad_log_tau = 0.0;
+    m->pop_grad_n = 0;
+    m->pop_ref = m->pos_clock;
+    pop_refresh_all(m);
+}
 
 /* ---- scoring -------------------------------------------------------------- */
 
@@ -459,10 +561,11 @@ static void rebase_user(dr_model_t *m, dr_user_t *u) {
  * are re-based exactly. And content items' q_i follow the W learned since. */
 static void outer_observe(dr_model_t *m, const dr_user_t *u) {
     bool reptile = m->conf.prior_step > 0;
-    if (!reptile && m->n_content == 0) return;
+    if (!reptile && m->n_content == 0 && !pop_on(m)) return;
     for (int k = 0; reptile && k < m->dim; k++) m->reptile_sum[k] += u->v[k];
     if (++m->reptile_n < (uint32_t)m->conf.prior_period) return;
     content_refresh_all(m);
+    pop_outer_step(m);
     if (reptile) {
         int slot = (int)(m->version % DR_PRIOR_HISTORY);
         memcpy(m->past_prior + (size_t)slot * (size_t)m->dim, m->prior, (size_t)m->dim * sizeof(float));
@@ -482,7 +585,8 @@ static float dot(const float *a, const float *b, int n) {
     return s;
 }
 
-float dr_model_score(const dr_model_t *m, const dr_user_t *u, int64_t idx) {
+/* The logistic (or rating) model the inner loop fits: b_i + (û + v_u)·q_i. */
+static float factor_score(const dr_model_t *m, const dr_user_t *u, int64_t idx) {
     const float *q = m->q + (size_t)idx * (size_t)m->dim;
     const float *prior = prior_of(m, u);
     float s = m->bias[idx];
@@ -537,10 +641,19 @@ static int coengage(dr_model_t *m, const dr_user_t *u, const dr_event_t *ev) {
     return 0;
 }
 
-void dr_model_add_coengagement(const dr_model_t *m, const dr_user_t *u, float *scores, size_t n) {
-    if (m->conf.cooc_neighbors == 0 || m->conf.cooc_weight == 0) return;
+/* u's recent engaged items that drive its co-engagement term (none when
+ * the term is off). */
+static int cooc_sources(const dr_model_t *m, const dr_user_t *u, int32_t *out) {
+    if (m->conf.cooc_neighbors == 0 || m->conf.cooc_weight == 0) return 0;
+    return recent_engaged(m, u, out, m->conf.cooc_window);
+}
+
+void dr_model_add_list_terms(const dr_model_t *m, const dr_user_t *u, float *scores, size_t n) {
+    float w = dr_model_pop_weight(m, u);
+    if (w != 0.0f)
+        for (size_t i = 0; i < n && i < m->n_items; i++) scores[i] += w * m->pop_score[i];
     int32_t recent[DR_RECENT_MAX];
-    int len = recent_engaged(m, u, recent, m->conf.cooc_window);
+    int len = cooc_sources(m, u, recent);
     float beta = m->conf.cooc_weight;
     for (int k = 0; k < len; k++) {
         const dr__nbr_t *t = &m->nbr[recent[k]];
@@ -558,19 +671,74 @@ static float coengagement_of(const dr_model_t *m, const int32_t *recent, int len
     return m->conf.cooc_weight * c * m->engaged_norm[i];
 }
 
+/* s(u,i) given u's co-engagement sources. */
+static float list_score(const dr_model_t *m, const dr_user_t *u, const int32_t *recent, int len, int64_t idx) {
+    return factor_score(m, u, idx) + dr_model_pop_weight(m, u) * m->pop_score[idx] +
+           coengagement_of(m, recent, len, idx);
+}
+
+float dr_model_score(const dr_model_t *m, const dr_user_t *u, int64_t idx) {
+    int32_t recent[DR_RECENT_MAX];
+    return list_score(m, u, recent, cooc_sources(m, u, recent), idx);
+}
+
+static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* An item drawn about uniformly, the same one whatever order the items got
+ * their rows in: a restored model (items loaded in key order) draws what the
+ * model before the crash drew. A random slot of the id table picks the run of
+ * occupied slots around it; with linear probing and no deletions, which slots
+ * are occupied, and which ids each run holds, do not depend on the order of
+ * insertion. Within the run the id with the least hash wins. -1: no items. */
+static int64_t draw_item_any_order(const dr_model_t *m, uint64_t *rng) {
+    if (m->n_items == 0) return -1;
+    size_t mask = m->n_slots - 1, s = dr_rand64(rng) & mask;
+    while (m->slot_id[s] == -1) s = (s + 1) & mask;           /* a run ... */
+    while (m->slot_id[(s - 1) & mask] != -1) s = (s - 1) & mask; /* ... from its start */
+    uint64_t salt = dr_rand64(rng), best_hash = UINT64_MAX;
+    int64_t best = -1;
+    for (; m->slot_id[s] != -1; s = (s + 1) & mask) {
+        uint64_t h = dr_mix64((uint64_t)m->slot_id[s] ^ salt);
+        if (h <= best_hash) { best_hash = h; best = m->slot_idx[s]; }
+    }
+    return best;
+}
+
+/* Before a positive of u with item pos is learned (prequential): the
+ * gradient of the ranking objective log σ(s(u,pos) − s(u,j)), j drawn
+ * uniformly from the catalog as the lists are, with respect to γ and log τ.
+ * Popular positives that new users' lists rank low pull γ up; users with
+ * long histories, whose lists the term pushes wrong, pull τ down. */
+static void pop_meta_observe(dr_model_t *m, const dr_user_t *u, size_t pos, uint64_t seed) {
+    if (!pop_on(m) || m->conf.pop_step <= 0 || m->n_items < 2) return;
+    uint64_t s = dr_mix64(seed ^ 0x90b1a7u);
+    size_t neg = (size_t)draw_item_any_order(m, &s);
+    float dp = m->pop_score[pos] - m->pop_score[neg];
+    if (neg == pos || m->excluded[neg] || dp == 0.0f) return; /* no information */
+    float f = pop_fade_of(m, u);
+    int32_t recent[DR_RECENT_MAX];
+    int len = cooc_sources(m, u, recent);
+    float margin = list_score(m, u, recent, len, (int64_t)pos) - list_score(m, u, recent, len, (int64_t)neg);
+    double g = sigmoidf(-margin);
+    m->pop_grad_gamma += g * f * dp;
+    m->pop_grad_log_tau += g * m->pop_gamma * f * (1.0f - f) * dp; /* ∂f/∂log τ = f(1 − f) */
+    m->pop_grad_n++;
+}
+
 int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id) {
     int64_t target = dr_model_item_index(m, item_id, false);
     if (target < 0 || m->excluded[target] || dr_user_has_recent(u, item_id)) return 0;
     float *ue = m->scratch;
     dr_model_user_vector(m, u, ue);
+    float w = dr_model_pop_weight(m, u);
     int32_t recent[DR_RECENT_MAX];
-    int len = m->conf.cooc_neighbors ? recent_engaged(m, u, recent, m->conf.cooc_window) : 0;
+    int len = cooc_sources(m, u, recent);
     float st = m->bias[target] + dot(ue, m->q + (size_t)target * (size_t)m->dim, m->dim) +
-               coengagement_of(m, recent, len, target);
+               w * m->pop_score[target] + coengagement_of(m, recent, len, target);
     int64_t above = 0;
     for (size_t i = 0; i < m->n_items; i++) {
         if ((int64_t)i == target || m->excluded[i]) continue;
-        float si = m->bias[i] + dot(ue, m->q + i * (size_t)m->dim, m->dim) +
+        float si = m->bias[i] + dot(ue, m->q + i * (size_t)m->dim, m->dim) + w * m->pop_score[i] +
                    coengagement_of(m, recent, len, (int64_t)i);
         if (si > st && !dr_user_has_recent(u, m->ids[i])) above++;
     }
@@ -637,12 +805,10 @@ static void sgd_step(dr_model_t *m, dr_user_t *u, size_t idx, float g, float lr_
     mark_item_dirty(m, idx);
 }
 
-static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
-
 /* Logistic step toward label y with weight w; returns the loss before it. */
 static float logistic_step(dr_model_t *m, dr_user_t *u, size_t idx, float y, float w,
                            float *pred) {
-    float p = sigmoidf(dr_model_score(m, u, (int64_t)idx));
+    float p = sigmoidf(factor_score(m, u, (int64_t)idx));
     float eps = 1e-7f;
     float loss = -(y * logf(p + eps) + (1.0f - y) * logf(1.0f - p + eps));
     if (pred) *pred = p;
@@ -732,6 +898,7 @@ static int learn_implicit(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uin
     }
     size_t idx = 0;
     if ((err = item_for(m, ev->item_id, &idx))) return err;
+    if (y > 0.5f) pop_meta_observe(m, u, idx, seed);
     res->loss = logistic_step(m, u, idx, y, w, &res->prediction);
     res->surprise = y > 0.5f ? 1.0f - res->prediction : res->prediction;
     res->learned = true;
@@ -739,6 +906,7 @@ static int learn_implicit(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uin
     if (y > 0.5f) {
         if ((err = sample_negatives(m, u, ev->item_id, seed, &res->updates))) return err;
         pop_push(m, ev->item_id);
+        pop_observe(m, idx);
     }
     return 0;
 }
@@ -749,7 +917,7 @@ static int learn_rating(dr_model_t *m, dr_user_t *u, const dr_event_t *ev,
     size_t idx = 0;
     int err = item_for(m, ev->item_id, &idx);
     if (err) return err;
-    float pred = (float)m->mu + u->bias + dr_model_score(m, u, (int64_t)idx);
+    float pred = (float)m->mu + u->bias + factor_score(m, u, (int64_t)idx);
     float e = pred - ev->value;
     res->prediction = pred;
     res->loss = e * e;
@@ -762,6 +930,7 @@ static int learn_rating(dr_model_t *m, dr_user_t *u, const dr_event_t *ev,
     sgd_step(m, u, idx, e, m->conf.reg_user);
     m->n_ratings++;
     m->mu += (ev->value - m->mu) / (double)m->n_ratings;
+    pop_observe(m, idx);
     return 0;
 }
 
@@ -817,19 +986,19 @@ static void replay_event(dr_model_t *m, dr_user_t *u, const dr_recent_event_t *r
     if (idx < 0) return;
     if (m->conf.mode == DR_MODE_RATING) {
         if (r->type != DR_EV_RATE) return;
-        float e = (float)m->mu + u->bias + dr_model_score(m, u, idx) - r->value;
+        float e = (float)m->mu + u->bias + factor_score(m, u, idx) - r->value;
         user_step(m, u, (size_t)idx, clampf(e, m->conf.grad_clip), true);
         return;
     }
     float y, w;
     if (!implicit_label(&m->conf, r, &y, &w)) return;
-    float p = sigmoidf(dr_model_score(m, u, idx));
+    float p = sigmoidf(factor_score(m, u, idx));
     user_step(m, u, (size_t)idx, clampf(w * (p - y), m->conf.grad_clip), false);
     for (int n = 0; y > 0.5f && n < m->conf.negatives && m->pop_len > 1; n++) {
         int64_t neg = m->conf.negative_uniform ? (int64_t)(dr_rand64(rng) % m->n_items)
                                                : dr_model_item_index(m, m->pop[dr_rand64(rng) % m->pop_len], false);
         if (neg < 0 || m->ids[neg] == r->item_id) continue;
-        float pn = sigmoidf(dr_model_score(m, u, neg));
+        float pn = sigmoidf(factor_score(m, u, neg));
         user_step(m, u, (size_t)neg, clampf(m->conf.negative_weight * pn, m->conf.grad_clip), false);
     }
 }
@@ -914,6 +1083,8 @@ int dr_model_drain_dirty_items(dr_model_t *m, dr_item_sink_fn fn, void *ctx) {
         dr_put_u8(&w, m->excluded[idx]);
         dr_put_u64(&w, m->count[idx]);
         dr_put_bytes(&w, m->q + idx * (size_t)m->dim, (size_t)m->dim * 4);
+        dr_put_f32(&w, m->pop_count[idx]);
+        dr_put_u64(&w, m->pop_time[idx]);
         uint16_t c = m->has_content[idx] ? (uint16_t)m->content_dim : 0;
         dr_put_u16(&w, c);
         if (c) {
@@ -941,9 +1112,15 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
     m->count[idx] = dr_get_u64(&r);
     float *q = m->q + idx * (size_t)m->dim;
     dr_get_bytes(&r, q, (size_t)m->dim * 4);
+    if (version >= 3) { /* older: no positives counted yet */
+        m->pop_count[idx] = dr_get_f32(&r);
+        m->pop_time[idx] = dr_get_u64(&r);
+    }
     uint16_t c = version >= 2 ? dr_get_u16(&r) : 0;
     if (c == 0 && m->has_content[idx]) { m->has_content[idx] = 0; m->n_content--; }
-    bool ok = r.ok && all_finite(q, m->dim) && isfinite(m->bias[idx]);
+    bool ok = r.ok && all_finite(q, m->dim) && isfinite(m->bias[idx]) && isfinite(m->pop_count[idx]) &&
+              m->pop_count[idx] >= 0;
+    if (ok) pop_refresh_item(m, idx); /* the globals, loaded before or after, do the same for all */
     size_t content_len = (size_t)c * 4 + (size_t)m->dim * 4;
     if (ok && c > 0 && r.len - r.pos >= content_len) {
         if (c == m->content_dim) {
@@ -973,7 +1150,7 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
 }
 
 int dr_model_encode_globals(const dr_model_t *m, uint8_t **out, size_t *len) {
-    size_t cap = 64 + (size_t)m->dim * 4 + DR_POP_RING * 8 + 4 + (size_t)m->dim * 8 +
+    size_t cap = 64 + 44 + (size_t)m->dim * 4 + DR_POP_RING * 8 + 4 + (size_t)m->dim * 8 +
                  DR_PRIOR_HISTORY * (8 + (size_t)m->dim * 4) + 2 + (size_t)m->dim * (size_t)m->content_dim * 4;
     uint8_t *buf = malloc(cap);
     if (!buf) return DR_ENOMEM;
@@ -991,11 +1168,38 @@ int dr_model_encode_globals(const dr_model_t *m, uint8_t **out, size_t *len) {
     for (int k = 0; k < m->dim; k++) dr_put_f64(&w, m->reptile_sum[k]);
     for (int h = 0; h < DR_PRIOR_HISTORY; h++) dr_put_i64(&w, m->past_version[h]);
     dr_put_bytes(&w, m->past_prior, (size_t)DR_PRIOR_HISTORY * (size_t)m->dim * 4);
+    dr_put_u64(&w, m->pos_clock);
+    dr_put_u64(&w, m->pop_ref);
+    dr_put_f32(&w, m->pop_gamma);
+    dr_put_f32(&w, m->pop_log_tau);
+    dr_put_f64(&w, m->pop_grad_gamma);
+    dr_put_f64(&w, m->pop_grad_log_tau);
+    dr_put_u32(&w, m->pop_grad_n);
     dr_put_u16(&w, (uint16_t)m->content_dim);
     dr_put_bytes(&w, m->W, (size_t)m->dim * (size_t)m->content_dim * 4);
     *out = buf;
     *len = w.len;
     return 0;
+}
+
+/* The population prior's part of a version-3 globals record; false when a
+ * value is out of its bounds. Older records keep the configured γ and τ, and
+ * the clock at 0 (counts of older item records are 0 too). With the term
+ * switched off in this configuration, a stored γ stays unused. */
+static bool pop_globals_read(dr_model_t *m, dr_reader_t *r) {
+    m->pos_clock = dr_get_u64(r);
+    m->pop_ref = dr_get_u64(r);
+    float gamma = dr_get_f32(r), log_tau = dr_get_f32(r);
+    m->pop_grad_gamma = dr_get_f64(r);
+    m->pop_grad_log_tau = dr_get_f64(r);
+    m->pop_grad_n = dr_get_u32(r);
+    if (!(gamma >= 0 && gamma <= POP_GAMMA_MAX) ||
+        !(log_tau >= logf(POP_TAU_MIN) && log_tau <= logf(POP_TAU_MAX)) || m->pop_ref > m->pos_clock ||
+        !isfinite(m->pop_grad_gamma) || !isfinite(m->pop_grad_log_tau))
+        return false;
+    m->pop_gamma = gamma;
+    m->pop_log_tau = log_tau;
+    return true;
 }
 
 int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
@@ -1018,6 +1222,7 @@ int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
         for (int h = 0; h < DR_PRIOR_HISTORY; h++) m->past_version[h] = dr_get_i64(&r);
         dr_get_bytes(&r, m->past_prior, (size_t)DR_PRIOR_HISTORY * (size_t)m->dim * 4);
         sums_finite &= all_finite(m->past_prior, DR_PRIOR_HISTORY * m->dim);
+        if (version >= 3 && !pop_globals_read(m, &r)) sums_finite = false;
         uint16_t c = dr_get_u16(&r);
         if (c == m->content_dim) {
             dr_get_bytes(&r, m->W, (size_t)m->dim * c * 4);
@@ -1031,6 +1236,7 @@ int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
         memset(m->prior, 0, (size_t)m->dim * sizeof(float));
         return DR_ECORRUPT;
     }
+    pop_refresh_all(m);
     return 0;
 }
 

@@ -191,6 +191,7 @@ typedef struct arm_run {
     uint8_t *auc_label;
     double seconds;
     cold_stats_t cold;
+    float pop_gamma, pop_tau;    /* the population prior's γ and τ at the end */
     int rc;
     char err[256];
     /* working state */
@@ -317,7 +318,13 @@ static int arm_model_init(arm_run_t *a) {
     if (a->kind == DR_ARM_PRIOR) { lc.lr_user = 0; lc.drift_enabled = false; lc.cooc_neighbors = 0; }
     if (a->kind == DR_ARM_NOCOOC) lc.cooc_neighbors = 0;
     if (a->kind == DR_ARM_NODRIFT) lc.drift_enabled = false;
-    if (a->kind == DR_ARM_ZEROPRIOR) { lc.prior_zero = true; lc.prior_step = 0; }
+    /* a zero prior: no shared prior at all, neither û nor the population's */
+    if (a->kind == DR_ARM_ZEROPRIOR) {
+        lc.prior_zero = true;
+        lc.prior_step = 0;
+        lc.pop_weight = 0;
+        lc.pop_step = 0;
+    }
     bool content = a->in->catalog_emb && a->kind != DR_ARM_NOCONTENT;
     if (!content) lc.content_dim = 0;
     else if (lc.content_dim == 0) lc.content_dim = a->in->emb_dim; /* the catalog's, unless configured */
@@ -348,8 +355,9 @@ static int arm_model_init(arm_run_t *a) {
     return 0;
 }
 
-/* Scores every row for user u as a list would: û + v_u against the item
- * matrix, plus biases and the co-engagement term; blocked rows get
+/* Scores every row for user u as dr_model_score() does: û + v_u against the
+ * item matrix, plus biases, the population prior and the co-engagement
+ * term; blocked rows get
  * -INFINITY. Returns the row count. */
 static size_t score_rows(arm_run_t *a, const dr_user_t *u) {
     dr_items_view_t v;
@@ -359,7 +367,7 @@ static size_t score_rows(arm_run_t *a, const dr_user_t *u) {
     memcpy(a->scores, v.bias, v.n * sizeof(float));
     cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)v.n, v.dim, 1.0f, v.q, v.dim, a->uvec, 1, 1.0f,
                 a->scores, 1);
-    dr_model_add_coengagement(a->m, u, a->scores, v.n);
+    dr_model_add_list_terms(a->m, u, a->scores, v.n);
     for (size_t r = 0; r < v.n; r++)
         if (v.excluded[r]) a->scores[r] = -INFINITY;
     return v.n;
@@ -524,6 +532,7 @@ static void *arm_main(void *arg) {
     }
     if (a->rc && !a->err[0]) snprintf(a->err, sizeof(a->err), "arm %s: %s", arm_names[a->kind], dr_strerror(a->rc));
     a->seconds = dr_mono_s() - t0;
+    if (a->m) dr_model_pop_fade(a->m, &a->pop_gamma, &a->pop_tau);
     arm_free_work(a);
     return NULL;
 }
@@ -610,6 +619,12 @@ static void write_arm_metrics(dr_json_t *j, const arm_run_t *a, const wstats_t *
     dr_json_int(j, "rated_events", (int64_t)s->rated);
     dr_json_int(j, "drifts", (int64_t)a->drifts);
     dr_json_num(j, "seconds", a->seconds);
+    if (a->kind != DR_ARM_POPULARITY) {
+        dr_json_object_begin(j, "population_prior");
+        dr_json_num(j, "gamma", a->pop_gamma);
+        dr_json_num(j, "tau", a->pop_tau);
+        dr_json_object_end(j);
+    }
     if (!rating) write_cold(j, a);
 }
 

@@ -18,9 +18,21 @@ static int naive_cmp(const void *a, const void *b) {
     return x->id < y->id ? -1 : (x->id > y->id);
 }
 
+/* A per-user term for add_row: w[u] times a vector over the items. */
+typedef struct row_term {
+    const float *w, *p;
+} row_term_t;
+
+static void add_row_term(void *ctx, size_t u, float *row, size_t n) {
+    const row_term_t *t = ctx;
+    for (size_t i = 0; i < n; i++) row[i] += t->w[u] * t->p[i];
+}
+
 /* "lists are sorted by score, descending, ties broken by ascending item id;
  * excluded and blocked items never appear; a list is shorter than k only
- * when fewer eligible items exist" - against brute force, 200 seeded cases. */
+ * when fewer eligible items exist" - against brute force, 200 seeded cases,
+ * with a per-user term added through add_row (S = U·Qᵀ + b + w·pᵀ) in every
+ * other round. */
 static void test_matches_brute_force(void **state) {
     (void)state;
     uint64_t rng = 99;
@@ -28,6 +40,8 @@ static void test_matches_brute_force(void **state) {
         size_t n = 1 + dr_rand64(&rng) % 300, B = 1 + dr_rand64(&rng) % 9;
         int dim = 1 + (int)(dr_rand64(&rng) % 16), k = 1 + (int)(dr_rand64(&rng) % 40);
         float *q = malloc(n * (size_t)dim * 4), *bias = malloc(n * 4), *U = malloc(B * (size_t)dim * 4);
+        float *pop = malloc(n * 4), w[16];
+        bool with_pop = round % 2 == 1;
         int64_t *ids = malloc(n * 8), *ex = malloc(B * 5 * 8);
         uint8_t *blocked = calloc(n, 1);
         bool coarse = round % 3 == 0; /* many exact ties */
@@ -36,7 +50,9 @@ static void test_matches_brute_force(void **state) {
             bias[i] = coarse ? 0.0f : (float)dr_rand01(&rng) * 0.1f;
             ids[i] = (int64_t)(n - i) * 3; /* ids not in index order */
             blocked[i] = dr_rand64(&rng) % 10 == 0;
+            pop[i] = coarse ? (float)(dr_rand64(&rng) % 2) : (float)dr_rand01(&rng) * 3.0f;
         }
+        for (size_t u = 0; u < B; u++) w[u] = u % 3 == 0 ? 0.0f : (float)dr_rand01(&rng);
         for (size_t i = 0; i < B * (size_t)dim; i++) U[i] = coarse ? 1.0f : (float)dr_rand01(&rng) - 0.5f;
         dr_exclusions_t excl[16];
         for (size_t u = 0; u < B; u++) {
@@ -44,11 +60,12 @@ static void test_matches_brute_force(void **state) {
             excl[u].n = dr_rand64(&rng) % 6;
             for (size_t j = 0; j < excl[u].n; j++) ex[u * 5 + j] = (int64_t)(dr_rand64(&rng) % n);
         }
-        dr_items_view_t v = {n, dim, q, bias, ids, blocked};
+        dr_items_view_t v = {n, dim, q, bias, ids, blocked, pop};
+        row_term_t term = {w, pop};
         float *scores = malloc(B * n * 4);
         dr_scored_item_t *out = malloc(B * (size_t)k * sizeof(*out));
         size_t out_n[16];
-        dr_emit_topk(U, B, &v, k, excl, NULL, NULL, scores, out, out_n);
+        dr_emit_topk(U, B, &v, k, excl, with_pop ? add_row_term : NULL, &term, scores, out, out_n);
         naive_t *all = malloc(n * sizeof(*all));
         for (size_t u = 0; u < B; u++) {
             size_t m = 0;
@@ -58,6 +75,7 @@ static void test_matches_brute_force(void **state) {
                 if (skip) continue;
                 float s = bias[i];
                 for (int d = 0; d < dim; d++) s += U[u * (size_t)dim + (size_t)d] * q[i * (size_t)dim + (size_t)d];
+                if (with_pop) s += w[u] * pop[i];
                 all[m].score = s;
                 all[m++].id = ids[i];
             }
@@ -70,13 +88,14 @@ static void test_matches_brute_force(void **state) {
             }
         }
         free(all); free(q); free(bias); free(U); free(ids); free(ex); free(blocked); free(scores); free(out);
+        free(pop);
     }
 }
 
 /* An empty catalog gives empty lists. */
 static void test_empty_catalog(void **state) {
     (void)state;
-    dr_items_view_t v = {0, 4, NULL, NULL, NULL, NULL};
+    dr_items_view_t v = {0, 4, NULL, NULL, NULL, NULL, NULL};
     float U[4] = {1, 2, 3, 4};
     size_t out_n[1] = {99};
     dr_scored_item_t out[5];

@@ -536,6 +536,8 @@ static void test_coengagement_ranks_next_items(void **state) {
     dr_learner_conf_default(&c);
     c.dim = 8;
     c.cooc_window = 3;
+    c.pop_weight = 0; /* the co-engagement term alone */
+    c.pop_step = 0;
     dr_model_t *m, *m2;
     char err[128];
     assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
@@ -558,14 +560,14 @@ static void test_coengagement_ranks_next_items(void **state) {
     dr_model_items(m, &v);
     float *sc = calloc(v.n, sizeof(float));
     assert_non_null(sc);
-    dr_model_add_coengagement(m, fresh, sc, v.n);
+    dr_model_add_list_terms(m, fresh, sc, v.n);
     assert_float_equal(sc[dr_model_item_index(m, 2, false)], 40.0f / sqrtf(40.0f), 1e-4);
     assert_true(sc[dr_model_item_index(m, 3, false)] == 0.0f);
     /* a record round trip keeps the counts (only touched items are dirty) */
     assert_int_equal(dr_model_drain_dirty_items(m, (dr_item_sink_fn)dr_model_load_item, m2), 0);
     dr_model_items(m2, &v);
     memset(sc, 0, v.n * sizeof(float)); /* m2 holds fewer items */
-    dr_model_add_coengagement(m2, fresh, sc, v.n);
+    dr_model_add_list_terms(m2, fresh, sc, v.n);
     assert_float_equal(sc[dr_model_item_index(m2, 2, false)], 40.0f / sqrtf(40.0f), 1e-4);
     assert_int_equal(dr_model_list_rank(m2, fresh, 2), 1);
     free(sc);
@@ -621,6 +623,251 @@ static void test_item_record_neighbors_bounds(void **state) {
     dr_model_free(m2);
 }
 
+/* A model for the population prior's tests: d = 8, no Reptile steps (û
+ * fixed), outer steps every `period` labelled events. */
+static dr_model_t *pop_model(float weight, float step, int period) {
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.prior_step = 0;
+    c.prior_period = period;
+    c.pop_weight = weight;
+    c.pop_step = step;
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    return m;
+}
+
+/* A crowd of 60 users: each clicks item 500 and one item of its own
+ * (1000 + user), so 500 is what the population engages with; then 60 more
+ * users click three items of their own each, drawing 500 as a negative. */
+static void pop_crowd(dr_model_t *m) {
+    dr_apply_result_t r;
+    for (int64_t user = 1; user <= 120; user++) {
+        dr_user_t *u = dr_user_new_conf(user, dr_model_conf(m));
+        for (int k = 0; k < (user <= 60 ? 2 : 3); k++) {
+            int64_t item = user <= 60 ? (k == 0 ? 500 : 1000 + user) : 2000 + user * 3 + k;
+            dr_event_t e = ev(user, item, DR_EV_CLICK, 0, user * 10 + k);
+            assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)user * 8 + (uint64_t)k, &r), 0);
+        }
+        dr_user_free(u);
+    }
+}
+
+/* One fan clicks item 42 again and again: its bias climbs, while item
+ * 500's is held down by the negatives sampled from the crowd's positives. */
+static void pop_fan(dr_model_t *m) {
+    dr_apply_result_t r;
+    dr_user_t *fan = dr_user_new_conf(777, dr_model_conf(m));
+    for (int i = 0; i < 8; i++) {
+        dr_event_t e = ev(777, 42, DR_EV_CLICK, 0, 2000 + i);
+        assert_int_equal(dr_learner_apply(m, fan, &e, 5000 + (uint64_t)i, &r), 0);
+    }
+    dr_user_free(fan);
+}
+
+/* "p_i is what a user with no history engages with": after a crowd clicked
+ * item 500 (and one fan item 42, many times), a brand-new user's list puts
+ * 500 first; without the term (weight 0, no meta step: the zero-prior arm)
+ * popularity-sampled negatives keep popularity out of the bias and the fan's
+ * item comes first. */
+static void test_pop_prior_ranks_popular_for_new_user(void **state) {
+    (void)state;
+    dr_model_t *on = pop_model(2.0f, 0, 1000), *off = pop_model(0, 0, 1000);
+    pop_crowd(on);
+    pop_crowd(off);
+    pop_fan(on);
+    pop_fan(off);
+    dr_user_t *fresh = dr_user_new(9999, 8);
+    assert_true(dr_model_pop_weight(on, fresh) == 2.0f);
+    assert_true(dr_model_pop_weight(off, fresh) == 0.0f);
+    int64_t rank_on = dr_model_list_rank(on, fresh, 500), rank_off = dr_model_list_rank(off, fresh, 500);
+    assert_int_equal(rank_on, 1);
+    assert_true(rank_off > rank_on);
+    /* the term only ranks: both learned the same factor part, and
+     * dr_model_score adds w·p_i to it */
+    dr_items_view_t v;
+    dr_model_items(on, &v);
+    int64_t i = dr_model_item_index(on, 500, false);
+    assert_true(v.pop[i] > 0);
+    assert_float_equal(dr_model_score(on, fresh, i) - dr_model_score(off, fresh, dr_model_item_index(off, 500, false)),
+                       2.0f * v.pop[i], 1e-4);
+    dr_user_free(fresh);
+    dr_model_free(on);
+    dr_model_free(off);
+}
+
+/* "w(n_u) = γ / (1 + n_u/τ) fades the term as the user's own history
+ * grows": γ for a new user, γ/2 after τ events, toward 0 after many; and a
+ * user with a long history is ranked by its own vector, not by popularity. */
+static void test_pop_prior_fades(void **state) {
+    (void)state;
+    dr_model_t *m = pop_model(2.0f, 0, 1000);
+    float gamma, tau;
+    dr_model_pop_fade(m, &gamma, &tau);
+    assert_float_equal(gamma, 2.0f, 1e-6);
+    assert_float_equal(tau, 20.0f, 1e-3);
+    dr_user_t *u = dr_user_new(1, 8);
+    float last = dr_model_pop_weight(m, u);
+    assert_float_equal(last, 2.0f, 1e-6);
+    for (uint64_t n = 1; n <= 400; n++) {
+        u->events_applied = n;
+        float w = dr_model_pop_weight(m, u);
+        assert_true(w < last && w > 0);
+        if (n == 20) assert_float_equal(w, 1.0f, 1e-4);
+        last = w;
+    }
+    assert_true(last < 0.1f);
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
+/* New users of a catalog of 200 items who all click the same few items
+ * 500..502, in turn. */
+static void pop_herd(dr_model_t *m) {
+    dr_apply_result_t r;
+    for (int64_t item = 1; item <= 200; item++) assert_true(dr_model_item_index(m, item, true) >= 0);
+    for (int64_t user = 1; user <= 100; user++) {
+        dr_user_t *u = dr_user_new_conf(user, dr_model_conf(m));
+        for (int k = 0; k < 3; k++) {
+            dr_event_t e = ev(user, 500 + k, DR_EV_CLICK, 0, user * 10 + k);
+            assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)user * 8 + (uint64_t)k, &r), 0);
+        }
+        dr_user_free(u);
+    }
+}
+
+/* "γ and τ are meta-learned at the outer steps": when new users' positives
+ * are popular items that their lists would otherwise rank low, γ grows from
+ * a small start; with step 0 it stays where it was set. */
+static void test_pop_prior_meta_learns_weight(void **state) {
+    (void)state;
+    dr_model_t *learn = pop_model(0.05f, 1.0f, 20), *fixed = pop_model(0.05f, 0, 20);
+    pop_herd(learn);
+    pop_herd(fixed);
+    float g_learn, g_fixed, tau;
+    dr_model_pop_fade(learn, &g_learn, &tau);
+    dr_model_pop_fade(fixed, &g_fixed, &tau);
+    assert_true(g_fixed == 0.05f);
+    assert_true(g_learn > 0.1f);
+    dr_model_free(learn);
+    dr_model_free(fixed);
+}
+
+/* The decayed counts, the clock, γ and τ round-trip through the item and
+ * globals records exactly (globals before or after the items): a restarted
+ * model ranks as before, also across an outer step that decays every p_i. */
+static void test_pop_prior_records_round_trip(void **state) {
+    (void)state;
+    dr_model_t *m = pop_model(0.5f, 1.0f, 7);
+    pop_crowd(m);
+    for (int order = 0; order < 2; order++) {
+        dr_model_t *m2 = pop_model(0.5f, 1.0f, 7);
+        uint8_t *g;
+        size_t glen;
+        assert_int_equal(dr_model_encode_globals(m, &g, &glen), 0);
+        if (order == 0) assert_int_equal(dr_model_load_globals(m2, g, glen), 0);
+        /* re-marks every item dirty: the drain below sees them all */
+        dr_items_view_t v;
+        dr_model_items(m, &v);
+        for (size_t i = 0; i < v.n; i++) {
+            bool ex = v.excluded[i];
+            assert_int_equal(dr_model_set_item_excluded(m, v.ids[i], ex), 0);
+        }
+        assert_int_equal(dr_model_drain_dirty_items(m, (dr_item_sink_fn)dr_model_load_item, m2), 0);
+        if (order == 1) assert_int_equal(dr_model_load_globals(m2, g, glen), 0);
+        free(g);
+        float g1, t1, g2, t2;
+        dr_model_pop_fade(m, &g1, &t1);
+        dr_model_pop_fade(m2, &g2, &t2);
+        assert_true(g1 == g2 && t1 == t2);
+        dr_items_view_t v2;
+        dr_model_items(m2, &v2);
+        dr_user_t *fresh = dr_user_new(9999, 8);
+        for (size_t i = 0; i < v.n; i++) {
+            int64_t j = dr_model_item_index(m2, v.ids[i], false);
+            assert_true(j >= 0);
+            assert_true(v.pop[i] == v2.pop[j]);
+            assert_true(dr_model_score(m, fresh, (int64_t)i) == dr_model_score(m2, fresh, j));
+        }
+        /* both go on the same way: one more outer step each */
+        dr_apply_result_t r1, r2;
+        dr_user_t *a = dr_user_new_conf(77, dr_model_conf(m)), *b = dr_user_new_conf(77, dr_model_conf(m2));
+        for (int k = 0; k < 7; k++) {
+            dr_event_t e = ev(77, 1000 + k, DR_EV_CLICK, 0, 5000 + k);
+            assert_int_equal(dr_learner_apply(m, a, &e, (uint64_t)k + 900, &r1), 0);
+            assert_int_equal(dr_learner_apply(m2, b, &e, (uint64_t)k + 900, &r2), 0);
+        }
+        dr_model_pop_fade(m, &g1, &t1);
+        dr_model_pop_fade(m2, &g2, &t2);
+        assert_true(g1 == g2 && t1 == t2);
+        int64_t i500 = dr_model_item_index(m, 500, false), j500 = dr_model_item_index(m2, 500, false);
+        assert_true(dr_model_score(m, fresh, i500) == dr_model_score(m2, fresh, j500));
+        dr_user_free(a);
+        dr_user_free(b);
+        dr_user_free(fresh);
+        dr_model_free(m2);
+        /* m moved on: rebuild it the same way for the other load order */
+        dr_model_free(m);
+        m = pop_model(0.5f, 1.0f, 7);
+        pop_crowd(m);
+    }
+    dr_model_free(m);
+}
+
+/* "A state written by an older record version is still read": a version-2
+ * item record (content, no counts) and a version-2 globals record (no
+ * population prior) load; the item has no positives counted and γ, τ are
+ * the configured ones. */
+static void test_reads_version_2_item_and_globals(void **state) {
+    (void)state;
+    dr_model_t *m = pop_model(0.75f, 0.1f, 1000);
+    uint8_t rec[64];
+    dr_writer_t w = {rec, 0, sizeof(rec), true};
+    dr_put_u8(&w, 2);
+    dr_put_u16(&w, 8);
+    dr_put_f32(&w, 0.25f); /* bias */
+    dr_put_u8(&w, 0);      /* excluded */
+    dr_put_u64(&w, 9);     /* count */
+    for (int k = 0; k < 8; k++) dr_put_f32(&w, 0.125f * (float)k);
+    dr_put_u16(&w, 0); /* no content */
+    assert_true(w.ok);
+    assert_int_equal(dr_model_load_item(m, 77, rec, w.len), 0);
+    dr_items_view_t v;
+    dr_model_items(m, &v);
+    int64_t i = dr_model_item_index(m, 77, false);
+    assert_true(v.bias[i] == 0.25f && v.q[i * 8 + 7] == 0.875f && v.pop[i] == 0.0f);
+    /* globals v2: μ, n, version, û, the ring, the Reptile sums, past priors, W */
+    size_t cap = 2048;
+    uint8_t *g = malloc(cap);
+    dr_writer_t gw = {g, 0, cap, true};
+    dr_put_u8(&gw, 2);
+    dr_put_u16(&gw, 8);
+    dr_put_f64(&gw, 3.5);
+    dr_put_u64(&gw, 4);
+    dr_put_i64(&gw, 3);
+    for (int k = 0; k < 8; k++) dr_put_f32(&gw, 0.01f * (float)k);
+    dr_put_u32(&gw, 1);
+    dr_put_u32(&gw, 1);
+    dr_put_i64(&gw, 77);
+    dr_put_u32(&gw, 0);
+    for (int k = 0; k < 8; k++) dr_put_f64(&gw, 0.0);
+    for (int h = 0; h < DR_PRIOR_HISTORY; h++) dr_put_i64(&gw, -1);
+    for (int k = 0; k < DR_PRIOR_HISTORY * 8; k++) dr_put_f32(&gw, 0.0f);
+    dr_put_u16(&gw, 0);
+    assert_true(gw.ok);
+    assert_int_equal(dr_model_load_globals(m, g, gw.len), 0);
+    assert_int_equal(dr_model_version(m), 3);
+    float gamma, tau;
+    dr_model_pop_fade(m, &gamma, &tau);
+    assert_true(gamma == 0.75f);
+    assert_float_equal(tau, 20.0f, 1e-3);
+    assert_int_equal(dr_model_load_globals(m, g, gw.len - 1), DR_ECORRUPT);
+    free(g);
+    dr_model_free(m);
+}
+
 /* Bad settings are refused with the key's name. */
 static void test_conf_check(void **state) {
     (void)state;
@@ -631,6 +878,10 @@ static void test_conf_check(void **state) {
     c.dim = 0;
     assert_int_equal(dr_learner_conf_check(&c, err, sizeof(err)), DR_ECONFIG);
     assert_non_null(strstr(err, "learner.dim"));
+    dr_learner_conf_default(&c);
+    c.pop_fade = 0;
+    assert_int_equal(dr_learner_conf_check(&c, err, sizeof(err)), DR_ECONFIG);
+    assert_non_null(strstr(err, "learner.prior.popularity.fade"));
 }
 
 int main(void) {
@@ -652,6 +903,11 @@ int main(void) {
         cmocka_unit_test(test_reads_version_1_item_record),
         cmocka_unit_test(test_coengagement_ranks_next_items),
         cmocka_unit_test(test_item_record_neighbors_bounds),
+        cmocka_unit_test(test_pop_prior_ranks_popular_for_new_user),
+        cmocka_unit_test(test_pop_prior_fades),
+        cmocka_unit_test(test_pop_prior_meta_learns_weight),
+        cmocka_unit_test(test_pop_prior_records_round_trip),
+        cmocka_unit_test(test_reads_version_2_item_and_globals),
         cmocka_unit_test(test_conf_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
