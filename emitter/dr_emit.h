@@ -26,21 +26,30 @@ typedef struct dr_exclusions {
 } dr_exclusions_t;
 
 /* Adds a per-user term to row u of the scores (row[0..n), indexed like the
- * items view) between the sgemm and the selection: the learner's terms
- * that only rank (dr_model_add_list_terms). */
+ * items view) between the sgemm and the selection. */
 typedef void (*dr_emit_row_fn)(void *ctx, size_t u, float *row, size_t n);
 
+/* What a list's score adds to U·Qᵀ + b: the learner's terms that only rank.
+ * pop_weight[u] times the items view's pop vector is added in the selection
+ * pass (the population prior: no pass of its own); add_row adds sparse
+ * terms (co-engagement). Either may be NULL. */
+typedef struct dr_emit_terms {
+    const float *pop_weight; /* B weights */
+    dr_emit_row_fn add_row;
+    void *ctx;
+} dr_emit_terms_t;
+
 /* Scores B users (rows of U, B×dim, row-major) against every item:
- * S = U·Qᵀ + b, with one cblas_sgemm per call, then (when add_row is not
- * NULL) add_row(ctx, u, row, n) for each user, then writes each user's k
- * best items into out[u*k ...] and their count into out_n[u].
+ * S = U·Qᵀ + b (+ the terms, when not NULL), with one cblas_sgemm per call,
+ * then writes each user's k best items into out[u*k ...] and their count
+ * into out_n[u].
  *
  * Guarantees (tested): lists are sorted by score, descending, ties broken by
  * ascending item id; excluded and blocked items never appear; a list is
  * shorter than k only when fewer eligible items exist. `scores` is scratch
  * of at least B × items->n floats. */
 void dr_emit_topk(const float *U, size_t B, const dr_items_view_t *items, int k,
-                  const dr_exclusions_t *excl, dr_emit_row_fn add_row, void *ctx, float *scores,
+                  const dr_exclusions_t *excl, const dr_emit_terms_t *terms, float *scores,
                   dr_scored_item_t *out, size_t *out_n);
 
 /* ---- the emitter --------------------------------------------------------- */

@@ -21,6 +21,7 @@ struct dr_emitter {
     dr_buf_t buf;
     int dim;
     float *U;                 /* batch × dim */
+    float *pop_weight;        /* batch: the users' population-prior weights */
     float *scores;            /* batch × scores_cap_items */
     size_t scores_cap_items;
     dr_scored_item_t *out;    /* batch × topk */
@@ -48,7 +49,8 @@ int dr_emitter_new(dr_emitter_t **out, rd_kafka_t *rk, const char *topic,
     e->out_n = malloc(b * sizeof(*e->out_n));
     e->excl = malloc(b * sizeof(*e->excl));
     e->excl_idx = malloc(b * DR_RECENT_MAX * sizeof(*e->excl_idx));
-    if (!e->topic || !e->out || !e->out_n || !e->excl || !e->excl_idx) goto out_nomem;
+    e->pop_weight = malloc(b * sizeof(*e->pop_weight));
+    if (!e->topic || !e->out || !e->out_n || !e->excl || !e->excl_idx || !e->pop_weight) goto out_nomem;
     /* OpenBLAS's idle threads spin (sched_yield) between calls and would take
      * the loop thread's core on a small machine; one thread is the default. */
     if (conf->blas_threads > 0) openblas_set_num_threads(conf->blas_threads);
@@ -76,6 +78,7 @@ void dr_emitter_free(dr_emitter_t *e) {
     free(e->out_n);
     free(e->excl);
     free(e->excl_idx);
+    free(e->pop_weight);
     free(e);
 }
 
@@ -100,9 +103,10 @@ static int fit_buffers(dr_emitter_t *e, int dim, size_t n_items) {
     return 0;
 }
 
-/* Fills row r of U and the exclusions for one user. */
+/* Fills row r of U, the user's population-prior weight and its exclusions. */
 static void gather_user(dr_emitter_t *e, const dr_model_t *m, const dr_user_t *u, size_t r) {
     dr_model_user_vector(m, u, e->U + r * (size_t)e->dim);
+    e->pop_weight[r] = dr_model_pop_weight(m, u);
     int64_t *idx = e->excl_idx + r * DR_RECENT_MAX;
     size_t n = 0;
     for (unsigned j = 0; j < u->recent_len; j++) {
@@ -160,15 +164,15 @@ static int produce_batch(dr_emitter_t *e, const dr_model_t *m, dr_user_t *const 
     return 0;
 }
 
-/* The batch being scored, for add_list_terms. */
+/* The batch being scored, for add_coengagement. */
 typedef struct batch_ctx {
     const dr_model_t *m;
     dr_user_t *const *users;
 } batch_ctx_t;
 
-static void add_list_terms(void *ctx, size_t r, float *row, size_t n) {
+static void add_coengagement(void *ctx, size_t r, float *row, size_t n) {
     const batch_ctx_t *b = ctx;
-    dr_model_add_list_terms(b->m, b->users[r], row, n);
+    dr_model_add_coengagement(b->m, b->users[r], row, n);
 }
 
 int dr_emitter_emit(dr_emitter_t *e, const dr_model_t *m, dr_user_t *const *users, size_t n,
@@ -183,8 +187,8 @@ int dr_emitter_emit(dr_emitter_t *e, const dr_model_t *m, dr_user_t *const *user
         double t0 = dr_mono_s();
         for (size_t r = 0; r < B; r++) gather_user(e, m, users[start + r], r);
         batch_ctx_t ctx = {m, users + start};
-        dr_emit_topk(e->U, B, &items, e->conf.topk, e->excl, add_list_terms, &ctx, e->scores, e->out,
-                     e->out_n);
+        dr_emit_terms_t terms = {e->pop_weight, add_coengagement, &ctx};
+        dr_emit_topk(e->U, B, &items, e->conf.topk, e->excl, &terms, e->scores, e->out, e->out_n);
         e->stats.score_seconds += dr_mono_s() - t0;
         e->stats.batches++;
         err = produce_batch(e, m, users + start, B, drift ? drift + start : NULL, now_ms, emitted);

@@ -35,16 +35,18 @@ static void sift_up(dr_scored_item_t *h, size_t i) {
     }
 }
 
-/* Selects the k best of one row of U·Qᵀ (item biases added here); returns
+/* Selects the k best of one row of U·Qᵀ (item biases and w times the pop
+ * vector added here: one multiply-add per item, in the same pass); returns
  * how many were kept, sorted best first in out. Excluded entries were set to
  * -INFINITY beforehand; NaN scores never rank. One pass: most candidates
  * fail the first comparison against the heap's worst entry. */
-static size_t select_row(const float *s, const dr_items_view_t *items, size_t k,
+static size_t select_row(const float *s, const dr_items_view_t *items, float w, size_t k,
                          dr_scored_item_t *out) {
     size_t n = 0;
-    const float *bias = items->bias;
+    const float *bias = items->bias, *pop = w != 0.0f ? items->pop : NULL;
     for (size_t i = 0; i < items->n; i++) {
         float score = s[i] + bias[i];
+        if (pop) score += w * pop[i];
         if (n == k && score < out[0].score) continue;
         if (!(score > -INFINITY) || items->excluded[i]) continue; /* also drops NaN */
         dr_scored_item_t c = {items->ids[i], score};
@@ -67,7 +69,7 @@ static size_t select_row(const float *s, const dr_items_view_t *items, size_t k,
 }
 
 void dr_emit_topk(const float *U, size_t B, const dr_items_view_t *items, int k,
-                  const dr_exclusions_t *excl, dr_emit_row_fn add_row, void *ctx, float *scores,
+                  const dr_exclusions_t *excl, const dr_emit_terms_t *terms, float *scores,
                   dr_scored_item_t *out, size_t *out_n) {
     size_t n = items->n;
     if (n == 0) {
@@ -78,10 +80,11 @@ void dr_emit_topk(const float *U, size_t B, const dr_items_view_t *items, int k,
                 items->dim, items->q, items->dim, 0.0f, scores, (int)n);
     for (size_t u = 0; u < B; u++) {
         float *row = scores + u * n;
-        if (add_row) add_row(ctx, u, row, n);
+        if (terms && terms->add_row) terms->add_row(terms->ctx, u, row, n);
         if (excl)
             for (size_t j = 0; j < excl[u].n; j++)
                 if (excl[u].idx[j] >= 0 && (size_t)excl[u].idx[j] < n) row[excl[u].idx[j]] = -INFINITY;
-        out_n[u] = select_row(row, items, (size_t)k, out + u * (size_t)k);
+        float w = terms && terms->pop_weight ? terms->pop_weight[u] : 0.0f;
+        out_n[u] = select_row(row, items, w, (size_t)k, out + u * (size_t)k);
     }
 }

@@ -232,14 +232,15 @@ int dr_learner_readapt(dr_model_t *m, dr_user_t *u);
 
 /* s(u,i) + β·c(u,i) for one item index: its score in u's list. */
 float dr_model_score(const dr_model_t *m, const dr_user_t *u, int64_t idx);
-/* w(n_u), the weight of u's population-prior term (times p_i). 0 when the
- * term is off. */
+/* The terms that only rank, for scorers that start from the factor part
+ * over the whole item matrix (the emitter, the replay): */
+/* w(n_u), the weight of u's population-prior term: s(u,i) adds it times the
+ * items view's pop[i]. 0 when the term is off. */
 float dr_model_pop_weight(const dr_model_t *m, const dr_user_t *u);
-/* Adds the terms that only rank, w(n_u)·p_i + β·c(u,i), to scores[i] for
- * every item index i < n (scores indexed like the item matrix rows, holding
- * the factor part): the emitter and the replay add them after their sgemm.
- * O(n + L · neighbours per item). */
-void dr_model_add_list_terms(const dr_model_t *m, const dr_user_t *u, float *scores, size_t n);
+/* Adds β·c(u,i) to scores[i] for every item index i < n (scores indexed
+ * like the item matrix rows). O(L · neighbours per item); nothing when the
+ * term is off or u has engaged with nothing yet. */
+void dr_model_add_coengagement(const dr_model_t *m, const dr_user_t *u, float *scores, size_t n);
 /* 1-based rank of item_id in the list the model would publish for u now
  * (items not blocked or deleted and not among u's recent events, by
  * dr_model_score()); 0 when the item could not be in it. O(items · dim):

@@ -648,10 +648,7 @@ static int cooc_sources(const dr_model_t *m, const dr_user_t *u, int32_t *out) {
     return recent_engaged(m, u, out, m->conf.cooc_window);
 }
 
-void dr_model_add_list_terms(const dr_model_t *m, const dr_user_t *u, float *scores, size_t n) {
-    float w = dr_model_pop_weight(m, u);
-    if (w != 0.0f)
-        for (size_t i = 0; i < n && i < m->n_items; i++) scores[i] += w * m->pop_score[i];
+void dr_model_add_coengagement(const dr_model_t *m, const dr_user_t *u, float *scores, size_t n) {
     int32_t recent[DR_RECENT_MAX];
     int len = cooc_sources(m, u, recent);
     float beta = m->conf.cooc_weight;

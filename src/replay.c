@@ -363,11 +363,15 @@ static size_t score_rows(arm_run_t *a, const dr_user_t *u) {
     dr_items_view_t v;
     dr_model_items(a->m, &v);
     dr_model_user_vector(a->m, u, a->uvec);
-    /* the biases ride in sgemv's y (beta = 1): one pass over the rows less */
-    memcpy(a->scores, v.bias, v.n * sizeof(float));
+    /* the biases and the population prior ride in sgemv's y (beta = 1) */
+    float w = dr_model_pop_weight(a->m, u);
+    if (w != 0.0f)
+        for (size_t r = 0; r < v.n; r++) a->scores[r] = v.bias[r] + w * v.pop[r];
+    else
+        memcpy(a->scores, v.bias, v.n * sizeof(float));
     cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)v.n, v.dim, 1.0f, v.q, v.dim, a->uvec, 1, 1.0f,
                 a->scores, 1);
-    dr_model_add_list_terms(a->m, u, a->scores, v.n);
+    dr_model_add_coengagement(a->m, u, a->scores, v.n);
     for (size_t r = 0; r < v.n; r++)
         if (v.excluded[r]) a->scores[r] = -INFINITY;
     return v.n;

@@ -18,21 +18,17 @@ static int naive_cmp(const void *a, const void *b) {
     return x->id < y->id ? -1 : (x->id > y->id);
 }
 
-/* A per-user term for add_row: w[u] times a vector over the items. */
-typedef struct row_term {
-    const float *w, *p;
-} row_term_t;
-
+/* A sparse per-user term for add_row: item u % n gets w[u] more. */
 static void add_row_term(void *ctx, size_t u, float *row, size_t n) {
-    const row_term_t *t = ctx;
-    for (size_t i = 0; i < n; i++) row[i] += t->w[u] * t->p[i];
+    const float *w = ctx;
+    row[u % n] += w[u];
 }
 
 /* "lists are sorted by score, descending, ties broken by ascending item id;
  * excluded and blocked items never appear; a list is shorter than k only
  * when fewer eligible items exist" - against brute force, 200 seeded cases,
- * with a per-user term added through add_row (S = U·Qᵀ + b + w·pᵀ) in every
- * other round. */
+ * with the terms (S = U·Qᵀ + b + w·pᵀ, and a sparse one through add_row) in
+ * every other round. */
 static void test_matches_brute_force(void **state) {
     (void)state;
     uint64_t rng = 99;
@@ -61,11 +57,11 @@ static void test_matches_brute_force(void **state) {
             for (size_t j = 0; j < excl[u].n; j++) ex[u * 5 + j] = (int64_t)(dr_rand64(&rng) % n);
         }
         dr_items_view_t v = {n, dim, q, bias, ids, blocked, pop};
-        row_term_t term = {w, pop};
+        dr_emit_terms_t terms = {w, add_row_term, w};
         float *scores = malloc(B * n * 4);
         dr_scored_item_t *out = malloc(B * (size_t)k * sizeof(*out));
         size_t out_n[16];
-        dr_emit_topk(U, B, &v, k, excl, with_pop ? add_row_term : NULL, &term, scores, out, out_n);
+        dr_emit_topk(U, B, &v, k, excl, with_pop ? &terms : NULL, scores, out, out_n);
         naive_t *all = malloc(n * sizeof(*all));
         for (size_t u = 0; u < B; u++) {
             size_t m = 0;
@@ -75,7 +71,7 @@ static void test_matches_brute_force(void **state) {
                 if (skip) continue;
                 float s = bias[i];
                 for (int d = 0; d < dim; d++) s += U[u * (size_t)dim + (size_t)d] * q[i * (size_t)dim + (size_t)d];
-                if (with_pop) s += w[u] * pop[i];
+                if (with_pop) s += w[u] * pop[i] + (i == u % n ? w[u] : 0.0f);
                 all[m].score = s;
                 all[m++].id = ids[i];
             }
@@ -99,7 +95,7 @@ static void test_empty_catalog(void **state) {
     float U[4] = {1, 2, 3, 4};
     size_t out_n[1] = {99};
     dr_scored_item_t out[5];
-    dr_emit_topk(U, 1, &v, 5, NULL, NULL, NULL, NULL, out, out_n);
+    dr_emit_topk(U, 1, &v, 5, NULL, NULL, NULL, out, out_n);
     assert_int_equal(out_n[0], 0);
 }
 

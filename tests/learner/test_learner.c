@@ -560,14 +560,14 @@ static void test_coengagement_ranks_next_items(void **state) {
     dr_model_items(m, &v);
     float *sc = calloc(v.n, sizeof(float));
     assert_non_null(sc);
-    dr_model_add_list_terms(m, fresh, sc, v.n);
+    dr_model_add_coengagement(m, fresh, sc, v.n);
     assert_float_equal(sc[dr_model_item_index(m, 2, false)], 40.0f / sqrtf(40.0f), 1e-4);
     assert_true(sc[dr_model_item_index(m, 3, false)] == 0.0f);
     /* a record round trip keeps the counts (only touched items are dirty) */
     assert_int_equal(dr_model_drain_dirty_items(m, (dr_item_sink_fn)dr_model_load_item, m2), 0);
     dr_model_items(m2, &v);
     memset(sc, 0, v.n * sizeof(float)); /* m2 holds fewer items */
-    dr_model_add_list_terms(m2, fresh, sc, v.n);
+    dr_model_add_coengagement(m2, fresh, sc, v.n);
     assert_float_equal(sc[dr_model_item_index(m2, 2, false)], 40.0f / sqrtf(40.0f), 1e-4);
     assert_int_equal(dr_model_list_rank(m2, fresh, 2), 1);
     free(sc);
