@@ -201,6 +201,11 @@ bool dr_model_item_excluded(dr_model_t *m, int64_t item_id);
  * already learned keeps its vector. Creates the item if needed. 0, DR_EINVAL
  * (wrong length, content off, not finite), or as dr_model_item_index(). */
 int dr_model_set_item_content(dr_model_t *m, int64_t item_id, const float *emb, size_t len);
+/* Item idx's co-engagement counts: n_i into *engaged, and its up to max
+ * heaviest neighbours (heaviest first, then by id) into ids and weights
+ * (n_ji). Returns how many were written. For inspection: O(k log k). */
+size_t dr_model_item_neighbors(const dr_model_t *m, int64_t idx, float *engaged, int64_t *ids,
+                               float *weights, size_t max);
 /* True when the item is scored from a content embedding. */
 bool dr_model_item_has_content(const dr_model_t *m, int64_t idx);
 

@@ -27,7 +27,8 @@ typedef struct inspect {
 static void usage(FILE *f) {
     fprintf(f, "usage: driftrec inspect [--state-dir DIR] [--config FILE] [--json] user ID | item ID | users [--vectors] | offsets\n"
                "Shows what the state directory holds for a user (parameters and norms, drift\n"
-               "detector, recent items, counters, the head of the last list) or an item; `users`\n"
+               "detector, recent items, counters, the head of the last list) or an item (its\n"
+               "parameters, popularity prior and heaviest co-engagement neighbours); `users`\n"
                "lists every user's event counter (with --vectors, v_u and b_u as exact hex floats);\n"
                "`offsets` lists the stored next offset of each partition (where `run` resumes).\n"
                "Opens the store read-only.\n");
@@ -122,6 +123,8 @@ static int inspect_user(inspect_t *in, int64_t id) {
     return 0;
 }
 
+#define INSPECT_NEIGHBORS 20 /* co-engagement neighbours shown for an item */
+
 typedef struct item_find {
     int64_t id;
     inspect_t *in;
@@ -133,6 +136,7 @@ static int item_cb(void *ctx, int64_t id, const void *rec, size_t len) {
     if (id != f->id) return 0;
     f->found = true;
     dr_learner_conf_t c = record_conf(f->in, rec, len);
+    c.cooc_neighbors = DR_MAX_NEIGHBORS; /* show every stored neighbour, whatever the setting now */
     dr_model_t *m;
     char err[256];
     if (dr_model_new(&m, &c, err, sizeof(err)) || dr_model_load_item(m, id, rec, len)) {
@@ -147,8 +151,22 @@ static int item_cb(void *ctx, int64_t id, const void *rec, size_t len) {
     dr_json_num(j, "bias", v.bias[0]);
     dr_json_num(j, "q_norm", norm(v.q, v.dim));
     dr_json_bool(j, "excluded", v.excluded[0]);
+    dr_json_num(j, "popularity_prior", v.pop[0]);
     dr_json_array_begin(j, "q");
     for (int k = 0; k < v.dim; k++) dr_json_num(j, NULL, v.q[k]);
+    dr_json_array_end(j);
+    /* the items this one is most often engaged next to (its co-engagement head) */
+    int64_t nb_ids[INSPECT_NEIGHBORS];
+    float nb_w[INSPECT_NEIGHBORS], engaged;
+    size_t nb = dr_model_item_neighbors(m, 0, &engaged, nb_ids, nb_w, INSPECT_NEIGHBORS);
+    dr_json_num(j, "engagements", engaged);
+    dr_json_array_begin(j, "neighbors");
+    for (size_t k = 0; k < nb; k++) {
+        dr_json_object_begin(j, NULL);
+        dr_json_int(j, "item_id", nb_ids[k]);
+        dr_json_num(j, "count", nb_w[k]);
+        dr_json_object_end(j);
+    }
     dr_json_array_end(j);
     dr_json_object_end(j);
     dr_model_free(m);
