@@ -24,8 +24,10 @@ typedef struct dr_reader {
     bool ok;
 } dr_reader_t;
 
+/* n may be 0 with src NULL (an absent array): memcpy must not see that. */
 static inline void dr_put_bytes(dr_writer_t *w, const void *src, size_t n) {
     if (!w->ok || w->cap - w->len < n) { w->ok = false; return; }
+    if (n == 0) return;
     memcpy(w->p + w->len, src, n);
     w->len += n;
 }
@@ -41,6 +43,7 @@ static inline void dr_put_f32(dr_writer_t *w, float v) { dr_put_bytes(w, &v, 4);
 static inline void dr_put_f64(dr_writer_t *w, double v) { dr_put_bytes(w, &v, 8); }
 
 static inline void dr_get_bytes(dr_reader_t *r, void *dst, size_t n) {
+    if (n == 0) return;
     if (!r->ok || r->len - r->pos < n) { r->ok = false; memset(dst, 0, n); return; }
     memcpy(dst, r->p + r->pos, n);
     r->pos += n;
