@@ -314,7 +314,8 @@ static void cover_top_k(arm_run_t *a, size_t e, float *sc, size_t n, const int64
 
 static int arm_model_init(arm_run_t *a) {
     dr_learner_conf_t lc = a->conf->cfg->learner;
-    /* the prior arm ranks every user by û alone: no per-user term at all */
+    /* the prior arm ranks every user by the shared prior alone (û and the
+     * population prior): no per-user learning, no co-engagement term */
     if (a->kind == DR_ARM_PRIOR) { lc.lr_user = 0; lc.drift_enabled = false; lc.cooc_neighbors = 0; }
     if (a->kind == DR_ARM_NOCOOC) lc.cooc_neighbors = 0;
     if (a->kind == DR_ARM_NODRIFT) lc.drift_enabled = false;
