@@ -3,7 +3,10 @@
 #ifndef DR_LEARNER_INTERNAL_H
 #define DR_LEARNER_INTERNAL_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "dr_learner.h"
 
 /* ---- co-engagement neighbours (neighbors.c) ------------------------------ */
 
@@ -35,5 +38,78 @@ int dr__nbr_add(dr__nbr_t *t, int32_t key, float w, uint32_t cap, const int64_t 
 float dr__nbr_get(const dr__nbr_t *t, int32_t key);
 /* Frees the slots; the table is empty again. */
 void dr__nbr_clear(dr__nbr_t *t);
+
+/* ---- the model's state (model.c; its records in records.c) -------------- */
+
+#define DR__POP_GAMMA_MAX 100.0f /* bounds of the learned γ and τ: the term stays finite */
+#define DR__POP_TAU_MIN 0.1f
+#define DR__POP_TAU_MAX 1e6f
+
+struct dr_model {
+    dr_learner_conf_t conf;
+    int dim;
+    /* items, by dense index */
+    size_t n_items, cap_items;
+    float *q;
+    float *bias;
+    int64_t *ids;
+    uint8_t *excluded;
+    uint8_t *dirty;
+    uint64_t *count;      /* events applied per item */
+    /* content: q_i = W·e_i + δ_i for items with an embedding */
+    int content_dim;      /* c (0: off) */
+    float *W;             /* d × c, row-major */
+    float *emb;           /* n × c */
+    float *delta;         /* n × d */
+    uint8_t *has_content; /* n */
+    size_t n_content;
+    /* co-engagement (conf.cooc_neighbors > 0) */
+    dr__nbr_t *nbr;       /* n: each item's neighbour counts n_ji */
+    float *engaged;       /* n: engagements per item, n_i */
+    float *engaged_norm;  /* n: 1 / sqrt(max(n_i, 1)), kept beside n_i: the
+                             scoring loop is a gather, not a square root */
+    uint8_t *rec_buf;     /* one item record */
+    int64_t *dirty_list;  /* indices of dirty items */
+    size_t n_dirty;
+    /* id -> index, open addressing, power-of-two slots, -1 = empty */
+    int64_t *slot_id;
+    int64_t *slot_idx;
+    size_t n_slots;
+    /* shared parameters */
+    float *prior;          /* û */
+    double mu;             /* global mean rating */
+    uint64_t n_ratings;
+    int64_t version;       /* outer-loop steps taken on û */
+    double *reptile_sum;   /* Σ v_u over the labelled events of this period */
+    uint32_t reptile_n;
+    float *past_prior;     /* DR_PRIOR_HISTORY × dim: û of versions ... */
+    int64_t past_version[DR_PRIOR_HISTORY]; /* ... these (-1: empty slot) */
+    int64_t pop[DR_POP_RING]; /* recent positives, sampled for negatives */
+    uint32_t pop_len, pop_head;
+    float *scratch;        /* dim floats: û + v_u */
+    /* population prior: p_i = log(1 + c_i), c_i the item's decayed positives */
+    float *pop_count;      /* n: c_i as of the item's last positive ... */
+    uint64_t *pop_time;    /* n: ... at this value of the positive clock */
+    float *pop_score;      /* n: p_i, decayed to pop_ref (or to its last positive) */
+    uint64_t pos_clock;    /* positives seen */
+    uint64_t pop_ref;      /* the clock at the last outer step */
+    float pop_gamma;       /* γ */
+    float pop_log_tau;     /* log τ: learned in log space, τ > 0 at any step */
+    double pop_grad_gamma, pop_grad_log_tau; /* ascent directions summed over ... */
+    uint32_t pop_grad_n;   /* ... this many ranked positives of the period */
+};
+
+/* Row idx back to a new item's state (seeded from its id). */
+void dr__item_init(dr_model_t *m, size_t idx, int64_t item_id);
+/* Sets n_i and the factor the co-engagement term multiplies by. */
+void dr__set_engaged(dr_model_t *m, size_t idx, float n);
+/* q_i = W·e_i + δ_i for one content item, or for all of them. */
+void dr__content_refresh_item(dr_model_t *m, size_t idx);
+void dr__content_refresh_all(dr_model_t *m);
+/* p_i from the item's decayed count at the clock of the last outer step. */
+void dr__pop_refresh_item(dr_model_t *m, size_t idx);
+void dr__pop_refresh_all(dr_model_t *m);
+/* Bytes of the largest item record this model writes (records.c). */
+size_t dr__item_record_cap(const dr_model_t *m);
 
 #endif /* DR_LEARNER_INTERNAL_H */

@@ -1,6 +1,7 @@
 /* model.c - the online factor model: item matrix, prior û, per-event SGD on
- * v_u (inner loop) and on item parameters, plus their binary records.
- * See dr_learner.h for the scoring formulas and the threading contract. */
+ * v_u (inner loop) and on item parameters, the population prior and the
+ * co-engagement term (records.c holds their binary records). See
+ * dr_learner.h for the scoring formulas and the threading contract. */
 #include "dr_learner.h"
 
 #include <math.h>
@@ -12,70 +13,8 @@
 #include "dr_err.h"
 #include "internal.h"
 
-#define USER_RECORD_VERSION 4 /* 2: + drift detector; 3: + last list scores; 4: + prior version; older still read */
-#define ITEM_RECORD_VERSION 3 /* 2: + content embedding and δ_i; 3: + decayed positives and
-                                 co-engagement; older still read */
-#define GLOBALS_RECORD_VERSION 3 /* 2: + outer-loop accumulator and past priors; 3: + population prior */
-#define POP_GAMMA_MAX 100.0f  /* bounds of the learned γ and τ: the term stays finite */
-#define POP_TAU_MIN 0.1f
-#define POP_TAU_MAX 1e6f
-
 static void bound_norm(float *v, int n, float lim);
-static size_t item_record_cap(const dr_model_t *m);
 
-struct dr_model {
-    dr_learner_conf_t conf;
-    int dim;
-    /* items, by dense index */
-    size_t n_items, cap_items;
-    float *q;
-    float *bias;
-    int64_t *ids;
-    uint8_t *excluded;
-    uint8_t *dirty;
-    uint64_t *count;      /* events applied per item */
-    /* content: q_i = W·e_i + δ_i for items with an embedding */
-    int content_dim;      /* c (0: off) */
-    float *W;             /* d × c, row-major */
-    float *emb;           /* n × c */
-    float *delta;         /* n × d */
-    uint8_t *has_content; /* n */
-    size_t n_content;
-    /* co-engagement (conf.cooc_neighbors > 0) */
-    dr__nbr_t *nbr;       /* n: each item's neighbour counts n_ji */
-    float *engaged;       /* n: engagements per item, n_i */
-    float *engaged_norm;  /* n: 1 / sqrt(max(n_i, 1)), kept beside n_i: the
-                             scoring loop is a gather, not a square root */
-    uint8_t *rec_buf;     /* one item record */
-    int64_t *dirty_list;  /* indices of dirty items */
-    size_t n_dirty;
-    /* id -> index, open addressing, power-of-two slots, -1 = empty */
-    int64_t *slot_id;
-    int64_t *slot_idx;
-    size_t n_slots;
-    /* shared parameters */
-    float *prior;          /* û */
-    double mu;             /* global mean rating */
-    uint64_t n_ratings;
-    int64_t version;       /* outer-loop steps taken on û */
-    double *reptile_sum;   /* Σ v_u over the labelled events of this period */
-    uint32_t reptile_n;
-    float *past_prior;     /* DR_PRIOR_HISTORY × dim: û of versions ... */
-    int64_t past_version[DR_PRIOR_HISTORY]; /* ... these (-1: empty slot) */
-    int64_t pop[DR_POP_RING]; /* recent positives, sampled for negatives */
-    uint32_t pop_len, pop_head;
-    float *scratch;        /* dim floats: û + v_u */
-    /* population prior: p_i = log(1 + c_i), c_i the item's decayed positives */
-    float *pop_count;      /* n: c_i as of the item's last positive ... */
-    uint64_t *pop_time;    /* n: ... at this value of the positive clock */
-    float *pop_score;      /* n: p_i, decayed to pop_ref (or to its last positive) */
-    uint64_t pos_clock;    /* positives seen */
-    uint64_t pop_ref;      /* the clock at the last outer step */
-    float pop_gamma;       /* γ */
-    float pop_log_tau;     /* log τ: learned in log space, τ > 0 at any step */
-    double pop_grad_gamma, pop_grad_log_tau; /* ascent directions summed over ... */
-    uint32_t pop_grad_n;   /* ... this many ranked positives of the period */
-};
 
 void dr_learner_conf_default(dr_learner_conf_t *c) {
     memset(c, 0, sizeof(*c));
@@ -147,9 +86,9 @@ int dr_learner_conf_check(const dr_learner_conf_t *c, char *errstr, size_t n) {
         bad = "learner.cooc.neighbors must be in [0, 65536]";
     else if (c->cooc_window < 1 || c->cooc_window > DR_RECENT_MAX) bad = "learner.cooc.window must be in [1, 64]";
     else if (!(c->cooc_weight >= 0 && c->cooc_weight <= 1e6)) bad = "learner.cooc.weight must be in [0, 1e6]";
-    else if (!(c->pop_weight >= 0 && c->pop_weight <= POP_GAMMA_MAX))
+    else if (!(c->pop_weight >= 0 && c->pop_weight <= DR__POP_GAMMA_MAX))
         bad = "learner.prior.popularity.weight must be in [0, 100]";
-    else if (!(c->pop_fade >= POP_TAU_MIN && c->pop_fade <= POP_TAU_MAX))
+    else if (!(c->pop_fade >= DR__POP_TAU_MIN && c->pop_fade <= DR__POP_TAU_MAX))
         bad = "learner.prior.popularity.fade must be in [0.1, 1e6]";
     else if (!(c->pop_step >= 0 && c->pop_step <= 10)) bad = "learner.prior.popularity.step must be in [0, 10]";
     else if (!(c->pop_halflife >= 0 && c->pop_halflife <= 1e12f))
@@ -256,12 +195,12 @@ static int grow_items(dr_model_t *m) {
 }
 
 /* n_i and the factor the co-engagement term divides by. */
-static void set_engaged(dr_model_t *m, size_t idx, float n) {
+void dr__set_engaged(dr_model_t *m, size_t idx, float n) {
     m->engaged[idx] = n;
     m->engaged_norm[idx] = 1.0f / sqrtf(fmaxf(n, 1.0f));
 }
 
-static void item_init(dr_model_t *m, size_t idx, int64_t item_id) {
+void dr__item_init(dr_model_t *m, size_t idx, int64_t item_id) {
     uint64_t s = dr_mix64((uint64_t)item_id ^ m->conf.seed);
     float *q = m->q + idx * (size_t)m->dim;
     for (int k = 0; k < m->dim; k++)
@@ -272,7 +211,7 @@ static void item_init(dr_model_t *m, size_t idx, int64_t item_id) {
     m->dirty[idx] = 0;
     m->count[idx] = 0;
     m->has_content[idx] = 0;
-    set_engaged(m, idx, 0.0f);
+    dr__set_engaged(m, idx, 0.0f);
     dr__nbr_clear(&m->nbr[idx]);
     m->pop_count[idx] = 0.0f;
     m->pop_time[idx] = 0;
@@ -295,7 +234,7 @@ int64_t dr_model_item_index(dr_model_t *m, int64_t item_id, bool create) {
     if ((int64_t)m->n_items >= m->conf.max_items) return DR_ERANGE;
     if (m->n_items == m->cap_items && grow_items(m) != 0) return DR_ENOMEM;
     size_t idx = m->n_items++;
-    item_init(m, idx, item_id);
+    dr__item_init(m, idx, item_id);
     if (m->n_items * 2 > m->n_slots) {
         if (grow_slots(m) != 0) { m->n_items--; return DR_ENOMEM; }
         return (int64_t)idx; /* the rehash placed it */
@@ -306,7 +245,7 @@ int64_t dr_model_item_index(dr_model_t *m, int64_t item_id, bool create) {
 }
 
 /* q_i = W·e_i + δ_i for a content item. */
-static void content_refresh_item(dr_model_t *m, size_t idx) {
+void dr__content_refresh_item(dr_model_t *m, size_t idx) {
     int c = m->content_dim;
     const float *e = m->emb + idx * (size_t)c, *delta = m->delta + idx * (size_t)m->dim;
     float *q = m->q + idx * (size_t)m->dim;
@@ -319,10 +258,10 @@ static void content_refresh_item(dr_model_t *m, size_t idx) {
 }
 
 /* Every content item's q_i after W moved (the outer loop's cadence). */
-static void content_refresh_all(dr_model_t *m) {
+void dr__content_refresh_all(dr_model_t *m) {
     if (m->n_content == 0) return;
     for (size_t i = 0; i < m->n_items; i++)
-        if (m->has_content[i]) content_refresh_item(m, i);
+        if (m->has_content[i]) dr__content_refresh_item(m, i);
 }
 
 bool dr_model_item_has_content(const dr_model_t *m, int64_t idx) {
@@ -361,7 +300,7 @@ int dr_model_set_item_content(dr_model_t *m, int64_t item_id, const float *emb, 
     }
     if (!m->has_content[idx]) m->n_content++;
     m->has_content[idx] = 1;
-    content_refresh_item(m, idx);
+    dr__content_refresh_item(m, idx);
     mark_item_dirty(m, idx);
     return 0;
 }
@@ -406,7 +345,7 @@ int dr_model_new(dr_model_t **out, const dr_learner_conf_t *conf, char *errstr, 
     m->content_dim = conf->content_dim;
     if (m->content_dim > 0 && !(m->W = calloc((size_t)m->dim * (size_t)m->content_dim, sizeof(float))))
         goto out_nomem;
-    m->rec_buf = malloc(item_record_cap(m));
+    m->rec_buf = malloc(dr__item_record_cap(m));
     if (!m->rec_buf || !m->prior || !m->scratch || !m->reptile_sum || !m->past_prior || grow_items(m) != 0 ||
         grow_slots(m) != 0)
         goto out_nomem;
@@ -479,24 +418,24 @@ static double pop_decayed(const dr_model_t *m, size_t idx, uint64_t t) {
 
 /* p_i as of the last outer step. A pure function of the stored c_i, t_i and
  * pop_ref, so a restarted model scores exactly as before. */
-static void pop_refresh_item(dr_model_t *m, size_t idx) {
+void dr__pop_refresh_item(dr_model_t *m, size_t idx) {
     m->pop_score[idx] = (float)log1p(pop_decayed(m, idx, m->pop_ref));
 }
 
 /* Every item's p_i decays at the outer steps only: between them a score is
  * one multiply-add per item, as cheap as the item bias. */
-static void pop_refresh_all(dr_model_t *m) {
-    for (size_t i = 0; i < m->n_items; i++) pop_refresh_item(m, i);
+void dr__pop_refresh_all(dr_model_t *m) {
+    for (size_t i = 0; i < m->n_items; i++) dr__pop_refresh_item(m, i);
 }
 
 /* Counts a positive for the item (it is then fresher than pop_ref, so
- * pop_refresh_item() gives it its undecayed count, as here). */
+ * dr__pop_refresh_item() gives it its undecayed count, as here). */
 static void pop_observe(dr_model_t *m, size_t idx) {
     if (!pop_on(m)) return;
     m->pos_clock++;
     m->pop_count[idx] = (float)(pop_decayed(m, idx, m->pos_clock) + 1.0);
     m->pop_time[idx] = m->pos_clock;
-    pop_refresh_item(m, idx);
+    dr__pop_refresh_item(m, idx);
 }
 
 void dr_model_pop_fade(const dr_model_t *m, float *gamma, float *tau) {
@@ -521,13 +460,13 @@ static void pop_outer_step(dr_model_t *m) {
         double step = m->conf.pop_step / (double)m->pop_grad_n;
         float gamma = (float)(m->pop_gamma + step * m->pop_grad_gamma);
         float log_tau = (float)(m->pop_log_tau + step * m->pop_grad_log_tau);
-        m->pop_gamma = fminf(fmaxf(gamma, 0.0f), POP_GAMMA_MAX);
-        m->pop_log_tau = fminf(fmaxf(log_tau, logf(POP_TAU_MIN)), logf(POP_TAU_MAX));
+        m->pop_gamma = fminf(fmaxf(gamma, 0.0f), DR__POP_GAMMA_MAX);
+        m->pop_log_tau = fminf(fmaxf(log_tau, logf(DR__POP_TAU_MIN)), logf(DR__POP_TAU_MAX));
     }
     m->pop_grad_gamma = m->pop_grad_log_tau = 0.0;
     m->pop_grad_n = 0;
     m->pop_ref = m->pos_clock;
-    pop_refresh_all(m);
+    dr__pop_refresh_all(m);
 }
 
 /* ---- scoring -------------------------------------------------------------- */
@@ -564,7 +503,7 @@ static void outer_observe(dr_model_t *m, const dr_user_t *u) {
     if (!reptile && m->n_content == 0 && !pop_on(m)) return;
     for (int k = 0; reptile && k < m->dim; k++) m->reptile_sum[k] += u->v[k];
     if (++m->reptile_n < (uint32_t)m->conf.prior_period) return;
-    content_refresh_all(m);
+    dr__content_refresh_all(m);
     pop_outer_step(m);
     if (reptile) {
         int slot = (int)(m->version % DR_PRIOR_HISTORY);
@@ -636,7 +575,7 @@ static int coengage(dr_model_t *m, const dr_user_t *u, const dr_event_t *ev) {
         if (err) return err;
         mark_item_dirty(m, (size_t)recent[k]);
     }
-    set_engaged(m, (size_t)i, m->engaged[i] + 1.0f);
+    dr__set_engaged(m, (size_t)i, m->engaged[i] + 1.0f);
     mark_item_dirty(m, (size_t)i);
     return 0;
 }
@@ -819,7 +758,7 @@ static void sgd_step(dr_model_t *m, dr_user_t *u, size_t idx, float g, float lr_
             for (int j = 0; j < cd; j++) w[j] -= c->lr_content * (gk * e[j] + c->reg_item * w[j]);
         }
         bound_norm(delta, m->dim, c->max_norm);
-        content_refresh_item(m, idx);
+        dr__content_refresh_item(m, idx);
     } else {
         for (int k = 0; k < m->dim; k++) {
             float qk = q[k];
@@ -1049,320 +988,4 @@ int dr_learner_readapt(dr_model_t *m, dr_user_t *u) {
         }
     }
     return (int)n;
-}
-
-/* ---- records -------------------------------------------------------------- */
-
-static bool all_finite(const float *v, int n) {
-    for (int k = 0; k < n; k++)
-        if (!isfinite(v[k])) return false;
-    return true;
-}
-
-size_t dr_model_dirty_items(const dr_model_t *m) { return m->n_dirty; }
-
-/* The largest item record: fixed fields, q_i, content and δ_i, neighbours. */
-static size_t item_record_cap(const dr_model_t *m) {
-    return 64 + (size_t)m->dim * 8 + (size_t)m->content_dim * 4 + (size_t)m->conf.cooc_neighbors * 12;
-}
-
-/* Version 3's tail: n_i, then the neighbour count and (item id, n_ji) pairs
- * in slot order (ids, not indices: indices are this process's own). */
-static void put_neighbors(const dr_model_t *m, size_t idx, dr_writer_t *w) {
-    const dr__nbr_t *t = &m->nbr[idx];
-    dr_put_f32(w, m->engaged[idx]);
-    dr_put_u32(w, t->n);
-    for (uint32_t s = 0; s < t->n_slots; s++) {
-        if (t->slot[s].key < 0) continue;
-        dr_put_i64(w, m->ids[t->slot[s].key]);
-        dr_put_f32(w, t->slot[s].w);
-    }
-}
-
-/* Reads version 3's tail into item idx's table. Neighbours not loaded yet
- * get their row now (their own record fills it later). DR_ECORRUPT on a bad
- * tail, DR_ENOMEM. */
-static int get_neighbors(dr_model_t *m, size_t idx, dr_reader_t *r) {
-    float engaged = dr_get_f32(r);
-    uint32_t n = dr_get_u32(r);
-    if (!r->ok || !(engaged >= 0 && isfinite(engaged)) || (size_t)n > (r->len - r->pos) / 12)
-        return DR_ECORRUPT;
-    set_engaged(m, idx, engaged);
-    dr__nbr_clear(&m->nbr[idx]);
-    /* a record holds at most what its writer kept; a smaller cap now trims */
-    uint32_t cap = m->conf.cooc_neighbors ? (uint32_t)m->conf.cooc_neighbors : 0;
-    for (uint32_t k = 0; k < n; k++) {
-        int64_t id = dr_get_i64(r);
-        float w = dr_get_f32(r);
-        if (!r->ok || !(w > 0 && isfinite(w))) return DR_ECORRUPT;
-        int64_t j = dr_model_item_index(m, id, true);
-        if (j < 0 || j > INT32_MAX) return j == DR_ENOMEM ? DR_ENOMEM : DR_ECORRUPT;
-        int err = dr__nbr_add(&m->nbr[idx], (int32_t)j, w, cap, m->ids);
-        if (err) return err;
-    }
-    return 0;
-}
-
-int dr_model_drain_dirty_items(dr_model_t *m, dr_item_sink_fn fn, void *ctx) {
-    while (m->n_dirty > 0) {
-        size_t idx = (size_t)m->dirty_list[m->n_dirty - 1];
-        dr_writer_t w = {m->rec_buf, 0, item_record_cap(m), true};
-        dr_put_u8(&w, ITEM_RECORD_VERSION);
-        dr_put_u16(&w, (uint16_t)m->dim);
-        dr_put_f32(&w, m->bias[idx]);
-        dr_put_u8(&w, m->excluded[idx]);
-        dr_put_u64(&w, m->count[idx]);
-        dr_put_bytes(&w, m->q + idx * (size_t)m->dim, (size_t)m->dim * 4);
-        dr_put_f32(&w, m->pop_count[idx]);
-        dr_put_u64(&w, m->pop_time[idx]);
-        uint16_t c = m->has_content[idx] ? (uint16_t)m->content_dim : 0;
-        dr_put_u16(&w, c);
-        if (c) {
-            dr_put_bytes(&w, m->emb + idx * (size_t)c, (size_t)c * 4);
-            dr_put_bytes(&w, m->delta + idx * (size_t)m->dim, (size_t)m->dim * 4);
-        }
-        put_neighbors(m, idx, &w);
-        int err = w.ok ? fn(ctx, m->ids[idx], m->rec_buf, w.len) : DR_ENOMEM;
-        if (err) return err;
-        m->dirty[idx] = 0;
-        m->n_dirty--;
-    }
-    return 0;
-}
-
-int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t len) {
-    dr_reader_t r = {rec, len, 0, true};
-    uint8_t version = dr_get_u8(&r);
-    if (version < 1 || version > ITEM_RECORD_VERSION || dr_get_u16(&r) != m->dim) return DR_ECORRUPT;
-    int64_t i = dr_model_item_index(m, item_id, true);
-    if (i < 0) return (int)i;
-    size_t idx = (size_t)i;
-    m->bias[idx] = dr_get_f32(&r);
-    m->excluded[idx] = dr_get_u8(&r);
-    m->count[idx] = dr_get_u64(&r);
-    float *q = m->q + idx * (size_t)m->dim;
-    dr_get_bytes(&r, q, (size_t)m->dim * 4);
-    if (version >= 3) { /* older: no positives counted yet */
-        m->pop_count[idx] = dr_get_f32(&r);
-        m->pop_time[idx] = dr_get_u64(&r);
-    }
-    uint16_t c = version >= 2 ? dr_get_u16(&r) : 0;
-    if (c == 0 && m->has_content[idx]) { m->has_content[idx] = 0; m->n_content--; }
-    bool ok = r.ok && all_finite(q, m->dim) && isfinite(m->bias[idx]) && isfinite(m->pop_count[idx]) &&
-              m->pop_count[idx] >= 0;
-    if (ok) pop_refresh_item(m, idx); /* the globals, loaded before or after, do the same for all */
-    size_t content_len = (size_t)c * 4 + (size_t)m->dim * 4;
-    if (ok && c > 0 && r.len - r.pos >= content_len) {
-        if (c == m->content_dim) {
-            if (!m->has_content[idx]) m->n_content++;
-            m->has_content[idx] = 1;
-            dr_get_bytes(&r, m->emb + idx * (size_t)c, (size_t)c * 4);
-            dr_get_bytes(&r, m->delta + idx * (size_t)m->dim, (size_t)m->dim * 4);
-            ok = all_finite(m->emb + idx * (size_t)c, c) && all_finite(m->delta + idx * (size_t)m->dim, m->dim);
-            /* the stored q_i may predate W's last outer step: recompute it
-             * (the globals, loaded before or after, do the same for all) */
-            if (ok) content_refresh_item(m, idx);
-        } else {
-            r.pos += content_len; /* learner.content.dim changed: the item keeps its q_i */
-        }
-    }
-    int err = ok ? 0 : DR_ECORRUPT;
-    /* the neighbours may add rows: nothing above holds a pointer past here */
-    if (!err && version >= 3) err = get_neighbors(m, idx, &r);
-    else if (!err) { set_engaged(m, idx, 0.0f); dr__nbr_clear(&m->nbr[idx]); }
-    if (!err && r.pos != len) err = DR_ECORRUPT;
-    if (err) {
-        if (m->has_content[idx]) m->n_content--;
-        item_init(m, idx, item_id); /* never let a bad record put NaN in the model */
-        return err;
-    }
-    return 0;
-}
-
-int dr_model_encode_globals(const dr_model_t *m, uint8_t **out, size_t *len) {
-    size_t cap = 64 + 44 + (size_t)m->dim * 4 + DR_POP_RING * 8 + 4 + (size_t)m->dim * 8 +
-                 DR_PRIOR_HISTORY * (8 + (size_t)m->dim * 4) + 2 + (size_t)m->dim * (size_t)m->content_dim * 4;
-    uint8_t *buf = malloc(cap);
-    if (!buf) return DR_ENOMEM;
-    dr_writer_t w = {buf, 0, cap, true};
-    dr_put_u8(&w, GLOBALS_RECORD_VERSION);
-    dr_put_u16(&w, (uint16_t)m->dim);
-    dr_put_f64(&w, m->mu);
-    dr_put_u64(&w, m->n_ratings);
-    dr_put_i64(&w, m->version);
-    dr_put_bytes(&w, m->prior, (size_t)m->dim * 4);
-    dr_put_u32(&w, m->pop_len);
-    dr_put_u32(&w, m->pop_head);
-    dr_put_bytes(&w, m->pop, (size_t)m->pop_len * 8);
-    dr_put_u32(&w, m->reptile_n);
-    for (int k = 0; k < m->dim; k++) dr_put_f64(&w, m->reptile_sum[k]);
-    for (int h = 0; h < DR_PRIOR_HISTORY; h++) dr_put_i64(&w, m->past_version[h]);
-    dr_put_bytes(&w, m->past_prior, (size_t)DR_PRIOR_HISTORY * (size_t)m->dim * 4);
-    dr_put_u64(&w, m->pos_clock);
-    dr_put_u64(&w, m->pop_ref);
-    dr_put_f32(&w, m->pop_gamma);
-    dr_put_f32(&w, m->pop_log_tau);
-    dr_put_f64(&w, m->pop_grad_gamma);
-    dr_put_f64(&w, m->pop_grad_log_tau);
-    dr_put_u32(&w, m->pop_grad_n);
-    dr_put_u16(&w, (uint16_t)m->content_dim);
-    dr_put_bytes(&w, m->W, (size_t)m->dim * (size_t)m->content_dim * 4);
-    *out = buf;
-    *len = w.len;
-    return 0;
-}
-
-/* The population prior's part of a version-3 globals record; false when a
- * value is out of its bounds. Older records keep the configured γ and τ, and
- * the clock at 0 (counts of older item records are 0 too). With the term
- * switched off in this configuration, a stored γ stays unused. */
-static bool pop_globals_read(dr_model_t *m, dr_reader_t *r) {
-    m->pos_clock = dr_get_u64(r);
-    m->pop_ref = dr_get_u64(r);
-    float gamma = dr_get_f32(r), log_tau = dr_get_f32(r);
-    m->pop_grad_gamma = dr_get_f64(r);
-    m->pop_grad_log_tau = dr_get_f64(r);
-    m->pop_grad_n = dr_get_u32(r);
-    if (!(gamma >= 0 && gamma <= POP_GAMMA_MAX) ||
-        !(log_tau >= logf(POP_TAU_MIN) && log_tau <= logf(POP_TAU_MAX)) || m->pop_ref > m->pos_clock ||
-        !isfinite(m->pop_grad_gamma) || !isfinite(m->pop_grad_log_tau))
-        return false;
-    m->pop_gamma = gamma;
-    m->pop_log_tau = log_tau;
-    return true;
-}
-
-int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
-    dr_reader_t r = {rec, len, 0, true};
-    uint8_t version = dr_get_u8(&r);
-    if (version < 1 || version > GLOBALS_RECORD_VERSION || dr_get_u16(&r) != m->dim) return DR_ECORRUPT;
-    m->mu = dr_get_f64(&r);
-    m->n_ratings = dr_get_u64(&r);
-    m->version = dr_get_i64(&r);
-    dr_get_bytes(&r, m->prior, (size_t)m->dim * 4);
-    uint32_t pop_len = dr_get_u32(&r), pop_head = dr_get_u32(&r);
-    if (!r.ok || pop_len > DR_POP_RING || pop_head >= DR_POP_RING) return DR_ECORRUPT;
-    m->pop_len = pop_len;
-    m->pop_head = pop_head;
-    dr_get_bytes(&r, m->pop, (size_t)pop_len * 8);
-    bool sums_finite = true;
-    if (version >= 2) {
-        m->reptile_n = dr_get_u32(&r);
-        for (int k = 0; k < m->dim; k++) sums_finite &= isfinite(m->reptile_sum[k] = dr_get_f64(&r));
-        for (int h = 0; h < DR_PRIOR_HISTORY; h++) m->past_version[h] = dr_get_i64(&r);
-        dr_get_bytes(&r, m->past_prior, (size_t)DR_PRIOR_HISTORY * (size_t)m->dim * 4);
-        sums_finite &= all_finite(m->past_prior, DR_PRIOR_HISTORY * m->dim);
-        if (version >= 3 && !pop_globals_read(m, &r)) sums_finite = false;
-        uint16_t c = dr_get_u16(&r);
-        if (c == m->content_dim) {
-            dr_get_bytes(&r, m->W, (size_t)m->dim * c * 4);
-            sums_finite &= all_finite(m->W, m->dim * c);
-            if (sums_finite) content_refresh_all(m);
-        } else {
-            r.pos = len; /* learner.content.dim changed: W starts again */
-        }
-    }
-    if (!r.ok || r.pos != len || !all_finite(m->prior, m->dim) || !isfinite(m->mu) || !sums_finite) {
-        memset(m->prior, 0, (size_t)m->dim * sizeof(float));
-        return DR_ECORRUPT;
-    }
-    pop_refresh_all(m);
-    return 0;
-}
-
-int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
-    size_t cap = 64 + (size_t)u->recent_len * 13 + (size_t)u->pending_len * 16 +
-                 (size_t)u->last_list_len * 12 + (size_t)dim * 4 + 12 + 8 +
-                 dr_adwin_serialized_size(&u->drift);
-    uint8_t *buf = malloc(cap);
-    if (!buf) return DR_ENOMEM;
-    dr_writer_t w = {buf, 0, cap, true};
-    dr_put_u8(&w, USER_RECORD_VERSION);
-    dr_put_u16(&w, (uint16_t)dim);
-    dr_put_u64(&w, u->events_applied);
-    dr_put_i64(&w, u->last_event_ms);
-    dr_put_u32(&w, (uint32_t)u->last_source.partition);
-    dr_put_i64(&w, u->last_source.offset);
-    dr_put_f32(&w, u->bias);
-    dr_put_u8(&w, (uint8_t)u->recent_len);
-    dr_put_u8(&w, (uint8_t)u->recent_head);
-    for (unsigned i = 0; i < u->recent_len; i++) {
-        dr_put_i64(&w, u->recent[i].item_id);
-        dr_put_f32(&w, u->recent[i].value);
-        dr_put_u8(&w, u->recent[i].type);
-    }
-    dr_put_u8(&w, u->pending_len);
-    for (unsigned i = 0; i < u->pending_len; i++) {
-        dr_put_i64(&w, u->pending[i].item_id);
-        dr_put_i64(&w, u->pending[i].timestamp_ms);
-    }
-    dr_put_u8(&w, u->last_list_len);
-    for (unsigned i = 0; i < u->last_list_len; i++) dr_put_i64(&w, u->last_list[i]);
-    dr_put_bytes(&w, u->v, (size_t)dim * 4);
-    dr_put_u32(&w, u->drift_cuts);
-    dr_put_u64(&w, u->last_cut_event);
-    size_t written = 0;
-    if (!w.ok || dr_adwin_serialize(&u->drift, w.p + w.len, w.cap - w.len, &written) != 0) {
-        free(buf);
-        return DR_ENOMEM; /* cap was computed above: cannot happen */
-    }
-    w.len += written;
-    for (unsigned i = 0; i < u->last_list_len; i++) dr_put_f32(&w, u->last_list_score[i]);
-    dr_put_i64(&w, u->prior_version);
-    if (!w.ok) { free(buf); return DR_ENOMEM; }
-    *out = buf;
-    *len = w.len;
-    return 0;
-}
-
-int dr_user_decode(int64_t user_id, const dr_learner_conf_t *conf, const void *rec, size_t len,
-                   dr_user_t **out) {
-    dr_reader_t r = {rec, len, 0, true};
-    int dim = conf->dim;
-    *out = NULL;
-    uint8_t version = dr_get_u8(&r);
-    if (version < 1 || version > USER_RECORD_VERSION || dr_get_u16(&r) != dim) return DR_ECORRUPT;
-    dr_user_t *u = dr_user_new_conf(user_id, conf);
-    if (!u) return DR_ENOMEM;
-    u->events_applied = dr_get_u64(&r);
-    u->last_event_ms = dr_get_i64(&r);
-    u->last_source.partition = (int32_t)dr_get_u32(&r);
-    u->last_source.offset = dr_get_i64(&r);
-    u->bias = dr_get_f32(&r);
-    u->recent_len = dr_get_u8(&r);
-    u->recent_head = dr_get_u8(&r);
-    if (u->recent_len > DR_RECENT_MAX || u->recent_head >= DR_RECENT_MAX) goto out_corrupt;
-    for (unsigned i = 0; i < u->recent_len; i++) {
-        u->recent[i].item_id = dr_get_i64(&r);
-        u->recent[i].value = dr_get_f32(&r);
-        u->recent[i].type = dr_get_u8(&r);
-    }
-    u->pending_len = dr_get_u8(&r);
-    if (u->pending_len > DR_PENDING_IMP) goto out_corrupt;
-    for (unsigned i = 0; i < u->pending_len; i++) {
-        u->pending[i].item_id = dr_get_i64(&r);
-        u->pending[i].timestamp_ms = dr_get_i64(&r);
-    }
-    u->last_list_len = dr_get_u8(&r);
-    if (u->last_list_len > DR_LAST_LIST) goto out_corrupt;
-    for (unsigned i = 0; i < u->last_list_len; i++) u->last_list[i] = dr_get_i64(&r);
-    dr_get_bytes(&r, u->v, (size_t)dim * 4);
-    if (!r.ok || !all_finite(u->v, dim) || !isfinite(u->bias)) goto out_corrupt;
-    if (version >= 2) {
-        u->drift_cuts = dr_get_u32(&r);
-        u->last_cut_event = dr_get_u64(&r);
-        size_t used = 0;
-        dr_adwin_free_buckets(&u->drift);
-        if (!r.ok || dr_adwin_deserialize(&u->drift, &conf->drift, r.p + r.pos, len - r.pos, &used) != 0)
-            goto out_corrupt;
-        r.pos += used;
-    }
-    for (unsigned i = 0; version >= 3 && i < u->last_list_len; i++) u->last_list_score[i] = dr_get_f32(&r);
-    if (version >= 4) u->prior_version = dr_get_i64(&r); /* older: û never moved */
-    if (!r.ok || r.pos != len || u->prior_version < -1) goto out_corrupt;
-    *out = u;
-    return 0;
-out_corrupt:
-    dr_user_free(u);
-    return DR_ECORRUPT;
 }

@@ -1,5 +1,5 @@
 /* fuzz_user_state.c - libFuzzer target for the records driftrec reads back
- * from RocksDB (learner/model.c): user records of every version, as the
+ * from RocksDB (learner/records.c): user records of every version, as the
  * pipeline reads them (the configured dimension) and as `driftrec inspect`
  * does (the dimension written in the record), plus item and globals records.
  * Oracles beyond "no crash, no leak, no hang": a user that decodes has a
