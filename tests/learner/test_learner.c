@@ -570,6 +570,12 @@ static void test_coengagement_ranks_next_items(void **state) {
     dr_model_add_coengagement(m2, fresh, sc, v.n);
     assert_float_equal(sc[dr_model_item_index(m2, 2, false)], 40.0f / sqrtf(40.0f), 1e-4);
     assert_int_equal(dr_model_list_rank(m2, fresh, 2), 1);
+    /* what inspect shows: 1's one neighbour is 2, counted 40 times; n_1 = 41
+     * (the fresh user's click too) */
+    int64_t nb_id[4];
+    float nb_w[4], engaged;
+    assert_int_equal(dr_model_item_neighbors(m, dr_model_item_index(m, 1, false), &engaged, nb_id, nb_w, 4), 1);
+    assert_true(nb_id[0] == 2 && nb_w[0] == 40.0f && engaged == 41.0f);
     free(sc);
     dr_user_free(fresh);
     dr_model_free(m);
@@ -613,6 +619,17 @@ static void test_item_record_neighbors_bounds(void **state) {
     assert_true(k.len > 6 * 12);
     for (size_t cut = 0; cut < k.len; cut++) assert_int_equal(dr_model_load_item(m2, 56, k.buf, cut), DR_ECORRUPT);
     assert_int_equal(dr_model_load_item(m2, 56, k.buf, k.len), 0);
+    /* "a smaller cap now trims": a model keeping 4 neighbours loads 4 */
+    dr_learner_conf_t c4 = *dr_model_conf(m2);
+    c4.cooc_neighbors = 4;
+    dr_model_t *m4;
+    char err[128];
+    assert_int_equal(dr_model_new(&m4, &c4, err, sizeof(err)), 0);
+    assert_int_equal(dr_model_load_item(m4, 56, k.buf, k.len), 0);
+    int64_t nb_id[8];
+    float nb_w[8], engaged;
+    assert_true(dr_model_item_neighbors(m4, dr_model_item_index(m4, 56, false), &engaged, nb_id, nb_w, 8) <= 4);
+    dr_model_free(m4);
     /* the neighbour count sits 4 bytes before the pairs: make it huge */
     size_t n_pos = k.len - 6 * 12 - 4;
     uint32_t huge = 0x7fffffff;
