@@ -39,6 +39,15 @@ float dr__nbr_get(const dr__nbr_t *t, int32_t key);
 /* Frees the slots; the table is empty again. */
 void dr__nbr_clear(dr__nbr_t *t);
 
+/* An entry with the item id it is ordered by. */
+typedef struct dr__nbr_ranked {
+    dr__nbr_slot_t e;
+    int64_t id; /* ids[e.key], or e.key when there are no ids */
+} dr__nbr_ranked_t;
+/* Writes the table's t->n entries into out, heaviest first, equal weights
+ * by id (ids may be NULL: by key). Returns t->n. */
+uint32_t dr__nbr_ranked(const dr__nbr_t *t, const int64_t *ids, dr__nbr_ranked_t *out);
+
 /* ---- the model's state (model.c; its records in records.c) -------------- */
 
 #define DR__POP_GAMMA_MAX 100.0f /* bounds of the learned γ and τ: the term stays finite */

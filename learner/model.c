@@ -600,34 +600,19 @@ void dr_model_add_coengagement(const dr_model_t *m, const dr_user_t *u, float *s
     }
 }
 
-/* An entry of a table with its item id, for sorting. */
-typedef struct id_weight {
-    int64_t id;
-    float w;
-} id_weight_t;
-
-static int heavier_id_first(const void *a, const void *b) {
-    const id_weight_t *x = a, *y = b;
-    if (x->w != y->w) return x->w > y->w ? -1 : 1;
-    return (x->id > y->id) - (x->id < y->id);
-}
-
 size_t dr_model_item_neighbors(const dr_model_t *m, int64_t idx, float *engaged, int64_t *ids,
                                float *weights, size_t max) {
     *engaged = 0.0f;
     if (idx < 0 || (size_t)idx >= m->n_items) return 0;
     *engaged = m->engaged[idx];
     const dr__nbr_t *t = &m->nbr[idx];
-    id_weight_t *all = malloc((size_t)t->n * sizeof(*all) + 1);
+    dr__nbr_ranked_t *all = malloc((size_t)t->n * sizeof(*all) + 1);
     if (!all) return 0;
-    size_t n = 0;
-    for (uint32_t s = 0; s < t->n_slots; s++)
-        if (t->slot[s].key >= 0) all[n++] = (id_weight_t){m->ids[t->slot[s].key], t->slot[s].w};
-    qsort(all, n, sizeof(*all), heavier_id_first);
+    size_t n = dr__nbr_ranked(t, m->ids, all);
     if (n > max) n = max;
     for (size_t k = 0; k < n; k++) {
         ids[k] = all[k].id;
-        weights[k] = all[k].w;
+        weights[k] = all[k].e.w;
     }
     free(all);
     return n;

@@ -37,39 +37,40 @@ static int rehash(dr__nbr_t *t, uint32_t n_slots, const dr__nbr_slot_t *from, ui
     return 0;
 }
 
-/* An entry with the id it sorts by. */
-typedef struct ranked {
-    dr__nbr_slot_t e;
-    int64_t id;
-} ranked_t;
-
-/* Heaviest first; equal weights by item id, so what is kept depends neither
- * on the slot order nor on this process's indices. */
+/* Heaviest first; equal weights by item id, so an order (and what a full
+ * table keeps) depends neither on the slot order nor on this process's
+ * indices. */
 static int heavier_first(const void *a, const void *b) {
-    const ranked_t *x = a, *y = b;
+    const dr__nbr_ranked_t *x = a, *y = b;
     if (x->e.w != y->e.w) return x->e.w > y->e.w ? -1 : 1;
     return (x->id > y->id) - (x->id < y->id);
+}
+
+uint32_t dr__nbr_ranked(const dr__nbr_t *t, const int64_t *ids, dr__nbr_ranked_t *out) {
+    uint32_t n = 0;
+    for (uint32_t s = 0; s < t->n_slots; s++)
+        if (t->slot[s].key >= 0) {
+            out[n].e = t->slot[s];
+            out[n++].id = ids ? ids[t->slot[s].key] : t->slot[s].key;
+        }
+    qsort(out, n, sizeof(*out), heavier_first);
+    return n;
 }
 
 /* Halves every weight and keeps the heaviest three quarters of cap (at
  * least one slot is freed). */
 static int make_room(dr__nbr_t *t, uint32_t cap, const int64_t *ids) {
-    ranked_t *live = malloc((size_t)t->n * sizeof(*live));
+    dr__nbr_ranked_t *live = malloc((size_t)t->n * sizeof(*live));
     dr__nbr_slot_t *kept = malloc((size_t)t->n * sizeof(*kept));
     int err = DR_ENOMEM;
     if (!live || !kept) goto out;
-    uint32_t n = 0;
-    for (uint32_t s = 0; s < t->n_slots; s++)
-        if (t->slot[s].key >= 0) {
-            live[n].e = t->slot[s];
-            live[n].e.w *= 0.5f;
-            live[n].id = ids ? ids[t->slot[s].key] : t->slot[s].key;
-            n++;
-        }
-    qsort(live, n, sizeof(*live), heavier_first);
+    uint32_t n = dr__nbr_ranked(t, ids, live);
     uint32_t keep = cap - (cap >= 4 ? cap / 4 : 1);
     if (n > keep) n = keep;
-    for (uint32_t k = 0; k < n; k++) kept[k] = live[k].e;
+    for (uint32_t k = 0; k < n; k++) {
+        kept[k] = live[k].e;
+        kept[k].w *= 0.5f;
+    }
     err = rehash(t, t->n_slots, kept, n);
 out:
     free(live);
