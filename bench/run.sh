@@ -19,7 +19,7 @@ trap cleanup EXIT
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "OpenBLAS core: ${OPENBLAS_CORETYPE:-auto-detected}  scenario: $EVENTS events, $USERS users, $ITEMS items, d=$DIM, $PARTITIONS partitions"
-e2e=() raw=()
+e2e=() raw=() mem=()
 for run in $(seq 1 "$runs"); do
   # a fresh broker per run: the mock keeps ~5 MiB per partition in memory
   "$bin" broker --partitions "$PARTITIONS" --topic driftrec.events --topic driftrec.recommendations \
@@ -27,22 +27,26 @@ for run in $(seq 1 "$runs"); do
   broker_pid=$!
   for _ in $(seq 50); do [ -s "$out/broker.txt" ] && break; sleep 0.1; done
   bs=$(head -1 "$out/broker.txt")
+  # peak RSS of the demo process: it produces the stream, then runs the pipeline on it
+  /usr/bin/time -f %M -o "$out/rss$run" \
   "$bin" demo --quiet --no-drift-eval --bootstrap "$bs" --events "$EVENTS" --users "$USERS" --items "$ITEMS" \
          --partitions "$PARTITIONS" --set learner.dim="$DIM" --set topic.catalog= \
          --report "$out/r$run" 2>"$out/demo$run.log"
   eps=$(python3 -c "import json;print(round(json.load(open('$out/r$run/report.json'))['events_per_second']))")
+  rss=$(( $(tail -1 "$out/rss$run") / 1024 ))
   # raw consume of the same topic: kcat reads to the end and exits
   t0=$(date +%s.%N)
   n=$(kcat -C -b "$bs" -t driftrec.events -o beginning -e -q -f '.' -X fetch.wait.max.ms=10 | wc -c)
   t1=$(date +%s.%N)
   kr=$(python3 -c "print(round($n/($t1-$t0)))")
-  echo "run $run: end-to-end $eps events/s; kcat raw consume $kr msgs/s ($n msgs); ratio $(python3 -c "print(round($eps/$kr,3))")"
-  e2e+=("$eps") raw+=("$kr")
+  echo "run $run: end-to-end $eps events/s; kcat raw consume $kr msgs/s ($n msgs); ratio $(python3 -c "print(round($eps/$kr,3))"); peak RSS $rss MiB"
+  e2e+=("$eps") raw+=("$kr") mem+=("$rss")
   kill "$broker_pid"; wait "$broker_pid" 2>/dev/null || true; broker_pid=""
 done
-python3 - "${e2e[*]}" "${raw[*]}" <<'PY'
+python3 - "${e2e[*]}" "${raw[*]}" "${mem[*]}" <<'PY'
 import statistics, sys
-e = [float(x) for x in sys.argv[1].split()]; r = [float(x) for x in sys.argv[2].split()]
+e, r, m = ([float(x) for x in a.split()] for a in sys.argv[1:4])
 me, mr = statistics.median(e), statistics.median(r)
-print(f"median end-to-end {me:.0f} events/s, median kcat {mr:.0f} msgs/s, ratio {me/mr:.3f}")
+print(f"median end-to-end {me:.0f} events/s, median kcat {mr:.0f} msgs/s, ratio {me/mr:.3f}, "
+      f"median peak RSS {statistics.median(m):.0f} MiB")
 PY
