@@ -194,7 +194,7 @@ static int grow_items(dr_model_t *m) {
     return 0;
 }
 
-/* n_i and the factor the co-engagement term divides by. */
+/* n_i, and 1 / sqrt(max(n_i, 1)) that the co-engagement term multiplies by. */
 void dr__set_engaged(dr_model_t *m, size_t idx, float n) {
     m->engaged[idx] = n;
     m->engaged_norm[idx] = 1.0f / sqrtf(fmaxf(n, 1.0f));
