@@ -557,15 +557,14 @@ static int recent_engaged(const dr_model_t *m, const dr_user_t *u, int32_t *out,
     return n;
 }
 
-/* Counts ev's item as engaged next to each of u's last L engaged items, in
- * both directions. Runs before ev joins u's ring; a repeat engagement with
- * an item already among them (a like after the click) counts nothing. */
-static int coengage(dr_model_t *m, const dr_user_t *u, const dr_event_t *ev) {
+/* Counts ev's item as engaged next to each of the user's last L engaged
+ * items (recent[0..n), taken before ev joins the user's ring), in both
+ * directions. A repeat engagement with an item already among them (a like
+ * after the click) counts nothing. */
+static int coengage(dr_model_t *m, const dr_event_t *ev, const int32_t *recent, int n) {
     if (m->conf.cooc_neighbors == 0 || !engages(&m->conf, (uint8_t)ev->type, ev->value)) return 0;
     int64_t i = dr_model_item_index(m, ev->item_id, false);
     if (i < 0 || i > INT32_MAX) return 0;
-    int32_t recent[DR_RECENT_MAX];
-    int n = recent_engaged(m, u, recent, m->conf.cooc_window);
     for (int k = 0; k < n; k++)
         if (recent[k] == (int32_t)i) return 0;
     uint32_t cap = (uint32_t)m->conf.cooc_neighbors;
@@ -662,16 +661,17 @@ static int64_t draw_item_any_order(const dr_model_t *m, uint64_t *rng) {
  * gradient of the ranking objective log σ(s(u,pos) − s(u,j)), j drawn
  * uniformly from the catalog as the lists are, with respect to γ and log τ.
  * Popular positives that new users' lists rank low pull γ up; users with
- * long histories, whose lists the term pushes wrong, pull τ down. */
-static void pop_meta_observe(dr_model_t *m, const dr_user_t *u, size_t pos, uint64_t seed) {
+ * long histories, whose lists the term pushes wrong, pull τ down. recent
+ * holds u's last engaged items (n of them). */
+static void pop_meta_observe(dr_model_t *m, const dr_user_t *u, size_t pos, uint64_t seed,
+                             const int32_t *recent, int n) {
     if (!pop_on(m) || m->conf.pop_step <= 0 || m->n_items < 2) return;
     uint64_t s = dr_mix64(seed ^ 0x90b1a7u);
     size_t neg = (size_t)draw_item_any_order(m, &s);
     float dp = m->pop_score[pos] - m->pop_score[neg];
     if (neg == pos || m->excluded[neg] || dp == 0.0f) return; /* no information */
     float f = pop_fade_of(m, u);
-    int32_t recent[DR_RECENT_MAX];
-    int len = cooc_sources(m, u, recent);
+    int len = m->conf.cooc_weight != 0 ? n : 0; /* as cooc_sources() */
     float margin = list_score(m, u, recent, len, (int64_t)pos) - list_score(m, u, recent, len, (int64_t)neg);
     double g = sigmoidf(-margin);
     m->pop_grad_gamma += g * f * dp;
@@ -828,7 +828,7 @@ static int apply_stale_impressions(dr_model_t *m, dr_user_t *u, int64_t now_ms, 
 }
 
 static int learn_implicit(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t seed,
-                          dr_apply_result_t *res) {
+                          const int32_t *recent, int n_recent, dr_apply_result_t *res) {
     const dr_learner_conf_t *c = &m->conf;
     int err = apply_stale_impressions(m, u, ev->timestamp_ms, false, &res->updates);
     if (err) return err;
@@ -852,7 +852,7 @@ static int learn_implicit(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uin
     }
     size_t idx = 0;
     if ((err = item_for(m, ev->item_id, &idx))) return err;
-    if (y > 0.5f) pop_meta_observe(m, u, idx, seed);
+    if (y > 0.5f) pop_meta_observe(m, u, idx, seed, recent, n_recent);
     res->loss = logistic_step(m, u, idx, y, w, &res->prediction);
     res->surprise = y > 0.5f ? 1.0f - res->prediction : res->prediction;
     res->learned = true;
@@ -893,9 +893,16 @@ int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t
     memset(res, 0, sizeof(*res));
     res->surprise = -1.0f;
     rebase_user(m, u);
+    /* u's last engaged items before this event joins them: the pairs that
+     * coengage() counts and the sources of the scores pop_meta_observe()
+     * compares (one look-up for both) */
+    int32_t recent[DR_RECENT_MAX];
+    int n_recent = m->conf.cooc_neighbors > 0 && engages(&m->conf, (uint8_t)ev->type, ev->value)
+                       ? recent_engaged(m, u, recent, m->conf.cooc_window)
+                       : 0;
     int err = m->conf.mode == DR_MODE_RATING ? learn_rating(m, u, ev, res)
-                                             : learn_implicit(m, u, ev, event_seed, res);
-    if (!err) err = coengage(m, u, ev);
+                                             : learn_implicit(m, u, ev, event_seed, recent, n_recent, res);
+    if (!err) err = coengage(m, ev, recent, n_recent);
     if (err) return err;
     if (ev->type != DR_EV_IMPRESSION) user_remember(u, ev, m->conf.recent_items);
     u->events_applied++;
