@@ -535,11 +535,25 @@ static float factor_score(const dr_model_t *m, const dr_user_t *u, int64_t idx) 
 
 /* ---- co-engagement ---------------------------------------------------------- */
 
+/* Label and weight of an event in implicit mode (the click, like, ... a
+ * positive; a hide or a short dwell a negative); false: none (an
+ * impression's label comes later, from what follows it). */
+static bool implicit_label(const dr_learner_conf_t *c, uint8_t type, float value, float *y, float *w) {
+    if (type == DR_EV_IMPRESSION) return false;
+    *y = type == DR_EV_HIDE ? 0.0f : 1.0f;
+    *w = c->weight[type];
+    if (type == DR_EV_DWELL && value < c->dwell_threshold_s) {
+        *y = 0.0f; /* a short look: mild disinterest, like an ignored impression */
+        *w = c->impression_weight;
+    }
+    return true;
+}
+
 /* True for an event that is a positive engagement (a label of 1 in implicit
  * mode; every RATE counts: the user chose the item). */
 static bool engages(const dr_learner_conf_t *c, uint8_t type, float value) {
-    if (type == DR_EV_IMPRESSION || type == DR_EV_HIDE) return false;
-    return type != DR_EV_DWELL || value >= c->dwell_threshold_s;
+    float y, w;
+    return implicit_label(c, type, value, &y, &w) && y > 0.5f;
 }
 
 /* Indices of u's last `max` distinct engaged items, newest first. */
@@ -844,12 +858,8 @@ static int learn_implicit(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uin
     }
     int p = pending_find(u, ev->item_id);
     if (p >= 0) pending_remove(u, p);
-    float y = 1.0f, w = c->weight[ev->type];
-    if (ev->type == DR_EV_HIDE) y = 0.0f;
-    else if (ev->type == DR_EV_DWELL && ev->value < c->dwell_threshold_s) {
-        y = 0.0f; /* a short look: mild disinterest, like an ignored impression */
-        w = c->impression_weight;
-    }
+    float y, w;
+    if (!implicit_label(c, (uint8_t)ev->type, ev->value, &y, &w)) return 0; /* impressions returned above */
     size_t idx = 0;
     if ((err = item_for(m, ev->item_id, &idx))) return err;
     if (y > 0.5f) pop_meta_observe(m, u, idx, seed, recent, n_recent);
@@ -930,18 +940,6 @@ static void user_step(dr_model_t *m, dr_user_t *u, size_t idx, float g, bool rat
     if (!isfinite(u->bias)) u->bias = 0.0f;
 }
 
-/* Label and weight of a remembered event in implicit mode; false: none. */
-static bool implicit_label(const dr_learner_conf_t *c, const dr_recent_event_t *r, float *y, float *w) {
-    if (r->type == DR_EV_IMPRESSION) return false;
-    *y = r->type == DR_EV_HIDE ? 0.0f : 1.0f;
-    *w = c->weight[r->type];
-    if (r->type == DR_EV_DWELL && r->value < c->dwell_threshold_s) {
-        *y = 0.0f;
-        *w = c->impression_weight;
-    }
-    return true;
-}
-
 static void replay_event(dr_model_t *m, dr_user_t *u, const dr_recent_event_t *r, uint64_t *rng) {
     int64_t idx = dr_model_item_index(m, r->item_id, false);
     if (idx < 0) return;
@@ -952,7 +950,7 @@ static void replay_event(dr_model_t *m, dr_user_t *u, const dr_recent_event_t *r
         return;
     }
     float y, w;
-    if (!implicit_label(&m->conf, r, &y, &w)) return;
+    if (!implicit_label(&m->conf, r->type, r->value, &y, &w)) return;
     float p = sigmoidf(factor_score(m, u, idx));
     user_step(m, u, (size_t)idx, clampf(w * (p - y), m->conf.grad_clip), false);
     for (int n = 0; y > 0.5f && n < m->conf.negatives && m->pop_len > 1; n++) {
