@@ -195,6 +195,22 @@ out:
     return rc;
 }
 
+/* A user id as the event codec accepts it: a decimal integer in
+ * [0, DR_MAX_ID), digits only (no sign, spaces, exponent or trailing text).
+ * Anything else is refused rather than read as its leading digits, which
+ * would erase some other user. */
+static bool parse_user_id(const char *text, int64_t *out) {
+    int64_t v = 0;
+    if (*text == '\0') return false;
+    for (const char *c = text; *c; c++) {
+        if (*c < '0' || *c > '9') return false;
+        v = v * 10 + (*c - '0'); /* cannot overflow: v < 2^53 before, so v * 10 + 9 < 2^57 */
+        if (v >= DR_MAX_ID) return false;
+    }
+    *out = v;
+    return true;
+}
+
 /* `driftrec erase --user ID`: produces the erase request, a null value keyed
  * by the user on the events topic (so it lands in the user's partition,
  * after the user's earlier events; use the producers' partitioner, e.g.
@@ -204,7 +220,11 @@ static int cmd_erase(int argc, char **argv) {
     char key[24], err[512];
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--user")) {
-            user = strtoll(argv[i + 1], NULL, 10);
+            if (!parse_user_id(argv[i + 1], &user)) {
+                fprintf(stderr, "driftrec erase: --user \"%s\" is not a user id (a decimal integer from 0 to "
+                        "2^53-1, digits only); nothing was sent\n", argv[i + 1]);
+                return 2;
+            }
             memmove(&argv[i], &argv[i + 2], (size_t)(argc - i - 2) * sizeof(char *));
             argc -= 2;
             break;
@@ -214,7 +234,8 @@ static int cmd_erase(int argc, char **argv) {
     if (rc == 0 && (user < 0 || user >= DR_MAX_ID)) rc = 2;
     if (rc) {
         fprintf(rc == 1 ? stdout : stderr, "usage: driftrec erase --user ID [--config FILE] [--set key=value]...\n"
-                "Asks the pipeline to erase a user: its state and its last list (a tombstone).\n");
+                "Asks the pipeline to erase a user: its state and its last list (a tombstone).\n"
+                "ID is the user_id of the events: a decimal integer from 0 to 2^53-1, digits only.\n");
         free(cfg);
         return rc == 1 ? 0 : 2;
     }
