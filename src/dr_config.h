@@ -63,6 +63,8 @@ typedef struct dr_config {
     int shutdown_timeout_ms;
     int exit_idle_ms;
     char metrics_listen[64];  /* "": no endpoint */
+    int metrics_max_connections; /* open at once; at the cap the oldest is closed */
+    int metrics_timeout_ms;   /* from accept to the response written, at most */
     int64_t ready_max_lag;         /* run: stop cleanly after this long with nothing to consume */
     /* librdkafka pass-through, in the order given */
     dr_kv_t kafka[DR_KAFKA_PROPS_MAX];

@@ -177,6 +177,7 @@ static int cmd_run(int argc, char **argv) {
         rc = 1;
         shut_down(&r); /* closes the handles; the loop below only finishes that */
     } else {
+        dr_metrics_set_limits(r.metrics, cfg->metrics_max_connections, cfg->metrics_timeout_ms);
         if (r.exit_idle_ms > 0) uv_timer_start(&r.idle, on_idle_check, 100, 100);
         uv_signal_start(&r.sigint, on_stop_signal, SIGINT);
         uv_signal_start(&r.sigterm, on_stop_signal, SIGTERM);

@@ -1,5 +1,8 @@
 /* metrics.c - /metrics, /healthz and /readyz on the loop (see dr_metrics.h):
- * uv_tcp accepts, http-parser reads the request line, one response, close. */
+ * uv_tcp accepts, http-parser reads the request line, one response, close.
+ * Connections are bounded in number and in time, so that idle or half-sent
+ * ones can neither exhaust the descriptor table (shared with RocksDB and
+ * librdkafka) nor keep /healthz from answering. */
 #include "dr_metrics.h"
 
 #include <http_parser.h>
@@ -7,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "dr_err.h"
@@ -16,23 +20,41 @@
 #define MAX_URL 256
 #define MAX_REQUEST 8192 /* headers beyond this are refused: nothing we serve needs them */
 
+/* At most this share of the process's descriptor limit goes to metrics
+ * connections, whatever metrics.max.connections says: the rest is for
+ * RocksDB's files and librdkafka's sockets. */
+#define FD_LIMIT_SHARE 4
+
+typedef struct conn conn_t;
+
 struct dr_metrics {
     uv_tcp_t server;
+    uv_timer_t deadlines; /* fires at the oldest connection's deadline */
     dr_pipeline_t *p;
     int64_t ready_max_lag;
     int port;
+    int max_connections, timeout_ms;
+    /* open connections, oldest first: deadlines come in the same order, so
+     * the head is the next to expire and the first to be evicted */
+    conn_t *oldest, *newest;
+    int n_open;
+    int handles_open; /* server, timer, connections: m is freed after the last closes */
+    bool closing;
+    uint64_t accepted, evicted, timed_out;
 };
 
-typedef struct conn {
+struct conn {
     uv_tcp_t tcp;
     dr_metrics_t *m;
+    conn_t *prev, *next; /* in m's list while open */
+    uint64_t deadline_ms; /* on the loop's clock */
     http_parser parser;
     char url[MAX_URL];
     size_t url_len, received;
     bool responded;
     uv_write_t write;
     char *response;
-} conn_t;
+};
 
 /* ---- the exposition --------------------------------------------------------- */
 
@@ -95,7 +117,16 @@ static void histogram(FILE *f, const char *name, const char *help, const dr_hist
             name, h->sum, name, h->count);
 }
 
-char *dr_metrics_render(dr_pipeline_t *p) {
+/* The endpoint's own connection counters (only where it serves). */
+static void endpoint(FILE *f, const dr_metrics_t *m) {
+    counter(f, "driftrec_metrics_connections_accepted_total", "Connections accepted by the metrics endpoint.", (double)m->accepted);
+    counter(f, "driftrec_metrics_connections_evicted_total", "Metrics connections closed unanswered to make room for a new one at metrics.max.connections.", (double)m->evicted);
+    counter(f, "driftrec_metrics_connections_timed_out_total", "Metrics connections closed because the request and its response took longer than metrics.timeout.ms.", (double)m->timed_out);
+    gauge(f, "driftrec_metrics_connections_open", "Connections open on the metrics endpoint.", m->n_open);
+    gauge(f, "driftrec_metrics_connections_max", "Most connections the metrics endpoint keeps open (metrics.max.connections, bounded by the descriptor limit).", m->max_connections);
+}
+
+static char *render(dr_pipeline_t *p, const dr_metrics_t *m) {
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -142,43 +173,83 @@ char *dr_metrics_render(dr_pipeline_t *p) {
               "From an event changing a user to its new list being produced.", &s.freshness);
     histogram(f, "driftrec_learn_batch_seconds",
               "Applying one batch from the consumer queue (decode, learn, bookkeeping).", &s.learn);
+    if (m) endpoint(f, m);
     if (fclose(f) != 0) { free(buf); return NULL; }
     return buf;
 }
 
+char *dr_metrics_render(dr_pipeline_t *p) { return render(p, NULL); }
+
 /* ---- HTTP --------------------------------------------------------------------- */
 
-static void on_closed(uv_handle_t *h) {
+/* One of m's handles has closed; the last one frees m. */
+static void release(dr_metrics_t *m) {
+    if (--m->handles_open == 0) free(m);
+}
+
+static void on_handle_closed(uv_handle_t *h) { release(h->data); }
+
+static void on_conn_closed(uv_handle_t *h) {
     conn_t *c = h->data;
+    dr_metrics_t *m = c->m;
     free(c->response);
     free(c);
+    release(m);
+}
+
+/* Closes a connection now (its descriptor is released at once; a pending
+ * write is cancelled). Safe to call again while it is closing. */
+static void conn_close(conn_t *c) {
+    dr_metrics_t *m = c->m;
+    if (uv_is_closing((uv_handle_t *)&c->tcp)) return;
+    if (c->prev) c->prev->next = c->next;
+    else m->oldest = c->next;
+    if (c->next) c->next->prev = c->prev;
+    else m->newest = c->prev;
+    c->prev = c->next = NULL;
+    m->n_open--;
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    /* after dr_metrics_close, the timer goes once the last connection has */
+    if (m->closing && !m->oldest && !uv_is_closing((uv_handle_t *)&m->deadlines))
+        uv_close((uv_handle_t *)&m->deadlines, on_handle_closed);
+}
+
+/* Closes the connections whose deadline has passed and sets the timer to
+ * the next one. */
+static void on_deadline(uv_timer_t *t) {
+    dr_metrics_t *m = t->data;
+    uint64_t now = uv_now(t->loop);
+    while (m->oldest && m->oldest->deadline_ms <= now) {
+        m->timed_out++;
+        conn_close(m->oldest);
+    }
+    if (m->oldest && !uv_is_closing((uv_handle_t *)t))
+        uv_timer_start(t, on_deadline, m->oldest->deadline_ms - now, 0);
 }
 
 static void on_written(uv_write_t *w, int status) {
     (void)status;
-    conn_t *c = w->data;
-    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    conn_close(w->data);
 }
 
 static void respond(conn_t *c, int code, const char *type, const char *body) {
     const char *reason = code == 200 ? "OK" : code == 404 ? "Not Found" : code == 503 ? "Service Unavailable" : "Bad Request";
     size_t n = strlen(body) + 256;
     c->response = malloc(n);
-    if (!c->response) { uv_close((uv_handle_t *)&c->tcp, on_closed); return; }
+    if (!c->response) { conn_close(c); return; }
     int len = snprintf(c->response, n, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                        "Connection: close\r\n\r\n%s", code, reason, type, strlen(body), body);
     uv_buf_t b = uv_buf_init(c->response, (unsigned)len);
     c->write.data = c;
     c->responded = true;
-    if (uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0)
-        uv_close((uv_handle_t *)&c->tcp, on_closed);
+    if (uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) conn_close(c);
 }
 
 static void route(conn_t *c) {
     dr_pipeline_t *p = c->m->p;
     if (c->parser.method != HTTP_GET) { respond(c, 400, "text/plain", "only GET is served\n"); return; }
     if (!strcmp(c->url, "/metrics")) {
-        char *text = dr_metrics_render(p);
+        char *text = render(p, c->m);
         respond(c, text ? 200 : 503, "text/plain; version=0.0.4", text ? text : "render failed\n");
         free(text);
     } else if (!strcmp(c->url, "/healthz")) {
@@ -232,23 +303,69 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
         else if (!c->responded && (used < (size_t)n || c->received > MAX_REQUEST))
             respond(c, 400, "text/plain", "request too large\n");
     } else if (n < 0 && !c->responded) {
-        uv_close((uv_handle_t *)&c->tcp, on_closed);
+        conn_close(c);
     }
     free(buf->base);
 }
 
+/* At the cap, the oldest connection is closed to make room for the new one,
+ * rather than refusing the new one or leaving it in the listen backlog until
+ * a slot frees: a health probe sends its request as soon as it connects and
+ * is answered as soon as that is read, so it is among the newest, while the
+ * connections that sit idle or half-sent (the ones that fill the cap) are
+ * the oldest. Refusing the newest, or not accepting, would fail or stall
+ * every probe until the idle ones reach their deadline. (A probe can still
+ * be evicted if more than the cap connect between its accept and its
+ * request: a flood that fast is beyond what a cap can absorb.) */
 static void on_connection(uv_stream_t *server, int status) {
     dr_metrics_t *m = server->data;
-    if (status < 0) return;
+    if (status < 0 || m->closing) return;
     conn_t *c = calloc(1, sizeof(*c));
     if (!c) return;
     c->m = m;
     uv_tcp_init(server->loop, &c->tcp);
     c->tcp.data = c;
+    m->handles_open++;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
-        uv_close((uv_handle_t *)&c->tcp, on_closed);
+    /* link first, so that every path out goes through conn_close */
+    c->deadline_ms = uv_now(server->loop) + (uint64_t)m->timeout_ms;
+    c->prev = m->newest;
+    if (m->newest) m->newest->next = c;
+    else m->oldest = c;
+    m->newest = c;
+    m->n_open++;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) { conn_close(c); return; }
+    m->accepted++;
+    if (m->n_open > m->max_connections) {
+        m->evicted++;
+        conn_close(m->oldest);
+    }
+    if (!uv_is_active((uv_handle_t *)&m->deadlines))
+        uv_timer_start(&m->deadlines, on_deadline, (uint64_t)m->timeout_ms, 0);
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) conn_close(c);
+}
+
+/* metrics.max.connections, bounded by FD_LIMIT_SHARE of RLIMIT_NOFILE. */
+static int connection_cap(int wanted) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        rlim_t share = rl.rlim_cur / FD_LIMIT_SHARE;
+        if (share < 1) share = 1;
+        if ((rlim_t)wanted > share) {
+            dr_log(DR_LOG_WARN, "metrics", "connection cap lowered to a quarter of the descriptor limit"
+                   " | metrics.max.connections=%d nofile=%llu cap=%llu", wanted,
+                   (unsigned long long)rl.rlim_cur, (unsigned long long)share);
+            return (int)share;
+        }
+    }
+    return wanted;
+}
+
+void dr_metrics_set_limits(dr_metrics_t *m, int max_connections, int timeout_ms) {
+    if (!m) return;
+    m->max_connections = connection_cap(max_connections > 0 ? max_connections : DR_METRICS_MAX_CONNECTIONS);
+    m->timeout_ms = timeout_ms > 0 ? timeout_ms : DR_METRICS_TIMEOUT_MS;
 }
 
 int dr_metrics_new(dr_metrics_t **out, uv_loop_t *loop, const char *listen, dr_pipeline_t *p,
@@ -266,13 +383,18 @@ int dr_metrics_new(dr_metrics_t **out, uv_loop_t *loop, const char *listen, dr_p
     if (!m) return DR_ENOMEM;
     m->p = p;
     m->ready_max_lag = ready_max_lag;
+    dr_metrics_set_limits(m, DR_METRICS_MAX_CONNECTIONS, DR_METRICS_TIMEOUT_MS);
     uv_tcp_init(loop, &m->server);
-    m->server.data = m;
+    uv_timer_init(loop, &m->deadlines);
+    m->server.data = m->deadlines.data = m;
+    m->handles_open = 2;
     int rc = uv_tcp_bind(&m->server, (const struct sockaddr *)&addr, 0);
     if (!rc) rc = uv_listen((uv_stream_t *)&m->server, 64, on_connection);
     if (rc) {
         snprintf(errstr, n, "metrics.listen %s: %s", listen, uv_strerror(rc));
-        uv_close((uv_handle_t *)&m->server, (uv_close_cb)free);
+        m->closing = true;
+        uv_close((uv_handle_t *)&m->server, on_handle_closed);
+        uv_close((uv_handle_t *)&m->deadlines, on_handle_closed);
         return DR_EIO;
     }
     struct sockaddr_storage bound;
@@ -287,5 +409,15 @@ int dr_metrics_new(dr_metrics_t **out, uv_loop_t *loop, const char *listen, dr_p
 int dr_metrics_port(const dr_metrics_t *m) { return m->port; }
 
 void dr_metrics_close(dr_metrics_t *m) {
-    if (m) uv_close((uv_handle_t *)&m->server, (uv_close_cb)free);
+    if (!m || m->closing) return;
+    m->closing = true;
+    uv_close((uv_handle_t *)&m->server, on_handle_closed);
+    /* a stop does not wait for clients that have not sent a whole request;
+     * answers being written finish (or reach their deadline) */
+    for (conn_t *c = m->oldest, *next; c; c = next) {
+        next = c->next;
+        if (!c->responded) conn_close(c);
+    }
+    if (!m->oldest && !uv_is_closing((uv_handle_t *)&m->deadlines))
+        uv_close((uv_handle_t *)&m->deadlines, on_handle_closed);
 }
