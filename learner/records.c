@@ -1,7 +1,16 @@
 /* records.c - the learner's binary records: users, items and the globals,
  * as RocksDB stores them. Fixed little-endian encodings, version byte
  * first; every older version is still read, and a record that does not
- * parse (truncated, out of bounds, NaN) is refused whole. */
+ * parse (truncated, out of bounds, NaN) is refused whole.
+ *
+ * A record may have been written under other settings than the running
+ * ones (learner.recent.items, learner.cooc.neighbors, drift.max.buckets,
+ * learner.content.dim changed between restarts): such a record is adapted to
+ * the configuration, never refused, so that a restart keeps every user's
+ * state. Only a value no writer of ours produces is DR_ECORRUPT, and every
+ * stored count, length, head or type byte is checked against the array it
+ * will index before anything reads through it. A changed learner.dim makes
+ * the globals record DR_ECORRUPT, and the pipeline refuses to start. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,11 +24,21 @@
                                  co-engagement; older still read */
 #define GLOBALS_RECORD_VERSION 3 /* 2: + outer-loop accumulator and past priors; 3: + population prior */
 
+/* Event times a stored record may hold: what ingest accepts on input
+ * (schemas/codec.c, dr_event_validate: [1970, 3000)). The bound also keeps
+ * the learner's `now - t` of a pending impression from overflowing. */
+#define STORED_MAX_TIMESTAMP_MS INT64_C(32503680000000)
+
 static bool all_finite(const float *v, int n) {
     for (int k = 0; k < n; k++)
         if (!isfinite(v[k])) return false;
     return true;
 }
+
+/* Item ids are what ingest accepts ([0, 2^53)); anything else in a record
+ * was never written by us, and would make the learner fail on every event
+ * of the user or item holding it (dr_model_item_index refuses it). */
+static bool valid_item_id(int64_t id) { return id >= 0 && id < DR_MAX_ID; }
 
 size_t dr_model_dirty_items(const dr_model_t *m) { return m->n_dirty; }
 
@@ -41,28 +60,58 @@ static void put_neighbors(const dr_model_t *m, size_t idx, dr_writer_t *w) {
     }
 }
 
+/* Orders stored neighbours like a full table does when it makes room
+ * (dr__nbr_ranked): heaviest first, equal weights by item id. */
+static int stored_neighbor_heavier_first(const void *a, const void *b) {
+    const dr__nbr_ranked_t *x = a, *y = b;
+    if (x->e.w != y->e.w) return x->e.w > y->e.w ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
 /* Reads version 3's tail into item idx's table. Neighbours not loaded yet
  * get their row now (their own record fills it later). DR_ECORRUPT on a bad
- * tail, DR_ENOMEM. */
-static int get_neighbors(dr_model_t *m, size_t idx, dr_reader_t *r) {
+ * tail (a neighbour id outside [0, 2^53) or the item itself, a weight not
+ * > 0), DR_ENOMEM, DR_ERANGE when the catalog (learner.max.items) is full. */
+static int get_neighbors(dr_model_t *m, size_t idx, int64_t item_id, dr_reader_t *r) {
     float engaged = dr_get_f32(r);
     uint32_t n = dr_get_u32(r);
     if (!r->ok || !(engaged >= 0 && isfinite(engaged)) || (size_t)n > (r->len - r->pos) / 12)
         return DR_ECORRUPT;
+    /* every pair is read and checked before any row is made: n is bounded
+     * by the record's length (12 bytes a pair) */
+    dr__nbr_ranked_t *pairs = n ? malloc((size_t)n * sizeof(*pairs)) : NULL;
+    if (n && !pairs) return DR_ENOMEM;
+    for (uint32_t k = 0; k < n; k++) {
+        pairs[k].id = dr_get_i64(r);
+        pairs[k].e.w = dr_get_f32(r);
+        pairs[k].e.key = -1;
+        if (!r->ok || !(pairs[k].e.w > 0 && isfinite(pairs[k].e.w)) || !valid_item_id(pairs[k].id) ||
+            pairs[k].id == item_id) {
+            free(pairs);
+            return DR_ECORRUPT;
+        }
+    }
+    /* A record holds at most what its writer kept. When learner.cooc.neighbors
+     * was lowered since, the item keeps its heaviest `cap` neighbours (equal
+     * weights by id), with their weights as stored: what a full table keeps
+     * when it makes room, without the halving a table applies to go on
+     * counting. 0: the term is off and nothing is kept. */
+    uint32_t cap = m->conf.cooc_neighbors > 0 ? (uint32_t)m->conf.cooc_neighbors : 0;
+    if (n > cap) {
+        qsort(pairs, n, sizeof(*pairs), stored_neighbor_heavier_first);
+        n = cap;
+    }
     dr__set_engaged(m, idx, engaged);
     dr__nbr_clear(&m->nbr[idx]);
-    /* a record holds at most what its writer kept; a smaller cap now trims */
-    uint32_t cap = m->conf.cooc_neighbors ? (uint32_t)m->conf.cooc_neighbors : 0;
-    for (uint32_t k = 0; k < n; k++) {
-        int64_t id = dr_get_i64(r);
-        float w = dr_get_f32(r);
-        if (!r->ok || !(w > 0 && isfinite(w))) return DR_ECORRUPT;
-        int64_t j = dr_model_item_index(m, id, true);
-        if (j < 0 || j > INT32_MAX) return j == DR_ENOMEM ? DR_ENOMEM : DR_ECORRUPT;
-        int err = dr__nbr_add(&m->nbr[idx], (int32_t)j, w, cap, m->ids);
-        if (err) return err;
+    int err = 0;
+    for (uint32_t k = 0; k < n && !err; k++) {
+        int64_t j = dr_model_item_index(m, pairs[k].id, true);
+        if (j < 0) err = (int)j; /* the id is valid: the catalog is full, or no memory */
+        else if (j > INT32_MAX) err = DR_ERANGE;
+        else err = dr__nbr_add(&m->nbr[idx], (int32_t)j, pairs[k].e.w, cap, m->ids);
     }
-    return 0;
+    free(pairs);
+    return err;
 }
 
 int dr_model_drain_dirty_items(dr_model_t *m, dr_item_sink_fn fn, void *ctx) {
@@ -100,7 +149,8 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
     if (i < 0) return (int)i;
     size_t idx = (size_t)i;
     m->bias[idx] = dr_get_f32(&r);
-    m->excluded[idx] = dr_get_u8(&r);
+    uint8_t excluded = dr_get_u8(&r);
+    m->excluded[idx] = excluded ? 1 : 0; /* a flag: only 0 and 1 are written */
     m->count[idx] = dr_get_u64(&r);
     float *q = m->q + idx * (size_t)m->dim;
     dr_get_bytes(&r, q, (size_t)m->dim * 4);
@@ -109,9 +159,10 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
         m->pop_time[idx] = dr_get_u64(&r);
     }
     uint16_t c = version >= 2 ? dr_get_u16(&r) : 0;
-    if (c == 0 && m->has_content[idx]) { m->has_content[idx] = 0; m->n_content--; }
-    bool ok = r.ok && all_finite(q, m->dim) && isfinite(m->bias[idx]) && isfinite(m->pop_count[idx]) &&
-              m->pop_count[idx] >= 0;
+    /* no embedding, or one of another learner.content.dim: a free q_i */
+    if (c != m->content_dim && m->has_content[idx]) { m->has_content[idx] = 0; m->n_content--; }
+    bool ok = r.ok && excluded <= 1 && all_finite(q, m->dim) && isfinite(m->bias[idx]) &&
+              isfinite(m->pop_count[idx]) && m->pop_count[idx] >= 0;
     if (ok) dr__pop_refresh_item(m, idx); /* the globals, loaded before or after, do the same for all */
     size_t content_len = (size_t)c * 4 + (size_t)m->dim * 4;
     if (ok && c > 0 && r.len - r.pos >= content_len) {
@@ -130,7 +181,7 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
     }
     int err = ok ? 0 : DR_ECORRUPT;
     /* the neighbours may add rows: nothing above holds a pointer past here */
-    if (!err && version >= 3) err = get_neighbors(m, idx, &r);
+    if (!err && version >= 3) err = get_neighbors(m, idx, item_id, &r);
     else if (!err) { dr__set_engaged(m, idx, 0.0f); dr__nbr_clear(&m->nbr[idx]); }
     if (!err && r.pos != len) err = DR_ECORRUPT;
     if (err) {
@@ -200,18 +251,34 @@ int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
     if (version < 1 || version > GLOBALS_RECORD_VERSION || dr_get_u16(&r) != m->dim) return DR_ECORRUPT;
     m->mu = dr_get_f64(&r);
     m->n_ratings = dr_get_u64(&r);
-    m->version = dr_get_i64(&r);
+    /* the model version picks the slot of past priors it writes next
+     * (version % DR_PRIOR_HISTORY): a negative one would index before them */
+    int64_t model_version = dr_get_i64(&r);
+    if (!r.ok || model_version < 0 || model_version == INT64_MAX) return DR_ECORRUPT;
+    m->version = model_version;
     dr_get_bytes(&r, m->prior, (size_t)m->dim * 4);
+    /* The popularity ring fills from slot 0 (head == len) until it is full,
+     * then head goes round: any other (len, head) is not a ring of ours. */
     uint32_t pop_len = dr_get_u32(&r), pop_head = dr_get_u32(&r);
-    if (!r.ok || pop_len > DR_POP_RING || pop_head >= DR_POP_RING) return DR_ECORRUPT;
+    if (!r.ok || pop_len > DR_POP_RING || pop_head >= DR_POP_RING || (pop_len < DR_POP_RING && pop_head != pop_len))
+        return DR_ECORRUPT;
+    bool ids_valid = true;
+    for (uint32_t k = 0; k < pop_len; k++) ids_valid &= valid_item_id(m->pop[k] = dr_get_i64(&r));
+    if (!ids_valid) return DR_ECORRUPT; /* negatives drawn from them must get a row */
     m->pop_len = pop_len;
     m->pop_head = pop_head;
-    dr_get_bytes(&r, m->pop, (size_t)pop_len * 8);
     bool sums_finite = true;
     if (version >= 2) {
         m->reptile_n = dr_get_u32(&r);
+        /* counted up to learner.prior.period (an int), then reset */
+        sums_finite &= m->reptile_n <= INT32_MAX;
         for (int k = 0; k < m->dim; k++) sums_finite &= isfinite(m->reptile_sum[k] = dr_get_f64(&r));
-        for (int h = 0; h < DR_PRIOR_HISTORY; h++) m->past_version[h] = dr_get_i64(&r);
+        /* past versions are older than the current one, or -1 (empty slot) */
+        for (int h = 0; h < DR_PRIOR_HISTORY; h++) {
+            int64_t past = dr_get_i64(&r);
+            sums_finite &= past >= -1 && past < model_version;
+            m->past_version[h] = sums_finite ? past : -1;
+        }
         dr_get_bytes(&r, m->past_prior, (size_t)DR_PRIOR_HISTORY * (size_t)m->dim * 4);
         sums_finite &= all_finite(m->past_prior, DR_PRIOR_HISTORY * m->dim);
         if (version >= 3 && !pop_globals_read(m, &r)) sums_finite = false;
@@ -226,6 +293,8 @@ int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
     }
     if (!r.ok || r.pos != len || !all_finite(m->prior, m->dim) || !isfinite(m->mu) || !sums_finite) {
         memset(m->prior, 0, (size_t)m->dim * sizeof(float));
+        for (int h = 0; h < DR_PRIOR_HISTORY; h++) m->past_version[h] = -1;
+        m->reptile_n = 0;
         return DR_ECORRUPT;
     }
     dr__pop_refresh_all(m);
@@ -277,54 +346,124 @@ int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
     return 0;
 }
 
+/* Puts the stored recent-event ring into u under a ring of `ring` slots
+ * (learner.recent.items now). A writer's ring fills slots 0..len-1 in order
+ * (head == len) and, once full (len == its ring size), goes round with head
+ * at the oldest entry; the writer's ring size is not stored, but in both
+ * cases the entries, read as a ring of `len` slots starting at head (mod
+ * len), run from the oldest to the newest.
+ *
+ * What is kept: the newest min(len, ring) entries, in their order. When the
+ * stored layout is already a ring of `ring` slots it is kept as it is (a
+ * record then re-encodes to the same bytes); otherwise (learner.recent.items
+ * lowered, or raised under a full ring) the kept entries move to slots
+ * 0..kept-1, oldest first, and head is kept % ring: the next event then
+ * overwrites the oldest kept entry when the ring is full, or fills the next
+ * free slot. recent_len <= ring and recent_head < ring afterwards, which is
+ * what the learner's ring arithmetic (model.c) relies on. */
+static void recent_fit(dr_user_t *u, const dr_recent_event_t *stored, unsigned len, unsigned head,
+                       unsigned ring) {
+    if (len <= ring && head < ring && (len == ring || head == len)) {
+        memcpy(u->recent, stored, len * sizeof(*stored));
+        u->recent_len = (uint16_t)len;
+        u->recent_head = (uint16_t)head;
+        return;
+    }
+    unsigned kept = len < ring ? len : ring;
+    for (unsigned j = 0; j < kept; j++) u->recent[j] = stored[(head + len - kept + j) % len];
+    u->recent_len = (uint16_t)kept;
+    u->recent_head = (uint16_t)(kept % ring);
+}
+
+/* Reads the user's drift detector. A detector written with another
+ * drift.max.buckets is checked under the one it was written with and then
+ * dropped: its buckets cannot be re-bucketed, and the user goes on with an
+ * empty detector under the configured parameters rather than losing its
+ * whole state. 0, DR_ECORRUPT, DR_ENOMEM. */
+static int get_drift(dr_user_t *u, const dr_adwin_conf_t *conf, dr_reader_t *r) {
+    size_t used = 0;
+    const uint8_t *at = r->p + r->pos;
+    size_t left = r->len - r->pos;
+    dr_adwin_free_buckets(&u->drift);
+    int err = dr_adwin_deserialize(&u->drift, conf, at, left, &used);
+    if (err == DR_ECONFIG && left >= 2) { /* byte 1: the writer's max_buckets */
+        dr_adwin_conf_t written = *conf;
+        written.max_buckets = at[1];
+        err = dr_adwin_deserialize(&u->drift, &written, at, left, &used);
+        dr_adwin_free_buckets(&u->drift);
+        if (err == 0) err = dr_adwin_init(&u->drift, conf);
+    }
+    if (err) return err == DR_ENOMEM ? DR_ENOMEM : DR_ECORRUPT;
+    r->pos += used;
+    return 0;
+}
+
 int dr_user_decode(int64_t user_id, const dr_learner_conf_t *conf, const void *rec, size_t len,
                    dr_user_t **out) {
     dr_reader_t r = {rec, len, 0, true};
     int dim = conf->dim;
     *out = NULL;
+    if (conf->recent_items < 1 || conf->recent_items > DR_RECENT_MAX) return DR_EINVAL;
     uint8_t version = dr_get_u8(&r);
     if (version < 1 || version > USER_RECORD_VERSION || dr_get_u16(&r) != dim) return DR_ECORRUPT;
     dr_user_t *u = dr_user_new_conf(user_id, conf);
     if (!u) return DR_ENOMEM;
+    int err = DR_ECORRUPT;
     u->events_applied = dr_get_u64(&r);
     u->last_event_ms = dr_get_i64(&r);
     u->last_source.partition = (int32_t)dr_get_u32(&r);
     u->last_source.offset = dr_get_i64(&r);
     u->bias = dr_get_f32(&r);
-    u->recent_len = dr_get_u8(&r);
-    u->recent_head = dr_get_u8(&r);
-    if (u->recent_len > DR_RECENT_MAX || u->recent_head >= DR_RECENT_MAX) goto out_corrupt;
-    for (unsigned i = 0; i < u->recent_len; i++) {
-        u->recent[i].item_id = dr_get_i64(&r);
-        u->recent[i].value = dr_get_f32(&r);
-        u->recent[i].type = dr_get_u8(&r);
+    /* -1: no event yet; else a Kafka partition and offset */
+    if (u->last_source.partition < -1 || u->last_source.offset < -1) goto out_err;
+    /* The ring as stored: at most DR_RECENT_MAX entries (the array every
+     * writer had), head within the entries (see recent_fit). Larger than
+     * the configured ring is not corrupt: recent_fit keeps the newest. */
+    unsigned recent_len = dr_get_u8(&r), recent_head = dr_get_u8(&r);
+    if (recent_len > DR_RECENT_MAX || recent_head > recent_len) goto out_err;
+    dr_recent_event_t stored[DR_RECENT_MAX];
+    memset(stored, 0, sizeof(stored)); /* padding too: records compare as bytes in tests */
+    for (unsigned i = 0; i < recent_len; i++) {
+        stored[i].item_id = dr_get_i64(&r);
+        stored[i].value = dr_get_f32(&r);
+        stored[i].type = dr_get_u8(&r);
+        /* the type indexes the per-type label weights */
+        if (stored[i].type >= DR_EV__COUNT || !isfinite(stored[i].value) || !valid_item_id(stored[i].item_id))
+            goto out_err;
     }
+    if (!r.ok) goto out_err;
+    recent_fit(u, stored, recent_len, recent_head, (unsigned)conf->recent_items);
     u->pending_len = dr_get_u8(&r);
-    if (u->pending_len > DR_PENDING_IMP) goto out_corrupt;
+    if (u->pending_len > DR_PENDING_IMP) goto out_err;
     for (unsigned i = 0; i < u->pending_len; i++) {
         u->pending[i].item_id = dr_get_i64(&r);
         u->pending[i].timestamp_ms = dr_get_i64(&r);
+        /* a stale impression becomes a negative on its item: it needs a row */
+        if (!valid_item_id(u->pending[i].item_id) || u->pending[i].timestamp_ms < 0 ||
+            u->pending[i].timestamp_ms >= STORED_MAX_TIMESTAMP_MS)
+            goto out_err;
     }
     u->last_list_len = dr_get_u8(&r);
-    if (u->last_list_len > DR_LAST_LIST) goto out_corrupt;
-    for (unsigned i = 0; i < u->last_list_len; i++) u->last_list[i] = dr_get_i64(&r);
+    if (u->last_list_len > DR_LAST_LIST) goto out_err;
+    for (unsigned i = 0; i < u->last_list_len; i++)
+        if (!valid_item_id(u->last_list[i] = dr_get_i64(&r))) goto out_err;
     dr_get_bytes(&r, u->v, (size_t)dim * 4);
-    if (!r.ok || !all_finite(u->v, dim) || !isfinite(u->bias)) goto out_corrupt;
+    if (!r.ok || !all_finite(u->v, dim) || !isfinite(u->bias)) goto out_err;
     if (version >= 2) {
         u->drift_cuts = dr_get_u32(&r);
         u->last_cut_event = dr_get_u64(&r);
-        size_t used = 0;
-        dr_adwin_free_buckets(&u->drift);
-        if (!r.ok || dr_adwin_deserialize(&u->drift, &conf->drift, r.p + r.pos, len - r.pos, &used) != 0)
-            goto out_corrupt;
-        r.pos += used;
+        /* a cut is counted at an event the user had applied */
+        if (!r.ok || u->last_cut_event > u->events_applied) goto out_err;
+        if ((err = get_drift(u, &conf->drift, &r))) goto out_err;
+        err = DR_ECORRUPT;
     }
     for (unsigned i = 0; version >= 3 && i < u->last_list_len; i++) u->last_list_score[i] = dr_get_f32(&r);
+    if (!all_finite(u->last_list_score, u->last_list_len)) goto out_err;
     if (version >= 4) u->prior_version = dr_get_i64(&r); /* older: û never moved */
-    if (!r.ok || r.pos != len || u->prior_version < -1) goto out_corrupt;
+    if (!r.ok || r.pos != len || u->prior_version < -1) goto out_err;
     *out = u;
     return 0;
-out_corrupt:
+out_err:
     dr_user_free(u);
-    return DR_ECORRUPT;
+    return err;
 }

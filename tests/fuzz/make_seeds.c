@@ -1,8 +1,9 @@
 /* make_seeds.c - writes the seed corpora of the fuzz targets, generated from
  * the current encoders so that they never go stale: OUTDIR/event/ (events
  * with both framings, a record of the registered writer schema, a catalog
- * record, a list) and OUTDIR/user/ (user records of versions 1, 2 and 3,
- * an item record and a globals record). Usage: fuzz_seeds OUTDIR */
+ * record, a list) and OUTDIR/user/ (user records of versions 1, 2 and the
+ * current one, one with a full ring of 64 recent events, an item record and
+ * a globals record). Usage: fuzz_seeds OUTDIR */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -128,6 +129,26 @@ static void user_seeds(void) {
     dr_put_u8(&w, 0); dr_put_u8(&w, 0); dr_put_u8(&w, 0); dr_put_u8(&w, 0);
     for (int k = 0; k < conf.dim; k++) dr_put_f32(&w, 0.01f * (float)k);
     put("user", "user-v1", v1, w.len);
+    /* a full ring of 64 recent events, head mid-ring: what a restart with a
+     * smaller learner.recent.items must cut down to its newest entries */
+    dr_learner_conf_t conf64 = conf;
+    conf64.recent_items = DR_RECENT_MAX;
+    dr_model_t *m64 = NULL;
+    dr_user_t *u64 = dr_user_new_conf(42, &conf64);
+    if (dr_model_new(&m64, &conf64, err, sizeof err) == 0 && u64) {
+        for (int i = 0; i < DR_RECENT_MAX + 6; i++) {
+            dr_event_t ev = {42, 10 + i % 9, i % 4 ? DR_EV_CLICK : DR_EV_DWELL, 20.0f, 1000LL * i};
+            if (dr_learner_apply(m64, u64, &ev, (uint64_t)i, &res)) failures++;
+        }
+    }
+    if (m64 && u64 && dr_user_encode(u64, conf.dim, &rec, &len) == 0) {
+        put("user", "user-ring64", rec, len);
+        free(rec);
+    } else {
+        failures++;
+    }
+    dr_model_free(m64);
+    dr_user_free(u64);
     (void)dr_model_drain_dirty_items(m, put_item, NULL);
     if (dr_model_encode_globals(m, &rec, &len) == 0) {
         put("user", "globals", rec, len);

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Restarts under other learner settings, on the same state directory: every
+# stored record must load under the new configuration, nothing lost, and no
+# run may crash (issue 12, defect 3). Three runs on one state directory, each
+# to the end of the topic (run.exit.idle.ms), each after more events:
+#  1. the defaults (learner.recent.items 32: users' rings fill up);
+#  2. learner.recent.items=4, with drift settings that make the per-user
+#     detectors cut often, so users stored with 32-entry rings re-adapt
+#     (this read out of the ring and crashed, exit 139, before);
+#  3. learner.recent.items=64, drift.max.buckets=3 (the stored detectors have
+#     5 buckets per row) and learner.cooc.neighbors=8 (items stored up to 256).
+# Each run must exit 0 without a "corrupt user record", and at the end every
+# user's applied-event counter must equal that of one uninterrupted run over
+# the whole topic under the defaults (test_crash.sh's oracle).
+set -euo pipefail
+EVENTS=${EVENTS:-12000} USERS=${USERS:-150} ITEMS=${ITEMS:-300}
+. "$(dirname "$0")/lib.sh"
+start_broker 2 ev ev recs
+
+common=(--set topic.events=ev --set topic.recommendations=recs
+        --set kafka.auto.offset.reset=earliest --set kafka.fetch.wait.max.ms=10
+        --set state.commit.interval.ms=200 --set metrics.listen= --set run.exit.idle.ms=1500
+        --set log.level=info)
+
+# more SEED: EVENTS more events of the demo's stream (another seed each time).
+more() {
+  "$DRIFTREC" demo --bootstrap "$bs" --produce-only --events "$EVENTS" --users "$USERS" --items "$ITEMS" \
+      --seed "$1" --set topic.events=ev --quiet 2>"$dir/produce.log" || { cat "$dir/produce.log"; exit 1; }
+}
+
+# run_to_end NAME STATE [--set k=v]...: one run under a new group (only the
+# offsets stored in STATE say where it resumes); it must exit 0.
+run_to_end() {
+  local name=$1 state=$2 rc=0
+  shift 2
+  timeout 120 "$DRIFTREC" run "${common[@]}" --set "kafka.bootstrap.servers=$bs" --set "state.dir=$state" \
+      --set "group.id=$name" "$@" >"$dir/$name.log" 2>&1 || rc=$?
+  [ "$rc" -eq 0 ] || { echo "run $name: exit $rc"; grep -E "ERROR|SUMMARY|error" "$dir/$name.log" | head -8; tail -5 "$dir/$name.log"; exit 1; }
+  if grep -q "corrupt user record" "$dir/$name.log"; then
+    echo "run $name: $(grep -c "corrupt user record" "$dir/$name.log") user records refused, those users restarted from the prior"
+    exit 1
+  fi
+}
+
+counters() { "$DRIFTREC" inspect --state-dir "$1" users | sort -n; }
+# cuts STATE USER...: the per-user detectors' cuts, summed over these users.
+cuts() {
+  local state=$1 s=0 c
+  shift
+  for u in "$@"; do
+    c=$("$DRIFTREC" inspect --state-dir "$state" --json user "$u" | tr -d ' \n' | sed -n 's/.*"cuts":\([0-9]*\).*/\1/p')
+    s=$((s + ${c:-0}))
+  done
+  echo "$s"
+}
+
+more 1
+run_to_end defaults "$dir/state"
+# the ten busiest users: their rings are full (32 entries) now
+busiest=($(counters "$dir/state" | sort -k2,2nr | head -10 | awk '{print $1}'))
+before=$(cuts "$dir/state" "${busiest[@]}")
+
+more 2
+run_to_end ring4 "$dir/state" --set learner.recent.items=4 --set drift.delta=0.5 --set drift.signal.scale=20 \
+    --set drift.min.window=4 --set drift.min.sub.window=1
+after=$(cuts "$dir/state" "${busiest[@]}")
+[ "$after" -gt "$before" ] || { echo "no drift detected in the run with 4 recent items: nothing re-adapted"; exit 1; }
+recent=$("$DRIFTREC" inspect --state-dir "$dir/state" --json user "${busiest[0]}" | tr -d ' \n' |
+         sed -n 's/.*"recent_items":\[\([0-9,]*\)\].*/\1/p' | tr ',' '\n' | grep -c . || true)
+[ "$recent" -eq 4 ] || { echo "user ${busiest[0]}: $recent recent items stored, expected 4"; exit 1; }
+
+more 3
+run_to_end buckets3 "$dir/state" --set learner.recent.items=64 --set drift.max.buckets=3 --set learner.cooc.neighbors=8
+
+run_to_end reference "$dir/ref"
+counters "$dir/ref" >"$dir/ref.txt"
+counters "$dir/state" >"$dir/state.txt"
+total=$(awk '{s += $2} END {print s + 0}' "$dir/ref.txt")
+[ "$total" -eq $((3 * EVENTS)) ] || { echo "reference applied $total of $((3 * EVENTS)) events"; exit 1; }
+diff -q "$dir/ref.txt" "$dir/state.txt" >/dev/null ||
+  { echo "counters differ from the reference run"; diff "$dir/ref.txt" "$dir/state.txt" | head; exit 1; }
+echo "$(wc -l <"$dir/ref.txt") users, $total events applied exactly once across 3 runs under other settings;" \
+     "cuts of the 10 busiest users $before -> $after in the run with 4 recent items"
+echo "1 passed, 0 failed"
