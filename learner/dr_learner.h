@@ -138,6 +138,8 @@ typedef struct dr_user {
     uint16_t recent_head;          /* next slot to overwrite */
     uint8_t pending_len;
     uint8_t last_list_len;
+    uint8_t erased;                /* runtime only: erased on request; the next
+                                      commit deletes the stored record */
     uint8_t emit_pending;          /* runtime only: a new list is owed ... */
     double owed_since;             /* ... since this monotonic time (seconds) */
     dr_recent_event_t recent[DR_RECENT_MAX];

@@ -42,9 +42,6 @@ struct dr_pipeline {
     size_t n_pending, cap_pending;
     dr_user_t **emit_users;      /* scratch for one emit call */
     size_t cap_emit_users;
-    /* users erased since the last commit built */
-    int64_t *erased;
-    size_t n_erased, cap_erased;
     int64_t batch_offsets[DR_INGEST_MAX_PARTITIONS]; /* next offsets in commit_batch, -1: none */
     int batch_n_offsets;
     int64_t *withdrawn;          /* items newly blocked or deleted since the last emit */
@@ -207,21 +204,24 @@ static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t 
     return 0;
 }
 
-/* An erase request: the user's state leaves the cache now and RocksDB with
- * the next commit, and a tombstone (null value) for the user goes to the
+/* An erase request: the cached user is replaced by a fresh one at the prior,
+ * marked erased, so that the next commit deletes the stored record (and an
+ * event arriving before that commit starts from the prior rather than from
+ * the stored record), and a tombstone (null value) for the user goes to the
  * recommendations topic so that compaction removes the last list. */
 static int on_erase(void *ctx, int64_t user_id, int32_t partition, int64_t offset, char *reason,
                     size_t reason_size) {
     dr_pipeline_t *p = ctx;
     (void)partition;
     (void)offset;
-    if (p->n_erased == p->cap_erased) {
-        size_t cap = p->cap_erased ? p->cap_erased * 2 : 64;
-        int64_t *v = realloc(p->erased, cap * sizeof(*v));
-        if (!v) return DR_ESTOPPED;
-        p->erased = v;
-        p->cap_erased = cap;
+    dr_user_t *fresh = dr_user_new_conf(user_id, &p->cfg.learner);
+    if (!fresh) return DR_ESTOPPED;
+    fresh->erased = 1;
+    if (dr_user_cache_put(p->cache, fresh)) {
+        dr_user_free(fresh);
+        return DR_ESTOPPED;
     }
+    dr_user_cache_mark_dirty(p->cache, fresh);
     char key[24];
     int klen = snprintf(key, sizeof(key), "%" PRId64, user_id);
     rd_kafka_resp_err_t err = rd_kafka_producev(
@@ -233,8 +233,6 @@ static int on_erase(void *ctx, int64_t user_id, int32_t partition, int64_t offse
         return DR_ESTOPPED; /* retried from this record after a restart */
     }
     dr_flight_sent(&p->flight);
-    dr_user_cache_remove(p->cache, user_id);
-    p->erased[p->n_erased++] = user_id;
     p->stats.erasures++;
     dr_log(DR_LOG_INFO, "pipeline", "user erased | user=%" PRId64, user_id);
     return 0;
@@ -421,6 +419,9 @@ static int put_user(void *ctx, dr_user_t *u) {
     dr_state_batch_t *b = ((void **)ctx)[1];
     uint8_t *rec;
     size_t len;
+    /* an erased user: the stored record goes; what it did since is stored anew */
+    if (u->erased) dr_state_batch_delete_user(b, u->user_id);
+    if (u->erased && u->events_applied == 0) return 0;
     int err = dr_user_encode(u, p->cfg.learner.dim, &rec, &len);
     if (err) return err;
     dr_state_batch_put_user(b, u->user_id, rec, len);
@@ -438,15 +439,16 @@ static int build_commit(dr_pipeline_t *p, dr_state_batch_t **out) {
     dr_state_batch_t *b = dr_state_batch_new();
     if (!b) return DR_ENOMEM;
     void *ctx[2] = {p, b};
-    /* deletions first: a user erased and then seen again is stored anew */
-    for (size_t i = 0; i < p->n_erased; i++) dr_state_batch_delete_user(b, p->erased[i]);
-    p->n_erased = 0;
-    int err = dr_user_cache_drain_dirty(p->cache, put_user, ctx);
+    int err = dr_user_cache_commit_begin(p->cache, put_user, ctx);
     if (!err) err = dr_model_drain_dirty_items(p->model, put_item, b);
     uint8_t *globals = NULL;
     size_t len = 0;
     if (!err) err = dr_model_encode_globals(p->model, &globals, &len);
-    if (err) { dr_state_batch_free(b); return err; }
+    if (err) {
+        dr_user_cache_commit_end(p->cache, false);
+        dr_state_batch_free(b);
+        return err;
+    }
     dr_state_batch_put_meta(b, "globals", globals, len);
     free(globals);
     int n = 0;
@@ -482,6 +484,7 @@ static void finish_commit(dr_pipeline_t *p) {
     int rc = dr_state_write(p->state, p->commit_batch, err, sizeof(err));
     dr_state_batch_free(p->commit_batch);
     p->commit_batch = NULL;
+    dr_user_cache_commit_end(p->cache, rc == 0);
     if (rc) {
         p->stats.commit_failures++;
         fail(p, "state commit failed", err);
@@ -508,8 +511,8 @@ static uint64_t inputs_handled(dr_pipeline_t *p) {
 /* Nothing to store since the last commit built: the state and the offsets
  * would be written again unchanged (the globals alone are up to 33 KB). */
 static bool nothing_changed(dr_pipeline_t *p) {
-    return inputs_handled(p) == p->inputs_at_build && p->n_erased == 0 &&
-           dr_user_cache_dirty(p->cache) == 0 && dr_model_dirty_items(p->model) == 0;
+    return inputs_handled(p) == p->inputs_at_build && dr_user_cache_dirty(p->cache) == 0 &&
+           dr_model_dirty_items(p->model) == 0;
 }
 
 static void begin_commit(dr_pipeline_t *p) {
@@ -544,6 +547,7 @@ static void commit_now(dr_pipeline_t *p) {
     }
     dr_state_batch_free(p->commit_batch);
     p->commit_batch = NULL;
+    dr_user_cache_commit_end(p->cache, false);
     fail(p, "deliveries did not complete in time, commit skipped", "shutdown.timeout.ms");
 }
 
@@ -864,7 +868,6 @@ void dr_pipeline_free(dr_pipeline_t *p) {
     dr_state_close(p->state);
     free(p->pending_ids);
     free(p->emit_users);
-    free(p->erased);
     free(p->withdrawn);
     free(p->kafka_keys);
     free(p->kafka_values);

@@ -1,6 +1,11 @@
 /* cache.c - the write-back hot-user cache: an open-addressing table of
  * user_id -> dr_user_t*, dirty users kept in dirtying order for the commit,
- * and CLOCK eviction of clean users beyond capacity. Single-threaded. */
+ * and CLOCK eviction of clean users beyond capacity. Single-threaded.
+ *
+ * A user stored by a commit stays unevictable until that commit's batch is
+ * written (commit_begin .. commit_end): evicted in between, its next event
+ * would reload the older stored record and the following commit would
+ * overwrite the effects still waiting in the batch. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,7 +19,9 @@
 
 /* A slot is empty when u is NULL. A clean user sits on the CLOCK ring
  * (prev/next); a dirty one is off the ring and at dirty[dpos]. Entries move
- * (backward-shift deletion, growth), so every move fixes both references. */
+ * (backward-shift deletion, growth), so every move fixes both references.
+ * While a commit is open, dirty[0 .. commit_len) are the users it stores
+ * ("committing"); users dirtied after it was begun come after them. */
 typedef struct slot {
     int64_t id;
     dr_user_t *u;
@@ -34,6 +41,8 @@ struct dr_user_cache {
     uint32_t *dirty;     /* slot of each dirty user, oldest first; NONE = removed */
     size_t dirty_len;    /* used entries of dirty[], holes included */
     size_t n_dirty;      /* dirty users (dirty_len minus holes) */
+    size_t commit_len;   /* dirty[0 .. commit_len): the open commit's users */
+    bool commit_open;
     uint64_t hits, misses;
 };
 
@@ -336,11 +345,12 @@ void dr_user_cache_remove(dr_user_cache_t *c, int64_t user_id) {
         dr_user_free(take(c, i));
 }
 
-/* Drops the holes of dirty[from..), keeping order and fixing dpos. */
-static void compact_dirty(dr_user_cache_t *c, size_t from) {
-    size_t w = 0;
+/* Drops the holes of dirty[], keeping order, dpos and the boundary of the
+ * open commit. */
+static void compact_dirty(dr_user_cache_t *c) {
+    size_t w = 0, commit_w = 0;
 
-    for (size_t r = from; r < c->dirty_len; r++) {
+    for (size_t r = 0; r < c->dirty_len; r++) {
         uint32_t i = c->dirty[r];
 
         if (i == NONE)
@@ -348,8 +358,20 @@ static void compact_dirty(dr_user_cache_t *c, size_t from) {
         c->dirty[w] = i;
         c->slots[i].dpos = (uint32_t)w;
         w++;
+        if (r < c->commit_len)
+            commit_w = w;
     }
     c->dirty_len = w;
+    c->commit_len = commit_w;
+}
+
+/* Appends slot i to dirty[] (it is off the ring). dirty[] has one entry per
+ * slot, so after dropping holes there is always room. */
+static void dirty_append(dr_user_cache_t *c, uint32_t i) {
+    if (c->dirty_len == (size_t)c->mask + 1)
+        compact_dirty(c);
+    c->slots[i].dpos = (uint32_t)c->dirty_len;
+    c->dirty[c->dirty_len++] = i;
 }
 
 void dr_user_cache_mark_dirty(dr_user_cache_t *c, dr_user_t *u) {
@@ -360,15 +382,18 @@ void dr_user_cache_mark_dirty(dr_user_cache_t *c, dr_user_t *u) {
         return; /* not cached: nothing to write back from here */
     s = &c->slots[i];
     s->ref = 1;
-    if (s->dirty)
+    if (s->dirty) {
+        /* Changed again after the open commit encoded it: it must be stored
+         * by the next commit too, so it moves behind the commit's users. */
+        if (c->commit_open && s->dpos < c->commit_len) {
+            c->dirty[s->dpos] = NONE;
+            dirty_append(c, i);
+        }
         return;
-    /* dirty[] has one entry per slot, so after dropping holes there is room. */
-    if (c->dirty_len == (size_t)c->mask + 1)
-        compact_dirty(c, 0);
+    }
     ring_unlink(c, i);
     s->dirty = 1;
-    s->dpos = (uint32_t)c->dirty_len;
-    c->dirty[c->dirty_len++] = i;
+    dirty_append(c, i);
     c->n_dirty++;
 }
 
@@ -381,24 +406,44 @@ size_t dr_user_cache_dirty(const dr_user_cache_t *c) {
 }
 
 /* fn must not put or remove users (that moves slots); get is fine. */
-int dr_user_cache_drain_dirty(dr_user_cache_t *c, dr_user_fn fn, void *ctx) {
-    size_t k;
-    int rc = 0;
-
-    for (k = 0; k < c->dirty_len; k++) {
+int dr_user_cache_commit_begin(dr_user_cache_t *c, dr_user_fn fn, void *ctx) {
+    if (c->commit_open)
+        return DR_EINVAL; /* one commit at a time: the caller's bug */
+    for (size_t k = 0; k < c->dirty_len; k++) {
         uint32_t i = c->dirty[k];
 
         if (i == NONE)
             continue;
-        rc = fn(ctx, c->slots[i].u);
+        int rc = fn(ctx, c->slots[i].u);
         if (rc)
-            break;
+            return rc; /* no commit is open: everyone stays dirty */
+    }
+    c->commit_len = c->dirty_len;
+    c->commit_open = true;
+    return 0;
+}
+
+void dr_user_cache_commit_end(dr_user_cache_t *c, bool written) {
+    if (!c->commit_open)
+        return;
+    c->commit_open = false;
+    if (!written) {
+        c->commit_len = 0; /* they stay dirty, in order, for the next commit */
+        return;
+    }
+    for (size_t k = 0; k < c->commit_len; k++) {
+        uint32_t i = c->dirty[k];
+
+        if (i == NONE)
+            continue;
+        c->dirty[k] = NONE;
         c->slots[i].dirty = 0;
         c->n_dirty--;
         ring_insert(c, i);
     }
-    compact_dirty(c, k); /* the failed user and the rest stay, in order */
-    return rc;
+    c->commit_len = 0;
+    compact_dirty(c); /* the users dirtied since move to the front, in order */
+    evict(c, INT64_MIN, false); /* no user id is negative */
 }
 
 void dr_user_cache_stats(const dr_user_cache_t *c, uint64_t *hits, uint64_t *misses) {

@@ -85,8 +85,8 @@ int dr_state_write_stall(dr_state_t *st, uint64_t *stopped, uint64_t *delayed_ra
 
 /* --- hot-user cache (write-back) ------------------------------------------
  * Holds up to `capacity` users. A user is dirty from its change until the
- * commit that stores it; only clean users are evicted (CLOCK order), so the
- * cache can exceed capacity while many users are dirty. */
+ * commit that stores it is written; only clean users are evicted (CLOCK
+ * order), so the cache can exceed capacity while many users are dirty. */
 typedef struct dr_user_cache dr_user_cache_t;
 
 int dr_user_cache_new(dr_user_cache_t **out, size_t capacity, int dim);
@@ -102,16 +102,27 @@ dr_user_t *dr_user_cache_peek(const dr_user_cache_t *c, int64_t user_id);
  * never u itself. A user already cached under u's id is replaced (and
  * freed); its dirty state carries over. DR_ENOMEM: u was not taken. */
 int dr_user_cache_put(dr_user_cache_t *c, dr_user_t *u);
-/* Removes and frees a user (erasure). */
+/* Removes and frees a user. */
 void dr_user_cache_remove(dr_user_cache_t *c, int64_t user_id);
 void dr_user_cache_mark_dirty(dr_user_cache_t *c, dr_user_t *u);
 size_t dr_user_cache_size(const dr_user_cache_t *c);
+/* Users whose state is not stored yet: dirty, or in the open commit. */
 size_t dr_user_cache_dirty(const dr_user_cache_t *c);
-/* Calls fn for each dirty user, in the order they became dirty, and marks
- * it clean. Stops at a non-zero return (that user and the rest stay dirty)
- * and returns it. fn must not put or remove users. */
+/* Storing the dirty users takes two steps, because a commit's batch is
+ * written only after the output it covers is delivered:
+ * commit_begin calls fn for each dirty user, in the order they became
+ * dirty (fn encodes it into the batch; it must not put or remove users).
+ * Those users stay unevictable until commit_end: evicted in between, a user
+ * would be reloaded from the older stored record. A user changed again
+ * meanwhile stays dirty for the next commit. A non-zero return of fn stops
+ * and is returned, and no commit is open. One commit is open at a time
+ * (DR_EINVAL otherwise).
+ * commit_end(written): true, the batch is stored: the commit's users that
+ * did not change since become clean (and evictable); false, they all stay
+ * dirty, in order, for the next commit. */
 typedef int (*dr_user_fn)(void *ctx, dr_user_t *u);
-int dr_user_cache_drain_dirty(dr_user_cache_t *c, dr_user_fn fn, void *ctx);
+int dr_user_cache_commit_begin(dr_user_cache_t *c, dr_user_fn fn, void *ctx);
+void dr_user_cache_commit_end(dr_user_cache_t *c, bool written);
 /* Calls fn for every cached user (any order); stops at a non-zero return and
  * returns it. fn must not change the cache. */
 typedef int (*dr_user_visit_fn)(void *ctx, const dr_user_t *u);

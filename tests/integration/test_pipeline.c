@@ -673,12 +673,153 @@ static void test_unparkable_record_stops(void **state) {
     fault_fixture_free(fx);
 }
 
+/* ---- issue 12: effects lost, undone or reordered off the comfortable path */
+
+/* Produces one click of `user` on `item` at time ts. */
+static void produce_click(fixture_t *fx, int64_t user, int64_t item, int64_t ts) {
+    dr_buf_t buf = {0};
+    dr_event_t ev = {user, item, DR_EV_CLICK, 0, ts};
+    assert_int_equal(dr_codec_encode_event(fx->codec, &ev, &buf), 0);
+    produce_raw(fx, user, buf.data, buf.len);
+    dr_buf_free(&buf);
+}
+
+/* An erase request: a null value keyed by the user. */
+static void produce_erase(fixture_t *fx, int64_t user) { produce_raw(fx, user, NULL, 0); }
+
+typedef struct stored {
+    int64_t max_user;
+    const uint64_t *want;        /* events_applied each user must have stored */
+    const int64_t *want_offset;  /* with want_source: its last event's offset */
+    int64_t *last_offset;        /* out: each stored user's last source offset */
+    size_t users, mismatched;
+    int64_t first_mismatch;
+    uint64_t first_mismatch_applied;
+} stored_t;
+
+static int check_stored_user(void *ctx, int64_t user_id, const void *rec, size_t len) {
+    stored_t *s = ctx;
+    dr_user_t *u;
+    dr_learner_conf_t lconf;
+    dr_learner_conf_default(&lconf);
+    assert_int_equal(dr_user_decode(user_id, &lconf, rec, len, &u), 0);
+    assert_true(user_id >= 0 && user_id <= s->max_user);
+    if (u->events_applied != s->want[user_id] && s->mismatched++ == 0) {
+        s->first_mismatch = user_id;
+        s->first_mismatch_applied = u->events_applied;
+    }
+    if (s->last_offset) s->last_offset[user_id] = u->last_source.offset;
+    s->users++;
+    dr_user_free(u);
+    return 0;
+}
+
+static void scan_stored(fixture_t *fx, stored_t *s) {
+    dr_state_conf_t sc;
+    dr_state_conf_default(&sc);
+    sc.path = fx->state_dir;
+    sc.read_only = true;
+    dr_state_t *st;
+    char err[256];
+    assert_int_equal(dr_state_open(&st, &sc, err, sizeof(err)), 0);
+    assert_int_equal(dr_state_for_each_user(st, check_stored_user, s), 0);
+    dr_state_close(st);
+}
+
+#define CROWD 5000
+#define CROWD_EVENTS (CROWD + 100)
+
+/* The crowd's stream: each user 2..CROWD+1 clicks once, user 1 clicks
+ * after every 50th of them (100 clicks), in this order. */
+static int64_t crowd_user(int i) { return i % 51 == 50 ? 1 : 2 + i - (i + 1) / 51; }
+
+/* Produces the crowd's stream live once the partitions are assigned, 100
+ * events a tick (~2 k events/s), so that events keep arriving while commits
+ * wait for their deliveries. */
+static void produce_crowd(run_t *r, const dr_pipeline_stats_t *st) {
+    if (st->assigned_partitions < PARTITIONS) return;
+    for (int k = 0; k < 100 && r->fault_stage < CROWD_EVENTS; k++, r->fault_stage++) {
+        int64_t u = crowd_user(r->fault_stage);
+        produce_click(r->fx, u, 1 + (u + r->fault_stage) % ITEMS, 1767225600000LL + r->fault_stage);
+    }
+    rd_kafka_poll(r->fx->producer, 0);
+}
+
+/* Defect 1: a cache far smaller than the active users, and deliveries that
+ * lag (linger 100 ms), so that users are written by a commit while the batch
+ * waits for its deliveries. One user's 100 events are interleaved with
+ * 5,000 other users' events; with state.cache.users=1 the user was evicted
+ * in that wait, reloaded from the older record on its next event, and the
+ * next commit overwrote what was waiting: 65-68 of 100 events counted. */
+static void test_small_cache_lagging_deliveries(void **state) {
+    (void)state;
+    fixture_t *fx = fault_fixture("smallcache", 1);
+    uint64_t *want = calloc(CROWD + 2, sizeof(*want));
+    for (int i = 0; i < CROWD_EVENTS; i++) want[crowd_user(i)]++;
+    assert_int_equal(want[1], 100);
+    static const char *const tight[] = {"state.cache.users=1", "kafka.linger.ms=100",
+                                        "state.commit.interval.ms=50", "emit.interval.ms=20" , NULL};
+    dr_pipeline_stats_t st = run_pipeline_with(fx, "smallcache", CROWD_EVENTS, tight, produce_crowd);
+    assert_int_equal(st.consumed, CROWD_EVENTS);
+    stored_t s = {.max_user = CROWD + 1, .want = want};
+    scan_stored(fx, &s);
+    fprintf(stderr, "cache of 1 user, %d events, %zu users, %llu commits: %zu users stored with a wrong count%s\n",
+            CROWD_EVENTS, s.users, (unsigned long long)st.commits, s.mismatched,
+            s.mismatched ? "" : " (user 1: 100 of 100)");
+    if (s.mismatched)
+        fprintf(stderr, "  first: user %lld stored %llu events, sent %llu\n", (long long)s.first_mismatch,
+                (unsigned long long)s.first_mismatch_applied, (unsigned long long)want[s.first_mismatch]);
+    assert_int_equal(s.users, CROWD + 1);
+    assert_int_equal(s.mismatched, 0);
+    free(want);
+    fault_fixture_free(fx);
+}
+
+/* Produces the erase requests once the first commit stored the users' events. */
+static void erase_after_commit(run_t *r, const dr_pipeline_stats_t *st) {
+    if (r->fault_stage == 0 && st->consumed >= 13 && st->commits > 0) {
+        produce_erase(r->fx, 5);
+        produce_click(r->fx, 5, 77, 1767225700000LL); /* before the next commit */
+        produce_erase(r->fx, 6);
+        assert_int_equal(rd_kafka_flush(r->fx->producer, 10000), 0);
+        r->fault_stage = 1;
+        r->expect = 16;
+    }
+}
+
+/* Defect 2: 10 events, a commit, an erase, then 1 event before the next
+ * commit: the event reloaded the stored pre-erase record and the commit
+ * wrote delete-then-put, storing events_applied=11 instead of a fresh 1.
+ * A user erased with nothing after it has no stored record at all. */
+static void test_erase_then_event_before_commit(void **state) {
+    (void)state;
+    fixture_t *fx = fault_fixture("erase", 1);
+    for (int i = 0; i < 10; i++) produce_click(fx, 5, 1 + i, 1767225600000LL + i);
+    for (int i = 0; i < 3; i++) produce_click(fx, 6, 1 + i, 1767225600000LL + i);
+    assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
+    static const char *const slow_commit[] = {"state.commit.interval.ms=1000", NULL};
+    dr_pipeline_stats_t st = run_pipeline_with(fx, "erase", UINT64_MAX, slow_commit, erase_after_commit);
+    assert_int_equal(st.consumed, 16);
+    assert_int_equal(st.erasures, 2);
+    uint64_t want[8] = {0};
+    want[5] = 1;
+    stored_t s = {.max_user = 7, .want = want};
+    scan_stored(fx, &s);
+    fprintf(stderr, "erase then an event: %zu users stored, user 5 %s\n", s.users,
+            s.mismatched ? "kept its pre-erase events" : "stored anew with 1 event");
+    assert_int_equal(s.mismatched, 0);
+    assert_int_equal(s.users, 1); /* user 6: nothing stored */
+    fault_fixture_free(fx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_end_to_end),
         cmocka_unit_test(test_broker_faults),
         cmocka_unit_test(test_leader_change_and_latency),
         cmocka_unit_test(test_unparkable_record_stops),
+        cmocka_unit_test(test_small_cache_lagging_deliveries),
+        cmocka_unit_test(test_erase_then_event_before_commit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

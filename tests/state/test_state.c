@@ -497,8 +497,8 @@ static int count_fn(void *ctx, dr_user_t *u) {
 }
 
 /* Claim: clean users beyond capacity are evicted on put, dirty users never
- * are (the cache grows past capacity while they are dirty), and after the
- * drain the next put brings the cache back to capacity. */
+ * are (the cache grows past capacity while they are dirty), and once their
+ * commit is written the cache is back at capacity. */
 static void test_cache_eviction_spares_dirty(void **state) {
     dr_user_cache_t *c = new_cache(16);
     size_t drained = 0;
@@ -516,9 +516,12 @@ static void test_cache_eviction_spares_dirty(void **state) {
     assert_true(dr_user_cache_size(c) >= 10000 && dr_user_cache_size(c) <= 10001);
     for (int64_t id = 1000; id < 11000; id++)
         assert_int_equal(dr_user_cache_get(c, id)->events_applied, (uint64_t)id);
-    assert_int_equal(dr_user_cache_drain_dirty(c, count_fn, &drained), 0);
+    assert_int_equal(dr_user_cache_commit_begin(c, count_fn, &drained), 0);
     assert_int_equal(drained, 10000);
+    assert_int_equal(dr_user_cache_dirty(c), 10000); /* not stored yet */
+    dr_user_cache_commit_end(c, true);
     assert_int_equal(dr_user_cache_dirty(c), 0);
+    assert_int_equal(dr_user_cache_size(c), 16);
     assert_int_equal(dr_user_cache_put(c, user(5, 0)), 0);
     assert_int_equal(dr_user_cache_size(c), 16);
     assert_non_null(dr_user_cache_get(c, 5)); /* the user just put stays */
@@ -557,9 +560,9 @@ static int log_fn(void *ctx, dr_user_t *u) {
     return 0;
 }
 
-/* Claim: drain visits dirty users in the order they became dirty; a
- * non-zero return stops it, is returned, and leaves the failing user and
- * the rest dirty, in order, for the next drain. */
+/* Claim: commit_begin visits dirty users in the order they became dirty; a
+ * non-zero return stops it, is returned, opens no commit and leaves every
+ * user dirty, in order, for the next commit. */
 static void test_cache_drain_order_and_partial(void **state) {
     static const int64_t order[] = {5, 3, 9, 1};
     dr_user_cache_t *c = new_cache(16);
@@ -574,20 +577,71 @@ static void test_cache_drain_order_and_partial(void **state) {
     dr_user_cache_remove(c, 9);
     assert_int_equal(dr_user_cache_dirty(c), 3);
 
-    assert_int_equal(dr_user_cache_drain_dirty(c, log_fn, &l), -7);
+    assert_int_equal(dr_user_cache_commit_begin(c, log_fn, &l), -7);
     assert_int_equal(l.n, 1);
     assert_int_equal(l.ids[0], 5);
-    assert_int_equal(dr_user_cache_dirty(c), 2);
+    assert_int_equal(dr_user_cache_dirty(c), 3);
+    dr_user_cache_commit_end(c, true); /* no commit is open: nothing happens */
+    assert_int_equal(dr_user_cache_dirty(c), 3);
 
     memset(&l, 0, sizeof(l));
-    dr_user_cache_mark_dirty(c, dr_user_cache_get(c, 5));
-    assert_int_equal(dr_user_cache_drain_dirty(c, log_fn, &l), 0);
+    assert_int_equal(dr_user_cache_commit_begin(c, log_fn, &l), 0);
     assert_int_equal(l.n, 3);
-    assert_int_equal(l.ids[0], 3);
-    assert_int_equal(l.ids[1], 1);
-    assert_int_equal(l.ids[2], 5);
+    assert_int_equal(l.ids[0], 5);
+    assert_int_equal(l.ids[1], 3);
+    assert_int_equal(l.ids[2], 1);
+    assert_int_equal(dr_user_cache_commit_begin(c, log_fn, &l), DR_EINVAL); /* one at a time */
+    dr_user_cache_mark_dirty(c, dr_user_cache_get(c, 5)); /* changed again meanwhile */
+    dr_user_cache_commit_end(c, true);
+    assert_int_equal(dr_user_cache_dirty(c), 1);
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(dr_user_cache_commit_begin(c, log_fn, &l), 0);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(l.ids[0], 5);
+    dr_user_cache_commit_end(c, false); /* not written: 5 stays dirty */
+    assert_int_equal(dr_user_cache_dirty(c), 1);
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(dr_user_cache_commit_begin(c, log_fn, &l), 0);
+    assert_int_equal(l.n, 1);
+    dr_user_cache_commit_end(c, true);
     assert_int_equal(dr_user_cache_dirty(c), 0);
-    assert_int_equal(dr_user_cache_drain_dirty(c, log_fn, &l), 0);
+    dr_user_cache_free(c);
+}
+
+/* Claim (issue 12, defect 1): a user stored by an open commit is not
+ * evicted before the commit is written, however many other users pass
+ * through a cache far smaller than them; after the write it is evictable.
+ * Before the fix, building a commit marked its users clean, the next put
+ * evicted them, and an event in that gap reloaded the older stored record. */
+static void test_cache_commit_pins_users_until_written(void **state) {
+    dr_user_cache_t *c = new_cache(1);
+    size_t n = 0;
+
+    (void)state;
+    assert_int_equal(dr_user_cache_put(c, user(7, 70)), 0);
+    dr_user_t *u7 = dr_user_cache_get(c, 7);
+    dr_user_cache_mark_dirty(c, u7);
+    assert_int_equal(dr_user_cache_commit_begin(c, count_fn, &n), 0);
+    for (int64_t id = 100; id < 5100; id++) /* 5,000 others while the batch waits */
+        assert_int_equal(dr_user_cache_put(c, user(id, 0)), 0);
+    assert_ptr_equal(dr_user_cache_get(c, 7), u7);
+    assert_int_equal(u7->events_applied, 70);
+    assert_true(dr_user_cache_size(c) <= 2);
+    dr_user_cache_commit_end(c, true);
+    assert_int_equal(dr_user_cache_size(c), 1);
+    for (int64_t id = 6000; id < 6010; id++)
+        assert_int_equal(dr_user_cache_put(c, user(id, 0)), 0);
+    assert_null(dr_user_cache_get(c, 7)); /* stored now: evictable again */
+
+    /* a failed write keeps them unevictable: they are still to be stored */
+    assert_int_equal(dr_user_cache_put(c, user(8, 80)), 0);
+    dr_user_cache_mark_dirty(c, dr_user_cache_get(c, 8));
+    assert_int_equal(dr_user_cache_commit_begin(c, count_fn, &n), 0);
+    dr_user_cache_commit_end(c, false);
+    for (int64_t id = 7000; id < 7100; id++)
+        assert_int_equal(dr_user_cache_put(c, user(id, 0)), 0);
+    assert_non_null(dr_user_cache_get(c, 8));
+    assert_int_equal(dr_user_cache_dirty(c), 1);
     dr_user_cache_free(c);
 }
 
@@ -615,13 +669,14 @@ static void test_cache_stats(void **state) {
 #define CAP 64
 #define OPS 1000000
 
-enum { ABSENT, CLEAN, DIRTY };
+enum { ABSENT, CLEAN, DIRTY, COMMITTING };
 
 typedef struct ref {
     uint8_t state[KEYS];
     uint64_t stamp[KEYS];
     uint64_t seq[KEYS]; /* when it became dirty */
-    size_t n_dirty;
+    size_t n_dirty; /* DIRTY + COMMITTING: not stored yet */
+    bool commit_open;
     uint64_t next_stamp, next_seq, hits, evictions;
 } ref_t;
 
@@ -645,6 +700,7 @@ static dr_user_t *ref_get(dr_user_cache_t *c, ref_t *r, int64_t k) {
         assert_int_equal(u->events_applied, r->stamp[k]);
     } else {
         assert_int_not_equal(r->state[k], DIRTY);
+        assert_int_not_equal(r->state[k], COMMITTING);
         if (r->state[k] == CLEAN)
             r->evictions++;
         r->state[k] = ABSENT;
@@ -668,16 +724,35 @@ static int ref_drain_fn(void *ctx, dr_user_t *u) {
     if (++d->n == d->fail_at)
         return -3;
     d->last_seq = d->r->seq[k];
-    d->r->state[k] = CLEAN;
-    d->r->n_dirty--;
     return 0;
 }
 
+/* The commit succeeded in the cache: every DIRTY user is COMMITTING now. */
+static void ref_begun(ref_t *r) {
+    for (int64_t k = 0; k < KEYS; k++)
+        if (r->state[k] == DIRTY)
+            r->state[k] = COMMITTING;
+    r->commit_open = true;
+}
+
+static void ref_end(dr_user_cache_t *c, ref_t *r, bool written) {
+    for (int64_t k = 0; k < KEYS; k++) {
+        if (r->state[k] != COMMITTING)
+            continue;
+        r->state[k] = written ? CLEAN : DIRTY;
+        if (written)
+            r->n_dirty--;
+    }
+    r->commit_open = false;
+    dr_user_cache_commit_end(c, written);
+}
+
 static void ref_mark(dr_user_cache_t *c, ref_t *r, int64_t k, dr_user_t *u) {
-    if (r->state[k] == CLEAN) {
+    if (r->state[k] == CLEAN || r->state[k] == COMMITTING) {
+        if (r->state[k] == CLEAN)
+            r->n_dirty++;
         r->state[k] = DIRTY;
         r->seq[k] = ++r->next_seq;
-        r->n_dirty++;
     }
     dr_user_cache_mark_dirty(c, u);
 }
@@ -686,7 +761,7 @@ static void ref_mark(dr_user_cache_t *c, ref_t *r, int64_t k, dr_user_t *u) {
 static void ref_put(dr_user_cache_t *c, ref_t *r, int64_t k, bool then_dirty) {
     r->stamp[k] = ++r->next_stamp;
     assert_int_equal(dr_user_cache_put(c, user(k, r->stamp[k])), 0);
-    if (r->state[k] != DIRTY)
+    if (r->state[k] == ABSENT)
         r->state[k] = CLEAN;
     assert_true(dr_user_cache_size(c) <= CAP ||
                 dr_user_cache_size(c) - dr_user_cache_dirty(c) <= 1);
@@ -697,7 +772,7 @@ static void ref_put(dr_user_cache_t *c, ref_t *r, int64_t k, bool then_dirty) {
         ref_mark(c, r, k, u);
 }
 
-/* `rare_drains`: drain only 1 in 64 times, so that dirty users pile up
+/* `rare_drains`: commit only 1 in 64 times, so that dirty users pile up
  * far past capacity. */
 static void ref_op(dr_user_cache_t *c, ref_t *r, uint64_t *s, bool rare_drains) {
     uint64_t x = rng(s);
@@ -714,15 +789,19 @@ static void ref_op(dr_user_cache_t *c, ref_t *r, uint64_t *s, bool rare_drains) 
         if (u)
             ref_mark(c, r, k, u);
     } else if (op < 97) {
-        if (r->state[k] == DIRTY)
+        if (r->state[k] == DIRTY || r->state[k] == COMMITTING)
             r->n_dirty--;
         r->state[k] = ABSENT;
         dr_user_cache_remove(c, k);
+    } else if (r->commit_open) {
+        ref_end(c, r, (x >> 40) % 8 != 0);
     } else {
         ref_drain_t d = {.r = r, .fail_at = (x >> 40) % 4 ? 0 : 1 + (x >> 42) % 64};
-        int rc = dr_user_cache_drain_dirty(c, ref_drain_fn, &d);
+        int rc = dr_user_cache_commit_begin(c, ref_drain_fn, &d);
 
         assert_int_equal(rc, d.fail_at && d.n == d.fail_at ? -3 : 0);
+        if (rc == 0)
+            ref_begun(r);
     }
     assert_int_equal(dr_user_cache_dirty(c), r->n_dirty);
 }
@@ -737,10 +816,11 @@ static void ref_check_all(dr_user_cache_t *c, ref_t *r) {
 }
 
 /* Claim: over 1M seeded random gets, puts (new and replacing), mark_dirty,
- * removes and (partial) drains, the cache agrees with a brute-force model:
- * it never loses a dirty user, never returns a removed or stale one, stays
- * within capacity after each put unless only dirty users are left to
- * evict, drains in dirtying order, and counts hits exactly. */
+ * removes, commits begun (some failing part-way) and ended (written or
+ * not), the cache agrees with a brute-force model: it never loses a dirty
+ * or committing user, never returns a removed or stale one, stays within
+ * capacity after each put unless only unstored users are left to evict,
+ * visits in dirtying order, and counts hits exactly. */
 static void test_cache_random_vs_reference(void **state) {
     dr_user_cache_t *c = new_cache(CAP);
     ref_t *r = calloc(1, sizeof(*r));
@@ -787,6 +867,7 @@ int main(void) {
         cmocka_unit_test(test_cache_eviction_spares_dirty),
         cmocka_unit_test(test_cache_clock_second_chance),
         cmocka_unit_test(test_cache_drain_order_and_partial),
+        cmocka_unit_test(test_cache_commit_pins_users_until_written),
         cmocka_unit_test(test_cache_stats),
         cmocka_unit_test(test_cache_random_vs_reference),
     };
