@@ -85,6 +85,14 @@ void dr_emitter_free(dr_emitter_t *e); /* NULL ok */
  * and the caller tries them again later. */
 int dr_emitter_emit(dr_emitter_t *e, const dr_model_t *m, dr_user_t *const *users, size_t n,
                     const bool *drift, int64_t now_ms, size_t *emitted);
+/* Produces u's list as of now in place of a list (or tombstone) of u whose
+ * delivery failed, under that message's delivery tag and without counting
+ * a new message in flight: the commit waiting on the failed one waits on
+ * this one. Producing the current list rather than the failed bytes keeps
+ * the newest list last on the topic. 0, or DR_ENOMEM, DR_EFULL (try again
+ * later), DR_EKAFKA. */
+int dr_emitter_reissue(dr_emitter_t *e, const dr_model_t *m, dr_user_t *u, uint64_t tag,
+                       int64_t now_ms);
 const dr_emit_stats_t *dr_emitter_stats(const dr_emitter_t *e);
 
 #endif /* DR_EMIT_H */

@@ -117,8 +117,10 @@ static void gather_user(dr_emitter_t *e, const dr_model_t *m, const dr_user_t *u
     e->excl[r].n = n;
 }
 
+/* Produces row r's list for u under delivery tag `tag`; `counted`: a new
+ * message in flight (false: it replaces a failed one whose count stands). */
 static int produce_list(dr_emitter_t *e, const dr_model_t *m, dr_user_t *u, size_t r,
-                        bool drift, int64_t now_ms) {
+                        bool drift, int64_t now_ms, uint64_t tag, bool counted) {
     const dr_scored_item_t *items = e->out + r * (size_t)e->conf.topk;
     dr_recs_t recs = {u->user_id, items, e->out_n[r], now_ms, dr_model_version(m), drift,
                       u->last_source};
@@ -126,7 +128,6 @@ static int produce_list(dr_emitter_t *e, const dr_model_t *m, dr_user_t *u, size
     if (err) return err;
     char key[24];
     int klen = snprintf(key, sizeof(key), "%" PRId64, u->user_id);
-    uint64_t tag = e->flight->epoch;
     rd_kafka_resp_err_t kerr = rd_kafka_producev(
         e->rk, RD_KAFKA_V_TOPIC(e->topic), RD_KAFKA_V_KEY(key, (size_t)klen),
         RD_KAFKA_V_VALUE(e->buf.data, e->buf.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -137,7 +138,7 @@ static int produce_list(dr_emitter_t *e, const dr_model_t *m, dr_user_t *u, size
                rd_kafka_err2str(kerr));
         return DR_EKAFKA;
     }
-    dr_flight_sent(e->flight);
+    if (counted) dr_flight_sent(e->flight);
     e->stats.lists++;
     u->last_list_len = (uint8_t)(e->out_n[r] < DR_LAST_LIST ? e->out_n[r] : DR_LAST_LIST);
     for (unsigned j = 0; j < u->last_list_len; j++) {
@@ -153,7 +154,8 @@ static int produce_batch(dr_emitter_t *e, const dr_model_t *m, dr_user_t *const 
                          size_t B, const bool *drift, int64_t now_ms, size_t *done) {
     for (size_t r = 0; r < B; r++) {
         int err, tries = 0;
-        while ((err = produce_list(e, m, users[r], r, drift && drift[r], now_ms)) == DR_EFULL &&
+        while ((err = produce_list(e, m, users[r], r, drift && drift[r], now_ms, e->flight->epoch,
+                                   true)) == DR_EFULL &&
                tries++ < 100) {
             e->stats.produce_retries++;
             rd_kafka_poll(e->rk, 10);
@@ -175,6 +177,18 @@ static void add_coengagement(void *ctx, size_t r, float *row, size_t n) {
     dr_model_add_coengagement(b->m, b->users[r], row, n);
 }
 
+/* Scores users[0..B) (B <= the batch size) into the rows of out. */
+static void score_batch(dr_emitter_t *e, const dr_model_t *m, const dr_items_view_t *items,
+                        dr_user_t *const *users, size_t B) {
+    double t0 = dr_mono_s();
+    for (size_t r = 0; r < B; r++) gather_user(e, m, users[r], r);
+    batch_ctx_t ctx = {m, users};
+    dr_emit_terms_t terms = {e->pop_weight, add_coengagement, &ctx};
+    dr_emit_topk(e->U, B, items, e->conf.topk, e->excl, &terms, e->scores, e->out, e->out_n);
+    e->stats.score_seconds += dr_mono_s() - t0;
+    e->stats.batches++;
+}
+
 int dr_emitter_emit(dr_emitter_t *e, const dr_model_t *m, dr_user_t *const *users, size_t n,
                     const bool *drift, int64_t now_ms, size_t *emitted) {
     dr_items_view_t items;
@@ -184,15 +198,19 @@ int dr_emitter_emit(dr_emitter_t *e, const dr_model_t *m, dr_user_t *const *user
     if (err) return err;
     for (size_t start = 0; start < n; start += (size_t)e->conf.batch) {
         size_t B = n - start < (size_t)e->conf.batch ? n - start : (size_t)e->conf.batch;
-        double t0 = dr_mono_s();
-        for (size_t r = 0; r < B; r++) gather_user(e, m, users[start + r], r);
-        batch_ctx_t ctx = {m, users + start};
-        dr_emit_terms_t terms = {e->pop_weight, add_coengagement, &ctx};
-        dr_emit_topk(e->U, B, &items, e->conf.topk, e->excl, &terms, e->scores, e->out, e->out_n);
-        e->stats.score_seconds += dr_mono_s() - t0;
-        e->stats.batches++;
+        score_batch(e, m, &items, users + start, B);
         err = produce_batch(e, m, users + start, B, drift ? drift + start : NULL, now_ms, emitted);
         if (err) return err;
     }
     return 0;
+}
+
+int dr_emitter_reissue(dr_emitter_t *e, const dr_model_t *m, dr_user_t *u, uint64_t tag,
+                       int64_t now_ms) {
+    dr_items_view_t items;
+    dr_model_items(m, &items);
+    int err = fit_buffers(e, items.dim, items.n);
+    if (err) return err;
+    score_batch(e, m, &items, &u, 1);
+    return produce_list(e, m, u, 0, false, now_ms, tag, false);
 }

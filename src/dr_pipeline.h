@@ -39,6 +39,7 @@ typedef struct dr_pipeline_stats {
     uint64_t lists_emitted;
     uint64_t lists_delivered;
     uint64_t delivery_errors;  /* failed deliveries (each one retried) */
+    uint64_t lists_reissued;   /* failed lists produced again as the user's current one */
     uint64_t commits;
     uint64_t commit_failures;
     uint64_t clicks_scored;    /* clicks of users that had a list */

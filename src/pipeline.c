@@ -42,6 +42,10 @@ struct dr_pipeline {
     size_t n_pending, cap_pending;
     dr_user_t **emit_users;      /* scratch for one emit call */
     size_t cap_emit_users;
+    /* lists and tombstones whose delivery failed: produced again as the
+     * user's current list, under the failed message's delivery tag */
+    struct reissue { int64_t user_id; uint64_t tag; } *reissue;
+    size_t n_reissue, cap_reissue;
     int64_t batch_offsets[DR_INGEST_MAX_PARTITIONS]; /* next offsets in commit_batch, -1: none */
     int batch_n_offsets;
     int64_t *withdrawn;          /* items newly blocked or deleted since the last emit */
@@ -133,6 +137,7 @@ bool dr_pipeline_drift_arm(const dr_pipeline_t *p, int64_t user_id) {
 
 static int emit_users(dr_pipeline_t *p, dr_user_t **users, const bool *drift, size_t n,
                       size_t *done);
+static void fail(dr_pipeline_t *p, const char *what, const char *detail);
 
 /* A detected drift: re-adapt (drift arm only) and publish the new list now,
  * flagged drift = true. */
@@ -369,6 +374,32 @@ static void on_emit_timer(uv_timer_t *t) {
 
 /* ---- delivery reports ----------------------------------------------------- */
 
+/* A list or tombstone of a user whose delivery failed. Its bytes are not
+ * produced again: newer messages of the same user may already be on their
+ * way, and a copy produced behind them would leave an older list last on
+ * the compacted topic. The user's current list is produced instead (by
+ * serve_reissues, outside the delivery callback, which can run inside the
+ * emitter), under the failed message's tag so that the commit waiting for
+ * it keeps waiting. */
+static bool queue_reissue(dr_pipeline_t *p, const rd_kafka_message_t *m) {
+    char key[24];
+    if (!m->key || m->key_len == 0 || m->key_len >= sizeof(key)) return false;
+    memcpy(key, m->key, m->key_len);
+    key[m->key_len] = 0;
+    char *end;
+    long long id = strtoll(key, &end, 10);
+    if (*end || id < 0) return false;
+    if (p->n_reissue == p->cap_reissue) {
+        size_t cap = p->cap_reissue ? p->cap_reissue * 2 : 64;
+        struct reissue *v = realloc(p->reissue, cap * sizeof(*v));
+        if (!v) return false;
+        p->reissue = v;
+        p->cap_reissue = cap;
+    }
+    p->reissue[p->n_reissue++] = (struct reissue){id, dr_msg_tag(m->_private)};
+    return true;
+}
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     dr_pipeline_t *p = opaque;
     if (!m->err) {
@@ -376,14 +407,22 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         if (dr_msg_kind(m->_private) == DR_MSG_RECS) p->stats.lists_delivered++;
         return;
     }
-    /* Never drop output silently: produce it again (same epoch tag, so the
-     * commit that depends on it keeps waiting). */
+    /* Never drop output silently (the commit that depends on it keeps
+     * waiting): a list is reissued as the user's current one, a dead letter
+     * is produced again as it was. */
     p->stats.delivery_errors++;
     static dr_log_limit_t lim = DR_LOG_LIMIT_INIT(10000, 5);
     uint64_t dropped = 0;
     if (dr_log_allow(&lim, &dropped))
         dr_log(DR_LOG_WARN, "pipeline", "delivery failed, retrying | topic=%s err=\"%s\" suppressed=%" PRIu64,
                rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err), dropped);
+    if (dr_msg_kind(m->_private) == DR_MSG_RECS) {
+        if (queue_reissue(p, m)) return;
+        dr_log(DR_LOG_ERROR, "pipeline", "cannot reissue a failed list; stopping so the commit does not pass it");
+        p->stats.failed = true;
+        dr_ingest_stop(p->ingest);
+        return;
+    }
     rd_kafka_headers_t *h = NULL, *copy = NULL;
     if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR) copy = rd_kafka_headers_copy(h);
     rd_kafka_resp_err_t err = rd_kafka_producev(
@@ -399,8 +438,43 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     }
 }
 
+/* Produces the current list of each user whose list failed (a tombstone
+ * when the user has no state: erased since, or never had events). A
+ * produce that finds the queue full is tried again on the next call. */
+static void serve_reissues(dr_pipeline_t *p) {
+    size_t i = 0;
+    for (; i < p->n_reissue && !p->stats.failed; i++) {
+        struct reissue r = p->reissue[i];
+        dr_user_t *u;
+        int err = get_user(p, r.user_id, &u);
+        if (!err && u->events_applied == 0) {
+            char key[24];
+            int klen = snprintf(key, sizeof(key), "%" PRId64, r.user_id);
+            rd_kafka_resp_err_t kerr = rd_kafka_producev(
+                p->producer, RD_KAFKA_V_TOPIC(p->cfg.topic_recs), RD_KAFKA_V_KEY(key, (size_t)klen),
+                RD_KAFKA_V_VALUE(NULL, 0), RD_KAFKA_V_OPAQUE(dr_msg_opaque(r.tag, DR_MSG_RECS)),
+                RD_KAFKA_V_END);
+            err = kerr == RD_KAFKA_RESP_ERR__QUEUE_FULL ? DR_EFULL : kerr ? DR_EKAFKA : 0;
+        } else if (!err) {
+            err = dr_emitter_reissue(p->emitter, p->model, u, r.tag, dr_now_ms());
+            /* the head of the published list is part of the stored user (it
+             * finds the lists a withdrawn item must leave) */
+            if (!err) dr_user_cache_mark_dirty(p->cache, u);
+        }
+        if (err == DR_EFULL) break;
+        if (err) {
+            fail(p, "a failed list could not be reissued", dr_strerror(err));
+            break;
+        }
+        p->stats.lists_reissued++;
+    }
+    memmove(p->reissue, p->reissue + i, (p->n_reissue - i) * sizeof(*p->reissue));
+    p->n_reissue -= i;
+}
+
 static void serve_producer(dr_pipeline_t *p) {
     while (rd_kafka_poll(p->producer, 0) > 0) {}
+    if (p->n_reissue > 0) serve_reissues(p);
 }
 
 static void on_producer_readable(uv_poll_t *h, int status, int events) {
@@ -515,22 +589,33 @@ static bool nothing_changed(dr_pipeline_t *p) {
            dr_model_dirty_items(p->model) == 0;
 }
 
-static void begin_commit(dr_pipeline_t *p) {
-    if (p->commit_batch || p->stats.failed) return;
-    if (emit_owed(p) != 0) return; /* the lists must be out before the offsets move */
-    if (nothing_changed(p)) return;
+/* Builds a commit (and writes it when nothing is in flight). 0 when one was
+ * built or nothing changed; DR_EAGAIN when the lists owed could not all be
+ * handed to the producer yet (the offsets must not move before them);
+ * DR_ESTOPPED when the pipeline has failed. */
+static int begin_commit(dr_pipeline_t *p) {
+    if (p->stats.failed) return DR_ESTOPPED;
+    if (p->commit_batch) return 0;
+    if (emit_owed(p) != 0) return DR_EAGAIN;
+    if (nothing_changed(p)) return 0;
     p->inputs_at_build = inputs_handled(p);
     int err = build_commit(p, &p->commit_batch);
-    if (err) { fail(p, "building the commit failed", dr_strerror(err)); return; }
+    if (err) {
+        fail(p, "building the commit failed", dr_strerror(err));
+        return DR_ESTOPPED;
+    }
     dr_flight_mark(&p->flight);
     finish_commit(p);
+    return 0;
 }
 
-/* Waits (serving delivery reports) until the commit in hand is written or
- * the deadline passes; true when none is left waiting. */
+/* Waits (serving delivery reports and reissuing failed lists) until the
+ * commit in hand is written or the deadline passes; true when none is left
+ * waiting. */
 static bool wait_commit(dr_pipeline_t *p, int64_t deadline) {
-    while (p->commit_batch && dr_mono_ms() < deadline) {
+    while (p->commit_batch && !p->stats.failed && dr_mono_ms() < deadline) {
         rd_kafka_poll(p->producer, FLUSH_STEP_MS);
+        if (p->n_reissue > 0) serve_reissues(p);
         finish_commit(p);
     }
     return p->commit_batch == NULL;
@@ -538,23 +623,38 @@ static bool wait_commit(dr_pipeline_t *p, int64_t deadline) {
 
 /* A commit that must land now (revoke, shutdown): a commit already built by
  * the timer holds an older state, so it is finished first and then a new
- * one covers everything applied since. */
+ * one covers everything applied since. Lists that cannot be handed to the
+ * producer (its queue full, say) are tried again until shutdown.timeout.ms.
+ * A commit that cannot be made fails the pipeline loudly (exit status 1):
+ * passing it as done would let the revoke go on and a later commit store
+ * the revoked partitions' users without their offsets. */
 static void commit_now(dr_pipeline_t *p) {
     int64_t deadline = dr_mono_ms() + p->cfg.shutdown_timeout_ms;
-    if (wait_commit(p, deadline)) {
-        begin_commit(p);
-        if (wait_commit(p, deadline)) return;
+    const char *why = "deliveries did not complete in time";
+    while (!p->stats.failed) {
+        if (!wait_commit(p, deadline)) break;
+        int err = begin_commit(p);
+        if (err == 0) {
+            if (wait_commit(p, deadline)) return;
+            break;
+        }
+        if (err != DR_EAGAIN) return; /* failed, and said why */
+        why = "the lists owed could not be handed to the producer";
+        if (dr_mono_ms() >= deadline) break;
+        rd_kafka_poll(p->producer, FLUSH_STEP_MS);
+        if (p->n_reissue > 0) serve_reissues(p);
     }
+    if (p->stats.failed) return;
     dr_state_batch_free(p->commit_batch);
     p->commit_batch = NULL;
     dr_user_cache_commit_end(p->cache, false);
-    fail(p, "deliveries did not complete in time, commit skipped", "shutdown.timeout.ms");
+    fail(p, "the revoke or shutdown commit could not be made", why);
 }
 
 static void on_commit_timer(uv_timer_t *t) {
     dr_pipeline_t *p = t->data;
     if (p->commit_batch) finish_commit(p);
-    else begin_commit(p);
+    else (void)begin_commit(p);
 }
 
 /* ---- backpressure and housekeeping --------------------------------------- */
@@ -868,6 +968,7 @@ void dr_pipeline_free(dr_pipeline_t *p) {
     dr_state_close(p->state);
     free(p->pending_ids);
     free(p->emit_users);
+    free(p->reissue);
     free(p->withdrawn);
     free(p->kafka_keys);
     free(p->kafka_values);

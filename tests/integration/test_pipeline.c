@@ -812,6 +812,126 @@ static void test_erase_then_event_before_commit(void **state) {
     fault_fixture_free(fx);
 }
 
+#define ORDER_USERS 20
+
+/* Five clicks of every user, produced now. */
+static void produce_round_of_clicks(fixture_t *fx, int round) {
+    for (int k = 0; k < 5; k++)
+        for (int64_t u = 1; u <= ORDER_USERS; u++)
+            produce_click(fx, u, 1 + (u * 7 + round * 5 + k) % ITEMS, 1767225600000LL + round * 100 + k);
+    assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
+}
+
+/* The leader of every recs partition goes when the first clicks are in and
+ * stays away 1.75 s, longer than kafka.message.timeout.ms (1.5 s): the
+ * first lists time out at ~1.55 s. A second round of clicks 1 s in makes
+ * newer lists, which wait for the leader and are delivered when it is back
+ * (before their own timeout). Stops 4 s after the leaders came back, when
+ * every failed list is long produced again and delivered. */
+static void drop_recs_leaders(run_t *r, const dr_pipeline_stats_t *st) {
+    rd_kafka_mock_cluster_t *mock = dr_embedded_mock(r->fx->broker);
+    double now = dr_mono_s();
+    if (r->fault_stage == 0 && st->consumed > 0) {
+        for (int p = 0; p < PARTITIONS; p++)
+            assert_int_equal(rd_kafka_mock_partition_set_leader(mock, "recs", p, -1), 0);
+        r->fault_at = now;
+        r->fault_stage = 1;
+    } else if (r->fault_stage == 1 && now - r->fault_at > 1.0) {
+        produce_round_of_clicks(r->fx, 1);
+        r->fault_stage = 2;
+    } else if (r->fault_stage == 2 && now - r->fault_at > 1.75) {
+        for (int p = 0; p < PARTITIONS; p++)
+            assert_int_equal(rd_kafka_mock_partition_set_leader(mock, "recs", p, 1), 0);
+        r->fault_at = now;
+        r->fault_stage = 3;
+    } else if (r->fault_stage == 3 && now - r->fault_at > 4.0) {
+        r->expect = 0;
+    }
+}
+
+typedef struct last_lists {
+    dr_codec_t *codec;
+    int64_t offset[ORDER_USERS + 1]; /* source offset of each user's last list */
+    size_t lists;
+} last_lists_t;
+
+static void on_last_list(void *ctx, const rd_kafka_message_t *m) {
+    last_lists_t *l = ctx;
+    dr_recs_t recs;
+    dr_scored_item_t items[TOPK];
+    assert_non_null(m->payload);
+    assert_int_equal(dr_codec_decode_recs(l->codec, m->payload, m->len, &recs, items, TOPK, NULL, 0), 0);
+    assert_true(recs.user_id >= 1 && recs.user_id <= ORDER_USERS);
+    l->offset[recs.user_id] = recs.source.offset;
+    l->lists++;
+}
+
+/* Defect 4: a list whose delivery timed out was produced again behind
+ * newer lists of the same user, so the compacted topic could end on an
+ * older list. Every user's last list on the topic must reflect its newest
+ * stored state (the same source offset). */
+static void test_failed_lists_keep_newest_last(void **state) {
+    (void)state;
+    fixture_t *fx = fault_fixture("reissue", 1);
+    uint64_t want[ORDER_USERS + 1];
+    for (int u = 0; u <= ORDER_USERS; u++) want[u] = u ? 10 : 0;
+    produce_round_of_clicks(fx, 0);
+    static const char *const timeouts[] = {"kafka.message.timeout.ms=1500", NULL};
+    dr_pipeline_stats_t st = run_pipeline_with(fx, "reissue", UINT64_MAX, timeouts, drop_recs_leaders);
+    assert_int_equal(st.consumed, 10 * ORDER_USERS);
+    assert_int_equal(last_fault_stage, 3);
+    int64_t stored_offset[ORDER_USERS + 1];
+    stored_t s = {.max_user = ORDER_USERS, .want = want, .last_offset = stored_offset};
+    scan_stored(fx, &s);
+    assert_int_equal(s.mismatched, 0);
+    last_lists_t *l = calloc(1, sizeof(*l));
+    l->codec = fx->codec;
+    read_topic(fx, "recs", PARTITIONS, on_last_list, l);
+    int stale = 0;
+    for (int64_t u = 1; u <= ORDER_USERS; u++) stale += l->offset[u] != stored_offset[u];
+    fprintf(stderr, "recs leaders down 1.75 s, message timeout 1.5 s: %llu delivery errors, %llu lists reissued, %zu lists read, %d of %d users end on an older list\n",
+            (unsigned long long)st.delivery_errors, (unsigned long long)st.lists_reissued, l->lists,
+            stale, ORDER_USERS);
+    assert_true(st.delivery_errors > 0); /* the fault did make lists fail */
+    assert_int_equal(stale, 0);
+    free(l);
+    fault_fixture_free(fx);
+}
+
+/* Stops the run 2 s after the first record. */
+static void stop_after_2s(run_t *r, const dr_pipeline_stats_t *st) {
+    if (r->fault_stage == 0 && st->consumed > 0) {
+        r->fault_at = dr_mono_s();
+        r->fault_stage = 1;
+    } else if (r->fault_stage == 1 && dr_mono_s() - r->fault_at > 2.0) {
+        r->expect = 0;
+    }
+}
+
+/* Defect 5: when the lists owed cannot be handed to the producer (its
+ * queue full: 5 messages, the recs partitions without a leader), the
+ * shutdown commit cannot be made. It used to be skipped silently and the
+ * process exited 0 as if everything were stored; it must fail loudly. */
+static void test_shutdown_commit_that_cannot_be_made_fails(void **state) {
+    (void)state;
+    fixture_t *fx = fault_fixture("nocommit", 1);
+    rd_kafka_mock_cluster_t *mock = dr_embedded_mock(fx->broker);
+    for (int p = 0; p < PARTITIONS; p++)
+        assert_int_equal(rd_kafka_mock_partition_set_leader(mock, "recs", p, -1), 0);
+    for (int64_t u = 1; u <= 50; u++) produce_click(fx, u, u, 1767225600000LL + u);
+    assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
+    static const char *const full[] = {"kafka.queue.buffering.max.messages=5",
+                                       "shutdown.timeout.ms=2000", NULL};
+    expected_exit = 1;
+    dr_pipeline_stats_t st = run_pipeline_with(fx, "nocommit", UINT64_MAX, full, stop_after_2s);
+    expected_exit = 0;
+    assert_true(st.failed);
+    assert_int_equal(st.commits, 0);
+    fprintf(stderr, "shutdown with the producer queue full: exit 1 after %llu records, no commit stored\n",
+            (unsigned long long)st.consumed);
+    fault_fixture_free(fx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_end_to_end),
@@ -820,6 +940,8 @@ int main(void) {
         cmocka_unit_test(test_unparkable_record_stops),
         cmocka_unit_test(test_small_cache_lagging_deliveries),
         cmocka_unit_test(test_erase_then_event_before_commit),
+        cmocka_unit_test(test_failed_lists_keep_newest_last),
+        cmocka_unit_test(test_shutdown_commit_that_cannot_be_made_fails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
