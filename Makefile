@@ -5,7 +5,7 @@ SAN_BUILD ?= build-san
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: all bootstrap build demo test test-san test-fuzz bench config-doc package clean
+.PHONY: all bootstrap build demo test test-san test-fuzz bench soak config-doc package clean
 
 all: build
 
@@ -41,6 +41,11 @@ test-fuzz: bootstrap
 
 bench: build
 	bench/run.sh
+
+# 120 SIGKILLs with a small cache, lagging deliveries and erases
+# (bench/crash_soak.sh; `make test` runs 25 of them).
+soak: build
+	bench/crash_soak.sh
 
 # ops/CONFIG.md is generated from the settings table in src/config.c.
 config-doc: build

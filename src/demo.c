@@ -17,6 +17,7 @@
 #include "dr_config.h"
 #include "dr_drift_eval.h"
 #include "dr_embedded.h"
+#include "dr_bytes.h"
 #include "dr_err.h"
 #include "dr_log.h"
 #include "dr_pipeline.h"
@@ -30,6 +31,7 @@ typedef struct demo_opts {
     const char *bootstrap;     /* external broker; NULL: embedded */
     char state_dir[1024];
     bool keep_state, quiet, produce_only, no_drift_eval;
+    double erase_share;        /* --produce-only: share of events followed by an erase */
     dr_config_t cfg;
 } demo_opts_t;
 
@@ -51,7 +53,7 @@ static void usage(FILE *f) {
             "usage: driftrec demo [--events N] [--users U] [--items I] [--partitions P]\n"
             "                     [--report DIR] [--state-dir DIR] [--keep-state] [--quiet]\n"
             "                     [--seed S] [--bootstrap HOST:PORT] [--no-drift-eval]\n"
-            "                     [--set key=value]...\n"
+            "                     [--produce-only [--erase-share X]] [--set key=value]...\n"
             "Runs the whole pipeline on the embedded broker (librdkafka's mock cluster on\n"
             "127.0.0.1) over a synthetic stream of sessions (impressions, clicks, likes,\n"
             "shares, dwells, hides; 20%% of users switch interests mid-stream), shows live\n"
@@ -61,7 +63,9 @@ static void usage(FILE *f) {
             "(driftrec.items) gives every item a 16-float content embedding.\n"
             "--bootstrap uses a running broker instead (e.g. `driftrec broker --topic ...`),\n"
             "so that other tools (kcat) can read the same topics; with --produce-only it only\n"
-            "produces the stream there (for `driftrec run` and test harnesses).\n"
+            "produces the stream there (for `driftrec run` and test harnesses); --erase-share\n"
+            "then follows that share of the events (seeded) with an erase request for the\n"
+            "event's user (a null value keyed by the user), as `driftrec erase` sends.\n"
             "The drift evaluation ranks every click under the current model (a pass over\n"
             "the item matrix each); --no-drift-eval skips it to show the pipeline's own speed.\n");
 }
@@ -74,11 +78,11 @@ static int parse_opts(demo_opts_t *o, int argc, char **argv) {
         {"keep-state", no_argument, 0, 'k'},   {"quiet", no_argument, 0, 'q'},
         {"seed", required_argument, 0, 'S'},   {"set", required_argument, 0, 'x'},
         {"bootstrap", required_argument, 0, 'b'}, {"produce-only", no_argument, 0, 'P'},
-        {"no-drift-eval", no_argument, 0, 'E'},
+        {"no-drift-eval", no_argument, 0, 'E'}, {"erase-share", required_argument, 0, 'X'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     char err[512];
     int c;
-    while ((c = getopt_long(argc, argv, "n:u:i:p:r:s:kqS:x:b:PEh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "n:u:i:p:r:s:kqS:x:b:PEX:h", opts, NULL)) != -1) {
         switch (c) {
         case 'n': o->synth.events = strtoull(optarg, NULL, 10); break;
         case 'u': o->synth.users = strtoull(optarg, NULL, 10); break;
@@ -91,6 +95,7 @@ static int parse_opts(demo_opts_t *o, int argc, char **argv) {
         case 'b': o->bootstrap = optarg; break;
         case 'P': o->produce_only = true; break;
         case 'E': o->no_drift_eval = true; break;
+        case 'X': o->erase_share = strtod(optarg, NULL); break;
         case 'S': o->synth.seed = strtoull(optarg, NULL, 10); break;
         case 'x':
             if (dr_config_set_pair(&o->cfg, optarg, err, sizeof(err))) {
@@ -105,6 +110,10 @@ static int parse_opts(demo_opts_t *o, int argc, char **argv) {
     if (o->synth.events < 1 || o->synth.users < 1 || o->synth.items < 40 || o->partitions < 1 ||
         o->partitions > 1024) {
         fprintf(stderr, "driftrec demo: need --events >= 1, --users >= 1, --items >= 40, --partitions 1..1024\n");
+        return 2;
+    }
+    if (!(o->erase_share >= 0 && o->erase_share <= 1) || (o->erase_share > 0 && !o->produce_only)) {
+        fprintf(stderr, "driftrec demo: --erase-share takes a share in [0, 1], with --produce-only\n");
         return 2;
     }
     return 0;
@@ -144,21 +153,29 @@ static int produce_stream(demo_opts_t *o, const char *bootstraps) {
         if (kerr) err = DR_EKAFKA;
     }
     dr_event_t ev;
+    uint64_t erase_rng = dr_mix64(o->synth.seed ^ 0xe2a5eULL), n_erases = 0;
     while (!err && dr_synth_next(s, &ev)) {
         char key[24];
         int klen = snprintf(key, sizeof(key), "%" PRId64, ev.user_id);
         if ((err = dr_codec_encode_event(codec, &ev, &buf))) break;
-        rd_kafka_resp_err_t kerr;
-        while ((kerr = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(o->cfg.topic_events),
-                                         RD_KAFKA_V_KEY(key, (size_t)klen),
-                                         RD_KAFKA_V_VALUE(buf.data, buf.len),
-                                         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                         RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-            rd_kafka_poll(rk, 10);
-        if (kerr) { err = DR_EKAFKA; break; }
+        bool erase = o->erase_share > 0 && dr_rand01(&erase_rng) < o->erase_share;
+        n_erases += erase;
+        /* the event, then (sometimes) the user's erase request: a null value */
+        for (int k = 0; k < 1 + erase; k++) {
+            rd_kafka_resp_err_t kerr;
+            while ((kerr = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(o->cfg.topic_events),
+                                             RD_KAFKA_V_KEY(key, (size_t)klen),
+                                             RD_KAFKA_V_VALUE(k ? NULL : buf.data, k ? 0 : buf.len),
+                                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                             RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                rd_kafka_poll(rk, 10);
+            if (kerr) err = DR_EKAFKA;
+        }
     }
     if (!err && rd_kafka_flush(rk, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR) err = DR_EKAFKA;
     if (err) fprintf(stderr, "driftrec demo: producing the stream failed: %s\n", dr_strerror(err));
+    else if (n_erases > 0)
+        fprintf(stderr, "produced %" PRIu64 " erase requests among the events\n", n_erases);
     dr_buf_free(&buf);
     dr_codec_free(codec);
     dr_synth_free(s);

@@ -93,11 +93,14 @@ static void on_stop_signal(int sig) { (void)sig; broker_stop = 1; }
 
 static void broker_usage(FILE *f) {
     fprintf(f, "usage: driftrec broker [--brokers B] [--partitions P] [--topic NAME]... [--config FILE]\n"
+               "                       [--rtt-ms MS]\n"
                "Runs librdkafka's mock cluster on 127.0.0.1 and prints its bootstrap address\n"
                "on the first line of stdout. Topics named with --topic are created with P\n"
                "partitions (default 8); with --config, the configuration's events, lists (compacted\n"
                "in a real cluster), DLQ and catalog topics too. Others are auto-created. Stops on\n"
-               "SIGINT/SIGTERM. Keeps data in memory only, ~5 MiB per partition.\n");
+               "SIGINT/SIGTERM. Keeps data in memory only, ~5 MiB per partition.\n"
+               "--rtt-ms delays every broker's responses by MS (a slow or distant cluster, for\n"
+               "tests of lagging deliveries).\n");
 }
 
 int dr_cmd_broker(int argc, char **argv) {
@@ -105,20 +108,23 @@ int dr_cmd_broker(int argc, char **argv) {
                                          {"partitions", required_argument, 0, 'p'},
                                          {"topic", required_argument, 0, 't'},
                                          {"config", required_argument, 0, 'c'},
+                                         {"rtt-ms", required_argument, 0, 'r'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    int brokers = 1, partitions = 8, c;
+    int brokers = 1, partitions = 8, rtt_ms = 0, c;
     const char *topics[64], *config = NULL;
     int n_topics = 0;
-    while ((c = getopt_long(argc, argv, "b:p:t:c:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:p:t:c:r:h", opts, NULL)) != -1) {
         if (c == 'b') brokers = atoi(optarg);
+        else if (c == 'r') rtt_ms = atoi(optarg);
         else if (c == 'c') config = optarg;
         else if (c == 'p') partitions = atoi(optarg);
         else if (c == 't' && n_topics < 64) topics[n_topics++] = optarg;
         else { broker_usage(c == 'h' ? stdout : stderr); return c == 'h' ? 0 : 2; }
     }
-    if (brokers < 1 || brokers > 16 || partitions < 1 || partitions > 1024) {
-        fprintf(stderr, "driftrec broker: --brokers must be 1..16 and --partitions 1..1024\n");
+    if (brokers < 1 || brokers > 16 || partitions < 1 || partitions > 1024 || rtt_ms < 0 ||
+        rtt_ms > 60000) {
+        fprintf(stderr, "driftrec broker: --brokers must be 1..16, --partitions 1..1024 and --rtt-ms 0..60000\n");
         return 2;
     }
     char err[256];
@@ -131,6 +137,7 @@ int dr_cmd_broker(int argc, char **argv) {
         if (dr_embedded_create_topic(b, topics[i], partitions, err, sizeof(err)))
             fprintf(stderr, "driftrec broker: %s\n", err);
     if (config) create_configured(b, config, partitions);
+    if (rtt_ms > 0) rd_kafka_mock_broker_set_rtt(b->mock, -1, rtt_ms);
     printf("%s\n", dr_embedded_bootstraps(b));
     fflush(stdout);
     signal(SIGINT, on_stop_signal);

@@ -10,6 +10,7 @@
 
 #include "dr_cmd_adwin.h"
 #include "dr_cmd_inspect.h"
+#include "dr_cmd_lists.h"
 #include "dr_cmd_replay.h"
 #include "dr_cmd_topics.h"
 #include "dr_cmd_report.h"
@@ -34,6 +35,7 @@ static void usage(FILE *f) {
             "  report DIR                               (re)write DIR/report.html from DIR/report.json\n"
             "  inspect [--state-dir D] user ID|item ID|users|offsets  what the state holds (read-only)\n"
             "  erase --user ID [--set kafka.bootstrap.servers=B]  erase a user's state and list\n"
+            "  lists [--last] [--set kafka.bootstrap.servers=B]  what the recommendations topic holds\n"
             "  topics create [--config FILE] [--partitions N]  create the topics (Admin API)\n"
             "  config [--markdown|--dump] [--config FILE] [--set k=v]  show settings\n"
             "  version                                  print the version\n\n"
@@ -291,6 +293,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "replay")) return dr_cmd_replay(argc, argv);
     if (!strcmp(cmd, "report")) return dr_cmd_report(argc, argv);
     if (!strcmp(cmd, "inspect")) return dr_cmd_inspect(argc, argv);
+    if (!strcmp(cmd, "lists")) return dr_cmd_lists(argc, argv);
     if (!strcmp(cmd, "erase")) return cmd_erase(argc, argv);
     if (!strcmp(cmd, "topics")) return dr_cmd_topics(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {

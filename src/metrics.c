@@ -142,7 +142,8 @@ static char *render(dr_pipeline_t *p, const dr_metrics_t *m) {
                 s.dlq_by_reason[c]);
     counter(f, "driftrec_lists_emitted_total", "Recommendation lists produced.", (double)s.lists_emitted);
     counter(f, "driftrec_lists_delivered_total", "Recommendation lists acknowledged by the broker.", (double)s.lists_delivered);
-    counter(f, "driftrec_delivery_errors_total", "Failed deliveries (each produced again).", (double)s.delivery_errors);
+    counter(f, "driftrec_delivery_errors_total", "Failed deliveries (each produced again: a dead letter as it was, a list as the user's current one).", (double)s.delivery_errors);
+    counter(f, "driftrec_lists_reissued_total", "Lists produced again as the user's current list after a failed delivery.", (double)s.lists_reissued);
     counter(f, "driftrec_commits_total", "State commits written to RocksDB.", (double)s.commits);
     counter(f, "driftrec_commit_failures_total", "State commits that failed.", (double)s.commit_failures);
     counter(f, "driftrec_erasures_total", "Users erased on request.", (double)s.erasures);

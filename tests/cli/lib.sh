@@ -7,23 +7,25 @@ cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wa
 trap cleanup EXIT
 
 # start_broker PARTITIONS TOPIC...: starts a `driftrec broker` with those
-# topics and sets $bs to its address. (Not in a $(...) subshell: the pid
-# must reach $pids so that cleanup stops the broker.)
+# topics (and the options in the array BROKER_ARGS, if set) and sets $bs to
+# its address. (Not in a $(...) subshell: the pid must reach $pids so that
+# cleanup stops the broker.)
 start_broker() {
   local parts=$1 name=$2 args=()
   shift
   for t in "$@"; do args+=(--topic "$t"); done
-  "$DRIFTREC" broker --partitions "$parts" "${args[@]}" >"$dir/$name.addr" 2>/dev/null &
+  "$DRIFTREC" broker --partitions "$parts" "${args[@]}" ${BROKER_ARGS[@]+"${BROKER_ARGS[@]}"} >"$dir/$name.addr" 2>/dev/null &
   pids+=($!)
   for _ in $(seq 200); do [ -s "$dir/$name.addr" ] && break; sleep 0.05; done
   [ -s "$dir/$name.addr" ] || { echo "broker did not start" >&2; exit 1; }
   bs=$(head -1 "$dir/$name.addr")
 }
 
-# produce BOOTSTRAP TOPIC EVENTS USERS ITEMS: the demo's synthetic stream.
+# produce BOOTSTRAP TOPIC EVENTS USERS ITEMS [DEMO OPTION]...: the demo's
+# synthetic stream (e.g. --erase-share 0.005 mixes erase requests in).
 produce() {
   "$DRIFTREC" demo --bootstrap "$1" --produce-only --events "$3" --users "$4" --items "$5" \
-      --set "topic.events=$2" --quiet 2>"$dir/produce.log" || { cat "$dir/produce.log"; exit 1; }
+      --set "topic.events=$2" --quiet "${@:6}" 2>"$dir/produce.log" || { cat "$dir/produce.log"; exit 1; }
 }
 
 # metrics_port LOG: the port `driftrec run` logged for metrics.listen=127.0.0.1:0

@@ -1,0 +1,259 @@
+/* cmd_lists.c - `driftrec lists`: what the recommendations topic holds, read
+ * from its beginning to its current end with a plain consumer (no group, no
+ * committed offsets): every list, or with --last the newest message of each
+ * user, which is what a compacted topic keeps. For operators ("what did we
+ * publish for this user?") and for the crash tests, which compare the last
+ * list of every user after restarts with an uninterrupted run's. */
+#include "dr_cmd_lists.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "dr_bytes.h"
+#include "dr_codec.h"
+#include "dr_config.h"
+#include "dr_err.h"
+#include "dr_ingest.h"
+#include "dr_log.h"
+
+#define MAX_LIST 10000 /* emit.topk's bound */
+
+/* What a line says of one message: a list (source position, length) or a
+ * tombstone (an erased user). */
+typedef struct last_msg {
+    int64_t user_id;
+    int32_t partition;
+    int64_t offset;
+    bool tombstone;
+    dr_source_pos_t source;
+    size_t n_items;
+} last_msg_t;
+
+typedef struct lists {
+    bool last;
+    last_msg_t *msgs; /* with --last: one per user, in order of first sight */
+    size_t n, cap;
+    /* user id -> index into msgs, open addressing, -1 = empty */
+    int64_t *slot_id;
+    size_t *slot_idx, n_slots;
+} lists_t;
+
+static void print_msg(const last_msg_t *m) {
+    if (m->tombstone)
+        printf("%" PRId64 " %d %" PRId64 " tombstone\n", m->user_id, m->partition, m->offset);
+    else
+        printf("%" PRId64 " %d %" PRId64 " source=%d:%" PRId64 " items=%zu\n", m->user_id,
+               m->partition, m->offset, m->source.partition, m->source.offset, m->n_items);
+}
+
+static int grow_slots(lists_t *l) {
+    size_t n = l->n_slots ? l->n_slots * 2 : 1024;
+    int64_t *ids = malloc(n * sizeof(*ids));
+    size_t *idx = malloc(n * sizeof(*idx));
+    if (!ids || !idx) {
+        free(ids);
+        free(idx);
+        return DR_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) ids[i] = -1;
+    for (size_t k = 0; k < l->n; k++) {
+        size_t i = dr_mix64((uint64_t)l->msgs[k].user_id) & (n - 1);
+        while (ids[i] >= 0) i = (i + 1) & (n - 1);
+        ids[i] = l->msgs[k].user_id;
+        idx[i] = k;
+    }
+    free(l->slot_id);
+    free(l->slot_idx);
+    l->slot_id = ids;
+    l->slot_idx = idx;
+    l->n_slots = n;
+    return 0;
+}
+
+/* Keeps m as its user's newest message. */
+static int keep_last(lists_t *l, const last_msg_t *m) {
+    if ((l->n + 1) * 2 > l->n_slots && grow_slots(l)) return DR_ENOMEM;
+    size_t i = dr_mix64((uint64_t)m->user_id) & (l->n_slots - 1);
+    for (; l->slot_id[i] >= 0; i = (i + 1) & (l->n_slots - 1))
+        if (l->slot_id[i] == m->user_id) {
+            l->msgs[l->slot_idx[i]] = *m;
+            return 0;
+        }
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 1024;
+        last_msg_t *v = realloc(l->msgs, cap * sizeof(*v));
+        if (!v) return DR_ENOMEM;
+        l->msgs = v;
+        l->cap = cap;
+    }
+    l->slot_id[i] = m->user_id;
+    l->slot_idx[i] = l->n;
+    l->msgs[l->n++] = *m;
+    return 0;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: driftrec lists [--last] [--config FILE] [--set key=value]...\n"
+               "Prints the messages of the recommendations topic (topic.recommendations at\n"
+               "kafka.bootstrap.servers), from its beginning to its current end, one line each:\n"
+               "  USER PARTITION OFFSET source=SOURCE_PARTITION:SOURCE_OFFSET items=N\n"
+               "  USER PARTITION OFFSET tombstone          (an erased user)\n"
+               "SOURCE is the input position of the newest event the list reflects. With --last,\n"
+               "only the newest message of each user (what a compacted topic keeps).\n");
+}
+
+/* Reads every partition of the topic from the beginning to its end as of
+ * the start (the high watermarks then), decoding each message. */
+static int read_all(rd_kafka_t *rk, const dr_config_t *cfg, dr_codec_t *codec, lists_t *l) {
+    const struct rd_kafka_metadata *md;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, cfg->topic_recs, NULL);
+    if (!t || rd_kafka_metadata(rk, 0, t, &md, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (t) rd_kafka_topic_destroy(t);
+        fprintf(stderr, "driftrec lists: no metadata for topic %s\n", cfg->topic_recs);
+        return 1;
+    }
+    int parts = md->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(t);
+    rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new(parts);
+    int64_t *end = calloc((size_t)(parts > 0 ? parts : 1), sizeof(*end));
+    int open = 0, rc = 0;
+    for (int p = 0; p < parts && end; p++) {
+        int64_t lo = 0, hi = 0;
+        if (rd_kafka_query_watermark_offsets(rk, cfg->topic_recs, p, &lo, &hi, 10000)) {
+            fprintf(stderr, "driftrec lists: cannot read the end of %s [%d]\n", cfg->topic_recs, p);
+            rc = 1;
+            break;
+        }
+        end[p] = hi;
+        if (hi > lo) {
+            rd_kafka_topic_partition_list_add(assign, cfg->topic_recs, p)->offset = lo;
+            open++;
+        }
+    }
+    if (!end) rc = 1;
+    if (!rc && open > 0 && rd_kafka_assign(rk, assign) != RD_KAFKA_RESP_ERR_NO_ERROR) rc = 1;
+    rd_kafka_topic_partition_list_destroy(assign);
+    dr_scored_item_t *items = malloc(MAX_LIST * sizeof(*items));
+    if (!items) rc = 1;
+    int64_t idle_since = dr_mono_ms();
+    while (!rc && open > 0) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+        if (!m) {
+            if (dr_mono_ms() - idle_since > 30000) {
+                fprintf(stderr, "driftrec lists: nothing arrived for 30 s, %d partitions unfinished\n", open);
+                rc = 1;
+            }
+            continue;
+        }
+        idle_since = dr_mono_ms();
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                fprintf(stderr, "driftrec lists: %s\n", rd_kafka_message_errstr(m));
+                rc = 1;
+            }
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        last_msg_t lm = {.partition = m->partition, .offset = m->offset};
+        char key[24], reason[256];
+        if (m->key && m->key_len < sizeof(key)) {
+            memcpy(key, m->key, m->key_len);
+            key[m->key_len] = 0;
+            lm.user_id = strtoll(key, NULL, 10);
+        }
+        if (!m->payload) {
+            lm.tombstone = true;
+        } else {
+            dr_recs_t recs;
+            if (dr_codec_decode_recs(codec, m->payload, m->len, &recs, items, MAX_LIST, reason,
+                                     sizeof(reason))) {
+                fprintf(stderr, "driftrec lists: %s [%d] offset %" PRId64 ": %s\n", cfg->topic_recs,
+                        m->partition, m->offset, reason);
+                rc = 1;
+            }
+            lm.user_id = recs.user_id;
+            lm.source = recs.source;
+            lm.n_items = recs.n_items;
+        }
+        if (!rc) {
+            if (l->last) rc = keep_last(l, &lm) ? 1 : 0;
+            else print_msg(&lm);
+        }
+        if (m->offset + 1 >= end[m->partition]) open--;
+        rd_kafka_message_destroy(m);
+    }
+    free(items);
+    free(end);
+    return rc;
+}
+
+int dr_cmd_lists(int argc, char **argv) {
+    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
+                                         {"set", required_argument, 0, 's'},
+                                         {"last", no_argument, 0, 'l'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    char err[1024];
+    lists_t l = {0};
+    dr_config_t *cfg = malloc(sizeof(*cfg));
+    if (!cfg) return 1;
+    dr_config_default(cfg);
+    int c, rc = 0;
+    while (!rc && (c = getopt_long(argc, argv, "c:s:lh", opts, NULL)) != -1) {
+        if (c == 'c') rc = dr_config_load_file(cfg, optarg, err, sizeof(err)) ? 2 : 0;
+        else if (c == 's') rc = dr_config_set_pair(cfg, optarg, err, sizeof(err)) ? 2 : 0;
+        else if (c == 'l') l.last = true;
+        else { usage(c == 'h' ? stdout : stderr); free(cfg); return c == 'h' ? 0 : 2; }
+        if (rc) fprintf(stderr, "driftrec lists: %s\n", err);
+    }
+    if (!rc && optind < argc) {
+        usage(stderr);
+        rc = 2;
+    }
+    if (!rc && dr_config_finish(cfg, err, sizeof(err))) {
+        fprintf(stderr, "driftrec lists: %s\n", err);
+        rc = 2;
+    }
+    if (rc) {
+        free(cfg);
+        return rc;
+    }
+    static const char *const defaults[][2] = {{"group.id", "driftrec-lists"},
+                                              {"enable.auto.commit", "false"},
+                                              {"enable.partition.eof", "true"}};
+    const char **keys = NULL, **vals = NULL;
+    rd_kafka_conf_t *kc = dr_config_kafka_arrays(cfg, &keys, &vals) == 0
+                              ? dr_ingest_kafka_conf(defaults, 3, keys, vals, cfg->n_kafka, err, sizeof(err))
+                              : NULL;
+    rd_kafka_t *rk = kc ? rd_kafka_new(RD_KAFKA_CONSUMER, kc, err, sizeof(err)) : NULL;
+    dr_codec_t *codec = NULL;
+    if (!rk) {
+        if (kc) rd_kafka_conf_destroy(kc);
+        fprintf(stderr, "driftrec lists: %s\n", err);
+        rc = 1;
+    } else if (dr_codec_new(&codec, &cfg->codec, err, sizeof(err))) {
+        fprintf(stderr, "driftrec lists: %s\n", err);
+        rc = 1;
+    } else {
+        rc = read_all(rk, cfg, codec, &l);
+        for (size_t i = 0; !rc && i < l.n; i++) print_msg(&l.msgs[i]);
+    }
+    if (rk) {
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+    }
+    dr_codec_free(codec);
+    free(keys);
+    free(vals);
+    free(l.msgs);
+    free(l.slot_id);
+    free(l.slot_idx);
+    free(cfg);
+    return rc;
+}
