@@ -25,9 +25,10 @@ typedef struct dr_exclusions {
     size_t n;
 } dr_exclusions_t;
 
-/* Adds a per-user term to row u of the scores (row[0..n), indexed like the
- * items view) between the sgemm and the selection. */
-typedef void (*dr_emit_row_fn)(void *ctx, size_t u, float *row, size_t n);
+/* Adds a per-user term to one chunk of user u's scores between the sgemm
+ * and the selection: row[j] is the score of item index first + j, j < n
+ * (a range of the items view). Called once per user and chunk. */
+typedef void (*dr_emit_row_fn)(void *ctx, size_t u, float *row, size_t first, size_t n);
 
 /* What a list's score adds to U·Qᵀ + b: the learner's terms that only rank.
  * pop_weight[u] times the items view's pop vector is added in the selection
@@ -39,15 +40,29 @@ typedef struct dr_emit_terms {
     void *ctx;
 } dr_emit_terms_t;
 
+/* Items scored per cblas_sgemm: the scoring scratch is B × this many floats
+ * whatever the catalog size (128 MiB at the default emit.batch of 512;
+ * one sgemm over the whole catalog took 2 GiB at 1M items). Each chunk
+ * costs every user one call of the row hook, a pass over its co-engagement
+ * tables, so small chunks slow large catalogs down: at 1M items with full
+ * tables, 16384 scored 10-20% fewer lists per second than one sgemm over
+ * the catalog, 65536 about 6% fewer, within the noise (bench/scale.sh). */
+#define DR_EMIT_CHUNK_ITEMS 65536
+
+/* Floats per user of the scratch dr_emit_topk() needs for n_items items:
+ * min(n_items, DR_EMIT_CHUNK_ITEMS). */
+size_t dr_emit_scratch_items(size_t n_items);
+
 /* Scores B users (rows of U, B×dim, row-major) against every item:
- * S = U·Qᵀ + b (+ the terms, when not NULL), with one cblas_sgemm per call,
- * then writes each user's k best items into out[u*k ...] and their count
- * into out_n[u].
+ * S = U·Qᵀ + b (+ the terms, when not NULL), one cblas_sgemm per chunk of
+ * DR_EMIT_CHUNK_ITEMS items, each chunk merged into every user's top-k before
+ * the next, then writes each user's k best items into out[u*k ...] and their
+ * count into out_n[u].
  *
  * Guarantees (tested): lists are sorted by score, descending, ties broken by
  * ascending item id; excluded and blocked items never appear; a list is
  * shorter than k only when fewer eligible items exist. `scores` is scratch
- * of at least B × items->n floats. */
+ * of at least B × dr_emit_scratch_items(items->n) floats. */
 void dr_emit_topk(const float *U, size_t B, const dr_items_view_t *items, int k,
                   const dr_exclusions_t *excl, const dr_emit_terms_t *terms, float *scores,
                   dr_scored_item_t *out, size_t *out_n);

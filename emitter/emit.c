@@ -22,8 +22,8 @@ struct dr_emitter {
     int dim;
     float *U;                 /* batch × dim */
     float *pop_weight;        /* batch: the users' population-prior weights */
-    float *scores;            /* batch × scores_cap_items */
-    size_t scores_cap_items;
+    float *scores;            /* batch × scores_cap_items: one chunk of scores */
+    size_t scores_cap_items;  /* <= DR_EMIT_CHUNK_ITEMS */
     dr_scored_item_t *out;    /* batch × topk */
     size_t *out_n;
     dr_exclusions_t *excl;    /* batch */
@@ -93,8 +93,11 @@ static int fit_buffers(dr_emitter_t *e, int dim, size_t n_items) {
         e->U = U;
         e->dim = dim;
     }
-    if (n_items > e->scores_cap_items) {
-        size_t cap = n_items + n_items / 2 + 1024;
+    /* dr_emit_topk scores a chunk at a time: the scratch stops growing at
+     * batch × DR_EMIT_CHUNK_ITEMS floats, whatever the catalog size */
+    size_t need = dr_emit_scratch_items(n_items);
+    if (need > e->scores_cap_items) {
+        size_t cap = dr_emit_scratch_items(need + need / 2 + 1024);
         float *s = realloc(e->scores, b * cap * sizeof(float));
         if (!s) return DR_ENOMEM;
         e->scores = s;
@@ -172,9 +175,9 @@ typedef struct batch_ctx {
     dr_user_t *const *users;
 } batch_ctx_t;
 
-static void add_coengagement(void *ctx, size_t r, float *row, size_t n) {
+static void add_coengagement(void *ctx, size_t r, float *row, size_t first, size_t n) {
     const batch_ctx_t *b = ctx;
-    dr_model_add_coengagement(b->m, b->users[r], row, n);
+    dr_model_add_coengagement_range(b->m, b->users[r], row, first, n);
 }
 
 /* Scores users[0..B) (B <= the batch size) into the rows of out. */

@@ -106,7 +106,8 @@ typedef struct dr_learner_conf {
     float negative_weight;         /* weight of each sampled negative */
     bool negative_uniform;         /* sample negatives uniformly over known items
                                       instead of by popularity */
-    int64_t max_items;             /* catalog bound (rows of the item matrix) */
+    int64_t max_items;             /* catalog bound (rows of the item matrix): an
+                                      event on a new item beyond it is refused */
     uint64_t seed;
 } dr_learner_conf_t;
 
@@ -225,8 +226,14 @@ typedef struct dr_apply_result {
 
 /* Learns from one event for user u (test, then train). `event_seed` makes
  * negative sampling reproducible (derive it from the event's position).
- * Records the event in u's recent ring and counts it. Returns 0, or
- * DR_ENOMEM / DR_ERANGE when the item cannot get a row. */
+ * Records the event in u's recent ring and counts it. Returns 0, or an
+ * error with the model and u exactly as before (every row the event needs
+ * is created, and every allocation made, before anything changes):
+ *   DR_ERANGE - the event's item is new and the catalog already holds
+ *     conf.max_items items (any event type; known items keep learning). A
+ *     pending impression that goes stale while its item still cannot get a
+ *     row is dropped without a step, so it never blocks the user's events.
+ *   DR_ENOMEM - no memory for a row or a co-engagement table. */
 int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev,
                      uint64_t event_seed, dr_apply_result_t *res);
 
@@ -248,6 +255,11 @@ float dr_model_pop_weight(const dr_model_t *m, const dr_user_t *u);
  * like the item matrix rows). O(L · neighbours per item); nothing when the
  * term is off or u has engaged with nothing yet. */
 void dr_model_add_coengagement(const dr_model_t *m, const dr_user_t *u, float *scores, size_t n);
+/* The same for the item indices first .. first + n - 1 only, scores[j]
+ * being item first + j's: for scorers that go through the item matrix in
+ * chunks. Each call passes over u's L neighbour tables once. */
+void dr_model_add_coengagement_range(const dr_model_t *m, const dr_user_t *u, float *scores,
+                                     size_t first, size_t n);
 /* 1-based rank of item_id in the list the model would publish for u now
  * (items not blocked or deleted and not among u's recent events, by
  * dr_model_score()); 0 when the item could not be in it. O(items · dim):

@@ -48,6 +48,16 @@ typedef struct dr__nbr_ranked {
  * by id (ids may be NULL: by key). Returns t->n. */
 uint32_t dr__nbr_ranked(const dr__nbr_t *t, const int64_t *ids, dr__nbr_ranked_t *out);
 
+/* Two steps for callers that must not fail half-way (dr_learner_apply):
+ * dr__nbr_reserve() allocates now what adding up to new_keys keys absent
+ * from t would allocate, moving the entries into more slots (0, or
+ * DR_ENOMEM; the entries are the same either way); dr__nbr_add_reserved()
+ * then adds as dr__nbr_add() does, making room with `ranked` (cap entries)
+ * instead of an allocation, and returns 0 for each of those keys. */
+int dr__nbr_reserve(dr__nbr_t *t, uint32_t new_keys, uint32_t cap);
+int dr__nbr_add_reserved(dr__nbr_t *t, int32_t key, float w, uint32_t cap, const int64_t *ids,
+                         dr__nbr_ranked_t *ranked);
+
 /* ---- the model's state (model.c; its records in records.c) -------------- */
 
 #define DR__POP_GAMMA_MAX 100.0f /* bounds of the learned γ and τ: the term stays finite */
@@ -77,6 +87,9 @@ struct dr_model {
     float *engaged;       /* n: engagements per item, n_i */
     float *engaged_norm;  /* n: 1 / sqrt(max(n_i, 1)), kept beside n_i: the
                              scoring loop is a gather, not a square root */
+    dr__nbr_ranked_t *nbr_ranked; /* cooc_neighbors entries: a full table makes
+                             room with it while an event is applied, which
+                             must not fail half-way (dr__nbr_add_reserved) */
     uint8_t *rec_buf;     /* one item record */
     int64_t *dirty_list;  /* indices of dirty items */
     size_t n_dirty;

@@ -45,7 +45,7 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->cooc_neighbors = 256;
     c->cooc_window = 10;
     c->cooc_weight = 1.0f;
-    c->max_items = 10000000;
+    c->max_items = 1000000; /* ~4.3 GB of item state at the other defaults */
     c->seed = 42;
     c->drift_enabled = true;
     dr_adwin_conf_default(&c->drift);
@@ -345,6 +345,9 @@ int dr_model_new(dr_model_t **out, const dr_learner_conf_t *conf, char *errstr, 
     m->content_dim = conf->content_dim;
     if (m->content_dim > 0 && !(m->W = calloc((size_t)m->dim * (size_t)m->content_dim, sizeof(float))))
         goto out_nomem;
+    if (conf->cooc_neighbors > 0 &&
+        !(m->nbr_ranked = malloc((size_t)conf->cooc_neighbors * sizeof(*m->nbr_ranked))))
+        goto out_nomem;
     m->rec_buf = malloc(dr__item_record_cap(m));
     if (!m->rec_buf || !m->prior || !m->scratch || !m->reptile_sum || !m->past_prior || grow_items(m) != 0 ||
         grow_slots(m) != 0)
@@ -391,6 +394,7 @@ void dr_model_free(dr_model_t *m) {
     free(m->has_content);
     for (size_t i = 0; m->nbr && i < m->n_items; i++) dr__nbr_clear(&m->nbr[i]);
     free(m->nbr);
+    free(m->nbr_ranked);
     free(m->engaged);
     free(m->engaged_norm);
     free(m->pop_count);
@@ -571,20 +575,48 @@ static int recent_engaged(const dr_model_t *m, const dr_user_t *u, int32_t *out,
     return n;
 }
 
+/* The index of ev's item when coengage() counts it: a positive engagement
+ * of an item with a row that is not among the user's last L engaged items
+ * (recent[0..n)); a repeat engagement with one of them (a like after the
+ * click) counts nothing. */
+static bool coengaged_item(const dr_model_t *m, const dr_event_t *ev, const int32_t *recent, int n,
+                           int32_t *item) {
+    if (m->conf.cooc_neighbors == 0 || !engages(&m->conf, (uint8_t)ev->type, ev->value)) return false;
+    int64_t i = dr_model_item_index((dr_model_t *)m, ev->item_id, false);
+    if (i < 0 || i > INT32_MAX) return false;
+    for (int k = 0; k < n; k++)
+        if (recent[k] == (int32_t)i) return false;
+    *item = (int32_t)i;
+    return true;
+}
+
+/* Allocates ahead what coengage() will: room in ev's item's table for the
+ * recent items it lacks, and in each recent item's table for ev's item.
+ * Called before the event changes anything, so DR_ENOMEM leaves no trace. */
+static int coengage_reserve(dr_model_t *m, const dr_event_t *ev, const int32_t *recent, int n) {
+    int32_t i;
+    if (!coengaged_item(m, ev, recent, n, &i)) return 0;
+    uint32_t cap = (uint32_t)m->conf.cooc_neighbors, missing = 0;
+    for (int k = 0; k < n; k++) {
+        /* a weight of 0 reads as absent: reserving for it only costs slots */
+        bool known = dr__nbr_get(&m->nbr[recent[k]], i) != 0.0f;
+        int err = dr__nbr_reserve(&m->nbr[recent[k]], known ? 0 : 1, cap);
+        if (err) return err;
+        missing += dr__nbr_get(&m->nbr[i], recent[k]) == 0.0f;
+    }
+    return dr__nbr_reserve(&m->nbr[i], missing, cap);
+}
+
 /* Counts ev's item as engaged next to each of the user's last L engaged
  * items (recent[0..n), taken before ev joins the user's ring), in both
- * directions. A repeat engagement with an item already among them (a like
- * after the click) counts nothing. */
+ * directions. After coengage_reserve() it cannot fail. */
 static int coengage(dr_model_t *m, const dr_event_t *ev, const int32_t *recent, int n) {
-    if (m->conf.cooc_neighbors == 0 || !engages(&m->conf, (uint8_t)ev->type, ev->value)) return 0;
-    int64_t i = dr_model_item_index(m, ev->item_id, false);
-    if (i < 0 || i > INT32_MAX) return 0;
-    for (int k = 0; k < n; k++)
-        if (recent[k] == (int32_t)i) return 0;
+    int32_t i;
+    if (!coengaged_item(m, ev, recent, n, &i)) return 0;
     uint32_t cap = (uint32_t)m->conf.cooc_neighbors;
     for (int k = 0; k < n; k++) {
-        int err = dr__nbr_add(&m->nbr[recent[k]], (int32_t)i, 1.0f, cap, m->ids);
-        if (!err) err = dr__nbr_add(&m->nbr[i], recent[k], 1.0f, cap, m->ids);
+        int err = dr__nbr_add_reserved(&m->nbr[recent[k]], i, 1.0f, cap, m->ids, m->nbr_ranked);
+        if (!err) err = dr__nbr_add_reserved(&m->nbr[i], recent[k], 1.0f, cap, m->ids, m->nbr_ranked);
         if (err) return err;
         mark_item_dirty(m, (size_t)recent[k]);
     }
@@ -600,17 +632,26 @@ static int cooc_sources(const dr_model_t *m, const dr_user_t *u, int32_t *out) {
     return recent_engaged(m, u, out, m->conf.cooc_window);
 }
 
-void dr_model_add_coengagement(const dr_model_t *m, const dr_user_t *u, float *scores, size_t n) {
+void dr_model_add_coengagement_range(const dr_model_t *m, const dr_user_t *u, float *scores,
+                                     size_t first, size_t n) {
     int32_t recent[DR_RECENT_MAX];
     int len = cooc_sources(m, u, recent);
     float beta = m->conf.cooc_weight;
     for (int k = 0; k < len; k++) {
         const dr__nbr_t *t = &m->nbr[recent[k]];
         for (uint32_t s = 0; s < t->n_slots; s++) {
-            int32_t i = t->slot[s].key;
-            if (i >= 0 && (size_t)i < n) scores[i] += beta * t->slot[s].w * m->engaged_norm[i];
+            /* one comparison, nearly always false, so well predicted: an
+             * empty slot (-1) or an index below first wraps past n. A
+             * separate test for empty slots would be a coin flip per slot,
+             * and a mispredicted branch costs more than the slot. */
+            size_t j = (size_t)(int64_t)t->slot[s].key - first;
+            if (j < n) scores[j] += beta * t->slot[s].w * m->engaged_norm[first + j];
         }
     }
+}
+
+void dr_model_add_coengagement(const dr_model_t *m, const dr_user_t *u, float *scores, size_t n) {
+    dr_model_add_coengagement_range(m, u, scores, 0, n);
 }
 
 size_t dr_model_item_neighbors(const dr_model_t *m, int64_t idx, float *engaged, int64_t *ids,
@@ -784,8 +825,13 @@ static float logistic_step(dr_model_t *m, dr_user_t *u, size_t idx, float y, flo
     return loss;
 }
 
+/* The row of an item the event learns about; it never creates one:
+ * prepare_items() gave every item that gets a row its row before the event
+ * changed anything. DR_ENOTFOUND: an item that got none (a stale impression
+ * beyond the catalog bound, a negative drawn from a ring restored without
+ * its items), which is skipped. */
 static int item_for(dr_model_t *m, int64_t item_id, size_t *idx) {
-    int64_t i = dr_model_item_index(m, item_id, true);
+    int64_t i = dr_model_item_index(m, item_id, false);
     if (i < 0) return (int)i;
     *idx = (size_t)i;
     return 0;
@@ -797,21 +843,21 @@ static void pop_push(dr_model_t *m, int64_t item_id) {
     if (m->pop_len < DR_POP_RING) m->pop_len++;
 }
 
-/* k negatives drawn from recent positives (popularity-proportional). */
-static int sample_negatives(dr_model_t *m, dr_user_t *u, int64_t pos_item, uint64_t seed,
-                            int *updates) {
+/* k negatives drawn from recent positives (popularity-proportional). A
+ * drawn item without a row (a popularity ring restored without its items)
+ * has nothing to learn and is skipped rather than given a row mid-event. */
+static void sample_negatives(dr_model_t *m, dr_user_t *u, int64_t pos_item, uint64_t seed,
+                             int *updates) {
     uint64_t s = dr_mix64(seed);
     for (int n = 0; n < m->conf.negatives && m->pop_len > 1; n++) {
         int64_t item = m->conf.negative_uniform ? m->ids[dr_rand64(&s) % m->n_items]
                                                 : m->pop[dr_rand64(&s) % m->pop_len];
         if (item == pos_item || dr_user_has_recent(u, item)) continue;
         size_t idx = 0;
-        int err = item_for(m, item, &idx);
-        if (err) return err;
+        if (item_for(m, item, &idx) != 0) continue;
         logistic_step(m, u, idx, 0.0f, m->conf.negative_weight, NULL);
         (*updates)++;
     }
-    return 0;
 }
 
 static int pending_find(const dr_user_t *u, int64_t item_id) {
@@ -824,34 +870,125 @@ static void pending_remove(dr_user_t *u, int i) {
     u->pending[i] = u->pending[--u->pending_len];
 }
 
-/* An impression that saw no engagement in time becomes a weak negative. */
-static int apply_stale_impressions(dr_model_t *m, dr_user_t *u, int64_t now_ms, bool force_one,
-                                   int *updates) {
-    for (int i = 0; i < u->pending_len;) {
-        bool stale = now_ms - u->pending[i].timestamp_ms > m->conf.impression_timeout_ms;
+/* Removes from pending[0..*len) the impressions that become weak negatives
+ * at time now_ms: the stale ones (no engagement within the timeout) and,
+ * with force_one, the first one left. Writes their items into due, in the
+ * order they are learned, and returns how many. */
+static int take_due(const dr_learner_conf_t *c, dr_pending_imp_t *pending, uint8_t *len,
+                    int64_t now_ms, bool force_one, int64_t *due) {
+    int n = 0;
+    for (int i = 0; i < *len;) {
+        bool stale = now_ms - pending[i].timestamp_ms > c->impression_timeout_ms;
         if (!stale && !(force_one && i == 0)) { i++; continue; }
-        size_t idx = 0;
-        int err = item_for(m, u->pending[i].item_id, &idx);
-        if (err) return err;
-        logistic_step(m, u, idx, 0.0f, m->conf.impression_weight, NULL);
-        (*updates)++;
-        pending_remove(u, i);
+        due[n++] = pending[i].item_id;
+        pending[i] = pending[--*len];
         force_one = false;
     }
+    return n;
+}
+
+/* What an implicit event does to u's pending impressions before its own
+ * label: the stale ones become weak negatives and, when the event is a new
+ * impression that finds the list full, so does the first one left. Writes
+ * the list that remains into pending (*len entries) and the items that
+ * become negatives into due (at most DR_PENDING_IMP); returns how many.
+ * Changes nothing: prepare_items() plans with it and learn_implicit() does
+ * what it planned. */
+static int impressions_due(const dr_model_t *m, const dr_user_t *u, const dr_event_t *ev,
+                           dr_pending_imp_t *pending, uint8_t *len, int64_t *due) {
+    *len = u->pending_len;
+    memcpy(pending, u->pending, (size_t)u->pending_len * sizeof(*pending));
+    int n = take_due(&m->conf, pending, len, ev->timestamp_ms, false, due);
+    if (ev->type != DR_EV_IMPRESSION || *len < DR_PENDING_IMP) return n;
+    for (int i = 0; i < *len; i++)
+        if (pending[i].item_id == ev->item_id) return n; /* already pending: nothing to add */
+    return n + take_due(&m->conf, pending, len, ev->timestamp_ms, true, due + n);
+}
+
+/* Grows the item arrays and the id table for `extra` more rows, so that
+ * creating them cannot fail. DR_ENOMEM leaves every row as it was. */
+static int reserve_items(dr_model_t *m, size_t extra) {
+    while (m->cap_items < m->n_items + extra)
+        if (grow_items(m) != 0) return DR_ENOMEM;
+    while ((m->n_items + extra) * 2 > m->n_slots)
+        if (grow_slots(m) != 0) return DR_ENOMEM;
     return 0;
+}
+
+/* Gives every item the event learns about its row before anything else
+ * changes, so that a refusal leaves the model and u exactly as they were:
+ * the impressions that become negatives, then the event's own item, in the
+ * order learning would create them (the order of the rows).
+ *
+ * An event whose item is new while the catalog holds conf.max_items items is
+ * refused with DR_ERANGE, whatever its type: the catalog's last row goes to
+ * the event's item before any stale impression. A stale impression whose
+ * item still cannot get a row is dropped without a step (no row, nothing to
+ * learn), so a user's pending impressions never block its later events. The
+ * arrays grow before the first row is added: DR_ENOMEM changes nothing. */
+static int prepare_items(dr_model_t *m, const dr_user_t *u, const dr_event_t *ev) {
+    bool event_new = dr_model_item_index(m, ev->item_id, false) < 0;
+    int64_t room = m->conf.max_items - (int64_t)m->n_items;
+    if (event_new && (room < 1 || ev->item_id < 0 || ev->item_id >= DR_MAX_ID)) return DR_ERANGE;
+    /* which events learn about their own item (an impression waits) */
+    bool event_learns = m->conf.mode == DR_MODE_RATING ? ev->type == DR_EV_RATE
+                                                       : ev->type != DR_EV_IMPRESSION;
+    bool event_row = event_new && event_learns;
+    int64_t due[DR_PENDING_IMP], create[DR_PENDING_IMP + 1];
+    int n_due = 0, n_create = 0;
+    if (m->conf.mode == DR_MODE_IMPLICIT) {
+        dr_pending_imp_t rest[DR_PENDING_IMP];
+        uint8_t n_rest;
+        n_due = impressions_due(m, u, ev, rest, &n_rest, due);
+    }
+    int64_t room_for_impressions = room - (event_row ? 1 : 0);
+    bool event_planned = false;
+    for (int k = 0; k < n_due; k++) {
+        int64_t id = due[k];
+        bool planned = false;
+        for (int j = 0; j < n_create && !planned; j++) planned = create[j] == id;
+        if (planned || dr_model_item_index(m, id, false) >= 0) continue;
+        if (event_row && id == ev->item_id) {
+            create[n_create++] = id; /* its row, taken where learning takes it */
+            event_planned = true;
+        } else if (room_for_impressions > 0 && id >= 0 && id < DR_MAX_ID) {
+            create[n_create++] = id;
+            room_for_impressions--;
+        } /* else: dropped when it comes due (learn_implicit) */
+    }
+    if (event_row && !event_planned) create[n_create++] = ev->item_id;
+    if (n_create == 0) return 0;
+    int err = reserve_items(m, (size_t)n_create);
+    if (err) return err;
+    for (int k = 0; k < n_create; k++) dr_model_item_index(m, create[k], true); /* reserved: cannot fail */
+    return 0;
+}
+
+/* Weak negatives for the impressions that came due (items without a row
+ * were dropped by prepare_items()). */
+static void learn_impressions(dr_model_t *m, dr_user_t *u, const int64_t *due, int n,
+                              int *updates) {
+    for (int k = 0; k < n; k++) {
+        size_t idx = 0;
+        if (item_for(m, due[k], &idx) != 0) continue;
+        logistic_step(m, u, idx, 0.0f, m->conf.impression_weight, NULL);
+        (*updates)++;
+    }
 }
 
 static int learn_implicit(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t seed,
                           const int32_t *recent, int n_recent, dr_apply_result_t *res) {
     const dr_learner_conf_t *c = &m->conf;
-    int err = apply_stale_impressions(m, u, ev->timestamp_ms, false, &res->updates);
-    if (err) return err;
+    int64_t due[DR_PENDING_IMP];
+    dr_pending_imp_t rest[DR_PENDING_IMP];
+    uint8_t n_rest;
+    int n_due = impressions_due(m, u, ev, rest, &n_rest, due);
+    memcpy(u->pending, rest, (size_t)n_rest * sizeof(*rest));
+    u->pending_len = n_rest;
+    learn_impressions(m, u, due, n_due, &res->updates);
     if (ev->type == DR_EV_IMPRESSION) {
         if (pending_find(u, ev->item_id) >= 0) return 0;
-        if (u->pending_len == DR_PENDING_IMP &&
-            (err = apply_stale_impressions(m, u, ev->timestamp_ms, true, &res->updates)))
-            return err;
-        u->pending[u->pending_len].item_id = ev->item_id;
+        u->pending[u->pending_len].item_id = ev->item_id; /* impressions_due() left room */
         u->pending[u->pending_len].timestamp_ms = ev->timestamp_ms;
         u->pending_len++;
         return 0;
@@ -861,14 +998,15 @@ static int learn_implicit(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uin
     float y, w;
     if (!implicit_label(c, (uint8_t)ev->type, ev->value, &y, &w)) return 0; /* impressions returned above */
     size_t idx = 0;
-    if ((err = item_for(m, ev->item_id, &idx))) return err;
+    int err = item_for(m, ev->item_id, &idx);
+    if (err) return err;
     if (y > 0.5f) pop_meta_observe(m, u, idx, seed, recent, n_recent);
     res->loss = logistic_step(m, u, idx, y, w, &res->prediction);
     res->surprise = y > 0.5f ? 1.0f - res->prediction : res->prediction;
     res->learned = true;
     res->updates++;
     if (y > 0.5f) {
-        if ((err = sample_negatives(m, u, ev->item_id, seed, &res->updates))) return err;
+        sample_negatives(m, u, ev->item_id, seed, &res->updates);
         pop_push(m, ev->item_id);
         pop_observe(m, idx);
     }
@@ -902,18 +1040,23 @@ int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t
                      dr_apply_result_t *res) {
     memset(res, 0, sizeof(*res));
     res->surprise = -1.0f;
-    rebase_user(m, u);
     /* u's last engaged items before this event joins them: the pairs that
      * coengage() counts and the sources of the scores pop_meta_observe()
-     * compares (one look-up for both) */
+     * compares (one look-up for both, before this event's rows exist) */
     int32_t recent[DR_RECENT_MAX];
     int n_recent = m->conf.cooc_neighbors > 0 && engages(&m->conf, (uint8_t)ev->type, ev->value)
                        ? recent_engaged(m, u, recent, m->conf.cooc_window)
                        : 0;
-    int err = m->conf.mode == DR_MODE_RATING ? learn_rating(m, u, ev, res)
-                                             : learn_implicit(m, u, ev, event_seed, recent, n_recent, res);
-    if (!err) err = coengage(m, ev, recent, n_recent);
+    /* every step that can fail comes first: a refused event leaves the
+     * model and u as they were (the caller does not store u then) */
+    int err = prepare_items(m, u, ev);
+    if (!err) err = coengage_reserve(m, ev, recent, n_recent);
     if (err) return err;
+    rebase_user(m, u);
+    err = m->conf.mode == DR_MODE_RATING ? learn_rating(m, u, ev, res)
+                                         : learn_implicit(m, u, ev, event_seed, recent, n_recent, res);
+    if (!err) err = coengage(m, ev, recent, n_recent);
+    if (err) return err; /* not reached: prepared above */
     if (ev->type != DR_EV_IMPRESSION) user_remember(u, ev, m->conf.recent_items);
     u->events_applied++;
     u->last_event_ms = ev->timestamp_ms;

@@ -58,27 +58,52 @@ uint32_t dr__nbr_ranked(const dr__nbr_t *t, const int64_t *ids, dr__nbr_ranked_t
 }
 
 /* Halves every weight and keeps the heaviest three quarters of cap (at
- * least one slot is freed). */
-static int make_room(dr__nbr_t *t, uint32_t cap, const int64_t *ids) {
-    dr__nbr_ranked_t *live = malloc((size_t)t->n * sizeof(*live));
-    dr__nbr_slot_t *kept = malloc((size_t)t->n * sizeof(*kept));
-    int err = DR_ENOMEM;
-    if (!live || !kept) goto out;
+ * least one slot is freed), in the same slots. `ranked` has room for t->n
+ * entries; NULL: allocated here, the only allocation, so DR_ENOMEM leaves
+ * the table as it was. */
+static int make_room(dr__nbr_t *t, uint32_t cap, const int64_t *ids, dr__nbr_ranked_t *ranked) {
+    dr__nbr_ranked_t *live = ranked ? ranked : malloc((size_t)t->n * sizeof(*live));
+    if (!live) return DR_ENOMEM;
     uint32_t n = dr__nbr_ranked(t, ids, live);
     uint32_t keep = cap - (cap >= 4 ? cap / 4 : 1);
     if (n > keep) n = keep;
+    /* rebuilt heaviest first into emptied slots: the same table a rehash
+     * into fresh slots would give */
+    for (uint32_t s = 0; s < t->n_slots; s++) t->slot[s].key = -1;
     for (uint32_t k = 0; k < n; k++) {
-        kept[k] = live[k].e;
-        kept[k].w *= 0.5f;
+        dr__nbr_slot_t e = live[k].e;
+        e.w *= 0.5f;
+        t->slot[probe(t->slot, t->n_slots, e.key)] = e;
     }
-    err = rehash(t, t->n_slots, kept, n);
-out:
-    free(live);
-    free(kept);
-    return err;
+    t->n = n;
+    if (!ranked) free(live);
+    return 0;
 }
 
-int dr__nbr_add(dr__nbr_t *t, int32_t key, float w, uint32_t cap, const int64_t *ids) {
+/* Moves the entries into n_slots new slots; DR_ENOMEM leaves t as it was. */
+static int resize(dr__nbr_t *t, uint32_t n_slots) {
+    dr__nbr_slot_t *old = t->slot;
+    uint32_t n_old = t->n_slots;
+    t->slot = NULL; /* rehash frees what t points at: keep the old slots */
+    int err = rehash(t, n_slots, old, n_old);
+    if (err) {
+        t->slot = old;
+        return err;
+    }
+    free(old);
+    return 0;
+}
+
+/* The slots n entries need at most 3/4 full, doubling from n_slots (from 8
+ * when there are none), as the table grows one entry at a time. */
+static uint32_t slots_for(uint32_t n_slots, uint32_t n) {
+    uint32_t s = n_slots ? n_slots : 8;
+    while ((uint64_t)n * 4 > (uint64_t)s * 3) s *= 2;
+    return s;
+}
+
+static int add(dr__nbr_t *t, int32_t key, float w, uint32_t cap, const int64_t *ids,
+               dr__nbr_ranked_t *ranked) {
     if (cap == 0 || key < 0) return 0;
     if (t->slot) {
         uint32_t s = probe(t->slot, t->n_slots, key);
@@ -88,24 +113,31 @@ int dr__nbr_add(dr__nbr_t *t, int32_t key, float w, uint32_t cap, const int64_t 
         }
     }
     int err = 0;
-    if (t->n >= cap && (err = make_room(t, cap, ids))) return err;
+    if (t->n >= cap && (err = make_room(t, cap, ids, ranked))) return err;
     /* at most 3/4 full, so probes stay short */
-    if ((uint64_t)(t->n + 1) * 4 > (uint64_t)t->n_slots * 3) {
-        uint32_t n_slots = t->n_slots ? t->n_slots * 2 : 8;
-        dr__nbr_slot_t *old = t->slot;
-        uint32_t n_old = t->n_slots;
-        t->slot = NULL; /* rehash frees what t points at: keep the old slots */
-        if ((err = rehash(t, n_slots, old, n_old))) {
-            t->slot = old;
-            return err;
-        }
-        free(old);
-    }
+    uint32_t n_slots = slots_for(t->n_slots, t->n + 1);
+    if (n_slots != t->n_slots && (err = resize(t, n_slots))) return err;
     uint32_t s = probe(t->slot, t->n_slots, key);
     t->slot[s].key = key;
     t->slot[s].w = w;
     t->n++;
     return 0;
+}
+
+int dr__nbr_add(dr__nbr_t *t, int32_t key, float w, uint32_t cap, const int64_t *ids) {
+    return add(t, key, w, cap, ids, NULL);
+}
+
+int dr__nbr_reserve(dr__nbr_t *t, uint32_t new_keys, uint32_t cap) {
+    if (cap == 0 || new_keys == 0) return 0;
+    uint64_t n = (uint64_t)t->n + new_keys;
+    uint32_t n_slots = slots_for(t->n_slots, n < cap ? (uint32_t)n : cap);
+    return n_slots > t->n_slots ? resize(t, n_slots) : 0;
+}
+
+int dr__nbr_add_reserved(dr__nbr_t *t, int32_t key, float w, uint32_t cap, const int64_t *ids,
+                         dr__nbr_ranked_t *ranked) {
+    return add(t, key, w, cap, ids, ranked);
 }
 
 float dr__nbr_get(const dr__nbr_t *t, int32_t key) {

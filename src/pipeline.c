@@ -189,7 +189,11 @@ static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t 
     uint64_t seed = dr_mix64(((uint64_t)partition << 48) ^ (uint64_t)offset);
     err = dr_learner_apply(p->model, u, ev, seed, &res);
     if (err) {
-        snprintf(reason, reason_size, "learner rejected the event: %s", dr_strerror(err));
+        if (err == DR_ERANGE) /* the only refusal left: a new item with the catalog full */
+            snprintf(reason, reason_size, "catalog full: item %" PRId64 " is new and all %" PRId64
+                     " rows (learner.max.items) are taken", ev->item_id, p->cfg.learner.max_items);
+        else
+            snprintf(reason, reason_size, "learner rejected the event: %s", dr_strerror(err));
         return err;
     }
     u->last_source.partition = partition;
@@ -791,7 +795,11 @@ static int restore(dr_pipeline_t *p, char *errstr, size_t n) {
         return err;
     }
     if ((err = dr_state_for_each_item(p->state, load_item, p->model))) {
-        snprintf(errstr, n, "restoring items: %s", dr_strerror(err));
+        if (err == DR_ERANGE)
+            snprintf(errstr, n, "the state holds more items than learner.max.items (%" PRId64
+                     "): set it to at least the number stored", p->cfg.learner.max_items);
+        else
+            snprintf(errstr, n, "restoring items: %s", dr_strerror(err));
         return err;
     }
     dr_items_view_t v;

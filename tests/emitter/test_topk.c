@@ -1,5 +1,6 @@
 /* test_topk.c - claims of dr_emit_topk (dr_emit.h), checked against a
- * brute-force ranking on seeded random batches. */
+ * brute-force ranking on seeded random batches, small catalogs and ones
+ * spanning several scoring chunks. */
 #include "dr_test.h"
 
 #include <math.h>
@@ -18,10 +19,16 @@ static int naive_cmp(const void *a, const void *b) {
     return x->id < y->id ? -1 : (x->id > y->id);
 }
 
-/* A sparse per-user term for add_row: item u % n gets w[u] more. */
-static void add_row_term(void *ctx, size_t u, float *row, size_t n) {
-    const float *w = ctx;
-    row[u % n] += w[u];
+/* A sparse per-user term for add_row: item u % n_items gets w[u] more. */
+typedef struct row_term {
+    const float *w;
+    size_t n_items;
+} row_term_t;
+
+static void add_row_term(void *ctx, size_t u, float *row, size_t first, size_t n) {
+    const row_term_t *t = ctx;
+    size_t i = u % t->n_items;
+    if (i >= first && i - first < n) row[i - first] += t->w[u];
 }
 
 /* "lists are sorted by score, descending, ties broken by ascending item id;
@@ -57,8 +64,9 @@ static void test_matches_brute_force(void **state) {
             for (size_t j = 0; j < excl[u].n; j++) ex[u * 5 + j] = (int64_t)(dr_rand64(&rng) % n);
         }
         dr_items_view_t v = {n, dim, q, bias, ids, blocked, pop};
-        dr_emit_terms_t terms = {w, add_row_term, w};
-        float *scores = malloc(B * n * 4);
+        row_term_t term = {w, n};
+        dr_emit_terms_t terms = {w, add_row_term, &term};
+        float *scores = malloc(B * dr_emit_scratch_items(n) * 4);
         dr_scored_item_t *out = malloc(B * (size_t)k * sizeof(*out));
         size_t out_n[16];
         dr_emit_topk(U, B, &v, k, excl, with_pop ? &terms : NULL, scores, out, out_n);
@@ -88,6 +96,116 @@ static void test_matches_brute_force(void **state) {
     }
 }
 
+/* The multi-chunk case: a per-user term boosting items in every chunk (so
+ * the best items sit in several chunks, some of them excluded or blocked),
+ * applied through add_row chunk by chunk. */
+#define N_BOOSTED 8
+typedef struct chunk_term {
+    size_t n_items;
+    size_t boosted[N_BOOSTED]; /* item indices, the same for every user */
+    float boost[16][N_BOOSTED];
+    size_t seen[16];           /* items each user's row hook was shown ... */
+    size_t next_first[16];     /* ... in order, without gaps or overlaps */
+} chunk_term_t;
+
+static void add_chunk_term(void *ctx, size_t u, float *row, size_t first, size_t n) {
+    chunk_term_t *t = ctx;
+    assert_int_equal(first, t->next_first[u]);
+    assert_true(n >= 1 && n <= DR_EMIT_CHUNK_ITEMS);
+    t->next_first[u] = first + n;
+    t->seen[u] += n;
+    for (int j = 0; j < N_BOOSTED; j++)
+        if (t->boosted[j] >= first && t->boosted[j] - first < n) row[t->boosted[j] - first] += t->boost[u][j];
+}
+
+/* The guarantees for a catalog of three and a bit chunks, scored with a
+ * scratch of B × dr_emit_scratch_items(n) floats (one chunk, whatever n):
+ * the same lists as the brute force, the row hook shown every item once
+ * per user, chunk by chunk, exclusions and blocked items kept out in every
+ * chunk, ties across chunks by ascending id, and lists shorter than k only
+ * when fewer items are eligible. */
+static void test_chunks_match_brute_force(void **state) {
+    (void)state;
+    const size_t n = 3 * DR_EMIT_CHUNK_ITEMS + 1234, B = 5;
+    const int dim = 8;
+    assert_int_equal(dr_emit_scratch_items(n), DR_EMIT_CHUNK_ITEMS);
+    assert_int_equal(dr_emit_scratch_items(100), 100);
+    float *q = malloc(n * (size_t)dim * 4), *bias = malloc(n * 4), *pop = malloc(n * 4);
+    float *scores = malloc(B * dr_emit_scratch_items(n) * 4), U[5 * 8], w[5];
+    int64_t *ids = malloc(n * 8);
+    uint8_t *blocked = malloc(n);
+    naive_t *all = malloc(n * sizeof(*all));
+    chunk_term_t *term = malloc(sizeof(*term));
+    assert_true(q && bias && pop && scores && ids && blocked && all && term);
+    uint64_t rng = 7;
+    for (int round = 0; round < 3; round++) {
+        bool coarse = round == 0;  /* integer scores: exact ties across chunks */
+        bool sparse = round == 2;  /* nearly all blocked: lists shorter than k */
+        int k = sparse ? 40 : 60;
+        for (size_t i = 0; i < n * (size_t)dim; i++)
+            q[i] = coarse ? (float)(dr_rand64(&rng) % 3) : (float)dr_rand01(&rng) - 0.5f;
+        for (size_t i = 0; i < n; i++) {
+            bias[i] = coarse ? 0.0f : (float)dr_rand01(&rng) * 0.1f;
+            ids[i] = (int64_t)((i * 7919) % n); /* a permutation: ids not in index order */
+            pop[i] = coarse ? (float)(dr_rand64(&rng) % 2) : (float)dr_rand01(&rng) * 3.0f;
+            blocked[i] = sparse ? i % (n / 20) != 3 : dr_rand64(&rng) % 10 == 0; /* ~20 left */
+        }
+        for (size_t u = 0; u < B; u++) w[u] = u % 2 == 0 ? 0.0f : (coarse ? 1.0f : (float)dr_rand01(&rng));
+        for (size_t i = 0; i < B * (size_t)dim; i++) U[i] = coarse ? 1.0f : (float)dr_rand01(&rng) - 0.5f;
+        /* boosted: both sides of each chunk boundary, the middle, the last item */
+        const size_t C = DR_EMIT_CHUNK_ITEMS;
+        size_t boosted[N_BOOSTED] = {0, C - 1, C, 2 * C + 17, 3 * C - 1, 3 * C, 3 * C + 600, n - 1};
+        memset(term, 0, sizeof(*term));
+        term->n_items = n;
+        memcpy(term->boosted, boosted, sizeof(boosted));
+        for (size_t u = 0; u < B; u++)
+            for (int j = 0; j < N_BOOSTED; j++)
+                term->boost[u][j] = coarse ? (float)(20 + (j + (int)u) % 3) : 20.0f + (float)dr_rand01(&rng);
+        blocked[2 * C + 17] = 1; /* boosted but blocked */
+        /* per-user exclusions: boosted items in several chunks, others, and
+         * indices outside the catalog (ignored) */
+        int64_t ex[5][6] = {{(int64_t)C, (int64_t)(n - 1), 5, -1, (int64_t)n, 3},
+                            {0, (int64_t)(3 * C), 40000, 9, 10, 11},
+                            {(int64_t)(C - 1), 1, 2, 3, 4, 5},
+                            {(int64_t)(3 * C + 600), 0, 0, 0, 0, 0},
+                            {0, 0, 0, 0, 0, 0}};
+        dr_exclusions_t excl[5];
+        for (size_t u = 0; u < B; u++) {
+            excl[u].idx = ex[u];
+            excl[u].n = u == 4 ? 0 : 6;
+        }
+        dr_items_view_t v = {n, dim, q, bias, ids, blocked, pop};
+        dr_emit_terms_t terms = {w, add_chunk_term, term};
+        dr_scored_item_t out[5 * 60];
+        size_t out_n[5];
+        dr_emit_topk(U, B, &v, k, excl, &terms, scores, out, out_n);
+        for (size_t u = 0; u < B; u++) {
+            assert_int_equal(term->seen[u], n);
+            size_t m = 0;
+            for (size_t i = 0; i < n; i++) {
+                bool skip = blocked[i];
+                for (size_t j = 0; j < excl[u].n; j++) skip |= excl[u].idx[j] == (int64_t)i;
+                if (skip) continue;
+                float s = bias[i];
+                for (int d = 0; d < dim; d++) s += U[u * (size_t)dim + (size_t)d] * q[i * (size_t)dim + (size_t)d];
+                for (int j = 0; j < N_BOOSTED; j++) s += boosted[j] == i ? term->boost[u][j] : 0.0f;
+                s += w[u] * pop[i];
+                all[m].score = s;
+                all[m++].id = ids[i];
+            }
+            qsort(all, m, sizeof(*all), naive_cmp);
+            size_t want = m < (size_t)k ? m : (size_t)k;
+            assert_int_equal(out_n[u], want);
+            if (sparse) assert_true(want < (size_t)k);
+            for (size_t r = 0; r < want; r++) {
+                assert_int_equal(out[u * (size_t)k + r].item_id, all[r].id);
+                assert_true(fabsf(out[u * (size_t)k + r].score - all[r].score) < 1e-4f);
+            }
+        }
+    }
+    free(q); free(bias); free(pop); free(scores); free(ids); free(blocked); free(all); free(term);
+}
+
 /* An empty catalog gives empty lists. */
 static void test_empty_catalog(void **state) {
     (void)state;
@@ -102,6 +220,7 @@ static void test_empty_catalog(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_brute_force),
+        cmocka_unit_test(test_chunks_match_brute_force),
         cmocka_unit_test(test_empty_catalog),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

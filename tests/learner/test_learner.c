@@ -885,6 +885,144 @@ static void test_reads_version_2_item_and_globals(void **state) {
     dr_model_free(m);
 }
 
+/* Appends len bytes to a snapshot buffer. */
+static void snap_put(uint8_t *buf, size_t cap, size_t *at, const void *p, size_t len) {
+    assert_true(*at + len <= cap);
+    memcpy(buf + *at, p, len);
+    *at += len;
+}
+
+/* Everything a refused event could have changed, as bytes: u's stored
+ * record, the globals record, every item's parameters (q_i, b_i, p_i, id,
+ * blocked mark, n_i and neighbours) and how many items are dirty. */
+static size_t snapshot(dr_model_t *m, const dr_user_t *u, uint8_t *buf, size_t cap) {
+    size_t at = 0, len;
+    uint8_t *rec;
+    assert_int_equal(dr_user_encode(u, dr_model_conf(m)->dim, &rec, &len), 0);
+    snap_put(buf, cap, &at, rec, len);
+    free(rec);
+    assert_int_equal(dr_model_encode_globals(m, &rec, &len), 0);
+    snap_put(buf, cap, &at, rec, len);
+    free(rec);
+    dr_items_view_t v;
+    dr_model_items(m, &v);
+    snap_put(buf, cap, &at, &v.n, sizeof(v.n));
+    snap_put(buf, cap, &at, v.q, v.n * (size_t)v.dim * sizeof(float));
+    snap_put(buf, cap, &at, v.bias, v.n * sizeof(float));
+    snap_put(buf, cap, &at, v.pop, v.n * sizeof(float));
+    snap_put(buf, cap, &at, v.ids, v.n * sizeof(int64_t));
+    snap_put(buf, cap, &at, v.excluded, v.n);
+    for (size_t i = 0; i < v.n; i++) {
+        int64_t nb_id[16];
+        float nb_w[16], engaged;
+        size_t n = dr_model_item_neighbors(m, (int64_t)i, &engaged, nb_id, nb_w, 16);
+        snap_put(buf, cap, &at, &engaged, sizeof(engaged));
+        snap_put(buf, cap, &at, nb_id, n * sizeof(int64_t));
+        snap_put(buf, cap, &at, nb_w, n * sizeof(float));
+    }
+    size_t dirty = dr_model_dirty_items(m);
+    snap_put(buf, cap, &at, &dirty, sizeof(dirty));
+    return at;
+}
+
+/* An item sink that stores nothing: it only clears the dirty marks. */
+static int discard_record(void *ctx, int64_t item_id, const void *rec, size_t len) {
+    (void)ctx, (void)item_id, (void)rec, (void)len;
+    return 0;
+}
+
+static dr_model_t *new_model_max_items(int64_t max_items) {
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.max_items = max_items;
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    return m;
+}
+
+/* "an error leaves the model and u exactly as before" (dr_learner_apply):
+ * with the catalog full, a click on a new item is refused with DR_ERANGE,
+ * although two of the user's impressions went stale before it (they would
+ * be learned as negatives first), and so is an impression of a new item:
+ * the user's record, the globals and every item's parameters are the same
+ * bytes as before. The default catalog bound is 1,000,000 items. */
+static void test_refused_event_leaves_no_trace(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    assert_int_equal(c.max_items, 1000000);
+    dr_model_t *m = new_model_max_items(4);
+    dr_user_t *u = dr_user_new_conf(1, dr_model_conf(m));
+    dr_apply_result_t r;
+    for (int64_t item = 1; item <= 4; item++) {
+        dr_event_t click = ev(1, item, DR_EV_CLICK, 0, item);
+        assert_int_equal(dr_learner_apply(m, u, &click, (uint64_t)item, &r), 0);
+    }
+    dr_event_t imp1 = ev(1, 1, DR_EV_IMPRESSION, 0, 100), imp2 = ev(1, 2, DR_EV_IMPRESSION, 0, 100);
+    assert_int_equal(dr_learner_apply(m, u, &imp1, 10, &r), 0);
+    assert_int_equal(dr_learner_apply(m, u, &imp2, 11, &r), 0);
+    assert_int_equal(u->pending_len, 2);
+    /* clean slate: what is stored so far is stored */
+    assert_int_equal(dr_model_drain_dirty_items(m, discard_record, NULL), 0);
+    static uint8_t before[65536], after[65536];
+    size_t n_before = snapshot(m, u, before, sizeof(before));
+    int64_t later = 100 + dr_model_conf(m)->impression_timeout_ms + 1; /* both impressions are stale */
+    dr_event_t refused[] = {ev(1, 99, DR_EV_CLICK, 0, later), ev(1, 98, DR_EV_IMPRESSION, 0, later),
+                            ev(1, 97, DR_EV_PURCHASE, 0, later)};
+    for (size_t k = 0; k < sizeof(refused) / sizeof(refused[0]); k++) {
+        assert_int_equal(dr_learner_apply(m, u, &refused[k], 20 + k, &r), DR_ERANGE);
+        assert_false(r.learned);
+        size_t n_after = snapshot(m, u, after, sizeof(after));
+        assert_int_equal(n_after, n_before);
+        assert_memory_equal(after, before, n_before);
+    }
+    assert_int_equal(dr_model_item_index(m, 99, false), DR_ENOTFOUND);
+    /* a known item still learns, and takes the stale impressions with it */
+    dr_event_t known = ev(1, 3, DR_EV_CLICK, 0, later);
+    assert_int_equal(dr_learner_apply(m, u, &known, 30, &r), 0);
+    assert_true(r.learned && r.updates >= 3);
+    assert_int_equal(u->pending_len, 0);
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
+/* A pending impression whose item can never get a row (the catalog filled
+ * up after it was shown) is dropped when it goes stale instead of refusing
+ * every later event of the user; and the catalog's last row goes to the
+ * event's own item before such an impression. */
+static void test_full_catalog_drops_unplaceable_impressions(void **state) {
+    (void)state;
+    for (int variant = 0; variant < 2; variant++) {
+        dr_model_t *m = new_model_max_items(3);
+        dr_user_t *u = dr_user_new_conf(1, dr_model_conf(m));
+        dr_apply_result_t r;
+        dr_event_t seq[] = {ev(1, 1, DR_EV_CLICK, 0, 0), ev(1, 2, DR_EV_CLICK, 0, 1),
+                            ev(1, 7, DR_EV_IMPRESSION, 0, 2)}; /* 7: no row yet, one left */
+        for (int k = 0; k < 3; k++) assert_int_equal(dr_learner_apply(m, u, &seq[k], (uint64_t)k, &r), 0);
+        int64_t later = 2 + dr_model_conf(m)->impression_timeout_ms + 1;
+        if (variant == 0) {
+            /* another item takes the last row; 7 goes stale with none left */
+            dr_event_t fill = ev(1, 3, DR_EV_CLICK, 0, 3);
+            assert_int_equal(dr_learner_apply(m, u, &fill, 5, &r), 0);
+            dr_event_t next = ev(1, 1, DR_EV_LIKE, 0, later);
+            assert_int_equal(dr_learner_apply(m, u, &next, 6, &r), 0);
+            assert_true(r.learned);
+        } else {
+            /* the click on new item 8 and the stale impression of 7 both
+             * need a row and one is left: the click gets it */
+            dr_event_t click = ev(1, 8, DR_EV_CLICK, 0, later);
+            assert_int_equal(dr_learner_apply(m, u, &click, 6, &r), 0);
+            assert_true(dr_model_item_index(m, 8, false) >= 0);
+        }
+        assert_int_equal(u->pending_len, 0);
+        assert_int_equal(dr_model_item_index(m, 7, false), DR_ENOTFOUND);
+        dr_user_free(u);
+        dr_model_free(m);
+    }
+}
+
 /* Bad settings are refused with the key's name. */
 static void test_conf_check(void **state) {
     (void)state;
@@ -926,6 +1064,8 @@ int main(void) {
         cmocka_unit_test(test_pop_prior_records_round_trip),
         cmocka_unit_test(test_reads_version_2_item_and_globals),
         cmocka_unit_test(test_conf_check),
+        cmocka_unit_test(test_refused_event_leaves_no_trace),
+        cmocka_unit_test(test_full_catalog_drops_unplaceable_impressions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

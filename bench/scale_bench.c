@@ -1,0 +1,223 @@
+/* scale_bench.c - how memory and list scoring scale with the catalog size
+ * (issue 12, defect 7); built and run by bench/scale.sh against a build's
+ * libraries, so the same source measures the code before and after.
+ *
+ *   scale_bench topk N REPS [B]   lists per second of dr_emit_topk over N
+ *                                 items for B users (default 512, emit.batch),
+ *                                 with the co-engagement row hook, exclusions
+ *                                 and the population prior as the emitter
+ *                                 uses them, each user engaged with 10 items
+ *                                 whose tables are full (the hook's worst
+ *                                 case); prints the scratch bytes, the peak
+ *                                 RSS and a hash of the lists
+ *   scale_bench memory N          heap bytes per item (rows, id table, a
+ *                                 co-engagement table at its cap) and per
+ *                                 user (cached state, stored record)
+ *
+ * Heap bytes are glibc's mallinfo2() (in use + mmapped), so they include
+ * allocator headers and the spare capacity of the doubling arrays. */
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <cblas.h>
+
+#include "dr_bytes.h"
+#include "dr_emit.h"
+#include "dr_log.h"
+
+#define N_SOURCES 10 /* a scored user's last engaged items: learner.cooc.window */
+#define N_POOL 1024  /* items the scored users engaged with, 5 users each */
+
+static size_t heap_bytes(void) {
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+
+static long peak_rss_kib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/* CPU seconds of this process: on a shared machine a steadier clock than
+ * the wall for single-threaded work (OpenBLAS runs on one thread here). */
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void die(const char *what) {
+    fprintf(stderr, "scale_bench: %s\n", what);
+    exit(1);
+}
+
+static dr_model_t *model_with_items(size_t n, const dr_learner_conf_t *conf) {
+    dr_model_t *m;
+    char err[128];
+    if (dr_model_new(&m, conf, err, sizeof(err)) != 0) die(err);
+    for (size_t i = 0; i < n; i++)
+        if (dr_model_item_index(m, (int64_t)i, true) < 0) die("cannot create an item");
+    return m;
+}
+
+static void click(dr_model_t *m, dr_user_t *u, int64_t item, int64_t ts, uint64_t seed) {
+    dr_event_t ev = {u->user_id, item, DR_EV_CLICK, 0.0f, ts};
+    dr_apply_result_t r;
+    if (dr_learner_apply(m, u, &ev, seed, &r) != 0) die("apply failed");
+}
+
+/* The emitter's row hook (emit.c), in the form the built library has. */
+typedef struct batch {
+    const dr_model_t *m;
+    dr_user_t **users;
+} batch_t;
+#ifdef DR_EMIT_CHUNK_ITEMS
+static void add_coengagement(void *ctx, size_t r, float *row, size_t first, size_t n) {
+    const batch_t *b = ctx;
+    dr_model_add_coengagement_range(b->m, b->users[r], row, first, n);
+}
+#else
+static void add_coengagement(void *ctx, size_t r, float *row, size_t n) {
+    const batch_t *b = ctx;
+    dr_model_add_coengagement(b->m, b->users[r], row, n);
+}
+#endif
+
+static int bench_topk(size_t n, int reps, size_t B) {
+    dr_learner_conf_t conf;
+    dr_learner_conf_default(&conf);
+    conf.max_items = (int64_t)n;
+    conf.prior_period = 1 << 30; /* no outer steps: each refreshes every item (setup time only) */
+    openblas_set_num_threads(1); /* emit.blas.threads' default */
+    dr_model_t *m = model_with_items(n, &conf);
+    uint64_t rng = 12;
+    int64_t pool[N_POOL];
+    for (size_t k = 0; k < N_POOL; k++) pool[k] = (int64_t)((k * (n / N_POOL) + 7) % n);
+    /* each pool item's co-engagement table filled past its cap with
+     * neighbours all over the catalog: the row hook's worst case per chunk */
+    for (int64_t j = 0; j < 300 * N_POOL; j++) {
+        dr_user_t *u = dr_user_new_conf(1000000 + j, &conf);
+        if (!u) die("out of memory");
+        click(m, u, pool[j % N_POOL], 2 * j, (uint64_t)j);
+        click(m, u, (int64_t)(dr_rand64(&rng) % n), 2 * j + 1, (uint64_t)j + 1);
+        dr_user_free(u);
+    }
+    dr_user_t **users = calloc(B, sizeof(*users));
+    float *U = malloc(B * (size_t)conf.dim * sizeof(float)), *w = malloc(B * sizeof(float));
+    dr_exclusions_t *excl = malloc(B * sizeof(*excl));
+    int64_t *excl_idx = malloc(B * N_SOURCES * sizeof(int64_t));
+    const int k = 50;
+    dr_scored_item_t *out = malloc(B * (size_t)k * sizeof(*out));
+    size_t *out_n = malloc(B * sizeof(*out_n));
+    if (!users || !U || !w || !excl || !excl_idx || !out || !out_n) die("out of memory");
+    for (size_t r = 0; r < B; r++) {
+        if (!(users[r] = dr_user_new_conf((int64_t)r, &conf))) die("out of memory");
+        int64_t src[N_SOURCES]; /* this user's own slice of the pool */
+        for (size_t s = 0; s < N_SOURCES; s++) src[s] = pool[(r * N_SOURCES + s) % N_POOL];
+        for (size_t s = 0; s < N_SOURCES; s++) click(m, users[r], src[s], 100000000 + (int64_t)s, r * 31 + s);
+        dr_model_user_vector(m, users[r], U + r * (size_t)conf.dim);
+        w[r] = dr_model_pop_weight(m, users[r]);
+        excl[r].idx = excl_idx + r * N_SOURCES;
+        excl[r].n = N_SOURCES;
+        for (size_t s = 0; s < N_SOURCES; s++) excl_idx[r * N_SOURCES + s] = dr_model_item_index(m, src[s], false);
+    }
+    dr_items_view_t items;
+    dr_model_items(m, &items);
+#ifdef DR_EMIT_CHUNK_ITEMS
+    size_t scratch_items = dr_emit_scratch_items(n);
+    long chunk = DR_EMIT_CHUNK_ITEMS;
+#else
+    size_t scratch_items = n;
+    long chunk = 0;
+#endif
+    float *scores = malloc(B * scratch_items * sizeof(float));
+    if (!scores) die("out of memory");
+    batch_t ctx = {m, users};
+    dr_emit_terms_t terms = {w, add_coengagement, &ctx};
+    dr_emit_topk(U, B, &items, k, excl, &terms, scores, out, out_n); /* warm-up */
+    double t0 = dr_mono_s(), c0 = cpu_s();
+    for (int rep = 0; rep < reps; rep++) dr_emit_topk(U, B, &items, k, excl, &terms, scores, out, out_n);
+    double dt = dr_mono_s() - t0, dc = cpu_s() - c0;
+    uint64_t check = 0; /* the lists themselves, to compare builds */
+    for (size_t r = 0; r < B; r++)
+        for (size_t j = 0; j < out_n[r]; j++) check = dr_mix64(check ^ (uint64_t)out[r * (size_t)k + j].item_id);
+    printf("items=%zu chunk=%ld batch=%zu scratch_bytes=%zu lists_per_cpu_s=%.0f lists_per_s=%.0f "
+           "peak_rss_mib=%ld lists_hash=%016llx\n",
+           n, chunk, B, B * scratch_items * sizeof(float), (double)(B * (size_t)reps) / dc,
+           (double)(B * (size_t)reps) / dt,
+           peak_rss_kib() / 1024, (unsigned long long)check);
+    for (size_t r = 0; r < B; r++) dr_user_free(users[r]);
+    free(users); free(U); free(w); free(excl); free(excl_idx); free(out); free(out_n); free(scores);
+    dr_model_free(m);
+    return 0;
+}
+
+/* Heap bytes per item of a model with n items and no events (the rows and
+ * the id table), and of a full co-engagement table, then per user. */
+static int bench_memory(size_t n) {
+    dr_learner_conf_t conf;
+    dr_learner_conf_default(&conf);
+    conf.max_items = (int64_t)n;
+    for (int content = 0; content < 2; content++) {
+        conf.content_dim = content ? 16 : 0;
+        size_t h0 = heap_bytes();
+        dr_model_t *m = model_with_items(n, &conf);
+        printf("rows: content_dim=%d dim=%d items=%zu heap_bytes_per_item=%.1f\n", conf.content_dim,
+               conf.dim, n, (double)(heap_bytes() - h0) / (double)n);
+        dr_model_free(m);
+    }
+    conf.content_dim = 0;
+    /* co-engagement tables: S items engaged in random order by many users,
+     * until every table has reached its cap (and made room at least once) */
+    const size_t S = 2000;
+    dr_model_t *m = model_with_items(S, &conf);
+    size_t h0 = heap_bytes();
+    uint64_t rng = 5;
+    for (int64_t j = 0; j < 12000; j++) {
+        dr_user_t *u = dr_user_new_conf(j, &conf);
+        if (!u) die("out of memory");
+        for (int e = 0; e < 40; e++) click(m, u, (int64_t)(dr_rand64(&rng) % S), e, (uint64_t)(j * 40 + e));
+        dr_user_free(u);
+    }
+    size_t full = 0;
+    float engaged;
+    int64_t ids[1];
+    float wts[1];
+    for (size_t i = 0; i < S; i++) full += dr_model_item_neighbors(m, (int64_t)i, &engaged, ids, wts, 1) > 0;
+    printf("cooc: neighbors_cap=%d items_with_neighbours=%zu/%zu heap_bytes_per_item=%.1f\n",
+           conf.cooc_neighbors, full, S, (double)(heap_bytes() - h0) / (double)S);
+    /* a user: cached state (decoded record, with its ADWIN rows) and the
+     * record stored in RocksDB, after E events */
+    for (int e_pow = 2; e_pow <= 4; e_pow++) {
+        int E = e_pow == 2 ? 100 : e_pow == 3 ? 1000 : 10000;
+        dr_user_t *u = dr_user_new_conf(1, &conf);
+        if (!u) die("out of memory");
+        for (int e = 0; e < E; e++) click(m, u, (int64_t)(dr_rand64(&rng) % S), 1000000 + e, (uint64_t)e);
+        uint8_t *rec;
+        size_t len;
+        if (dr_user_encode(u, conf.dim, &rec, &len) != 0) die("encode failed");
+        size_t h1 = heap_bytes();
+        dr_user_t *copy;
+        if (dr_user_decode(1, &conf, rec, len, &copy) != 0) die("decode failed");
+        printf("user: events=%d cached_heap_bytes=%zu record_bytes=%zu adwin_width=%llu\n", E,
+               heap_bytes() - h1, len, (unsigned long long)dr_adwin_width(&copy->drift));
+        dr_user_free(copy);
+        dr_user_free(u);
+        free(rec);
+    }
+    dr_model_free(m);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 4 && strcmp(argv[1], "topk") == 0)
+        return bench_topk(strtoul(argv[2], NULL, 10), atoi(argv[3]), argc > 4 ? strtoul(argv[4], NULL, 10) : 512);
+    if (argc == 3 && strcmp(argv[1], "memory") == 0) return bench_memory(strtoul(argv[2], NULL, 10));
+    fprintf(stderr, "usage: scale_bench topk N REPS [B] | scale_bench memory N\n");
+    return 2;
+}
