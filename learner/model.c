@@ -131,7 +131,22 @@ bool dr_user_has_recent(const dr_user_t *u, int64_t item_id) {
     return false;
 }
 
+/* The slot of the ring entry `back` places before the head (0: the newest).
+ * Unsigned and reduced modulo the ring: decoding adapts every stored ring
+ * to learner.recent.items, and this keeps a ring that does not match it
+ * anyway (a bug elsewhere) inside recent[] rather than far outside it. */
+static unsigned ring_slot(const dr_user_t *u, int ring, unsigned back) {
+    unsigned r = (unsigned)ring;
+    return ((unsigned)u->recent_head % r + r - 1 - back % r) % r;
+}
+
+/* Entries of u's ring that the model's ring size can hold. */
+static unsigned ring_len(const dr_user_t *u, int ring) {
+    return u->recent_len < ring ? u->recent_len : (unsigned)ring;
+}
+
 static void user_remember(dr_user_t *u, const dr_event_t *ev, int ring) {
+    if (u->recent_head >= ring) u->recent_head = 0; /* see ring_slot */
     dr_recent_event_t *r = &u->recent[u->recent_head];
     r->item_id = ev->item_id;
     r->value = ev->value;
@@ -563,8 +578,8 @@ static bool engages(const dr_learner_conf_t *c, uint8_t type, float value) {
 /* Indices of u's last `max` distinct engaged items, newest first. */
 static int recent_engaged(const dr_model_t *m, const dr_user_t *u, int32_t *out, int max) {
     int ring = m->conf.recent_items, n = 0;
-    for (int k = 0; k < u->recent_len && n < max; k++) {
-        const dr_recent_event_t *r = &u->recent[(u->recent_head + ring - 1 - k) % ring];
+    for (unsigned k = 0; k < ring_len(u, ring) && n < max; k++) {
+        const dr_recent_event_t *r = &u->recent[ring_slot(u, ring, k)];
         if (!engages(&m->conf, r->type, r->value)) continue;
         int64_t idx = dr_model_item_index((dr_model_t *)m, r->item_id, false);
         if (idx < 0 || idx > INT32_MAX) continue;
@@ -1110,15 +1125,13 @@ int dr_learner_readapt(dr_model_t *m, dr_user_t *u) {
     u->prior_version = m->version;
     u->bias = 0.0f;
     uint64_t kept = dr_adwin_width(&u->drift);
-    unsigned n = u->recent_len < kept ? u->recent_len : (unsigned)kept;
     int ring = m->conf.recent_items;
+    unsigned n = ring_len(u, ring) < kept ? ring_len(u, ring) : (unsigned)kept;
     uint64_t rng = dr_mix64((uint64_t)u->user_id ^ u->events_applied);
     for (int epoch = 0; epoch < m->conf.readapt_epochs; epoch++) {
         /* oldest kept event first: the ring's newest n entries end at head-1 */
-        for (unsigned j = 0; j < n; j++) {
-            unsigned slot = (unsigned)((u->recent_head + ring - (int)n + (int)j) % ring);
-            replay_event(m, u, &u->recent[slot], &rng);
-        }
+        for (unsigned j = 0; j < n; j++)
+            replay_event(m, u, &u->recent[ring_slot(u, ring, n - 1 - j)], &rng);
     }
     return (int)n;
 }
