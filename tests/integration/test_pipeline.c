@@ -300,7 +300,8 @@ static int count_user(void *ctx, int64_t user_id, const void *rec, size_t len) {
     return 0;
 }
 
-static void check_counters(fixture_t *fx) {
+/* Calls fn for every user the fixture's state directory holds. */
+static void for_each_stored_user(fixture_t *fx, dr_state_user_fn fn, void *ctx) {
     dr_state_conf_t sc;
     dr_state_conf_default(&sc);
     sc.path = fx->state_dir;
@@ -308,9 +309,11 @@ static void check_counters(fixture_t *fx) {
     dr_state_t *st;
     char err[256];
     assert_int_equal(dr_state_open(&st, &sc, err, sizeof(err)), 0);
-    assert_int_equal(dr_state_for_each_user(st, count_user, fx), 0);
+    assert_int_equal(dr_state_for_each_user(st, fn, ctx), 0);
     dr_state_close(st);
 }
+
+static void check_counters(fixture_t *fx) { for_each_stored_user(fx, count_user, fx); }
 
 /* Phase 3's injection: once the partitions are assigned, the catalog blocks
  * an item that many published lists hold; stops when all of them were
@@ -714,17 +717,7 @@ static int check_stored_user(void *ctx, int64_t user_id, const void *rec, size_t
     return 0;
 }
 
-static void scan_stored(fixture_t *fx, stored_t *s) {
-    dr_state_conf_t sc;
-    dr_state_conf_default(&sc);
-    sc.path = fx->state_dir;
-    sc.read_only = true;
-    dr_state_t *st;
-    char err[256];
-    assert_int_equal(dr_state_open(&st, &sc, err, sizeof(err)), 0);
-    assert_int_equal(dr_state_for_each_user(st, check_stored_user, s), 0);
-    dr_state_close(st);
-}
+static void scan_stored(fixture_t *fx, stored_t *s) { for_each_stored_user(fx, check_stored_user, s); }
 
 #define CROWD 5000
 #define CROWD_EVENTS (CROWD + 100)
@@ -932,6 +925,64 @@ static void test_shutdown_commit_that_cannot_be_made_fails(void **state) {
     fault_fixture_free(fx);
 }
 
+static rd_kafka_t *second_member; /* the consumer that joins the group in join_second_member */
+
+/* Once the pipeline consumes, a second consumer joins its group, which
+ * revokes the pipeline's partitions; it is polled on every tick so that it
+ * takes part in the rebalance. */
+static void join_second_member(run_t *r, const dr_pipeline_stats_t *st) {
+    char e[256];
+    if (r->fault_stage == 0 && st->consumed > 0) {
+        rd_kafka_conf_t *kc = rd_kafka_conf_new();
+        rd_kafka_conf_set(kc, "bootstrap.servers", dr_embedded_bootstraps(r->fx->broker), e, sizeof(e));
+        rd_kafka_conf_set(kc, "group.id", "revoke", e, sizeof(e));
+        second_member = rd_kafka_new(RD_KAFKA_CONSUMER, kc, e, sizeof(e));
+        assert_non_null(second_member);
+        rd_kafka_poll_set_consumer(second_member);
+        rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(topics, "events", RD_KAFKA_PARTITION_UA);
+        assert_int_equal(rd_kafka_subscribe(second_member, topics), 0);
+        rd_kafka_topic_partition_list_destroy(topics);
+        r->fault_at = dr_mono_s();
+        r->fault_stage = 1;
+    }
+    if (second_member) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(second_member, 0);
+        if (m) rd_kafka_message_destroy(m);
+    }
+}
+
+/* Defect 5, the revoke: the same queue-full producer, and a second member
+ * joining the group. The revoke's commit cannot be made; it used to be
+ * skipped silently and the revoke went on (a later commit would then have
+ * stored the revoked partitions' users without their offsets). Now the
+ * pipeline fails at the revoke, exit 1, long before the run's deadline. */
+static void test_revoke_commit_that_cannot_be_made_fails(void **state) {
+    (void)state;
+    fixture_t *fx = fault_fixture("revoke", 1);
+    rd_kafka_mock_cluster_t *mock = dr_embedded_mock(fx->broker);
+    for (int p = 0; p < PARTITIONS; p++)
+        assert_int_equal(rd_kafka_mock_partition_set_leader(mock, "recs", p, -1), 0);
+    for (int64_t u = 1; u <= 50; u++) produce_click(fx, u, u, 1767225600000LL + u);
+    assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
+    static const char *const full[] = {"kafka.queue.buffering.max.messages=5",
+                                       "shutdown.timeout.ms=2000", NULL};
+    expected_exit = 1;
+    double t0 = dr_mono_s();
+    dr_pipeline_stats_t st = run_pipeline_with(fx, "revoke", UINT64_MAX, full, join_second_member);
+    double took = dr_mono_s() - t0;
+    expected_exit = 0;
+    rd_kafka_consumer_close(second_member);
+    rd_kafka_destroy(second_member);
+    second_member = NULL;
+    fprintf(stderr, "revoke with the producer queue full: exit 1 after %.1f s, %llu commits stored\n",
+            took, (unsigned long long)st.commits);
+    assert_true(st.failed);
+    assert_int_equal(st.commits, 0);
+    assert_true(took < 40); /* the revoke failed it, not the end of the run at 60 s */
+    fault_fixture_free(fx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_end_to_end),
@@ -942,6 +993,9 @@ int main(void) {
         cmocka_unit_test(test_erase_then_event_before_commit),
         cmocka_unit_test(test_failed_lists_keep_newest_last),
         cmocka_unit_test(test_shutdown_commit_that_cannot_be_made_fails),
+        cmocka_unit_test(test_revoke_commit_that_cannot_be_made_fails),
     };
+    /* DR_TEST_FILTER=test_erase* runs the matching tests only (cmocka's pattern) */
+    if (getenv("DR_TEST_FILTER")) cmocka_set_test_filter(getenv("DR_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
