@@ -122,6 +122,7 @@ static int read_all(rd_kafka_t *rk, const dr_config_t *cfg, dr_codec_t *codec, l
     rd_kafka_topic_destroy(t);
     rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new(parts);
     int64_t *end = calloc((size_t)(parts > 0 ? parts : 1), sizeof(*end));
+    bool *done = calloc((size_t)(parts > 0 ? parts : 1), sizeof(*done));
     int open = 0, rc = 0;
     for (int p = 0; p < parts && end; p++) {
         int64_t lo = 0, hi = 0;
@@ -136,7 +137,7 @@ static int read_all(rd_kafka_t *rk, const dr_config_t *cfg, dr_codec_t *codec, l
             open++;
         }
     }
-    if (!end) rc = 1;
+    if (!end || !done) rc = 1;
     if (!rc && open > 0 && rd_kafka_assign(rk, assign) != RD_KAFKA_RESP_ERR_NO_ERROR) rc = 1;
     rd_kafka_topic_partition_list_destroy(assign);
     dr_scored_item_t *items = malloc(MAX_LIST * sizeof(*items));
@@ -156,6 +157,9 @@ static int read_all(rd_kafka_t *rk, const dr_config_t *cfg, dr_codec_t *codec, l
             if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 fprintf(stderr, "driftrec lists: %s\n", rd_kafka_message_errstr(m));
                 rc = 1;
+            } else if (!done[m->partition]) { /* the end, even if compaction left a gap before it */
+                done[m->partition] = true;
+                open--;
             }
             rd_kafka_message_destroy(m);
             continue;
@@ -181,15 +185,21 @@ static int read_all(rd_kafka_t *rk, const dr_config_t *cfg, dr_codec_t *codec, l
             lm.source = recs.source;
             lm.n_items = recs.n_items;
         }
-        if (!rc) {
+        if (!rc && m->offset < end[m->partition]) {
             if (l->last) rc = keep_last(l, &lm) ? 1 : 0;
             else print_msg(&lm);
         }
-        if (m->offset + 1 >= end[m->partition]) open--;
+        /* a partition is read once its end as of the start is reached (later
+         * lists may follow: they are left for the next look) */
+        if (m->offset + 1 >= end[m->partition] && !done[m->partition]) {
+            done[m->partition] = true;
+            open--;
+        }
         rd_kafka_message_destroy(m);
     }
     free(items);
     free(end);
+    free(done);
     return rc;
 }
 
