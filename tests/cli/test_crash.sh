@@ -6,8 +6,8 @@
 # with SIGKILL at seeded random moments (KILLS times, default 20), restarted
 # each time, then run to the end. Each restart joins under a new consumer
 # group, so only the offsets stored in RocksDB say where to resume (and no
-# restart waits for the dead member's session to expire); the rate is capped
-# (ingest.max.rate) so that the kills land mid-stream. Against an
+# restart waits for the dead member's session to expire); the killed runs'
+# rate is capped (ingest.max.rate) so that the kills land mid-stream. Against an
 # uninterrupted run of the same stream:
 #   - every user's applied-event counter is equal (nothing lost, nothing twice),
 #   - the same users are stored (an erase with nothing after it leaves none),
@@ -21,7 +21,7 @@ set -euo pipefail
 KILLS=${KILLS:-20} EVENTS=${EVENTS:-200000} USERS=${USERS:-5000} SEED=${SEED:-1}
 KILLS1=${KILLS1:-5} EVENTS1=${EVENTS1:-60000}
 RUN=${DRIFTREC_RUN:-$DRIFTREC}
-RATE=${RATE:-10000} CACHE=${CACHE:-64} LINGER_MS=${LINGER_MS:-50} RTT_MS=${RTT_MS:-5} ERASE_SHARE=${ERASE_SHARE:-0.005}
+RATE=${RATE:-4000} CACHE=${CACHE:-64} LINGER_MS=${LINGER_MS:-50} RTT_MS=${RTT_MS:-5} ERASE_SHARE=${ERASE_SHARE:-0.005}
 . "$(dirname "$0")/lib.sh"
 [ -n "${KEEP_DIR:-}" ] && trap - EXIT && echo "keeping $dir"
 BROKER_ARGS=(--rtt-ms "$RTT_MS")
@@ -32,7 +32,7 @@ erases4=${erases4:-0}
 
 common=(--set kafka.auto.offset.reset=earliest --set kafka.fetch.wait.max.ms=10
         --set state.cache.users="$CACHE" --set kafka.linger.ms="$LINGER_MS" --set emit.topk=10
-        --set ingest.max.rate="$RATE" --set state.commit.interval.ms=200 --set metrics.listen= --set run.exit.idle.ms=1500 --set log.level=info)
+        --set state.commit.interval.ms=200 --set metrics.listen= --set run.exit.idle.ms=1500 --set log.level=info)
 
 run_to_end() { # state group topic recs-topic
   timeout 120 "$RUN" run "${common[@]}" --set "kafka.bootstrap.servers=$bs" --set "state.dir=$1" --set "group.id=$2" \
@@ -43,13 +43,14 @@ run_to_end() { # state group topic recs-topic
 crash_runs() { # state group topic recs-topic
   local rng=$SEED
   for k in $(seq 1 "$KILLS"); do
-    "$RUN" run "${common[@]}" --set "kafka.bootstrap.servers=$bs" --set "state.dir=$1" --set "group.id=$2-$k" \
-        --set "topic.events=$3" --set "topic.recommendations=$4" >"$dir/$2.$k.log" 2>&1 &
+    "$RUN" run "${common[@]}" --set ingest.max.rate="$RATE" --set "kafka.bootstrap.servers=$bs" --set "state.dir=$1" \
+        --set "group.id=$2-$k" --set "topic.events=$3" --set "topic.recommendations=$4" >"$dir/$2.$k.log" 2>&1 &
     local p=$!
     pids+=("$p")
     for _ in $(seq 600); do grep -q "partitions assigned" "$dir/$2.$k.log" && break; sleep 0.05; done
     rng=$(( (rng * 1103515245 + 12345) % 2147483648 ))
-    sleep "$(( rng % 2 )).$(printf '%03d' $(( rng % 1000 )))"   # 0 to 2 s into the processing
+    local ms=$(( (rng >> 8) % 2000 ))   # the LCG's low bits alternate: use high ones
+    sleep "$(( ms / 1000 )).$(printf '%03d' $(( ms % 1000 )))"   # 0 to 2 s into the processing
     kill -9 "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true
     printf ' %s' "$("$DRIFTREC" inspect --state-dir "$1" users 2>/dev/null | awk '{s += $2} END {print s + 0}')" >>"$dir/$2.stored"
