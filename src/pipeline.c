@@ -915,25 +915,6 @@ static void on_closed(uv_handle_t *h) {
     p->open_handles--;
 }
 
-/* Asks for the output topics' metadata now, while the consumer joins its
- * group: librdkafka learns a topic's leaders on the first produce to it,
- * which held the first lists after every start ~1 s, and with them the
- * first commit (a restart made no durable progress for that long). Not
- * fatal: the first produce asks again. */
-static void warm_producer_metadata(dr_pipeline_t *p) {
-    const char *topics[] = {p->cfg.topic_recs, p->cfg.topic_dlq};
-    for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
-        rd_kafka_topic_t *t = rd_kafka_topic_new(p->producer, topics[i], NULL);
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_resp_err_t err = t ? rd_kafka_metadata(p->producer, 0, t, &md, 2000) : RD_KAFKA_RESP_ERR__FAIL;
-        if (md) rd_kafka_metadata_destroy(md);
-        if (t) rd_kafka_topic_destroy(t);
-        if (err)
-            dr_log(DR_LOG_WARN, "pipeline", "no metadata yet for an output topic; the first produce will ask again | topic=%s err=\"%s\"",
-                   topics[i], rd_kafka_err2str(err));
-    }
-}
-
 int dr_pipeline_start(dr_pipeline_t *p, char *errstr, size_t n) {
     if (p->started) return 0;
     if (pipe2(p->producer_pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
@@ -956,9 +937,7 @@ int dr_pipeline_start(dr_pipeline_t *p, char *errstr, size_t n) {
     uv_timer_start(&p->housekeeping_timer, on_housekeeping, 50, 50);
     serve_producer(p);
     int err = p->catalog ? dr_catalog_start(p->catalog, errstr, n) : 0;
-    if (!err) err = dr_ingest_start(p->ingest, errstr, n);
-    if (!err) warm_producer_metadata(p);
-    return err;
+    return err ? err : dr_ingest_start(p->ingest, errstr, n);
 }
 
 void dr_pipeline_stop(dr_pipeline_t *p) {
