@@ -901,22 +901,30 @@ static void stop_after_2s(run_t *r, const dr_pipeline_stats_t *st) {
     }
 }
 
+/* A producer whose lists cannot leave: a queue of 5 messages, the recs
+ * partitions without a leader; 50 users' clicks wait on the events topic. */
+static const char *const queue_full[] = {"kafka.queue.buffering.max.messages=5",
+                                         "shutdown.timeout.ms=2000", NULL};
+
+static fixture_t *queue_full_fixture(const char *tag) {
+    fixture_t *fx = fault_fixture(tag, 1);
+    rd_kafka_mock_cluster_t *mock = dr_embedded_mock(fx->broker);
+    for (int p = 0; p < PARTITIONS; p++)
+        assert_int_equal(rd_kafka_mock_partition_set_leader(mock, "recs", p, -1), 0);
+    for (int64_t u = 1; u <= 50; u++) produce_click(fx, u, u, 1767225600000LL + u);
+    assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
+    return fx;
+}
+
 /* Defect 5: when the lists owed cannot be handed to the producer (its
  * queue full: 5 messages, the recs partitions without a leader), the
  * shutdown commit cannot be made. It used to be skipped silently and the
  * process exited 0 as if everything were stored; it must fail loudly. */
 static void test_shutdown_commit_that_cannot_be_made_fails(void **state) {
     (void)state;
-    fixture_t *fx = fault_fixture("nocommit", 1);
-    rd_kafka_mock_cluster_t *mock = dr_embedded_mock(fx->broker);
-    for (int p = 0; p < PARTITIONS; p++)
-        assert_int_equal(rd_kafka_mock_partition_set_leader(mock, "recs", p, -1), 0);
-    for (int64_t u = 1; u <= 50; u++) produce_click(fx, u, u, 1767225600000LL + u);
-    assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
-    static const char *const full[] = {"kafka.queue.buffering.max.messages=5",
-                                       "shutdown.timeout.ms=2000", NULL};
+    fixture_t *fx = queue_full_fixture("nocommit");
     expected_exit = 1;
-    dr_pipeline_stats_t st = run_pipeline_with(fx, "nocommit", UINT64_MAX, full, stop_after_2s);
+    dr_pipeline_stats_t st = run_pipeline_with(fx, "nocommit", UINT64_MAX, queue_full, stop_after_2s);
     expected_exit = 0;
     assert_true(st.failed);
     assert_int_equal(st.commits, 0);
@@ -959,17 +967,10 @@ static void join_second_member(run_t *r, const dr_pipeline_stats_t *st) {
  * pipeline fails at the revoke, exit 1, long before the run's deadline. */
 static void test_revoke_commit_that_cannot_be_made_fails(void **state) {
     (void)state;
-    fixture_t *fx = fault_fixture("revoke", 1);
-    rd_kafka_mock_cluster_t *mock = dr_embedded_mock(fx->broker);
-    for (int p = 0; p < PARTITIONS; p++)
-        assert_int_equal(rd_kafka_mock_partition_set_leader(mock, "recs", p, -1), 0);
-    for (int64_t u = 1; u <= 50; u++) produce_click(fx, u, u, 1767225600000LL + u);
-    assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
-    static const char *const full[] = {"kafka.queue.buffering.max.messages=5",
-                                       "shutdown.timeout.ms=2000", NULL};
+    fixture_t *fx = queue_full_fixture("revoke");
     expected_exit = 1;
     double t0 = dr_mono_s();
-    dr_pipeline_stats_t st = run_pipeline_with(fx, "revoke", UINT64_MAX, full, join_second_member);
+    dr_pipeline_stats_t st = run_pipeline_with(fx, "revoke", UINT64_MAX, queue_full, join_second_member);
     double took = dr_mono_s() - t0;
     expected_exit = 0;
     rd_kafka_consumer_close(second_member);
