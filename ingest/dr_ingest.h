@@ -143,6 +143,12 @@ rd_kafka_conf_t *dr_ingest_kafka_conf(const char *const (*defaults)[2], size_t n
                                       const char *const *keys, const char *const *values, int n,
                                       char *errstr, size_t errstr_size);
 
+/* The user id in a message's key, as every producer of ours writes it (the
+ * decimal id, digits only, below 2^53): true and *id set, or false. Erase
+ * requests on the events topic, lists and tombstones on the
+ * recommendations topic are keyed so. */
+bool dr_ingest_user_key(const rd_kafka_message_t *m, int64_t *id);
+
 /* The consumer handle, for inspection (e.g. member id). */
 rd_kafka_t *dr_ingest_consumer(dr_ingest_t *in);
 

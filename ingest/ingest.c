@@ -241,8 +241,7 @@ int dr_ingest_dead_letter(dr_ingest_t *in, const rd_kafka_message_t *msg, int cl
     return 0;
 }
 
-/* A key holding a decimal user id, as our producers write it. */
-static bool parse_user_key(const rd_kafka_message_t *m, int64_t *id) {
+bool dr_ingest_user_key(const rd_kafka_message_t *m, int64_t *id) {
     char buf[24];
     if (!m->key || m->key_len == 0 || m->key_len >= sizeof(buf)) return false;
     memcpy(buf, m->key, m->key_len);
@@ -268,7 +267,7 @@ static int handle_message(dr_ingest_t *in, rd_kafka_message_t *m) {
     int err, cls = DR_DLQ_DECODE;
     dr_event_t ev;
     int64_t erase_id;
-    if (!m->payload && in->handler.on_erase && parse_user_key(m, &erase_id)) {
+    if (!m->payload && in->handler.on_erase && dr_ingest_user_key(m, &erase_id)) {
         err = in->handler.on_erase(in->handler.ctx, erase_id, p, m->offset, reason, sizeof(reason));
         if (err == DR_ESTOPPED) return err;
         cls = DR_DLQ_REJECTED;

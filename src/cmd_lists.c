@@ -107,6 +107,14 @@ static void usage(FILE *f) {
                "only the newest message of each user (what a compacted topic keeps).\n");
 }
 
+/* Partition p is read: its end as of the start was reached, or its EOF
+ * came (the end, even where compaction left a gap before it). */
+static void finish_partition(bool *done, int32_t p, int *open) {
+    if (done[p]) return;
+    done[p] = true;
+    (*open)--;
+}
+
 /* Reads every partition of the topic from the beginning to its end as of
  * the start (the high watermarks then), decoding each message. */
 static int read_all(rd_kafka_t *rk, const dr_config_t *cfg, dr_codec_t *codec, lists_t *l) {
@@ -157,33 +165,27 @@ static int read_all(rd_kafka_t *rk, const dr_config_t *cfg, dr_codec_t *codec, l
             if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 fprintf(stderr, "driftrec lists: %s\n", rd_kafka_message_errstr(m));
                 rc = 1;
-            } else if (!done[m->partition]) { /* the end, even if compaction left a gap before it */
-                done[m->partition] = true;
-                open--;
+            } else {
+                finish_partition(done, m->partition, &open);
             }
             rd_kafka_message_destroy(m);
             continue;
         }
-        last_msg_t lm = {.partition = m->partition, .offset = m->offset};
-        char key[24], reason[256];
-        if (m->key && m->key_len < sizeof(key)) {
-            memcpy(key, m->key, m->key_len);
-            key[m->key_len] = 0;
-            lm.user_id = strtoll(key, NULL, 10);
-        }
+        last_msg_t lm = {.user_id = -1, .partition = m->partition, .offset = m->offset};
+        char reason[256];
+        dr_recs_t recs;
         if (!m->payload) {
-            lm.tombstone = true;
-        } else {
-            dr_recs_t recs;
-            if (dr_codec_decode_recs(codec, m->payload, m->len, &recs, items, MAX_LIST, reason,
-                                     sizeof(reason))) {
-                fprintf(stderr, "driftrec lists: %s [%d] offset %" PRId64 ": %s\n", cfg->topic_recs,
-                        m->partition, m->offset, reason);
-                rc = 1;
-            }
+            lm.tombstone = true; /* its key is all it says: -1 when that is no user id */
+            dr_ingest_user_key(m, &lm.user_id);
+        } else if (dr_codec_decode_recs(codec, m->payload, m->len, &recs, items, MAX_LIST, reason,
+                                        sizeof(reason)) == 0) {
             lm.user_id = recs.user_id;
             lm.source = recs.source;
             lm.n_items = recs.n_items;
+        } else {
+            fprintf(stderr, "driftrec lists: %s [%d] offset %" PRId64 ": %s\n", cfg->topic_recs,
+                    m->partition, m->offset, reason);
+            rc = 1;
         }
         if (!rc && m->offset < end[m->partition]) {
             if (l->last) rc = keep_last(l, &lm) ? 1 : 0;
@@ -191,10 +193,7 @@ static int read_all(rd_kafka_t *rk, const dr_config_t *cfg, dr_codec_t *codec, l
         }
         /* a partition is read once its end as of the start is reached (later
          * lists may follow: they are left for the next look) */
-        if (m->offset + 1 >= end[m->partition] && !done[m->partition]) {
-            done[m->partition] = true;
-            open--;
-        }
+        if (m->offset + 1 >= end[m->partition]) finish_partition(done, m->partition, &open);
         rd_kafka_message_destroy(m);
     }
     free(items);
