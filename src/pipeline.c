@@ -213,6 +213,17 @@ static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t 
     return 0;
 }
 
+/* Produces the user's tombstone (a null value: compaction removes the last
+ * list) under delivery tag `tag`; the caller counts it in flight, or not
+ * when it replaces a failed message. */
+static rd_kafka_resp_err_t produce_tombstone(dr_pipeline_t *p, int64_t user_id, uint64_t tag) {
+    char key[24];
+    int klen = snprintf(key, sizeof(key), "%" PRId64, user_id);
+    return rd_kafka_producev(p->producer, RD_KAFKA_V_TOPIC(p->cfg.topic_recs),
+                             RD_KAFKA_V_KEY(key, (size_t)klen), RD_KAFKA_V_VALUE(NULL, 0),
+                             RD_KAFKA_V_OPAQUE(dr_msg_opaque(tag, DR_MSG_RECS)), RD_KAFKA_V_END);
+}
+
 /* An erase request: the cached user is replaced by a fresh one at the prior,
  * marked erased, so that the next commit deletes the stored record (and an
  * event arriving before that commit starts from the prior rather than from
@@ -231,12 +242,7 @@ static int on_erase(void *ctx, int64_t user_id, int32_t partition, int64_t offse
         return DR_ESTOPPED;
     }
     dr_user_cache_mark_dirty(p->cache, fresh);
-    char key[24];
-    int klen = snprintf(key, sizeof(key), "%" PRId64, user_id);
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        p->producer, RD_KAFKA_V_TOPIC(p->cfg.topic_recs), RD_KAFKA_V_KEY(key, (size_t)klen),
-        RD_KAFKA_V_VALUE(NULL, 0), RD_KAFKA_V_OPAQUE(dr_msg_opaque(p->flight.epoch, DR_MSG_RECS)),
-        RD_KAFKA_V_END);
+    rd_kafka_resp_err_t err = produce_tombstone(p, user_id, p->flight.epoch);
     if (err) {
         snprintf(reason, reason_size, "cannot publish the tombstone: %s", rd_kafka_err2str(err));
         return DR_ESTOPPED; /* retried from this record after a restart */
@@ -386,13 +392,8 @@ static void on_emit_timer(uv_timer_t *t) {
  * emitter), under the failed message's tag so that the commit waiting for
  * it keeps waiting. */
 static bool queue_reissue(dr_pipeline_t *p, const rd_kafka_message_t *m) {
-    char key[24];
-    if (!m->key || m->key_len == 0 || m->key_len >= sizeof(key)) return false;
-    memcpy(key, m->key, m->key_len);
-    key[m->key_len] = 0;
-    char *end;
-    long long id = strtoll(key, &end, 10);
-    if (*end || id < 0) return false;
+    int64_t id;
+    if (!dr_ingest_user_key(m, &id)) return false;
     if (p->n_reissue == p->cap_reissue) {
         size_t cap = p->cap_reissue ? p->cap_reissue * 2 : 64;
         struct reissue *v = realloc(p->reissue, cap * sizeof(*v));
@@ -421,10 +422,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         dr_log(DR_LOG_WARN, "pipeline", "delivery failed, retrying | topic=%s err=\"%s\" suppressed=%" PRIu64,
                rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err), dropped);
     if (dr_msg_kind(m->_private) == DR_MSG_RECS) {
-        if (queue_reissue(p, m)) return;
-        dr_log(DR_LOG_ERROR, "pipeline", "cannot reissue a failed list; stopping so the commit does not pass it");
-        p->stats.failed = true;
-        dr_ingest_stop(p->ingest);
+        if (!queue_reissue(p, m)) fail(p, "a failed list cannot be queued for reissue", "out of memory");
         return;
     }
     rd_kafka_headers_t *h = NULL, *copy = NULL;
@@ -435,10 +433,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         RD_KAFKA_V_HEADERS(copy), RD_KAFKA_V_OPAQUE(m->_private), RD_KAFKA_V_END);
     if (err) {
         if (copy) rd_kafka_headers_destroy(copy);
-        dr_log(DR_LOG_ERROR, "pipeline", "re-produce failed; stopping so the commit does not pass it | err=\"%s\"",
-               rd_kafka_err2str(err));
-        p->stats.failed = true;
-        dr_ingest_stop(p->ingest);
+        fail(p, "a failed dead letter could not be produced again", rd_kafka_err2str(err));
     }
 }
 
@@ -452,12 +447,7 @@ static void serve_reissues(dr_pipeline_t *p) {
         dr_user_t *u;
         int err = get_user(p, r.user_id, &u);
         if (!err && u->events_applied == 0) {
-            char key[24];
-            int klen = snprintf(key, sizeof(key), "%" PRId64, r.user_id);
-            rd_kafka_resp_err_t kerr = rd_kafka_producev(
-                p->producer, RD_KAFKA_V_TOPIC(p->cfg.topic_recs), RD_KAFKA_V_KEY(key, (size_t)klen),
-                RD_KAFKA_V_VALUE(NULL, 0), RD_KAFKA_V_OPAQUE(dr_msg_opaque(r.tag, DR_MSG_RECS)),
-                RD_KAFKA_V_END);
+            rd_kafka_resp_err_t kerr = produce_tombstone(p, r.user_id, r.tag);
             err = kerr == RD_KAFKA_RESP_ERR__QUEUE_FULL ? DR_EFULL : kerr ? DR_EKAFKA : 0;
         } else if (!err) {
             err = dr_emitter_reissue(p->emitter, p->model, u, r.tag, dr_now_ms());
@@ -476,10 +466,15 @@ static void serve_reissues(dr_pipeline_t *p) {
     p->n_reissue -= i;
 }
 
-static void serve_producer(dr_pipeline_t *p) {
-    while (rd_kafka_poll(p->producer, 0) > 0) {}
+/* Serves delivery reports (waiting up to timeout_ms for the first), then
+ * the reissues they asked for. */
+static void poll_producer(dr_pipeline_t *p, int timeout_ms) {
+    if (rd_kafka_poll(p->producer, timeout_ms) > 0)
+        while (rd_kafka_poll(p->producer, 0) > 0) {}
     if (p->n_reissue > 0) serve_reissues(p);
 }
+
+static void serve_producer(dr_pipeline_t *p) { poll_producer(p, 0); }
 
 static void on_producer_readable(uv_poll_t *h, int status, int events) {
     (void)status;
@@ -497,9 +492,14 @@ static int put_user(void *ctx, dr_user_t *u) {
     dr_state_batch_t *b = ((void **)ctx)[1];
     uint8_t *rec;
     size_t len;
-    /* an erased user: the stored record goes; what it did since is stored anew */
-    if (u->erased) dr_state_batch_delete_user(b, u->user_id);
-    if (u->erased && u->events_applied == 0) return 0;
+    /* an erased user: the stored record goes, once (every path where this
+     * batch is not written fails the pipeline, and a restart replays the
+     * erase); what the user did since is stored anew */
+    if (u->erased) {
+        dr_state_batch_delete_user(b, u->user_id);
+        u->erased = 0;
+        if (u->events_applied == 0) return 0;
+    }
     int err = dr_user_encode(u, p->cfg.learner.dim, &rec, &len);
     if (err) return err;
     dr_state_batch_put_user(b, u->user_id, rec, len);
@@ -618,8 +618,7 @@ static int begin_commit(dr_pipeline_t *p) {
  * waiting. */
 static bool wait_commit(dr_pipeline_t *p, int64_t deadline) {
     while (p->commit_batch && !p->stats.failed && dr_mono_ms() < deadline) {
-        rd_kafka_poll(p->producer, FLUSH_STEP_MS);
-        if (p->n_reissue > 0) serve_reissues(p);
+        poll_producer(p, FLUSH_STEP_MS);
         finish_commit(p);
     }
     return p->commit_batch == NULL;
@@ -645,8 +644,7 @@ static void commit_now(dr_pipeline_t *p) {
         if (err != DR_EAGAIN) return; /* failed, and said why */
         why = "the lists owed could not be handed to the producer";
         if (dr_mono_ms() >= deadline) break;
-        rd_kafka_poll(p->producer, FLUSH_STEP_MS);
-        if (p->n_reissue > 0) serve_reissues(p);
+        poll_producer(p, FLUSH_STEP_MS);
     }
     if (p->stats.failed) return;
     dr_state_batch_free(p->commit_batch);
