@@ -47,6 +47,8 @@ typedef struct dr__nbr_ranked {
 /* Writes the table's t->n entries into out, heaviest first, equal weights
  * by id (ids may be NULL: by key). Returns t->n. */
 uint32_t dr__nbr_ranked(const dr__nbr_t *t, const int64_t *ids, dr__nbr_ranked_t *out);
+/* Puts n entries in that order (for neighbours read back from a record). */
+void dr__nbr_sort_ranked(dr__nbr_ranked_t *e, size_t n);
 
 /* Two steps for callers that must not fail half-way (dr_learner_apply):
  * dr__nbr_reserve() allocates now what adding up to new_keys keys absent

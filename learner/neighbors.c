@@ -53,9 +53,11 @@ uint32_t dr__nbr_ranked(const dr__nbr_t *t, const int64_t *ids, dr__nbr_ranked_t
             out[n].e = t->slot[s];
             out[n++].id = ids ? ids[t->slot[s].key] : t->slot[s].key;
         }
-    qsort(out, n, sizeof(*out), heavier_first);
+    dr__nbr_sort_ranked(out, n);
     return n;
 }
+
+void dr__nbr_sort_ranked(dr__nbr_ranked_t *e, size_t n) { qsort(e, n, sizeof(*e), heavier_first); }
 
 /* Halves every weight and keeps the heaviest three quarters of cap (at
  * least one slot is freed), in the same slots. `ranked` has room for t->n

@@ -60,14 +60,6 @@ static void put_neighbors(const dr_model_t *m, size_t idx, dr_writer_t *w) {
     }
 }
 
-/* Orders stored neighbours like a full table does when it makes room
- * (dr__nbr_ranked): heaviest first, equal weights by item id. */
-static int stored_neighbor_heavier_first(const void *a, const void *b) {
-    const dr__nbr_ranked_t *x = a, *y = b;
-    if (x->e.w != y->e.w) return x->e.w > y->e.w ? -1 : 1;
-    return (x->id > y->id) - (x->id < y->id);
-}
-
 /* Reads version 3's tail into item idx's table. Neighbours not loaded yet
  * get their row now (their own record fills it later). DR_ECORRUPT on a bad
  * tail (a neighbour id outside [0, 2^53) or the item itself, a weight not
@@ -98,7 +90,7 @@ static int get_neighbors(dr_model_t *m, size_t idx, int64_t item_id, dr_reader_t
      * counting. 0: the term is off and nothing is kept. */
     uint32_t cap = m->conf.cooc_neighbors > 0 ? (uint32_t)m->conf.cooc_neighbors : 0;
     if (n > cap) {
-        qsort(pairs, n, sizeof(*pairs), stored_neighbor_heavier_first);
+        dr__nbr_sort_ranked(pairs, n); /* the order a full table keeps by */
         n = cap;
     }
     dr__set_engaged(m, idx, engaged);
