@@ -903,21 +903,28 @@ static int take_due(const dr_learner_conf_t *c, dr_pending_imp_t *pending, uint8
 }
 
 /* What an implicit event does to u's pending impressions before its own
- * label: the stale ones become weak negatives and, when the event is a new
- * impression that finds the list full, so does the first one left. Writes
- * the list that remains into pending (*len entries) and the items that
- * become negatives into due (at most DR_PENDING_IMP); returns how many.
- * Changes nothing: prepare_items() plans with it and learn_implicit() does
- * what it planned. */
-static int impressions_due(const dr_model_t *m, const dr_user_t *u, const dr_event_t *ev,
-                           dr_pending_imp_t *pending, uint8_t *len, int64_t *due) {
-    *len = u->pending_len;
-    memcpy(pending, u->pending, (size_t)u->pending_len * sizeof(*pending));
-    int n = take_due(&m->conf, pending, len, ev->timestamp_ms, false, due);
-    if (ev->type != DR_EV_IMPRESSION || *len < DR_PENDING_IMP) return n;
-    for (int i = 0; i < *len; i++)
-        if (pending[i].item_id == ev->item_id) return n; /* already pending: nothing to add */
-    return n + take_due(&m->conf, pending, len, ev->timestamp_ms, true, due + n);
+ * label, worked out once per event before anything changes: prepare_items()
+ * gives their items rows, learn_implicit() applies it. */
+typedef struct impressions_plan {
+    int64_t due[DR_PENDING_IMP];          /* items that become weak negatives, in order */
+    int n_due;
+    dr_pending_imp_t rest[DR_PENDING_IMP]; /* the pending list that remains */
+    uint8_t n_rest;
+} impressions_plan_t;
+
+/* The stale impressions become weak negatives and, when the event is a new
+ * impression that finds the list full, so does the first one left. Changes
+ * nothing. */
+static void impressions_due(const dr_model_t *m, const dr_user_t *u, const dr_event_t *ev,
+                            impressions_plan_t *plan) {
+    plan->n_rest = u->pending_len;
+    memcpy(plan->rest, u->pending, (size_t)u->pending_len * sizeof(*plan->rest));
+    plan->n_due = take_due(&m->conf, plan->rest, &plan->n_rest, ev->timestamp_ms, false, plan->due);
+    if (ev->type != DR_EV_IMPRESSION || plan->n_rest < DR_PENDING_IMP) return;
+    for (int i = 0; i < plan->n_rest; i++)
+        if (plan->rest[i].item_id == ev->item_id) return; /* already pending: nothing to add */
+    plan->n_due += take_due(&m->conf, plan->rest, &plan->n_rest, ev->timestamp_ms, true,
+                            plan->due + plan->n_due);
 }
 
 /* Grows the item arrays and the id table for `extra` more rows, so that
@@ -941,7 +948,7 @@ static int reserve_items(dr_model_t *m, size_t extra) {
  * item still cannot get a row is dropped without a step (no row, nothing to
  * learn), so a user's pending impressions never block its later events. The
  * arrays grow before the first row is added: DR_ENOMEM changes nothing. */
-static int prepare_items(dr_model_t *m, const dr_user_t *u, const dr_event_t *ev) {
+static int prepare_items(dr_model_t *m, const dr_event_t *ev, const impressions_plan_t *plan) {
     bool event_new = dr_model_item_index(m, ev->item_id, false) < 0;
     int64_t room = m->conf.max_items - (int64_t)m->n_items;
     if (event_new && (room < 1 || ev->item_id < 0 || ev->item_id >= DR_MAX_ID)) return DR_ERANGE;
@@ -949,17 +956,12 @@ static int prepare_items(dr_model_t *m, const dr_user_t *u, const dr_event_t *ev
     bool event_learns = m->conf.mode == DR_MODE_RATING ? ev->type == DR_EV_RATE
                                                        : ev->type != DR_EV_IMPRESSION;
     bool event_row = event_new && event_learns;
-    int64_t due[DR_PENDING_IMP], create[DR_PENDING_IMP + 1];
-    int n_due = 0, n_create = 0;
-    if (m->conf.mode == DR_MODE_IMPLICIT) {
-        dr_pending_imp_t rest[DR_PENDING_IMP];
-        uint8_t n_rest;
-        n_due = impressions_due(m, u, ev, rest, &n_rest, due);
-    }
+    int64_t create[DR_PENDING_IMP + 1];
+    int n_create = 0;
     int64_t room_for_impressions = room - (event_row ? 1 : 0);
     bool event_planned = false;
-    for (int k = 0; k < n_due; k++) {
-        int64_t id = due[k];
+    for (int k = 0; k < plan->n_due; k++) {
+        int64_t id = plan->due[k];
         bool planned = false;
         for (int j = 0; j < n_create && !planned; j++) planned = create[j] == id;
         if (planned || dr_model_item_index(m, id, false) >= 0) continue;
@@ -992,15 +994,12 @@ static void learn_impressions(dr_model_t *m, dr_user_t *u, const int64_t *due, i
 }
 
 static int learn_implicit(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t seed,
-                          const int32_t *recent, int n_recent, dr_apply_result_t *res) {
+                          const impressions_plan_t *plan, const int32_t *recent, int n_recent,
+                          dr_apply_result_t *res) {
     const dr_learner_conf_t *c = &m->conf;
-    int64_t due[DR_PENDING_IMP];
-    dr_pending_imp_t rest[DR_PENDING_IMP];
-    uint8_t n_rest;
-    int n_due = impressions_due(m, u, ev, rest, &n_rest, due);
-    memcpy(u->pending, rest, (size_t)n_rest * sizeof(*rest));
-    u->pending_len = n_rest;
-    learn_impressions(m, u, due, n_due, &res->updates);
+    memcpy(u->pending, plan->rest, (size_t)plan->n_rest * sizeof(*plan->rest));
+    u->pending_len = plan->n_rest;
+    learn_impressions(m, u, plan->due, plan->n_due, &res->updates);
     if (ev->type == DR_EV_IMPRESSION) {
         if (pending_find(u, ev->item_id) >= 0) return 0;
         u->pending[u->pending_len].item_id = ev->item_id; /* impressions_due() left room */
@@ -1064,12 +1063,14 @@ int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t
                        : 0;
     /* every step that can fail comes first: a refused event leaves the
      * model and u as they were (the caller does not store u then) */
-    int err = prepare_items(m, u, ev);
+    impressions_plan_t plan = {.n_due = 0};
+    if (m->conf.mode == DR_MODE_IMPLICIT) impressions_due(m, u, ev, &plan);
+    int err = prepare_items(m, ev, &plan);
     if (!err) err = coengage_reserve(m, ev, recent, n_recent);
     if (err) return err;
     rebase_user(m, u);
     err = m->conf.mode == DR_MODE_RATING ? learn_rating(m, u, ev, res)
-                                         : learn_implicit(m, u, ev, event_seed, recent, n_recent, res);
+                                         : learn_implicit(m, u, ev, event_seed, &plan, recent, n_recent, res);
     if (!err) err = coengage(m, ev, recent, n_recent);
     if (err) return err; /* not reached: prepared above */
     if (ev->type != DR_EV_IMPRESSION) user_remember(u, ev, m->conf.recent_items);
