@@ -8,7 +8,9 @@
 #     detectors cut often, so users stored with 32-entry rings re-adapt
 #     (this read out of the ring and crashed, exit 139, before);
 #  3. learner.recent.items=64, drift.max.buckets=3 (the stored detectors have
-#     5 buckets per row) and learner.cooc.neighbors=8 (items stored up to 256).
+#     5 buckets per row) and learner.cooc.neighbors=8 (items stored up to 256);
+#  then learner.max.items below the items stored: the start is refused with a
+#  message naming the setting, and the state is left as it was.
 # Each run must exit 0 without a "corrupt user record", and at the end every
 # user's applied-event counter must equal that of one uninterrupted run over
 # the whole topic under the defaults (test_crash.sh's oracle).
@@ -72,6 +74,15 @@ recent=$("$DRIFTREC" inspect --state-dir "$dir/state" --json user "${busiest[0]}
 more 3
 run_to_end buckets3 "$dir/state" --set learner.recent.items=64 --set drift.max.buckets=3 --set learner.cooc.neighbors=8
 
+offsets_before=$("$DRIFTREC" inspect --state-dir "$dir/state" offsets)
+rc=0
+timeout 60 "$DRIFTREC" run "${common[@]}" --set "kafka.bootstrap.servers=$bs" --set "state.dir=$dir/state" \
+    --set group.id=fewer-items --set learner.max.items=100 >"$dir/fewer-items.log" 2>&1 || rc=$?
+[ "$rc" -ne 0 ] && grep -q "more items than learner.max.items (100)" "$dir/fewer-items.log" ||
+  { echo "a start with learner.max.items below the stored items: exit $rc"; tail -3 "$dir/fewer-items.log"; exit 1; }
+[ "$("$DRIFTREC" inspect --state-dir "$dir/state" offsets)" = "$offsets_before" ] ||
+  { echo "the refused start changed the stored offsets"; exit 1; }
+
 run_to_end reference "$dir/ref"
 counters "$dir/ref" >"$dir/ref.txt"
 counters "$dir/state" >"$dir/state.txt"
@@ -80,5 +91,6 @@ total=$(awk '{s += $2} END {print s + 0}' "$dir/ref.txt")
 diff -q "$dir/ref.txt" "$dir/state.txt" >/dev/null ||
   { echo "counters differ from the reference run"; diff "$dir/ref.txt" "$dir/state.txt" | head; exit 1; }
 echo "$(wc -l <"$dir/ref.txt") users, $total events applied exactly once across 3 runs under other settings;" \
-     "cuts of the 10 busiest users $before -> $after in the run with 4 recent items"
+     "cuts of the 10 busiest users $before -> $after in the run with 4 recent items;" \
+     "a start with learner.max.items=100 refused (exit $rc), state untouched"
 echo "1 passed, 0 failed"

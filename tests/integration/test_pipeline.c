@@ -287,19 +287,6 @@ static bool any_reason(const dlq_t *d, const char *word) {
     return false;
 }
 
-static int count_user(void *ctx, int64_t user_id, const void *rec, size_t len) {
-    fixture_t *fx = ctx;
-    dr_user_t *u;
-    dr_learner_conf_t lconf;
-    dr_learner_conf_default(&lconf);
-    assert_int_equal(dr_user_decode(user_id, &lconf, rec, len, &u), 0);
-    assert_true(user_id >= 1 && user_id <= USERS);
-    /* "every user's applied-event counter equal to the number of events sent" */
-    assert_int_equal(u->events_applied, fx->sent[user_id]);
-    dr_user_free(u);
-    return 0;
-}
-
 /* Calls fn for every user the fixture's state directory holds. */
 static void for_each_stored_user(fixture_t *fx, dr_state_user_fn fn, void *ctx) {
     dr_state_conf_t sc;
@@ -313,7 +300,41 @@ static void for_each_stored_user(fixture_t *fx, dr_state_user_fn fn, void *ctx) 
     dr_state_close(st);
 }
 
-static void check_counters(fixture_t *fx) { for_each_stored_user(fx, count_user, fx); }
+typedef struct stored {
+    int64_t max_user;
+    const uint64_t *want;        /* events_applied each user must have stored */
+    const int64_t *want_offset;  /* with want_source: its last event's offset */
+    int64_t *last_offset;        /* out: each stored user's last source offset */
+    size_t users, mismatched;
+    int64_t first_mismatch;
+    uint64_t first_mismatch_applied;
+} stored_t;
+
+static int check_stored_user(void *ctx, int64_t user_id, const void *rec, size_t len) {
+    stored_t *s = ctx;
+    dr_user_t *u;
+    dr_learner_conf_t lconf;
+    dr_learner_conf_default(&lconf);
+    assert_int_equal(dr_user_decode(user_id, &lconf, rec, len, &u), 0);
+    assert_true(user_id >= 0 && user_id <= s->max_user);
+    if (u->events_applied != s->want[user_id] && s->mismatched++ == 0) {
+        s->first_mismatch = user_id;
+        s->first_mismatch_applied = u->events_applied;
+    }
+    if (s->last_offset) s->last_offset[user_id] = u->last_source.offset;
+    s->users++;
+    dr_user_free(u);
+    return 0;
+}
+
+static void scan_stored(fixture_t *fx, stored_t *s) { for_each_stored_user(fx, check_stored_user, s); }
+
+/* "every user's applied-event counter equal to the number of events sent" */
+static void check_counters(fixture_t *fx) {
+    stored_t s = {.max_user = USERS, .want = fx->sent};
+    scan_stored(fx, &s);
+    assert_int_equal(s.mismatched, 0);
+}
 
 /* Phase 3's injection: once the partitions are assigned, the catalog blocks
  * an item that many published lists hold; stops when all of them were
@@ -690,34 +711,6 @@ static void produce_click(fixture_t *fx, int64_t user, int64_t item, int64_t ts)
 /* An erase request: a null value keyed by the user. */
 static void produce_erase(fixture_t *fx, int64_t user) { produce_raw(fx, user, NULL, 0); }
 
-typedef struct stored {
-    int64_t max_user;
-    const uint64_t *want;        /* events_applied each user must have stored */
-    const int64_t *want_offset;  /* with want_source: its last event's offset */
-    int64_t *last_offset;        /* out: each stored user's last source offset */
-    size_t users, mismatched;
-    int64_t first_mismatch;
-    uint64_t first_mismatch_applied;
-} stored_t;
-
-static int check_stored_user(void *ctx, int64_t user_id, const void *rec, size_t len) {
-    stored_t *s = ctx;
-    dr_user_t *u;
-    dr_learner_conf_t lconf;
-    dr_learner_conf_default(&lconf);
-    assert_int_equal(dr_user_decode(user_id, &lconf, rec, len, &u), 0);
-    assert_true(user_id >= 0 && user_id <= s->max_user);
-    if (u->events_applied != s->want[user_id] && s->mismatched++ == 0) {
-        s->first_mismatch = user_id;
-        s->first_mismatch_applied = u->events_applied;
-    }
-    if (s->last_offset) s->last_offset[user_id] = u->last_source.offset;
-    s->users++;
-    dr_user_free(u);
-    return 0;
-}
-
-static void scan_stored(fixture_t *fx, stored_t *s) { for_each_stored_user(fx, check_stored_user, s); }
 
 #define CROWD 5000
 #define CROWD_EVENTS (CROWD + 100)
