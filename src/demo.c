@@ -95,7 +95,12 @@ static int parse_opts(demo_opts_t *o, int argc, char **argv) {
         case 'b': o->bootstrap = optarg; break;
         case 'P': o->produce_only = true; break;
         case 'E': o->no_drift_eval = true; break;
-        case 'X': o->erase_share = strtod(optarg, NULL); break;
+        case 'X': {
+            char *end;
+            o->erase_share = strtod(optarg, &end);
+            if (end == optarg || *end) o->erase_share = -1; /* refused below */
+            break;
+        }
         case 'S': o->synth.seed = strtoull(optarg, NULL, 10); break;
         case 'x':
             if (dr_config_set_pair(&o->cfg, optarg, err, sizeof(err))) {
@@ -117,6 +122,19 @@ static int parse_opts(demo_opts_t *o, int argc, char **argv) {
         return 2;
     }
     return 0;
+}
+
+/* Produces one message (value NULL: a null value), waiting while the
+ * producer's queue is full. 0 or DR_EKAFKA. */
+static int produce_waiting(rd_kafka_t *rk, const char *topic, const char *key, int klen,
+                           const void *value, size_t len) {
+    rd_kafka_resp_err_t kerr;
+    while ((kerr = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, (size_t)klen),
+                                     RD_KAFKA_V_VALUE((void *)value, len),
+                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                     RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        rd_kafka_poll(rk, 10);
+    return kerr ? DR_EKAFKA : 0;
 }
 
 /* Produces the whole synthetic stream, keyed by user, Avro-encoded. */
@@ -143,14 +161,7 @@ static int produce_stream(demo_opts_t *o, const char *bootstraps) {
         char key[24];
         int klen = snprintf(key, sizeof(key), "%" PRIu64, item);
         if ((err = dr_codec_encode_item(codec, &it, &buf))) break;
-        rd_kafka_resp_err_t kerr;
-        while ((kerr = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(o->cfg.topic_catalog),
-                                         RD_KAFKA_V_KEY(key, (size_t)klen),
-                                         RD_KAFKA_V_VALUE(buf.data, buf.len),
-                                         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                         RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-            rd_kafka_poll(rk, 10);
-        if (kerr) err = DR_EKAFKA;
+        err = produce_waiting(rk, o->cfg.topic_catalog, key, klen, buf.data, buf.len);
     }
     dr_event_t ev;
     uint64_t erase_rng = dr_mix64(o->synth.seed ^ 0xe2a5eULL), n_erases = 0;
@@ -161,16 +172,8 @@ static int produce_stream(demo_opts_t *o, const char *bootstraps) {
         bool erase = o->erase_share > 0 && dr_rand01(&erase_rng) < o->erase_share;
         n_erases += erase;
         /* the event, then (sometimes) the user's erase request: a null value */
-        for (int k = 0; k < 1 + erase; k++) {
-            rd_kafka_resp_err_t kerr;
-            while ((kerr = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(o->cfg.topic_events),
-                                             RD_KAFKA_V_KEY(key, (size_t)klen),
-                                             RD_KAFKA_V_VALUE(k ? NULL : buf.data, k ? 0 : buf.len),
-                                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                             RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                rd_kafka_poll(rk, 10);
-            if (kerr) err = DR_EKAFKA;
-        }
+        err = produce_waiting(rk, o->cfg.topic_events, key, klen, buf.data, buf.len);
+        if (!err && erase) err = produce_waiting(rk, o->cfg.topic_events, key, klen, NULL, 0);
     }
     if (!err && rd_kafka_flush(rk, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR) err = DR_EKAFKA;
     if (err) fprintf(stderr, "driftrec demo: producing the stream failed: %s\n", dr_strerror(err));
