@@ -287,8 +287,8 @@ static bool any_reason(const dlq_t *d, const char *word) {
     return false;
 }
 
-/* Calls fn for every user the fixture's state directory holds. */
-static void for_each_stored_user(fixture_t *fx, dr_state_user_fn fn, void *ctx) {
+/* The fixture's state directory, opened read-only (as `driftrec inspect`). */
+static dr_state_t *open_stored(fixture_t *fx) {
     dr_state_conf_t sc;
     dr_state_conf_default(&sc);
     sc.path = fx->state_dir;
@@ -296,6 +296,12 @@ static void for_each_stored_user(fixture_t *fx, dr_state_user_fn fn, void *ctx) 
     dr_state_t *st;
     char err[256];
     assert_int_equal(dr_state_open(&st, &sc, err, sizeof(err)), 0);
+    return st;
+}
+
+/* Calls fn for every user the fixture's state directory holds. */
+static void for_each_stored_user(fixture_t *fx, dr_state_user_fn fn, void *ctx) {
+    dr_state_t *st = open_stored(fx);
     assert_int_equal(dr_state_for_each_user(st, fn, ctx), 0);
     dr_state_close(st);
 }
@@ -681,14 +687,8 @@ static void test_unparkable_record_stops(void **state) {
     assert_true(st.failed);
     assert_true(st.consumed <= 10);
     /* whatever was stored ends before the record that could not be parked */
-    dr_state_conf_t sc;
-    dr_state_conf_default(&sc);
-    sc.path = fx->state_dir;
-    sc.read_only = true;
-    dr_state_t *s;
-    char err[256];
+    dr_state_t *s = open_stored(fx);
     int64_t next = -1;
-    assert_int_equal(dr_state_open(&s, &sc, err, sizeof(err)), 0);
     for (int p = 0; p < PARTITIONS; p++)
         if (dr_state_get_offset(s, "events", p, &next) == 0) assert_true(next <= 10);
     dr_state_close(s);
