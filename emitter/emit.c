@@ -169,15 +169,18 @@ static int produce_batch(dr_emitter_t *e, const dr_model_t *m, dr_user_t *const 
     return 0;
 }
 
-/* The batch being scored, for add_coengagement. */
+/* The batch being scored, for add_sparse_terms. */
 typedef struct batch_ctx {
     const dr_model_t *m;
     dr_user_t *const *users;
 } batch_ctx_t;
 
-static void add_coengagement(void *ctx, size_t r, float *row, size_t first, size_t n) {
+/* The terms that touch few items (co-engagement) or run for a while only
+ * (the trend term after a population-wide drift). */
+static void add_sparse_terms(void *ctx, size_t r, float *row, size_t first, size_t n) {
     const batch_ctx_t *b = ctx;
     dr_model_add_coengagement_range(b->m, b->users[r], row, first, n);
+    dr_model_add_trend_range(b->m, b->users[r], row, first, n);
 }
 
 /* Scores users[0..B) (B <= the batch size) into the rows of out. */
@@ -186,7 +189,7 @@ static void score_batch(dr_emitter_t *e, const dr_model_t *m, const dr_items_vie
     double t0 = dr_mono_s();
     for (size_t r = 0; r < B; r++) gather_user(e, m, users[r], r);
     batch_ctx_t ctx = {m, users};
-    dr_emit_terms_t terms = {e->pop_weight, add_coengagement, &ctx};
+    dr_emit_terms_t terms = {e->pop_weight, add_sparse_terms, &ctx};
     dr_emit_topk(e->U, B, items, e->conf.topk, e->excl, &terms, e->scores, e->out, e->out_n);
     e->stats.score_seconds += dr_mono_s() - t0;
     e->stats.batches++;

@@ -102,7 +102,17 @@ typedef struct dr_learner_conf {
     bool drift_enabled;            /* run the per-user detectors */
     dr_adwin_conf_t drift;         /* per-user detector parameters */
     int readapt_epochs;            /* SGD passes over the kept window on a cut */
-    float drift_scale;             /* the detectors see surprise × this */
+    float drift_scale;             /* the detectors see their signal × this */
+    double drift_arm_share;        /* users (by hash of user_id) whose cuts get a
+                                      response; the rest form a control arm */
+    bool drift_respond_improving;  /* respond to a cut after which the signal
+                                      fell (the user got easier to serve) too */
+    /* the response to a population-wide drift (the global detector's cut in
+     * the worsening direction): for trend_positives positives, the lists of
+     * users with drift handling add trend_weight · log(1 + t_i), t_i the
+     * item's positives among the last DR_POP_RING of all users */
+    float trend_weight;
+    int64_t trend_positives;
     float negative_weight;         /* weight of each sampled negative */
     bool negative_uniform;         /* sample negatives uniformly over known items
                                       instead of by popularity */
@@ -120,6 +130,8 @@ int dr_learner_conf_check(const dr_learner_conf_t *conf, char *errstr, size_t er
 typedef struct dr_recent_event {
     int64_t item_id;
     float value;
+    uint32_t sample;   /* the user's drift samples counted when it joined (low
+                          32 bits): places it before or after a cut */
     uint8_t type;
 } dr_recent_event_t;
 
@@ -149,6 +161,12 @@ typedef struct dr_user {
     float last_list_score[DR_LAST_LIST]; /* ... and its scores */
     uint32_t drift_cuts;           /* detections of this user's ADWIN */
     uint64_t last_cut_event;       /* events_applied at the last detection */
+    uint64_t drift_samples;        /* values the detector was given, ever */
+    uint64_t regime_from;          /* the current regime's first sample, set by a
+                                      re-adaptation (0: none yet): older recent
+                                      events no longer drive the user's lists */
+    uint32_t readapts;             /* re-adaptations (responses to cuts) */
+    uint64_t readapt_event;        /* events_applied at the last one */
     int64_t prior_version;         /* v_u is relative to the û of this model
                                       version; -1: to the current one (new) */
     dr_adwin_t drift;              /* ADWIN over this user's prequential loss */
@@ -218,10 +236,19 @@ typedef struct dr_apply_result {
     float loss;        /* prequential loss, before the update */
     float prediction;  /* probability (implicit) or rating (rating mode) */
     int updates;       /* SGD steps taken (labels, negatives, impressions) */
-    float surprise;    /* drift signal in [0, 1]: 1 - p for a positive, p for a
-                          negative (implicit); clipped squared error / 4 (rating);
-                          < 0 when the event carries no label */
+    float surprise;    /* the last drift sample below; < 0 when there is none */
+    /* The drift signal, one value in [0, 1] per outcome the event resolved
+     * (docs/DRIFT.md): implicit mode, 1 for an impression that got no
+     * engagement (it came due, or a hide or a short dwell answered it), 0
+     * for one answered by an engagement; an event that answers no impression
+     * gives 1 - p for a positive and p for a negative, unless it repeats a
+     * reaction to an item among the user's recent events (the like after a
+     * click); rating mode, the clipped squared error / 4. */
+    float samples[DR_PENDING_IMP + 1];
+    int n_samples;
     bool drift;        /* the user's ADWIN cut its window on this event */
+    int drift_direction; /* with drift: +1 the mean signal of the window kept
+                            is above that of the window before (worse), -1 not */
 } dr_apply_result_t;
 
 /* Learns from one event for user u (test, then train). `event_seed` makes
@@ -243,6 +270,32 @@ int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev,
  * they are: they already learned from these events. Returns the number of
  * events replayed. */
 int dr_learner_readapt(dr_model_t *m, dr_user_t *u);
+
+/* Whether user_id is in the arm whose cuts get a response (drift_arm_share
+ * of users, by a hash of the id). */
+bool dr_model_drift_handled(const dr_model_t *m, int64_t user_id);
+/* Whether a cut on u's detector gets a response (dr_learner_readapt, and
+ * the pipeline's list flagged drift = true): u is in the drift arm, and the
+ * cut was in the worsening direction (or conf.drift_respond_improving). */
+bool dr_learner_should_respond(const dr_model_t *m, const dr_user_t *u,
+                               const dr_apply_result_t *res);
+/* u's recent-ring entries of the current regime (all of them before the
+ * first re-adaptation): the ones that drive its co-engagement term and that
+ * a re-adaptation replays. */
+unsigned dr_user_regime_len(const dr_model_t *m, const dr_user_t *u);
+/* Whether recent-ring entry r of u joined in the current regime. */
+bool dr_user_in_regime(const dr_user_t *u, const dr_recent_event_t *r);
+
+/* The response to a population-wide drift: starts (or extends) the trend
+ * term for conf.trend_positives positives. No-op when trend_weight is 0. */
+void dr_model_trend_start(dr_model_t *m);
+/* Positives left in the current trend period (0: none). */
+uint64_t dr_model_trend_left(const dr_model_t *m);
+/* Adds u's trend term to scores[j] for items first .. first + n - 1 (as
+ * dr_model_add_coengagement_range); nothing outside a trend period or for
+ * a user without drift handling. */
+void dr_model_add_trend_range(const dr_model_t *m, const dr_user_t *u, float *scores,
+                              size_t first, size_t n);
 
 /* s(u,i) + β·c(u,i) for one item index: its score in u's list. */
 float dr_model_score(const dr_model_t *m, const dr_user_t *u, int64_t idx);

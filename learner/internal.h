@@ -117,6 +117,10 @@ struct dr_model {
     float *pop_score;      /* n: p_i, decayed to pop_ref (or to its last positive) */
     uint64_t pos_clock;    /* positives seen */
     uint64_t pop_ref;      /* the clock at the last outer step */
+    uint32_t *trend_count; /* n: t_i, kept while a trend period runs */
+    float *trend_score;    /* n: log(1 + t_i) */
+    uint64_t trend_until;  /* the positive clock at which the trend period ends
+                              (runtime only: a restart ends it) */
     float pop_gamma;       /* γ */
     float pop_log_tau;     /* log τ: learned in log space, τ > 0 at any step */
     double pop_grad_gamma, pop_grad_log_tau; /* ascent directions summed over ... */

@@ -61,6 +61,9 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->pop_fade = 20.0f;
     c->pop_step = 1.0f;
     c->pop_halflife = 20000.0f;
+    c->drift_arm_share = 1.0;
+    c->trend_weight = 1.0f;
+    c->trend_positives = 20000;
 }
 
 int dr_learner_conf_check(const dr_learner_conf_t *c, char *errstr, size_t n) {
@@ -93,6 +96,9 @@ int dr_learner_conf_check(const dr_learner_conf_t *c, char *errstr, size_t n) {
     else if (!(c->pop_step >= 0 && c->pop_step <= 10)) bad = "learner.prior.popularity.step must be in [0, 10]";
     else if (!(c->pop_halflife >= 0 && c->pop_halflife <= 1e12f))
         bad = "learner.prior.popularity.halflife must be in [0, 1e12]";
+    else if (!(c->drift_arm_share >= 0 && c->drift_arm_share <= 1)) bad = "drift.arm.share must be in [0, 1]";
+    else if (!(c->trend_weight >= 0 && c->trend_weight <= 100)) bad = "drift.global.trend.weight must be in [0, 100]";
+    else if (c->trend_positives < 0 || c->trend_positives > 1000000000000LL) bad = "drift.global.trend.positives must be in [0, 1e12]";
     if (!bad) return 0;
     snprintf(errstr, n, "%s", bad);
     return DR_ECONFIG;
@@ -151,6 +157,7 @@ static void user_remember(dr_user_t *u, const dr_event_t *ev, int ring) {
     r->item_id = ev->item_id;
     r->value = ev->value;
     r->type = (uint8_t)ev->type;
+    r->sample = (uint32_t)u->drift_samples;
     u->recent_head = (uint16_t)((u->recent_head + 1) % ring);
     if (u->recent_len < ring) u->recent_len++;
 }
@@ -197,7 +204,9 @@ static int grow_items(dr_model_t *m) {
         grow_array((void **)&m->nbr, sizeof(dr__nbr_t), n) ||
         grow_array((void **)&m->pop_count, sizeof(float), n) ||
         grow_array((void **)&m->pop_time, sizeof(uint64_t), n) ||
-        grow_array((void **)&m->pop_score, sizeof(float), n))
+        grow_array((void **)&m->pop_score, sizeof(float), n) ||
+        grow_array((void **)&m->trend_count, sizeof(uint32_t), n) ||
+        grow_array((void **)&m->trend_score, sizeof(float), n))
         return DR_ENOMEM;
     /* item_init clears a row's table: it must start as a valid empty one */
     memset(m->nbr + m->cap_items, 0, (n - m->cap_items) * sizeof(dr__nbr_t));
@@ -231,6 +240,8 @@ void dr__item_init(dr_model_t *m, size_t idx, int64_t item_id) {
     m->pop_count[idx] = 0.0f;
     m->pop_time[idx] = 0;
     m->pop_score[idx] = 0.0f;
+    m->trend_count[idx] = 0;
+    m->trend_score[idx] = 0.0f;
 }
 
 static void mark_item_dirty(dr_model_t *m, size_t idx) {
@@ -415,6 +426,8 @@ void dr_model_free(dr_model_t *m) {
     free(m->pop_count);
     free(m->pop_time);
     free(m->pop_score);
+    free(m->trend_count);
+    free(m->trend_score);
     free(m->rec_buf);
     free(m);
 }
@@ -464,7 +477,8 @@ void dr_model_pop_fade(const dr_model_t *m, float *gamma, float *tau) {
 
 /* f(n_u) = 1 / (1 + n_u/τ): 1 for a new user, 1/2 after τ events. */
 static float pop_fade_of(const dr_model_t *m, const dr_user_t *u) {
-    return 1.0f / (1.0f + (float)u->events_applied / expf(m->pop_log_tau));
+    /* a re-adapted user is new again: its own events since count */
+    return 1.0f / (1.0f + (float)(u->events_applied - u->readapt_event) / expf(m->pop_log_tau));
 }
 
 float dr_model_pop_weight(const dr_model_t *m, const dr_user_t *u) {
@@ -575,10 +589,28 @@ static bool engages(const dr_learner_conf_t *c, uint8_t type, float value) {
     return implicit_label(c, type, value, &y, &w) && y > 0.5f;
 }
 
-/* Indices of u's last `max` distinct engaged items, newest first. */
+/* Entries of u's ring, newest first, that belong to the current regime:
+ * those that joined after the first sample a re-adaptation kept. Ages are
+ * compared in 32 bits, as the entries store their sample counts. */
+bool dr_user_in_regime(const dr_user_t *u, const dr_recent_event_t *r) {
+    if (u->regime_from == 0) return true;
+    uint64_t span = u->drift_samples - u->regime_from;
+    uint32_t age = (uint32_t)u->drift_samples - r->sample;
+    return span > UINT32_MAX || age < span;
+}
+
+unsigned dr_user_regime_len(const dr_model_t *m, const dr_user_t *u) {
+    unsigned len = ring_len(u, m->conf.recent_items), k = 0;
+    while (k < len && dr_user_in_regime(u, &u->recent[ring_slot(u, m->conf.recent_items, k)])) k++;
+    return k;
+}
+
+/* Indices of u's last `max` distinct engaged items of the current regime,
+ * newest first. */
 static int recent_engaged(const dr_model_t *m, const dr_user_t *u, int32_t *out, int max) {
     int ring = m->conf.recent_items, n = 0;
-    for (unsigned k = 0; k < ring_len(u, ring) && n < max; k++) {
+    unsigned len = dr_user_regime_len(m, u);
+    for (unsigned k = 0; k < len && n < max; k++) {
         const dr_recent_event_t *r = &u->recent[ring_slot(u, ring, k)];
         if (!engages(&m->conf, r->type, r->value)) continue;
         int64_t idx = dr_model_item_index((dr_model_t *)m, r->item_id, false);
@@ -694,10 +726,12 @@ static float coengagement_of(const dr_model_t *m, const int32_t *recent, int len
     return m->conf.cooc_weight * c * m->engaged_norm[i];
 }
 
+static float trend_weight_of(const dr_model_t *m, const dr_user_t *u);
+
 /* s(u,i) given u's co-engagement sources. */
 static float list_score(const dr_model_t *m, const dr_user_t *u, const int32_t *recent, int len, int64_t idx) {
     return factor_score(m, u, idx) + dr_model_pop_weight(m, u) * m->pop_score[idx] +
-           coengagement_of(m, recent, len, idx);
+           coengagement_of(m, recent, len, idx) + trend_weight_of(m, u) * m->trend_score[idx];
 }
 
 float dr_model_score(const dr_model_t *m, const dr_user_t *u, int64_t idx) {
@@ -787,7 +821,7 @@ static void bound_norm(float *v, int n, float lim) {
  * ones slowly, so one odd event does not swing a long history. */
 static float user_lr(const dr_model_t *m, const dr_user_t *u) {
     if (m->conf.lr_user_decay <= 0) return m->conf.lr_user;
-    double n = (double)(u->events_applied - u->last_cut_event);
+    double n = (double)(u->events_applied - u->readapt_event);
     return (float)(m->conf.lr_user / sqrt(1.0 + n / m->conf.lr_user_decay));
 }
 
@@ -852,7 +886,20 @@ static int item_for(dr_model_t *m, int64_t item_id, size_t *idx) {
     return 0;
 }
 
+/* t_i counts item idx's positives in the popularity ring while a trend
+ * period runs; its log is the trend term. */
+static void trend_add(dr_model_t *m, int64_t item_id, int by) {
+    int64_t idx = dr_model_item_index(m, item_id, false);
+    if (idx < 0 || (by < 0 && m->trend_count[idx] == 0)) return;
+    m->trend_count[idx] = (uint32_t)((int64_t)m->trend_count[idx] + by);
+    m->trend_score[idx] = (float)log1p((double)m->trend_count[idx]);
+}
+
 static void pop_push(dr_model_t *m, int64_t item_id) {
+    if (m->trend_until > m->pos_clock) {
+        if (m->pop_len == DR_POP_RING) trend_add(m, m->pop[m->pop_head], -1);
+        trend_add(m, item_id, +1);
+    }
     m->pop[m->pop_head] = item_id;
     m->pop_head = (m->pop_head + 1) % DR_POP_RING;
     if (m->pop_len < DR_POP_RING) m->pop_len++;
@@ -981,15 +1028,23 @@ static int prepare_items(dr_model_t *m, const dr_event_t *ev, const impressions_
     return 0;
 }
 
+/* One value for the drift detector (see dr_apply_result_t.samples). */
+static void drift_sample(dr_apply_result_t *res, float x) {
+    if (res->n_samples < (int)(sizeof(res->samples) / sizeof(res->samples[0])))
+        res->samples[res->n_samples++] = x;
+    res->surprise = x;
+}
+
 /* Weak negatives for the impressions that came due (items without a row
- * were dropped by prepare_items()). */
+ * were dropped by prepare_items()); each one is an outcome: a miss. */
 static void learn_impressions(dr_model_t *m, dr_user_t *u, const int64_t *due, int n,
-                              int *updates) {
+                              dr_apply_result_t *res) {
     for (int k = 0; k < n; k++) {
+        drift_sample(res, 1.0f);
         size_t idx = 0;
         if (item_for(m, due[k], &idx) != 0) continue;
         logistic_step(m, u, idx, 0.0f, m->conf.impression_weight, NULL);
-        (*updates)++;
+        res->updates++;
     }
 }
 
@@ -999,7 +1054,7 @@ static int learn_implicit(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uin
     const dr_learner_conf_t *c = &m->conf;
     memcpy(u->pending, plan->rest, (size_t)plan->n_rest * sizeof(*plan->rest));
     u->pending_len = plan->n_rest;
-    learn_impressions(m, u, plan->due, plan->n_due, &res->updates);
+    learn_impressions(m, u, plan->due, plan->n_due, res);
     if (ev->type == DR_EV_IMPRESSION) {
         if (pending_find(u, ev->item_id) >= 0) return 0;
         u->pending[u->pending_len].item_id = ev->item_id; /* impressions_due() left room */
@@ -1015,8 +1070,11 @@ static int learn_implicit(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uin
     int err = item_for(m, ev->item_id, &idx);
     if (err) return err;
     if (y > 0.5f) pop_meta_observe(m, u, idx, seed, recent, n_recent);
+    bool repeat = p < 0 && dr_user_has_recent(u, ev->item_id); /* checked before the ring takes ev */
     res->loss = logistic_step(m, u, idx, y, w, &res->prediction);
-    res->surprise = y > 0.5f ? 1.0f - res->prediction : res->prediction;
+    /* the outcome of an impression, else the surprise of an unprompted event */
+    if (p >= 0) drift_sample(res, y > 0.5f ? 0.0f : 1.0f);
+    else if (!repeat) drift_sample(res, y > 0.5f ? 1.0f - res->prediction : res->prediction);
     res->learned = true;
     res->updates++;
     if (y > 0.5f) {
@@ -1037,7 +1095,7 @@ static int learn_rating(dr_model_t *m, dr_user_t *u, const dr_event_t *ev,
     float e = pred - ev->value;
     res->prediction = pred;
     res->loss = e * e;
-    res->surprise = fminf(e * e, 4.0f) / 4.0f;
+    drift_sample(res, fminf(e * e, 4.0f) / 4.0f);
     res->learned = true;
     res->updates = 1;
     e = clampf(e, m->conf.grad_clip);
@@ -1073,19 +1131,62 @@ int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t
                                          : learn_implicit(m, u, ev, event_seed, &plan, recent, n_recent, res);
     if (!err) err = coengage(m, ev, recent, n_recent);
     if (err) return err; /* not reached: prepared above */
-    if (ev->type != DR_EV_IMPRESSION) user_remember(u, ev, m->conf.recent_items);
     u->events_applied++;
     u->last_event_ms = ev->timestamp_ms;
     if (res->learned) outer_observe(m, u);
-    /* ADWIN assumes bounded values: it watches the surprise in [0, 1], a
-     * monotone transform of the prequential loss, rather than the raw loss */
-    if (res->surprise >= 0.0f && m->conf.drift_enabled &&
-        dr_adwin_update(&u->drift, res->surprise * m->conf.drift_scale) == 1) {
-        res->drift = true;
+    /* ADWIN assumes bounded values: it watches samples in [0, 1]. The
+     * direction compares the mean of the window it kept with that of the
+     * whole window before. */
+    double before = dr_adwin_mean(&u->drift);
+    for (int k = 0; k < res->n_samples; k++) {
+        u->drift_samples++;
+        if (m->conf.drift_enabled && dr_adwin_update(&u->drift, res->samples[k] * m->conf.drift_scale) == 1)
+            res->drift = true;
+    }
+    if (res->drift) {
+        res->drift_direction = dr_adwin_mean(&u->drift) > before ? 1 : -1;
         u->drift_cuts++;
         u->last_cut_event = u->events_applied;
     }
+    /* after the samples: the event's ring entry counts its own outcome */
+    if (ev->type != DR_EV_IMPRESSION) user_remember(u, ev, m->conf.recent_items);
     return 0;
+}
+
+bool dr_model_drift_handled(const dr_model_t *m, int64_t user_id) {
+    double x = (double)(dr_mix64((uint64_t)user_id ^ 0xd1f7u) >> 11) * 0x1.0p-53;
+    return x < m->conf.drift_arm_share;
+}
+
+bool dr_learner_should_respond(const dr_model_t *m, const dr_user_t *u,
+                               const dr_apply_result_t *res) {
+    return res->drift && dr_model_drift_handled(m, u->user_id) &&
+           (res->drift_direction > 0 || m->conf.drift_respond_improving);
+}
+
+void dr_model_trend_start(dr_model_t *m) {
+    if (m->conf.trend_weight <= 0 || m->conf.trend_positives == 0) return;
+    if (m->trend_until <= m->pos_clock) { /* counts from the ring as it is now */
+        for (size_t i = 0; i < m->n_items; i++) m->trend_count[i] = 0, m->trend_score[i] = 0.0f;
+        m->trend_until = UINT64_MAX; /* so that trend_add counts */
+        for (uint32_t k = 0; k < m->pop_len; k++) trend_add(m, m->pop[k], +1);
+    }
+    m->trend_until = m->pos_clock + (uint64_t)m->conf.trend_positives;
+}
+
+uint64_t dr_model_trend_left(const dr_model_t *m) {
+    return m->trend_until > m->pos_clock ? m->trend_until - m->pos_clock : 0;
+}
+
+static float trend_weight_of(const dr_model_t *m, const dr_user_t *u) {
+    return dr_model_trend_left(m) > 0 && dr_model_drift_handled(m, u->user_id) ? m->conf.trend_weight : 0.0f;
+}
+
+void dr_model_add_trend_range(const dr_model_t *m, const dr_user_t *u, float *scores,
+                              size_t first, size_t n) {
+    float w = trend_weight_of(m, u);
+    if (w == 0.0f) return;
+    for (size_t j = 0; j < n; j++) scores[j] += w * m->trend_score[first + j];
 }
 
 /* A step on v_u (and b_u) alone, with gradient g on the score. */
@@ -1125,9 +1226,14 @@ int dr_learner_readapt(dr_model_t *m, dr_user_t *u) {
     memset(u->v, 0, (size_t)m->dim * sizeof(float));
     u->prior_version = m->version;
     u->bias = 0.0f;
+    /* the new regime starts at the first sample ADWIN kept: older recent
+     * events leave the co-engagement context and are not replayed */
     uint64_t kept = dr_adwin_width(&u->drift);
+    u->regime_from = u->drift_samples > kept ? u->drift_samples - kept : 0;
+    u->readapts++;
+    u->readapt_event = u->events_applied;
     int ring = m->conf.recent_items;
-    unsigned n = ring_len(u, ring) < kept ? ring_len(u, ring) : (unsigned)kept;
+    unsigned n = dr_user_regime_len(m, u);
     uint64_t rng = dr_mix64((uint64_t)u->user_id ^ u->events_applied);
     for (int epoch = 0; epoch < m->conf.readapt_epochs; epoch++) {
         /* oldest kept event first: the ring's newest n entries end at head-1 */

@@ -19,7 +19,7 @@
 #include "dr_err.h"
 #include "internal.h"
 
-#define USER_RECORD_VERSION 4 /* 2: + drift detector; 3: + last list scores; 4: + prior version; older still read */
+#define USER_RECORD_VERSION 5 /* 2: + drift detector; 3: + last list scores; 4: + prior version; 5: + drift regime; older still read */
 #define ITEM_RECORD_VERSION 3 /* 2: + content embedding and δ_i; 3: + decayed positives and
                                  co-engagement; older still read */
 #define GLOBALS_RECORD_VERSION 3 /* 2: + outer-loop accumulator and past priors; 3: + population prior */
@@ -294,7 +294,7 @@ int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
 }
 
 int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
-    size_t cap = 64 + (size_t)u->recent_len * 13 + (size_t)u->pending_len * 16 +
+    size_t cap = 64 + 28 + (size_t)u->recent_len * 17 + (size_t)u->pending_len * 16 +
                  (size_t)u->last_list_len * 12 + (size_t)dim * 4 + 12 + 8 +
                  dr_adwin_serialized_size(&u->drift);
     uint8_t *buf = malloc(cap);
@@ -332,6 +332,12 @@ int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
     w.len += written;
     for (unsigned i = 0; i < u->last_list_len; i++) dr_put_f32(&w, u->last_list_score[i]);
     dr_put_i64(&w, u->prior_version);
+    /* version 5: the drift regime */
+    dr_put_u64(&w, u->drift_samples);
+    dr_put_u64(&w, u->regime_from);
+    dr_put_u32(&w, u->readapts);
+    dr_put_u64(&w, u->readapt_event);
+    for (unsigned i = 0; i < u->recent_len; i++) dr_put_u32(&w, u->recent[i].sample);
     if (!w.ok) { free(buf); return DR_ENOMEM; }
     *out = buf;
     *len = w.len;
@@ -424,7 +430,6 @@ int dr_user_decode(int64_t user_id, const dr_learner_conf_t *conf, const void *r
             goto out_err;
     }
     if (!r.ok) goto out_err;
-    recent_fit(u, stored, recent_len, recent_head, (unsigned)conf->recent_items);
     u->pending_len = dr_get_u8(&r);
     if (u->pending_len > DR_PENDING_IMP) goto out_err;
     for (unsigned i = 0; i < u->pending_len; i++) {
@@ -452,7 +457,16 @@ int dr_user_decode(int64_t user_id, const dr_learner_conf_t *conf, const void *r
     for (unsigned i = 0; version >= 3 && i < u->last_list_len; i++) u->last_list_score[i] = dr_get_f32(&r);
     if (!all_finite(u->last_list_score, u->last_list_len)) goto out_err;
     if (version >= 4) u->prior_version = dr_get_i64(&r); /* older: û never moved */
+    if (version >= 5) { /* older: no regime yet, every recent event in it */
+        u->drift_samples = dr_get_u64(&r);
+        u->regime_from = dr_get_u64(&r);
+        u->readapts = dr_get_u32(&r);
+        u->readapt_event = dr_get_u64(&r);
+        for (unsigned i = 0; i < recent_len; i++) stored[i].sample = dr_get_u32(&r);
+        if (u->regime_from > u->drift_samples || u->readapt_event > u->events_applied) goto out_err;
+    }
     if (!r.ok || r.pos != len || u->prior_version < -1) goto out_err;
+    recent_fit(u, stored, recent_len, recent_head, (unsigned)conf->recent_items);
     *out = u;
     return 0;
 out_err:

@@ -60,14 +60,31 @@ static void show_user(inspect_t *in, const dr_user_t *u, int dim) {
     dr_json_array_begin(j, "v");
     for (int k = 0; k < dim; k++) dr_json_num(j, NULL, u->v[k]);
     dr_json_array_end(j);
+    /* the detector's window (its samples: 1 a missed impression, 0 an
+     * engaged one, else a surprise; docs/DRIFT.md) and what the cuts did */
     dr_json_object_begin(j, "drift");
     dr_json_int(j, "window", (int64_t)dr_adwin_width(&u->drift));
-    dr_json_num(j, "mean_surprise", dr_adwin_mean(&u->drift));
+    dr_json_num(j, "window_mean", dr_adwin_mean(&u->drift));
+    dr_json_num(j, "window_variance", dr_adwin_variance(&u->drift));
+    dr_json_int(j, "window_bucket_rows", dr_adwin_rows(&u->drift));
+    dr_json_int(j, "samples", (int64_t)u->drift_samples);
     dr_json_int(j, "cuts", u->drift_cuts);
     dr_json_int(j, "last_cut_at_event", (int64_t)u->last_cut_event);
+    dr_json_int(j, "readaptations", u->readapts);
+    dr_json_int(j, "last_readaptation_at_event", (int64_t)u->readapt_event);
+    dr_json_int(j, "regime_from_sample", (int64_t)u->regime_from);
     dr_json_object_end(j);
+    /* oldest first; in_regime: the entry drives the co-engagement term (it
+     * joined after the last re-adaptation's kept window began) */
     dr_json_array_begin(j, "recent_items");
-    for (unsigned i = 0; i < u->recent_len; i++) dr_json_int(j, NULL, u->recent[i].item_id);
+    for (unsigned k = 0; k < u->recent_len; k++) {
+        const dr_recent_event_t *r = &u->recent[(u->recent_head + k) % u->recent_len];
+        dr_json_object_begin(j, NULL);
+        dr_json_int(j, "item_id", r->item_id);
+        dr_json_str(j, "type", dr_event_type_name(r->type));
+        dr_json_bool(j, "in_regime", dr_user_in_regime(u, r));
+        dr_json_object_end(j);
+    }
     dr_json_array_end(j);
     dr_json_array_begin(j, "last_list_head");
     for (unsigned i = 0; i < u->last_list_len; i++) {

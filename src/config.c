@@ -94,9 +94,12 @@ static const conf_row_t rows[] = {
     {"drift.min.window", T_INT, F(learner.drift.min_window), 0, 0, 100000, "10", NULL, "A per-user detector checks only once its window is wider than this."},
     {"drift.min.sub.window", T_INT, F(learner.drift.min_sub_window), 0, 0, 100000, "5", NULL, "A cut needs more than this + 1 events on each side."},
     {"drift.readapt.epochs", T_INT, F(learner.readapt_epochs), 0, 0, 100, "3", NULL, "On a cut, SGD passes over the user's events inside the kept window, from the prior."},
-    {"drift.signal.scale", T_FLOAT, F(learner.drift_scale), 0, 0.01, 100, "1", NULL, "Per-user detectors see the surprise (in [0,1]) times this. ADWIN's bound assumes values in [0,1]; a scale above 1 detects sooner on short streams at the price of more false alarms (docs/DRIFT.md)."},
-    {"drift.arm.share", T_DOUBLE, F(drift_arm_share), 0, 0, 1, "1", NULL, "Share of users (by hash of user_id) whose drift is handled; the rest form a control arm."},
-    {"drift.global.delta", T_DOUBLE, F(global_drift_delta), 0, 1e-12, 0.5, "0.002", NULL, "δ of the global ADWIN over all users' losses (population-wide drift)."},
+    {"drift.signal.scale", T_FLOAT, F(learner.drift_scale), 0, 0.01, 100, "1", NULL, "Per-user detectors see their signal (in [0,1]: an impression's miss or hit, else the surprise) times this. ADWIN's bound assumes values in [0,1]; a scale above 1 detects sooner at the price of more false alarms (docs/DRIFT.md)."},
+    {"drift.respond.improving", T_BOOL, F(learner.drift_respond_improving), 0, 0, 1, "false", NULL, "Also re-adapt a user after a cut in the improving direction (its signal fell: the lists serve it better than before). Off: such a cut is counted (reason \"improving\") and nothing else."},
+    {"drift.arm.share", T_DOUBLE, F(drift_arm_share), 0, 0, 1, "1", NULL, "Share of users (by hash of user_id) whose drift is handled; the rest form a control arm (their cuts are counted, reason \"control\", with no response)."},
+    {"drift.global.delta", T_DOUBLE, F(global_drift_delta), 0, 1e-12, 0.5, "0.002", NULL, "δ of the global ADWIN over all users' drift signals (population-wide drift)."},
+    {"drift.global.trend.weight", T_FLOAT, F(learner.trend_weight), 0, 0, 100, "1", NULL, "The response to a population-wide drift (a global cut in the worsening direction): lists of users with drift handling add this × log(1 + t_i), t_i the item's share of the last 4096 positives of all users, for drift.global.trend.positives positives. 0: no response."},
+    {"drift.global.trend.positives", T_I64, F(learner.trend_positives), 0, 0, 1e12, "20000", NULL, "How long the trend term of a population-wide drift lasts, in positives of all users (a later global cut extends it). Not stored: a restart ends it."},
     {"schema.framing", T_STR, S(framing), 0, 0, "confluent", "confluent|plain", "confluent: magic byte, 4-byte schema id, Avro binary; plain: Avro binary only."},
     {"schema.id.event", T_INT, F(codec.schema_id[DR_SCHEMA_EVENT]), 0, 0, 2147483647, "1", NULL, "Schema id of schemas/UserEvent.avsc in the framing."},
     {"schema.id.recommendations", T_INT, F(codec.schema_id[DR_SCHEMA_RECS]), 0, 0, 2147483647, "2", NULL, "Schema id of schemas/Recommendations.avsc."},
@@ -253,6 +256,7 @@ int dr_config_finish(dr_config_t *cfg, char *errstr, size_t n) {
     }
     cfg->learner.mode = strcmp(cfg->learner_mode, "rating") == 0 ? DR_MODE_RATING : DR_MODE_IMPLICIT;
     cfg->learner.negative_uniform = strcmp(cfg->negative_sampling, "uniform") == 0;
+    cfg->learner.drift_arm_share = cfg->drift_arm_share;
     cfg->codec.framing = strcmp(cfg->framing, "plain") == 0 ? DR_FRAMING_PLAIN : DR_FRAMING_CONFLUENT;
     if (cfg->topk > 0 && cfg->emit_batch < 1) return bad(errstr, n, "emit.batch", "must be >= 1", "");
     char inner[512];

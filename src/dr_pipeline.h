@@ -31,6 +31,15 @@ typedef struct dr_histogram {
 } dr_histogram_t;
 void dr_histogram_observe(dr_histogram_t *h, double seconds);
 
+/* What followed a per-user drift cut. */
+typedef enum dr_cut_reason {
+    DR_CUT_READAPTED = 0, /* drift arm, worsening: re-adapted, list published */
+    DR_CUT_IMPROVING,     /* drift arm, the signal fell: nothing (drift.respond.improving) */
+    DR_CUT_CONTROL,       /* control arm: counted only */
+    DR_CUT__COUNT
+} dr_cut_reason_t;
+extern const char *const dr_cut_reason_names[DR_CUT__COUNT];
+
 typedef struct dr_pipeline_stats {
     uint64_t consumed;         /* records taken from Kafka */
     uint64_t events;           /* events applied */
@@ -57,7 +66,10 @@ typedef struct dr_pipeline_stats {
     uint64_t withdraw_refreshes; /* lists recomputed because a blocked or deleted item was in them */
     uint64_t drift_detections;   /* per-user ADWIN cuts */
     uint64_t drift_readapted;    /* ... followed by re-adaptation (drift arm) */
-    uint64_t global_drifts;      /* cuts of the global ADWIN over all losses */
+    uint64_t drift_cuts[DR_CUT__COUNT]; /* ... by what followed (dr_cut_reason_t) */
+    uint64_t global_drifts;      /* cuts of the global ADWIN over all users */
+    uint64_t global_cuts_worse;  /* ... after which the signal rose: trend term on */
+    uint64_t global_cuts_improving;
     double emit_seconds;
     dr_histogram_t freshness;    /* an event making a user owe a list -> list produced */
     dr_histogram_t learn;        /* one batch: first event taken -> all applied */
@@ -107,6 +119,10 @@ typedef struct dr_observation {
     float loss;       /* prequential loss; < 0 when the event carried no label */
     bool drift;       /* the user's ADWIN cut on this event */
     bool readapted;   /* ... and the user was re-adapted (drift arm) */
+    int drift_direction; /* with drift: +1 the user's signal got worse, -1 it
+                            improved (ignored: no response) */
+    bool global_drift; /* the global detector (all users) cut on this event */
+    int global_direction; /* with global_drift: +1 worse, -1 improved */
     bool drift_arm;   /* the user is in the arm with drift handling */
     uint64_t user_events; /* the user's events applied, this one included */
 } dr_observation_t;

@@ -150,7 +150,16 @@ static char *render(dr_pipeline_t *p, const dr_metrics_t *m) {
     counter(f, "driftrec_withdrawn_list_refreshes_total", "Lists recomputed because a blocked or deleted item was in them.", (double)s.withdraw_refreshes);
     counter(f, "driftrec_drift_detections_total", "Per-user ADWIN detections.", (double)s.drift_detections);
     counter(f, "driftrec_drift_readaptations_total", "Detections followed by re-adaptation.", (double)s.drift_readapted);
+    fprintf(f, "# HELP driftrec_drift_cuts_total Per-user ADWIN cuts by what followed: readapted (drift arm, the user's signal rose: re-adapted, list published with drift = true), improving (the signal fell: no response), control (control arm: no response).\n"
+               "# TYPE driftrec_drift_cuts_total counter\n");
+    for (int c = 0; c < DR_CUT__COUNT; c++)
+        fprintf(f, "driftrec_drift_cuts_total{reason=\"%s\"} %" PRIu64 "\n", dr_cut_reason_names[c], s.drift_cuts[c]);
     counter(f, "driftrec_global_drifts_total", "Detections of the global ADWIN.", (double)s.global_drifts);
+    fprintf(f, "# HELP driftrec_global_drift_cuts_total Global ADWIN cuts by direction: worse (the population's signal rose: the trend term starts) or improving.\n"
+               "# TYPE driftrec_global_drift_cuts_total counter\n"
+               "driftrec_global_drift_cuts_total{direction=\"worse\"} %" PRIu64 "\n"
+               "driftrec_global_drift_cuts_total{direction=\"improving\"} %" PRIu64 "\n",
+            s.global_cuts_worse, s.global_cuts_improving);
     counter(f, "driftrec_cache_hits_total", "Hot-user cache hits.", (double)s.cache_hits);
     counter(f, "driftrec_cache_misses_total", "Hot-user cache misses.", (double)s.cache_misses);
     counter(f, "driftrec_pauses_total", "Times consumption was paused for backpressure.", (double)s.pauses);

@@ -130,20 +130,28 @@ static int head_hit(const dr_user_t *u, int64_t item_id) {
     return 0;
 }
 
+const char *const dr_cut_reason_names[DR_CUT__COUNT] = {"readapted", "improving", "control"};
+
 bool dr_pipeline_drift_arm(const dr_pipeline_t *p, int64_t user_id) {
-    double x = (double)(dr_mix64((uint64_t)user_id ^ 0xd1f7u) >> 11) * 0x1.0p-53;
-    return x < p->cfg.drift_arm_share;
+    return dr_model_drift_handled(p->model, user_id);
 }
 
 static int emit_users(dr_pipeline_t *p, dr_user_t **users, const bool *drift, size_t n,
                       size_t *done);
 static void fail(dr_pipeline_t *p, const char *what, const char *detail);
 
-/* A detected drift: re-adapt (drift arm only) and publish the new list now,
- * flagged drift = true. */
-static void handle_drift(dr_pipeline_t *p, dr_user_t *u, dr_observation_t *obs) {
+/* A cut of u's detector. In the drift arm, a cut in the worsening direction
+ * re-adapts u from the prior on the window ADWIN kept and publishes its new
+ * list at once, flagged drift = true; an improving cut (the lists serve u
+ * better than before) and a control-arm cut are counted only. */
+static void handle_drift(dr_pipeline_t *p, dr_user_t *u, const dr_apply_result_t *res,
+                         dr_observation_t *obs) {
     p->stats.drift_detections++;
-    if (!obs->drift_arm) return;
+    if (!dr_learner_should_respond(p->model, u, res)) {
+        p->stats.drift_cuts[!obs->drift_arm ? DR_CUT_CONTROL : DR_CUT_IMPROVING]++;
+        return;
+    }
+    p->stats.drift_cuts[DR_CUT_READAPTED]++;
     dr_learner_readapt(p->model, u);
     obs->readapted = true;
     p->stats.drift_readapted++;
@@ -152,18 +160,28 @@ static void handle_drift(dr_pipeline_t *p, dr_user_t *u, dr_observation_t *obs) 
     if (emit_users(p, &u, &flag, 1, &done) == 0 && done == 1) u->emit_pending = 0;
 }
 
-/* The global detector watches the same signal over all users. Only a rise
- * is logged as a warning (a falling loss is the model learning). */
-static void observe_global(dr_pipeline_t *p, float surprise) {
+/* The global detector watches the same signal over all users. A rise (the
+ * lists serve the population worse than before) starts the learner's trend
+ * term for the users with drift handling and is logged as a warning; a
+ * fall is the model learning. Returns the cut's direction, 0 for none. */
+static int observe_global(dr_pipeline_t *p, float sample) {
     double before = dr_adwin_mean(&p->global_drift);
-    if (dr_adwin_update(&p->global_drift, surprise) != 1) return;
+    if (dr_adwin_update(&p->global_drift, sample) != 1) return 0;
     p->stats.global_drifts++;
     double after = dr_adwin_mean(&p->global_drift);
+    if (after <= before) {
+        p->stats.global_cuts_improving++;
+        return -1;
+    }
+    p->stats.global_cuts_worse++;
+    dr_model_trend_start(p->model);
     static dr_log_limit_t lim = DR_LOG_LIMIT_INIT(60000, 3);
     uint64_t dropped = 0;
-    if (after > before && dr_log_allow(&lim, &dropped))
-        dr_log(DR_LOG_WARN, "pipeline", "population-wide drift: the mean surprise rose | before=%.4f after=%.4f detections=%llu suppressed=%llu",
-               before, after, (unsigned long long)p->stats.global_drifts, (unsigned long long)dropped);
+    if (dr_log_allow(&lim, &dropped))
+        dr_log(DR_LOG_WARN, "pipeline", "population-wide drift: the mean drift signal rose, trending items get a boost | before=%.4f after=%.4f positives=%llu detections=%llu suppressed=%llu",
+               before, after, (unsigned long long)dr_model_trend_left(p->model),
+               (unsigned long long)p->stats.global_drifts, (unsigned long long)dropped);
+    return 1;
 }
 
 static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t offset,
@@ -199,16 +217,27 @@ static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t 
     u->last_source.partition = partition;
     u->last_source.offset = offset;
     if (p->batch_start == 0) p->batch_start = dr_mono_s();
-    dr_observation_t obs = {hit, model_rank, res.learned ? res.loss : -1.0f, res.drift, false,
-                            dr_pipeline_drift_arm(p, ev->user_id), u->events_applied};
+    dr_observation_t obs = {.hit = hit,
+                            .model_rank = model_rank,
+                            .loss = res.learned ? res.loss : -1.0f,
+                            .drift = res.drift,
+                            .drift_direction = res.drift_direction,
+                            .drift_arm = dr_pipeline_drift_arm(p, ev->user_id),
+                            .user_events = u->events_applied};
     if (res.learned) {
         p->stats.loss_sum += res.loss;
         p->stats.loss_count++;
-        if (res.surprise >= 0) observe_global(p, res.surprise);
+    }
+    for (int k = 0; k < res.n_samples; k++) {
+        int dir = observe_global(p, res.samples[k]);
+        if (dir && !obs.global_drift) {
+            obs.global_drift = true;
+            obs.global_direction = dir;
+        }
     }
     dr_user_cache_mark_dirty(p->cache, u);
     if ((err = owe_list(p, u))) return DR_ESTOPPED;
-    if (res.drift) handle_drift(p, u, &obs);
+    if (res.drift) handle_drift(p, u, &res, &obs);
     if (p->observer) p->observer(p->observer_ctx, ev, &obs);
     return 0;
 }

@@ -167,8 +167,10 @@ static void test_records_round_trip(void **state) {
     assert_int_equal(dr_user_decode(42, &c16, rec, len, &back), DR_ECORRUPT);
     /* a NaN smuggled into the vector is refused */
     float nan = NAN;
-    /* v, then cuts + last cut, the detector, the list's scores, the prior version */
-    size_t v_end = len - dr_adwin_serialized_size(&u->drift) - 12 - 4 * u->last_list_len - 8;
+    /* v, then cuts + last cut, the detector, the list's scores, the prior
+     * version, the drift regime (+ a sample count per recent event) */
+    size_t v_end = len - dr_adwin_serialized_size(&u->drift) - 12 - 4 * u->last_list_len - 8 -
+                   28 - 4 * (size_t)u->recent_len;
     memcpy(rec + v_end - 4, &nan, 4);
     assert_int_equal(dr_user_decode(42, &c8, rec, len, &back), DR_ECORRUPT);
     free(rec);
@@ -226,14 +228,18 @@ static void test_readapt_uses_kept_window(void **state) {
     assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
     dr_user_t *u = dr_user_new_conf(1, &c);
     dr_apply_result_t r;
-    for (int i = 0; i < 20; i++) { /* old interest: items 100..104 */
-        dr_event_t e = ev(1, 100 + i % 5, DR_EV_CLICK, 0, i);
+    for (int i = 0; i < 20; i++) { /* old interest: items 100..119, a sample each */
+        dr_event_t e = ev(1, 100 + i, DR_EV_CLICK, 0, i);
+        assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)i, &r), 0);
+        assert_int_equal(r.n_samples, 1);
+    }
+    for (int i = 0; i < 6; i++) { /* new interest: items 200..205 */
+        dr_event_t e = ev(1, 200 + i, DR_EV_CLICK, 0, 100 + i);
         assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)i, &r), 0);
     }
-    for (int i = 0; i < 6; i++) { /* new interest: items 200..202 */
-        dr_event_t e = ev(1, 200 + i % 3, DR_EV_CLICK, 0, 100 + i);
-        assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)i, &r), 0);
-    }
+    assert_int_equal(u->drift_samples, 26);
+    assert_int_equal(dr_user_regime_len(m, u), 26); /* no regime before a re-adaptation */
+    /* a window that kept the last 6 samples: the new interest */
     for (int i = 0; i < 6; i++) assert_int_equal(dr_adwin_update(&u->drift, 0.5), 0);
     dr_items_view_t v;
     dr_model_items(m, &v);
@@ -241,9 +247,17 @@ static void test_readapt_uses_kept_window(void **state) {
     memcpy(q_before, v.q, v.n * 8 * sizeof(float));
     assert_int_equal(dr_learner_readapt(m, u), 6);
     assert_memory_equal(q_before, v.q, v.n * 8 * sizeof(float));
+    assert_int_equal(u->regime_from, 20);
+    assert_int_equal(u->readapts, 1);
+    assert_int_equal(u->readapt_event, u->events_applied);
+    /* the regime: the 6 new events, then whatever comes after */
+    assert_int_equal(dr_user_regime_len(m, u), 6);
+    dr_event_t next = ev(1, 300, DR_EV_CLICK, 0, 200);
+    assert_int_equal(dr_learner_apply(m, u, &next, 99, &r), 0);
+    assert_int_equal(dr_user_regime_len(m, u), 7);
     float new_score = 0, old_score = 0;
-    for (int i = 0; i < 3; i++) new_score += dr_model_score(m, u, dr_model_item_index(m, 200 + i, false)) / 3;
-    for (int i = 0; i < 5; i++) old_score += dr_model_score(m, u, dr_model_item_index(m, 100 + i, false)) / 5;
+    for (int i = 0; i < 6; i++) new_score += dr_model_score(m, u, dr_model_item_index(m, 200 + i, false)) / 6;
+    for (int i = 0; i < 20; i++) old_score += dr_model_score(m, u, dr_model_item_index(m, 100 + i, false)) / 20;
     assert_true(new_score > old_score);
     free(q_before);
     dr_user_free(u);
@@ -303,9 +317,10 @@ static void test_reads_version_2_user_record(void **state) {
     uint8_t *rec;
     size_t len;
     assert_int_equal(dr_user_encode(u, c->dim, &rec, &len), 0);
-    assert_int_equal(rec[0], 4);
+    assert_int_equal(rec[0], 5);
     rec[0] = 2;
-    size_t v2_len = len - 3 * sizeof(float) - sizeof(int64_t); /* v4: scores, then the prior version */
+    /* v3: + scores, v4: + the prior version, v5: + the drift regime */
+    size_t v2_len = len - 3 * sizeof(float) - sizeof(int64_t) - 28 - 4 * (size_t)u->recent_len;
     dr_user_t *back;
     assert_int_equal(dr_user_decode(7, c, rec, v2_len, &back), 0);
     assert_int_equal(back->events_applied, u->events_applied);
@@ -1039,6 +1054,237 @@ static void test_conf_check(void **state) {
     assert_non_null(strstr(err, "learner.prior.popularity.fade"));
 }
 
+/* dr_apply_result_t.samples: one value per outcome. An impression answered
+ * by a click is a hit (0), one that comes due unanswered or is hidden is a
+ * miss (1); the like after a click repeats it (no sample); an engagement no
+ * impression announced is scored by its surprise. */
+static void test_drift_signal_samples(void **state) {
+    (void)state;
+    dr_model_t *m = new_model(DR_MODE_IMPLICIT);
+    dr_user_t *u = dr_user_new_conf(5, dr_model_conf(m));
+    dr_apply_result_t r;
+    dr_event_t e = ev(5, 1, DR_EV_IMPRESSION, 0, 1000);
+    assert_int_equal(dr_learner_apply(m, u, &e, 1, &r), 0);
+    assert_int_equal(r.n_samples, 0); /* not answered yet */
+    e = ev(5, 1, DR_EV_CLICK, 0, 1500);
+    assert_int_equal(dr_learner_apply(m, u, &e, 2, &r), 0);
+    assert_int_equal(r.n_samples, 1);
+    assert_true(r.samples[0] == 0.0f);
+    e = ev(5, 1, DR_EV_LIKE, 0, 1600);
+    assert_int_equal(dr_learner_apply(m, u, &e, 3, &r), 0);
+    assert_int_equal(r.n_samples, 0);
+    /* two impressions nobody answers, then an event past their timeout */
+    e = ev(5, 2, DR_EV_IMPRESSION, 0, 2000);
+    assert_int_equal(dr_learner_apply(m, u, &e, 4, &r), 0);
+    e = ev(5, 3, DR_EV_IMPRESSION, 0, 2100);
+    assert_int_equal(dr_learner_apply(m, u, &e, 5, &r), 0);
+    e = ev(5, 4, DR_EV_IMPRESSION, 0, 2000 + 61000 + 500);
+    assert_int_equal(dr_learner_apply(m, u, &e, 6, &r), 0);
+    assert_int_equal(r.n_samples, 2);
+    assert_true(r.samples[0] == 1.0f && r.samples[1] == 1.0f);
+    e = ev(5, 4, DR_EV_HIDE, 0, 2000 + 62000);
+    assert_int_equal(dr_learner_apply(m, u, &e, 7, &r), 0);
+    assert_int_equal(r.n_samples, 1);
+    assert_true(r.samples[0] == 1.0f);
+    e = ev(5, 9, DR_EV_CLICK, 0, 2000 + 63000); /* no impression announced it */
+    assert_int_equal(dr_learner_apply(m, u, &e, 8, &r), 0);
+    assert_int_equal(r.n_samples, 1);
+    assert_true(fabsf(r.samples[0] - (1.0f - r.prediction)) < 1e-6f);
+    assert_int_equal(u->drift_samples, 5);
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
+/* A user whose impressions stop being clicked: the detector cuts in the
+ * worsening direction and the drift arm responds; a user who starts
+ * clicking cuts in the improving direction and gets no response. */
+static void feed_user(dr_model_t *m, dr_user_t *u, int n, bool clicked, int64_t *t) {
+    dr_apply_result_t r;
+    for (int i = 0; i < n; i++, *t += 2000) {
+        int64_t item = 1000 + (*t / 2000) % 500;
+        dr_event_t imp = ev(u->user_id, item, DR_EV_IMPRESSION, 0, *t);
+        assert_int_equal(dr_learner_apply(m, u, &imp, (uint64_t)*t, &r), 0);
+        if (clicked) {
+            dr_event_t c = ev(u->user_id, item, DR_EV_CLICK, 0, *t + 500);
+            assert_int_equal(dr_learner_apply(m, u, &c, (uint64_t)*t + 1, &r), 0);
+        }
+    }
+}
+
+static int first_cut(dr_model_t *m, dr_user_t *u, int n, bool clicked, int64_t *t, int *direction,
+                     bool *respond) {
+    dr_apply_result_t r;
+    for (int i = 0; i < n; i++, *t += 100000) { /* each impression comes due at the next */
+        int64_t item = 3000 + i;
+        dr_event_t imp = ev(u->user_id, item, DR_EV_IMPRESSION, 0, *t);
+        assert_int_equal(dr_learner_apply(m, u, &imp, (uint64_t)*t, &r), 0);
+        if (!r.drift && clicked) {
+            dr_event_t c = ev(u->user_id, item, DR_EV_CLICK, 0, *t + 500);
+            assert_int_equal(dr_learner_apply(m, u, &c, (uint64_t)*t + 1, &r), 0);
+        }
+        if (r.drift) {
+            *direction = r.drift_direction;
+            *respond = dr_learner_should_respond(m, u, &r);
+            return i;
+        }
+    }
+    return -1;
+}
+
+static void test_drift_direction_and_response(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.drift.delta = 0.05;
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    int64_t t = 0;
+    int dir = 0;
+    bool respond = false;
+    dr_user_t *u = dr_user_new_conf(11, &c);
+    feed_user(m, u, 150, true, &t); /* 150 hits */
+    t += 100000;
+    int at = first_cut(m, u, 200, false, &t, &dir, &respond); /* then misses */
+    assert_true(at > 0 && at < 40);
+    assert_int_equal(dir, 1);
+    assert_true(respond);
+    assert_int_equal(u->drift_cuts, 1);
+    dr_user_free(u);
+    /* the other way round: a cut, but no response */
+    u = dr_user_new_conf(12, &c);
+    t = 0;
+    for (int i = 0; i < 150; i++, t += 100000) {
+        dr_apply_result_t r;
+        dr_event_t imp = ev(12, 5000 + i, DR_EV_IMPRESSION, 0, t);
+        assert_int_equal(dr_learner_apply(m, u, &imp, (uint64_t)t, &r), 0);
+    }
+    at = first_cut(m, u, 200, true, &t, &dir, &respond);
+    assert_true(at > 0);
+    assert_int_equal(dir, -1);
+    assert_false(respond);
+    dr_user_free(u);
+    dr_model_free(m);
+    /* the control arm: the same worsening cut, no response */
+    c.drift_arm_share = 0;
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    u = dr_user_new_conf(11, &c);
+    t = 0;
+    feed_user(m, u, 150, true, &t);
+    t += 100000;
+    at = first_cut(m, u, 200, false, &t, &dir, &respond);
+    assert_true(at > 0);
+    assert_int_equal(dir, 1);
+    assert_false(respond);
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
+/* After a re-adaptation the items engaged before the kept window no longer
+ * drive the co-engagement term: the old interest's neighbours lose it. */
+static void test_regime_resets_coengagement_context(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.drift_enabled = false; /* the window is filled by hand */
+    c.pop_weight = 0;
+    c.pop_step = 0;
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    dr_apply_result_t r;
+    /* the crowd: users who click 1 then 2, others who click 50 then 51 */
+    for (int64_t user = 100; user < 140; user++) {
+        dr_user_t *x = dr_user_new_conf(user, &c);
+        int64_t first = user < 120 ? 1 : 50;
+        for (int k = 0; k < 2; k++) {
+            dr_event_t e = ev(user, first + k, DR_EV_CLICK, 0, 1000 * k);
+            assert_int_equal(dr_learner_apply(m, x, &e, (uint64_t)k, &r), 0);
+        }
+        dr_user_free(x);
+    }
+    dr_user_t *u = dr_user_new_conf(7, &c);
+    dr_event_t a = ev(7, 1, DR_EV_CLICK, 0, 10000), b = ev(7, 50, DR_EV_CLICK, 0, 20000);
+    assert_int_equal(dr_learner_apply(m, u, &a, 1, &r), 0);
+    assert_int_equal(dr_learner_apply(m, u, &b, 2, &r), 0);
+    dr_items_view_t v;
+    dr_model_items(m, &v);
+    float *before = calloc(v.n, sizeof(float)), *after = calloc(v.n, sizeof(float));
+    dr_model_add_coengagement(m, u, before, v.n);
+    int64_t i2 = dr_model_item_index(m, 2, false), i51 = dr_model_item_index(m, 51, false);
+    assert_true(before[i2] > 0 && before[i51] > 0);
+    assert_int_equal(dr_adwin_update(&u->drift, 0.5), 0); /* kept: the last sample (item 50) */
+    assert_int_equal(dr_learner_readapt(m, u), 1);
+    dr_model_add_coengagement(m, u, after, v.n);
+    assert_true(after[i2] == 0.0f);
+    assert_true(after[i51] == before[i51]);
+    /* the regime survives a record round trip */
+    uint8_t *rec;
+    size_t len;
+    assert_int_equal(dr_user_encode(u, c.dim, &rec, &len), 0);
+    dr_user_t *back;
+    assert_int_equal(dr_user_decode(7, &c, rec, len, &back), 0);
+    assert_int_equal(back->regime_from, u->regime_from);
+    assert_int_equal(back->drift_samples, u->drift_samples);
+    assert_int_equal(back->readapts, 1);
+    assert_memory_equal(back->recent, u->recent, sizeof(dr_recent_event_t) * u->recent_len);
+    assert_int_equal(dr_user_regime_len(m, back), 1);
+    free(rec);
+    dr_user_free(back);
+    free(before);
+    free(after);
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
+/* The response to a population-wide drift: for trend_positives positives
+ * the lists of users with drift handling favour the items the population
+ * engages with now; the control arm's do not change. */
+static void test_trend_term(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.drift_arm_share = 0.5;
+    c.trend_positives = 100;
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    dr_apply_result_t r;
+    for (int i = 0; i < 50; i++) { /* item 1 is what everyone clicks */
+        dr_user_t *x = dr_user_new_conf(500 + i, &c);
+        dr_event_t e = ev(500 + i, i % 2 ? 1 : 100 + i, DR_EV_CLICK, 0, 1000);
+        assert_int_equal(dr_learner_apply(m, x, &e, (uint64_t)i, &r), 0);
+        dr_user_free(x);
+    }
+    int64_t handled = -1, control = -1;
+    for (int64_t id = 1; handled < 0 || control < 0; id++)
+        *(dr_model_drift_handled(m, id) ? &handled : &control) = id;
+    dr_user_t *uh = dr_user_new_conf(handled, &c), *uc = dr_user_new_conf(control, &c);
+    int64_t i1 = dr_model_item_index(m, 1, false);
+    float sh = dr_model_score(m, uh, i1), sc = dr_model_score(m, uc, i1);
+    assert_int_equal(dr_model_trend_left(m), 0);
+    dr_model_trend_start(m);
+    assert_int_equal(dr_model_trend_left(m), 100);
+    assert_true(dr_model_score(m, uh, i1) > sh + 2.0f); /* log(1 + 25) */
+    assert_true(dr_model_score(m, uc, i1) == sc);
+    for (int i = 0; i < 100; i++) {
+        dr_user_t *x = dr_user_new_conf(900 + i, &c);
+        dr_event_t e = ev(900 + i, 2, DR_EV_CLICK, 0, 1000);
+        assert_int_equal(dr_learner_apply(m, x, &e, (uint64_t)i, &r), 0);
+        dr_user_free(x);
+    }
+    assert_int_equal(dr_model_trend_left(m), 0); /* over */
+    float scores[1] = {0};
+    dr_model_add_trend_range(m, uh, scores, (size_t)i1, 1);
+    assert_true(scores[0] == 0.0f);
+    dr_user_free(uh);
+    dr_user_free(uc);
+    dr_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_user_at_prior),
@@ -1066,6 +1312,10 @@ int main(void) {
         cmocka_unit_test(test_conf_check),
         cmocka_unit_test(test_refused_event_leaves_no_trace),
         cmocka_unit_test(test_full_catalog_drops_unplaceable_impressions),
+        cmocka_unit_test(test_drift_signal_samples),
+        cmocka_unit_test(test_drift_direction_and_response),
+        cmocka_unit_test(test_regime_resets_coengagement_context),
+        cmocka_unit_test(test_trend_term),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

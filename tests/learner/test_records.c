@@ -274,9 +274,18 @@ static void test_hostile_user_bytes(void **state) {
     assert_int_equal(decode_patched(&c, rec, len, adwin + 1, &b, 1), DR_ECORRUPT);
     b = DR_ADWIN_MAX_BUCKETS + 1;
     assert_int_equal(decode_patched(&c, rec, len, adwin + 1, &b, 1), DR_ECORRUPT);
-    /* a score of the last list that is not finite */
-    size_t scores = len - 8 - 4u * u->last_list_len;
+    /* a score of the last list that is not finite (then the prior version
+     * and version 5's regime: 28 bytes and a sample count per recent event) */
+    size_t regime = len - 28 - 4u * u->recent_len;
+    size_t scores = regime - 8 - 4u * u->last_list_len;
     assert_int_equal(decode_patched(&c, rec, len, scores, &nan, 4), DR_ECORRUPT);
+    /* a regime that starts after the samples counted; a re-adaptation after
+     * the last applied event */
+    uint64_t samples = 0;
+    memcpy(&samples, rec + regime, 8);
+    uint64_t later = samples + 1;
+    assert_int_equal(decode_patched(&c, rec, len, regime + 8, &later, 8), DR_ECORRUPT);
+    assert_int_equal(decode_patched(&c, rec, len, regime + 20, &late, 8), DR_ECORRUPT);
     /* a conf out of its bounds is the caller's error, not the record's */
     dr_learner_conf_t wrong = c;
     wrong.recent_items = DR_RECENT_MAX + 1;
