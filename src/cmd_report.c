@@ -1,5 +1,6 @@
 /* cmd_report.c - `driftrec report DIR`: (re)writes DIR/report.html from
- * DIR/report.json with dr_report_html_write (plots drawn in the browser). */
+ * DIR/report.json with dr_report_html_write (plots drawn in the browser; the
+ * backtest page, or the feed page for a closed-loop demo report). */
 #include "dr_cmd_report.h"
 
 #include <getopt.h>
@@ -14,10 +15,13 @@
 
 static const char *const usage_text =
     "usage: driftrec report DIR\n"
-    "Renders DIR/report.json (written by a backtest) as DIR/report.html: one\n"
-    "self-contained page with hr@K and ndcg@K per arm over time, the drift\n"
-    "detections, the throughput and a summary table. Open it in any browser;\n"
-    "it needs no network.\n"
+    "Renders DIR/report.json as DIR/report.html, one self-contained page.\n"
+    "A backtest's report (driftrec replay): hr@K and ndcg@K per arm over time,\n"
+    "the drift detections, the throughput and a summary table. A closed-loop\n"
+    "demo's report (a \"feed\" object): CTR per arm and a summary of the\n"
+    "switches, delays, false alarms and recoveries, CTR per round around the\n"
+    "shift and the average recovery curve after an interest switch.\n"
+    "Open it in any browser; it needs no network.\n"
     "  --help  show this text\n";
 
 static const struct option long_options[] = {

@@ -1,6 +1,8 @@
-/* report_html.c - writes report.html: the page template compiled in from
- * src/report_template.html with report.json embedded in its data script tag;
- * the page's own script draws the plots and tables (see dr_report_html.h). */
+/* report_html.c - writes report.html: a page template compiled in from src/
+ * (report_template.html for backtests and other reports, report_feed_template.html
+ * when report.json has a top-level "feed" object, the closed-loop demo) with
+ * report.json embedded in its data script tag; the page's own script draws the
+ * plots and tables (see dr_report_html.h). */
 #include "dr_report_html.h"
 
 #include <errno.h>
@@ -15,8 +17,10 @@
 
 #include "dr_err.h"
 
-/* Generated at build time by src/embed_file.cmake from report_template.html. */
+/* Generated at build time by cmake/embed_file.cmake from src/report_template.html
+ * and src/report_feed_template.html. */
 extern const char dr_template_report_template[];
+extern const char dr_template_report_feed_template[];
 
 #define PLACEHOLDER "/*REPORT_JSON*/"
 #define READ_CHUNK ((size_t)1 << 16)
@@ -181,26 +185,124 @@ static int write_atomic(const char *html_path, const page_parts_t *p, char *errs
     return rc;
 }
 
+/* ---------- which page: a shallow scan of the top-level object ---------- */
+
+static size_t skip_ws(const char *s, size_t i, size_t n) {
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
+    return i;
+}
+
+/* s[i] is '"': the index just past the closing quote, or n when unterminated. */
+static size_t skip_string(const char *s, size_t i, size_t n) {
+    for (i++; i < n; i++) {
+        if (s[i] == '\\') i++;
+        else if (s[i] == '"') return i + 1;
+    }
+    return n;
+}
+
+/* The index just past the value starting at s[i]: a string, a container
+ * (brackets counted, strings inside skipped; kinds not matched) or a scalar
+ * (up to the next ',', '}', ']' or whitespace). n when it does not end. */
+static size_t skip_value(const char *s, size_t i, size_t n) {
+    if (i >= n) return n;
+    if (s[i] == '"') return skip_string(s, i, n);
+    if (s[i] == '{' || s[i] == '[') {
+        size_t depth = 0;
+        while (i < n) {
+            char c = s[i];
+            if (c == '"') {
+                i = skip_string(s, i, n);
+                continue;
+            }
+            if (c == '{' || c == '[') depth++;
+            else if (c == '}' || c == ']') depth--;
+            i++;
+            if (depth == 0) return i;
+        }
+        return n;
+    }
+    while (i < n && s[i] != ',' && s[i] != '}' && s[i] != ']' && s[i] != ' ' && s[i] != '\t' &&
+           s[i] != '\n' && s[i] != '\r')
+        i++;
+    return i;
+}
+
+/* True when the top-level object's last "feed" key (the one JSON.parse keeps)
+ * holds an object. Keys are compared as written (an escaped "feed" is not
+ * recognised); anything malformed gives false: the backtest page then shows
+ * the parse error. */
+static bool is_feed_report(const char *s, size_t n) {
+    size_t i = skip_ws(s, 0, n);
+    if (i >= n || s[i] != '{') return false;
+    bool feed = false;
+    i = skip_ws(s, i + 1, n);
+    if (i < n && s[i] == '}') return false;
+    while (i < n) {
+        if (s[i] != '"') return false;
+        size_t key = i + 1, end = skip_string(s, i, n);
+        if (end >= n) return false;
+        bool is_feed = end - key == 5 && memcmp(s + key, "feed\"", 5) == 0;
+        i = skip_ws(s, end, n);
+        if (i >= n || s[i] != ':') return false;
+        i = skip_ws(s, i + 1, n);
+        if (i >= n) return false;
+        if (is_feed) feed = s[i] == '{';
+        i = skip_ws(s, skip_value(s, i, n), n);
+        if (i >= n) return false;
+        if (s[i] == '}') return feed;
+        if (s[i] != ',') return false;
+        i = skip_ws(s, i + 1, n);
+    }
+    return false;
+}
+
 int dr_report_html_write(const char *json_path, const char *html_path, char *errstr,
                          size_t errstr_size) {
     if (!json_path || !html_path || !*json_path || !*html_path)
         return fail(errstr, errstr_size, DR_EINVAL, "report html: missing path");
-    const char *mark = strstr(dr_template_report_template, PLACEHOLDER);
-    if (!mark)
-        return fail(errstr, errstr_size, DR_EINVAL,
-                    "report html: template has no " PLACEHOLDER " placeholder");
     char *json = NULL;
     size_t len = 0;
     int rc = read_json(json_path, &json, &len, errstr, errstr_size);
     if (rc == 0) rc = check_json(json_path, json, len, errstr, errstr_size);
     if (rc == 0) {
-        page_parts_t p = {.before = dr_template_report_template,
-                          .before_len = (size_t)(mark - dr_template_report_template),
-                          .after = mark + strlen(PLACEHOLDER),
-                          .json = json,
-                          .json_len = len};
-        rc = write_atomic(html_path, &p, errstr, errstr_size);
+        bool feed = is_feed_report(json, len);
+        const char *page = feed ? dr_template_report_feed_template : dr_template_report_template;
+        const char *mark = strstr(page, PLACEHOLDER);
+        if (!mark) {
+            rc = fail(errstr, errstr_size, DR_EINVAL, "report html: %s template has no " PLACEHOLDER
+                      " placeholder", feed ? "feed" : "backtest");
+        } else {
+            page_parts_t p = {.before = page,
+                              .before_len = (size_t)(mark - page),
+                              .after = mark + strlen(PLACEHOLDER),
+                              .json = json,
+                              .json_len = len};
+            rc = write_atomic(html_path, &p, errstr, errstr_size);
+        }
     }
     free(json);
+    return rc;
+}
+
+int dr_report_html_write_dir(const char *dir, char *errstr, size_t errstr_size) {
+    if (!dir || !*dir) return fail(errstr, errstr_size, DR_EINVAL, "report html: missing DIR");
+    size_t n = strlen(dir);
+    while (n > 0 && dir[n - 1] == '/') /* "/" gives "/report.json" */
+        n--;
+    if (n > (size_t)1 << 20)
+        return fail(errstr, errstr_size, DR_EINVAL, "report html: DIR is too long");
+    char *json_path = malloc(n + sizeof("/report.json"));
+    char *html_path = malloc(n + sizeof("/report.html"));
+    int rc;
+    if (!json_path || !html_path) {
+        rc = fail(errstr, errstr_size, DR_ENOMEM, "report html: out of memory");
+    } else {
+        snprintf(json_path, n + sizeof("/report.json"), "%.*s/report.json", (int)n, dir);
+        snprintf(html_path, n + sizeof("/report.html"), "%.*s/report.html", (int)n, dir);
+        rc = dr_report_html_write(json_path, html_path, errstr, errstr_size);
+    }
+    free(json_path);
+    free(html_path);
     return rc;
 }
