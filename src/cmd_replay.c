@@ -1,9 +1,11 @@
 /* cmd_replay.c - `driftrec load` (a dataset file into a topic, as UserEvent
  * records keyed by user, in event-time order) and `driftrec replay` (a topic
- * range, merged across partitions by event time, through dr_replay). */
+ * range, merged across partitions by event time, optionally with spliced
+ * users, through dr_replay). */
 #include "dr_cmd_replay.h"
 
 #include <cblas.h>
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -29,6 +31,9 @@ typedef struct opts {
     bool embedded, quiet;
     int partitions, k, window;
     dr_config_t cfg;
+    /* --splice / --splice-control, --splice-seed, --splice-min-events */
+    bool splice, splice_opt_given;
+    dr_splice_opts_t sp;
 } opts_t;
 
 static void usage(FILE *f, const char *cmd) {
@@ -46,10 +51,30 @@ static void usage(FILE *f, const char *cmd) {
                 "       driftrec replay --embedded --input FILE --format F [--catalog FILE] [--min-rating R]\n"
                 "   options: [--mode implicit|rating] [--k K] [--arms full,prior,nodrift,popularity,zeroprior,nocontent,nocooc]\n"
                 "            [--window N] [--config FILE] [--set key=value]... [--report DIR] [--quiet]\n"
+                "            [--splice | --splice-control] [--splice-seed S] [--splice-min-events N]\n"
                 "Replays a topic range through the learner, test-then-train, and writes DIR/report.json\n"
                 "and DIR/report.html (default DIR: replay-report). X and Y are offsets (the same in every\n"
                 "partition), 'beginning' or 'end'; --to is exclusive. Partitions are merged by event\n"
-                "time, ties by partition and offset, so the same range gives the same metrics.\n");
+                "time, ties by partition and offset, so the same range gives the same metrics.\n"
+                "--splice injects abrupt drift into the events before replaying them: the users with at\n"
+                "least N events (--splice-min-events, 20) are shuffled with seed S (--splice-seed, 1)\n"
+                "into a cycle, and each becomes a composite user (a new id) made of its first half of\n"
+                "events followed by the next user's second half, moved later when needed so that it\n"
+                "follows; users with fewer events stay as they are. The report gains the splice points\n"
+                "and, per arm, hr@K before/after them and over the first 10/20/50 events after, and the\n"
+                "drift cuts near them (share detected, delay in events). --splice-control measures the\n"
+                "same figures at each user's midpoint on the unchanged events (docs/REPLAY.md).\n");
+}
+
+/* A decimal integer in [0, max], digits only. 0 or -1. */
+static int parse_count(const char *s, uint64_t max, uint64_t *out) {
+    if (*s < '0' || *s > '9') return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end != '\0' || errno || v > max) return -1;
+    *out = v;
+    return 0;
 }
 
 static int parse(opts_t *o, int argc, char **argv) {
@@ -61,6 +86,8 @@ static int parse(opts_t *o, int argc, char **argv) {
         {"embedded", 0, 0, 'e'}, {"partitions", 1, 0, 'p'}, {"min-rating", 1, 0, 'R'},
         {"user-col", 1, 0, 1}, {"item-col", 1, 0, 2}, {"time-col", 1, 0, 3}, {"value-col", 1, 0, 4},
         {"type-col", 1, 0, 5}, {"time-unit", 1, 0, 6}, {"default-type", 1, 0, 7},
+        {"splice", 0, 0, 8}, {"splice-control", 0, 0, 9}, {"splice-seed", 1, 0, 10},
+        {"splice-min-events", 1, 0, 11},
         {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     char err[1024];
     int c, rc = 0;
@@ -91,6 +118,28 @@ static int parse(opts_t *o, int argc, char **argv) {
         case 5: o->ds.type_col = optarg; break;
         case 6: o->ds.time_unit = optarg; break;
         case 7: o->ds.default_type = optarg; break;
+        case 8: o->splice = true; break;
+        case 9: o->splice = o->sp.control = true; break;
+        case 10: {
+            uint64_t v;
+            if (parse_count(optarg, (uint64_t)DR_MAX_ID - 1, &v)) {
+                fprintf(stderr, "driftrec: --splice-seed takes an integer from 0 to 2^53-1, not '%s'\n", optarg);
+                return 2;
+            }
+            o->sp.seed = v;
+            o->splice_opt_given = true;
+            break;
+        }
+        case 11: {
+            uint64_t v;
+            if (parse_count(optarg, 1u << 30, &v) || v < 2) {
+                fprintf(stderr, "driftrec: --splice-min-events takes an integer of at least 2, not '%s'\n", optarg);
+                return 2;
+            }
+            o->sp.min_events = (int)v;
+            o->splice_opt_given = true;
+            break;
+        }
         case 'q': o->quiet = true; break;
         case 'h': return 1;
         default: return 2;
@@ -98,6 +147,10 @@ static int parse(opts_t *o, int argc, char **argv) {
         if (rc) fprintf(stderr, "driftrec: %s\n", err);
     }
     if (rc) return 2;
+    if (o->splice_opt_given && !o->splice) {
+        fprintf(stderr, "driftrec: --splice-seed and --splice-min-events go with --splice or --splice-control\n");
+        return 2;
+    }
     if (optind < argc && !o->input) o->input = argv[optind++];
     if (optind < argc) { fprintf(stderr, "driftrec: unexpected argument '%s'\n", argv[optind]); return 2; }
     if (dr_config_finish(&o->cfg, err, sizeof(err))) { fprintf(stderr, "driftrec: %s\n", err); return 2; }
@@ -381,6 +434,8 @@ static void opts_init(opts_t *o) {
     o->window = 5000;
     o->report = "replay-report";
     o->arms = "full,prior,nodrift,popularity";
+    o->sp.seed = DR_SPLICE_SEED;
+    o->sp.min_events = DR_SPLICE_MIN_EVENTS;
 }
 
 static char *default_catalog_topic(const opts_t *o, char *buf, size_t n) {
@@ -396,6 +451,10 @@ int dr_cmd_load(int argc, char **argv) {
     int rc = parse(o, argc, argv);
     if (rc == 0 && (!o->input || !o->topic || !o->bootstrap)) {
         fprintf(stderr, "driftrec load: FILE, --topic and --bootstrap are required\n");
+        rc = 2;
+    }
+    if (rc == 0 && o->splice) {
+        fprintf(stderr, "driftrec load: --splice is a replay option (the topic keeps the real users)\n");
         rc = 2;
     }
     if (rc) { usage(rc == 1 ? stdout : stderr, "load"); free(o); return rc == 1 ? 0 : rc; }
@@ -415,6 +474,7 @@ int dr_cmd_load(int argc, char **argv) {
 static int replay_from(opts_t *o, const char *bootstrap, double t_start) {
     char e[1024], ct[512];
     collect_t c = {0};
+    dr_splice_t splice = {0};
     int rc = dr_codec_new(&c.codec, &o->cfg.codec, e, sizeof(e));
     if (rc) { fprintf(stderr, "driftrec: %s\n", e); return rc; }
     rc = read_range(bootstrap, o->topic, o->from, o->to, collect_event, &c);
@@ -443,8 +503,13 @@ static int replay_from(opts_t *o, const char *bootstrap, double t_start) {
         if (c.bad_emb)
             fprintf(stderr, "driftrec replay: %zu catalog embeddings did not have the first one's %d floats: those items have none\n",
                     c.bad_emb, c.emb_dim);
+        /* spliced here, after the merge by event time: the same for a
+         * dataset file and for any topic range */
+        if (!rc && o->splice && (rc = dr_splice_events(events, c.n, &o->sp, &splice, e, sizeof(e))))
+            fprintf(stderr, "driftrec replay: %s\n", e);
         dr_replay_input_t in = {events, c.n, c.items, c.n_items, c.item_emb, c.emb_dim,
-                                dr_mono_s() - t_start, o->input ? o->input : source};
+                                dr_mono_s() - t_start, o->input ? o->input : source,
+                                o->splice ? &splice : NULL};
         openblas_set_num_threads(1); /* one BLAS thread per arm thread */
         if (!rc && (rc = dr_replay_run(&rcfg, &in, o->report, e, sizeof(e))))
             fprintf(stderr, "driftrec replay: %s\n", e);
@@ -456,6 +521,7 @@ static int replay_from(opts_t *o, const char *bootstrap, double t_start) {
         if ((rc = dr_report_html_write(json, html, e, sizeof(e)))) fprintf(stderr, "driftrec replay: %s\n", e);
         else fprintf(stderr, "report: %s and %s (%.2f s in all)\n", json, html, dr_mono_s() - t_start);
     }
+    dr_splice_free(&splice);
     free(events);
     free(c.v);
     free(c.items);
@@ -489,7 +555,7 @@ int dr_cmd_replay(int argc, char **argv) {
     if (!o) return 1;
     opts_init(o);
     int rc = parse(o, argc, argv);
-    if (rc == 0 && o->embedded ? !o->input : (!o->topic || !o->bootstrap)) {
+    if (rc == 0 && (o->embedded ? !o->input : (!o->topic || !o->bootstrap))) {
         fprintf(stderr, "driftrec replay: give --bootstrap and --topic, or --embedded --input FILE\n");
         rc = 2;
     }

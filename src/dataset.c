@@ -1,4 +1,4 @@
-/* dataset.c - readers for event histories and catalogs (see dr_dataset.h). */
+/* dataset.c - readers for event histories and catalogs, and user splicing (see dr_dataset.h). */
 #include "dr_dataset.h"
 
 #include <ctype.h>
@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dr_bytes.h"
 #include "dr_codec.h"
 #include "dr_err.h"
 
@@ -334,5 +335,137 @@ out:
     free(hot);
     fclose(f);
     if (rc == DR_ENOMEM) snprintf(err, n, "%s: out of memory", path);
+    return rc;
+}
+
+/* ---- spliced users (see dr_dataset.h) -------------------------------------- */
+
+typedef struct user_ref {
+    int64_t user;
+    size_t pos;
+} user_ref_t;
+
+static int cmp_user_ref(const void *a, const void *b) {
+    const user_ref_t *x = a, *y = b;
+    if (x->user != y->user) return x->user < y->user ? -1 : 1;
+    return x->pos < y->pos ? -1 : (x->pos > y->pos);
+}
+
+typedef struct user_span {
+    int64_t id;
+    size_t off, n;             /* its events: refs[off .. off + n) */
+    size_t rank;               /* among the eligible users, by id */
+} user_span_t;
+
+typedef struct splice_key {
+    int64_t ts;
+    size_t orig;               /* index in the input: ties keep their order */
+    int64_t user;
+} splice_key_t;
+
+static int cmp_splice_key(const void *a, const void *b) {
+    const splice_key_t *x = a, *y = b;
+    if (x->ts != y->ts) return x->ts < y->ts ? -1 : 1;
+    return x->orig < y->orig ? -1 : (x->orig > y->orig);
+}
+
+void dr_splice_free(dr_splice_t *s) {
+    free(s->users);
+    memset(s, 0, sizeof(*s));
+}
+
+int dr_splice_events(dr_event_t *ev, size_t n, const dr_splice_opts_t *o, dr_splice_t *out, char *err,
+                     size_t errn) {
+    memset(out, 0, sizeof(*out));
+    out->opts = *o;
+    if (o->min_events < 2) {
+        snprintf(err, errn, "splicing needs a minimum of at least 2 events per user, not %d", o->min_events);
+        return DR_EINVAL;
+    }
+    int rc = DR_ENOMEM;
+    user_ref_t *refs = malloc(n * sizeof(*refs) + 1);
+    user_span_t *users = NULL;
+    size_t *order = NULL, n_users = 0, m = 0;
+    splice_key_t *keys = NULL;
+    dr_event_t *copy = NULL;
+    if (!refs) goto out;
+    for (size_t i = 0; i < n; i++) refs[i] = (user_ref_t){ev[i].user_id, i};
+    qsort(refs, n, sizeof(*refs), cmp_user_ref);
+    for (size_t i = 0; i < n; i++) n_users += i == 0 || refs[i].user != refs[i - 1].user;
+    users = malloc(n_users * sizeof(*users) + 1);
+    order = malloc(n_users * sizeof(*order) + 1);
+    if (!users || !order) goto out;
+    n_users = 0;
+    int64_t max_id = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 || refs[i].user != refs[i - 1].user)
+            users[n_users++] = (user_span_t){refs[i].user, i, 0, 0};
+        users[n_users - 1].n++;
+        if (refs[i].user > max_id) max_id = refs[i].user;
+    }
+    for (size_t u = 0; u < n_users; u++)
+        if (users[u].n >= (size_t)o->min_events) {
+            users[u].rank = m;
+            order[m++] = u;
+        }
+    out->kept_users = n_users - m;
+    if (m < (o->control ? 1u : 2u)) {
+        snprintf(err, errn, "splicing users needs at least %s with %d or more events; %zu of the %zu users have that many",
+                 o->control ? "one user" : "two users", o->min_events, m, n_users);
+        rc = DR_EINVAL;
+        goto out;
+    }
+    /* composite ids: 10^d + rank, above every id in the stream */
+    int64_t base = 1;
+    while (base <= max_id && base <= DR_MAX_ID / 10) base *= 10;
+    if (!o->control && (base <= max_id || base + (int64_t)m >= DR_MAX_ID)) {
+        snprintf(err, errn, "splicing users: no room for %zu new user ids above %lld below 2^53", m, (long long)max_id);
+        rc = DR_ERANGE;
+        goto out;
+    }
+    uint64_t state = o->seed;
+    if (!o->control)
+        for (size_t i = m - 1; i > 0; i--) { /* Fisher-Yates */
+            size_t j = (size_t)(dr_rand64(&state) % (uint64_t)(i + 1));
+            size_t t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+    keys = malloc(n * sizeof(*keys) + 1);
+    copy = malloc(n * sizeof(*copy) + 1);
+    out->users = calloc(m, sizeof(*out->users));
+    if (!keys || !copy || !out->users) goto out;
+    for (size_t i = 0; i < n; i++) keys[i] = (splice_key_t){ev[i].timestamp_ms, i, ev[i].user_id};
+    for (size_t i = 0; i < m; i++) {
+        const user_span_t *a = &users[order[i]], *b = &users[order[o->control ? i : (i + 1) % m]];
+        size_t ha = a->n / 2, sb = b->n / 2;
+        int64_t id = o->control ? a->id : base + (int64_t)a->rank;
+        int64_t a_last = ev[refs[a->off + ha - 1].pos].timestamp_ms;
+        int64_t b_first = ev[refs[b->off + sb].pos].timestamp_ms;
+        int64_t shift = !o->control && b_first <= a_last ? a_last + 1 - b_first : 0;
+        for (size_t k = 0; k < ha; k++) keys[refs[a->off + k].pos].user = id;
+        for (size_t k = sb; k < b->n; k++) {
+            splice_key_t *key = &keys[refs[b->off + k].pos];
+            key->user = id;
+            key->ts += shift;
+        }
+        if (shift > 0) out->shifted_events += b->n - sb;
+        if (shift > out->max_shift_ms) out->max_shift_ms = shift;
+        out->users[a->rank] = (dr_splice_user_t){id, a->id, b->id, (uint32_t)ha, (uint32_t)(ha + b->n - sb),
+                                                 b_first + shift, shift};
+    }
+    out->n = m;
+    qsort(keys, n, sizeof(*keys), cmp_splice_key);
+    for (size_t i = 0; i < n; i++) {
+        copy[i] = ev[keys[i].orig];
+        copy[i].user_id = keys[i].user;
+        copy[i].timestamp_ms = keys[i].ts;
+    }
+    memcpy(ev, copy, n * sizeof(*ev));
+    rc = 0;
+out:
+    if (rc == DR_ENOMEM) snprintf(err, errn, "splicing users: out of memory");
+    if (rc) dr_splice_free(out);
+    free(refs); free(users); free(order); free(keys); free(copy);
     return rc;
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "dr_config.h"
+#include "dr_dataset.h"
 #include "dr_types.h"
 
 #define DR_REPLAY_MAX_ARMS 8
@@ -52,6 +53,9 @@ typedef struct dr_replay_input {
     int emb_dim;
     double load_seconds;      /* time spent loading/reading, for the report */
     const char *source;       /* what was replayed, for the report */
+    const dr_splice_t *splice; /* the ground truth when users were spliced
+                                  (dr_splice_events), else NULL: adds the
+                                  per-arm splice figures to the report */
 } dr_replay_input_t;
 
 /* Runs every arm and writes DIR/report.json. Prints a short summary to

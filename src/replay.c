@@ -1,6 +1,8 @@
 /* replay.c - prequential backtesting (see dr_replay.h): shared per-event
  * facts are computed once (dense ids, each user's history), then every arm
- * runs in its own thread: rank (or predict), then learn, event by event. */
+ * runs in its own thread: rank (or predict), then learn, event by event.
+ * With spliced users (dr_splice_events) each arm also scores the composite
+ * users before and after their splice points and times its drift cuts. */
 #include "dr_replay.h"
 
 #include <cblas.h>
@@ -24,6 +26,10 @@ static const char *const arm_names[DR_ARM__COUNT] = {"full", "prior", "nodrift",
 static const int cold_user_n[] = {1, 5, 10, 20}; /* hr@K over each user's first N events */
 #define COLD_USER_BUCKETS 4
 #define COLD_ITEM_EVENTS 10 /* hr@K of items in their first 10 interactions */
+static const int splice_window_n[] = {10, 20, 50}; /* hr@K over the first N events after a splice */
+#define SPLICE_WINDOWS 3
+#define NO_SPLICE UINT32_MAX
+#define MAX_SPLICE_USERS_REPORTED 100000
 
 const char *dr_replay_arm_name(dr_arm_kind_t kind) {
     return kind < DR_ARM__COUNT ? arm_names[kind] : "?";
@@ -64,6 +70,13 @@ static int map_init(id_map_t *m, size_t expect) {
     return 0;
 }
 
+/* Dense index of key, or -1 when absent. */
+static int64_t map_find(const id_map_t *m, int64_t key) {
+    size_t s = dr_mix64((uint64_t)key) & (m->cap - 1);
+    while (m->keys[s] != -1 && m->keys[s] != key) s = (s + 1) & (m->cap - 1);
+    return m->keys[s] == -1 ? -1 : (int64_t)m->vals[s];
+}
+
 /* Dense index of key, adding it (as m->n) when new; *added tells which. */
 static uint32_t map_get(id_map_t *m, int64_t key, bool *added) {
     size_t s = dr_mix64((uint64_t)key) & (m->cap - 1);
@@ -86,11 +99,14 @@ typedef struct prep {
     int64_t *item_ids;
     uint8_t *announced;
     uint32_t *hist_off, *hist;   /* per user: distinct items, in first-interaction order */
+    uint32_t *splice_at;         /* per user: a composite's splice index, else NO_SPLICE
+                                    (NULL without spliced users) */
+    uint32_t n_spliced;          /* composite users present in the stream */
 } prep_t;
 
 static void prep_free(prep_t *p) {
     free(p->user); free(p->item); free(p->hist_len); free(p->first_user); free(p->first_engaged);
-    free(p->item_ids); free(p->announced); free(p->hist_off); free(p->hist);
+    free(p->item_ids); free(p->announced); free(p->hist_off); free(p->hist); free(p->splice_at);
 }
 
 static int prep_build(prep_t *p, const dr_replay_input_t *in) {
@@ -144,6 +160,16 @@ static int prep_build(prep_t *p, const dr_replay_input_t *in) {
         if (new_pair[e]) p->hist[p->hist_off[u] + fill[u]++] = p->item[e];
     }
     free(fill);
+    if (in->splice) {
+        if (!(p->splice_at = malloc(users.n * sizeof(uint32_t) + 4))) goto out;
+        for (uint32_t u = 0; u < p->n_users; u++) p->splice_at[u] = NO_SPLICE;
+        for (size_t i = 0; i < in->splice->n; i++) {
+            int64_t u = map_find(&users, in->splice->users[i].user_id);
+            if (u < 0) continue; /* not in this stream */
+            p->splice_at[u] = in->splice->users[i].splice_index;
+            p->n_spliced++;
+        }
+    }
     err = 0;
 out:
     free(new_pair);
@@ -171,6 +197,15 @@ typedef struct cold_stats {
     uint64_t new_items, listed_before_first; /* items seen with a first interaction */
 } cold_stats_t;
 
+/* Composite users (spliced): ranks before and after the splice, and the
+ * drift cuts around it. */
+typedef struct splice_stats {
+    wstats_t before, after, first[SPLICE_WINDOWS];
+    uint32_t *first_cut;         /* per user: index of its first cut at or after the splice */
+    uint8_t *cut_before;         /* per user: cut before the splice */
+    uint64_t cuts_before, cuts_after;
+} splice_stats_t;
+
 typedef struct arm_run {
     const prep_t *p;
     const dr_replay_conf_t *conf;
@@ -191,6 +226,8 @@ typedef struct arm_run {
     uint8_t *auc_label;
     double seconds;
     cold_stats_t cold;
+    splice_stats_t sp;
+    bool drift_on;               /* the arm detects drift */
     float pop_gamma, pop_tau;    /* the population prior's γ and τ at the end */
     int rc;
     char err[256];
@@ -217,16 +254,61 @@ static bool is_positive(const dr_learner_conf_t *c, const dr_event_t *ev) {
     }
 }
 
-static void record_rank(arm_run_t *a, wstats_t *w, double rank) {
-    int k = a->conf->k;
-    for (wstats_t *s = w; s; s = s == w ? &a->total : NULL) {
-        s->ranked++;
-        if (isfinite(rank) && rank <= k) {
-            s->hits++;
-            s->ndcg += 1.0 / log2(1.0 + rank);
-        }
-        if (isfinite(rank)) s->rr += 1.0 / rank;
+static void add_rank(wstats_t *s, int k, double rank) {
+    s->ranked++;
+    if (isfinite(rank) && rank <= k) {
+        s->hits++;
+        s->ndcg += 1.0 / log2(1.0 + rank);
     }
+    if (isfinite(rank)) s->rr += 1.0 / rank;
+}
+
+static void add_error(wstats_t *s, double d) {
+    s->rated++;
+    s->abs_err += fabs(d);
+    s->sq_err += d * d;
+}
+
+static void record_rank(arm_run_t *a, wstats_t *w, double rank) {
+    add_rank(w, a->conf->k, rank);
+    add_rank(&a->total, a->conf->k, rank);
+}
+
+/* The splice figures event e falls in, pos being its index among its user's
+ * events: none unless its user is a composite; before, or after and the
+ * first-N windows it is in. Returns the count. */
+static int splice_buckets(arm_run_t *a, size_t e, uint32_t pos, wstats_t **b) {
+    uint32_t at = a->p->splice_at ? a->p->splice_at[a->p->user[e]] : NO_SPLICE;
+    if (at == NO_SPLICE) return 0;
+    if (pos < at) { b[0] = &a->sp.before; return 1; }
+    int n = 0;
+    b[n++] = &a->sp.after;
+    for (int i = 0; i < SPLICE_WINDOWS; i++)
+        if (pos - at < (uint32_t)splice_window_n[i]) b[n++] = &a->sp.first[i];
+    return n;
+}
+
+static void record_splice_rank(arm_run_t *a, size_t e, uint32_t pos, double rank) {
+    wstats_t *b[SPLICE_WINDOWS + 1];
+    for (int i = 0, n = splice_buckets(a, e, pos, b); i < n; i++) add_rank(b[i], a->conf->k, rank);
+}
+
+static void record_splice_error(arm_run_t *a, size_t e, uint32_t pos, double d) {
+    wstats_t *b[SPLICE_WINDOWS + 1];
+    for (int i = 0, n = splice_buckets(a, e, pos, b); i < n; i++) add_error(b[i], d);
+}
+
+/* A drift cut of user ud at its event pos, against its splice point. */
+static void record_splice_cut(arm_run_t *a, uint32_t ud, uint32_t pos) {
+    uint32_t at = a->p->splice_at ? a->p->splice_at[ud] : NO_SPLICE;
+    if (at == NO_SPLICE || !a->sp.first_cut) return;
+    if (pos < at) {
+        a->sp.cuts_before++;
+        a->sp.cut_before[ud] = 1;
+        return;
+    }
+    a->sp.cuts_after++;
+    if (a->sp.first_cut[ud] == NO_SPLICE) a->sp.first_cut[ud] = pos;
 }
 
 /* Before event e is learned from: its user's and item's cold-start buckets. */
@@ -326,6 +408,7 @@ static int arm_model_init(arm_run_t *a) {
         lc.pop_weight = 0;
         lc.pop_step = 0;
     }
+    a->drift_on = lc.drift_enabled;
     bool content = a->in->catalog_emb && a->kind != DR_ARM_NOCONTENT;
     if (!content) lc.content_dim = 0;
     else if (lc.content_dim == 0) lc.content_dim = a->in->emb_dim; /* the catalog's, unless configured */
@@ -389,6 +472,7 @@ static void collect_label(arm_run_t *a, float pred, float y) {
 static int model_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_count) {
     const dr_event_t *ev = &a->in->events[e];
     uint32_t ud = a->p->user[e], id = a->p->item[e];
+    uint32_t pos = a->user_n[ud]; /* the event's index among its user's */
     dr_user_t *u = a->users[ud];
     if (!u && !(u = a->users[ud] = dr_user_new_conf(ev->user_id, dr_model_conf(a->m)))) return DR_ENOMEM;
     const dr_learner_conf_t *lc = dr_model_conf(a->m);
@@ -405,7 +489,10 @@ static int model_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_cou
     }
     /* a user's first event is ranked for the cold-start figures only (the
      * headline metrics count users seen before) */
-    if (ranked && !a->p->first_user[e]) record_rank(a, w, rank);
+    if (ranked && !a->p->first_user[e]) {
+        record_rank(a, w, rank);
+        record_splice_rank(a, e, pos, rank);
+    }
     record_cold(a, e, rank, ranked);
     count_event(a, e);
     dr_apply_result_t res;
@@ -414,17 +501,16 @@ static int model_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_cou
     if (lc->mode == DR_MODE_RATING && res.learned) {
         float pred = fminf(fmaxf(res.prediction, a->rating_min), a->rating_max);
         double d = (double)pred - ev->value;
-        for (wstats_t *s = w; s; s = s == w ? &a->total : NULL) {
-            s->rated++;
-            s->abs_err += fabs(d);
-            s->sq_err += d * d;
-        }
+        add_error(w, d);
+        add_error(&a->total, d);
+        record_splice_error(a, e, pos, d);
     } else if (res.learned) {
         collect_label(a, res.prediction, res.surprise >= 0 && is_positive(lc, ev) ? 1.0f : 0.0f);
     }
     if (res.drift) {
         a->drifts++;
         dr_learner_readapt(a->m, u); /* only arms with drift handling see cuts */
+        record_splice_cut(a, ud, pos);
         if (a->drift_list && a->n_drift_list < MAX_DRIFTS_REPORTED)
             a->drift_list[a->n_drift_list++] = (drift_rec_t){e, ev->timestamp_ms, ev->user_id};
     }
@@ -439,7 +525,7 @@ static int model_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_cou
 
 static int pop_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_count) {
     const dr_event_t *ev = &a->in->events[e];
-    uint32_t id = a->p->item[e];
+    uint32_t id = a->p->item[e], pos = a->user_n[a->p->user[e]];
     const dr_learner_conf_t *lc = &a->conf->cfg->learner;
     /* ranked: a user's first positive event with an item (a like or a
      * dwell after the click repeats it, and its item was just learned) */
@@ -452,7 +538,10 @@ static int pop_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_count
             (*ranked_count)++ % (uint64_t)a->conf->coverage_every == 0)
             cover_top_k(a, e, a->scores, a->n_avail, a->row_of, a->avail);
     }
-    if (ranked && !a->p->first_user[e]) record_rank(a, w, rank);
+    if (ranked && !a->p->first_user[e]) {
+        record_rank(a, w, rank);
+        record_splice_rank(a, e, pos, rank);
+    }
     record_cold(a, e, rank, ranked);
     count_event(a, e);
     if (lc->mode == DR_MODE_RATING && ev->type == DR_EV_RATE) {
@@ -461,11 +550,9 @@ static int pop_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_count
                                            : (a->mu_n ? a->mu_sum / (double)a->mu_n : ev->value);
         pred = fmin(fmax(pred, a->rating_min), a->rating_max);
         double d = pred - ev->value;
-        for (wstats_t *s = w; s; s = s == w ? &a->total : NULL) {
-            s->rated++;
-            s->abs_err += fabs(d);
-            s->sq_err += d * d;
-        }
+        add_error(w, d);
+        add_error(&a->total, d);
+        record_splice_error(a, e, pos, d);
         a->rating_sum[id] += ev->value;
         a->mu_sum += ev->value;
         a->mu_n++;
@@ -497,6 +584,12 @@ static int arm_alloc(arm_run_t *a) {
     a->item_n = calloc(p->n_items + 1, sizeof(uint32_t));
     if (!a->user_n || !a->item_n) return DR_ENOMEM;
     if (a->kind == DR_ARM_FULL) a->drift_list = malloc(MAX_DRIFTS_REPORTED * sizeof(drift_rec_t));
+    if (p->splice_at) {
+        a->sp.first_cut = malloc((p->n_users + 1) * sizeof(uint32_t));
+        a->sp.cut_before = calloc(p->n_users + 1, 1);
+        if (!a->sp.first_cut || !a->sp.cut_before) return DR_ENOMEM;
+        for (uint32_t u = 0; u < p->n_users; u++) a->sp.first_cut[u] = NO_SPLICE;
+    }
     if (!a->win || !a->covered || !a->row_of || !a->avail || !a->scores || !a->pop_count ||
         !a->rating_sum || !a->auc_pred || !a->auc_label)
         return DR_ENOMEM;
@@ -633,6 +726,120 @@ static void write_arm_metrics(dr_json_t *j, const arm_run_t *a, const wstats_t *
     if (!rating) write_cold(j, a);
 }
 
+/* ---- spliced users in the report ------------------------------------------ */
+
+static void write_splice_bucket(dr_json_t *j, const arm_run_t *a, const char *key, const wstats_t *s) {
+    char hr[32], ndcg[32];
+    metric_names(a->conf->k, hr, ndcg, sizeof(hr));
+    dr_json_object_begin(j, key);
+    if (a->conf->cfg->learner.mode == DR_MODE_RATING) {
+        dr_json_num(j, "mae", ratio(s->abs_err, s->rated));
+        dr_json_num(j, "rmse", sqrt(ratio(s->sq_err, s->rated)));
+        dr_json_int(j, "rated_events", (int64_t)s->rated);
+    } else {
+        dr_json_num(j, hr, ratio((double)s->hits, s->ranked));
+        dr_json_num(j, ndcg, ratio(s->ndcg, s->ranked));
+        dr_json_int(j, "ranked_events", (int64_t)s->ranked);
+    }
+    dr_json_object_end(j);
+}
+
+typedef struct splice_detection {
+    uint32_t users, detected, within[SPLICE_WINDOWS], cut_before;
+    double delay_mean, delay_median, delay_p90;   /* NAN when nothing was detected */
+} splice_detection_t;
+
+static int cmp_u32(const void *x, const void *y) {
+    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* Delay of a detection: the composite's events from its splice point up to
+ * and including the one whose cut came first (1: the first spliced event). */
+static void splice_detection(const arm_run_t *a, splice_detection_t *d) {
+    const prep_t *p = a->p;
+    memset(d, 0, sizeof(*d));
+    d->delay_mean = d->delay_median = d->delay_p90 = NAN;
+    uint32_t *delays = malloc((size_t)p->n_spliced * sizeof(uint32_t) + 4);
+    double sum = 0;
+    for (uint32_t u = 0; u < p->n_users; u++) {
+        if (p->splice_at[u] == NO_SPLICE) continue;
+        d->users++;
+        d->cut_before += a->sp.cut_before ? a->sp.cut_before[u] : 0;
+        if (!a->sp.first_cut || a->sp.first_cut[u] == NO_SPLICE) continue;
+        uint32_t delay = a->sp.first_cut[u] - p->splice_at[u] + 1;
+        if (delays) delays[d->detected] = delay;
+        d->detected++;
+        sum += delay;
+        for (int w = 0; w < SPLICE_WINDOWS; w++) d->within[w] += delay <= (uint32_t)splice_window_n[w];
+    }
+    if (d->detected && delays) {
+        qsort(delays, d->detected, sizeof(uint32_t), cmp_u32);
+        d->delay_mean = sum / d->detected;
+        d->delay_median = d->detected % 2 ? delays[d->detected / 2]
+                                          : (delays[d->detected / 2 - 1] + delays[d->detected / 2]) / 2.0;
+        d->delay_p90 = delays[(size_t)((d->detected - 1) * 0.9 + 0.5)];
+    }
+    free(delays);
+}
+
+static void write_splice_arm(dr_json_t *j, const arm_run_t *a) {
+    char name[64];
+    dr_json_object_begin(j, "splice");
+    dr_json_int(j, "users", a->p->n_spliced);
+    write_splice_bucket(j, a, "before_splice", &a->sp.before);
+    write_splice_bucket(j, a, "after_splice", &a->sp.after);
+    for (int w = 0; w < SPLICE_WINDOWS; w++) {
+        snprintf(name, sizeof(name), "after_splice_first_%d_events", splice_window_n[w]);
+        write_splice_bucket(j, a, name, &a->sp.first[w]);
+    }
+    splice_detection_t d;
+    splice_detection(a, &d);
+    dr_json_object_begin(j, "detection");
+    dr_json_bool(j, "drift_handling", a->drift_on);
+    dr_json_num(j, "detected_share", ratio(d.detected, d.users));
+    for (int w = 0; w < SPLICE_WINDOWS; w++) {
+        snprintf(name, sizeof(name), "detected_within_%d_events_share", splice_window_n[w]);
+        dr_json_num(j, name, ratio(d.within[w], d.users));
+    }
+    dr_json_int(j, "detected_users", d.detected);
+    dr_json_num(j, "delay_events_mean", d.delay_mean);
+    dr_json_num(j, "delay_events_median", d.delay_median);
+    dr_json_num(j, "delay_events_p90", d.delay_p90);
+    dr_json_int(j, "cuts_after_splice", (int64_t)a->sp.cuts_after);
+    dr_json_int(j, "cuts_before_splice", (int64_t)a->sp.cuts_before);
+    dr_json_num(j, "users_with_cut_before_splice_share", ratio(d.cut_before, d.users));
+    dr_json_object_end(j);
+    dr_json_object_end(j);
+}
+
+/* The ground truth: how the users were spliced. */
+static void write_splice_truth(dr_json_t *j, const dr_splice_t *s) {
+    dr_json_object_begin(j, "splice");
+    dr_json_bool(j, "control", s->opts.control);
+    dr_json_int(j, "seed", (int64_t)s->opts.seed);
+    dr_json_int(j, "min_events", s->opts.min_events);
+    dr_json_int(j, "composite_users", (int64_t)s->n);
+    dr_json_int(j, "kept_users", (int64_t)s->kept_users);
+    dr_json_int(j, "shifted_events", (int64_t)s->shifted_events);
+    dr_json_int(j, "max_shift_ms", s->max_shift_ms);
+    dr_json_array_begin(j, "users");
+    for (size_t i = 0; i < s->n && i < MAX_SPLICE_USERS_REPORTED; i++) {
+        const dr_splice_user_t *u = &s->users[i];
+        dr_json_object_begin(j, NULL);
+        dr_json_int(j, "user_id", u->user_id);
+        dr_json_int(j, "first_user", u->first_user);
+        dr_json_int(j, "second_user", u->second_user);
+        dr_json_int(j, "splice_index", u->splice_index);
+        dr_json_int(j, "events", u->events);
+        dr_json_int(j, "splice_timestamp_ms", u->splice_ts);
+        dr_json_int(j, "shift_ms", u->shift_ms);
+        dr_json_object_end(j);
+    }
+    dr_json_array_end(j);
+    dr_json_object_end(j);
+}
+
 static void write_windows(dr_json_t *j, const arm_run_t *arms, int n_arms, const dr_replay_input_t *in,
                           int window) {
     dr_json_array_begin(j, "windows");
@@ -695,10 +902,12 @@ static int write_report(const dr_replay_conf_t *c, const dr_replay_input_t *in, 
             dr_json_object_end(&j);
         }
     dr_json_array_end(&j);
+    if (in->splice) write_splice_truth(&j, in->splice);
     dr_json_object_begin(&j, "arms");
     for (int i = 0; i < c->n_arms; i++) {
         dr_json_object_begin(&j, arm_names[arms[i].kind]);
         write_arm_metrics(&j, &arms[i], &arms[i].total, true);
+        if (in->splice) write_splice_arm(&j, &arms[i]);
         dr_json_object_end(&j);
     }
     dr_json_object_end(&j);
@@ -709,8 +918,36 @@ static int write_report(const dr_replay_conf_t *c, const dr_replay_input_t *in, 
     return 0;
 }
 
-static void print_summary(const dr_replay_conf_t *c, const arm_run_t *arms, size_t n, double wall) {
+/* One line per arm: the composites' figures before and after the splice. */
+static void print_splice(const dr_replay_conf_t *c, const arm_run_t *a) {
+    const splice_stats_t *s = &a->sp;
     bool rating = c->cfg->learner.mode == DR_MODE_RATING;
+    char fig[160];
+    if (rating)
+        snprintf(fig, sizeof(fig), "mae before %.4f after %.4f | first 10/20/50 after %.4f/%.4f/%.4f",
+                 ratio(s->before.abs_err, s->before.rated), ratio(s->after.abs_err, s->after.rated),
+                 ratio(s->first[0].abs_err, s->first[0].rated), ratio(s->first[1].abs_err, s->first[1].rated),
+                 ratio(s->first[2].abs_err, s->first[2].rated));
+    else
+        snprintf(fig, sizeof(fig), "hr@%d before %.4f after %.4f | first 10/20/50 after %.4f/%.4f/%.4f", c->k,
+                 ratio((double)s->before.hits, s->before.ranked), ratio((double)s->after.hits, s->after.ranked),
+                 ratio((double)s->first[0].hits, s->first[0].ranked), ratio((double)s->first[1].hits, s->first[1].ranked),
+                 ratio((double)s->first[2].hits, s->first[2].ranked));
+    splice_detection_t d;
+    splice_detection(a, &d);
+    if (a->drift_on && d.detected)
+        fprintf(stderr, "  %-11s %s | detected %u of %u (within 50 events: %u), median delay %.1f events\n",
+                arm_names[a->kind], fig, d.detected, d.users, d.within[2], d.delay_median);
+    else if (a->drift_on)
+        fprintf(stderr, "  %-11s %s | detected 0 of %u\n", arm_names[a->kind], fig, d.users);
+    else
+        fprintf(stderr, "  %-11s %s\n", arm_names[a->kind], fig);
+}
+
+static void print_summary(const dr_replay_conf_t *c, const dr_replay_input_t *in, const arm_run_t *arms,
+                          double wall) {
+    bool rating = c->cfg->learner.mode == DR_MODE_RATING;
+    size_t n = in->n;
     fprintf(stderr, "replayed %zu events in %.2f s (%.0f events/s per arm, %d arms in parallel)\n", n,
             wall, wall > 0 ? (double)n / wall : 0, c->n_arms);
     for (int i = 0; i < c->n_arms; i++) {
@@ -724,6 +961,16 @@ static void print_summary(const dr_replay_conf_t *c, const arm_run_t *arms, size
                     ratio(s->ndcg, s->ranked), ratio(s->rr, s->ranked), (unsigned long long)s->ranked,
                     (unsigned long long)arms[i].drifts);
     }
+    if (!in->splice) return;
+    const dr_splice_t *sp = in->splice;
+    if (sp->opts.control)
+        fprintf(stderr, "splice control: %zu users measured at their midpoint, unchanged (min %d events; %zu users with fewer)\n",
+                sp->n, sp->opts.min_events, sp->kept_users);
+    else
+        fprintf(stderr, "spliced users: %zu composites (seed %llu, min %d events; %zu users with fewer kept as they were; "
+                "%zu events shifted later)\n", sp->n, (unsigned long long)sp->opts.seed, sp->opts.min_events,
+                sp->kept_users, sp->shifted_events);
+    for (int i = 0; i < c->n_arms; i++) print_splice(c, &arms[i]);
 }
 
 int dr_replay_run(const dr_replay_conf_t *c, const dr_replay_input_t *in, const char *dir, char *err,
@@ -752,9 +999,10 @@ int dr_replay_run(const dr_replay_conf_t *c, const dr_replay_input_t *in, const 
     for (int i = 0; i < c->n_arms && !rc; i++)
         if (arms[i].rc) { rc = arms[i].rc; snprintf(err, n, "%s", arms[i].err); }
     if (!rc) rc = write_report(c, in, arms, wall, dir, err, n);
-    if (!rc) print_summary(c, arms, in->n, wall);
+    if (!rc) print_summary(c, in, arms, wall);
     for (int i = 0; i < c->n_arms; i++) {
         free(arms[i].win); free(arms[i].covered); free(arms[i].drift_list);
+        free(arms[i].sp.first_cut); free(arms[i].sp.cut_before);
         free(arms[i].auc_pred); free(arms[i].auc_label);
     }
     free(arms);
