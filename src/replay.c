@@ -505,11 +505,12 @@ static int model_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_cou
         add_error(&a->total, d);
         record_splice_error(a, e, pos, d);
     } else if (res.learned) {
-        collect_label(a, res.prediction, res.surprise >= 0 && is_positive(lc, ev) ? 1.0f : 0.0f);
+        collect_label(a, res.prediction, is_positive(lc, ev) ? 1.0f : 0.0f);
     }
     if (res.drift) {
         a->drifts++;
-        dr_learner_readapt(a->m, u); /* only arms with drift handling see cuts */
+        /* only arms with drift handling see cuts; an improving one gets no response */
+        if (dr_learner_should_respond(a->m, u, &res)) dr_learner_readapt(a->m, u);
         record_splice_cut(a, ud, pos);
         if (a->drift_list && a->n_drift_list < MAX_DRIFTS_REPORTED)
             a->drift_list[a->n_drift_list++] = (drift_rec_t){e, ev->timestamp_ms, ev->user_id};
