@@ -28,6 +28,11 @@ grep -q '^driftrec_freshness_seconds_bucket{le="+Inf"}' "$dir/metrics.txt"
 grep -q '^driftrec_partition_consumed_total{partition="2"}' "$dir/metrics.txt"
 grep -q '^# TYPE driftrec_freshness_seconds histogram$' "$dir/metrics.txt"
 grep -q '^driftrec_learn_batch_seconds_count [1-9]' "$dir/metrics.txt"
+# cuts by what followed them, and the global detector's by direction
+for reason in readapted improving control; do
+  grep -q "^driftrec_drift_cuts_total{reason=\"$reason\"} [0-9]" "$dir/metrics.txt"
+done
+grep -q '^driftrec_global_drift_cuts_total{direction="worse"} [0-9]' "$dir/metrics.txt"
 for _ in $(seq 50); do curl -sf "$url/readyz" >/dev/null && break; sleep 0.1; done
 [[ "$(curl -sf "$url/readyz")" == ready* ]]
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/nope")" = 404 ]
