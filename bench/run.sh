@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/run.sh - end-to-end throughput of the demo scenario, and the raw
+# bench/run.sh - end-to-end throughput of the demo's open-loop scenario, and the raw
 # consume rate of the same topic with kcat, on one standalone embedded
 # broker (`driftrec broker`), so the two figures come from the same run.
 #
@@ -29,7 +29,7 @@ for run in $(seq 1 "$runs"); do
   bs=$(head -1 "$out/broker.txt")
   # peak RSS of the demo process: it produces the stream, then runs the pipeline on it
   /usr/bin/time -f %M -o "$out/rss$run" \
-  "$bin" demo --quiet --no-drift-eval --bootstrap "$bs" --events "$EVENTS" --users "$USERS" --items "$ITEMS" \
+  "$bin" demo --scenario openloop --quiet --no-drift-eval --bootstrap "$bs" --events "$EVENTS" --users "$USERS" --items "$ITEMS" \
          --partitions "$PARTITIONS" --set learner.dim="$DIM" --set topic.catalog= \
          --report "$out/r$run" 2>"$out/demo$run.log"
   eps=$(python3 -c "import json;print(round(json.load(open('$out/r$run/report.json'))['events_per_second']))")

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# `driftrec demo` on a small scenario: runs to the end, exits 0, and writes a
-# report.json with the keys the issue names; `inspect item` on its state shows
-# co-engagement neighbours from the item's own interest cluster.
+# `driftrec demo` on small scenarios: the open-loop stream runs to the end,
+# exits 0 and writes a report.json with the keys the issue names, and
+# `inspect item` on its state shows co-engagement neighbours from the item's
+# own interest cluster; the closed-loop feed (the default scenario) plays its
+# rounds against the pipeline and reports CTR per arm with the feed keys
+# the HTML report reads.
 set -euo pipefail
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-"$DRIFTREC" demo --quiet --events 30000 --users 1000 --items 500 --partitions 4 --report "$dir/r" \
-  --state-dir "$dir/state" 2>"$dir/log" \
+"$DRIFTREC" demo --scenario openloop --quiet --events 30000 --users 1000 --items 500 --partitions 4 \
+  --report "$dir/r" --state-dir "$dir/state" 2>"$dir/log" \
   || { cat "$dir/log"; exit 1; }
 python3 - "$dir/r/report.json" <<'PY'
 import json, sys
@@ -16,6 +19,7 @@ for k in ("events", "events_per_second", "lists_emitted", "hr@10"):
 assert r["events"] == 30000, r["events"]
 assert r["lists_emitted"] > 0 and r["events_per_second"] > 0
 assert 0 <= r["hr@10"] <= 1
+assert r["scenario"]["name"] == "openloop", r["scenario"]
 print("report ok:", {k: r[k] for k in ("events", "events_per_second", "lists_emitted", "hr@10")})
 PY
 # item 1 is the most popular of cluster 0 (the synthetic stream's item i is in
@@ -32,4 +36,37 @@ assert same >= 8, top
 assert all(a["count"] >= b["count"] for a, b in zip(top, top[1:])), top
 print("inspect item 1: %d of its 10 heaviest neighbours in its cluster" % same)
 PY
-echo "2 passed, 0 failed"
+# the closed loop, small: every round's lists come back, every event is consumed
+"$DRIFTREC" demo --quiet --users 300 --rounds 30 --partitions 4 --report "$dir/f" 2>"$dir/flog" \
+  || { cat "$dir/flog"; exit 1; }
+grep -q "CTR  *drift" "$dir/flog" || { cat "$dir/flog"; exit 1; }
+python3 - "$dir/f/report.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["scenario"]["name"] == "feed", r["scenario"]
+f = r["feed"]
+for k in ("rounds", "round_minutes", "users", "items", "clusters", "seed", "timeouts", "arms",
+          "ctr_by_round", "shift", "switch", "false_alarms", "gradual", "cold"):
+    assert k in f, k
+assert f["rounds"] == 30 and f["rounds_played"] == 30 and f["users"] == 300, f
+assert r["events"] == f["events_produced"] > 0, (r["events"], f["events_produced"])
+arms = {a["name"]: a for a in f["arms"]}
+assert set(arms) == {"drift", "control", "popular"}, arms
+assert sum(a["users"] for a in arms.values()) == 300
+for name, a in arms.items():
+    assert a["impressions"] > 0 and a["ctr"] > 0, (name, a)
+    assert len(f["ctr_by_round"][name]) == 30
+for k in ("round", "cluster", "detected_after_events", "dip"):
+    assert k in f["shift"], k
+assert set(f["shift"]["dip"]) >= {"drift", "control"}
+for k in ("users", "eligible", "detected", "detected_share", "delay_median", "delay_p90",
+          "pre_switch_ctr", "post_switch_ctr", "recovery_impressions", "curve"):
+    assert k in f["switch"], k
+c = f["switch"]["curve"]
+assert c["from"] == -50 and c["step"] > 0 and len(c["drift"]) == len(c["control"]) > 0
+for k in ("labelled_events", "cuts", "improving_cuts", "per_10k"):
+    assert k in f["false_alarms"], k
+print("feed report ok: ctr", {n: round(a["ctr"], 3) for n, a in arms.items()},
+      "timeouts", f["timeouts"], "events", r["events"])
+PY
+echo "3 passed, 0 failed"
