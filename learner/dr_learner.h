@@ -98,6 +98,8 @@ typedef struct dr_learner_conf {
     int cooc_window;               /* a user's last this many engaged items pair
                                       with a new one, and drive its lists */
     float cooc_weight;             /* β of the term in a list's score */
+    float cooc_age;                /* a source engaged a drift samples ago weighs
+                                      τ/(τ + a), τ this; 0: every source weighs 1 */
     /* drift: a per-user ADWIN over the prequential loss */
     bool drift_enabled;            /* run the per-user detectors */
     dr_adwin_conf_t drift;         /* per-user detector parameters */

@@ -34,7 +34,7 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->weight[DR_EV_DWELL] = 1.0f;
     c->weight[DR_EV_RATE] = 1.0f;
     c->dwell_threshold_s = 10.0f;
-    c->impression_weight = 0.1f;
+    c->impression_weight = 1.0f; /* docs/DRIFT.md: ignored impressions are the closed loop's negatives */
     c->impression_timeout_ms = 60000;
     c->negatives = 2;
     c->negative_weight = 1.0f;
@@ -45,6 +45,7 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->cooc_neighbors = 256;
     c->cooc_window = 10;
     c->cooc_weight = 1.0f;
+    c->cooc_age = 50.0f;
     c->max_items = 1000000; /* ~4.3 GB of item state at the other defaults */
     c->seed = 42;
     c->drift_enabled = true;
@@ -52,6 +53,7 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->drift.clock = 1;          /* per-user streams are short: check every event */
     c->drift.min_window = 10;
     c->drift.min_sub_window = 5;
+    c->drift.delta = 0.05;       /* docs/DRIFT.md: the delay and false alarms measured */
     c->readapt_epochs = 3;
     c->drift_scale = 1.0f;
     c->prior_step = 0.1f;
@@ -62,8 +64,8 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->pop_step = 1.0f;
     c->pop_halflife = 20000.0f;
     c->drift_arm_share = 1.0;
-    c->trend_weight = 1.0f;
-    c->trend_positives = 20000;
+    c->trend_weight = 2.0f;
+    c->trend_positives = 100000;
 }
 
 int dr_learner_conf_check(const dr_learner_conf_t *c, char *errstr, size_t n) {
@@ -89,6 +91,7 @@ int dr_learner_conf_check(const dr_learner_conf_t *c, char *errstr, size_t n) {
         bad = "learner.cooc.neighbors must be in [0, 65536]";
     else if (c->cooc_window < 1 || c->cooc_window > DR_RECENT_MAX) bad = "learner.cooc.window must be in [1, 64]";
     else if (!(c->cooc_weight >= 0 && c->cooc_weight <= 1e6)) bad = "learner.cooc.weight must be in [0, 1e6]";
+    else if (!(c->cooc_age >= 0 && c->cooc_age <= 1e9f)) bad = "learner.cooc.age must be in [0, 1e9]";
     else if (!(c->pop_weight >= 0 && c->pop_weight <= DR__POP_GAMMA_MAX))
         bad = "learner.prior.popularity.weight must be in [0, 100]";
     else if (!(c->pop_fade >= DR__POP_TAU_MIN && c->pop_fade <= DR__POP_TAU_MAX))
@@ -606,8 +609,13 @@ unsigned dr_user_regime_len(const dr_model_t *m, const dr_user_t *u) {
 }
 
 /* Indices of u's last `max` distinct engaged items of the current regime,
- * newest first. */
-static int recent_engaged(const dr_model_t *m, const dr_user_t *u, int32_t *out, int max) {
+ * newest first, and (weight not NULL) how much each still says about u:
+ * τ / (τ + a), a the drift samples (impression outcomes, else labelled
+ * events) u has had since, τ = conf.cooc_age. An engagement that many
+ * ignored impressions followed fades from the user's lists, so a few
+ * chance clicks cannot hold them on one topic. */
+static int recent_engaged(const dr_model_t *m, const dr_user_t *u, int32_t *out, float *weight,
+                          int max) {
     int ring = m->conf.recent_items, n = 0;
     unsigned len = dr_user_regime_len(m, u);
     for (unsigned k = 0; k < len && n < max; k++) {
@@ -617,7 +625,12 @@ static int recent_engaged(const dr_model_t *m, const dr_user_t *u, int32_t *out,
         if (idx < 0 || idx > INT32_MAX) continue;
         int seen = 0;
         while (seen < n && out[seen] != (int32_t)idx) seen++;
-        if (seen == n) out[n++] = (int32_t)idx;
+        if (seen < n) continue;
+        if (weight) {
+            float age = (float)((uint32_t)u->drift_samples - r->sample);
+            weight[n] = m->conf.cooc_age > 0 ? m->conf.cooc_age / (m->conf.cooc_age + age) : 1.0f;
+        }
+        out[n++] = (int32_t)idx;
     }
     return n;
 }
@@ -674,18 +687,26 @@ static int coengage(dr_model_t *m, const dr_event_t *ev, const int32_t *recent, 
 
 /* u's recent engaged items that drive its co-engagement term (none when
  * the term is off). */
-static int cooc_sources(const dr_model_t *m, const dr_user_t *u, int32_t *out) {
+/* u's co-engagement sources: items and weights (recent_engaged). */
+typedef struct cooc_src {
+    int32_t idx[DR_RECENT_MAX];
+    float w[DR_RECENT_MAX];
+    int n;
+} cooc_src_t;
+
+static int cooc_sources(const dr_model_t *m, const dr_user_t *u, int32_t *out, float *weight) {
     if (m->conf.cooc_neighbors == 0 || m->conf.cooc_weight == 0) return 0;
-    return recent_engaged(m, u, out, m->conf.cooc_window);
+    return recent_engaged(m, u, out, weight, m->conf.cooc_window);
 }
 
 void dr_model_add_coengagement_range(const dr_model_t *m, const dr_user_t *u, float *scores,
                                      size_t first, size_t n) {
     int32_t recent[DR_RECENT_MAX];
-    int len = cooc_sources(m, u, recent);
-    float beta = m->conf.cooc_weight;
+    float weight[DR_RECENT_MAX];
+    int len = cooc_sources(m, u, recent, weight);
     for (int k = 0; k < len; k++) {
         const dr__nbr_t *t = &m->nbr[recent[k]];
+        float beta = m->conf.cooc_weight * weight[k];
         for (uint32_t s = 0; s < t->n_slots; s++) {
             /* one comparison, nearly always false, so well predicted: an
              * empty slot (-1) or an index below first wraps past n. A
@@ -719,24 +740,25 @@ size_t dr_model_item_neighbors(const dr_model_t *m, int64_t idx, float *engaged,
     return n;
 }
 
-/* β·c(u,i) for one item, given u's recent engaged items. */
-static float coengagement_of(const dr_model_t *m, const int32_t *recent, int len, int64_t i) {
+/* β·c(u,i) for one item, given u's co-engagement sources. */
+static float coengagement_of(const dr_model_t *m, const cooc_src_t *src, int64_t i) {
     float c = 0.0f;
-    for (int k = 0; k < len; k++) c += dr__nbr_get(&m->nbr[recent[k]], (int32_t)i);
+    for (int k = 0; k < src->n; k++) c += src->w[k] * dr__nbr_get(&m->nbr[src->idx[k]], (int32_t)i);
     return m->conf.cooc_weight * c * m->engaged_norm[i];
 }
 
 static float trend_weight_of(const dr_model_t *m, const dr_user_t *u);
 
 /* s(u,i) given u's co-engagement sources. */
-static float list_score(const dr_model_t *m, const dr_user_t *u, const int32_t *recent, int len, int64_t idx) {
+static float list_score(const dr_model_t *m, const dr_user_t *u, const cooc_src_t *src, int64_t idx) {
     return factor_score(m, u, idx) + dr_model_pop_weight(m, u) * m->pop_score[idx] +
-           coengagement_of(m, recent, len, idx) + trend_weight_of(m, u) * m->trend_score[idx];
+           coengagement_of(m, src, idx) + trend_weight_of(m, u) * m->trend_score[idx];
 }
 
 float dr_model_score(const dr_model_t *m, const dr_user_t *u, int64_t idx) {
-    int32_t recent[DR_RECENT_MAX];
-    return list_score(m, u, recent, cooc_sources(m, u, recent), idx);
+    cooc_src_t src;
+    src.n = cooc_sources(m, u, src.idx, src.w);
+    return list_score(m, u, &src, idx);
 }
 
 static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
@@ -768,15 +790,16 @@ static int64_t draw_item_any_order(const dr_model_t *m, uint64_t *rng) {
  * long histories, whose lists the term pushes wrong, pull τ down. recent
  * holds u's last engaged items (n of them). */
 static void pop_meta_observe(dr_model_t *m, const dr_user_t *u, size_t pos, uint64_t seed,
-                             const int32_t *recent, int n) {
+                             const cooc_src_t *recent) {
     if (!pop_on(m) || m->conf.pop_step <= 0 || m->n_items < 2) return;
     uint64_t s = dr_mix64(seed ^ 0x90b1a7u);
     size_t neg = (size_t)draw_item_any_order(m, &s);
     float dp = m->pop_score[pos] - m->pop_score[neg];
     if (neg == pos || m->excluded[neg] || dp == 0.0f) return; /* no information */
     float f = pop_fade_of(m, u);
-    int len = m->conf.cooc_weight != 0 ? n : 0; /* as cooc_sources() */
-    float margin = list_score(m, u, recent, len, (int64_t)pos) - list_score(m, u, recent, len, (int64_t)neg);
+    static const cooc_src_t none = {.n = 0};
+    const cooc_src_t *src = m->conf.cooc_weight != 0 ? recent : &none; /* as cooc_sources() */
+    float margin = list_score(m, u, src, (int64_t)pos) - list_score(m, u, src, (int64_t)neg);
     double g = sigmoidf(-margin);
     m->pop_grad_gamma += g * f * dp;
     m->pop_grad_log_tau += g * m->pop_gamma * f * (1.0f - f) * dp; /* ∂f/∂log τ = f(1 − f) */
@@ -789,15 +812,15 @@ int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id) {
     float *ue = m->scratch;
     dr_model_user_vector(m, u, ue);
     float w = dr_model_pop_weight(m, u);
-    int32_t recent[DR_RECENT_MAX];
-    int len = cooc_sources(m, u, recent);
+    cooc_src_t src;
+    src.n = cooc_sources(m, u, src.idx, src.w);
     float st = m->bias[target] + dot(ue, m->q + (size_t)target * (size_t)m->dim, m->dim) +
-               w * m->pop_score[target] + coengagement_of(m, recent, len, target);
+               w * m->pop_score[target] + coengagement_of(m, &src, target);
     int64_t above = 0;
     for (size_t i = 0; i < m->n_items; i++) {
         if ((int64_t)i == target || m->excluded[i]) continue;
         float si = m->bias[i] + dot(ue, m->q + i * (size_t)m->dim, m->dim) + w * m->pop_score[i] +
-                   coengagement_of(m, recent, len, (int64_t)i);
+                   coengagement_of(m, &src, (int64_t)i);
         if (si > st && !dr_user_has_recent(u, m->ids[i])) above++;
     }
     return above + 1;
@@ -1049,7 +1072,7 @@ static void learn_impressions(dr_model_t *m, dr_user_t *u, const int64_t *due, i
 }
 
 static int learn_implicit(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t seed,
-                          const impressions_plan_t *plan, const int32_t *recent, int n_recent,
+                          const impressions_plan_t *plan, const cooc_src_t *recent,
                           dr_apply_result_t *res) {
     const dr_learner_conf_t *c = &m->conf;
     memcpy(u->pending, plan->rest, (size_t)plan->n_rest * sizeof(*plan->rest));
@@ -1069,7 +1092,7 @@ static int learn_implicit(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uin
     size_t idx = 0;
     int err = item_for(m, ev->item_id, &idx);
     if (err) return err;
-    if (y > 0.5f) pop_meta_observe(m, u, idx, seed, recent, n_recent);
+    if (y > 0.5f) pop_meta_observe(m, u, idx, seed, recent);
     bool repeat = p < 0 && dr_user_has_recent(u, ev->item_id); /* checked before the ring takes ev */
     res->loss = logistic_step(m, u, idx, y, w, &res->prediction);
     /* the outcome of an impression, else the surprise of an unprompted event */
@@ -1115,10 +1138,12 @@ int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t
     /* u's last engaged items before this event joins them: the pairs that
      * coengage() counts and the sources of the scores pop_meta_observe()
      * compares (one look-up for both, before this event's rows exist) */
-    int32_t recent[DR_RECENT_MAX];
-    int n_recent = m->conf.cooc_neighbors > 0 && engages(&m->conf, (uint8_t)ev->type, ev->value)
-                       ? recent_engaged(m, u, recent, m->conf.cooc_window)
-                       : 0;
+    cooc_src_t src;
+    src.n = m->conf.cooc_neighbors > 0 && engages(&m->conf, (uint8_t)ev->type, ev->value)
+                ? recent_engaged(m, u, src.idx, src.w, m->conf.cooc_window)
+                : 0;
+    const int32_t *recent = src.idx;
+    int n_recent = src.n;
     /* every step that can fail comes first: a refused event leaves the
      * model and u as they were (the caller does not store u then) */
     impressions_plan_t plan = {.n_due = 0};
@@ -1128,7 +1153,7 @@ int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t
     if (err) return err;
     rebase_user(m, u);
     err = m->conf.mode == DR_MODE_RATING ? learn_rating(m, u, ev, res)
-                                         : learn_implicit(m, u, ev, event_seed, &plan, recent, n_recent, res);
+                                         : learn_implicit(m, u, ev, event_seed, &plan, &src, res);
     if (!err) err = coengage(m, ev, recent, n_recent);
     if (err) return err; /* not reached: prepared above */
     u->events_applied++;

@@ -1285,6 +1285,52 @@ static void test_trend_term(void **state) {
     dr_model_free(m);
 }
 
+/* A co-engagement source fades with the impressions the user ignored since
+ * (learner.cooc.age): a chance click cannot hold the lists on its topic. */
+static void test_coengagement_source_fades(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.pop_weight = 0;
+    c.pop_step = 0;
+    c.drift_enabled = false;
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    dr_apply_result_t r;
+    for (int64_t user = 100; user < 120; user++) { /* the crowd: 1 then 2 */
+        dr_user_t *x = dr_user_new_conf(user, &c);
+        for (int k = 0; k < 2; k++) {
+            dr_event_t e = ev(user, 1 + k, DR_EV_CLICK, 0, 1000 * k);
+            assert_int_equal(dr_learner_apply(m, x, &e, (uint64_t)k, &r), 0);
+        }
+        dr_user_free(x);
+    }
+    dr_user_t *u = dr_user_new_conf(7, &c);
+    dr_event_t a = ev(7, 1, DR_EV_CLICK, 0, 10000);
+    assert_int_equal(dr_learner_apply(m, u, &a, 1, &r), 0);
+    dr_items_view_t v;
+    dr_model_items(m, &v);
+    float *fresh = calloc(v.n + 100, sizeof(float)), *faded = calloc(v.n + 100, sizeof(float));
+    int64_t i2 = dr_model_item_index(m, 2, false);
+    dr_model_add_coengagement(m, u, fresh, v.n);
+    /* 50 impressions nobody answers: 50 misses, as many as τ */
+    for (int k = 0; k < 50; k++) {
+        dr_event_t imp = ev(7, 500 + k, DR_EV_IMPRESSION, 0, 20000 + 100000 * (int64_t)k);
+        assert_int_equal(dr_learner_apply(m, u, &imp, (uint64_t)k, &r), 0);
+    }
+    assert_int_equal(u->drift_samples, 1 + 49); /* the click's surprise, then 49 come due */
+    dr_model_items(m, &v);
+    dr_model_add_coengagement(m, u, faded, v.n);
+    assert_true(fresh[i2] > 0);
+    assert_true(fabsf(faded[i2] - fresh[i2] * 50.0f / (50.0f + 49.0f)) < 1e-4f * fresh[i2]);
+    free(fresh);
+    free(faded);
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_user_at_prior),
@@ -1316,6 +1362,7 @@ int main(void) {
         cmocka_unit_test(test_drift_direction_and_response),
         cmocka_unit_test(test_regime_resets_coengagement_context),
         cmocka_unit_test(test_trend_term),
+        cmocka_unit_test(test_coengagement_source_fades),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
