@@ -52,6 +52,8 @@ typedef struct dr_config {
     dr_learner_conf_t learner;
     double drift_arm_share;   /* share of users whose drift is handled */
     double global_drift_delta;
+    double global_min_rise;   /* a global cut responds to a rise of at least this */
+    int global_block;         /* samples per value of the global detector */
     char learner_mode[16];
     char negative_sampling[16];
     /* schemas */

@@ -69,6 +69,7 @@ typedef struct dr_pipeline_stats {
     uint64_t drift_cuts[DR_CUT__COUNT]; /* ... by what followed (dr_cut_reason_t) */
     uint64_t global_drifts;      /* cuts of the global ADWIN over all users */
     uint64_t global_cuts_worse;  /* ... after which the signal rose: trend term on */
+    uint64_t global_cuts_small;  /* ... rose by less than drift.global.min.rise */
     uint64_t global_cuts_improving;
     double emit_seconds;
     dr_histogram_t freshness;    /* an event making a user owe a list -> list produced */

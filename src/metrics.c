@@ -155,11 +155,12 @@ static char *render(dr_pipeline_t *p, const dr_metrics_t *m) {
     for (int c = 0; c < DR_CUT__COUNT; c++)
         fprintf(f, "driftrec_drift_cuts_total{reason=\"%s\"} %" PRIu64 "\n", dr_cut_reason_names[c], s.drift_cuts[c]);
     counter(f, "driftrec_global_drifts_total", "Detections of the global ADWIN.", (double)s.global_drifts);
-    fprintf(f, "# HELP driftrec_global_drift_cuts_total Global ADWIN cuts by direction: worse (the population's signal rose: the trend term starts) or improving.\n"
+    fprintf(f, "# HELP driftrec_global_drift_cuts_total Global ADWIN cuts by what followed: worse (the population's signal rose by drift.global.min.rise or more: the trend term starts), small (a smaller rise: nothing), improving (nothing).\n"
                "# TYPE driftrec_global_drift_cuts_total counter\n"
                "driftrec_global_drift_cuts_total{direction=\"worse\"} %" PRIu64 "\n"
+               "driftrec_global_drift_cuts_total{direction=\"small\"} %" PRIu64 "\n"
                "driftrec_global_drift_cuts_total{direction=\"improving\"} %" PRIu64 "\n",
-            s.global_cuts_worse, s.global_cuts_improving);
+            s.global_cuts_worse, s.global_cuts_small, s.global_cuts_improving);
     counter(f, "driftrec_cache_hits_total", "Hot-user cache hits.", (double)s.cache_hits);
     counter(f, "driftrec_cache_misses_total", "Hot-user cache misses.", (double)s.cache_misses);
     counter(f, "driftrec_pauses_total", "Times consumption was paused for backpressure.", (double)s.pauses);

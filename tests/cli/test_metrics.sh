@@ -32,7 +32,9 @@ grep -q '^driftrec_learn_batch_seconds_count [1-9]' "$dir/metrics.txt"
 for reason in readapted improving control; do
   grep -q "^driftrec_drift_cuts_total{reason=\"$reason\"} [0-9]" "$dir/metrics.txt"
 done
-grep -q '^driftrec_global_drift_cuts_total{direction="worse"} [0-9]' "$dir/metrics.txt"
+for direction in worse small improving; do
+  grep -q "^driftrec_global_drift_cuts_total{direction=\"$direction\"} [0-9]" "$dir/metrics.txt"
+done
 for _ in $(seq 50); do curl -sf "$url/readyz" >/dev/null && break; sleep 0.1; done
 [[ "$(curl -sf "$url/readyz")" == ready* ]]
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/nope")" = 404 ]
