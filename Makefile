@@ -5,7 +5,7 @@ SAN_BUILD ?= build-san
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: all bootstrap build demo test test-san test-fuzz bench soak config-doc package clean
+.PHONY: all bootstrap build demo test test-san test-fuzz bench drift soak config-doc package clean
 
 all: build
 
@@ -41,6 +41,10 @@ test-fuzz: bootstrap
 
 bench: build
 	bench/run.sh
+
+# The closed-loop demo over three seeds: the drift figures of docs/DRIFT.md.
+drift: build
+	bench/drift.sh
 
 # 120 SIGKILLs with a small cache, lagging deliveries and erases
 # (bench/crash_soak.sh; `make test` runs 25 of them).

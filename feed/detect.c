@@ -15,6 +15,9 @@ typedef struct user_det {
     uint32_t pre;      /* labelled events before the switch */
     uint32_t since;    /* labelled events at or after it */
     int32_t delay;     /* `since` at the first cut for the worse after the switch; -1: none */
+    uint64_t pre_bits; /* outcomes of the last 64 impressions before the switch, newest in
+                          bit 0: an impression pushes a 0, a click (which follows its
+                          impression before the next one) sets it */
     uint8_t arm;       /* 0 drift, 1 control: as the pipeline said */
     bool seen;
 } user_det_t;
@@ -81,6 +84,8 @@ void dr_feed_detect_observe(dr_feed_detect_t *d, const dr_event_t *ev, const dr_
     } else if (t.kind == DR_FEED_ABRUPT) {
         if (ev->timestamp_ms < t.from_ms) {
             u->pre += labelled;
+            if (labelled) u->pre_bits <<= 1;
+            else if (ev->type == DR_EV_CLICK) u->pre_bits |= 1;
             return;
         }
         u->since += labelled;
@@ -113,11 +118,11 @@ int dr_feed_detect_summary(const dr_feed_detect_t *d, dr_feed_detect_summary_t *
                                     .improving_cuts = d->improving_cuts,
                                     .shift_detected_after = d->shift_detected_after,
                                     .global_cuts = d->global_cuts};
-    /* [0] drift arm, [1] control, [2] both */
-    int32_t *v[3] = {malloc(users * sizeof(int32_t)), malloc(users * sizeof(int32_t)),
-                     malloc(users * sizeof(int32_t))};
-    size_t n[3] = {0, 0, 0};
-    int err = v[0] && v[1] && v[2] ? 0 : DR_ENOMEM;
+    /* [0] drift arm, [1] control, [2] both, [3] served users of both */
+    int32_t *v[4] = {malloc(users * sizeof(int32_t)), malloc(users * sizeof(int32_t)),
+                     malloc(users * sizeof(int32_t)), malloc(users * sizeof(int32_t))};
+    size_t n[4] = {0, 0, 0, 0};
+    int err = v[0] && v[1] && v[2] && v[3] ? 0 : DR_ENOMEM;
     for (uint64_t id = 1; id <= users && !err; id++) {
         const user_det_t *u = &d->u[id];
         dr_feed_truth_t t;
@@ -126,18 +131,24 @@ int dr_feed_detect_summary(const dr_feed_detect_t *d, dr_feed_detect_summary_t *
         s->switch_users[u->arm]++;
         if (u->pre < DR_FEED_ELIGIBLE_PRE) continue;
         s->eligible[u->arm]++;
+        bool served = __builtin_popcountll(u->pre_bits & ((1ULL << 50) - 1)) >= DR_FEED_SERVED_CTR * 50;
+        s->served[u->arm] += served;
         if (u->delay < 1 || u->delay > DR_FEED_DETECT_WITHIN) continue;
         s->detected[u->arm]++;
+        s->served_detected[u->arm] += served;
         v[u->arm][n[u->arm]++] = u->delay;
         v[2][n[2]++] = u->delay;
+        if (served) v[3][n[3]++] = u->delay;
     }
-    s->delay_median = s->delay_p90 = NAN;
+    s->delay_median = s->delay_p90 = s->served_delay_median = NAN;
     s->arm_delay_median[0] = s->arm_delay_p90[0] = s->arm_delay_median[1] = s->arm_delay_p90[1] = NAN;
     if (!err) {
         delays(v[0], n[0], &s->arm_delay_median[0], &s->arm_delay_p90[0]);
         delays(v[1], n[1], &s->arm_delay_median[1], &s->arm_delay_p90[1]);
         delays(v[2], n[2], &s->delay_median, &s->delay_p90);
+        double p90;
+        delays(v[3], n[3], &s->served_delay_median, &p90);
     }
-    for (int i = 0; i < 3; i++) free(v[i]);
+    for (int i = 0; i < 4; i++) free(v[i]);
     return err;
 }

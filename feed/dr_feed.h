@@ -109,7 +109,7 @@ double dr_feed_world_taste(const dr_feed_world_t *w, int64_t user_id, int cluste
 double dr_feed_world_logit(const dr_feed_world_t *w, int64_t user_id, int64_t item_id, int64_t t_ms);
 /** Whether the item is in the user's taste at t (taste >= 0.5, or trending). */
 bool dr_feed_world_in_taste(const dr_feed_world_t *w, int64_t user_id, int64_t item_id, int64_t t_ms);
-/** examination(position) * sigmoid(logit), examination(k) = 1 / (1 + 0.15 k)
+/** examination(position) * sigmoid(logit), examination(k) = 1 / (1 + 0.1 k)
  *  for the 0-based slot k of the session; an item clicked recently is
  *  clicked a tenth as often. */
 double dr_feed_world_click_prob(const dr_feed_world_t *w, int64_t user_id, int64_t item_id,
@@ -251,6 +251,11 @@ typedef struct dr_feed_obs {
 } dr_feed_obs_t;
 
 #define DR_FEED_DETECT_WITHIN 300 /* labelled events after the switch that count as detected */
+/* An eligible user was "served" by its lists when it engaged with at least
+ * this share of its last 50 impressions before the switch: a user whose
+ * lists never worked loses nothing at the switch, so there is nothing to
+ * detect (docs/DRIFT.md: the closed loop's lock-in). */
+#define DR_FEED_SERVED_CTR 0.2
 
 typedef struct dr_feed_detect dr_feed_detect_t;
 
@@ -259,6 +264,9 @@ typedef struct dr_feed_detect_summary {
     uint64_t switch_users[2];
     uint64_t eligible[2];         /* >= DR_FEED_ELIGIBLE_PRE labelled events before */
     uint64_t detected[2];         /* eligible, detected within DR_FEED_DETECT_WITHIN */
+    uint64_t served[2];           /* eligible, served by their lists before the switch */
+    uint64_t served_detected[2];  /* ... and detected */
+    double served_delay_median;   /* labelled events, served detected users of both arms */
     double delay_median, delay_p90; /* labelled events, detected users of both arms */
     double arm_delay_median[2], arm_delay_p90[2];
     /* false alarms: users that never drift, events before the shift */

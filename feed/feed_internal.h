@@ -7,7 +7,7 @@
 #include "dr_feed.h"
 
 #define FEED_LIST_MAX 20       /* head of a published list the simulator keeps */
-#define FEED_RECENT_CLICKS 16  /* a user's recent clicks, clicked again far less */
+#define FEED_RECENT_CLICKS 8   /* a user's recent clicks, clicked again far less */
 #define FEED_TREND_TOP 50      /* trending items (most-popular feed, organic slots) */
 #define FEED_EVENT_GAP_MS 2000 /* between impressions of a session */
 

@@ -9,15 +9,19 @@
 #include "dr_bytes.h"
 #include "dr_err.h"
 
-#define LOGIT_OUT (-3.5)     /* out-of-taste logit before quality */
-#define LOGIT_IN 0.5         /* in-taste logit before quality */
-#define SECOND_TASTE 0.5     /* taste of a second cluster: logit -1.5 + quality */
+/* An engagement here is an engaged view (a click, a long watch): a user
+ * engages with most of what matches the interest and with little else, as
+ * on a short-video feed, so a list that stops matching is visible in a few
+ * dozen impressions (docs/DRIFT.md has the detection delay against the
+ * in-taste engagement rate). */
+#define LOGIT_OUT (-3.5)     /* out-of-taste logit before quality: ~0.03 */
+#define LOGIT_IN 2.0         /* in-taste logit before quality: ~0.88 */
+#define SECOND_TASTE 0.4     /* taste of a second cluster: logit -1.3 + quality */
 /* Logit a user's own clusters lose after the shift (x taste): in-taste items
- * fall from ~0.6 to ~0.2. With -1 the dip of driftrec's arms (lists about
- * half in taste) was within the noise of a round's CTR. */
+ * fall from ~0.88 to ~0.5, a dip of the lists published before it. */
 #define SHIFT_PENALTY 2.0
 #define REPEAT_FACTOR 0.1    /* a recently clicked item is clicked this much as often */
-#define EXAM_DECAY 0.15      /* examination(k) = 1 / (1 + 0.15 k) */
+#define EXAM_DECAY 0.1       /* examination(k) = 1 / (1 + 0.1 k) */
 /* Switches fall between 35% and 60% of the run: late enough for users to
  * have a history, early enough to watch recovery before the shift at 75%. */
 #define SWITCH_FROM 0.35

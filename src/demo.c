@@ -654,6 +654,12 @@ static void write_feed_switch(dr_json_t *j, const dr_feed_report_t *fr, const dr
     json_pair(j, "detected_share_by_arm", detected_share(ds, 0), detected_share(ds, 1));
     dr_json_num(j, "delay_median", ds ? ds->delay_median : NAN);
     dr_json_num(j, "delay_p90", ds ? ds->delay_p90 : NAN);
+    /* the eligible users whose lists engaged them before the switch (the
+     * others lost nothing at it: docs/DRIFT.md) */
+    json_pair(j, "served", ds ? (double)ds->served[0] : NAN, ds ? (double)ds->served[1] : NAN);
+    dr_json_num(j, "served_detected_share",
+                ds ? dr_feed_ctr(ds->served_detected[0] + ds->served_detected[1], ds->served[0] + ds->served[1]) : NAN);
+    dr_json_num(j, "served_delay_median", ds ? ds->served_delay_median : NAN);
     json_pair(j, "delay_median_by_arm", ds ? ds->arm_delay_median[0] : NAN, ds ? ds->arm_delay_median[1] : NAN);
     json_pair(j, "pre_switch_ctr", fr->sw.pre_ctr[0], fr->sw.pre_ctr[1]);
     json_pair(j, "post_switch_ctr", fr->sw.post_ctr[0], fr->sw.post_ctr[1]);
@@ -791,11 +797,15 @@ static void summary_feed(demo_run_t *r, const dr_feed_report_t *fr, const dr_fee
             fr->sw.recovery[0], fr->sw.recovery[1]);
     if (ds)
         fprintf(stderr, "  detected            %.0f%% within %d labelled events (drift %.0f%%, control %.0f%%);"
-                        " delay median %.0f, p90 %.0f\n"
+ " delay median %.0f, p90 %.0f\n"
+                        "  served users        %.0f%% detected of the %" PRIu64 " whose lists engaged them before"
+                        " the switch; delay median %.0f\n"
                         "  false alarms        %.2f per 10k labelled events of stable users (%" PRIu64
                         " cuts, %" PRIu64 " improving)\n",
                 100 * detected_share(ds, -1), DR_FEED_DETECT_WITHIN, 100 * detected_share(ds, 0),
                 100 * detected_share(ds, 1), ds->delay_median, ds->delay_p90,
+                100 * dr_feed_ctr(ds->served_detected[0] + ds->served_detected[1], ds->served[0] + ds->served[1]),
+                ds->served[0] + ds->served[1], ds->served_delay_median,
                 ds->stable_labelled ? 1e4 * (double)ds->cuts / (double)ds->stable_labelled : NAN,
                 ds->cuts, ds->improving_cuts);
     fprintf(stderr, "  population shift    round %d, cluster %d: ", fr->shift.round, fr->shift.cluster);

@@ -174,7 +174,7 @@ static void test_click_model(void **state) {
     }
     in /= n_in;
     out /= n_out;
-    assert_true(in > 0.5 && in < 0.75);  /* ~sigmoid(0.5) */
+    assert_true(in > 0.8 && in < 0.93);  /* ~sigmoid(2) */
     assert_true(out > 0.01 && out < 0.08); /* ~sigmoid(-3.5) */
     /* the population shift */
     int64_t own = t.c0 + 1, trend = x + 1; /* items of the main and the trending cluster */
