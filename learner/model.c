@@ -53,7 +53,7 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->drift.clock = 1;          /* per-user streams are short: check every event */
     c->drift.min_window = 10;
     c->drift.min_sub_window = 5;
-    c->drift.delta = 0.05;       /* docs/DRIFT.md: the delay and false alarms measured */
+    c->drift.delta = 0.15;       /* docs/DRIFT.md: the delay and false alarms measured */
     c->readapt_epochs = 3;
     c->drift_scale = 1.0f;
     c->prior_step = 0.1f;
