@@ -28,6 +28,7 @@
 #include "dr_log.h"
 #include "dr_pipeline.h"
 #include "dr_report.h"
+#include "dr_report_html.h"
 #include "dr_synth.h"
 
 typedef enum { SCENARIO_FEED = 0, SCENARIO_OPENLOOP } scenario_t;
@@ -763,6 +764,14 @@ static int write_report(demo_run_t *r, const dr_pipeline_stats_t *st, const dr_f
     fclose(f);
     if (bad) return DR_EIO;
     fprintf(stderr, "report written to %s\n", path);
+    if (!fr) return 0;
+    /* the feed's page: CTR per arm over time, the recovery around switches */
+    char err[512];
+    if (dr_report_html_write_dir(r->o->report_dir, err, sizeof(err))) {
+        fprintf(stderr, "driftrec demo: %s\n", err);
+        return DR_EIO;
+    }
+    fprintf(stderr, "report page written to %s/report.html\n", r->o->report_dir);
     return 0;
 }
 

@@ -1,5 +1,5 @@
-/* dr_cmd_report.h - the `driftrec report` subcommand: render a backtest's
- * DIR/report.json as the self-contained page DIR/report.html. */
+/* dr_cmd_report.h - the `driftrec report` subcommand: render a backtest's or
+ * the closed-loop demo's DIR/report.json as the self-contained page DIR/report.html. */
 #ifndef DR_CMD_REPORT_H
 #define DR_CMD_REPORT_H
 

@@ -27,7 +27,7 @@ static void usage(FILE *f) {
             "usage: driftrec COMMAND [options]\n\n"
             "Commands:\n"
             "  run --config FILE [--set key=value]...  run the pipeline against a Kafka cluster\n"
-            "  demo [--events N] [--users U] ...        embedded broker + synthetic stream + report\n"
+            "  demo [--users U] [--rounds R] ...        embedded broker + closed-loop feed + report\n"
             "  broker [--partitions P] [--topic T]...  serve the embedded broker on 127.0.0.1\n"
             "  adwin [--delta D] [--clock C] ...        ADWIN change detection on numbers from stdin\n"
             "  load --format F FILE --topic T ...       a dataset into a topic (UserEvent, by event time)\n"

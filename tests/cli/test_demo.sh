@@ -60,7 +60,7 @@ for k in ("round", "cluster", "detected_after_events", "dip"):
     assert k in f["shift"], k
 assert set(f["shift"]["dip"]) >= {"drift", "control"}
 for k in ("users", "eligible", "detected", "detected_share", "delay_median", "delay_p90",
-          "pre_switch_ctr", "post_switch_ctr", "recovery_impressions", "curve"):
+          "served", "served_detected_share", "served_delay_median", "pre_switch_ctr", "post_switch_ctr", "recovery_impressions", "curve"):
     assert k in f["switch"], k
 c = f["switch"]["curve"]
 assert c["from"] == -50 and c["step"] > 0 and len(c["drift"]) == len(c["control"]) > 0
@@ -69,4 +69,7 @@ for k in ("labelled_events", "cuts", "improving_cuts", "per_10k"):
 print("feed report ok: ctr", {n: round(a["ctr"], 3) for n, a in arms.items()},
       "timeouts", f["timeouts"], "events", r["events"])
 PY
+# the demo renders its page, the feed's (per-arm CTR over time, the recovery curve)
+grep -q 'report page written to' "$dir/flog" || { cat "$dir/flog"; exit 1; }
+grep -q 'ctr_by_round' "$dir/f/report.html" || { echo "report.html lacks the feed data"; exit 1; }
 echo "3 passed, 0 failed"
