@@ -68,6 +68,11 @@ def ratio(r):
     d, c = get(r, "feed.switch.recovery_impressions.drift"), get(r, "feed.switch.recovery_impressions.control")
     return d / c if d is not None and c else None
 row("recovery drift / control", [ratio(r) for r in reps], "%.2f")
+wins = reps[0]["feed"].get("detected_recovery", {}).get("window_from", [])
+for w in range(len(wins) - 1):
+    for arm in ("drift", "control"):
+        row("detected users' CTR %d-%d impressions after the switch, %s" % (wins[w], wins[w + 1], arm),
+            [get(r, "feed.detected_recovery.%s" % arm)[w] for r in reps])
 row("post-switch CTR drift", [get(r, "feed.switch.post_switch_ctr.drift") for r in reps])
 row("post-switch CTR control", [get(r, "feed.switch.post_switch_ctr.control") for r in reps])
 row("shift: global detection after (events)", [get(r, "feed.shift.detected_after_events") for r in reps], "%.0f")

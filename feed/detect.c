@@ -93,6 +93,11 @@ void dr_feed_detect_observe(dr_feed_detect_t *d, const dr_event_t *ev, const dr_
     }
 }
 
+int32_t dr_feed_detect_delay(const dr_feed_detect_t *d, int64_t user_id) {
+    if (user_id < 1 || (uint64_t)user_id > dr_feed_world_conf(d->w)->users) return -1;
+    return d->u[user_id].delay;
+}
+
 static int cmp_int32(const void *a, const void *b) {
     int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
     return (x > y) - (x < y);

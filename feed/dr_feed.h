@@ -235,6 +235,25 @@ void dr_feed_sim_request_stop(dr_feed_sim_t *s);
 void dr_feed_sim_progress(dr_feed_sim_t *s, dr_feed_progress_t *out);
 /** The CTR report; call once dr_feed_sim_run returned. */
 void dr_feed_sim_report(const dr_feed_sim_t *s, dr_feed_report_t *out);
+
+/* CTR after the switch of the eligible users whose switch was detected (a
+ * cut for the worse within DR_FEED_DETECT_WITHIN impressions), by windows
+ * of impressions after the switch, per arm: where the response acts. The
+ * average curve over all eligible users mixes them with users whose lists
+ * never served them. */
+#define DR_FEED_WINDOWS 6
+extern const int dr_feed_window_from[DR_FEED_WINDOWS + 1]; /* 0, 30, 60, 100, 150, 200, 300 */
+typedef struct dr_feed_detected_curve {
+    uint64_t users[2];                        /* [0] drift, [1] control */
+    uint64_t impressions[2][DR_FEED_WINDOWS], clicks[2][DR_FEED_WINDOWS];
+} dr_feed_detected_curve_t;
+typedef struct dr_feed_detect dr_feed_detect_t;
+/** Call after both the simulator and the pipeline stopped. */
+void dr_feed_sim_detected_curve(const dr_feed_sim_t *s, const dr_feed_detect_t *d,
+                                dr_feed_detected_curve_t *out);
+/** The same from the bookkeeping itself (what the simulator calls). */
+void dr_feed_measure_detected_curve(const dr_feed_measure_t *m, const dr_feed_detect_t *d,
+                                    dr_feed_detected_curve_t *out);
 /** Closes the clients and frees everything. NULL ok. */
 void dr_feed_sim_free(dr_feed_sim_t *s);
 
@@ -256,8 +275,6 @@ typedef struct dr_feed_obs {
  * lists never worked loses nothing at the switch, so there is nothing to
  * detect (docs/DRIFT.md: the closed loop's lock-in). */
 #define DR_FEED_SERVED_CTR 0.2
-
-typedef struct dr_feed_detect dr_feed_detect_t;
 
 typedef struct dr_feed_detect_summary {
     /* abrupt switches of users served driftrec's lists; [0] drift, [1] control */
@@ -284,6 +301,9 @@ void dr_feed_detect_free(dr_feed_detect_t *d); /* NULL ok */
  *  time order). A cut whose direction is 0 (a pipeline that does not tell)
  *  counts as a cut for the worse. Single-threaded: call from one thread. */
 void dr_feed_detect_observe(dr_feed_detect_t *d, const dr_event_t *ev, const dr_feed_obs_t *obs);
+/** The impressions from user_id's abrupt switch to its first cut for the
+ *  worse, -1: none (or not an abrupt switcher). */
+int32_t dr_feed_detect_delay(const dr_feed_detect_t *d, int64_t user_id);
 /** Fills s (delays NAN where none). 0, or DR_ENOMEM with the delays NAN. */
 int dr_feed_detect_summary(const dr_feed_detect_t *d, dr_feed_detect_summary_t *s);
 

@@ -9,6 +9,8 @@
 
 #include "dr_err.h"
 
+const int dr_feed_window_from[DR_FEED_WINDOWS + 1] = {0, 30, 60, 100, 150, 200, 300};
+
 #define SHIFT_BASELINE 10   /* rounds before the shift giving its CTR level */
 #define RECOVERY_MIN_N 100  /* impressions a curve window needs to be trusted */
 #define RECOVERED 0.9       /* share of the earlier CTR that counts as recovered */
@@ -17,7 +19,9 @@ typedef struct user_meas {
     uint32_t impressions; /* all of the user's */
     uint32_t pre;         /* before the abrupt switch */
     uint32_t post;        /* at or after it */
+    uint32_t post_seen;   /* impressions in post_bits */
     uint64_t pre_bits;    /* the last 64 outcomes before the switch, newest in bit 0 */
+    uint64_t post_bits[(DR_FEED_CURVE_TO + 64) / 64]; /* outcomes after it, before the shift */
     uint8_t arm;
 } user_meas_t;
 
@@ -98,6 +102,8 @@ static void count_switch(dr_feed_measure_t *m, user_meas_t *u, int64_t t_ms,
     /* the curve stops at the shift: after it, every user's CTR moves */
     uint32_t k = u->post++;
     if (u->pre >= DR_FEED_ELIGIBLE_PRE && k <= DR_FEED_CURVE_TO && t_ms < m->shift_ms) {
+        u->post_bits[k / 64] |= (uint64_t)clicked << (k % 64);
+        u->post_seen = k + 1;
         m->curve_n[u->arm][k]++;
         m->curve_k[u->arm][k] += clicked;
     }
@@ -222,4 +228,23 @@ void dr_feed_measure_report(const dr_feed_measure_t *m, dr_feed_report_t *r) {
         shift_dip(m, a, r);
     }
     for (int a = 0; a < 2; a++) switch_curve(m, a, r);
+}
+
+void dr_feed_measure_detected_curve(const dr_feed_measure_t *m, const dr_feed_detect_t *d,
+                                    dr_feed_detected_curve_t *out) {
+    memset(out, 0, sizeof(*out));
+    uint64_t users = dr_feed_world_conf(m->w)->users;
+    for (uint64_t id = 1; id <= users; id++) {
+        const user_meas_t *u = &m->u[id];
+        int32_t delay = dr_feed_detect_delay(d, (int64_t)id);
+        if (u->arm > DR_FEED_ARM_CONTROL || u->pre < DR_FEED_ELIGIBLE_PRE || delay < 1 ||
+            delay > DR_FEED_DETECT_WITHIN)
+            continue;
+        out->users[u->arm]++;
+        for (int w = 0; w < DR_FEED_WINDOWS; w++)
+            for (int k = dr_feed_window_from[w]; k < dr_feed_window_from[w + 1] && k < (int)u->post_seen; k++) {
+                out->impressions[u->arm][w]++;
+                out->clicks[u->arm][w] += (u->post_bits[k / 64] >> (k % 64)) & 1;
+            }
+    }
 }

@@ -326,6 +326,11 @@ void dr_feed_sim_progress(dr_feed_sim_t *s, dr_feed_progress_t *out) {
     out->done = atomic_load(&s->done);
 }
 
+void dr_feed_sim_detected_curve(const dr_feed_sim_t *s, const dr_feed_detect_t *d,
+                                dr_feed_detected_curve_t *out) {
+    dr_feed_measure_detected_curve(s->measure, d, out);
+}
+
 void dr_feed_sim_report(const dr_feed_sim_t *s, dr_feed_report_t *out) {
     dr_feed_measure_report(s->measure, out);
 }

@@ -645,6 +645,36 @@ static double detected_share(const dr_feed_detect_summary_t *ds, int arm) {
     return dr_feed_ctr(d, e);
 }
 
+/* CTR by windows of impressions after the switch, of the users whose switch
+ * was detected, per arm (false without detection numbers). */
+static bool detected_windows(demo_run_t *r, double ctr[2][DR_FEED_WINDOWS], uint64_t users[2]) {
+    if (!r->detect) return false;
+    dr_feed_detected_curve_t dc;
+    dr_feed_sim_detected_curve(r->sim, r->detect, &dc);
+    for (int a = 0; a < 2; a++) {
+        users[a] = dc.users[a];
+        for (int w = 0; w < DR_FEED_WINDOWS; w++) ctr[a][w] = dr_feed_ctr(dc.clicks[a][w], dc.impressions[a][w]);
+    }
+    return true;
+}
+
+static void write_feed_detected(dr_json_t *j, demo_run_t *r) {
+    double ctr[2][DR_FEED_WINDOWS];
+    uint64_t users[2];
+    if (!detected_windows(r, ctr, users)) return;
+    dr_json_object_begin(j, "detected_recovery");
+    dr_json_array_begin(j, "window_from");
+    for (int w = 0; w <= DR_FEED_WINDOWS; w++) dr_json_int(j, NULL, dr_feed_window_from[w]);
+    dr_json_array_end(j);
+    json_pair(j, "users", (double)users[0], (double)users[1]);
+    for (int a = 0; a < 2; a++) {
+        dr_json_array_begin(j, a == 0 ? "drift" : "control");
+        for (int w = 0; w < DR_FEED_WINDOWS; w++) dr_json_num(j, NULL, ctr[a][w]);
+        dr_json_array_end(j);
+    }
+    dr_json_object_end(j);
+}
+
 static void write_feed_switch(dr_json_t *j, const dr_feed_report_t *fr, const dr_feed_detect_summary_t *ds) {
     dr_json_object_begin(j, "switch");
     dr_json_int(j, "users", (int64_t)(fr->sw.users[0] + fr->sw.users[1]));
@@ -735,6 +765,7 @@ static void write_feed(dr_json_t *j, demo_run_t *r, const dr_feed_report_t *fr,
     write_feed_shift(j, fr, ds);
     write_feed_switch(j, fr, ds);
     write_feed_groups(j, fr, ds);
+    write_feed_detected(j, r);
     dr_json_object_end(j);
 }
 
@@ -817,6 +848,15 @@ static void summary_feed(demo_run_t *r, const dr_feed_report_t *fr, const dr_fee
                 ds->served[0] + ds->served[1], ds->served_delay_median,
                 ds->stable_labelled ? 1e4 * (double)ds->cuts / (double)ds->stable_labelled : NAN,
                 ds->cuts, ds->improving_cuts);
+    double wctr[2][DR_FEED_WINDOWS];
+    uint64_t wusers[2];
+    if (detected_windows(r, wctr, wusers)) {
+        fprintf(stderr, "  after detection     CTR of the detected users (drift %" PRIu64 " / control %" PRIu64
+                ") by impressions after the switch:\n                     ", wusers[0], wusers[1]);
+        for (int w = 0; w < DR_FEED_WINDOWS; w++)
+            fprintf(stderr, " %d-%d %.3f/%.3f", dr_feed_window_from[w], dr_feed_window_from[w + 1], wctr[0][w], wctr[1][w]);
+        fprintf(stderr, "\n");
+    }
     fprintf(stderr, "  population shift    round %d, cluster %d: ", fr->shift.round, fr->shift.cluster);
     if (ds && ds->shift_detected_after >= 0)
         fprintf(stderr, "detected after %" PRId64 " labelled events\n", ds->shift_detected_after);

@@ -66,6 +66,8 @@ c = f["switch"]["curve"]
 assert c["from"] == -50 and c["step"] > 0 and len(c["drift"]) == len(c["control"]) > 0
 for k in ("labelled_events", "cuts", "improving_cuts", "per_10k"):
     assert k in f["false_alarms"], k
+dr = f["detected_recovery"]
+assert dr["window_from"][0] == 0 and len(dr["drift"]) == len(dr["control"]) == len(dr["window_from"]) - 1, dr
 print("feed report ok: ctr", {n: round(a["ctr"], 3) for n, a in arms.items()},
       "timeouts", f["timeouts"], "events", r["events"])
 PY
