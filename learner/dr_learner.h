@@ -70,7 +70,7 @@ typedef struct dr_learner_conf {
     dr_learn_mode_t mode;
     float lr_user;                 /* α for v_u and b_u */
     float lr_user_decay;           /* τ: a user's rate is α / sqrt(1 + n/τ), n = the
-                                      user's events since its last drift cut; 0: constant */
+                                      user's events since its last re-adaptation; 0: constant */
     float lr_item;                 /* rate for q_i and b_i */
     float reg_user;                /* λ_u: pulls v_u to 0, i.e. u to the prior */
     float prior_step;              /* Reptile ε of the outer loop on û; 0: û fixed */

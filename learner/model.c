@@ -592,9 +592,9 @@ static bool engages(const dr_learner_conf_t *c, uint8_t type, float value) {
     return implicit_label(c, type, value, &y, &w) && y > 0.5f;
 }
 
-/* Entries of u's ring, newest first, that belong to the current regime:
- * those that joined after the first sample a re-adaptation kept. Ages are
- * compared in 32 bits, as the entries store their sample counts. */
+/* An entry belongs to the current regime when it joined after the first
+ * sample the last re-adaptation kept. Ages are compared in 32 bits, as the
+ * entries store their sample counts. */
 bool dr_user_in_regime(const dr_user_t *u, const dr_recent_event_t *r) {
     if (u->regime_from == 0) return true;
     uint64_t span = u->drift_samples - u->regime_from;
@@ -602,6 +602,8 @@ bool dr_user_in_regime(const dr_user_t *u, const dr_recent_event_t *r) {
     return span > UINT32_MAX || age < span;
 }
 
+/* The newest entries of u's ring that are in the regime (entries join in
+ * order, so they are the newest ones). */
 unsigned dr_user_regime_len(const dr_model_t *m, const dr_user_t *u) {
     unsigned len = ring_len(u, m->conf.recent_items), k = 0;
     while (k < len && dr_user_in_regime(u, &u->recent[ring_slot(u, m->conf.recent_items, k)])) k++;

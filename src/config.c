@@ -52,7 +52,7 @@ static const conf_row_t rows[] = {
     {"learner.mode", T_STR, S(learner_mode), 0, 0, "implicit", "implicit|rating", "implicit: engagement labels, logistic loss; rating: RATE events, squared loss."},
     {"learner.dim", T_INT, F(learner.dim), 0, 1, DR_MAX_DIM, "32", NULL, "Latent dimension d."},
     {"learner.lr.user", T_FLOAT, F(learner.lr_user), 0, 0, 10, "0.5", NULL, "SGD rate of the per-user delta v_u and bias b_u."},
-    {"learner.lr.user.decay", T_FLOAT, F(learner.lr_user_decay), 0, 0, 1e9, "0", NULL, "τ of the per-user step size α / sqrt(1 + n/τ), n = the user's events since its last drift cut (0: constant α)."},
+    {"learner.lr.user.decay", T_FLOAT, F(learner.lr_user_decay), 0, 0, 1e9, "0", NULL, "τ of the per-user step size α / sqrt(1 + n/τ), n = the user's events since its last re-adaptation after a drift cut (0: constant α)."},
     {"learner.lr.item", T_FLOAT, F(learner.lr_item), 0, 0, 10, "0.1", NULL, "SGD rate of item vectors q_i and biases b_i."},
     {"learner.prior.step", T_FLOAT, F(learner.prior_step), 0, 0, 1, "0.1", NULL, "Reptile ε: every learner.prior.period labelled events the shared prior û moves by ε × the mean v_u those events left (0: û stays fixed). Active users are re-based so their vectors do not jump (docs/COLD-START.md)."},
     {"learner.prior.period", T_INT, F(learner.prior_period), 0, 1, 100000000, "1000", NULL, "Labelled events per outer (Reptile) step on the prior; each step is a new model_version."},
