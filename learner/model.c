@@ -466,8 +466,8 @@ void dr__pop_refresh_all(dr_model_t *m) {
 /* Counts a positive for the item (it is then fresher than pop_ref, so
  * dr__pop_refresh_item() gives it its undecayed count, as here). */
 static void pop_observe(dr_model_t *m, size_t idx) {
+    m->pos_clock++; /* also the trend term's clock, with the prior off too */
     if (!pop_on(m)) return;
-    m->pos_clock++;
     m->pop_count[idx] = (float)(pop_decayed(m, idx, m->pos_clock) + 1.0);
     m->pop_time[idx] = m->pos_clock;
     dr__pop_refresh_item(m, idx);
@@ -808,21 +808,26 @@ static void pop_meta_observe(dr_model_t *m, const dr_user_t *u, size_t pos, uint
     m->pop_grad_n++;
 }
 
+/* list_score() with u's vector ue = û + v_u and its weights worked out once. */
+static float rank_score(const dr_model_t *m, const float *ue, float pop_w, float trend_w,
+                        const cooc_src_t *src, size_t i) {
+    return m->bias[i] + dot(ue, m->q + i * (size_t)m->dim, m->dim) + pop_w * m->pop_score[i] +
+           coengagement_of(m, src, (int64_t)i) + trend_w * m->trend_score[i];
+}
+
 int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id) {
     int64_t target = dr_model_item_index(m, item_id, false);
     if (target < 0 || m->excluded[target] || dr_user_has_recent(u, item_id)) return 0;
     float *ue = m->scratch;
     dr_model_user_vector(m, u, ue);
-    float w = dr_model_pop_weight(m, u);
+    float w = dr_model_pop_weight(m, u), tw = trend_weight_of(m, u);
     cooc_src_t src;
     src.n = cooc_sources(m, u, src.idx, src.w);
-    float st = m->bias[target] + dot(ue, m->q + (size_t)target * (size_t)m->dim, m->dim) +
-               w * m->pop_score[target] + coengagement_of(m, &src, target);
+    float st = rank_score(m, ue, w, tw, &src, (size_t)target);
     int64_t above = 0;
     for (size_t i = 0; i < m->n_items; i++) {
         if ((int64_t)i == target || m->excluded[i]) continue;
-        float si = m->bias[i] + dot(ue, m->q + i * (size_t)m->dim, m->dim) + w * m->pop_score[i] +
-                   coengagement_of(m, &src, (int64_t)i);
+        float si = rank_score(m, ue, w, tw, &src, i);
         if (si > st && !dr_user_has_recent(u, m->ids[i])) above++;
     }
     return above + 1;

@@ -1249,6 +1249,8 @@ static void test_trend_term(void **state) {
     c.dim = 8;
     c.drift_arm_share = 0.5;
     c.trend_positives = 100;
+    c.pop_weight = 0; /* the trend term alone ranks the crowd's items */
+    c.pop_step = 0;
     dr_model_t *m;
     char err[128];
     assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
@@ -1270,6 +1272,15 @@ static void test_trend_term(void **state) {
     assert_int_equal(dr_model_trend_left(m), 100);
     assert_true(dr_model_score(m, uh, i1) > sh + 2.0f); /* log(1 + 25) */
     assert_true(dr_model_score(m, uc, i1) == sc);
+    /* the rank the evaluation uses is the list's, trend term included */
+    dr_items_view_t v;
+    dr_model_items(m, &v);
+    for (size_t t = 0; t < v.n; t++) {
+        int64_t above = 0;
+        for (size_t i = 0; i < v.n; i++)
+            above += i != t && dr_model_score(m, uh, (int64_t)i) > dr_model_score(m, uh, (int64_t)t);
+        assert_int_equal(dr_model_list_rank(m, uh, v.ids[t]), above + 1);
+    }
     for (int i = 0; i < 100; i++) {
         dr_user_t *x = dr_user_new_conf(900 + i, &c);
         dr_event_t e = ev(900 + i, 2, DR_EV_CLICK, 0, 1000);
