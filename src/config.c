@@ -97,7 +97,7 @@ static const conf_row_t rows[] = {
     {"drift.readapt.epochs", T_INT, F(learner.readapt_epochs), 0, 0, 100, "3", NULL, "On a cut, SGD passes over the user's events inside the kept window, from the prior."},
     {"drift.signal.scale", T_FLOAT, F(learner.drift_scale), 0, 0.01, 100, "1", NULL, "Per-user detectors see their signal (in [0,1]: an impression's miss or hit, else the surprise) times this. ADWIN's bound assumes values in [0,1]; a scale above 1 detects sooner at the price of more false alarms (docs/DRIFT.md)."},
     {"drift.respond.improving", T_BOOL, F(learner.drift_respond_improving), 0, 0, 1, "false", NULL, "Also re-adapt a user after a cut in the improving direction (its signal fell: the lists serve it better than before). Off: such a cut is counted (reason \"improving\") and nothing else."},
-    {"drift.arm.share", T_DOUBLE, F(drift_arm_share), 0, 0, 1, "1", NULL, "Share of users (by hash of user_id) whose drift is handled; the rest form a control arm (their cuts are counted, reason \"control\", with no response)."},
+    {"drift.arm.share", T_DOUBLE, F(learner.drift_arm_share), 0, 0, 1, "1", NULL, "Share of users (by hash of user_id) whose drift is handled; the rest form a control arm (their cuts are counted, reason \"control\", with no response)."},
     {"drift.global.delta", T_DOUBLE, F(global_drift_delta), 0, 1e-12, 0.5, "0.002", NULL, "δ of the global ADWIN over all users' drift samples, in blocks (drift.global.block): population-wide drift."},
     {"drift.global.block", T_INT, F(global_block), 0, 1, 1000000, "100", NULL, "The global detector sees the mean of every this many drift samples of all users (one sample per impression outcome): consecutive samples come in one user's sessions and are not independent, as ADWIN assumes; block means nearly are."},
     {"drift.global.min.rise", T_DOUBLE, F(global_min_rise), 0, 0, 1, "0.05", NULL, "A global cut counts as a population-wide drift, and starts the trend term, when the mean of the window it kept is at least this far above the mean a run of rising cuts started from (an impression's miss is 1, so 0.05 is five more misses per 100 impressions; the slow rise of a population that ages in the demo stays below it). Smaller rises (the wobbles of a population that is still learning) are counted, reason \"small\", and nothing else."},
@@ -259,7 +259,6 @@ int dr_config_finish(dr_config_t *cfg, char *errstr, size_t n) {
     }
     cfg->learner.mode = strcmp(cfg->learner_mode, "rating") == 0 ? DR_MODE_RATING : DR_MODE_IMPLICIT;
     cfg->learner.negative_uniform = strcmp(cfg->negative_sampling, "uniform") == 0;
-    cfg->learner.drift_arm_share = cfg->drift_arm_share;
     cfg->codec.framing = strcmp(cfg->framing, "plain") == 0 ? DR_FRAMING_PLAIN : DR_FRAMING_CONFLUENT;
     if (cfg->topk > 0 && cfg->emit_batch < 1) return bad(errstr, n, "emit.batch", "must be >= 1", "");
     char inner[512];

@@ -564,7 +564,7 @@ static void write_openloop_scenario(dr_json_t *j, const demo_opts_t *o) {
     dr_json_int(j, "partitions", o->partitions);
     dr_json_int(j, "dim", o->cfg.learner.dim);
     dr_json_int(j, "seed", (int64_t)o->synth.seed);
-    dr_json_num(j, "drift_arm_share", o->cfg.drift_arm_share);
+    dr_json_num(j, "drift_arm_share", o->cfg.learner.drift_arm_share);
     dr_json_object_end(j);
 }
 
@@ -591,7 +591,7 @@ static void write_feed_scenario(dr_json_t *j, const demo_opts_t *o) {
     dr_json_int(j, "session_max", f->session_max);
     dr_json_int(j, "partitions", o->partitions);
     dr_json_int(j, "dim", o->cfg.learner.dim);
-    dr_json_num(j, "drift_arm_share", o->cfg.drift_arm_share);
+    dr_json_num(j, "drift_arm_share", o->cfg.learner.drift_arm_share);
     dr_json_int(j, "emit_interval_ms", o->cfg.emit_interval_ms);
     dr_json_object_end(j);
 }

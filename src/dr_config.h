@@ -50,7 +50,6 @@ typedef struct dr_config {
     int blas_threads;
     /* learner */
     dr_learner_conf_t learner;
-    double drift_arm_share;   /* share of users whose drift is handled */
     double global_drift_delta;
     double global_min_rise;   /* a global cut responds to a rise of at least this */
     int global_block;         /* samples per value of the global detector */
