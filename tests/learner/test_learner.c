@@ -1342,6 +1342,51 @@ static void test_coengagement_source_fades(void **state) {
     dr_model_free(m);
 }
 
+/* A record from before the drift regime (version 4), read after an
+ * upgrade: every recent event is in the (whole) regime, the sample counts
+ * start from 0, and the first re-adaptation still works. */
+static void test_reads_version_4_user_record(void **state) {
+    (void)state;
+    dr_model_t *m = new_model(DR_MODE_IMPLICIT);
+    const dr_learner_conf_t *c = dr_model_conf(m);
+    dr_user_t *u = dr_user_new_conf(9, c);
+    dr_apply_result_t r;
+    for (int i = 0; i < 30; i++) {
+        dr_event_t e = ev(9, 10 + i, DR_EV_CLICK, 0, i * 1000);
+        assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)i, &r), 0);
+    }
+    uint8_t *rec;
+    size_t len;
+    assert_int_equal(dr_user_encode(u, c->dim, &rec, &len), 0);
+    rec[0] = 4;
+    size_t v4_len = len - 28 - 4 * (size_t)u->recent_len; /* v5 added the regime */
+    dr_user_t *back;
+    assert_int_equal(dr_user_decode(9, c, rec, v4_len, &back), 0);
+    assert_int_equal(back->drift_samples, 0);
+    assert_int_equal(back->regime_from, 0);
+    assert_int_equal(back->readapts, 0);
+    assert_int_equal(back->recent_len, u->recent_len);
+    assert_int_equal(dr_user_regime_len(m, back), back->recent_len);
+    for (unsigned i = 0; i < back->recent_len; i++) {
+        assert_int_equal(back->recent[i].item_id, u->recent[i].item_id);
+        assert_int_equal(back->recent[i].sample, 0);
+    }
+    /* samples count on from 0; a cut that keeps the last 3 puts every
+     * event from before the upgrade out of the regime */
+    for (int i = 0; i < 5; i++) {
+        dr_event_t e = ev(9, 100 + i, DR_EV_CLICK, 0, 100000 + i * 1000);
+        assert_int_equal(dr_learner_apply(m, back, &e, (uint64_t)i, &r), 0);
+    }
+    dr_adwin_reset(&back->drift);
+    for (int i = 0; i < 3; i++) dr_adwin_update(&back->drift, 0.5);
+    assert_int_equal(dr_learner_readapt(m, back), 3);
+    assert_int_equal(dr_user_regime_len(m, back), 3);
+    free(rec);
+    dr_user_free(back);
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_user_at_prior),
@@ -1374,6 +1419,7 @@ int main(void) {
         cmocka_unit_test(test_regime_resets_coengagement_context),
         cmocka_unit_test(test_trend_term),
         cmocka_unit_test(test_coengagement_source_fades),
+        cmocka_unit_test(test_reads_version_4_user_record),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
