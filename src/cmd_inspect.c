@@ -97,7 +97,7 @@ static void show_user(inspect_t *in, const dr_user_t *u, int dim) {
     dr_json_object_end(j);
 }
 
-static int user_cb(void *ctx, int64_t id, const void *rec, size_t len) {
+static int user_cb(void *ctx, int32_t partition, int64_t id, const void *rec, size_t len) {
     inspect_t *in = ctx;
     dr_learner_conf_t c = record_conf(in, rec, len);
     dr_user_t *u;
@@ -108,6 +108,7 @@ static int user_cb(void *ctx, int64_t id, const void *rec, size_t len) {
     if (in->json) {
         dr_json_object_begin(&in->j, NULL);
         dr_json_int(&in->j, "user_id", id);
+        dr_json_int(&in->j, "partition", partition);
         dr_json_int(&in->j, "events_applied", (int64_t)u->events_applied);
         dr_json_num(&in->j, "v_norm", norm(u->v, c.dim));
         dr_json_object_end(&in->j);
@@ -122,10 +123,30 @@ static int user_cb(void *ctx, int64_t id, const void *rec, size_t len) {
     return 0;
 }
 
-static int inspect_user(inspect_t *in, int64_t id) {
+typedef struct user_find {
+    int64_t id;
     uint8_t *rec;
     size_t len;
-    int err = dr_state_get_user(in->st, id, &rec, &len);
+} user_find_t;
+
+static int find_user_cb(void *ctx, int32_t partition, int64_t id, const void *rec, size_t len) {
+    user_find_t *f = ctx;
+    (void)partition;
+    if (id != f->id) return 0;
+    if (!(f->rec = malloc(len ? len : 1))) return DR_ENOMEM;
+    memcpy(f->rec, rec, len);
+    f->len = len;
+    return 1;
+}
+
+/* Users are stored by partition: the one asked for is looked for in all of
+ * them (a scan; inspection only). */
+static int inspect_user(inspect_t *in, int64_t id) {
+    user_find_t f = {id, NULL, 0};
+    int err = dr_state_for_each_user(in->st, find_user_cb, &f);
+    uint8_t *rec = f.rec;
+    size_t len = f.len;
+    err = err == 1 ? 0 : err ? err : DR_ENOTFOUND;
     if (err) {
         fprintf(stderr, "driftrec inspect: user %" PRId64 ": %s\n", id, err == DR_ENOTFOUND ? "no stored state" : dr_strerror(err));
         return err;

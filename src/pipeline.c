@@ -45,7 +45,7 @@ struct dr_pipeline {
     size_t cap_emit_users;
     /* lists and tombstones whose delivery failed: produced again as the
      * user's current list, under the failed message's delivery tag */
-    struct reissue { int64_t user_id; uint64_t tag; } *reissue;
+    struct reissue { int64_t user_id; int32_t partition; uint64_t tag; } *reissue;
     size_t n_reissue, cap_reissue;
     int64_t batch_offsets[DR_INGEST_MAX_PARTITIONS]; /* next offsets in commit_batch, -1: none */
     int batch_n_offsets;
@@ -82,14 +82,16 @@ void dr_histogram_observe(dr_histogram_t *h, double seconds) {
 
 /* ---- users ---------------------------------------------------------------- */
 
-/* The user's state: cached, else stored, else new at the prior. */
-static int get_user(dr_pipeline_t *p, int64_t user_id, dr_user_t **out) {
+/* The user's state: cached, else stored under the events partition that
+ * carries the user, else new at the prior (its home partition set, the key
+ * its record is stored under). */
+static int get_user(dr_pipeline_t *p, int32_t partition, int64_t user_id, dr_user_t **out) {
     dr_user_t *u = dr_user_cache_get(p->cache, user_id);
     if (u) { *out = u; return 0; }
     dr_user_cache_count_miss(p->cache);
     uint8_t *rec = NULL;
     size_t len = 0;
-    int err = dr_state_get_user(p->state, user_id, &rec, &len);
+    int err = dr_state_get_user(p->state, partition, user_id, &rec, &len);
     if (err == 0) {
         err = dr_user_decode(user_id, &p->cfg.learner, rec, len, &u);
         free(rec);
@@ -103,6 +105,7 @@ static int get_user(dr_pipeline_t *p, int64_t user_id, dr_user_t **out) {
         return err;
     }
     if (!u && !(u = dr_user_new_conf(user_id, &p->cfg.learner))) return DR_ENOMEM;
+    u->last_source.partition = partition;
     if ((err = dr_user_cache_put(p->cache, u))) { dr_user_free(u); return err; }
     *out = u;
     return 0;
@@ -216,7 +219,7 @@ static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t 
                     char *reason, size_t reason_size) {
     dr_pipeline_t *p = ctx;
     dr_user_t *u;
-    int err = get_user(p, ev->user_id, &u);
+    int err = get_user(p, partition, ev->user_id, &u);
     if (err) {
         dr_log(DR_LOG_ERROR, "pipeline", "cannot load user state, stopping | user=%" PRId64 " err=%s",
                ev->user_id, dr_strerror(err));
@@ -289,11 +292,11 @@ static rd_kafka_resp_err_t produce_tombstone(dr_pipeline_t *p, int64_t user_id, 
 static int on_erase(void *ctx, int64_t user_id, int32_t partition, int64_t offset, char *reason,
                     size_t reason_size) {
     dr_pipeline_t *p = ctx;
-    (void)partition;
     (void)offset;
     dr_user_t *fresh = dr_user_new_conf(user_id, &p->cfg.learner);
     if (!fresh) return DR_ESTOPPED;
     fresh->erased = 1;
+    fresh->last_source.partition = partition;
     if (dr_user_cache_put(p->cache, fresh)) {
         dr_user_free(fresh);
         return DR_ESTOPPED;
@@ -357,7 +360,7 @@ static int emit_users(dr_pipeline_t *p, dr_user_t **users, const bool *drift, si
 
 typedef struct sweep {
     dr_pipeline_t *p;
-    int64_t *ids;           /* users to serve a new list */
+    struct swept { int32_t partition; int64_t user_id; } *ids; /* users to serve a new list */
     size_t n, cap;
     const dr_partition_stats_t *parts;
     int n_parts;
@@ -376,29 +379,29 @@ static bool list_holds_withdrawn(const sweep_t *s, const dr_user_t *u) {
     return false;
 }
 
-static int sweep_add(sweep_t *s, int64_t user_id) {
+static int sweep_add(sweep_t *s, int32_t partition, int64_t user_id) {
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 256;
-        int64_t *v = realloc(s->ids, cap * sizeof(*v));
+        struct swept *v = realloc(s->ids, cap * sizeof(*v));
         if (!v) return DR_ENOMEM;
         s->ids = v;
         s->cap = cap;
     }
-    s->ids[s->n++] = user_id;
+    s->ids[s->n++] = (struct swept){partition, user_id};
     return 0;
 }
 
 static int sweep_cached(void *ctx, const dr_user_t *u) {
     sweep_t *s = ctx;
-    return list_holds_withdrawn(s, u) ? sweep_add(s, u->user_id) : 0;
+    return list_holds_withdrawn(s, u) ? sweep_add(s, u->last_source.partition, u->user_id) : 0;
 }
 
-static int sweep_stored(void *ctx, int64_t user_id, const void *rec, size_t len) {
+static int sweep_stored(void *ctx, int32_t partition, int64_t user_id, const void *rec, size_t len) {
     sweep_t *s = ctx;
     if (dr_user_cache_peek(s->p->cache, user_id)) return 0; /* the cached one is newer */
     dr_user_t *u = NULL;
     if (dr_user_decode(user_id, &s->p->cfg.learner, rec, len, &u) != 0) return 0;
-    int err = list_holds_withdrawn(s, u) ? sweep_add(s, user_id) : 0;
+    int err = list_holds_withdrawn(s, u) ? sweep_add(s, partition, user_id) : 0;
     dr_user_free(u);
     return err;
 }
@@ -415,10 +418,11 @@ static int withdraw_items(dr_pipeline_t *p) {
     if (assigned == 0) return 0; /* not joined yet: the users are not ours to serve yet */
     double t0 = dr_mono_s();
     int err = dr_user_cache_for_each(p->cache, sweep_cached, &s);
-    if (!err) err = dr_state_for_each_user(p->state, sweep_stored, &s);
+    for (int part = 0; !err && part < s.n_parts; part++)
+        if (s.parts[part].assigned) err = dr_state_for_each_partition_user(p->state, part, sweep_stored, &s);
     for (size_t i = 0; !err && i < s.n; i++) {
         dr_user_t *u;
-        if ((err = get_user(p, s.ids[i], &u))) break;
+        if ((err = get_user(p, s.ids[i].partition, s.ids[i].user_id, &u))) break;
         dr_user_cache_mark_dirty(p->cache, u); /* owed users are never evicted */
         err = owe_list(p, u);
     }
@@ -458,7 +462,9 @@ static bool queue_reissue(dr_pipeline_t *p, const rd_kafka_message_t *m) {
         p->reissue = v;
         p->cap_reissue = cap;
     }
-    p->reissue[p->n_reissue++] = (struct reissue){id, dr_msg_tag(m->_private)};
+    const dr_user_t *u = dr_user_cache_peek(p->cache, id);
+    p->reissue[p->n_reissue++] = (struct reissue){id, u ? u->last_source.partition : -1,
+                                                  dr_msg_tag(m->_private)};
     return true;
 }
 
@@ -501,8 +507,10 @@ static void serve_reissues(dr_pipeline_t *p) {
     size_t i = 0;
     for (; i < p->n_reissue && !p->stats.failed; i++) {
         struct reissue r = p->reissue[i];
-        dr_user_t *u;
-        int err = get_user(p, r.user_id, &u);
+        /* a user with output in flight is in the open commit or dirty, so
+         * cached (never evicted); the stored record is the fallback */
+        dr_user_t *u = dr_user_cache_peek(p->cache, r.user_id);
+        int err = u ? 0 : get_user(p, r.partition, r.user_id, &u);
         if (!err && u->events_applied == 0) {
             rd_kafka_resp_err_t kerr = produce_tombstone(p, r.user_id, r.tag);
             err = kerr == RD_KAFKA_RESP_ERR__QUEUE_FULL ? DR_EFULL : kerr ? DR_EKAFKA : 0;
@@ -553,13 +561,13 @@ static int put_user(void *ctx, dr_user_t *u) {
      * batch is not written fails the pipeline, and a restart replays the
      * erase); what the user did since is stored anew */
     if (u->erased) {
-        dr_state_batch_delete_user(b, u->user_id);
+        dr_state_batch_delete_user(b, u->last_source.partition, u->user_id);
         u->erased = 0;
         if (u->events_applied == 0) return 0;
     }
     int err = dr_user_encode(u, p->cfg.learner.dim, &rec, &len);
     if (err) return err;
-    dr_state_batch_put_user(b, u->user_id, rec, len);
+    dr_state_batch_put_user(b, u->last_source.partition, u->user_id, rec, len);
     free(rec);
     return 0;
 }
@@ -834,10 +842,30 @@ static int load_item(void *ctx, int64_t item_id, const void *rec, size_t len) {
     return err;
 }
 
+/* A store from before users were keyed by partition: each user moves to
+ * the partition of its last event (the one its events come from); a user
+ * that cannot be read keeps nothing (it restarts from the prior). */
+static int legacy_partition(void *ctx, int64_t user_id, const void *rec, size_t len,
+                            int32_t *partition) {
+    dr_pipeline_t *p = ctx;
+    dr_user_t *u = NULL;
+    *partition = -1;
+    if (dr_user_decode(user_id, &p->cfg.learner, rec, len, &u) == 0) {
+        *partition = u->last_source.partition;
+        dr_user_free(u);
+    }
+    return 0;
+}
+
 static int restore(dr_pipeline_t *p, char *errstr, size_t n) {
+    uint64_t moved = 0;
+    int err = dr_state_upgrade_user_keys(p->state, legacy_partition, p, &moved, errstr, n);
+    if (err) return err;
+    if (moved > 0)
+        dr_log(DR_LOG_INFO, "pipeline", "state upgraded: users are now stored by partition | users=%" PRIu64, moved);
     uint8_t *rec = NULL;
     size_t len = 0;
-    int err = dr_state_get_meta(p->state, "globals", &rec, &len);
+    err = dr_state_get_meta(p->state, "globals", &rec, &len);
     if (err == 0) {
         err = dr_model_load_globals(p->model, rec, len);
         free(rec);

@@ -40,9 +40,15 @@ int dr_state_open(dr_state_t **out, const dr_state_conf_t *conf, char *errstr,
                   size_t errstr_size);
 void dr_state_close(dr_state_t *st); /* NULL ok */
 
+/* Users are stored by the events-topic partition that carries their events
+ * (a user's events are keyed by user, so one partition holds all of
+ * them): a partition's users are restored, handed over and dropped on
+ * their own. Partitions are >= 0; a negative one is DR_EINVAL. */
+
 /* Reads a user record; *rec is malloc'd (caller frees). DR_ENOTFOUND when
- * the user has no stored state, DR_ESTORE on a read error. */
-int dr_state_get_user(dr_state_t *st, int64_t user_id, uint8_t **rec, size_t *len);
+ * the user has no stored state in that partition, DR_ESTORE on a read error. */
+int dr_state_get_user(dr_state_t *st, int32_t partition, int64_t user_id, uint8_t **rec,
+                      size_t *len);
 /* Reads a meta value by name (e.g. "globals"); same contract as get_user. */
 int dr_state_get_meta(dr_state_t *st, const char *key, uint8_t **val, size_t *len);
 /* The next offset to consume for topic/partition, as last committed.
@@ -52,9 +58,23 @@ int dr_state_get_offset(dr_state_t *st, const char *topic, int32_t partition,
 /* Calls fn for every stored item (in key order); stops at a non-zero return. */
 typedef int (*dr_state_item_fn)(void *ctx, int64_t item_id, const void *rec, size_t len);
 int dr_state_for_each_item(dr_state_t *st, dr_state_item_fn fn, void *ctx);
-/* Calls fn for every stored user (for inspection and tests). */
-typedef int (*dr_state_user_fn)(void *ctx, int64_t user_id, const void *rec, size_t len);
+/* Calls fn for every stored user, by partition then id; stops at a non-zero
+ * return. A user of a store written before users were keyed by partition
+ * comes with partition -1 (see dr_state_upgrade_user_keys). */
+typedef int (*dr_state_user_fn)(void *ctx, int32_t partition, int64_t user_id, const void *rec,
+                                size_t len);
 int dr_state_for_each_user(dr_state_t *st, dr_state_user_fn fn, void *ctx);
+/* The same over one partition's users, in id order. */
+int dr_state_for_each_partition_user(dr_state_t *st, int32_t partition, dr_state_user_fn fn,
+                                     void *ctx);
+/* Stores written before users were keyed by partition hold 8-byte user
+ * keys: moves each to the partition fn names (fn returns 0 and sets
+ * *partition; a negative one drops the user), in one atomic write. Does
+ * nothing on an upgraded store. *moved counts the users moved. */
+typedef int (*dr_state_partition_fn)(void *ctx, int64_t user_id, const void *rec, size_t len,
+                                     int32_t *partition);
+int dr_state_upgrade_user_keys(dr_state_t *st, dr_state_partition_fn fn, void *ctx,
+                               uint64_t *moved, char *errstr, size_t errstr_size);
 /* Calls fn for every stored consumed offset (where the pipeline resumes), in
  * key order; stops at a non-zero return. DR_ECORRUPT on a malformed entry. */
 typedef int (*dr_state_offset_fn)(void *ctx, const char *topic, int32_t partition,
@@ -65,8 +85,11 @@ int dr_state_for_each_offset(dr_state_t *st, dr_state_offset_fn fn, void *ctx);
 typedef struct dr_state_batch dr_state_batch_t;
 dr_state_batch_t *dr_state_batch_new(void);
 void dr_state_batch_free(dr_state_batch_t *b); /* NULL ok */
-void dr_state_batch_put_user(dr_state_batch_t *b, int64_t user_id, const void *rec, size_t len);
-void dr_state_batch_delete_user(dr_state_batch_t *b, int64_t user_id);
+void dr_state_batch_put_user(dr_state_batch_t *b, int32_t partition, int64_t user_id,
+                             const void *rec, size_t len);
+void dr_state_batch_delete_user(dr_state_batch_t *b, int32_t partition, int64_t user_id);
+/* Deletes every stored user of a partition (one range deletion). */
+void dr_state_batch_drop_partition(dr_state_batch_t *b, int32_t partition);
 void dr_state_batch_put_item(dr_state_batch_t *b, int64_t item_id, const void *rec, size_t len);
 void dr_state_batch_put_meta(dr_state_batch_t *b, const char *key, const void *val, size_t len);
 void dr_state_batch_put_offset(dr_state_batch_t *b, const char *topic, int32_t partition,

@@ -21,6 +21,10 @@ enum { CF_DEFAULT, CF_USERS, CF_ITEMS, CF_META, CF_COUNT };
 static const char *const cf_names[CF_COUNT] = {"default", "users", "items", "meta"};
 
 #define ID_KEY_LEN 8
+/* users: partition (4 bytes) then user id (8), both big-endian, so that a
+ * partition's users are one key range (restored, handed over and dropped
+ * on their own) and a partition's users come in id order. */
+#define USER_KEY_LEN 12
 /* "offset/<topic>/<partition>"; Kafka topic names are at most 249 bytes. */
 #define OFFSET_KEY_MAX 320
 
@@ -40,7 +44,7 @@ struct dr_state {
 /* A batch is recorded in our own buffer and replayed into a RocksDB
  * WriteBatch at write time: column-family handles belong to an open store,
  * and dr_state_batch_new() has none. Record: op, cf, klen, vlen, key, value. */
-enum { OP_PUT = 1, OP_DELETE = 2 };
+enum { OP_PUT = 1, OP_DELETE = 2, OP_DELETE_RANGE = 3 }; /* range: key = begin, value = end */
 #define REC_HDR (1 + 1 + 4 + 4)
 
 struct dr_state_batch {
@@ -90,6 +94,17 @@ static int64_t decode_id(const uint8_t key[ID_KEY_LEN]) {
     for (int i = 0; i < ID_KEY_LEN; i++)
         v = v << 8 | key[i];
     return (int64_t)v;
+}
+
+static void encode_user_key(uint8_t key[USER_KEY_LEN], int32_t partition, int64_t user_id) {
+    uint32_t p = (uint32_t)partition;
+    for (int i = 3; i >= 0; i--, p >>= 8)
+        key[i] = (uint8_t)p;
+    encode_id(key + 4, user_id);
+}
+
+static int32_t decode_partition(const uint8_t key[4]) {
+    return (int32_t)((uint32_t)key[0] << 24 | (uint32_t)key[1] << 16 | (uint32_t)key[2] << 8 | key[3]);
 }
 
 static void encode_le64(uint8_t out[8], uint64_t v) {
@@ -279,10 +294,13 @@ static int get_cf(dr_state_t *st, int cf, const void *key, size_t klen, uint8_t 
     return 0;
 }
 
-int dr_state_get_user(dr_state_t *st, int64_t user_id, uint8_t **rec, size_t *len) {
-    uint8_t key[ID_KEY_LEN];
+int dr_state_get_user(dr_state_t *st, int32_t partition, int64_t user_id, uint8_t **rec,
+                      size_t *len) {
+    uint8_t key[USER_KEY_LEN];
 
-    encode_id(key, user_id);
+    if (partition < 0)
+        return DR_EINVAL;
+    encode_user_key(key, partition, user_id);
     return get_cf(st, CF_USERS, key, sizeof(key), rec, len);
 }
 
@@ -346,11 +364,110 @@ int dr_state_for_each_item(dr_state_t *st, dr_state_item_fn fn, void *ctx) {
     return for_each_id(st, CF_ITEMS, fn, ctx);
 }
 
-int dr_state_for_each_user(dr_state_t *st, dr_state_user_fn fn, void *ctx) {
-    return for_each_id(st, CF_USERS, fn, ctx);
+static void batch_add(dr_state_batch_t *b, int op, int cf, const void *key, size_t klen,
+                      const void *val, size_t vlen);
+
+/* Walks the users between two keys (end NULL: to the end). A key of 8
+ * bytes is a store written before users were keyed by partition: it is
+ * reported with partition -1 (dr_state_upgrade_user_keys moves it). */
+static int scan_users(dr_state_t *st, const uint8_t *begin, size_t blen, const uint8_t *end,
+                      size_t elen, dr_state_user_fn fn, void *ctx) {
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->scan_ropts, st->cf[CF_USERS]);
+    char *err = NULL;
+    int rc = 0;
+
+    if (begin)
+        rocksdb_iter_seek(it, (const char *)begin, blen);
+    else
+        rocksdb_iter_seek_to_first(it);
+    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const uint8_t *key = (const uint8_t *)rocksdb_iter_key(it, &klen);
+        const char *val = rocksdb_iter_value(it, &vlen);
+
+        if (end && klen >= elen && memcmp(key, end, elen) >= 0)
+            break;
+        if (klen == USER_KEY_LEN)
+            rc = fn(ctx, decode_partition(key), decode_id(key + 4), val, vlen);
+        else if (klen == ID_KEY_LEN)
+            rc = fn(ctx, -1, decode_id(key), val, vlen);
+        else
+            rc = DR_ECORRUPT;
+        if (rc)
+            goto out_it;
+    }
+    rocksdb_iter_get_error(it, &err);
+    if (err)
+        rc = read_err(err, "state scan");
+out_it:
+    rocksdb_iter_destroy(it);
+    return rc;
 }
 
-/* Parses "offset/<topic>/<partition>" (Kafka topic names hold no '/'). */
+int dr_state_for_each_user(dr_state_t *st, dr_state_user_fn fn, void *ctx) {
+    return scan_users(st, NULL, 0, NULL, 0, fn, ctx);
+}
+
+int dr_state_for_each_partition_user(dr_state_t *st, int32_t partition, dr_state_user_fn fn,
+                                     void *ctx) {
+    uint8_t begin[4], end[4];
+
+    if (partition < 0)
+        return DR_EINVAL;
+    for (int i = 0; i < 4; i++) {
+        begin[i] = (uint8_t)((uint32_t)partition >> (24 - 8 * i));
+        end[i] = (uint8_t)((uint32_t)(partition + 1) >> (24 - 8 * i));
+    }
+    return scan_users(st, begin, sizeof(begin), partition == INT32_MAX ? NULL : end, sizeof(end),
+                      fn, ctx);
+}
+
+typedef struct upgrade {
+    dr_state_t *st;
+    dr_state_partition_fn fn;
+    void *ctx;
+    dr_state_batch_t *batch;
+    uint64_t moved;
+} upgrade_t;
+
+static int upgrade_one(void *ctx, int32_t partition, int64_t user_id, const void *rec, size_t len) {
+    upgrade_t *u = ctx;
+    int32_t to = -1;
+    uint8_t old_key[ID_KEY_LEN];
+
+    if (partition >= 0)
+        return 0; /* keyed by partition already */
+    int rc = u->fn(u->ctx, user_id, rec, len, &to);
+    if (rc)
+        return rc;
+    encode_id(old_key, user_id);
+    batch_add(u->batch, OP_DELETE, CF_USERS, old_key, sizeof(old_key), NULL, 0);
+    if (to >= 0)
+        dr_state_batch_put_user(u->batch, to, user_id, rec, len);
+    u->moved++;
+    return 0;
+}
+
+int dr_state_upgrade_user_keys(dr_state_t *st, dr_state_partition_fn fn, void *ctx,
+                               uint64_t *moved, char *errstr, size_t errstr_size) {
+    upgrade_t u = {st, fn, ctx, dr_state_batch_new(), 0};
+
+    *moved = 0;
+    if (!u.batch)
+        return DR_ENOMEM;
+    /* 8-byte keys sort among the 12-byte ones by their first 4 bytes, so
+     * the whole family is scanned; this runs once per store */
+    int rc = scan_users(st, NULL, 0, NULL, 0, upgrade_one, &u);
+    if (!rc && u.moved > 0)
+        rc = dr_state_write(st, u.batch, errstr, errstr_size);
+    else if (rc)
+        set_err(errstr, errstr_size, "state upgrade", dr_strerror(rc));
+    dr_state_batch_free(u.batch);
+    if (!rc)
+        *moved = u.moved;
+    return rc;
+}
+
 static bool parse_offset_key(const char *key, size_t klen, char topic[OFFSET_KEY_MAX],
                              int32_t *partition) {
     const size_t pre = sizeof("offset/") - 1;
@@ -491,18 +608,42 @@ static void batch_add(dr_state_batch_t *b, int op, int cf, const void *key, size
     b->count++;
 }
 
-void dr_state_batch_put_user(dr_state_batch_t *b, int64_t user_id, const void *rec, size_t len) {
-    uint8_t key[ID_KEY_LEN];
+void dr_state_batch_put_user(dr_state_batch_t *b, int32_t partition, int64_t user_id,
+                             const void *rec, size_t len) {
+    uint8_t key[USER_KEY_LEN];
 
-    encode_id(key, user_id);
+    if (partition < 0) {
+        if (!b->error)
+            b->error = DR_EINVAL;
+        return;
+    }
+    encode_user_key(key, partition, user_id);
     batch_add(b, OP_PUT, CF_USERS, key, sizeof(key), rec, len);
 }
 
-void dr_state_batch_delete_user(dr_state_batch_t *b, int64_t user_id) {
-    uint8_t key[ID_KEY_LEN];
+void dr_state_batch_delete_user(dr_state_batch_t *b, int32_t partition, int64_t user_id) {
+    uint8_t key[USER_KEY_LEN];
 
-    encode_id(key, user_id);
+    if (partition < 0) {
+        if (!b->error)
+            b->error = DR_EINVAL;
+        return;
+    }
+    encode_user_key(key, partition, user_id);
     batch_add(b, OP_DELETE, CF_USERS, key, sizeof(key), NULL, 0);
+}
+
+void dr_state_batch_drop_partition(dr_state_batch_t *b, int32_t partition) {
+    uint8_t begin[USER_KEY_LEN], end[USER_KEY_LEN];
+
+    if (partition < 0 || partition == INT32_MAX) {
+        if (!b->error)
+            b->error = DR_EINVAL;
+        return;
+    }
+    encode_user_key(begin, partition, 0);
+    encode_user_key(end, partition + 1, 0);
+    batch_add(b, OP_DELETE_RANGE, CF_USERS, begin, sizeof(begin), end, sizeof(end));
 }
 
 void dr_state_batch_put_item(dr_state_batch_t *b, int64_t item_id, const void *rec, size_t len) {
@@ -551,6 +692,8 @@ static void replay(dr_state_t *st, const dr_state_batch_t *b) {
         memcpy(&vlen, p + 6, 4);
         if (p[0] == OP_PUT)
             rocksdb_writebatch_put_cf(st->wb, st->cf[p[1]], key, klen, key + klen, vlen);
+        else if (p[0] == OP_DELETE_RANGE)
+            rocksdb_writebatch_delete_range_cf(st->wb, st->cf[p[1]], key, klen, key + klen, vlen);
         else
             rocksdb_writebatch_delete_cf(st->wb, st->cf[p[1]], key, klen);
         p += REC_HDR + klen + vlen;

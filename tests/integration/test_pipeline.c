@@ -316,8 +316,10 @@ typedef struct stored {
     uint64_t first_mismatch_applied;
 } stored_t;
 
-static int check_stored_user(void *ctx, int64_t user_id, const void *rec, size_t len) {
+static int check_stored_user(void *ctx, int32_t partition, int64_t user_id, const void *rec,
+                             size_t len) {
     stored_t *s = ctx;
+    assert_true(partition >= 0);
     dr_user_t *u;
     dr_learner_conf_t lconf;
     dr_learner_conf_default(&lconf);

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "dr_err.h"
+#include <rocksdb/c.h>
+
 #include "dr_state.h"
 
 /* Until learner/model.c links into this test (build with -DDR_HAVE_LEARNER
@@ -92,7 +94,7 @@ static void expect_user(dr_state_t *st, int64_t id, const char *want) {
     uint8_t *rec = NULL;
     size_t len = 0;
 
-    assert_int_equal(dr_state_get_user(st, id, &rec, &len), 0);
+    assert_int_equal(dr_state_get_user(st, 0, id, &rec, &len), 0);
     assert_int_equal(len, strlen(want));
     assert_memory_equal(rec, want, len);
     free(rec);
@@ -123,7 +125,7 @@ static void test_batch_all_visible_after_reopen(void **state) {
     uint8_t *val;
     size_t len;
 
-    dr_state_batch_put_user(b, 7, "user7", 5);
+    dr_state_batch_put_user(b, 0, 7, "user7", 5);
     dr_state_batch_put_item(b, 42, "item42", 6);
     dr_state_batch_put_meta(b, "globals", "G", 1);
     dr_state_batch_put_offset(b, "events", 3, 1001);
@@ -155,14 +157,14 @@ static void test_failed_write_stores_nothing(void **state) {
 
     dr_state_close(st); /* creates the store */
     ro = open_store(f, true);
-    dr_state_batch_put_user(b, 1, "u", 1);
+    dr_state_batch_put_user(b, 0, 1, "u", 1);
     dr_state_batch_put_offset(b, "events", 0, 5);
     assert_int_equal(dr_state_write(ro, b, err, sizeof(err)), DR_ESTORE);
     assert_non_null(strstr(err, "read only"));
     dr_state_close(ro);
 
     st = open_store(f, false);
-    assert_int_equal(dr_state_get_user(st, 1, &rec, &len), DR_ENOTFOUND);
+    assert_int_equal(dr_state_get_user(st, 0, 1, &rec, &len), DR_ENOTFOUND);
     assert_int_equal(dr_state_get_offset(st, "events", 0, &off), DR_ENOTFOUND);
     dr_state_batch_free(b);
     dr_state_close(st);
@@ -178,11 +180,11 @@ static void test_invalid_batch_stores_nothing(void **state) {
     uint8_t *rec;
     size_t len;
 
-    dr_state_batch_put_user(b, 1, "u", 1);
+    dr_state_batch_put_user(b, 0, 1, "u", 1);
     dr_state_batch_put_meta(b, NULL, "x", 1);
     assert_int_equal(dr_state_write(st, b, err, sizeof(err)), DR_EINVAL);
     assert_true(err[0] != '\0');
-    assert_int_equal(dr_state_get_user(st, 1, &rec, &len), DR_ENOTFOUND);
+    assert_int_equal(dr_state_get_user(st, 0, 1, &rec, &len), DR_ENOTFOUND);
     dr_state_batch_free(b);
     dr_state_close(st);
 }
@@ -302,6 +304,11 @@ static int scan_fn(void *ctx, int64_t id, const void *rec, size_t len) {
     return s->n == s->stop_after ? 99 : 0;
 }
 
+static int scan_user_fn(void *ctx, int32_t partition, int64_t id, const void *rec, size_t len) {
+    assert_int_equal(partition, 0);
+    return scan_fn(ctx, id, rec, len);
+}
+
 /* Claim: for_each_item and for_each_user visit records in id order (ids
  * across byte boundaries included), and stop at, and return, a non-zero. */
 static void test_scans_in_id_order_and_stop(void **state) {
@@ -320,14 +327,14 @@ static void test_scans_in_id_order_and_stop(void **state) {
 
         snprintf(rec, sizeof(rec), "r%lld", (long long)ids[i]);
         dr_state_batch_put_item(b, ids[i], rec, strlen(rec));
-        dr_state_batch_put_user(b, ids[i], rec, strlen(rec));
+        dr_state_batch_put_user(b, 0, ids[i], rec, strlen(rec));
     }
     write_ok(st, b);
     assert_int_equal(dr_state_for_each_item(st, scan_fn, &s), 0);
     assert_int_equal(s.n, n);
     assert_memory_equal(s.ids, sorted, sizeof(sorted));
     memset(&s, 0, sizeof(s));
-    assert_int_equal(dr_state_for_each_user(st, scan_fn, &s), 0);
+    assert_int_equal(dr_state_for_each_user(st, scan_user_fn, &s), 0);
     assert_memory_equal(s.ids, sorted, sizeof(sorted));
 
     memset(&s, 0, sizeof(s));
@@ -336,9 +343,137 @@ static void test_scans_in_id_order_and_stop(void **state) {
     assert_int_equal(s.n, 3);
     memset(&s, 0, sizeof(s));
     s.stop_after = 1;
-    assert_int_equal(dr_state_for_each_user(st, scan_fn, &s), 99);
+    assert_int_equal(dr_state_for_each_user(st, scan_user_fn, &s), 99);
     assert_int_equal(s.n, 1);
     dr_state_batch_free(b);
+    dr_state_close(st);
+}
+
+
+typedef struct part_scan {
+    int32_t partitions[16];
+    int64_t ids[16];
+    size_t n;
+} part_scan_t;
+
+static int part_scan_fn(void *ctx, int32_t partition, int64_t id, const void *rec, size_t len) {
+    part_scan_t *s = ctx;
+    (void)rec;
+    (void)len;
+    assert_true(s->n < 16);
+    s->partitions[s->n] = partition;
+    s->ids[s->n++] = id;
+    return 0;
+}
+
+/* Claim: users are stored per partition: the same id in two partitions is
+ * two records; a partition's users are scanned and dropped on their own
+ * (the neighbours' keys, partition 0 and 2^31-1 included, untouched); a
+ * negative partition is refused and the batch stores nothing. */
+static void test_users_by_partition(void **state) {
+    fixture_t *f = *state;
+    dr_state_t *st = open_store(f, false);
+    dr_state_batch_t *b = dr_state_batch_new();
+    part_scan_t s = {0};
+    uint8_t *rec;
+    size_t len;
+
+    dr_state_batch_put_user(b, 0, 7, "p0", 2);
+    dr_state_batch_put_user(b, 3, 7, "p3", 2);
+    dr_state_batch_put_user(b, 3, 1, "p3a", 3);
+    dr_state_batch_put_user(b, 4, 2, "p4", 2);
+    dr_state_batch_put_user(b, INT32_MAX, 9, "max", 3);
+    write_ok(st, b);
+    dr_state_batch_free(b);
+    assert_int_equal(dr_state_get_user(st, 3, 7, &rec, &len), 0);
+    assert_memory_equal(rec, "p3", 2);
+    free(rec);
+    assert_int_equal(dr_state_get_user(st, 5, 7, &rec, &len), DR_ENOTFOUND);
+    assert_int_equal(dr_state_get_user(st, -1, 7, &rec, &len), DR_EINVAL);
+    assert_int_equal(dr_state_for_each_partition_user(st, 3, part_scan_fn, &s), 0);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.ids[0], 1);
+    assert_int_equal(s.ids[1], 7);
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(dr_state_for_each_partition_user(st, INT32_MAX, part_scan_fn, &s), 0);
+    assert_int_equal(s.n, 1);
+
+    b = dr_state_batch_new();
+    dr_state_batch_drop_partition(b, 3);
+    write_ok(st, b);
+    dr_state_batch_free(b);
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(dr_state_for_each_user(st, part_scan_fn, &s), 0);
+    assert_int_equal(s.n, 3);
+    assert_int_equal(s.partitions[0], 0);
+    assert_int_equal(s.partitions[1], 4);
+    assert_int_equal(s.partitions[2], INT32_MAX);
+
+    b = dr_state_batch_new();
+    dr_state_batch_put_user(b, 1, 1, "ok", 2);
+    dr_state_batch_put_user(b, -2, 1, "bad", 3);
+    char err[256];
+    assert_int_equal(dr_state_write(st, b, err, sizeof(err)), DR_EINVAL);
+    dr_state_batch_free(b);
+    assert_int_equal(dr_state_get_user(st, 1, 1, &rec, &len), DR_ENOTFOUND);
+    dr_state_close(st);
+}
+
+static int legacy_to_partition(void *ctx, int64_t user_id, const void *rec, size_t len,
+                               int32_t *partition) {
+    (void)ctx;
+    (void)rec;
+    (void)len;
+    *partition = user_id == 66 ? -1 : (int32_t)(user_id % 4);
+    return 0;
+}
+
+/* Claim: a store written before users were keyed by partition (8-byte
+ * keys) is upgraded in place: every user moves to the partition named for
+ * it, one the caller cannot place is dropped, and a second upgrade moves
+ * nothing. */
+static void test_upgrade_legacy_user_keys(void **state) {
+    fixture_t *f = *state;
+    dr_state_t *st = open_store(f, false);
+    dr_state_close(st);
+    /* write legacy keys with RocksDB itself */
+    char *err = NULL;
+    rocksdb_options_t *o = rocksdb_options_create();
+    const char *names[] = {"default", "users", "items", "meta"};
+    const rocksdb_options_t *cfo[] = {o, o, o, o};
+    rocksdb_column_family_handle_t *cf[4];
+    rocksdb_t *db = rocksdb_open_column_families(o, f->db, 4, names, cfo, cf, &err);
+    assert_null(err);
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    int64_t ids[] = {5, 66, 1000};
+    for (int i = 0; i < 3; i++) {
+        uint8_t key[8];
+        for (int k = 0; k < 8; k++) key[k] = (uint8_t)((uint64_t)ids[i] >> (56 - 8 * k));
+        rocksdb_put_cf(db, wo, cf[1], (const char *)key, 8, "old", 3, &err);
+        assert_null(err);
+    }
+    rocksdb_writeoptions_destroy(wo);
+    for (int i = 0; i < 4; i++) rocksdb_column_family_handle_destroy(cf[i]);
+    rocksdb_close(db);
+    rocksdb_options_destroy(o);
+
+    st = open_store(f, false);
+    part_scan_t s = {0};
+    assert_int_equal(dr_state_for_each_user(st, part_scan_fn, &s), 0);
+    assert_int_equal(s.n, 3);
+    assert_int_equal(s.partitions[0], -1);
+    uint64_t moved = 99;
+    char e[256];
+    assert_int_equal(dr_state_upgrade_user_keys(st, legacy_to_partition, NULL, &moved, e, sizeof(e)), 0);
+    assert_int_equal(moved, 3);
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(dr_state_for_each_user(st, part_scan_fn, &s), 0);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.partitions[0], 0); /* 1000 % 4 */
+    assert_int_equal(s.ids[0], 1000);
+    assert_int_equal(s.partitions[1], 1); /* 5 % 4 */
+    assert_int_equal(dr_state_upgrade_user_keys(st, legacy_to_partition, NULL, &moved, e, sizeof(e)), 0);
+    assert_int_equal(moved, 0);
     dr_state_close(st);
 }
 
@@ -352,7 +487,7 @@ static void test_read_only_beside_writer(void **state) {
     uint8_t *rec;
     size_t len;
 
-    dr_state_batch_put_user(b, 1, "one", 3);
+    dr_state_batch_put_user(b, 0, 1, "one", 3);
     dr_state_batch_put_offset(b, "events", 0, 77);
     write_ok(st, b);
     ro = open_store(f, true);
@@ -361,9 +496,9 @@ static void test_read_only_beside_writer(void **state) {
 
     dr_state_batch_free(b);
     b = dr_state_batch_new();
-    dr_state_batch_put_user(b, 2, "two", 3);
+    dr_state_batch_put_user(b, 0, 2, "two", 3);
     write_ok(st, b);
-    assert_int_equal(dr_state_get_user(ro, 2, &rec, &len), DR_ENOTFOUND);
+    assert_int_equal(dr_state_get_user(ro, 0, 2, &rec, &len), DR_ENOTFOUND);
     expect_user(st, 2, "two");
     dr_state_close(ro);
 
@@ -387,17 +522,17 @@ static void test_reopen_keeps_everything(void **state) {
 
     memset(rec, 'x', sizeof(rec));
     for (int64_t id = 0; id < 2000; id++)
-        dr_state_batch_put_user(b, id, rec, sizeof(rec));
-    dr_state_batch_put_user(b, 5, "five", 4);
-    dr_state_batch_delete_user(b, 6);
+        dr_state_batch_put_user(b, 0, id, rec, sizeof(rec));
+    dr_state_batch_put_user(b, 0, 5, "five", 4);
+    dr_state_batch_delete_user(b, 0, 6);
     dr_state_batch_put_meta(b, "empty", "", 0);
     write_ok(st, b);
     dr_state_close(st);
 
     st = open_store(f, false); /* recovery flushes the WAL into a table file */
     expect_user(st, 5, "five");
-    assert_int_equal(dr_state_get_user(st, 6, &val, &len), DR_ENOTFOUND);
-    assert_int_equal(dr_state_get_user(st, 1999, &val, &len), 0);
+    assert_int_equal(dr_state_get_user(st, 0, 6, &val, &len), DR_ENOTFOUND);
+    assert_int_equal(dr_state_get_user(st, 0, 1999, &val, &len), 0);
     assert_int_equal(len, sizeof(rec));
     free(val);
     assert_int_equal(dr_state_get_meta(st, "empty", &val, &len), 0);
@@ -858,6 +993,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_scans_in_id_order_and_stop, setup_dir,
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(test_read_only_beside_writer, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_users_by_partition, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_upgrade_legacy_user_keys, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_open_errors, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_for_each_offset, setup_dir, teardown_dir),
