@@ -109,10 +109,11 @@ static int assign_recs(dr_feed_sim_t *s, char *errstr, size_t errstr_size) {
 }
 
 static int open_clients(dr_feed_sim_t *s, char *errstr, size_t errstr_size) {
+    /* partitioner: Java's, as every producer of driftrec's (see dr_ingest_kafka_conf) */
     const char *const producer[][2] = {
         {"bootstrap.servers", s->conf.bootstrap}, {"linger.ms", "2"},
         {"compression.type", "lz4"}, {"queue.buffering.max.messages", "1000000"},
-        {"client.id", "driftrec-feed-sim"}};
+        {"client.id", "driftrec-feed-sim"}, {"partitioner", "murmur2_random"}};
     const char *const consumer[][2] = {
         {"bootstrap.servers", s->conf.bootstrap}, {"group.id", "driftrec-feed-sim"},
         {"enable.auto.commit", "false"}, {"enable.partition.eof", "false"},

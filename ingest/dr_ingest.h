@@ -32,9 +32,23 @@ typedef struct dr_ingest_handler {
     void (*on_batch_end)(void *ctx);
     /* Partitions were assigned: set each element's .offset to where to start
      * (the next offset stored with the state), or leave RD_KAFKA_OFFSET_INVALID
-     * for the group's committed offset / auto.offset.reset. */
+     * for the group's committed offset; a position out of the log's range,
+     * or none at all, is settled by conf.offset_reset.
+     * `parts` holds only the partitions newly given to us, under both
+     * protocols (partition.assignment.strategy): with the eager assignors
+     * (range, roundrobin: the default) every rebalance revokes everything and
+     * then assigns the whole new set, so `parts` is the full assignment; with
+     * cooperative-sticky a rebalance adds a few partitions and the ones
+     * already held keep flowing, untouched (no on_revoke/on_assign for them).
+     * A partition assigned while consumption is paused starts paused. */
     void (*on_assign)(void *ctx, rd_kafka_topic_partition_list_t *parts);
-    /* Partitions are being taken away: make their state durable now. */
+    /* Partitions are being taken away: make their state durable now. `parts`
+     * holds only those revoked: all of them under the eager assignors, just
+     * the ones moving elsewhere under cooperative-sticky (the rest stay
+     * assigned and keep flowing). Also called when the partitions were lost
+     * (session timeout, fencing: another member may own them already, so a
+     * Kafka commit may fail; a warning is logged); store the state locally
+     * anyway. */
     void (*on_revoke)(void *ctx, const rd_kafka_topic_partition_list_t *parts);
     /* An erase request: a record keyed by a user id with a null value (a
      * tombstone) on the events topic, so it is ordered with the user's
@@ -53,6 +67,15 @@ typedef struct dr_ingest_conf {
     const char *const *kafka_values;
     int n_kafka;
     dr_codec_t *codec;          /* borrowed; used on the loop thread only */
+    /* Where a partition starts when its position (stored, committed, or
+     * reached) is out of the log's range: "earliest" (the default when NULL:
+     * the oldest record still there), "latest" (the log end) or "fail"
+     * (consumption halts); logged as an error with the records skipped. A
+     * partition with no position at all (new group, new partition) starts
+     * at the log start under "earliest" and "fail", at the end under
+     * "latest" (logged as info). Overrides kafka.auto.offset.reset, which
+     * is ignored for the events topic (with a warning). */
+    const char *offset_reset;
 } dr_ingest_conf_t;
 
 /* Per-partition position and counters. */
@@ -72,8 +95,15 @@ typedef struct dr_ingest_stats {
     uint64_t pauses;
     uint64_t rebalances;
     bool paused;
-    bool halted;                /* a record could be neither handled nor dead-lettered:
-                                   consumption stopped before it (fatal) */
+    bool halted;                /* consumption stopped for good (fatal): a record could be
+                                   neither handled nor dead-lettered (it stays unread), an
+                                   (un)assign failed, or a position was out of range
+                                   under offset_reset "fail"; see halt_reason */
+    char halt_reason[192];      /* why, when halted */
+    uint64_t offset_resets;     /* positions found out of the log's range (each logged) */
+    uint64_t events_skipped;    /* records known to be lost to them: fallen out of
+                                   retention before read, plus under "latest" the
+                                   records jumped over */
 } dr_ingest_stats_t;
 
 /* DLQ reason classes, for metrics (the full reason text is in the header). */
@@ -134,9 +164,10 @@ void dr_ingest_commit_async(dr_ingest_t *in, const int64_t *next_offsets, int n)
  * shared by our consumer and producer). Install with rd_kafka_conf_set_log_cb. */
 void dr_ingest_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 
-/* A librdkafka configuration: `defaults` first (name/value pairs, may be
- * NULL), then the pass-through kafka.* properties (which win), with
- * dr_ingest_kafka_log installed. NULL with "kafka.KEY: reason" in errstr
+/* A librdkafka configuration: partitioner=murmur2_random first (Java's
+ * default partitioning of keyed records, for every producer of ours), then
+ * `defaults` (name/value pairs, may be NULL), then the pass-through kafka.*
+ * properties (which win), with dr_ingest_kafka_log installed. NULL with "kafka.KEY: reason" in errstr
  * when a property is refused. The caller owns the result (rd_kafka_new
  * takes it over on success). */
 rd_kafka_conf_t *dr_ingest_kafka_conf(const char *const (*defaults)[2], size_t n_defaults,
@@ -144,7 +175,9 @@ rd_kafka_conf_t *dr_ingest_kafka_conf(const char *const (*defaults)[2], size_t n
                                       char *errstr, size_t errstr_size);
 
 /* The user id in a message's key, as every producer of ours writes it (the
- * decimal id, digits only, below 2^53): true and *id set, or false. Erase
+ * decimal id, digits only, without sign, spaces or leading zeros, below
+ * 2^53): true and *id set, or false (other spellings of an id would be
+ * hashed to another partition than the user's). Erase
  * requests on the events topic, lists and tombstones on the
  * recommendations topic are keyed so. */
 bool dr_ingest_user_key(const rd_kafka_message_t *m, int64_t *id);

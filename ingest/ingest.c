@@ -1,11 +1,16 @@
 /* ingest.c - consumer-group input on the libuv loop: the consumer queue
  * signals a pipe when it turns non-empty, uv_poll wakes us, and we drain it
- * in batches; records that fail decoding or are rejected go to the DLQ. */
+ * in batches; records that fail decoding or are rejected go to the DLQ.
+ * Rebalances follow the group's protocol (eager or cooperative), and a
+ * position out of the log's range is settled by ingest.offset.reset, never
+ * skipped silently. Also the librdkafka configuration every client of ours
+ * starts from (dr_ingest_kafka_conf). */
 #include "dr_ingest.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +22,15 @@
 /* Batches handled per loop iteration before yielding to timers (emit,
  * commit), so lists keep flowing while a backlog is drained. */
 #define WAKE_BUDGET_BATCHES 2
+
+/* How long an out-of-range position may block the loop to learn the log's
+ * range from the partition leader; a reset is rare, and its numbers are what
+ * the operator needs to judge what was skipped. */
+#define WATERMARK_TIMEOUT_MS 2000
+
+/* ingest.offset.reset, parsed. */
+typedef enum { RESET_EARLIEST, RESET_LATEST, RESET_FAIL } reset_policy_t;
+static const char *const policy_names[] = {"earliest", "latest", "fail"};
 
 static const char *const dlq_names[DR_DLQ__COUNT] = {"decode", "schema", "invalid", "empty",
                                                   "rejected"};
@@ -40,6 +54,16 @@ struct dr_ingest {
     int n_parts;              /* highest partition seen + 1 */
     dr_ingest_stats_t stats;
     dr_log_limit_t dlq_log;
+    reset_policy_t reset_policy;
+    /* Where each partition was last told to start (its on_assign offset, or
+     * a reset target): an eager re-assignment restarts a partition that has
+     * not delivered a record yet from there again. */
+    int64_t start_offset[DR_INGEST_MAX_PARTITIONS];
+    /* Repositions decided during a batch, applied after it (see
+     * apply_resets); reset_to is an absolute or logical offset. */
+    bool reset_pending[DR_INGEST_MAX_PARTITIONS];
+    int64_t reset_to[DR_INGEST_MAX_PARTITIONS];
+    int n_resets_pending;
 };
 
 const char *dr_ingest_dlq_reason_name(int cls) {
@@ -55,33 +79,125 @@ int dr_ingest_dlq_class(int err) {
     }
 }
 
+/* ---- halting ---------------------------------------------------------------- */
+
+/* Stops consumption for good (like a record that can be neither handled nor
+ * dead-lettered): the pipeline sees stats.halted after the batch and fails,
+ * rather than carrying on with a wrong assignment or a skipped range. */
+static void halt(dr_ingest_t *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void halt(dr_ingest_t *in, const char *fmt, ...) {
+    if (!in->stats.halted) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(in->stats.halt_reason, sizeof(in->stats.halt_reason), fmt, ap);
+        va_end(ap);
+    }
+    in->stopped = true;
+    in->stats.halted = true;
+}
+
 /* ---- rebalancing ---------------------------------------------------------- */
+
+/* partition.assignment.strategy decides: cooperative-sticky hands out and
+ * takes back partitions a few at a time (incremental_assign/unassign), the
+ * eager assignors (range, roundrobin) swap the whole set (assign). Mixing
+ * them is refused by librdkafka with an error, so ask every time. */
+static bool cooperative(rd_kafka_t *rk) {
+    const char *proto = rd_kafka_rebalance_protocol(rk);
+    return proto && !strcmp(proto, "COOPERATIVE");
+}
+
+/* Checks an incremental (un)assign: a failure leaves us consuming a set of
+ * partitions the group did not give us, or missing some it did. */
+static bool check_error(dr_ingest_t *in, rd_kafka_error_t *e, const char *what) {
+    if (!e) return true;
+    dr_log(DR_LOG_ERROR, "ingest", "%s failed: consumption stops | err=%s reason=\"%s\"", what,
+           rd_kafka_err2name(rd_kafka_error_code(e)), rd_kafka_error_string(e));
+    halt(in, "%s failed: %s", what, rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+    return false;
+}
+
+static bool check_err(dr_ingest_t *in, rd_kafka_resp_err_t err, const char *what) {
+    if (!err) return true;
+    dr_log(DR_LOG_ERROR, "ingest", "%s failed: consumption stops | err=%s reason=\"%s\"", what,
+           rd_kafka_err2name(err), rd_kafka_err2str(err));
+    halt(in, "%s failed: %s", what, rd_kafka_err2str(err));
+    return false;
+}
+
+static void forget(dr_ingest_t *in, int32_t p) {
+    if (p < 0 || p >= DR_INGEST_MAX_PARTITIONS) return;
+    in->parts[p].assigned = false;
+    if (in->reset_pending[p]) {
+        in->reset_pending[p] = false;
+        in->n_resets_pending--;
+    }
+}
+
+static void on_assigned(dr_ingest_t *in, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts,
+                        bool coop) {
+    for (int i = 0; i < parts->cnt; i++) parts->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+    if (in->handler.on_assign) in->handler.on_assign(in->handler.ctx, parts);
+    for (int i = 0; i < parts->cnt; i++) {
+        int32_t p = parts->elems[i].partition;
+        if (p < 0 || p >= DR_INGEST_MAX_PARTITIONS) continue;
+        forget(in, p);
+        in->parts[p].assigned = true;
+        in->parts[p].next_offset = parts->elems[i].offset >= 0 ? parts->elems[i].offset : -1;
+        in->start_offset[p] = parts->elems[i].offset;
+        if (p >= in->n_parts) in->n_parts = p + 1;
+    }
+    dr_log(DR_LOG_INFO, "ingest", "partitions assigned | count=%d protocol=%s", parts->cnt,
+           coop ? "cooperative" : "eager");
+    bool ok = coop ? check_error(in, rd_kafka_incremental_assign(rk, parts), "incremental assign")
+                   : check_err(in, rd_kafka_assign(rk, parts), "assign");
+    /* Under backpressure a partition joins paused; with cooperative
+     * rebalancing `parts` holds only the newcomers, the rest stay as they are. */
+    if (ok && in->stats.paused) rd_kafka_pause_partitions(rk, parts);
+}
+
+static void on_revoked(dr_ingest_t *in, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts,
+                       bool coop) {
+    if (rd_kafka_assignment_lost(rk))
+        dr_log(DR_LOG_WARN, "ingest", "partitions lost: the group moved on without us (session "
+               "timeout or fencing); another member may already be consuming them | count=%d",
+               parts->cnt);
+    /* Lost or not, the state of what we consumed is ours to keep: it is
+     * stored locally, and the new owner starts from the offsets stored with it. */
+    if (in->handler.on_revoke) in->handler.on_revoke(in->handler.ctx, parts);
+    if (coop) {
+        for (int i = 0; i < parts->cnt; i++) forget(in, parts->elems[i].partition);
+    } else {
+        for (int p = 0; p < in->n_parts; p++) forget(in, p); /* assign(NULL) drops them all */
+    }
+    dr_log(DR_LOG_INFO, "ingest", "partitions revoked | count=%d protocol=%s", parts->cnt,
+           coop ? "cooperative" : "eager");
+    if (coop) check_error(in, rd_kafka_incremental_unassign(rk, parts), "incremental unassign");
+    else check_err(in, rd_kafka_assign(rk, NULL), "unassign");
+}
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
     dr_ingest_t *in = opaque;
     in->stats.rebalances++;
+    bool coop = cooperative(rk);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        for (int i = 0; i < parts->cnt; i++) parts->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
-        if (in->handler.on_assign) in->handler.on_assign(in->handler.ctx, parts);
-        for (int i = 0; i < parts->cnt; i++) {
-            int32_t p = parts->elems[i].partition;
-            if (p < 0 || p >= DR_INGEST_MAX_PARTITIONS) continue;
-            in->parts[p].assigned = true;
-            in->parts[p].next_offset = parts->elems[i].offset >= 0 ? parts->elems[i].offset : -1;
-            if (p >= in->n_parts) in->n_parts = p + 1;
-        }
-        dr_log(DR_LOG_INFO, "ingest", "partitions assigned | count=%d", parts->cnt);
-        rd_kafka_assign(rk, parts);
-        if (in->stats.paused) rd_kafka_pause_partitions(rk, parts);
+        on_assigned(in, rk, parts, coop);
+    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        on_revoked(in, rk, parts, coop);
     } else {
-        if (in->handler.on_revoke) in->handler.on_revoke(in->handler.ctx, parts);
-        for (int i = 0; i < parts->cnt; i++) {
-            int32_t p = parts->elems[i].partition;
-            if (p >= 0 && p < DR_INGEST_MAX_PARTITIONS) in->parts[p].assigned = false;
+        /* A failed rebalance: librdkafka asks us to drop the assignment and
+         * wait for the next one; store what we have first. */
+        dr_log(DR_LOG_ERROR, "ingest", "rebalance failed; dropping the assignment | err=%s",
+               rd_kafka_err2name(err));
+        rd_kafka_topic_partition_list_t *cur = NULL;
+        if (rd_kafka_assignment(rk, &cur) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            on_revoked(in, rk, cur, coop);
+            rd_kafka_topic_partition_list_destroy(cur);
+        } else {
+            check_err(in, rd_kafka_assign(rk, NULL), "unassign");
         }
-        dr_log(DR_LOG_INFO, "ingest", "partitions revoked | count=%d", parts->cnt);
-        rd_kafka_assign(rk, NULL);
     }
 }
 
@@ -110,6 +226,17 @@ rd_kafka_conf_t *dr_ingest_kafka_conf(const char *const (*defaults)[2], size_t n
                                       char *errstr, size_t errstr_size) {
     rd_kafka_conf_t *kc = rd_kafka_conf_new();
     char e[512];
+    /* Every producer of ours partitions keyed records as Java's default
+     * partitioner does (murmur2 of the key bytes, positive, mod the
+     * partition count), so that a user's events from a Java producer, our
+     * erase requests and our lists agree on the user's partition; without
+     * it librdkafka hashes with CRC32 (consistent_random). First, so that
+     * `defaults` and kafka.partitioner still win. Consumers ignore it (their
+     * "is a producer property" warning is dropped by dr_ingest_kafka_log). */
+    if (rd_kafka_conf_set(kc, "partitioner", "murmur2_random", e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+        snprintf(errstr, errstr_size, "partitioner: %s", e);
+        goto out_refused;
+    }
     for (size_t i = 0; i < n_defaults; i++)
         if (rd_kafka_conf_set(kc, defaults[i][0], defaults[i][1], e, sizeof(e)) != RD_KAFKA_CONF_OK) {
             snprintf(errstr, errstr_size, "%s: %s", defaults[i][0], e);
@@ -132,10 +259,23 @@ static int make_consumer(dr_ingest_t *in, char *errstr, size_t n) {
     rd_kafka_conf_t *kc = dr_ingest_kafka_conf(NULL, 0, in->conf.kafka_keys, in->conf.kafka_values,
                                                in->conf.n_kafka, errstr, n);
     if (!kc) return DR_ECONFIG;
-    /* Our own positions live in RocksDB; Kafka commits are for lag only. */
+    for (int i = 0; i < in->conf.n_kafka; i++)
+        if (!strcmp(in->conf.kafka_keys[i], "auto.offset.reset")) {
+            dr_log(DR_LOG_WARN, "ingest", "kafka.auto.offset.reset is ignored for the events topic: "
+                   "ingest.offset.reset decides where a partition starts | policy=%s",
+                   policy_names[in->reset_policy]);
+            break;
+        }
+    /* Our own positions live in RocksDB; Kafka commits are for lag only.
+     * auto.offset.reset=error, after the pass-through properties so that it
+     * wins: librdkafka then reports a position out of the log's range (or no
+     * position at all) to us instead of jumping silently, and
+     * handle_offset_reset applies ingest.offset.reset with a count of what
+     * was skipped. */
     if (rd_kafka_conf_set(kc, "group.id", in->conf.group_id, e, sizeof(e)) ||
         rd_kafka_conf_set(kc, "enable.auto.commit", "false", e, sizeof(e)) ||
-        rd_kafka_conf_set(kc, "enable.auto.offset.store", "false", e, sizeof(e))) {
+        rd_kafka_conf_set(kc, "enable.auto.offset.store", "false", e, sizeof(e)) ||
+        rd_kafka_conf_set(kc, "auto.offset.reset", "error", e, sizeof(e))) {
         snprintf(errstr, n, "consumer config: %s", e);
         rd_kafka_conf_destroy(kc);
         return DR_ECONFIG;
@@ -167,12 +307,25 @@ int dr_ingest_new(dr_ingest_t **out, uv_loop_t *loop, const dr_ingest_conf_t *co
     in->flight = flight;
     in->pipe_fd[0] = in->pipe_fd[1] = -1;
     in->dlq_log = (dr_log_limit_t)DR_LOG_LIMIT_INIT(10000, 10);
+    const char *policy = conf->offset_reset ? conf->offset_reset : "earliest";
+    if (!strcmp(policy, "earliest")) {
+        in->reset_policy = RESET_EARLIEST;
+    } else if (!strcmp(policy, "latest")) {
+        in->reset_policy = RESET_LATEST;
+    } else if (!strcmp(policy, "fail")) {
+        in->reset_policy = RESET_FAIL;
+    } else {
+        snprintf(errstr, n, "ingest.offset.reset: \"%s\" is not one of earliest, latest, fail", policy);
+        free(in);
+        return DR_ECONFIG;
+    }
     in->topic = strdup(conf->topic);
     in->dlq_topic = strdup(conf->dlq_topic);
     in->batch = calloc((size_t)conf->batch, sizeof(*in->batch));
     for (int p = 0; p < DR_INGEST_MAX_PARTITIONS; p++) {
         in->parts[p].next_offset = -1;
         in->parts[p].high_watermark = -1;
+        in->start_offset[p] = RD_KAFKA_OFFSET_INVALID;
     }
     int err = DR_ENOMEM;
     if (!in->topic || !in->dlq_topic || !in->batch) goto out_fail;
@@ -242,21 +395,147 @@ int dr_ingest_dead_letter(dr_ingest_t *in, const rd_kafka_message_t *msg, int cl
 }
 
 bool dr_ingest_user_key(const rd_kafka_message_t *m, int64_t *id) {
-    char buf[24];
-    if (!m->key || m->key_len == 0 || m->key_len >= sizeof(buf)) return false;
-    memcpy(buf, m->key, m->key_len);
-    buf[m->key_len] = '\0';
-    char *end;
-    long long v = strtoll(buf, &end, 10);
-    if (*end != '\0' || v < 0 || v >= DR_MAX_ID) return false;
+    /* The canonical spelling only (no sign, space or leading zero): the
+     * partitioner hashes the key's bytes, so "007" or "+7" would send a
+     * user's erase request to another partition than the user's events. */
+    const char *k = m->key;
+    size_t n = m->key_len;
+    if (!k || n == 0 || n > 16 || (n > 1 && k[0] == '0')) return false; /* 2^53 has 16 digits */
+    int64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (k[i] < '0' || k[i] > '9') return false;
+        v = v * 10 + (k[i] - '0');
+    }
+    if (v >= DR_MAX_ID) return false;
     *id = v;
     return true;
+}
+
+/* ---- positions out of the log's range ---------------------------------------- */
+
+/* librdkafka (auto.offset.reset=error) stopped fetching partition
+ * m->partition and tells us why in an RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET
+ * message: m->offset is the position it could not fetch (ours from
+ * on_assign, the group's committed one, or where the partition had got to),
+ * or RD_KAFKA_OFFSET_INVALID when there was no position at all. In 2.0.2 the
+ * partition then stays stopped: a seek is refused (_STATE), so it is
+ * restarted by re-assigning it (apply_resets). Decides where, per
+ * ingest.offset.reset; DR_ESTOPPED under "fail". */
+static int handle_offset_reset(dr_ingest_t *in, const rd_kafka_message_t *m) {
+    int32_t p = m->partition;
+    if (p < 0 || p >= DR_INGEST_MAX_PARTITIONS || !in->parts[p].assigned) return 0; /* stale */
+    int64_t pos = m->offset >= 0 ? m->offset : in->parts[p].next_offset;
+    int64_t lo = -1, hi = -1;
+    rd_kafka_resp_err_t werr =
+        rd_kafka_query_watermark_offsets(in->rk, in->topic, p, &lo, &hi, WATERMARK_TIMEOUT_MS);
+    if (werr) {
+        dr_log(DR_LOG_WARN, "ingest", "could not read the log's range | topic=%s partition=%" PRId32
+               " err=%s", in->topic, p, rd_kafka_err2name(werr));
+        lo = hi = -1;
+    } else {
+        in->parts[p].high_watermark = hi;
+    }
+    const char *policy = policy_names[in->reset_policy];
+    int64_t target;
+    if (pos < 0) {
+        /* A new group or a new partition: nothing stored, nothing committed.
+         * Normal, and "fail" would make a first deployment impossible, so
+         * only "latest" starts at the end. */
+        target = in->reset_policy == RESET_LATEST ? (hi >= 0 ? hi : RD_KAFKA_OFFSET_END)
+                                                  : (lo >= 0 ? lo : RD_KAFKA_OFFSET_BEGINNING);
+        dr_log(DR_LOG_INFO, "ingest", "no stored or committed position: starting the partition at "
+               "the %s | topic=%s partition=%" PRId32 " low=%" PRId64 " high=%" PRId64 " policy=%s",
+               in->reset_policy == RESET_LATEST ? "log end" : "log start", in->topic, p, lo, hi, policy);
+    } else if (lo >= 0 && pos >= lo && pos <= hi) {
+        /* In range by now (the range moved between the fetch and our query,
+         * e.g. a new leader caught up): nothing is skipped by resuming there. */
+        target = pos;
+        dr_log(DR_LOG_WARN, "ingest", "position reported out of range is inside the log's range now; "
+               "resuming there | topic=%s partition=%" PRId32 " position=%" PRId64 " low=%" PRId64
+               " high=%" PRId64, in->topic, p, pos, lo, hi);
+    } else {
+        in->stats.offset_resets++;
+        bool below = lo >= 0 && pos < lo, above = hi >= 0 && pos > hi;
+        /* Known to be lost: what retention removed before we read it, plus
+         * under "latest" everything still in the log that we jump over. */
+        int64_t skipped = below ? lo - pos : 0;
+        if (in->reset_policy == RESET_LATEST && hi >= 0) skipped += hi - lo;
+        if (in->reset_policy == RESET_FAIL) skipped = 0;
+        const char *why = below ? "events fell out of retention before they were read"
+                        : above ? "the log is shorter than the stored position: the topic was "
+                                  "recreated or truncated"
+                                : "the log's range could not be read";
+        const char *then = in->reset_policy == RESET_FAIL ? "consumption stops (ingest.offset.reset=fail)"
+                         : in->reset_policy == RESET_LATEST ? "continuing from the log end"
+                                                            : "continuing from the log start";
+        if (lo >= 0)
+            dr_log(DR_LOG_ERROR, "ingest", "stored position out of the log's range: %s; %s | topic=%s "
+                   "partition=%" PRId32 " position=%" PRId64 " low=%" PRId64 " high=%" PRId64
+                   " skipped=%" PRId64 " policy=%s", why, then, in->topic, p, pos, lo, hi, skipped,
+                   policy);
+        else
+            dr_log(DR_LOG_ERROR, "ingest", "stored position out of the log's range: %s; %s | topic=%s "
+                   "partition=%" PRId32 " position=%" PRId64 " skipped=unknown policy=%s", why, then,
+                   in->topic, p, pos, policy);
+        if (in->reset_policy == RESET_FAIL) {
+            halt(in, "stored position %" PRId64 " of %s [%" PRId32 "] is out of the log's range "
+                 "(%" PRId64 "..%" PRId64 ") and ingest.offset.reset=fail", pos, in->topic, p, lo, hi);
+            return DR_ESTOPPED;
+        }
+        in->stats.events_skipped += (uint64_t)skipped;
+        target = in->reset_policy == RESET_LATEST ? (hi >= 0 ? hi : RD_KAFKA_OFFSET_END)
+                                                  : (lo >= 0 ? lo : RD_KAFKA_OFFSET_BEGINNING);
+    }
+    if (!in->reset_pending[p]) in->n_resets_pending++;
+    in->reset_pending[p] = true;
+    in->reset_to[p] = target;
+    return 0;
+}
+
+/* Restarts the partitions handle_offset_reset repositioned, after the batch
+ * (so that records of other partitions already taken from the queue are not
+ * fetched again). Cooperative: those partitions are unassigned and assigned
+ * again at their new offsets. Eager: incremental calls are refused, so the
+ * whole assignment is set again, every other partition at its next record. */
+static void apply_resets(dr_ingest_t *in) {
+    if (in->n_resets_pending == 0) return;
+    rd_kafka_topic_partition_list_t *list = NULL;
+    bool coop = cooperative(in->rk);
+    if (coop) {
+        list = rd_kafka_topic_partition_list_new(in->n_resets_pending);
+        for (int p = 0; p < in->n_parts; p++)
+            if (in->reset_pending[p])
+                rd_kafka_topic_partition_list_add(list, in->topic, p)->offset = in->reset_to[p];
+    } else if (!check_err(in, rd_kafka_assignment(in->rk, &list), "reading the assignment")) {
+        return;
+    } else {
+        for (int i = 0; i < list->cnt; i++) {
+            int32_t p = list->elems[i].partition;
+            if (p < 0 || p >= DR_INGEST_MAX_PARTITIONS) continue;
+            list->elems[i].offset = in->reset_pending[p] ? in->reset_to[p]
+                                  : in->parts[p].next_offset >= 0 ? in->parts[p].next_offset
+                                                                  : in->start_offset[p];
+        }
+    }
+    bool ok = coop ? check_error(in, rd_kafka_incremental_unassign(in->rk, list), "incremental unassign") &&
+                         check_error(in, rd_kafka_incremental_assign(in->rk, list), "incremental assign")
+                   : check_err(in, rd_kafka_assign(in->rk, list), "assign");
+    if (ok && in->stats.paused) rd_kafka_pause_partitions(in->rk, list);
+    for (int p = 0; p < in->n_parts; p++)
+        if (in->reset_pending[p]) {
+            in->reset_pending[p] = false;
+            in->start_offset[p] = in->reset_to[p];
+            if (in->reset_to[p] >= 0) in->parts[p].next_offset = in->reset_to[p];
+        }
+    in->n_resets_pending = 0;
+    rd_kafka_topic_partition_list_destroy(list);
 }
 
 /* Handles one message; returns DR_ESTOPPED when consumption must stop
  * before it (the message stays unprocessed). */
 static int handle_message(dr_ingest_t *in, rd_kafka_message_t *m) {
     if (m->err) {
+        if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) return handle_offset_reset(in, m);
         if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
             on_error(in->rk, m->err, rd_kafka_message_errstr(m), in);
         return 0;
@@ -301,17 +580,20 @@ static int handle_message(dr_ingest_t *in, rd_kafka_message_t *m) {
 static bool drain(dr_ingest_t *in) {
     for (int b = 0; !in->stopped && !in->stats.paused && b < WAKE_BUDGET_BATCHES; b++) {
         ssize_t n = rd_kafka_consume_batch_queue(in->queue, 0, in->batch, (size_t)in->conf.batch);
-        if (n <= 0) return false;
+        /* A rebalance served inside that call may have halted us: still end
+         * the batch, so that the handler sees stats.halted. */
+        if (n <= 0 && !in->stopped) return false;
         ssize_t i = 0;
-        for (; i < n; i++) {
+        for (; i < n && !in->stopped; i++) {
             if (handle_message(in, in->batch[i]) == DR_ESTOPPED) {
-                in->stopped = true;
-                in->stats.halted = true;
+                if (!in->stats.halted)
+                    halt(in, "a record could be neither handled nor dead-lettered");
                 break;
             }
             rd_kafka_message_destroy(in->batch[i]);
         }
         for (; i < n; i++) rd_kafka_message_destroy(in->batch[i]);
+        if (!in->stopped) apply_resets(in);
         if (in->handler.on_batch_end) in->handler.on_batch_end(in->handler.ctx);
     }
     return !in->stopped && !in->stats.paused;

@@ -216,8 +216,9 @@ static bool parse_user_id(const char *text, int64_t *out) {
 
 /* `driftrec erase --user ID`: produces the erase request, a null value keyed
  * by the user on the events topic (so it lands in the user's partition,
- * after the user's earlier events; use the producers' partitioner, e.g.
- * --set kafka.partitioner=murmur2_random for Java producers). */
+ * after the user's earlier events). dr_ingest_kafka_conf makes the
+ * partitioner murmur2_random, Java's default; events produced with another
+ * partitioner need the same --set kafka.partitioner=... here. */
 static int cmd_erase(int argc, char **argv) {
     int64_t user = -1;
     char key[24], err[512];

@@ -7,7 +7,7 @@ set -euo pipefail
 start_broker 3 ev recs
 produce "$bs" ev 20000 500 300
 "$DRIFTREC" run --set "kafka.bootstrap.servers=$bs" --set topic.events=ev --set topic.recommendations=recs \
-    --set kafka.auto.offset.reset=earliest --set "state.dir=$dir/state" --set metrics.listen=127.0.0.1:0 \
+    --set "state.dir=$dir/state" --set metrics.listen=127.0.0.1:0 \
     --set metrics.ready.max.lag=0 >"$dir/run.log" 2>&1 &
 run=$!
 pids+=("$run")

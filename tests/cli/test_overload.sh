@@ -9,7 +9,7 @@ set -euo pipefail
 start_broker 4 ev recs
 produce "$bs" ev 300000 20000 2000
 "$DRIFTREC" run --set "kafka.bootstrap.servers=$bs" --set topic.events=ev --set topic.recommendations=recs \
-    --set kafka.auto.offset.reset=earliest --set "state.dir=$dir/state" --set metrics.listen=127.0.0.1:0 \
+    --set "state.dir=$dir/state" --set metrics.listen=127.0.0.1:0 \
     --set ingest.max.dirty.users=100 --set emit.interval.ms=200 >"$dir/run.log" 2>&1 &
 run=$!
 pids+=("$run")

@@ -20,7 +20,7 @@ EVENTS=${EVENTS:-12000} USERS=${USERS:-150} ITEMS=${ITEMS:-300}
 start_broker 2 ev ev recs
 
 common=(--set topic.events=ev --set topic.recommendations=recs
-        --set kafka.auto.offset.reset=earliest --set kafka.fetch.wait.max.ms=10
+        --set kafka.fetch.wait.max.ms=10
         --set state.commit.interval.ms=200 --set metrics.listen= --set run.exit.idle.ms=1500
         --set log.level=info)
 

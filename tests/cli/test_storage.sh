@@ -26,7 +26,7 @@ EVENTS=${EVENTS:-100000} LIMITED_RUNS=${LIMITED_RUNS:-3}
 # The mock cluster keeps a group "joining" for session.timeout.ms - 1 s after
 # its last member left, so restarts under the same group wait that long.
 common=(--set topic.events=ev --set topic.recommendations=recs
-        --set kafka.auto.offset.reset=earliest --set kafka.fetch.wait.max.ms=10
+        --set kafka.fetch.wait.max.ms=10
         --set kafka.session.timeout.ms=3000 --set kafka.heartbeat.interval.ms=500
         --set state.commit.interval.ms=200 --set ingest.max.rate=20000
         --set metrics.listen= --set run.exit.idle.ms=1500 --set log.level=info)

@@ -1,0 +1,479 @@
+/* test_ingest_offsets.c - the Kafka input against librdkafka's mock cluster:
+ * where a partition starts when its position is out of the log's range or
+ * absent (ingest.offset.reset: earliest, latest, fail, never a silent
+ * skip), and cooperative-sticky rebalancing between two members of one
+ * group (incremental assign/revoke, a reset under the incremental protocol). */
+#include "dr_test.h"
+
+#include <inttypes.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <uv.h>
+
+#include "dr_codec.h"
+#include "dr_err.h"
+#include "dr_ingest.h"
+#include "dr_log.h"
+
+#define TOPIC "events"
+#define MAX_SEEN 4096
+
+/* ---- a cluster, a producer, and dr_log captured ------------------------------ */
+
+typedef struct cluster {
+    rd_kafka_t *owner; /* the handle the mock cluster lives in */
+    rd_kafka_mock_cluster_t *mock;
+    const char *bootstraps;
+    rd_kafka_t *producer;
+    dr_codec_t *codec;
+} cluster_t;
+
+static void cluster_start(cluster_t *c, int partitions) {
+    char e[512];
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    assert_int_equal(rd_kafka_conf_set(kc, "log_level", "3", e, sizeof(e)), RD_KAFKA_CONF_OK);
+    c->owner = rd_kafka_new(RD_KAFKA_PRODUCER, kc, e, sizeof(e));
+    assert_non_null(c->owner);
+    c->mock = rd_kafka_mock_cluster_new(c->owner, 1);
+    assert_non_null(c->mock);
+    c->bootstraps = rd_kafka_mock_cluster_bootstraps(c->mock);
+    assert_int_equal(rd_kafka_mock_topic_create(c->mock, TOPIC, partitions, 1), 0);
+    assert_int_equal(rd_kafka_mock_topic_create(c->mock, TOPIC ".dlq", partitions, 1), 0);
+    /* Large records (the retention case) need a larger message.max.bytes;
+     * the mock itself has no size limit. */
+    const char *const props[][2] = {{"bootstrap.servers", c->bootstraps}, {"linger.ms", "0"},
+                                    {"message.max.bytes", "4000000"}};
+    kc = dr_ingest_kafka_conf(props, 3, NULL, NULL, 0, e, sizeof(e));
+    assert_non_null(kc);
+    c->producer = rd_kafka_new(RD_KAFKA_PRODUCER, kc, e, sizeof(e));
+    assert_non_null(c->producer);
+    assert_int_equal(dr_codec_new(&c->codec, NULL, e, sizeof(e)), 0);
+}
+
+static void cluster_stop(cluster_t *c) {
+    dr_codec_free(c->codec);
+    rd_kafka_flush(c->producer, 5000);
+    rd_kafka_destroy(c->producer);
+    rd_kafka_mock_cluster_destroy(c->mock);
+    rd_kafka_destroy(c->owner);
+}
+
+/* `n` valid events into one partition, user ids from `first_user`. */
+static void produce_events(cluster_t *c, int32_t partition, int n, int64_t first_user) {
+    dr_buf_t buf = {0};
+    for (int i = 0; i < n; i++) {
+        dr_event_t ev = {first_user + i, 1 + i % 7, DR_EV_CLICK, 0, 1767225600000LL + i};
+        char key[24];
+        int klen = snprintf(key, sizeof(key), "%" PRId64, ev.user_id);
+        assert_int_equal(dr_codec_encode_event(c->codec, &ev, &buf), 0);
+        assert_int_equal(rd_kafka_producev(c->producer, RD_KAFKA_V_TOPIC(TOPIC),
+                                           RD_KAFKA_V_PARTITION(partition),
+                                           RD_KAFKA_V_KEY(key, (size_t)klen),
+                                           RD_KAFKA_V_VALUE(buf.data, buf.len),
+                                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                         0);
+    }
+    dr_buf_free(&buf);
+    assert_int_equal(rd_kafka_flush(c->producer, 10000), 0);
+}
+
+/* stderr (where dr_log writes) into a file while a case runs. */
+static int saved_stderr = -1;
+static char capture_path[64];
+
+static void capture_start(void) {
+    snprintf(capture_path, sizeof(capture_path), "/tmp/dr_test_ingest_log_XXXXXX");
+    int fd = mkstemp(capture_path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    saved_stderr = dup(2);
+    dup2(fd, 2);
+    close(fd);
+}
+
+/* Stops capturing, echoes what was logged, returns it (free it). */
+static char *capture_stop(void) {
+    fflush(stderr);
+    dup2(saved_stderr, 2);
+    close(saved_stderr);
+    FILE *f = fopen(capture_path, "r");
+    assert_non_null(f);
+    static char tmp[1 << 16];
+    size_t n = fread(tmp, 1, sizeof(tmp) - 1, f);
+    fclose(f);
+    unlink(capture_path);
+    tmp[n] = '\0';
+    fputs(tmp, stderr);
+    return strdup(tmp);
+}
+
+/* ---- an ingest on its own loop ------------------------------------------------ */
+
+typedef struct member {
+    uv_loop_t loop;
+    dr_ingest_t *in;
+    dr_flight_t flight;
+    int64_t assign_offset;  /* what on_assign sets (RD_KAFKA_OFFSET_INVALID: nothing) */
+    uint64_t events;
+    int assigned_calls, revoked_calls, last_revoked_cnt;
+    bool seen[8][MAX_SEEN]; /* [partition][offset] */
+    int dups;
+} member_t;
+
+static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t offset,
+                    char *reason, size_t reason_size) {
+    (void)ev;
+    (void)reason;
+    (void)reason_size;
+    member_t *m = ctx;
+    m->events++;
+    if (partition >= 0 && partition < 8 && offset >= 0 && offset < MAX_SEEN) {
+        if (m->seen[partition][offset]) m->dups++;
+        m->seen[partition][offset] = true;
+    }
+    return 0;
+}
+
+static void on_assign(void *ctx, rd_kafka_topic_partition_list_t *parts) {
+    member_t *m = ctx;
+    m->assigned_calls++;
+    for (int i = 0; i < parts->cnt; i++) parts->elems[i].offset = m->assign_offset;
+}
+
+static void on_revoke(void *ctx, const rd_kafka_topic_partition_list_t *parts) {
+    member_t *m = ctx;
+    m->revoked_calls++;
+    m->last_revoked_cnt = parts->cnt;
+}
+
+static void member_start(member_t *m, cluster_t *c, const char *group, const char *policy,
+                         const char *strategy, const char *user_reset) {
+    memset(m, 0, sizeof(*m));
+    assert_int_equal(uv_loop_init(&m->loop), 0);
+    const char *keys[6] = {"bootstrap.servers", "fetch.wait.max.ms"};
+    const char *vals[6] = {c->bootstraps, "10"};
+    int n = 2;
+    if (strategy) {
+        /* The mock completes a rebalance when every member has rejoined, or
+         * after a session timeout (45 s by default): heartbeat often. */
+        keys[n] = "partition.assignment.strategy";
+        vals[n++] = strategy;
+        keys[n] = "session.timeout.ms";
+        vals[n++] = "6000";
+        keys[n] = "heartbeat.interval.ms";
+        vals[n++] = "500";
+    }
+    if (user_reset) {
+        keys[n] = "auto.offset.reset";
+        vals[n++] = user_reset;
+    }
+    dr_ingest_conf_t conf = {TOPIC, TOPIC ".dlq", group, 64, keys, vals, n, c->codec, policy};
+    dr_ingest_handler_t h = {m, on_event, NULL, on_assign, on_revoke, NULL};
+    char err[512];
+    int rc = dr_ingest_new(&m->in, &m->loop, &conf, &h, c->producer, &m->flight, err, sizeof(err));
+    if (rc) fprintf(stderr, "dr_ingest_new: %s\n", err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(dr_ingest_start(m->in, err, sizeof(err)), 0);
+}
+
+static void member_stop(member_t *m) {
+    dr_ingest_close(m->in);
+    while (uv_run(&m->loop, UV_RUN_NOWAIT)) {}
+    dr_ingest_free(m->in);
+    assert_int_equal(uv_loop_close(&m->loop), 0);
+}
+
+typedef bool (*pred_fn)(member_t **ms);
+
+static void on_tick(uv_timer_t *t) { uv_stop(t->loop); }
+
+/* Runs every member's loop in turn until pred holds or timeout_ms passes. */
+static bool run_until(member_t **ms, int n, pred_fn pred, int timeout_ms) {
+    int64_t end = dr_mono_ms() + timeout_ms;
+    for (;;) {
+        if (pred && pred(ms)) return true;
+        if (dr_mono_ms() >= end) return false;
+        for (int i = 0; i < n; i++) {
+            uv_timer_t t;
+            uv_timer_init(&ms[i]->loop, &t);
+            uv_timer_start(&t, on_tick, 10, 0);
+            uv_run(&ms[i]->loop, UV_RUN_DEFAULT);
+            uv_close((uv_handle_t *)&t, NULL);
+            uv_run(&ms[i]->loop, UV_RUN_NOWAIT);
+        }
+    }
+}
+
+static void run_for(member_t **ms, int n, int ms_total) { (void)run_until(ms, n, NULL, ms_total); }
+
+static bool got_10(member_t **ms) { return ms[0]->events >= 10; }
+static bool got_3(member_t **ms) { return ms[0]->events >= 3; }
+static bool reset_seen(member_t **ms) { return dr_ingest_stats(ms[0]->in)->offset_resets >= 1; }
+static bool halted(member_t **ms) { return dr_ingest_stats(ms[0]->in)->halted; }
+
+/* ---- (a) a stored position beyond the log end -------------------------------- */
+
+static void test_beyond_end_earliest(void **state) {
+    (void)state;
+    cluster_t c;
+    cluster_start(&c, 1);
+    produce_events(&c, 0, 10, 1);
+    member_t *m = calloc(1, sizeof(*m));
+    capture_start();
+    /* a user's kafka.auto.offset.reset=latest must not win */
+    member_start(m, &c, "g-end-earliest", "earliest", NULL, "latest");
+    m->assign_offset = 1000;
+    bool ok = run_until(&m, 1, got_10, 20000);
+    run_for(&m, 1, 300); /* nothing more, nothing twice */
+    char *log = capture_stop();
+    const dr_ingest_stats_t *s = dr_ingest_stats(m->in);
+    assert_true(ok);
+    assert_int_equal(m->events, 10);
+    assert_int_equal(m->dups, 0);
+    for (int o = 0; o < 10; o++) assert_true(m->seen[0][o]);
+    assert_int_equal(s->offset_resets, 1);
+    assert_int_equal(s->events_skipped, 0);
+    assert_false(s->halted);
+    assert_non_null(strstr(log, "kafka.auto.offset.reset is ignored for the events topic"));
+    assert_non_null(strstr(log, "stored position out of the log's range"));
+    assert_non_null(strstr(log, "the topic was recreated or truncated"));
+    assert_non_null(strstr(log, "position=1000 low=0 high=10"));
+    free(log);
+    member_stop(m);
+    free(m);
+    cluster_stop(&c);
+}
+
+static void test_beyond_end_latest(void **state) {
+    (void)state;
+    cluster_t c;
+    cluster_start(&c, 1);
+    produce_events(&c, 0, 10, 1);
+    member_t *m = calloc(1, sizeof(*m));
+    member_start(m, &c, "g-end-latest", "latest", NULL, NULL);
+    m->assign_offset = 1000;
+    assert_true(run_until(&m, 1, reset_seen, 20000));
+    run_for(&m, 1, 1000);
+    assert_int_equal(m->events, 0);
+    const dr_ingest_stats_t *s = dr_ingest_stats(m->in);
+    assert_int_equal(s->offset_resets, 1);
+    assert_int_equal(s->events_skipped, 10); /* the whole log, jumped over */
+    /* consumption goes on from the end */
+    produce_events(&c, 0, 3, 100);
+    assert_true(run_until(&m, 1, got_3, 20000));
+    run_for(&m, 1, 300);
+    assert_int_equal(m->events, 3);
+    assert_true(m->seen[0][10] && m->seen[0][11] && m->seen[0][12]);
+    assert_false(s->halted);
+    member_stop(m);
+    free(m);
+    cluster_stop(&c);
+}
+
+static void test_beyond_end_fail(void **state) {
+    (void)state;
+    cluster_t c;
+    cluster_start(&c, 1);
+    produce_events(&c, 0, 10, 1);
+    member_t *m = calloc(1, sizeof(*m));
+    member_start(m, &c, "g-end-fail", "fail", NULL, NULL);
+    m->assign_offset = 1000;
+    assert_true(run_until(&m, 1, halted, 20000));
+    run_for(&m, 1, 500);
+    const dr_ingest_stats_t *s = dr_ingest_stats(m->in);
+    assert_int_equal(m->events, 0);
+    assert_true(s->halted);
+    assert_int_equal(s->offset_resets, 1);
+    assert_int_equal(s->events_skipped, 0);
+    assert_non_null(strstr(s->halt_reason, "out of the log's range"));
+    member_stop(m);
+    free(m);
+    cluster_stop(&c);
+}
+
+/* ---- (b) a stored position below the log start ---------------------------------
+ * The mock keeps ~5 MiB per partition: eight 1 MiB records push the first
+ * ones out, cheaply. The big records are not events: they are dead-lettered
+ * (and count as consumed), the small events after them are applied. */
+static void test_below_start(void **state) {
+    (void)state;
+    cluster_t c;
+    cluster_start(&c, 1);
+    size_t big_len = 1 << 20;
+    char *big = malloc(big_len);
+    memset(big, 'x', big_len);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(rd_kafka_producev(c.producer, RD_KAFKA_V_TOPIC(TOPIC), RD_KAFKA_V_PARTITION(0),
+                                           RD_KAFKA_V_KEY("1", 1), RD_KAFKA_V_VALUE(big, big_len),
+                                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                         0);
+        assert_int_equal(rd_kafka_flush(c.producer, 10000), 0); /* one batch each */
+    }
+    free(big);
+    produce_events(&c, 0, 10, 1);
+    int64_t lo = -1, hi = -1;
+    assert_int_equal(rd_kafka_query_watermark_offsets(c.producer, TOPIC, 0, &lo, &hi, 5000), 0);
+    if (lo <= 1) {
+        fprintf(stderr, "skipped: the mock cluster kept every record (low=%" PRId64 "); "
+                "retention differs from 5 MiB per partition in this librdkafka\n", lo);
+        cluster_stop(&c);
+        return;
+    }
+    member_t *m = calloc(1, sizeof(*m));
+    capture_start();
+    member_start(m, &c, "g-below", "earliest", NULL, NULL);
+    m->assign_offset = 1; /* stored long ago: gone */
+    bool ok = run_until(&m, 1, got_10, 30000);
+    char *log = capture_stop();
+    const dr_ingest_stats_t *s = dr_ingest_stats(m->in);
+    assert_true(ok);
+    assert_int_equal(m->events, 10);
+    assert_int_equal(s->offset_resets, 1);
+    assert_int_equal(s->events_skipped, (uint64_t)(lo - 1));
+    assert_int_equal(s->consumed, (uint64_t)(hi - lo));
+    assert_non_null(strstr(log, "events fell out of retention before they were read"));
+    char want[96];
+    snprintf(want, sizeof(want), "position=1 low=%" PRId64 " high=%" PRId64 " skipped=%" PRId64, lo,
+             hi, lo - 1);
+    assert_non_null(strstr(log, want));
+    free(log);
+    member_stop(m);
+    free(m);
+    cluster_stop(&c);
+}
+
+/* ---- (c) no position at all ---------------------------------------------------- */
+
+static void no_position(const char *policy, const char *group) {
+    cluster_t c;
+    cluster_start(&c, 1);
+    produce_events(&c, 0, 10, 1);
+    member_t *m = calloc(1, sizeof(*m));
+    capture_start();
+    member_start(m, &c, group, policy, NULL, NULL);
+    m->assign_offset = RD_KAFKA_OFFSET_INVALID;
+    bool ok = run_until(&m, 1, got_10, 20000);
+    run_for(&m, 1, 300);
+    char *log = capture_stop();
+    const dr_ingest_stats_t *s = dr_ingest_stats(m->in);
+    assert_true(ok);
+    assert_int_equal(m->events, 10);
+    for (int o = 0; o < 10; o++) assert_true(m->seen[0][o]);
+    assert_int_equal(s->offset_resets, 0);
+    assert_int_equal(s->events_skipped, 0);
+    assert_false(s->halted);
+    assert_non_null(strstr(log, "level=info mod=ingest msg=\"no stored or committed position"));
+    assert_null(strstr(log, "out of the log's range"));
+    free(log);
+    member_stop(m);
+    free(m);
+    cluster_stop(&c);
+}
+
+static void test_no_position_earliest(void **state) {
+    (void)state;
+    no_position("earliest", "g-none-earliest");
+}
+
+/* "fail" must not make a first deployment impossible. */
+static void test_no_position_fail(void **state) {
+    (void)state;
+    no_position("fail", "g-none-fail");
+}
+
+static void test_bad_policy(void **state) {
+    (void)state;
+    cluster_t c;
+    cluster_start(&c, 1);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    dr_flight_t flight = {0};
+    const char *keys[] = {"bootstrap.servers"}, *vals[] = {c.bootstraps};
+    dr_ingest_conf_t conf = {TOPIC, TOPIC ".dlq", "g", 64, keys, vals, 1, c.codec, "smallest"};
+    dr_ingest_handler_t h = {NULL, on_event, NULL, NULL, NULL, NULL};
+    dr_ingest_t *in = NULL;
+    char err[256];
+    assert_int_equal(dr_ingest_new(&in, &loop, &conf, &h, c.producer, &flight, err, sizeof(err)),
+                     DR_ECONFIG);
+    assert_null(in);
+    assert_non_null(strstr(err, "ingest.offset.reset"));
+    uv_loop_close(&loop);
+    cluster_stop(&c);
+}
+
+/* ---- cooperative-sticky: two members of one group ---------------------------- */
+
+static int assigned_count(member_t *m) {
+    int n, k = 0;
+    const dr_partition_stats_t *ps = dr_ingest_partitions(m->in, &n);
+    for (int p = 0; p < n; p++) k += ps[p].assigned;
+    return k;
+}
+
+static bool a_has_4(member_t **ms) { return assigned_count(ms[0]) == 4; }
+static bool split_2_2(member_t **ms) {
+    return assigned_count(ms[0]) == 2 && assigned_count(ms[1]) == 2 &&
+           dr_ingest_stats(ms[1]->in)->offset_resets == 2;
+}
+static bool got_all_40(member_t **ms) { return ms[0]->events + ms[1]->events >= 40; }
+
+static void test_cooperative_two_members(void **state) {
+    (void)state;
+    cluster_t c;
+    cluster_start(&c, 4);
+    member_t *ms[2] = {calloc(1, sizeof(member_t)), calloc(1, sizeof(member_t))};
+    member_start(ms[0], &c, "g-coop", "earliest", "cooperative-sticky", NULL);
+    ms[0]->assign_offset = RD_KAFKA_OFFSET_INVALID;
+    assert_true(run_until(ms, 1, a_has_4, 30000));
+    assert_string_equal(rd_kafka_rebalance_protocol(dr_ingest_consumer(ms[0]->in)), "COOPERATIVE");
+    assert_int_equal(ms[0]->revoked_calls, 0);
+    /* The second member's partitions come with a stored position beyond the
+     * (empty) log: reset by incremental unassign + assign. */
+    member_start(ms[1], &c, "g-coop", "earliest", "cooperative-sticky", NULL);
+    ms[1]->assign_offset = 1000;
+    bool split = run_until(ms, 2, split_2_2, 60000);
+    fprintf(stderr, "A: assigned=%d revoked_calls=%d last_revoked=%d; B: assigned=%d resets=%" PRIu64 "\n",
+            assigned_count(ms[0]), ms[0]->revoked_calls, ms[0]->last_revoked_cnt,
+            assigned_count(ms[1]), dr_ingest_stats(ms[1]->in)->offset_resets);
+    assert_true(split);
+    /* A gave up only the two partitions that moved, and kept the others */
+    assert_int_equal(ms[0]->revoked_calls, 1);
+    assert_int_equal(ms[0]->last_revoked_cnt, 2);
+    int n;
+    const dr_partition_stats_t *pa = dr_ingest_partitions(ms[0]->in, &n);
+    const dr_partition_stats_t *pb = dr_ingest_partitions(ms[1]->in, &n);
+    for (int p = 0; p < 4; p++) assert_true(pa[p].assigned != pb[p].assigned);
+    for (int p = 0; p < 4; p++) produce_events(&c, p, 10, 1 + 100 * p);
+    assert_true(run_until(ms, 2, got_all_40, 30000));
+    run_for(ms, 2, 300);
+    assert_int_equal(ms[0]->events + ms[1]->events, 40);
+    assert_int_equal(ms[0]->dups + ms[1]->dups, 0);
+    for (int p = 0; p < 4; p++) {
+        member_t *owner = pa[p].assigned ? ms[0] : ms[1];
+        for (int o = 0; o < 10; o++) assert_true(owner->seen[p][o]);
+    }
+    assert_false(dr_ingest_stats(ms[0]->in)->halted);
+    assert_false(dr_ingest_stats(ms[1]->in)->halted);
+    member_stop(ms[1]);
+    member_stop(ms[0]);
+    free(ms[0]);
+    free(ms[1]);
+    cluster_stop(&c);
+}
+
+int main(void) {
+    dr_log_set_level(DR_LOG_INFO);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_policy),
+        cmocka_unit_test(test_beyond_end_earliest),
+        cmocka_unit_test(test_beyond_end_latest),
+        cmocka_unit_test(test_beyond_end_fail),
+        cmocka_unit_test(test_below_start),
+        cmocka_unit_test(test_no_position_earliest),
+        cmocka_unit_test(test_no_position_fail),
+        cmocka_unit_test(test_cooperative_two_members),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
