@@ -31,13 +31,13 @@ static inline void dr_flight_mark(dr_flight_t *f) {
 static inline bool dr_flight_settled(const dr_flight_t *f) { return f->inflight_prev == 0; }
 
 /* Message opaque: epoch tag and the kind of message, for the delivery report. */
-typedef enum { DR_MSG_RECS = 0, DR_MSG_DLQ = 1 } dr_msg_kind_t;
+typedef enum { DR_MSG_RECS = 0, DR_MSG_DLQ = 1, DR_MSG_CHANGELOG = 2 } dr_msg_kind_t;
 static inline void *dr_msg_opaque(uint64_t tag, dr_msg_kind_t kind) {
-    return (void *)(uintptr_t)((tag << 1) | (uint64_t)kind);
+    return (void *)(uintptr_t)((tag << 2) | (uint64_t)kind);
 }
-static inline uint64_t dr_msg_tag(void *opaque) { return (uint64_t)(uintptr_t)opaque >> 1; }
+static inline uint64_t dr_msg_tag(void *opaque) { return (uint64_t)(uintptr_t)opaque >> 2; }
 static inline dr_msg_kind_t dr_msg_kind(void *opaque) {
-    return (dr_msg_kind_t)((uintptr_t)opaque & 1);
+    return (dr_msg_kind_t)((uintptr_t)opaque & 3);
 }
 
 #endif /* DR_FLIGHT_H */

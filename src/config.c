@@ -34,6 +34,7 @@ static const conf_row_t rows[] = {
     {"topic.recommendations", T_STR, S(topic_recs), 0, 0, "driftrec.recommendations", NULL, "Topic the lists are published to, keyed by user_id (make it compacted)."},
     {"topic.dlq", T_STR, S(topic_dlq), 0, 0, "", NULL, "Dead-letter topic for records that fail decoding or validation; empty means `<topic.events>.dlq`."},
     {"topic.catalog", T_STR, S(topic_catalog), 0, 0, "", NULL, "Topic of Item catalog records (blocked/deleted items, embeddings); empty: none."},
+    {"topic.changelog", T_STR, S(topic_changelog), 0, 0, "", NULL, "Compacted topic with the same partition count as topic.events: each commit writes the changed user records of a partition (tombstones for erasures) and a commit marker to the same partition number, so that another instance taking the partition restores its users (docs/SCALING.md). Empty means `<topic.events>.changelog`; `-` turns it off (one instance only)."},
     {"group.id", T_STR, S(group_id), 0, 0, "driftrec", NULL, "Kafka consumer group; instances in one group split the partitions."},
     {"state.dir", T_STR, S(state_dir), 0, 0, "driftrec-state", NULL, "RocksDB directory holding users, items, globals and consumed offsets."},
     {"state.commit.interval.ms", T_INT, F(commit_interval_ms), 0, 10, 600000, "1000", NULL, "How often dirty state and offsets are written in one atomic batch."},
@@ -45,6 +46,7 @@ static const conf_row_t rows[] = {
     {"ingest.max.dirty.users", T_INT, F(max_dirty_users), 0, 100, 100000000, "200000", NULL, "Pause consumption while more users than this wait for their list."},
     {"ingest.max.producer.queue", T_INT, F(max_producer_queue), 0, 100, 100000000, "200000", NULL, "Pause consumption while more produced messages than this are undelivered."},
     {"ingest.max.rate", T_INT, F(max_rate), 0, 0, 100000000, "0", NULL, "Cap on events consumed per second (0: none), e.g. for a backfill beside live traffic; consumption pauses while over it."},
+    {"ingest.offset.reset", T_STR, S(offset_reset), 0, 0, "earliest", "earliest|latest|fail", "Where a partition starts when its stored or committed position is out of the log's range (events deleted by retention before they were read, or the topic recreated or truncated): earliest (the oldest event still there), latest (the log end), or fail (stop, exit 1). Always logged as an error with the log's range and the number of events skipped. A partition with no position at all (a new group or partition) is normal: it starts at the oldest event under earliest and fail, at the log end under latest (logged as info). kafka.auto.offset.reset is ignored for the events topic."},
     {"emit.interval.ms", T_INT, F(emit_interval_ms), 0, 1, 600000, "100", NULL, "How often the lists of changed users are recomputed and published."},
     {"emit.batch", T_INT, F(emit_batch), 0, 1, 65536, "512", NULL, "Users scored per sgemm call."},
     {"emit.topk", T_INT, F(topk), 0, 1, 10000, "50", NULL, "Length of each published list."},
@@ -256,6 +258,13 @@ int dr_config_finish(dr_config_t *cfg, char *errstr, size_t n) {
             return bad(errstr, n, "topic.events", "too long", cfg->topic_events);
         memcpy(cfg->topic_dlq, cfg->topic_events, len);
         memcpy(cfg->topic_dlq + len, ".dlq", sizeof(".dlq"));
+    }
+    if (cfg->topic_changelog[0] == '\0') {
+        size_t len = strlen(cfg->topic_events);
+        if (len + sizeof(".changelog") > sizeof(cfg->topic_changelog))
+            return bad(errstr, n, "topic.events", "too long", cfg->topic_events);
+        memcpy(cfg->topic_changelog, cfg->topic_events, len);
+        memcpy(cfg->topic_changelog + len, ".changelog", sizeof(".changelog"));
     }
     cfg->learner.mode = strcmp(cfg->learner_mode, "rating") == 0 ? DR_MODE_RATING : DR_MODE_IMPLICIT;
     cfg->learner.negative_uniform = strcmp(cfg->negative_sampling, "uniform") == 0;

@@ -229,9 +229,11 @@ static int produce_waiting(rd_kafka_t *rk, const char *topic, const char *key, i
 static rd_kafka_t *new_producer(const char *bootstraps) {
     char e[512];
     rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    /* partitioner: Java's, as every producer of ours (dr_ingest_kafka_conf) */
     const char *props[][2] = {{"bootstrap.servers", bootstraps}, {"linger.ms", "20"},
                               {"batch.num.messages", "10000"}, {"compression.type", "lz4"},
-                              {"queue.buffering.max.messages", "2000000"}};
+                              {"queue.buffering.max.messages", "2000000"},
+                              {"partitioner", "murmur2_random"}};
     for (size_t i = 0; i < sizeof(props) / sizeof(props[0]); i++)
         rd_kafka_conf_set(kc, props[i][0], props[i][1], e, sizeof(e));
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, e, sizeof(e));
@@ -377,6 +379,9 @@ static int prepare(demo_opts_t *o, dr_embedded_t **broker) {
         for (int i = 0; i < 2; i++)
             if (dr_embedded_create_topic(*broker, topics[i], o->partitions, err, sizeof(err))) goto out_err;
         if (dr_embedded_create_topic(*broker, o->cfg.topic_dlq, 1, err, sizeof(err))) goto out_err;
+        if (strcmp(o->cfg.topic_changelog, "-") != 0 &&
+            dr_embedded_create_topic(*broker, o->cfg.topic_changelog, o->partitions, err, sizeof(err)))
+            goto out_err;
         if (o->cfg.topic_catalog[0] &&
             dr_embedded_create_topic(*broker, o->cfg.topic_catalog, 1, err, sizeof(err)))
             goto out_err;
@@ -385,7 +390,6 @@ static int prepare(demo_opts_t *o, dr_embedded_t **broker) {
     const char *sets[][2] = {{"kafka.bootstrap.servers", bs},
                              {"kafka.fetch.wait.max.ms", "10"},
                              {"kafka.queued.min.messages", "1000000"},
-                             {"kafka.auto.offset.reset", "earliest"},
                              {"state.dir", o->state_dir}};
     for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++)
         if (dr_config_set(&o->cfg, sets[i][0], sets[i][1], err, sizeof(err))) goto out_err;

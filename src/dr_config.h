@@ -30,6 +30,7 @@ typedef struct dr_config {
     char topic_recs[DR_NAME_MAX];
     char topic_dlq[DR_NAME_MAX];     /* empty: "<events>.dlq" */
     char topic_catalog[DR_NAME_MAX]; /* empty: no catalog */
+    char topic_changelog[DR_NAME_MAX]; /* empty: "<events>.changelog"; "-": none */
     char group_id[DR_NAME_MAX];
     /* state */
     char state_dir[DR_PATH_MAX];
@@ -43,6 +44,7 @@ typedef struct dr_config {
     int max_dirty_users;      /* pause consumption above this many unemitted users */
     int max_producer_queue;   /* ... or this many undelivered messages */
     int max_rate;             /* events/s cap (0: none) */
+    char offset_reset[16];    /* earliest | latest | fail: a stored position out of range */
     /* emitter */
     int emit_interval_ms;
     int emit_batch;

@@ -71,6 +71,10 @@ typedef struct dr_pipeline_stats {
     uint64_t global_cuts_worse;  /* ... after which the signal rose: trend term on */
     uint64_t global_cuts_small;  /* ... rose by less than drift.global.min.rise */
     uint64_t global_cuts_improving;
+    uint64_t partitions_restored; /* partitions whose users came from the changelog */
+    uint64_t users_restored;     /* ... user records (and tombstones) applied */
+    uint64_t restore_records;    /* changelog messages read on assignment */
+    double restore_seconds;      /* ... and the time it took */
     double emit_seconds;
     dr_histogram_t freshness;    /* an event making a user owe a list -> list produced */
     dr_histogram_t learn;        /* one batch: first event taken -> all applied */

@@ -96,8 +96,10 @@ static void broker_usage(FILE *f) {
                "                       [--rtt-ms MS]\n"
                "Runs librdkafka's mock cluster on 127.0.0.1 and prints its bootstrap address\n"
                "on the first line of stdout. Topics named with --topic are created with P\n"
-               "partitions (default 8); with --config, the configuration's events, lists (compacted\n"
-               "in a real cluster), DLQ and catalog topics too. Others are auto-created. Stops on\n"
+               "partitions (default 8), each with its changelog NAME.changelog (what `run` expects\n"
+               "of an events topic by default); with --config, the configuration's events,\n"
+               "changelog, lists (compacted in a real cluster), DLQ and catalog topics too.\n"
+               "Others are auto-created. Stops on\n"
                "SIGINT/SIGTERM. Keeps data in memory only, ~5 MiB per partition.\n"
                "--rtt-ms delays every broker's responses by MS (a slow or distant cluster, for\n"
                "tests of lagging deliveries).\n");
@@ -127,15 +129,19 @@ int dr_cmd_broker(int argc, char **argv) {
         fprintf(stderr, "driftrec broker: --brokers must be 1..16, --partitions 1..1024 and --rtt-ms 0..60000\n");
         return 2;
     }
-    char err[256];
+    char err[600];
     dr_embedded_t *b;
     if (dr_embedded_new(&b, brokers, err, sizeof(err))) {
         fprintf(stderr, "driftrec broker: %s\n", err);
         return 1;
     }
-    for (int i = 0; i < n_topics; i++)
-        if (dr_embedded_create_topic(b, topics[i], partitions, err, sizeof(err)))
+    for (int i = 0; i < n_topics; i++) {
+        char changelog[DR_NAME_MAX];
+        snprintf(changelog, sizeof(changelog), "%.*s.changelog", (int)(sizeof(changelog) - 11), topics[i]);
+        if (dr_embedded_create_topic(b, topics[i], partitions, err, sizeof(err)) ||
+            dr_embedded_create_topic(b, changelog, partitions, err, sizeof(err)))
             fprintf(stderr, "driftrec broker: %s\n", err);
+    }
     if (config) create_configured(b, config, partitions);
     if (rtt_ms > 0) rd_kafka_mock_broker_set_rtt(b->mock, -1, rtt_ms);
     printf("%s\n", dr_embedded_bootstraps(b));

@@ -13,6 +13,7 @@
 #include "dr_bytes.h"
 #include "dr_emit.h"
 #include "dr_err.h"
+#include "dr_handoff.h"
 #include "dr_ingest.h"
 #include "dr_log.h"
 #include "dr_state.h"
@@ -34,6 +35,18 @@ struct dr_pipeline {
     dr_emitter_t *emitter;
     dr_ingest_t *ingest;
     dr_catalog_t *catalog;       /* NULL without topic.catalog */
+    dr_changelog_t *changelog;   /* NULL with topic.changelog=- */
+    /* per events partition: records put in the changelog by the commit being
+     * built (each needs a marker after it), and the offset the partition
+     * started from when it was assigned (the marker of a partition that has
+     * consumed nothing yet) */
+    bool changelog_touched[DR_INGEST_MAX_PARTITIONS];
+    int64_t marked_offset[DR_INGEST_MAX_PARTITIONS]; /* last marker produced, -1: none */
+    int64_t start_offset[DR_INGEST_MAX_PARTITIONS];
+    /* where the open commit's markers landed (changelog offset + 1, -1:
+     * none): stored with the commit, so that the next assignment of the
+     * partition reads only what follows its marker */
+    int64_t marker_landed[DR_INGEST_MAX_PARTITIONS];
     uv_poll_t producer_poll;
     uv_timer_t emit_timer, commit_timer, housekeeping_timer;
     int open_handles;
@@ -473,12 +486,23 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     if (!m->err) {
         dr_flight_done(&p->flight, dr_msg_tag(m->_private));
         if (dr_msg_kind(m->_private) == DR_MSG_RECS) p->stats.lists_delivered++;
+        else if (dr_msg_kind(m->_private) == DR_MSG_CHANGELOG && m->partition >= 0 &&
+                 m->partition < DR_INGEST_MAX_PARTITIONS && m->key_len == strlen(DR_CHANGELOG_MARKER_KEY) &&
+                 memcmp(m->key, DR_CHANGELOG_MARKER_KEY, m->key_len) == 0)
+            p->marker_landed[m->partition] = m->offset + 1;
         return;
     }
     /* Never drop output silently (the commit that depends on it keeps
      * waiting): a list is reissued as the user's current one, a dead letter
      * is produced again as it was. */
     p->stats.delivery_errors++;
+    if (dr_msg_kind(m->_private) == DR_MSG_CHANGELOG) {
+        /* produced again it could land behind a newer record of the same
+         * user; the commit waiting for it is never written, and a restart
+         * resumes from the last one stored */
+        fail(p, "a changelog record could not be delivered", rd_kafka_err2str(m->err));
+        return;
+    }
     static dr_log_limit_t lim = DR_LOG_LIMIT_INIT(10000, 5);
     uint64_t dropped = 0;
     if (dr_log_allow(&lim, &dropped))
@@ -552,6 +576,47 @@ static void on_producer_readable(uv_poll_t *h, int status, int events) {
 
 /* ---- commits -------------------------------------------------------------- */
 
+/* How long a commit waits for room in a full producer queue. */
+#define CHANGELOG_WAIT_MS 5000
+
+static bool owns_partition(dr_pipeline_t *p, int32_t part) {
+    int n = 0;
+    const dr_partition_stats_t *parts = dr_ingest_partitions(p->ingest, &n);
+    return part >= 0 && part < n && parts[part].assigned;
+}
+
+/* A user's record (NULL: tombstone) for the changelog, counted in flight so
+ * that the commit is written only once it is delivered. Only partitions
+ * this instance owns: another owner's changelog is not ours to write. */
+static int changelog_put(dr_pipeline_t *p, int32_t part, int64_t user_id, const void *rec, size_t len) {
+    if (!p->changelog || !owns_partition(p, part)) return 0;
+    int err = dr_changelog_put(p->changelog, part, user_id, rec, len,
+                               dr_msg_opaque(p->flight.epoch, DR_MSG_CHANGELOG), CHANGELOG_WAIT_MS);
+    if (err) return err;
+    dr_flight_sent(&p->flight);
+    p->changelog_touched[part] = true;
+    return 0;
+}
+
+/* The commit markers after the records: for every owned partition whose
+ * records or position changed, the next events offset the changelog's
+ * state of it reflects. */
+static int changelog_mark(dr_pipeline_t *p) {
+    if (!p->changelog) return 0;
+    for (int i = 0; i < p->batch_n_offsets; i++) {
+        int64_t at = p->batch_offsets[i] >= 0 ? p->batch_offsets[i] : p->start_offset[i];
+        if (!owns_partition(p, i) || at < 0) continue;
+        if (!p->changelog_touched[i] && at == p->marked_offset[i]) continue;
+        int err = dr_changelog_mark(p->changelog, i, at, dr_msg_opaque(p->flight.epoch, DR_MSG_CHANGELOG),
+                                    CHANGELOG_WAIT_MS);
+        if (err) return err;
+        dr_flight_sent(&p->flight);
+        p->marked_offset[i] = at;
+        p->changelog_touched[i] = false;
+    }
+    return 0;
+}
+
 static int put_user(void *ctx, dr_user_t *u) {
     dr_pipeline_t *p = ((void **)ctx)[0];
     dr_state_batch_t *b = ((void **)ctx)[1];
@@ -560,16 +625,18 @@ static int put_user(void *ctx, dr_user_t *u) {
     /* an erased user: the stored record goes, once (every path where this
      * batch is not written fails the pipeline, and a restart replays the
      * erase); what the user did since is stored anew */
+    int32_t part = u->last_source.partition;
     if (u->erased) {
-        dr_state_batch_delete_user(b, u->last_source.partition, u->user_id);
+        dr_state_batch_delete_user(b, part, u->user_id);
         u->erased = 0;
-        if (u->events_applied == 0) return 0;
+        if (u->events_applied == 0) return changelog_put(p, part, u->user_id, NULL, 0);
     }
     int err = dr_user_encode(u, p->cfg.learner.dim, &rec, &len);
     if (err) return err;
-    dr_state_batch_put_user(b, u->last_source.partition, u->user_id, rec, len);
+    dr_state_batch_put_user(b, part, u->user_id, rec, len);
+    err = changelog_put(p, part, u->user_id, rec, len);
     free(rec);
-    return 0;
+    return err;
 }
 
 static int put_item(void *ctx, int64_t item_id, const void *rec, size_t len) {
@@ -609,6 +676,11 @@ static int build_commit(dr_pipeline_t *p, dr_state_batch_t **out) {
             if (parts[i].next_offset >= 0)
                 dr_state_batch_put_offset(b, p->cfg.topic_catalog, i, parts[i].next_offset);
     }
+    if ((err = changelog_mark(p))) {
+        dr_user_cache_commit_end(p->cache, false);
+        dr_state_batch_free(b);
+        return err;
+    }
     *out = b;
     return 0;
 }
@@ -623,6 +695,11 @@ static void fail(dr_pipeline_t *p, const char *what, const char *detail) {
 /* Writes the waiting batch once everything produced before it is delivered. */
 static void finish_commit(dr_pipeline_t *p) {
     if (!p->commit_batch || !dr_flight_settled(&p->flight)) return;
+    for (int i = 0; p->changelog && i < DR_INGEST_MAX_PARTITIONS; i++)
+        if (p->marker_landed[i] >= 0) {
+            dr_state_batch_put_offset(p->commit_batch, dr_changelog_topic(p->changelog), i, p->marker_landed[i]);
+            p->marker_landed[i] = -1;
+        }
     char err[512];
     int rc = dr_state_write(p->state, p->commit_batch, err, sizeof(err));
     dr_state_batch_free(p->commit_batch);
@@ -758,7 +835,9 @@ static void check_backpressure(dr_pipeline_t *p) {
 static void on_batch_end(void *ctx) {
     dr_pipeline_t *p = ctx;
     if (dr_ingest_stats(p->ingest)->halted && !p->stats.failed)
-        fail(p, "a record could be neither handled nor dead-lettered", "see the error above");
+        fail(p, "consumption halted", dr_ingest_stats(p->ingest)->halt_reason[0]
+                                          ? dr_ingest_stats(p->ingest)->halt_reason
+                                          : "a record could be neither handled nor dead-lettered");
     double now = dr_mono_s();
     if (p->stats.first_event_s == 0) p->stats.first_event_s = now;
     p->stats.last_event_s = now;
@@ -777,12 +856,142 @@ static void on_housekeeping(uv_timer_t *t) {
 
 /* ---- partitions ----------------------------------------------------------- */
 
+typedef struct partition_users {
+    int32_t partition;
+    int64_t *ids;
+    size_t n, cap;
+} partition_users_t;
+
+static int collect_partition_user(void *ctx, const dr_user_t *u) {
+    partition_users_t *c = ctx;
+    if (u->last_source.partition != c->partition) return 0;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 256;
+        int64_t *v = realloc(c->ids, cap * sizeof(*v));
+        if (!v) return DR_ENOMEM;
+        c->ids = v;
+        c->cap = cap;
+    }
+    c->ids[c->n++] = u->user_id;
+    return 0;
+}
+
+/* Forgets the cached users of a partition that is no longer ours (or has
+ * just been restored underneath the cache): the next owner's changes must
+ * not meet our copy when the partition comes back. Dirty users are kept
+ * (stored by the next commit): after the revoke commit there are none. */
+static void drop_cached_partition(dr_pipeline_t *p, int32_t partition) {
+    partition_users_t c = {.partition = partition};
+    if (dr_user_cache_for_each(p->cache, collect_partition_user, &c) != 0) {
+        free(c.ids);
+        fail(p, "dropping a revoked partition's users", "out of memory");
+        return;
+    }
+    size_t dropped = 0;
+    for (size_t i = 0; i < c.n; i++) {
+        dr_user_t *u = dr_user_cache_peek(p->cache, c.ids[i]);
+        if (!u || u->emit_pending) continue;
+        dr_user_cache_remove(p->cache, c.ids[i]);
+        dropped++;
+    }
+    if (dropped < c.n)
+        dr_log(DR_LOG_DEBUG, "pipeline", "partition users kept while dirty | partition=%d kept=%zu",
+               (int)partition, c.n - dropped);
+    free(c.ids);
+}
+
+typedef struct republish {
+    dr_pipeline_t *p;
+    int err;
+    uint64_t users;
+} republish_t;
+
+static int republish_user(void *ctx, int32_t partition, int64_t user_id, const void *rec, size_t len) {
+    republish_t *r = ctx;
+    r->err = changelog_put(r->p, partition, user_id, rec, len);
+    r->users++;
+    return r->err;
+}
+
+/* Brings a newly assigned partition's users here: restores them from the
+ * changelog when the local state is missing or behind it; republishes the
+ * local state when the changelog is behind it (new, or it lost data); and
+ * supersedes records of an unfinished commit (orphans) with the current
+ * state of those users. Returns where consumption starts, -1: Kafka's
+ * committed offset or ingest.offset.reset. */
+static int64_t take_partition(dr_pipeline_t *p, const char *topic, int32_t part) {
+    int64_t local = -1, local_pos = -1;
+    if (dr_state_get_offset(p->state, topic, part, &local) != 0) local = -1;
+    if (!p->changelog || dr_state_get_offset(p->state, dr_changelog_topic(p->changelog), part, &local_pos) != 0)
+        local_pos = -1;
+    drop_cached_partition(p, part);
+    p->marked_offset[part] = -1;
+    p->start_offset[part] = local;
+    if (!p->changelog) return local;
+    dr_restore_t r = {.marker_offset = -1};
+    char err[512] = "";
+    int rc = dr_changelog_restore(p->changelog, p->state, topic, part, local, local_pos,
+                                  p->cfg.shutdown_timeout_ms * 2, &r, err, sizeof(err));
+    if (rc) {
+        fail(p, "the partition's changelog could not be read", err);
+        dr_restore_clear(&r);
+        return local;
+    }
+    p->stats.restore_seconds += r.seconds;
+    p->stats.restore_records += r.records;
+    if (r.restored) {
+        p->stats.partitions_restored++;
+        p->stats.users_restored += r.users;
+        dr_log(DR_LOG_INFO, "pipeline", "partition restored from the changelog | partition=%d local_next=%" PRId64
+               " next=%" PRId64 " incremental=%d users=%" PRIu64 " records=%" PRIu64 " bytes=%" PRIu64 " seconds=%.3f",
+               (int)part, local, r.marker_offset, (int)r.incremental, r.users, r.records, r.bytes, r.seconds);
+        if (!r.incremental && r.log_start > 0)
+            dr_log(DR_LOG_ERROR, "pipeline", "the changelog lost its head (retention, not compaction): users whose last record was before it are not restored | topic=%s partition=%d log_start=%" PRId64,
+                   dr_changelog_topic(p->changelog), (int)part, r.log_start);
+        local = r.marker_offset;
+        p->start_offset[part] = local;
+        p->marked_offset[part] = local;
+    } else if (local >= 0 && (r.marker_offset < local || (!r.incremental && r.log_start > 0))) {
+        /* the changelog does not hold what this store does (it is new, or
+         * lost its head to retention): put it there, so that the partition
+         * can move with nothing lost */
+        republish_t rp = {p, 0, 0};
+        int e = dr_state_for_each_partition_user(p->state, part, republish_user, &rp);
+        if (e || rp.err) {
+            fail(p, "republishing a partition's users to the changelog failed", dr_strerror(e ? e : rp.err));
+        } else {
+            p->changelog_touched[part] = true;
+            dr_log(DR_LOG_INFO, "pipeline", "changelog behind the local state: users republished | partition=%d local_next=%" PRId64
+                   " changelog_next=%" PRId64 " users=%" PRIu64, (int)part, local, r.marker_offset, rp.users);
+        }
+    } else {
+        p->marked_offset[part] = r.marker_offset;
+    }
+    /* records of a commit that never got its marker: the current state of
+     * those users (or a tombstone) goes out with the next commit */
+    for (size_t i = 0; i < r.n_orphans && !p->stats.failed; i++) {
+        dr_user_t *u;
+        if (get_user(p, part, r.orphans[i], &u) != 0) {
+            fail(p, "loading a user to supersede an unfinished changelog commit", "see above");
+            break;
+        }
+        if (u->events_applied == 0) u->erased = 1;
+        dr_user_cache_mark_dirty(p->cache, u);
+    }
+    if (r.n_orphans > 0)
+        dr_log(DR_LOG_INFO, "pipeline", "changelog records after the last marker superseded | partition=%d users=%zu",
+               (int)part, r.n_orphans);
+    dr_restore_clear(&r);
+    return local;
+}
+
 static void on_assign(void *ctx, rd_kafka_topic_partition_list_t *parts) {
     dr_pipeline_t *p = ctx;
-    for (int i = 0; i < parts->cnt; i++) {
-        int64_t next;
-        if (dr_state_get_offset(p->state, parts->elems[i].topic, parts->elems[i].partition, &next) == 0)
-            parts->elems[i].offset = next;
+    for (int i = 0; i < parts->cnt && !p->stats.failed; i++) {
+        int32_t part = parts->elems[i].partition;
+        if (part < 0 || part >= DR_INGEST_MAX_PARTITIONS) continue;
+        int64_t next = take_partition(p, parts->elems[i].topic, part);
+        if (next >= 0) parts->elems[i].offset = next;
     }
 }
 
@@ -826,9 +1035,19 @@ static int64_t catalog_start(void *ctx, int32_t partition) {
     return dr_state_get_offset(p->state, p->cfg.topic_catalog, partition, &next) == 0 ? next : -1;
 }
 
+/* Partitions leave: everything applied so far is committed (state,
+ * changelog and offsets), then their users leave the cache. */
 static void on_revoke(void *ctx, const rd_kafka_topic_partition_list_t *parts) {
-    (void)parts;
-    commit_now(ctx);
+    dr_pipeline_t *p = ctx;
+    commit_now(p);
+    if (p->stats.failed) return;
+    for (int i = 0; i < parts->cnt; i++) {
+        int32_t part = parts->elems[i].partition;
+        if (part < 0 || part >= DR_INGEST_MAX_PARTITIONS) continue;
+        drop_cached_partition(p, part);
+        p->marked_offset[part] = -1;
+        p->changelog_touched[part] = false;
+    }
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -921,7 +1140,11 @@ static int make_clients(dr_pipeline_t *p, char *errstr, size_t n) {
         return err;
     dr_ingest_conf_t ic = {p->cfg.topic_events, p->cfg.topic_dlq, p->cfg.group_id,
                            p->cfg.ingest_batch, p->kafka_keys, p->kafka_values,
-                           p->cfg.n_kafka, p->codec};
+                           p->cfg.n_kafka, p->codec, p->cfg.offset_reset};
+    if (strcmp(p->cfg.topic_changelog, "-") != 0 &&
+        (err = dr_changelog_new(&p->changelog, p->producer, p->cfg.topic_changelog, p->kafka_keys,
+                                p->kafka_values, p->cfg.n_kafka, errstr, n)))
+        return err;
     dr_ingest_handler_t h = {p, on_event, on_batch_end, on_assign, on_revoke, on_erase};
     if ((err = dr_ingest_new(&p->ingest, p->loop, &ic, &h, p->producer, &p->flight, errstr, n)))
         return err;
@@ -963,6 +1186,8 @@ int dr_pipeline_new(dr_pipeline_t **out, uv_loop_t *loop, const dr_config_t *cfg
     p->loop = loop;
     p->cfg = *cfg;
     p->producer_pipe[0] = p->producer_pipe[1] = -1;
+    for (int i = 0; i < DR_INGEST_MAX_PARTITIONS; i++)
+        p->marked_offset[i] = p->start_offset[i] = p->marker_landed[i] = -1;
     int err = dr_config_kafka_arrays(&p->cfg, &p->kafka_keys, &p->kafka_values);
     if (err) goto out_fail;
     dr_state_conf_t sc;
@@ -1021,7 +1246,15 @@ int dr_pipeline_start(dr_pipeline_t *p, char *errstr, size_t n) {
                    (uint64_t)p->cfg.commit_interval_ms);
     uv_timer_start(&p->housekeeping_timer, on_housekeeping, 50, 50);
     serve_producer(p);
-    int err = p->catalog ? dr_catalog_start(p->catalog, errstr, n) : 0;
+    /* a missing changelog topic is a configuration error, said at start; a
+     * broker not reachable yet is not (the clients keep trying) */
+    int err = p->changelog ? dr_changelog_check(p->changelog, p->cfg.topic_events, 10000, errstr, n) : 0;
+    if (err == DR_EKAFKA) {
+        dr_log(DR_LOG_WARN, "pipeline", "the changelog topic could not be checked yet | detail=\"%s\"", errstr);
+        errstr[0] = '\0';
+        err = 0;
+    }
+    if (!err && p->catalog) err = dr_catalog_start(p->catalog, errstr, n);
     return err ? err : dr_ingest_start(p->ingest, errstr, n);
 }
 
@@ -1048,6 +1281,7 @@ void dr_pipeline_free(dr_pipeline_t *p) {
     if (!p) return;
     dr_catalog_free(p->catalog);
     dr_ingest_free(p->ingest);
+    dr_changelog_free(p->changelog);
     dr_emitter_free(p->emitter);
     if (p->producer_queue) rd_kafka_queue_destroy(p->producer_queue);
     if (p->producer) rd_kafka_destroy(p->producer);

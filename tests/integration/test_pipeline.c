@@ -377,9 +377,11 @@ static void test_end_to_end(void **state) {
     assert_int_equal(dr_embedded_create_topic(fx->broker, "events", PARTITIONS, err, sizeof(err)), 0);
     assert_int_equal(dr_embedded_create_topic(fx->broker, "recs", PARTITIONS, err, sizeof(err)), 0);
     assert_int_equal(dr_embedded_create_topic(fx->broker, "events.dlq", 1, err, sizeof(err)), 0);
+    assert_int_equal(dr_embedded_create_topic(fx->broker, "events.changelog", PARTITIONS, err, sizeof(err)), 0);
     assert_int_equal(dr_embedded_create_topic(fx->broker, "items", 2, err, sizeof(err)), 0);
     rd_kafka_conf_t *kc = rd_kafka_conf_new();
     rd_kafka_conf_set(kc, "bootstrap.servers", dr_embedded_bootstraps(fx->broker), err, sizeof(err));
+    rd_kafka_conf_set(kc, "partitioner", "murmur2_random", err, sizeof(err)); /* as driftrec's own producers */
     rd_kafka_conf_set(kc, "message.max.bytes", "2000000", err, sizeof(err)); /* the oversized record */
     fx->producer = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
     assert_non_null(fx->producer);
@@ -519,11 +521,12 @@ static fixture_t *fault_fixture(const char *tag, int brokers) {
     char err[256];
     dr_test_tmpdir(fx->state_dir, sizeof(fx->state_dir), tag);
     assert_int_equal(dr_embedded_new(&fx->broker, brokers, err, sizeof(err)), 0);
-    const char *topics[] = {"events", "recs", "events.dlq", "items"};
-    for (int i = 0; i < 4; i++)
-        assert_int_equal(dr_embedded_create_topic(fx->broker, topics[i], i < 2 ? PARTITIONS : 1, err, sizeof(err)), 0);
+    const char *topics[] = {"events", "recs", "events.changelog", "events.dlq", "items"};
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(dr_embedded_create_topic(fx->broker, topics[i], i < 3 ? PARTITIONS : 1, err, sizeof(err)), 0);
     rd_kafka_conf_t *kc = rd_kafka_conf_new();
     rd_kafka_conf_set(kc, "bootstrap.servers", dr_embedded_bootstraps(fx->broker), err, sizeof(err));
+    rd_kafka_conf_set(kc, "partitioner", "murmur2_random", err, sizeof(err)); /* as driftrec's own producers */
     fx->producer = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
     assert_non_null(fx->producer);
     assert_int_equal(dr_codec_new(&fx->codec, NULL, err, sizeof(err)), 0);

@@ -1,0 +1,94 @@
+/* dr_handoff.h - a partition's user state moves with the partition: every
+ * commit writes the partition's changed user records to a compacted
+ * changelog topic (same partition number), followed by a commit marker, and
+ * an instance that is assigned the partition restores the users from it
+ * when its own stored state is missing or behind.
+ *
+ * Changelog records, all on the partition of the events they reflect:
+ *   key "<user id>" (decimal), value = the user record (dr_user_encode);
+ *   key "<user id>", null value = the user was erased (a tombstone);
+ *   key "__marker", value = 8 bytes big-endian: the next events offset the
+ *   records before it reflect (compaction keeps the last marker only).
+ * Everything before the last marker is a consistent state of the partition
+ * at that offset. Records after it are the start of a commit that never
+ * finished (an instance died before its marker): they are ignored, and the
+ * next owner supersedes them (see dr_restore_t.orphans). Kafka
+ * transactions are not used (the embedded broker only pretends to have
+ * them), so correctness rests on that order, which the idempotent
+ * producer keeps within a partition.
+ *
+ * Threads: one thread (the pipeline's loop). */
+#ifndef DR_HANDOFF_H
+#define DR_HANDOFF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "dr_state.h"
+
+#define DR_CHANGELOG_MARKER_KEY "__marker"
+
+typedef struct dr_changelog dr_changelog_t;
+
+/* A changelog on `topic`, produced through `producer` (borrowed; its
+ * delivery reports carry the opaque given to put/mark). The kafka.*
+ * properties configure the consumer a restore reads with. */
+int dr_changelog_new(dr_changelog_t **out, rd_kafka_t *producer, const char *topic,
+                     const char *const *kafka_keys, const char *const *kafka_values, int n_kafka,
+                     char *errstr, size_t errstr_size);
+void dr_changelog_free(dr_changelog_t *c); /* NULL ok */
+const char *dr_changelog_topic(const dr_changelog_t *c);
+
+/* Checks that the changelog topic exists with at least as many partitions
+ * as the events topic (a user's records go to its events partition). 0, or
+ * DR_ECONFIG with what to create in errstr, DR_EKAFKA when the metadata
+ * cannot be read within timeout_ms. */
+int dr_changelog_check(dr_changelog_t *c, const char *events_topic, int timeout_ms, char *errstr,
+                       size_t errstr_size);
+
+/* Produces a user's record (rec NULL: a tombstone) or a partition's commit
+ * marker. A full producer queue is waited out (serving delivery reports)
+ * for up to wait_ms. 0, DR_EFULL (still full), or DR_EKAFKA. */
+int dr_changelog_put(dr_changelog_t *c, int32_t partition, int64_t user_id, const void *rec,
+                     size_t len, void *opaque, int wait_ms);
+int dr_changelog_mark(dr_changelog_t *c, int32_t partition, int64_t next_offset, void *opaque,
+                      int wait_ms);
+
+/* What reading a changelog partition found, and what a restore did. */
+typedef struct dr_restore {
+    int64_t marker_offset;   /* next events offset of the last marker; -1: none */
+    int64_t marker_pos;      /* changelog offset just after that marker; -1: none */
+    int64_t log_start;       /* the changelog's first offset (> 0: its head is gone) */
+    uint64_t records;        /* changelog messages read */
+    uint64_t bytes;          /* ... and their key + value bytes */
+    uint64_t users;          /* user records (and tombstones) applied to the store */
+    bool incremental;        /* read from the store's changelog position on */
+    bool restored;           /* the store's users of the partition were brought up to it */
+    double seconds;
+    int64_t *orphans;        /* users with records after the last marker (malloc'd) */
+    size_t n_orphans;
+} dr_restore_t;
+void dr_restore_clear(dr_restore_t *r); /* frees orphans */
+
+/* Brings the store's users of `partition` up to the changelog, when needed.
+ * local_next is the store's next events offset for the partition and
+ * local_pos the changelog position it reflects (the offset after the marker
+ * of the commit it stored; -1: none). When local_pos is within the
+ * changelog, only what follows it is read (a restart or a return reads what
+ * others wrote meanwhile, nothing more), and a newer marker's records are
+ * applied on top. Otherwise the whole changelog is read: when its last
+ * marker is beyond local_next (or the store has none), the partition's
+ * stored users are dropped and replaced by the changelog's state at the
+ * marker. A restore writes the marker's events offset and changelog
+ * position with its last batch (a restore cut short leaves both where they
+ * were, so the next one starts again). Either way r tells the last marker
+ * and the orphans. Logs progress every few seconds. 0, DR_EKAFKA (the
+ * changelog could not be read within timeout_ms), DR_ESTORE, DR_ENOMEM. */
+int dr_changelog_restore(dr_changelog_t *c, dr_state_t *st, const char *events_topic,
+                         int32_t partition, int64_t local_next, int64_t local_pos, int timeout_ms,
+                         dr_restore_t *r, char *errstr, size_t errstr_size);
+
+#endif /* DR_HANDOFF_H */

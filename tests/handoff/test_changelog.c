@@ -1,0 +1,225 @@
+/* test_changelog.c - the changelog a partition's users move with
+ * (handoff/dr_handoff.h), against the embedded broker and a real RocksDB
+ * store: what a restore takes (records up to the last marker, tombstones),
+ * what it leaves (records after it, reported as orphans), when it replaces
+ * the store and when it reads only what follows the store's position. */
+#include "dr_test.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include "dr_embedded.h"
+#include "dr_err.h"
+#include "dr_handoff.h"
+#include "dr_state.h"
+
+#define TOPIC "ev.changelog"
+#define EVENTS "ev"
+#define PART 1
+
+typedef struct fixture {
+    dr_embedded_t *broker;
+    rd_kafka_t *producer;
+    dr_changelog_t *log;
+    const char *keys[1], *values[1];
+    char dir[128];
+    dr_state_t *st;
+} fixture_t;
+
+static int setup(void **state) {
+    fixture_t *f = calloc(1, sizeof(*f));
+    char err[512];
+    assert_int_equal(dr_embedded_new(&f->broker, 1, err, sizeof(err)), 0);
+    assert_int_equal(dr_embedded_create_topic(f->broker, TOPIC, 2, err, sizeof(err)), 0);
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    assert_int_equal(rd_kafka_conf_set(kc, "bootstrap.servers", dr_embedded_bootstraps(f->broker), err, sizeof(err)), 0);
+    rd_kafka_conf_set(kc, "linger.ms", "0", err, sizeof(err));
+    f->producer = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
+    assert_non_null(f->producer);
+    f->keys[0] = "bootstrap.servers";
+    f->values[0] = dr_embedded_bootstraps(f->broker);
+    assert_int_equal(dr_changelog_new(&f->log, f->producer, TOPIC, f->keys, f->values, 1, err, sizeof(err)), 0);
+    dr_test_tmpdir(f->dir, sizeof(f->dir), "changelog");
+    dr_state_conf_t sc;
+    dr_state_conf_default(&sc);
+    sc.path = f->dir;
+    sc.block_cache_mb = 8;
+    assert_int_equal(dr_state_open(&f->st, &sc, err, sizeof(err)), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture_t *f = *state;
+    dr_state_close(f->st);
+    dr_changelog_free(f->log);
+    rd_kafka_destroy(f->producer);
+    dr_embedded_free(f->broker);
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static void put(fixture_t *f, int64_t user, const char *rec) {
+    assert_int_equal(dr_changelog_put(f->log, PART, user, rec, rec ? strlen(rec) : 0, NULL, 1000), 0);
+}
+static void mark(fixture_t *f, int64_t next) {
+    assert_int_equal(dr_changelog_mark(f->log, PART, next, NULL, 1000), 0);
+}
+static void flush(fixture_t *f) { assert_int_equal(rd_kafka_flush(f->producer, 5000), 0); }
+
+static void expect_user(fixture_t *f, int64_t user, const char *want) {
+    uint8_t *rec = NULL;
+    size_t len = 0;
+    int rc = dr_state_get_user(f->st, PART, user, &rec, &len);
+    if (!want) {
+        assert_int_equal(rc, DR_ENOTFOUND);
+        return;
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(rec, want, len);
+    free(rec);
+}
+
+static int64_t stored(fixture_t *f, const char *topic) {
+    int64_t next = -1;
+    return dr_state_get_offset(f->st, topic, PART, &next) == 0 ? next : -1;
+}
+
+/* Claim: an empty store takes the changelog's state at its last marker:
+ * the newest record of each user, tombstones delete, records after the
+ * marker are left out and named as orphans; the marker's events offset and
+ * the changelog position after it are stored with the users. */
+static void test_restore_into_empty_store(void **state) {
+    fixture_t *f = *state;
+    char err[512] = "";
+    put(f, 1, "a1");
+    put(f, 2, "b1");
+    mark(f, 10);              /* changelog offsets 0-2 */
+    put(f, 1, "a2");
+    put(f, 2, NULL);          /* user 2 erased */
+    put(f, 3, "c1");
+    mark(f, 25);              /* offsets 3-6 */
+    put(f, 3, "c2");          /* an unfinished commit */
+    put(f, 4, "d1");
+    flush(f);
+    dr_restore_t r;
+    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, -1, -1, 5000, &r, err, sizeof(err)), 0);
+    assert_true(r.restored);
+    assert_false(r.incremental);
+    assert_int_equal(r.marker_offset, 25);
+    assert_int_equal(r.marker_pos, 7);
+    assert_int_equal(r.records, 9);
+    assert_int_equal(r.n_orphans, 2);
+    assert_int_equal(r.orphans[0], 3);
+    assert_int_equal(r.orphans[1], 4);
+    expect_user(f, 1, "a2");
+    expect_user(f, 2, NULL);
+    expect_user(f, 3, "c1");
+    expect_user(f, 4, NULL);
+    assert_int_equal(stored(f, EVENTS), 25);
+    assert_int_equal(stored(f, TOPIC), 7);
+    dr_restore_clear(&r);
+}
+
+/* Claim: a store at a changelog position reads only what follows it: a
+ * restart with nothing new reads nothing; a newer marker's records are
+ * applied on top (the store's other users kept); records after the last
+ * marker are orphans and not applied. */
+static void test_incremental_from_stored_position(void **state) {
+    fixture_t *f = *state;
+    char err[512] = "";
+    put(f, 1, "a1");
+    put(f, 2, "b1");
+    mark(f, 10);
+    flush(f);
+    dr_restore_t r;
+    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, -1, -1, 5000, &r, err, sizeof(err)), 0);
+    dr_restore_clear(&r);
+    assert_int_equal(stored(f, TOPIC), 3);
+
+    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, 10, 3, 5000, &r, err, sizeof(err)), 0);
+    assert_true(r.incremental);
+    assert_false(r.restored);
+    assert_int_equal(r.records, 0);
+    dr_restore_clear(&r);
+
+    put(f, 2, "b2");          /* another owner's commit */
+    mark(f, 40);
+    put(f, 1, "a-orphan");
+    flush(f);
+    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, 10, 3, 5000, &r, err, sizeof(err)), 0);
+    assert_true(r.incremental);
+    assert_true(r.restored);
+    assert_int_equal(r.records, 3);
+    assert_int_equal(r.marker_offset, 40);
+    assert_int_equal(r.n_orphans, 1);
+    expect_user(f, 1, "a1");
+    expect_user(f, 2, "b2");
+    assert_int_equal(stored(f, EVENTS), 40);
+    assert_int_equal(stored(f, TOPIC), 5);
+    dr_restore_clear(&r);
+}
+
+/* Claim: without a usable position, a store at or ahead of the changelog's
+ * last marker is left as it is; a store behind it is replaced: users the
+ * changelog does not hold are dropped, not merged. */
+static void test_full_read_keeps_or_replaces(void **state) {
+    fixture_t *f = *state;
+    char err[512] = "";
+    dr_state_batch_t *b = dr_state_batch_new();
+    dr_state_batch_put_user(b, PART, 7, "local7", 6);
+    dr_state_batch_put_user(b, PART, 1, "local1", 6);
+    dr_state_batch_put_user(b, 0, 7, "other-partition", 15);
+    dr_state_batch_put_offset(b, EVENTS, PART, 30);
+    assert_int_equal(dr_state_write(f->st, b, err, sizeof(err)), 0);
+    dr_state_batch_free(b);
+    put(f, 1, "a1");
+    mark(f, 20);
+    flush(f);
+    dr_restore_t r;
+    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, 30, -1, 5000, &r, err, sizeof(err)), 0);
+    assert_false(r.restored);
+    assert_int_equal(r.marker_offset, 20);
+    expect_user(f, 1, "local1");
+    dr_restore_clear(&r);
+
+    put(f, 1, "a2");
+    mark(f, 50);
+    flush(f);
+    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, 30, -1, 5000, &r, err, sizeof(err)), 0);
+    assert_true(r.restored);
+    assert_int_equal(r.records, 8); /* both reads count */
+    expect_user(f, 1, "a2");
+    expect_user(f, 7, NULL);
+    uint8_t *rec;
+    size_t len;
+    assert_int_equal(dr_state_get_user(f->st, 0, 7, &rec, &len), 0); /* another partition: untouched */
+    free(rec);
+    assert_int_equal(stored(f, EVENTS), 50);
+    dr_restore_clear(&r);
+}
+
+/* Claim: the check names what to create when the changelog is missing or
+ * has fewer partitions than the events topic. */
+static void test_check_topic(void **state) {
+    fixture_t *f = *state;
+    char err[512] = "";
+    assert_int_equal(dr_embedded_create_topic(f->broker, "big", 4, err, sizeof(err)), 0);
+    assert_int_equal(dr_changelog_check(f->log, "big", 5000, err, sizeof(err)), DR_ECONFIG);
+    assert_non_null(strstr(err, "fewer partitions"));
+    assert_int_equal(dr_embedded_create_topic(f->broker, "two", 2, err, sizeof(err)), 0);
+    assert_int_equal(dr_changelog_check(f->log, "two", 5000, err, sizeof(err)), 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_restore_into_empty_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_incremental_from_stored_position, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_read_keeps_or_replaces, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_topic, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
