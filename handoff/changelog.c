@@ -283,7 +283,7 @@ static int scan_partition(scan_t *s, int64_t lo, int64_t hi, int timeout_ms) {
             err = DR_EKAFKA;
             break;
         }
-        ssize_t got = rd_kafka_consume_batch_queue(q, 100, batch, 1024);
+        ssize_t got = rd_kafka_consume_batch_queue(q, 10, batch, 1024);
         for (ssize_t i = 0; i < got; i++) {
             rd_kafka_message_t *m = batch[i];
             if (!err && m->err == RD_KAFKA_RESP_ERR_NO_ERROR && m->partition == s->partition &&

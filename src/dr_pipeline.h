@@ -75,6 +75,8 @@ typedef struct dr_pipeline_stats {
     uint64_t users_restored;     /* ... user records (and tombstones) applied */
     uint64_t restore_records;    /* changelog messages read on assignment */
     double restore_seconds;      /* ... and the time it took */
+    uint64_t offset_resets;      /* positions out of the events log's range */
+    uint64_t events_skipped;     /* ... events known to be skipped by them */
     double emit_seconds;
     dr_histogram_t freshness;    /* an event making a user owe a list -> list produced */
     dr_histogram_t learn;        /* one batch: first event taken -> all applied */

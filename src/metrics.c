@@ -147,6 +147,12 @@ static char *render(dr_pipeline_t *p, const dr_metrics_t *m) {
     counter(f, "driftrec_commits_total", "State commits written to RocksDB.", (double)s.commits);
     counter(f, "driftrec_commit_failures_total", "State commits that failed.", (double)s.commit_failures);
     counter(f, "driftrec_erasures_total", "Users erased on request.", (double)s.erasures);
+    counter(f, "driftrec_partitions_restored_total", "Partitions whose users were brought up to the changelog on assignment (docs/SCALING.md).", (double)s.partitions_restored);
+    counter(f, "driftrec_users_restored_total", "User records and tombstones applied from the changelog.", (double)s.users_restored);
+    counter(f, "driftrec_changelog_records_read_total", "Changelog messages read on assignment.", (double)s.restore_records);
+    counter(f, "driftrec_restore_seconds_total", "Time spent reading the changelog on assignment.", s.restore_seconds);
+    counter(f, "driftrec_offset_resets_total", "Stored or committed positions found out of the events log's range (ingest.offset.reset applied).", (double)s.offset_resets);
+    counter(f, "driftrec_events_skipped_total", "Events known to be skipped by those resets (deleted by retention before they were read, or jumped over by latest).", (double)s.events_skipped);
     counter(f, "driftrec_withdrawn_list_refreshes_total", "Lists recomputed because a blocked or deleted item was in them.", (double)s.withdraw_refreshes);
     counter(f, "driftrec_drift_detections_total", "Per-user ADWIN detections.", (double)s.drift_detections);
     counter(f, "driftrec_drift_readaptations_total", "Detections followed by re-adaptation.", (double)s.drift_readapted);

@@ -876,10 +876,9 @@ static int collect_partition_user(void *ctx, const dr_user_t *u) {
     return 0;
 }
 
-/* Forgets the cached users of a partition that is no longer ours (or has
- * just been restored underneath the cache): the next owner's changes must
- * not meet our copy when the partition comes back. Dirty users are kept
- * (stored by the next commit): after the revoke commit there are none. */
+/* Forgets the cached users of a partition whose store was just brought up
+ * to the changelog (another owner changed them meanwhile): our copies are
+ * older. Users owed a list are kept: after the revoke commit there are none. */
 static void drop_cached_partition(dr_pipeline_t *p, int32_t partition) {
     partition_users_t c = {.partition = partition};
     if (dr_user_cache_for_each(p->cache, collect_partition_user, &c) != 0) {
@@ -924,7 +923,6 @@ static int64_t take_partition(dr_pipeline_t *p, const char *topic, int32_t part)
     if (dr_state_get_offset(p->state, topic, part, &local) != 0) local = -1;
     if (!p->changelog || dr_state_get_offset(p->state, dr_changelog_topic(p->changelog), part, &local_pos) != 0)
         local_pos = -1;
-    drop_cached_partition(p, part);
     p->marked_offset[part] = -1;
     p->start_offset[part] = local;
     if (!p->changelog) return local;
@@ -940,6 +938,8 @@ static int64_t take_partition(dr_pipeline_t *p, const char *topic, int32_t part)
     p->stats.restore_seconds += r.seconds;
     p->stats.restore_records += r.records;
     if (r.restored) {
+        /* the store moved on underneath the cache: its copies are stale */
+        drop_cached_partition(p, part);
         p->stats.partitions_restored++;
         p->stats.users_restored += r.users;
         dr_log(DR_LOG_INFO, "pipeline", "partition restored from the changelog | partition=%d local_next=%" PRId64
@@ -1036,7 +1036,10 @@ static int64_t catalog_start(void *ctx, int32_t partition) {
 }
 
 /* Partitions leave: everything applied so far is committed (state,
- * changelog and offsets), then their users leave the cache. */
+ * changelog and offsets). Their cached users stay, clean, until evicted:
+ * an eager rebalance revokes and gives back the same partitions, and a
+ * partition that comes back after another owner changed it is restored,
+ * which drops them (take_partition). */
 static void on_revoke(void *ctx, const rd_kafka_topic_partition_list_t *parts) {
     dr_pipeline_t *p = ctx;
     commit_now(p);
@@ -1044,7 +1047,6 @@ static void on_revoke(void *ctx, const rd_kafka_topic_partition_list_t *parts) {
     for (int i = 0; i < parts->cnt; i++) {
         int32_t part = parts->elems[i].partition;
         if (part < 0 || part >= DR_INGEST_MAX_PARTITIONS) continue;
-        drop_cached_partition(p, part);
         p->marked_offset[part] = -1;
         p->changelog_touched[part] = false;
     }
@@ -1310,6 +1312,8 @@ void dr_pipeline_stats(dr_pipeline_t *p, dr_pipeline_stats_t *out) {
     memcpy(p->stats.dlq_by_reason, s->dlq_by_reason, sizeof(p->stats.dlq_by_reason));
     p->stats.pauses = s->pauses;
     p->stats.paused = s->paused;
+    p->stats.offset_resets = s->offset_resets;
+    p->stats.events_skipped = s->events_skipped;
     p->stats.lag = p->stopped ? 0 : dr_ingest_lag(p->ingest);
     int n = 0;
     const dr_partition_stats_t *parts = dr_ingest_partitions(p->ingest, &n);

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# bench/instances.sh - end-to-end throughput with 1 and 2 instances in one
+# consumer group (and 1 without a changelog, its cost), on one standalone
+# embedded broker: the open-loop stream (EVENTS events of USERS users over
+# PARTITIONS partitions) is produced once; each configuration then consumes
+# all of it in a new group with fresh state directories and its own
+# changelog topic. Events/s from the first partition assignment to the
+# moment every event is stored (offsets in the instances' states). The broker
+# runs on the same cores: its share is printed (CPU seconds over the
+# measured interval). Medians over RUNS.
+#
+#   bench/instances.sh [RUNS]     (default 3)
+# Environment: EVENTS (1000000), USERS (100000), PARTITIONS (24), COUNTS ("1 2"),
+#              DRIFTREC (build/driftrec).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-3}
+EVENTS=${EVENTS:-1000000} USERS=${USERS:-100000} PARTITIONS=${PARTITIONS:-24} COUNTS=${COUNTS:-"1 2"}
+bin=${DRIFTREC:-build/driftrec}
+out=$(mktemp -d /tmp/driftrec-instances-XXXXXX)
+broker_pid=""
+cleanup() { [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null; pkill -f "state.dir=$out" 2>/dev/null; wait 2>/dev/null; rm -rf "$out"; }
+trap cleanup EXIT
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "stream: $EVENTS events, $USERS users, $PARTITIONS partitions (open loop), embedded broker on the same machine"
+stored_total() { # records stored, over every state directory of the run (highest offset per partition)
+  for s in "$out"/"$1"-*/; do "$bin" inspect --state-dir "$s" offsets 2>/dev/null || true; done |
+    awk '$1 == "ev" { if ($3 > m[$2]) m[$2] = $3 } END { for (p in m) s += m[p]; print s + 0 }'
+}
+cpu_s() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; } # utime + stime of a process
+now() { date +%s.%N; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+
+configs=("1:off") # instances:changelog ("off": none, "on": its own topic)
+for n in $COUNTS; do configs+=("$n:on"); done
+declare -A rates shares
+for run in $(seq 1 "$runs"); do
+  topics=(--topic ev --topic recs)
+  for c in "${configs[@]}"; do topics+=(--topic "cl-${c%%:*}"); done
+  "$bin" broker --partitions "$PARTITIONS" "${topics[@]}" > "$out/broker.txt" 2>"$out/broker.log" &
+  broker_pid=$!
+  for _ in $(seq 50); do [ -s "$out/broker.txt" ] && break; sleep 0.1; done
+  bs=$(head -1 "$out/broker.txt")
+  "$bin" demo --bootstrap "$bs" --produce-only --scenario openloop --events "$EVENTS" --users "$USERS" --items 10000 \
+      --set topic.events=ev --quiet 2>"$out/produce.log"
+  total=$(kcat -C -b "$bs" -t ev -o beginning -e -q -f '.' | wc -c)
+  for c in "${configs[@]}"; do
+    n=${c%%:*} cl=${c##*:} tag="r$run-${c/:/-}"
+    if [ "$cl" = on ]; then cl="cl-$n"; else cl=-; fi
+    ipids=()
+    for i in $(seq 1 "$n"); do
+      "$bin" run --set "kafka.bootstrap.servers=$bs" --set topic.events=ev --set topic.recommendations=recs \
+          --set "topic.changelog=$cl" --set "group.id=$tag" --set metrics.listen= --set run.exit.idle.ms=3000 \
+          --set kafka.queued.min.messages=1000000 --set log.level=info --set "state.dir=$out/$tag-$i" \
+          >"$out/$tag-$i.log" 2>&1 &
+      ipids+=($!)
+    done
+    for _ in $(seq 600); do grep -q "partitions assigned" "$out/$tag-1.log" && break; sleep 0.05; done
+    t0=$(now); b0=$(cpu_s "$broker_pid")
+    while [ "$(stored_total "$tag")" -lt "$total" ]; do sleep 0.2; done
+    t1=$(now); b1=$(cpu_s "$broker_pid")
+    wait "${ipids[@]}" || { echo "$tag: an instance failed"; tail -5 "$out/$tag"-*.log; exit 1; }
+    rate=$(python3 -c "print(round($total / ($t1 - $t0)))")
+    share=$(python3 -c "print(round(($b1 - $b0) / ($t1 - $t0) / $(nproc) * 100))")
+    echo "run $run, $n instance(s), changelog ${c##*:}: $rate events/s, broker $share% of the cores"
+    rates[$c]+="$rate " shares[$c]+="$share "
+    rm -rf "$out/$tag"-*/
+  done
+  kill "$broker_pid"; wait "$broker_pid" 2>/dev/null || true; broker_pid=""
+done
+base=""
+for c in "${configs[@]}"; do
+  # shellcheck disable=SC2086
+  r=$(median ${rates[$c]}) s=$(median ${shares[$c]})
+  [ "$c" = "1:on" ] && base=$r
+  echo "median: ${c%%:*} instance(s), changelog ${c##*:}: $r events/s (broker $s% of the cores)"
+done
+for n in $COUNTS; do
+  # shellcheck disable=SC2086
+  [ -n "$base" ] && echo "speed-up of $n instances over 1 (changelog on): $(python3 -c "print(round($(median ${rates[$n:on]}) / $base, 2))")x"
+done
