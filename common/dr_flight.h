@@ -31,7 +31,9 @@ static inline void dr_flight_mark(dr_flight_t *f) {
 static inline bool dr_flight_settled(const dr_flight_t *f) { return f->inflight_prev == 0; }
 
 /* Message opaque: epoch tag and the kind of message, for the delivery report. */
-typedef enum { DR_MSG_RECS = 0, DR_MSG_DLQ = 1, DR_MSG_CHANGELOG = 2 } dr_msg_kind_t;
+/* DR_MSG_MODEL (shared item changes) is not counted in flight: a commit
+ * does not wait for it. */
+typedef enum { DR_MSG_RECS = 0, DR_MSG_DLQ = 1, DR_MSG_CHANGELOG = 2, DR_MSG_MODEL = 3 } dr_msg_kind_t;
 static inline void *dr_msg_opaque(uint64_t tag, dr_msg_kind_t kind) {
     return (void *)(uintptr_t)((tag << 2) | (uint64_t)kind);
 }

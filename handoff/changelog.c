@@ -55,26 +55,11 @@ void dr_changelog_free(dr_changelog_t *c) {
 
 const char *dr_changelog_topic(const dr_changelog_t *c) { return c->topic; }
 
-/* Partitions of a topic from the metadata: -1 when it does not exist. */
-static int topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, int *count) {
-    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
-    if (!t) return DR_ENOMEM;
-    const rd_kafka_metadata_t *md = NULL;
-    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, t, &md, timeout_ms);
-    rd_kafka_topic_destroy(t);
-    if (err) return DR_EKAFKA;
-    *count = -1;
-    if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
-        *count = md->topics[0].partition_cnt;
-    rd_kafka_metadata_destroy(md);
-    return 0;
-}
-
 int dr_changelog_check(dr_changelog_t *c, const char *events_topic, int timeout_ms, char *errstr,
                        size_t n) {
     int events = -1, changelog = -1;
-    if (topic_partitions(c->producer, events_topic, timeout_ms, &events) ||
-        topic_partitions(c->producer, c->topic, timeout_ms, &changelog)) {
+    if (dr_ingest_topic_partitions(c->producer, events_topic, timeout_ms, &events) ||
+        dr_ingest_topic_partitions(c->producer, c->topic, timeout_ms, &changelog)) {
         snprintf(errstr, n, "cannot read the metadata of %s and %s within %d ms", events_topic,
                  c->topic, timeout_ms);
         return DR_EKAFKA;

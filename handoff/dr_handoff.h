@@ -27,6 +27,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "dr_learner.h"
 #include "dr_state.h"
 
 #define DR_CHANGELOG_MARKER_KEY "__marker"
@@ -90,5 +91,61 @@ void dr_restore_clear(dr_restore_t *r); /* frees orphans */
 int dr_changelog_restore(dr_changelog_t *c, dr_state_t *st, const char *events_topic,
                          int32_t partition, int64_t local_next, int64_t local_pos, int timeout_ms,
                          dr_restore_t *r, char *errstr, size_t errstr_size);
+
+/* ---- shared parameters: the model topic -------------------------------------
+ * Every instance learns the items and the prior from its own users'
+ * events; through the model topic (topic.model) each publishes the sparse
+ * changes it made (dr_model_sync_export) and adds everyone else's
+ * (dr_model_sync_import). Messages are keyed by the publishing instance's
+ * id (decimal); an instance skips its own. Every instance reads every
+ * partition, from the positions stored with its state (a new one: from the
+ * beginning, which bootstraps its items). */
+typedef struct dr_model_sync dr_model_sync_t;
+
+typedef struct dr_model_sync_stats {
+    uint64_t published;        /* messages produced */
+    uint64_t items_published;
+    uint64_t imported;         /* others' messages applied */
+    uint64_t items_imported;
+    uint64_t items_skipped;    /* refused (catalog full, not finite, ...) */
+    uint64_t rejected;         /* malformed or of another dimension */
+    uint64_t duplicates;       /* an instance's replay after a crash of what was applied */
+    uint64_t lost;             /* messages that could not be produced or delivered */
+} dr_model_sync_stats_t;
+
+/* A sync on `topic` for instance `instance_id` (its low 53 bits); producer borrowed; the
+ * kafka.* properties configure its reader. */
+int dr_model_sync_new(dr_model_sync_t **out, rd_kafka_t *producer, const char *topic,
+                      uint64_t instance_id, const char *const *kafka_keys,
+                      const char *const *kafka_values, int n_kafka, char *errstr,
+                      size_t errstr_size);
+void dr_model_sync_free(dr_model_sync_t *s); /* NULL ok */
+/* Starts reading every partition of the topic, each from start(ctx, p) (a
+ * stored next offset, or -1: the beginning). DR_ECONFIG when the topic does
+ * not exist (errstr says what to create), DR_EKAFKA when its metadata
+ * cannot be read. */
+int dr_model_sync_start(dr_model_sync_t *s, int64_t (*start)(void *ctx, int32_t partition),
+                        void *ctx, int timeout_ms, char *errstr, size_t errstr_size);
+/* Publishes everything m changed since the last call (in messages of at
+ * most 4,096 items, *messages of them) with the given delivery opaque.
+ * Each message carries this instance's next sequence number (header
+ * dr.seq); a reader applies an instance's messages only above the last
+ * number it applied of it. Publish with a commit and store the sync's
+ * state (dr_model_sync_encode_state) in the same commit, written after the
+ * messages are delivered: after a crash the instance replays the events
+ * of the lost commit and numbers what it learns from them as before, and
+ * the readers that applied the first version skip the second. 0, or
+ * DR_EKAFKA. */
+int dr_model_sync_publish(dr_model_sync_t *s, dr_model_t *m, void *opaque, size_t *messages);
+/* The sequence numbers (own, and the last applied of each other instance)
+ * as one value for the state, and back (DR_ECORRUPT). */
+int dr_model_sync_encode_state(const dr_model_sync_t *s, uint8_t **out, size_t *len);
+int dr_model_sync_load_state(dr_model_sync_t *s, const void *buf, size_t len);
+/* Applies the others' messages waiting (at most max); never blocks. */
+void dr_model_sync_poll(dr_model_sync_t *s, dr_model_t *m, int max);
+/* Next offset per partition read so far (-1: none); *n partitions. */
+const int64_t *dr_model_sync_positions(const dr_model_sync_t *s, int *n);
+const char *dr_model_sync_topic(const dr_model_sync_t *s);
+dr_model_sync_stats_t *dr_model_sync_stats(dr_model_sync_t *s);
 
 #endif /* DR_HANDOFF_H */

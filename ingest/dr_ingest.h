@@ -182,6 +182,11 @@ rd_kafka_conf_t *dr_ingest_kafka_conf(const char *const (*defaults)[2], size_t n
  * recommendations topic are keyed so. */
 bool dr_ingest_user_key(const rd_kafka_message_t *m, int64_t *id);
 
+/* A topic's partition count from the cluster's metadata (-1: no such
+ * topic; where topics are auto-created, asking may create it). 0, or
+ * DR_EKAFKA when the metadata cannot be read within timeout_ms. */
+int dr_ingest_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, int *count);
+
 /* The consumer handle, for inspection (e.g. member id). */
 rd_kafka_t *dr_ingest_consumer(dr_ingest_t *in);
 

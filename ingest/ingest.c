@@ -727,3 +727,17 @@ void dr_ingest_commit_async(dr_ingest_t *in, const int64_t *next_offsets, int n)
     if (list->cnt > 0) rd_kafka_commit(in->rk, list, 1);
     rd_kafka_topic_partition_list_destroy(list);
 }
+
+int dr_ingest_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, int *count) {
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    if (!t) return DR_ENOMEM;
+    const rd_kafka_metadata_t *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, t, &md, timeout_ms);
+    rd_kafka_topic_destroy(t);
+    if (err) return DR_EKAFKA;
+    *count = -1;
+    if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        *count = md->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    return 0;
+}

@@ -323,6 +323,33 @@ int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id);
 /* Writes û + v_u into out (dim floats). */
 void dr_model_user_vector(const dr_model_t *m, const dr_user_t *u, float *out);
 
+/* --- sharing the item parameters and the prior with other instances ------
+ * Every instance learns the items from its own users' events. Each
+ * exports, now and then, the sparse changes it made since its last export
+ * (Δq_i, or Δδ_i for content items, and Δb_i of each item it changed, and
+ * Δû), and adds the others' exports to its own parameters: all converge to
+ * the start plus the sum of everyone's changes (items start from a state
+ * seeded by their id, the same everywhere). Imported changes to û join the
+ * next outer step, so users are re-based on them as on a local step.
+ * Co-engagement counts and the population prior stay per instance (each a
+ * sample of the same population). Encoding: little-endian, "DRS1", u32
+ * dim, dim floats Δû, u32 n, then n × (i64 item id, u8 content, dim
+ * floats, float Δb). */
+int dr_model_sync_enable(dr_model_t *m);
+/* Items changed since the last export. */
+size_t dr_model_sync_pending(const dr_model_t *m);
+/* Encodes up to max_items of the changes (and Δû, with the first chunk)
+ * into *out (malloc'd) and forgets them; *n_items says how many. Call
+ * until it encodes 0 items. */
+int dr_model_sync_export(dr_model_t *m, size_t max_items, uint8_t **out, size_t *len,
+                         size_t *n_items);
+/* Adds another instance's export. Items new here are created (refused when
+ * learner.max.items is reached: counted in *skipped); applied items become
+ * dirty (stored by the next commit). DR_ECORRUPT for a malformed buffer,
+ * DR_EINVAL for another dimension: nothing applied. */
+int dr_model_sync_import(dr_model_t *m, const void *buf, size_t len, size_t *applied,
+                         size_t *skipped);
+
 /* --- persistence: fixed little-endian encodings, version byte first --- */
 
 /* Per-item dirty tracking for write-back. */

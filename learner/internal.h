@@ -121,6 +121,16 @@ struct dr_model {
     float *trend_score;    /* n: log(1 + t_i) */
     uint64_t trend_until;  /* the positive clock at which the trend period ends
                               (runtime only: a restart ends it) */
+    /* sharing with other instances (sync.c): the learned part of each item
+     * changed since the last export, as it was before the change */
+    bool sync_on;
+    uint32_t *sync_pos;    /* per item index: 1 + its entry in sync_base, 0: none */
+    size_t sync_pos_cap;
+    float *sync_base;      /* entries × (dim + 1): q_i or δ_i, then b_i */
+    int64_t *sync_idx;     /* entries: the item index */
+    size_t n_sync, cap_sync;
+    float *sync_prior_base;    /* û at the last export (dim) */
+    float *sync_prior_pending; /* others' changes to û, applied at the next outer step */
     float pop_gamma;       /* γ */
     float pop_log_tau;     /* log τ: learned in log space, τ > 0 at any step */
     double pop_grad_gamma, pop_grad_log_tau; /* ascent directions summed over ... */
@@ -137,6 +147,13 @@ void dr__content_refresh_all(dr_model_t *m);
 /* p_i from the item's decayed count at the clock of the last outer step. */
 void dr__pop_refresh_item(dr_model_t *m, size_t idx);
 void dr__pop_refresh_all(dr_model_t *m);
+/* Records an item's learned part before a change, for the next export
+ * (sync.c; nothing when sharing is off). DR_ENOMEM: not recorded. */
+int dr__sync_touch(dr_model_t *m, size_t idx);
+void dr__sync_free(dr_model_t *m);
+/* Marks an item for the next commit's write-back (model.c). */
+void dr__mark_item_dirty(dr_model_t *m, size_t idx);
+
 /* Bytes of the largest item record this model writes (records.c). */
 size_t dr__item_record_cap(const dr_model_t *m);
 

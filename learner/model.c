@@ -253,6 +253,8 @@ static void mark_item_dirty(dr_model_t *m, size_t idx) {
     m->dirty_list[m->n_dirty++] = (int64_t)idx;
 }
 
+void dr__mark_item_dirty(dr_model_t *m, size_t idx) { mark_item_dirty(m, idx); }
+
 int64_t dr_model_item_index(dr_model_t *m, int64_t item_id, bool create) {
     size_t mask = m->n_slots - 1;
     size_t s = dr_mix64((uint64_t)item_id) & mask;
@@ -432,6 +434,7 @@ void dr_model_free(dr_model_t *m) {
     free(m->trend_count);
     free(m->trend_score);
     free(m->rec_buf);
+    dr__sync_free(m);
     free(m);
 }
 
@@ -547,6 +550,14 @@ static void outer_observe(dr_model_t *m, const dr_user_t *u) {
         m->past_version[slot] = m->version;
         double step = m->conf.prior_step / (double)m->reptile_n;
         for (int k = 0; k < m->dim; k++) m->prior[k] += (float)(step * m->reptile_sum[k]);
+        if (m->sync_on)
+            /* other instances' steps join this one, so that users are
+             * re-based on them as on our own */
+            for (int k = 0; k < m->dim; k++) {
+                m->prior[k] += m->sync_prior_pending[k];
+                m->sync_prior_base[k] += m->sync_prior_pending[k];
+                m->sync_prior_pending[k] = 0.0f;
+            }
         bound_norm(m->prior, m->dim, m->conf.max_norm);
         m->version++;
     }
@@ -859,6 +870,7 @@ static float user_lr(const dr_model_t *m, const dr_user_t *u) {
  * weighted and clipped): v_u ← v_u − α(g·q_i + λ_u·v_u), q_i and b_i alike. */
 static void sgd_step(dr_model_t *m, dr_user_t *u, size_t idx, float g, float lr_bias_reg) {
     const dr_learner_conf_t *c = &m->conf;
+    (void)dr__sync_touch(m, idx); /* out of memory: this step is not shared */
     float lr_u = user_lr(m, u);
     float *q = m->q + idx * (size_t)m->dim;
     float *ue = m->scratch;

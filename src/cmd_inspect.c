@@ -25,11 +25,12 @@ typedef struct inspect {
 } inspect_t;
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: driftrec inspect [--state-dir DIR] [--config FILE] [--json] user ID | item ID | users [--vectors] | offsets\n"
+    fprintf(f, "usage: driftrec inspect [--state-dir DIR] [--config FILE] [--json] user ID | item ID | users [--vectors] | items | offsets\n"
                "Shows what the state directory holds for a user (parameters and norms, drift\n"
                "detector, recent items, counters, the head of the last list) or an item (its\n"
                "parameters, popularity prior and heaviest co-engagement neighbours); `users`\n"
                "lists every user's event counter (with --vectors, v_u and b_u as exact hex floats);\n"
+               "`items` lists every item: id, b_i and q_i as exact hex floats;\n"
                "`offsets` lists the stored next offset of each partition (where `run` resumes).\n"
                "Opens the store read-only.\n");
 }
@@ -163,6 +164,42 @@ static int inspect_user(inspect_t *in, int64_t id) {
 
 #define INSPECT_NEIGHBORS 20 /* co-engagement neighbours shown for an item */
 
+/* `inspect items`: every stored item, loaded into one model. */
+typedef struct items_load {
+    inspect_t *in;
+    dr_model_t *m;
+} items_load_t;
+
+static int items_cb(void *ctx, int64_t id, const void *rec, size_t len) {
+    items_load_t *l = ctx;
+    char err[256];
+    if (!l->m) {
+        dr_learner_conf_t c = record_conf(l->in, rec, len);
+        c.max_items = (int64_t)1 << 30;
+        if (dr_model_new(&l->m, &c, err, sizeof(err))) return DR_ENOMEM;
+    }
+    if (dr_model_load_item(l->m, id, rec, len))
+        fprintf(stderr, "driftrec inspect: item %" PRId64 ": corrupt record\n", id);
+    return 0;
+}
+
+/* One line per item: id, bias, then q (exact bits with --vectors, as users). */
+static int inspect_items(inspect_t *in) {
+    items_load_t l = {in, NULL};
+    int err = dr_state_for_each_item(in->st, items_cb, &l);
+    if (!err && l.m) {
+        dr_items_view_t v;
+        dr_model_items(l.m, &v);
+        for (size_t i = 0; i < v.n; i++) {
+            printf("%" PRId64 " %a", v.ids[i], (double)v.bias[i]);
+            for (int k = 0; k < v.dim; k++) printf(" %a", (double)v.q[i * (size_t)v.dim + k]);
+            printf("\n");
+        }
+    }
+    dr_model_free(l.m);
+    return err;
+}
+
 typedef struct item_find {
     int64_t id;
     inspect_t *in;
@@ -236,6 +273,7 @@ static int run(inspect_t *in, const char *what, const char *arg) {
         if (in->json) dr_json_array_end(&in->j);
         return err;
     }
+    if (!strcmp(what, "items")) return inspect_items(in);
     if (!strcmp(what, "offsets")) {
         if (in->json) dr_json_array_begin(&in->j, NULL);
         int err = dr_state_for_each_offset(in->st, offset_cb, in);

@@ -1,4 +1,4 @@
-/* cmd_topics.c - `driftrec topics create`: the events, changelog (compacted), recommendations
+/* cmd_topics.c - `driftrec topics create`: the events, changelog (compacted), model, recommendations
  * (compacted), dead-letter and catalog (compacted) topics of a configuration,
  * created with the Admin API on a real cluster. (The embedded broker does
  * not serve CreateTopics: `driftrec broker --config FILE` creates the same
@@ -22,6 +22,9 @@ int dr_topics_plan(const dr_config_t *cfg, int partitions, dr_topic_plan_t *out)
     /* users' records and commit markers: the latest record per key is what counts */
     if (strcmp(cfg->topic_changelog, "-") != 0)
         out[n++] = (dr_topic_plan_t){cfg->topic_changelog, partitions, true};
+    /* every instance's item changes: a log read from the beginning */
+    if (strcmp(cfg->topic_model, "-") != 0)
+        out[n++] = (dr_topic_plan_t){cfg->topic_model, partitions, false};
     out[n++] = (dr_topic_plan_t){cfg->topic_recs, partitions, true}; /* latest list per user */
     out[n++] = (dr_topic_plan_t){cfg->topic_dlq, partitions, false};
     if (cfg->topic_catalog[0]) out[n++] = (dr_topic_plan_t){cfg->topic_catalog, partitions, true};

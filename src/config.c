@@ -35,6 +35,8 @@ static const conf_row_t rows[] = {
     {"topic.dlq", T_STR, S(topic_dlq), 0, 0, "", NULL, "Dead-letter topic for records that fail decoding or validation; empty means `<topic.events>.dlq`."},
     {"topic.catalog", T_STR, S(topic_catalog), 0, 0, "", NULL, "Topic of Item catalog records (blocked/deleted items, embeddings); empty: none."},
     {"topic.changelog", T_STR, S(topic_changelog), 0, 0, "", NULL, "Compacted topic with the same partition count as topic.events: each commit writes the changed user records of a partition (tombstones for erasures) and a commit marker to the same partition number, so that another instance taking the partition restores its users (docs/SCALING.md). Empty means `<topic.events>.changelog`; `-` turns it off (one instance only)."},
+    {"topic.model", T_STR, S(topic_model), 0, 0, "", NULL, "Topic through which the instances of a group share what they learn of the items and the prior: each publishes the sparse changes it made with its first commit after model.sync.interval.ms and adds the others'; a new instance reads it from the beginning (docs/SCALING.md). Any partition count, delete policy with a retention covering the life of the model. Empty means `<topic.events>.model`; `-` turns sharing off."},
+    {"model.sync.interval.ms", T_INT, F(model_sync_interval_ms), 0, 10, 3600000, "1000", NULL, "How often an instance publishes its item changes to topic.model, with a commit (at most as often as state.commit.interval.ms); an instance's items lag the others' learning by about this much plus the commit interval."},
     {"group.id", T_STR, S(group_id), 0, 0, "driftrec", NULL, "Kafka consumer group; instances in one group split the partitions."},
     {"state.dir", T_STR, S(state_dir), 0, 0, "driftrec-state", NULL, "RocksDB directory holding users, items, globals and consumed offsets."},
     {"state.commit.interval.ms", T_INT, F(commit_interval_ms), 0, 10, 600000, "1000", NULL, "How often dirty state and offsets are written in one atomic batch."},
@@ -265,6 +267,13 @@ int dr_config_finish(dr_config_t *cfg, char *errstr, size_t n) {
             return bad(errstr, n, "topic.events", "too long", cfg->topic_events);
         memcpy(cfg->topic_changelog, cfg->topic_events, len);
         memcpy(cfg->topic_changelog + len, ".changelog", sizeof(".changelog"));
+    }
+    if (cfg->topic_model[0] == '\0') {
+        size_t len = strlen(cfg->topic_events);
+        if (len + sizeof(".model") > sizeof(cfg->topic_model))
+            return bad(errstr, n, "topic.events", "too long", cfg->topic_events);
+        memcpy(cfg->topic_model, cfg->topic_events, len);
+        memcpy(cfg->topic_model + len, ".model", sizeof(".model"));
     }
     cfg->learner.mode = strcmp(cfg->learner_mode, "rating") == 0 ? DR_MODE_RATING : DR_MODE_IMPLICIT;
     cfg->learner.negative_uniform = strcmp(cfg->negative_sampling, "uniform") == 0;

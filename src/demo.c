@@ -382,6 +382,9 @@ static int prepare(demo_opts_t *o, dr_embedded_t **broker) {
         if (strcmp(o->cfg.topic_changelog, "-") != 0 &&
             dr_embedded_create_topic(*broker, o->cfg.topic_changelog, o->partitions, err, sizeof(err)))
             goto out_err;
+        if (strcmp(o->cfg.topic_model, "-") != 0 &&
+            dr_embedded_create_topic(*broker, o->cfg.topic_model, 1, err, sizeof(err)))
+            goto out_err;
         if (o->cfg.topic_catalog[0] &&
             dr_embedded_create_topic(*broker, o->cfg.topic_catalog, 1, err, sizeof(err)))
             goto out_err;

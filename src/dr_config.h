@@ -31,6 +31,8 @@ typedef struct dr_config {
     char topic_dlq[DR_NAME_MAX];     /* empty: "<events>.dlq" */
     char topic_catalog[DR_NAME_MAX]; /* empty: no catalog */
     char topic_changelog[DR_NAME_MAX]; /* empty: "<events>.changelog"; "-": none */
+    char topic_model[DR_NAME_MAX];     /* empty: "<events>.model"; "-": none */
+    int model_sync_interval_ms;        /* how often item changes are shared */
     char group_id[DR_NAME_MAX];
     /* state */
     char state_dir[DR_PATH_MAX];

@@ -75,6 +75,10 @@ typedef struct dr_pipeline_stats {
     uint64_t users_restored;     /* ... user records (and tombstones) applied */
     uint64_t restore_records;    /* changelog messages read on assignment */
     double restore_seconds;      /* ... and the time it took */
+    uint64_t model_items_published; /* item changes shared through topic.model */
+    uint64_t model_items_imported;  /* ... and taken from the other instances */
+    uint64_t model_rejected;        /* model messages refused (malformed, other dimension) */
+    uint64_t model_lost;            /* ... or not produced / delivered */
     uint64_t offset_resets;      /* positions out of the events log's range */
     uint64_t events_skipped;     /* ... events known to be skipped by them */
     double emit_seconds;

@@ -96,9 +96,10 @@ static void broker_usage(FILE *f) {
                "                       [--rtt-ms MS]\n"
                "Runs librdkafka's mock cluster on 127.0.0.1 and prints its bootstrap address\n"
                "on the first line of stdout. Topics named with --topic are created with P\n"
-               "partitions (default 8), each with its changelog NAME.changelog (what `run` expects\n"
-               "of an events topic by default); with --config, the configuration's events,\n"
-               "changelog, lists (compacted in a real cluster), DLQ and catalog topics too.\n"
+               "partitions (default 8), each with NAME.changelog and NAME.model (what `run`\n"
+               "expects beside an events topic by default); with --config, the configuration's\n"
+               "events, changelog, model, lists (compacted in a real cluster), DLQ and catalog\n"
+               "topics too.\n"
                "Others are auto-created. Stops on\n"
                "SIGINT/SIGTERM. Keeps data in memory only, ~5 MiB per partition.\n"
                "--rtt-ms delays every broker's responses by MS (a slow or distant cluster, for\n"
@@ -136,10 +137,12 @@ int dr_cmd_broker(int argc, char **argv) {
         return 1;
     }
     for (int i = 0; i < n_topics; i++) {
-        char changelog[DR_NAME_MAX];
+        char changelog[DR_NAME_MAX], model[DR_NAME_MAX];
         snprintf(changelog, sizeof(changelog), "%.*s.changelog", (int)(sizeof(changelog) - 11), topics[i]);
+        snprintf(model, sizeof(model), "%.*s.model", (int)(sizeof(model) - 7), topics[i]);
         if (dr_embedded_create_topic(b, topics[i], partitions, err, sizeof(err)) ||
-            dr_embedded_create_topic(b, changelog, partitions, err, sizeof(err)))
+            dr_embedded_create_topic(b, changelog, partitions, err, sizeof(err)) ||
+            dr_embedded_create_topic(b, model, partitions, err, sizeof(err)))
             fprintf(stderr, "driftrec broker: %s\n", err);
     }
     if (config) create_configured(b, config, partitions);

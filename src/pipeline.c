@@ -36,6 +36,9 @@ struct dr_pipeline {
     dr_ingest_t *ingest;
     dr_catalog_t *catalog;       /* NULL without topic.catalog */
     dr_changelog_t *changelog;   /* NULL with topic.changelog=- */
+    dr_model_sync_t *sync;       /* NULL with topic.model=- */
+    double last_sync;            /* when item changes were last published */
+    int64_t synced_version;      /* the prior's version then */
     /* per events partition: records put in the changelog by the commit being
      * built (each needs a marker after it), and the offset the partition
      * started from when it was assigned (the marker of a partition that has
@@ -483,6 +486,17 @@ static bool queue_reissue(dr_pipeline_t *p, const rd_kafka_message_t *m) {
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     dr_pipeline_t *p = opaque;
+    if (dr_msg_kind(m->_private) == DR_MSG_MODEL) {
+        /* the commit waits for it, but a loss only costs the others this
+         * commit's item changes: counted, not retried */
+        dr_flight_done(&p->flight, dr_msg_tag(m->_private));
+        if (m->err) {
+            dr_model_sync_stats(p->sync)->lost++;
+            dr_log(DR_LOG_WARN, "pipeline", "item changes not shared: the model message was not delivered | err=\"%s\"",
+                   rd_kafka_err2str(m->err));
+        }
+        return;
+    }
     if (!m->err) {
         dr_flight_done(&p->flight, dr_msg_tag(m->_private));
         if (dr_msg_kind(m->_private) == DR_MSG_RECS) p->stats.lists_delivered++;
@@ -644,6 +658,34 @@ static int put_item(void *ctx, int64_t item_id, const void *rec, size_t len) {
     return 0;
 }
 
+/* With a commit: publishes the item changes made since the last
+ * publication (when model.sync.interval.ms has passed, and at shutdown),
+ * counted in flight, and puts what goes with them in the batch: the sync's
+ * sequence numbers and the model topic's positions read so far. */
+static int share_model(dr_pipeline_t *p, dr_state_batch_t *b) {
+    double t = dr_mono_s();
+    if ((p->stopping || (t - p->last_sync) * 1000.0 >= p->cfg.model_sync_interval_ms) &&
+        (dr_model_sync_pending(p->model) > 0 || dr_model_version(p->model) != p->synced_version)) {
+        p->last_sync = t;
+        p->synced_version = dr_model_version(p->model);
+        size_t messages = 0;
+        (void)dr_model_sync_publish(p->sync, p->model, dr_msg_opaque(p->flight.epoch, DR_MSG_MODEL),
+                                    &messages); /* what could not be produced is counted */
+        for (size_t i = 0; i < messages; i++) dr_flight_sent(&p->flight);
+    }
+    uint8_t *state;
+    size_t len;
+    int err = dr_model_sync_encode_state(p->sync, &state, &len);
+    if (err) return err;
+    dr_state_batch_put_meta(b, "model_sync", state, len);
+    free(state);
+    int n = 0;
+    const int64_t *next = dr_model_sync_positions(p->sync, &n);
+    for (int i = 0; i < n; i++)
+        if (next[i] >= 0) dr_state_batch_put_offset(b, dr_model_sync_topic(p->sync), i, next[i]);
+    return 0;
+}
+
 /* Serialises everything dirty plus the positions into one batch. */
 static int build_commit(dr_pipeline_t *p, dr_state_batch_t **out) {
     dr_state_batch_t *b = dr_state_batch_new();
@@ -675,6 +717,11 @@ static int build_commit(dr_pipeline_t *p, dr_state_batch_t **out) {
         for (int i = 0; i < n; i++)
             if (parts[i].next_offset >= 0)
                 dr_state_batch_put_offset(b, p->cfg.topic_catalog, i, parts[i].next_offset);
+    }
+    if (p->sync && (err = share_model(p, b))) {
+        dr_user_cache_commit_end(p->cache, false);
+        dr_state_batch_free(b);
+        return err;
     }
     if ((err = changelog_mark(p))) {
         dr_user_cache_commit_end(p->cache, false);
@@ -847,9 +894,15 @@ static void on_batch_end(void *ctx) {
     check_backpressure(p);
 }
 
+/* Applies the other instances' item changes waiting on the model topic. */
+static void take_shared_model(dr_pipeline_t *p) {
+    if (p->sync && !p->stats.failed) dr_model_sync_poll(p->sync, p->model, 4096);
+}
+
 static void on_housekeeping(uv_timer_t *t) {
     dr_pipeline_t *p = t->data;
     serve_producer(p);
+    take_shared_model(p);
     finish_commit(p);
     check_backpressure(p);
 }
@@ -1133,6 +1186,44 @@ static int make_producer(dr_pipeline_t *p, char *errstr, size_t n) {
     return 0;
 }
 
+/* This state directory's instance id (made once and stored): the model
+ * topic's messages are keyed by it, and an instance skips its own, also
+ * those it published before a restart. */
+static int instance_id(dr_pipeline_t *p, uint64_t *id, char *errstr, size_t n) {
+    uint8_t *val = NULL;
+    size_t len = 0;
+    int err = dr_state_get_meta(p->state, "instance", &val, &len);
+    if (err == 0 && len == 8) {
+        memcpy(id, val, 8);
+        free(val);
+        return 0;
+    }
+    free(val);
+    if (err != 0 && err != DR_ENOTFOUND) {
+        snprintf(errstr, n, "reading the instance id: %s", dr_strerror(err));
+        return err;
+    }
+    uint64_t seed = (uint64_t)dr_now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)p;
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (f) {
+        if (fread(&seed, sizeof(seed), 1, f) != 1) seed ^= (uint64_t)dr_mono_ms();
+        fclose(f);
+    }
+    *id = dr_mix64(seed) >> 1; /* positive as a decimal key */
+    dr_state_batch_t *b = dr_state_batch_new();
+    if (!b) return DR_ENOMEM;
+    dr_state_batch_put_meta(b, "instance", id, sizeof(*id));
+    err = dr_state_write(p->state, b, errstr, n);
+    dr_state_batch_free(b);
+    return err;
+}
+
+static int64_t model_start(void *ctx, int32_t partition) {
+    dr_pipeline_t *p = ctx;
+    int64_t next;
+    return dr_state_get_offset(p->state, dr_model_sync_topic(p->sync), partition, &next) == 0 ? next : -1;
+}
+
 static int make_clients(dr_pipeline_t *p, char *errstr, size_t n) {
     int err = make_producer(p, errstr, n);
     if (err) return err;
@@ -1143,6 +1234,25 @@ static int make_clients(dr_pipeline_t *p, char *errstr, size_t n) {
     dr_ingest_conf_t ic = {p->cfg.topic_events, p->cfg.topic_dlq, p->cfg.group_id,
                            p->cfg.ingest_batch, p->kafka_keys, p->kafka_values,
                            p->cfg.n_kafka, p->codec, p->cfg.offset_reset};
+    if (strcmp(p->cfg.topic_model, "-") != 0) {
+        uint64_t id = 0;
+        if ((err = instance_id(p, &id, errstr, n))) return err;
+        if ((err = dr_model_sync_enable(p->model)) ||
+            (err = dr_model_sync_new(&p->sync, p->producer, p->cfg.topic_model, id, p->kafka_keys,
+                                     p->kafka_values, p->cfg.n_kafka, errstr, n)))
+            return err;
+        p->synced_version = dr_model_version(p->model);
+        uint8_t *val = NULL;
+        size_t len = 0;
+        err = dr_state_get_meta(p->state, "model_sync", &val, &len);
+        if (err == 0) err = dr_model_sync_load_state(p->sync, val, len);
+        free(val);
+        if (err && err != DR_ENOTFOUND) {
+            snprintf(errstr, n, "the stored model sync state is unreadable: %s", dr_strerror(err));
+            return err;
+        }
+        err = 0;
+    }
     if (strcmp(p->cfg.topic_changelog, "-") != 0 &&
         (err = dr_changelog_new(&p->changelog, p->producer, p->cfg.topic_changelog, p->kafka_keys,
                                 p->kafka_values, p->cfg.n_kafka, errstr, n)))
@@ -1256,6 +1366,7 @@ int dr_pipeline_start(dr_pipeline_t *p, char *errstr, size_t n) {
         errstr[0] = '\0';
         err = 0;
     }
+    if (!err && p->sync) err = dr_model_sync_start(p->sync, model_start, p, 10000, errstr, n);
     if (!err && p->catalog) err = dr_catalog_start(p->catalog, errstr, n);
     return err ? err : dr_ingest_start(p->ingest, errstr, n);
 }
@@ -1265,6 +1376,7 @@ void dr_pipeline_stop(dr_pipeline_t *p) {
     p->stopping = true;
     dr_log(DR_LOG_INFO, "pipeline", "stopping: publishing owed lists and committing");
     dr_ingest_stop(p->ingest);
+    take_shared_model(p);
     if (!p->stats.failed) commit_now(p);
     dr_catalog_close(p->catalog);
     dr_ingest_close(p->ingest); /* leaves the group; the revoke commit finds nothing new */
@@ -1284,6 +1396,7 @@ void dr_pipeline_free(dr_pipeline_t *p) {
     dr_catalog_free(p->catalog);
     dr_ingest_free(p->ingest);
     dr_changelog_free(p->changelog);
+    dr_model_sync_free(p->sync);
     dr_emitter_free(p->emitter);
     if (p->producer_queue) rd_kafka_queue_destroy(p->producer_queue);
     if (p->producer) rd_kafka_destroy(p->producer);
@@ -1313,6 +1426,13 @@ void dr_pipeline_stats(dr_pipeline_t *p, dr_pipeline_stats_t *out) {
     p->stats.pauses = s->pauses;
     p->stats.paused = s->paused;
     p->stats.offset_resets = s->offset_resets;
+    if (p->sync) {
+        const dr_model_sync_stats_t *ms = dr_model_sync_stats(p->sync);
+        p->stats.model_items_published = ms->items_published;
+        p->stats.model_items_imported = ms->items_imported;
+        p->stats.model_rejected = ms->rejected;
+        p->stats.model_lost = ms->lost;
+    }
     p->stats.events_skipped = s->events_skipped;
     p->stats.lag = p->stopped ? 0 : dr_ingest_lag(p->ingest);
     int n = 0;

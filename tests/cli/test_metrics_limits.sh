@@ -22,6 +22,9 @@ port=$(metrics_port "$dir/run.log")
 healthz() { curl -s -o /dev/null -w '%{http_code}' --max-time 3 "http://127.0.0.1:$port/healthz" || true; }
 open_fds() { ls "/proc/$run/fd" | wc -l; }
 [ "$(healthz)" = 200 ] || { echo "no /healthz before the flood"; tail -5 "$dir/run.log"; exit 1; }
+# the baseline once every client of run (consumer, producer, model reader) is connected
+for _ in $(seq 200); do grep -q "partitions assigned" "$dir/run.log" && break; sleep 0.05; done
+sleep 1
 base=$(open_fds)
 
 # Opens $1 connections (in this shell, so that they stay open): odd ones

@@ -32,7 +32,9 @@ common=(--set topic.events=ev --set topic.recommendations=recs
         --set metrics.listen= --set run.exit.idle.ms=1500 --set log.level=info)
 
 stored() { "$DRIFTREC" inspect --state-dir "$1" users | awk '{s += $2} END {print s + 0}'; }
-positions() { "$DRIFTREC" inspect --state-dir "$1" offsets | awk '{s += $3} END {print s + 0}'; }
+# events consumed, by the stored offsets of the events topic (the changelog's and
+# the model topic's positions are stored beside them)
+positions() { "$DRIFTREC" inspect --state-dir "$1" offsets | awk '$1 == "ev" {s += $3} END {print s + 0}'; }
 
 # run_driftrec LOG STATE GROUP FSIZE_KB [--set k=v]...: one run; sets $rc.
 run_driftrec() {

@@ -378,6 +378,7 @@ static void test_end_to_end(void **state) {
     assert_int_equal(dr_embedded_create_topic(fx->broker, "recs", PARTITIONS, err, sizeof(err)), 0);
     assert_int_equal(dr_embedded_create_topic(fx->broker, "events.dlq", 1, err, sizeof(err)), 0);
     assert_int_equal(dr_embedded_create_topic(fx->broker, "events.changelog", PARTITIONS, err, sizeof(err)), 0);
+    assert_int_equal(dr_embedded_create_topic(fx->broker, "events.model", 1, err, sizeof(err)), 0);
     assert_int_equal(dr_embedded_create_topic(fx->broker, "items", 2, err, sizeof(err)), 0);
     rd_kafka_conf_t *kc = rd_kafka_conf_new();
     rd_kafka_conf_set(kc, "bootstrap.servers", dr_embedded_bootstraps(fx->broker), err, sizeof(err));
@@ -521,8 +522,8 @@ static fixture_t *fault_fixture(const char *tag, int brokers) {
     char err[256];
     dr_test_tmpdir(fx->state_dir, sizeof(fx->state_dir), tag);
     assert_int_equal(dr_embedded_new(&fx->broker, brokers, err, sizeof(err)), 0);
-    const char *topics[] = {"events", "recs", "events.changelog", "events.dlq", "items"};
-    for (int i = 0; i < 5; i++)
+    const char *topics[] = {"events", "recs", "events.changelog", "events.dlq", "items", "events.model"};
+    for (int i = 0; i < 6; i++)
         assert_int_equal(dr_embedded_create_topic(fx->broker, topics[i], i < 3 ? PARTITIONS : 1, err, sizeof(err)), 0);
     rd_kafka_conf_t *kc = rd_kafka_conf_new();
     rd_kafka_conf_set(kc, "bootstrap.servers", dr_embedded_bootstraps(fx->broker), err, sizeof(err));

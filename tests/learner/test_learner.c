@@ -1387,6 +1387,85 @@ static void test_reads_version_4_user_record(void **state) {
     dr_model_free(m);
 }
 
+
+/* An item's row and bias by id, or fails. */
+static void item_row(const dr_model_t *m, int64_t id, float *row) {
+    dr_items_view_t v;
+    dr_model_items(m, &v);
+    for (size_t i = 0; i < v.n; i++)
+        if (v.ids[i] == id) {
+            memcpy(row, v.q + i * (size_t)v.dim, (size_t)v.dim * sizeof(float));
+            row[v.dim] = v.bias[i];
+            return;
+        }
+    fail_msg("item %lld not in the model", (long long)id);
+}
+
+static void exchange(dr_model_t *from, dr_model_t *to, size_t want_items) {
+    uint8_t *buf;
+    size_t len, n, applied, skipped;
+    assert_int_equal(dr_model_sync_export(from, 1000, &buf, &len, &n), 0);
+    assert_int_equal(n, want_items);
+    assert_int_equal(dr_model_sync_import(to, buf, len, &applied, &skipped), 0);
+    assert_int_equal(applied, want_items);
+    assert_int_equal(skipped, 0);
+    free(buf);
+}
+
+/* Claim: two instances that learned different users' events agree on
+ * every item once each has added the other's export: an item only one of
+ * them changed ends as that one's, an item both changed as the start plus
+ * both changes; an export carries only the exporter's own changes (what it
+ * imported is not sent back), and nothing is pending after it. A buffer of
+ * another dimension or cut short is refused and changes nothing. */
+static void test_sync_two_instances_agree(void **state) {
+    (void)state;
+    dr_model_t *a = new_model(DR_MODE_RATING), *b = new_model(DR_MODE_RATING);
+    assert_int_equal(dr_model_sync_enable(a), 0);
+    assert_int_equal(dr_model_sync_enable(b), 0);
+    dr_user_t *ua = dr_user_new(1, 8), *ub = dr_user_new(2, 8);
+    dr_apply_result_t r;
+    for (int i = 0; i < 40; i++) {
+        dr_event_t ea = ev(1, 1 + i % 5, DR_EV_RATE, (float)(i % 5), i); /* items 1-5 */
+        dr_event_t eb = ev(2, 4 + i % 5, DR_EV_RATE, (float)(5 - i % 5), i); /* items 4-8 */
+        assert_int_equal(dr_learner_apply(a, ua, &ea, (uint64_t)i, &r), 0);
+        assert_int_equal(dr_learner_apply(b, ub, &eb, (uint64_t)i, &r), 0);
+    }
+    assert_int_equal(dr_model_sync_pending(a), 5);
+    exchange(a, b, 5);
+    exchange(b, a, 5); /* b's own items 4-8 only, not a's 1-3 */
+    assert_int_equal(dr_model_sync_pending(a), 0);
+    assert_int_equal(dr_model_sync_pending(b), 0);
+    for (int64_t id = 1; id <= 8; id++) {
+        float ra[9], rb[9];
+        item_row(a, id, ra);
+        item_row(b, id, rb);
+        for (int k = 0; k < 9; k++) assert_float_equal(ra[k], rb[k], 1e-5);
+    }
+    /* nothing new: the next export carries nothing */
+    uint8_t *buf;
+    size_t len, n, applied, skipped;
+    assert_int_equal(dr_model_sync_export(a, 1000, &buf, &len, &n), 0);
+    assert_int_equal(n, 0);
+    free(buf);
+    /* refused: another dimension, a cut-short buffer */
+    dr_event_t e = ev(1, 1, DR_EV_RATE, 4.0f, 99);
+    assert_int_equal(dr_learner_apply(a, ua, &e, 99, &r), 0);
+    assert_int_equal(dr_model_sync_export(a, 1000, &buf, &len, &n), 0);
+    float before[9], after[9];
+    item_row(b, 1, before);
+    assert_int_equal(dr_model_sync_import(b, buf, len - 1, &applied, &skipped), DR_ECORRUPT);
+    buf[4] = 16; /* dim */
+    assert_int_equal(dr_model_sync_import(b, buf, len, &applied, &skipped), DR_EINVAL);
+    item_row(b, 1, after);
+    assert_memory_equal(before, after, sizeof(before));
+    free(buf);
+    dr_user_free(ua);
+    dr_user_free(ub);
+    dr_model_free(a);
+    dr_model_free(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_user_at_prior),
@@ -1420,6 +1499,7 @@ int main(void) {
         cmocka_unit_test(test_trend_term),
         cmocka_unit_test(test_coengagement_source_fades),
         cmocka_unit_test(test_reads_version_4_user_record),
+        cmocka_unit_test(test_sync_two_instances_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
