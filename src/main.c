@@ -190,7 +190,16 @@ static int cmd_run(int argc, char **argv) {
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     if (!rc) rc = dr_pipeline_exit_code(r.pipeline);
-    dr_log(DR_LOG_INFO, "main", "stopped | exit=%d", rc);
+    if (r.pipeline) {
+        dr_pipeline_stats_t s;
+        dr_pipeline_stats(r.pipeline, &s);
+        /* the run's totals, for a catch-up job's log (hr@10: click_hits / clicks_scored) */
+        dr_log(DR_LOG_INFO, "main", "stopped | exit=%d events=%llu lists=%llu clicks_scored=%llu click_hits=%llu",
+               rc, (unsigned long long)s.events, (unsigned long long)s.lists_emitted,
+               (unsigned long long)s.clicks_scored, (unsigned long long)s.click_hits);
+    } else {
+        dr_log(DR_LOG_INFO, "main", "stopped | exit=%d", rc);
+    }
 out:
     dr_pipeline_free(r.pipeline);
     uv_loop_close(&loop);
