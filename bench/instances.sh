@@ -40,7 +40,7 @@ for run in $(seq 1 "$runs"); do
   for c in "${configs[@]}"; do topics+=(--topic "cl-${c%%:*}"); done
   "$bin" broker --partitions "$PARTITIONS" "${topics[@]}" > "$out/broker.txt" 2>"$out/broker.log" &
   broker_pid=$!
-  for _ in $(seq 50); do [ -s "$out/broker.txt" ] && break; sleep 0.1; done
+  for _ in $(seq 200); do [ -s "$out/broker.txt" ] && break; sleep 0.1; done
   bs=$(head -1 "$out/broker.txt")
   "$bin" demo --bootstrap "$bs" --produce-only --scenario openloop --events "$EVENTS" --users "$USERS" --items 10000 \
       --set topic.events=ev --quiet 2>"$out/produce.log"

@@ -9,11 +9,15 @@
 # as `driftrec run` logs it when it stops. Medians over RUNS.
 #
 #   bench/quality.sh [RUNS]     (default 3)
-# Environment: EVENTS (400000), USERS (20000), ITEMS (2000), DRIFTREC (build/driftrec).
+# Environment: EVENTS (400000), USERS (20000), ITEMS (2000), DRIFTREC (build/driftrec),
+#              SETS (more --set options for every instance, e.g. "learner.cooc.neighbors=0"),
+#              RATE (ingest.max.rate per instance; 0: as fast as it goes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
-EVENTS=${EVENTS:-400000} USERS=${USERS:-20000} ITEMS=${ITEMS:-2000}
+EVENTS=${EVENTS:-400000} USERS=${USERS:-20000} ITEMS=${ITEMS:-2000} RATE=${RATE:-0}
+extra=(--set "ingest.max.rate=$RATE")
+for kv in ${SETS:-}; do extra+=(--set "$kv"); done
 bin=${DRIFTREC:-build/driftrec}
 out=$(mktemp -d /tmp/driftrec-quality-XXXXXX)
 broker_pid=""
@@ -21,7 +25,7 @@ cleanup() { [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null; pkill -f "st
 trap cleanup EXIT
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "stream: $EVENTS open-loop events, $USERS users, $ITEMS items, 12 partitions, embedded broker"
+echo "stream: $EVENTS open-loop events, $USERS users, $ITEMS items, 12 partitions, embedded broker; rate $RATE; sets: ${SETS:-none}"
 configs=("1:1000" "3:1000" "3:10000" "3:off") # instances:model.sync.interval.ms ("off": no model topic)
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 declare -A hr
@@ -30,7 +34,7 @@ for run in $(seq 1 "$runs"); do
   for i in "${!configs[@]}"; do topics+=(--topic "c$i"); done # c$i.changelog, c$i.model
   "$bin" broker --partitions 12 "${topics[@]}" > "$out/broker.txt" 2>"$out/broker.log" &
   broker_pid=$!
-  for _ in $(seq 50); do [ -s "$out/broker.txt" ] && break; sleep 0.1; done
+  for _ in $(seq 200); do [ -s "$out/broker.txt" ] && break; sleep 0.1; done
   bs=$(head -1 "$out/broker.txt")
   "$bin" demo --bootstrap "$bs" --produce-only --scenario openloop --events "$EVENTS" --users "$USERS" --items "$ITEMS" \
       --set topic.events=ev --quiet 2>"$out/produce.log"
@@ -43,7 +47,7 @@ for run in $(seq 1 "$runs"); do
       "$bin" run --set "kafka.bootstrap.servers=$bs" --set topic.events=ev --set topic.recommendations=recs \
           --set "group.id=g$run-$i" --set "topic.changelog=c$i.changelog" --set "topic.model=$model" \
           --set "model.sync.interval.ms=$interval" --set metrics.listen= --set run.exit.idle.ms=4000 \
-          --set kafka.session.timeout.ms=6000 --set log.level=info --set "state.dir=$out/r$run-$i-$k" \
+          --set kafka.session.timeout.ms=6000 --set log.level=info --set "state.dir=$out/r$run-$i-$k" "${extra[@]}" \
           >"$out/r$run-$i-$k.log" 2>&1 &
       ipids+=($!)
     done

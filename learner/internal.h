@@ -130,6 +130,13 @@ struct dr_model {
     int64_t *sync_idx;     /* entries: the item index */
     size_t n_sync, cap_sync;
     float *sync_prior_base;    /* û at the last export (dim) */
+    /* co-engagement counted since the last export: per item, the pairs it
+     * gained (a table of its own, never halved) and its engagements */
+    dr__nbr_t *sync_nbr;
+    float *sync_engaged;
+    size_t sync_nbr_cap;
+    int64_t *sync_nbr_list;  /* items with pending counts */
+    size_t n_sync_nbr, cap_sync_nbr;
     float *sync_prior_pending; /* others' changes to û, applied at the next outer step */
     float pop_gamma;       /* γ */
     float pop_log_tau;     /* log τ: learned in log space, τ > 0 at any step */
@@ -151,6 +158,9 @@ void dr__pop_refresh_all(dr_model_t *m);
  * (sync.c; nothing when sharing is off). DR_ENOMEM: not recorded. */
 int dr__sync_touch(dr_model_t *m, size_t idx);
 void dr__sync_free(dr_model_t *m);
+/* Records what coengage() counted for item i next to recent[0..n), for the
+ * next export. */
+void dr__sync_coengage(dr_model_t *m, int32_t i, const int32_t *recent, int n);
 /* Marks an item for the next commit's write-back (model.c). */
 void dr__mark_item_dirty(dr_model_t *m, size_t idx);
 

@@ -695,6 +695,7 @@ static int coengage(dr_model_t *m, const dr_event_t *ev, const int32_t *recent, 
     }
     dr__set_engaged(m, (size_t)i, m->engaged[i] + 1.0f);
     mark_item_dirty(m, (size_t)i);
+    dr__sync_coengage(m, i, recent, n);
     return 0;
 }
 

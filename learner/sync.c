@@ -12,6 +12,8 @@
 #include "internal.h"
 
 #define SYNC_MAGIC "DRS1"
+#define SYNC_NBR_CAP 65536     /* pending pairs per item: far above what one interval adds */
+#define SYNC_MAX_PAIRS 40000   /* co-engagement pairs per message (~0.5 MB) */
 
 int dr_model_sync_enable(dr_model_t *m) {
     if (m->sync_on) return 0;
@@ -27,6 +29,14 @@ int dr_model_sync_enable(dr_model_t *m) {
 }
 
 void dr__sync_free(dr_model_t *m) {
+    for (size_t i = 0; m->sync_nbr && i < m->sync_nbr_cap; i++) dr__nbr_clear(&m->sync_nbr[i]);
+    free(m->sync_nbr);
+    free(m->sync_engaged);
+    free(m->sync_nbr_list);
+    m->sync_nbr = NULL;
+    m->sync_engaged = NULL;
+    m->sync_nbr_list = NULL;
+    m->sync_nbr_cap = m->n_sync_nbr = m->cap_sync_nbr = 0;
     free(m->sync_pos);
     free(m->sync_base);
     free(m->sync_idx);
@@ -75,7 +85,47 @@ int dr__sync_touch(dr_model_t *m, size_t idx) {
     return 0;
 }
 
-size_t dr_model_sync_pending(const dr_model_t *m) { return m->n_sync; }
+/* Room for item idx in the pending co-engagement arrays, and idx listed. */
+static int nbr_slot(dr_model_t *m, size_t idx) {
+    if (idx >= m->sync_nbr_cap) {
+        size_t cap = m->sync_nbr_cap ? m->sync_nbr_cap : 1024;
+        while (cap <= idx) cap *= 2;
+        dr__nbr_t *t = realloc(m->sync_nbr, cap * sizeof(*t));
+        if (!t) return DR_ENOMEM;
+        memset(t + m->sync_nbr_cap, 0, (cap - m->sync_nbr_cap) * sizeof(*t));
+        m->sync_nbr = t;
+        float *e = realloc(m->sync_engaged, cap * sizeof(*e));
+        if (!e) return DR_ENOMEM;
+        memset(e + m->sync_nbr_cap, 0, (cap - m->sync_nbr_cap) * sizeof(*e));
+        m->sync_engaged = e;
+        m->sync_nbr_cap = cap;
+    }
+    if (m->sync_nbr[idx].n > 0 || m->sync_engaged[idx] != 0.0f) return 0;
+    if (m->n_sync_nbr == m->cap_sync_nbr) {
+        size_t cap = m->cap_sync_nbr ? m->cap_sync_nbr * 2 : 1024;
+        int64_t *v = realloc(m->sync_nbr_list, cap * sizeof(*v));
+        if (!v) return DR_ENOMEM;
+        m->sync_nbr_list = v;
+        m->cap_sync_nbr = cap;
+    }
+    m->sync_nbr_list[m->n_sync_nbr++] = (int64_t)idx;
+    return 0;
+}
+
+void dr__sync_coengage(dr_model_t *m, int32_t i, const int32_t *recent, int n) {
+    if (!m->sync_on) return;
+    /* out of memory: these counts stay local (the learning is not affected) */
+    if (nbr_slot(m, (size_t)i)) return;
+    for (int k = 0; k < n; k++) {
+        if (nbr_slot(m, (size_t)recent[k])) return;
+        if (dr__nbr_add(&m->sync_nbr[recent[k]], i, 1.0f, SYNC_NBR_CAP, m->ids) ||
+            dr__nbr_add(&m->sync_nbr[i], recent[k], 1.0f, SYNC_NBR_CAP, m->ids))
+            return;
+    }
+    m->sync_engaged[i] += 1.0f;
+}
+
+size_t dr_model_sync_pending(const dr_model_t *m) { return m->n_sync + m->n_sync_nbr; }
 
 int dr_model_sync_export(dr_model_t *m, size_t max_items, uint8_t **out, size_t *len,
                          size_t *n_items) {
@@ -84,7 +134,17 @@ int dr_model_sync_export(dr_model_t *m, size_t max_items, uint8_t **out, size_t 
     if (!m->sync_on) return DR_EINVAL;
     size_t n = m->n_sync < max_items ? m->n_sync : max_items;
     size_t row = (size_t)m->dim + 1;
-    size_t cap = 4 + 4 + (size_t)m->dim * 4 + 4 + n * (8 + 1 + row * 4);
+    /* the co-engagement counts of the newest items with pending counts, up
+     * to SYNC_MAX_PAIRS pairs (an item's pairs go whole) */
+    size_t n_nbr = 0, pairs = 0;
+    while (n_nbr < m->n_sync_nbr && n_nbr < max_items) {
+        size_t idx = (size_t)m->sync_nbr_list[m->n_sync_nbr - 1 - n_nbr];
+        if (n_nbr > 0 && pairs + m->sync_nbr[idx].n > SYNC_MAX_PAIRS) break;
+        pairs += m->sync_nbr[idx].n;
+        n_nbr++;
+    }
+    size_t cap = 4 + 4 + (size_t)m->dim * 4 + 4 + n * (8 + 1 + row * 4) + 4 + n_nbr * (8 + 4 + 4) +
+                 pairs * (8 + 4);
     dr_writer_t w = {malloc(cap), 0, cap, true};
     if (!w.p) return DR_ENOMEM;
     dr_put_bytes(&w, SYNC_MAGIC, 4);
@@ -115,9 +175,28 @@ int dr_model_sync_export(dr_model_t *m, size_t max_items, uint8_t **out, size_t 
     }
     m->n_sync -= n;
     memcpy(w.p + count_at, &written, 4);
+    dr_put_u32(&w, (uint32_t)n_nbr);
+    for (size_t e = 0; e < n_nbr; e++) {
+        size_t idx = (size_t)m->sync_nbr_list[--m->n_sync_nbr];
+        dr__nbr_t *t = &m->sync_nbr[idx];
+        dr_put_i64(&w, m->ids[idx]);
+        dr_put_f32(&w, m->sync_engaged[idx]);
+        dr_put_u32(&w, t->n);
+        for (uint32_t k = 0; t->slot && k < t->n_slots; k++)
+            if (t->slot[k].key >= 0) {
+                dr_put_i64(&w, m->ids[t->slot[k].key]);
+                dr_put_f32(&w, t->slot[k].w);
+            }
+        dr__nbr_clear(t);
+        m->sync_engaged[idx] = 0.0f;
+    }
+    if (!w.ok) { /* cannot happen: cap counts every byte */
+        free(w.p);
+        return DR_ENOMEM;
+    }
     *out = w.p;
     *len = w.len;
-    *n_items = n;
+    *n_items = n + n_nbr;
     return 0;
 }
 
@@ -131,13 +210,20 @@ int dr_model_sync_import(dr_model_t *m, const void *buf, size_t len, size_t *app
     if (!r.ok || memcmp(magic, SYNC_MAGIC, 4) != 0) return DR_ECORRUPT;
     if (dim != (uint32_t)m->dim) return DR_EINVAL;
     size_t row = (size_t)m->dim + 1;
-    /* the whole buffer is checked before anything is applied */
-    size_t head = 4 + 4 + (size_t)dim * 4;
-    if (len < head + 4) return DR_ECORRUPT;
-    uint32_t n;
-    memcpy(&n, (const uint8_t *)buf + head, 4);
-    if ((len - head - 4) / (8 + 1 + row * 4) < n || len != head + 4 + (size_t)n * (8 + 1 + row * 4))
-        return DR_ECORRUPT;
+    /* the whole buffer is walked before anything is applied */
+    dr_reader_t check = r;
+    check.pos += (size_t)dim * 4;
+    uint32_t n = dr_get_u32(&check);
+    for (uint32_t e = 0; e < n && check.ok; e++) check.pos += 8 + 1 + row * 4;
+    if (check.pos > len) return DR_ECORRUPT;
+    uint32_t n_nbr = dr_get_u32(&check);
+    for (uint32_t e = 0; e < n_nbr && check.ok; e++) {
+        check.pos += 8 + 4;
+        uint32_t pairs = dr_get_u32(&check);
+        if (!check.ok || (len - check.pos) / 12 < pairs) return DR_ECORRUPT;
+        check.pos += (size_t)pairs * 12;
+    }
+    if (!check.ok || check.pos != len) return DR_ECORRUPT;
     float dprior[DR_MAX_DIM];
     for (int k = 0; k < m->dim; k++) dprior[k] = dr_get_f32(&r);
     (void)dr_get_u32(&r);
@@ -163,6 +249,29 @@ int dr_model_sync_import(dr_model_t *m, const void *buf, size_t len, size_t *app
         if (m->sync_on && (size_t)idx < m->sync_pos_cap && m->sync_pos[idx]) {
             float *base = m->sync_base + (m->sync_pos[idx] - 1) * row;
             for (size_t k = 0; k < row; k++) base[k] += d[k];
+        }
+        dr__mark_item_dirty(m, (size_t)idx);
+        (*applied)++;
+    }
+    uint32_t cap = (uint32_t)m->conf.cooc_neighbors;
+    n_nbr = dr_get_u32(&r);
+    for (uint32_t e = 0; e < n_nbr; e++) {
+        int64_t id = dr_get_i64(&r);
+        float engaged = dr_get_f32(&r);
+        uint32_t pairs = dr_get_u32(&r);
+        int64_t idx = cap > 0 && id >= 0 ? dr_model_item_index(m, id, true) : -1;
+        if (idx < 0 || idx > INT32_MAX) {
+            r.pos += (size_t)pairs * 12;
+            (*skipped)++;
+            continue;
+        }
+        if (isfinite(engaged) && engaged > 0) dr__set_engaged(m, (size_t)idx, m->engaged[idx] + engaged);
+        for (uint32_t k = 0; k < pairs; k++) {
+            int64_t nb_id = dr_get_i64(&r);
+            float w = dr_get_f32(&r);
+            int64_t nb = nb_id >= 0 ? dr_model_item_index(m, nb_id, true) : -1;
+            if (nb < 0 || nb > INT32_MAX || !isfinite(w) || w <= 0) continue;
+            (void)dr__nbr_add(&m->nbr[idx], (int32_t)nb, w, cap, m->ids); /* out of memory: not counted */
         }
         dr__mark_item_dirty(m, (size_t)idx);
         (*applied)++;

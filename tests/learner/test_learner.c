@@ -1401,13 +1401,16 @@ static void item_row(const dr_model_t *m, int64_t id, float *row) {
     fail_msg("item %lld not in the model", (long long)id);
 }
 
+/* Exports everything pending of `from` into `to`; want_items items whose
+ * factors changed, and as many whose co-engagement counts did. */
 static void exchange(dr_model_t *from, dr_model_t *to, size_t want_items) {
     uint8_t *buf;
     size_t len, n, applied, skipped;
+    assert_int_equal(dr_model_sync_pending(from), 2 * want_items);
     assert_int_equal(dr_model_sync_export(from, 1000, &buf, &len, &n), 0);
-    assert_int_equal(n, want_items);
+    assert_int_equal(n, 2 * want_items);
     assert_int_equal(dr_model_sync_import(to, buf, len, &applied, &skipped), 0);
-    assert_int_equal(applied, want_items);
+    assert_int_equal(applied, 2 * want_items);
     assert_int_equal(skipped, 0);
     free(buf);
 }
@@ -1415,7 +1418,7 @@ static void exchange(dr_model_t *from, dr_model_t *to, size_t want_items) {
 /* Claim: two instances that learned different users' events agree on
  * every item once each has added the other's export: an item only one of
  * them changed ends as that one's, an item both changed as the start plus
- * both changes; an export carries only the exporter's own changes (what it
+ * both changes, and so do the co-engagement counts; an export carries only the exporter's own changes (what it
  * imported is not sent back), and nothing is pending after it. A buffer of
  * another dimension or cut short is refused and changes nothing. */
 static void test_sync_two_instances_agree(void **state) {
@@ -1431,7 +1434,6 @@ static void test_sync_two_instances_agree(void **state) {
         assert_int_equal(dr_learner_apply(a, ua, &ea, (uint64_t)i, &r), 0);
         assert_int_equal(dr_learner_apply(b, ub, &eb, (uint64_t)i, &r), 0);
     }
-    assert_int_equal(dr_model_sync_pending(a), 5);
     exchange(a, b, 5);
     exchange(b, a, 5); /* b's own items 4-8 only, not a's 1-3 */
     assert_int_equal(dr_model_sync_pending(a), 0);
@@ -1441,6 +1443,16 @@ static void test_sync_two_instances_agree(void **state) {
         item_row(a, id, ra);
         item_row(b, id, rb);
         for (int k = 0; k < 9; k++) assert_float_equal(ra[k], rb[k], 1e-5);
+        /* co-engagement: the same counts on both sides */
+        int64_t ids_a[16], ids_b[16];
+        float w_a[16], w_b[16], eng_a, eng_b;
+        size_t na = dr_model_item_neighbors(a, dr_model_item_index(a, id, false), &eng_a, ids_a, w_a, 16);
+        size_t nb = dr_model_item_neighbors(b, dr_model_item_index(b, id, false), &eng_b, ids_b, w_b, 16);
+        assert_int_equal(na, nb);
+        assert_true(na > 0);
+        assert_float_equal(eng_a, eng_b, 1e-6);
+        assert_memory_equal(ids_a, ids_b, na * sizeof(*ids_a));
+        assert_memory_equal(w_a, w_b, na * sizeof(*w_a));
     }
     /* nothing new: the next export carries nothing */
     uint8_t *buf;
