@@ -331,12 +331,15 @@ void dr_model_user_vector(const dr_model_t *m, const dr_user_t *u, float *out);
  * the start plus the sum of everyone's changes (items start from a state
  * seeded by their id, the same everywhere). Imported changes to û join the
  * next outer step, so users are re-based on them as on a local step.
- * Co-engagement counts and the population prior stay per instance (each a
- * sample of the same population). Encoding: little-endian, "DRS1", u32
- * dim, dim floats Δû, u32 n, then n × (i64 item id, u8 content, dim
- * floats, float Δb). */
+ * The co-engagement pairs and engagements counted since the last export
+ * travel too (added on the other side); the population prior stays per
+ * instance (each a sample of the same population). Encoding:
+ * little-endian, "DRS1", u32 dim, dim floats Δû, u32 n, then n × (i64
+ * item id, u8 content, dim floats, float Δb), then u32 m, then m × (i64
+ * item id, float Δn_i, u32 pairs, pairs × (i64 neighbour id, float Δn_ji)). */
 int dr_model_sync_enable(dr_model_t *m);
-/* Items changed since the last export. */
+/* Items changed since the last export (factors and co-engagement counted
+ * apart: an item with both counts twice). */
 size_t dr_model_sync_pending(const dr_model_t *m);
 /* Encodes up to max_items of the changes (and Δû, with the first chunk)
  * into *out (malloc'd) and forgets them; *n_items says how many. Call

@@ -984,7 +984,7 @@ static int64_t take_partition(dr_pipeline_t *p, const char *topic, int32_t part)
     int rc = dr_changelog_restore(p->changelog, p->state, topic, part, local, local_pos,
                                   p->cfg.shutdown_timeout_ms * 2, &r, err, sizeof(err));
     if (rc) {
-        fail(p, "the partition's changelog could not be read", err);
+        fail(p, "restoring the partition from its changelog failed", err);
         dr_restore_clear(&r);
         return local;
     }

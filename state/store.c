@@ -416,7 +416,7 @@ int dr_state_for_each_partition_user(dr_state_t *st, int32_t partition, dr_state
         return DR_EINVAL;
     for (int i = 0; i < 4; i++) {
         begin[i] = (uint8_t)((uint32_t)partition >> (24 - 8 * i));
-        end[i] = (uint8_t)((uint32_t)(partition + 1) >> (24 - 8 * i));
+        end[i] = (uint8_t)(((uint32_t)partition + 1u) >> (24 - 8 * i)); /* unused for INT32_MAX */
     }
     return scan_users(st, begin, sizeof(begin), partition == INT32_MAX ? NULL : end, sizeof(end),
                       fn, ctx);
