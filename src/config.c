@@ -254,26 +254,17 @@ int dr_config_load_file(dr_config_t *cfg, const char *path, char *errstr, size_t
 }
 
 int dr_config_finish(dr_config_t *cfg, char *errstr, size_t n) {
-    if (cfg->topic_dlq[0] == '\0') {
-        size_t len = strlen(cfg->topic_events);
-        if (len + sizeof(".dlq") > sizeof(cfg->topic_dlq))
+    /* topics left empty are named after the events topic */
+    static const struct { size_t offset, size; const char *suffix; } derived[] = {
+        {S(topic_dlq), ".dlq"}, {S(topic_changelog), ".changelog"}, {S(topic_model), ".model"}};
+    for (size_t i = 0; i < sizeof(derived) / sizeof(derived[0]); i++) {
+        char *topic = (char *)cfg + derived[i].offset;
+        if (topic[0] != '\0') continue;
+        size_t len = strlen(cfg->topic_events), slen = strlen(derived[i].suffix);
+        if (len + slen >= derived[i].size)
             return bad(errstr, n, "topic.events", "too long", cfg->topic_events);
-        memcpy(cfg->topic_dlq, cfg->topic_events, len);
-        memcpy(cfg->topic_dlq + len, ".dlq", sizeof(".dlq"));
-    }
-    if (cfg->topic_changelog[0] == '\0') {
-        size_t len = strlen(cfg->topic_events);
-        if (len + sizeof(".changelog") > sizeof(cfg->topic_changelog))
-            return bad(errstr, n, "topic.events", "too long", cfg->topic_events);
-        memcpy(cfg->topic_changelog, cfg->topic_events, len);
-        memcpy(cfg->topic_changelog + len, ".changelog", sizeof(".changelog"));
-    }
-    if (cfg->topic_model[0] == '\0') {
-        size_t len = strlen(cfg->topic_events);
-        if (len + sizeof(".model") > sizeof(cfg->topic_model))
-            return bad(errstr, n, "topic.events", "too long", cfg->topic_events);
-        memcpy(cfg->topic_model, cfg->topic_events, len);
-        memcpy(cfg->topic_model + len, ".model", sizeof(".model"));
+        memcpy(topic, cfg->topic_events, len);
+        memcpy(topic + len, derived[i].suffix, slen + 1);
     }
     cfg->learner.mode = strcmp(cfg->learner_mode, "rating") == 0 ? DR_MODE_RATING : DR_MODE_IMPLICIT;
     cfg->learner.negative_uniform = strcmp(cfg->negative_sampling, "uniform") == 0;
