@@ -12,6 +12,7 @@
 #include "dr_ingest.h"
 #include "dr_log.h"
 #include "dr_types.h"
+#include "internal.h"
 
 /* Users written to the store per batch while restoring. */
 #define RESTORE_BATCH 20000
@@ -119,31 +120,35 @@ void dr_restore_clear(dr_restore_t *r) {
     r->marker_offset = r->marker_pos = -1;
 }
 
-static int make_reader(dr_changelog_t *c, char *errstr, size_t n) {
-    if (c->reader) return 0;
-    static const char *const defaults[][2] = {
+int dr__handoff_reader(rd_kafka_t **out, const char *name, const char *fetch_wait_ms,
+                       const char *const *kafka_keys, const char *const *kafka_values, int n_kafka,
+                       const char *what, char *errstr, size_t n) {
+    const char *const defaults[][2] = {
         {"enable.auto.commit", "false"}, {"enable.partition.eof", "false"},
-        {"auto.offset.reset", "earliest"}, {"fetch.wait.max.ms", "10"},
-        {"client.id", "driftrec-restore"}};
+        {"auto.offset.reset", "earliest"}, {"fetch.wait.max.ms", fetch_wait_ms},
+        {"client.id", name}};
     rd_kafka_conf_t *kc = dr_ingest_kafka_conf(defaults, sizeof(defaults) / sizeof(defaults[0]),
-                                               c->kafka_keys, c->kafka_values, c->n_kafka, errstr, n);
+                                               kafka_keys, kafka_values, n_kafka, errstr, n);
     if (!kc) return DR_ECONFIG;
     char e[512];
-    /* librdkafka's assign wants a group id; the reader never joins the group
-     * (it assigns partitions itself) nor commits */
-    if (rd_kafka_conf_set(kc, "group.id", "driftrec-restore", e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+    if (rd_kafka_conf_set(kc, "group.id", name, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
         rd_kafka_conf_destroy(kc);
-        snprintf(errstr, n, "changelog reader: %s", e);
+        snprintf(errstr, n, "%s: %s", what, e);
         return DR_ECONFIG;
     }
-    c->reader = rd_kafka_new(RD_KAFKA_CONSUMER, kc, e, sizeof(e));
-    if (!c->reader) {
+    if (!(*out = rd_kafka_new(RD_KAFKA_CONSUMER, kc, e, sizeof(e)))) {
         rd_kafka_conf_destroy(kc);
-        snprintf(errstr, n, "creating the changelog reader: %s", e);
+        snprintf(errstr, n, "creating the %s: %s", what, e);
         return DR_EKAFKA;
     }
-    rd_kafka_poll_set_consumer(c->reader);
+    rd_kafka_poll_set_consumer(*out);
     return 0;
+}
+
+static int make_reader(dr_changelog_t *c, char *errstr, size_t n) {
+    if (c->reader) return 0;
+    return dr__handoff_reader(&c->reader, "driftrec-restore", "10", c->kafka_keys, c->kafka_values,
+                              c->n_kafka, "changelog reader", errstr, n);
 }
 
 /* The records since the last marker seen, not yet known to be complete. */

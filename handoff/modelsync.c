@@ -11,6 +11,7 @@
 #include "dr_ingest.h"
 #include "dr_log.h"
 #include "dr_types.h"
+#include "internal.h"
 
 #define SYNC_CHUNK_ITEMS 4096   /* ~0.6 MB per message at d = 32 */
 #define PRODUCE_WAIT_MS 1000    /* a full producer queue is waited out this long */
@@ -118,23 +119,9 @@ const int64_t *dr_model_sync_positions(const dr_model_sync_t *s, int *n) {
 
 int dr_model_sync_start(dr_model_sync_t *s, int64_t (*start)(void *ctx, int32_t partition),
                         void *ctx, int timeout_ms, char *errstr, size_t n) {
-    static const char *const defaults[][2] = {
-        {"enable.auto.commit", "false"}, {"enable.partition.eof", "false"},
-        {"auto.offset.reset", "earliest"}, {"fetch.wait.max.ms", "100"},
-        {"client.id", "driftrec-model"}, {"group.id", "driftrec-model-reader"}};
-    rd_kafka_conf_t *kc = dr_ingest_kafka_conf(defaults, sizeof(defaults) / sizeof(defaults[0]),
-                                               s->kafka_keys, s->kafka_values, s->n_kafka, errstr, n);
-    if (!kc) return DR_ECONFIG;
-    char e[512];
-    /* the group id is librdkafka's requirement for assign: the reader never
-     * joins the group nor commits */
-    s->reader = rd_kafka_new(RD_KAFKA_CONSUMER, kc, e, sizeof(e));
-    if (!s->reader) {
-        rd_kafka_conf_destroy(kc);
-        snprintf(errstr, n, "creating the model reader: %s", e);
-        return DR_EKAFKA;
-    }
-    rd_kafka_poll_set_consumer(s->reader);
+    int err = dr__handoff_reader(&s->reader, "driftrec-model", "100", s->kafka_keys, s->kafka_values,
+                                 s->n_kafka, "model reader", errstr, n);
+    if (err) return err;
     s->queue = rd_kafka_queue_get_consumer(s->reader);
     int parts = -1;
     if (dr_ingest_topic_partitions(s->reader, s->topic, timeout_ms, &parts)) {
@@ -156,10 +143,10 @@ int dr_model_sync_start(dr_model_sync_t *s, int64_t (*start)(void *ctx, int32_t 
         s->next[p] = at;
         rd_kafka_topic_partition_list_add(list, s->topic, p)->offset = at >= 0 ? at : RD_KAFKA_OFFSET_BEGINNING;
     }
-    rd_kafka_resp_err_t err = rd_kafka_assign(s->reader, list);
+    rd_kafka_resp_err_t kerr = rd_kafka_assign(s->reader, list);
     rd_kafka_topic_partition_list_destroy(list);
-    if (err) {
-        snprintf(errstr, n, "reading the model topic %s: %s", s->topic, rd_kafka_err2str(err));
+    if (kerr) {
+        snprintf(errstr, n, "reading the model topic %s: %s", s->topic, rd_kafka_err2str(kerr));
         return DR_EKAFKA;
     }
     return 0;

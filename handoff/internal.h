@@ -1,0 +1,19 @@
+/* internal.h - declarations shared inside handoff/ only (other modules
+ * include dr_handoff.h). */
+#ifndef DR_HANDOFF_INTERNAL_H
+#define DR_HANDOFF_INTERNAL_H
+
+#include <stddef.h>
+
+#include <librdkafka/rdkafka.h>
+
+/* A consumer that assigns partitions itself and never joins a group nor
+ * commits (librdkafka's assign still wants a group id: `name` serves as
+ * group and client id), configured by the kafka.* properties, reading from
+ * the beginning where it has no position. 0, DR_ECONFIG or DR_EKAFKA with
+ * the reason (prefixed by `what`) in errstr. */
+int dr__handoff_reader(rd_kafka_t **out, const char *name, const char *fetch_wait_ms,
+                       const char *const *kafka_keys, const char *const *kafka_values, int n_kafka,
+                       const char *what, char *errstr, size_t errstr_size);
+
+#endif /* DR_HANDOFF_INTERNAL_H */
