@@ -12,7 +12,7 @@
 #include "dr_ingest.h"
 #include "dr_log.h"
 #include "dr_types.h"
-#include "internal.h"
+#include "handoff_internal.h"
 
 /* Users written to the store per batch while restoring. */
 #define RESTORE_BATCH 20000

@@ -11,7 +11,7 @@
 #include "dr_ingest.h"
 #include "dr_log.h"
 #include "dr_types.h"
-#include "internal.h"
+#include "handoff_internal.h"
 
 #define SYNC_CHUNK_ITEMS 4096   /* ~0.6 MB per message at d = 32 */
 #define PRODUCE_WAIT_MS 1000    /* a full producer queue is waited out this long */

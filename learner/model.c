@@ -11,7 +11,7 @@
 
 #include "dr_bytes.h"
 #include "dr_err.h"
-#include "internal.h"
+#include "learner_internal.h"
 
 static void bound_norm(float *v, int n, float lim);
 

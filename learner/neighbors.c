@@ -1,12 +1,12 @@
 /* neighbors.c - one item's bounded table of co-engagement counts (see
- * internal.h). The model keeps one per item and scores with them in
+ * learner_internal.h). The model keeps one per item and scores with them in
  * model.c. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "dr_bytes.h"
 #include "dr_err.h"
-#include "internal.h"
+#include "learner_internal.h"
 
 static uint32_t home(int32_t key, uint32_t n_slots) {
     return (uint32_t)dr_mix64((uint64_t)(uint32_t)key) & (n_slots - 1);

@@ -17,7 +17,7 @@
 
 #include "dr_bytes.h"
 #include "dr_err.h"
-#include "internal.h"
+#include "learner_internal.h"
 
 #define USER_RECORD_VERSION 5 /* 2: + drift detector; 3: + last list scores; 4: + prior version; 5: + drift regime; older still read */
 #define ITEM_RECORD_VERSION 3 /* 2: + content embedding and δ_i; 3: + decayed positives and

@@ -9,7 +9,7 @@
 
 #include "dr_bytes.h"
 #include "dr_err.h"
-#include "internal.h"
+#include "learner_internal.h"
 
 #define SYNC_MAGIC "DRS1"
 #define SYNC_NBR_CAP 65536     /* pending pairs per item: far above what one interval adds */

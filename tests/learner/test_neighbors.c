@@ -1,9 +1,9 @@
-/* test_neighbors.c - claims of the co-engagement table (learner/internal.h):
+/* test_neighbors.c - claims of the co-engagement table (learner/learner_internal.h):
  * exact counts while it has room, bounded size, the heaviest kept. */
 #include "dr_test.h"
 
 #include "dr_err.h"
-#include "internal.h"
+#include "learner_internal.h"
 
 /* "Adds w to key's weight, inserting it when new"; "0 when absent". */
 static void test_counts_exactly_below_cap(void **state) {

@@ -1,4 +1,4 @@
-/* internal.h - declarations shared inside the learner module only (other
+/* learner_internal.h - declarations shared inside the learner module only (other
  * modules include dr_learner.h). */
 #ifndef DR_LEARNER_INTERNAL_H
 #define DR_LEARNER_INTERNAL_H

@@ -1,4 +1,4 @@
-/* internal.h - declarations shared inside handoff/ only (other modules
+/* handoff_internal.h - declarations shared inside handoff/ only (other modules
  * include dr_handoff.h). */
 #ifndef DR_HANDOFF_INTERNAL_H
 #define DR_HANDOFF_INTERNAL_H
