@@ -109,7 +109,8 @@ typedef struct dr_model_sync_stats {
     uint64_t items_imported;
     uint64_t items_skipped;    /* refused (catalog full, not finite, ...) */
     uint64_t rejected;         /* malformed or of another dimension */
-    uint64_t duplicates;       /* an instance's replay after a crash of what was applied */
+    uint64_t duplicates;       /* a message applied already (delivered twice) */
+    uint64_t own_recovered;    /* this instance's, published by a process that died before its commit */
     uint64_t lost;             /* messages that could not be produced or delivered */
 } dr_model_sync_stats_t;
 
@@ -131,16 +132,21 @@ int dr_model_sync_start(dr_model_sync_t *s, int64_t (*start)(void *ctx, int32_t 
  * Each message carries this instance's next sequence number (header
  * dr.seq); a reader applies an instance's messages only above the last
  * number it applied of it. Publish with a commit and store the sync's
- * state (dr_model_sync_encode_state) in the same commit, written after the
- * messages are delivered: after a crash the instance replays the events
- * of the lost commit and numbers what it learns from them as before, and
- * the readers that applied the first version skip the second. 0, or
- * DR_EKAFKA. */
+ * state (dr_model_sync_encode_state) and the model's pending changes
+ * (dr_model_sync_save_pending) in the same commit, written after the
+ * messages are delivered. A process that dies between the delivery and
+ * its write leaves messages the others applied and its own items lack:
+ * its next process applies them as the others did (its numbers start a new
+ * epoch, above any number the dead one used). 0, or DR_EKAFKA. */
 int dr_model_sync_publish(dr_model_sync_t *s, dr_model_t *m, void *opaque, size_t *messages);
 /* The sequence numbers (own, and the last applied of each other instance)
  * as one value for the state, and back (DR_ECORRUPT). */
 int dr_model_sync_encode_state(const dr_model_sync_t *s, uint8_t **out, size_t *len);
 int dr_model_sync_load_state(dr_model_sync_t *s, const void *buf, size_t len);
+/* Numbers this process's messages above any a previous process of this
+ * instance may have published: call once at start, after loading the state,
+ * and store the state (dr_model_sync_encode_state) before publishing. */
+void dr_model_sync_begin_epoch(dr_model_sync_t *s);
 /* Applies the others' messages waiting (at most max); never blocks. */
 void dr_model_sync_poll(dr_model_sync_t *s, dr_model_t *m, int max);
 /* Next offset per partition read so far (-1: none); *n partitions. */

@@ -27,8 +27,10 @@ struct dr_model_sync {
     int n_kafka;
     int64_t *next;             /* per partition */
     int n_parts;
+    uint64_t instance;
     uint64_t seq;              /* the last message number this instance published */
-    struct seen { uint64_t instance, seq; } *seen; /* the last applied of each other instance */
+    uint64_t epoch_base;       /* this process numbers its messages above it */
+    struct seen { uint64_t instance, seq; } *seen; /* the last applied of each instance, this one too */
     size_t n_seen, cap_seen;
     dr_model_sync_stats_t stats;
 };
@@ -46,6 +48,7 @@ int dr_model_sync_new(dr_model_sync_t **out, rd_kafka_t *producer, const char *t
         return DR_ENOMEM;
     }
     s->producer = producer;
+    s->instance = instance_id;
     s->key_len = (size_t)snprintf(s->key, sizeof(s->key), "%" PRIu64, instance_id);
     s->kafka_keys = kafka_keys;
     s->kafka_values = kafka_values;
@@ -108,6 +111,11 @@ int dr_model_sync_load_state(dr_model_sync_t *s, const void *buf, size_t len) {
         e->seq = seq;
     }
     return 0;
+}
+
+void dr_model_sync_begin_epoch(dr_model_sync_t *s) {
+    s->seq = ((s->seq >> 32) + 1) << 32;
+    s->epoch_base = s->seq;
 }
 
 const char *dr_model_sync_topic(const dr_model_sync_t *s) { return s->topic; }
@@ -189,8 +197,11 @@ int dr_model_sync_publish(dr_model_sync_t *s, dr_model_t *m, void *opaque, size_
          * commit the others already applied as before, and they skip it */
         err = produce(s, buf, len, s->seq + 1, opaque);
         free(buf);
+        struct seen *own = err ? NULL : seen_of(s, s->instance, true);
+        if (!err && !own) err = DR_ENOMEM;
         if (!err) {
             s->seq++;
+            own->seq = s->seq; /* in this instance's items already */
             (*messages)++;
             s->stats.published++;
             s->stats.items_published += items;
@@ -232,12 +243,20 @@ void dr_model_sync_poll(dr_model_sync_t *s, dr_model_t *m, int max) {
             int64_t instance = -1;
             uint64_t seq = 0;
             struct seen *seen = NULL;
-            if (!own && msg->payload && (!dr_ingest_user_key(msg, &instance) || !message_seq(msg, &seq))) {
+            if (!msg->payload) {
+                /* nothing to apply */
+            } else if (!dr_ingest_user_key(msg, &instance) || !message_seq(msg, &seq)) {
                 s->stats.rejected++; /* not ours: no instance key or sequence number */
-            } else if (!own && msg->payload && (seen = seen_of(s, (uint64_t)instance, true)) && seq <= seen->seq) {
+            } else if (own && seq > s->epoch_base) {
+                /* published by this process: in its items already */
+            } else if (!(seen = seen_of(s, (uint64_t)instance, true)) || seq <= seen->seq) {
                 s->stats.duplicates++;
-            } else if (!own && msg->payload) {
-                if (seen) seen->seq = seq;
+            } else {
+                /* another instance's, or this one's published by a process
+                 * that died before its commit stored the items: the others
+                 * have added it, so this instance adds it too */
+                seen->seq = seq;
+                if (own) s->stats.own_recovered++;
                 size_t applied = 0, skipped = 0;
                 int err = dr_model_sync_import(m, msg->payload, msg->len, &applied, &skipped);
                 if (err) {

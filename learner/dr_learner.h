@@ -346,6 +346,13 @@ size_t dr_model_sync_pending(const dr_model_t *m);
  * until it encodes 0 items. */
 int dr_model_sync_export(dr_model_t *m, size_t max_items, uint8_t **out, size_t *len,
                          size_t *n_items);
+/* The changes not exported yet, as a value a commit stores beside the
+ * items they changed (the items are stored with them, the changes would
+ * otherwise be lost with the process), and back: after a restart they are
+ * exported with the next changes. Load after the items and the prior,
+ * before anything else changes. DR_ECORRUPT for a malformed value. */
+int dr_model_sync_save_pending(dr_model_t *m, uint8_t **out, size_t *len);
+int dr_model_sync_load_pending(dr_model_t *m, const void *buf, size_t len);
 /* Adds another instance's export. Items new here are created (refused when
  * learner.max.items is reached: counted in *skipped); applied items become
  * dirty (stored by the next commit). DR_ECORRUPT for a malformed buffer,

@@ -127,19 +127,22 @@ void dr__sync_coengage(dr_model_t *m, int32_t i, const int32_t *recent, int n) {
 
 size_t dr_model_sync_pending(const dr_model_t *m) { return m->n_sync + m->n_sync_nbr; }
 
-int dr_model_sync_export(dr_model_t *m, size_t max_items, uint8_t **out, size_t *len,
-                         size_t *n_items) {
+/* Encodes up to max_items of the pending changes (the newest first) and,
+ * when consume, forgets them; else leaves everything as it was (the copy a
+ * commit stores). */
+static int encode_pending(dr_model_t *m, size_t max_items, size_t max_pairs, bool consume,
+                          uint8_t **out, size_t *len, size_t *n_items) {
     *out = NULL;
     *len = *n_items = 0;
     if (!m->sync_on) return DR_EINVAL;
     size_t n = m->n_sync < max_items ? m->n_sync : max_items;
     size_t row = (size_t)m->dim + 1;
     /* the co-engagement counts of the newest items with pending counts, up
-     * to SYNC_MAX_PAIRS pairs (an item's pairs go whole) */
+     * to max_pairs pairs (an item's pairs go whole) */
     size_t n_nbr = 0, pairs = 0;
     while (n_nbr < m->n_sync_nbr && n_nbr < max_items) {
         size_t idx = (size_t)m->sync_nbr_list[m->n_sync_nbr - 1 - n_nbr];
-        if (n_nbr > 0 && pairs + m->sync_nbr[idx].n > SYNC_MAX_PAIRS) break;
+        if (n_nbr > 0 && pairs + m->sync_nbr[idx].n > max_pairs) break;
         pairs += m->sync_nbr[idx].n;
         n_nbr++;
     }
@@ -151,7 +154,7 @@ int dr_model_sync_export(dr_model_t *m, size_t max_items, uint8_t **out, size_t 
     dr_put_u32(&w, (uint32_t)m->dim);
     for (int k = 0; k < m->dim; k++) {
         dr_put_f32(&w, m->prior[k] - m->sync_prior_base[k]);
-        m->sync_prior_base[k] = m->prior[k];
+        if (consume) m->sync_prior_base[k] = m->prior[k];
     }
     size_t count_at = w.len;
     dr_put_u32(&w, 0);
@@ -166,18 +169,18 @@ int dr_model_sync_export(dr_model_t *m, size_t max_items, uint8_t **out, size_t 
         bool moved = false;
         for (int k = 0; k < m->dim; k++) moved |= (d[k] = now[k] - base[k]) != 0.0f;
         moved |= (d[m->dim] = m->bias[idx] - base[m->dim]) != 0.0f;
-        m->sync_pos[idx] = 0;
+        if (consume) m->sync_pos[idx] = 0;
         if (!moved) continue;
         dr_put_i64(&w, m->ids[idx]);
         dr_put_u8(&w, m->has_content[idx]);
         for (size_t k = 0; k < row; k++) dr_put_f32(&w, d[k]);
         written++;
     }
-    m->n_sync -= n;
+    if (consume) m->n_sync -= n;
     memcpy(w.p + count_at, &written, 4);
     dr_put_u32(&w, (uint32_t)n_nbr);
     for (size_t e = 0; e < n_nbr; e++) {
-        size_t idx = (size_t)m->sync_nbr_list[--m->n_sync_nbr];
+        size_t idx = (size_t)m->sync_nbr_list[m->n_sync_nbr - 1 - e];
         dr__nbr_t *t = &m->sync_nbr[idx];
         dr_put_i64(&w, m->ids[idx]);
         dr_put_f32(&w, m->sync_engaged[idx]);
@@ -187,9 +190,12 @@ int dr_model_sync_export(dr_model_t *m, size_t max_items, uint8_t **out, size_t 
                 dr_put_i64(&w, m->ids[t->slot[k].key]);
                 dr_put_f32(&w, t->slot[k].w);
             }
-        dr__nbr_clear(t);
-        m->sync_engaged[idx] = 0.0f;
+        if (consume) {
+            dr__nbr_clear(t);
+            m->sync_engaged[idx] = 0.0f;
+        }
     }
+    if (consume) m->n_sync_nbr -= n_nbr;
     if (!w.ok) { /* cannot happen: cap counts every byte */
         free(w.p);
         return DR_ENOMEM;
@@ -198,6 +204,94 @@ int dr_model_sync_export(dr_model_t *m, size_t max_items, uint8_t **out, size_t 
     *len = w.len;
     *n_items = n + n_nbr;
     return 0;
+}
+
+int dr_model_sync_export(dr_model_t *m, size_t max_items, uint8_t **out, size_t *len,
+                         size_t *n_items) {
+    return encode_pending(m, max_items, SYNC_MAX_PAIRS, true, out, len, n_items);
+}
+
+/* The length of the export at the start of buf (0: malformed). */
+static size_t export_length(const void *buf, size_t len, int dim) {
+    dr_reader_t r = {buf, len, 0, true};
+    char magic[4];
+    dr_get_bytes(&r, magic, 4);
+    uint32_t d = dr_get_u32(&r);
+    if (!r.ok || memcmp(magic, SYNC_MAGIC, 4) != 0 || d != (uint32_t)dim) return 0;
+    size_t row = (size_t)dim + 1;
+    r.pos += (size_t)dim * 4;
+    uint32_t n = dr_get_u32(&r);
+    if (!r.ok || (len - r.pos) / (8 + 1 + row * 4) < n) return 0;
+    r.pos += (size_t)n * (8 + 1 + row * 4);
+    uint32_t n_nbr = dr_get_u32(&r);
+    for (uint32_t e = 0; e < n_nbr && r.ok; e++) {
+        r.pos += 8 + 4;
+        uint32_t pairs = dr_get_u32(&r);
+        if (!r.ok || (len - r.pos) / 12 < pairs) return 0;
+        r.pos += (size_t)pairs * 12;
+    }
+    return r.ok && r.pos <= len ? r.pos : 0;
+}
+
+int dr_model_sync_save_pending(dr_model_t *m, uint8_t **out, size_t *len) {
+    size_t n_items;
+    uint8_t *buf;
+    size_t n;
+    int err = encode_pending(m, SIZE_MAX, SIZE_MAX, false, &buf, &n, &n_items);
+    if (err) return err;
+    /* then the others' Δû waiting for the next outer step */
+    uint8_t *all = realloc(buf, n + (size_t)m->dim * 4);
+    if (!all) {
+        free(buf);
+        return DR_ENOMEM;
+    }
+    dr_writer_t w = {all, n, n + (size_t)m->dim * 4, true};
+    for (int k = 0; k < m->dim; k++) dr_put_f32(&w, m->sync_prior_pending[k]);
+    *out = all;
+    *len = w.len;
+    return 0;
+}
+
+int dr_model_sync_load_pending(dr_model_t *m, const void *buf, size_t len) {
+    if (!m->sync_on) return DR_EINVAL;
+    size_t n_export = export_length(buf, len, m->dim);
+    if (n_export == 0 || len != n_export + (size_t)m->dim * 4) return DR_ECORRUPT;
+    size_t row = (size_t)m->dim + 1;
+    dr_reader_t r = {buf, len, 8, true};
+    for (int k = 0; k < m->dim; k++) m->sync_prior_base[k] = m->prior[k] - dr_get_f32(&r);
+    uint32_t n = dr_get_u32(&r);
+    for (uint32_t e = 0; e < n; e++) {
+        int64_t id = dr_get_i64(&r);
+        (void)dr_get_u8(&r);
+        int64_t idx = id >= 0 ? dr_model_item_index(m, id, true) : -1;
+        if (idx < 0) { r.pos += row * 4; continue; }
+        int err = dr__sync_touch(m, (size_t)idx);
+        if (err) return err;
+        /* the base the change was counted from: now minus the change */
+        float *base = m->sync_base + (m->sync_pos[idx] - 1) * row;
+        for (size_t k = 0; k < row; k++) base[k] -= dr_get_f32(&r);
+    }
+    uint32_t n_nbr = dr_get_u32(&r);
+    for (uint32_t e = 0; e < n_nbr; e++) {
+        int64_t id = dr_get_i64(&r);
+        float engaged = dr_get_f32(&r);
+        uint32_t pairs = dr_get_u32(&r);
+        int64_t idx = id >= 0 ? dr_model_item_index(m, id, true) : -1;
+        if (idx < 0 || idx > INT32_MAX || nbr_slot(m, (size_t)idx)) {
+            r.pos += (size_t)pairs * 12;
+            continue;
+        }
+        m->sync_engaged[idx] += engaged;
+        for (uint32_t k = 0; k < pairs; k++) {
+            int64_t nb_id = dr_get_i64(&r);
+            float w = dr_get_f32(&r);
+            int64_t nb = nb_id >= 0 ? dr_model_item_index(m, nb_id, true) : -1;
+            if (nb < 0 || nb > INT32_MAX) continue;
+            (void)dr__nbr_add(&m->sync_nbr[idx], (int32_t)nb, w, SYNC_NBR_CAP, m->ids);
+        }
+    }
+    for (int k = 0; k < m->dim; k++) m->sync_prior_pending[k] = dr_get_f32(&r);
+    return r.ok ? 0 : DR_ECORRUPT;
 }
 
 int dr_model_sync_import(dr_model_t *m, const void *buf, size_t len, size_t *applied,
@@ -211,22 +305,10 @@ int dr_model_sync_import(dr_model_t *m, const void *buf, size_t len, size_t *app
     if (dim != (uint32_t)m->dim) return DR_EINVAL;
     size_t row = (size_t)m->dim + 1;
     /* the whole buffer is walked before anything is applied */
-    dr_reader_t check = r;
-    check.pos += (size_t)dim * 4;
-    uint32_t n = dr_get_u32(&check);
-    for (uint32_t e = 0; e < n && check.ok; e++) check.pos += 8 + 1 + row * 4;
-    if (check.pos > len) return DR_ECORRUPT;
-    uint32_t n_nbr = dr_get_u32(&check);
-    for (uint32_t e = 0; e < n_nbr && check.ok; e++) {
-        check.pos += 8 + 4;
-        uint32_t pairs = dr_get_u32(&check);
-        if (!check.ok || (len - check.pos) / 12 < pairs) return DR_ECORRUPT;
-        check.pos += (size_t)pairs * 12;
-    }
-    if (!check.ok || check.pos != len) return DR_ECORRUPT;
+    if (export_length(buf, len, m->dim) != len) return DR_ECORRUPT;
     float dprior[DR_MAX_DIM];
     for (int k = 0; k < m->dim; k++) dprior[k] = dr_get_f32(&r);
-    (void)dr_get_u32(&r);
+    uint32_t n = dr_get_u32(&r);
     for (int k = 0; k < m->dim; k++)
         if (isfinite(dprior[k]) && m->sync_on) m->sync_prior_pending[k] += dprior[k];
     for (uint32_t e = 0; e < n; e++) {
@@ -254,7 +336,7 @@ int dr_model_sync_import(dr_model_t *m, const void *buf, size_t len, size_t *app
         (*applied)++;
     }
     uint32_t cap = (uint32_t)m->conf.cooc_neighbors;
-    n_nbr = dr_get_u32(&r);
+    uint32_t n_nbr = dr_get_u32(&r);
     for (uint32_t e = 0; e < n_nbr; e++) {
         int64_t id = dr_get_i64(&r);
         float engaged = dr_get_f32(&r);

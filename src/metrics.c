@@ -154,6 +154,7 @@ static char *render(dr_pipeline_t *p, const dr_metrics_t *m) {
     counter(f, "driftrec_model_items_published_total", "Item changes this instance shared through topic.model.", (double)s.model_items_published);
     counter(f, "driftrec_model_items_imported_total", "Item changes taken from the other instances.", (double)s.model_items_imported);
     counter(f, "driftrec_model_messages_rejected_total", "Model messages refused (malformed, or of another learner.dim).", (double)s.model_rejected);
+    counter(f, "driftrec_model_messages_recovered_total", "This instance's model messages published by a process that died before its commit stored them, applied at the next start.", (double)s.model_own_recovered);
     counter(f, "driftrec_model_messages_lost_total", "Model messages this instance could not produce or deliver (their changes stay local).", (double)s.model_lost);
     counter(f, "driftrec_offset_resets_total", "Stored or committed positions found out of the events log's range (ingest.offset.reset applied).", (double)s.offset_resets);
     counter(f, "driftrec_events_skipped_total", "Events known to be skipped by those resets (deleted by retention before they were read, or jumped over by latest).", (double)s.events_skipped);

@@ -679,6 +679,11 @@ static int share_model(dr_pipeline_t *p, dr_state_batch_t *b) {
     if (err) return err;
     dr_state_batch_put_meta(b, "model_sync", state, len);
     free(state);
+    /* the changes not published yet go with the items they changed: a
+     * process that dies before publishing them leaves them to the next */
+    if ((err = dr_model_sync_save_pending(p->model, &state, &len))) return err;
+    dr_state_batch_put_meta(b, "model_pending", state, len);
+    free(state);
     int n = 0;
     const int64_t *next = dr_model_sync_positions(p->sync, &n);
     for (int i = 0; i < n; i++)
@@ -1218,6 +1223,25 @@ static int instance_id(dr_pipeline_t *p, uint64_t *id, char *errstr, size_t n) {
     return err;
 }
 
+/* The sync state alone, at start: the new epoch is stored before this
+ * process publishes anything under it. */
+static int store_sync_state(dr_pipeline_t *p, char *errstr, size_t n) {
+    uint8_t *val;
+    size_t len;
+    int err = dr_model_sync_encode_state(p->sync, &val, &len);
+    if (err) return err;
+    dr_state_batch_t *b = dr_state_batch_new();
+    if (!b) {
+        free(val);
+        return DR_ENOMEM;
+    }
+    dr_state_batch_put_meta(b, "model_sync", val, len);
+    free(val);
+    err = dr_state_write(p->state, b, errstr, n);
+    dr_state_batch_free(b);
+    return err;
+}
+
 static int64_t model_start(void *ctx, int32_t partition) {
     dr_pipeline_t *p = ctx;
     int64_t next;
@@ -1251,7 +1275,15 @@ static int make_clients(dr_pipeline_t *p, char *errstr, size_t n) {
             snprintf(errstr, n, "the stored model sync state is unreadable: %s", dr_strerror(err));
             return err;
         }
-        err = 0;
+        err = dr_state_get_meta(p->state, "model_pending", &val, &len);
+        if (err == 0) err = dr_model_sync_load_pending(p->model, val, len);
+        free(val);
+        if (err && err != DR_ENOTFOUND) {
+            snprintf(errstr, n, "the stored unpublished item changes are unreadable: %s", dr_strerror(err));
+            return err;
+        }
+        dr_model_sync_begin_epoch(p->sync);
+        if ((err = store_sync_state(p, errstr, n))) return err;
     }
     if (strcmp(p->cfg.topic_changelog, "-") != 0 &&
         (err = dr_changelog_new(&p->changelog, p->producer, p->cfg.topic_changelog, p->kafka_keys,
@@ -1432,6 +1464,7 @@ void dr_pipeline_stats(dr_pipeline_t *p, dr_pipeline_stats_t *out) {
         p->stats.model_items_imported = ms->items_imported;
         p->stats.model_rejected = ms->rejected;
         p->stats.model_lost = ms->lost;
+        p->stats.model_own_recovered = ms->own_recovered;
     }
     p->stats.events_skipped = s->events_skipped;
     p->stats.lag = p->stopped ? 0 : dr_ingest_lag(p->ingest);

@@ -1478,6 +1478,76 @@ static void test_sync_two_instances_agree(void **state) {
     dr_model_free(b);
 }
 
+/* Claim (dr_model_sync_save_pending): the changes a commit stored but did
+ * not publish survive a restart. A model restored from its records and the
+ * saved pending changes exports what the first would have: the same
+ * factor changes, co-engagement counts and Δû. A cut value is refused. */
+static void test_sync_pending_survives_restart(void **state) {
+    (void)state;
+    dr_model_t *a = new_model(DR_MODE_RATING);
+    assert_int_equal(dr_model_sync_enable(a), 0);
+    dr_user_t *u = dr_user_new(1, 8);
+    dr_apply_result_t r;
+    uint8_t *buf, *pend, *want, *got;
+    size_t len, n, plen, want_len, got_len;
+    for (int i = 0; i < 30; i++) { /* published: not pending any more */
+        dr_event_t e = ev(1, 1 + i % 6, DR_EV_RATE, (float)(i % 5), i);
+        assert_int_equal(dr_learner_apply(a, u, &e, (uint64_t)i, &r), 0);
+    }
+    assert_int_equal(dr_model_sync_export(a, 1000, &buf, &len, &n), 0);
+    free(buf);
+    for (int i = 30; i < 60; i++) { /* committed, not published */
+        dr_event_t e = ev(1, 4 + i % 5, DR_EV_RATE, (float)(5 - i % 5), i);
+        assert_int_equal(dr_learner_apply(a, u, &e, (uint64_t)i, &r), 0);
+    }
+    assert_true(dr_model_sync_pending(a) > 0);
+    assert_int_equal(dr_model_sync_save_pending(a, &pend, &plen), 0);
+    /* the restart: items and globals from the records, then the pending changes */
+    dr_model_t *b = new_model(DR_MODE_RATING);
+    uint8_t *g;
+    size_t glen;
+    assert_int_equal(dr_model_encode_globals(a, &g, &glen), 0);
+    assert_int_equal(dr_model_load_globals(b, g, glen), 0);
+    free(g);
+    assert_int_equal(dr_model_drain_dirty_items(a, (dr_item_sink_fn)dr_model_load_item, b), 0);
+    assert_int_equal(dr_model_sync_enable(b), 0);
+    for (size_t cut = 0; cut < plen; cut += 7)
+        assert_int_equal(dr_model_sync_load_pending(b, pend, cut), DR_ECORRUPT);
+    assert_int_equal(dr_model_sync_load_pending(b, pend, plen), 0);
+    assert_int_equal(dr_model_sync_pending(b), dr_model_sync_pending(a));
+    assert_int_equal(dr_model_sync_export(a, 1000, &want, &want_len, &n), 0);
+    assert_int_equal(dr_model_sync_export(b, 1000, &got, &got_len, &n), 0);
+    assert_true(n > 0);
+    /* the same items, changes and counts (the order within may differ) */
+    assert_int_equal(got_len, want_len);
+    dr_model_t *ca = new_model(DR_MODE_RATING), *cb = new_model(DR_MODE_RATING);
+    size_t applied, skipped;
+    assert_int_equal(dr_model_sync_import(ca, want, want_len, &applied, &skipped), 0);
+    assert_int_equal(dr_model_sync_import(cb, got, got_len, &applied, &skipped), 0);
+    for (int64_t id = 1; id <= 8; id++) {
+        float ra[9], rb[9];
+        item_row(ca, id, ra);
+        item_row(cb, id, rb);
+        for (int k = 0; k < 9; k++) assert_float_equal(ra[k], rb[k], 1e-6);
+        float ea, eb;
+        int64_t ids_a[16], ids_b[16];
+        float w_a[16], w_b[16];
+        size_t na = dr_model_item_neighbors(ca, dr_model_item_index(ca, id, false), &ea, ids_a, w_a, 16);
+        size_t nb = dr_model_item_neighbors(cb, dr_model_item_index(cb, id, false), &eb, ids_b, w_b, 16);
+        assert_int_equal(na, nb);
+        assert_float_equal(ea, eb, 1e-6);
+    }
+    assert_memory_equal(want + 8, got + 8, 8 * sizeof(float)); /* Δû */
+    free(want);
+    free(got);
+    free(pend);
+    dr_user_free(u);
+    dr_model_free(a);
+    dr_model_free(b);
+    dr_model_free(ca);
+    dr_model_free(cb);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_user_at_prior),
@@ -1512,6 +1582,7 @@ int main(void) {
         cmocka_unit_test(test_coengagement_source_fades),
         cmocka_unit_test(test_reads_version_4_user_record),
         cmocka_unit_test(test_sync_two_instances_agree),
+        cmocka_unit_test(test_sync_pending_survives_restart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
