@@ -30,6 +30,7 @@ typedef struct opts {
     dr_dataset_opts_t ds;
     bool embedded, quiet;
     int partitions, k, window;
+    double recentpop_halflife;  /* --recentpop-halflife, events */
     dr_config_t cfg;
     /* --splice / --splice-control, --splice-seed, --splice-min-events */
     bool splice, splice_opt_given;
@@ -49,13 +50,29 @@ static void usage(FILE *f, const char *cmd) {
         fprintf(f,
                 "usage: driftrec replay --bootstrap HOST:PORT --topic T [--from X] [--to Y] [--catalog-topic T]\n"
                 "       driftrec replay --embedded --input FILE --format F [--catalog FILE] [--min-rating R]\n"
-                "   options: [--mode implicit|rating] [--k K] [--arms full,prior,nodrift,popularity,zeroprior,nocontent,nocooc]\n"
+                "   options: [--mode implicit|rating] [--k K] [--arms ARM,...] [--recentpop-halflife N]\n"
                 "            [--window N] [--config FILE] [--set key=value]... [--report DIR] [--quiet]\n"
                 "            [--splice | --splice-control] [--splice-seed S] [--splice-min-events N]\n"
                 "Replays a topic range through the learner, test-then-train, and writes DIR/report.json\n"
                 "and DIR/report.html (default DIR: replay-report). X and Y are offsets (the same in every\n"
                 "partition), 'beginning' or 'end'; --to is exclusive. Partitions are merged by event\n"
                 "time, ties by partition and offset, so the same range gives the same metrics.\n"
+                "Arms (default: full,prior,nodrift,popularity,itemknn,recentpop in implicit mode,\n"
+                "full,prior,nodrift,popularity,bias in rating mode):\n"
+                "  full        the live configuration (per-user adaptation, drift handling, co-engagement)\n"
+                "  prior       no per-user adaptation: every user is scored with the shared prior\n"
+                "  nodrift     per-user adaptation, drift detection off\n"
+                "  popularity  most engaged items so far (rating mode: the item's mean rating)\n"
+                "  zeroprior   full with a zero, unlearned prior and no population prior\n"
+                "  nocontent   full without the catalog's content embeddings\n"
+                "  nocooc      full without the co-engagement term\n"
+                "  itemknn     implicit only: item-to-item co-occurrence within 20 engagements of a\n"
+                "              user, scored from the user's last 20 engaged items, no learning\n"
+                "  recentpop   implicit only: popularity with counts halved every N events of the\n"
+                "              stream (--recentpop-halflife, 5000)\n"
+                "  bias        rating only: online mu + b_u + b_i (running mean, SGD on the biases)\n"
+                "The report's \"baselines\" names the best baseline (popularity, itemknn, recentpop by\n"
+                "hr@K; popularity, bias by mae) and full's figure over it.\n"
                 "--splice injects abrupt drift into the events before replaying them: the users with at\n"
                 "least N events (--splice-min-events, 20) are shuffled with seed S (--splice-seed, 1)\n"
                 "into a cycle, and each becomes a composite user (a new id) made of its first half of\n"
@@ -87,7 +104,7 @@ static int parse(opts_t *o, int argc, char **argv) {
         {"user-col", 1, 0, 1}, {"item-col", 1, 0, 2}, {"time-col", 1, 0, 3}, {"value-col", 1, 0, 4},
         {"type-col", 1, 0, 5}, {"time-unit", 1, 0, 6}, {"default-type", 1, 0, 7},
         {"splice", 0, 0, 8}, {"splice-control", 0, 0, 9}, {"splice-seed", 1, 0, 10},
-        {"splice-min-events", 1, 0, 11},
+        {"splice-min-events", 1, 0, 11}, {"recentpop-halflife", 1, 0, 12},
         {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     char err[1024];
     int c, rc = 0;
@@ -138,6 +155,16 @@ static int parse(opts_t *o, int argc, char **argv) {
             }
             o->sp.min_events = (int)v;
             o->splice_opt_given = true;
+            break;
+        }
+        case 12: {
+            uint64_t v;
+            if (parse_count(optarg, (uint64_t)1e12, &v) || v < 1) {
+                fprintf(stderr, "driftrec: --recentpop-halflife takes a number of events from 1 to 10^12, not '%s'\n",
+                        optarg);
+                return 2;
+            }
+            o->recentpop_halflife = (double)v;
             break;
         }
         case 'q': o->quiet = true; break;
@@ -433,7 +460,8 @@ static void opts_init(opts_t *o) {
     o->k = 10;
     o->window = 5000;
     o->report = "replay-report";
-    o->arms = "full,prior,nodrift,popularity";
+    o->arms = NULL; /* the mode's defaults, once the mode is known */
+    o->recentpop_halflife = DR_REPLAY_RECENTPOP_HALFLIFE;
     o->sp.seed = DR_SPLICE_SEED;
     o->sp.min_events = DR_SPLICE_MIN_EVENTS;
 }
@@ -494,7 +522,7 @@ static int replay_from(opts_t *o, const char *bootstrap, double t_start) {
     if (!rc && !events) rc = DR_ENOMEM;
     for (size_t i = 0; !rc && i < c.n; i++) events[i] = c.v[i].ev;
     if (!rc) {
-        dr_replay_conf_t rcfg = {&o->cfg, o->k, o->window, 10, {0}, 0};
+        dr_replay_conf_t rcfg = {&o->cfg, o->k, o->window, 10, {0}, 0, o->recentpop_halflife};
         int n_arms = dr_replay_parse_arms(o->arms, rcfg.arms, DR_REPLAY_MAX_ARMS, e, sizeof(e));
         if (n_arms < 0) { fprintf(stderr, "driftrec: %s\n", e); rc = n_arms; }
         rcfg.n_arms = n_arms;
@@ -562,6 +590,17 @@ int dr_cmd_replay(int argc, char **argv) {
     if (rc == 0 && (o->k < 1 || o->window < 1)) {
         fprintf(stderr, "driftrec replay: --k and --window must be >= 1\n");
         rc = 2;
+    }
+    if (rc == 0) { /* checked before anything is loaded: an arm the mode cannot measure is refused */
+        char e[512];
+        dr_arm_kind_t kinds[DR_REPLAY_MAX_ARMS];
+        if (!o->arms) o->arms = dr_replay_default_arms(o->cfg.learner.mode);
+        int n = dr_replay_parse_arms(o->arms, kinds, DR_REPLAY_MAX_ARMS, e, sizeof(e));
+        if (n < 0 || dr_replay_check_arms(kinds, n, o->cfg.learner.mode, e, sizeof(e))) {
+            fprintf(stderr, "driftrec replay: %s\n", e);
+            free(o);
+            return 2;
+        }
     }
     if (rc) { usage(rc == 1 ? stdout : stderr, "replay"); free(o); return rc == 1 ? 0 : rc; }
     double t0 = dr_mono_s();

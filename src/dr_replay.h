@@ -15,7 +15,9 @@
 #include "dr_dataset.h"
 #include "dr_types.h"
 
-#define DR_REPLAY_MAX_ARMS 8
+#define DR_REPLAY_MAX_ARMS 10
+/* recentpop's default half-life, in events of the stream (docs/REPLAY.md) */
+#define DR_REPLAY_RECENTPOP_HALFLIFE 5000
 
 typedef enum dr_arm_kind {
     DR_ARM_FULL = 0,     /* prior + per-user adaptation + drift handling */
@@ -25,14 +27,24 @@ typedef enum dr_arm_kind {
     DR_ARM_ZEROPRIOR,    /* full model, but û = 0 and not meta-learned */
     DR_ARM_NOCONTENT,    /* full model without the catalog's content embeddings */
     DR_ARM_NOCOOC,       /* full model without the co-engagement term */
+    DR_ARM_ITEMKNN,      /* item-to-item co-engagement counts, no learning (implicit mode) */
+    DR_ARM_RECENTPOP,    /* popularity over a recent window: decayed counts (implicit mode) */
+    DR_ARM_BIAS,         /* online μ + b_u + b_i by SGD (rating mode) */
     DR_ARM__COUNT
 } dr_arm_kind_t;
 
-/* Parses "full,prior,nodrift,popularity,zeroprior,nocontent,nocooc" into kinds; returns the count or
- * DR_EINVAL with the bad name in errstr. */
+/* Parses "full,prior,nodrift,popularity,zeroprior,nocontent,nocooc,itemknn,recentpop,bias" into
+ * kinds; returns the count or DR_EINVAL with the bad name in errstr. */
 int dr_replay_parse_arms(const char *list, dr_arm_kind_t *arms, int max, char *errstr,
                          size_t errstr_size);
 const char *dr_replay_arm_name(dr_arm_kind_t kind);
+/* The arms a replay runs when --arms is not given: they depend on the mode,
+ * as some baselines only rank (itemknn, recentpop) or only predict (bias). */
+const char *dr_replay_default_arms(dr_learn_mode_t mode);
+/* 0, or DR_EINVAL with errstr naming the first arm that does not apply to
+ * mode (a ranking-only arm in rating mode, bias in implicit mode). */
+int dr_replay_check_arms(const dr_arm_kind_t *arms, int n, dr_learn_mode_t mode, char *errstr,
+                         size_t errstr_size);
 
 typedef struct dr_replay_conf {
     const dr_config_t *cfg;   /* learner settings (mode, dim, rates, drift) */
@@ -41,6 +53,8 @@ typedef struct dr_replay_conf {
     int coverage_every;       /* compute the top-K list every N ranked events */
     dr_arm_kind_t arms[DR_REPLAY_MAX_ARMS];
     int n_arms;
+    double recentpop_halflife; /* recentpop: events after which an engagement counts
+                                  half (<= 0: DR_REPLAY_RECENTPOP_HALFLIFE) */
 } dr_replay_conf_t;
 
 typedef struct dr_replay_input {

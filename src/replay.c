@@ -21,8 +21,15 @@
 #define MAX_DRIFTS_REPORTED 20000
 
 static const char *const arm_names[DR_ARM__COUNT] = {"full", "prior", "nodrift", "popularity",
-                                                     "zeroprior", "nocontent", "nocooc"};
-#define ARM_LIST "full, prior, nodrift, popularity, zeroprior, nocontent, nocooc"
+                                                     "zeroprior", "nocontent", "nocooc",
+                                                     "itemknn", "recentpop", "bias"};
+#define ARM_LIST "full, prior, nodrift, popularity, zeroprior, nocontent, nocooc, itemknn, recentpop, bias"
+#define KNN_WINDOW 20  /* itemknn: W, a user's previous engagements each new one co-occurs with */
+#define KNN_RECENT 20  /* itemknn: L, a user's last engagements that score the candidates */
+#define KNN_HIST 20    /* itemknn: engagements kept per user, max(W, L) */
+#define KNN_EMPTY UINT32_MAX
+#define BIAS_LR 0.1    /* bias: SGD step on b_u and b_i, the best of a grid on */
+#define BIAS_REG 0.1   /* ml-latest-small (docs/REPLAY.md), L2 on b_u and b_i */
 static const int cold_user_n[] = {1, 5, 10, 20}; /* hr@K over each user's first N events */
 #define COLD_USER_BUCKETS 4
 #define COLD_ITEM_EVENTS 10 /* hr@K of items in their first 10 interactions */
@@ -49,6 +56,31 @@ int dr_replay_parse_arms(const char *list, dr_arm_kind_t *arms, int max, char *e
         arms[count++] = (dr_arm_kind_t)k;
     }
     return count;
+}
+
+/* Defaults per mode: a mode's baselines, never an arm the mode cannot
+ * measure (ranking-only arms have no figures in rating mode, and bias
+ * predicts ratings only). */
+const char *dr_replay_default_arms(dr_learn_mode_t mode) {
+    return mode == DR_MODE_RATING ? "full,prior,nodrift,popularity,bias"
+                                  : "full,prior,nodrift,popularity,itemknn,recentpop";
+}
+
+/* Refuses an arm whose metrics the mode does not produce, so that a replay
+ * never reports an arm with only nulls. */
+int dr_replay_check_arms(const dr_arm_kind_t *arms, int n, dr_learn_mode_t mode, char *err, size_t size) {
+    for (int i = 0; i < n; i++) {
+        if (arms[i] == DR_ARM_BIAS && mode != DR_MODE_RATING) {
+            snprintf(err, size, "the bias arm predicts ratings: use --mode rating");
+            return DR_EINVAL;
+        }
+        if ((arms[i] == DR_ARM_ITEMKNN || arms[i] == DR_ARM_RECENTPOP) && mode == DR_MODE_RATING) {
+            snprintf(err, size, "the %s arm ranks items and predicts no ratings: use --mode implicit (the default)",
+                     arm_names[arms[i]]);
+            return DR_EINVAL;
+        }
+    }
+    return 0;
 }
 
 /* ---- shared, read-only facts about the stream ----------------------------- */
@@ -206,6 +238,23 @@ typedef struct splice_stats {
     uint64_t cuts_before, cuts_after;
 } splice_stats_t;
 
+/* itemknn: one item's co-occurrence counts C[j][.], keyed by candidate
+ * row, so memory grows with the pairs seen, not with items squared: the
+ * pairs in two dense arrays (scoring walks them in order) and an
+ * open-addressing index over them (slot: a pair's position, KNN_EMPTY: free). */
+typedef struct knn_row {
+    uint32_t *slot;
+    uint32_t *keys;
+    float *vals;
+    uint32_t cap, n, room;       /* slots, pairs, pairs allocated */
+} knn_row_t;
+
+/* itemknn: a user's last KNN_HIST engaged items, a ring (n: all so far). */
+typedef struct knn_user {
+    uint32_t n;
+    uint32_t items[KNN_HIST];
+} knn_user_t;
+
 typedef struct arm_run {
     const prep_t *p;
     const dr_replay_conf_t *conf;
@@ -242,7 +291,21 @@ typedef struct arm_run {
     size_t n_avail;
     double mu_sum;
     uint64_t mu_n;
+    knn_row_t *knn_rows;         /* itemknn: per candidate row */
+    knn_user_t **knn_users;      /* itemknn: per dense user, once it engages (rows) */
+    float *knn_inv_sqrt;         /* itemknn: per row, 1 / sqrt(n_i), n_i the item's engagements */
+    uint32_t *knn_n;
+    double halflife;             /* recentpop: H, events */
+    size_t decay_base;           /* recentpop: pop_count holds counts × 2^((e - base) / H) */
+    double *b_user, *b_item;     /* bias */
 } arm_run_t;
+
+/* Arms with a learner model (the others are the baselines, scored by
+ * pop_event): they have drift detection and a population prior to report. */
+static bool has_model(dr_arm_kind_t kind) {
+    return kind != DR_ARM_POPULARITY && kind != DR_ARM_ITEMKNN && kind != DR_ARM_RECENTPOP &&
+           kind != DR_ARM_BIAS;
+}
 
 static bool is_positive(const dr_learner_conf_t *c, const dr_event_t *ev) {
     switch (ev->type) {
@@ -522,18 +585,130 @@ static int model_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_cou
     return 0;
 }
 
-/* ---- the popularity arm --------------------------------------------------- */
+/* ---- the baseline arms: popularity, itemknn, recentpop, bias ---------------- */
 
+/* Adds inc to C[row][key]: a new key is appended to the pairs, and the
+ * index is rebuilt twice as large past 70% load (linear probing stays
+ * short there). 0 or DR_ENOMEM. */
+static int knn_add(knn_row_t *r, uint32_t key, float inc) {
+    uint32_t t = 0;
+    if (r->cap) {
+        t = (uint32_t)dr_mix64(key) & (r->cap - 1);
+        while (r->slot[t] != KNN_EMPTY && r->keys[r->slot[t]] != key) t = (t + 1) & (r->cap - 1);
+        if (r->slot[t] != KNN_EMPTY) { r->vals[r->slot[t]] += inc; return 0; }
+    }
+    if (r->n == r->room) {
+        uint32_t room = r->room ? r->room * 2 : 4;
+        uint32_t *keys = realloc(r->keys, room * sizeof(uint32_t));
+        if (keys) r->keys = keys;
+        float *vals = keys ? realloc(r->vals, room * sizeof(float)) : NULL;
+        if (!vals) return DR_ENOMEM;
+        r->vals = vals;
+        r->room = room;
+    }
+    r->keys[r->n] = key;
+    r->vals[r->n] = inc;
+    if ((uint64_t)(r->n + 1) * 10 > (uint64_t)r->cap * 7) {
+        uint32_t cap = r->cap ? r->cap * 2 : 8;
+        uint32_t *slot = malloc(cap * sizeof(uint32_t));
+        if (!slot) return DR_ENOMEM;
+        memset(slot, 0xff, cap * sizeof(uint32_t));
+        for (uint32_t i = 0; i <= r->n; i++) {
+            uint32_t u = (uint32_t)dr_mix64(r->keys[i]) & (cap - 1);
+            while (slot[u] != KNN_EMPTY) u = (u + 1) & (cap - 1);
+            slot[u] = i;
+        }
+        free(r->slot);
+        r->slot = slot;
+        r->cap = cap;
+    } else {
+        r->slot[t] = r->n;
+    }
+    r->n++;
+    return 0;
+}
+
+/* itemknn's scores of every candidate row r for user ud: the sum over its
+ * last KNN_RECENT engaged items j (newest first, k = 0, 1, ...) of
+ * C[j][r] / (1 + k), divided by sqrt(n_r) at the end. Only those rows are
+ * walked; items that never co-occurred with them score 0. */
+static void knn_scores(arm_run_t *a, uint32_t ud) {
+    memset(a->scores, 0, a->n_avail * sizeof(float));
+    const knn_user_t *h = a->knn_users[ud];
+    uint32_t n = h ? (h->n < KNN_RECENT ? h->n : KNN_RECENT) : 0;
+    for (uint32_t k = 0; k < n; k++) {
+        const knn_row_t *r = &a->knn_rows[h->items[(h->n - 1 - k) % KNN_HIST]];
+        float wk = 1.0f / (float)(1 + k);
+        for (uint32_t i = 0; i < r->n; i++) a->scores[r->keys[i]] += r->vals[i] * wk;
+    }
+    for (size_t r = 0; n && r < a->n_avail; r++) a->scores[r] *= a->knn_inv_sqrt[r];
+}
+
+/* itemknn learns an engagement of user ud with the item of candidate row
+ * id: it co-occurs with the user's previous KNN_WINDOW engaged items, both
+ * ways. */
+static int knn_learn(arm_run_t *a, uint32_t ud, uint32_t id) {
+    knn_user_t *h = a->knn_users[ud];
+    if (!h && !(h = a->knn_users[ud] = calloc(1, sizeof(*h)))) return DR_ENOMEM;
+    uint32_t n = h->n < KNN_WINDOW ? h->n : KNN_WINDOW;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t j = h->items[(h->n - 1 - k) % KNN_HIST];
+        if (knn_add(&a->knn_rows[j], id, 1.0f) || knn_add(&a->knn_rows[id], j, 1.0f)) return DR_ENOMEM;
+    }
+    h->items[h->n++ % KNN_HIST] = id;
+    a->knn_n[id]++;
+    a->knn_inv_sqrt[id] = 1.0f / sqrtf((float)a->knn_n[id]);
+    return 0;
+}
+
+/* recentpop keeps pop_count[i] = sum of 2^((t - base) / H) over i's
+ * engagements t, so an engagement is one addition and the decay is a
+ * common factor; every 64 half-lives the counts are rescaled (O(items),
+ * rare) so that they stay far from overflow. */
+static double recent_weight(arm_run_t *a, size_t e) {
+    if ((double)(e - a->decay_base) >= 64.0 * a->halflife) {
+        double f = exp2(-(double)(e - a->decay_base) / a->halflife);
+        for (uint32_t d = 0; d < a->p->n_items; d++) {
+            a->pop_count[d] *= f;
+            if (a->pop_count[d] < 1e-200) a->pop_count[d] = 0; /* no subnormals */
+        }
+        a->decay_base = e;
+    }
+    return exp2((double)(e - a->decay_base) / a->halflife);
+}
+
+/* Fills a->scores[0..n_avail) with the arm's score of each candidate row
+ * before event e is learned from. */
+static void baseline_scores(arm_run_t *a, size_t e) {
+    if (a->kind == DR_ARM_ITEMKNN) { knn_scores(a, a->p->user[e]); return; }
+    double scale = a->kind == DR_ARM_RECENTPOP ? 1.0 / recent_weight(a, e) : 1.0;
+    for (size_t j = 0; j < a->n_avail; j++) a->scores[j] = (float)(a->pop_count[a->avail[j]] * scale);
+}
+
+/* The rating predicted before the event is learned from: popularity's item
+ * mean, or bias's μ + b_u + b_i; the global mean so far when nothing is
+ * known (the middle of the ratings' range before the first rating). */
+static double baseline_predict(const arm_run_t *a, size_t e) {
+    double mu = a->mu_n ? a->mu_sum / (double)a->mu_n : (a->rating_min + a->rating_max) / 2.0;
+    if (!isfinite(mu)) mu = a->in->events[e].value;
+    uint32_t id = a->p->item[e];
+    if (a->kind == DR_ARM_BIAS) return mu + a->b_user[a->p->user[e]] + a->b_item[id];
+    if (a->pop_count[id] > 0) return a->rating_sum[id] / a->pop_count[id];
+    return a->mu_n ? mu : a->in->events[e].value;
+}
+
+/* One event for a baseline arm (popularity, itemknn, recentpop, bias):
+ * rank or predict as the model arms do, then count or learn it. */
 static int pop_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_count) {
     const dr_event_t *ev = &a->in->events[e];
-    uint32_t id = a->p->item[e], pos = a->user_n[a->p->user[e]];
+    uint32_t id = a->p->item[e], ud = a->p->user[e], pos = a->user_n[ud];
     const dr_learner_conf_t *lc = &a->conf->cfg->learner;
     /* ranked: a user's first positive event with an item (a like or a
      * dwell after the click repeats it, and its item was just learned) */
     bool ranked = lc->mode == DR_MODE_IMPLICIT && is_positive(lc, ev) && a->p->first_engaged[e];
     double rank = INFINITY;
     if (ranked && a->row_of[id] >= 0) {
-        for (size_t j = 0; j < a->n_avail; j++) a->scores[j] = (float)a->pop_count[a->avail[j]];
+        baseline_scores(a, e);
         rank = rank_in(a, e, a->scores, a->n_avail, a->row_of[id], a->row_of);
         if (!a->p->first_user[e] && a->conf->coverage_every > 0 &&
             (*ranked_count)++ % (uint64_t)a->conf->coverage_every == 0)
@@ -546,22 +721,31 @@ static int pop_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_count
     record_cold(a, e, rank, ranked);
     count_event(a, e);
     if (lc->mode == DR_MODE_RATING && ev->type == DR_EV_RATE) {
-        /* the item's mean rating so far, else the global mean */
-        double pred = a->pop_count[id] > 0 ? a->rating_sum[id] / a->pop_count[id]
-                                           : (a->mu_n ? a->mu_sum / (double)a->mu_n : ev->value);
-        pred = fmin(fmax(pred, a->rating_min), a->rating_max);
+        double raw = baseline_predict(a, e);
+        double pred = fmin(fmax(raw, a->rating_min), a->rating_max);
         double d = pred - ev->value;
         add_error(w, d);
         add_error(&a->total, d);
         record_splice_error(a, e, pos, d);
+        if (a->kind == DR_ARM_BIAS) {
+            /* SGD on (r - μ - b_u - b_i)^2 / 2 with L2, the unclipped prediction */
+            double g = ev->value - raw, bu = a->b_user[ud], bi = a->b_item[id];
+            a->b_user[ud] = bu + BIAS_LR * (g - BIAS_REG * bu);
+            a->b_item[id] = bi + BIAS_LR * (g - BIAS_REG * bi);
+        }
         a->rating_sum[id] += ev->value;
         a->mu_sum += ev->value;
         a->mu_n++;
     }
-    if (is_positive(lc, ev) || ev->type == DR_EV_RATE) a->pop_count[id] += 1.0;
     if (a->row_of[id] < 0) {
         a->row_of[id] = (int64_t)a->n_avail;
         a->avail[a->n_avail++] = id;
+    }
+    if (a->kind == DR_ARM_ITEMKNN) { /* keyed by candidate row: scores index them directly */
+        if (is_positive(lc, ev) && a->p->first_engaged[e] && knn_learn(a, ud, (uint32_t)a->row_of[id]))
+            return DR_ENOMEM;
+    } else if (is_positive(lc, ev) || ev->type == DR_EV_RATE) {
+        a->pop_count[id] += a->kind == DR_ARM_RECENTPOP ? recent_weight(a, e) : 1.0;
     }
     return 0;
 }
@@ -595,7 +779,20 @@ static int arm_alloc(arm_run_t *a) {
         !a->rating_sum || !a->auc_pred || !a->auc_label)
         return DR_ENOMEM;
     for (uint32_t d = 0; d < p->n_items; d++) a->row_of[d] = -1;
-    if (a->kind != DR_ARM_POPULARITY) return arm_model_init(a);
+    if (has_model(a->kind)) return arm_model_init(a);
+    if (a->kind == DR_ARM_ITEMKNN) {
+        a->knn_rows = calloc(p->n_items + 1, sizeof(knn_row_t));
+        a->knn_users = calloc(p->n_users + 1, sizeof(knn_user_t *));
+        a->knn_inv_sqrt = calloc(p->n_items + 1, sizeof(float));
+        a->knn_n = calloc(p->n_items + 1, sizeof(uint32_t));
+        if (!a->knn_rows || !a->knn_users || !a->knn_inv_sqrt || !a->knn_n) return DR_ENOMEM;
+    }
+    if (a->kind == DR_ARM_BIAS) {
+        a->b_user = calloc(p->n_users + 1, sizeof(double));
+        a->b_item = calloc(p->n_items + 1, sizeof(double));
+        if (!a->b_user || !a->b_item) return DR_ENOMEM;
+    }
+    a->halflife = a->conf->recentpop_halflife > 0 ? a->conf->recentpop_halflife : DR_REPLAY_RECENTPOP_HALFLIFE;
     for (uint32_t d = 0; d < p->n_items; d++)
         if (p->announced[d]) { a->row_of[d] = (int64_t)a->n_avail; a->avail[a->n_avail++] = d; }
     return 0;
@@ -608,6 +805,16 @@ static void arm_free_work(arm_run_t *a) {
     dr_model_free(a->m);
     free(a->row_of); free(a->avail); free(a->scores); free(a->uvec);
     free(a->pop_count); free(a->rating_sum); free(a->user_n); free(a->item_n);
+    if (a->knn_rows)
+        for (uint32_t r = 0; r < a->p->n_items; r++) {
+            free(a->knn_rows[r].slot); free(a->knn_rows[r].keys); free(a->knn_rows[r].vals);
+        }
+    if (a->knn_users)
+        for (uint32_t u = 0; u < a->p->n_users; u++) free(a->knn_users[u]);
+    free(a->knn_rows); free(a->knn_users); free(a->knn_inv_sqrt); free(a->knn_n);
+    free(a->b_user); free(a->b_item);
+    a->knn_rows = NULL; a->knn_users = NULL; a->knn_inv_sqrt = NULL; a->knn_n = NULL;
+    a->b_user = a->b_item = NULL;
     a->user_n = a->item_n = NULL;
     a->users = NULL; a->m = NULL; a->row_of = NULL; a->avail = NULL; a->scores = NULL;
     a->uvec = NULL; a->pop_count = NULL; a->rating_sum = NULL;
@@ -622,7 +829,7 @@ static void *arm_main(void *arg) {
     double win_start = dr_mono_s();
     for (size_t e = 0; a->rc == 0 && e < a->p->n; e++) {
         wstats_t *w = &a->win[e / W];
-        a->rc = a->kind == DR_ARM_POPULARITY ? pop_event(a, e, w, &ranked) : model_event(a, e, w, &ranked);
+        a->rc = has_model(a->kind) ? model_event(a, e, w, &ranked) : pop_event(a, e, w, &ranked);
         if (e % W == W - 1 || e + 1 == a->p->n) {
             double now = dr_mono_s();
             w->seconds = now - win_start;
@@ -718,7 +925,7 @@ static void write_arm_metrics(dr_json_t *j, const arm_run_t *a, const wstats_t *
     dr_json_int(j, "rated_events", (int64_t)s->rated);
     dr_json_int(j, "drifts", (int64_t)a->drifts);
     dr_json_num(j, "seconds", a->seconds);
-    if (a->kind != DR_ARM_POPULARITY) {
+    if (has_model(a->kind)) {
         dr_json_object_begin(j, "population_prior");
         dr_json_num(j, "gamma", a->pop_gamma);
         dr_json_num(j, "tau", a->pop_tau);
@@ -871,6 +1078,28 @@ static void write_windows(dr_json_t *j, const arm_run_t *arms, int n_arms, const
     dr_json_array_end(j);
 }
 
+/* The full arm against the best baseline of the mode (implicit: popularity,
+ * itemknn, recentpop by hr@K; rating: popularity, bias by mae), so that a
+ * report says at a glance whether the model earns its cost. *best is -1
+ * when no baseline ran; *full_over_best is NAN without the full arm or
+ * when the best baseline scored 0. */
+static void best_baseline(const dr_replay_conf_t *c, const arm_run_t *arms, int *best, double *full_over_best) {
+    bool rating = c->cfg->learner.mode == DR_MODE_RATING;
+    double best_v = NAN, full_v = NAN;
+    *best = -1;
+    for (int i = 0; i < c->n_arms; i++) {
+        const wstats_t *s = &arms[i].total;
+        double v = rating ? ratio(s->abs_err, s->rated) : ratio((double)s->hits, s->ranked);
+        if (arms[i].kind == DR_ARM_FULL) full_v = v;
+        bool baseline = arms[i].kind == DR_ARM_POPULARITY ||
+                        (rating ? arms[i].kind == DR_ARM_BIAS
+                                : arms[i].kind == DR_ARM_ITEMKNN || arms[i].kind == DR_ARM_RECENTPOP);
+        if (!baseline || !isfinite(v)) continue;
+        if (*best < 0 || (rating ? v < best_v : v > best_v)) { *best = i; best_v = v; }
+    }
+    *full_over_best = *best >= 0 && best_v > 0 ? full_v / best_v : NAN;
+}
+
 static int write_report(const dr_replay_conf_t *c, const dr_replay_input_t *in, const arm_run_t *arms,
                         double wall, const char *dir, char *err, size_t n) {
     char path[4096];
@@ -904,6 +1133,18 @@ static int write_report(const dr_replay_conf_t *c, const dr_replay_input_t *in, 
         }
     dr_json_array_end(&j);
     if (in->splice) write_splice_truth(&j, in->splice);
+    int best;
+    double full_over_best;
+    best_baseline(c, arms, &best, &full_over_best);
+    if (best >= 0) {
+        char hr[32], ndcg[32];
+        metric_names(c->k, hr, ndcg, sizeof(hr));
+        dr_json_object_begin(&j, "baselines");
+        dr_json_str(&j, "best", arm_names[arms[best].kind]);
+        dr_json_str(&j, "metric", c->cfg->learner.mode == DR_MODE_RATING ? "mae" : hr);
+        dr_json_num(&j, "full_over_best", full_over_best);
+        dr_json_object_end(&j);
+    }
     dr_json_object_begin(&j, "arms");
     for (int i = 0; i < c->n_arms; i++) {
         dr_json_object_begin(&j, arm_names[arms[i].kind]);
@@ -962,6 +1203,15 @@ static void print_summary(const dr_replay_conf_t *c, const dr_replay_input_t *in
                     ratio(s->ndcg, s->ranked), ratio(s->rr, s->ranked), (unsigned long long)s->ranked,
                     (unsigned long long)arms[i].drifts);
     }
+    int best;
+    double full_over_best;
+    best_baseline(c, arms, &best, &full_over_best);
+    if (best >= 0 && isfinite(full_over_best)) {
+        char hr[32], ndcg[32];
+        metric_names(c->k, hr, ndcg, sizeof(hr));
+        fprintf(stderr, "  full / best baseline (%s) %s: %.3f (%s)\n", arm_names[arms[best].kind],
+                rating ? "mae" : hr, full_over_best, rating ? "below 1: full predicts better" : "above 1: full ranks better");
+    }
     if (!in->splice) return;
     const dr_splice_t *sp = in->splice;
     if (sp->opts.control)
@@ -977,7 +1227,12 @@ static void print_summary(const dr_replay_conf_t *c, const dr_replay_input_t *in
 int dr_replay_run(const dr_replay_conf_t *c, const dr_replay_input_t *in, const char *dir, char *err,
                   size_t n) {
     if (in->n == 0) { snprintf(err, n, "nothing to replay: the range holds no events"); return DR_EINVAL; }
-    if (c->n_arms < 1 || c->k < 1 || c->window < 1) { snprintf(err, n, "replay needs arms, k >= 1 and window >= 1"); return DR_EINVAL; }
+    if (c->n_arms < 1 || c->n_arms > DR_REPLAY_MAX_ARMS || c->k < 1 || c->window < 1) {
+        snprintf(err, n, "replay needs 1 to %d arms, k >= 1 and window >= 1", DR_REPLAY_MAX_ARMS);
+        return DR_EINVAL;
+    }
+    int bad = dr_replay_check_arms(c->arms, c->n_arms, c->cfg->learner.mode, err, n);
+    if (bad) return bad;
     prep_t p;
     int rc = prep_build(&p, in);
     if (rc) { snprintf(err, n, "preparing the replay: %s", dr_strerror(rc)); prep_free(&p); return rc; }

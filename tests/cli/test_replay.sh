@@ -5,6 +5,11 @@
 # model beats popularity on clustered data; on MovieLens (../shared, skipped
 # when absent) the popularity arm scores the known hr@10 ~ 0.045 and the
 # rating-mode model an mae below 0.67.
+# Baseline arms (issue 15): the mode's default arms include itemknn and
+# recentpop (implicit) or bias (rating) with sane figures and a "baselines"
+# summary; an arm the mode cannot measure is refused; itemknn ranks the item
+# that co-occurred with the user's last one first on a hand-made stream; on
+# MovieLens itemknn scores the known hr@10 ~ 0.1037 and bias an mae below 0.67.
 # Spliced users (--splice, issue 13): on a topic range and on a file, every
 # user with >= 20 events becomes a composite (first half + another user's
 # second half), the others stay; the ground truth and the per-arm splice
@@ -53,7 +58,19 @@ for k in ("events", "events_per_second", "wall_seconds", "hr@10", "ndcg@10", "mr
           "drifts", "arms", "windows"):
     assert k in a, k
 assert a["events"] == 9000, a["events"]
-assert set(a["arms"]) == {"full", "prior", "nodrift", "popularity"}, a["arms"].keys()
+assert set(a["arms"]) == {"full", "prior", "nodrift", "popularity", "itemknn", "recentpop"}, a["arms"].keys()
+for n, m in a["arms"].items():
+    assert 0 <= m["hr@10"] <= 1 and 0 <= m["ndcg@10"] <= m["hr@10"] and 0 < m["mrr"] <= 1, (n, m)
+    assert m["ranked_events"] == a["arms"]["full"]["ranked_events"] and m["mae"] is None, (n, m)
+    assert 0 < m["coverage"] <= 1 and "cold_start" in m, (n, m)
+    assert ("population_prior" in m) == (n in ("full", "prior", "nodrift")), n
+hr = {n: m["hr@10"] for n, m in a["arms"].items()}
+bl = a["baselines"]
+best = max(("popularity", "itemknn", "recentpop"), key=lambda n: hr[n])
+assert bl["best"] == best and bl["metric"] == "hr@10", bl
+assert abs(bl["full_over_best"] - hr["full"] / hr[best]) < 1e-4, (bl, hr)
+# co-engagement in clusters: itemknn beats popularity
+assert hr["itemknn"] > hr["popularity"], hr
 assert len(a["windows"]) == 9
 # reproducible: the same range and config give the same metrics
 strip = lambda arms: {n: {k: v for k, v in m.items() if k != "seconds"} for n, m in arms.items()}
@@ -62,6 +79,68 @@ full, pop = a["arms"]["full"]["hr@10"], a["arms"]["popularity"]["hr@10"]
 print(f"clustered history: full hr@10 {full:.4f}, popularity {pop:.4f}")
 assert full > pop, (full, pop)
 PY
+
+# ---- baseline arms ----
+# itemknn, deterministic: 30 one-event users make items 50..52 popular (10
+# engagements each); then users 1..5 engage item 1, then item 2. When users
+# 2..5 engage item 2, their last engaged item 1 has co-occurred with item 2
+# only: itemknn ranks it first (user 1's item 2 is new, a miss): hr@1 = 4/5;
+# popularity ranks items 50..52 above it: hr@1 = 0.
+python3 - "$dir/knn.jsonl" "$dir/rate.jsonl" <<'PY'
+import json, random, sys
+t = 1700000000000
+with open(sys.argv[1], "w") as f:
+    ev = [(200 + u, 50 + u % 3) for u in range(30)] + [(u, i) for u in range(1, 6) for i in (1, 2)]
+    for n, (u, i) in enumerate(ev):
+        f.write(json.dumps({"user_id": u, "item_id": i, "type": "CLICK", "timestamp": t + 1000 * n}) + "\n")
+# ratings = 3 + user bias + item bias + noise: the biases-only model fits them
+random.seed(5)
+ub = {u: random.choice((-1.2, -0.5, 0, 0.5, 1.2)) for u in range(1, 61)}
+ib = {i: random.gauss(0, 0.5) for i in range(1, 41)}
+with open(sys.argv[2], "w") as f:
+    for n in range(3000):
+        u, i = random.randint(1, 60), random.randint(1, 40)
+        r = min(5, max(1, round(2 * (3 + ub[u] + ib[i] + random.gauss(0, 0.3))) / 2))
+        f.write(json.dumps({"user_id": u, "item_id": i, "type": "RATE", "value": r, "timestamp": t + 1000 * n}) + "\n")
+PY
+"$DRIFTREC" replay --embedded --input "$dir/knn.jsonl" --format jsonl --arms itemknn,popularity,recentpop --k 1 \
+  --report "$dir/knn" 2>"$dir/knn.log" || { cat "$dir/knn.log"; exit 1; }
+grep -q "full / best baseline" "$dir/knn.log" && { echo "a ratio without the full arm"; exit 1; }
+"$DRIFTREC" replay --embedded --input "$dir/rate.jsonl" --format jsonl --mode rating --window 1000 \
+  --report "$dir/rate" 2>"$dir/rate.log" || { cat "$dir/rate.log"; exit 1; }
+grep -q "full / best baseline (bias) mae: " "$dir/rate.log" || { cat "$dir/rate.log"; exit 1; }
+python3 - "$dir/knn/report.json" "$dir/rate/report.json" <<'PY'
+import json, sys
+k, r = (json.load(open(p)) for p in sys.argv[1:3])
+arms = k["arms"]
+print(f"hand-made stream: hr@1 itemknn {arms['itemknn']['hr@1']}, popularity {arms['popularity']['hr@1']}")
+assert arms["itemknn"]["ranked_events"] == 5 and arms["itemknn"]["hr@1"] == 0.8, arms["itemknn"]
+assert arms["popularity"]["hr@1"] == 0 and arms["recentpop"]["hr@1"] == 0, arms
+assert k["baselines"] == {"best": "itemknn", "metric": "hr@1", "full_over_best": None}, k["baselines"]
+assert set(r["arms"]) == {"full", "prior", "nodrift", "popularity", "bias"}, r["arms"].keys()
+mae = {n: m["mae"] for n, m in r["arms"].items()}
+for n, m in r["arms"].items():
+    assert m["rated_events"] == 3000 and 0 < m["mae"] <= m["rmse"] < 2 and m["hr@10"] is None, (n, m)
+    assert all(w["arms"][n]["mae"] is not None for w in r["windows"]), n
+print(f"rating stream: mae bias {mae['bias']:.4f}, popularity {mae['popularity']:.4f}, full {mae['full']:.4f}")
+assert mae["bias"] < mae["popularity"], mae  # user biases matter here, item means miss them
+assert r["baselines"]["best"] == "bias" and r["baselines"]["metric"] == "mae", r["baselines"]
+assert abs(r["baselines"]["full_over_best"] - mae["full"] / mae["bias"]) < 1e-4, r["baselines"]
+PY
+# an arm the mode cannot measure is refused before anything is read
+bad_arm() { # TEXT OPTION...
+  local text=$1 rc=0; shift
+  "$DRIFTREC" replay --embedded --input "$dir/knn.jsonl" --format jsonl --report "$dir/bad" "$@" \
+    >"$dir/bad.out" 2>"$dir/bad.log" || rc=$?
+  [ "$rc" = 2 ] || { echo "replay $* exited $rc, expected 2"; cat "$dir/bad.log"; exit 1; }
+  grep -q -- "$text" "$dir/bad.log" || { echo "replay $*: no '$text' in:"; cat "$dir/bad.log"; exit 1; }
+}
+bad_arm "the bias arm predicts ratings: use --mode rating" --arms full,bias
+bad_arm "the itemknn arm ranks items" --mode rating --arms itemknn
+bad_arm "the recentpop arm ranks items" --mode rating --arms popularity,recentpop
+bad_arm "--recentpop-halflife takes a number of events" --recentpop-halflife 0
+bad_arm "--recentpop-halflife takes a number of events" --recentpop-halflife 5k
+"$DRIFTREC" replay --help | grep -q "itemknn     implicit only" || { echo "--help lacks the new arms"; exit 1; }
 
 # ---- spliced users ----
 # the topic range above, spliced after it is read
@@ -164,19 +243,24 @@ grep -q "replay option" "$dir/bad.log"
 
 ml="$DR_SHARED_DIR/data/ml-latest-small/ratings.csv"
 if [ -f "$ml" ]; then
-  "$DRIFTREC" replay --embedded --input "$ml" --format movielens --arms popularity --quiet \
+  "$DRIFTREC" replay --embedded --input "$ml" --format movielens --arms popularity,itemknn --quiet \
     --report "$dir/ml" 2>"$dir/ml.log" || { cat "$dir/ml.log"; exit 1; }
-  "$DRIFTREC" replay --embedded --input "$ml" --format movielens --mode rating --arms full --quiet \
+  "$DRIFTREC" replay --embedded --input "$ml" --format movielens --mode rating --arms full,bias --quiet \
     --config "$DR_SOURCE_DIR/ops/movielens.conf" --report "$dir/mlr" 2>"$dir/mlr.log" || { cat "$dir/mlr.log"; exit 1; }
   "$DRIFTREC" replay --embedded --input "$ml" --format movielens --arms popularity --splice --quiet \
     --report "$dir/mls" 2>"$dir/mls.log" || { cat "$dir/mls.log"; exit 1; }
   python3 - "$dir/ml/report.json" "$dir/mlr/report.json" "$dir/mls/report.json" <<'PY'
 import json, sys
 pop = json.load(open(sys.argv[1]))["arms"]["popularity"]["hr@10"]
+knn = json.load(open(sys.argv[1]))["arms"]["itemknn"]["hr@10"]
 mae = json.load(open(sys.argv[2]))["arms"]["full"]["mae"]
-print(f"MovieLens: popularity hr@10 {pop:.4f} (expected ~0.045), rating mae {mae:.4f}")
+bias = json.load(open(sys.argv[2]))["arms"]["bias"]["mae"]
+print(f"MovieLens: popularity hr@10 {pop:.4f} (expected ~0.045), itemknn {knn:.4f} (expected ~0.1037), "
+      f"rating mae {mae:.4f}, bias {bias:.4f}")
 assert 0.04 <= pop <= 0.05, pop
+assert 0.1007 <= knn <= 0.1067, knn
 assert mae < 0.67, mae
+assert bias < 0.67, bias
 s = json.load(open(sys.argv[3]))
 # every ml-latest-small user has >= 20 ratings: 610 composites, none kept
 assert s["events"] == 100836, s["events"]
