@@ -49,9 +49,9 @@ table "$out/synthetic/report.json"
 kill "$broker_pid"; wait "$broker_pid" 2>/dev/null || true; broker_pid=""
 
 if [ -f "$ml/ratings.csv" ] && [ -f "$ml/movies.csv" ]; then
-  echo; echo "## MovieLens ml-latest-small, genres as multi-hot content (ops/movielens.conf)"
+  echo; echo "## MovieLens ml-latest-small, genres as multi-hot content (the defaults)"
   "$bin" replay --embedded --input "$ml/ratings.csv" --catalog "$ml/movies.csv" --format movielens \
-         --config ops/movielens.conf --arms "$arms" --report "$out/ml" "$@" 2>"$out/replay2.log"
+         --arms "$arms" --report "$out/ml" "$@" 2>"$out/replay2.log"
   table "$out/ml/report.json"
 else
   echo; echo "(MovieLens skipped: $ml not found)"

@@ -37,14 +37,15 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->impression_weight = 1.0f; /* docs/DRIFT.md: ignored impressions are the closed loop's negatives */
     c->impression_timeout_ms = 60000;
     c->negatives = 2;
+    c->negative_uniform = true; /* docs/BENCHMARKS.md, "Defaults of issue 15" */
     c->negative_weight = 1.0f;
     c->grad_clip = 5.0f;
     c->max_norm = 10.0f;
     c->init_scale = 0.3f;
     c->recent_items = 32;
-    c->cooc_neighbors = 256;
+    c->cooc_neighbors = 512;
     c->cooc_window = 10;
-    c->cooc_weight = 1.0f;
+    c->cooc_weight = 3.0f;
     c->cooc_age = 50.0f;
     c->max_items = 1000000; /* ~4.3 GB of item state at the other defaults */
     c->seed = 42;

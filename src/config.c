@@ -80,16 +80,16 @@ static const conf_row_t rows[] = {
     {"learner.impression.weight", T_FLOAT, F(learner.impression_weight), 0, 0, 100, "1", NULL, "Weight of the weak negative for an impression with no engagement."},
     {"learner.impression.timeout.ms", T_I64, F(learner.impression_timeout_ms), 0, 0, 8.64e7, "60000", NULL, "Event-time window in which engagement cancels an impression's negative."},
     {"learner.negatives", T_INT, F(learner.negatives), 0, 0, 100, "2", NULL, "Negatives sampled by popularity per positive."},
-    {"learner.negative.sampling", T_STR, S(negative_sampling), 0, 0, "popularity", "popularity|uniform", "Where sampled negatives come from: recent positives (popularity-proportional) or uniformly over known items."},
+    {"learner.negative.sampling", T_STR, S(negative_sampling), 0, 0, "uniform", "popularity|uniform", "Where sampled negatives come from: recent positives (popularity-proportional) or uniformly over known items."},
     {"learner.negative.weight", T_FLOAT, F(learner.negative_weight), 0, 0, 100, "1.0", NULL, "Label weight of each sampled negative."},
     {"learner.grad.clip", T_FLOAT, F(learner.grad_clip), 0, 1e-6, 1e6, "5", NULL, "Bound on one event's gradient on the score."},
     {"learner.max.norm", T_FLOAT, F(learner.max_norm), 0, 1e-6, 1e6, "10", NULL, "Bound on the norm of q_i and v_u."},
     {"learner.init.scale", T_FLOAT, F(learner.init_scale), 0, 0, 10, "0.3", NULL, "New item vectors start uniform in [-s, s] (seeded by item id)."},
     {"learner.recent.items", T_INT, F(learner.recent_items), 0, 1, DR_RECENT_MAX, "32", NULL, "Per-user ring of recent events (excluded from the user's lists)."},
-    {"learner.cooc.neighbors", T_INT, F(learner.cooc_neighbors), 0, 0, DR_MAX_NEIGHBORS, "256", NULL, "Co-engagement neighbours kept per item (the heaviest; a full table halves its counts and drops the lightest quarter). Lists add β·Σ n_ji/sqrt(n_i) over the user's last learner.cooc.window engaged items j. 0: the term is off. Memory: up to ~16 bytes × this per item."},
+    {"learner.cooc.neighbors", T_INT, F(learner.cooc_neighbors), 0, 0, DR_MAX_NEIGHBORS, "512", NULL, "Co-engagement neighbours kept per item (the heaviest; a full table halves its counts and drops the lightest quarter). Lists add β·Σ n_ji/sqrt(n_i) over the user's last learner.cooc.window engaged items j. 0: the term is off. Memory: up to ~16 bytes × this per item."},
     {"learner.cooc.window", T_INT, F(learner.cooc_window), 0, 1, DR_RECENT_MAX, "10", NULL, "A new engagement pairs with the user's last this many engaged items, and lists are driven by them (at most learner.recent.items)."},
     {"learner.cooc.age", T_FLOAT, F(learner.cooc_age), 0, 0, 1e9, "50", NULL, "τ of a co-engagement source's fading: an item the user engaged with a drift samples ago (impression outcomes, else labelled events) weighs τ/(τ + a) in its lists, so that a run of ignored impressions lets a few chance clicks go. 0: no fading."},
-    {"learner.cooc.weight", T_FLOAT, F(learner.cooc_weight), 0, 0, 1e6, "1", NULL, "β: weight of the co-engagement term against the factor score in a list."},
+    {"learner.cooc.weight", T_FLOAT, F(learner.cooc_weight), 0, 0, 1e6, "3", NULL, "β: weight of the co-engagement term against the factor score in a list."},
     {"learner.max.items", T_I64, F(learner.max_items), 0, 1, 1e9, "1000000", NULL, "Catalog bound: rows of the item matrix. Once it is reached, an event on a new item (of any type) and a catalog record for a new item are dead-lettered (reason \"value out of range\") and the user's state is left as it was; known items keep learning, and a pending impression of an item that got no row is dropped when it goes stale. Memory per item: ~110 + 4·d bytes of rows and id table (+ 4·(c + d) with learner.content.dim c; the arrays grow by doubling), plus a full co-engagement table: 8 bytes × the smallest power of two >= 4/3 × learner.cooc.neighbors (4 KiB at 256). About 4.4 KB per item at the defaults: 4.1 GiB at 1,000,000."},
     {"learner.seed", T_I64, F(learner.seed), 0, 0, 9.0e15, "42", NULL, "Seed of item initialisation and negative sampling."},
     {"drift.enabled", T_BOOL, F(learner.drift_enabled), 0, 0, 1, "true", NULL, "Run a per-user ADWIN over each user's drift signal (1 for an ignored impression, 0 for an engaged one, else the prequential surprise)."},
@@ -121,6 +121,23 @@ static const conf_row_t rows[] = {
     {"shutdown.timeout.ms", T_INT, F(shutdown_timeout_ms), 0, 100, 600000, "10000", NULL, "Longest a SIGTERM/SIGINT shutdown waits for deliveries."},
 };
 #define N_ROWS (sizeof(rows) / sizeof(rows[0]))
+_Static_assert(N_ROWS <= DR_CONFIG_ROWS_MAX, "raise DR_CONFIG_ROWS_MAX");
+
+/* Rating mode learns from squared errors on a 0.5-5 scale, not from
+ * logistic losses on 0/1 labels: the implicit steps make it diverge (mae
+ * 1.99 on ml-latest-small). These replace the defaults with
+ * learner.mode=rating, for the keys the user did not set
+ * (docs/BENCHMARKS.md, "Rating mode"). */
+static const struct { const char *key, *value; } rating_defaults[] = {
+    {"learner.lr.user", "0.1"}, {"learner.init.scale", "0.1"},
+    {"learner.reg.user", "0.1"}, {"learner.reg.item", "0.01"},
+};
+
+static const char *rating_default(const char *key) {
+    for (size_t i = 0; i < sizeof(rating_defaults) / sizeof(rating_defaults[0]); i++)
+        if (strcmp(rating_defaults[i].key, key) == 0) return rating_defaults[i].value;
+    return NULL;
+}
 
 static const conf_row_t *find_row(const char *key) {
     for (size_t i = 0; i < N_ROWS; i++)
@@ -201,7 +218,9 @@ int dr_config_set(dr_config_t *cfg, const char *key, const char *value, char *er
         snprintf(errstr, n, "%s: unknown key (see ops/CONFIG.md; Kafka client keys take the kafka. prefix)", key);
         return DR_ECONFIG;
     }
-    return set_row(cfg, r, value, errstr, n);
+    int err = set_row(cfg, r, value, errstr, n);
+    if (!err) cfg->set_by_user[r - rows] = true;
+    return err;
 }
 
 void dr_config_default(dr_config_t *cfg) {
@@ -267,6 +286,10 @@ int dr_config_finish(dr_config_t *cfg, char *errstr, size_t n) {
         memcpy(topic + len, derived[i].suffix, slen + 1);
     }
     cfg->learner.mode = strcmp(cfg->learner_mode, "rating") == 0 ? DR_MODE_RATING : DR_MODE_IMPLICIT;
+    for (size_t i = 0; cfg->learner.mode == DR_MODE_RATING && i < N_ROWS; i++) {
+        const char *v = rating_default(rows[i].key);
+        if (v && !cfg->set_by_user[i]) (void)set_row(cfg, &rows[i], v, errstr, n);
+    }
     cfg->learner.negative_uniform = strcmp(cfg->negative_sampling, "uniform") == 0;
     cfg->codec.framing = strcmp(cfg->framing, "plain") == 0 ? DR_FRAMING_PLAIN : DR_FRAMING_CONFLUENT;
     if (cfg->topk > 0 && cfg->emit_batch < 1) return bad(errstr, n, "emit.batch", "must be >= 1", "");
@@ -359,6 +382,9 @@ void dr_config_write_markdown(FILE *out) {
         char range[64] = "";
         if (r->type != T_BOOL && r->type != T_STR)
             snprintf(range, sizeof(range), "%g .. %g", r->min, r->max);
-        fprintf(out, "| `%s` | %s | `%s` | %s | %s |\n", r->key, type_name(r), r->def, range, r->doc);
+        const char *rating = rating_default(r->key);
+        char def[96];
+        snprintf(def, sizeof(def), rating ? "`%s` (rating mode: `%s`)" : "`%s`", r->def, rating);
+        fprintf(out, "| `%s` | %s | %s | %s | %s |\n", r->key, type_name(r), def, range, r->doc);
     }
 }

@@ -24,6 +24,8 @@ typedef struct dr_kv {
     char value[DR_PATH_MAX];
 } dr_kv_t;
 
+#define DR_CONFIG_ROWS_MAX 128
+
 typedef struct dr_config {
     /* topics and group */
     char topic_events[DR_NAME_MAX];
@@ -74,6 +76,9 @@ typedef struct dr_config {
     /* librdkafka pass-through, in the order given */
     dr_kv_t kafka[DR_KAFKA_PROPS_MAX];
     int n_kafka;
+    /* keys given by --config or --set (by row): a mode's own defaults do
+     * not override them */
+    bool set_by_user[DR_CONFIG_ROWS_MAX];
 } dr_config_t;
 
 /* Fills every default. */

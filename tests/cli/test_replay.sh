@@ -245,8 +245,9 @@ ml="$DR_SHARED_DIR/data/ml-latest-small/ratings.csv"
 if [ -f "$ml" ]; then
   "$DRIFTREC" replay --embedded --input "$ml" --format movielens --arms popularity,itemknn --quiet \
     --report "$dir/ml" 2>"$dir/ml.log" || { cat "$dir/ml.log"; exit 1; }
+  # rating mode with its own defaults, no settings file (issue 15: the implicit defaults gave mae 1.99)
   "$DRIFTREC" replay --embedded --input "$ml" --format movielens --mode rating --arms full,bias --quiet \
-    --config "$DR_SOURCE_DIR/ops/movielens.conf" --report "$dir/mlr" 2>"$dir/mlr.log" || { cat "$dir/mlr.log"; exit 1; }
+    --report "$dir/mlr" 2>"$dir/mlr.log" || { cat "$dir/mlr.log"; exit 1; }
   "$DRIFTREC" replay --embedded --input "$ml" --format movielens --arms popularity --splice --quiet \
     --report "$dir/mls" 2>"$dir/mls.log" || { cat "$dir/mls.log"; exit 1; }
   python3 - "$dir/ml/report.json" "$dir/mlr/report.json" "$dir/mls/report.json" <<'PY'

@@ -576,14 +576,14 @@ static void test_coengagement_ranks_next_items(void **state) {
     float *sc = calloc(v.n, sizeof(float));
     assert_non_null(sc);
     dr_model_add_coengagement(m, fresh, sc, v.n);
-    assert_float_equal(sc[dr_model_item_index(m, 2, false)], 40.0f / sqrtf(40.0f), 1e-4);
+    assert_float_equal(sc[dr_model_item_index(m, 2, false)], c.cooc_weight * 40.0f / sqrtf(40.0f), 1e-4);
     assert_true(sc[dr_model_item_index(m, 3, false)] == 0.0f);
     /* a record round trip keeps the counts (only touched items are dirty) */
     assert_int_equal(dr_model_drain_dirty_items(m, (dr_item_sink_fn)dr_model_load_item, m2), 0);
     dr_model_items(m2, &v);
     memset(sc, 0, v.n * sizeof(float)); /* m2 holds fewer items */
     dr_model_add_coengagement(m2, fresh, sc, v.n);
-    assert_float_equal(sc[dr_model_item_index(m2, 2, false)], 40.0f / sqrtf(40.0f), 1e-4);
+    assert_float_equal(sc[dr_model_item_index(m2, 2, false)], c.cooc_weight * 40.0f / sqrtf(40.0f), 1e-4);
     assert_int_equal(dr_model_list_rank(m2, fresh, 2), 1);
     /* what inspect shows: 1's one neighbour is 2, counted 40 times; n_1 = 41
      * (the fresh user's click too) */
@@ -665,6 +665,7 @@ static dr_model_t *pop_model(float weight, float step, int period) {
     c.prior_period = period;
     c.pop_weight = weight;
     c.pop_step = step;
+    c.negative_uniform = false; /* the premise below: popularity-sampled negatives */
     dr_model_t *m;
     char err[128];
     assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
