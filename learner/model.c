@@ -956,8 +956,11 @@ static void sample_negatives(dr_model_t *m, dr_user_t *u, int64_t pos_item, uint
                              int *updates) {
     uint64_t s = dr_mix64(seed);
     for (int n = 0; n < m->conf.negatives && m->pop_len > 1; n++) {
-        int64_t item = m->conf.negative_uniform ? m->ids[dr_rand64(&s) % m->n_items]
-                                                : m->pop[dr_rand64(&s) % m->pop_len];
+        /* uniform: drawn so that a restored model (rows in another order)
+         * draws what the model before the crash drew */
+        int64_t drawn = m->conf.negative_uniform ? draw_item_any_order(m, &s) : 0;
+        if (drawn < 0) break; /* no items */
+        int64_t item = m->conf.negative_uniform ? m->ids[drawn] : m->pop[dr_rand64(&s) % m->pop_len];
         if (item == pos_item || dr_user_has_recent(u, item)) continue;
         size_t idx = 0;
         if (item_for(m, item, &idx) != 0) continue;
@@ -1260,7 +1263,7 @@ static void replay_event(dr_model_t *m, dr_user_t *u, const dr_recent_event_t *r
     float p = sigmoidf(factor_score(m, u, idx));
     user_step(m, u, (size_t)idx, clampf(w * (p - y), m->conf.grad_clip), false);
     for (int n = 0; y > 0.5f && n < m->conf.negatives && m->pop_len > 1; n++) {
-        int64_t neg = m->conf.negative_uniform ? (int64_t)(dr_rand64(rng) % m->n_items)
+        int64_t neg = m->conf.negative_uniform ? draw_item_any_order(m, rng)
                                                : dr_model_item_index(m, m->pop[dr_rand64(rng) % m->pop_len], false);
         if (neg < 0 || m->ids[neg] == r->item_id) continue;
         float pn = sigmoidf(factor_score(m, u, neg));
