@@ -58,7 +58,9 @@ void dr_json_array_end(dr_json_t *j) { close_container(j, ']'); }
 
 void dr_json_num(dr_json_t *j, const char *key, double v) {
     prefix(j, key);
-    if (isfinite(v)) fprintf(j->f, "%.6g", v);
+    /* an integral value (a count) exactly, not 1.23457e+06 */
+    if (isfinite(v) && v == floor(v) && fabs(v) < 0x1p53) fprintf(j->f, "%.0f", v);
+    else if (isfinite(v)) fprintf(j->f, "%.6g", v);
     else fputs("null", j->f);
 }
 
