@@ -90,6 +90,7 @@ typedef struct dr_partition_stats {
 typedef struct dr_ingest_stats {
     uint64_t consumed;
     uint64_t events;            /* valid and applied */
+    uint64_t erase_requests;    /* null values keyed by a user id, applied (not events) */
     uint64_t dead_lettered;
     uint64_t dlq_by_reason[8];  /* see dr_ingest_dlq_reason_name() */
     uint64_t pauses;

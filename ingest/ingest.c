@@ -546,7 +546,9 @@ static int handle_message(dr_ingest_t *in, rd_kafka_message_t *m) {
     int err, cls = DR_DLQ_DECODE;
     dr_event_t ev;
     int64_t erase_id;
+    bool erase = false;
     if (!m->payload && in->handler.on_erase && dr_ingest_user_key(m, &erase_id)) {
+        erase = true;
         err = in->handler.on_erase(in->handler.ctx, erase_id, p, m->offset, reason, sizeof(reason));
         if (err == DR_ESTOPPED) return err;
         cls = DR_DLQ_REJECTED;
@@ -567,6 +569,8 @@ static int handle_message(dr_ingest_t *in, rd_kafka_message_t *m) {
         if (dr_ingest_dead_letter(in, m, cls, reason[0] ? reason : dr_strerror(err)))
             return DR_ESTOPPED; /* cannot park it: stop rather than lose it */
         in->parts[p].dead_lettered++;
+    } else if (erase) {
+        in->stats.erase_requests++;
     } else {
         in->stats.events++;
     }

@@ -63,6 +63,7 @@ typedef struct dr_pipeline_stats {
     bool paused;
     bool failed;               /* a fatal error stopped consumption */
     uint64_t erasures;           /* users erased on request */
+    uint64_t erase_requests;     /* erase requests consumed (not counted in events) */
     uint64_t withdraw_refreshes; /* lists recomputed because a blocked or deleted item was in them */
     uint64_t drift_detections;   /* per-user ADWIN cuts */
     uint64_t drift_readapted;    /* ... followed by re-adaptation (drift arm) */

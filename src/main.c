@@ -133,8 +133,8 @@ static void on_stats(uv_timer_t *t) {
     run_ctx_t *r = t->data;
     dr_pipeline_stats_t s;
     dr_pipeline_stats(r->pipeline, &s);
-    dr_log(DR_LOG_INFO, "main", "progress | consumed=%llu events=%llu lists=%llu dlq=%llu lag=%lld commits=%llu paused=%d",
-           (unsigned long long)s.consumed, (unsigned long long)s.events,
+    dr_log(DR_LOG_INFO, "main", "progress | consumed=%llu events=%llu erases=%llu lists=%llu dlq=%llu lag=%lld commits=%llu paused=%d",
+           (unsigned long long)s.consumed, (unsigned long long)s.events, (unsigned long long)s.erase_requests,
            (unsigned long long)s.lists_emitted, (unsigned long long)s.dead_lettered,
            (long long)s.lag, (unsigned long long)s.commits, s.paused);
     if (s.failed) shut_down(r);

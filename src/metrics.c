@@ -147,6 +147,7 @@ static char *render(dr_pipeline_t *p, const dr_metrics_t *m) {
     counter(f, "driftrec_commits_total", "State commits written to RocksDB.", (double)s.commits);
     counter(f, "driftrec_commit_failures_total", "State commits that failed.", (double)s.commit_failures);
     counter(f, "driftrec_erasures_total", "Users erased on request.", (double)s.erasures);
+    counter(f, "driftrec_erase_requests_total", "Erase requests consumed (not counted in driftrec_events_learned_total).", (double)s.erase_requests);
     counter(f, "driftrec_partitions_restored_total", "Partitions whose users were brought up to the changelog on assignment (docs/SCALING.md).", (double)s.partitions_restored);
     counter(f, "driftrec_users_restored_total", "User records and tombstones applied from the changelog.", (double)s.users_restored);
     counter(f, "driftrec_changelog_records_read_total", "Changelog messages read on assignment.", (double)s.restore_records);

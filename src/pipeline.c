@@ -1454,6 +1454,7 @@ void dr_pipeline_stats(dr_pipeline_t *p, dr_pipeline_stats_t *out) {
     const dr_ingest_stats_t *s = dr_ingest_stats(p->ingest);
     p->stats.consumed = s->consumed;
     p->stats.events = s->events;
+    p->stats.erase_requests = s->erase_requests;
     p->stats.dead_lettered = s->dead_lettered;
     memcpy(p->stats.dlq_by_reason, s->dlq_by_reason, sizeof(p->stats.dlq_by_reason));
     p->stats.pauses = s->pauses;

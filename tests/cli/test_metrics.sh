@@ -73,6 +73,10 @@ read -r victim victim_events < <("$DRIFTREC" inspect --state-dir "$dir/state" us
 erased() { local m; m=$(curl -sf "$url/metrics") && grep -qx 'driftrec_erasures_total 1' <<<"$m"; }
 for _ in $(seq 100); do erased && break; sleep 0.1; done
 erased || { echo "the erase request was not applied"; exit 1; }
+# an erase request is not an event (issue 16: it was counted as one)
+m=$(curl -sf "$url/metrics")
+grep -qx 'driftrec_events_learned_total 20000' <<<"$m" || { echo "events after the erase request: $(grep '^driftrec_events_learned_total' <<<"$m")"; exit 1; }
+grep -qx 'driftrec_erase_requests_total 1' <<<"$m" || { echo "erase requests: $(grep '^driftrec_erase_requests_total' <<<"$m")"; exit 1; }
 
 # SIGTERM: commit and exit 0 within the shutdown bound
 t0=$(date +%s%N)
