@@ -12,6 +12,8 @@
 #include "dr_err.h"
 #include "dr_log.h"
 
+#define EXCL_MAX (DR_RECENT_MAX + DR_HIDDEN_MAX) /* a user's exclusions: recent and hidden items */
+
 struct dr_emitter {
     rd_kafka_t *rk;
     char *topic;
@@ -27,7 +29,7 @@ struct dr_emitter {
     dr_scored_item_t *out;    /* batch × topk */
     size_t *out_n;
     dr_exclusions_t *excl;    /* batch */
-    int64_t *excl_idx;        /* batch × DR_RECENT_MAX */
+    int64_t *excl_idx;        /* batch × EXCL_MAX */
     dr_emit_stats_t stats;
 };
 
@@ -48,7 +50,7 @@ int dr_emitter_new(dr_emitter_t **out, rd_kafka_t *rk, const char *topic,
     e->out = malloc(b * (size_t)conf->topk * sizeof(*e->out));
     e->out_n = malloc(b * sizeof(*e->out_n));
     e->excl = malloc(b * sizeof(*e->excl));
-    e->excl_idx = malloc(b * DR_RECENT_MAX * sizeof(*e->excl_idx));
+    e->excl_idx = malloc(b * EXCL_MAX * sizeof(*e->excl_idx));
     e->pop_weight = malloc(b * sizeof(*e->pop_weight));
     if (!e->topic || !e->out || !e->out_n || !e->excl || !e->excl_idx || !e->pop_weight) goto out_nomem;
     /* OpenBLAS's idle threads spin (sched_yield) between calls and would take
@@ -110,10 +112,14 @@ static int fit_buffers(dr_emitter_t *e, int dim, size_t n_items) {
 static void gather_user(dr_emitter_t *e, const dr_model_t *m, const dr_user_t *u, size_t r) {
     dr_model_user_vector(m, u, e->U + r * (size_t)e->dim);
     e->pop_weight[r] = dr_model_pop_weight(m, u);
-    int64_t *idx = e->excl_idx + r * DR_RECENT_MAX;
+    int64_t *idx = e->excl_idx + r * EXCL_MAX;
     size_t n = 0;
     for (unsigned j = 0; j < u->recent_len; j++) {
         int64_t i = dr_model_item_index((dr_model_t *)m, u->recent[j].item_id, false);
+        if (i >= 0) idx[n++] = i;
+    }
+    for (unsigned j = 0; j < u->hidden_len; j++) { /* hidden for good (an item in both: listed twice, harmless) */
+        int64_t i = dr_model_item_index((dr_model_t *)m, u->hidden[j], false);
         if (i >= 0) idx[n++] = i;
     }
     e->excl[r].idx = idx;

@@ -52,6 +52,7 @@
 /* Bounds that keep every record of ours finite and small. */
 #define DR_MAX_DIM 512
 #define DR_RECENT_MAX 64    /* per-user ring of recent events */
+#define DR_HIDDEN_MAX 64    /* per-user hidden items kept out of lists (the newest; 512 bytes) */
 #define DR_PENDING_IMP 8    /* impressions awaiting engagement */
 #define DR_LAST_LIST 64     /* head of the last emitted list: for hr@10, and to
                                find the lists an excluded item must leave */
@@ -153,11 +154,14 @@ typedef struct dr_user {
     uint16_t recent_head;          /* next slot to overwrite */
     uint8_t pending_len;
     uint8_t last_list_len;
+    uint8_t hidden_len;            /* entries used in hidden[] ... */
+    uint8_t hidden_head;           /* ... and the next to overwrite once full */
     uint8_t erased;                /* runtime only: erased on request; the next
                                       commit deletes the stored record */
     uint8_t emit_pending;          /* runtime only: a new list is owed ... */
     double owed_since;             /* ... since this monotonic time (seconds) */
     dr_recent_event_t recent[DR_RECENT_MAX];
+    int64_t hidden[DR_HIDDEN_MAX]; /* items the user hid: never in its lists */
     dr_pending_imp_t pending[DR_PENDING_IMP];
     int64_t last_list[DR_LAST_LIST]; /* head of the last list emitted ... */
     float last_list_score[DR_LAST_LIST]; /* ... and its scores */
@@ -183,6 +187,11 @@ void dr_user_free(dr_user_t *u); /* NULL ok */
 size_t dr_user_size(int dim);
 /* True when item_id is among the user's recent events (excluded from lists). */
 bool dr_user_has_recent(const dr_user_t *u, int64_t item_id);
+/* True when the user hid item_id (a HIDE event; the newest DR_HIDDEN_MAX
+ * hidden items are kept, each out of the user's lists for good). */
+bool dr_user_has_hidden(const dr_user_t *u, int64_t item_id);
+/* Out of the user's lists: recent or hidden. */
+bool dr_user_excludes(const dr_user_t *u, int64_t item_id);
 
 typedef struct dr_model dr_model_t;
 

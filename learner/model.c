@@ -141,6 +141,28 @@ bool dr_user_has_recent(const dr_user_t *u, int64_t item_id) {
     return false;
 }
 
+bool dr_user_has_hidden(const dr_user_t *u, int64_t item_id) {
+    for (unsigned i = 0; i < u->hidden_len; i++)
+        if (u->hidden[i] == item_id) return true;
+    return false;
+}
+
+bool dr_user_excludes(const dr_user_t *u, int64_t item_id) {
+    return dr_user_has_recent(u, item_id) || dr_user_has_hidden(u, item_id);
+}
+
+/* Remembers a hidden item; once DR_HIDDEN_MAX are kept, the oldest hide
+ * makes room (the bound on a user's state). */
+static void user_hide(dr_user_t *u, int64_t item_id) {
+    if (dr_user_has_hidden(u, item_id)) return;
+    if (u->hidden_len < DR_HIDDEN_MAX) {
+        u->hidden[u->hidden_len++] = item_id;
+        return;
+    }
+    u->hidden[u->hidden_head] = item_id;
+    u->hidden_head = (uint8_t)((u->hidden_head + 1) % DR_HIDDEN_MAX);
+}
+
 /* The slot of the ring entry `back` places before the head (0: the newest).
  * Unsigned and reduced modulo the ring: decoding adapts every stored ring
  * to learner.recent.items, and this keeps a ring that does not match it
@@ -830,7 +852,7 @@ static float rank_score(const dr_model_t *m, const float *ue, float pop_w, float
 
 int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id) {
     int64_t target = dr_model_item_index(m, item_id, false);
-    if (target < 0 || m->excluded[target] || dr_user_has_recent(u, item_id)) return 0;
+    if (target < 0 || m->excluded[target] || dr_user_excludes(u, item_id)) return 0;
     float *ue = m->scratch;
     dr_model_user_vector(m, u, ue);
     float w = dr_model_pop_weight(m, u), tw = trend_weight_of(m, u);
@@ -841,7 +863,7 @@ int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id) {
     for (size_t i = 0; i < m->n_items; i++) {
         if ((int64_t)i == target || m->excluded[i]) continue;
         float si = rank_score(m, ue, w, tw, &src, i);
-        if (si > st && !dr_user_has_recent(u, m->ids[i])) above++;
+        if (si > st && !dr_user_excludes(u, m->ids[i])) above++;
     }
     return above + 1;
 }
@@ -1199,6 +1221,7 @@ int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t
     }
     /* after the samples: the event's ring entry counts its own outcome */
     if (ev->type != DR_EV_IMPRESSION) user_remember(u, ev, m->conf.recent_items);
+    if (ev->type == DR_EV_HIDE) user_hide(u, ev->item_id);
     return 0;
 }
 

@@ -19,7 +19,7 @@
 #include "dr_err.h"
 #include "learner_internal.h"
 
-#define USER_RECORD_VERSION 5 /* 2: + drift detector; 3: + last list scores; 4: + prior version; 5: + drift regime; older still read */
+#define USER_RECORD_VERSION 6 /* 2: + drift detector; 3: + last list scores; 4: + prior version; 5: + drift regime; 6: + hidden items; older still read */
 #define ITEM_RECORD_VERSION 3 /* 2: + content embedding and δ_i; 3: + decayed positives and
                                  co-engagement; older still read */
 #define GLOBALS_RECORD_VERSION 3 /* 2: + outer-loop accumulator and past priors; 3: + population prior */
@@ -295,7 +295,7 @@ int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
 
 int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
     size_t cap = 64 + 28 + (size_t)u->recent_len * 17 + (size_t)u->pending_len * 16 +
-                 (size_t)u->last_list_len * 12 + (size_t)dim * 4 + 12 + 8 +
+                 (size_t)u->last_list_len * 12 + (size_t)dim * 4 + 12 + 8 + 2 + (size_t)u->hidden_len * 8 +
                  dr_adwin_serialized_size(&u->drift);
     uint8_t *buf = malloc(cap);
     if (!buf) return DR_ENOMEM;
@@ -338,6 +338,10 @@ int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
     dr_put_u32(&w, u->readapts);
     dr_put_u64(&w, u->readapt_event);
     for (unsigned i = 0; i < u->recent_len; i++) dr_put_u32(&w, u->recent[i].sample);
+    /* version 6: the hidden items */
+    dr_put_u8(&w, u->hidden_len);
+    dr_put_u8(&w, u->hidden_head);
+    for (unsigned i = 0; i < u->hidden_len; i++) dr_put_i64(&w, u->hidden[i]);
     if (!w.ok) { free(buf); return DR_ENOMEM; }
     *out = buf;
     *len = w.len;
@@ -464,6 +468,15 @@ int dr_user_decode(int64_t user_id, const dr_learner_conf_t *conf, const void *r
         u->readapt_event = dr_get_u64(&r);
         for (unsigned i = 0; i < recent_len; i++) stored[i].sample = dr_get_u32(&r);
         if (u->regime_from > u->drift_samples || u->readapt_event > u->events_applied) goto out_err;
+    }
+    if (version >= 6) { /* older: nothing hidden beyond the recent ring */
+        u->hidden_len = dr_get_u8(&r);
+        u->hidden_head = dr_get_u8(&r);
+        if (u->hidden_len > DR_HIDDEN_MAX || u->hidden_head >= DR_HIDDEN_MAX ||
+            (u->hidden_head > 0 && u->hidden_len < DR_HIDDEN_MAX))
+            goto out_err;
+        for (unsigned i = 0; i < u->hidden_len; i++)
+            if (!valid_item_id(u->hidden[i] = dr_get_i64(&r))) goto out_err;
     }
     if (!r.ok || r.pos != len || u->prior_version < -1) goto out_err;
     recent_fit(u, stored, recent_len, recent_head, (unsigned)conf->recent_items);

@@ -168,9 +168,10 @@ static void test_records_round_trip(void **state) {
     /* a NaN smuggled into the vector is refused */
     float nan = NAN;
     /* v, then cuts + last cut, the detector, the list's scores, the prior
-     * version, the drift regime (+ a sample count per recent event) */
+     * version, the drift regime (+ a sample count per recent event), the
+     * hidden items (none) */
     size_t v_end = len - dr_adwin_serialized_size(&u->drift) - 12 - 4 * u->last_list_len - 8 -
-                   28 - 4 * (size_t)u->recent_len;
+                   28 - 4 * (size_t)u->recent_len - 2;
     memcpy(rec + v_end - 4, &nan, 4);
     assert_int_equal(dr_user_decode(42, &c8, rec, len, &back), DR_ECORRUPT);
     free(rec);
@@ -317,10 +318,10 @@ static void test_reads_version_2_user_record(void **state) {
     uint8_t *rec;
     size_t len;
     assert_int_equal(dr_user_encode(u, c->dim, &rec, &len), 0);
-    assert_int_equal(rec[0], 5);
+    assert_int_equal(rec[0], 6);
     rec[0] = 2;
-    /* v3: + scores, v4: + the prior version, v5: + the drift regime */
-    size_t v2_len = len - 3 * sizeof(float) - sizeof(int64_t) - 28 - 4 * (size_t)u->recent_len;
+    /* v3: + scores, v4: + the prior version, v5: + the drift regime, v6: + hidden items (none) */
+    size_t v2_len = len - 3 * sizeof(float) - sizeof(int64_t) - 28 - 4 * (size_t)u->recent_len - 2;
     dr_user_t *back;
     assert_int_equal(dr_user_decode(7, c, rec, v2_len, &back), 0);
     assert_int_equal(back->events_applied, u->events_applied);
@@ -1360,7 +1361,7 @@ static void test_reads_version_4_user_record(void **state) {
     size_t len;
     assert_int_equal(dr_user_encode(u, c->dim, &rec, &len), 0);
     rec[0] = 4;
-    size_t v4_len = len - 28 - 4 * (size_t)u->recent_len; /* v5 added the regime */
+    size_t v4_len = len - 28 - 4 * (size_t)u->recent_len - 2; /* v5 added the regime, v6 the hidden items */
     dr_user_t *back;
     assert_int_equal(dr_user_decode(9, c, rec, v4_len, &back), 0);
     assert_int_equal(back->drift_samples, 0);
@@ -1549,6 +1550,59 @@ static void test_sync_pending_survives_restart(void **state) {
     dr_model_free(cb);
 }
 
+/* Claim (issue 16): a hidden item stays out of the user's lists for good,
+ * not only while it is among the recent events: after 40 more events (the
+ * ring keeps 32) it is still excluded, across a record round trip; the
+ * newest DR_HIDDEN_MAX hides are kept, the oldest makes room. Malformed
+ * hidden bytes are refused. */
+static void test_hidden_stays_hidden(void **state) {
+    (void)state;
+    dr_model_t *m = new_model(DR_MODE_IMPLICIT);
+    const dr_learner_conf_t *c = dr_model_conf(m);
+    for (int64_t item = 1; item <= 200; item++) assert_true(dr_model_item_index(m, item, true) >= 0);
+    dr_user_t *u = dr_user_new_conf(5, c);
+    dr_apply_result_t r;
+    dr_event_t hide = ev(5, 7, DR_EV_HIDE, 0, 1000);
+    assert_int_equal(dr_learner_apply(m, u, &hide, 1, &r), 0);
+    for (int i = 0; i < 40; i++) {
+        dr_event_t e = ev(5, 100 + i, DR_EV_CLICK, 0, 2000 + i);
+        assert_int_equal(dr_learner_apply(m, u, &e, 2 + (uint64_t)i, &r), 0);
+    }
+    assert_false(dr_user_has_recent(u, 7)); /* out of the ring ... */
+    assert_true(dr_user_excludes(u, 7));   /* ... still out of the lists */
+    assert_int_equal(dr_model_list_rank(m, u, 7), 0);
+    assert_true(dr_model_list_rank(m, u, 8) > 0);
+    uint8_t *rec;
+    size_t len;
+    dr_user_t *back;
+    assert_int_equal(dr_user_encode(u, c->dim, &rec, &len), 0);
+    assert_int_equal(dr_user_decode(5, c, rec, len, &back), 0);
+    assert_true(dr_user_excludes(back, 7));
+    dr_user_free(back);
+    /* hostile bytes: a count over the array, a head past a partial list, an id no event has */
+    uint8_t saved = rec[len - 10];
+    rec[len - 10] = DR_HIDDEN_MAX + 1;
+    assert_int_equal(dr_user_decode(5, c, rec, len, &back), DR_ECORRUPT);
+    rec[len - 10] = saved;
+    rec[len - 9] = 1;
+    assert_int_equal(dr_user_decode(5, c, rec, len, &back), DR_ECORRUPT);
+    rec[len - 9] = 0;
+    int64_t bad = -1;
+    memcpy(rec + len - 8, &bad, 8);
+    assert_int_equal(dr_user_decode(5, c, rec, len, &back), DR_ECORRUPT);
+    free(rec);
+    /* the bound: DR_HIDDEN_MAX more hides release the first one, and only it */
+    for (int i = 0; i < DR_HIDDEN_MAX; i++) {
+        dr_event_t h = ev(5, 140 + i, DR_EV_HIDE, 0, 5000 + i);
+        assert_int_equal(dr_learner_apply(m, u, &h, 100 + (uint64_t)i, &r), 0);
+    }
+    assert_false(dr_user_has_hidden(u, 7));
+    for (int i = 0; i < DR_HIDDEN_MAX; i++) assert_true(dr_user_has_hidden(u, 140 + i));
+    assert_int_equal(u->hidden_len, DR_HIDDEN_MAX);
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_user_at_prior),
@@ -1584,6 +1638,7 @@ int main(void) {
         cmocka_unit_test(test_reads_version_4_user_record),
         cmocka_unit_test(test_sync_two_instances_agree),
         cmocka_unit_test(test_sync_pending_survives_restart),
+        cmocka_unit_test(test_hidden_stays_hidden),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
