@@ -9,6 +9,7 @@
 #define FEED_LIST_MAX 20       /* head of a published list the simulator keeps */
 #define FEED_RECENT_CLICKS 8   /* a user's recent clicks, clicked again far less */
 #define FEED_TREND_TOP 50      /* trending items (most-popular feed, organic slots) */
+#define FEED_HIDDEN 32 /* hides the simulator remembers per user (driftrec keeps 64) */
 #define FEED_EVENT_GAP_MS 2000 /* between impressions of a session */
 
 /* Clicks of all users, decayed every round: what trends now. */
@@ -37,6 +38,8 @@ typedef struct feed_user {
     dr_source_pos_t want;          /* the user's last delivered event */
     int64_t clicks[FEED_RECENT_CLICKS];
     uint8_t n_clicks, click_head;
+    int64_t hidden[FEED_HIDDEN];   /* the user's last hides: what a list must not show again */
+    uint8_t n_hidden, hidden_head;
 } feed_user_t;
 
 /* Receives each event of a session, in time order. 0 or an error that
@@ -54,9 +57,10 @@ typedef struct feed_player {
 
 /* Plays user_id's session of `round`: fills its slots from the user's list
  * (or the most-popular feed) and organic items, draws each outcome from the
- * world and emits the events. *impressions / *clicks get the counts.
+ * world and emits the events. *impressions / *clicks get the counts,
+ * *hidden_shown the slots the list filled with an item the user had hidden.
  * 0 or the emit callback's error. */
 int dr__feed_play_session(feed_player_t *p, feed_user_t *u, int64_t user_id, int round,
-                          int *impressions, int *clicks);
+                          int *impressions, int *clicks, int *hidden_shown);
 
 #endif /* DR_FEED_INTERNAL_H */

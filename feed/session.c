@@ -17,6 +17,19 @@ static bool recently_clicked(const feed_user_t *u, int64_t item) {
     return false;
 }
 
+static bool was_hidden(const feed_user_t *u, int64_t item) {
+    for (int i = 0; i < u->n_hidden; i++)
+        if (u->hidden[i] == item) return true;
+    return false;
+}
+
+static void remember_hide(feed_user_t *u, int64_t item) {
+    if (was_hidden(u, item)) return;
+    u->hidden[u->hidden_head] = item;
+    u->hidden_head = (uint8_t)((u->hidden_head + 1) % FEED_HIDDEN);
+    if (u->n_hidden < FEED_HIDDEN) u->n_hidden++;
+}
+
 static void remember_click(feed_user_t *u, int64_t item) {
     u->clicks[u->click_head] = item;
     u->click_head = (uint8_t)((u->click_head + 1) % FEED_RECENT_CLICKS);
@@ -81,13 +94,14 @@ static int react(feed_player_t *p, feed_user_t *u, int64_t user, int64_t item, i
         if (!err && dr_rand01(&p->rng) < SHARE_SHARE) err = emit(p, user, item, DR_EV_SHARE, 0, ts + 1700);
     } else if (!dr_feed_world_in_taste(p->w, user, item, ts) && dr_rand01(&p->rng) < HIDE_SHARE) {
         err = emit(p, user, item, DR_EV_HIDE, 0, ts + 800);
+        remember_hide(u, item);
     }
     dr_feed_measure_impression(p->measure, user, ts, *clicked);
     return err;
 }
 
 int dr__feed_play_session(feed_player_t *p, feed_user_t *u, int64_t user_id, int round,
-                          int *impressions, int *clicks) {
+                          int *impressions, int *clicks, int *hidden_shown) {
     const dr_feed_conf_t *c = dr_feed_world_conf(p->w);
     int span = c->session_max - c->session_min + 1;
     int len = c->session_min + (int)(dr_rand64(&p->rng) % (uint64_t)span);
@@ -99,12 +113,15 @@ int dr__feed_play_session(feed_player_t *p, feed_user_t *u, int64_t user_id, int
     int64_t list[FEED_LIST_MAX > FEED_TREND_TOP ? FEED_LIST_MAX : FEED_TREND_TOP];
     int64_t shown[MAX_SESSION];
     int n_list = shown_list(p, u, list), next = 0;
-    *impressions = *clicks = 0;
+    *impressions = *clicks = *hidden_shown = 0;
     for (int k = 0; k < len; k++, ts += FEED_EVENT_GAP_MS) {
         int64_t item = 0;
         if (next < n_list && dr_rand01(&p->rng) >= c->explore_share) {
             while (next < n_list && shown_before(shown, k, list[next])) next++;
-            if (next < n_list) item = list[next++];
+            if (next < n_list) {
+                item = list[next++];
+                *hidden_shown += was_hidden(u, item);
+            }
         }
         if (item == 0) item = organic_item(p, shown, k);
         shown[k] = item;

@@ -603,7 +603,7 @@ static void write_feed_scenario(dr_json_t *j, const demo_opts_t *o) {
     dr_json_object_end(j);
 }
 
-static void write_feed_arms(dr_json_t *j, const dr_feed_report_t *fr) {
+static void write_feed_arms(dr_json_t *j, const dr_feed_report_t *fr, const dr_feed_progress_t *fp) {
     dr_json_array_begin(j, "arms");
     for (int a = 0; a < DR_FEED_ARMS; a++) {
         dr_json_object_begin(j, NULL);
@@ -612,6 +612,7 @@ static void write_feed_arms(dr_json_t *j, const dr_feed_report_t *fr) {
         dr_json_int(j, "impressions", (int64_t)fr->impressions[a]);
         dr_json_int(j, "clicks", (int64_t)fr->clicks[a]);
         dr_json_num(j, "ctr", dr_feed_ctr(fr->clicks[a], fr->impressions[a]));
+        dr_json_int(j, "hidden_items_shown", (int64_t)fp->hidden_shown[a]);
         dr_json_object_end(j);
     }
     dr_json_array_end(j);
@@ -768,7 +769,7 @@ static void write_feed(dr_json_t *j, demo_run_t *r, const dr_feed_report_t *fr,
     dr_json_int(j, "timeouts", (int64_t)fp.timeouts);
     dr_json_int(j, "events_produced", (int64_t)fp.events);
     dr_json_int(j, "lists_read", (int64_t)fp.lists);
-    write_feed_arms(j, fr);
+    write_feed_arms(j, fr, &fp);
     write_feed_shift(j, fr, ds);
     write_feed_switch(j, fr, ds);
     write_feed_groups(j, fr, ds);
@@ -838,6 +839,9 @@ static void summary_feed(demo_run_t *r, const dr_feed_report_t *fr, const dr_fee
                     "  CTR                 drift %.4f  control %.4f  popular %.4f\n",
             fp.round, fp.rounds, fp.timeouts, dr_feed_ctr(fr->clicks[0], fr->impressions[0]),
             dr_feed_ctr(fr->clicks[1], fr->impressions[1]), dr_feed_ctr(fr->clicks[2], fr->impressions[2]));
+    fprintf(stderr, "  hidden items shown  drift %" PRIu64 "  control %" PRIu64 "  popular %" PRIu64
+                    " (list slots holding an item the user had hidden)\n",
+            fp.hidden_shown[0], fp.hidden_shown[1], fp.hidden_shown[2]);
     fprintf(stderr, "  abrupt switches     %" PRIu64 " eligible (drift %" PRIu64 ", control %" PRIu64
                     "); recovery to 90%% of pre-switch CTR: drift %d, control %d impressions (-1: not)\n",
             fr->sw.eligible[0] + fr->sw.eligible[1], fr->sw.eligible[0], fr->sw.eligible[1],

@@ -56,6 +56,9 @@ assert sum(a["users"] for a in arms.values()) == 300
 for name, a in arms.items():
     assert a["impressions"] > 0 and a["ctr"] > 0, (name, a)
     assert len(f["ctr_by_round"][name]) == 30
+# a hidden item never comes back in driftrec's lists (issue 16: 20 and 12 list slots here
+# before, when a hide held only while the item was among the user's last 32 events)
+assert arms["drift"]["hidden_items_shown"] == 0 and arms["control"]["hidden_items_shown"] == 0, arms
 for k in ("round", "cluster", "detected_after_events", "dip"):
     assert k in f["shift"], k
 assert set(f["shift"]["dip"]) >= {"drift", "control"}

@@ -275,8 +275,8 @@ static void test_session(void **state) {
     int from_list = 0, total = 0, clicks_seen = 0;
     for (int s = 0; s < 50; s++) {
         cap->n = 0;
-        int n = 0, k = 0;
-        assert_int_equal(dr__feed_play_session(&p, &u, user, 10, &n, &k), 0);
+        int n = 0, k = 0, h = 0;
+        assert_int_equal(dr__feed_play_session(&p, &u, user, 10, &n, &k, &h), 0);
         assert_in_range(n, 5, 15);
         int imps = 0, clicks = 0, next_list = 0;
         int64_t last_imp = 0;
@@ -312,8 +312,8 @@ static void test_session(void **state) {
     assert_int_equal(r.cold.users[DR_FEED_ARM_DRIFT], 1);
     /* a user without a list gets organic items only */
     feed_user_t fresh = {.arm = DR_FEED_ARM_CONTROL};
-    int n = 0, k = 0;
-    assert_int_equal(dr__feed_play_session(&p, &fresh, user + 1, 11, &n, &k), 0);
+    int n = 0, k = 0, h = 0;
+    assert_int_equal(dr__feed_play_session(&p, &fresh, user + 1, 11, &n, &k, &h), 0);
     free(cap);
     dr__feed_trending_free(&trend);
     dr_feed_measure_free(m);
