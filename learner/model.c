@@ -37,7 +37,7 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->impression_weight = 1.0f; /* docs/DRIFT.md: ignored impressions are the closed loop's negatives */
     c->impression_timeout_ms = 60000;
     c->negatives = 2;
-    c->negative_uniform = true; /* docs/BENCHMARKS.md, "Defaults of issue 15" */
+    c->negative_uniform = true; /* docs/BENCHMARKS.md, "Baselines and one set of defaults" */
     c->negative_weight = 1.0f;
     c->grad_clip = 5.0f;
     c->max_norm = 10.0f;
@@ -47,7 +47,7 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->cooc_window = 10;
     c->cooc_weight = 3.0f;
     c->cooc_age = 50.0f;
-    c->max_items = 1000000; /* ~4.3 GB of item state at the other defaults */
+    c->max_items = 1000000; /* ~8 GB of item state at the other defaults, worst case */
     c->seed = 42;
     c->drift_enabled = true;
     dr_adwin_conf_default(&c->drift);
