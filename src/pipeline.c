@@ -1271,7 +1271,6 @@ static int make_clients(dr_pipeline_t *p, char *errstr, size_t n) {
         err = dr_state_get_meta(p->state, "model_sync", &val, &len);
         if (err == 0) err = dr_model_sync_load_state(p->sync, val, len);
         free(val);
-        val = NULL;
         if (err && err != DR_ENOTFOUND) {
             snprintf(errstr, n, "the stored model sync state is unreadable: %s", dr_strerror(err));
             return err;

@@ -46,7 +46,8 @@ void dr_state_close(dr_state_t *st); /* NULL ok */
  * their own. Partitions are >= 0; a negative one is DR_EINVAL. */
 
 /* Reads a user record; *rec is malloc'd (caller frees). DR_ENOTFOUND when
- * the user has no stored state in that partition, DR_ESTORE on a read error. */
+ * the user has no stored state in that partition, DR_ESTORE on a read error;
+ * on any error *rec is NULL (free() on it is safe). */
 int dr_state_get_user(dr_state_t *st, int32_t partition, int64_t user_id, uint8_t **rec,
                       size_t *len);
 /* Reads a meta value by name (e.g. "globals"); same contract as get_user. */

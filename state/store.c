@@ -275,8 +275,11 @@ static int get_cf(dr_state_t *st, int cf, const void *key, size_t klen, uint8_t 
     char *err = NULL;
     const char *data;
     size_t n;
-    rocksdb_pinnableslice_t *ps =
-        rocksdb_get_pinned_cf(st->db, st->ropts, st->cf[cf], key, klen, &err);
+    rocksdb_pinnableslice_t *ps;
+
+    *val = NULL; /* a failed read leaves nothing to free, whatever the caller passed */
+    *len = 0;
+    ps = rocksdb_get_pinned_cf(st->db, st->ropts, st->cf[cf], key, klen, &err);
 
     if (err)
         return read_err(err, "state read");
@@ -298,6 +301,8 @@ int dr_state_get_user(dr_state_t *st, int32_t partition, int64_t user_id, uint8_
                       size_t *len) {
     uint8_t key[USER_KEY_LEN];
 
+    *rec = NULL;
+    *len = 0;
     if (partition < 0)
         return DR_EINVAL;
     encode_user_key(key, partition, user_id);
@@ -305,6 +310,8 @@ int dr_state_get_user(dr_state_t *st, int32_t partition, int64_t user_id, uint8_
 }
 
 int dr_state_get_meta(dr_state_t *st, const char *key, uint8_t **val, size_t *len) {
+    *val = NULL;
+    *len = 0;
     if (!key)
         return DR_EINVAL;
     return get_cf(st, CF_META, key, strlen(key), val, len);
