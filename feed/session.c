@@ -11,29 +11,31 @@
 #define SHARE_SHARE 0.05
 #define HIDE_SHARE 0.03  /* of out-of-taste impressions left unclicked */
 
-static bool recently_clicked(const feed_user_t *u, int64_t item) {
-    for (int i = 0; i < u->n_clicks; i++)
-        if (u->clicks[i] == item) return true;
+/* A user's last `cap` items of a kind (clicks, hides): a ring of ids. */
+static bool ring_has(const int64_t *ring, int n, int64_t item) {
+    for (int i = 0; i < n; i++)
+        if (ring[i] == item) return true;
     return false;
 }
 
-static bool was_hidden(const feed_user_t *u, int64_t item) {
-    for (int i = 0; i < u->n_hidden; i++)
-        if (u->hidden[i] == item) return true;
-    return false;
+static void ring_push(int64_t *ring, int cap, uint8_t *n, uint8_t *head, int64_t item) {
+    ring[*head] = item;
+    *head = (uint8_t)((*head + 1) % cap);
+    if (*n < cap) (*n)++;
 }
+
+static bool recently_clicked(const feed_user_t *u, int64_t item) {
+    return ring_has(u->clicks, u->n_clicks, item);
+}
+
+static bool was_hidden(const feed_user_t *u, int64_t item) { return ring_has(u->hidden, u->n_hidden, item); }
 
 static void remember_hide(feed_user_t *u, int64_t item) {
-    if (was_hidden(u, item)) return;
-    u->hidden[u->hidden_head] = item;
-    u->hidden_head = (uint8_t)((u->hidden_head + 1) % FEED_HIDDEN);
-    if (u->n_hidden < FEED_HIDDEN) u->n_hidden++;
+    if (!was_hidden(u, item)) ring_push(u->hidden, FEED_HIDDEN, &u->n_hidden, &u->hidden_head, item);
 }
 
 static void remember_click(feed_user_t *u, int64_t item) {
-    u->clicks[u->click_head] = item;
-    u->click_head = (uint8_t)((u->click_head + 1) % FEED_RECENT_CLICKS);
-    if (u->n_clicks < FEED_RECENT_CLICKS) u->n_clicks++;
+    ring_push(u->clicks, FEED_RECENT_CLICKS, &u->n_clicks, &u->click_head, item);
 }
 
 /* The list the user is shown: driftrec's, or for the popular arm the

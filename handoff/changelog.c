@@ -46,10 +46,7 @@ int dr_changelog_new(dr_changelog_t **out, rd_kafka_t *producer, const char *top
 
 void dr_changelog_free(dr_changelog_t *c) {
     if (!c) return;
-    if (c->reader) {
-        rd_kafka_consumer_close(c->reader);
-        rd_kafka_destroy(c->reader);
-    }
+    dr__handoff_reader_free(c->reader);
     free(c->topic);
     free(c);
 }
@@ -143,6 +140,12 @@ int dr__handoff_reader(rd_kafka_t **out, const char *name, const char *fetch_wai
     }
     rd_kafka_poll_set_consumer(*out);
     return 0;
+}
+
+void dr__handoff_reader_free(rd_kafka_t *reader) {
+    if (!reader) return;
+    rd_kafka_consumer_close(reader);
+    rd_kafka_destroy(reader);
 }
 
 static int make_reader(dr_changelog_t *c, char *errstr, size_t n) {

@@ -15,5 +15,7 @@
 int dr__handoff_reader(rd_kafka_t **out, const char *name, const char *fetch_wait_ms,
                        const char *const *kafka_keys, const char *const *kafka_values, int n_kafka,
                        const char *what, char *errstr, size_t errstr_size);
+/* Closes and destroys a reader made by dr__handoff_reader (NULL ok). */
+void dr__handoff_reader_free(rd_kafka_t *reader);
 
 #endif /* DR_HANDOFF_INTERNAL_H */

@@ -60,10 +60,7 @@ int dr_model_sync_new(dr_model_sync_t **out, rd_kafka_t *producer, const char *t
 void dr_model_sync_free(dr_model_sync_t *s) {
     if (!s) return;
     if (s->queue) rd_kafka_queue_destroy(s->queue);
-    if (s->reader) {
-        rd_kafka_consumer_close(s->reader);
-        rd_kafka_destroy(s->reader);
-    }
+    dr__handoff_reader_free(s->reader);
     free(s->next);
     free(s->seen);
     free(s->topic);

@@ -54,15 +54,28 @@ static float *learned_row(dr_model_t *m, size_t idx) {
     return (m->has_content[idx] ? m->delta : m->q) + idx * (size_t)m->dim;
 }
 
+/* A per-item array's capacity that holds index idx: doubled from cap (1024
+ * to start) until it does. */
+static size_t cap_for(size_t cap, size_t idx) {
+    cap = cap ? cap : 1024;
+    while (cap <= idx) cap *= 2;
+    return cap;
+}
+
+/* Grows *p from `from` to `to` elements of `elem` bytes, the new ones zero. */
+static int grow_zeroed(void **p, size_t elem, size_t from, size_t to) {
+    uint8_t *np = realloc(*p, to * elem);
+    if (!np) return DR_ENOMEM;
+    memset(np + from * elem, 0, (to - from) * elem);
+    *p = np;
+    return 0;
+}
+
 int dr__sync_touch(dr_model_t *m, size_t idx) {
     if (!m->sync_on) return 0;
     if (idx >= m->sync_pos_cap) {
-        size_t cap = m->sync_pos_cap ? m->sync_pos_cap : 1024;
-        while (cap <= idx) cap *= 2;
-        uint32_t *v = realloc(m->sync_pos, cap * sizeof(*v));
-        if (!v) return DR_ENOMEM;
-        memset(v + m->sync_pos_cap, 0, (cap - m->sync_pos_cap) * sizeof(*v));
-        m->sync_pos = v;
+        size_t cap = cap_for(m->sync_pos_cap, idx);
+        if (grow_zeroed((void **)&m->sync_pos, sizeof(*m->sync_pos), m->sync_pos_cap, cap)) return DR_ENOMEM;
         m->sync_pos_cap = cap;
     }
     if (m->sync_pos[idx]) return 0;
@@ -88,16 +101,10 @@ int dr__sync_touch(dr_model_t *m, size_t idx) {
 /* Room for item idx in the pending co-engagement arrays, and idx listed. */
 static int nbr_slot(dr_model_t *m, size_t idx) {
     if (idx >= m->sync_nbr_cap) {
-        size_t cap = m->sync_nbr_cap ? m->sync_nbr_cap : 1024;
-        while (cap <= idx) cap *= 2;
-        dr__nbr_t *t = realloc(m->sync_nbr, cap * sizeof(*t));
-        if (!t) return DR_ENOMEM;
-        memset(t + m->sync_nbr_cap, 0, (cap - m->sync_nbr_cap) * sizeof(*t));
-        m->sync_nbr = t;
-        float *e = realloc(m->sync_engaged, cap * sizeof(*e));
-        if (!e) return DR_ENOMEM;
-        memset(e + m->sync_nbr_cap, 0, (cap - m->sync_nbr_cap) * sizeof(*e));
-        m->sync_engaged = e;
+        size_t cap = cap_for(m->sync_nbr_cap, idx);
+        if (grow_zeroed((void **)&m->sync_nbr, sizeof(*m->sync_nbr), m->sync_nbr_cap, cap) ||
+            grow_zeroed((void **)&m->sync_engaged, sizeof(*m->sync_engaged), m->sync_nbr_cap, cap))
+            return DR_ENOMEM;
         m->sync_nbr_cap = cap;
     }
     if (m->sync_nbr[idx].n > 0 || m->sync_engaged[idx] != 0.0f) return 0;

@@ -1191,6 +1191,17 @@ static int make_producer(dr_pipeline_t *p, char *errstr, size_t n) {
     return 0;
 }
 
+/* One meta value written at once, outside a commit (start-up records). */
+static int write_meta(dr_pipeline_t *p, const char *key, const void *val, size_t len, char *errstr,
+                      size_t n) {
+    dr_state_batch_t *b = dr_state_batch_new();
+    if (!b) return DR_ENOMEM;
+    dr_state_batch_put_meta(b, key, val, len);
+    int err = dr_state_write(p->state, b, errstr, n);
+    dr_state_batch_free(b);
+    return err;
+}
+
 /* This state directory's instance id (made once and stored): the model
  * topic's messages are keyed by it, and an instance skips its own, also
  * those it published before a restart. */
@@ -1215,12 +1226,7 @@ static int instance_id(dr_pipeline_t *p, uint64_t *id, char *errstr, size_t n) {
         fclose(f);
     }
     *id = dr_mix64(seed) >> 1; /* positive as a decimal key */
-    dr_state_batch_t *b = dr_state_batch_new();
-    if (!b) return DR_ENOMEM;
-    dr_state_batch_put_meta(b, "instance", id, sizeof(*id));
-    err = dr_state_write(p->state, b, errstr, n);
-    dr_state_batch_free(b);
-    return err;
+    return write_meta(p, "instance", id, sizeof(*id), errstr, n);
 }
 
 /* The sync state alone, at start: the new epoch is stored before this
@@ -1230,15 +1236,8 @@ static int store_sync_state(dr_pipeline_t *p, char *errstr, size_t n) {
     size_t len;
     int err = dr_model_sync_encode_state(p->sync, &val, &len);
     if (err) return err;
-    dr_state_batch_t *b = dr_state_batch_new();
-    if (!b) {
-        free(val);
-        return DR_ENOMEM;
-    }
-    dr_state_batch_put_meta(b, "model_sync", val, len);
+    err = write_meta(p, "model_sync", val, len, errstr, n);
     free(val);
-    err = dr_state_write(p->state, b, errstr, n);
-    dr_state_batch_free(b);
     return err;
 }
 
