@@ -149,6 +149,9 @@ int dr_model_sync_load_state(dr_model_sync_t *s, const void *buf, size_t len);
 void dr_model_sync_begin_epoch(dr_model_sync_t *s);
 /* Applies the others' messages waiting (at most max); never blocks. */
 void dr_model_sync_poll(dr_model_sync_t *s, dr_model_t *m, int max);
+/* Messages of the topic not read yet, from the high watermarks the reader
+ * has seen; -1 while one is not known yet (nothing fetched). */
+int64_t dr_model_sync_lag(const dr_model_sync_t *s);
 /* Next offset per partition read so far (-1: none); *n partitions. */
 const int64_t *dr_model_sync_positions(const dr_model_sync_t *s, int *n);
 const char *dr_model_sync_topic(const dr_model_sync_t *s);

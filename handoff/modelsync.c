@@ -116,6 +116,18 @@ void dr_model_sync_begin_epoch(dr_model_sync_t *s) {
 }
 
 const char *dr_model_sync_topic(const dr_model_sync_t *s) { return s->topic; }
+
+int64_t dr_model_sync_lag(const dr_model_sync_t *s) {
+    if (!s->reader) return 0;
+    int64_t lag = 0;
+    for (int p = 0; p < s->n_parts; p++) {
+        int64_t lo = -1, hi = -1;
+        if (rd_kafka_get_watermark_offsets(s->reader, s->topic, p, &lo, &hi) || hi < 0) return -1;
+        int64_t at = s->next[p] >= 0 ? s->next[p] : lo;
+        if (hi > at) lag += hi - at;
+    }
+    return lag;
+}
 dr_model_sync_stats_t *dr_model_sync_stats(dr_model_sync_t *s) { return &s->stats; }
 const int64_t *dr_model_sync_positions(const dr_model_sync_t *s, int *n) {
     *n = s->n_parts;

@@ -113,7 +113,7 @@ static const conf_row_t rows[] = {
     {"schema.id.item", T_INT, F(codec.schema_id[DR_SCHEMA_ITEM]), 0, 0, 2147483647, "3", NULL, "Schema id of schemas/Item.avsc."},
     {"schema.writers", T_STR, S(writer_schemas), 0, 0, "", NULL, "Other producers' writer schemas: comma-separated `id:event|item:path.avsc`."},
     {"log.level", T_STR, S(log_level), 0, 0, "info", "debug|info|warn|error|off", "Least severe level logged."},
-    {"run.exit.idle.ms", T_INT, F(exit_idle_ms), 0, 0, 86400000, "0", NULL, "For catch-up jobs and tests: once partitions are assigned, stop cleanly (commit, exit 0) after this long without a new record and with no lag; 0 runs forever."},
+    {"run.exit.idle.ms", T_INT, F(exit_idle_ms), 0, 0, 86400000, "0", NULL, "For catch-up jobs and tests: once partitions are assigned, stop cleanly (commit, exit 0) after this long without a new record and with no lag, the model topic (topic.model) read to its end too; 0 runs forever."},
     {"metrics.listen", T_STR, S(metrics_listen), 0, 0, "127.0.0.1:9464", NULL, "Address of /metrics, /healthz and /readyz for `driftrec run` (IPv4:port; port 0 picks one; empty: off). Loopback unless you choose otherwise."},
     {"metrics.max.connections", T_INT, F(metrics_max_connections), 0, 1, 100000, "64", NULL, "Most connections the metrics endpoint keeps open; at the cap the oldest is closed to make room, so idle clients cannot keep a health probe out. Never more than a quarter of the descriptor limit (`ulimit -n`, systemd's LimitNOFILE=), which RocksDB and librdkafka share."},
     {"metrics.timeout.ms", T_INT, F(metrics_timeout_ms), 0, 100, 600000, "5000", NULL, "A metrics connection is closed this long after it was accepted, whether or not its request arrived and its response was written."},

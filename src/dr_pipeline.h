@@ -56,6 +56,7 @@ typedef struct dr_pipeline_stats {
     double loss_sum;           /* prequential loss over learned events */
     uint64_t loss_count;
     int64_t lag;
+    int64_t model_lag;             /* model topic messages not read yet (-1: not known yet) */
     int assigned_partitions;
     uint64_t users_cached;
     uint64_t cache_hits, cache_misses;

@@ -107,13 +107,14 @@ static void on_stop_signal(uv_signal_t *h, int sig) {
     shut_down(h->data);
 }
 
-/* run.exit.idle.ms: stop once nothing new arrived for that long, with no lag. */
+/* run.exit.idle.ms: stop once nothing new arrived for that long, with no lag
+ * on the events nor on the other instances' item changes (the model topic). */
 static void on_idle_check(uv_timer_t *t) {
     run_ctx_t *r = t->data;
     dr_pipeline_stats_t s;
     dr_pipeline_stats(r->pipeline, &s);
     int64_t now = dr_mono_ms();
-    if (s.consumed != r->last_consumed || s.lag > 0 || s.assigned_partitions == 0) {
+    if (s.consumed != r->last_consumed || s.lag > 0 || s.model_lag != 0 || s.assigned_partitions == 0) {
         r->last_consumed = s.consumed;
         r->last_change_ms = now;
     } else if (now - r->last_change_ms >= r->exit_idle_ms) {

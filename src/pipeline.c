@@ -1468,6 +1468,7 @@ void dr_pipeline_stats(dr_pipeline_t *p, dr_pipeline_stats_t *out) {
     }
     p->stats.events_skipped = s->events_skipped;
     p->stats.lag = p->stopped ? 0 : dr_ingest_lag(p->ingest);
+    p->stats.model_lag = p->sync && !p->stopped ? dr_model_sync_lag(p->sync) : 0;
     int n = 0;
     const dr_partition_stats_t *parts = dr_ingest_partitions(p->ingest, &n);
     p->stats.assigned_partitions = 0;
