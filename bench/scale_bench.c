@@ -109,7 +109,7 @@ static int bench_topk(size_t n, int reps, size_t B) {
     }
     dr_user_t **users = calloc(B, sizeof(*users));
     float *U = malloc(B * (size_t)conf.dim * sizeof(float)), *w = malloc(B * sizeof(float));
-    dr_exclusions_t *excl = malloc(B * sizeof(*excl));
+    dr_exclusions_t *excl = calloc(B, sizeof(*excl));
     int64_t *excl_idx = malloc(B * N_SOURCES * sizeof(int64_t));
     const int k = 50;
     dr_scored_item_t *out = malloc(B * (size_t)k * sizeof(*out));

@@ -214,6 +214,8 @@ typedef struct dr_feed_progress {
     uint64_t lists;             /* lists read back */
     uint64_t impressions[DR_FEED_ARMS], clicks[DR_FEED_ARMS];
     uint64_t hidden_shown[DR_FEED_ARMS]; /* list slots filled with an item the user hid (its last 32 hides) */
+    uint64_t repeat_shown[DR_FEED_ARMS]; /* list slots filled with an item the user passed over before */
+    uint64_t stale_shown[DR_FEED_ARMS];  /* ... 3 times or more since it last clicked it */
     uint64_t timeouts;          /* rounds whose lists did not all come in time */
     bool done;                  /* dr_feed_sim_run returned */
 } dr_feed_progress_t;

@@ -10,6 +10,8 @@
 #define FEED_RECENT_CLICKS 8   /* a user's recent clicks, clicked again far less */
 #define FEED_TREND_TOP 50      /* trending items (most-popular feed, organic slots) */
 #define FEED_HIDDEN 32 /* hides the simulator remembers per user (driftrec keeps 64) */
+#define FEED_PASSED 32 /* items a user was shown and did not click, remembered with counts */
+#define FEED_STALE 3   /* passed over this often, a list slot holding it is "stale" */
 #define FEED_EVENT_GAP_MS 2000 /* between impressions of a session */
 
 /* Clicks of all users, decayed every round: what trends now. */
@@ -40,7 +42,18 @@ typedef struct feed_user {
     uint8_t n_clicks, click_head;
     int64_t hidden[FEED_HIDDEN];   /* the user's last hides: what a list must not show again */
     uint8_t n_hidden, hidden_head;
+    int64_t passed[FEED_PASSED];   /* items shown and not clicked (the newest) ... */
+    uint8_t passed_times[FEED_PASSED]; /* ... and how often, since the last click on it */
+    uint8_t n_passed, passed_head;
 } feed_user_t;
+
+/* What one session showed. */
+typedef struct feed_session_counts {
+    int impressions, clicks;
+    int hidden_shown;              /* list slots holding an item the user had hidden */
+    int repeat_shown;              /* list slots holding an item the user passed over before */
+    int stale_shown;               /* ... FEED_STALE times or more */
+} feed_session_counts_t;
 
 /* Receives each event of a session, in time order. 0 or an error that
  * stops the session. */
@@ -57,10 +70,9 @@ typedef struct feed_player {
 
 /* Plays user_id's session of `round`: fills its slots from the user's list
  * (or the most-popular feed) and organic items, draws each outcome from the
- * world and emits the events. *impressions / *clicks get the counts,
- * *hidden_shown the slots the list filled with an item the user had hidden.
+ * world and emits the events; *out gets what it showed.
  * 0 or the emit callback's error. */
 int dr__feed_play_session(feed_player_t *p, feed_user_t *u, int64_t user_id, int round,
-                          int *impressions, int *clicks, int *hidden_shown);
+                          feed_session_counts_t *out);
 
 #endif /* DR_FEED_INTERNAL_H */

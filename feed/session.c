@@ -3,6 +3,8 @@
  * reacts to each, drawn from the world's click model. */
 #include "feed_internal.h"
 
+#include <string.h>
+
 #include "dr_bytes.h"
 
 #define MAX_SESSION 64   /* slots a session can have (conf.session_max is capped) */
@@ -36,6 +38,25 @@ static void remember_hide(feed_user_t *u, int64_t item) {
 
 static void remember_click(feed_user_t *u, int64_t item) {
     ring_push(u->clicks, FEED_RECENT_CLICKS, &u->n_clicks, &u->click_head, item);
+}
+
+/* How often the user passed item over since it last clicked it (as far as
+ * the ring remembers). */
+static int passed_times(const feed_user_t *u, int64_t item) {
+    for (int i = 0; i < u->n_passed; i++)
+        if (u->passed[i] == item) return u->passed_times[i];
+    return 0;
+}
+
+static void remember_outcome(feed_user_t *u, int64_t item, bool clicked) {
+    for (int i = 0; i < u->n_passed; i++)
+        if (u->passed[i] == item) {
+            u->passed_times[i] = clicked ? 0 : (uint8_t)(u->passed_times[i] < 255 ? u->passed_times[i] + 1 : 255);
+            return;
+        }
+    if (clicked) return;
+    u->passed_times[u->passed_head] = 1;
+    ring_push(u->passed, FEED_PASSED, &u->n_passed, &u->passed_head, item);
 }
 
 /* The list the user is shown: driftrec's, or for the popular arm the
@@ -99,11 +120,12 @@ static int react(feed_player_t *p, feed_user_t *u, int64_t user, int64_t item, i
         remember_hide(u, item);
     }
     dr_feed_measure_impression(p->measure, user, ts, *clicked);
+    remember_outcome(u, item, *clicked);
     return err;
 }
 
 int dr__feed_play_session(feed_player_t *p, feed_user_t *u, int64_t user_id, int round,
-                          int *impressions, int *clicks, int *hidden_shown) {
+                          feed_session_counts_t *out) {
     const dr_feed_conf_t *c = dr_feed_world_conf(p->w);
     int span = c->session_max - c->session_min + 1;
     int len = c->session_min + (int)(dr_rand64(&p->rng) % (uint64_t)span);
@@ -115,14 +137,17 @@ int dr__feed_play_session(feed_player_t *p, feed_user_t *u, int64_t user_id, int
     int64_t list[FEED_LIST_MAX > FEED_TREND_TOP ? FEED_LIST_MAX : FEED_TREND_TOP];
     int64_t shown[MAX_SESSION];
     int n_list = shown_list(p, u, list), next = 0;
-    *impressions = *clicks = *hidden_shown = 0;
+    memset(out, 0, sizeof(*out));
     for (int k = 0; k < len; k++, ts += FEED_EVENT_GAP_MS) {
         int64_t item = 0;
         if (next < n_list && dr_rand01(&p->rng) >= c->explore_share) {
             while (next < n_list && shown_before(shown, k, list[next])) next++;
             if (next < n_list) {
                 item = list[next++];
-                *hidden_shown += was_hidden(u, item);
+                out->hidden_shown += was_hidden(u, item);
+                int passed = passed_times(u, item);
+                out->repeat_shown += passed > 0;
+                out->stale_shown += passed >= FEED_STALE;
             }
         }
         if (item == 0) item = organic_item(p, shown, k);
@@ -130,8 +155,8 @@ int dr__feed_play_session(feed_player_t *p, feed_user_t *u, int64_t user_id, int
         bool clicked;
         int err = react(p, u, user_id, item, k, ts, &clicked);
         if (err) return err;
-        (*impressions)++;
-        *clicks += clicked;
+        out->impressions++;
+        out->clicks += clicked;
     }
     return 0;
 }

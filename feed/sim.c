@@ -41,6 +41,7 @@ struct dr_feed_sim {
     atomic_uint_fast64_t events, lists, timeouts;
     atomic_uint_fast64_t impressions[DR_FEED_ARMS], clicks[DR_FEED_ARMS];
     atomic_uint_fast64_t hidden_shown[DR_FEED_ARMS];
+    atomic_uint_fast64_t repeat_shown[DR_FEED_ARMS], stale_shown[DR_FEED_ARMS];
 };
 
 void dr_feed_sim_conf_default(dr_feed_sim_conf_t *c) {
@@ -280,11 +281,13 @@ static int play_round(dr_feed_sim_t *s, int round) {
         if (!dr_feed_world_active(s->w, (int64_t)id, round)) continue;
         s->active[s->n_active++] = (int64_t)id;
         feed_user_t *u = &s->users[id];
-        int n = 0, k = 0, h = 0;
-        int err = dr__feed_play_session(&s->player, u, (int64_t)id, round, &n, &k, &h);
-        atomic_fetch_add_explicit(&s->hidden_shown[u->arm], (uint64_t)h, memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->impressions[u->arm], (uint64_t)n, memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->clicks[u->arm], (uint64_t)k, memory_order_relaxed);
+        feed_session_counts_t n;
+        int err = dr__feed_play_session(&s->player, u, (int64_t)id, round, &n);
+        atomic_fetch_add_explicit(&s->hidden_shown[u->arm], (uint64_t)n.hidden_shown, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->repeat_shown[u->arm], (uint64_t)n.repeat_shown, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->stale_shown[u->arm], (uint64_t)n.stale_shown, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->impressions[u->arm], (uint64_t)n.impressions, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->clicks[u->arm], (uint64_t)n.clicks, memory_order_relaxed);
         if (err) return err;
         rd_kafka_poll(s->producer, 0); /* delivery reports as they come */
     }
@@ -325,6 +328,8 @@ void dr_feed_sim_progress(dr_feed_sim_t *s, dr_feed_progress_t *out) {
     for (int a = 0; a < DR_FEED_ARMS; a++) {
         out->impressions[a] = atomic_load_explicit(&s->impressions[a], memory_order_relaxed);
         out->hidden_shown[a] = atomic_load_explicit(&s->hidden_shown[a], memory_order_relaxed);
+        out->repeat_shown[a] = atomic_load_explicit(&s->repeat_shown[a], memory_order_relaxed);
+        out->stale_shown[a] = atomic_load_explicit(&s->stale_shown[a], memory_order_relaxed);
         out->clicks[a] = atomic_load_explicit(&s->clicks[a], memory_order_relaxed);
     }
     out->done = atomic_load(&s->done);

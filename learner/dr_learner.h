@@ -53,6 +53,8 @@
 #define DR_MAX_DIM 512
 #define DR_RECENT_MAX 64    /* per-user ring of recent events */
 #define DR_HIDDEN_MAX 64    /* per-user hidden items kept out of lists (the newest; 512 bytes) */
+#define DR_REST_COUNTERS 1024 /* 4-bit impression counters of the seen-posts filter (512 bytes) */
+#define DR_REST_BITS 1024     /* bits of each of its two generations of resting items (128 bytes) */
 #define DR_PENDING_IMP 8    /* impressions awaiting engagement */
 #define DR_LAST_LIST 64     /* head of the last emitted list: for hr@10, and to
                                find the lists an excluded item must leave */
@@ -94,6 +96,11 @@ typedef struct dr_learner_conf {
     float max_norm;                /* bound on ‖q_i‖ and ‖û+v_u‖ */
     float init_scale;              /* item vectors start ~ U(-s, s) */
     int recent_items;              /* ring size, <= DR_RECENT_MAX */
+    /* seen posts rest: an item shown rest_impressions times without
+     * engagement leaves the user's lists for rest_ms to 2 × rest_ms of event
+     * time (learner/rest.c); 0 impressions: off */
+    int rest_impressions;
+    int64_t rest_ms;
     /* co-engagement: items engaged close together by the same users */
     int cooc_neighbors;            /* neighbours kept per item; 0: the term is off */
     int cooc_window;               /* a user's last this many engaged items pair
@@ -138,6 +145,14 @@ typedef struct dr_recent_event {
     uint8_t type;
 } dr_recent_event_t;
 
+/* The items a user was shown without engaging, and those that rest
+ * (learner/rest.c): a counting Bloom filter and two Bloom generations. */
+typedef struct dr_rest_filter {
+    int64_t gen_start_ms;                  /* the current generation began; 0: empty */
+    uint8_t counts[DR_REST_COUNTERS / 2];  /* two 4-bit counters a byte */
+    uint64_t resting[2][DR_REST_BITS / 64]; /* [0] current, [1] previous generation */
+} dr_rest_filter_t;
+
 typedef struct dr_pending_imp {
     int64_t item_id;
     int64_t timestamp_ms;
@@ -176,6 +191,7 @@ typedef struct dr_user {
     int64_t prior_version;         /* v_u is relative to the û of this model
                                       version; -1: to the current one (new) */
     dr_adwin_t drift;              /* ADWIN over this user's prequential loss */
+    dr_rest_filter_t rest;         /* seen posts that rest */
     float v[];                     /* v_u, dim floats */
 } dr_user_t;
 
@@ -190,7 +206,11 @@ bool dr_user_has_recent(const dr_user_t *u, int64_t item_id);
 /* True when the user hid item_id (a HIDE event; the newest DR_HIDDEN_MAX
  * hidden items are kept, each out of the user's lists for good). */
 bool dr_user_has_hidden(const dr_user_t *u, int64_t item_id);
-/* Out of the user's lists: recent or hidden. */
+/* True when item_id rests for the user: shown learner.rest.impressions times
+ * without engagement lately (a Bloom filter: may say true for an item that
+ * does not rest, with the rate docs/BENCHMARKS.md gives; never the reverse). */
+bool dr_user_resting(const dr_user_t *u, int64_t item_id);
+/* Out of the user's lists: recent, hidden or resting. */
 bool dr_user_excludes(const dr_user_t *u, int64_t item_id);
 
 typedef struct dr_model dr_model_t;

@@ -8,6 +8,14 @@
 
 #include "dr_learner.h"
 
+/* ---- seen posts rest (rest.c) --------------------------------------------- */
+
+/* Counts an impression of item_id at event time ts (rests it at the
+ * threshold), or forgets its count on an engagement. No-op when resting is
+ * off (conf rest_impressions 0). */
+void dr__rest_observe(dr_user_t *u, const dr_learner_conf_t *c, int64_t item_id, bool impression,
+                      bool engaged, int64_t ts);
+
 /* ---- co-engagement neighbours (neighbors.c) ------------------------------ */
 
 /* One item's co-engagement counts: for each other item (by its index in the

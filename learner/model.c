@@ -43,6 +43,8 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->max_norm = 10.0f;
     c->init_scale = 0.3f;
     c->recent_items = 32;
+    c->rest_impressions = 3;
+    c->rest_ms = 86400000; /* a day */
     c->cooc_neighbors = 512;
     c->cooc_window = 10;
     c->cooc_weight = 3.0f;
@@ -78,6 +80,9 @@ int dr_learner_conf_check(const dr_learner_conf_t *c, char *errstr, size_t n) {
     else if (!(c->reg_user >= 0) || !(c->reg_item >= 0)) bad = "learner.reg.* must be >= 0";
     else if (c->recent_items < 1 || c->recent_items > DR_RECENT_MAX)
         bad = "learner.recent.items must be in [1, 64]";
+    else if (c->rest_impressions < 0 || c->rest_impressions > 15)
+        bad = "learner.rest.impressions must be in [0, 15]";
+    else if (c->rest_impressions > 0 && c->rest_ms < 1) bad = "learner.rest.ms must be >= 1";
     else if (c->negatives < 0 || c->negatives > 100) bad = "learner.negatives must be in [0, 100]";
     else if (!(c->grad_clip > 0) || !(c->max_norm > 0)) bad = "learner.grad.clip and learner.max.norm must be > 0";
     else if (c->max_items < 1) bad = "learner.max.items must be >= 1";
@@ -148,7 +153,8 @@ bool dr_user_has_hidden(const dr_user_t *u, int64_t item_id) {
 }
 
 bool dr_user_excludes(const dr_user_t *u, int64_t item_id) {
-    return dr_user_has_recent(u, item_id) || dr_user_has_hidden(u, item_id);
+    return dr_user_has_recent(u, item_id) || dr_user_has_hidden(u, item_id) ||
+           dr_user_resting(u, item_id);
 }
 
 /* Remembers a hidden item; once DR_HIDDEN_MAX are kept, the oldest hide
@@ -1222,6 +1228,9 @@ int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t
     /* after the samples: the event's ring entry counts its own outcome */
     if (ev->type != DR_EV_IMPRESSION) user_remember(u, ev, m->conf.recent_items);
     if (ev->type == DR_EV_HIDE) user_hide(u, ev->item_id);
+    if (m->conf.mode == DR_MODE_IMPLICIT)
+        dr__rest_observe(u, &m->conf, ev->item_id, ev->type == DR_EV_IMPRESSION,
+                         engages(&m->conf, (uint8_t)ev->type, ev->value), ev->timestamp_ms);
     return 0;
 }
 

@@ -19,7 +19,7 @@
 #include "dr_err.h"
 #include "learner_internal.h"
 
-#define USER_RECORD_VERSION 6 /* 2: + drift detector; 3: + last list scores; 4: + prior version; 5: + drift regime; 6: + hidden items; older still read */
+#define USER_RECORD_VERSION 7 /* 2: + drift detector; 3: + last list scores; 4: + prior version; 5: + drift regime; 6: + hidden items; 7: + seen posts filter; older still read */
 #define ITEM_RECORD_VERSION 3 /* 2: + content embedding and δ_i; 3: + decayed positives and
                                  co-engagement; older still read */
 #define GLOBALS_RECORD_VERSION 3 /* 2: + outer-loop accumulator and past priors; 3: + population prior */
@@ -296,7 +296,7 @@ int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
 int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
     size_t cap = 64 + 28 + (size_t)u->recent_len * 17 + (size_t)u->pending_len * 16 +
                  (size_t)u->last_list_len * 12 + (size_t)dim * 4 + 12 + 8 + 2 + (size_t)u->hidden_len * 8 +
-                 dr_adwin_serialized_size(&u->drift);
+                 1 + sizeof(u->rest) + dr_adwin_serialized_size(&u->drift);
     uint8_t *buf = malloc(cap);
     if (!buf) return DR_ENOMEM;
     dr_writer_t w = {buf, 0, cap, true};
@@ -342,6 +342,14 @@ int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
     dr_put_u8(&w, u->hidden_len);
     dr_put_u8(&w, u->hidden_head);
     for (unsigned i = 0; i < u->hidden_len; i++) dr_put_i64(&w, u->hidden[i]);
+    /* version 7: the seen posts filter, when it holds anything */
+    dr_put_u8(&w, u->rest.gen_start_ms != 0);
+    if (u->rest.gen_start_ms != 0) {
+        dr_put_i64(&w, u->rest.gen_start_ms);
+        dr_put_bytes(&w, u->rest.counts, sizeof(u->rest.counts));
+        for (int g = 0; g < 2; g++)
+            for (int i = 0; i < DR_REST_BITS / 64; i++) dr_put_u64(&w, u->rest.resting[g][i]);
+    }
     if (!w.ok) { free(buf); return DR_ENOMEM; }
     *out = buf;
     *len = w.len;
@@ -477,6 +485,19 @@ int dr_user_decode(int64_t user_id, const dr_learner_conf_t *conf, const void *r
             goto out_err;
         for (unsigned i = 0; i < u->hidden_len; i++)
             if (!valid_item_id(u->hidden[i] = dr_get_i64(&r))) goto out_err;
+    }
+    if (version >= 7) { /* older: nothing rests yet */
+        uint8_t has_rest = dr_get_u8(&r);
+        if (has_rest > 1) goto out_err;
+        if (has_rest) {
+            u->rest.gen_start_ms = dr_get_i64(&r);
+            dr_get_bytes(&r, u->rest.counts, sizeof(u->rest.counts));
+            for (int g = 0; g < 2; g++)
+                for (int i = 0; i < DR_REST_BITS / 64; i++) u->rest.resting[g][i] = dr_get_u64(&r);
+            if (u->rest.gen_start_ms <= 0) goto out_err;
+        }
+        /* resting switched off since the record was written: nothing rests */
+        if (conf->rest_impressions == 0) memset(&u->rest, 0, sizeof(u->rest));
     }
     if (!r.ok || r.pos != len || u->prior_version < -1) goto out_err;
     recent_fit(u, stored, recent_len, recent_head, (unsigned)conf->recent_items);

@@ -613,6 +613,8 @@ static void write_feed_arms(dr_json_t *j, const dr_feed_report_t *fr, const dr_f
         dr_json_int(j, "clicks", (int64_t)fr->clicks[a]);
         dr_json_num(j, "ctr", dr_feed_ctr(fr->clicks[a], fr->impressions[a]));
         dr_json_int(j, "hidden_items_shown", (int64_t)fp->hidden_shown[a]);
+        dr_json_int(j, "repeat_items_shown", (int64_t)fp->repeat_shown[a]);
+        dr_json_int(j, "stale_items_shown", (int64_t)fp->stale_shown[a]);
         dr_json_object_end(j);
     }
     dr_json_array_end(j);
@@ -842,6 +844,11 @@ static void summary_feed(demo_run_t *r, const dr_feed_report_t *fr, const dr_fee
     fprintf(stderr, "  hidden items shown  drift %" PRIu64 "  control %" PRIu64 "  popular %" PRIu64
                     " (list slots holding an item the user had hidden)\n",
             fp.hidden_shown[0], fp.hidden_shown[1], fp.hidden_shown[2]);
+    fprintf(stderr, "  stale items shown   drift %" PRIu64 "  control %" PRIu64 "  popular %" PRIu64
+                    " (list slots holding an item the user had passed over 3+ times; "
+                    "%" PRIu64 ", %" PRIu64 ", %" PRIu64 " passed over at all)\n",
+            fp.stale_shown[0], fp.stale_shown[1], fp.stale_shown[2], fp.repeat_shown[0],
+            fp.repeat_shown[1], fp.repeat_shown[2]);
     fprintf(stderr, "  abrupt switches     %" PRIu64 " eligible (drift %" PRIu64 ", control %" PRIu64
                     "); recovery to 90%% of pre-switch CTR: drift %d, control %d impressions (-1: not)\n",
             fr->sw.eligible[0] + fr->sw.eligible[1], fr->sw.eligible[0], fr->sw.eligible[1],

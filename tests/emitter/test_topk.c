@@ -60,6 +60,7 @@ static void test_matches_brute_force(void **state) {
         dr_exclusions_t excl[16];
         for (size_t u = 0; u < B; u++) {
             excl[u].idx = ex + u * 5;
+            excl[u].resting_of = NULL;
             excl[u].n = dr_rand64(&rng) % 6;
             for (size_t j = 0; j < excl[u].n; j++) ex[u * 5 + j] = (int64_t)(dr_rand64(&rng) % n);
         }
@@ -172,6 +173,7 @@ static void test_chunks_match_brute_force(void **state) {
         dr_exclusions_t excl[5];
         for (size_t u = 0; u < B; u++) {
             excl[u].idx = ex[u];
+            excl[u].resting_of = NULL;
             excl[u].n = u == 4 ? 0 : 6;
         }
         dr_items_view_t v = {n, dim, q, bias, ids, blocked, pop};

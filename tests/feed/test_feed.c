@@ -272,11 +272,16 @@ static void test_session(void **state) {
     int64_t user = find_user(w, DR_FEED_STABLE);
     feed_user_t u = {.arm = DR_FEED_ARM_DRIFT, .list_len = FEED_LIST_MAX};
     for (int i = 0; i < FEED_LIST_MAX; i++) u.list[i] = 500 + i;
-    int from_list = 0, total = 0, clicks_seen = 0;
+    int from_list = 0, total = 0, clicks_seen = 0, stale = 0, repeats = 0;
     for (int s = 0; s < 50; s++) {
         cap->n = 0;
-        int n = 0, k = 0, h = 0;
-        assert_int_equal(dr__feed_play_session(&p, &u, user, 10, &n, &k, &h), 0);
+        feed_session_counts_t sc;
+        assert_int_equal(dr__feed_play_session(&p, &u, user, 10, &sc), 0);
+        int n = sc.impressions, k = sc.clicks;
+        if (s == 0) assert_int_equal(sc.repeat_shown, 0); /* nothing passed over yet */
+        assert_true(sc.stale_shown <= sc.repeat_shown);
+        stale += sc.stale_shown;
+        repeats += sc.repeat_shown;
         assert_in_range(n, 5, 15);
         int imps = 0, clicks = 0, next_list = 0;
         int64_t last_imp = 0;
@@ -300,6 +305,8 @@ static void test_session(void **state) {
         total += n;
         clicks_seen += k;
     }
+    /* the same list 50 times: its unclicked items come back, stale soon */
+    assert_true(repeats > 0 && stale > 0);
     /* ~80% of the slots come from the list */
     assert_true(from_list > total * 0.7 && from_list < total * 0.9);
     assert_true(clicks_seen > 0);
@@ -312,8 +319,8 @@ static void test_session(void **state) {
     assert_int_equal(r.cold.users[DR_FEED_ARM_DRIFT], 1);
     /* a user without a list gets organic items only */
     feed_user_t fresh = {.arm = DR_FEED_ARM_CONTROL};
-    int n = 0, k = 0, h = 0;
-    assert_int_equal(dr__feed_play_session(&p, &fresh, user + 1, 11, &n, &k, &h), 0);
+    feed_session_counts_t sc;
+    assert_int_equal(dr__feed_play_session(&p, &fresh, user + 1, 11, &sc), 0);
     free(cap);
     dr__feed_trending_free(&trend);
     dr_feed_measure_free(m);

@@ -8,6 +8,10 @@
 #include "dr_err.h"
 #include "dr_learner.h"
 
+/* Bytes of a user record's last section (version 7): the seen-posts
+ * filter's flag, and the filter when it holds anything. */
+#define REST_BYTES(u) (1 + ((u)->rest.gen_start_ms ? 8 + sizeof((u)->rest.counts) + sizeof((u)->rest.resting) : 0))
+
 static dr_model_t *new_model(dr_learn_mode_t mode) {
     dr_learner_conf_t c;
     dr_learner_conf_default(&c);
@@ -171,7 +175,7 @@ static void test_records_round_trip(void **state) {
      * version, the drift regime (+ a sample count per recent event), the
      * hidden items (none) */
     size_t v_end = len - dr_adwin_serialized_size(&u->drift) - 12 - 4 * u->last_list_len - 8 -
-                   28 - 4 * (size_t)u->recent_len - 2;
+                   28 - 4 * (size_t)u->recent_len - 2 - REST_BYTES(u);
     memcpy(rec + v_end - 4, &nan, 4);
     assert_int_equal(dr_user_decode(42, &c8, rec, len, &back), DR_ECORRUPT);
     free(rec);
@@ -318,10 +322,11 @@ static void test_reads_version_2_user_record(void **state) {
     uint8_t *rec;
     size_t len;
     assert_int_equal(dr_user_encode(u, c->dim, &rec, &len), 0);
-    assert_int_equal(rec[0], 6);
+    assert_int_equal(rec[0], 7);
     rec[0] = 2;
     /* v3: + scores, v4: + the prior version, v5: + the drift regime, v6: + hidden items (none) */
-    size_t v2_len = len - 3 * sizeof(float) - sizeof(int64_t) - 28 - 4 * (size_t)u->recent_len - 2;
+    size_t v2_len = len - 3 * sizeof(float) - sizeof(int64_t) - 28 - 4 * (size_t)u->recent_len - 2 -
+                    REST_BYTES(u); /* ..., v7: + the seen-posts filter */
     dr_user_t *back;
     assert_int_equal(dr_user_decode(7, c, rec, v2_len, &back), 0);
     assert_int_equal(back->events_applied, u->events_applied);
@@ -1361,7 +1366,7 @@ static void test_reads_version_4_user_record(void **state) {
     size_t len;
     assert_int_equal(dr_user_encode(u, c->dim, &rec, &len), 0);
     rec[0] = 4;
-    size_t v4_len = len - 28 - 4 * (size_t)u->recent_len - 2; /* v5 added the regime, v6 the hidden items */
+    size_t v4_len = len - 28 - 4 * (size_t)u->recent_len - 2 - REST_BYTES(u); /* v5 added the regime, v6 the hidden items, v7 the seen-posts filter */
     dr_user_t *back;
     assert_int_equal(dr_user_decode(9, c, rec, v4_len, &back), 0);
     assert_int_equal(back->drift_samples, 0);
@@ -1579,16 +1584,17 @@ static void test_hidden_stays_hidden(void **state) {
     assert_int_equal(dr_user_decode(5, c, rec, len, &back), 0);
     assert_true(dr_user_excludes(back, 7));
     dr_user_free(back);
-    /* hostile bytes: a count over the array, a head past a partial list, an id no event has */
-    uint8_t saved = rec[len - 10];
-    rec[len - 10] = DR_HIDDEN_MAX + 1;
+    /* hostile bytes: a count over the array, a head past a partial list, an id no
+     * event has (the hidden items end one byte, the empty seen-posts filter, early) */
+    uint8_t saved = rec[len - 11];
+    rec[len - 11] = DR_HIDDEN_MAX + 1;
     assert_int_equal(dr_user_decode(5, c, rec, len, &back), DR_ECORRUPT);
-    rec[len - 10] = saved;
-    rec[len - 9] = 1;
+    rec[len - 11] = saved;
+    rec[len - 10] = 1;
     assert_int_equal(dr_user_decode(5, c, rec, len, &back), DR_ECORRUPT);
-    rec[len - 9] = 0;
+    rec[len - 10] = 0;
     int64_t bad = -1;
-    memcpy(rec + len - 8, &bad, 8);
+    memcpy(rec + len - 9, &bad, 8);
     assert_int_equal(dr_user_decode(5, c, rec, len, &back), DR_ECORRUPT);
     free(rec);
     /* the bound: DR_HIDDEN_MAX more hides release the first one, and only it */
@@ -1599,6 +1605,84 @@ static void test_hidden_stays_hidden(void **state) {
     assert_false(dr_user_has_hidden(u, 7));
     for (int i = 0; i < DR_HIDDEN_MAX; i++) assert_true(dr_user_has_hidden(u, 140 + i));
     assert_int_equal(u->hidden_len, DR_HIDDEN_MAX);
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
+/* Claim: an item shown learner.rest.impressions times without engagement
+ * leaves the user's lists for one to two rest periods, an engagement resets
+ * its count, the filter survives its record and a restart that switches
+ * resting off frees everything; the false-positive rate stays small. */
+static void test_seen_posts_rest(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.rest_impressions = 3;
+    c.rest_ms = 1000000;
+    c.impression_timeout_ms = 1;
+    char err[128];
+    dr_model_t *m;
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    for (int64_t item = 1; item <= 20000; item++) assert_true(dr_model_item_index(m, item, true) >= 0);
+    dr_user_t *u = dr_user_new_conf(9, &c);
+    dr_apply_result_t r;
+    int64_t t = 1000;
+    uint64_t seed = 1;
+#define SHOW(item) do { dr_event_t e_ = ev(9, (item), DR_EV_IMPRESSION, 0, t += 10); \
+        assert_int_equal(dr_learner_apply(m, u, &e_, seed++, &r), 0); } while (0)
+    SHOW(7);
+    SHOW(7);
+    assert_false(dr_user_resting(u, 7));
+    SHOW(7);
+    assert_true(dr_user_resting(u, 7));
+    assert_true(dr_user_excludes(u, 7));
+    assert_int_equal(dr_model_list_rank(m, u, 7), 0);
+    /* an engagement takes the count back to 0 */
+    SHOW(8);
+    SHOW(8);
+    dr_event_t click = ev(9, 8, DR_EV_CLICK, 0, t += 10);
+    assert_int_equal(dr_learner_apply(m, u, &click, seed++, &r), 0);
+    SHOW(8);
+    SHOW(8);
+    assert_false(dr_user_resting(u, 8));
+    /* the record keeps it; a restart with resting off frees it */
+    uint8_t *rec;
+    size_t len;
+    dr_user_t *back;
+    assert_int_equal(dr_user_encode(u, c.dim, &rec, &len), 0);
+    assert_int_equal(dr_user_decode(9, &c, rec, len, &back), 0);
+    assert_true(dr_user_resting(back, 7));
+    dr_user_free(back);
+    dr_learner_conf_t off = c;
+    off.rest_impressions = 0;
+    assert_int_equal(dr_user_decode(9, &off, rec, len, &back), 0);
+    assert_false(dr_user_excludes(back, 7));
+    dr_user_free(back);
+    rec[len - sizeof(u->rest.resting) - sizeof(u->rest.counts) - 8 - 1] = 2; /* hostile flag */
+    assert_int_equal(dr_user_decode(9, &c, rec, len, &back), DR_ECORRUPT);
+    free(rec);
+    /* rests through the next generation, gone after two */
+    t = u->rest.gen_start_ms + c.rest_ms + 5;
+    SHOW(9);
+    assert_true(dr_user_resting(u, 7));
+    t = u->rest.gen_start_ms + c.rest_ms + 5;
+    SHOW(9);
+    assert_false(dr_user_resting(u, 7));
+    /* false positives: 50 items rested (a busy day) and 200 shown once */
+    t += 2 * c.rest_ms;
+    for (int64_t item = 100; item < 150; item++)
+        for (int k = 0; k < 3; k++) SHOW(item);
+    for (int64_t item = 200; item < 400; item++) SHOW(item);
+    int wrong = 0, once = 0;
+    for (int64_t item = 1000; item < 20000; item++) wrong += dr_user_resting(u, item);
+    for (int64_t item = 200; item < 400; item++) once += dr_user_resting(u, item);
+    for (int64_t item = 100; item < 150; item++) assert_true(dr_user_resting(u, item));
+    print_message("      seen posts: %zu bytes per user; false positives %.4f of unseen items, "
+                  "%.4f of items shown once (50 resting, 250 shown)\n",
+                  sizeof(u->rest), wrong / 19000.0, once / 200.0);
+    assert_true(wrong < 19000 * 0.01);
+    assert_true(once < 200 * 0.02);
+#undef SHOW
     dr_user_free(u);
     dr_model_free(m);
 }
@@ -1639,6 +1723,7 @@ int main(void) {
         cmocka_unit_test(test_sync_two_instances_agree),
         cmocka_unit_test(test_sync_pending_survives_restart),
         cmocka_unit_test(test_hidden_stays_hidden),
+        cmocka_unit_test(test_seen_posts_rest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
