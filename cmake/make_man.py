@@ -27,7 +27,7 @@ lines = [".TH DRIFTREC 1 \"\" \"driftrec\" \"User Commands\"",
          "top-K list per user back to Kafka. State and consumed offsets are committed to RocksDB "
          "together, so a crash neither loses nor repeats an event's effect.",
          ".SH COMMANDS"]
-for cmd in ("run", "demo", "broker", "adwin", "load", "replay", "report", "inspect", "lists", "erase", "config"):
+for cmd in ("run", "demo", "broker", "adwin", "load", "replay", "report", "inspect", "lists", "erase", "dlq", "config"):
     lines += [".SS " + cmd, ".nf", esc(help_of(cmd, "--help")), ".fi"]
 lines += [".SH SETTINGS", "Settings are read with --config FILE (key = value lines) and --set key=value. "
           "Keys starting with kafka. are passed to librdkafka unchanged.", ".TS", "l l l.",

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "dr_cmd_adwin.h"
+#include "dr_cmd_dlq.h"
 #include "dr_cmd_inspect.h"
 #include "dr_cmd_lists.h"
 #include "dr_cmd_replay.h"
@@ -37,6 +38,7 @@ static void usage(FILE *f) {
             "  erase --user ID [--set kafka.bootstrap.servers=B]  erase a user's state and list\n"
             "  lists [--last] [--set kafka.bootstrap.servers=B]  what the recommendations topic holds\n"
             "  topics create [--config FILE] [--partitions N]  create the topics (Admin API)\n"
+            "  dlq replay [--reason-class LIST|--all] [--from X --to Y] ...  put dead letters back\n"
             "  config [--markdown|--dump] [--config FILE] [--set k=v]  show settings\n"
             "  version                                  print the version\n\n"
             "`driftrec COMMAND --help` explains each command. Settings: ops/CONFIG.md.\n");
@@ -307,6 +309,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "lists")) return dr_cmd_lists(argc, argv);
     if (!strcmp(cmd, "erase")) return cmd_erase(argc, argv);
     if (!strcmp(cmd, "topics")) return dr_cmd_topics(argc, argv);
+    if (!strcmp(cmd, "dlq")) return dr_cmd_dlq(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("driftrec %s\n", DR_VERSION);
         return 0;
