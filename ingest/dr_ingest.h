@@ -107,8 +107,12 @@ typedef struct dr_ingest_stats {
                                    records jumped over */
 } dr_ingest_stats_t;
 
-/* DLQ reason classes, for metrics (the full reason text is in the header). */
-enum { DR_DLQ_DECODE, DR_DLQ_SCHEMA, DR_DLQ_INVALID, DR_DLQ_EMPTY, DR_DLQ_REJECTED, DR_DLQ__COUNT };
+/* DLQ reason classes, for metrics (the full reason text is in the header).
+ * REGISTRY: the record's writer schema could not be fetched because the
+ * Schema Registry was unreachable; such dead letters carry the header
+ * dr.retryable: true (`driftrec dlq replay` puts them back). */
+enum { DR_DLQ_DECODE, DR_DLQ_SCHEMA, DR_DLQ_INVALID, DR_DLQ_EMPTY, DR_DLQ_REJECTED,
+       DR_DLQ_REGISTRY, DR_DLQ__COUNT };
 const char *dr_ingest_dlq_reason_name(int cls);
 /* The class of a DR_E* error returned for a record. */
 int dr_ingest_dlq_class(int err);

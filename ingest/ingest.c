@@ -33,7 +33,7 @@ typedef enum { RESET_EARLIEST, RESET_LATEST, RESET_FAIL } reset_policy_t;
 static const char *const policy_names[] = {"earliest", "latest", "fail"};
 
 static const char *const dlq_names[DR_DLQ__COUNT] = {"decode", "schema", "invalid", "empty",
-                                                  "rejected"};
+                                                  "rejected", "registry"};
 
 struct dr_ingest {
     uv_loop_t *loop;
@@ -74,6 +74,7 @@ int dr_ingest_dlq_class(int err) {
     switch (err) {
     case DR_EDECODE: return DR_DLQ_DECODE;
     case DR_ESCHEMA: return DR_DLQ_SCHEMA;
+    case DR_EAGAIN: return DR_DLQ_REGISTRY;
     case DR_ERANGE: case DR_EINVAL: return DR_DLQ_INVALID;
     default: return DR_DLQ_REJECTED;
     }
@@ -346,7 +347,21 @@ static void add_header(rd_kafka_headers_t *h, const char *name, const char *valu
 
 int dr_ingest_dead_letter(dr_ingest_t *in, const rd_kafka_message_t *msg, int cls,
                           const char *reason) {
-    rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(8);
+    /* the record's own headers go along: a dead letter replayed and dead-
+     * lettered again keeps dr.replayed.from and dr.retries (the replay stops
+     * at its retry limit); our other dr.* annotations of an earlier trip are
+     * replaced by this one's */
+    rd_kafka_headers_t *orig = NULL;
+    if (rd_kafka_message_headers(msg, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char *name;
+        const void *value;
+        size_t size;
+        for (size_t i = 0; !rd_kafka_header_get_all(orig, i, &name, &value, &size); i++)
+            if (strncmp(name, "dr.", 3) != 0 || strcmp(name, "dr.replayed.from") == 0 ||
+                strcmp(name, "dr.retries") == 0) /* `dlq replay`'s count: no endless loop */
+                rd_kafka_header_add(h, name, -1, value, value ? (ssize_t)size : -1);
+    }
     char part[16], off[24];
     snprintf(part, sizeof(part), "%" PRId32, msg->partition);
     snprintf(off, sizeof(off), "%" PRId64, msg->offset);
@@ -355,6 +370,7 @@ int dr_ingest_dead_letter(dr_ingest_t *in, const rd_kafka_message_t *msg, int cl
     add_header(h, "dr.source.topic", rd_kafka_topic_name(msg->rkt));
     add_header(h, "dr.source.partition", part);
     add_header(h, "dr.source.offset", off);
+    if (cls == DR_DLQ_REGISTRY) add_header(h, "dr.retryable", "true");
     uint64_t tag = in->flight->epoch;
     rd_kafka_resp_err_t err;
     int tries = 0;

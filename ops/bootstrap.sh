@@ -5,10 +5,11 @@
 set -euo pipefail
 
 # chromium renders report.html in the tests (headless); python3 checks reports;
-# prometheus scrapes a running driftrec in the tests (and promtool checks ops/prometheus).
+# prometheus scrapes a running driftrec in the tests (and promtool checks ops/prometheus);
+# libcurl and jansson are the Schema Registry client's HTTP and JSON (registry/).
 packages=(build-essential cmake pkg-config librdkafka-dev libavro-dev librocksdb-dev
           libopenblas-dev libuv1-dev libhttp-parser-dev kcat libcmocka-dev python3 chromium
-          curl prometheus)
+          curl prometheus libcurl4-openssl-dev libjansson-dev)
 # Extra groups, enabled with arguments: `bootstrap.sh fuzz` adds clang and its
 # runtimes (libFuzzer, sanitizers: a recommendation of clang, which
 # --no-install-recommends would leave out).

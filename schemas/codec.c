@@ -101,6 +101,10 @@ typedef struct wsch {
     plan_t plan;
 } wsch_t;
 
+/* Refused ids remembered per kind: enough for any real registry's history;
+ * beyond it a refused id is simply asked for again. */
+#define REFUSED_MAX 256
+
 typedef struct kind_state {
     const kind_spec_t *spec;
     avro_schema_t schema;
@@ -108,10 +112,14 @@ typedef struct kind_state {
     avro_value_t enc;  /* reused by encode */
     wsch_t **ws;       /* ws[0] is our own schema */
     size_t n_ws, cap_ws;
+    int32_t refused[REFUSED_MAX]; /* ids the lookup did not know or we cannot read */
+    size_t n_refused;
 } kind_state_t;
 
 struct dr_codec {
     dr_codec_conf_t conf;
+    dr_codec_lookup_fn lookup; /* NULL: unknown ids are refused at once */
+    void *lookup_ctx;
     avro_reader_t reader;
     avro_writer_t writer;
     kind_state_t k[DR_SCHEMA__COUNT];
@@ -720,6 +728,11 @@ void dr_codec_free(dr_codec_t *c) {
     free(c);
 }
 
+void dr_codec_set_schema_lookup(dr_codec_t *c, dr_codec_lookup_fn fn, void *ctx) {
+    c->lookup = fn;
+    c->lookup_ctx = ctx;
+}
+
 int dr_codec_add_writer_schema(dr_codec_t *c, dr_schema_kind_t kind, int32_t id,
                                const char *schema_json, char *errstr, size_t errstr_size) {
     avro_schema_t w;
@@ -792,16 +805,47 @@ static int write_record(dr_codec_t *c, dr_schema_kind_t kind, dr_buf_t *out) {
 }
 
 /* Finds the writer schema of a Confluent frame. */
-static int parse_frame(const kind_state_t *k, const uint8_t *p, size_t len, wsch_t **ws,
-                       char *reason, size_t reason_size) {
+static bool is_refused(const kind_state_t *k, int32_t id) {
+    for (size_t i = 0; i < k->n_refused; i++)
+        if (k->refused[i] == id) return true;
+    return false;
+}
+
+/* An id we have not seen: ask the lookup (a Schema Registry) once. An id it
+ * does not know, or whose schema cannot be read as ours, is remembered as
+ * refused, so that a stream of such records costs no further requests; a
+ * lookup that could not answer (registry down) is asked again next time. */
+static int fetch_wsch(dr_codec_t *c, dr_schema_kind_t kind, int32_t id, wsch_t **ws,
+                      char *reason, size_t reason_size) {
+    kind_state_t *k = &c->k[kind];
+    if (c->lookup == NULL || is_refused(k, id))
+        return fail(DR_ESCHEMA, reason, reason_size, "unknown schema id %d for %s", (int)id,
+                    k->spec->record);
+    char *json = NULL, why[384] = "";
+    int rc = c->lookup(c->lookup_ctx, id, &json, why, sizeof why);
+    if (rc == 0) rc = dr_codec_add_writer_schema(c, kind, id, json, why, sizeof why);
+    free(json);
+    if (rc == 0) {
+        *ws = find_wsch(k, id);
+        return 0;
+    }
+    if (rc != DR_ENOTFOUND && rc != DR_ESCHEMA && rc != DR_ENOMEM)
+        return fail(DR_EAGAIN, reason, reason_size, "schema id %d for %s: %s", (int)id,
+                    k->spec->record, why);
+    if (rc != DR_ENOMEM && k->n_refused < REFUSED_MAX) k->refused[k->n_refused++] = id;
+    return fail(rc == DR_ENOMEM ? DR_ENOMEM : DR_ESCHEMA, reason, reason_size,
+                "schema id %d for %s: %s", (int)id, k->spec->record, why);
+}
+
+static int parse_frame(dr_codec_t *c, dr_schema_kind_t kind, const uint8_t *p, size_t len,
+                       wsch_t **ws, char *reason, size_t reason_size) {
     int32_t id;
     if (len < FRAME_HEADER)
         return fail(DR_EDECODE, reason, reason_size, "truncated frame header (%zu bytes)", len);
     if (p[0] != 0) return fail(DR_EDECODE, reason, reason_size, "bad magic byte 0x%02x", p[0]);
     id = (int32_t)((uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4]);
-    if ((*ws = find_wsch(k, id)) == NULL)
-        return fail(DR_ESCHEMA, reason, reason_size, "unknown schema id %d for %s", (int)id,
-                    k->spec->record);
+    if ((*ws = find_wsch(&c->k[kind], id)) == NULL)
+        return fetch_wsch(c, kind, id, ws, reason, reason_size);
     return 0;
 }
 
@@ -814,7 +858,7 @@ static int read_record(dr_codec_t *c, dr_schema_kind_t kind, const void *data, s
     int rc;
     if (p == NULL && len > 0) return fail(DR_EINVAL, reason, reason_size, "NULL data");
     if (c->conf.framing == DR_FRAMING_CONFLUENT) {
-        if ((rc = parse_frame(k, p, len, &ws, reason, reason_size))) return rc;
+        if ((rc = parse_frame(c, kind, p, len, &ws, reason, reason_size))) return rc;
         p += FRAME_HEADER;
         len -= FRAME_HEADER;
     }

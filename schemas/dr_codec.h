@@ -105,6 +105,25 @@ int dr_codec_add_writer_schema(dr_codec_t *c, dr_schema_kind_t kind, int32_t id,
                                const char *schema_json, char *errstr,
                                size_t errstr_size);
 
+/**
+ * @brief Where the codec finds a writer schema for an id it does not know
+ *        (a Schema Registry: src/ wires registry/dr_registry.h in).
+ *
+ * Called from a decode, on the decoding thread, at most once per id and
+ * kind while it answers 0, DR_ENOTFOUND or DR_ESCHEMA: on 0 @p *schema_json
+ * (malloc'd, freed by the codec) is registered as with
+ * dr_codec_add_writer_schema(); an id it does not know or that cannot be
+ * read as ours is remembered and refused from then on (DR_ESCHEMA). Any
+ * other error means "could not ask now" (registry unreachable): the decode
+ * fails with DR_EAGAIN and the next record with that id asks again.
+ * @p reason receives the lookup's one-line explanation.
+ */
+typedef int (*dr_codec_lookup_fn)(void *ctx, int32_t id, char **schema_json, char *reason,
+                                  size_t reason_size);
+
+/** Sets (or, with NULL @p fn, clears) the lookup for unknown schema ids. */
+void dr_codec_set_schema_lookup(dr_codec_t *c, dr_codec_lookup_fn fn, void *ctx);
+
 /** A growable output buffer owned by the caller. Start zeroed ({0}); the
  *  codec reallocates @c data as needed; release with dr_buf_free(). */
 typedef struct dr_buf {
@@ -132,8 +151,9 @@ int dr_codec_encode_event(dr_codec_t *c, const dr_event_t *ev, dr_buf_t *out);
  * a one-line reason is written to @p reason (may be NULL).
  * @returns 0; DR_EDECODE (malformed: truncated, bad magic byte, trailing
  *          bytes, unknown enum symbol...); DR_ESCHEMA (unknown schema id);
- *          DR_ERANGE (an array/map over its limit, or a field failing
- *          dr_event_validate()).
+ *          DR_EAGAIN (unknown schema id that the lookup could not resolve
+ *          now: retryable); DR_ERANGE (an array/map over its limit, or a
+ *          field failing dr_event_validate()).
  */
 int dr_codec_decode_event(dr_codec_t *c, const void *data, size_t len,
                           dr_event_t *ev, char *reason, size_t reason_size);

@@ -114,6 +114,14 @@ static const conf_row_t rows[] = {
     {"schema.id.recommendations", T_INT, F(codec.schema_id[DR_SCHEMA_RECS]), 0, 0, 2147483647, "2", NULL, "Schema id of schemas/Recommendations.avsc."},
     {"schema.id.item", T_INT, F(codec.schema_id[DR_SCHEMA_ITEM]), 0, 0, 2147483647, "3", NULL, "Schema id of schemas/Item.avsc."},
     {"schema.writers", T_STR, S(writer_schemas), 0, 0, "", NULL, "Other producers' writer schemas: comma-separated `id:event|item:path.avsc`."},
+    {"schema.registry.url", T_STR, S(registry_url), 0, 0, "", NULL, "A Confluent-compatible Schema Registry (http:// or https://; empty: none). At start our three schemas are registered under the topic-name subjects (`<topic>-value` of the events, recommendations and catalog topics) and their ids framed; a record whose writer schema id is unknown is fetched once (`GET /schemas/ids/{id}`), checked against our reader schema and cached (README, \"Schemas from a registry\")."},
+    {"schema.registry.basic.auth.user.info", T_STR, S(registry_user_info), 0, 0, "", NULL, "`user:password` for HTTP basic auth to the registry (hidden by `config --dump`)."},
+    {"schema.registry.ssl.ca.location", T_STR, S(registry_ca), 0, 0, "", NULL, "PEM file of the CAs that sign the registry's certificate; empty: the system's."},
+    {"schema.registry.ssl.certificate.location", T_STR, S(registry_cert), 0, 0, "", NULL, "Client certificate (PEM) for mutual TLS; empty: none."},
+    {"schema.registry.ssl.key.location", T_STR, S(registry_key), 0, 0, "", NULL, "Private key (PEM) of that certificate."},
+    {"schema.registry.ssl.key.password", T_STR, S(registry_key_password), 0, 0, "", NULL, "Password of that key (hidden by `config --dump`)."},
+    {"schema.registry.timeout.ms", T_INT, F(registry_timeout_ms), 0, 100, 600000, "5000", NULL, "One request to the registry, connecting included."},
+    {"schema.registry.wait.ms", T_INT, F(registry_wait_ms), 0, 0, 600000, "10000", NULL, "How long a record with an unknown schema id waits (consumption stops meanwhile) while the registry is unreachable, retrying, before it goes to the dead-letter topic with class `registry` and header `dr.retryable: true`; for this long afterwards such records go there at once. `driftrec dlq replay` puts them back."},
     {"log.level", T_STR, S(log_level), 0, 0, "info", "debug|info|warn|error|off", "Least severe level logged."},
     {"run.exit.idle.ms", T_INT, F(exit_idle_ms), 0, 0, 86400000, "0", NULL, "For catch-up jobs and tests: once partitions are assigned, stop cleanly (commit, exit 0) after this long without a new record and with no lag, the model topic (topic.model) read to its end too; 0 runs forever."},
     {"metrics.listen", T_STR, S(metrics_listen), 0, 0, "127.0.0.1:9464", NULL, "Address of /metrics, /healthz and /readyz for `driftrec run` (IPv4:port; port 0 picks one; empty: off). Loopback unless you choose otherwise."},
@@ -331,7 +339,7 @@ int dr_config_kafka_arrays(const dr_config_t *cfg, const char ***keys, const cha
  * ssl.keystore.password) and anything else that looks like one. */
 static bool is_secret(const char *key) {
     static const char *const words[] = {"password", "secret", "key", "token", "jaas", "credential",
-                                        "oauthbearer.config"};
+                                        "oauthbearer.config", "user.info"};
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
         if (strcasestr(key, words[i])) return true;
     return false;
@@ -353,7 +361,9 @@ void dr_config_dump(const dr_config_t *cfg, FILE *out) {
     char v[DR_PATH_MAX];
     for (size_t i = 0; i < N_ROWS; i++) {
         format_value(cfg, &rows[i], v, sizeof(v));
-        fprintf(out, "%s = %s\n", rows[i].key, v);
+        /* settings of our own that hold secrets (the registry's credentials) */
+        bool hide = rows[i].type == T_STR && v[0] && is_secret(rows[i].key);
+        fprintf(out, "%s = %s\n", rows[i].key, hide ? "[redacted]" : v);
     }
     for (int i = 0; i < cfg->n_kafka; i++)
         fprintf(out, "kafka.%s = %s\n", cfg->kafka[i].key,

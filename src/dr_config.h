@@ -65,6 +65,12 @@ typedef struct dr_config {
     dr_codec_conf_t codec;
     char framing[16];
     char writer_schemas[DR_PATH_MAX]; /* "id:kind:path,..." extra writer schemas */
+    char registry_url[DR_PATH_MAX];   /* "": no Schema Registry */
+    char registry_user_info[512];     /* basic auth "user:password" */
+    char registry_ca[DR_PATH_MAX], registry_cert[DR_PATH_MAX], registry_key[DR_PATH_MAX];
+    char registry_key_password[256];
+    int registry_timeout_ms;
+    int registry_wait_ms;
     /* process */
     char log_level[16];
     int shutdown_timeout_ms;

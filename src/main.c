@@ -91,6 +91,17 @@ typedef struct run_ctx {
     bool stopping;
 } run_ctx_t;
 
+/* The progress line, every 10 s and once more ("stopped") at the end. */
+static bool log_progress(run_ctx_t *r, const char *what) {
+    dr_pipeline_stats_t s;
+    dr_pipeline_stats(r->pipeline, &s);
+    dr_log(DR_LOG_INFO, "main", "%s | consumed=%llu events=%llu erases=%llu lists=%llu dlq=%llu lag=%lld commits=%llu paused=%d",
+           what, (unsigned long long)s.consumed, (unsigned long long)s.events, (unsigned long long)s.erase_requests,
+           (unsigned long long)s.lists_emitted, (unsigned long long)s.dead_lettered,
+           (long long)s.lag, (unsigned long long)s.commits, s.paused);
+    return s.failed;
+}
+
 static void shut_down(run_ctx_t *r) {
     if (r->stopping) return;
     r->stopping = true;
@@ -102,6 +113,12 @@ static void shut_down(run_ctx_t *r) {
     dr_metrics_close(r->metrics);
     r->metrics = NULL;
     dr_pipeline_stop(r->pipeline);
+    log_progress(r, "stopped");
+}
+
+static void on_stats(uv_timer_t *t) {
+    run_ctx_t *r = t->data;
+    if (log_progress(r, "progress")) shut_down(r);
 }
 
 static void on_stop_signal(uv_signal_t *h, int sig) {
@@ -132,16 +149,7 @@ static void on_watch(uv_timer_t *t) {
     if (dr_pipeline_exit_code(r->pipeline) != 0) shut_down(r);
 }
 
-static void on_stats(uv_timer_t *t) {
-    run_ctx_t *r = t->data;
-    dr_pipeline_stats_t s;
-    dr_pipeline_stats(r->pipeline, &s);
-    dr_log(DR_LOG_INFO, "main", "progress | consumed=%llu events=%llu erases=%llu lists=%llu dlq=%llu lag=%lld commits=%llu paused=%d",
-           (unsigned long long)s.consumed, (unsigned long long)s.events, (unsigned long long)s.erase_requests,
-           (unsigned long long)s.lists_emitted, (unsigned long long)s.dead_lettered,
-           (long long)s.lag, (unsigned long long)s.commits, s.paused);
-    if (s.failed) shut_down(r);
-}
+
 
 static int cmd_run(int argc, char **argv) {
     dr_config_t *cfg = malloc(sizeof(*cfg));

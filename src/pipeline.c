@@ -16,6 +16,7 @@
 #include "dr_handoff.h"
 #include "dr_ingest.h"
 #include "dr_log.h"
+#include "dr_schema_registry.h"
 #include "dr_state.h"
 
 /* How long a revoke or shutdown commit may wait for deliveries. */
@@ -28,6 +29,7 @@ struct dr_pipeline {
     dr_user_cache_t *cache;
     dr_model_t *model;
     dr_codec_t *codec;           /* decoding on the loop thread */
+    dr_registry_t *registry;     /* schema.registry.url's client, or NULL */
     rd_kafka_t *producer;
     rd_kafka_queue_t *producer_queue;
     int producer_pipe[2];
@@ -1352,7 +1354,9 @@ int dr_pipeline_new(dr_pipeline_t **out, uv_loop_t *loop, const dr_config_t *cfg
         goto out_fail;
     }
     if ((err = restore(p, errstr, n))) goto out_fail;
-    if ((err = dr_codec_new(&p->codec, &cfg->codec, errstr, n))) goto out_fail;
+    if ((err = dr_schema_registry_open(&p->cfg, &p->registry, errstr, n))) goto out_fail;
+    if ((err = dr_codec_new(&p->codec, &p->cfg.codec, errstr, n))) goto out_fail;
+    dr_schema_registry_attach(p->codec, p->registry);
     if ((err = add_writer_schemas(p, errstr, n))) goto out_fail;
     if ((err = make_clients(p, errstr, n))) goto out_fail;
     *out = p;
@@ -1435,6 +1439,7 @@ void dr_pipeline_free(dr_pipeline_t *p) {
         if (p->producer_pipe[i] >= 0) close(p->producer_pipe[i]);
     dr_state_batch_free(p->commit_batch);
     dr_codec_free(p->codec);
+    dr_registry_free(p->registry);
     dr_user_cache_free(p->cache);
     dr_model_free(p->model);
     dr_adwin_free_buckets(&p->global_drift);

@@ -351,6 +351,72 @@ static void test_writer_extra_fields(void **state) {
     dr_codec_free(c);
 }
 
+/* The lookup a Schema Registry stands behind, as the codec sees it: id 10 is
+ * writer_extra, 11 is unknown, 12 cannot be asked now, 13 is not a UserEvent. */
+typedef struct { int calls[16]; } lookup_log_t;
+
+static int test_lookup(void *ctx, int32_t id, char **json, char *reason, size_t reason_size) {
+    lookup_log_t *log = ctx;
+    log->calls[id & 15]++;
+    switch (id) {
+    case 10: *json = strdup(writer_extra); return *json ? 0 : DR_ENOMEM;
+    case 11: snprintf(reason, reason_size, "HTTP 404: Schema 11 not found"); return DR_ENOTFOUND;
+    case 12: snprintf(reason, reason_size, "registry unreachable"); return DR_EAGAIN;
+    default:
+        *json = strdup("{\"type\":\"record\",\"name\":\"Other\",\"fields\":[]}");
+        return *json ? 0 : DR_ENOMEM;
+    }
+}
+
+/* Claim: an unknown schema id is asked for once; the answer is kept whether
+ * it is a schema (then decoded) or a refusal (then refused without asking);
+ * only "could not ask now" is retried, and it reads DR_EAGAIN. */
+static void test_writer_lookup(void **state) {
+    (void)state;
+    dr_codec_t *c = new_codec(DR_FRAMING_CONFLUENT);
+    lookup_log_t log = {{0}};
+    dr_codec_set_schema_lookup(c, test_lookup, &log);
+    dr_buf_t buf = {0};
+    dr_event_t ev;
+    char reason[256] = "";
+    assert_int_equal(dr_codec_encode_event(c, &sample_event, &buf), 0);
+    /* writer_extra's record for sample_event: our fields plus its extras */
+    bb_t b = {.n = 0};
+    bb_frame(&b, 10);
+    bb_long(&b, sample_event.user_id);
+    bb_long(&b, 0); /* country: null */
+    bb_long(&b, sample_event.item_id);
+    bb_long(&b, sample_event.type);
+    bb_float(&b, sample_event.value);
+    bb_long(&b, sample_event.timestamp_ms);
+    bb_long(&b, 0);
+    bb_long(&b, 0);
+    bb_long(&b, 0); /* tags: empty */
+    for (int i = 0; i < 8; i++) bb_u8(&b, 0);
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(dr_codec_decode_event(c, b.b, b.n, &ev, reason, sizeof reason), 0);
+        assert_int_equal(ev.item_id, sample_event.item_id);
+    }
+    assert_int_equal(log.calls[10], 1);
+    for (int32_t id = 11; id <= 13; id++) {
+        for (int round = 0; round < 2; round++) {
+            b.b[1] = b.b[2] = b.b[3] = 0;
+            b.b[4] = (uint8_t)id;
+            int want = id == 12 ? DR_EAGAIN : DR_ESCHEMA;
+            reason[0] = 0;
+            assert_int_equal(dr_codec_decode_event(c, b.b, b.n, &ev, reason, sizeof reason), want);
+            if (!strstr(reason, "schema id")) fail_msg("id %d: reason '%s'", (int)id, reason);
+        }
+    }
+    assert_int_equal(log.calls[11], 1);
+    assert_int_equal(log.calls[12], 2);
+    assert_int_equal(log.calls[13], 1);
+    /* our own id never asks */
+    assert_int_equal(dr_codec_decode_event(c, buf.data, buf.len, &ev, reason, sizeof reason), 0);
+    dr_buf_free(&buf);
+    dr_codec_free(c);
+}
+
 /* Claim: fields in a different order, and a writer int promoted to our long,
  * decode to the right values. */
 static void test_writer_reordered(void **state) {
@@ -958,6 +1024,7 @@ int main(void) {
         cmocka_unit_test(test_item_round_trip),
         cmocka_unit_test(test_encode_rejects_invalid),
         cmocka_unit_test(test_writer_extra_fields),
+        cmocka_unit_test(test_writer_lookup),
         cmocka_unit_test(test_writer_reordered),
         cmocka_unit_test(test_writer_missing_defaults),
         cmocka_unit_test(test_avsc_declares_defaults),
