@@ -39,7 +39,7 @@ struct dr_registry {
     struct curl_slist *get_headers, *post_headers;
     char curl_error[CURL_ERROR_SIZE];
     int64_t circuit_open_until_ms; /* dr_mono_ms(); 0 = closed */
-    char last_failure[256];        /* why the circuit opened, for fast failures */
+    char last_failure[512];        /* why the circuit opened, for fast failures */
     dr_registry_stats_t stats;
 };
 
