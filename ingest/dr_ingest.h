@@ -181,10 +181,12 @@ rd_kafka_conf_t *dr_ingest_kafka_conf(const char *const (*defaults)[2], size_t n
 
 /* The user id in a message's key, as every producer of ours writes it (the
  * decimal id, digits only, without sign, spaces or leading zeros, below
- * 2^53): true and *id set, or false (other spellings of an id would be
- * hashed to another partition than the user's). Erase
- * requests on the events topic, lists and tombstones on the
- * recommendations topic are keyed so. */
+ * 2^53), or as Java's LongSerializer writes it (8 bytes, big-endian): true
+ * and *id set, or false (other spellings of an id would be hashed to
+ * another partition than the user's). Erase requests on the events topic,
+ * lists and tombstones on the recommendations topic are keyed so. The
+ * partitioner hashes the key's bytes: a producer keeps one kind of key for
+ * all of a user's records, or its erase request lands in another partition. */
 bool dr_ingest_user_key(const rd_kafka_message_t *m, int64_t *id);
 
 /* A topic's partition count from the cluster's metadata (-1: no such

@@ -416,6 +416,15 @@ bool dr_ingest_user_key(const rd_kafka_message_t *m, int64_t *id) {
      * user's erase request to another partition than the user's events. */
     const char *k = m->key;
     size_t n = m->key_len;
+    /* Java's LongSerializer: 8 bytes, big-endian. An id below 2^53 starts
+     * with a zero byte, which no decimal key does: the two never clash. */
+    if (k && n == 8 && k[0] == 0) {
+        uint64_t v = 0;
+        for (size_t i = 0; i < 8; i++) v = v << 8 | (uint8_t)k[i];
+        if (v >= (uint64_t)DR_MAX_ID) return false;
+        *id = (int64_t)v;
+        return true;
+    }
     if (!k || n == 0 || n > 16 || (n > 1 && k[0] == '0')) return false; /* 2^53 has 16 digits */
     int64_t v = 0;
     for (size_t i = 0; i < n; i++) {

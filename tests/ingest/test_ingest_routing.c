@@ -91,6 +91,24 @@ static void test_user_key_canonical(void **state) {
         int64_t id = -1;
         if (dr_ingest_user_key(&m, &id)) fail_msg("key \"%s\" read as user %" PRId64, bad[i], id);
     }
+    /* Java's LongSerializer keys: 8 bytes big-endian, below 2^53 */
+    static const struct { uint8_t key[9]; size_t len; int64_t id; } bin[] = {
+        {{0, 0, 0, 0, 0, 0, 0, 7}, 8, 7},
+        {{0, 0, 0, 0, 0, 0x12, 0xd6, 0x87}, 8, 1234567},
+        {{0, 0x1f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 8, 9007199254740991LL},
+        {{0, 0x20, 0, 0, 0, 0, 0, 0}, 8, -1},        /* 2^53 */
+        {{0, 0, 0, 0, 0, 0, 7}, 7, -1},              /* 7 bytes */
+        {{0, 0, 0, 0, 0, 0, 0, 0, 7}, 9, -1},        /* 9 bytes */
+        {{0x80, 0, 0, 0, 0, 0, 0, 7}, 8, -1}};       /* negative */
+    for (size_t i = 0; i < sizeof(bin) / sizeof(bin[0]); i++) {
+        rd_kafka_message_t m = {0};
+        m.key = (void *)bin[i].key;
+        m.key_len = bin[i].len;
+        int64_t id = -1;
+        bool ok = dr_ingest_user_key(&m, &id);
+        if (ok != (bin[i].id >= 0) || (ok && id != bin[i].id))
+            fail_msg("binary key %zu: read %d as %" PRId64, i, ok, id);
+    }
     rd_kafka_message_t m = {0}; /* no key at all */
     int64_t id;
     assert_false(dr_ingest_user_key(&m, &id));
