@@ -60,7 +60,8 @@ static void remember_outcome(feed_user_t *u, int64_t item, bool clicked) {
 }
 
 /* The list the user is shown: driftrec's, or for the popular arm the
- * trending top without what the user clicked recently. */
+ * trending top without what the user clicked recently or hid (a feed that
+ * showed hidden posts again would be a strawman). */
 static int shown_list(const feed_player_t *p, const feed_user_t *u, int64_t *out) {
     if (u->arm != DR_FEED_ARM_POPULAR) {
         for (int i = 0; i < u->list_len; i++) out[i] = u->list[i];
@@ -68,7 +69,8 @@ static int shown_list(const feed_player_t *p, const feed_user_t *u, int64_t *out
     }
     int n = 0;
     for (int i = 0; i < p->trend->n_top && n < FEED_LIST_MAX; i++)
-        if (!recently_clicked(u, p->trend->top[i])) out[n++] = p->trend->top[i];
+        if (!recently_clicked(u, p->trend->top[i]) && !was_hidden(u, p->trend->top[i]))
+            out[n++] = p->trend->top[i];
     return n;
 }
 
