@@ -23,8 +23,15 @@ typedef enum dr_event_type {
     DR_EV_HIDE,
     DR_EV_DWELL,
     DR_EV_RATE,
+    DR_EV_HIDE_AUTHOR, /* "not interested in this author": item_id is the item shown */
+    DR_EV_HIDE_TOPIC,  /* "not interested in this topic": likewise */
     DR_EV__COUNT
 } dr_event_type_t;
+
+/* A HIDE of the item, or of its author or topic: a strong negative on the item. */
+static inline int dr_event_is_hide(int type) {
+    return type == DR_EV_HIDE || type == DR_EV_HIDE_AUTHOR || type == DR_EV_HIDE_TOPIC;
+}
 
 /* Symbol of an event type as spelled in the schema ("CLICK"), or NULL. */
 const char *dr_event_type_name(int type);
@@ -74,6 +81,8 @@ typedef struct dr_item_rec {
     size_t embedding_len;
     bool deleted;
     bool blocked;
+    int64_t author;       /* who published it, -1: unknown */
+    int64_t topic;        /* what it is about, -1: unknown */
 } dr_item_rec_t;
 
 #endif /* DR_TYPES_H */

@@ -5,7 +5,7 @@
 
 static const char *const event_type_names[DR_EV__COUNT] = {
     "IMPRESSION", "CLICK", "LIKE", "SHARE", "COMMENT",
-    "PURCHASE",   "HIDE",  "DWELL", "RATE",
+    "PURCHASE",   "HIDE",  "DWELL", "RATE",    "HIDE_AUTHOR", "HIDE_TOPIC",
 };
 
 const char *dr_event_type_name(int type) {

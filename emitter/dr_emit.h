@@ -23,10 +23,11 @@
 typedef struct dr_exclusions {
     const int64_t *idx;
     size_t n;
-    /* the user whose seen posts rest (dr_user_resting), or NULL: a filter
-     * can't be listed, so it is asked only about the items that would
-     * enter the list */
-    const dr_user_t *resting_of;
+    /* the user whose seen posts rest (dr_user_resting) and whose hidden
+     * authors and topics (dr_user_hides_source) stay out, or NULL: asked
+     * only about the items that would enter the list (a filter can't be
+     * listed, and an item's author is one look-up away) */
+    const dr_user_t *user;
 } dr_exclusions_t;
 
 /* Adds a per-user term to one chunk of user u's scores between the sgemm

@@ -124,7 +124,7 @@ static void gather_user(dr_emitter_t *e, const dr_model_t *m, const dr_user_t *u
     }
     e->excl[r].idx = idx;
     e->excl[r].n = n;
-    e->excl[r].resting_of = u;
+    e->excl[r].user = u;
 }
 
 /* Produces row r's list for u under delivery tag `tag`; `counted`: a new

@@ -40,11 +40,12 @@ static void sift_up(dr_scored_item_t *h, size_t i) {
  * U·Qᵀ plus the row hook's terms) to the user's heap of up to k entries
  * (*len of them); the item biases and w times the pop vector are added here,
  * one multiply-add per item in the same pass. Excluded entries were set to
- * -INFINITY beforehand; NaN scores never rank; items resting for the user
- * are skipped once they pass the heap's bar. Most candidates fail the first
+ * -INFINITY beforehand; NaN scores never rank; items resting for the user,
+ * or by an author or of a topic it hid, are skipped once they pass the
+ * heap's bar. Most candidates fail the first
  * comparison against the heap's worst entry. */
 static void select_chunk(const float *s, const dr_items_view_t *items, size_t first, size_t n,
-                         float w, const dr_user_t *resting_of, size_t k, dr_scored_item_t *heap,
+                         float w, const dr_user_t *user, size_t k, dr_scored_item_t *heap,
                          size_t *len) {
     size_t kept = *len;
     const float *bias = items->bias + first, *pop = w != 0.0f ? items->pop + first : NULL;
@@ -55,7 +56,9 @@ static void select_chunk(const float *s, const dr_items_view_t *items, size_t fi
         if (pop) score += w * pop[j];
         if (kept == k && score < heap[0].score) continue;
         if (!(score > -INFINITY) || blocked[j]) continue; /* also drops NaN */
-        if (resting_of && dr_user_resting(resting_of, ids[j])) continue;
+        if (user && (dr_user_resting(user, ids[j]) ||
+                     dr_user_hides_source(user, items->author[first + j], items->topic[first + j])))
+            continue;
         dr_scored_item_t c = {ids[j], score};
         if (kept < k) {
             heap[kept] = c;
@@ -102,7 +105,7 @@ void dr_emit_topk(const float *U, size_t B, const dr_items_view_t *items, int k,
                 if (i >= (int64_t)first && (size_t)i - first < n) row[(size_t)i - first] = -INFINITY;
             }
             float w = terms && terms->pop_weight ? terms->pop_weight[u] : 0.0f;
-            select_chunk(row, items, first, n, w, excl ? excl[u].resting_of : NULL, (size_t)k,
+            select_chunk(row, items, first, n, w, excl ? excl[u].user : NULL, (size_t)k,
                          out + u * (size_t)k, &out_n[u]);
         }
     }

@@ -53,6 +53,7 @@
 #define DR_MAX_DIM 512
 #define DR_RECENT_MAX 64    /* per-user ring of recent events */
 #define DR_HIDDEN_MAX 64    /* per-user hidden items kept out of lists (the newest; 512 bytes) */
+#define DR_HIDDEN_SOURCES 16 /* per-user hidden authors, and hidden topics (the newest; 128 bytes each) */
 #define DR_REST_COUNTERS 1024 /* 4-bit impression counters of the seen-posts filter (512 bytes) */
 #define DR_REST_BITS 1024     /* bits of each of its two generations of resting items (128 bytes) */
 #define DR_PENDING_IMP 8    /* impressions awaiting engagement */
@@ -153,6 +154,13 @@ typedef struct dr_rest_filter {
     uint64_t resting[2][DR_REST_BITS / 64]; /* [0] current, [1] previous generation */
 } dr_rest_filter_t;
 
+/* The newest ids of a kind, up to DR_HIDDEN_SOURCES: once full, a new one
+ * takes the oldest one's place. */
+typedef struct dr_id_ring {
+    int64_t id[DR_HIDDEN_SOURCES];
+    uint8_t len, head;
+} dr_id_ring_t;
+
 typedef struct dr_pending_imp {
     int64_t item_id;
     int64_t timestamp_ms;
@@ -192,6 +200,8 @@ typedef struct dr_user {
                                       version; -1: to the current one (new) */
     dr_adwin_t drift;              /* ADWIN over this user's prequential loss */
     dr_rest_filter_t rest;         /* seen posts that rest */
+    dr_id_ring_t hidden_authors;   /* HIDE_AUTHOR: their items never in its lists */
+    dr_id_ring_t hidden_topics;    /* HIDE_TOPIC: likewise */
     float v[];                     /* v_u, dim floats */
 } dr_user_t;
 
@@ -212,6 +222,9 @@ bool dr_user_has_hidden(const dr_user_t *u, int64_t item_id);
 bool dr_user_resting(const dr_user_t *u, int64_t item_id);
 /* Out of the user's lists: recent, hidden or resting. */
 bool dr_user_excludes(const dr_user_t *u, int64_t item_id);
+/* True when the user hid this author or this topic (HIDE_AUTHOR,
+ * HIDE_TOPIC; -1: unknown, never hidden): the item stays out of its lists. */
+bool dr_user_hides_source(const dr_user_t *u, int64_t author, int64_t topic);
 
 typedef struct dr_model dr_model_t;
 
@@ -235,6 +248,8 @@ typedef struct dr_items_view {
     const int64_t *ids;      /* n */
     const uint8_t *excluded; /* n: blocked or deleted */
     const float *pop;        /* n: p_i of the population prior */
+    const int64_t *author;   /* n: the catalog's author, -1: unknown */
+    const int64_t *topic;    /* n: the catalog's topic, -1: unknown */
 } dr_items_view_t;
 void dr_model_items(const dr_model_t *m, dr_items_view_t *view);
 
@@ -248,6 +263,10 @@ void dr_model_pop_fade(const dr_model_t *m, float *gamma, float *tau);
 int dr_model_set_item_excluded(dr_model_t *m, int64_t item_id, bool excluded);
 /* True when the item is known and blocked or deleted. */
 bool dr_model_item_excluded(dr_model_t *m, int64_t item_id);
+/* Sets an item's author and topic from the catalog (-1: unknown), which a
+ * user's HIDE_AUTHOR / HIDE_TOPIC refer to. Creates the item if needed.
+ * 0, DR_ERANGE (an id outside [-1, 2^53)), or as dr_model_item_index(). */
+int dr_model_set_item_source(dr_model_t *m, int64_t item_id, int64_t author, int64_t topic);
 /* Gives an item its content embedding (len must be conf.content_dim, values
  * finite): from now on q_i = W·e_i + δ_i, δ_i chosen so that an item that
  * already learned keeps its vector. Creates the item if needed. 0, DR_EINVAL

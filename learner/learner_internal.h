@@ -82,6 +82,7 @@ struct dr_model {
     float *q;
     float *bias;
     int64_t *ids;
+    int64_t *author, *topic;      /* the catalog's, -1: unknown */
     uint8_t *excluded;
     uint8_t *dirty;
     uint64_t *count;      /* events applied per item */

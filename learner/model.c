@@ -31,6 +31,8 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->weight[DR_EV_COMMENT] = 1.5f;
     c->weight[DR_EV_PURCHASE] = 3.0f;
     c->weight[DR_EV_HIDE] = 2.0f;
+    c->weight[DR_EV_HIDE_AUTHOR] = 2.0f;
+    c->weight[DR_EV_HIDE_TOPIC] = 2.0f;
     c->weight[DR_EV_DWELL] = 1.0f;
     c->weight[DR_EV_RATE] = 1.0f;
     c->dwell_threshold_s = 10.0f;
@@ -157,6 +159,28 @@ bool dr_user_excludes(const dr_user_t *u, int64_t item_id) {
            dr_user_resting(u, item_id);
 }
 
+static bool ring_holds(const dr_id_ring_t *r, int64_t id) {
+    for (unsigned i = 0; i < r->len; i++)
+        if (r->id[i] == id) return true;
+    return false;
+}
+
+/* Remembers an author or topic the user hid; the oldest makes room. */
+static void ring_remember(dr_id_ring_t *r, int64_t id) {
+    if (id < 0 || ring_holds(r, id)) return;
+    if (r->len < DR_HIDDEN_SOURCES) {
+        r->id[r->len++] = id;
+        return;
+    }
+    r->id[r->head] = id;
+    r->head = (uint8_t)((r->head + 1) % DR_HIDDEN_SOURCES);
+}
+
+bool dr_user_hides_source(const dr_user_t *u, int64_t author, int64_t topic) {
+    return (author >= 0 && u->hidden_authors.len && ring_holds(&u->hidden_authors, author)) ||
+           (topic >= 0 && u->hidden_topics.len && ring_holds(&u->hidden_topics, topic));
+}
+
 /* Remembers a hidden item; once DR_HIDDEN_MAX are kept, the oldest hide
  * makes room (the bound on a user's state). */
 static void user_hide(dr_user_t *u, int64_t item_id) {
@@ -228,6 +252,8 @@ static int grow_items(dr_model_t *m) {
     if (grow_array((void **)&m->q, sizeof(float) * (size_t)m->dim, n) ||
         grow_array((void **)&m->bias, sizeof(float), n) ||
         grow_array((void **)&m->ids, sizeof(int64_t), n) ||
+        grow_array((void **)&m->author, sizeof(int64_t), n) ||
+        grow_array((void **)&m->topic, sizeof(int64_t), n) ||
         grow_array((void **)&m->excluded, 1, n) || grow_array((void **)&m->dirty, 1, n) ||
         grow_array((void **)&m->count, sizeof(uint64_t), n) ||
         grow_array((void **)&m->dirty_list, sizeof(int64_t), n) ||
@@ -263,6 +289,7 @@ void dr__item_init(dr_model_t *m, size_t idx, int64_t item_id) {
         q[k] = (float)((dr_rand01(&s) * 2.0 - 1.0) * m->conf.init_scale);
     m->bias[idx] = 0.0f;
     m->ids[idx] = item_id;
+    m->author[idx] = m->topic[idx] = -1;
     m->excluded[idx] = 0;
     m->dirty[idx] = 0;
     m->count[idx] = 0;
@@ -373,6 +400,17 @@ int dr_model_set_item_excluded(dr_model_t *m, int64_t item_id, bool excluded) {
     return 0;
 }
 
+int dr_model_set_item_source(dr_model_t *m, int64_t item_id, int64_t author, int64_t topic) {
+    if (author < -1 || author >= DR_MAX_ID || topic < -1 || topic >= DR_MAX_ID) return DR_ERANGE;
+    int64_t idx = dr_model_item_index(m, item_id, true);
+    if (idx < 0) return (int)idx;
+    if (m->author[idx] == author && m->topic[idx] == topic) return 0;
+    m->author[idx] = author;
+    m->topic[idx] = topic;
+    mark_item_dirty(m, (size_t)idx);
+    return 0;
+}
+
 bool dr_model_item_excluded(dr_model_t *m, int64_t item_id) {
     int64_t idx = dr_model_item_index(m, item_id, false);
     return idx >= 0 && m->excluded[idx];
@@ -386,6 +424,8 @@ void dr_model_items(const dr_model_t *m, dr_items_view_t *v) {
     v->ids = m->ids;
     v->excluded = m->excluded;
     v->pop = m->pop_score;
+    v->author = m->author;
+    v->topic = m->topic;
 }
 
 /* ---- model lifecycle ------------------------------------------------------ */
@@ -439,6 +479,8 @@ void dr_model_free(dr_model_t *m) {
     free(m->bias);
     free(m->ids);
     free(m->excluded);
+    free(m->author);
+    free(m->topic);
     free(m->dirty);
     free(m->count);
     free(m->dirty_list);
@@ -616,7 +658,7 @@ static float factor_score(const dr_model_t *m, const dr_user_t *u, int64_t idx) 
  * impression's label comes later, from what follows it). */
 static bool implicit_label(const dr_learner_conf_t *c, uint8_t type, float value, float *y, float *w) {
     if (type == DR_EV_IMPRESSION) return false;
-    *y = type == DR_EV_HIDE ? 0.0f : 1.0f;
+    *y = dr_event_is_hide(type) ? 0.0f : 1.0f;
     *w = c->weight[type];
     if (type == DR_EV_DWELL && value < c->dwell_threshold_s) {
         *y = 0.0f; /* a short look: mild disinterest, like an ignored impression */
@@ -858,7 +900,9 @@ static float rank_score(const dr_model_t *m, const float *ue, float pop_w, float
 
 int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id) {
     int64_t target = dr_model_item_index(m, item_id, false);
-    if (target < 0 || m->excluded[target] || dr_user_excludes(u, item_id)) return 0;
+    if (target < 0 || m->excluded[target] || dr_user_excludes(u, item_id) ||
+        dr_user_hides_source(u, m->author[target], m->topic[target]))
+        return 0;
     float *ue = m->scratch;
     dr_model_user_vector(m, u, ue);
     float w = dr_model_pop_weight(m, u), tw = trend_weight_of(m, u);
@@ -869,7 +913,9 @@ int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id) {
     for (size_t i = 0; i < m->n_items; i++) {
         if ((int64_t)i == target || m->excluded[i]) continue;
         float si = rank_score(m, ue, w, tw, &src, i);
-        if (si > st && !dr_user_excludes(u, m->ids[i])) above++;
+        if (si > st && !dr_user_excludes(u, m->ids[i]) &&
+            !dr_user_hides_source(u, m->author[i], m->topic[i]))
+            above++;
     }
     return above + 1;
 }
@@ -1227,7 +1273,12 @@ int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t
     }
     /* after the samples: the event's ring entry counts its own outcome */
     if (ev->type != DR_EV_IMPRESSION) user_remember(u, ev, m->conf.recent_items);
-    if (ev->type == DR_EV_HIDE) user_hide(u, ev->item_id);
+    if (dr_event_is_hide(ev->type)) user_hide(u, ev->item_id);
+    if (ev->type == DR_EV_HIDE_AUTHOR || ev->type == DR_EV_HIDE_TOPIC) {
+        int64_t idx = dr_model_item_index(m, ev->item_id, false); /* learned above: known */
+        if (idx >= 0 && ev->type == DR_EV_HIDE_AUTHOR) ring_remember(&u->hidden_authors, m->author[idx]);
+        if (idx >= 0 && ev->type == DR_EV_HIDE_TOPIC) ring_remember(&u->hidden_topics, m->topic[idx]);
+    }
     if (m->conf.mode == DR_MODE_IMPLICIT)
         dr__rest_observe(u, &m->conf, ev->item_id, ev->type == DR_EV_IMPRESSION,
                          engages(&m->conf, (uint8_t)ev->type, ev->value), ev->timestamp_ms);

@@ -19,9 +19,9 @@
 #include "dr_err.h"
 #include "learner_internal.h"
 
-#define USER_RECORD_VERSION 7 /* 2: + drift detector; 3: + last list scores; 4: + prior version; 5: + drift regime; 6: + hidden items; 7: + seen posts filter; older still read */
-#define ITEM_RECORD_VERSION 3 /* 2: + content embedding and δ_i; 3: + decayed positives and
-                                 co-engagement; older still read */
+#define USER_RECORD_VERSION 8 /* 2: + drift detector; 3: + last list scores; 4: + prior version; 5: + drift regime; 6: + hidden items; 7: + seen posts filter; 8: + hidden authors and topics; older still read */
+#define ITEM_RECORD_VERSION 4 /* 2: + content embedding and δ_i; 3: + decayed positives and
+                                 co-engagement; 4: + author and topic; older still read */
 #define GLOBALS_RECORD_VERSION 3 /* 2: + outer-loop accumulator and past priors; 3: + population prior */
 
 /* Event times a stored record may hold: what ingest accepts on input
@@ -44,7 +44,7 @@ size_t dr_model_dirty_items(const dr_model_t *m) { return m->n_dirty; }
 
 /* The largest item record: fixed fields, q_i, content and δ_i, neighbours. */
 size_t dr__item_record_cap(const dr_model_t *m) {
-    return 64 + (size_t)m->dim * 8 + (size_t)m->content_dim * 4 + (size_t)m->conf.cooc_neighbors * 12;
+    return 64 + 16 + (size_t)m->dim * 8 + (size_t)m->content_dim * 4 + (size_t)m->conf.cooc_neighbors * 12;
 }
 
 /* Version 3's tail: n_i, then the neighbour count and (item id, n_ji) pairs
@@ -118,6 +118,8 @@ int dr_model_drain_dirty_items(dr_model_t *m, dr_item_sink_fn fn, void *ctx) {
         dr_put_bytes(&w, m->q + idx * (size_t)m->dim, (size_t)m->dim * 4);
         dr_put_f32(&w, m->pop_count[idx]);
         dr_put_u64(&w, m->pop_time[idx]);
+        dr_put_i64(&w, m->author[idx]); /* version 4: the catalog's author and topic */
+        dr_put_i64(&w, m->topic[idx]);
         uint16_t c = m->has_content[idx] ? (uint16_t)m->content_dim : 0;
         dr_put_u16(&w, c);
         if (c) {
@@ -150,10 +152,16 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
         m->pop_count[idx] = dr_get_f32(&r);
         m->pop_time[idx] = dr_get_u64(&r);
     }
+    if (version >= 4) { /* older: the catalog's record sets them again */
+        m->author[idx] = dr_get_i64(&r);
+        m->topic[idx] = dr_get_i64(&r);
+    }
     uint16_t c = version >= 2 ? dr_get_u16(&r) : 0;
     /* no embedding, or one of another learner.content.dim: a free q_i */
     if (c != m->content_dim && m->has_content[idx]) { m->has_content[idx] = 0; m->n_content--; }
     bool ok = r.ok && excluded <= 1 && all_finite(q, m->dim) && isfinite(m->bias[idx]) &&
+              m->author[idx] >= -1 && m->author[idx] < DR_MAX_ID && m->topic[idx] >= -1 &&
+              m->topic[idx] < DR_MAX_ID &&
               isfinite(m->pop_count[idx]) && m->pop_count[idx] >= 0;
     if (ok) dr__pop_refresh_item(m, idx); /* the globals, loaded before or after, do the same for all */
     size_t content_len = (size_t)c * 4 + (size_t)m->dim * 4;
@@ -293,10 +301,29 @@ int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
     return 0;
 }
 
+static void put_id_ring(dr_writer_t *w, const dr_id_ring_t *r) {
+    dr_put_u8(w, r->len);
+    dr_put_u8(w, r->head);
+    for (unsigned i = 0; i < r->len; i++) dr_put_i64(w, r->id[i]);
+}
+
+/* A ring as put_id_ring wrote it: false for one that no writer makes. */
+static bool get_id_ring(dr_reader_t *r, dr_id_ring_t *ring) {
+    ring->len = dr_get_u8(r);
+    ring->head = dr_get_u8(r);
+    if (ring->len > DR_HIDDEN_SOURCES || ring->head >= DR_HIDDEN_SOURCES ||
+        (ring->head > 0 && ring->len < DR_HIDDEN_SOURCES))
+        return false;
+    for (unsigned i = 0; i < ring->len; i++)
+        if (!valid_item_id(ring->id[i] = dr_get_i64(r))) return false; /* ids as items' */
+    return r->ok;
+}
+
 int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
     size_t cap = 64 + 28 + (size_t)u->recent_len * 17 + (size_t)u->pending_len * 16 +
                  (size_t)u->last_list_len * 12 + (size_t)dim * 4 + 12 + 8 + 2 + (size_t)u->hidden_len * 8 +
-                 1 + sizeof(u->rest) + dr_adwin_serialized_size(&u->drift);
+                 1 + sizeof(u->rest) + 2 * (2 + DR_HIDDEN_SOURCES * 8) +
+                 dr_adwin_serialized_size(&u->drift);
     uint8_t *buf = malloc(cap);
     if (!buf) return DR_ENOMEM;
     dr_writer_t w = {buf, 0, cap, true};
@@ -350,6 +377,9 @@ int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
         for (int g = 0; g < 2; g++)
             for (int i = 0; i < DR_REST_BITS / 64; i++) dr_put_u64(&w, u->rest.resting[g][i]);
     }
+    /* version 8: the hidden authors and topics */
+    put_id_ring(&w, &u->hidden_authors);
+    put_id_ring(&w, &u->hidden_topics);
     if (!w.ok) { free(buf); return DR_ENOMEM; }
     *out = buf;
     *len = w.len;
@@ -499,6 +529,8 @@ int dr_user_decode(int64_t user_id, const dr_learner_conf_t *conf, const void *r
         /* resting switched off since the record was written: nothing rests */
         if (conf->rest_impressions == 0) memset(&u->rest, 0, sizeof(u->rest));
     }
+    if (version >= 8 && (!get_id_ring(&r, &u->hidden_authors) || !get_id_ring(&r, &u->hidden_topics)))
+        goto out_err;
     if (!r.ok || r.pos != len || u->prior_version < -1) goto out_err;
     recent_fit(u, stored, recent_len, recent_head, (unsigned)conf->recent_items);
     *out = u;

@@ -17,6 +17,7 @@
 extern const char dr_schema_UserEvent[];
 extern const char dr_schema_Recommendations[];
 extern const char dr_schema_Item[];
+extern const char dr_schema_Item_1[];
 
 #define MAX_FIELDS 8
 #define SCAN_MAX_DEPTH 32      /* nesting of values in one record */
@@ -27,7 +28,7 @@ extern const char dr_schema_Item[];
 enum { EV_USER_ID, EV_ITEM_ID, EV_TYPE, EV_VALUE, EV_TIMESTAMP, EV_SESSION_ID, EV_CONTEXT, EV__N };
 enum { RC_USER_ID, RC_ITEMS, RC_GENERATED_AT, RC_MODEL_VERSION, RC_DRIFT, RC_SOURCE_PARTITION,
        RC_SOURCE_OFFSET, RC__N };
-enum { IT_ITEM_ID, IT_EMBEDDING, IT_DELETED, IT_BLOCKED, IT_UPDATED_AT, IT__N };
+enum { IT_ITEM_ID, IT_EMBEDDING, IT_DELETED, IT_BLOCKED, IT_UPDATED_AT, IT_AUTHOR, IT_TOPIC, IT__N };
 
 /* One field of our schema. has_default must agree with the .avsc: a writer
  * lacking the field is accepted only then, and decode substitutes the value
@@ -56,7 +57,7 @@ static const field_spec_t recs_fields[RC__N] = {
 };
 static const field_spec_t item_fields[IT__N] = {
     {"item_id", false}, {"embedding", true}, {"deleted", true}, {"blocked", true},
-    {"updated_at", true},
+    {"updated_at", true}, {"author", true}, {"topic", true},
 };
 
 static const kind_spec_t kind_specs[DR_SCHEMA__COUNT] = {
@@ -629,7 +630,10 @@ static int push_wsch(kind_state_t *k, wsch_t *ws) {
 
 void dr_codec_conf_default(dr_codec_conf_t *conf) {
     conf->framing = DR_FRAMING_CONFLUENT;
-    for (int i = 0; i < DR_SCHEMA__COUNT; i++) conf->schema_id[i] = i + 1;
+    conf->schema_id[DR_SCHEMA_EVENT] = 1;
+    conf->schema_id[DR_SCHEMA_RECS] = 2;
+    conf->schema_id[DR_SCHEMA_ITEM] = 4; /* 3 until Item gained author and topic */
+    conf->item_v1_id = 3;
 }
 
 /* Our .avsc must have the fields (and event symbols) the C side assumes. */
@@ -656,7 +660,7 @@ static int check_schema(const kind_state_t *k, char *err, size_t err_size) {
 
 static int kind_init(dr_codec_t *c, dr_schema_kind_t kind, char *err, size_t err_size) {
     kind_state_t *k = &c->k[kind];
-    wsch_t *ws;
+    wsch_t *ws = NULL;
     int rc;
     k->spec = &kind_specs[kind];
     if (avro_schema_from_json_length(k->spec->json, strlen(k->spec->json), &k->schema)) {
@@ -712,6 +716,9 @@ int dr_codec_new(dr_codec_t **out, const dr_codec_conf_t *conf, char *errstr,
     }
     for (int kind = 0; kind < DR_SCHEMA__COUNT && rc == 0; kind++)
         rc = kind_init(c, (dr_schema_kind_t)kind, errstr, errstr_size);
+    if (rc == 0 && c->conf.item_v1_id >= 0 && c->conf.item_v1_id != c->conf.schema_id[DR_SCHEMA_ITEM])
+        rc = dr_codec_add_writer_schema(c, DR_SCHEMA_ITEM, c->conf.item_v1_id, dr_schema_Item_1, errstr,
+                                        errstr_size);
     if (rc) goto out_codec;
     *out = c;
     return 0;
@@ -736,7 +743,7 @@ void dr_codec_set_schema_lookup(dr_codec_t *c, dr_codec_lookup_fn fn, void *ctx)
 int dr_codec_add_writer_schema(dr_codec_t *c, dr_schema_kind_t kind, int32_t id,
                                const char *schema_json, char *errstr, size_t errstr_size) {
     avro_schema_t w;
-    wsch_t *ws;
+    wsch_t *ws = NULL;
     int rc;
     if (c == NULL || schema_json == NULL || (int)kind < 0 || kind >= DR_SCHEMA__COUNT || id < 0)
         return fail(DR_EINVAL, errstr, errstr_size, "bad arguments to add_writer_schema");
@@ -988,7 +995,7 @@ int dr_codec_encode_event(dr_codec_t *c, const dr_event_t *ev, dr_buf_t *out) {
 
 int dr_codec_decode_event(dr_codec_t *c, const void *data, size_t len, dr_event_t *ev,
                           char *reason, size_t reason_size) {
-    wsch_t *ws;
+    wsch_t *ws = NULL;
     int type = -1;
     int rc;
     if (c == NULL || ev == NULL) return fail(DR_EINVAL, reason, reason_size, "bad arguments");
@@ -1078,7 +1085,7 @@ static int get_scored_items(const wsch_t *ws, dr_scored_item_t *items, size_t ma
 int dr_codec_decode_recs(dr_codec_t *c, const void *data, size_t len, dr_recs_t *recs,
                          dr_scored_item_t *items, size_t max_items, char *reason,
                          size_t reason_size) {
-    wsch_t *ws;
+    wsch_t *ws = NULL;
     int rc;
     if (c == NULL || recs == NULL) return fail(DR_EINVAL, reason, reason_size, "bad arguments");
     if ((rc = read_record(c, DR_SCHEMA_RECS, data, len, &ws, reason, reason_size))) return rc;
@@ -1103,6 +1110,9 @@ static int item_validate(const dr_item_rec_t *it, char *reason, size_t reason_si
     if (it->item_id < 0 || it->item_id >= DR_MAX_ID)
         return fail(DR_ERANGE, reason, reason_size, "item_id %lld outside [0, 2^53)",
                     (long long)it->item_id);
+    if (it->author < -1 || it->author >= DR_MAX_ID || it->topic < -1 || it->topic >= DR_MAX_ID)
+        return fail(DR_ERANGE, reason, reason_size, "item %lld: author or topic outside [0, 2^53)",
+                    (long long)it->item_id);
     if (it->embedding_len > DR_CODEC_MAX_EMBEDDING)
         return fail(DR_ERANGE, reason, reason_size, "embedding of %zu floats exceeds the limit %d",
                     it->embedding_len, DR_CODEC_MAX_EMBEDDING);
@@ -1122,6 +1132,13 @@ static int put_embedding(avro_value_t *rec, const dr_item_rec_t *it) {
     return 0;
 }
 
+/* An optional id: null for -1. */
+static int put_opt_id(avro_value_t *rec, int f, int64_t id) {
+    avro_value_t b;
+    if (id < 0) return set_null(rec, f);
+    return set_branch(rec, f, 1, &b) || avro_value_set_long(&b, id);
+}
+
 int dr_codec_encode_item(dr_codec_t *c, const dr_item_rec_t *item, dr_buf_t *out) {
     avro_value_t *rec;
     avro_value_t v;
@@ -1133,7 +1150,8 @@ int dr_codec_encode_item(dr_codec_t *c, const dr_item_rec_t *item, dr_buf_t *out
     if (set_long(rec, IT_ITEM_ID, item->item_id) || put_embedding(rec, item) ||
         set_field(rec, IT_DELETED, &v) || avro_value_set_boolean(&v, item->deleted) ||
         set_field(rec, IT_BLOCKED, &v) || avro_value_set_boolean(&v, item->blocked) ||
-        set_null(rec, IT_UPDATED_AT))
+        set_null(rec, IT_UPDATED_AT) || put_opt_id(rec, IT_AUTHOR, item->author) ||
+        put_opt_id(rec, IT_TOPIC, item->topic))
         return DR_ENOMEM;
     return write_record(c, DR_SCHEMA_ITEM, out);
 }
@@ -1163,16 +1181,30 @@ static int get_embedding(const wsch_t *ws, dr_item_rec_t *it, float *emb, size_t
     return 0;
 }
 
+/* An optional id: -1 when null or absent from the writer. */
+static int get_opt_id(const wsch_t *ws, int f, int64_t *out) {
+    avro_value_t u, b;
+    int disc;
+    *out = -1;
+    if (ws->fidx[f] < 0) return 0;
+    if (field(ws, f, &u) || avro_value_get_discriminant(&u, &disc)) return -1;
+    if (disc == 0) return 0;
+    if (avro_value_get_current_branch(&u, &b) || avro_value_get_long(&b, out)) return -1;
+    if (*out < 0) *out = INT64_MIN; /* present but negative: item_validate refuses it */
+    return 0;
+}
+
 int dr_codec_decode_item(dr_codec_t *c, const void *data, size_t len, dr_item_rec_t *item,
                          float *emb, size_t max_emb, char *reason, size_t reason_size) {
-    wsch_t *ws;
+    wsch_t *ws = NULL;
     int rc;
     if (c == NULL || item == NULL) return fail(DR_EINVAL, reason, reason_size, "bad arguments");
     if ((rc = read_record(c, DR_SCHEMA_ITEM, data, len, &ws, reason, reason_size))) return rc;
     if ((rc = get_embedding(ws, item, emb, max_emb, reason, reason_size))) return rc;
     if (get_long(ws, IT_ITEM_ID, 0, &item->item_id) ||
         get_bool(ws, IT_DELETED, false, &item->deleted) ||
-        get_bool(ws, IT_BLOCKED, false, &item->blocked))
+        get_bool(ws, IT_BLOCKED, false, &item->blocked) ||
+        get_opt_id(ws, IT_AUTHOR, &item->author) || get_opt_id(ws, IT_TOPIC, &item->topic))
         return fail(DR_EDECODE, reason, reason_size, "cannot read decoded Item fields");
     return item_validate(item, reason, reason_size);
 }

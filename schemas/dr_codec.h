@@ -42,9 +42,14 @@ typedef struct dr_codec_conf {
     /** Confluent ids of OUR schemas (what encode writes into the frame, and
      *  the id under which decode reads our own schema); defaults 1, 2, 3. */
     int32_t schema_id[DR_SCHEMA__COUNT];
+    /** Id under which the first Item schema (schemas/Item_1.avsc, before
+     *  author and topic) is read, so that catalog records of producers from
+     *  before keep decoding; -1: none (ids from a Schema Registry). */
+    int32_t item_v1_id;
 } dr_codec_conf_t;
 
-/** Fills @p conf with Confluent framing and schema ids 1, 2, 3. Can't fail. */
+/** Fills @p conf with Confluent framing, schema ids 1, 2, 4 and the first
+ *  Item schema under id 3 (its id before it changed). Can't fail. */
 void dr_codec_conf_default(dr_codec_conf_t *conf);
 
 /** A codec: parsed schemas, resolvers and reused Avro values.
@@ -181,10 +186,11 @@ int dr_codec_decode_recs(dr_codec_t *c, const void *data, size_t len,
                          size_t max_items, char *reason, size_t reason_size);
 
 /**
- * @brief Encodes a catalog record. updated_at is written as null.
+ * @brief Encodes a catalog record. updated_at is written as null, author and
+ *        topic as null when -1.
  * @returns 0; DR_EINVAL (embedding NULL with embedding_len > 0); DR_ERANGE
- *          (id out of range, more than DR_CODEC_MAX_EMBEDDING floats, a
- *          non-finite float); DR_ENOMEM.
+ *          (id, author or topic out of range, more than DR_CODEC_MAX_EMBEDDING
+ *          floats, a non-finite float); DR_ENOMEM.
  */
 int dr_codec_encode_item(dr_codec_t *c, const dr_item_rec_t *item, dr_buf_t *out);
 
@@ -194,6 +200,8 @@ int dr_codec_encode_item(dr_codec_t *c, const dr_item_rec_t *item, dr_buf_t *out
  *
  * On success @p item->embedding points to @p emb, or is NULL (length 0) when
  * the record's embedding is null. An empty array gives @p emb, length 0.
+ * author and topic are -1 when null or absent (a present one must be in
+ * [0, 2^53), else DR_ERANGE).
  * @returns as dr_codec_decode_event(), plus DR_ERANGE when the embedding has
  *          more than @p max_emb floats or a non-finite one.
  */

@@ -256,7 +256,7 @@ static int produce_catalog(demo_opts_t *o, rd_kafka_t *rk, dr_codec_t *codec, ui
     for (uint64_t item = 1; !err && o->cfg.topic_catalog[0] && item <= items; item++) {
         float emb[DR_SYNTH_CONTENT_DIM];
         embed(world, (int64_t)item, emb);
-        dr_item_rec_t it = {(int64_t)item, emb, DR_SYNTH_CONTENT_DIM, false, false};
+        dr_item_rec_t it = {(int64_t)item, emb, DR_SYNTH_CONTENT_DIM, false, false, -1, -1};
         char key[24];
         int klen = snprintf(key, sizeof(key), "%" PRIu64, item);
         if ((err = dr_codec_encode_item(codec, &it, &buf))) break;

@@ -244,7 +244,7 @@ static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t 
         p->stats.failed = true;
         return DR_ESTOPPED;
     }
-    int hit = ev->type == DR_EV_IMPRESSION || ev->type == DR_EV_HIDE ? -1 : head_hit(u, ev->item_id);
+    int hit = ev->type == DR_EV_IMPRESSION || dr_event_is_hide(ev->type) ? -1 : head_hit(u, ev->item_id);
     if (ev->type == DR_EV_CLICK && hit >= 0) {
         p->stats.clicks_scored++;
         p->stats.click_hits += (uint64_t)hit;
@@ -1073,6 +1073,7 @@ static int on_item(void *ctx, const dr_item_rec_t *item, char *reason, size_t re
         p->withdrawn[p->n_withdrawn++] = item->item_id;
     }
     int err = dr_model_set_item_excluded(p->model, item->item_id, exclude);
+    if (!err) err = dr_model_set_item_source(p->model, item->item_id, item->author, item->topic);
     if (err) {
         snprintf(reason, reason_size, "catalog item %" PRId64 " rejected: %s", item->item_id, dr_strerror(err));
         return err;

@@ -168,7 +168,7 @@ static int prep_build(prep_t *p, const dr_replay_input_t *in) {
         new_pair[e] = added;
         dr_event_type_t t = in->events[e].type;
         p->first_engaged[e] = 0;
-        if (t != DR_EV_IMPRESSION && t != DR_EV_HIDE) {
+        if (t != DR_EV_IMPRESSION && !dr_event_is_hide(t)) {
             map_get(&engaged, pair, &added);
             p->first_engaged[e] = added;
         }

@@ -60,11 +60,11 @@ static void test_matches_brute_force(void **state) {
         dr_exclusions_t excl[16];
         for (size_t u = 0; u < B; u++) {
             excl[u].idx = ex + u * 5;
-            excl[u].resting_of = NULL;
+            excl[u].user = NULL;
             excl[u].n = dr_rand64(&rng) % 6;
             for (size_t j = 0; j < excl[u].n; j++) ex[u * 5 + j] = (int64_t)(dr_rand64(&rng) % n);
         }
-        dr_items_view_t v = {n, dim, q, bias, ids, blocked, pop};
+        dr_items_view_t v = {n, dim, q, bias, ids, blocked, pop, NULL, NULL}; /* no authors: no user filters */
         row_term_t term = {w, n};
         dr_emit_terms_t terms = {w, add_row_term, &term};
         float *scores = malloc(B * dr_emit_scratch_items(n) * 4);
@@ -173,10 +173,10 @@ static void test_chunks_match_brute_force(void **state) {
         dr_exclusions_t excl[5];
         for (size_t u = 0; u < B; u++) {
             excl[u].idx = ex[u];
-            excl[u].resting_of = NULL;
+            excl[u].user = NULL;
             excl[u].n = u == 4 ? 0 : 6;
         }
-        dr_items_view_t v = {n, dim, q, bias, ids, blocked, pop};
+        dr_items_view_t v = {n, dim, q, bias, ids, blocked, pop, NULL, NULL}; /* no authors: no user filters */
         dr_emit_terms_t terms = {w, add_chunk_term, term};
         dr_scored_item_t out[5 * 60];
         size_t out_n[5];
@@ -211,7 +211,7 @@ static void test_chunks_match_brute_force(void **state) {
 /* An empty catalog gives empty lists. */
 static void test_empty_catalog(void **state) {
     (void)state;
-    dr_items_view_t v = {0, 4, NULL, NULL, NULL, NULL, NULL};
+    dr_items_view_t v = {0, 4, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     float U[4] = {1, 2, 3, 4};
     size_t out_n[1] = {99};
     dr_scored_item_t out[5];
@@ -219,11 +219,52 @@ static void test_empty_catalog(void **state) {
     assert_int_equal(out_n[0], 0);
 }
 
+/* Claim: the user filters apply: items of an author or a topic the user hid
+ * and items resting for it never enter its list, which is still filled to k
+ * from the rest; another user of the same batch is not affected. */
+static void test_user_filters(void **state) {
+    (void)state;
+    enum { N = 40, K = 10, DIM = 2 };
+    float q[N * DIM], bias[N], pop[N] = {0}, scores[2 * N];
+    int64_t ids[N], author[N], topic[N];
+    uint8_t blocked[N] = {0};
+    for (int i = 0; i < N; i++) {
+        q[i * DIM] = (float)(N - i); /* item i scores N - i for U = (1, 0) */
+        q[i * DIM + 1] = 0.0f;
+        bias[i] = 0.0f;
+        ids[i] = 100 + i;
+        author[i] = i % 4;
+        topic[i] = i % 3 ? 7 : 8;
+    }
+    dr_items_view_t v = {N, DIM, q, bias, ids, blocked, pop, author, topic};
+    dr_learner_conf_t lc;
+    dr_learner_conf_default(&lc);
+    lc.dim = DIM;
+    dr_user_t *u = dr_user_new_conf(1, &lc);
+    assert_non_null(u);
+    u->hidden_authors.id[u->hidden_authors.len++] = 1;  /* items 1, 5, 9, ... */
+    u->hidden_topics.id[u->hidden_topics.len++] = 8;    /* items 0, 3, 6, ... */
+    float U[2 * DIM] = {1, 0, 1, 0};
+    dr_exclusions_t excl[2] = {{NULL, 0, u}, {NULL, 0, NULL}};
+    dr_scored_item_t out[2 * K];
+    size_t out_n[2];
+    dr_emit_topk(U, 2, &v, K, excl, NULL, scores, out, out_n);
+    assert_int_equal(out_n[0], K);
+    for (int r = 0; r < K; r++) {
+        int i = (int)(out[r].item_id - 100);
+        assert_true(author[i] != 1 && topic[i] != 8);
+    }
+    assert_int_equal(out[0].item_id, 102); /* the best item neither hidden */
+    assert_int_equal(out[K].item_id, 100); /* the other user: everything */
+    dr_user_free(u);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_brute_force),
         cmocka_unit_test(test_chunks_match_brute_force),
         cmocka_unit_test(test_empty_catalog),
+        cmocka_unit_test(test_user_filters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

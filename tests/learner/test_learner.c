@@ -8,9 +8,12 @@
 #include "dr_err.h"
 #include "dr_learner.h"
 
-/* Bytes of a user record's last section (version 7): the seen-posts
- * filter's flag, and the filter when it holds anything. */
-#define REST_BYTES(u) (1 + ((u)->rest.gen_start_ms ? 8 + sizeof((u)->rest.counts) + sizeof((u)->rest.resting) : 0))
+/* Bytes of a user record's last sections: the seen-posts filter's flag and
+ * the filter when it holds anything (version 7), the hidden authors and
+ * topics (version 8). */
+#define RING_BYTES(r) (2 + 8 * (size_t)(r).len)
+#define REST_BYTES(u) (1 + ((u)->rest.gen_start_ms ? 8 + sizeof((u)->rest.counts) + sizeof((u)->rest.resting) : 0) + \
+                       RING_BYTES((u)->hidden_authors) + RING_BYTES((u)->hidden_topics))
 
 static dr_model_t *new_model(dr_learn_mode_t mode) {
     dr_learner_conf_t c;
@@ -322,7 +325,7 @@ static void test_reads_version_2_user_record(void **state) {
     uint8_t *rec;
     size_t len;
     assert_int_equal(dr_user_encode(u, c->dim, &rec, &len), 0);
-    assert_int_equal(rec[0], 7);
+    assert_int_equal(rec[0], 8);
     rec[0] = 2;
     /* v3: + scores, v4: + the prior version, v5: + the drift regime, v6: + hidden items (none) */
     size_t v2_len = len - 3 * sizeof(float) - sizeof(int64_t) - 28 - 4 * (size_t)u->recent_len - 2 -
@@ -1584,17 +1587,17 @@ static void test_hidden_stays_hidden(void **state) {
     assert_int_equal(dr_user_decode(5, c, rec, len, &back), 0);
     assert_true(dr_user_excludes(back, 7));
     dr_user_free(back);
-    /* hostile bytes: a count over the array, a head past a partial list, an id no
-     * event has (the hidden items end one byte, the empty seen-posts filter, early) */
-    uint8_t saved = rec[len - 11];
-    rec[len - 11] = DR_HIDDEN_MAX + 1;
+    /* hostile bytes: a count over the array, a head past a partial list, an id no event has */
+    size_t end = len - REST_BYTES(u); /* where the hidden items end */
+    uint8_t saved = rec[end - 10];
+    rec[end - 10] = DR_HIDDEN_MAX + 1;
     assert_int_equal(dr_user_decode(5, c, rec, len, &back), DR_ECORRUPT);
-    rec[len - 11] = saved;
-    rec[len - 10] = 1;
+    rec[end - 10] = saved;
+    rec[end - 9] = 1;
     assert_int_equal(dr_user_decode(5, c, rec, len, &back), DR_ECORRUPT);
-    rec[len - 10] = 0;
+    rec[end - 9] = 0;
     int64_t bad = -1;
-    memcpy(rec + len - 9, &bad, 8);
+    memcpy(rec + end - 8, &bad, 8);
     assert_int_equal(dr_user_decode(5, c, rec, len, &back), DR_ECORRUPT);
     free(rec);
     /* the bound: DR_HIDDEN_MAX more hides release the first one, and only it */
@@ -1658,7 +1661,7 @@ static void test_seen_posts_rest(void **state) {
     assert_int_equal(dr_user_decode(9, &off, rec, len, &back), 0);
     assert_false(dr_user_excludes(back, 7));
     dr_user_free(back);
-    rec[len - sizeof(u->rest.resting) - sizeof(u->rest.counts) - 8 - 1] = 2; /* hostile flag */
+    rec[len - REST_BYTES(u)] = 2; /* hostile flag */
     assert_int_equal(dr_user_decode(9, &c, rec, len, &back), DR_ECORRUPT);
     free(rec);
     /* rests through the next generation, gone after two */
@@ -1683,6 +1686,74 @@ static void test_seen_posts_rest(void **state) {
     assert_true(wrong < 19000 * 0.01);
     assert_true(once < 200 * 0.02);
 #undef SHOW
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
+/* Claim: a HIDE_AUTHOR (HIDE_TOPIC) keeps every item of that author (topic)
+ * out of the user's lists, the catalog's author and topic persist in item
+ * records, the user's hidden ones in its record, at most DR_HIDDEN_SOURCES
+ * of each (the oldest makes room); an item without an author hides only
+ * itself. */
+static void test_hidden_authors_and_topics(void **state) {
+    (void)state;
+    dr_model_t *m = new_model(DR_MODE_IMPLICIT);
+    const dr_learner_conf_t *c = dr_model_conf(m);
+    for (int64_t item = 1; item <= 200; item++)
+        assert_int_equal(dr_model_set_item_source(m, item, item <= 100 ? item % 5 : -1, item % 7), 0);
+    assert_int_equal(dr_model_set_item_source(m, 1, DR_MAX_ID, 0), DR_ERANGE);
+    dr_user_t *u = dr_user_new_conf(3, c);
+    dr_apply_result_t r;
+    dr_event_t e = ev(3, 12, DR_EV_HIDE_AUTHOR, 0, 1000); /* author 2 */
+    assert_int_equal(dr_learner_apply(m, u, &e, 1, &r), 0);
+    assert_true(r.learned); /* a strong negative on item 12 */
+    assert_int_equal(dr_model_list_rank(m, u, 17), 0);  /* author 2 */
+    assert_true(dr_model_list_rank(m, u, 18) > 0);      /* author 3 */
+    e = ev(3, 20, DR_EV_HIDE_TOPIC, 0, 2000);            /* topic 6 */
+    assert_int_equal(dr_learner_apply(m, u, &e, 2, &r), 0);
+    assert_int_equal(dr_model_list_rank(m, u, 27), 0);   /* topic 6, author 2 */
+    assert_int_equal(dr_model_list_rank(m, u, 41), 0);   /* topic 6, author 1 */
+    assert_true(dr_model_list_rank(m, u, 43) > 0);       /* topic 1, author 3 */
+    e = ev(3, 150, DR_EV_HIDE_AUTHOR, 0, 3000);          /* no author: the item only */
+    assert_int_equal(dr_learner_apply(m, u, &e, 3, &r), 0);
+    assert_int_equal(u->hidden_authors.len, 1);
+    assert_int_equal(dr_model_list_rank(m, u, 150), 0);
+    assert_true(dr_model_list_rank(m, u, 151) > 0);
+    /* the user's record keeps them; hostile ring bytes are refused */
+    uint8_t *rec;
+    size_t len;
+    dr_user_t *back;
+    assert_int_equal(dr_user_encode(u, c->dim, &rec, &len), 0);
+    assert_int_equal(dr_user_decode(3, c, rec, len, &back), 0);
+    assert_true(dr_user_hides_source(back, 2, -1) && dr_user_hides_source(back, -1, 6));
+    assert_false(dr_user_hides_source(back, 3, 1));
+    dr_user_free(back);
+    rec[len - 10] = DR_HIDDEN_SOURCES + 1; /* the topics' count */
+    assert_int_equal(dr_user_decode(3, c, rec, len, &back), DR_ECORRUPT);
+    free(rec);
+    /* the catalog's author and topic survive the item record */
+    dr_model_t *m2 = new_model(DR_MODE_IMPLICIT);
+    kept_record_t *k = calloc(1, sizeof(*k));
+    assert_non_null(k);
+    k->item_id = 17;
+    assert_int_equal(dr_model_drain_dirty_items(m, keep_record, k), 0);
+    assert_true(k->len > 0);
+    assert_int_equal(dr_model_load_item(m2, 17, k->buf, k->len), 0);
+    dr_items_view_t v;
+    dr_model_items(m2, &v);
+    int64_t idx = dr_model_item_index(m2, 17, false);
+    assert_int_equal(v.author[idx], 2);
+    assert_int_equal(v.topic[idx], 3);
+    free(k);
+    dr_model_free(m2);
+    /* the bound: DR_HIDDEN_SOURCES more topics release the first */
+    for (int i = 0; i < DR_HIDDEN_SOURCES; i++) {
+        assert_int_equal(dr_model_set_item_source(m, 300 + i, -1, 1000 + i), 0);
+        e = ev(3, 300 + i, DR_EV_HIDE_TOPIC, 0, 4000 + i);
+        assert_int_equal(dr_learner_apply(m, u, &e, 10 + (uint64_t)i, &r), 0);
+    }
+    assert_false(dr_user_hides_source(u, -1, 6));
+    assert_true(dr_user_hides_source(u, -1, 1000) && dr_user_hides_source(u, -1, 1015));
     dr_user_free(u);
     dr_model_free(m);
 }
@@ -1724,6 +1795,7 @@ int main(void) {
         cmocka_unit_test(test_sync_pending_survives_restart),
         cmocka_unit_test(test_hidden_stays_hidden),
         cmocka_unit_test(test_seen_posts_rest),
+        cmocka_unit_test(test_hidden_authors_and_topics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
