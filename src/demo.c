@@ -105,8 +105,9 @@ static void usage(FILE *f) {
             "test harnesses); --erase-share then follows that share of the events (seeded)\n"
             "with an erase request for the event's user (a null value keyed by the user),\n"
             "as `driftrec erase` sends.\n"
-            "openloop's drift evaluation ranks every click under the current model (a pass\n"
-            "over the item matrix each); --no-drift-eval skips it (feed: skips the detection\n"
+            "openloop's drift evaluation ranks the clicks of the users whose interest switches\n"
+            "(before the switch and 50 events after it) under the current model (a pass over\n"
+            "the item matrix each); --no-drift-eval skips it (feed: skips the detection\n"
             "bookkeeping) to show the pipeline's own speed.\n");
 }
 
@@ -511,6 +512,7 @@ static int run_pipeline(demo_run_t *r, uv_loop_t *loop) {
         dr_drift_eval_new(&r->drift, r->truth, r->o->synth.users) == 0) {
         dr_pipeline_set_observer(r->pipeline, dr_drift_eval_observe, r->drift);
         dr_pipeline_set_observer_ranks(r->pipeline, true);
+        dr_pipeline_set_rank_filter(r->pipeline, dr_drift_eval_wants_rank);
     }
     if (dr_pipeline_start(r->pipeline, err, sizeof(err))) {
         fprintf(stderr, "driftrec demo: %s\n", err);

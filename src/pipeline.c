@@ -83,7 +83,8 @@ struct dr_pipeline {
     bool rate_paused;
     dr_event_observer_fn observer;
     void *observer_ctx;
-    bool observer_ranks;      /* rank clicks for the observer */
+    bool observer_ranks;      /* rank clicks for the observer ... */
+    dr_rank_filter_fn rank_filter; /* ... those it needs (NULL: all) */
     const char **kafka_keys, **kafka_values;
 };
 
@@ -250,7 +251,8 @@ static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t 
         p->stats.click_hits += (uint64_t)hit;
     }
     int64_t model_rank = -1;
-    if (p->observer && p->observer_ranks && ev->type == DR_EV_CLICK)
+    if (p->observer && p->observer_ranks && ev->type == DR_EV_CLICK &&
+        (!p->rank_filter || p->rank_filter(p->observer_ctx, ev)))
         model_rank = dr_model_list_rank(p->model, u, ev->item_id);
     dr_apply_result_t res;
     uint64_t seed = dr_mix64(((uint64_t)partition << 48) ^ (uint64_t)offset);
@@ -1506,3 +1508,4 @@ void dr_pipeline_set_observer(dr_pipeline_t *p, dr_event_observer_fn fn, void *c
 }
 
 void dr_pipeline_set_observer_ranks(dr_pipeline_t *p, bool on) { p->observer_ranks = on; }
+void dr_pipeline_set_rank_filter(dr_pipeline_t *p, dr_rank_filter_fn fn) { p->rank_filter = fn; }
