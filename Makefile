@@ -39,8 +39,9 @@ FUZZ_SECONDS ?= 30
 test-fuzz: bootstrap
 	JOBS=$(JOBS) tests/fuzz/run.sh $(FUZZ_SECONDS)
 
+# The benchmark suite (bench/all.sh): figures beside their ceilings.
 bench: build
-	bench/run.sh
+	BUILD=$(BUILD) bench/all.sh
 
 # The closed-loop demo over three seeds: the drift figures of docs/DRIFT.md.
 drift: build

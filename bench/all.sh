@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# bench/all.sh - the benchmark suite `make bench` runs (issue 18): each prints
+# its figures beside the ceiling it is compared with, measured in the same
+# run. Record results in docs/BENCHMARKS.md with the machine and the command.
+#   1. end to end vs a raw consume of the same topic  (bench/run.sh)
+#   2. freshness, timed from outside                    (bench/freshness.sh)
+#   3. scoring vs a bare cblas_sgemm of the same shape  (bench/scale.sh)
+#   5. ns per ADWIN update                              (bench/adwin.sh)
+#   6. the MovieLens replay, end to end                 (driftrec replay --embedded)
+# Environment: BUILD (build), ML (../shared/data/ml-latest-small).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD:-$root/build}
+ml=${ML:-$root/../shared/data/ml-latest-small}
+echo "OPENBLAS_CORETYPE: ${OPENBLAS_CORETYPE:-unset (auto-detected)}"
+echo; echo "== 1. end to end vs raw consume (target: at least 0.3)"; DRIFTREC="$build/driftrec" "$root/bench/run.sh" 3
+echo; echo "== 2. freshness (target: p99 at most emit.interval.ms + 50 ms)"; "$root/bench/freshness.sh" "$build"
+echo; echo "== 3. scoring (target: share of bare sgemm at least 0.6)"; ITEMS="10000 100000 1000000" RUNS=3 MEMORY=0 "$root/bench/scale.sh" "$build"
+echo; echo "== 5. ADWIN (target: at most 100 ns per update)"; "$root/bench/adwin.sh" "$build"
+echo; echo "== 6. MovieLens replay, default arms (target: at most 2 s)"
+if [ -f "$ml/ratings.csv" ]; then
+  out=$(mktemp -d /tmp/driftrec-replay-XXXXXX)
+  t0=$(date +%s.%N)
+  "$build/driftrec" replay --embedded --input "$ml/ratings.csv" --format movielens --report "$out" 2>/dev/null
+  t1=$(date +%s.%N)
+  echo "replay of $(wc -l < "$ml/ratings.csv") lines: $(python3 -c "print(round($t1 - $t0, 2))") s"
+  rm -rf "$out"
+else
+  echo "(skipped: $ml not found)"
+fi
