@@ -76,14 +76,15 @@ static void test_rating_mode_defaults(void **state) {
     free(c);
 }
 
-/* "Secrets are never logged": every property librdkafka marks sensitive is
- * [redacted] by the dump, and a malformed setting holding a secret is
- * refused without echoing it. */
+/* "Secrets are never logged": every property librdkafka marks sensitive, and
+ * the Schema Registry's credentials, are [redacted] by the dump, and a
+ * malformed setting holding a secret is refused without echoing it. */
 static void test_secrets_redacted(void **state) {
     (void)state;
     static const char *const secret_keys[] = {
         "kafka.sasl.password", "kafka.sasl.oauthbearer.config", "kafka.sasl.oauthbearer.client.secret",
-        "kafka.ssl.key.password", "kafka.ssl.key.pem", "kafka.ssl.keystore.password"};
+        "kafka.ssl.key.password", "kafka.ssl.key.pem", "kafka.ssl.keystore.password",
+        "schema.registry.basic.auth.user.info", "schema.registry.ssl.key.password"};
     dr_config_t *c = malloc(sizeof(*c));
     char err[512], pair[128];
     dr_config_default(c);
