@@ -82,6 +82,8 @@ typedef struct dr_pipeline_stats {
     uint64_t model_rejected;        /* model messages refused (malformed, other dimension) */
     uint64_t model_lost;            /* ... or not produced / delivered */
     uint64_t model_own_recovered;   /* own messages a dead process published past its commit */
+    uint64_t model_items_pending;   /* item changes not shared yet (published within
+                                       model.sync.interval.ms, even when input stops) */
     uint64_t offset_resets;      /* positions out of the events log's range */
     uint64_t events_skipped;     /* ... events known to be skipped by them */
     double emit_seconds;

@@ -153,6 +153,7 @@ static char *render(dr_pipeline_t *p, const dr_metrics_t *m) {
     counter(f, "driftrec_changelog_records_read_total", "Changelog messages read on assignment.", (double)s.restore_records);
     counter(f, "driftrec_restore_seconds_total", "Time spent reading the changelog on assignment.", s.restore_seconds);
     counter(f, "driftrec_model_items_published_total", "Item changes this instance shared through topic.model.", (double)s.model_items_published);
+    gauge(f, "driftrec_model_items_pending", "Item changes not shared through topic.model yet (shared within model.sync.interval.ms).", (double)s.model_items_pending);
     counter(f, "driftrec_model_items_imported_total", "Item changes taken from the other instances.", (double)s.model_items_imported);
     counter(f, "driftrec_model_messages_rejected_total", "Model messages refused (malformed, or of another learner.dim).", (double)s.model_rejected);
     counter(f, "driftrec_model_messages_recovered_total", "This instance's model messages published by a process that died before its commit stored them, applied at the next start.", (double)s.model_own_recovered);

@@ -662,15 +662,25 @@ static int put_item(void *ctx, int64_t item_id, const void *rec, size_t len) {
     return 0;
 }
 
+/* Item changes are owed to the other instances: there are some, and
+ * model.sync.interval.ms has passed since the last publication, or the
+ * pipeline stops. A commit is due then even when nothing else changed: an
+ * instance whose input went quiet within an interval of its last
+ * publication kept its last changes to itself for good (issue 14's
+ * cli_instances saw 41% of the items apart when the stream ended so). */
+static bool share_due(dr_pipeline_t *p) {
+    return p->sync &&
+           (p->stopping || (dr_mono_s() - p->last_sync) * 1000.0 >= p->cfg.model_sync_interval_ms) &&
+           (dr_model_sync_pending(p->model) > 0 || dr_model_version(p->model) != p->synced_version);
+}
+
 /* With a commit: publishes the item changes made since the last
- * publication (when model.sync.interval.ms has passed, and at shutdown),
- * counted in flight, and puts what goes with them in the batch: the sync's
- * sequence numbers and the model topic's positions read so far. */
+ * publication (share_due), counted in flight, and puts what goes with them
+ * in the batch: the sync's sequence numbers and the model topic's positions
+ * read so far. */
 static int share_model(dr_pipeline_t *p, dr_state_batch_t *b) {
-    double t = dr_mono_s();
-    if ((p->stopping || (t - p->last_sync) * 1000.0 >= p->cfg.model_sync_interval_ms) &&
-        (dr_model_sync_pending(p->model) > 0 || dr_model_version(p->model) != p->synced_version)) {
-        p->last_sync = t;
+    if (share_due(p)) {
+        p->last_sync = dr_mono_s();
         p->synced_version = dr_model_version(p->model);
         size_t messages = 0;
         (void)dr_model_sync_publish(p->sync, p->model, dr_msg_opaque(p->flight.epoch, DR_MSG_MODEL),
@@ -788,7 +798,7 @@ static uint64_t inputs_handled(dr_pipeline_t *p) {
  * would be written again unchanged (the globals alone are up to 33 KB). */
 static bool nothing_changed(dr_pipeline_t *p) {
     return inputs_handled(p) == p->inputs_at_build && dr_user_cache_dirty(p->cache) == 0 &&
-           dr_model_dirty_items(p->model) == 0;
+           dr_model_dirty_items(p->model) == 0 && !share_due(p);
 }
 
 /* Builds a commit (and writes it when nothing is in flight). 0 when one was
@@ -1473,6 +1483,7 @@ void dr_pipeline_stats(dr_pipeline_t *p, dr_pipeline_stats_t *out) {
         p->stats.model_rejected = ms->rejected;
         p->stats.model_lost = ms->lost;
         p->stats.model_own_recovered = ms->own_recovered;
+        p->stats.model_items_pending = dr_model_sync_pending(p->model);
     }
     p->stats.events_skipped = s->events_skipped;
     p->stats.lag = p->stopped ? 0 : dr_ingest_lag(p->ingest);

@@ -7,7 +7,7 @@ set -euo pipefail
 start_broker 3 ev recs
 produce "$bs" ev 20000 500 300
 "$DRIFTREC" run --set "kafka.bootstrap.servers=$bs" --set topic.events=ev --set topic.recommendations=recs \
-    --set "state.dir=$dir/state" --set metrics.listen=127.0.0.1:0 \
+    --set "state.dir=$dir/state" --set metrics.listen=127.0.0.1:0 --set model.sync.interval.ms=600000 --set state.commit.interval.ms=50 \
     --set metrics.ready.max.lag=0 >"$dir/run.log" 2>&1 &
 run=$!
 pids+=("$run")
@@ -78,6 +78,11 @@ m=$(curl -sf "$url/metrics")
 grep -qx 'driftrec_events_learned_total 20000' <<<"$m" || { echo "events after the erase request: $(grep '^driftrec_events_learned_total' <<<"$m")"; exit 1; }
 grep -qx 'driftrec_erase_requests_total 1' <<<"$m" || { echo "erase requests: $(grep '^driftrec_erase_requests_total' <<<"$m")"; exit 1; }
 
+# item changes not shared yet (the sync interval is 10 minutes here, commits
+# every 50 ms: only the first published) are shared at the stop, not kept for good
+pending=$(curl -sf "$url/metrics" | awk '$1 == "driftrec_model_items_pending" {print $2}')
+[ "${pending:-0}" -gt 0 ] || { echo "no item changes pending before the stop: $pending"; exit 1; }
+before=$(kcat -C -b "$bs" -t ev.model -e -q -f '.' 2>/dev/null | wc -c)
 # SIGTERM: commit and exit 0 within the shutdown bound
 t0=$(date +%s%N)
 kill -TERM "$run"
@@ -85,6 +90,8 @@ rc=0; wait "$run" || rc=$?
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 [ "$rc" -eq 0 ] || { echo "exit $rc after SIGTERM"; tail "$dir/run.log"; exit 1; }
 [ "$ms" -lt 10000 ] || { echo "shutdown took $ms ms"; exit 1; }
+after=$(kcat -C -b "$bs" -t ev.model -e -q -f '.' 2>/dev/null | wc -c)
+[ "$after" -gt "$before" ] || { echo "the $pending pending item changes were not shared at the stop ($before model messages before, $after after)"; exit 1; }
 total=$("$DRIFTREC" inspect --state-dir "$dir/state" users | awk '{s += $2} END {print s}')
 [ "$total" -eq $((20000 - victim_events)) ] || { echo "stored $total of $((20000 - victim_events)) events after SIGTERM"; exit 1; }
 out=$("$DRIFTREC" inspect --state-dir "$dir/state" user "$victim" 2>&1) || true
