@@ -1,0 +1,163 @@
+/* state_bench.c - the state as the user population grows (issue 18,
+ * benchmark 4): events/s of the learner with the RocksDB store and the hot
+ * cache, as the pipeline drives them (get_user, apply, commit every 100,000
+ * events), for USERS users drawn uniformly (so the working set is every
+ * user, far beyond the cache once USERS exceeds it), then the bytes per
+ * user on disk (after a flush and compaction) and in the cache, and the time
+ * a restart takes to reopen the store and read a first user.
+ *
+ *   state_bench DIR USERS EVENTS [CACHE_USERS]
+ *
+ * Kafka is left out on purpose: the embedded broker keeps ~5 MiB per
+ * partition in memory, far less than millions of users' events. Built and
+ * run by bench/state.sh. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "dr_bytes.h"
+#include "dr_err.h"
+#include "dr_learner.h"
+#include "dr_state.h"
+
+#define ITEMS 10000
+#define COMMIT_EVERY 100000
+#define PARTITION 0
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what, int err) {
+    fprintf(stderr, "state_bench: %s: %s\n", what, dr_strerror(err));
+    exit(1);
+}
+
+typedef struct run {
+    dr_state_t *st;
+    dr_user_cache_t *cache;
+    dr_model_t *model;
+    dr_learner_conf_t conf;
+    dr_state_batch_t *batch;
+    uint64_t record_bytes, records;
+} run_t;
+
+static int put_user(void *ctx, dr_user_t *u) {
+    run_t *r = ctx;
+    uint8_t *rec;
+    size_t len;
+    int err = dr_user_encode(u, r->conf.dim, &rec, &len);
+    if (err) return err;
+    dr_state_batch_put_user(r->batch, PARTITION, u->user_id, rec, len);
+    r->record_bytes += len;
+    r->records++;
+    free(rec);
+    return 0;
+}
+
+static int put_item(void *ctx, int64_t item_id, const void *rec, size_t len) {
+    dr_state_batch_put_item(ctx, item_id, rec, len);
+    return 0;
+}
+
+static void commit(run_t *r, int64_t offset) {
+    char err[256];
+    r->batch = dr_state_batch_new();
+    int rc = dr_user_cache_commit_begin(r->cache, put_user, r);
+    if (!rc) rc = dr_model_drain_dirty_items(r->model, put_item, r->batch);
+    dr_state_batch_put_offset(r->batch, "bench", PARTITION, offset);
+    if (!rc) rc = dr_state_write(r->st, r->batch, err, sizeof err);
+    dr_user_cache_commit_end(r->cache, rc == 0);
+    dr_state_batch_free(r->batch);
+    if (rc) die("commit", rc);
+}
+
+static dr_user_t *get_user(run_t *r, int64_t id) {
+    dr_user_t *u = dr_user_cache_get(r->cache, id);
+    if (u) return u;
+    dr_user_cache_count_miss(r->cache);
+    uint8_t *rec = NULL;
+    size_t len = 0;
+    int err = dr_state_get_user(r->st, PARTITION, id, &rec, &len);
+    if (err == 0) {
+        err = dr_user_decode(id, &r->conf, rec, len, &u);
+        free(rec);
+        if (err) die("decode", err);
+    } else if (err != DR_ENOTFOUND) {
+        die("get", err);
+    }
+    if (!u && !(u = dr_user_new_conf(id, &r->conf))) die("new user", DR_ENOMEM);
+    if ((err = dr_user_cache_put(r->cache, u))) die("cache", err);
+    return u;
+}
+
+static long rss_kib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4) {
+        fprintf(stderr, "usage: state_bench DIR USERS EVENTS [CACHE_USERS]\n");
+        return 2;
+    }
+    const char *dir = argv[1];
+    int64_t users = atoll(argv[2]), events = atoll(argv[3]);
+    size_t cache_users = argc > 4 ? (size_t)atoll(argv[4]) : 200000;
+    run_t r = {0};
+    char err[256];
+    dr_learner_conf_default(&r.conf);
+    dr_state_conf_t sc;
+    dr_state_conf_default(&sc);
+    sc.path = dir;
+    int rc;
+    if ((rc = dr_state_open(&r.st, &sc, err, sizeof err))) die(err, rc);
+    if ((rc = dr_user_cache_new(&r.cache, cache_users, r.conf.dim))) die("cache", rc);
+    if ((rc = dr_model_new(&r.model, &r.conf, err, sizeof err))) die(err, rc);
+    uint64_t rng = 42;
+    double t0 = now_s();
+    for (int64_t e = 0; e < events; e++) {
+        int64_t id = (int64_t)(dr_rand64(&rng) % (uint64_t)users) + 1;
+        int64_t item = (int64_t)(dr_rand64(&rng) % ITEMS) + 1;
+        /* the open-loop stream's mix: mostly impressions, a click in five */
+        dr_event_t ev = {id, item, dr_rand01(&rng) < 0.8 ? DR_EV_IMPRESSION : DR_EV_CLICK, 0.0f,
+                         1767225600000 + e * 10};
+        dr_user_t *u = get_user(&r, id);
+        dr_apply_result_t res;
+        if ((rc = dr_learner_apply(r.model, u, &ev, (uint64_t)e, &res))) die("apply", rc);
+        dr_user_cache_mark_dirty(r.cache, u);
+        if ((e + 1) % COMMIT_EVERY == 0) commit(&r, e + 1);
+    }
+    commit(&r, events);
+    double dt = now_s() - t0;
+    uint64_t hits, misses;
+    dr_user_cache_stats(r.cache, &hits, &misses);
+    long rss = rss_kib();
+    dr_user_cache_free(r.cache);
+    dr_model_free(r.model);
+    dr_state_close(r.st);
+    /* a restart: open the store, read one user */
+    double r0 = now_s();
+    if ((rc = dr_state_open(&r.st, &sc, err, sizeof err))) die(err, rc);
+    uint8_t *rec = NULL;
+    size_t len = 0;
+    rc = dr_state_get_user(r.st, PARTITION, 1, &rec, &len);
+    double restart = now_s() - r0;
+    free(rec);
+    uint64_t live = 0, pending = 0;
+    dr_state_sizes(r.st, &live, &pending);
+    dr_state_close(r.st);
+    printf("users=%" PRId64 " events=%" PRId64 " cache=%zu events_per_s=%.0f hit_rate=%.3f "
+           "record_bytes_mean=%.0f live_sst_bytes_per_user=%.0f peak_rss_mib=%ld restart_ms=%.1f\n",
+           users, events, cache_users, (double)events / dt,
+           hits + misses ? (double)hits / (double)(hits + misses) : 0,
+           r.records ? (double)r.record_bytes / (double)r.records : 0,
+           (double)live / (double)users, rss / 1024, restart * 1000);
+    return 0;
+}
