@@ -216,9 +216,10 @@ static bool scan_once(dr_adwin_t *a) {
             u1 -= r[2u * k];
             if (i == 0 && k == c - 1)
                 return false; /* W1 would be empty */
+            if (n1 <= mwl + 1 || n0 <= mwl + 1)
+                continue; /* MOA tests the sizes first too: the means are not needed */
             double absvalue = u0 / (double)n0 - u1 / (double)n1;
-            if (n1 > mwl + 1 && n0 > mwl + 1 &&
-                cut_expression(a, dd, v, n0, n1, absvalue)) {
+            if (cut_expression(a, dd, v, n0, n1, absvalue)) {
                 delete_element(a);
                 return true;
             }
