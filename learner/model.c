@@ -148,10 +148,26 @@ bool dr_user_has_recent(const dr_user_t *u, int64_t item_id) {
     return false;
 }
 
-bool dr_user_has_hidden(const dr_user_t *u, int64_t item_id) {
-    for (unsigned i = 0; i < u->hidden_len; i++)
-        if (u->hidden[i] == item_id) return true;
+/* A bounded ring of ids (the hidden items, authors, topics): ids[0..*len);
+ * once it holds cap, *head is the oldest, which a new id replaces. */
+static bool ids_hold(const int64_t *ids, unsigned len, int64_t id) {
+    for (unsigned i = 0; i < len; i++)
+        if (ids[i] == id) return true;
     return false;
+}
+
+static void ids_remember(int64_t *ids, uint8_t *len, uint8_t *head, unsigned cap, int64_t id) {
+    if (ids_hold(ids, *len, id)) return;
+    if (*len < cap) {
+        ids[(*len)++] = id;
+        return;
+    }
+    ids[*head] = id;
+    *head = (uint8_t)((*head + 1) % cap);
+}
+
+bool dr_user_has_hidden(const dr_user_t *u, int64_t item_id) {
+    return ids_hold(u->hidden, u->hidden_len, item_id);
 }
 
 bool dr_user_excludes(const dr_user_t *u, int64_t item_id) {
@@ -159,38 +175,20 @@ bool dr_user_excludes(const dr_user_t *u, int64_t item_id) {
            dr_user_resting(u, item_id);
 }
 
-static bool ring_holds(const dr_id_ring_t *r, int64_t id) {
-    for (unsigned i = 0; i < r->len; i++)
-        if (r->id[i] == id) return true;
-    return false;
-}
-
-/* Remembers an author or topic the user hid; the oldest makes room. */
+/* Remembers an author or topic the user hid (-1: the catalog names none). */
 static void ring_remember(dr_id_ring_t *r, int64_t id) {
-    if (id < 0 || ring_holds(r, id)) return;
-    if (r->len < DR_HIDDEN_SOURCES) {
-        r->id[r->len++] = id;
-        return;
-    }
-    r->id[r->head] = id;
-    r->head = (uint8_t)((r->head + 1) % DR_HIDDEN_SOURCES);
+    if (id >= 0) ids_remember(r->id, &r->len, &r->head, DR_HIDDEN_SOURCES, id);
 }
 
 bool dr_user_hides_source(const dr_user_t *u, int64_t author, int64_t topic) {
-    return (author >= 0 && u->hidden_authors.len && ring_holds(&u->hidden_authors, author)) ||
-           (topic >= 0 && u->hidden_topics.len && ring_holds(&u->hidden_topics, topic));
+    return (author >= 0 && ids_hold(u->hidden_authors.id, u->hidden_authors.len, author)) ||
+           (topic >= 0 && ids_hold(u->hidden_topics.id, u->hidden_topics.len, topic));
 }
 
 /* Remembers a hidden item; once DR_HIDDEN_MAX are kept, the oldest hide
  * makes room (the bound on a user's state). */
 static void user_hide(dr_user_t *u, int64_t item_id) {
-    if (dr_user_has_hidden(u, item_id)) return;
-    if (u->hidden_len < DR_HIDDEN_MAX) {
-        u->hidden[u->hidden_len++] = item_id;
-        return;
-    }
-    u->hidden[u->hidden_head] = item_id;
-    u->hidden_head = (uint8_t)((u->hidden_head + 1) % DR_HIDDEN_MAX);
+    ids_remember(u->hidden, &u->hidden_len, &u->hidden_head, DR_HIDDEN_MAX, item_id);
 }
 
 /* The slot of the ring entry `back` places before the head (0: the newest).

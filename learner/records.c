@@ -301,21 +301,22 @@ int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
     return 0;
 }
 
-static void put_id_ring(dr_writer_t *w, const dr_id_ring_t *r) {
-    dr_put_u8(w, r->len);
-    dr_put_u8(w, r->head);
-    for (unsigned i = 0; i < r->len; i++) dr_put_i64(w, r->id[i]);
+/* A bounded ring of ids (hidden items, authors, topics): its length, head
+ * and ids. */
+static void put_ids(dr_writer_t *w, const int64_t *ids, uint8_t len, uint8_t head) {
+    dr_put_u8(w, len);
+    dr_put_u8(w, head);
+    for (unsigned i = 0; i < len; i++) dr_put_i64(w, ids[i]);
 }
 
-/* A ring as put_id_ring wrote it: false for one that no writer makes. */
-static bool get_id_ring(dr_reader_t *r, dr_id_ring_t *ring) {
-    ring->len = dr_get_u8(r);
-    ring->head = dr_get_u8(r);
-    if (ring->len > DR_HIDDEN_SOURCES || ring->head >= DR_HIDDEN_SOURCES ||
-        (ring->head > 0 && ring->len < DR_HIDDEN_SOURCES))
-        return false;
-    for (unsigned i = 0; i < ring->len; i++)
-        if (!valid_item_id(ring->id[i] = dr_get_i64(r))) return false; /* ids as items' */
+/* A ring as put_ids wrote it for capacity cap: false for one that no writer
+ * makes (a count over cap, a head past a partial ring, an id out of range). */
+static bool get_ids(dr_reader_t *r, int64_t *ids, uint8_t *len, uint8_t *head, unsigned cap) {
+    *len = dr_get_u8(r);
+    *head = dr_get_u8(r);
+    if (*len > cap || *head >= cap || (*head > 0 && *len < cap)) return false;
+    for (unsigned i = 0; i < *len; i++)
+        if (!valid_item_id(ids[i] = dr_get_i64(r))) return false; /* ids as items' */
     return r->ok;
 }
 
@@ -366,9 +367,7 @@ int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
     dr_put_u64(&w, u->readapt_event);
     for (unsigned i = 0; i < u->recent_len; i++) dr_put_u32(&w, u->recent[i].sample);
     /* version 6: the hidden items */
-    dr_put_u8(&w, u->hidden_len);
-    dr_put_u8(&w, u->hidden_head);
-    for (unsigned i = 0; i < u->hidden_len; i++) dr_put_i64(&w, u->hidden[i]);
+    put_ids(&w, u->hidden, u->hidden_len, u->hidden_head);
     /* version 7: the seen posts filter, when it holds anything */
     dr_put_u8(&w, u->rest.gen_start_ms != 0);
     if (u->rest.gen_start_ms != 0) {
@@ -378,8 +377,8 @@ int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
             for (int i = 0; i < DR_REST_BITS / 64; i++) dr_put_u64(&w, u->rest.resting[g][i]);
     }
     /* version 8: the hidden authors and topics */
-    put_id_ring(&w, &u->hidden_authors);
-    put_id_ring(&w, &u->hidden_topics);
+    put_ids(&w, u->hidden_authors.id, u->hidden_authors.len, u->hidden_authors.head);
+    put_ids(&w, u->hidden_topics.id, u->hidden_topics.len, u->hidden_topics.head);
     if (!w.ok) { free(buf); return DR_ENOMEM; }
     *out = buf;
     *len = w.len;
@@ -507,15 +506,9 @@ int dr_user_decode(int64_t user_id, const dr_learner_conf_t *conf, const void *r
         for (unsigned i = 0; i < recent_len; i++) stored[i].sample = dr_get_u32(&r);
         if (u->regime_from > u->drift_samples || u->readapt_event > u->events_applied) goto out_err;
     }
-    if (version >= 6) { /* older: nothing hidden beyond the recent ring */
-        u->hidden_len = dr_get_u8(&r);
-        u->hidden_head = dr_get_u8(&r);
-        if (u->hidden_len > DR_HIDDEN_MAX || u->hidden_head >= DR_HIDDEN_MAX ||
-            (u->hidden_head > 0 && u->hidden_len < DR_HIDDEN_MAX))
-            goto out_err;
-        for (unsigned i = 0; i < u->hidden_len; i++)
-            if (!valid_item_id(u->hidden[i] = dr_get_i64(&r))) goto out_err;
-    }
+    /* older than 6: nothing hidden beyond the recent ring */
+    if (version >= 6 && !get_ids(&r, u->hidden, &u->hidden_len, &u->hidden_head, DR_HIDDEN_MAX))
+        goto out_err;
     if (version >= 7) { /* older: nothing rests yet */
         uint8_t has_rest = dr_get_u8(&r);
         if (has_rest > 1) goto out_err;
@@ -529,7 +522,9 @@ int dr_user_decode(int64_t user_id, const dr_learner_conf_t *conf, const void *r
         /* resting switched off since the record was written: nothing rests */
         if (conf->rest_impressions == 0) memset(&u->rest, 0, sizeof(u->rest));
     }
-    if (version >= 8 && (!get_id_ring(&r, &u->hidden_authors) || !get_id_ring(&r, &u->hidden_topics)))
+    dr_id_ring_t *ha = &u->hidden_authors, *ht = &u->hidden_topics;
+    if (version >= 8 && (!get_ids(&r, ha->id, &ha->len, &ha->head, DR_HIDDEN_SOURCES) ||
+                         !get_ids(&r, ht->id, &ht->len, &ht->head, DR_HIDDEN_SOURCES)))
         goto out_err;
     if (!r.ok || r.pos != len || u->prior_version < -1) goto out_err;
     recent_fit(u, stored, recent_len, recent_head, (unsigned)conf->recent_items);
