@@ -21,15 +21,10 @@
 
 #include "dr_codec.h"
 #include "dr_err.h"
+#include "dr_log.h"
 
 #define MAX_PARTITIONS 256
 #define MAX_LIST 1000
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* Produce time of each delivered event, by partition and offset. */
 typedef struct sent_log {
@@ -115,11 +110,11 @@ static void *produce(void *arg) {
     }
     dr_buf_t buf = {0};
     uint64_t x = 88172645463325252ULL;
-    double start = now_s();
+    double start = dr_mono_s();
     int64_t total = (int64_t)(a->rate * a->seconds);
     for (int64_t k = 0; k < total; k++) {
         double due = start + (double)k / a->rate;
-        while (now_s() < due) rd_kafka_poll(rk, 1);
+        while (dr_mono_s() < due) rd_kafka_poll(rk, 1);
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         dr_event_t ev = {(int64_t)(x % (uint64_t)a->users) + 1, (int64_t)(x >> 40) % 5000 + 1,
                          DR_EV_CLICK, 0.0f, (int64_t)time(NULL) * 1000};
@@ -127,7 +122,7 @@ static void *produce(void *arg) {
         char key[24];
         int klen = snprintf(key, sizeof key, "%" PRId64, ev.user_id);
         double *t = malloc(sizeof *t);
-        *t = now_s();
+        *t = dr_mono_s();
         while (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(a->events), RD_KAFKA_V_KEY(key, (size_t)klen),
                                  RD_KAFKA_V_VALUE(buf.data, buf.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                  RD_KAFKA_V_OPAQUE(t), RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -177,7 +172,7 @@ int main(int argc, char **argv) {
     char err[256];
     if (dr_codec_new(&codec, NULL, err, sizeof err)) return 1;
     pthread_t prod;
-    double start = now_s();
+    double start = dr_mono_s();
     pthread_create(&prod, NULL, produce, &a);
     size_t cap = 1 << 20, n = 0, unknown = 0, lists = 0;
     double *delay = malloc(cap * sizeof *delay);
@@ -188,7 +183,7 @@ int main(int argc, char **argv) {
     double quiet_since = 0;
     for (;;) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 5);
-        double now = now_s();
+        double now = dr_mono_s();
         if (!m) {
             if (atomic_load(&producing_done)) {
                 if (quiet_since == 0) quiet_since = now;

@@ -16,22 +16,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "dr_bytes.h"
 #include "dr_err.h"
+#include "dr_log.h"
 #include "dr_learner.h"
 #include "dr_state.h"
 
 #define ITEMS 10000
 #define COMMIT_EVERY 100000
 #define PARTITION 0
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void die(const char *what, int err) {
     fprintf(stderr, "state_bench: %s: %s\n", what, dr_strerror(err));
@@ -121,7 +115,7 @@ int main(int argc, char **argv) {
     if ((rc = dr_user_cache_new(&r.cache, cache_users, r.conf.dim))) die("cache", rc);
     if ((rc = dr_model_new(&r.model, &r.conf, err, sizeof err))) die(err, rc);
     uint64_t rng = 42;
-    double t0 = now_s();
+    double t0 = dr_mono_s();
     for (int64_t e = 0; e < events; e++) {
         int64_t id = (int64_t)(dr_rand64(&rng) % (uint64_t)users) + 1;
         int64_t item = (int64_t)(dr_rand64(&rng) % ITEMS) + 1;
@@ -135,7 +129,7 @@ int main(int argc, char **argv) {
         if ((e + 1) % COMMIT_EVERY == 0) commit(&r, e + 1);
     }
     commit(&r, events);
-    double dt = now_s() - t0;
+    double dt = dr_mono_s() - t0;
     uint64_t hits, misses;
     dr_user_cache_stats(r.cache, &hits, &misses);
     long rss = rss_kib();
@@ -143,12 +137,12 @@ int main(int argc, char **argv) {
     dr_model_free(r.model);
     dr_state_close(r.st);
     /* a restart: open the store, read one user */
-    double r0 = now_s();
+    double r0 = dr_mono_s();
     if ((rc = dr_state_open(&r.st, &sc, err, sizeof err))) die(err, rc);
     uint8_t *rec = NULL;
     size_t len = 0;
     rc = dr_state_get_user(r.st, PARTITION, 1, &rec, &len);
-    double restart = now_s() - r0;
+    double restart = dr_mono_s() - r0;
     free(rec);
     uint64_t live = 0, pending = 0;
     dr_state_sizes(r.st, &live, &pending);
