@@ -16,12 +16,12 @@ content type application/vnd.schemaregistry.v1+json:
 
 Ids are global: the same schema text (canonicalised with json.loads and
 json.dumps(sort_keys=True)) gets the same id in every subject. Only AVRO
-schemas. Compatibility: NONE, BACKWARD (default) and BACKWARD_TRANSITIVE,
-where a record schema is backward compatible with an older one when every
-field of the new schema that has no default exists in the old one (Avro's
-rule for readers, minus type promotion and name checks), and any other
-schema only when it is the same. FORWARD and FULL (and their transitive
-forms) are refused with 422 42203: this server does not implement them.
+schemas. Compatibility: NONE, BACKWARD (default), FORWARD, FULL and their
+_TRANSITIVE forms, where a record schema can read data written with
+another when every field of the reader that has no default exists in the
+writer (Avro's rule for readers, minus type promotion and name checks), and
+any other schema only when it is the same. BACKWARD: the new schema reads
+the old; FORWARD: the old reads the new; FULL: both.
 
 Options: --port N (0 = any; listens on 127.0.0.1 only and writes the port
 on the first line of stdout), --basic-auth user:pass, --tls-cert F
@@ -54,7 +54,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 LEVELS = {"NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE",
           "FULL", "FULL_TRANSITIVE"}
-SUPPORTED_LEVELS = {"NONE", "BACKWARD", "BACKWARD_TRANSITIVE"}
 
 
 class RegistryError(Exception):
@@ -106,7 +105,12 @@ class Registry:
         if versions and level != "NONE":
             older = versions if level.endswith("_TRANSITIVE") else versions[-1:]
             for old_id in older:
-                problem = backward_problem(doc, json.loads(self.schemas[old_id]["canon"]))
+                old = json.loads(self.schemas[old_id]["canon"])
+                problem = None
+                if level.startswith(("BACKWARD", "FULL")):
+                    problem = read_problem(doc, old)
+                if not problem and level.startswith(("FORWARD", "FULL")):
+                    problem = read_problem(old, doc, "old", "new")
                 if problem:
                     raise RegistryError(
                         409, 409, "Schema being registered is incompatible with an earlier "
@@ -138,18 +142,21 @@ class Registry:
         return {"subject": subject, "id": sid, "version": n, "schema": self.schemas[sid]["schema"]}
 
 
-def backward_problem(new, old):
-    """Why a reader with schema `new` cannot read data written with `old`, or None."""
-    if isinstance(new, dict) and isinstance(old, dict) and \
-            new.get("type") == "record" and old.get("type") == "record":
-        old_fields = {f.get("name") for f in old.get("fields", []) if isinstance(f, dict)}
-        for f in new.get("fields", []):
-            if isinstance(f, dict) and "default" not in f and f.get("name") not in old_fields:
+def read_problem(reader, writer, reader_name="new", writer_name="old"):
+    """Why a reader with schema `reader` cannot read data written with `writer`,
+    or None. BACKWARD asks it of the new schema reading the old, FORWARD of the
+    old reading the new."""
+    if isinstance(reader, dict) and isinstance(writer, dict) and \
+            reader.get("type") == "record" and writer.get("type") == "record":
+        writer_fields = {f.get("name") for f in writer.get("fields", []) if isinstance(f, dict)}
+        for f in reader.get("fields", []):
+            if isinstance(f, dict) and "default" not in f and f.get("name") not in writer_fields:
                 return "{errorType:'READER_FIELD_MISSING_DEFAULT_VALUE', description:'The field " \
-                       "'%s' at path '/fields/%s' in the new schema has no default value and is " \
-                       "missing in the old schema'}" % (f.get("name"), f.get("name"))
+                       "'%s' at path '/fields/%s' in the %s schema has no default value and is " \
+                       "missing in the %s schema'}" % (f.get("name"), f.get("name"), reader_name,
+                                                        writer_name)
         return None
-    if json.dumps(new, sort_keys=True) != json.dumps(old, sort_keys=True):
+    if json.dumps(reader, sort_keys=True) != json.dumps(writer, sort_keys=True):
         return "{errorType:'TYPE_MISMATCH', description:'the schema is not a record and differs " \
                "from the old one'}"
     return None
@@ -342,9 +349,6 @@ class Handler(BaseHTTPRequestHandler):
             level = self.body().get("compatibility")
             if level not in LEVELS:
                 raise RegistryError(422, 42203, "Invalid compatibility level %s" % level)
-            if level not in SUPPORTED_LEVELS:
-                raise RegistryError(422, 42203, "compatibility %s is not implemented by this "
-                                    "test registry (only NONE, BACKWARD, BACKWARD_TRANSITIVE)" % level)
             if subject is None:
                 REGISTRY.level = level
             else:

@@ -603,6 +603,17 @@ static void test_register(void **state) {
     free(schema);
     /* other subjects keep the default, BACKWARD */
     assert_int_equal(REGISTER("other-value", PROBE_V3, &id), DR_ESCHEMA);
+    /* FORWARD: the old schema (V2) must read the new (V3: its "score" has a
+     * default), which BACKWARD refused; FULL asks both ways and refuses it */
+    json_t *fwd = json_pack("{s:s}", "compatibility", "FORWARD");
+    json_t *full = json_pack("{s:s}", "compatibility", "FULL");
+    assert_int_equal(REGISTER("fwd-value", PROBE_V2, &id), 0);
+    assert_int_equal(control(&f->srv, "PUT", "/config/fwd-value", fwd, out, sizeof(out)), 200);
+    assert_int_equal(REGISTER("fwd-value", PROBE_V3, &id), 0);
+    assert_int_equal(REGISTER("full-value", PROBE_V2, &id), 0);
+    assert_int_equal(control(&f->srv, "PUT", "/config/full-value", full, out, sizeof(out)), 200);
+    assert_int_equal(REGISTER("full-value", PROBE_V3, &id), DR_ESCHEMA);
+    assert_contains(err, "'item'");
 
     assert_int_equal(REGISTER("probe-value", "{not json", &id), DR_ESCHEMA);
     assert_contains(err, "HTTP 422");
