@@ -29,7 +29,7 @@ struct dr_pipeline {
     dr_user_cache_t *cache;
     dr_model_t *model;
     dr_codec_t *codec;           /* decoding on the loop thread */
-    dr_registry_t *registry;     /* schema.registry.url's client, or NULL */
+    dr_schema_source_t *registry; /* schema.registry.url's client, or NULL */
     rd_kafka_t *producer;
     rd_kafka_queue_t *producer_queue;
     int producer_pipe[2];
@@ -1452,7 +1452,7 @@ void dr_pipeline_free(dr_pipeline_t *p) {
         if (p->producer_pipe[i] >= 0) close(p->producer_pipe[i]);
     dr_state_batch_free(p->commit_batch);
     dr_codec_free(p->codec);
-    dr_registry_free(p->registry);
+    dr_schema_registry_close(p->registry);
     dr_user_cache_free(p->cache);
     dr_model_free(p->model);
     dr_adwin_free_buckets(&p->global_drift);

@@ -4,10 +4,17 @@
 #include "dr_schema_registry.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dr_err.h"
 #include "dr_log.h"
+
+struct dr_schema_source {
+    dr_registry_t *registry;
+    double tokens;      /* look-ups left in the budget ... */
+    double refilled_at; /* ... as of this monotonic time */
+};
 
 /* The .avsc texts compiled into the binary (cmake/embed_file.cmake). */
 extern const char dr_schema_UserEvent[];
@@ -29,7 +36,7 @@ static int register_one(dr_registry_t *r, const char *topic, const char *schema,
     return 0;
 }
 
-int dr_schema_registry_open(dr_config_t *cfg, dr_registry_t **out, char *errstr, size_t n) {
+int dr_schema_registry_open(dr_config_t *cfg, dr_schema_source_t **out, char *errstr, size_t n) {
     *out = NULL;
     if (!cfg->registry_url[0]) return 0;
     if (cfg->codec.framing != DR_FRAMING_CONFLUENT) {
@@ -55,20 +62,50 @@ int dr_schema_registry_open(dr_config_t *cfg, dr_registry_t **out, char *errstr,
     if (!err) err = register_one(r, cfg->topic_recs, dr_schema_Recommendations, &ids[DR_SCHEMA_RECS], errstr, n);
     if (!err && cfg->topic_catalog[0])
         err = register_one(r, cfg->topic_catalog, dr_schema_Item, &ids[DR_SCHEMA_ITEM], errstr, n);
+    dr_schema_source_t *src = err ? NULL : malloc(sizeof(*src));
+    if (!err && !src) {
+        snprintf(errstr, n, "out of memory");
+        err = DR_ENOMEM;
+    }
     if (err) {
         dr_registry_free(r);
         return err;
     }
-    *out = r;
+    *src = (dr_schema_source_t){r, DR_SCHEMA_LOOKUP_BURST, dr_mono_s()};
+    *out = src;
     return 0;
 }
 
+void dr_schema_registry_close(dr_schema_source_t *s) {
+    if (!s) return;
+    dr_registry_free(s->registry);
+    free(s);
+}
+
+/* A token bucket: DR_SCHEMA_LOOKUP_BURST at once, DR_SCHEMA_LOOKUPS_PER_S after. */
+static bool take_lookup(dr_schema_source_t *s) {
+    double now = dr_mono_s();
+    s->tokens += (now - s->refilled_at) * DR_SCHEMA_LOOKUPS_PER_S;
+    if (s->tokens > DR_SCHEMA_LOOKUP_BURST) s->tokens = DR_SCHEMA_LOOKUP_BURST;
+    s->refilled_at = now;
+    if (s->tokens < 1.0) return false;
+    s->tokens -= 1.0;
+    return true;
+}
+
 static int lookup(void *ctx, int32_t id, char **schema_json, char *reason, size_t reason_size) {
-    int err = dr_registry_schema_by_id(ctx, id, schema_json, reason, reason_size);
+    dr_schema_source_t *s = ctx;
+    if (!take_lookup(s)) { /* "could not ask now": retryable, and asked again later */
+        snprintf(reason, reason_size, "over the budget of schema look-ups (%d, then %.0f a second): "
+                 "a producer frames records with ever new schema ids", DR_SCHEMA_LOOKUP_BURST,
+                 DR_SCHEMA_LOOKUPS_PER_S);
+        return DR_EAGAIN;
+    }
+    int err = dr_registry_schema_by_id(s->registry, id, schema_json, reason, reason_size);
     if (err == 0) dr_log(DR_LOG_INFO, "schemas", "writer schema fetched from the registry | id=%d", (int)id);
     return err;
 }
 
-void dr_schema_registry_attach(dr_codec_t *codec, dr_registry_t *r) {
-    dr_codec_set_schema_lookup(codec, r ? lookup : NULL, r);
+void dr_schema_registry_attach(dr_codec_t *codec, dr_schema_source_t *s) {
+    dr_codec_set_schema_lookup(codec, s ? lookup : NULL, s);
 }

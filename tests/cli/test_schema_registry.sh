@@ -10,7 +10,9 @@
 # - while the registry is down, records with a new id wait
 #   schema.registry.wait.ms and go to the dead-letter topic as retryable
 #   (class registry, dr.retryable: true), nothing lost; once it is back,
-#   `driftrec dlq replay` puts them back and a run applies them.
+#   `driftrec dlq replay` puts them back and a run applies them;
+# - a producer framing every record with a new unknown id costs at most the
+#   look-up budget, and nothing stalls.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 command -v python3 >/dev/null || { echo "SKIP: python3 not found (the test registry needs it)"; exit 0; }
@@ -76,11 +78,11 @@ for _ in $(seq 300); do grep -q "partitions assigned" "$dir/run2.log" && break; 
 kill "$reg_pid"; wait "$reg_pid" 2>/dev/null || true
 produce_v2 102 10 30
 for _ in $(seq 200); do
-  n=$(kcat -C -b "$bs" -t ev.dlq -e -q -f '%h\n' 2>/dev/null | grep -c 'dr.reason.class=registry' || true)
+  n=$(kcat -C -b "$bs" -t ev.dlq -e -q -f '%h\n' 2>/dev/null | grep 'trace=id102' | grep -c 'dr.reason.class=registry' || true)
   [ "$n" -ge 10 ] && break; sleep 0.1
 done
 [ "$n" = 10 ] || { echo "registry down: $n retryable dead letters (want 10)"; cat "$dir/run2.log"; exit 1; }
-kcat -C -b "$bs" -t ev.dlq -e -q -f '%h\n' 2>/dev/null | grep 'dr.reason.class=registry' | grep -q 'dr.retryable=true' \
+kcat -C -b "$bs" -t ev.dlq -e -q -f '%h\n' 2>/dev/null | grep 'trace=id102' | grep 'dr.reason.class=registry' | grep -q 'dr.retryable=true' \
   || { echo "retryable dead letters lack dr.retryable=true"; exit 1; }
 kill -TERM "$run_pid"; wait "$run_pid" 2>/dev/null || true
 echo "registry down: 10 records of a new id dead-lettered as retryable (class registry), the run went on"
@@ -94,4 +96,19 @@ grep -q "replayed=10" "$dir/replay.log" || { echo "dlq replay:"; cat "$dir/repla
 events=$(last_progress "$dir/run3.log" events) dlq=$(last_progress "$dir/run3.log" dlq)
 [ "$events" = 10 ] && [ "$dlq" = 0 ] || { echo "run 3: events=$events dlq=$dlq (want 10, 0)"; cat "$dir/run3.log"; exit 1; }
 echo "registry back: dlq replay put the 10 back, and they were applied (none dead-lettered again)"
-echo "3 passed, 0 failed"
+# a producer framing every record with a new unknown id: a look-up budget
+# (DR_SCHEMA_LOOKUP_BURST, then DR_SCHEMA_LOOKUPS_PER_S) keeps the partition
+# flowing; what is over it is dead-lettered as retryable without a request
+base=$(curl -s "$reg/_test/requests" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(v for k,v in d.items() if "ids" in k))')
+produce_v2 5000-5299 300 1
+"$DRIFTREC" run "${run_args[@]}" --set "schema.registry.url=$reg" --set run.exit.idle.ms=1500 \
+    --set group.id=g4 >"$dir/run1b.log" 2>&1 || { cat "$dir/run1b.log"; exit 1; }
+dlq=$(last_progress "$dir/run1b.log" dlq)
+[ "$dlq" = 300 ] || { echo "ever new ids: $dlq of 300 dead-lettered"; exit 1; }
+fetches=$(curl -s "$reg/_test/requests" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(v for k,v in d.items() if "ids" in k))')
+[ "$((fetches - base))" -le 100 ] || { echo "ever new ids: $((fetches - base)) look-ups for 300 records (budget: 20, then 20 a second)"; exit 1; }
+over=$(kcat -C -b "$bs" -t ev.dlq -e -q -f '%h\n' 2>/dev/null | grep 'trace=id5000-5299' | grep -c 'dr.reason.class=registry' || true)
+[ "$over" -ge 200 ] || { echo "ever new ids: only $over dead-lettered as over the budget"; exit 1; }
+echo "ever new schema ids: 300 records dead-lettered with $((fetches - base)) look-ups ($over over the budget, retryable)"
+
+echo "4 passed, 0 failed"
