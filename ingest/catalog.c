@@ -49,9 +49,9 @@ int dr_catalog_new(dr_catalog_t **out, uv_loop_t *loop, const char *topic, const
     /* assign() needs no group; a group id is still required by the client */
     snprintf(group, sizeof(group), "%s.catalog", conf->group_id);
     /* a catalog record (a block, a new post) reaches lists within an emit
-     * interval, not after the fetch wait (see make_consumer in ingest.c) */
+     * interval, not after the fetch wait */
     const char *const defaults[][2] = {{"group.id", group}, {"enable.auto.commit", "false"},
-                                       {"fetch.wait.max.ms", "10"}};
+                                       {"fetch.wait.max.ms", DR_INGEST_FETCH_WAIT_MS}};
     rd_kafka_conf_t *kc = dr_ingest_kafka_conf(defaults, 3, conf->kafka_keys, conf->kafka_values,
                                                conf->n_kafka, e, sizeof(e));
     c->rk = kc ? rd_kafka_new(RD_KAFKA_CONSUMER, kc, e, sizeof(e)) : NULL;

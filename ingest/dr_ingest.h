@@ -179,6 +179,14 @@ rd_kafka_conf_t *dr_ingest_kafka_conf(const char *const (*defaults)[2], size_t n
                                       const char *const *keys, const char *const *values, int n,
                                       char *errstr, size_t errstr_size);
 
+/* fetch.wait.max.ms of our events and catalog consumers, unless
+ * kafka.fetch.wait.max.ms says otherwise. A fetch that finds nothing new is
+ * held this long; a real broker answers it as soon as a record arrives, the
+ * embedded one only when the wait ends, which at librdkafka's 500 put lists
+ * ~0.4 s behind their events (docs/BENCHMARKS.md, "Freshness"). 10 ms costs
+ * an idle consumer 100 small requests a second. */
+#define DR_INGEST_FETCH_WAIT_MS "10"
+
 /* The user id in a message's key, as every producer of ours writes it (the
  * decimal id, digits only, without sign, spaces or leading zeros, below
  * 2^53), or as Java's LongSerializer writes it (8 bytes, big-endian): true

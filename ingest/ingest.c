@@ -257,13 +257,7 @@ out_refused:
 
 static int make_consumer(dr_ingest_t *in, char *errstr, size_t n) {
     char e[512];
-    /* Freshness: a fetch that finds no new event is held up to
-     * fetch.wait.max.ms (500 by default). A real broker answers it as soon as
-     * an event arrives, the embedded one only when the wait ends, which put
-     * its lists ~0.4 s behind their events (docs/BENCHMARKS.md, "Freshness");
-     * 10 ms costs an idle consumer 100 small requests a second.
-     * kafka.fetch.wait.max.ms still wins. */
-    static const char *const defaults[][2] = {{"fetch.wait.max.ms", "10"}};
+    static const char *const defaults[][2] = {{"fetch.wait.max.ms", DR_INGEST_FETCH_WAIT_MS}};
     rd_kafka_conf_t *kc = dr_ingest_kafka_conf(defaults, 1, in->conf.kafka_keys, in->conf.kafka_values,
                                                in->conf.n_kafka, errstr, n);
     if (!kc) return DR_ECONFIG;
