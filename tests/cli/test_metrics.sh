@@ -7,7 +7,7 @@ set -euo pipefail
 start_broker 3 ev recs
 produce "$bs" ev 20000 500 300
 "$DRIFTREC" run --set "kafka.bootstrap.servers=$bs" --set topic.events=ev --set topic.recommendations=recs \
-    --set "state.dir=$dir/state" --set metrics.listen=127.0.0.1:0 --set model.sync.interval.ms=600000 --set state.commit.interval.ms=50 \
+    --set "state.dir=$dir/state" --set metrics.listen=127.0.0.1:0 --set model.sync.interval.ms=600000 --set state.commit.interval.ms=50 --set ingest.max.rate=5000 \
     --set metrics.ready.max.lag=0 >"$dir/run.log" 2>&1 &
 run=$!
 pids+=("$run")
@@ -79,7 +79,8 @@ grep -qx 'driftrec_events_learned_total 20000' <<<"$m" || { echo "events after t
 grep -qx 'driftrec_erase_requests_total 1' <<<"$m" || { echo "erase requests: $(grep '^driftrec_erase_requests_total' <<<"$m")"; exit 1; }
 
 # item changes not shared yet (the sync interval is 10 minutes here, commits
-# every 50 ms: only the first published) are shared at the stop, not kept for good
+# every 50 ms, consumption capped so that it spans 4 s of them: only the
+# first commit with events published) are shared at the stop, not kept for good
 pending=$(curl -sf "$url/metrics" | awk '$1 == "driftrec_model_items_pending" {print $2}')
 [ "${pending:-0}" -gt 0 ] || { echo "no item changes pending before the stop: $pending"; exit 1; }
 before=$(kcat -C -b "$bs" -t ev.model -e -q -f '.' 2>/dev/null | wc -c)
