@@ -138,7 +138,7 @@ static int bench_topk(size_t n, int reps, size_t B) {
     float *scores = malloc(B * scratch_items * sizeof(float));
     if (!scores) die("out of memory");
     batch_t ctx = {m, users};
-    dr_emit_terms_t terms = {w, add_coengagement, &ctx};
+    dr_emit_terms_t terms = {w, add_coengagement, &ctx, NULL, NULL};
     dr_emit_topk(U, B, &items, k, excl, &terms, scores, out, out_n); /* warm-up */
     double t0 = dr_mono_s(), c0 = cpu_s();
     for (int rep = 0; rep < reps; rep++) dr_emit_topk(U, B, &items, k, excl, &terms, scores, out, out_n);

@@ -43,7 +43,22 @@ typedef struct dr_emit_terms {
     const float *pop_weight; /* B weights */
     dr_emit_row_fn add_row;
     void *ctx;
+    /* B flags, or NULL: the lists of users whose flag is set explore topics
+     * (dr_user_exploring): every other slot holds the best item of another
+     * topic, topics in the order of their best items' scores. `topics` is
+     * scratch of B × DR_EMIT_EXPLORE_TOPICS entries when explore is set. */
+    const uint8_t *explore;
+    struct dr_emit_topic_best *topics;
 } dr_emit_terms_t;
+
+/* Topics an exploring list draws from (items of the catalog's topic -1,
+ * unknown, never; two topics that hash to one slot share it, the better
+ * item kept). */
+#define DR_EMIT_EXPLORE_TOPICS 64
+typedef struct dr_emit_topic_best {
+    int64_t topic;   /* -1: empty */
+    dr_scored_item_t best;
+} dr_emit_topic_best_t;
 
 /* Items scored per cblas_sgemm: the scoring scratch is B × this many floats
  * whatever the catalog size (128 MiB at the default emit.batch of 512;
@@ -65,8 +80,10 @@ size_t dr_emit_scratch_items(size_t n_items);
  * count into out_n[u].
  *
  * Guarantees (tested): lists are sorted by score, descending, ties broken by
- * ascending item id; excluded and blocked items never appear; a list is
- * shorter than k only when fewer eligible items exist. `scores` is scratch
+ * ascending item id, except an exploring user's (terms->explore), whose
+ * odd slots hold other topics' best items; no item appears twice; excluded
+ * and blocked items never appear; a list is shorter than k only when fewer
+ * eligible items exist. `scores` is scratch
  * of at least B × dr_emit_scratch_items(items->n) floats. */
 void dr_emit_topk(const float *U, size_t B, const dr_items_view_t *items, int k,
                   const dr_exclusions_t *excl, const dr_emit_terms_t *terms, float *scores,

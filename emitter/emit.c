@@ -24,6 +24,8 @@ struct dr_emitter {
     int dim;
     float *U;                 /* batch × dim */
     float *pop_weight;        /* batch: the users' population-prior weights */
+    uint8_t *explore;         /* batch: the user's list explores topics */
+    dr_emit_topic_best_t *topics; /* batch × DR_EMIT_EXPLORE_TOPICS */
     float *scores;            /* batch × scores_cap_items: one chunk of scores */
     size_t scores_cap_items;  /* <= DR_EMIT_CHUNK_ITEMS */
     dr_scored_item_t *out;    /* batch × topk */
@@ -52,7 +54,11 @@ int dr_emitter_new(dr_emitter_t **out, rd_kafka_t *rk, const char *topic,
     e->excl = malloc(b * sizeof(*e->excl));
     e->excl_idx = malloc(b * EXCL_MAX * sizeof(*e->excl_idx));
     e->pop_weight = malloc(b * sizeof(*e->pop_weight));
-    if (!e->topic || !e->out || !e->out_n || !e->excl || !e->excl_idx || !e->pop_weight) goto out_nomem;
+    e->explore = malloc(b * sizeof(*e->explore));
+    e->topics = malloc(b * DR_EMIT_EXPLORE_TOPICS * sizeof(*e->topics));
+    if (!e->topic || !e->out || !e->out_n || !e->excl || !e->excl_idx || !e->pop_weight ||
+        !e->explore || !e->topics)
+        goto out_nomem;
     /* OpenBLAS's idle threads spin (sched_yield) between calls and would take
      * the loop thread's core on a small machine; one thread is the default. */
     if (conf->blas_threads > 0) openblas_set_num_threads(conf->blas_threads);
@@ -81,6 +87,8 @@ void dr_emitter_free(dr_emitter_t *e) {
     free(e->excl);
     free(e->excl_idx);
     free(e->pop_weight);
+    free(e->explore);
+    free(e->topics);
     free(e);
 }
 
@@ -112,6 +120,7 @@ static int fit_buffers(dr_emitter_t *e, int dim, size_t n_items) {
 static void gather_user(dr_emitter_t *e, const dr_model_t *m, const dr_user_t *u, size_t r) {
     dr_model_user_vector(m, u, e->U + r * (size_t)e->dim);
     e->pop_weight[r] = dr_model_pop_weight(m, u);
+    e->explore[r] = dr_user_exploring(dr_model_conf(m), u);
     int64_t *idx = e->excl_idx + r * EXCL_MAX;
     size_t n = 0;
     for (unsigned j = 0; j < u->recent_len; j++) {
@@ -196,7 +205,7 @@ static void score_batch(dr_emitter_t *e, const dr_model_t *m, const dr_items_vie
     double t0 = dr_mono_s();
     for (size_t r = 0; r < B; r++) gather_user(e, m, users[r], r);
     batch_ctx_t ctx = {m, users};
-    dr_emit_terms_t terms = {e->pop_weight, add_sparse_terms, &ctx};
+    dr_emit_terms_t terms = {e->pop_weight, add_sparse_terms, &ctx, e->explore, e->topics};
     dr_emit_topk(e->U, B, items, e->conf.topk, e->excl, &terms, e->scores, e->out, e->out_n);
     e->stats.score_seconds += dr_mono_s() - t0;
     e->stats.batches++;

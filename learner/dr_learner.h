@@ -118,6 +118,12 @@ typedef struct dr_learner_conf {
                                       response; the rest form a control arm */
     bool drift_respond_improving;  /* respond to a cut after which the signal
                                       fell (the user got easier to serve) too */
+    int drift_explore_events;      /* after a re-adaptation, the user's lists
+                                      explore topics (every other slot: the best
+                                      item of another topic) for at most this
+                                      many events (0: never) ... */
+    int drift_explore_engaged;     /* ... and until the regime holds this many
+                                      engaged items: a new interest was found */
     /* the response to a population-wide drift (the global detector's cut in
      * the worsening direction): for trend_positives positives, the lists of
      * users with drift handling add trend_weight · log(1 + t_i), t_i the
@@ -196,6 +202,7 @@ typedef struct dr_user {
                                       events no longer drive the user's lists */
     uint32_t readapts;             /* re-adaptations (responses to cuts) */
     uint64_t readapt_event;        /* events_applied at the last one */
+    uint64_t readapt_sample;       /* drift_samples at the last one */
     int64_t prior_version;         /* v_u is relative to the û of this model
                                       version; -1: to the current one (new) */
     dr_adwin_t drift;              /* ADWIN over this user's prequential loss */
@@ -329,6 +336,10 @@ bool dr_model_drift_handled(const dr_model_t *m, int64_t user_id);
  * cut was in the worsening direction (or conf.drift_respond_improving). */
 bool dr_learner_should_respond(const dr_model_t *m, const dr_user_t *u,
                                const dr_apply_result_t *res);
+/* Whether u's lists explore topics now: u was re-adapted (a drift
+ * response) fewer than conf.drift_explore_events events ago, and has
+ * engaged with fewer than conf.drift_explore_engaged items since. */
+bool dr_user_exploring(const dr_learner_conf_t *c, const dr_user_t *u);
 /* u's recent-ring entries of the current regime (all of them before the
  * first re-adaptation): the ones that drive its co-engagement term and that
  * a re-adaptation replays. */

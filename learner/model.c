@@ -60,6 +60,8 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->drift.min_sub_window = 5;
     c->drift.delta = 0.15;       /* docs/DRIFT.md: the delay and false alarms measured */
     c->readapt_epochs = 3;
+    c->drift_explore_events = 300; /* docs/DRIFT.md: recovery after a switch */
+    c->drift_explore_engaged = 3;
     c->drift_scale = 1.0f;
     c->prior_step = 0.1f;
     c->prior_period = 1000;
@@ -1294,6 +1296,25 @@ bool dr_learner_should_respond(const dr_model_t *m, const dr_user_t *u,
            (res->drift_direction > 0 || m->conf.drift_respond_improving);
 }
 
+bool dr_user_exploring(const dr_learner_conf_t *c, const dr_user_t *u) {
+    if (u->readapts == 0 || u->events_applied - u->readapt_event >= (uint64_t)c->drift_explore_events)
+        return false;
+    /* engaged ring entries that joined since the re-adaptation, newest first */
+    unsigned len = ring_len(u, c->recent_items);
+    int engaged = 0;
+    uint32_t since = (uint32_t)(u->drift_samples - u->readapt_sample);
+    for (unsigned k = 0; k < len && engaged < c->drift_explore_engaged; k++) {
+        const dr_recent_event_t *r = &u->recent[ring_slot(u, c->recent_items, k)];
+        /* an entry counts the samples with its own event's: one that joined
+         * since has a count above the re-adaptation's (stored as the low 32
+         * bits, hence the modular difference) */
+        uint32_t after = r->sample - (uint32_t)u->readapt_sample;
+        if (after == 0 || after > since) break;
+        engaged += engages(c, r->type, r->value);
+    }
+    return engaged < c->drift_explore_engaged;
+}
+
 void dr_model_trend_start(dr_model_t *m) {
     if (m->conf.trend_weight <= 0 || m->conf.trend_positives == 0) return;
     if (m->trend_until <= m->pos_clock) { /* counts from the ring as it is now */
@@ -1362,6 +1383,7 @@ int dr_learner_readapt(dr_model_t *m, dr_user_t *u) {
     u->regime_from = u->drift_samples > kept ? u->drift_samples - kept : 0;
     u->readapts++;
     u->readapt_event = u->events_applied;
+    u->readapt_sample = u->drift_samples;
     int ring = m->conf.recent_items;
     unsigned n = dr_user_regime_len(m, u);
     uint64_t rng = dr_mix64((uint64_t)u->user_id ^ u->events_applied);

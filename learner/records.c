@@ -19,7 +19,7 @@
 #include "dr_err.h"
 #include "learner_internal.h"
 
-#define USER_RECORD_VERSION 8 /* 2: + drift detector; 3: + last list scores; 4: + prior version; 5: + drift regime; 6: + hidden items; 7: + seen posts filter; 8: + hidden authors and topics; older still read */
+#define USER_RECORD_VERSION 9 /* 2: + drift detector; 3: + last list scores; 4: + prior version; 5: + drift regime; 6: + hidden items; 7: + seen posts filter; 8: + hidden authors and topics; 9: + the last re-adaptation's sample; older still read */
 #define ITEM_RECORD_VERSION 4 /* 2: + content embedding and δ_i; 3: + decayed positives and
                                  co-engagement; 4: + author and topic; older still read */
 #define GLOBALS_RECORD_VERSION 3 /* 2: + outer-loop accumulator and past priors; 3: + population prior */
@@ -324,7 +324,7 @@ int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
     size_t cap = 64 + 28 + (size_t)u->recent_len * 17 + (size_t)u->pending_len * 16 +
                  (size_t)u->last_list_len * 12 + (size_t)dim * 4 + 12 + 8 + 2 + (size_t)u->hidden_len * 8 +
                  1 + sizeof(u->rest) + 2 * (2 + DR_HIDDEN_SOURCES * 8) +
-                 dr_adwin_serialized_size(&u->drift);
+                 8 + dr_adwin_serialized_size(&u->drift);
     uint8_t *buf = malloc(cap);
     if (!buf) return DR_ENOMEM;
     dr_writer_t w = {buf, 0, cap, true};
@@ -379,6 +379,8 @@ int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
     /* version 8: the hidden authors and topics */
     put_ids(&w, u->hidden_authors.id, u->hidden_authors.len, u->hidden_authors.head);
     put_ids(&w, u->hidden_topics.id, u->hidden_topics.len, u->hidden_topics.head);
+    /* version 9: where the last re-adaptation's exploration counts from */
+    dr_put_u64(&w, u->readapt_sample);
     if (!w.ok) { free(buf); return DR_ENOMEM; }
     *out = buf;
     *len = w.len;
@@ -526,6 +528,9 @@ int dr_user_decode(int64_t user_id, const dr_learner_conf_t *conf, const void *r
     if (version >= 8 && (!get_ids(&r, ha->id, &ha->len, &ha->head, DR_HIDDEN_SOURCES) ||
                          !get_ids(&r, ht->id, &ht->len, &ht->head, DR_HIDDEN_SOURCES)))
         goto out_err;
+    /* older: the re-adaptation's exploration counts from the regime's start */
+    u->readapt_sample = version >= 9 ? dr_get_u64(&r) : u->regime_from;
+    if (u->readapt_sample > u->drift_samples) goto out_err;
     if (!r.ok || r.pos != len || u->prior_version < -1) goto out_err;
     recent_fit(u, stored, recent_len, recent_head, (unsigned)conf->recent_items);
     *out = u;

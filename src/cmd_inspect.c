@@ -48,7 +48,8 @@ static double norm(const float *v, int n) {
     return sqrt(s);
 }
 
-static void show_user(inspect_t *in, const dr_user_t *u, int dim) {
+static void show_user(inspect_t *in, const dr_user_t *u, const dr_learner_conf_t *c) {
+    int dim = c->dim;
     dr_json_t *j = &in->j;
     dr_json_object_begin(j, NULL);
     dr_json_int(j, "user_id", u->user_id);
@@ -74,6 +75,8 @@ static void show_user(inspect_t *in, const dr_user_t *u, int dim) {
     dr_json_int(j, "readaptations", u->readapts);
     dr_json_int(j, "last_readaptation_at_event", (int64_t)u->readapt_event);
     dr_json_int(j, "regime_from_sample", (int64_t)u->regime_from);
+    /* the lists explore topics after a re-adaptation (drift.explore.*) */
+    dr_json_bool(j, "exploring", dr_user_exploring(c, u));
     dr_json_object_end(j);
     /* oldest first; in_regime: the entry drives the co-engagement term (it
      * joined after the last re-adaptation's kept window began) */
@@ -157,7 +160,7 @@ static int inspect_user(inspect_t *in, int64_t id) {
     err = dr_user_decode(id, &c, rec, len, &u);
     free(rec);
     if (err) { fprintf(stderr, "driftrec inspect: user %" PRId64 ": corrupt record\n", id); return err; }
-    show_user(in, u, c.dim);
+    show_user(in, u, &c);
     dr_user_free(u);
     return 0;
 }

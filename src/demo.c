@@ -248,16 +248,18 @@ static void synth_embed(const void *s, int64_t item, float *out) { dr_synth_item
 static void feed_embed(const void *w, int64_t item, float *out) { dr_feed_world_item_embedding(w, item, out); }
 _Static_assert(DR_SYNTH_CONTENT_DIM == DR_FEED_CONTENT_DIM, "one content dimension for both scenarios");
 
-/* The catalog: every item with its content embedding (nothing without a
- * catalog topic). */
+/* The catalog: every item with its content embedding and, in the feed
+ * world, its topic (the item's cluster, as a post carries its topic);
+ * nothing without a catalog topic. */
 static int produce_catalog(demo_opts_t *o, rd_kafka_t *rk, dr_codec_t *codec, uint64_t items,
-                           embed_fn embed, const void *world) {
+                           embed_fn embed, const void *world, const dr_feed_world_t *feed) {
     dr_buf_t buf = {0};
     int err = 0;
     for (uint64_t item = 1; !err && o->cfg.topic_catalog[0] && item <= items; item++) {
         float emb[DR_SYNTH_CONTENT_DIM];
         embed(world, (int64_t)item, emb);
-        dr_item_rec_t it = {(int64_t)item, emb, DR_SYNTH_CONTENT_DIM, false, false, -1, -1};
+        int64_t topic = feed ? dr_feed_world_item_cluster(feed, (int64_t)item) : -1;
+        dr_item_rec_t it = {(int64_t)item, emb, DR_SYNTH_CONTENT_DIM, false, false, -1, topic};
         char key[24];
         int klen = snprintf(key, sizeof(key), "%" PRIu64, item);
         if ((err = dr_codec_encode_item(codec, &it, &buf))) break;
@@ -300,9 +302,9 @@ static int produce_inputs(demo_opts_t *o, const char *bootstraps, const dr_feed_
     int err = world ? 0 : dr_synth_new(&s, &o->synth);
     if (!err) err = dr_codec_new(&codec, &o->cfg.codec, e, sizeof(e));
     if (!err && world)
-        err = produce_catalog(o, rk, codec, o->feed.items, feed_embed, world);
+        err = produce_catalog(o, rk, codec, o->feed.items, feed_embed, world, world);
     else if (!err)
-        err = produce_catalog(o, rk, codec, o->synth.items, synth_embed, s);
+        err = produce_catalog(o, rk, codec, o->synth.items, synth_embed, s, NULL);
     if (!err && !world) err = produce_events(o, rk, codec, s);
     if (!err && rd_kafka_flush(rk, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR) err = DR_EKAFKA;
     if (err) fprintf(stderr, "driftrec demo: producing the inputs failed: %s\n", dr_strerror(err));

@@ -66,7 +66,7 @@ static void test_matches_brute_force(void **state) {
         }
         dr_items_view_t v = {n, dim, q, bias, ids, blocked, pop, NULL, NULL}; /* no authors: no user filters */
         row_term_t term = {w, n};
-        dr_emit_terms_t terms = {w, add_row_term, &term};
+        dr_emit_terms_t terms = {w, add_row_term, &term, NULL, NULL};
         float *scores = malloc(B * dr_emit_scratch_items(n) * 4);
         dr_scored_item_t *out = malloc(B * (size_t)k * sizeof(*out));
         size_t out_n[16];
@@ -177,7 +177,7 @@ static void test_chunks_match_brute_force(void **state) {
             excl[u].n = u == 4 ? 0 : 6;
         }
         dr_items_view_t v = {n, dim, q, bias, ids, blocked, pop, NULL, NULL}; /* no authors: no user filters */
-        dr_emit_terms_t terms = {w, add_chunk_term, term};
+        dr_emit_terms_t terms = {w, add_chunk_term, term, NULL, NULL};
         dr_scored_item_t out[5 * 60];
         size_t out_n[5];
         dr_emit_topk(U, B, &v, k, excl, &terms, scores, out, out_n);
@@ -259,12 +259,57 @@ static void test_user_filters(void **state) {
     dr_user_free(u);
 }
 
+/* Claim: an exploring user's list keeps its ranking in the even slots and
+ * holds in the odd slots the best eligible item of each other topic, best
+ * topic first, each item once; items of no topic are never explored, an
+ * excluded item never enters through a topic; the other user of the batch,
+ * not exploring, gets its plain ranking. */
+static void test_explore_topics(void **state) {
+    (void)state;
+    enum { N = 60, K = 12, DIM = 2, TOPICS = 4 };
+    float q[N * DIM], bias[N], pop[N] = {0}, scores[2 * N];
+    int64_t ids[N], author[N], topic[N];
+    uint8_t blocked[N] = {0};
+    for (int i = 0; i < N; i++) {
+        q[i * DIM] = (float)(N - i); /* item i scores N - i for U = (1, 0) */
+        q[i * DIM + 1] = 0.0f;
+        bias[i] = 0.0f;
+        ids[i] = 100 + i;
+        author[i] = -1;
+        /* items 0..29 are topic 0 (the user's favourites), then topics 1..3
+         * in turn; items 50..59 have no topic */
+        topic[i] = i < 30 ? 0 : i < 50 ? 1 + (i - 30) % (TOPICS - 1) : -1;
+    }
+    blocked[30] = 1; /* topic 1's best item is blocked: its next one stands in */
+    dr_items_view_t v = {N, DIM, q, bias, ids, blocked, pop, author, topic};
+    float U[2 * DIM] = {1, 0, 1, 0};
+    dr_exclusions_t excl[2] = {{NULL, 0, NULL}, {NULL, 0, NULL}};
+    uint8_t explore[2] = {1, 0};
+    dr_emit_topic_best_t topics[2 * DR_EMIT_EXPLORE_TOPICS];
+    dr_emit_terms_t terms = {NULL, NULL, NULL, explore, topics};
+    dr_scored_item_t out[2 * K];
+    size_t out_n[2];
+    dr_emit_topk(U, 2, &v, K, excl, &terms, scores, out, out_n);
+    assert_int_equal(out_n[0], K);
+    /* even slots: items 0, 1, 2, ... in order; odd slots: the topics' best
+     * items by score, 0 (item 0, already listed: the next topic takes the
+     * slot), 2 (item 31), 3 (item 32), 1 (item 33: 30 is blocked); then the
+     * ranking fills the rest */
+    int64_t want[K] = {100, 131, 101, 132, 102, 133, 103, 104, 105, 106, 107, 108};
+    for (int r = 0; r < K; r++) assert_int_equal(out[r].item_id, want[r]);
+    for (int r = 0; r < K; r++)
+        for (int s = r + 1; s < K; s++) assert_true(out[r].item_id != out[s].item_id);
+    assert_int_equal(out_n[1], K);
+    for (int r = 0; r < K; r++) assert_int_equal(out[K + r].item_id, 100 + r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_brute_force),
         cmocka_unit_test(test_chunks_match_brute_force),
         cmocka_unit_test(test_empty_catalog),
         cmocka_unit_test(test_user_filters),
+        cmocka_unit_test(test_explore_topics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

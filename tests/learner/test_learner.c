@@ -13,7 +13,7 @@
  * topics (version 8). */
 #define RING_BYTES(r) (2 + 8 * (size_t)(r).len)
 #define REST_BYTES(u) (1 + ((u)->rest.gen_start_ms ? 8 + sizeof((u)->rest.counts) + sizeof((u)->rest.resting) : 0) + \
-                       RING_BYTES((u)->hidden_authors) + RING_BYTES((u)->hidden_topics))
+                       RING_BYTES((u)->hidden_authors) + RING_BYTES((u)->hidden_topics) + 8 /* v9 */)
 
 static dr_model_t *new_model(dr_learn_mode_t mode) {
     dr_learner_conf_t c;
@@ -325,7 +325,7 @@ static void test_reads_version_2_user_record(void **state) {
     uint8_t *rec;
     size_t len;
     assert_int_equal(dr_user_encode(u, c->dim, &rec, &len), 0);
-    assert_int_equal(rec[0], 8);
+    assert_int_equal(rec[0], 9);
     rec[0] = 2;
     /* v3: + scores, v4: + the prior version, v5: + the drift regime, v6: + hidden items (none) */
     size_t v2_len = len - 3 * sizeof(float) - sizeof(int64_t) - 28 - 4 * (size_t)u->recent_len - 2 -
@@ -1728,7 +1728,7 @@ static void test_hidden_authors_and_topics(void **state) {
     assert_true(dr_user_hides_source(back, 2, -1) && dr_user_hides_source(back, -1, 6));
     assert_false(dr_user_hides_source(back, 3, 1));
     dr_user_free(back);
-    rec[len - 10] = DR_HIDDEN_SOURCES + 1; /* the topics' count */
+    rec[len - 18] = DR_HIDDEN_SOURCES + 1; /* the topics' count (then v9's 8 bytes) */
     assert_int_equal(dr_user_decode(3, c, rec, len, &back), DR_ECORRUPT);
     free(rec);
     /* the catalog's author and topic survive the item record */
@@ -1754,6 +1754,62 @@ static void test_hidden_authors_and_topics(void **state) {
     }
     assert_false(dr_user_hides_source(u, -1, 6));
     assert_true(dr_user_hides_source(u, -1, 1000) && dr_user_hides_source(u, -1, 1015));
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
+/* Claim (dr_user_exploring): a user explores topics after a re-adaptation
+ * only: for at most drift.explore.events events, ended early by its
+ * drift.explore.engaged-th engagement since (engagements kept from before
+ * the re-adaptation do not count); the point it counts from survives a
+ * record round trip. */
+static void test_exploring_after_readapt(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.drift_explore_events = 20;
+    c.drift_explore_engaged = 2;
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    dr_user_t *u = dr_user_new_conf(7, &c);
+    dr_apply_result_t r;
+    int64_t t = 1000;
+    uint64_t seed = 1;
+    for (int k = 0; k < 5; k++) { /* engagements before: they never count */
+        dr_event_t e = ev(7, 1 + k, DR_EV_CLICK, 0, t += 10);
+        assert_int_equal(dr_learner_apply(m, u, &e, seed++, &r), 0);
+    }
+    assert_false(dr_user_exploring(&c, u));
+    dr_learner_readapt(m, u);
+    assert_true(dr_user_exploring(&c, u));
+    dr_event_t imp = ev(7, 40, DR_EV_IMPRESSION, 0, t += 10), click = ev(7, 41, DR_EV_CLICK, 0, t += 10);
+    assert_int_equal(dr_learner_apply(m, u, &imp, seed++, &r), 0);
+    assert_int_equal(dr_learner_apply(m, u, &click, seed++, &r), 0);
+    assert_true(dr_user_exploring(&c, u)); /* one engagement of two */
+    uint8_t *rec;
+    size_t len;
+    dr_user_t *back;
+    assert_int_equal(dr_user_encode(u, c.dim, &rec, &len), 0);
+    assert_int_equal(dr_user_decode(7, &c, rec, len, &back), 0);
+    free(rec);
+    assert_int_equal(back->readapt_sample, u->readapt_sample);
+    assert_true(dr_user_exploring(&c, back));
+    dr_event_t click2 = ev(7, 42, DR_EV_CLICK, 0, t += 10);
+    assert_int_equal(dr_learner_apply(m, back, &click2, seed++, &r), 0);
+    assert_false(dr_user_exploring(&c, back)); /* a new interest was found */
+    dr_user_free(back);
+    /* without engagement: until drift.explore.events events have passed */
+    dr_learner_readapt(m, u);
+    for (int k = 0; k < 19; k++) {
+        dr_event_t i2 = ev(7, 100 + k, DR_EV_IMPRESSION, 0, t += 10);
+        assert_int_equal(dr_learner_apply(m, u, &i2, seed++, &r), 0);
+        assert_true(dr_user_exploring(&c, u));
+    }
+    dr_event_t last = ev(7, 200, DR_EV_IMPRESSION, 0, t += 10);
+    assert_int_equal(dr_learner_apply(m, u, &last, seed++, &r), 0);
+    assert_false(dr_user_exploring(&c, u));
     dr_user_free(u);
     dr_model_free(m);
 }
@@ -1796,6 +1852,7 @@ int main(void) {
         cmocka_unit_test(test_hidden_stays_hidden),
         cmocka_unit_test(test_seen_posts_rest),
         cmocka_unit_test(test_hidden_authors_and_topics),
+        cmocka_unit_test(test_exploring_after_readapt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
