@@ -124,6 +124,9 @@ typedef struct dr_learner_conf {
                                       many events (0: never) ... */
     int drift_explore_engaged;     /* ... and until the regime holds this many
                                       engaged items: a new interest was found */
+    double explore_miss_rate;      /* lists also explore while the user's drift
+                                      window (of at least DR_EXPLORE_FAILING_WINDOW
+                                      samples) misses this often; 1: never */
     /* the response to a population-wide drift (the global detector's cut in
      * the worsening direction): for trend_positives positives, the lists of
      * users with drift handling add trend_weight · log(1 + t_i), t_i the
@@ -144,6 +147,8 @@ void dr_learner_conf_default(dr_learner_conf_t *conf);
 int dr_learner_conf_check(const dr_learner_conf_t *conf, char *errstr, size_t errstr_size);
 
 /* One entry of a user's recent-event ring. */
+#define DR_EXPLORE_FAILING_WINDOW 50 /* samples before lists count as failing a user */
+
 typedef struct dr_recent_event {
     int64_t item_id;
     float value;

@@ -62,6 +62,7 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->readapt_epochs = 3;
     c->drift_explore_events = 300; /* docs/DRIFT.md: recovery after a switch */
     c->drift_explore_engaged = 3;
+    c->explore_miss_rate = 0.9;
     c->drift_scale = 1.0f;
     c->prior_step = 0.1f;
     c->prior_period = 1000;
@@ -1297,6 +1298,9 @@ bool dr_learner_should_respond(const dr_model_t *m, const dr_user_t *u,
 }
 
 bool dr_user_exploring(const dr_learner_conf_t *c, const dr_user_t *u) {
+    if (c->explore_miss_rate < 1.0 && dr_adwin_width(&u->drift) >= DR_EXPLORE_FAILING_WINDOW &&
+        dr_adwin_mean(&u->drift) >= c->explore_miss_rate)
+        return true; /* the lists fail the user: look for what it likes */
     if (u->readapts == 0 || u->events_applied - u->readapt_event >= (uint64_t)c->drift_explore_events)
         return false;
     /* engaged ring entries that joined since the re-adaptation, newest first */

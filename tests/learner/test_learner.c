@@ -1814,6 +1814,29 @@ static void test_exploring_after_readapt(void **state) {
     dr_model_free(m);
 }
 
+/* Claim (learner.explore.miss.rate): lists that fail a user explore too,
+ * in either arm and without a cut: once its drift window holds at least
+ * DR_EXPLORE_FAILING_WINDOW outcomes missing at least that share; no
+ * longer once it engages enough; never with the rate at 1. */
+static void test_exploring_when_lists_fail(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.drift.delta = 1e-9; /* the window keeps everything: no cut */
+    dr_user_t *u = dr_user_new_conf(7, &c);
+    for (int k = 0; k < DR_EXPLORE_FAILING_WINDOW - 1; k++) dr_adwin_update(&u->drift, 1.0);
+    assert_false(dr_user_exploring(&c, u)); /* too few outcomes to tell */
+    dr_adwin_update(&u->drift, 1.0);
+    assert_true(dr_user_exploring(&c, u));
+    dr_learner_conf_t off = c;
+    off.explore_miss_rate = 1.0;
+    assert_false(dr_user_exploring(&off, u));
+    for (int k = 0; k < 10; k++) dr_adwin_update(&u->drift, 0.0); /* 50 of 60 missed: 0.83 */
+    assert_false(dr_user_exploring(&c, u));
+    dr_user_free(u);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_user_at_prior),
@@ -1853,6 +1876,7 @@ int main(void) {
         cmocka_unit_test(test_seen_posts_rest),
         cmocka_unit_test(test_hidden_authors_and_topics),
         cmocka_unit_test(test_exploring_after_readapt),
+        cmocka_unit_test(test_exploring_when_lists_fail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
