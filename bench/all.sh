@@ -8,6 +8,7 @@
 #   4. the state as users grow; restart                 (bench/state.sh)
 #   5. ns per ADWIN update                              (bench/adwin.sh)
 #   6. the MovieLens replay, end to end                 (driftrec replay --embedded)
+#   7. approximate retrieval vs the full scan            (bench/retrieval.sh)
 # Environment: BUILD (build), ML (../shared/data/ml-latest-small).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,3 +31,6 @@ if [ -f "$ml/ratings.csv" ]; then
 else
   echo "(skipped: $ml not found)"
 fi
+echo; echo "== 7. approximate retrieval vs the full scan (target at 1M items: 10x the scan's lists/s, recall@50 at least 0.95)"
+# ~4 minutes: the 1M-item build is ~3 of them; RETRIEVAL_ITEMS to change the sizes
+ITEMS=${RETRIEVAL_ITEMS:-"10000 100000 1000000"} KINDS=clustered RUNS=3 EF=50,64 "$root/bench/retrieval.sh" "$build"
