@@ -406,8 +406,9 @@ int dr_model_sync_enable(dr_model_t *m);
  * apart: an item with both counts twice). */
 size_t dr_model_sync_pending(const dr_model_t *m);
 /* Encodes up to max_items of the changes (and Δû, with the first chunk)
- * into *out (malloc'd) and forgets them; *n_items says how many. Call
- * until it encodes 0 items. */
+ * into *out (malloc'd), at most 900,000 bytes whatever the dimension (an
+ * item's co-engagement pairs go whole: one item above that goes alone),
+ * and forgets them; *n_items says how many. Call until it encodes 0 items. */
 int dr_model_sync_export(dr_model_t *m, size_t max_items, uint8_t **out, size_t *len,
                          size_t *n_items);
 /* The changes not exported yet, as a value a commit stores beside the

@@ -13,7 +13,7 @@
 
 #define SYNC_MAGIC "DRS1"
 #define SYNC_NBR_CAP 65536     /* pending pairs per item: far above what one interval adds */
-#define SYNC_MAX_PAIRS 40000   /* co-engagement pairs per message (~0.5 MB) */
+#define SYNC_MAX_BYTES 900000  /* per exported message: under Kafka's default message.max.bytes (1,000,000) */
 
 int dr_model_sync_enable(dr_model_t *m) {
     if (m->sync_on) return 0;
@@ -215,7 +215,15 @@ static int encode_pending(dr_model_t *m, size_t max_items, size_t max_pairs, boo
 
 int dr_model_sync_export(dr_model_t *m, size_t max_items, uint8_t **out, size_t *len,
                          size_t *n_items) {
-    return encode_pending(m, max_items, SYNC_MAX_PAIRS, true, out, len, n_items);
+    /* half the message for the rows, half for the co-engagement pairs: a
+     * message above the broker's message.max.bytes would be refused, and
+     * its changes lost to the other instances */
+    size_t row_bytes = 8 + 1 + ((size_t)m->dim + 1) * 4;
+    size_t half = (SYNC_MAX_BYTES - 16 - (size_t)m->dim * 4) / 2;
+    size_t rows = half / row_bytes;
+    if (max_items > rows) max_items = rows > 0 ? rows : 1;
+    size_t max_pairs = (half - max_items * 16) / 12; /* each item's head: 16 bytes */
+    return encode_pending(m, max_items, max_pairs, true, out, len, n_items);
 }
 
 /* The length of the export at the start of buf (0: malformed). */
