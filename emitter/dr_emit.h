@@ -89,13 +89,42 @@ void dr_emit_topk(const float *U, size_t B, const dr_items_view_t *items, int k,
                   const dr_exclusions_t *excl, const dr_emit_terms_t *terms, float *scores,
                   dr_scored_item_t *out, size_t *out_n);
 
+/* One user's list from a candidate set rather than the catalog (the
+ * retrieval path): item indices idx[0..n) with their complete scores
+ * (dr_model_scores_at), no index twice, the user's recent and hidden items
+ * already left out. Blocked items, NaN scores and the user filters
+ * (excl->user's) apply as in dr_emit_topk; topics not NULL (DR_EMIT_EXPLORE_TOPICS
+ * entries of scratch): the list explores, drawing each topic's best among
+ * the candidates. Writes up to k items, best first, into out. 0, or
+ * DR_ENOMEM (the list is then the plain ranking). */
+int dr_emit_select(const dr_items_view_t *items, const int64_t *idx, const float *score, size_t n,
+                   int k, const dr_user_t *user, dr_emit_topic_best_t *topics,
+                   dr_scored_item_t *out, size_t *out_n);
+
 /* ---- the emitter --------------------------------------------------------- */
+
+/* The retrieval path: from min_items items on, each list is ranked from
+ * candidates (an HNSW index over [q_i, b_i], retrieval/dr_retrieval.h, plus
+ * the items the sparse terms favour and the most popular) instead of the
+ * whole catalog; docs/RETRIEVAL.md measures both paths. */
+typedef struct dr_emit_retrieval_conf {
+    int64_t min_items;       /* 0: the full scan always */
+    int candidates;          /* from the index per list */
+    int ef_search;           /* the index's search breadth (>= candidates pays) */
+    int M, ef_construction;  /* the graph's links and build breadth */
+    int coengaged;           /* co-engagement candidates per list */
+    int popular;             /* the most popular items, candidates of every list */
+    double sync_ms;          /* index maintenance per emit call, at most */
+    double refresh_change;   /* re-insert a row that moved by more than this
+                                share of its length */
+} dr_emit_retrieval_conf_t;
 
 typedef struct dr_emitter_conf {
     int topk;
     int batch;               /* users per sgemm */
     int blas_threads;        /* OpenBLAS threads (process-wide setting) */
     dr_codec_conf_t codec;
+    dr_emit_retrieval_conf_t retrieval;
 } dr_emitter_conf_t;
 
 typedef struct dr_emit_stats {
@@ -103,6 +132,11 @@ typedef struct dr_emit_stats {
     uint64_t batches;        /* sgemm calls */
     uint64_t produce_retries;
     double score_seconds;    /* time in sgemm + selection */
+    uint64_t retrieved_lists; /* lists ranked from candidates (the retrieval path) */
+    uint64_t index_items;    /* items in the retrieval index */
+    uint64_t index_upserts;  /* items (re)inserted into it, ever */
+    double index_seconds;    /* time spent keeping it up to date */
+    uint64_t index_rebuilds; /* new indexes started (dead slots past a fifth) */
 } dr_emit_stats_t;
 
 typedef struct dr_emitter dr_emitter_t;

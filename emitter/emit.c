@@ -11,29 +11,7 @@
 
 #include "dr_err.h"
 #include "dr_log.h"
-
-#define EXCL_MAX (DR_RECENT_MAX + DR_HIDDEN_MAX) /* a user's exclusions: recent and hidden items */
-
-struct dr_emitter {
-    rd_kafka_t *rk;
-    char *topic;
-    dr_emitter_conf_t conf;
-    dr_flight_t *flight;
-    dr_codec_t *codec;
-    dr_buf_t buf;
-    int dim;
-    float *U;                 /* batch × dim */
-    float *pop_weight;        /* batch: the users' population-prior weights */
-    uint8_t *explore;         /* batch: the user's list explores topics */
-    dr_emit_topic_best_t *topics; /* batch × DR_EMIT_EXPLORE_TOPICS */
-    float *scores;            /* batch × scores_cap_items: one chunk of scores */
-    size_t scores_cap_items;  /* <= DR_EMIT_CHUNK_ITEMS */
-    dr_scored_item_t *out;    /* batch × topk */
-    size_t *out_n;
-    dr_exclusions_t *excl;    /* batch */
-    int64_t *excl_idx;        /* batch × EXCL_MAX */
-    dr_emit_stats_t stats;
-};
+#include "emitter_internal.h"
 
 int dr_emitter_new(dr_emitter_t **out, rd_kafka_t *rk, const char *topic,
                    const dr_emitter_conf_t *conf, dr_flight_t *flight, char *errstr, size_t n) {
@@ -63,6 +41,7 @@ int dr_emitter_new(dr_emitter_t **out, rd_kafka_t *rk, const char *topic,
      * the loop thread's core on a small machine; one thread is the default. */
     if (conf->blas_threads > 0) openblas_set_num_threads(conf->blas_threads);
     int err = dr_codec_new(&e->codec, &conf->codec, errstr, n);
+    if (!err) err = dr__retrieval_new(&e->retr, conf, errstr, n);
     if (err) {
         dr_emitter_free(e);
         return err;
@@ -78,6 +57,7 @@ out_nomem:
 void dr_emitter_free(dr_emitter_t *e) {
     if (!e) return;
     dr_codec_free(e->codec);
+    dr__retrieval_free(e->retr);
     dr_buf_free(&e->buf);
     free(e->topic);
     free(e->U);
@@ -204,11 +184,14 @@ static void score_batch(dr_emitter_t *e, const dr_model_t *m, const dr_items_vie
                         dr_user_t *const *users, size_t B) {
     double t0 = dr_mono_s();
     for (size_t r = 0; r < B; r++) gather_user(e, m, users[r], r);
-    batch_ctx_t ctx = {m, users};
-    dr_emit_terms_t terms = {e->pop_weight, add_sparse_terms, &ctx, e->explore, e->topics};
-    dr_emit_topk(e->U, B, items, e->conf.topk, e->excl, &terms, e->scores, e->out, e->out_n);
+    int err = e->retr_ready ? dr__retrieval_score(e, m, items, users, B) : DR_EAGAIN;
+    if (err) { /* the full scan: small catalogs, an index not ready, or out of memory */
+        batch_ctx_t ctx = {m, users};
+        dr_emit_terms_t terms = {e->pop_weight, add_sparse_terms, &ctx, e->explore, e->topics};
+        dr_emit_topk(e->U, B, items, e->conf.topk, e->excl, &terms, e->scores, e->out, e->out_n);
+        e->stats.batches++;
+    }
     e->stats.score_seconds += dr_mono_s() - t0;
-    e->stats.batches++;
 }
 
 int dr_emitter_emit(dr_emitter_t *e, const dr_model_t *m, dr_user_t *const *users, size_t n,
@@ -218,6 +201,7 @@ int dr_emitter_emit(dr_emitter_t *e, const dr_model_t *m, dr_user_t *const *user
     dr_model_items(m, &items);
     int err = fit_buffers(e, items.dim, items.n);
     if (err) return err;
+    e->retr_ready = dr__retrieval_sync(e->retr, m, &items, &e->stats);
     for (size_t start = 0; start < n; start += (size_t)e->conf.batch) {
         size_t B = n - start < (size_t)e->conf.batch ? n - start : (size_t)e->conf.batch;
         score_batch(e, m, &items, users + start, B);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "dr_bytes.h"
+#include "dr_err.h"
 
 /* Heap order: the root is the worst kept entry. "Worse" is a lower score,
  * or the same score with a larger item id, so ties rank by ascending id. */
@@ -57,6 +58,17 @@ static bool eligible(const dr_items_view_t *items, size_t i, float score, const 
                       dr_user_hides_source(user, items->author[i], items->topic[i]));
 }
 
+/* Offers candidate c to a heap of up to k entries (*kept of them). */
+static void heap_offer(dr_scored_item_t *heap, size_t k, size_t *kept, dr_scored_item_t c) {
+    if (*kept < k) {
+        heap[*kept] = c;
+        sift_up(heap, (*kept)++);
+    } else if (worse(&heap[0], &c)) {
+        heap[0] = c;
+        sift_down(heap, *kept, 0);
+    }
+}
+
 static void select_chunk(const float *s, const dr_items_view_t *items, size_t first, size_t n,
                          float w, const dr_user_t *user, size_t k, dr_scored_item_t *heap,
                          size_t *len) {
@@ -68,34 +80,34 @@ static void select_chunk(const float *s, const dr_items_view_t *items, size_t fi
         if (pop) score += w * pop[j];
         if (kept == k && score < heap[0].score) continue;
         if (!eligible(items, first + j, score, user)) continue;
-        dr_scored_item_t c = {ids[j], score};
-        if (kept < k) {
-            heap[kept] = c;
-            sift_up(heap, kept++);
-        } else if (worse(&heap[0], &c)) {
-            heap[0] = c;
-            sift_down(heap, kept, 0);
-        }
+        heap_offer(heap, k, &kept, (dr_scored_item_t){ids[j], score});
     }
     *len = kept;
 }
 
-/* Offers one chunk of an exploring user's scores to its table of the best
- * item per topic (the same score as select_chunk's). */
+/* Offers item index i, scored `score`, to an exploring user's table of
+ * the best item per topic. */
+static void explore_offer(const dr_items_view_t *items, size_t i, float score, const dr_user_t *user,
+                          dr_emit_topic_best_t *table) {
+    int64_t topic = items->topic[i];
+    if (topic < 0) return;
+    dr_emit_topic_best_t *e = &table[dr_mix64((uint64_t)topic) % DR_EMIT_EXPLORE_TOPICS];
+    dr_scored_item_t c = {items->ids[i], score};
+    if (e->topic >= 0 && !worse(&e->best, &c)) return;
+    if (!eligible(items, i, score, user)) return;
+    e->topic = topic;
+    e->best = c;
+}
+
+/* Offers one chunk of an exploring user's scores to its table (the same
+ * score as select_chunk's). */
 static void explore_chunk(const float *s, const dr_items_view_t *items, size_t first, size_t n,
                           float w, const dr_user_t *user, dr_emit_topic_best_t *table) {
     for (size_t j = 0; j < n; j++) {
         size_t i = first + j;
-        int64_t topic = items->topic[i];
-        if (topic < 0) continue;
         float score = s[j] + items->bias[i];
         if (w != 0.0f) score += w * items->pop[i];
-        dr_emit_topic_best_t *e = &table[dr_mix64((uint64_t)topic) % DR_EMIT_EXPLORE_TOPICS];
-        dr_scored_item_t c = {items->ids[i], score};
-        if (e->topic >= 0 && !worse(&e->best, &c)) continue;
-        if (!eligible(items, i, score, user)) continue;
-        e->topic = topic;
-        e->best = c;
+        explore_offer(items, i, score, user, table);
     }
 }
 
@@ -184,4 +196,26 @@ void dr_emit_topk(const float *U, size_t B, const dr_items_view_t *items, int k,
                                      terms->topics + u * DR_EMIT_EXPLORE_TOPICS, tmp);
     }
     free(tmp);
+}
+
+int dr_emit_select(const dr_items_view_t *items, const int64_t *idx, const float *score, size_t n,
+                   int k, const dr_user_t *user, dr_emit_topic_best_t *topics,
+                   dr_scored_item_t *out, size_t *out_n) {
+    size_t kept = 0;
+    for (size_t t = 0; topics && t < DR_EMIT_EXPLORE_TOPICS; t++) topics[t].topic = -1;
+    for (size_t j = 0; j < n; j++) {
+        size_t i = (size_t)idx[j];
+        if (topics) explore_offer(items, i, score[j], user, topics);
+        if (kept == (size_t)k && score[j] < out[0].score) continue;
+        if (!eligible(items, i, score[j], user)) continue;
+        heap_offer(out, (size_t)k, &kept, (dr_scored_item_t){items->ids[i], score[j]});
+    }
+    sort_heap(out, kept);
+    *out_n = kept;
+    if (!topics) return 0;
+    dr_scored_item_t *tmp = malloc(((size_t)k + DR_EMIT_EXPLORE_TOPICS) * sizeof(*tmp));
+    if (!tmp) return DR_ENOMEM;
+    *out_n = interleave_topics(out, kept, (size_t)k, topics, tmp);
+    free(tmp);
+    return 0;
 }

@@ -379,6 +379,20 @@ void dr_model_add_coengagement(const dr_model_t *m, const dr_user_t *u, float *s
  * chunks. Each call passes over u's L neighbour tables once. */
 void dr_model_add_coengagement_range(const dr_model_t *m, const dr_user_t *u, float *scores,
                                      size_t first, size_t n);
+/* For scorers that rank a candidate set instead of the whole catalog (the
+ * emitter's retrieval path): */
+/* u's list scores (dr_model_score) of the n item indices idx, into out. */
+void dr_model_scores_at(const dr_model_t *m, const dr_user_t *u, const int64_t *idx, size_t n,
+                        float *out);
+/* Up to max item indices that u's co-engagement term favours most, by
+ * one source's share of the term (an item several sources share may be
+ * listed more than once). scratch: max floats. Returns the count. */
+size_t dr_model_coengagement_top(const dr_model_t *m, const dr_user_t *u, int64_t *idx, float *scratch,
+                                 size_t max);
+/* Up to max item indices the trend term favours most now (the same for
+ * every user it applies to), each once; 0 outside a trend period.
+ * scratch: max floats. */
+size_t dr_model_trend_top(const dr_model_t *m, int64_t *idx, float *scratch, size_t max);
 /* 1-based rank of item_id in the list the model would publish for u now
  * (items not blocked or deleted and not among u's recent events, by
  * dr_model_score()); 0 when the item could not be in it. O(items · dim):

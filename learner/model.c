@@ -808,6 +808,83 @@ void dr_model_add_coengagement(const dr_model_t *m, const dr_user_t *u, float *s
     dr_model_add_coengagement_range(m, u, scores, 0, n);
 }
 
+/* A bounded min-heap of (value, index) keeping the max best: the root is
+ * the worst kept. For the candidate lists below. */
+typedef struct top_heap {
+    int64_t *idx;
+    float *val;
+    size_t n, max;
+} top_heap_t;
+
+static void top_offer(top_heap_t *h, int64_t idx, float val) {
+    if (h->n == h->max) {
+        if (h->max == 0 || !(val > h->val[0])) return;
+        size_t i = 0; /* replace the root, sift down */
+        for (;;) {
+            size_t l = 2 * i + 1, r = l + 1, w = i;
+            float wv = val;
+            if (l < h->n && h->val[l] < wv) w = l, wv = h->val[l];
+            if (r < h->n && h->val[r] < wv) w = r;
+            if (w == i) break;
+            h->idx[i] = h->idx[w];
+            h->val[i] = h->val[w];
+            i = w;
+        }
+        h->idx[i] = idx;
+        h->val[i] = val;
+        return;
+    }
+    size_t i = h->n++;
+    while (i > 0 && h->val[(i - 1) / 2] > val) {
+        h->idx[i] = h->idx[(i - 1) / 2];
+        h->val[i] = h->val[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h->idx[i] = idx;
+    h->val[i] = val;
+}
+
+static float list_score(const dr_model_t *m, const dr_user_t *u, const cooc_src_t *src, int64_t idx);
+
+size_t dr_model_coengagement_top(const dr_model_t *m, const dr_user_t *u, int64_t *idx, float *scratch,
+                                 size_t max) {
+    cooc_src_t src;
+    src.n = cooc_sources(m, u, src.idx, src.w);
+    top_heap_t h = {idx, scratch, 0, max};
+    for (int k = 0; k < src.n; k++) {
+        const dr__nbr_t *t = &m->nbr[src.idx[k]];
+        float beta = m->conf.cooc_weight * src.w[k];
+        for (uint32_t s = 0; s < t->n_slots; s++) {
+            int32_t j = t->slot[s].key;
+            /* one source's share of the term: a lower bound of the sum, so
+             * an item two sources share may enter twice (the caller dedups) */
+            if (j >= 0) top_offer(&h, j, beta * t->slot[s].w * m->engaged_norm[j]);
+        }
+    }
+    return h.n;
+}
+
+size_t dr_model_trend_top(const dr_model_t *m, int64_t *idx, float *scratch, size_t max) {
+    if (dr_model_trend_left(m) == 0) return 0;
+    top_heap_t h = {idx, scratch, 0, max};
+    for (uint32_t k = 0; k < m->pop_len; k++) {
+        int64_t i = dr_model_item_index((dr_model_t *)m, m->pop[k], false);
+        if (i < 0 || (h.n == h.max && !(m->trend_score[i] > h.val[0]))) continue;
+        /* the ring holds an item once per positive: offer it once */
+        bool seen = false;
+        for (size_t j = 0; j < h.n && !seen; j++) seen = h.idx[j] == i;
+        if (!seen) top_offer(&h, i, m->trend_score[i]);
+    }
+    return h.n;
+}
+
+void dr_model_scores_at(const dr_model_t *m, const dr_user_t *u, const int64_t *idx, size_t n,
+                        float *out) {
+    cooc_src_t src;
+    src.n = cooc_sources(m, u, src.idx, src.w);
+    for (size_t j = 0; j < n; j++) out[j] = list_score(m, u, &src, idx[j]);
+}
+
 size_t dr_model_item_neighbors(const dr_model_t *m, int64_t idx, float *engaged, int64_t *ids,
                                float *weights, size_t max) {
     *engaged = 0.0f;

@@ -552,6 +552,7 @@ static void write_pipeline_json(dr_json_t *j, demo_run_t *r, const dr_pipeline_s
     dr_json_num(j, "wall_seconds", r->t_end - r->t_produced);
     dr_json_num(j, "produce_seconds", r->t_produced - r->t_start);
     dr_json_int(j, "lists_emitted", (int64_t)st->lists_emitted);
+    dr_json_int(j, "lists_retrieved", (int64_t)st->lists_retrieved);
     dr_json_int(j, "lists_delivered", (int64_t)st->lists_delivered);
     dr_json_num(j, "hr@10", st->clicks_scored ? (double)st->click_hits / (double)st->clicks_scored : 0);
     dr_json_int(j, "clicks_scored", (int64_t)st->clicks_scored);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "dr_codec.h"
+#include "dr_emit.h"
 #include "dr_learner.h"
 
 #define DR_NAME_MAX 256
@@ -54,6 +55,7 @@ typedef struct dr_config {
     int emit_batch;
     int topk;
     int blas_threads;
+    dr_emit_retrieval_conf_t emit_retrieval; /* emit.retrieval.* */
     /* learner */
     dr_learner_conf_t learner;
     double global_drift_delta;

@@ -46,6 +46,9 @@ typedef struct dr_pipeline_stats {
     uint64_t dead_lettered;
     uint64_t dlq_by_reason[8];
     uint64_t lists_emitted;
+    uint64_t lists_retrieved;  /* of them, ranked from retrieval candidates (emit.retrieval.*) */
+    uint64_t retrieval_index_items;
+    uint64_t retrieval_index_upserts;
     uint64_t lists_delivered;
     uint64_t delivery_errors;  /* failed deliveries (each one retried) */
     uint64_t lists_reissued;   /* failed lists produced again as the user's current one */

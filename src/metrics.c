@@ -141,6 +141,9 @@ static char *render(dr_pipeline_t *p, const dr_metrics_t *m) {
         fprintf(f, "driftrec_dead_letters_total{reason=\"%s\"} %" PRIu64 "\n", dr_ingest_dlq_reason_name(c),
                 s.dlq_by_reason[c]);
     counter(f, "driftrec_lists_emitted_total", "Recommendation lists produced.", (double)s.lists_emitted);
+    counter(f, "driftrec_lists_retrieved_total", "Lists ranked from the retrieval index's candidates rather than the whole catalog (emit.retrieval.min.items).", (double)s.lists_retrieved);
+    gauge(f, "driftrec_retrieval_index_items", "Items in the retrieval index (0: the catalog is below emit.retrieval.min.items).", (double)s.retrieval_index_items);
+    counter(f, "driftrec_retrieval_index_upserts_total", "Items inserted into the retrieval index, or re-inserted after their vector changed.", (double)s.retrieval_index_upserts);
     counter(f, "driftrec_lists_delivered_total", "Recommendation lists acknowledged by the broker.", (double)s.lists_delivered);
     counter(f, "driftrec_delivery_errors_total", "Failed deliveries (each produced again: a dead letter as it was, a list as the user's current one).", (double)s.delivery_errors);
     counter(f, "driftrec_lists_reissued_total", "Lists produced again as the user's current list after a failed delivery.", (double)s.lists_reissued);

@@ -1265,7 +1265,8 @@ static int64_t model_start(void *ctx, int32_t partition) {
 static int make_clients(dr_pipeline_t *p, char *errstr, size_t n) {
     int err = make_producer(p, errstr, n);
     if (err) return err;
-    dr_emitter_conf_t ec = {p->cfg.topk, p->cfg.emit_batch, p->cfg.blas_threads, p->cfg.codec};
+    dr_emitter_conf_t ec = {p->cfg.topk, p->cfg.emit_batch, p->cfg.blas_threads, p->cfg.codec,
+                          p->cfg.emit_retrieval};
     if ((err = dr_emitter_new(&p->emitter, p->producer, p->cfg.topic_recs, &ec, &p->flight,
                               errstr, n)))
         return err;
@@ -1494,7 +1495,11 @@ void dr_pipeline_stats(dr_pipeline_t *p, dr_pipeline_stats_t *out) {
     for (int i = 0; i < n; i++) p->stats.assigned_partitions += parts[i].assigned;
     p->stats.users_cached = dr_user_cache_size(p->cache);
     dr_user_cache_stats(p->cache, &p->stats.cache_hits, &p->stats.cache_misses);
-    p->stats.lists_emitted = dr_emitter_stats(p->emitter)->lists;
+    const dr_emit_stats_t *es = dr_emitter_stats(p->emitter);
+    p->stats.lists_emitted = es->lists;
+    p->stats.lists_retrieved = es->retrieved_lists;
+    p->stats.retrieval_index_items = es->index_items;
+    p->stats.retrieval_index_upserts = es->index_upserts;
     *out = p->stats;
 }
 

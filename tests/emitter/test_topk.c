@@ -303,6 +303,41 @@ static void test_explore_topics(void **state) {
     for (int r = 0; r < K; r++) assert_int_equal(out[K + r].item_id, 100 + r);
 }
 
+/* Claim (dr_emit_select): a list from candidates is the candidates'
+ * ranking by the given scores, with the same rules as the full scan:
+ * blocked items, NaN scores and the user's filters never enter, ties by
+ * ascending id; with topics it explores among the candidates. */
+static void test_select_from_candidates(void **state) {
+    (void)state;
+    enum { N = 30, K = 5, DIM = 2 };
+    float q[N * DIM] = {0}, bias[N] = {0}, pop[N] = {0};
+    int64_t ids[N], author[N], topic[N];
+    uint8_t blocked[N] = {0};
+    for (int i = 0; i < N; i++) {
+        ids[i] = 500 + i;
+        author[i] = -1;
+        topic[i] = i % 3;
+    }
+    blocked[4] = 1;
+    dr_items_view_t v = {N, DIM, q, bias, ids, blocked, pop, author, topic};
+    int64_t idx[] = {2, 4, 9, 11, 13, 17, 20, 25};
+    float score[] = {1.0f, 9.0f, 3.0f, NAN, 0.2f, 0.5f, 7.0f, 0.1f};
+    dr_scored_item_t out[K];
+    size_t n = 99;
+    assert_int_equal(dr_emit_select(&v, idx, score, 8, K, NULL, NULL, out, &n), 0);
+    assert_int_equal(n, K);
+    int64_t want[K] = {520, 509, 502, 517, 513}; /* 4 is blocked, 11 NaN */
+    for (int r = 0; r < K; r++) assert_int_equal(out[r].item_id, want[r]);
+    /* exploring: the topics' best candidates are 20 (topic 2), 9 (topic 0)
+     * and 13 (topic 1, 0.2 against 25's 0.1); 20 is listed already, so slot
+     * 1 takes 9 and slot 3 takes 13 */
+    dr_emit_topic_best_t topics[DR_EMIT_EXPLORE_TOPICS];
+    assert_int_equal(dr_emit_select(&v, idx, score, 8, K, NULL, topics, out, &n), 0);
+    assert_int_equal(n, K);
+    int64_t want_x[K] = {520, 509, 502, 513, 517};
+    for (int r = 0; r < K; r++) assert_int_equal(out[r].item_id, want_x[r]);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_brute_force),
@@ -310,6 +345,7 @@ int main(void) {
         cmocka_unit_test(test_empty_catalog),
         cmocka_unit_test(test_user_filters),
         cmocka_unit_test(test_explore_topics),
+        cmocka_unit_test(test_select_from_candidates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

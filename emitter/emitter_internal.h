@@ -1,0 +1,52 @@
+/* emitter_internal.h - what emit.c and retrieve.c (the retrieval path)
+ * share inside the emitter module: the emitter's state. Not a public
+ * interface: other modules use dr_emit.h. */
+#ifndef DR_EMITTER_INTERNAL_H
+#define DR_EMITTER_INTERNAL_H
+
+#include "dr_emit.h"
+#include "dr_retrieval.h"
+
+#define EXCL_MAX (DR_RECENT_MAX + DR_HIDDEN_MAX) /* a user's exclusions: recent and hidden items */
+
+typedef struct dr__retrieval dr__retrieval_t;
+
+struct dr_emitter {
+    rd_kafka_t *rk;
+    char *topic;
+    dr_emitter_conf_t conf;
+    dr_flight_t *flight;
+    dr_codec_t *codec;
+    dr_buf_t buf;
+    int dim;
+    float *U;                 /* batch × dim */
+    float *pop_weight;        /* batch: the users' population-prior weights */
+    uint8_t *explore;         /* batch: the user's list explores topics */
+    dr_emit_topic_best_t *topics; /* batch × DR_EMIT_EXPLORE_TOPICS */
+    float *scores;            /* batch × scores_cap_items: one chunk of scores */
+    size_t scores_cap_items;  /* <= DR_EMIT_CHUNK_ITEMS */
+    dr_scored_item_t *out;    /* batch × topk */
+    size_t *out_n;
+    dr_exclusions_t *excl;    /* batch */
+    int64_t *excl_idx;        /* batch × EXCL_MAX */
+    dr_emit_stats_t stats;
+    dr__retrieval_t *retr;    /* the retrieval path (retrieve.c); NULL: off */
+    bool retr_ready;          /* its index holds the catalog: it serves */
+};
+
+/* The retrieval path (retrieve.c): lists from candidates of an ANN index
+ * once the catalog holds conf->retrieval.min_items items. */
+int dr__retrieval_new(dr__retrieval_t **out, const dr_emitter_conf_t *conf, char *errstr,
+                      size_t errstr_size);
+void dr__retrieval_free(dr__retrieval_t *r);
+/* Brings the index closer to the items (new items first, then changed
+ * ones), within the conf's time budget. True when the index is ready to
+ * serve: then dr__retrieval_score serves users. */
+bool dr__retrieval_sync(dr__retrieval_t *r, const dr_model_t *m, const dr_items_view_t *items,
+                        dr_emit_stats_t *stats);
+/* Scores users[0..B) from candidates into e->out / e->out_n (e->U, the
+ * exclusions and the explore flags gathered). 0 or DR_ENOMEM. */
+int dr__retrieval_score(dr_emitter_t *e, const dr_model_t *m, const dr_items_view_t *items,
+                        dr_user_t *const *users, size_t B);
+
+#endif /* DR_EMITTER_INTERNAL_H */

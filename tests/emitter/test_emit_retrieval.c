@@ -1,0 +1,158 @@
+/* test_emit_retrieval.c - claims of the emitter's retrieval path
+ * (emit.retrieval.*, emitter/retrieve.c): with candidates that cover the
+ * catalog it publishes the very lists of the full scan (every term, the
+ * exclusions, the filters), below its catalog size it stays off, and an
+ * index that must follow moving vectors rebuilds itself. The producer
+ * points at no broker: lists are only queued, which is all that is read. */
+#include "dr_test.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "dr_bytes.h"
+#include "dr_emit.h"
+
+enum { DIM = 8, ITEMS = 600, USERS = 40 };
+
+static rd_kafka_t *queue_only_producer(void) {
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    char err[256];
+    assert_int_equal(rd_kafka_conf_set(kc, "bootstrap.servers", "127.0.0.1:1", err, sizeof(err)),
+                     RD_KAFKA_CONF_OK);
+    rd_kafka_conf_set(kc, "log_level", "0", err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
+    assert_non_null(rk);
+    return rk;
+}
+
+static dr_emitter_t *new_emitter(rd_kafka_t *rk, dr_flight_t *flight, int64_t min_items,
+                                 int candidates, double refresh_change) {
+    dr_emitter_conf_t c = {0};
+    c.topk = 20;
+    c.batch = 16;
+    c.blas_threads = 1;
+    dr_codec_conf_default(&c.codec);
+    c.retrieval = (dr_emit_retrieval_conf_t){min_items, candidates, candidates, 16, 64, 100, 50,
+                                             10000.0, refresh_change};
+    dr_emitter_t *e;
+    char err[256];
+    assert_int_equal(dr_emitter_new(&e, rk, "t", &c, flight, err, sizeof(err)), 0);
+    return e;
+}
+
+/* A model whose users clicked and hid items of their own "topics", so that
+ * every term of a list's score (factors, biases, the population prior,
+ * co-engagement) and the exclusions are at work. */
+static dr_model_t *trained(dr_user_t **users) {
+    dr_learner_conf_t lc;
+    dr_learner_conf_default(&lc);
+    lc.dim = DIM;
+    dr_model_t *m;
+    char err[256];
+    assert_int_equal(dr_model_new(&m, &lc, err, sizeof(err)), 0);
+    uint64_t rng = 7;
+    for (int64_t i = 1; i <= ITEMS; i++) assert_true(dr_model_item_index(m, i, true) >= 0);
+    for (int u = 0; u < USERS; u++) users[u] = dr_user_new_conf(100 + u, &lc);
+    dr_apply_result_t r;
+    for (int round = 0; round < 60; round++)
+        for (int u = 0; u < USERS; u++) {
+            int64_t item = 1 + (int64_t)((u % 6) * 100 + dr_rand64(&rng) % 100);
+            dr_event_type_t t = round % 17 == 5 ? DR_EV_HIDE : DR_EV_CLICK;
+            dr_event_t ev = {100 + u, item, t, 0, 1000 + round * 100 + u};
+            assert_int_equal(dr_learner_apply(m, users[u], &ev, (uint64_t)(round * USERS + u), &r), 0);
+        }
+    return m;
+}
+
+/* Emits users' lists with scan, then with retr, and checks they agree. */
+static void assert_same_lists(dr_emitter_t *scan, dr_emitter_t *retr, dr_model_t *m, dr_user_t **users) {
+    static int64_t want[USERS][DR_LAST_LIST];
+    static float want_score[USERS][DR_LAST_LIST];
+    uint8_t want_len[USERS];
+    size_t done;
+    assert_int_equal(dr_emitter_emit(scan, m, users, USERS, NULL, 1, &done), 0);
+    assert_int_equal(done, USERS);
+    for (int u = 0; u < USERS; u++) {
+        want_len[u] = users[u]->last_list_len;
+        memcpy(want[u], users[u]->last_list, sizeof(want[u]));
+        memcpy(want_score[u], users[u]->last_list_score, sizeof(want_score[u]));
+        users[u]->last_list_len = 0;
+    }
+    assert_int_equal(dr_emitter_emit(retr, m, users, USERS, NULL, 2, &done), 0);
+    assert_int_equal(done, USERS);
+    assert_int_equal(dr_emitter_stats(retr)->index_items, ITEMS);
+    for (int u = 0; u < USERS; u++) {
+        assert_int_equal(users[u]->last_list_len, want_len[u]);
+        assert_true(want_len[u] > 0);
+        for (unsigned j = 0; j < want_len[u]; j++) {
+            assert_int_equal(users[u]->last_list[j], want[u][j]);
+            assert_true(fabsf(users[u]->last_list_score[j] - want_score[u][j]) < 1e-4f);
+        }
+    }
+}
+
+static void test_covering_candidates_give_the_full_scans_lists(void **state) {
+    (void)state;
+    dr_user_t *users[USERS];
+    dr_model_t *m = trained(users);
+    rd_kafka_t *rk = queue_only_producer();
+    dr_flight_t flight = {0};
+    dr_emitter_t *scan = new_emitter(rk, &flight, 0, 50, 0.25);
+    /* candidates cover the catalog; every row that moved at all is
+     * re-inserted (so the index fills with dead slots and rebuilds) */
+    dr_emitter_t *retr = new_emitter(rk, &flight, 1, 2 * ITEMS, 0.0);
+    assert_same_lists(scan, retr, m, users);
+    /* the items move: the index re-inserts them, then rebuilds */
+    dr_apply_result_t r;
+    for (int u = 0; u < USERS; u++)
+        for (int k = 0; k < 5; k++) {
+            dr_event_t ev = {100 + u, 1 + (int64_t)((u * 37 + k * 11) % ITEMS), DR_EV_CLICK, 0, 90000 + k};
+            assert_int_equal(dr_learner_apply(m, users[u], &ev, (uint64_t)(7000 + u * 5 + k), &r), 0);
+        }
+    size_t done;
+    for (int k = 0; k < 3; k++) /* past a fifth of the rows dead: a rebuild, done at once */
+        assert_int_equal(dr_emitter_emit(retr, m, users, USERS, NULL, 3, &done), 0);
+    assert_true(dr_emitter_stats(retr)->index_rebuilds >= 1);
+    assert_same_lists(scan, retr, m, users);
+    assert_int_equal(dr_emitter_stats(retr)->retrieved_lists, 5 * USERS);
+    assert_int_equal(dr_emitter_stats(scan)->retrieved_lists, 0);
+    dr_emitter_free(scan);
+    dr_emitter_free(retr);
+    rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE);
+    rd_kafka_destroy(rk);
+    for (int u = 0; u < USERS; u++) dr_user_free(users[u]);
+    dr_model_free(m);
+}
+
+/* Below emit.retrieval.min.items the full scan serves and no index is
+ * built; with a small candidate count the lists still have their length. */
+static void test_off_below_its_catalog_size(void **state) {
+    (void)state;
+    dr_user_t *users[USERS];
+    dr_model_t *m = trained(users);
+    rd_kafka_t *rk = queue_only_producer();
+    dr_flight_t flight = {0};
+    dr_emitter_t *off = new_emitter(rk, &flight, ITEMS + 1, 50, 0.25);
+    dr_emitter_t *narrow = new_emitter(rk, &flight, 1, 5, 0.25);
+    size_t done;
+    assert_int_equal(dr_emitter_emit(off, m, users, USERS, NULL, 1, &done), 0);
+    assert_int_equal(dr_emitter_stats(off)->retrieved_lists, 0);
+    assert_int_equal(dr_emitter_stats(off)->index_items, 0);
+    assert_int_equal(dr_emitter_emit(narrow, m, users, USERS, NULL, 2, &done), 0);
+    assert_int_equal(dr_emitter_stats(narrow)->retrieved_lists, USERS);
+    for (int u = 0; u < USERS; u++) assert_int_equal(users[u]->last_list_len, 20); /* emit.topk */
+    dr_emitter_free(off);
+    dr_emitter_free(narrow);
+    rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE);
+    rd_kafka_destroy(rk);
+    for (int u = 0; u < USERS; u++) dr_user_free(users[u]);
+    dr_model_free(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_covering_candidates_give_the_full_scans_lists),
+        cmocka_unit_test(test_off_below_its_catalog_size),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
