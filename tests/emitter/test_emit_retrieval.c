@@ -64,6 +64,14 @@ static dr_model_t *trained(dr_user_t **users) {
     return m;
 }
 
+/* Drops the queued lists, then frees what trained() and the producer made. */
+static void free_all(rd_kafka_t *rk, dr_user_t **users, dr_model_t *m) {
+    rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE);
+    rd_kafka_destroy(rk);
+    for (int u = 0; u < USERS; u++) dr_user_free(users[u]);
+    dr_model_free(m);
+}
+
 /* Emits users' lists with scan, then with retr, and checks they agree. */
 static void assert_same_lists(dr_emitter_t *scan, dr_emitter_t *retr, dr_model_t *m, dr_user_t **users) {
     static int64_t want[USERS][DR_LAST_LIST];
@@ -118,10 +126,7 @@ static void test_covering_candidates_give_the_full_scans_lists(void **state) {
     assert_int_equal(dr_emitter_stats(scan)->retrieved_lists, 0);
     dr_emitter_free(scan);
     dr_emitter_free(retr);
-    rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE);
-    rd_kafka_destroy(rk);
-    for (int u = 0; u < USERS; u++) dr_user_free(users[u]);
-    dr_model_free(m);
+    free_all(rk, users, m);
 }
 
 /* Below emit.retrieval.min.items the full scan serves and no index is
@@ -143,10 +148,7 @@ static void test_off_below_its_catalog_size(void **state) {
     for (int u = 0; u < USERS; u++) assert_int_equal(users[u]->last_list_len, 20); /* emit.topk */
     dr_emitter_free(off);
     dr_emitter_free(narrow);
-    rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE);
-    rd_kafka_destroy(rk);
-    for (int u = 0; u < USERS; u++) dr_user_free(users[u]);
-    dr_model_free(m);
+    free_all(rk, users, m);
 }
 
 int main(void) {
