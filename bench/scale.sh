@@ -8,7 +8,8 @@
 #
 #   bench/scale.sh [BUILD_DIR]     (default build; RelWithDebInfo or Release)
 # Environment: ITEMS ("10000 1000000"), RUNS (3), BATCH (512, emit.batch),
-#   MEMORY (1: run the memory part), CHUNK (unset: the library's
+#   MEMORY (1: run the memory part), EMIT (1: also the emitter itself,
+#   full scan against the retrieval path: `scale_bench emit`), CHUNK (unset: the library's
 #   DR_EMIT_CHUNK_ITEMS; a number: topk.c compiled with that chunk instead).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,7 +28,8 @@ if [ -n "${CHUNK:-}" ]; then
   srcs+=("$tmp/topk.c")
 fi
 cc -std=c11 -O2 -g -D_GNU_SOURCE "${inc[@]}" "${srcs[@]}" -o "$tmp/scale_bench" \
-   "$build/libdr_emitter.a" "$build/libdr_learner.a" "$build/libdr_common.a" -lopenblas -lm
+   "$build/libdr_emitter.a" "$build/libdr_learner.a" "$build/libdr_retrieval.a" "$build/libdr_schemas.a" \
+   "$build/libdr_common.a" -lrdkafka -lavro -lopenblas -lstdc++ -lpthread -lm
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); build: $build${CHUNK:+; chunk $CHUNK}"
 [ "$MEMORY" = 1 ] && "$tmp/scale_bench" memory 1000000
@@ -41,4 +43,7 @@ for n in $ITEMS; do
     rates+=("$(sed 's/.*lists_per_cpu_s=\([0-9]*\).*/\1/' <<<"$line")")
   done
   python3 -c "import statistics,sys; print(f'items=$n median lists per CPU second {statistics.median(map(float,sys.argv[1:])):.0f}')" "${rates[@]}"
+  if [ "${EMIT:-0}" = 1 ]; then
+    "$tmp/scale_bench" emit "$n" 3
+  fi
 done

@@ -10,6 +10,13 @@
  *                                 whose tables are full (the hook's worst
  *                                 case); prints the scratch bytes, the peak
  *                                 RSS and a hash of the lists
+ *   scale_bench emit N REPS [B]   the emitter itself (dr_emitter_emit, lists
+ *                                 queued to a producer with no broker) with
+ *                                 the full scan and with the retrieval path
+ *                                 (emit.retrieval.*, its index built first):
+ *                                 lists per CPU second of each, their ratio,
+ *                                 and the share of the full scan's top 50
+ *                                 that the retrieval path's lists hold
  *   scale_bench memory N          heap bytes per item (rows, id table, a
  *                                 co-engagement table at its cap) and per
  *                                 user (cached state, stored record)
@@ -170,6 +177,101 @@ static int bench_topk(size_t n, int reps, size_t B) {
     return 0;
 }
 
+#ifdef DR_EMIT_CHUNK_ITEMS
+static rd_kafka_t *queue_only_producer(void) {
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    char err[256];
+    rd_kafka_conf_set(kc, "bootstrap.servers", "127.0.0.1:1", err, sizeof(err));
+    rd_kafka_conf_set(kc, "log_level", "0", err, sizeof(err));
+    rd_kafka_conf_set(kc, "queue.buffering.max.messages", "10000000", err, sizeof(err));
+    rd_kafka_conf_set(kc, "queue.buffering.max.kbytes", "2097151", err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
+    if (!rk) die(err);
+    return rk;
+}
+
+static double time_emit(dr_emitter_t *e, dr_model_t *m, dr_user_t **users, size_t B, int reps,
+                        rd_kafka_t *rk) {
+    size_t done;
+    double c0 = cpu_s();
+    for (int rep = 0; rep < reps; rep++) {
+        if (dr_emitter_emit(e, m, users, B, NULL, rep, &done) != 0 || done != B) die("emit failed");
+        rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE);
+    }
+    return (double)(B * (size_t)reps) / (cpu_s() - c0);
+}
+
+static int bench_emit(size_t n, int reps, size_t B) {
+    dr_learner_conf_t conf;
+    dr_learner_conf_default(&conf);
+    conf.max_items = (int64_t)n;
+    conf.prior_period = 1 << 30;
+    dr_model_t *m = model_with_items(n, &conf);
+    uint64_t rng = 12;
+    int64_t pool[N_POOL];
+    for (size_t k = 0; k < N_POOL; k++) pool[k] = (int64_t)((k * (n / N_POOL) + 7) % n);
+    for (int64_t j = 0; j < 300 * N_POOL; j++) {
+        dr_user_t *u = dr_user_new_conf(1000000 + j, &conf);
+        if (!u) die("out of memory");
+        click(m, u, pool[j % N_POOL], 2 * j, (uint64_t)j);
+        click(m, u, (int64_t)(dr_rand64(&rng) % n), 2 * j + 1, (uint64_t)j + 1);
+        dr_user_free(u);
+    }
+    dr_user_t **users = calloc(B, sizeof(*users));
+    if (!users) die("out of memory");
+    for (size_t r = 0; r < B; r++) {
+        if (!(users[r] = dr_user_new_conf((int64_t)r, &conf))) die("out of memory");
+        for (size_t s = 0; s < N_SOURCES; s++)
+            click(m, users[r], pool[(r * N_SOURCES + s) % N_POOL], 100000000 + (int64_t)s, r * 31 + s);
+    }
+    rd_kafka_t *rk = queue_only_producer();
+    dr_flight_t flight = {0};
+    dr_emitter_conf_t ec = {0};
+    ec.topk = 50;
+    ec.batch = 512;
+    ec.blas_threads = 1;
+    dr_codec_conf_default(&ec.codec);
+    /* emit.retrieval.*'s defaults, the whole build in the first call */
+    ec.retrieval = (dr_emit_retrieval_conf_t){1, 50, 50, 48, 100, 100, 50, 1e9, 0.25};
+    dr_emitter_t *scan, *retr;
+    char err[256];
+    dr_emit_retrieval_conf_t off = ec.retrieval;
+    off.min_items = 0;
+    dr_emitter_conf_t sc = ec;
+    sc.retrieval = off;
+    if (dr_emitter_new(&scan, rk, "t", &sc, &flight, err, sizeof(err)) ||
+        dr_emitter_new(&retr, rk, "t", &ec, &flight, err, sizeof(err)))
+        die(err);
+    double b0 = dr_mono_s();
+    size_t done;
+    if (dr_emitter_emit(retr, m, users, 1, NULL, 0, &done) != 0) die("emit failed"); /* builds the index */
+    double build_s = dr_mono_s() - b0;
+    /* the lists of both paths, for the overlap */
+    int64_t (*want)[DR_LAST_LIST] = malloc(B * sizeof(*want));
+    if (!want) die("out of memory");
+    double scan_rate = time_emit(scan, m, users, B, reps, rk);
+    for (size_t r = 0; r < B; r++) memcpy(want[r], users[r]->last_list, sizeof(want[r]));
+    double retr_rate = time_emit(retr, m, users, B, reps, rk);
+    double hits = 0;
+    for (size_t r = 0; r < B; r++)
+        for (int a = 0; a < 50; a++)
+            for (int b = 0; b < 50; b++) hits += users[r]->last_list[a] == want[r][b];
+    printf("items=%zu batch=%zu index_build_s=%.1f scan_lists_per_cpu_s=%.0f retrieval_lists_per_cpu_s=%.0f "
+           "ratio=%.2f overlap_at_50=%.3f retrieved=%llu peak_rss_mib=%ld\n",
+           n, B, build_s, scan_rate, retr_rate, retr_rate / scan_rate, hits / (50.0 * (double)B),
+           (unsigned long long)dr_emitter_stats(retr)->retrieved_lists, peak_rss_kib() / 1024);
+    dr_emitter_free(scan);
+    dr_emitter_free(retr);
+    rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE);
+    rd_kafka_destroy(rk);
+    for (size_t r = 0; r < B; r++) dr_user_free(users[r]);
+    free(users);
+    free(want);
+    dr_model_free(m);
+    return 0;
+}
+#endif
+
 /* Heap bytes per item of a model with n items and no events (the rows and
  * the id table), and of a full co-engagement table, then per user. */
 static int bench_memory(size_t n) {
@@ -231,6 +333,10 @@ int main(int argc, char **argv) {
     if (argc >= 4 && strcmp(argv[1], "topk") == 0)
         return bench_topk(strtoul(argv[2], NULL, 10), atoi(argv[3]), argc > 4 ? strtoul(argv[4], NULL, 10) : 512);
     if (argc == 3 && strcmp(argv[1], "memory") == 0) return bench_memory(strtoul(argv[2], NULL, 10));
-    fprintf(stderr, "usage: scale_bench topk N REPS [B] | scale_bench memory N\n");
+#ifdef DR_EMIT_CHUNK_ITEMS
+    if (argc >= 4 && strcmp(argv[1], "emit") == 0)
+        return bench_emit(strtoul(argv[2], NULL, 10), atoi(argv[3]), argc > 4 ? strtoul(argv[4], NULL, 10) : 512);
+#endif
+    fprintf(stderr, "usage: scale_bench topk N REPS [B] | scale_bench emit N REPS [B] | scale_bench memory N\n");
     return 2;
 }
