@@ -95,25 +95,31 @@ static void add_coengagement(void *ctx, size_t r, float *row, size_t n) {
 }
 #endif
 
-static int bench_topk(size_t n, int reps, size_t B) {
-    dr_learner_conf_t conf;
-    dr_learner_conf_default(&conf);
-    conf.max_items = (int64_t)n;
-    conf.prior_period = 1 << 30; /* no outer steps: each refreshes every item (setup time only) */
-    openblas_set_num_threads(1); /* emit.blas.threads' default */
-    dr_model_t *m = model_with_items(n, &conf);
+/* The scored users' world: n items, and N_POOL of them (pool) whose
+ * co-engagement tables are filled past their cap with neighbours all over
+ * the catalog: the row hook's worst case per chunk. */
+static dr_model_t *model_with_full_tables(size_t n, dr_learner_conf_t *conf, int64_t *pool) {
+    dr_learner_conf_default(conf);
+    conf->max_items = (int64_t)n;
+    conf->prior_period = 1 << 30; /* no outer steps: each refreshes every item (setup time only) */
+    dr_model_t *m = model_with_items(n, conf);
     uint64_t rng = 12;
-    int64_t pool[N_POOL];
     for (size_t k = 0; k < N_POOL; k++) pool[k] = (int64_t)((k * (n / N_POOL) + 7) % n);
-    /* each pool item's co-engagement table filled past its cap with
-     * neighbours all over the catalog: the row hook's worst case per chunk */
     for (int64_t j = 0; j < 300 * N_POOL; j++) {
-        dr_user_t *u = dr_user_new_conf(1000000 + j, &conf);
+        dr_user_t *u = dr_user_new_conf(1000000 + j, conf);
         if (!u) die("out of memory");
         click(m, u, pool[j % N_POOL], 2 * j, (uint64_t)j);
         click(m, u, (int64_t)(dr_rand64(&rng) % n), 2 * j + 1, (uint64_t)j + 1);
         dr_user_free(u);
     }
+    return m;
+}
+
+static int bench_topk(size_t n, int reps, size_t B) {
+    dr_learner_conf_t conf;
+    int64_t pool[N_POOL];
+    openblas_set_num_threads(1); /* emit.blas.threads' default */
+    dr_model_t *m = model_with_full_tables(n, &conf, pool);
     dr_user_t **users = calloc(B, sizeof(*users));
     float *U = malloc(B * (size_t)conf.dim * sizeof(float)), *w = malloc(B * sizeof(float));
     dr_exclusions_t *excl = calloc(B, sizeof(*excl));
@@ -203,20 +209,8 @@ static double time_emit(dr_emitter_t *e, dr_model_t *m, dr_user_t **users, size_
 
 static int bench_emit(size_t n, int reps, size_t B) {
     dr_learner_conf_t conf;
-    dr_learner_conf_default(&conf);
-    conf.max_items = (int64_t)n;
-    conf.prior_period = 1 << 30;
-    dr_model_t *m = model_with_items(n, &conf);
-    uint64_t rng = 12;
     int64_t pool[N_POOL];
-    for (size_t k = 0; k < N_POOL; k++) pool[k] = (int64_t)((k * (n / N_POOL) + 7) % n);
-    for (int64_t j = 0; j < 300 * N_POOL; j++) {
-        dr_user_t *u = dr_user_new_conf(1000000 + j, &conf);
-        if (!u) die("out of memory");
-        click(m, u, pool[j % N_POOL], 2 * j, (uint64_t)j);
-        click(m, u, (int64_t)(dr_rand64(&rng) % n), 2 * j + 1, (uint64_t)j + 1);
-        dr_user_free(u);
-    }
+    dr_model_t *m = model_with_full_tables(n, &conf, pool);
     dr_user_t **users = calloc(B, sizeof(*users));
     if (!users) die("out of memory");
     for (size_t r = 0; r < B; r++) {
