@@ -34,6 +34,7 @@ struct dr__retrieval {
     size_t cursor;         /* the refresh pass's next row */
     /* per emit call: the global candidates */
     int64_t *popular;      /* conf.popular most popular indices */
+    int64_t *coengaged;    /* per list: conf.coengaged co-engagement candidates */
     size_t n_popular;
     int64_t trend[RETR_TREND_TOP];
     size_t n_trend;
@@ -62,7 +63,8 @@ int dr__retrieval_new(dr__retrieval_t **out, const dr_emitter_conf_t *conf, char
     r->score = malloc(r->cand_cap * sizeof(*r->score));
     r->set = malloc(slots * sizeof(*r->set));
     r->popular = malloc(((size_t)c->popular + 1) * sizeof(*r->popular));
-    if (!r->cand || !r->score || !r->set || !r->popular) goto nomem;
+    r->coengaged = malloc(((size_t)c->coengaged + 1) * sizeof(*r->coengaged));
+    if (!r->cand || !r->score || !r->set || !r->popular || !r->coengaged) goto nomem;
     *out = r;
     return 0;
 nomem:
@@ -76,6 +78,7 @@ void dr__retrieval_free(dr__retrieval_t *r) {
     dr_ann_free(r->ann);
     dr_ann_free(r->next);
     free(r->popular);
+    free(r->coengaged);
     free(r->cand);
     free(r->score);
     free(r->set);
@@ -130,6 +133,8 @@ static int catch_up(dr_ann_t *ann, size_t *indexed, const dr_items_view_t *items
     return rc;
 }
 
+static void global_candidates(dr__retrieval_t *r, const dr_model_t *m, const dr_items_view_t *items);
+
 bool dr__retrieval_sync(dr__retrieval_t *r, const dr_model_t *m, const dr_items_view_t *items,
                         dr_emit_stats_t *stats) {
     if (!r || items->n < (size_t)r->conf.min_items) return false;
@@ -176,7 +181,17 @@ bool dr__retrieval_sync(dr__retrieval_t *r, const dr_model_t *m, const dr_items_
         }
     }
     if (rc) dr_log(DR_LOG_WARN, "emitter", "retrieval index update failed | err=\"%s\"", dr_strerror(rc));
-    /* the popular and trending candidates of this call's lists */
+    stats->index_items = dr_ann_count(r->ann);
+    stats->index_upserts += upserts;
+    bool ready = items->n - r->indexed <= RETR_TAIL_MAX;
+    if (ready) global_candidates(r, m, items);
+    stats->index_seconds += dr_mono_s() - t0;
+    return ready;
+}
+
+/* The popular and trending candidates of this emit call's lists: a pass
+ * over the catalog, made only when the index serves. */
+static void global_candidates(dr__retrieval_t *r, const dr_model_t *m, const dr_items_view_t *items) {
     float *scratch = r->score; /* free between lists */
     r->n_popular = 0;
     for (size_t i = 0; r->conf.popular > 0 && i < items->n; i++) {
@@ -193,12 +208,7 @@ bool dr__retrieval_sync(dr__retrieval_t *r, const dr_model_t *m, const dr_items_
         r->popular[j] = (int64_t)i;
         r->n_popular = n;
     }
-    float tscratch[RETR_TREND_TOP];
-    r->n_trend = dr_model_trend_top(m, r->trend, tscratch, RETR_TREND_TOP);
-    stats->index_items = dr_ann_count(r->ann);
-    stats->index_upserts += upserts;
-    stats->index_seconds += dr_mono_s() - t0;
-    return items->n - r->indexed <= RETR_TAIL_MAX;
+    r->n_trend = dr_model_trend_top(m, r->trend, scratch, RETR_TREND_TOP);
 }
 
 /* Adds item index i to the list's candidates unless the set has it; the
@@ -233,10 +243,9 @@ int dr__retrieval_score(dr_emitter_t *e, const dr_model_t *m, const dr_items_vie
         err = dr_ann_search(r->ann, e->U + u * (size_t)e->dim, want, tail, NULL, &found);
         if (err) break;
         for (size_t j = 0; j < found; j++) add_candidate(r, &n, tail[j]);
-        int64_t more[RETR_TAIL_MAX];
-        float scratch[RETR_TAIL_MAX];
-        size_t k = dr_model_coengagement_top(m, users[u], more, scratch, M < RETR_TAIL_MAX ? M : RETR_TAIL_MAX);
-        for (size_t j = 0; j < k; j++) add_candidate(r, &n, more[j]);
+        /* r->score is free until the candidates are scored */
+        size_t k = dr_model_coengagement_top(m, users[u], r->coengaged, r->score, M);
+        for (size_t j = 0; j < k; j++) add_candidate(r, &n, r->coengaged[j]);
         for (size_t j = 0; j < r->n_trend; j++) add_candidate(r, &n, r->trend[j]);
         for (size_t j = 0; j < r->n_popular; j++) add_candidate(r, &n, r->popular[j]);
         for (size_t i = r->indexed; i < items->n; i++) add_candidate(r, &n, (int64_t)i);
