@@ -1793,6 +1793,11 @@ static void test_exploring_after_readapt(void **state) {
     dr_user_t *back;
     assert_int_equal(dr_user_encode(u, c.dim, &rec, &len), 0);
     assert_int_equal(dr_user_decode(7, &c, rec, len, &back), 0);
+    /* hostile bytes: a re-adaptation after the samples counted (v9's last 8) */
+    uint64_t later = u->drift_samples + 1;
+    memcpy(rec + len - 8, &later, 8);
+    dr_user_t *bad;
+    assert_int_equal(dr_user_decode(7, &c, rec, len, &bad), DR_ECORRUPT);
     free(rec);
     assert_int_equal(back->readapt_sample, u->readapt_sample);
     assert_true(dr_user_exploring(&c, back));
