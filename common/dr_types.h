@@ -83,6 +83,7 @@ typedef struct dr_item_rec {
     bool blocked;
     int64_t author;       /* who published it, -1: unknown */
     int64_t topic;        /* what it is about, -1: unknown */
+    int64_t published_ms; /* when it was published (Unix ms), -1: unknown */
 } dr_item_rec_t;
 
 #endif /* DR_TYPES_H */

@@ -171,12 +171,14 @@ typedef struct batch_ctx {
     dr_user_t *const *users;
 } batch_ctx_t;
 
-/* The terms that touch few items (co-engagement) or run for a while only
- * (the trend term after a population-wide drift). */
+/* The terms that touch few items (co-engagement), run for a while only
+ * (the trend term after a population-wide drift) or are off by default
+ * (freshness). */
 static void add_sparse_terms(void *ctx, size_t r, float *row, size_t first, size_t n) {
     const batch_ctx_t *b = ctx;
     dr_model_add_coengagement_range(b->m, b->users[r], row, first, n);
     dr_model_add_trend_range(b->m, b->users[r], row, first, n);
+    dr_model_add_fresh_range(b->m, row, first, n);
 }
 
 /* Scores users[0..B) (B <= the batch size) into the rows of out. */

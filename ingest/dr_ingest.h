@@ -206,7 +206,8 @@ int dr_ingest_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms
 rd_kafka_t *dr_ingest_consumer(dr_ingest_t *in);
 
 /* ---- the catalog ------------------------------------------------------------
- * Item records (blocked, deleted, embeddings) are global: every instance
+ * Item records (blocked, deleted, embeddings, publish times) and
+ * tombstones are global: every instance
  * reads every partition of the catalog topic, without a consumer group,
  * from the offsets stored with its state, on the same loop. Partitions
  * added to the catalog topic later are picked up at the next start. */
@@ -217,6 +218,10 @@ typedef struct dr_catalog_handler {
     /* One decoded item. Return 0, or a DR_E* code with `reason` filled to
      * dead-letter the record. */
     int (*on_item)(void *ctx, const dr_item_rec_t *item, char *reason, size_t reason_size);
+    /* A tombstone (a record with no value, keyed by the item id in
+     * decimal): the catalog removed the item. NULL: such records are
+     * dead-lettered. Returns as on_item. */
+    int (*on_item_removed)(void *ctx, int64_t item_id, char *reason, size_t reason_size);
     /* Where to start reading a partition: the stored next offset, or -1
      * for the beginning. */
     int64_t (*start_offset)(void *ctx, int32_t partition);

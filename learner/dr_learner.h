@@ -136,8 +136,18 @@ typedef struct dr_learner_conf {
     float negative_weight;         /* weight of each sampled negative */
     bool negative_uniform;         /* sample negatives uniformly over known items
                                       instead of by popularity */
-    int64_t max_items;             /* catalog bound (rows of the item matrix): an
-                                      event on a new item beyond it is refused */
+    int64_t max_items;             /* catalog bound (live items): an event on a
+                                      new item beyond it is refused */
+    /* item lifetime (docs/CATALOG.md): an item older than item_ttl_ms (from
+     * its publish time, else from when the model first met it; event time)
+     * leaves every list; item_grace_ms later it leaves the model and the
+     * store, and its row is reused. 0: items never expire. */
+    int64_t item_ttl_ms;
+    int64_t item_grace_ms;
+    /* freshness: lists add fresh_weight · 2^(-age / fresh_halflife_ms) for
+     * an item of that age (a new post 1, one half-life old 0.5); 0: off */
+    float fresh_weight;
+    int64_t fresh_halflife_ms;
     uint64_t seed;
 } dr_learner_conf_t;
 
@@ -363,6 +373,10 @@ uint64_t dr_model_trend_left(const dr_model_t *m);
 void dr_model_add_trend_range(const dr_model_t *m, const dr_user_t *u, float *scores,
                               size_t first, size_t n);
 
+/* Adds the freshness term (conf.fresh_weight, recomputed by each expiry
+ * pass) to scores[j] for items first .. first + n - 1; nothing when off. */
+void dr_model_add_fresh_range(const dr_model_t *m, float *scores, size_t first, size_t n);
+
 /* s(u,i) + β·c(u,i) for one item index: its score in u's list. */
 float dr_model_score(const dr_model_t *m, const dr_user_t *u, int64_t idx);
 /* The terms that only rank, for scorers that start from the factor part
@@ -441,14 +455,58 @@ int dr_model_sync_import(dr_model_t *m, const void *buf, size_t len, size_t *app
 
 /* --- persistence: fixed little-endian encodings, version byte first --- */
 
-/* Per-item dirty tracking for write-back. */
+/* Per-item dirty tracking for write-back: items changed, and items removed
+ * (their stored records are to be deleted), since the last drain. */
 size_t dr_model_dirty_items(const dr_model_t *m);
-/* Calls fn for each dirty item with its encoded record, then clears the
- * dirty marks. Stops at the first non-zero return and returns it. */
+/* Calls fn for each dirty item with its encoded record, and for each
+ * removed item with rec NULL and len 0, then clears the marks. Stops at the
+ * first non-zero return and returns it (what was not passed stays marked). */
 typedef int (*dr_item_sink_fn)(void *ctx, int64_t item_id, const void *rec, size_t len);
 int dr_model_drain_dirty_items(dr_model_t *m, dr_item_sink_fn fn, void *ctx);
-/* Restores one item from its record. DR_ECORRUPT on a bad record. */
+/* Restores one item from its record; rec NULL (a drained removal) removes
+ * it. DR_ECORRUPT on a bad record. */
 int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t len);
+
+/* ---- item lifetime (items.c, docs/CATALOG.md) ------------------------------ */
+
+/* Sets an item's publish time from the catalog (Unix ms, >= 0): its age,
+ * and so its expiry, counts from it. Creates the item if needed; an item
+ * already past conf.item_ttl_ms is expired at once. 0, DR_ERANGE, or as
+ * dr_model_item_index(). */
+int dr_model_set_item_published(dr_model_t *m, int64_t item_id, int64_t published_ms);
+/* The item's publish time (-1: not known yet; INT64_MIN: it came back
+ * after dr_model_remove_item and counts as expired at any age), or
+ * DR_ENOTFOUND when absent. */
+int64_t dr_model_item_published(dr_model_t *m, int64_t item_id);
+/* True when the item is known and past conf.item_ttl_ms (never listed). */
+bool dr_model_item_expired(dr_model_t *m, int64_t item_id);
+/* Removes an item now (a catalog tombstone): it leaves lists, the model
+ * (its row, co-engagement counts and every table naming it) and, at the
+ * next drain, the store. An event or record that brings the id back soon
+ * after gets an expired row. 0, or DR_ENOTFOUND when absent. */
+int dr_model_remove_item(dr_model_t *m, int64_t item_id);
+/* Event time the expiry pass compares ages with (the learner advances it
+ * to each event's time; never moves back). */
+void dr_model_advance_clock(dr_model_t *m, int64_t now_ms);
+int64_t dr_model_clock(const dr_model_t *m);
+
+/* What one expiry pass did. */
+typedef struct dr_expiry_stats {
+    size_t visited;  /* rows looked at */
+    size_t expired;  /* items that went past their TTL in this pass */
+    size_t removed;  /* items removed after their grace period */
+    size_t released; /* removed items' rows freed for reuse */
+} dr_expiry_stats_t;
+/* One bounded step of item upkeep, for the commit path: visits up to
+ * max_rows rows (expires items past the TTL, removes those past the grace
+ * period, drops rows whose own record never came after a restore) and
+ * sweeps about 32 × max_rows slots of co-engagement tables for removed
+ * items, so their rows can be reused. No-op when nothing expires and nothing was
+ * removed. 0 or DR_ENOMEM (the step is retried next time). */
+int dr_model_expire_items(dr_model_t *m, size_t max_rows, dr_expiry_stats_t *stats);
+/* Items in the model (rows holding an item; dr_items_view_t.n counts the
+ * rows, free ones included). */
+size_t dr_model_live_items(const dr_model_t *m);
 
 /* Global parameters (û, μ, version, popularity ring, population prior's
  * clock, γ and τ) as one record. */

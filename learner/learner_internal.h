@@ -46,6 +46,9 @@ int dr__nbr_add(dr__nbr_t *t, int32_t key, float w, uint32_t cap, const int64_t 
 float dr__nbr_get(const dr__nbr_t *t, int32_t key);
 /* Frees the slots; the table is empty again. */
 void dr__nbr_clear(dr__nbr_t *t);
+/* Drops the entries whose item was removed (ids[key] < 0: the row is free).
+ * Returns how many were dropped, or DR_ENOMEM with the table unchanged. */
+int dr__nbr_drop_freed(dr__nbr_t *t, const int64_t *ids);
 
 /* An entry with the item id it is ordered by. */
 typedef struct dr__nbr_ranked {
@@ -67,6 +70,33 @@ void dr__nbr_sort_ranked(dr__nbr_ranked_t *e, size_t n);
 int dr__nbr_reserve(dr__nbr_t *t, uint32_t new_keys, uint32_t cap);
 int dr__nbr_add_reserved(dr__nbr_t *t, int32_t key, float w, uint32_t cap, const int64_t *ids,
                          dr__nbr_ranked_t *ranked);
+
+/* ---- item lifetime helpers (items.c) -------------------------------------- */
+
+/* A growable list of int64 (rows or ids). */
+typedef struct dr__rows {
+    int64_t *v;
+    size_t n, cap;
+} dr__rows_t;
+
+/* Ids of removed items with their publish times (open addressing, -1
+ * empty): an event or a record that brings a removed id back within a
+ * generation or two finds its age here, and the item is expired at once
+ * instead of listed as new. */
+typedef struct dr__retired {
+    int64_t *id;
+    int64_t *published;
+    size_t n, n_slots;
+} dr__retired_t;
+
+/* Excluded bits (dr_model_t.excluded): an item with any bit set is never
+ * listed. Only the catalog's is stored; the others are worked out again. */
+#define DR__EXCL_CATALOG 1u     /* blocked or deleted by the catalog */
+#define DR__EXCL_EXPIRED 2u     /* older than learner.item.ttl.ms */
+#define DR__EXCL_FREE 4u        /* the row holds no item */
+#define DR__EXCL_PLACEHOLDER 8u /* made for a neighbour named in a stored
+                                   record, its own record not read yet */
+#define DR__PUBLISHED_DELETED INT64_MIN /* a removed id the catalog deleted: expired at any age */
 
 /* ---- the model's state (model.c; its records in records.c) -------------- */
 
@@ -151,6 +181,27 @@ struct dr_model {
     float pop_log_tau;     /* log τ: learned in log space, τ > 0 at any step */
     double pop_grad_gamma, pop_grad_log_tau; /* ascent directions summed over ... */
     uint32_t pop_grad_n;   /* ... this many ranked positives of the period */
+    /* item lifetime (items.c): publish times, expiry, removal, row reuse */
+    int64_t *published;    /* n: publish time, ms (the catalog's, else when this
+                              model first met the item); -1: not known yet */
+    int64_t now_ms;        /* event time: the newest event applied */
+    int64_t clock_start_ms; /* the first event's time (0: none yet) */
+    float *fresh_score;    /* n: 2^(-age / halflife) as of the last expiry pass */
+    size_t n_live;         /* rows holding an item: n_items less the free ones */
+    size_t expire_cursor;  /* the expiry pass's next row */
+    dr__rows_t free_rows;  /* rows a new item may take */
+    dr__rows_t held_rows;  /* removed items' rows, until every co-engagement
+                              table forgot them (held_epoch: the sweep's epoch
+                              at removal) */
+    uint64_t *held_epoch;  /* held_epoch_cap entries */
+    size_t held_epoch_cap;
+    size_t n_placeholders; /* rows marked DR__EXCL_PLACEHOLDER */
+    size_t sweep_cursor;   /* the sweep's next table while rows are held */
+    uint64_t sweep_epoch;  /* completed passes of the sweep */
+    dr__rows_t gone;       /* ids removed since the last drain: their stored
+                              records are to be deleted */
+    dr__retired_t retired[2]; /* removed ids -> publish time, two generations */
+    int64_t retired_rotate_ms; /* when the older generation is forgotten */
 };
 
 /* Row idx back to a new item's state (seeded from its id). */
@@ -172,6 +223,25 @@ void dr__sync_free(dr_model_t *m);
 void dr__sync_coengage(dr_model_t *m, int32_t i, const int32_t *recent, int n);
 /* Marks an item for the next commit's write-back (model.c). */
 void dr__mark_item_dirty(dr_model_t *m, size_t idx);
+
+/* Item lifetime (items.c). A row for a new item: a free one when the sweep
+ * released any, else the next one (n_items grows; the caller grew the
+ * arrays). */
+size_t dr__item_row_take(dr_model_t *m);
+/* A new item's publish time at creation: the removed id's, when it is
+ * retired (expired at once), else -1. */
+void dr__item_stamp_new(dr_model_t *m, size_t idx);
+/* The item's freshness now: 2^(-age / conf.fresh_halflife_ms), 1 for an
+ * item of unknown or negative age. */
+float dr__item_freshness(const dr_model_t *m, size_t idx);
+/* Whether the item at idx is past learner.item.ttl.ms (or was deleted). */
+bool dr__item_is_expired(const dr_model_t *m, size_t idx);
+/* Removes pending sync entries of a removed row (sync.c). */
+void dr__sync_forget(dr_model_t *m, size_t idx);
+/* Drops the removed rows from row's pending co-engagement table (sync.c);
+ * DR_ENOMEM leaves it. */
+int dr__sync_drop_freed(dr_model_t *m, size_t row);
+void dr__items_free(dr_model_t *m);
 
 /* Bytes of the largest item record this model writes (records.c). */
 size_t dr__item_record_cap(const dr_model_t *m);

@@ -52,6 +52,10 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->cooc_weight = 3.0f;
     c->cooc_age = 50.0f;
     c->max_items = 1000000; /* ~8 GB of item state at the other defaults, worst case */
+    c->item_ttl_ms = 0;            /* items never expire unless told (a catalog of films does not) */
+    c->item_grace_ms = 3600000;    /* an hour between leaving lists and leaving the model */
+    c->fresh_weight = 0.0f;        /* docs/CATALOG.md */
+    c->fresh_halflife_ms = 21600000; /* six hours */
     c->seed = 42;
     c->drift_enabled = true;
     dr_adwin_conf_default(&c->drift);
@@ -91,6 +95,13 @@ int dr_learner_conf_check(const dr_learner_conf_t *c, char *errstr, size_t n) {
     else if (c->negatives < 0 || c->negatives > 100) bad = "learner.negatives must be in [0, 100]";
     else if (!(c->grad_clip > 0) || !(c->max_norm > 0)) bad = "learner.grad.clip and learner.max.norm must be > 0";
     else if (c->max_items < 1) bad = "learner.max.items must be >= 1";
+    else if (c->item_ttl_ms < 0 || c->item_ttl_ms > INT64_C(315360000000000))
+        bad = "learner.item.ttl.ms must be in [0, 1e4 years]";
+    else if (c->item_grace_ms < 0 || c->item_grace_ms > INT64_C(315360000000000))
+        bad = "learner.item.grace.ms must be in [0, 1e4 years]";
+    else if (!(c->fresh_weight >= 0 && c->fresh_weight <= 100)) bad = "learner.item.fresh.weight must be in [0, 100]";
+    else if (c->fresh_halflife_ms < 1 || c->fresh_halflife_ms > INT64_C(315360000000000))
+        bad = "learner.item.fresh.halflife.ms must be in [1, 1e4 years]";
     else if (dr_adwin_conf_check(&c->drift) != 0) bad = "drift.*: delta in (0,1), clock >= 1, max.buckets 2..64";
     else if (c->readapt_epochs < 0 || c->readapt_epochs > 100) bad = "drift.readapt.epochs must be in [0, 100]";
     else if (!(c->prior_step >= 0 && c->prior_step <= 1)) bad = "learner.prior.step must be in [0, 1]";
@@ -227,6 +238,7 @@ static int grow_slots(dr_model_t *m) {
     if (!ids || !idx) { free(ids); free(idx); return DR_ENOMEM; }
     for (size_t i = 0; i < n; i++) ids[i] = -1;
     for (size_t i = 0; i < m->n_items; i++) {
+        if (m->ids[i] < 0) continue; /* a free row */
         size_t s = dr_mix64((uint64_t)m->ids[i]) & (n - 1);
         while (ids[s] != -1) s = (s + 1) & (n - 1);
         ids[s] = m->ids[i];
@@ -253,6 +265,7 @@ static int grow_items(dr_model_t *m) {
     if (grow_array((void **)&m->q, sizeof(float) * (size_t)m->dim, n) ||
         grow_array((void **)&m->bias, sizeof(float), n) ||
         grow_array((void **)&m->ids, sizeof(int64_t), n) ||
+        grow_array((void **)&m->published, sizeof(int64_t), n) ||
         grow_array((void **)&m->author, sizeof(int64_t), n) ||
         grow_array((void **)&m->topic, sizeof(int64_t), n) ||
         grow_array((void **)&m->excluded, 1, n) || grow_array((void **)&m->dirty, 1, n) ||
@@ -265,7 +278,8 @@ static int grow_items(dr_model_t *m) {
         grow_array((void **)&m->pop_time, sizeof(uint64_t), n) ||
         grow_array((void **)&m->pop_score, sizeof(float), n) ||
         grow_array((void **)&m->trend_count, sizeof(uint32_t), n) ||
-        grow_array((void **)&m->trend_score, sizeof(float), n))
+        grow_array((void **)&m->trend_score, sizeof(float), n) ||
+        grow_array((void **)&m->fresh_score, sizeof(float), n))
         return DR_ENOMEM;
     /* item_init clears a row's table: it must start as a valid empty one */
     memset(m->nbr + m->cap_items, 0, (n - m->cap_items) * sizeof(dr__nbr_t));
@@ -290,6 +304,7 @@ void dr__item_init(dr_model_t *m, size_t idx, int64_t item_id) {
         q[k] = (float)((dr_rand01(&s) * 2.0 - 1.0) * m->conf.init_scale);
     m->bias[idx] = 0.0f;
     m->ids[idx] = item_id;
+    m->published[idx] = -1;
     m->author[idx] = m->topic[idx] = -1;
     m->excluded[idx] = 0;
     m->dirty[idx] = 0;
@@ -302,6 +317,7 @@ void dr__item_init(dr_model_t *m, size_t idx, int64_t item_id) {
     m->pop_score[idx] = 0.0f;
     m->trend_count[idx] = 0;
     m->trend_score[idx] = 0.0f;
+    m->fresh_score[idx] = 1.0f;
 }
 
 static void mark_item_dirty(dr_model_t *m, size_t idx) {
@@ -319,14 +335,17 @@ int64_t dr_model_item_index(dr_model_t *m, int64_t item_id, bool create) {
         if (m->slot_id[s] == item_id) return m->slot_idx[s];
     if (!create) return DR_ENOTFOUND;
     if (item_id < 0 || item_id >= DR_MAX_ID) return DR_ERANGE;
-    if ((int64_t)m->n_items >= m->conf.max_items) return DR_ERANGE;
-    if (m->n_items == m->cap_items && grow_items(m) != 0) return DR_ENOMEM;
-    size_t idx = m->n_items++;
-    dr__item_init(m, idx, item_id);
-    if (m->n_items * 2 > m->n_slots) {
-        if (grow_slots(m) != 0) { m->n_items--; return DR_ENOMEM; }
-        return (int64_t)idx; /* the rehash placed it */
+    if ((int64_t)m->n_live >= m->conf.max_items) return DR_ERANGE;
+    if (m->free_rows.n == 0 && m->n_items == m->cap_items && grow_items(m) != 0) return DR_ENOMEM;
+    if ((m->n_live + 1) * 2 > m->n_slots) {
+        if (grow_slots(m) != 0) return DR_ENOMEM;
+        mask = m->n_slots - 1;
+        for (s = dr_mix64((uint64_t)item_id) & mask; m->slot_id[s] != -1;) s = (s + 1) & mask;
     }
+    size_t idx = dr__item_row_take(m); /* a freed row, else the next one */
+    m->n_live++;
+    dr__item_init(m, idx, item_id);
+    dr__item_stamp_new(m, idx);
     m->slot_id[s] = item_id;
     m->slot_idx[s] = (int64_t)idx;
     return (int64_t)idx;
@@ -396,7 +415,8 @@ int dr_model_set_item_content(dr_model_t *m, int64_t item_id, const float *emb, 
 int dr_model_set_item_excluded(dr_model_t *m, int64_t item_id, bool excluded) {
     int64_t idx = dr_model_item_index(m, item_id, true);
     if (idx < 0) return (int)idx;
-    m->excluded[idx] = excluded ? 1 : 0;
+    if (excluded) m->excluded[idx] |= DR__EXCL_CATALOG;
+    else m->excluded[idx] &= (uint8_t)~DR__EXCL_CATALOG;
     mark_item_dirty(m, (size_t)idx);
     return 0;
 }
@@ -414,7 +434,7 @@ int dr_model_set_item_source(dr_model_t *m, int64_t item_id, int64_t author, int
 
 bool dr_model_item_excluded(dr_model_t *m, int64_t item_id) {
     int64_t idx = dr_model_item_index(m, item_id, false);
-    return idx >= 0 && m->excluded[idx];
+    return idx >= 0 && (m->excluded[idx] & DR__EXCL_CATALOG);
 }
 
 void dr_model_items(const dr_model_t *m, dr_items_view_t *v) {
@@ -479,6 +499,8 @@ void dr_model_free(dr_model_t *m) {
     free(m->q);
     free(m->bias);
     free(m->ids);
+    free(m->published);
+    dr__items_free(m);
     free(m->excluded);
     free(m->author);
     free(m->topic);
@@ -505,6 +527,7 @@ void dr_model_free(dr_model_t *m) {
     free(m->pop_score);
     free(m->trend_count);
     free(m->trend_score);
+    free(m->fresh_score);
     free(m->rec_buf);
     dr__sync_free(m);
     free(m);
@@ -915,7 +938,8 @@ static float trend_weight_of(const dr_model_t *m, const dr_user_t *u);
 /* s(u,i) given u's co-engagement sources. */
 static float list_score(const dr_model_t *m, const dr_user_t *u, const cooc_src_t *src, int64_t idx) {
     return factor_score(m, u, idx) + dr_model_pop_weight(m, u) * m->pop_score[idx] +
-           coengagement_of(m, src, idx) + trend_weight_of(m, u) * m->trend_score[idx];
+           coengagement_of(m, src, idx) + trend_weight_of(m, u) * m->trend_score[idx] +
+           m->conf.fresh_weight * m->fresh_score[idx];
 }
 
 float dr_model_score(const dr_model_t *m, const dr_user_t *u, int64_t idx) {
@@ -973,7 +997,8 @@ static void pop_meta_observe(dr_model_t *m, const dr_user_t *u, size_t pos, uint
 static float rank_score(const dr_model_t *m, const float *ue, float pop_w, float trend_w,
                         const cooc_src_t *src, size_t i) {
     return m->bias[i] + dot(ue, m->q + i * (size_t)m->dim, m->dim) + pop_w * m->pop_score[i] +
-           coengagement_of(m, src, (int64_t)i) + trend_w * m->trend_score[i];
+           coengagement_of(m, src, (int64_t)i) + trend_w * m->trend_score[i] +
+           m->conf.fresh_weight * m->fresh_score[i];
 }
 
 int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id) {
@@ -1322,6 +1347,7 @@ int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t
     int n_recent = src.n;
     /* every step that can fail comes first: a refused event leaves the
      * model and u as they were (the caller does not store u then) */
+    dr_model_advance_clock(m, ev->timestamp_ms); /* a new item is first met now */
     impressions_plan_t plan = {.n_due = 0};
     if (m->conf.mode == DR_MODE_IMPLICIT) impressions_due(m, u, ev, &plan);
     int err = prepare_items(m, ev, &plan);
@@ -1412,6 +1438,12 @@ uint64_t dr_model_trend_left(const dr_model_t *m) {
 
 static float trend_weight_of(const dr_model_t *m, const dr_user_t *u) {
     return dr_model_trend_left(m) > 0 && dr_model_drift_handled(m, u->user_id) ? m->conf.trend_weight : 0.0f;
+}
+
+void dr_model_add_fresh_range(const dr_model_t *m, float *scores, size_t first, size_t n) {
+    float w = m->conf.fresh_weight;
+    if (w == 0.0f) return;
+    for (size_t j = 0; j < n; j++) scores[j] += w * m->fresh_score[first + j];
 }
 
 void dr_model_add_trend_range(const dr_model_t *m, const dr_user_t *u, float *scores,

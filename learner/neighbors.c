@@ -148,6 +148,34 @@ float dr__nbr_get(const dr__nbr_t *t, int32_t key) {
     return t->slot[s].key == key ? t->slot[s].w : 0.0f;
 }
 
+int dr__nbr_drop_freed(dr__nbr_t *t, const int64_t *ids) {
+    uint32_t dead = 0;
+    for (uint32_t s = 0; s < t->n_slots; s++)
+        if (t->slot[s].key >= 0 && ids[t->slot[s].key] < 0) dead++;
+    if (dead == 0) return 0;
+    if (dead == t->n) {
+        dr__nbr_clear(t);
+        return (int)dead;
+    }
+    /* rebuilt without them into fresh slots of the same size: removing
+     * entries one by one from a linear-probing table would need tombstones */
+    dr__nbr_slot_t *old = t->slot;
+    uint32_t n_old = t->n_slots;
+    dr__nbr_slot_t *slot = malloc((size_t)n_old * sizeof(*slot));
+    if (!slot) return DR_ENOMEM;
+    for (uint32_t s = 0; s < n_old; s++) slot[s].key = -1;
+    uint32_t n = 0;
+    for (uint32_t s = 0; s < n_old; s++) {
+        if (old[s].key < 0 || ids[old[s].key] < 0) continue;
+        slot[probe(slot, n_old, old[s].key)] = old[s];
+        n++;
+    }
+    free(old);
+    t->slot = slot;
+    t->n = n;
+    return (int)dead;
+}
+
 void dr__nbr_clear(dr__nbr_t *t) {
     free(t->slot);
     memset(t, 0, sizeof(*t));

@@ -20,8 +20,9 @@
 #include "learner_internal.h"
 
 #define USER_RECORD_VERSION 9 /* 2: + drift detector; 3: + last list scores; 4: + prior version; 5: + drift regime; 6: + hidden items; 7: + seen posts filter; 8: + hidden authors and topics; 9: + the last re-adaptation's sample; older still read */
-#define ITEM_RECORD_VERSION 4 /* 2: + content embedding and δ_i; 3: + decayed positives and
-                                 co-engagement; 4: + author and topic; older still read */
+#define ITEM_RECORD_VERSION 5 /* 2: + content embedding and δ_i; 3: + decayed positives and
+                                 co-engagement; 4: + author and topic; 5: + publish time;
+                                 older still read */
 #define GLOBALS_RECORD_VERSION 3 /* 2: + outer-loop accumulator and past priors; 3: + population prior */
 
 /* Event times a stored record may hold: what ingest accepts on input
@@ -40,11 +41,11 @@ static bool all_finite(const float *v, int n) {
  * of the user or item holding it (dr_model_item_index refuses it). */
 static bool valid_item_id(int64_t id) { return id >= 0 && id < DR_MAX_ID; }
 
-size_t dr_model_dirty_items(const dr_model_t *m) { return m->n_dirty; }
+size_t dr_model_dirty_items(const dr_model_t *m) { return m->n_dirty + m->gone.n; }
 
 /* The largest item record: fixed fields, q_i, content and δ_i, neighbours. */
 size_t dr__item_record_cap(const dr_model_t *m) {
-    return 64 + 16 + (size_t)m->dim * 8 + (size_t)m->content_dim * 4 + (size_t)m->conf.cooc_neighbors * 12;
+    return 64 + 24 + (size_t)m->dim * 8 + (size_t)m->content_dim * 4 + (size_t)m->conf.cooc_neighbors * 12;
 }
 
 /* Version 3's tail: n_i, then the neighbour count and (item id, n_ji) pairs
@@ -52,9 +53,12 @@ size_t dr__item_record_cap(const dr_model_t *m) {
 static void put_neighbors(const dr_model_t *m, size_t idx, dr_writer_t *w) {
     const dr__nbr_t *t = &m->nbr[idx];
     dr_put_f32(w, m->engaged[idx]);
-    dr_put_u32(w, t->n);
+    /* a removed item the sweep has not reached yet is not written */
+    uint32_t n = 0;
+    for (uint32_t s = 0; s < t->n_slots; s++) n += t->slot[s].key >= 0 && m->ids[t->slot[s].key] >= 0;
+    dr_put_u32(w, n);
     for (uint32_t s = 0; s < t->n_slots; s++) {
-        if (t->slot[s].key < 0) continue;
+        if (t->slot[s].key < 0 || m->ids[t->slot[s].key] < 0) continue;
         dr_put_i64(w, m->ids[t->slot[s].key]);
         dr_put_f32(w, t->slot[s].w);
     }
@@ -97,7 +101,13 @@ static int get_neighbors(dr_model_t *m, size_t idx, int64_t item_id, dr_reader_t
     dr__nbr_clear(&m->nbr[idx]);
     int err = 0;
     for (uint32_t k = 0; k < n && !err; k++) {
-        int64_t j = dr_model_item_index(m, pairs[k].id, true);
+        int64_t j = dr_model_item_index(m, pairs[k].id, false);
+        if (j == DR_ENOTFOUND && (j = dr_model_item_index(m, pairs[k].id, true)) >= 0) {
+            /* until its own record comes; a removed item's never does, and
+             * the expiry pass drops the row (items.c) */
+            m->excluded[j] |= DR__EXCL_PLACEHOLDER;
+            m->n_placeholders++;
+        }
         if (j < 0) err = (int)j; /* the id is valid: the catalog is full, or no memory */
         else if (j > INT32_MAX) err = DR_ERANGE;
         else err = dr__nbr_add(&m->nbr[idx], (int32_t)j, pairs[k].e.w, cap, m->ids);
@@ -107,19 +117,25 @@ static int get_neighbors(dr_model_t *m, size_t idx, int64_t item_id, dr_reader_t
 }
 
 int dr_model_drain_dirty_items(dr_model_t *m, dr_item_sink_fn fn, void *ctx) {
+    while (m->gone.n > 0) { /* removed items: their records go */
+        int err = fn(ctx, m->gone.v[m->gone.n - 1], NULL, 0);
+        if (err) return err;
+        m->gone.n--;
+    }
     while (m->n_dirty > 0) {
         size_t idx = (size_t)m->dirty_list[m->n_dirty - 1];
         dr_writer_t w = {m->rec_buf, 0, dr__item_record_cap(m), true};
         dr_put_u8(&w, ITEM_RECORD_VERSION);
         dr_put_u16(&w, (uint16_t)m->dim);
         dr_put_f32(&w, m->bias[idx]);
-        dr_put_u8(&w, m->excluded[idx]);
+        dr_put_u8(&w, m->excluded[idx] & DR__EXCL_CATALOG); /* the rest is worked out again */
         dr_put_u64(&w, m->count[idx]);
         dr_put_bytes(&w, m->q + idx * (size_t)m->dim, (size_t)m->dim * 4);
         dr_put_f32(&w, m->pop_count[idx]);
         dr_put_u64(&w, m->pop_time[idx]);
         dr_put_i64(&w, m->author[idx]); /* version 4: the catalog's author and topic */
         dr_put_i64(&w, m->topic[idx]);
+        dr_put_i64(&w, m->published[idx]); /* version 5 */
         uint16_t c = m->has_content[idx] ? (uint16_t)m->content_dim : 0;
         dr_put_u16(&w, c);
         if (c) {
@@ -136,6 +152,10 @@ int dr_model_drain_dirty_items(dr_model_t *m, dr_item_sink_fn fn, void *ctx) {
 }
 
 int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t len) {
+    if (!rec) { /* a drained removal */
+        int err = dr_model_remove_item(m, item_id);
+        return err == DR_ENOTFOUND ? 0 : err;
+    }
     dr_reader_t r = {rec, len, 0, true};
     uint8_t version = dr_get_u8(&r);
     if (version < 1 || version > ITEM_RECORD_VERSION || dr_get_u16(&r) != m->dim) return DR_ECORRUPT;
@@ -144,7 +164,8 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
     size_t idx = (size_t)i;
     m->bias[idx] = dr_get_f32(&r);
     uint8_t excluded = dr_get_u8(&r);
-    m->excluded[idx] = excluded ? 1 : 0; /* a flag: only 0 and 1 are written */
+    if (m->excluded[idx] & DR__EXCL_PLACEHOLDER) m->n_placeholders--; /* its record came */
+    m->excluded[idx] = excluded ? DR__EXCL_CATALOG : 0; /* a flag: only 0 and 1 are written */
     m->count[idx] = dr_get_u64(&r);
     float *q = m->q + idx * (size_t)m->dim;
     dr_get_bytes(&r, q, (size_t)m->dim * 4);
@@ -156,10 +177,15 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
         m->author[idx] = dr_get_i64(&r);
         m->topic[idx] = dr_get_i64(&r);
     }
+    int64_t published = version >= 5 ? dr_get_i64(&r) : -1; /* older: met now */
+    bool published_ok = (published >= -1 && published < STORED_MAX_TIMESTAMP_MS) || published == DR__PUBLISHED_DELETED;
+    m->published[idx] = published_ok ? published : -1;
+    if (dr__item_is_expired(m, idx)) m->excluded[idx] |= DR__EXCL_EXPIRED;
+    m->fresh_score[idx] = dr__item_freshness(m, idx);
     uint16_t c = version >= 2 ? dr_get_u16(&r) : 0;
     /* no embedding, or one of another learner.content.dim: a free q_i */
     if (c != m->content_dim && m->has_content[idx]) { m->has_content[idx] = 0; m->n_content--; }
-    bool ok = r.ok && excluded <= 1 && all_finite(q, m->dim) && isfinite(m->bias[idx]) &&
+    bool ok = r.ok && excluded <= 1 && published_ok && all_finite(q, m->dim) && isfinite(m->bias[idx]) &&
               m->author[idx] >= -1 && m->author[idx] < DR_MAX_ID && m->topic[idx] >= -1 &&
               m->topic[idx] < DR_MAX_ID &&
               isfinite(m->pop_count[idx]) && m->pop_count[idx] >= 0;

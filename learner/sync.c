@@ -132,6 +132,26 @@ void dr__sync_coengage(dr_model_t *m, int32_t i, const int32_t *recent, int n) {
     m->sync_engaged[i] += 1.0f;
 }
 
+void dr__sync_forget(dr_model_t *m, size_t idx) {
+    if (!m->sync_on) return;
+    if (idx < m->sync_pos_cap && m->sync_pos[idx]) {
+        m->sync_idx[m->sync_pos[idx] - 1] = -1; /* skipped by the export */
+        m->sync_pos[idx] = 0;
+    }
+    if (idx < m->sync_nbr_cap && (m->sync_nbr[idx].n > 0 || m->sync_engaged[idx] != 0.0f)) {
+        for (size_t e = 0; e < m->n_sync_nbr; e++)
+            if (m->sync_nbr_list[e] == (int64_t)idx) m->sync_nbr_list[e] = -1;
+        dr__nbr_clear(&m->sync_nbr[idx]);
+        m->sync_engaged[idx] = 0.0f;
+    }
+}
+
+int dr__sync_drop_freed(dr_model_t *m, size_t row) {
+    if (!m->sync_on || row >= m->sync_nbr_cap) return 0;
+    int dropped = dr__nbr_drop_freed(&m->sync_nbr[row], m->ids);
+    return dropped < 0 ? dropped : 0;
+}
+
 size_t dr_model_sync_pending(const dr_model_t *m) { return m->n_sync + m->n_sync_nbr; }
 
 /* Encodes up to max_items of the pending changes (the newest first) and,
@@ -148,9 +168,10 @@ static int encode_pending(dr_model_t *m, size_t max_items, size_t max_pairs, boo
      * to max_pairs pairs (an item's pairs go whole) */
     size_t n_nbr = 0, pairs = 0;
     while (n_nbr < m->n_sync_nbr && n_nbr < max_items) {
-        size_t idx = (size_t)m->sync_nbr_list[m->n_sync_nbr - 1 - n_nbr];
-        if (n_nbr > 0 && pairs + m->sync_nbr[idx].n > max_pairs) break;
-        pairs += m->sync_nbr[idx].n;
+        int64_t idx = m->sync_nbr_list[m->n_sync_nbr - 1 - n_nbr];
+        uint32_t n_pairs = idx >= 0 ? m->sync_nbr[idx].n : 0; /* -1: a removed item */
+        if (n_nbr > 0 && pairs + n_pairs > max_pairs) break;
+        pairs += n_pairs;
         n_nbr++;
     }
     size_t cap = 4 + 4 + (size_t)m->dim * 4 + 4 + n * (8 + 1 + row * 4) + 4 + n_nbr * (8 + 4 + 4) +
@@ -169,6 +190,7 @@ static int encode_pending(dr_model_t *m, size_t max_items, size_t max_pairs, boo
     /* the newest entries first: the array shrinks from its end */
     for (size_t e = 0; e < n; e++) {
         size_t i = m->n_sync - 1 - e;
+        if (m->sync_idx[i] < 0) continue; /* the item was removed */
         size_t idx = (size_t)m->sync_idx[i];
         const float *base = m->sync_base + i * row;
         const float *now = learned_row(m, idx);
@@ -185,23 +207,33 @@ static int encode_pending(dr_model_t *m, size_t max_items, size_t max_pairs, boo
     }
     if (consume) m->n_sync -= n;
     memcpy(w.p + count_at, &written, 4);
-    dr_put_u32(&w, (uint32_t)n_nbr);
+    size_t nbr_count_at = w.len;
+    uint32_t nbr_written = 0;
+    dr_put_u32(&w, 0);
     for (size_t e = 0; e < n_nbr; e++) {
-        size_t idx = (size_t)m->sync_nbr_list[m->n_sync_nbr - 1 - e];
+        int64_t entry = m->sync_nbr_list[m->n_sync_nbr - 1 - e];
+        if (entry < 0) continue; /* the item was removed */
+        size_t idx = (size_t)entry;
         dr__nbr_t *t = &m->sync_nbr[idx];
         dr_put_i64(&w, m->ids[idx]);
         dr_put_f32(&w, m->sync_engaged[idx]);
-        dr_put_u32(&w, t->n);
+        size_t pairs_at = w.len;
+        uint32_t pairs_written = 0;
+        dr_put_u32(&w, 0);
         for (uint32_t k = 0; t->slot && k < t->n_slots; k++)
-            if (t->slot[k].key >= 0) {
+            if (t->slot[k].key >= 0 && m->ids[t->slot[k].key] >= 0) { /* not a removed one */
                 dr_put_i64(&w, m->ids[t->slot[k].key]);
                 dr_put_f32(&w, t->slot[k].w);
+                pairs_written++;
             }
+        memcpy(w.p + pairs_at, &pairs_written, 4);
+        nbr_written++;
         if (consume) {
             dr__nbr_clear(t);
             m->sync_engaged[idx] = 0.0f;
         }
     }
+    memcpy(w.p + nbr_count_at, &nbr_written, 4);
     if (consume) m->n_sync_nbr -= n_nbr;
     if (!w.ok) { /* cannot happen: cap counts every byte */
         free(w.p);

@@ -18,6 +18,7 @@ extern const char dr_schema_UserEvent[];
 extern const char dr_schema_Recommendations[];
 extern const char dr_schema_Item[];
 extern const char dr_schema_Item_1[];
+extern const char dr_schema_Item_2[];
 
 #define MAX_FIELDS 8
 #define SCAN_MAX_DEPTH 32      /* nesting of values in one record */
@@ -28,7 +29,7 @@ extern const char dr_schema_Item_1[];
 enum { EV_USER_ID, EV_ITEM_ID, EV_TYPE, EV_VALUE, EV_TIMESTAMP, EV_SESSION_ID, EV_CONTEXT, EV__N };
 enum { RC_USER_ID, RC_ITEMS, RC_GENERATED_AT, RC_MODEL_VERSION, RC_DRIFT, RC_SOURCE_PARTITION,
        RC_SOURCE_OFFSET, RC__N };
-enum { IT_ITEM_ID, IT_EMBEDDING, IT_DELETED, IT_BLOCKED, IT_UPDATED_AT, IT_AUTHOR, IT_TOPIC, IT__N };
+enum { IT_ITEM_ID, IT_EMBEDDING, IT_DELETED, IT_BLOCKED, IT_UPDATED_AT, IT_AUTHOR, IT_TOPIC, IT_PUBLISHED_AT, IT__N };
 
 /* One field of our schema. has_default must agree with the .avsc: a writer
  * lacking the field is accepted only then, and decode substitutes the value
@@ -57,7 +58,7 @@ static const field_spec_t recs_fields[RC__N] = {
 };
 static const field_spec_t item_fields[IT__N] = {
     {"item_id", false}, {"embedding", true}, {"deleted", true}, {"blocked", true},
-    {"updated_at", true}, {"author", true}, {"topic", true},
+    {"updated_at", true}, {"author", true}, {"topic", true}, {"published_at", true},
 };
 
 static const kind_spec_t kind_specs[DR_SCHEMA__COUNT] = {
@@ -632,8 +633,9 @@ void dr_codec_conf_default(dr_codec_conf_t *conf) {
     conf->framing = DR_FRAMING_CONFLUENT;
     conf->schema_id[DR_SCHEMA_EVENT] = 1;
     conf->schema_id[DR_SCHEMA_RECS] = 2;
-    conf->schema_id[DR_SCHEMA_ITEM] = 4; /* 3 until Item gained author and topic */
+    conf->schema_id[DR_SCHEMA_ITEM] = 5; /* 3 until Item gained author and topic, 4 until published_at */
     conf->item_v1_id = 3;
+    conf->item_v2_id = 4;
 }
 
 /* Our .avsc must have the fields (and event symbols) the C side assumes. */
@@ -718,6 +720,10 @@ int dr_codec_new(dr_codec_t **out, const dr_codec_conf_t *conf, char *errstr,
         rc = kind_init(c, (dr_schema_kind_t)kind, errstr, errstr_size);
     if (rc == 0 && c->conf.item_v1_id >= 0 && c->conf.item_v1_id != c->conf.schema_id[DR_SCHEMA_ITEM])
         rc = dr_codec_add_writer_schema(c, DR_SCHEMA_ITEM, c->conf.item_v1_id, dr_schema_Item_1, errstr,
+                                        errstr_size);
+    if (rc == 0 && c->conf.item_v2_id >= 0 && c->conf.item_v2_id != c->conf.schema_id[DR_SCHEMA_ITEM] &&
+        c->conf.item_v2_id != c->conf.item_v1_id)
+        rc = dr_codec_add_writer_schema(c, DR_SCHEMA_ITEM, c->conf.item_v2_id, dr_schema_Item_2, errstr,
                                         errstr_size);
     if (rc) goto out_codec;
     *out = c;
@@ -1113,6 +1119,9 @@ static int item_validate(const dr_item_rec_t *it, char *reason, size_t reason_si
     if (it->author < -1 || it->author >= DR_MAX_ID || it->topic < -1 || it->topic >= DR_MAX_ID)
         return fail(DR_ERANGE, reason, reason_size, "item %lld: author or topic outside [0, 2^53)",
                     (long long)it->item_id);
+    if (it->published_ms < -1 || it->published_ms >= DR_CODEC_MAX_TIMESTAMP_MS)
+        return fail(DR_ERANGE, reason, reason_size, "item %lld: published_at outside [1970, 3000)",
+                    (long long)it->item_id);
     if (it->embedding_len > DR_CODEC_MAX_EMBEDDING)
         return fail(DR_ERANGE, reason, reason_size, "embedding of %zu floats exceeds the limit %d",
                     it->embedding_len, DR_CODEC_MAX_EMBEDDING);
@@ -1151,7 +1160,7 @@ int dr_codec_encode_item(dr_codec_t *c, const dr_item_rec_t *item, dr_buf_t *out
         set_field(rec, IT_DELETED, &v) || avro_value_set_boolean(&v, item->deleted) ||
         set_field(rec, IT_BLOCKED, &v) || avro_value_set_boolean(&v, item->blocked) ||
         set_null(rec, IT_UPDATED_AT) || put_opt_id(rec, IT_AUTHOR, item->author) ||
-        put_opt_id(rec, IT_TOPIC, item->topic))
+        put_opt_id(rec, IT_TOPIC, item->topic) || put_opt_id(rec, IT_PUBLISHED_AT, item->published_ms))
         return DR_ENOMEM;
     return write_record(c, DR_SCHEMA_ITEM, out);
 }
@@ -1204,7 +1213,8 @@ int dr_codec_decode_item(dr_codec_t *c, const void *data, size_t len, dr_item_re
     if (get_long(ws, IT_ITEM_ID, 0, &item->item_id) ||
         get_bool(ws, IT_DELETED, false, &item->deleted) ||
         get_bool(ws, IT_BLOCKED, false, &item->blocked) ||
-        get_opt_id(ws, IT_AUTHOR, &item->author) || get_opt_id(ws, IT_TOPIC, &item->topic))
+        get_opt_id(ws, IT_AUTHOR, &item->author) || get_opt_id(ws, IT_TOPIC, &item->topic) ||
+        get_opt_id(ws, IT_PUBLISHED_AT, &item->published_ms))
         return fail(DR_EDECODE, reason, reason_size, "cannot read decoded Item fields");
     return item_validate(item, reason, reason_size);
 }

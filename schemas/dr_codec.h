@@ -46,6 +46,8 @@ typedef struct dr_codec_conf {
      *  author and topic) is read, so that catalog records of producers from
      *  before keep decoding; -1: none (ids from a Schema Registry). */
     int32_t item_v1_id;
+    /** The same for the second (schemas/Item_2.avsc, before published_at). */
+    int32_t item_v2_id;
 } dr_codec_conf_t;
 
 /** Fills @p conf with Confluent framing, schema ids 1, 2, 4 and the first

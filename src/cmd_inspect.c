@@ -229,6 +229,11 @@ static int item_cb(void *ctx, int64_t id, const void *rec, size_t len) {
     dr_json_num(j, "bias", v.bias[0]);
     dr_json_num(j, "q_norm", norm(v.q, v.dim));
     dr_json_bool(j, "excluded", v.excluded[0]);
+    /* when it was published (ms; -1: not known yet); tombstoned: the id came
+     * back after a catalog tombstone and is never listed */
+    int64_t published = dr_model_item_published(m, id);
+    dr_json_int(j, "published_at", published == INT64_MIN ? -1 : published);
+    dr_json_bool(j, "tombstoned", published == INT64_MIN);
     dr_json_num(j, "popularity_prior", v.pop[0]);
     dr_json_array_begin(j, "q");
     for (int k = 0; k < v.dim; k++) dr_json_num(j, NULL, v.q[k]);

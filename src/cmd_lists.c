@@ -32,10 +32,12 @@ typedef struct last_msg {
     bool tombstone;
     dr_source_pos_t source;
     size_t n_items;
+    int64_t *ids; /* with --items: the list's item ids (owned) */
 } last_msg_t;
 
 typedef struct lists {
     bool last;
+    bool items; /* print the item ids too */
     last_msg_t *msgs; /* with --last: one per user, in order of first sight */
     size_t n, cap;
     /* user id -> index into msgs, open addressing, -1 = empty */
@@ -44,11 +46,14 @@ typedef struct lists {
 } lists_t;
 
 static void print_msg(const last_msg_t *m) {
-    if (m->tombstone)
+    if (m->tombstone) {
         printf("%" PRId64 " %d %" PRId64 " tombstone\n", m->user_id, m->partition, m->offset);
-    else
-        printf("%" PRId64 " %d %" PRId64 " source=%d:%" PRId64 " items=%zu\n", m->user_id,
-               m->partition, m->offset, m->source.partition, m->source.offset, m->n_items);
+        return;
+    }
+    printf("%" PRId64 " %d %" PRId64 " source=%d:%" PRId64 " items=%zu", m->user_id, m->partition,
+           m->offset, m->source.partition, m->source.offset, m->n_items);
+    for (size_t k = 0; m->ids && k < m->n_items; k++) printf("%s%" PRId64, k ? "," : " ids=", m->ids[k]);
+    printf("\n");
 }
 
 static int grow_slots(lists_t *l) {
@@ -81,6 +86,7 @@ static int keep_last(lists_t *l, const last_msg_t *m) {
     size_t i = dr_mix64((uint64_t)m->user_id) & (l->n_slots - 1);
     for (; l->slot_id[i] >= 0; i = (i + 1) & (l->n_slots - 1))
         if (l->slot_id[i] == m->user_id) {
+            free(l->msgs[l->slot_idx[i]].ids);
             l->msgs[l->slot_idx[i]] = *m;
             return 0;
         }
@@ -98,13 +104,14 @@ static int keep_last(lists_t *l, const last_msg_t *m) {
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: driftrec lists [--last] [--config FILE] [--set key=value]...\n"
+    fprintf(f, "usage: driftrec lists [--last] [--items] [--config FILE] [--set key=value]...\n"
                "Prints the messages of the recommendations topic (topic.recommendations at\n"
                "kafka.bootstrap.servers), from its beginning to its current end, one line each:\n"
                "  USER PARTITION OFFSET source=SOURCE_PARTITION:SOURCE_OFFSET items=N\n"
                "  USER PARTITION OFFSET tombstone          (an erased user)\n"
                "SOURCE is the input position of the newest event the list reflects. With --last,\n"
-               "only the newest message of each user (what a compacted topic keeps).\n");
+               "only the newest message of each user (what a compacted topic keeps). With\n"
+               "--items, each list's item ids follow, best first: ids=ID,ID,...\n");
 }
 
 /* Partition p is read: its end as of the start was reached, or its EOF
@@ -182,15 +189,22 @@ static int read_all(rd_kafka_t *rk, const dr_config_t *cfg, dr_codec_t *codec, l
             lm.user_id = recs.user_id;
             lm.source = recs.source;
             lm.n_items = recs.n_items;
+            if (l->items && recs.n_items > 0) {
+                if (!(lm.ids = malloc(recs.n_items * sizeof(*lm.ids)))) rc = 1;
+                for (size_t k = 0; lm.ids && k < recs.n_items; k++) lm.ids[k] = items[k].item_id;
+            }
         } else {
             fprintf(stderr, "driftrec lists: %s [%d] offset %" PRId64 ": %s\n", cfg->topic_recs,
                     m->partition, m->offset, reason);
             rc = 1;
         }
-        if (!rc && m->offset < end[m->partition]) {
-            if (l->last) rc = keep_last(l, &lm) ? 1 : 0;
-            else print_msg(&lm);
+        if (!rc && m->offset < end[m->partition] && l->last) {
+            if (keep_last(l, &lm)) rc = 1;
+            else lm.ids = NULL; /* kept */
+        } else if (!rc && m->offset < end[m->partition]) {
+            print_msg(&lm);
         }
+        free(lm.ids);
         /* a partition is read once its end as of the start is reached (later
          * lists may follow: they are left for the next look) */
         if (m->offset + 1 >= end[m->partition]) finish_partition(done, m->partition, &open);
@@ -206,6 +220,7 @@ int dr_cmd_lists(int argc, char **argv) {
     static const struct option opts[] = {{"config", required_argument, 0, 'c'},
                                          {"set", required_argument, 0, 's'},
                                          {"last", no_argument, 0, 'l'},
+                                         {"items", no_argument, 0, 'i'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     char err[1024];
@@ -214,10 +229,11 @@ int dr_cmd_lists(int argc, char **argv) {
     if (!cfg) return 1;
     dr_config_default(cfg);
     int c, rc = 0;
-    while (!rc && (c = getopt_long(argc, argv, "c:s:lh", opts, NULL)) != -1) {
+    while (!rc && (c = getopt_long(argc, argv, "c:s:lih", opts, NULL)) != -1) {
         if (c == 'c') rc = dr_config_load_file(cfg, optarg, err, sizeof(err)) ? 2 : 0;
         else if (c == 's') rc = dr_config_set_pair(cfg, optarg, err, sizeof(err)) ? 2 : 0;
         else if (c == 'l') l.last = true;
+        else if (c == 'i') l.items = true;
         else { usage(c == 'h' ? stdout : stderr); free(cfg); return c == 'h' ? 0 : 2; }
         if (rc) fprintf(stderr, "driftrec lists: %s\n", err);
     }
@@ -260,6 +276,7 @@ int dr_cmd_lists(int argc, char **argv) {
     dr_codec_free(codec);
     free(keys);
     free(vals);
+    for (size_t i = 0; i < l.n; i++) free(l.msgs[i].ids);
     free(l.msgs);
     free(l.slot_id);
     free(l.slot_idx);

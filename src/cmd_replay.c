@@ -241,7 +241,7 @@ static int load_dataset(opts_t *o, const dr_dataset_t *d, const char *bootstrap,
     }
     for (size_t i = 0; !rc && i < d->n_items; i++) {
         dr_item_rec_t it = {d->item_ids[i], d->item_emb ? d->item_emb + i * (size_t)d->emb_dim : NULL,
-                            d->item_emb ? (size_t)d->emb_dim : 0, false, false, -1, -1};
+                            d->item_emb ? (size_t)d->emb_dim : 0, false, false, -1, -1, -1};
         if ((rc = dr_codec_encode_item(codec, &it, &buf)) == 0) rc = produce(rk, catalog_topic, it.item_id, &buf);
     }
     if (!rc && rd_kafka_flush(rk, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR) {

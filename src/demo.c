@@ -259,7 +259,7 @@ static int produce_catalog(demo_opts_t *o, rd_kafka_t *rk, dr_codec_t *codec, ui
         float emb[DR_SYNTH_CONTENT_DIM];
         embed(world, (int64_t)item, emb);
         int64_t topic = feed ? dr_feed_world_item_cluster(feed, (int64_t)item) : -1;
-        dr_item_rec_t it = {(int64_t)item, emb, DR_SYNTH_CONTENT_DIM, false, false, -1, topic};
+        dr_item_rec_t it = {(int64_t)item, emb, DR_SYNTH_CONTENT_DIM, false, false, -1, topic, -1};
         char key[24];
         int klen = snprintf(key, sizeof(key), "%" PRIu64, item);
         if ((err = dr_codec_encode_item(codec, &it, &buf))) break;

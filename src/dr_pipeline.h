@@ -69,6 +69,9 @@ typedef struct dr_pipeline_stats {
     uint64_t erasures;           /* users erased on request */
     uint64_t erase_requests;     /* erase requests consumed (not counted in events) */
     uint64_t withdraw_refreshes; /* lists recomputed because a blocked or deleted item was in them */
+    uint64_t items_expired;      /* items that went past learner.item.ttl.ms */
+    uint64_t items_removed;      /* items removed from the model and the store (expired, or a catalog tombstone) */
+    uint64_t items_live;         /* items in the model at the last commit */
     uint64_t drift_detections;   /* per-user ADWIN cuts */
     uint64_t drift_readapted;    /* ... followed by re-adaptation (drift arm) */
     uint64_t drift_cuts[DR_CUT__COUNT]; /* ... by what followed (dr_cut_reason_t) */

@@ -95,10 +95,11 @@ typedef struct run_ctx {
 static bool log_progress(run_ctx_t *r, const char *what) {
     dr_pipeline_stats_t s;
     dr_pipeline_stats(r->pipeline, &s);
-    dr_log(DR_LOG_INFO, "main", "%s | consumed=%llu events=%llu erases=%llu lists=%llu dlq=%llu lag=%lld commits=%llu paused=%d",
+    dr_log(DR_LOG_INFO, "main", "%s | consumed=%llu events=%llu erases=%llu lists=%llu dlq=%llu lag=%lld commits=%llu paused=%d items=%llu items_expired=%llu items_removed=%llu",
            what, (unsigned long long)s.consumed, (unsigned long long)s.events, (unsigned long long)s.erase_requests,
            (unsigned long long)s.lists_emitted, (unsigned long long)s.dead_lettered,
-           (long long)s.lag, (unsigned long long)s.commits, s.paused);
+           (long long)s.lag, (unsigned long long)s.commits, s.paused, (unsigned long long)s.items_live,
+           (unsigned long long)s.items_expired, (unsigned long long)s.items_removed);
     return s.failed;
 }
 

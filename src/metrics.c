@@ -164,6 +164,9 @@ static char *render(dr_pipeline_t *p, const dr_metrics_t *m) {
     counter(f, "driftrec_offset_resets_total", "Stored or committed positions found out of the events log's range (ingest.offset.reset applied).", (double)s.offset_resets);
     counter(f, "driftrec_events_skipped_total", "Events known to be skipped by those resets (deleted by retention before they were read, or jumped over by latest).", (double)s.events_skipped);
     counter(f, "driftrec_withdrawn_list_refreshes_total", "Lists recomputed because a blocked or deleted item was in them.", (double)s.withdraw_refreshes);
+    counter(f, "driftrec_items_expired_total", "Items that went past learner.item.ttl.ms and left the lists.", (double)s.items_expired);
+    counter(f, "driftrec_items_removed_total", "Items removed from the model and the store: past the grace period after their TTL, or by a catalog tombstone.", (double)s.items_removed);
+    gauge(f, "driftrec_items", "Items in the model at the last commit.", (double)s.items_live);
     counter(f, "driftrec_drift_detections_total", "Per-user ADWIN detections.", (double)s.drift_detections);
     counter(f, "driftrec_drift_readaptations_total", "Detections followed by re-adaptation.", (double)s.drift_readapted);
     fprintf(f, "# HELP driftrec_drift_cuts_total Per-user ADWIN cuts by what followed: readapted (drift arm, the user's signal rose: re-adapted, list published with drift = true), improving (the signal fell: no response), control (control arm: no response).\n"

@@ -658,8 +658,27 @@ static int put_user(void *ctx, dr_user_t *u) {
 }
 
 static int put_item(void *ctx, int64_t item_id, const void *rec, size_t len) {
-    dr_state_batch_put_item(ctx, item_id, rec, len);
+    if (rec) dr_state_batch_put_item(ctx, item_id, rec, len);
+    else dr_state_batch_delete_item(ctx, item_id); /* a removed item */
     return 0;
+}
+
+/* Rows of the item matrix the expiry pass looks at per commit: a pass over
+ * a million items takes 16 commits. */
+#define EXPIRY_ROWS_PER_COMMIT 65536
+
+/* Items past learner.item.ttl.ms leave the lists, and past the grace
+ * period the model; their records leave with this commit. */
+static int expire_items(dr_pipeline_t *p) {
+    dr_expiry_stats_t st;
+    int err = dr_model_expire_items(p->model, EXPIRY_ROWS_PER_COMMIT, &st);
+    p->stats.items_expired += st.expired;
+    p->stats.items_removed += st.removed;
+    p->stats.items_live = dr_model_live_items(p->model);
+    if (st.removed > 0)
+        dr_log(DR_LOG_DEBUG, "pipeline", "items removed | expired=%zu removed=%zu rows_freed=%zu live=%zu",
+               st.expired, st.removed, st.released, dr_model_live_items(p->model));
+    return err == DR_ENOMEM ? 0 : err; /* out of memory: the pass is retried next commit */
 }
 
 /* Item changes are owed to the other instances: there are some, and
@@ -711,6 +730,7 @@ static int build_commit(dr_pipeline_t *p, dr_state_batch_t **out) {
     if (!b) return DR_ENOMEM;
     void *ctx[2] = {p, b};
     int err = dr_user_cache_commit_begin(p->cache, put_user, ctx);
+    if (!err) err = expire_items(p);
     if (!err) err = dr_model_drain_dirty_items(p->model, put_item, b);
     uint8_t *globals = NULL;
     size_t len = 0;
@@ -1067,25 +1087,33 @@ static void on_assign(void *ctx, rd_kafka_topic_partition_list_t *parts) {
     }
 }
 
+/* The item leaves every published list at the next emit (withdraw_items). */
+static int withdraw_later(dr_pipeline_t *p, int64_t item_id) {
+    if (p->n_withdrawn == p->cap_withdrawn) {
+        size_t cap = p->cap_withdrawn ? p->cap_withdrawn * 2 : 64;
+        int64_t *v = realloc(p->withdrawn, cap * sizeof(*v));
+        if (!v) return DR_ESTOPPED;
+        p->withdrawn = v;
+        p->cap_withdrawn = cap;
+    }
+    p->withdrawn[p->n_withdrawn++] = item_id;
+    return 0;
+}
+
 /* A catalog record: blocked or deleted items leave every later list; a
- * content embedding lets a new item be ranked before anyone touched it. */
+ * content embedding lets a new item be ranked before anyone touched it; a
+ * publish time starts its age (learner.item.ttl.ms). */
 static int on_item(void *ctx, const dr_item_rec_t *item, char *reason, size_t reason_size) {
     dr_pipeline_t *p = ctx;
     /* exclusion first: a deleted item must leave lists even when the rest
      * of its record is refused */
     bool exclude = item->blocked || item->deleted;
-    if (exclude && !dr_model_item_excluded(p->model, item->item_id)) {
-        if (p->n_withdrawn == p->cap_withdrawn) {
-            size_t cap = p->cap_withdrawn ? p->cap_withdrawn * 2 : 64;
-            int64_t *v = realloc(p->withdrawn, cap * sizeof(*v));
-            if (!v) return DR_ESTOPPED;
-            p->withdrawn = v;
-            p->cap_withdrawn = cap;
-        }
-        p->withdrawn[p->n_withdrawn++] = item->item_id;
-    }
+    if (exclude && !dr_model_item_excluded(p->model, item->item_id) && withdraw_later(p, item->item_id))
+        return DR_ESTOPPED;
     int err = dr_model_set_item_excluded(p->model, item->item_id, exclude);
     if (!err) err = dr_model_set_item_source(p->model, item->item_id, item->author, item->topic);
+    if (!err && item->published_ms >= 0)
+        err = dr_model_set_item_published(p->model, item->item_id, item->published_ms);
     if (err) {
         snprintf(reason, reason_size, "catalog item %" PRId64 " rejected: %s", item->item_id, dr_strerror(err));
         return err;
@@ -1100,6 +1128,20 @@ static int on_item(void *ctx, const dr_item_rec_t *item, char *reason, size_t re
     err = dr_model_set_item_content(p->model, item->item_id, item->embedding, item->embedding_len);
     if (err) snprintf(reason, reason_size, "catalog item %" PRId64 ": embedding refused: %s", item->item_id, dr_strerror(err));
     return err;
+}
+
+/* A catalog tombstone: the item leaves every published list and the model
+ * (its record leaves the store with the next commit). */
+static int on_item_removed(void *ctx, int64_t item_id, char *reason, size_t reason_size) {
+    dr_pipeline_t *p = ctx;
+    (void)reason;
+    (void)reason_size;
+    if (dr_model_item_published(p->model, item_id) == DR_ENOTFOUND) return 0; /* never met */
+    if (withdraw_later(p, item_id)) return DR_ESTOPPED;
+    int err = dr_model_remove_item(p->model, item_id);
+    if (err == DR_ENOMEM) return DR_ESTOPPED; /* as any out-of-memory: stop, nothing lost */
+    p->stats.items_removed += err == 0;
+    return 0;
 }
 
 static int64_t catalog_start(void *ctx, int32_t partition) {
@@ -1308,7 +1350,7 @@ static int make_clients(dr_pipeline_t *p, char *errstr, size_t n) {
     if ((err = dr_ingest_new(&p->ingest, p->loop, &ic, &h, p->producer, &p->flight, errstr, n)))
         return err;
     if (!p->cfg.topic_catalog[0]) return 0;
-    dr_catalog_handler_t ch = {p, on_item, catalog_start};
+    dr_catalog_handler_t ch = {p, on_item, on_item_removed, catalog_start};
     return dr_catalog_new(&p->catalog, p->loop, p->cfg.topic_catalog, &ic, &ch, p->ingest, errstr, n);
 }
 

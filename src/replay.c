@@ -289,6 +289,7 @@ typedef struct arm_run {
     double *pop_count, *rating_sum;
     int64_t *avail;              /* row -> dense item (model rows, or popularity's candidates) */
     size_t n_avail;
+    size_t since_expiry;         /* events since the model's last expiry pass */
     double mu_sum;
     uint64_t mu_n;
     knn_row_t *knn_rows;         /* itemknn: per candidate row */
@@ -519,6 +520,7 @@ static size_t score_rows(arm_run_t *a, const dr_user_t *u) {
     cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)v.n, v.dim, 1.0f, v.q, v.dim, a->uvec, 1, 1.0f,
                 a->scores, 1);
     dr_model_add_coengagement(a->m, u, a->scores, v.n);
+    dr_model_add_fresh_range(a->m, a->scores, 0, v.n);
     for (size_t r = 0; r < v.n; r++)
         if (v.excluded[r]) a->scores[r] = -INFINITY;
     return v.n;
@@ -530,6 +532,28 @@ static void collect_label(arm_run_t *a, float pred, float y) {
     a->positives += y > 0.5f;
     a->auc_pred[a->labelled] = pred;
     a->auc_label[a->labelled++] = y > 0.5f;
+}
+
+/* learner.item.ttl.ms in a replay: the model's expiry pass runs every
+ * REPLAY_EXPIRY_EVERY events, as the pipeline's commits run it. A removed
+ * item's row loses its dataset item (an event on it later gives it a row
+ * again, expired: lists never hold it, and ranking it counts as a miss). */
+#define REPLAY_EXPIRY_EVERY 1000
+static int expire_items(arm_run_t *a) {
+    a->since_expiry = 0;
+    dr_items_view_t v;
+    dr_model_items(a->m, &v);
+    dr_expiry_stats_t st;
+    int err = dr_model_expire_items(a->m, v.n, &st);
+    if (err || st.removed == 0) return err;
+    dr_model_items(a->m, &v);
+    for (size_t r = 0; r < v.n; r++) {
+        int64_t d = a->avail[r];
+        if (v.ids[r] >= 0 || d < 0 || a->row_of[d] != (int64_t)r) continue;
+        a->row_of[d] = -1;
+        a->avail[r] = -1;
+    }
+    return 0;
 }
 
 static int model_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_count) {
@@ -560,6 +584,7 @@ static int model_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_cou
     count_event(a, e);
     dr_apply_result_t res;
     int err = dr_learner_apply(a->m, u, ev, dr_mix64(e), &res);
+    if (!err && lc->item_ttl_ms > 0 && ++a->since_expiry >= REPLAY_EXPIRY_EVERY) err = expire_items(a);
     if (err) return err;
     if (lc->mode == DR_MODE_RATING && res.learned) {
         float pred = fminf(fmaxf(res.prediction, a->rating_min), a->rating_max);
@@ -760,6 +785,7 @@ static int arm_alloc(arm_run_t *a) {
     a->covered = calloc(p->n_items + 1, 1);
     a->row_of = malloc((p->n_items + 1) * sizeof(int64_t));
     a->avail = malloc((p->n_items + 1) * sizeof(int64_t));
+    if (a->avail) memset(a->avail, 0xff, (p->n_items + 1) * sizeof(int64_t)); /* -1: no item */
     a->scores = malloc((p->n_items + 1) * sizeof(float));
     a->pop_count = calloc(p->n_items + 1, sizeof(double));
     a->rating_sum = calloc(p->n_items + 1, sizeof(double));

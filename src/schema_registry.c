@@ -58,6 +58,7 @@ int dr_schema_registry_open(dr_config_t *cfg, dr_schema_source_t **out, char *er
     int err = dr_registry_new(&r, &rc, errstr, n);
     int32_t *ids = cfg->codec.schema_id;
     cfg->codec.item_v1_id = -1; /* the registry's ids replace our fixed ones */
+    cfg->codec.item_v2_id = -1;
     if (!err) err = register_one(r, cfg->topic_events, dr_schema_UserEvent, &ids[DR_SCHEMA_EVENT], errstr, n);
     if (!err) err = register_one(r, cfg->topic_recs, dr_schema_Recommendations, &ids[DR_SCHEMA_RECS], errstr, n);
     if (!err && cfg->topic_catalog[0])

@@ -92,6 +92,7 @@ void dr_state_batch_delete_user(dr_state_batch_t *b, int32_t partition, int64_t 
 /* Deletes every stored user of a partition (one range deletion). */
 void dr_state_batch_drop_partition(dr_state_batch_t *b, int32_t partition);
 void dr_state_batch_put_item(dr_state_batch_t *b, int64_t item_id, const void *rec, size_t len);
+void dr_state_batch_delete_item(dr_state_batch_t *b, int64_t item_id); /* a removed item */
 void dr_state_batch_put_meta(dr_state_batch_t *b, const char *key, const void *val, size_t len);
 void dr_state_batch_put_offset(dr_state_batch_t *b, const char *topic, int32_t partition,
                                int64_t next_offset);

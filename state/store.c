@@ -682,6 +682,13 @@ void dr_state_batch_put_item(dr_state_batch_t *b, int64_t item_id, const void *r
     batch_add(b, OP_PUT, CF_ITEMS, key, sizeof(key), rec, len);
 }
 
+void dr_state_batch_delete_item(dr_state_batch_t *b, int64_t item_id) {
+    uint8_t key[ID_KEY_LEN];
+
+    encode_id(key, item_id);
+    batch_add(b, OP_DELETE, CF_ITEMS, key, sizeof(key), NULL, 0);
+}
+
 void dr_state_batch_put_meta(dr_state_batch_t *b, const char *key, const void *val, size_t len) {
     if (!key) {
         b->error = b->error ? b->error : DR_EINVAL;

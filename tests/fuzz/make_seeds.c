@@ -60,7 +60,7 @@ static void event_seeds(void) {
             else put("event", name, buf.data, buf.len);
         }
     float e[4] = {0.5f, -1, 2, 0};
-    dr_item_rec_t item = {11, e, 4, false, true, -1, -1};
+    dr_item_rec_t item = {11, e, 4, false, true, -1, -1, -1};
     if (dr_codec_encode_item(c[0], &item, &buf)) failures++;
     else put("event", "item", buf.data, buf.len);
     dr_scored_item_t its[3] = {{5, 0.9f}, {6, 0.5f}, {7, -0.1f}};

@@ -116,7 +116,7 @@ static void produce_malformed(fixture_t *fx) {
 static void produce_blocked(fixture_t *fx) {
     dr_buf_t buf = {0};
     for (int64_t item = 1; item <= BLOCKED; item++) {
-        dr_item_rec_t rec = {item, NULL, 0, false, true, -1, -1};
+        dr_item_rec_t rec = {item, NULL, 0, false, true, -1, -1, -1};
         assert_int_equal(dr_codec_encode_item(fx->codec, &rec, &buf), 0);
         assert_int_equal(rd_kafka_producev(fx->producer, RD_KAFKA_V_TOPIC("items"),
                                            RD_KAFKA_V_VALUE(buf.data, buf.len),
@@ -352,7 +352,7 @@ static void block_listed_item(run_t *r, const dr_pipeline_stats_t *st) {
     double now = dr_mono_s();
     if (r->fault_stage == 0 && st->assigned_partitions == PARTITIONS) {
         dr_buf_t buf = {0};
-        dr_item_rec_t rec = {fx->withdraw_item, NULL, 0, false, true, -1, -1};
+        dr_item_rec_t rec = {fx->withdraw_item, NULL, 0, false, true, -1, -1, -1};
         assert_int_equal(dr_codec_encode_item(fx->codec, &rec, &buf), 0);
         assert_int_equal(rd_kafka_producev(fx->producer, RD_KAFKA_V_TOPIC("items"),
                                            RD_KAFKA_V_VALUE(buf.data, buf.len),

@@ -144,8 +144,9 @@ static void test_frame_layout(void **state) {
     assert_int_equal(conf.framing, DR_FRAMING_CONFLUENT);
     assert_int_equal(conf.schema_id[DR_SCHEMA_EVENT], 1);
     assert_int_equal(conf.schema_id[DR_SCHEMA_RECS], 2);
-    assert_int_equal(conf.schema_id[DR_SCHEMA_ITEM], 4);
+    assert_int_equal(conf.schema_id[DR_SCHEMA_ITEM], 5);
     assert_int_equal(conf.item_v1_id, 3);
+    assert_int_equal(conf.item_v2_id, 4);
     conf.schema_id[DR_SCHEMA_EVENT] = 0x01020304;
     assert_int_equal(dr_codec_new(&conf_c, &conf, NULL, 0), 0);
     assert_int_equal(dr_codec_encode_event(conf_c, &sample_event, &a), 0);
@@ -228,8 +229,8 @@ static void test_item_round_trip(void **state) {
         dr_codec_t *c = new_codec((dr_framing_t)fr);
         dr_buf_t buf = {0};
         const dr_item_rec_t cases[] = {
-            {9, emb, 64, false, false, -1, -1}, {10, emb, 0, true, false, 0, 7},
-            {11, NULL, 0, false, true, 9007199254740991LL, -1}};
+            {9, emb, 64, false, false, -1, -1, -1}, {10, emb, 0, true, false, 0, 7, 0},
+            {11, NULL, 0, false, true, 9007199254740991LL, -1, INT64_C(1764892800000)}};
         for (size_t k = 0; k < 3; k++) {
             dr_item_rec_t out;
             char reason[128] = "";
@@ -240,6 +241,7 @@ static void test_item_round_trip(void **state) {
             assert_int_equal(out.blocked, cases[k].blocked);
             assert_int_equal(out.author, cases[k].author);
             assert_int_equal(out.topic, cases[k].topic);
+            assert_int_equal(out.published_ms, cases[k].published_ms);
             assert_int_equal(out.embedding_len, cases[k].embedding_len);
             if (cases[k].embedding == NULL) assert_null(out.embedding);
             else assert_ptr_equal(out.embedding, out_emb);
@@ -256,14 +258,20 @@ static void test_item_round_trip(void **state) {
         assert_int_equal(dr_codec_encode_item(c, &bad, &buf), DR_ERANGE);
         bad.author = -2;
         assert_int_equal(dr_codec_encode_item(c, &bad, &buf), DR_ERANGE);
+        bad = cases[2]; /* a publish time outside [1970, 3000) too */
+        bad.published_ms = DR_CODEC_MAX_TIMESTAMP_MS;
+        assert_int_equal(dr_codec_encode_item(c, &bad, &buf), DR_ERANGE);
+        bad.published_ms = -2;
+        assert_int_equal(dr_codec_encode_item(c, &bad, &buf), DR_ERANGE);
         dr_buf_free(&buf);
         dr_codec_free(c);
     }
 }
 
 /* Claim: a catalog record written with the first Item schema (before author
- * and topic) under its old id 3 still decodes, author and topic unknown;
- * ours is framed with id 4 now; item_v1_id -1 turns the old id off. */
+ * and topic) under its old id 3 still decodes, author and topic unknown, and
+ * one of the second (before published_at) under id 4, its publish time
+ * unknown; ours is framed with id 5 now; -1 turns an old id off. */
 static void test_item_v1_still_read(void **state) {
     (void)state;
     dr_codec_t *c = new_codec(DR_FRAMING_CONFLUENT);
@@ -281,10 +289,25 @@ static void test_item_v1_still_read(void **state) {
     assert_true(it.blocked);
     assert_int_equal(it.author, -1);
     assert_int_equal(it.topic, -1);
-    dr_item_rec_t item = {6, NULL, 0, false, false, 8, 9};
+    assert_int_equal(it.published_ms, -1);
+    bb_t b2 = {.n = 0};
+    bb_frame(&b2, 4);
+    bb_long(&b2, 7);  /* item_id */
+    bb_long(&b2, 0);  /* embedding: null */
+    bb_u8(&b2, 0);    /* deleted */
+    bb_u8(&b2, 0);    /* blocked */
+    bb_long(&b2, 0);  /* updated_at: null */
+    bb_long(&b2, 1);  /* author: the long branch */
+    bb_long(&b2, 12);
+    bb_long(&b2, 0);  /* topic: null */
+    assert_int_equal(dr_codec_decode_item(c, b2.b, b2.n, &it, NULL, 0, reason, sizeof reason), 0);
+    assert_int_equal(it.item_id, 7);
+    assert_int_equal(it.author, 12);
+    assert_int_equal(it.published_ms, -1);
+    dr_item_rec_t item = {6, NULL, 0, false, false, 8, 9, -1};
     dr_buf_t buf = {0};
     assert_int_equal(dr_codec_encode_item(c, &item, &buf), 0);
-    assert_int_equal(buf.data[4], 4);
+    assert_int_equal(buf.data[4], 5);
     dr_codec_free(c);
     dr_codec_conf_t conf;
     dr_codec_conf_default(&conf);
@@ -319,7 +342,7 @@ static void test_encode_rejects_invalid(void **state) {
     r.n_items = 1;
     assert_int_equal(dr_codec_encode_recs(c, &r, &buf), DR_ERANGE);
     static float big[DR_CODEC_MAX_EMBEDDING + 1];
-    dr_item_rec_t it = {1, big, DR_CODEC_MAX_EMBEDDING + 1, false, false, -1, -1};
+    dr_item_rec_t it = {1, big, DR_CODEC_MAX_EMBEDDING + 1, false, false, -1, -1, -1};
     assert_int_equal(dr_codec_encode_item(c, &it, &buf), DR_ERANGE);
     it.embedding = NULL;
     assert_int_equal(dr_codec_encode_item(c, &it, &buf), DR_EINVAL);
@@ -712,7 +735,7 @@ static void test_truncated_prefixes(void **state) {
     dr_scored_item_t items[3] = {{1, 0.5f}, {2, 0.25f}, {300000, -1.0f}}, out_items[3];
     float emb[4] = {1, 2, 3, 4}, out_emb[4];
     dr_recs_t recs = {5, items, 3, 1, 2, true, {3, 4}};
-    dr_item_rec_t item = {6, emb, 4, false, true, -1, -1};
+    dr_item_rec_t item = {6, emb, 4, false, true, -1, -1, -1};
     for (int fr = 0; fr < 2; fr++) {
         dr_codec_t *c = new_codec((dr_framing_t)fr);
         dr_buf_t e = {0}, r = {0}, it = {0};
@@ -888,18 +911,27 @@ static void test_decode_rejects_bad_lists(void **state) {
     b.n = 0;
     bb_long(&b, 1); bb_long(&b, 1); bb_long(&b, 2); bb_float(&b, 1.0f); bb_float(&b, INFINITY);
     bb_long(&b, 0); bb_u8(&b, 0); bb_u8(&b, 0); bb_long(&b, 0);
-    bb_long(&b, 0); bb_long(&b, 0); /* author, topic: null */
+    bb_long(&b, 0); bb_long(&b, 0); bb_long(&b, 0); /* author, topic, published_at: null */
     assert_int_equal(dr_codec_decode_item(c, b.b, b.n, &it, emb, 4, reason, sizeof reason), DR_ERANGE);
     assert_non_null(strstr(reason, "embedding[1]"));
     b.n = 0;
     bb_long(&b, -3); bb_long(&b, 0); bb_u8(&b, 0); bb_u8(&b, 0); bb_long(&b, 0);
-    bb_long(&b, 0); bb_long(&b, 0);
+    bb_long(&b, 0); bb_long(&b, 0); bb_long(&b, 0);
     assert_int_equal(dr_codec_decode_item(c, b.b, b.n, &it, emb, 4, reason, sizeof reason), DR_ERANGE);
     b.n = 0; /* an author present but negative */
     bb_long(&b, 3); bb_long(&b, 0); bb_u8(&b, 0); bb_u8(&b, 0); bb_long(&b, 0);
-    bb_long(&b, 1); bb_long(&b, -1); bb_long(&b, 0);
+    bb_long(&b, 1); bb_long(&b, -1); bb_long(&b, 0); bb_long(&b, 0);
     assert_int_equal(dr_codec_decode_item(c, b.b, b.n, &it, emb, 4, reason, sizeof reason), DR_ERANGE);
     assert_non_null(strstr(reason, "author"));
+    b.n = 0; /* a publish time present but negative, or past the year 3000 */
+    bb_long(&b, 3); bb_long(&b, 0); bb_u8(&b, 0); bb_u8(&b, 0); bb_long(&b, 0);
+    bb_long(&b, 0); bb_long(&b, 0); bb_long(&b, 1); bb_long(&b, -5);
+    assert_int_equal(dr_codec_decode_item(c, b.b, b.n, &it, emb, 4, reason, sizeof reason), DR_ERANGE);
+    assert_non_null(strstr(reason, "published_at"));
+    b.n = 0;
+    bb_long(&b, 3); bb_long(&b, 0); bb_u8(&b, 0); bb_u8(&b, 0); bb_long(&b, 0);
+    bb_long(&b, 0); bb_long(&b, 0); bb_long(&b, 1); bb_long(&b, DR_CODEC_MAX_TIMESTAMP_MS);
+    assert_int_equal(dr_codec_decode_item(c, b.b, b.n, &it, emb, 4, reason, sizeof reason), DR_ERANGE);
     dr_codec_free(c);
 }
 
@@ -978,7 +1010,7 @@ static void test_mutation_robustness(void **state) {
     dr_scored_item_t items[5] = {{1, 1}, {2, 0.5f}, {3, 0.25f}, {4, 0}, {5, -1}}, out_items[8];
     float emb[8] = {1, 2, 3, 4, 5, 6, 7, 8}, out_emb[16];
     dr_recs_t recs = {9, items, 5, 100, 3, true, {1, 2}};
-    dr_item_rec_t item = {10, emb, 8, false, false, -1, -1};
+    dr_item_rec_t item = {10, emb, 8, false, false, -1, -1, -1};
     int counts[3] = {0};
     add_writer(c, DR_SCHEMA_EVENT, 10, writer_extra);
     assert_int_equal(dr_codec_encode_event(c, &sample_event, &seeds[0]), 0);

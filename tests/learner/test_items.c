@@ -1,0 +1,355 @@
+/* test_items.c - claims of the item lifetime (learner/items.c): items past
+ * learner.item.ttl.ms leave the lists, past the grace period the model and
+ * the store; removed items' rows are reused only once no co-engagement
+ * table names them; an id that comes back soon after comes back expired;
+ * memory follows the live catalog under churn. */
+#include "dr_test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "dr_err.h"
+#include "dr_learner.h"
+
+#define TTL 10000
+#define GRACE 5000
+
+static dr_model_t *new_model(int64_t ttl, int64_t grace, int neighbors, int64_t max_items) {
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.item_ttl_ms = ttl;
+    c.item_grace_ms = grace;
+    c.cooc_neighbors = neighbors;
+    if (max_items > 0) c.max_items = max_items;
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    return m;
+}
+
+static void click(dr_model_t *m, dr_user_t *u, int64_t item, int64_t ts) {
+    dr_event_t e = {u->user_id, item, DR_EV_CLICK, 0, ts};
+    dr_apply_result_t r;
+    assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)ts ^ (uint64_t)item, &r), 0);
+}
+
+/* Runs the expiry pass until it has looked at every row and the sweep
+ * released what it could (a few passes), summing what it did. */
+static dr_expiry_stats_t expire_all(dr_model_t *m) {
+    dr_expiry_stats_t sum = {0}, st;
+    for (int k = 0; k < 8; k++) {
+        assert_int_equal(dr_model_expire_items(m, 1u << 20, &st), 0);
+        sum.visited += st.visited;
+        sum.expired += st.expired;
+        sum.removed += st.removed;
+        sum.released += st.released;
+    }
+    return sum;
+}
+
+static bool listable(dr_model_t *m, int64_t item_id) {
+    int64_t idx = dr_model_item_index(m, item_id, false);
+    if (idx < 0) return false;
+    dr_items_view_t v;
+    dr_model_items(m, &v);
+    return v.excluded[idx] == 0;
+}
+
+typedef struct drained {
+    int64_t ids[4096];
+    bool deleted[4096];
+    size_t n;
+} drained_t;
+
+static int collect(void *ctx, int64_t item_id, const void *rec, size_t len) {
+    (void)len;
+    drained_t *d = ctx;
+    if (d->n < 4096) {
+        d->ids[d->n] = item_id;
+        d->deleted[d->n++] = rec == NULL;
+    }
+    return 0;
+}
+
+static bool drained_delete_of(const drained_t *d, int64_t id) {
+    for (size_t k = 0; k < d->n; k++)
+        if (d->ids[k] == id && d->deleted[k]) return true;
+    return false;
+}
+
+/* An item leaves the lists at its TTL (event time, from when the model met
+ * it), keeps learning through the grace period, then leaves the model and
+ * the store; a fresh item is untouched throughout. */
+static void test_expires_then_removed(void **state) {
+    (void)state;
+    dr_model_t *m = new_model(TTL, GRACE, 64, 0);
+    dr_user_t *u = dr_user_new(1, 8);
+    click(m, u, 100, 1000000);
+    assert_int_equal(dr_model_item_published(m, 100), 1000000);
+    assert_true(listable(m, 100));
+    click(m, u, 200, 1000000 + TTL - 1);
+    expire_all(m);
+    assert_true(listable(m, 100)); /* one ms short of its TTL */
+    click(m, u, 200, 1000000 + TTL);
+    dr_expiry_stats_t st = expire_all(m);
+    assert_int_equal(st.expired, 1);
+    assert_int_equal(st.removed, 0);
+    assert_false(listable(m, 100));
+    assert_true(dr_model_item_expired(m, 100));
+    assert_true(listable(m, 200));
+    click(m, u, 100, 1000000 + TTL + 1); /* a late click still learns */
+    assert_true(dr_model_item_index(m, 100, false) >= 0);
+    drained_t *d = calloc(1, sizeof(*d));
+    assert_int_equal(dr_model_drain_dirty_items(m, collect, d), 0);
+    click(m, u, 200, 1000000 + TTL + GRACE);
+    st = expire_all(m);
+    assert_int_equal(st.removed, 1);
+    assert_int_equal(dr_model_item_index(m, 100, false), DR_ENOTFOUND);
+    assert_int_equal(dr_model_live_items(m), 1);
+    d->n = 0;
+    assert_int_equal(dr_model_drain_dirty_items(m, collect, d), 0);
+    assert_true(drained_delete_of(d, 100)); /* its stored record goes */
+    assert_false(drained_delete_of(d, 200));
+    free(d);
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
+/* A catalog publish time counts instead of the first event; an item
+ * published long ago is expired from its first record on. */
+static void test_catalog_publish_time(void **state) {
+    (void)state;
+    dr_model_t *m = new_model(TTL, GRACE, 64, 0);
+    dr_user_t *u = dr_user_new(1, 8);
+    click(m, u, 1, 5000000);
+    assert_int_equal(dr_model_set_item_published(m, 7, 5000000 - TTL), 0);
+    assert_false(listable(m, 7));
+    assert_int_equal(dr_model_set_item_published(m, 8, 5000000 - 10), 0);
+    assert_true(listable(m, 8));
+    assert_int_equal(dr_model_set_item_published(m, 9, -1), DR_ERANGE);
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
+/* An id that comes back within a generation of its removal (a late event,
+ * another instance's model message, a catalog record read again) gets a
+ * row that is expired at once: it is never listed as new. A tombstoned id
+ * comes back expired whatever the TTL. */
+static void test_removed_id_comes_back_expired(void **state) {
+    (void)state;
+    dr_model_t *m = new_model(TTL, GRACE, 64, 0);
+    dr_user_t *u = dr_user_new(1, 8);
+    click(m, u, 100, 1000000);
+    click(m, u, 200, 1000000 + TTL + GRACE);
+    expire_all(m);
+    assert_int_equal(dr_model_item_index(m, 100, false), DR_ENOTFOUND);
+    click(m, u, 100, 1000000 + TTL + GRACE + 1);
+    assert_int_equal(dr_model_item_published(m, 100), 1000000);
+    assert_false(listable(m, 100));
+    assert_int_equal(dr_model_remove_item(m, 200), 0);
+    assert_int_equal(dr_model_remove_item(m, 200), DR_ENOTFOUND);
+    click(m, u, 200, 1000000 + TTL + GRACE + 2);
+    assert_false(listable(m, 200));
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
+/* Off the comfortable path: co-engagement tables far smaller than what
+ * users engage with drop entries independently, so a table may name an
+ * item that does not name it back. After removals, the rows handed to new
+ * items must carry no co-engagement weight from the removed ones: no live
+ * item may list a new item it was never engaged next to. */
+static void test_reused_rows_carry_no_stale_weights(void **state) {
+    (void)state;
+    dr_model_t *m = new_model(TTL, GRACE, 4, 0);
+    dr_user_t *users[20];
+    for (int k = 0; k < 20; k++) users[k] = dr_user_new(k + 1, 8);
+    uint64_t rng = 12345;
+    int64_t t = 1000000;
+    /* old items 1..300 co-engaged at random, early */
+    for (int e = 0; e < 6000; e++) {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        click(m, users[(rng >> 33) % 20], 1 + (int64_t)((rng >> 40) % 300), t + e / 10);
+    }
+    /* items 1..150 stay fresh (published late); 151..300 expire */
+    t += 600 + TTL + GRACE;
+    dr_user_t *late = dr_user_new(999, 8); /* moves the clock, pairs nothing */
+    click(m, late, 1, t);
+    dr_user_free(late);
+    for (int64_t i = 1; i <= 150; i++) assert_int_equal(dr_model_set_item_published(m, i, t), 0);
+    dr_items_view_t v;
+    dr_model_items(m, &v);
+    size_t rows_before = v.n;
+    dr_expiry_stats_t st = expire_all(m);
+    assert_int_equal(st.removed, 150);
+    assert_int_equal(st.released, 150);
+    /* new items 1001..1150 take the freed rows; each is engaged alone */
+    for (int64_t i = 1001; i <= 1150; i++) {
+        dr_user_t *solo = dr_user_new(10000 + i, 8);
+        click(m, solo, i, t + 1);
+        dr_user_free(solo);
+    }
+    dr_model_items(m, &v);
+    assert_int_equal(v.n, rows_before); /* no new rows */
+    for (int64_t i = 1; i <= 150; i++) {
+        int64_t idx = dr_model_item_index(m, i, false);
+        assert_true(idx >= 0);
+        float engaged;
+        int64_t nb[8];
+        float w[8];
+        size_t n = dr_model_item_neighbors(m, idx, &engaged, nb, w, 8);
+        for (size_t k = 0; k < n; k++) {
+            assert_true(nb[k] >= 1 && nb[k] <= 150); /* never a removed or a new item */
+        }
+    }
+    for (int k = 0; k < 20; k++) dr_user_free(users[k]);
+    dr_model_free(m);
+}
+
+/* Memory follows the live catalog: a stream where 20,000 posts arrive and
+ * expire, about 1,000 live at a time, never holds more than a small
+ * multiple of that in rows, and learner.max.items bounds the live items,
+ * not the ones ever seen. */
+static void test_churn_keeps_rows_flat(void **state) {
+    (void)state;
+    dr_model_t *m = new_model(1000, 500, 16, 2000);
+    dr_user_t *u = dr_user_new(1, 8);
+    size_t max_rows = 0, max_live = 0;
+    for (int64_t i = 1; i <= 20000; i++) {
+        click(m, u, i, 1000000 + i); /* one new post per ms of event time */
+        if (i % 100 == 0) {
+            dr_expiry_stats_t st;
+            assert_int_equal(dr_model_expire_items(m, 4096, &st), 0);
+            dr_items_view_t v;
+            dr_model_items(m, &v);
+            if (v.n > max_rows) max_rows = v.n;
+            if (dr_model_live_items(m) > max_live) max_live = dr_model_live_items(m);
+        }
+    }
+    print_message("      20,000 posts, TTL 1,000 + grace 500: at most %zu live, %zu rows\n", max_live, max_rows);
+    assert_true(max_live <= 1500 + 200);
+    assert_true(max_rows <= 2 * 1700);
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
+typedef struct saved {
+    int64_t id[8];
+    uint8_t rec[8][16384];
+    size_t len[8], n;
+} saved_t;
+
+static int save(void *ctx, int64_t item_id, const void *rec, size_t len) {
+    saved_t *s = ctx;
+    assert_true(s->n < 8 && rec && len <= sizeof(s->rec[0]));
+    s->id[s->n] = item_id;
+    memcpy(s->rec[s->n], rec, len);
+    s->len[s->n++] = len;
+    return 0;
+}
+
+/* Records keep the publish time (item record version 5); a drained
+ * removal removes the item from a replica, and a stored table naming an
+ * item whose record is gone leaves no row behind after the first pass. */
+static void test_records_and_restore(void **state) {
+    (void)state;
+    dr_model_t *m = new_model(TTL, GRACE, 64, 0), *m2 = new_model(TTL, GRACE, 64, 0);
+    dr_user_t *u = dr_user_new(1, 8);
+    click(m, u, 10, 2000000);
+    click(m, u, 11, 2000001);
+    click(m, u, 12, 2000002);
+    assert_int_equal(dr_model_set_item_published(m, 12, 1999000), 0);
+    assert_int_equal(dr_model_drain_dirty_items(m, (dr_item_sink_fn)dr_model_load_item, m2), 0);
+    assert_int_equal(dr_model_item_published(m2, 12), 1999000);
+    assert_int_equal(dr_model_item_published(m2, 10), 2000000);
+    assert_int_equal(dr_model_remove_item(m, 10), 0);
+    assert_int_equal(dr_model_drain_dirty_items(m, (dr_item_sink_fn)dr_model_load_item, m2), 0);
+    assert_int_equal(dr_model_item_index(m2, 10, false), DR_ENOTFOUND);
+    /* a restore that reads 21's record (naming 20) but not 20's: 20 was
+     * removed after 21 was last written */
+    dr_model_t *m3 = new_model(TTL, GRACE, 64, 0);
+    dr_user_t *u2 = dr_user_new(2, 8);
+    click(m3, u2, 20, 3000000);
+    click(m3, u2, 21, 3000001);
+    saved_t *saved = calloc(1, sizeof(*saved));
+    assert_int_equal(dr_model_drain_dirty_items(m3, save, saved), 0);
+    dr_model_t *m4 = new_model(TTL, GRACE, 64, 0);
+    for (size_t k = 0; k < saved->n; k++)
+        if (saved->id[k] == 21) assert_int_equal(dr_model_load_item(m4, 21, saved->rec[k], saved->len[k]), 0);
+    assert_true(dr_model_item_index(m4, 20, false) >= 0); /* a row for the name ... */
+    assert_false(listable(m4, 20));                        /* ... never listed */
+    expire_all(m4);
+    assert_int_equal(dr_model_item_index(m4, 20, false), DR_ENOTFOUND);
+    assert_int_equal(dr_model_live_items(m4), 1);
+    int64_t idx = dr_model_item_index(m4, 21, false);
+    float engaged;
+    int64_t nb[4];
+    float w[4];
+    assert_int_equal(dr_model_item_neighbors(m4, idx, &engaged, nb, w, 4), 0);
+    /* with both records read, nothing is dropped */
+    dr_model_t *m5 = new_model(TTL, GRACE, 64, 0);
+    for (size_t k = 0; k < saved->n; k++)
+        assert_int_equal(dr_model_load_item(m5, saved->id[k], saved->rec[k], saved->len[k]), 0);
+    expire_all(m5);
+    assert_int_equal(dr_model_live_items(m5), 2);
+    assert_true(listable(m5, 20));
+    free(saved);
+    dr_user_free(u2);
+    dr_user_free(u);
+    dr_model_free(m);
+    dr_model_free(m2);
+    dr_model_free(m3);
+    dr_model_free(m4);
+    dr_model_free(m5);
+}
+
+/* The freshness term: a list score gains w · 2^(-age / half-life), ages as
+ * of the last expiry pass; off (w = 0) it changes nothing. */
+static void test_freshness_term(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.fresh_halflife_ms = 1000;
+    dr_model_t *off, *on;
+    char err[128];
+    assert_int_equal(dr_model_new(&off, &c, err, sizeof err), 0);
+    c.fresh_weight = 2.0f;
+    assert_int_equal(dr_model_new(&on, &c, err, sizeof err), 0);
+    dr_model_t *ms[2] = {off, on};
+    dr_user_t *us[2] = {dr_user_new(1, 8), dr_user_new(1, 8)};
+    for (int k = 0; k < 2; k++) {
+        click(ms[k], us[k], 10, 100000);           /* met at 100,000 */
+        assert_int_equal(dr_model_set_item_published(ms[k], 11, 100000 + 2000), 0);
+        click(ms[k], us[k], 12, 100000 + 2000);    /* the clock: 102,000 */
+        dr_expiry_stats_t st;
+        assert_int_equal(dr_model_expire_items(ms[k], 1000, &st), 0);
+    }
+    float d10 = dr_model_score(on, us[1], dr_model_item_index(on, 10, false)) -
+                dr_model_score(off, us[0], dr_model_item_index(off, 10, false));
+    float d11 = dr_model_score(on, us[1], dr_model_item_index(on, 11, false)) -
+                dr_model_score(off, us[0], dr_model_item_index(off, 11, false));
+    assert_float_equal(d10, 2.0f * 0.25f, 1e-5); /* two half-lives old */
+    assert_float_equal(d11, 2.0f, 1e-5);          /* new */
+    float row[3] = {0, 0, 0};
+    dr_model_add_fresh_range(off, row, 0, 3);
+    assert_true(row[0] == 0.0f && row[1] == 0.0f && row[2] == 0.0f);
+    for (int k = 0; k < 2; k++) {
+        dr_user_free(us[k]);
+        dr_model_free(ms[k]);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_expires_then_removed),
+        cmocka_unit_test(test_catalog_publish_time),
+        cmocka_unit_test(test_removed_id_comes_back_expired),
+        cmocka_unit_test(test_reused_rows_carry_no_stale_weights),
+        cmocka_unit_test(test_churn_keeps_rows_flat),
+        cmocka_unit_test(test_records_and_restore),
+        cmocka_unit_test(test_freshness_term),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
