@@ -49,6 +49,12 @@ static int ensure_rows(dr_adwin_t *a, unsigned need) {
     return 0;
 }
 
+/* Items per bucket in row i, exactly (i < DR_ADWIN_MAX_ROWS < 53): the
+ * value ldexp(1.0, i) gives, without the library call. */
+static double bucket_size(unsigned i) {
+    return (double)((uint64_t)1 << i);
+}
+
 static void push_bucket(dr_adwin_t *a, unsigned i, double total, double var) {
     uint8_t *c = &counts(a)[i];
     double *p = row(a, i) + 2u * *c;
@@ -88,7 +94,7 @@ static void compress(dr_adwin_t *a) {
             counts(a)[i + 1] = 0; /* capacity reserved by the caller */
             a->nrows++;
         }
-        double n = ldexp(1.0, (int)i); /* items per bucket in row i */
+        double n = bucket_size(i);
         const double *r = row(a, i);
         double u1 = r[0] / n;
         double u2 = r[2] / n;
@@ -127,7 +133,7 @@ static void insert_element(dr_adwin_t *a, double x) {
 static double window_variance(const dr_adwin_t *a) {
     double n0 = 0.0, t0 = 0.0, v0 = 0.0;
     for (int i = (int)a->nrows - 1; i >= 0; i--) {
-        double n2 = ldexp(1.0, i);
+        double n2 = bucket_size((unsigned)i);
         const double *r = row(a, (unsigned)i);
         for (unsigned k = 0; k < counts(a)[i]; k++) {
             double d = n0 > 0.0 ? t0 / n0 - r[2u * k] / n2 : 0.0;
@@ -147,7 +153,7 @@ static double window_variance(const dr_adwin_t *a) {
 static void delete_element(dr_adwin_t *a) {
     unsigned last = a->nrows - 1u;
     const double *r = row(a, last);
-    double n1 = ldexp(1.0, (int)last);
+    double n1 = bucket_size(last);
     a->width -= (uint64_t)1 << last;
     a->total -= r[0];
     double u1 = r[0] / n1;
@@ -183,7 +189,7 @@ static void recenter(dr_adwin_t *a) {
     double shift = a->total / w;
     double total = 0.0;
     for (int i = (int)a->nrows - 1; i >= 0; i--) {
-        double n = ldexp(1.0, i);
+        double n = bucket_size((unsigned)i);
         double *r = row(a, (unsigned)i);
         for (unsigned k = 0; k < counts(a)[i]; k++) {
             r[2u * k] -= n * shift;
@@ -194,14 +200,108 @@ static void recenter(dr_adwin_t *a) {
     a->total = total;
 }
 
-/* One pass of MOA's scan: walk the buckets from the oldest, W0 = the older
- * part, W1 = the newer part; at the first cut whose means differ by more
- * than epsilon, delete the oldest bucket and return true. MOA's v0/v1 are
- * not computed: its cut expression never reads them. */
-static bool scan_once(dr_adwin_t *a) {
-    double n = (double)a->width;
-    double dd = log(2 * log(n) / a->delta);
-    double v = a->variance / n;
+/* ---- Cut points that cannot cut ---------------------------------------
+ * With clock 1 every cut point is tested on every update, and MOA's test
+ * costs four divisions and a square root per point. Nearly every point
+ * fails it by a wide margin, so each point first goes through a test made
+ * of products and sums only, which proves that MOA's test fails there; the
+ * points it cannot rule out get MOA's test, unchanged. A pass that cuts is
+ * then a pass where MOA cuts, and a pass that does not cut is one where
+ * MOA's test fails at every point; and a cut at any point does the same
+ * thing (drop the oldest bucket). So every decision is MOA's, provided:
+ *
+ * MOA, at a point with n0 older and n1 newer items (n0, n1 > mwl + 1), from
+ * the doubles u0, u1 (the two parts' sums, accumulated as MOA does), v
+ * (variance / W), dd and cd = 2.0 / 3 * dd, computes in double precision
+ *   alpha = u0/n0 - u1/n1,  m = 1/k0 + 1/k1  (k = n - mwl + 1, exact),
+ *   eps = sqrt(2*m*v*dd) + cd*m,   and cuts iff |alpha| > eps.
+ * With u = 2^-53, every rounding multiplies by some (1 + e), |e| <= u. In
+ * real numbers, A = u0/n0 - u1/n1, S = |u0|/n0 + |u1|/n1, M = 1/k0 + 1/k1
+ * and E = sqrt(2*M*v*dd) + cd*M:
+ *   |alpha| <= (|A| + u*S) * (1 + u),   eps >= E * (1 - u)^4,
+ * so a cut implies |A| + u*S > rho*E, rho = (1-u)^4/(1+u) > 1 - 5u.
+ * Multiplied by N*K (N = n0*n1, K = k0*k1 > 0), with D = u0*n1 - u1*n0,
+ * T = |u0|*n1 + |u1|*n0 and ks = k0 + k1 = W - 2*mwl + 2 (so M*K = ks):
+ *   Pt = (|D| + u*T) * K > rho*cd*ks*N + rho*N*sqrt(2*ks*K*v*dd),
+ * i.e. Lt = Pt - rho*cd*ks*N > 0 and Lt^2 > rho^2 * N^2*K*2*ks*v*dd.
+ * The filter computes, in doubles, with g = 2^-40 (= 8192u),
+ *   P = (|D| + g*W*(|u0| + |u1|)) * K,  Q = [cd*ks*(1-g)] * N,  L = P - Q,
+ *   R = N*N*K * [2*ks*v*dd*(1-g)]       ([..]: once per scan),
+ * and rules the point out iff L*|L| < R. That is sound:
+ *  - W*(|u0| + |u1|) >= T, so the g term exceeds D's rounding (2u*T), the
+ *    u*T above and P's roundings by at least 0.99*g*T*K:
+ *    P >= Pt + 0.99*g*T*K. And Q <= rho*cd*ks*N: the factor (1 - g)
+ *    outweighs Q's three roundings and rho's 5u.
+ *  - Hence Lt <= P - Q - 0.99*g*T*K. If Lt > 0, the exact P - Q is positive,
+ *    and a positive difference of doubles never rounds to 0 or below; then
+ *    L >= (P - Q)(1 - u) >= Lt > 0. So L <= 0 implies Lt <= 0: no cut.
+ *  - If L > 0, L*|L| = L*L >= Lt^2 * (1 - u), while R <= rho^2 * (1 - u) *
+ *    N^2*K*2*ks*v*dd: (1 - g) outweighs R's six roundings and rho^2's 10u.
+ *    So L*L < R implies Lt^2 < rho^2 * N^2*K*2*ks*v*dd: no cut.
+ * Range (checked once per scan, else every point gets MOA's test): W and
+ * mwl are at most 2^26, so n0, n1, N and K = N - (mwl-1)*(W-mwl+1) are
+ * exact integers; v is 0 or within 2^+-200 and dd < 2^20. Items (less the
+ * center) are below 2^334, so every quantity above stays finite (L*L is
+ * below 2^900), and R, when v > 0, is above 2^-200, far from the
+ * subnormals. Below the normal range an operation errs by up to 2^-1074
+ * more; that matters only where T*K < 1, and there Pt < 2 while
+ * cd*ks*N >= 0.68*6*4 (dd > 1.02 as W >= 4): no cut anyway.
+ * A NaN, were one to arise, would leave its point open. v = 0 makes R = 0:
+ * only L < 0 is ruled out. tests/learner/test_adwin.c checks, over random
+ * streams and settings, that a scan of MOA's own never finds a cut in a
+ * window this code has left. */
+typedef struct cut_filter {
+    double slack;     /* g * W (exact): weight of |u0| + |u1| */
+    double linear;    /* cd * ks * (1 - g) */
+    double quadratic; /* 2 * ks * v * dd * (1 - g) */
+    double k_shift;   /* (mwl - 1) * (W - mwl + 1): k0 * k1 = n0 * n1 - this */
+    double min_side;  /* mwl + 1: each part needs more items (MOA) */
+    double w;         /* W */
+} cut_filter_t;
+
+#define CUT_FILTER_MARGIN 0x1p-40
+
+/* Sets up the filter for one scan pass; false where its range argument does
+ * not hold (then every point gets MOA's test). */
+static bool cut_filter_init(cut_filter_t *f, const dr_adwin_t *a, double dd,
+                            double v) {
+    double w = (double)a->width;
+    double ks = w - 2.0 * (double)a->min_sub_window + 2.0;
+    if (a->width > (UINT64_C(1) << 26) || a->min_sub_window > (1u << 26) ||
+        !(ks >= 6.0) || !(dd > 0.0 && dd < 0x1p20))
+        return false;
+    if (v != 0.0 && !(v >= 0x1p-200 && v <= 0x1p200))
+        return false;
+    double cd = 2.0 / 3 * dd; /* MOA's operand order */
+    f->slack = CUT_FILTER_MARGIN * w;
+    f->linear = cd * ks * (1.0 - CUT_FILTER_MARGIN);
+    f->quadratic = 2.0 * ks * v * dd * (1.0 - CUT_FILTER_MARGIN);
+    double off = (double)a->min_sub_window - 1.0;
+    f->k_shift = off * (w - off);
+    f->min_side = (double)a->min_sub_window + 1.0;
+    f->w = w;
+    return true;
+}
+
+/* Filter verdict at one point: true when MOA's test must be run there, i.e.
+ * the filter cannot rule the point out (proof above). L <= 0 and L*L < R
+ * are tested at once as L*|L| < R (for L <= 0 no cut is possible anyway):
+ * one test, so one branch, almost never taken, where a branch on each was
+ * mispredicted (which of them rules a point out varies from point to
+ * point). */
+static inline bool point_open(const cut_filter_t *f, double u0, double u1,
+                              double n0, double n1) {
+    double d = u0 * n1 - u1 * n0;
+    double nn = n0 * n1;
+    double k = nn - f->k_shift;
+    double l = (fabs(d) + f->slack * (fabs(u0) + fabs(u1))) * k -
+               f->linear * nn;
+    return !(l * fabs(l) < nn * nn * k * f->quadratic);
+}
+
+/* MOA's scan as it is, every point tested: where the filter's range
+ * argument does not hold. */
+static bool scan_unfiltered(dr_adwin_t *a, double dd, double v) {
     uint64_t mwl = a->min_sub_window;
     uint64_t n0 = 0, n1 = a->width;
     double u0 = 0, u1 = a->total;
@@ -226,6 +326,54 @@ static bool scan_once(dr_adwin_t *a) {
         }
     }
     return false;
+}
+
+/* MOA's scan with the filter in front of its test. The counts are kept
+ * in doubles (exact: W <= 2^26), which MOA converts them to anyway. */
+static bool scan_filtered(dr_adwin_t *a, const cut_filter_t *f, double dd,
+                          double v) {
+    double n0 = 0.0, n1 = f->w, u0 = 0.0, u1 = a->total;
+    for (int i = (int)a->nrows - 1; i >= 0; i--) {
+        const double *r = row(a, (unsigned)i);
+        unsigned c = counts(a)[i];
+        if (i == 0 && c > 0)
+            c--; /* the newest bucket is no cut point: W1 would be empty */
+        double size = bucket_size((unsigned)i);
+        for (unsigned k = 0; k < c; k++) {
+            n0 += size;
+            n1 -= size;
+            u0 += r[2u * k];
+            u1 -= r[2u * k];
+            if ((n0 < n1 ? n0 : n1) <= f->min_side)
+                continue; /* MOA's size test */
+            if (!point_open(f, u0, u1, n0, n1))
+                continue;
+            double absvalue = u0 / n0 - u1 / n1;
+            if (cut_expression(a, dd, v, (uint64_t)n0, (uint64_t)n1,
+                               absvalue)) {
+                delete_element(a);
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* One pass of MOA's scan: walk the buckets from the oldest, W0 = the older
+ * part, W1 = the newer part; at the first cut whose means differ by more
+ * than epsilon, delete the oldest bucket and return true. MOA's v0/v1 are
+ * not computed: its cut expression never reads them. The newest bucket is
+ * no cut point (W1 would be empty). */
+static bool scan_once(dr_adwin_t *a) {
+    if (a->width < 2u * (uint64_t)a->min_sub_window + 4u)
+        return false; /* no cut leaves both parts more than mwl + 1 items */
+    double n = (double)a->width;
+    double dd = log(2 * log(n) / a->delta);
+    double v = a->variance / n;
+    cut_filter_t f;
+    if (cut_filter_init(&f, a, dd, v))
+        return scan_filtered(a, &f, dd, v);
+    return scan_unfiltered(a, dd, v);
 }
 
 /* ---- Public API ----------------------------------------------------- */

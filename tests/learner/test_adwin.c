@@ -391,6 +391,118 @@ static void test_far_drift_recenters(void **state) {
     free(xs);
 }
 
+/* ---- MOA's scan, kept here as the reference ----------------------------- */
+
+/* adwin.c's row storage, read directly (a test-only view of private
+ * fields): row i's (total, variance) pairs, M + 1 slots a row, then one
+ * count byte a row after all cap_rows rows. */
+static const double *ref_row(const dr_adwin_t *a, unsigned i) {
+    return a->rows + (size_t)i * 2u * ((size_t)a->max_buckets + 1u);
+}
+
+static unsigned ref_count(const dr_adwin_t *a, unsigned i) {
+    const uint8_t *c = (const uint8_t *)ref_row(a, a->cap_rows);
+    return c[i];
+}
+
+/* One pass of MOA's scan over a's window, written as ADWIN.java does it:
+ * every cut point with both parts above mwl + 1 items gets
+ * blnCutexpression, with its two divisions per mean, two for m and the
+ * square root. True if some point would cut. */
+static bool moa_scan_finds_cut(const dr_adwin_t *a) {
+    uint64_t n0 = 0, n1 = a->width, mwl = a->min_sub_window;
+    double u0 = 0.0, u1 = a->total;
+    double n = (double)a->width;
+    for (int i = (int)a->nrows - 1; i >= 0; i--) {
+        const double *r = ref_row(a, (unsigned)i);
+        unsigned c = ref_count(a, (unsigned)i);
+        for (unsigned k = 0; k < c; k++) {
+            n0 += (uint64_t)1 << i;
+            n1 -= (uint64_t)1 << i;
+            u0 += r[2u * k];
+            u1 -= r[2u * k];
+            if (i == 0 && k == c - 1)
+                return false; /* W1 would be empty */
+            if (n1 <= mwl + 1 || n0 <= mwl + 1)
+                continue;
+            double dd = log(2 * log(n) / a->delta);
+            double v = a->variance / n;
+            double m = 1.0 / ((double)n0 - (double)mwl + 1) +
+                       1.0 / ((double)n1 - (double)mwl + 1);
+            double epsilon = sqrt(2 * m * v * dd) + 2.0 / 3 * dd * m;
+            double absvalue = u0 / (double)n0 - u1 / (double)n1;
+            if (fabs(absvalue) > epsilon)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* One item of random stream `kind` (0..6) at step i of n. */
+static double random_item(int kind, size_t i, size_t n, double scale,
+                          uint64_t *s) {
+    size_t phase = i * 6 / n;
+    switch (kind) {
+    case 0: /* Bernoulli whose rate moves between segments */
+        return rng_uniform(s) < 0.3 + 0.08 * (double)phase ? 1.0 : 0.0;
+    case 1: /* Gaussian with small jumps (many near misses) */
+        return scale * (0.25 * (double)(phase % 3) + rng_normal(s));
+    case 2: /* integers 0..7, mean moving */
+        return (double)((rng_next(s) % 8 + phase) % 8);
+    case 3: /* a slow ramp plus noise */
+        return scale * ((double)i / (double)n + 0.3 * rng_normal(s));
+    case 4: /* constant stretches (variance 0), then a step */
+        return phase < 3 ? 2.0 : (phase < 5 ? 2.0 + scale : 2.0 + scale * rng_uniform(s));
+    case 5: /* rare large outliers */
+        return scale * (rng_uniform(s) < 0.01 ? 30.0 : rng_normal(s));
+    default: /* offset far from 0: centered sums */
+        return 1e9 + scale * rng_normal(s);
+    }
+}
+
+/* Claim (docs/ADWIN.md, "Exactness of the faster scan"): the filter in
+ * front of MOA's cut test only skips points where MOA's test fails, so
+ * every decision is MOA's. A scan that wrongly skipped a cutting point
+ * would stop while MOA's would cut; so after every check, MOA's own scan
+ * of the window left must find no cut. 240 seeded random streams of 3,000
+ * items: 7 kinds, scales from 1e-30 to 1e60 (inside and outside the
+ * filter's range), delta from 1e-4 to 0.99, mwl 0..9, M 2..9, clock 1 or
+ * 3, with and without reset. They must also cut, often. */
+static void test_filtered_scan_matches_moa(void **state) {
+    (void)state;
+    static const double deltas[] = {1e-4, 0.002, 0.05, 0.15, 0.5, 0.99};
+    static const double scales[] = {1.0, 1e-30, 1e-3, 1e3, 1e25, 1e60};
+    static const int mwls[] = {0, 1, 2, 5, 9};
+    static const int buckets[] = {2, 3, 5, 9};
+    uint64_t s = 20240611;
+    unsigned long checks = 0, cuts = 0;
+    for (int stream = 0; stream < 240; stream++) {
+        dr_adwin_conf_t c = conf_default();
+        c.delta = deltas[rng_next(&s) % 6];
+        c.min_sub_window = mwls[rng_next(&s) % 5];
+        c.max_buckets = buckets[rng_next(&s) % 4];
+        c.clock = rng_next(&s) % 4 == 0 ? 3 : 1;
+        c.min_window = rng_next(&s) % 2 ? 10 : 0;
+        c.reset_on_cut = rng_next(&s) % 5 == 0;
+        int kind = stream % 7;
+        double scale = scales[rng_next(&s) % 6];
+        dr_adwin_t a;
+        init_ok(&a, &c);
+        for (size_t i = 0; i < 3000; i++) {
+            int rc = dr_adwin_update(&a, random_item(kind, i, 3000, scale, &s));
+            assert_true(rc == 0 || rc == 1);
+            cuts += rc == 1;
+            if (a.phase == 0 && dr_adwin_width(&a) > (uint64_t)c.min_window) {
+                checks++;
+                assert_false(moa_scan_finds_cut(&a));
+            }
+        }
+        dr_adwin_free_buckets(&a);
+    }
+    assert_true(checks > 400000);
+    assert_true(cuts > 500);
+}
+
 /* ---- Encoding -------------------------------------------------------- */
 
 /* Runs the same updates on a and b; every result must match. */
@@ -608,6 +720,7 @@ int main(void) {
         cmocka_unit_test(test_reset_and_free_keep_detector_usable),
         cmocka_unit_test(test_large_values_stay_accurate),
         cmocka_unit_test(test_far_drift_recenters),
+        cmocka_unit_test(test_filtered_scan_matches_moa),
         cmocka_unit_test(test_roundtrip_exact),
         cmocka_unit_test(test_serialize_bounds),
         cmocka_unit_test(test_truncated_is_corrupt),
