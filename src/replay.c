@@ -299,6 +299,9 @@ typedef struct arm_run {
     double halflife;             /* recentpop: H, events */
     size_t decay_base;           /* recentpop: pop_count holds counts × 2^((e - base) / H) */
     double *b_user, *b_item;     /* bias */
+    float *cover_saved;          /* cover_top_k: the history rows' scores */
+    uint32_t cover_saved_cap;
+    size_t *cover_best;          /* cover_top_k: k rows */
 } arm_run_t;
 
 /* Arms with a learner model (the others are the baselines, scored by
@@ -399,6 +402,32 @@ static void count_event(arm_run_t *a, size_t e) {
     a->item_n[a->p->item[e]]++;
 }
 
+/* Comparisons only (no arithmetic on the scores, so no instruction set can
+ * change a result): built for AVX2 too where the compiler can pick the
+ * build at run time, which halves this pass over every row per ranked
+ * event. */
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define DR_COMPARE_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef DR_COMPARE_CLONES
+#define DR_COMPARE_CLONES
+#endif
+
+/* How many of sc[0..n) score above st, and how many equal it. 32-bit
+ * counts (rows <= learner.max.items <= 1e9): the loop vectorises at -O3. */
+DR_COMPARE_CLONES
+static void count_vs(const float *sc, size_t n, float st, int64_t *greater, int64_t *ties) {
+    int32_t g = 0, t = 0;
+    for (size_t r = 0; r < n; r++) {
+        g += sc[r] > st;
+        t += sc[r] == st;
+    }
+    *greater = g;
+    *ties = t;
+}
+
 /* Rank of the target row among every candidate row (sc[0..n)) the user has
  * not had before event e: 1 + the number scoring higher, with ties counted
  * half (the expected rank under a random tie-break). row_of maps a dense
@@ -406,14 +435,8 @@ static void count_event(arm_run_t *a, size_t e) {
 static double rank_in(const arm_run_t *a, size_t e, const float *sc, size_t n, int64_t target,
                       const int64_t *row_of) {
     float st = sc[target];
-    /* 32-bit counts (rows <= learner.max.items <= 1e9): the loop vectorises
-     * 8 wide at -O3 */
-    int32_t g = 0, t = 0;
-    for (size_t r = 0; r < n; r++) {
-        g += sc[r] > st;
-        t += sc[r] == st;
-    }
-    int64_t greater = g, ties = t;
+    int64_t greater, ties;
+    count_vs(sc, n, st, &greater, &ties);
     const uint32_t *h = a->p->hist + a->p->hist_off[a->p->user[e]];
     for (uint32_t j = 0; j < a->p->hist_len[e]; j++) {
         int64_t r = row_of[h[j]];
@@ -425,13 +448,30 @@ static double rank_in(const arm_run_t *a, size_t e, const float *sc, size_t n, i
     return 1.0 + (double)greater + (ties > 0 ? (double)ties / 2.0 : 0.0);
 }
 
+#define COVER_BLOCK 32 /* cover_top_k: rows tested at once against the worst kept */
+
+/* The arm's scratch for cover_top_k: room for the user's history scores
+ * (grown by doubling, kept across events). NULL when out of memory. */
+static float *cover_scratch(arm_run_t *a, uint32_t hist_len) {
+    if (hist_len >= a->cover_saved_cap) {
+        uint32_t cap = a->cover_saved_cap ? a->cover_saved_cap : 256;
+        while (cap <= hist_len) cap *= 2;
+        float *v = realloc(a->cover_saved, cap * sizeof(float));
+        if (!v) return NULL;
+        a->cover_saved = v;
+        a->cover_saved_cap = cap;
+    }
+    if (!a->cover_best && !(a->cover_best = malloc((size_t)a->conf->k * sizeof(size_t)))) return NULL;
+    return a->cover_saved;
+}
+
 /* Marks the k best candidates the user has not had as covered (sampled
  * every coverage_every ranked events: a full list per event costs more
  * than the ranking itself). */
 static void cover_top_k(arm_run_t *a, size_t e, float *sc, size_t n, const int64_t *row_of,
                         const int64_t *dense_of_row) {
     const uint32_t *h = a->p->hist + a->p->hist_off[a->p->user[e]];
-    float *saved = malloc(a->p->hist_len[e] * sizeof(float) + 1);
+    float *saved = cover_scratch(a, a->p->hist_len[e]);
     if (!saved) return;
     for (uint32_t j = 0; j < a->p->hist_len[e]; j++) {
         int64_t r = row_of[h[j]];
@@ -440,20 +480,29 @@ static void cover_top_k(arm_run_t *a, size_t e, float *sc, size_t n, const int64
     }
     /* one pass, keeping the k best in a small array sorted best first */
     int k = a->conf->k, kept = 0;
-    size_t *best = malloc((size_t)k * sizeof(size_t));
-    for (size_t r = 0; best && r < n; r++) {
+    size_t *best = a->cover_best;
+    for (size_t r = 0; r < n; r++) {
+        /* once k are kept, a block of COVER_BLOCK rows none of which beats
+         * the worst kept is passed over whole: the test counts, branch-free
+         * (it vectorises), the rows at or below it, which the row-by-row
+         * test would each pass over too (a NaN counts as not below, so its
+         * block goes row by row as before) */
+        if (kept == k && r % COVER_BLOCK == 0 && r + COVER_BLOCK <= n) {
+            float worst = sc[best[k - 1]];
+            int below = 0;
+            for (int i = 0; i < COVER_BLOCK; i++) below += sc[r + (size_t)i] <= worst;
+            if (below == COVER_BLOCK) { r += COVER_BLOCK - 1; continue; }
+        }
         if (sc[r] == -INFINITY || (kept == k && sc[r] <= sc[best[k - 1]])) continue;
         int pos = kept < k ? kept++ : k - 1;
         while (pos > 0 && sc[best[pos - 1]] < sc[r]) { best[pos] = best[pos - 1]; pos--; }
         best[pos] = r;
     }
     for (int i = 0; i < kept; i++) a->covered[dense_of_row[best[i]]] = 1;
-    free(best);
     for (uint32_t j = 0; j < a->p->hist_len[e]; j++) {
         int64_t r = row_of[h[j]];
         if (r >= 0) sc[r] = saved[j];
     }
-    free(saved);
 }
 
 /* ---- arms with a model --------------------------------------------------- */
@@ -521,8 +570,11 @@ static size_t score_rows(arm_run_t *a, const dr_user_t *u) {
                 a->scores, 1);
     dr_model_add_coengagement(a->m, u, a->scores, v.n);
     dr_model_add_fresh_range(a->m, a->scores, 0, v.n);
-    for (size_t r = 0; r < v.n; r++)
-        if (v.excluded[r]) a->scores[r] = -INFINITY;
+    /* a select, not a branch around a store: it vectorises, and this pass
+     * over every row cost more than the ranking itself as a branch */
+    float *sc = a->scores;
+    const uint8_t *ex = v.excluded;
+    for (size_t r = 0; r < v.n; r++) sc[r] = ex[r] ? -INFINITY : sc[r];
     return v.n;
 }
 
@@ -658,15 +710,19 @@ static int knn_add(knn_row_t *r, uint32_t key, float inc) {
  * C[j][r] / (1 + k), divided by sqrt(n_r) at the end. Only those rows are
  * walked; items that never co-occurred with them score 0. */
 static void knn_scores(arm_run_t *a, uint32_t ud) {
-    memset(a->scores, 0, a->n_avail * sizeof(float));
+    float *sc = a->scores;
+    memset(sc, 0, a->n_avail * sizeof(float));
     const knn_user_t *h = a->knn_users[ud];
     uint32_t n = h ? (h->n < KNN_RECENT ? h->n : KNN_RECENT) : 0;
+    if (n == 0) return;
     for (uint32_t k = 0; k < n; k++) {
         const knn_row_t *r = &a->knn_rows[h->items[(h->n - 1 - k) % KNN_HIST]];
         float wk = 1.0f / (float)(1 + k);
-        for (uint32_t i = 0; i < r->n; i++) a->scores[r->keys[i]] += r->vals[i] * wk;
+        for (uint32_t i = 0; i < r->n; i++) sc[r->keys[i]] += r->vals[i] * wk;
     }
-    for (size_t r = 0; n && r < a->n_avail; r++) a->scores[r] *= a->knn_inv_sqrt[r];
+    /* a plain counted loop (no test of n inside): it vectorises */
+    const float *inv = a->knn_inv_sqrt;
+    for (size_t r = 0; r < a->n_avail; r++) sc[r] *= inv[r];
 }
 
 /* itemknn learns an engagement of user ud with the item of candidate row
@@ -838,6 +894,8 @@ static void arm_free_work(arm_run_t *a) {
     if (a->knn_users)
         for (uint32_t u = 0; u < a->p->n_users; u++) free(a->knn_users[u]);
     free(a->knn_rows); free(a->knn_users); free(a->knn_inv_sqrt); free(a->knn_n);
+    free(a->cover_saved); free(a->cover_best);
+    a->cover_saved = NULL; a->cover_best = NULL;
     free(a->b_user); free(a->b_item);
     a->knn_rows = NULL; a->knn_users = NULL; a->knn_inv_sqrt = NULL; a->knn_n = NULL;
     a->b_user = a->b_item = NULL;
