@@ -17,6 +17,22 @@
  *                                 lists per CPU second of each, their ratio,
  *                                 and the share of the full scan's top 50
  *                                 that the retrieval path's lists hold
+ *   scale_bench build N [USERS] [SYNC_MS] [THREADS] [MAX_S]
+ *                                 the retrieval index's first build inside
+ *                                 an emit loop: dr_emitter_emit for USERS
+ *                                 (8) users every emit.interval.ms (100),
+ *                                 emit.retrieval.sync.ms SYNC_MS (20), the
+ *                                 build on THREADS threads (1; the code
+ *                                 before the background build ignores it),
+ *                                 until the index serves or MAX_S (3600)
+ *                                 seconds: wall time until it serves, the
+ *                                 first emit call (it faults the scan's
+ *                                 scratch in), the slowest of the others
+ *                                 and the slowest upkeep
+ *                                 within one, and the emit thread's upkeep
+ *                                 in all; an index built in the loop that
+ *                                 ran out of time is extrapolated from
+ *                                 the items it holds
  *   scale_bench memory N          heap bytes per item (rows, id table, a
  *                                 co-engagement table at its cap) and per
  *                                 user (cached state, stored record)
@@ -196,6 +212,77 @@ static rd_kafka_t *queue_only_producer(void) {
     return rk;
 }
 
+static void nap_ms(double ms) {
+    struct timespec ts = {(time_t)(ms / 1000), (long)((ms - 1000.0 * (double)(time_t)(ms / 1000)) * 1e6)};
+    nanosleep(&ts, NULL);
+}
+
+static int bench_build(size_t n, size_t B, double sync_ms, int threads, double max_s) {
+    dr_learner_conf_t conf;
+    int64_t pool[N_POOL];
+    dr_model_t *m = model_with_full_tables(n, &conf, pool);
+    dr_user_t **users = calloc(B, sizeof(*users));
+    if (!users) die("out of memory");
+    for (size_t r = 0; r < B; r++) {
+        if (!(users[r] = dr_user_new_conf((int64_t)r, &conf))) die("out of memory");
+        for (size_t s = 0; s < N_SOURCES; s++)
+            click(m, users[r], pool[(r * N_SOURCES + s) % N_POOL], 100000000 + (int64_t)s, r * 31 + s);
+    }
+    rd_kafka_t *rk = queue_only_producer();
+    dr_flight_t flight = {0};
+    dr_emitter_conf_t ec = {0};
+    ec.topk = 50;
+    ec.batch = 512;
+    ec.blas_threads = 1;
+    dr_codec_conf_default(&ec.codec);
+    ec.retrieval = (dr_emit_retrieval_conf_t){.min_items = 1, .candidates = 50, .ef_search = 50, .M = 48,
+                                              .ef_construction = 100, .coengaged = 100, .popular = 50,
+                                              .sync_ms = sync_ms, .refresh_change = 0.25};
+#ifdef DR_EMIT_BUILD_THREADS
+    ec.retrieval.build_threads = threads;
+#else
+    threads = 0; /* the code before the background build: none */
+#endif
+    dr_emitter_t *e;
+    char err[256];
+    if (dr_emitter_new(&e, rk, "t", &ec, &flight, err, sizeof(err))) die(err);
+    const double interval_s = 0.1; /* emit.interval.ms */
+    const dr_emit_stats_t *st = dr_emitter_stats(e);
+    double t0 = dr_mono_s(), c0 = cpu_s(), first_call = 0, max_call = 0, max_upkeep = 0, calls_s = 0;
+    long calls = 0;
+    size_t done;
+    while (!st->retrieved_lists && dr_mono_s() - t0 < max_s) {
+        double t = dr_mono_s(), upkeep = st->index_seconds;
+        if (dr_emitter_emit(e, m, users, B, NULL, calls, &done) != 0 || done != B) die("emit failed");
+        rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE);
+        double call = dr_mono_s() - t;
+        /* the first call also faults in the scan's scratch (128 MiB at
+         * emit.batch 512): apart */
+        if (calls++ == 0) first_call = call;
+        else if (call > max_call) max_call = call;
+        calls_s += call;
+        if (st->index_seconds - upkeep > max_upkeep) max_upkeep = st->index_seconds - upkeep;
+        if (call < interval_s && !st->retrieved_lists) nap_ms((interval_s - call) * 1e3);
+    }
+    double wall = dr_mono_s() - t0;
+    bool served = st->retrieved_lists > 0;
+    /* an index built in the loop holds what it has: the rest at that pace */
+    double until = served ? wall : st->index_items ? wall * (double)n / (double)st->index_items : -1;
+    printf("items=%zu users_per_call=%zu sync_ms=%.0f build_threads=%d served=%s serves_after_s=%.1f%s "
+           "calls=%ld mean_call_ms=%.1f first_call_ms=%.1f max_call_ms=%.1f max_upkeep_ms=%.1f upkeep_s=%.1f "
+           "process_cpu_s=%.1f index_items=%llu\n",
+           n, B, sync_ms, threads, served ? "yes" : "no", until, served ? "" : " (extrapolated)", calls,
+           calls ? calls_s / (double)calls * 1e3 : 0.0, first_call * 1e3, max_call * 1e3, max_upkeep * 1e3, st->index_seconds,
+           cpu_s() - c0, (unsigned long long)st->index_items);
+    dr_emitter_free(e);
+    rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE);
+    rd_kafka_destroy(rk);
+    for (size_t r = 0; r < B; r++) dr_user_free(users[r]);
+    free(users);
+    dr_model_free(m);
+    return 0;
+}
+
 static double time_emit(dr_emitter_t *e, dr_model_t *m, dr_user_t **users, size_t B, int reps,
                         rd_kafka_t *rk) {
     size_t done;
@@ -225,8 +312,14 @@ static int bench_emit(size_t n, int reps, size_t B) {
     ec.batch = 512;
     ec.blas_threads = 1;
     dr_codec_conf_default(&ec.codec);
-    /* emit.retrieval.*'s defaults, the whole build in the first call */
-    ec.retrieval = (dr_emit_retrieval_conf_t){1, 50, 50, 48, 100, 100, 50, 1e9, 0.25};
+    /* emit.retrieval.*'s defaults, the whole build in the first call (or
+     * the whole snapshot, the build then on its own thread) */
+    ec.retrieval = (dr_emit_retrieval_conf_t){.min_items = 1, .candidates = 50, .ef_search = 50, .M = 48,
+                                              .ef_construction = 100, .coengaged = 100, .popular = 50,
+                                              .sync_ms = 1e9, .refresh_change = 0.25};
+#ifdef DR_EMIT_BUILD_THREADS
+    ec.retrieval.build_threads = getenv("BUILD_THREADS") ? atoi(getenv("BUILD_THREADS")) : 1;
+#endif
     dr_emitter_t *scan, *retr;
     char err[256];
     dr_emit_retrieval_conf_t off = ec.retrieval;
@@ -238,7 +331,12 @@ static int bench_emit(size_t n, int reps, size_t B) {
         die(err);
     double b0 = dr_mono_s();
     size_t done;
-    if (dr_emitter_emit(retr, m, users, 1, NULL, 0, &done) != 0) die("emit failed"); /* builds the index */
+    /* builds the index: in the first call (an index built in the loop), or
+     * on its own thread (the background build) while calls go on */
+    do {
+        if (dr_emitter_emit(retr, m, users, 1, NULL, 0, &done) != 0) die("emit failed");
+        if (!dr_emitter_stats(retr)->retrieved_lists) nap_ms(10);
+    } while (!dr_emitter_stats(retr)->retrieved_lists);
     double build_s = dr_mono_s() - b0;
     /* the lists of both paths, for the overlap */
     int64_t (*want)[DR_LAST_LIST] = malloc(B * sizeof(*want));
@@ -330,7 +428,12 @@ int main(int argc, char **argv) {
 #ifdef DR_EMIT_CHUNK_ITEMS
     if (argc >= 4 && strcmp(argv[1], "emit") == 0)
         return bench_emit(strtoul(argv[2], NULL, 10), atoi(argv[3]), argc > 4 ? strtoul(argv[4], NULL, 10) : 512);
+    if (argc >= 3 && strcmp(argv[1], "build") == 0)
+        return bench_build(strtoul(argv[2], NULL, 10), argc > 3 ? strtoul(argv[3], NULL, 10) : 8,
+                           argc > 4 ? atof(argv[4]) : 20.0, argc > 5 ? atoi(argv[5]) : 1,
+                           argc > 6 ? atof(argv[6]) : 3600.0);
 #endif
-    fprintf(stderr, "usage: scale_bench topk N REPS [B] | scale_bench emit N REPS [B] | scale_bench memory N\n");
+    fprintf(stderr, "usage: scale_bench topk N REPS [B] | scale_bench emit N REPS [B] | "
+                    "scale_bench build N [USERS] [SYNC_MS] [THREADS] [MAX_S] | scale_bench memory N\n");
     return 2;
 }

@@ -114,10 +114,15 @@ typedef struct dr_emit_retrieval_conf {
     int M, ef_construction;  /* the graph's links and build breadth */
     int coengaged;           /* co-engagement candidates per list */
     int popular;             /* the most popular items, candidates of every list */
-    double sync_ms;          /* index maintenance per emit call, at most */
+    double sync_ms;          /* index upkeep on the emit thread per emit call, at most */
     double refresh_change;   /* re-insert a row that moved by more than this
                                 share of its length */
+    int build_threads;       /* threads of the background build of a new
+                                index (<= 0: DR_EMIT_BUILD_THREADS) */
 } dr_emit_retrieval_conf_t;
+/* emit.retrieval.build.threads' default: the build's one thread leaves the
+ * other core of a 2-core machine to the consume/emit loop. */
+#define DR_EMIT_BUILD_THREADS 1
 
 typedef struct dr_emitter_conf {
     int topk;

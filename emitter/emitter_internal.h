@@ -38,9 +38,13 @@ struct dr_emitter {
  * once the catalog holds conf->retrieval.min_items items. */
 int dr__retrieval_new(dr__retrieval_t **out, const dr_emitter_conf_t *conf, char *errstr,
                       size_t errstr_size);
+/* Stops a background build under way (within about one insert) and joins
+ * its thread, then frees everything. */
 void dr__retrieval_free(dr__retrieval_t *r);
-/* Brings the index closer to the items (new items first, then changed
- * ones), within the conf's time budget. True when the index is ready to
+/* Brings the index closer to the items within the conf's time budget, on
+ * the emit thread: takes over an index the builder thread has finished,
+ * copies rows for a build to come, adds new items, re-inserts changed
+ * ones. Never waits for the builder. True when the index is ready to
  * serve: then dr__retrieval_score serves users. */
 bool dr__retrieval_sync(dr__retrieval_t *r, const dr_model_t *m, const dr_items_view_t *items,
                         dr_emit_stats_t *stats);

@@ -2,14 +2,25 @@
  * index over the items' [q_i, b_i] (retrieval/dr_retrieval.h) proposes each
  * user's candidates, together with the items its co-engagement term
  * favours, the trending items and the most popular; their exact scores
- * (every term, dr_model_scores_at) rank the list. The index follows the
- * item matrix within a time budget per emit call: items it lacks first,
- * then a round-robin pass that re-inserts the rows that moved by more than
- * emit.retrieval.refresh.change of their length since the index took them;
- * re-inserted rows leave dead slots, and past a fifth of the items a new
- * index is built beside the one serving and replaces it. Until the first
- * holds the whole catalog the full scan serves. */
+ * (every term, dr_model_scores_at) rank the list.
+ *
+ * Building an index (the first, and a new one when re-inserted rows have
+ * left dead slots past a fifth of the items) runs on a thread of its own:
+ * the emit thread copies the rows into a snapshot within its time budget
+ * per emit call (the item matrix changes between calls and may move), then
+ * a builder thread builds the index from the snapshot while the emit loop
+ * goes on, and the emit thread takes the finished index over at the start
+ * of a later call. The emit thread alone touches an index that serves;
+ * the builder alone touches the one it builds until it says it is done.
+ * After that the index follows the item matrix on the emit thread, within
+ * emit.retrieval.sync.ms per call: the items it lacks first, then a
+ * round-robin pass that re-inserts the rows that moved by more than
+ * emit.retrieval.refresh.change of their length since the index took
+ * them. Until the first index holds the whole catalog the full scan
+ * serves; a rebuild serves once it has caught up. */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,13 +34,45 @@
  * serves until the index has them. */
 #define RETR_TAIL_MAX 1024
 #define RETR_TREND_TOP 64 /* trending candidates per list (the trend term) */
+/* The snapshot is copied in pieces of this many bytes between looks at the
+ * clock: a fresh page costs ~15 us to fault in here (docs/RETRIEVAL.md),
+ * so a piece stays well under a millisecond. */
+#define RETR_COPY_BYTES (64 * 1024)
+/* After a build that failed (memory, a thread not started), the next one
+ * starts no sooner than this: each costs a copy of the catalog. */
+#define RETR_RETRY_S 10.0
+
+/* A background build. The emit thread owns every field until it starts the
+ * thread and again once it has joined it; in between the builder owns
+ * index, rc and built, and the two share only `stop` and `done`. */
+typedef struct retr_build {
+    float *vecs;           /* the snapshot: rows [0, n) of q, n × dim */
+    float *bias;           /* and of the biases */
+    size_t n, copied;      /* rows in it; rows copied so far */
+    int dim;
+    double bias_sum;       /* of the copied rows: the index's bias offset */
+    bool started;          /* the thread runs, or has ended and waits to be joined */
+    pthread_t thread;
+    dr_ann_conf_t ann_conf;
+    int threads;
+    dr_ann_t *index;       /* what the builder made */
+    size_t built;          /* rows it put in */
+    int rc;                /* 0, DR_ESTOPPED or its error */
+    char err[256];
+    atomic_bool stop;      /* the emit thread asks the builder to stop */
+    atomic_bool done;      /* the builder has finished: index and rc are set */
+} retr_build_t;
 
 struct dr__retrieval {
     dr_emit_retrieval_conf_t conf;
     dr_ann_t *ann;         /* the index that serves */
     size_t indexed;        /* items 0..indexed-1 are in it */
-    dr_ann_t *next;        /* its rebuild (replaced rows leave dead slots), or NULL */
+    dr_ann_t *next;        /* a rebuilt index catching up before it serves, or NULL */
     size_t next_indexed;
+    retr_build_t *build;   /* the build under way (or asked to stop), or NULL */
+    pthread_t retiring;    /* frees the index a rebuild replaced */
+    bool retiring_started; /* it runs, or has ended and waits to be joined */
+    double retry_at;       /* no new build before this (dr_mono_s) */
     int dim;
     size_t cursor;         /* the refresh pass's next row */
     /* per emit call: the global candidates */
@@ -54,6 +97,7 @@ int dr__retrieval_new(dr__retrieval_t **out, const dr_emitter_conf_t *conf, char
     dr__retrieval_t *r = calloc(1, sizeof(*r));
     if (!r) goto nomem;
     r->conf = *c;
+    if (r->conf.build_threads <= 0) r->conf.build_threads = DR_EMIT_BUILD_THREADS;
     r->cand_cap = (size_t)c->candidates + EXCL_MAX + (size_t)c->coengaged + (size_t)c->popular +
                   RETR_TREND_TOP + RETR_TAIL_MAX;
     size_t slots = 1;
@@ -73,8 +117,171 @@ nomem:
     return DR_ENOMEM;
 }
 
+/* ---- the background build ------------------------------------------------ */
+
+static void build_free(retr_build_t *b) {
+    if (!b) return;
+    dr_ann_free(b->index);
+    free(b->vecs);
+    free(b->bias);
+    free(b);
+}
+
+static int build_should_stop(void *ctx) {
+    retr_build_t *b = ctx;
+    return atomic_load_explicit(&b->stop, memory_order_relaxed);
+}
+
+static void *build_main(void *arg) {
+    retr_build_t *b = arg;
+    b->rc = dr_ann_new(&b->index, &b->ann_conf, b->err, sizeof(b->err));
+    if (!b->rc)
+        b->rc = dr_ann_build_stoppable(b->index, b->vecs, b->bias, b->n, b->threads,
+                                       build_should_stop, b, &b->built);
+    if (b->rc && !b->err[0]) snprintf(b->err, sizeof(b->err), "%s", dr_strerror(b->rc));
+    /* the snapshot is done with: freed here, not on the emit thread (tens
+     * of ms at 1M items) */
+    free(b->vecs);
+    free(b->bias);
+    b->vecs = b->bias = NULL;
+    atomic_store_explicit(&b->done, true, memory_order_release);
+    return NULL;
+}
+
+/* A build of rows [0, items->n) (at least min.items >= 1 of them): its
+ * snapshot, to be copied by build_copy. 0 or DR_ENOMEM. */
+static int build_begin(dr__retrieval_t *r, const dr_items_view_t *items) {
+    retr_build_t *b = calloc(1, sizeof(*b));
+    if (!b) return DR_ENOMEM;
+    atomic_init(&b->stop, false);
+    atomic_init(&b->done, false);
+    b->n = items->n;
+    b->dim = items->dim;
+    /* malloc leaves the pages untouched: they are faulted in piece by
+     * piece as build_copy writes them */
+    b->vecs = malloc(b->n * (size_t)b->dim * sizeof(float));
+    b->bias = malloc(b->n * sizeof(float));
+    if (!b->vecs || !b->bias) {
+        build_free(b);
+        return DR_ENOMEM;
+    }
+    r->build = b;
+    r->dim = items->dim;
+    return 0;
+}
+
+/* Copies the snapshot's next rows until the deadline, and once all are in
+ * starts the builder. NULL, or why this build ends. */
+static const char *build_copy(dr__retrieval_t *r, const dr_items_view_t *items, double deadline) {
+    retr_build_t *b = r->build;
+    if (items->dim != b->dim || items->n < b->n) return "the item matrix changed shape";
+    size_t row_bytes = (size_t)b->dim * sizeof(float);
+    size_t piece = RETR_COPY_BYTES / row_bytes ? RETR_COPY_BYTES / row_bytes : 1;
+    while (b->copied < b->n && dr_mono_s() < deadline) {
+        size_t k = b->n - b->copied < piece ? b->n - b->copied : piece;
+        memcpy(b->vecs + b->copied * (size_t)b->dim, items->q + b->copied * (size_t)b->dim, k * row_bytes);
+        memcpy(b->bias + b->copied, items->bias + b->copied, k * sizeof(float));
+        for (size_t i = b->copied; i < b->copied + k; i++) b->bias_sum += b->bias[i];
+        b->copied += k;
+    }
+    if (b->copied < b->n) return NULL;
+    /* a new index sized for the snapshot, its bias offset the rows' mean
+     * bias (dr_retrieval.h: the graph's shape wants biases around 0) */
+    dr_ann_conf_default(&b->ann_conf, b->dim);
+    b->ann_conf.capacity = b->n;
+    b->ann_conf.M = r->conf.M;
+    b->ann_conf.ef_construction = r->conf.ef_construction;
+    b->ann_conf.ef_search = r->conf.ef_search;
+    float offset = (float)(b->bias_sum / (double)b->n);
+    b->ann_conf.bias_offset = isfinite(offset) ? offset : 0.0f; /* a row not finite stays out */
+    b->threads = r->conf.build_threads;
+    int err = pthread_create(&b->thread, NULL, build_main, b);
+    if (err) return "the builder thread could not start";
+    b->started = true;
+    return NULL;
+}
+
+/* Asks the build to stop; the result is dropped when it ends (build_reap).
+ * Does not wait. */
+static void build_cancel(dr__retrieval_t *r) {
+    if (!r->build) return;
+    atomic_store(&r->build->stop, true);
+    if (!r->build->started) { /* still copying: nothing runs */
+        build_free(r->build);
+        r->build = NULL;
+    }
+}
+
+/* Drops the build after a failure (what: the step, err: why); the next
+ * build starts RETR_RETRY_S later. */
+static void build_failed(dr__retrieval_t *r, const char *what, const char *err) {
+    dr_log(DR_LOG_WARN, "emitter", "retrieval index build failed | step=%s err=\"%s\" retry_s=%.0f", what,
+           err, RETR_RETRY_S);
+    build_cancel(r);
+    r->retry_at = dr_mono_s() + RETR_RETRY_S;
+}
+
+/* Takes a finished build's index over: the first serves at once (with the
+ * items that joined since its snapshot as the tail), a rebuild catches up
+ * as `next` first. Does not wait for a build that is still running. */
+static void build_reap(dr__retrieval_t *r, dr_emit_stats_t *stats) {
+    retr_build_t *b = r->build;
+    if (!b || !b->started || !atomic_load_explicit(&b->done, memory_order_acquire)) return;
+    /* done is set just before the thread returns; on a loaded machine it
+     * may be descheduled in between: a join would wait for it, so the
+     * next call tries again */
+    if (pthread_tryjoin_np(b->thread, NULL) != 0) return;
+    b->started = false;
+    if (atomic_load(&b->stop)) { /* cancelled (the dimension changed): dropped */
+        build_free(b);
+        r->build = NULL;
+        return;
+    }
+    if (b->rc) {
+        build_failed(r, "build", b->err);
+        return;
+    }
+    stats->index_upserts += b->built;
+    if (!r->ann) {
+        r->ann = b->index;
+        r->indexed = b->n;
+    } else {
+        dr_ann_free(r->next); /* none: a rebuild starts only without one */
+        r->next = b->index;
+        r->next_indexed = b->n;
+    }
+    b->index = NULL;
+    build_free(b);
+    r->build = NULL;
+}
+
+static void *retire_main(void *ann) {
+    dr_ann_free(ann);
+    return NULL;
+}
+
+static void join_retiring(dr__retrieval_t *r) {
+    if (r->retiring_started) pthread_join(r->retiring, NULL);
+    r->retiring_started = false;
+}
+
+/* Frees an index that no longer serves on a thread of its own: freeing
+ * ~640 MB at 1M items takes 15-35 ms here, more than an emit call's
+ * budget. The previous one ended long ago (rebuilds are minutes apart). */
+static void retire(dr__retrieval_t *r, dr_ann_t *old) {
+    join_retiring(r);
+    if (pthread_create(&r->retiring, NULL, retire_main, old) == 0) r->retiring_started = true;
+    else dr_ann_free(old); /* no thread: here, then */
+}
+
 void dr__retrieval_free(dr__retrieval_t *r) {
     if (!r) return;
+    join_retiring(r);
+    if (r->build) { /* a build under way stops within about one insert */
+        atomic_store(&r->build->stop, true);
+        if (r->build->started) pthread_join(r->build->thread, NULL);
+        build_free(r->build);
+    }
     dr_ann_free(r->ann);
     dr_ann_free(r->next);
     free(r->popular);
@@ -85,23 +292,7 @@ void dr__retrieval_free(dr__retrieval_t *r) {
     free(r);
 }
 
-/* A new index sized for the catalog, its bias offset the items' mean bias
- * (dr_retrieval.h: the graph's shape wants biases around 0). */
-static int new_index(dr__retrieval_t *r, const dr_items_view_t *items, dr_ann_t **out) {
-    dr_ann_conf_t ac;
-    dr_ann_conf_default(&ac, items->dim);
-    ac.capacity = items->n;
-    ac.M = r->conf.M;
-    ac.ef_construction = r->conf.ef_construction;
-    ac.ef_search = r->conf.ef_search;
-    double sum = 0;
-    for (size_t i = 0; i < items->n; i++) sum += items->bias[i];
-    ac.bias_offset = items->n ? (float)(sum / (double)items->n) : 0.0f;
-    char err[256];
-    int rc = dr_ann_new(out, &ac, err, sizeof(err));
-    if (rc) dr_log(DR_LOG_ERROR, "emitter", "retrieval index not created | err=\"%s\"", err);
-    return rc;
-}
+/* ---- keeping up with the item matrix (the emit thread) -------------------- */
 
 static int upsert_row(dr_ann_t *ann, const dr_items_view_t *items, size_t i) {
     int rc = dr_ann_upsert(ann, (int64_t)i, items->q + i * (size_t)items->dim, items->bias[i]);
@@ -139,42 +330,51 @@ bool dr__retrieval_sync(dr__retrieval_t *r, const dr_model_t *m, const dr_items_
                         dr_emit_stats_t *stats) {
     if (!r || items->n < (size_t)r->conf.min_items) return false;
     double t0 = dr_mono_s(), deadline = t0 + r->conf.sync_ms / 1000.0;
-    if (r->ann && r->dim != items->dim) { /* the dimension changed: start over */
+    if ((r->ann || r->build) && r->dim != items->dim) { /* the dimension changed: start over */
+        build_cancel(r); /* a running build is dropped once it has stopped */
         dr_ann_free(r->ann);
         dr_ann_free(r->next);
         r->ann = r->next = NULL;
         r->indexed = r->next_indexed = r->cursor = 0;
+        r->retry_at = 0;
     }
-    if (!r->ann) {
-        if (new_index(r, items, &r->ann)) return false;
-        r->dim = items->dim;
-    }
+    build_reap(r, stats);
+    int rc = 0;
     uint64_t upserts = 0;
-    /* the items the index lacks first */
-    int rc = catch_up(r->ann, &r->indexed, items, deadline, &upserts);
-    if (!rc && r->indexed == items->n && !r->next) {
-        /* then the rows that moved, round robin */
-        size_t looked = 0;
-        while (!rc && looked < items->n && dr_mono_s() < deadline)
-            for (int k = 0; k < 1024 && !rc && looked < items->n; k++, looked++) {
-                size_t i = r->cursor++ % items->n;
-                r->cursor %= items->n;
-                if (!moved(r, items, i)) continue;
-                rc = upsert_row(r->ann, items, i);
-                upserts++;
+    if (!r->ann && !r->build && t0 >= r->retry_at && build_begin(r, items))
+        build_failed(r, "snapshot", dr_strerror(DR_ENOMEM));
+    if (r->ann) {
+        /* the items the index lacks first */
+        rc = catch_up(r->ann, &r->indexed, items, deadline, &upserts);
+        if (!rc && r->indexed == items->n && !r->next && !r->build) {
+            /* then the rows that moved, round robin */
+            size_t looked = 0;
+            while (!rc && looked < items->n && dr_mono_s() < deadline)
+                for (int k = 0; k < 1024 && !rc && looked < items->n; k++, looked++) {
+                    size_t i = r->cursor++ % items->n;
+                    r->cursor %= items->n;
+                    if (!moved(r, items, i)) continue;
+                    rc = upsert_row(r->ann, items, i);
+                    upserts++;
+                }
+            /* replaced rows leave dead slots that searches still walk: past
+             * a fifth of the items, a new index is built beside it */
+            if (!rc && dr_ann_dead(r->ann) > dr_ann_count(r->ann) / 5 && t0 >= r->retry_at) {
+                if (build_begin(r, items)) build_failed(r, "snapshot", dr_strerror(DR_ENOMEM));
+                else stats->index_rebuilds++;
             }
-        /* replaced rows leave dead slots that searches still walk: past a
-         * fifth of the items, a new index is built beside it */
-        if (!rc && dr_ann_dead(r->ann) > dr_ann_count(r->ann) / 5) {
-            rc = new_index(r, items, &r->next);
-            r->next_indexed = 0;
-            stats->index_rebuilds++;
         }
+    }
+    /* the snapshot of a build: its rows are copied here, between emit
+     * calls' use of the item matrix, never read by the builder from it */
+    if (r->build && !r->build->started) {
+        const char *why = build_copy(r, items, deadline);
+        if (why) build_failed(r, "copy", why);
     }
     if (!rc && r->next) {
         rc = catch_up(r->next, &r->next_indexed, items, deadline, &upserts);
-        if (!rc && r->next_indexed == items->n) { /* the rebuild is complete: it serves */
-            dr_ann_free(r->ann);
+        if (!rc && r->next_indexed == items->n) { /* the rebuild has caught up: it serves */
+            retire(r, r->ann);
             r->ann = r->next;
             r->indexed = r->next_indexed;
             r->next = NULL;
@@ -183,7 +383,7 @@ bool dr__retrieval_sync(dr__retrieval_t *r, const dr_model_t *m, const dr_items_
     if (rc) dr_log(DR_LOG_WARN, "emitter", "retrieval index update failed | err=\"%s\"", dr_strerror(rc));
     stats->index_items = dr_ann_count(r->ann);
     stats->index_upserts += upserts;
-    bool ready = items->n - r->indexed <= RETR_TAIL_MAX;
+    bool ready = r->ann && items->n - r->indexed <= RETR_TAIL_MAX;
     if (ready) global_candidates(r, m, items);
     stats->index_seconds += dr_mono_s() - t0;
     return ready;

@@ -270,16 +270,32 @@ extern "C" int dr_ann_upsert(dr_ann_t *a, int64_t idx, const float *vec, float b
     return 0;
 }
 
-extern "C" int dr_ann_build(dr_ann_t *a, const float *vecs, const float *bias, size_t n,
-                            int threads) {
+// Rows 0..n-1 into the index with `threads` threads: dr_ann_build (strict:
+// a row not finite fails the whole build before anything changes) and
+// dr_ann_build_stoppable (such rows left out; should_stop polled before
+// every row).
+static int build_rows(dr_ann_t *a, const float *vecs, const float *bias, size_t n, int threads,
+                      bool strict, int (*should_stop)(void *), void *ctx, size_t *built) {
+    if (built) *built = 0;
     if (!a || (n && (!vecs || !bias)) || threads < 1) return DR_EINVAL;
     const size_t d = (size_t)a->conf.dim;
-    if (n > kMaxCapacity || !finite_all(vecs, n * d)) return DR_EINVAL;
-    for (size_t i = 0; i < n; i++)
-        if (!bias_ok(a, bias[i])) return DR_EINVAL;
+    if (n > kMaxCapacity) return DR_EINVAL;
+    auto row_ok = [&](size_t i) { return bias_ok(a, bias[i]) && finite_all(vecs + i * d, d); };
+    if (strict)
+        for (size_t i = 0; i < n; i++)
+            if (!row_ok(i)) return DR_EINVAL;
+    auto stop = [&]() { return should_stop && should_stop(ctx) != 0; };
     try {
+        // the rows that go in (all of them when strict), their labels
+        // claimed below; a pass over n rows, polled every 64k rows
+        std::vector<bool> take(n, true);
         size_t fresh = 0; // rows that take a new slot
         for (size_t i = 0; i < n; i++) {
+            if ((i & 0xffff) == 0 && stop()) return DR_ESTOPPED;
+            if (!strict && !row_ok(i)) {
+                take[i] = false;
+                continue;
+            }
             int st = state_of(a, (int64_t)i);
             fresh += st == ABSENT || (st == REMOVED && !a->conf.replace_in_place);
         }
@@ -288,19 +304,30 @@ extern "C" int dr_ann_build(dr_ann_t *a, const float *vecs, const float *bias, s
         // says: deleting many items before inserting them again leaves the
         // new copies nothing live to link to, and some unreachable.
         std::vector<hnswlib::labeltype> labels(n);
-        for (size_t i = 0; i < n; i++) labels[i] = claim(a, (int64_t)i, true);
+        for (size_t i = 0; i < n; i++)
+            if (take[i]) labels[i] = claim(a, (int64_t)i, true);
         std::atomic<int> err{0};
-        std::atomic<size_t> next{0};
+        std::atomic<size_t> next{0}, done{0};
         auto work = [&]() {
             float x[DR_ANN_MAX_DIM + 1];
+            size_t mine = 0;
             try {
                 // small blocks, taken in order: the graph grows roughly in
                 // row order whatever the thread count
                 for (;;) {
                     size_t first = next.fetch_add(256);
-                    if (first >= n || err.load()) return;
+                    if (first >= n || err.load()) break;
                     size_t end = first + 256 < n ? first + 256 : n;
-                    for (size_t i = first; i < end; i++) put(a, labels[i], vecs + i * d, bias[i], x);
+                    for (size_t i = first; i < end; i++) {
+                        if (stop()) {
+                            int zero = 0;
+                            err.compare_exchange_strong(zero, DR_ESTOPPED);
+                            break;
+                        }
+                        if (!take[i]) continue;
+                        put(a, labels[i], vecs + i * d, bias[i], x);
+                        mine++;
+                    }
                 }
             } catch (const std::exception &e) {
                 int zero = 0;
@@ -309,6 +336,7 @@ extern "C" int dr_ann_build(dr_ann_t *a, const float *vecs, const float *bias, s
                 int zero = 0;
                 err.compare_exchange_strong(zero, DR_EINVAL);
             }
+            done.fetch_add(mine);
         };
         size_t nt = (size_t)threads < n / 256 + 1 ? (size_t)threads : n / 256 + 1;
         std::vector<std::thread> pool;
@@ -319,10 +347,22 @@ extern "C" int dr_ann_build(dr_ann_t *a, const float *vecs, const float *bias, s
         }
         work();
         for (auto &t : pool) t.join();
+        if (built) *built = done.load();
         return err.load();
     } catch (const std::exception &e) {
-        return code_of(e); // reserve, the label pass
+        return code_of(e); // the take and label passes, reserve
     }
+}
+
+extern "C" int dr_ann_build(dr_ann_t *a, const float *vecs, const float *bias, size_t n,
+                            int threads) {
+    return build_rows(a, vecs, bias, n, threads, true, nullptr, nullptr, nullptr);
+}
+
+extern "C" int dr_ann_build_stoppable(dr_ann_t *a, const float *vecs, const float *bias, size_t n,
+                                      int threads, int (*should_stop)(void *ctx), void *ctx,
+                                      size_t *built) {
+    return build_rows(a, vecs, bias, n, threads, false, should_stop, ctx, built);
 }
 
 extern "C" int dr_ann_remove(dr_ann_t *a, int64_t idx) {

@@ -21,8 +21,10 @@
  * crosses this header.
  *
  * Threads: searches may run concurrently with each other (const index);
- * dr_ann_upsert, dr_ann_build, dr_ann_remove, dr_ann_set_ef and
- * dr_ann_free need the index to themselves (no search running). */
+ * dr_ann_upsert, dr_ann_build, dr_ann_build_stoppable, dr_ann_remove,
+ * dr_ann_set_ef and dr_ann_free need the index to themselves (no search
+ * running). Different indexes are independent: one may be built on a
+ * thread while another serves searches on another. */
 #ifndef DR_RETRIEVAL_H
 #define DR_RETRIEVAL_H
 
@@ -75,6 +77,19 @@ int dr_ann_upsert(dr_ann_t *a, int64_t idx, const float *vec, float bias);
  * already in the index are updated in place. 0, or as dr_ann_upsert (then
  * some rows may be in and some not). */
 int dr_ann_build(dr_ann_t *a, const float *vecs, const float *bias, size_t n, int threads);
+
+/* dr_ann_build for a build that runs beside other work and may have to
+ * stop (the emitter's background build, emitter/retrieve.c): should_stop
+ * (may be NULL) is called with ctx by every building thread before each
+ * row, so from several threads at once (let it read an atomic flag); once
+ * it returns nonzero the build stops within about one insert per thread
+ * and returns DR_ESTOPPED, some rows in and some not. A row whose vector or
+ * bias is not finite is left out, as dr_ann_upsert would refuse it, rather
+ * than failing the build. *built (may be NULL) counts the rows put in. 0,
+ * DR_ESTOPPED, DR_EINVAL (NULL index or rows, threads < 1, n over the
+ * largest capacity) or DR_ENOMEM. */
+int dr_ann_build_stoppable(dr_ann_t *a, const float *vecs, const float *bias, size_t n, int threads,
+                           int (*should_stop)(void *ctx), void *ctx, size_t *built);
 
 /* Takes item idx out of the results (its slot stays in the graph until a
  * rebuild). 0, DR_ENOTFOUND (absent or already removed), DR_EINVAL. */

@@ -1,10 +1,12 @@
 /* test_retrieval.c - claims of the approximate retrieval index
  * (retrieval/dr_retrieval.h) on tiny catalogs: exact results when ef covers
  * the catalog, upsert replacing a vector, remove, growth past the initial
- * capacity, the bulk build, and hostile input returning errors. */
+ * capacity, the bulk build and the one that can be stopped, and hostile
+ * input returning errors. */
 #include "dr_test.h"
 
 #include <math.h>
+#include <stdatomic.h>
 
 #include "dr_err.h"
 #include "dr_retrieval.h"
@@ -217,6 +219,90 @@ static void test_build(void **state) {
     dr_ann_free(a);
 }
 
+/* should_stop for the stoppable build: nonzero from the limit-th call on
+ * (calls come from every building thread: an atomic count). */
+typedef struct stop_after {
+    atomic_int calls;
+    int limit;
+} stop_after_t;
+
+static int stop_after(void *ctx) {
+    stop_after_t *s = ctx;
+    return atomic_fetch_add(&s->calls, 1) + 1 >= s->limit;
+}
+
+/* dr_ann_build_stoppable: left alone, the graph of dr_ann_build (one
+ * thread: the very same searches); rows not finite left out, not a failed
+ * build; asked to stop, it stops at once with DR_ESTOPPED and an index
+ * that holds what was put in, still usable and freed whole. */
+static void test_build_stoppable(void **state) {
+    (void)state;
+    static float Q[N_ITEMS * DIM], B[N_ITEMS];
+    for (size_t i = 0; i < N_ITEMS * DIM; i++) Q[i] = frand();
+    for (size_t i = 0; i < N_ITEMS; i++) B[i] = 0.3f * frand();
+    dr_ann_t *plain = new_index(N_ITEMS, 40), *stoppable = new_index(N_ITEMS, 40);
+    stop_after_t never = {0, 1 << 30};
+    size_t built = 0;
+    assert_int_equal(dr_ann_build(plain, Q, B, N_ITEMS, 1), 0);
+    assert_int_equal(dr_ann_build_stoppable(stoppable, Q, B, N_ITEMS, 1, stop_after, &never, &built), 0);
+    assert_int_equal(built, N_ITEMS);
+    assert_int_equal(dr_ann_count(stoppable), N_ITEMS);
+    assert_true(atomic_load(&never.calls) >= N_ITEMS); /* polled before every row */
+    for (int q = 0; q < 20; q++) {
+        float u[DIM];
+        for (int k = 0; k < DIM; k++) u[k] = frand();
+        int64_t a[30], b[30];
+        size_t na, nb;
+        assert_int_equal(dr_ann_search(plain, u, 30, a, NULL, &na), 0);
+        assert_int_equal(dr_ann_search(stoppable, u, 30, b, NULL, &nb), 0);
+        assert_int_equal(na, nb);
+        for (size_t j = 0; j < na; j++) assert_int_equal(a[j], b[j]);
+    }
+    dr_ann_free(plain);
+    dr_ann_free(stoppable);
+    /* a row not finite: dr_ann_build refuses the whole build, the
+     * stoppable one leaves that row out (no should_stop: never stops) */
+    Q[3 * DIM + 1] = NAN;
+    B[7] = INFINITY;
+    dr_ann_t *a = new_index(8, N_ITEMS);
+    assert_int_equal(dr_ann_build(a, Q, B, N_ITEMS, 2), DR_EINVAL);
+    assert_int_equal(dr_ann_count(a), 0);
+    assert_int_equal(dr_ann_build_stoppable(a, Q, B, N_ITEMS, 2, NULL, NULL, &built), 0);
+    assert_int_equal(built, N_ITEMS - 2);
+    assert_int_equal(dr_ann_count(a), N_ITEMS - 2);
+    assert_int_equal(dr_ann_get(a, 3, NULL, NULL), DR_ENOTFOUND);
+    assert_int_equal(dr_ann_get(a, 7, NULL, NULL), DR_ENOTFOUND);
+    assert_int_equal(dr_ann_get(a, 8, NULL, NULL), 0);
+    dr_ann_free(a);
+    Q[3 * DIM + 1] = 0.5f;
+    B[7] = 0.0f;
+    /* stopped after 50 polls, with one thread and with two */
+    for (int threads = 1; threads <= 2; threads++) {
+        stop_after_t soon = {0, 50};
+        a = new_index(N_ITEMS, N_ITEMS);
+        assert_int_equal(dr_ann_build_stoppable(a, Q, B, N_ITEMS, threads, stop_after, &soon, &built),
+                         DR_ESTOPPED);
+        assert_true(built < 50);
+        assert_int_equal(dr_ann_count(a), built);
+        float u[DIM] = {1};
+        int64_t got[10];
+        size_t n;
+        assert_int_equal(dr_ann_search(a, u, 10, got, NULL, &n), 0);
+        assert_int_equal(n, built < 10 ? built : 10);
+        dr_ann_free(a);
+    }
+    /* stopped before anything: nothing changes */
+    stop_after_t now = {0, 1};
+    a = new_index(8, N_ITEMS);
+    assert_int_equal(dr_ann_build_stoppable(a, Q, B, N_ITEMS, 2, stop_after, &now, &built), DR_ESTOPPED);
+    assert_int_equal(built, 0);
+    assert_int_equal(dr_ann_count(a), 0);
+    assert_int_equal(dr_ann_build_stoppable(NULL, Q, B, N_ITEMS, 1, NULL, NULL, &built), DR_EINVAL);
+    assert_int_equal(dr_ann_build_stoppable(a, NULL, B, N_ITEMS, 1, NULL, NULL, NULL), DR_EINVAL);
+    assert_int_equal(dr_ann_build_stoppable(a, Q, B, N_ITEMS, 0, NULL, NULL, NULL), DR_EINVAL);
+    dr_ann_free(a);
+}
+
 /* Errors, not crashes: NULLs, a bad configuration (dim out of range: the
  * vectors' length is the index's, fixed at creation), idx out of range,
  * values that are not finite, k == 0; and free(NULL). */
@@ -325,6 +411,7 @@ int main(void) {
         cmocka_unit_test(test_upsert_replaces),
         cmocka_unit_test(test_remove),
         cmocka_unit_test(test_build),
+        cmocka_unit_test(test_build_stoppable),
         cmocka_unit_test(test_hostile_input),
         cmocka_unit_test(test_capacity_growth),
     };
