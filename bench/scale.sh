@@ -9,7 +9,9 @@
 #   bench/scale.sh [BUILD_DIR]     (default build; RelWithDebInfo or Release)
 # Environment: ITEMS ("10000 1000000"), RUNS (3), BATCH (512, emit.batch),
 #   MEMORY (1: run the memory part), EMIT (1: also the emitter itself,
-#   full scan against the retrieval path: `scale_bench emit`), CHUNK (unset: the library's
+#   full scan against the retrieval path: `scale_bench emit`), BUILD (1: also the
+#   wall time until the emitter's index serves, built on its own thread, with an
+#   emit every 100 ms: `scale_bench build N 8 20 1`), CHUNK (unset: the library's
 #   DR_EMIT_CHUNK_ITEMS; a number: topk.c compiled with that chunk instead).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,5 +47,8 @@ for n in $ITEMS; do
   python3 -c "import statistics,sys; print(f'items=$n median lists per CPU second {statistics.median(map(float,sys.argv[1:])):.0f}')" "${rates[@]}"
   if [ "${EMIT:-0}" = 1 ]; then
     "$tmp/scale_bench" emit "$n" 3
+  fi
+  if [ "${BUILD:-0}" = 1 ]; then
+    "$tmp/scale_bench" build "$n" 8 20 1
   fi
 done
