@@ -34,6 +34,7 @@
  * serves until the index has them. */
 #define RETR_TAIL_MAX 1024
 #define RETR_TREND_TOP 64 /* trending candidates per list (the trend term) */
+#define RETR_FRESH_TOP 64 /* freshest candidates per list (the freshness term, when on) */
 /* The snapshot is copied in pieces of this many bytes between looks at the
  * clock: a fresh page costs ~15 us to fault in here (docs/RETRIEVAL.md),
  * so a piece stays well under a millisecond. */
@@ -80,6 +81,8 @@ struct dr__retrieval {
     int64_t *coengaged;    /* per list: conf.coengaged co-engagement candidates */
     size_t n_popular;
     int64_t trend[RETR_TREND_TOP];
+    int64_t fresh[RETR_FRESH_TOP];
+    size_t n_fresh;
     size_t n_trend;
     /* per list: candidates, their scores, and a set that keeps them apart */
     int64_t *cand;
@@ -99,7 +102,7 @@ int dr__retrieval_new(dr__retrieval_t **out, const dr_emitter_conf_t *conf, char
     r->conf = *c;
     if (r->conf.build_threads <= 0) r->conf.build_threads = DR_EMIT_BUILD_THREADS;
     r->cand_cap = (size_t)c->candidates + EXCL_MAX + (size_t)c->coengaged + (size_t)c->popular +
-                  RETR_TREND_TOP + RETR_TAIL_MAX;
+                  RETR_TREND_TOP + RETR_FRESH_TOP + RETR_TAIL_MAX;
     size_t slots = 1;
     while (slots < 2 * (r->cand_cap + EXCL_MAX)) slots <<= 1;
     r->set_mask = slots - 1;
@@ -389,8 +392,9 @@ bool dr__retrieval_sync(dr__retrieval_t *r, const dr_model_t *m, const dr_items_
     return ready;
 }
 
-/* The popular and trending candidates of this emit call's lists: a pass
- * over the catalog, made only when the index serves. */
+/* The popular, trending and (with the freshness term) freshest candidates
+ * of this emit call's lists: passes over the catalog, made only when the
+ * index serves. */
 static void global_candidates(dr__retrieval_t *r, const dr_model_t *m, const dr_items_view_t *items) {
     float *scratch = r->score; /* free between lists */
     r->n_popular = 0;
@@ -409,6 +413,7 @@ static void global_candidates(dr__retrieval_t *r, const dr_model_t *m, const dr_
         r->n_popular = n;
     }
     r->n_trend = dr_model_trend_top(m, r->trend, scratch, RETR_TREND_TOP);
+    r->n_fresh = dr_model_fresh_top(m, r->fresh, scratch, RETR_FRESH_TOP);
 }
 
 /* Adds item index i to the list's candidates unless the set has it; the
@@ -447,6 +452,7 @@ int dr__retrieval_score(dr_emitter_t *e, const dr_model_t *m, const dr_items_vie
         size_t k = dr_model_coengagement_top(m, users[u], r->coengaged, r->score, M);
         for (size_t j = 0; j < k; j++) add_candidate(r, &n, r->coengaged[j]);
         for (size_t j = 0; j < r->n_trend; j++) add_candidate(r, &n, r->trend[j]);
+        for (size_t j = 0; j < r->n_fresh; j++) add_candidate(r, &n, r->fresh[j]);
         for (size_t j = 0; j < r->n_popular; j++) add_candidate(r, &n, r->popular[j]);
         for (size_t i = r->indexed; i < items->n; i++) add_candidate(r, &n, (int64_t)i);
         dr_model_scores_at(m, users[u], r->cand, n, r->score);

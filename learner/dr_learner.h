@@ -407,6 +407,10 @@ size_t dr_model_coengagement_top(const dr_model_t *m, const dr_user_t *u, int64_
  * every user it applies to), each once; 0 outside a trend period.
  * scratch: max floats. */
 size_t dr_model_trend_top(const dr_model_t *m, int64_t *idx, float *scratch, size_t max);
+/* The up to max freshest listable items (the freshness term's candidates,
+ * the same for every user), as dr_model_trend_top; 0 with the term off.
+ * A pass over the item matrix. */
+size_t dr_model_fresh_top(const dr_model_t *m, int64_t *idx, float *scratch, size_t max);
 /* 1-based rank of item_id in the list the model would publish for u now
  * (items not blocked or deleted and not among u's recent events, by
  * dr_model_score()); 0 when the item could not be in it. O(items · dim):

@@ -901,6 +901,16 @@ size_t dr_model_trend_top(const dr_model_t *m, int64_t *idx, float *scratch, siz
     return h.n;
 }
 
+size_t dr_model_fresh_top(const dr_model_t *m, int64_t *idx, float *scratch, size_t max) {
+    if (m->conf.fresh_weight == 0.0f) return 0;
+    top_heap_t h = {idx, scratch, 0, max};
+    for (size_t i = 0; i < m->n_items; i++) {
+        if (m->excluded[i] || (h.n == h.max && !(m->fresh_score[i] > h.val[0]))) continue;
+        top_offer(&h, (int64_t)i, m->fresh_score[i]);
+    }
+    return h.n;
+}
+
 void dr_model_scores_at(const dr_model_t *m, const dr_user_t *u, const int64_t *idx, size_t n,
                         float *out) {
     cooc_src_t src;
