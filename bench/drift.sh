@@ -76,6 +76,7 @@ for w in range(len(wins) - 1):
 row("post-switch CTR drift", [get(r, "feed.switch.post_switch_ctr.drift") for r in reps])
 row("post-switch CTR control", [get(r, "feed.switch.post_switch_ctr.control") for r in reps])
 row("shift: global detection after (events)", [get(r, "feed.shift.detected_after_events") for r in reps], "%.0f")
+row("shift: trend responses before the shift (false starts)", [get(r, "feed.shift.global_cuts_before_shift") for r in reps], "%.0f")
 row("shift dip: rounds to 90% drift", [get(r, "feed.shift.dip.drift.rounds_to_90") for r in reps], "%.0f")
 row("shift dip: rounds to 90% control", [get(r, "feed.shift.dip.control.rounds_to_90") for r in reps], "%.0f")
 row("throughput (events/s)", [r.get("events_per_second") for r in reps], "%.0f")

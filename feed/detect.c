@@ -29,7 +29,7 @@ struct dr_feed_detect {
     uint64_t stable_labelled, cuts, improving_cuts;
     uint64_t after_shift;         /* labelled events of all users from the shift on */
     int64_t shift_detected_after;
-    uint64_t global_cuts;
+    uint64_t global_cuts, global_cuts_before;
 };
 
 int dr_feed_detect_new(dr_feed_detect_t **out, const dr_feed_world_t *w) {
@@ -63,6 +63,7 @@ static void observe_global(dr_feed_detect_t *d, const dr_event_t *ev, const dr_f
     d->after_shift += after && labelled;
     if (!obs->global_drift || obs->global_direction < 0) return;
     d->global_cuts++;
+    d->global_cuts_before += !after;
     if (after && d->shift_detected_after < 0) d->shift_detected_after = (int64_t)d->after_shift;
 }
 
@@ -122,7 +123,8 @@ int dr_feed_detect_summary(const dr_feed_detect_t *d, dr_feed_detect_summary_t *
     *s = (dr_feed_detect_summary_t){.stable_labelled = d->stable_labelled, .cuts = d->cuts,
                                     .improving_cuts = d->improving_cuts,
                                     .shift_detected_after = d->shift_detected_after,
-                                    .global_cuts = d->global_cuts};
+                                    .global_cuts = d->global_cuts,
+                                    .global_cuts_before_shift = d->global_cuts_before};
     /* [0] drift arm, [1] control, [2] both, [3] served users of both */
     int32_t *v[4] = {malloc(users * sizeof(int32_t)), malloc(users * sizeof(int32_t)),
                      malloc(users * sizeof(int32_t)), malloc(users * sizeof(int32_t))};

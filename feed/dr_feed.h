@@ -294,7 +294,8 @@ typedef struct dr_feed_detect_summary {
     /* the population shift: labelled events of all users from the shift to
      * the first global cut for the worse, -1: none */
     int64_t shift_detected_after;
-    uint64_t global_cuts;         /* global cuts for the worse, over the run */
+    uint64_t global_cuts;         /* global cuts for the worse, over the run ... */
+    uint64_t global_cuts_before_shift; /* ... and before the shift (false starts of the trend term) */
 } dr_feed_detect_summary_t;
 
 /** World must outlive it. 0 or DR_ENOMEM. */

@@ -154,4 +154,57 @@ int dr_adwin_serialize(const dr_adwin_t *a, uint8_t *buf, size_t cap,
 int dr_adwin_deserialize(dr_adwin_t *a, const dr_adwin_conf_t *conf,
                          const uint8_t *buf, size_t len, size_t *consumed);
 
+/* ---- Population drift: ADWIN over block means --------------------------
+ * The global detector of all users' drift samples (docs/DRIFT.md,
+ * "Population-wide drift"). Consecutive samples come from one user's
+ * sessions and are far from independent, so ADWIN sees the mean of each
+ * block of `block` samples; and since block means spread over a few
+ * hundredths where ADWIN's bound assumes values spread over [0, 1] (its
+ * range term, 2/3 · ln(..) / m, would hold a step of 0.15 back for ~80
+ * blocks), each is magnified `scale` times around a slow mean of the block
+ * means and clipped to [0, 1]. A rising cut is a population-wide drift when
+ * the block means are now (a fast mean) at least `min_rise` above their slow
+ * mean; smaller rising cuts are the wobbles of a population that learns. */
+
+/** Blocks the slow mean (the level a rise is measured from) and the fast
+ *  mean (where the blocks are now) follow, as EWMAs. */
+#define DR_ADWIN_POP_SLOW_BLOCKS 200.0
+#define DR_ADWIN_POP_FAST_BLOCKS 5.0
+
+typedef struct dr_adwin_pop_conf {
+    double delta;    /**< ADWIN's δ over the blocks */
+    int block;       /**< samples per block, >= 1 */
+    double scale;    /**< magnification, >= 1 (1: the block means as they are) */
+    double min_rise; /**< a drift is a rise of the fast mean over the slow one of at least this */
+} dr_adwin_pop_conf_t;
+
+typedef struct dr_adwin_pop {
+    dr_adwin_t adwin;
+    dr_adwin_pop_conf_t conf;
+    double sum;          /* samples of the block being filled ... */
+    int n;               /* ... and how many */
+    double slow, fast;   /* EWMAs of the block means; NAN before the first */
+} dr_adwin_pop_t;
+
+/** What one sample led to. */
+typedef enum {
+    DR_ADWIN_POP_NONE = 0,  /**< no cut (or the block is not full yet) */
+    DR_ADWIN_POP_DRIFT = 1, /**< a rising cut of at least min_rise: a population-wide drift */
+    DR_ADWIN_POP_SMALL = 2, /**< a rising cut below min_rise */
+    DR_ADWIN_POP_FALL = 3,  /**< a cut for the better */
+} dr_adwin_pop_cut_t;
+
+/** What the last completed block looked like (for logs). */
+typedef struct dr_adwin_pop_view {
+    double block, slow, fast; /**< the block mean and the two EWMAs, as samples */
+    double before, after;     /**< at a cut: the magnified means of the dropped and kept windows */
+} dr_adwin_pop_view_t;
+
+/** 0, or DR_ECONFIG (bad δ, block < 1, scale < 1, min_rise < 0). */
+int dr_adwin_pop_init(dr_adwin_pop_t *d, const dr_adwin_pop_conf_t *conf);
+void dr_adwin_pop_free(dr_adwin_pop_t *d);
+/** Adds one sample in [0, 1]; view (may be NULL) is filled when a block
+ *  completes. */
+dr_adwin_pop_cut_t dr_adwin_pop_observe(dr_adwin_pop_t *d, double sample, dr_adwin_pop_view_t *view);
+
 #endif /* DR_ADWIN_H */

@@ -639,6 +639,7 @@ static void write_feed_shift(dr_json_t *j, const dr_feed_report_t *fr, const dr_
     dr_json_int(j, "cluster", fr->shift.cluster);
     json_count(j, "detected_after_events", ds ? ds->shift_detected_after : -1);
     json_count(j, "global_cuts", ds ? (int64_t)ds->global_cuts : -1);
+    json_count(j, "global_cuts_before_shift", ds ? (int64_t)ds->global_cuts_before_shift : -1);
     dr_json_object_begin(j, "dip");
     for (int a = 0; a < DR_FEED_ARMS; a++) {
         dr_json_object_begin(j, dr_feed_arm_name(a));

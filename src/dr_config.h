@@ -61,6 +61,7 @@ typedef struct dr_config {
     double global_drift_delta;
     double global_min_rise;   /* a global cut responds to a rise of at least this */
     int global_block;         /* samples per value of the global detector */
+    double global_scale;      /* block means are magnified this much around a slow reference */
     char learner_mode[16];
     char negative_sampling[16];
     /* schemas */

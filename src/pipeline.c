@@ -73,10 +73,7 @@ struct dr_pipeline {
     dr_state_batch_t *commit_batch;
     uint64_t inputs_at_build;    /* inputs_handled() when the last commit was built */
     dr_pipeline_stats_t stats;
-    dr_adwin_t global_drift;     /* over blocks of all users' drift samples ... */
-    double global_sum;           /* ... the block being filled */
-    int global_n;
-    double global_base;          /* the mean a run of rising cuts started from; NAN: none */
+    dr_adwin_pop_t global_drift; /* over blocks of all users' drift samples */
     double batch_start;          /* when the batch in hand began applying (0: none) */
     double rate_window_start;    /* ingest.max.rate: start of the current second */
     uint64_t rate_window_base;   /* records consumed before it */
@@ -186,40 +183,23 @@ static void handle_drift(dr_pipeline_t *p, dr_user_t *u, const dr_apply_result_t
     if (emit_users(p, &u, &flag, 1, &done) == 0 && done == 1) u->emit_pending = 0;
 }
 
-/* The global detector watches the same signal over all users, in blocks
- * of drift.global.block samples: consecutive samples come in sessions of
- * one user (a served user's run of hits, a lost one's run of misses), and
- * ADWIN, which takes them for independent, cut on every such run (278 cuts
- * in one demo, windows of a few thousand samples); block means are near
- * independent. A rise of at
- * least drift.global.min.rise (the lists serve the population clearly worse
- * than before) starts the learner's trend term for the users with drift
- * handling and is logged as a warning; a fall is the model learning.
+/* The global detector (dr_adwin_pop_t) watches the same signal over all
+ * users: a population-wide drift (the lists serve the population clearly
+ * worse than before) starts the learner's trend term for the users with
+ * drift handling and is logged as a warning; a fall is the model learning.
  * Returns +1 for a population-wide drift, -1 for a fall, 0 otherwise. */
 static int observe_global(dr_pipeline_t *p, float sample) {
-    p->global_sum += sample;
-    if (++p->global_n < p->cfg.global_block) return 0;
-    double block = p->global_sum / p->global_n;
-    p->global_sum = 0;
-    p->global_n = 0;
-    double total = dr_adwin_total(&p->global_drift) + block;
-    uint64_t width = dr_adwin_width(&p->global_drift) + 1;
-    if (dr_adwin_update(&p->global_drift, block) != 1) return 0;
+    dr_adwin_pop_view_t v;
+    dr_adwin_pop_cut_t cut = dr_adwin_pop_observe(&p->global_drift, sample, &v);
+    if (cut == DR_ADWIN_POP_NONE) return 0;
     p->stats.global_drifts++;
-    /* the kept window's mean against that of the part the cut dropped */
-    double after = dr_adwin_mean(&p->global_drift);
-    uint64_t n_dropped = width - dr_adwin_width(&p->global_drift);
-    double before = n_dropped ? (total - dr_adwin_total(&p->global_drift)) / (double)n_dropped : after;
-    if (after <= before) {
+    dr_log(DR_LOG_DEBUG, "pipeline", "global cut | block=%.4f slow=%.4f fast=%.4f before=%.4f after=%.4f",
+           v.block, v.slow, v.fast, v.before, v.after);
+    if (cut == DR_ADWIN_POP_FALL) {
         p->stats.global_cuts_improving++;
-        p->global_base = NAN;
         return -1;
     }
-    /* ADWIN cuts early, when a change has only begun: a shift shows as a
-     * run of rising cuts, and what it amounts to is measured from the mean
-     * the run started from */
-    if (isnan(p->global_base)) p->global_base = before;
-    if (after - p->global_base < p->cfg.global_min_rise) {
+    if (cut == DR_ADWIN_POP_SMALL) {
         p->stats.global_cuts_small++;
         return 0;
     }
@@ -228,8 +208,8 @@ static int observe_global(dr_pipeline_t *p, float sample) {
     static dr_log_limit_t lim = DR_LOG_LIMIT_INIT(60000, 3);
     uint64_t dropped = 0;
     if (dr_log_allow(&lim, &dropped))
-        dr_log(DR_LOG_WARN, "pipeline", "population-wide drift: the mean drift signal rose, trending items get a boost | before=%.4f after=%.4f positives=%llu detections=%llu suppressed=%llu",
-               before, after, (unsigned long long)dr_model_trend_left(p->model),
+        dr_log(DR_LOG_WARN, "pipeline", "population-wide drift: the drift signal rose, trending items get a boost | level=%.4f now=%.4f positives=%llu detections=%llu suppressed=%llu",
+               v.slow, v.fast, (unsigned long long)dr_model_trend_left(p->model),
                (unsigned long long)p->stats.global_drifts, (unsigned long long)dropped);
     return 1;
 }
@@ -1400,13 +1380,10 @@ int dr_pipeline_new(dr_pipeline_t **out, uv_loop_t *loop, const dr_config_t *cfg
     if ((err = dr_state_open(&p->state, &sc, errstr, n))) goto out_fail;
     if ((err = dr_user_cache_new(&p->cache, (size_t)cfg->cache_users, cfg->learner.dim))) goto out_fail;
     if ((err = dr_model_new(&p->model, &cfg->learner, errstr, n))) goto out_fail;
-    dr_adwin_conf_t global;
-    dr_adwin_conf_default(&global);
-    global.delta = cfg->global_drift_delta;
-    global.clock = 1; /* a value is a block of samples already */
-    p->global_base = NAN;
-    if ((err = dr_adwin_init(&p->global_drift, &global))) {
-        snprintf(errstr, n, "drift.global.delta: invalid");
+    dr_adwin_pop_conf_t global = {cfg->global_drift_delta, cfg->global_block, cfg->global_scale,
+                                  cfg->global_min_rise};
+    if ((err = dr_adwin_pop_init(&p->global_drift, &global))) {
+        snprintf(errstr, n, "drift.global.*: invalid");
         goto out_fail;
     }
     if ((err = restore(p, errstr, n))) goto out_fail;
@@ -1498,7 +1475,7 @@ void dr_pipeline_free(dr_pipeline_t *p) {
     dr_schema_registry_close(p->registry);
     dr_user_cache_free(p->cache);
     dr_model_free(p->model);
-    dr_adwin_free_buckets(&p->global_drift);
+    dr_adwin_pop_free(&p->global_drift);
     dr_state_close(p->state);
     free(p->pending_ids);
     free(p->emit_users);
