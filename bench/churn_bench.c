@@ -27,10 +27,10 @@
 #include "dr_err.h"
 #include "dr_learner.h"
 #include "dr_state.h"
+#include "bench_state.h"
 
 #define COMMIT_EVERY 100000
 #define EXPIRY_ROWS 65536 /* as the pipeline's pass per commit */
-#define PARTITION 0
 #define EVENT_GAP_MS 10
 
 static void die(const char *what, int err) {
@@ -38,66 +38,15 @@ static void die(const char *what, int err) {
     exit(1);
 }
 
-typedef struct run {
-    dr_state_t *st;
-    dr_user_cache_t *cache;
-    dr_model_t *model;
-    dr_learner_conf_t conf;
-    dr_state_batch_t *batch;
-    uint64_t expired, removed;
-} run_t;
-
-static int put_user(void *ctx, dr_user_t *u) {
-    run_t *r = ctx;
-    uint8_t *rec;
-    size_t len;
-    int err = dr_user_encode(u, r->conf.dim, &rec, &len);
-    if (err) return err;
-    dr_state_batch_put_user(r->batch, PARTITION, u->user_id, rec, len);
-    free(rec);
-    return 0;
-}
-
-static int put_item(void *ctx, int64_t item_id, const void *rec, size_t len) {
-    if (rec) dr_state_batch_put_item(ctx, item_id, rec, len);
-    else dr_state_batch_delete_item(ctx, item_id);
-    return 0;
-}
-
-static void commit(run_t *r, int64_t offset) {
-    char err[256];
+/* A commit as the pipeline's: the expiry pass first, so removed items'
+ * records go with it. */
+static void commit(bench_state_t *r, int64_t offset, uint64_t *expired, uint64_t *removed) {
     dr_expiry_stats_t ex;
     int rc = dr_model_expire_items(r->model, EXPIRY_ROWS, &ex);
     if (rc) die("expire", rc);
-    r->expired += ex.expired;
-    r->removed += ex.removed;
-    r->batch = dr_state_batch_new();
-    rc = dr_user_cache_commit_begin(r->cache, put_user, r);
-    if (!rc) rc = dr_model_drain_dirty_items(r->model, put_item, r->batch);
-    dr_state_batch_put_offset(r->batch, "bench", PARTITION, offset);
-    if (!rc) rc = dr_state_write(r->st, r->batch, err, sizeof err);
-    dr_user_cache_commit_end(r->cache, rc == 0);
-    dr_state_batch_free(r->batch);
-    if (rc) die("commit", rc);
-}
-
-static dr_user_t *get_user(run_t *r, int64_t id) {
-    dr_user_t *u = dr_user_cache_get(r->cache, id);
-    if (u) return u;
-    dr_user_cache_count_miss(r->cache);
-    uint8_t *rec = NULL;
-    size_t len = 0;
-    int err = dr_state_get_user(r->st, PARTITION, id, &rec, &len);
-    if (err == 0) {
-        err = dr_user_decode(id, &r->conf, rec, len, &u);
-        free(rec);
-        if (err) die("decode", err);
-    } else if (err != DR_ENOTFOUND) {
-        die("get", err);
-    }
-    if (!u && !(u = dr_user_new_conf(id, &r->conf))) die("new user", DR_ENOMEM);
-    if ((err = dr_user_cache_put(r->cache, u))) die("cache", err);
-    return u;
+    *expired += ex.expired;
+    *removed += ex.removed;
+    bench_commit(r, offset);
 }
 
 /* The current resident set (not the peak: it must be seen to stay flat). */
@@ -119,7 +68,9 @@ static int count_item(void *ctx, int64_t id, const void *rec, size_t len) {
     return 0;
 }
 
-static void checkpoint(run_t *r, int64_t e, int64_t posts, double t0) {
+static uint64_t expired, removed; /* over the run */
+
+static void checkpoint(bench_state_t *r, int64_t e, int64_t posts, double t0) {
     uint64_t live_bytes = 0, pending = 0, stored = 0;
     dr_state_sizes(r->st, &live_bytes, &pending);
     dr_state_for_each_item(r->st, count_item, &stored);
@@ -127,7 +78,7 @@ static void checkpoint(run_t *r, int64_t e, int64_t posts, double t0) {
     dr_model_items(r->model, &v);
     printf("events=%" PRId64 " posts=%" PRId64 " live_items=%zu rows=%zu stored_items=%" PRIu64
            " expired=%" PRIu64 " removed=%" PRIu64 " sst_mib=%.1f rss_mib=%ld events_per_s=%.0f\n",
-           e, posts, dr_model_live_items(r->model), v.n, stored, r->expired, r->removed,
+           e, posts, dr_model_live_items(r->model), v.n, stored, expired, removed,
            (double)live_bytes / 1048576.0, rss_mib(), (double)e / (dr_mono_s() - t0));
     fflush(stdout);
 }
@@ -146,7 +97,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     double events_per_post = (double)events / (double)posts;
-    run_t r = {0};
+    bench_state_t r = {.name = "churn_bench"};
     char err[256];
     dr_learner_conf_default(&r.conf);
     r.conf.item_ttl_ms = (int64_t)((double)live_posts * events_per_post * EVENT_GAP_MS);
@@ -174,14 +125,14 @@ int main(int argc, char **argv) {
         int64_t id = (int64_t)(dr_rand64(&rng) % (uint64_t)users) + 1;
         dr_event_t ev = {id, item, dr_rand01(&rng) < 0.8 ? DR_EV_IMPRESSION : DR_EV_CLICK, 0.0f,
                          1767225600000 + e * EVENT_GAP_MS};
-        dr_user_t *u = get_user(&r, id);
+        dr_user_t *u = bench_get_user(&r, id);
         dr_apply_result_t res;
         if ((rc = dr_learner_apply(r.model, u, &ev, (uint64_t)e, &res))) die("apply", rc);
         dr_user_cache_mark_dirty(r.cache, u);
-        if ((e + 1) % COMMIT_EVERY == 0) commit(&r, e + 1);
+        if ((e + 1) % COMMIT_EVERY == 0) commit(&r, e + 1, &expired, &removed);
         if ((e + 1) % every == 0) checkpoint(&r, e + 1, newest, t0);
     }
-    commit(&r, events);
+    commit(&r, events, &expired, &removed);
     dr_user_cache_free(r.cache);
     dr_model_free(r.model);
     dr_state_close(r.st);

@@ -217,7 +217,12 @@ static void nap_ms(double ms) {
     nanosleep(&ts, NULL);
 }
 
-static int bench_build(size_t n, size_t B, double sync_ms, int threads, double max_s) {
+/* What the emitter benchmarks share: a model of n items with full
+ * co-engagement tables, B users who clicked a few of its items each, and
+ * an emitter conf at emit.*'s defaults with the retrieval path at
+ * emit.retrieval.*'s, from the first item on, upkeep sync_ms per call. */
+static dr_model_t *emit_setup(size_t n, size_t B, double sync_ms, dr_user_t ***users_out,
+                              dr_emitter_conf_t *ec) {
     dr_learner_conf_t conf;
     int64_t pool[N_POOL];
     dr_model_t *m = model_with_full_tables(n, &conf, pool);
@@ -228,16 +233,24 @@ static int bench_build(size_t n, size_t B, double sync_ms, int threads, double m
         for (size_t s = 0; s < N_SOURCES; s++)
             click(m, users[r], pool[(r * N_SOURCES + s) % N_POOL], 100000000 + (int64_t)s, r * 31 + s);
     }
+    memset(ec, 0, sizeof(*ec));
+    ec->topk = 50;
+    ec->batch = 512;
+    ec->blas_threads = 1;
+    dr_codec_conf_default(&ec->codec);
+    ec->retrieval = (dr_emit_retrieval_conf_t){.min_items = 1, .candidates = 50, .ef_search = 50, .M = 48,
+                                               .ef_construction = 100, .coengaged = 100, .popular = 50,
+                                               .sync_ms = sync_ms, .refresh_change = 0.25};
+    *users_out = users;
+    return m;
+}
+
+static int bench_build(size_t n, size_t B, double sync_ms, int threads, double max_s) {
+    dr_user_t **users;
+    dr_emitter_conf_t ec;
+    dr_model_t *m = emit_setup(n, B, sync_ms, &users, &ec);
     rd_kafka_t *rk = queue_only_producer();
     dr_flight_t flight = {0};
-    dr_emitter_conf_t ec = {0};
-    ec.topk = 50;
-    ec.batch = 512;
-    ec.blas_threads = 1;
-    dr_codec_conf_default(&ec.codec);
-    ec.retrieval = (dr_emit_retrieval_conf_t){.min_items = 1, .candidates = 50, .ef_search = 50, .M = 48,
-                                              .ef_construction = 100, .coengaged = 100, .popular = 50,
-                                              .sync_ms = sync_ms, .refresh_change = 0.25};
 #ifdef DR_EMIT_BUILD_THREADS
     ec.retrieval.build_threads = threads;
 #else
@@ -295,28 +308,13 @@ static double time_emit(dr_emitter_t *e, dr_model_t *m, dr_user_t **users, size_
 }
 
 static int bench_emit(size_t n, int reps, size_t B) {
-    dr_learner_conf_t conf;
-    int64_t pool[N_POOL];
-    dr_model_t *m = model_with_full_tables(n, &conf, pool);
-    dr_user_t **users = calloc(B, sizeof(*users));
-    if (!users) die("out of memory");
-    for (size_t r = 0; r < B; r++) {
-        if (!(users[r] = dr_user_new_conf((int64_t)r, &conf))) die("out of memory");
-        for (size_t s = 0; s < N_SOURCES; s++)
-            click(m, users[r], pool[(r * N_SOURCES + s) % N_POOL], 100000000 + (int64_t)s, r * 31 + s);
-    }
+    dr_user_t **users;
+    dr_emitter_conf_t ec;
+    /* the whole build in the first call (or the whole snapshot, the build
+     * then on its own thread) */
+    dr_model_t *m = emit_setup(n, B, 1e9, &users, &ec);
     rd_kafka_t *rk = queue_only_producer();
     dr_flight_t flight = {0};
-    dr_emitter_conf_t ec = {0};
-    ec.topk = 50;
-    ec.batch = 512;
-    ec.blas_threads = 1;
-    dr_codec_conf_default(&ec.codec);
-    /* emit.retrieval.*'s defaults, the whole build in the first call (or
-     * the whole snapshot, the build then on its own thread) */
-    ec.retrieval = (dr_emit_retrieval_conf_t){.min_items = 1, .candidates = 50, .ef_search = 50, .M = 48,
-                                              .ef_construction = 100, .coengaged = 100, .popular = 50,
-                                              .sync_ms = 1e9, .refresh_change = 0.25};
 #ifdef DR_EMIT_BUILD_THREADS
     ec.retrieval.build_threads = getenv("BUILD_THREADS") ? atoi(getenv("BUILD_THREADS")) : 1;
 #endif

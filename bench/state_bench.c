@@ -22,72 +22,15 @@
 #include "dr_log.h"
 #include "dr_learner.h"
 #include "dr_state.h"
+#include "bench_state.h"
 
 #define ITEMS 10000
 #define COMMIT_EVERY 100000
-#define PARTITION 0
+#define PARTITION BENCH_PARTITION
 
 static void die(const char *what, int err) {
     fprintf(stderr, "state_bench: %s: %s\n", what, dr_strerror(err));
     exit(1);
-}
-
-typedef struct run {
-    dr_state_t *st;
-    dr_user_cache_t *cache;
-    dr_model_t *model;
-    dr_learner_conf_t conf;
-    dr_state_batch_t *batch;
-    uint64_t record_bytes, records;
-} run_t;
-
-static int put_user(void *ctx, dr_user_t *u) {
-    run_t *r = ctx;
-    uint8_t *rec;
-    size_t len;
-    int err = dr_user_encode(u, r->conf.dim, &rec, &len);
-    if (err) return err;
-    dr_state_batch_put_user(r->batch, PARTITION, u->user_id, rec, len);
-    r->record_bytes += len;
-    r->records++;
-    free(rec);
-    return 0;
-}
-
-static int put_item(void *ctx, int64_t item_id, const void *rec, size_t len) {
-    dr_state_batch_put_item(ctx, item_id, rec, len);
-    return 0;
-}
-
-static void commit(run_t *r, int64_t offset) {
-    char err[256];
-    r->batch = dr_state_batch_new();
-    int rc = dr_user_cache_commit_begin(r->cache, put_user, r);
-    if (!rc) rc = dr_model_drain_dirty_items(r->model, put_item, r->batch);
-    dr_state_batch_put_offset(r->batch, "bench", PARTITION, offset);
-    if (!rc) rc = dr_state_write(r->st, r->batch, err, sizeof err);
-    dr_user_cache_commit_end(r->cache, rc == 0);
-    dr_state_batch_free(r->batch);
-    if (rc) die("commit", rc);
-}
-
-static dr_user_t *get_user(run_t *r, int64_t id) {
-    dr_user_t *u = dr_user_cache_get(r->cache, id);
-    if (u) return u;
-    dr_user_cache_count_miss(r->cache);
-    uint8_t *rec = NULL;
-    size_t len = 0;
-    int err = dr_state_get_user(r->st, PARTITION, id, &rec, &len);
-    if (err == 0) {
-        err = dr_user_decode(id, &r->conf, rec, len, &u);
-        free(rec);
-        if (err) die("decode", err);
-    } else if (err != DR_ENOTFOUND) {
-        die("get", err);
-    }
-    if (!u && !(u = dr_user_new_conf(id, &r->conf))) die("new user", DR_ENOMEM);
-    if ((err = dr_user_cache_put(r->cache, u))) die("cache", err);
-    return u;
 }
 
 static long rss_kib(void) {
@@ -104,7 +47,7 @@ int main(int argc, char **argv) {
     const char *dir = argv[1];
     int64_t users = atoll(argv[2]), events = atoll(argv[3]);
     size_t cache_users = argc > 4 ? (size_t)atoll(argv[4]) : 200000;
-    run_t r = {0};
+    bench_state_t r = {.name = "state_bench"};
     char err[256];
     dr_learner_conf_default(&r.conf);
     dr_state_conf_t sc;
@@ -122,13 +65,13 @@ int main(int argc, char **argv) {
         /* the open-loop stream's mix: mostly impressions, a click in five */
         dr_event_t ev = {id, item, dr_rand01(&rng) < 0.8 ? DR_EV_IMPRESSION : DR_EV_CLICK, 0.0f,
                          1767225600000 + e * 10};
-        dr_user_t *u = get_user(&r, id);
+        dr_user_t *u = bench_get_user(&r, id);
         dr_apply_result_t res;
         if ((rc = dr_learner_apply(r.model, u, &ev, (uint64_t)e, &res))) die("apply", rc);
         dr_user_cache_mark_dirty(r.cache, u);
-        if ((e + 1) % COMMIT_EVERY == 0) commit(&r, e + 1);
+        if ((e + 1) % COMMIT_EVERY == 0) bench_commit(&r, e + 1);
     }
-    commit(&r, events);
+    bench_commit(&r, events);
     double dt = dr_mono_s() - t0;
     uint64_t hits, misses;
     dr_user_cache_stats(r.cache, &hits, &misses);
