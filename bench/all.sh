@@ -9,6 +9,7 @@
 #   5. ns per ADWIN update                              (bench/adwin.sh)
 #   6. the MovieLens replay, end to end                 (driftrec replay --embedded)
 #   7. approximate retrieval vs the full scan            (bench/retrieval.sh)
+#   8. catalog churn: posts that expire, memory and disk (bench/churn.sh)
 # Environment: BUILD (build), ML (../shared/data/ml-latest-small).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,3 +35,6 @@ fi
 echo; echo "== 7. approximate retrieval vs the full scan (target at 1M items: 10x the scan's lists/s, recall@50 at least 0.95)"
 # ~4 minutes: the 1M-item build is ~3 of them; RETRIEVAL_ITEMS to change the sizes
 ITEMS=${RETRIEVAL_ITEMS:-"10000 100000 1000000"} KINDS=clustered RUNS=3 EF=50,64 "$root/bench/retrieval.sh" "$build"
+echo; echo "== 8. catalog churn (target: live items, rows and stored items flat while posts arrive and expire)"
+# ~10 minutes: 5M posts over 15M events; CHURN_EVENTS / CHURN_POSTS to shorten
+EVENTS=${CHURN_EVENTS:-15000000} POSTS=${CHURN_POSTS:-5000000} "$root/bench/churn.sh" "$build"
