@@ -225,13 +225,13 @@ static int item_remove(dr_model_t *m, size_t idx, bool retire, bool stored) {
     if (stored) m->gone.v[m->gone.n++] = id;
     slot_remove(m, id);
     m->ids[idx] = -1; /* from here on every table sees the row as free */
-    /* the neighbours it names forget it now (more, when the sweep passes;
-     * out of memory, a table is left to the sweep) */
+    /* the neighbours it names forget it now, one probe each (the tables
+     * that name it without being named, when the sweep passes) */
     dr__nbr_t *t = &m->nbr[idx];
     for (uint32_t s = 0; s < t->n_slots; s++) {
         int32_t k = t->slot[s].key;
         if (k < 0 || m->ids[k] < 0) continue;
-        if (dr__nbr_drop_freed(&m->nbr[k], m->ids) > 0) dr__mark_item_dirty(m, (size_t)k);
+        if (dr__nbr_remove(&m->nbr[k], (int32_t)idx)) dr__mark_item_dirty(m, (size_t)k);
     }
     dr__nbr_clear(t);
     dr__sync_forget(m, idx);

@@ -46,6 +46,8 @@ int dr__nbr_add(dr__nbr_t *t, int32_t key, float w, uint32_t cap, const int64_t 
 float dr__nbr_get(const dr__nbr_t *t, int32_t key);
 /* Frees the slots; the table is empty again. */
 void dr__nbr_clear(dr__nbr_t *t);
+/* Removes key's entry; false when absent. No allocation. */
+bool dr__nbr_remove(dr__nbr_t *t, int32_t key);
 /* Drops the entries whose item was removed (ids[key] < 0: the row is free).
  * Returns how many were dropped, or DR_ENOMEM with the table unchanged. */
 int dr__nbr_drop_freed(dr__nbr_t *t, const int64_t *ids);

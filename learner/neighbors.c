@@ -148,6 +148,24 @@ float dr__nbr_get(const dr__nbr_t *t, int32_t key) {
     return t->slot[s].key == key ? t->slot[s].w : 0.0f;
 }
 
+bool dr__nbr_remove(dr__nbr_t *t, int32_t key) {
+    if (!t->slot || key < 0) return false;
+    uint32_t mask = t->n_slots - 1, hole = probe(t->slot, t->n_slots, key);
+    if (t->slot[hole].key != key) return false;
+    /* backward shift: the entries of the run that probed past the hole
+     * move into it, so no tombstone is needed */
+    for (uint32_t j = (hole + 1) & mask; t->slot[j].key != -1; j = (j + 1) & mask) {
+        uint32_t h = home(t->slot[j].key, t->n_slots);
+        bool stays = hole <= j ? (h > hole && h <= j) : (h > hole || h <= j);
+        if (stays) continue;
+        t->slot[hole] = t->slot[j];
+        hole = j;
+    }
+    t->slot[hole].key = -1;
+    t->n--;
+    return true;
+}
+
 int dr__nbr_drop_freed(dr__nbr_t *t, const int64_t *ids) {
     uint32_t dead = 0;
     for (uint32_t s = 0; s < t->n_slots; s++)

@@ -84,12 +84,48 @@ static void test_tiny_caps(void **state) {
     dr__nbr_clear(&t);
 }
 
+/* Removing keys one by one (a removed item's neighbours forget it) keeps
+ * every other entry findable with its weight: random adds and removes
+ * against a plain array, over 300 keys (a table of 512 slots) and over 12
+ * (16 slots, 3/4 full: runs of probes wrap around its end). */
+static void check_removes(int32_t keys, int ops, uint64_t rng) {
+    float want[300] = {0};
+    dr__nbr_t t = {0};
+    for (int op = 0; op < ops; op++) {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        int32_t key = (int32_t)((rng >> 33) % (uint64_t)keys);
+        if ((rng >> 20) % 3 == 0) {
+            assert_int_equal(dr__nbr_remove(&t, key), want[key] != 0.0f);
+            want[key] = 0.0f;
+        } else {
+            assert_int_equal(dr__nbr_add(&t, key, 1.0f, 1024, NULL), 0);
+            want[key] += 1.0f;
+        }
+        uint32_t n = 0;
+        for (int32_t k = 0; k < keys; k++) {
+            assert_true(dr__nbr_get(&t, k) == want[k]);
+            n += want[k] != 0.0f;
+        }
+        assert_int_equal(t.n, n);
+    }
+    assert_false(dr__nbr_remove(&t, -1));
+    dr__nbr_clear(&t);
+    assert_false(dr__nbr_remove(&t, 3)); /* an empty table */
+}
+
+static void test_remove_keeps_the_rest(void **state) {
+    (void)state;
+    check_removes(300, 2000, 99);
+    for (uint64_t seed = 1; seed <= 50; seed++) check_removes(12, 400, seed);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counts_exactly_below_cap),
         cmocka_unit_test(test_full_table_keeps_heaviest),
         cmocka_unit_test(test_ties_follow_item_ids),
         cmocka_unit_test(test_tiny_caps),
+        cmocka_unit_test(test_remove_keeps_the_rest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
