@@ -963,9 +963,10 @@ static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 /* An item drawn about uniformly, the same one whatever order the items got
  * their rows in: a restored model (items loaded in key order) draws what the
  * model before the crash drew. A random slot of the id table picks the run of
- * occupied slots around it; with linear probing and no deletions, which slots
- * are occupied, and which ids each run holds, do not depend on the order of
- * insertion. Within the run the id with the least hash wins. -1: no items. */
+ * occupied slots around it; with linear probing, which slots are occupied,
+ * and which ids each run holds, do not depend on the order of insertion (a
+ * removed item's id is deleted by backward shift, items.c, which leaves the
+ * table that inserting the other ids builds). Within the run the id with the least hash wins. -1: no items. */
 static int64_t draw_item_any_order(const dr_model_t *m, uint64_t *rng) {
     if (m->n_items == 0) return -1;
     size_t mask = m->n_slots - 1, s = dr_rand64(rng) & mask;
