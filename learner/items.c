@@ -361,7 +361,14 @@ int dr_model_expire_items(dr_model_t *m, size_t max_rows, dr_expiry_stats_t *sta
             stats->removed++;
         }
     }
-    return sweep(m, max_rows * SWEEP_SLOTS_PER_ROW, &stats->released);
+    int err = sweep(m, max_rows * SWEEP_SLOTS_PER_ROW, &stats->released);
+    if (err) return err;
+    /* the id table as a restore of the live items would size it: its size
+     * decides which items draw_item_any_order() picks, and a model
+     * restored after a crash must draw what this one draws */
+    size_t want = 1024;
+    while (m->n_live * 2 > want) want *= 2;
+    return want < m->n_slots ? dr__rehash_slots(m, want) : 0;
 }
 
 void dr__items_free(dr_model_t *m) {

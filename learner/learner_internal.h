@@ -223,6 +223,8 @@ void dr__sync_free(dr_model_t *m);
 /* Records what coengage() counted for item i next to recent[0..n), for the
  * next export. */
 void dr__sync_coengage(dr_model_t *m, int32_t i, const int32_t *recent, int n);
+/* Rebuilds the id table with n slots (model.c). 0 or DR_ENOMEM. */
+int dr__rehash_slots(dr_model_t *m, size_t n);
 /* Marks an item for the next commit's write-back (model.c). */
 void dr__mark_item_dirty(dr_model_t *m, size_t idx);
 

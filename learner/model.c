@@ -232,8 +232,9 @@ static void user_remember(dr_user_t *u, const dr_event_t *ev, int ring) {
 
 /* ---- items ---------------------------------------------------------------- */
 
-static int grow_slots(dr_model_t *m) {
-    size_t n = m->n_slots ? m->n_slots * 2 : 1024;
+/* Rebuilds the id table with n slots (a power of two, more than twice the
+ * live items). */
+int dr__rehash_slots(dr_model_t *m, size_t n) {
     int64_t *ids = malloc(n * sizeof(*ids)), *idx = malloc(n * sizeof(*idx));
     if (!ids || !idx) { free(ids); free(idx); return DR_ENOMEM; }
     for (size_t i = 0; i < n; i++) ids[i] = -1;
@@ -251,6 +252,8 @@ static int grow_slots(dr_model_t *m) {
     m->n_slots = n;
     return 0;
 }
+
+static int grow_slots(dr_model_t *m) { return dr__rehash_slots(m, m->n_slots ? m->n_slots * 2 : 1024); }
 
 /* realloc that leaves *p untouched on failure. */
 static int grow_array(void **p, size_t elem_size, size_t count) {
