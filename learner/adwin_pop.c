@@ -10,9 +10,7 @@
 
 /* Where the slow mean lands once magnified: low, so that a rise, the only
  * direction that is a population drift, has three quarters of the range. */
-#ifndef POP_CENTRE
 #define POP_CENTRE 0.25
-#endif
 
 int dr_adwin_pop_init(dr_adwin_pop_t *d, const dr_adwin_pop_conf_t *conf) {
     memset(d, 0, sizeof(*d));

@@ -162,7 +162,8 @@ int dr_adwin_deserialize(dr_adwin_t *a, const dr_adwin_conf_t *conf,
  * hundredths where ADWIN's bound assumes values spread over [0, 1] (its
  * range term, 2/3 · ln(..) / m, would hold a step of 0.15 back for ~80
  * blocks), each is magnified `scale` times around a slow mean of the block
- * means and clipped to [0, 1]. A rising cut is a population-wide drift when
+ * means, placed at 0.25 (a rise gets three quarters of the range), and
+ * clipped to [0, 1]. A rising cut is a population-wide drift when
  * the block means are now (a fast mean) at least `min_rise` above their slow
  * mean; smaller rising cuts are the wobbles of a population that learns. */
 
