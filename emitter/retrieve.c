@@ -58,6 +58,7 @@ typedef struct retr_build {
     int threads;
     dr_ann_t *index;       /* what the builder made */
     size_t built;          /* rows it put in */
+    uint64_t reuse_at;     /* the model's reuse count when the snapshot began */
     int rc;                /* 0, DR_ESTOPPED or its error */
     char err[256];
     atomic_bool stop;      /* the emit thread asks the builder to stop */
@@ -76,6 +77,7 @@ struct dr__retrieval {
     double retry_at;       /* no new build before this (dr_mono_s) */
     int dim;
     size_t cursor;         /* the refresh pass's next row */
+    uint64_t reuse_cursor; /* rows taken over by new items, seen (dr_model_reused_rows) */
     /* per emit call: the global candidates */
     int64_t *popular;      /* conf.popular most popular indices */
     int64_t *coengaged;    /* per list: conf.coengaged co-engagement candidates */
@@ -245,6 +247,9 @@ static void build_reap(dr__retrieval_t *r, dr_emit_stats_t *stats) {
         return;
     }
     stats->index_upserts += b->built;
+    /* rows new items took over since the snapshot are re-inserted into it
+     * (into the serving index again too: harmless, a dead slot) */
+    if (b->reuse_at < r->reuse_cursor || !r->ann) r->reuse_cursor = b->reuse_at;
     if (!r->ann) {
         r->ann = b->index;
         r->indexed = b->n;
@@ -329,6 +334,36 @@ static int catch_up(dr_ann_t *ann, size_t *indexed, const dr_items_view_t *items
 
 static void global_candidates(dr__retrieval_t *r, const dr_model_t *m, const dr_items_view_t *items);
 
+/* A row a new item took over from a removed one (learner.item.ttl.ms, a
+ * catalog tombstone) lies below the indexed rows, so it is not among the
+ * items newer than the index: it is re-inserted at once, with the new
+ * item's vector, into every index that holds the row (the serving one and
+ * a rebuild catching up). More reuses than the model remembers: the
+ * refresh pass finds the rest by their vectors. */
+static int take_reused(dr__retrieval_t *r, const dr_model_t *m, const dr_items_view_t *items,
+                       uint64_t *upserts) {
+    int64_t rows[256];
+    bool lost;
+    size_t n;
+    int rc = 0;
+    while (!rc && (n = dr_model_reused_rows(m, &r->reuse_cursor, rows, 256, &lost)) > 0) {
+        if (lost) dr_log(DR_LOG_DEBUG, "emitter", "retrieval index: reused rows beyond the model's log, left to the refresh pass");
+        for (size_t k = 0; k < n && !rc; k++) {
+            size_t i = (size_t)rows[k];
+            if (i >= items->n) continue;
+            if (i < r->indexed) {
+                rc = upsert_row(r->ann, items, i);
+                (*upserts)++;
+            }
+            if (!rc && r->next && i < r->next_indexed) {
+                rc = upsert_row(r->next, items, i);
+                (*upserts)++;
+            }
+        }
+    }
+    return rc;
+}
+
 bool dr__retrieval_sync(dr__retrieval_t *r, const dr_model_t *m, const dr_items_view_t *items,
                         dr_emit_stats_t *stats) {
     if (!r || items->n < (size_t)r->conf.min_items) return false;
@@ -344,9 +379,12 @@ bool dr__retrieval_sync(dr__retrieval_t *r, const dr_model_t *m, const dr_items_
     build_reap(r, stats);
     int rc = 0;
     uint64_t upserts = 0;
-    if (!r->ann && !r->build && t0 >= r->retry_at && build_begin(r, items))
-        build_failed(r, "snapshot", dr_strerror(DR_ENOMEM));
-    if (r->ann) {
+    if (!r->ann && !r->build && t0 >= r->retry_at) {
+        if (build_begin(r, items)) build_failed(r, "snapshot", dr_strerror(DR_ENOMEM));
+        else r->build->reuse_at = dr_model_reuse_seq(m);
+    }
+    if (r->ann) rc = take_reused(r, m, items, &upserts);
+    if (!rc && r->ann) {
         /* the items the index lacks first */
         rc = catch_up(r->ann, &r->indexed, items, deadline, &upserts);
         if (!rc && r->indexed == items->n && !r->next && !r->build) {
@@ -363,8 +401,12 @@ bool dr__retrieval_sync(dr__retrieval_t *r, const dr_model_t *m, const dr_items_
             /* replaced rows leave dead slots that searches still walk: past
              * a fifth of the items, a new index is built beside it */
             if (!rc && dr_ann_dead(r->ann) > dr_ann_count(r->ann) / 5 && t0 >= r->retry_at) {
-                if (build_begin(r, items)) build_failed(r, "snapshot", dr_strerror(DR_ENOMEM));
-                else stats->index_rebuilds++;
+                if (build_begin(r, items)) {
+                    build_failed(r, "snapshot", dr_strerror(DR_ENOMEM));
+                } else {
+                    r->build->reuse_at = dr_model_reuse_seq(m);
+                    stats->index_rebuilds++;
+                }
             }
         }
     }

@@ -512,6 +512,16 @@ int dr_model_expire_items(dr_model_t *m, size_t max_rows, dr_expiry_stats_t *sta
  * rows, free ones included). */
 size_t dr_model_live_items(const dr_model_t *m);
 
+/* Rows a new item took over from a removed one, for what indexes the rows
+ * (the emitter's retrieval index): the model remembers the last
+ * DR_REUSE_LOG. dr_model_reuse_seq() counts them, ever; a reader keeps its
+ * own cursor (a count it has seen) and dr_model_reused_rows() writes up to
+ * max rows reused since into rows, advancing it. *lost: more were reused
+ * since than the model remembers (the oldest are skipped). */
+#define DR_REUSE_LOG 4096
+uint64_t dr_model_reuse_seq(const dr_model_t *m);
+size_t dr_model_reused_rows(const dr_model_t *m, uint64_t *cursor, int64_t *rows, size_t max, bool *lost);
+
 /* Global parameters (û, μ, version, popularity ring, population prior's
  * clock, γ and τ) as one record. */
 int dr_model_encode_globals(const dr_model_t *m, uint8_t **out, size_t *len);

@@ -133,8 +133,20 @@ void dr__item_stamp_new(dr_model_t *m, size_t idx) {
 }
 
 size_t dr__item_row_take(dr_model_t *m) {
-    if (m->free_rows.n > 0) return (size_t)m->free_rows.v[--m->free_rows.n];
-    return m->n_items++;
+    if (m->free_rows.n == 0) return m->n_items++;
+    int64_t row = m->free_rows.v[--m->free_rows.n];
+    m->reuse_log[m->reuse_seq++ % DR_REUSE_LOG] = row; /* for indexes over the rows */
+    return (size_t)row;
+}
+
+uint64_t dr_model_reuse_seq(const dr_model_t *m) { return m->reuse_seq; }
+
+size_t dr_model_reused_rows(const dr_model_t *m, uint64_t *cursor, int64_t *rows, size_t max, bool *lost) {
+    *lost = m->reuse_seq - *cursor > DR_REUSE_LOG;
+    if (*lost) *cursor = m->reuse_seq - DR_REUSE_LOG;
+    size_t n = 0;
+    for (; *cursor < m->reuse_seq && n < max; (*cursor)++) rows[n++] = m->reuse_log[*cursor % DR_REUSE_LOG];
+    return n;
 }
 
 void dr_model_advance_clock(dr_model_t *m, int64_t now_ms) {

@@ -198,6 +198,8 @@ struct dr_model {
     uint64_t *held_epoch;  /* held_epoch_cap entries */
     size_t held_epoch_cap;
     size_t n_placeholders; /* rows marked DR__EXCL_PLACEHOLDER */
+    int64_t reuse_log[DR_REUSE_LOG]; /* the last rows new items took over ... */
+    uint64_t reuse_seq;    /* ... and how many ever (log[seq % DR_REUSE_LOG] is next) */
     size_t sweep_cursor;   /* the sweep's next table while rows are held */
     uint64_t sweep_epoch;  /* completed passes of the sweep */
     dr__rows_t gone;       /* ids removed since the last drain: their stored

@@ -396,6 +396,37 @@ static void test_fresh_items_are_candidates(void **state) {
     free_all(rk, users, m);
 }
 
+/* A new item that takes over a removed item's row (a catalog tombstone, a
+ * TTL) lies below the indexed rows: the index re-inserts the row with the
+ * new item's vector on the next emit call, not when a refresh pass (off
+ * here: rows must move 10 times their length) would find it. */
+static void test_reused_rows_reindexed(void **state) {
+    (void)state;
+    dr_user_t *users[USERS];
+    dr_model_t *m = trained(users);
+    rd_kafka_t *rk = queue_only_producer();
+    dr_flight_t flight = {0};
+    dr_emitter_t *retr = new_emitter(rk, &flight, 1, 50, 10.0);
+    emit_until_served(retr, m, users, USERS);
+    for (int64_t i = 1; i <= 50; i++) assert_int_equal(dr_model_remove_item(m, i), 0);
+    dr_expiry_stats_t st;
+    size_t released = 0;
+    for (int k = 0; k < 8; k++) { /* the sweep frees the rows */
+        assert_int_equal(dr_model_expire_items(m, 1u << 20, &st), 0);
+        released += st.released;
+    }
+    assert_int_equal(released, 50);
+    for (int64_t i = 100001; i <= 100050; i++) assert_true(dr_model_item_index(m, i, true) < ITEMS);
+    assert_int_equal(dr_model_reuse_seq(m), 50);
+    uint64_t upserts = dr_emitter_stats(retr)->index_upserts;
+    size_t done;
+    assert_int_equal(dr_emitter_emit(retr, m, users, USERS, NULL, 9, &done), 0);
+    assert_true(dr_emitter_stats(retr)->index_upserts >= upserts + 50);
+    assert_int_equal(dr_emitter_stats(retr)->index_items, ITEMS);
+    dr_emitter_free(retr);
+    free_all(rk, users, m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_covering_candidates_give_the_full_scans_lists),
@@ -403,6 +434,7 @@ int main(void) {
         cmocka_unit_test(test_catalog_outgrows_the_index),
         cmocka_unit_test(test_index_built_on_its_own_thread),
         cmocka_unit_test(test_fresh_items_are_candidates),
+        cmocka_unit_test(test_reused_rows_reindexed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
