@@ -68,19 +68,6 @@ int dr_catalog_new(dr_catalog_t **out, uv_loop_t *loop, const char *topic, const
     return 0;
 }
 
-/* The item id a catalog key names (decimal, as every producer of ours
- * writes it), or -1. */
-static int64_t item_key(const void *key, size_t len) {
-    const char *k = key;
-    if (!k || len == 0 || len > 16) return -1; /* 2^53 has 16 digits */
-    int64_t id = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (k[i] < '0' || k[i] > '9') return -1;
-        id = id * 10 + (k[i] - '0');
-    }
-    return id < DR_MAX_ID ? id : -1;
-}
-
 static void handle(dr_catalog_t *c, rd_kafka_message_t *m) {
     if (m->err || m->partition < 0 || m->partition >= CATALOG_MAX_PARTITIONS) return;
     char reason[256] = "";
@@ -89,18 +76,18 @@ static void handle(dr_catalog_t *c, rd_kafka_message_t *m) {
                                                  DR_CODEC_MAX_EMBEDDING, reason, sizeof(reason))
                          : DR_EDECODE;
     int cls = m->payload ? dr_ingest_dlq_class(err) : DR_DLQ_EMPTY;
-    int64_t tombstone_id = -1;
+    int64_t tombstone_id;
     if (!err) {
         err = c->handler.on_item(c->handler.ctx, &item, reason, sizeof(reason));
         cls = DR_DLQ_REJECTED;
-    } else if (!m->payload && c->handler.on_item_removed &&
-               (tombstone_id = item_key(m->key, m->key_len)) >= 0) {
-        /* a compacted topic's tombstone: the catalog forgot the item */
+    } else if (!m->payload && c->handler.on_item_removed && dr_ingest_user_key(m, &tombstone_id)) {
+        /* a compacted topic's tombstone: the catalog forgot the item (keyed
+         * as every id of ours is: dr_ingest_user_key) */
         err = c->handler.on_item_removed(c->handler.ctx, tombstone_id, reason, sizeof(reason));
         cls = DR_DLQ_REJECTED;
     } else if (!m->payload) {
         snprintf(reason, sizeof(reason),
-                 "empty catalog record: a tombstone needs the item id, in decimal, as its key");
+                 "empty catalog record: a tombstone needs the item id as its key (decimal, or 8 bytes as Java's LongSerializer writes it)");
     }
     if (err) dr_ingest_dead_letter(c->dlq, m, cls, reason[0] ? reason : dr_strerror(err));
     else c->items++;

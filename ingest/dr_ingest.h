@@ -218,8 +218,8 @@ typedef struct dr_catalog_handler {
     /* One decoded item. Return 0, or a DR_E* code with `reason` filled to
      * dead-letter the record. */
     int (*on_item)(void *ctx, const dr_item_rec_t *item, char *reason, size_t reason_size);
-    /* A tombstone (a record with no value, keyed by the item id in
-     * decimal): the catalog removed the item. NULL: such records are
+    /* A tombstone (a record with no value, keyed by the item id as
+     * dr_ingest_user_key reads ids): the catalog removed the item. NULL: such records are
      * dead-lettered. Returns as on_item. */
     int (*on_item_removed)(void *ctx, int64_t item_id, char *reason, size_t reason_size);
     /* Where to start reading a partition: the stored next offset, or -1
