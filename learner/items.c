@@ -196,9 +196,7 @@ static void slot_remove(dr_model_t *m, int64_t id) {
     for (;;) {
         j = (j + 1) & mask;
         if (m->slot_id[j] == -1) break;
-        size_t home = dr_mix64((uint64_t)m->slot_id[j]) & mask;
-        bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
-        if (stays) continue;
+        if (dr__probe_stays(hole, j, dr_mix64((uint64_t)m->slot_id[j]) & mask)) continue;
         m->slot_id[hole] = m->slot_id[j];
         m->slot_idx[hole] = m->slot_idx[j];
         hole = j;

@@ -8,6 +8,15 @@
 
 #include "dr_learner.h"
 
+/* Backward-shift deletion in a linear-probing table (the item id table and
+ * the co-engagement tables): with the hole at `hole`, the entry at slot j
+ * (further along the hole's run, cyclically) whose home slot is `home`
+ * stays where it is when its home lies cyclically in (hole, j]; else it
+ * moves into the hole. */
+static inline bool dr__probe_stays(size_t hole, size_t j, size_t home) {
+    return hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+}
+
 /* ---- seen posts rest (rest.c) --------------------------------------------- */
 
 /* Counts an impression of item_id at event time ts (rests it at the

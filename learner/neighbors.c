@@ -19,14 +19,16 @@ static uint32_t probe(const dr__nbr_slot_t *slot, uint32_t n_slots, int32_t key)
     return s;
 }
 
-/* Rebuilds the table into n_slots slots from the entries in `from`. */
-static int rehash(dr__nbr_t *t, uint32_t n_slots, const dr__nbr_slot_t *from, uint32_t n_from) {
+/* Rebuilds the table into n_slots slots from the entries in `from` (which
+ * may be t->slot), leaving out those of removed items when ids is given. */
+static int rehash(dr__nbr_t *t, uint32_t n_slots, const dr__nbr_slot_t *from, uint32_t n_from,
+                  const int64_t *ids) {
     dr__nbr_slot_t *slot = malloc((size_t)n_slots * sizeof(*slot));
     if (!slot) return DR_ENOMEM;
     for (uint32_t s = 0; s < n_slots; s++) slot[s].key = -1;
     uint32_t n = 0;
     for (uint32_t s = 0; s < n_from; s++) {
-        if (from[s].key < 0) continue;
+        if (from[s].key < 0 || (ids && ids[from[s].key] < 0)) continue;
         slot[probe(slot, n_slots, from[s].key)] = from[s];
         n++;
     }
@@ -87,7 +89,7 @@ static int resize(dr__nbr_t *t, uint32_t n_slots) {
     dr__nbr_slot_t *old = t->slot;
     uint32_t n_old = t->n_slots;
     t->slot = NULL; /* rehash frees what t points at: keep the old slots */
-    int err = rehash(t, n_slots, old, n_old);
+    int err = rehash(t, n_slots, old, n_old, NULL);
     if (err) {
         t->slot = old;
         return err;
@@ -155,9 +157,7 @@ bool dr__nbr_remove(dr__nbr_t *t, int32_t key) {
     /* backward shift: the entries of the run that probed past the hole
      * move into it, so no tombstone is needed */
     for (uint32_t j = (hole + 1) & mask; t->slot[j].key != -1; j = (j + 1) & mask) {
-        uint32_t h = home(t->slot[j].key, t->n_slots);
-        bool stays = hole <= j ? (h > hole && h <= j) : (h > hole || h <= j);
-        if (stays) continue;
+        if (dr__probe_stays(hole, j, home(t->slot[j].key, t->n_slots))) continue;
         t->slot[hole] = t->slot[j];
         hole = j;
     }
@@ -175,23 +175,9 @@ int dr__nbr_drop_freed(dr__nbr_t *t, const int64_t *ids) {
         dr__nbr_clear(t);
         return (int)dead;
     }
-    /* rebuilt without them into fresh slots of the same size: removing
-     * entries one by one from a linear-probing table would need tombstones */
-    dr__nbr_slot_t *old = t->slot;
-    uint32_t n_old = t->n_slots;
-    dr__nbr_slot_t *slot = malloc((size_t)n_old * sizeof(*slot));
-    if (!slot) return DR_ENOMEM;
-    for (uint32_t s = 0; s < n_old; s++) slot[s].key = -1;
-    uint32_t n = 0;
-    for (uint32_t s = 0; s < n_old; s++) {
-        if (old[s].key < 0 || ids[old[s].key] < 0) continue;
-        slot[probe(slot, n_old, old[s].key)] = old[s];
-        n++;
-    }
-    free(old);
-    t->slot = slot;
-    t->n = n;
-    return (int)dead;
+    /* rebuilt without them into fresh slots of the same size */
+    int err = rehash(t, t->n_slots, t->slot, t->n_slots, ids);
+    return err ? err : (int)dead;
 }
 
 void dr__nbr_clear(dr__nbr_t *t) {
