@@ -381,6 +381,55 @@ static void test_restored_model_draws_the_same(void **state) {
     dr_model_free(r);
 }
 
+/* Instances of one group expire items by their own clocks (the newest
+ * event of their partitions), which differ by their lag. Instance A removed
+ * items 1..20; B, behind, still learns items 5 and 6 together and shares
+ * it: the ids come back in A expired, with their old age, never as new
+ * posts. And A's own changes to the items it removed, made before the
+ * removal, are not shared: a third instance that imports A's export gets
+ * none of those ids. */
+static void test_removed_items_between_instances(void **state) {
+    (void)state;
+    dr_model_t *a = new_model(TTL, GRACE, 64, 0), *b = new_model(TTL, GRACE, 64, 0),
+               *c = new_model(TTL, GRACE, 64, 0);
+    assert_int_equal(dr_model_sync_enable(a), 0);
+    assert_int_equal(dr_model_sync_enable(b), 0);
+    assert_int_equal(dr_model_sync_enable(c), 0);
+    dr_user_t *ua = dr_user_new(1, 8), *ub = dr_user_new(2, 8), *late = dr_user_new(3, 8);
+    for (int64_t i = 1; i <= 20; i++) {
+        click(a, ua, i, 1000000 + i);
+        click(b, ub, i, 1000000 + i);
+    }
+    click(a, late, 99, 1000000 + TTL + GRACE + 100); /* A's clock moves on */
+    expire_all(a);
+    for (int64_t i = 1; i <= 20; i++) assert_int_equal(dr_model_item_index(a, i, false), DR_ENOTFOUND);
+    click(b, ub, 5, 1000100);
+    click(b, ub, 6, 1000101);
+    uint8_t *msg;
+    size_t len, n, applied, skipped;
+    assert_int_equal(dr_model_sync_export(b, 100000, &msg, &len, &n), 0);
+    assert_int_equal(dr_model_sync_import(a, msg, len, &applied, &skipped), 0);
+    free(msg);
+    assert_true(applied > 0);
+    for (int64_t i = 5; i <= 6; i++) {
+        assert_true(dr_model_item_index(a, i, false) >= 0); /* back ... */
+        assert_false(listable(a, i));                       /* ... expired */
+        assert_true(dr_model_item_published(a, i) <= 1000000 + 20);
+    }
+    assert_int_equal(dr_model_sync_export(a, 100000, &msg, &len, &n), 0);
+    assert_int_equal(dr_model_sync_import(c, msg, len, &applied, &skipped), 0);
+    free(msg);
+    for (int64_t i = 1; i <= 20; i++)
+        if (i != 5 && i != 6) assert_int_equal(dr_model_item_index(c, i, false), DR_ENOTFOUND);
+    assert_true(dr_model_item_index(c, 99, false) >= 0);
+    dr_user_free(ua);
+    dr_user_free(ub);
+    dr_user_free(late);
+    dr_model_free(a);
+    dr_model_free(b);
+    dr_model_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_expires_then_removed),
@@ -391,6 +440,7 @@ int main(void) {
         cmocka_unit_test(test_records_and_restore),
         cmocka_unit_test(test_freshness_term),
         cmocka_unit_test(test_restored_model_draws_the_same),
+        cmocka_unit_test(test_removed_items_between_instances),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
