@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dr_err.h"
 #include "dr_ingest.h"
@@ -22,6 +23,7 @@ struct dr_changelog {
     rd_kafka_t *producer;      /* borrowed */
     rd_kafka_t *reader;        /* created at the first restore */
     char *topic;
+    char *epoch_topic;         /* "<topic>#epoch": where a store keeps its epochs */
     const char *const *kafka_keys, *const *kafka_values; /* borrowed */
     int n_kafka;
 };
@@ -31,11 +33,15 @@ int dr_changelog_new(dr_changelog_t **out, rd_kafka_t *producer, const char *top
                      char *errstr, size_t n) {
     *out = NULL;
     dr_changelog_t *c = calloc(1, sizeof(*c));
-    if (!c || !(c->topic = strdup(topic))) {
+    size_t tlen = strlen(topic);
+    if (!c || !(c->topic = strdup(topic)) || !(c->epoch_topic = malloc(tlen + sizeof("#epoch")))) {
+        if (c) free(c->topic);
         free(c);
         snprintf(errstr, n, "out of memory");
         return DR_ENOMEM;
     }
+    memcpy(c->epoch_topic, topic, tlen);
+    memcpy(c->epoch_topic + tlen, "#epoch", sizeof("#epoch"));
     c->producer = producer;
     c->kafka_keys = kafka_keys;
     c->kafka_values = kafka_values;
@@ -48,6 +54,7 @@ void dr_changelog_free(dr_changelog_t *c) {
     if (!c) return;
     dr__handoff_reader_free(c->reader);
     free(c->topic);
+    free(c->epoch_topic);
     free(c);
 }
 
@@ -75,15 +82,31 @@ int dr_changelog_check(dr_changelog_t *c, const char *events_topic, int timeout_
     return 0;
 }
 
-static int produce(dr_changelog_t *c, int32_t partition, const char *key, size_t klen,
-                   const void *val, size_t len, void *opaque, int wait_ms) {
+static void be64(uint8_t out[8], uint64_t v) {
+    for (int i = 0; i < 8; i++) out[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static uint64_t read_be64(const uint8_t *v) {
+    uint64_t x = 0;
+    for (int i = 0; i < 8; i++) x = x << 8 | v[i];
+    return x;
+}
+
+static int produce(dr_changelog_t *c, int32_t partition, int64_t epoch, const char *key,
+                   size_t klen, const void *val, size_t len, void *opaque, int wait_ms) {
     int64_t deadline = dr_mono_ms() + wait_ms;
+    uint8_t ep[8];
+    be64(ep, (uint64_t)epoch);
     for (;;) {
+        /* producev takes the headers only when it succeeds */
+        rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+        rd_kafka_header_add(h, DR_CHANGELOG_EPOCH_HEADER, -1, ep, sizeof(ep));
         rd_kafka_resp_err_t err = rd_kafka_producev(
             c->producer, RD_KAFKA_V_TOPIC(c->topic), RD_KAFKA_V_PARTITION(partition),
-            RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE((void *)val, len),
+            RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_HEADERS(h),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return 0;
+        rd_kafka_headers_destroy(h);
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             dr_log(DR_LOG_ERROR, "handoff", "cannot produce to the changelog | topic=%s partition=%d err=%s",
                    c->topic, (int)partition, rd_kafka_err2str(err));
@@ -94,19 +117,38 @@ static int produce(dr_changelog_t *c, int32_t partition, const char *key, size_t
     }
 }
 
-int dr_changelog_put(dr_changelog_t *c, int32_t partition, int64_t user_id, const void *rec,
-                     size_t len, void *opaque, int wait_ms) {
+int dr_changelog_put(dr_changelog_t *c, int32_t partition, int64_t epoch, int64_t user_id,
+                     const void *rec, size_t len, void *opaque, int wait_ms) {
     char key[24];
     int klen = snprintf(key, sizeof(key), "%" PRId64, user_id);
-    return produce(c, partition, key, (size_t)klen, rec, rec ? len : 0, opaque, wait_ms);
+    return produce(c, partition, epoch, key, (size_t)klen, rec, rec ? len : 0, opaque, wait_ms);
 }
 
-int dr_changelog_mark(dr_changelog_t *c, int32_t partition, int64_t next_offset, void *opaque,
-                      int wait_ms) {
+int dr_changelog_mark(dr_changelog_t *c, int32_t partition, int64_t epoch, int64_t next_offset,
+                      void *opaque, int wait_ms) {
     uint8_t val[8];
-    for (int i = 0; i < 8; i++) val[i] = (uint8_t)((uint64_t)next_offset >> (56 - 8 * i));
-    return produce(c, partition, DR_CHANGELOG_MARKER_KEY, strlen(DR_CHANGELOG_MARKER_KEY), val,
-                   sizeof(val), opaque, wait_ms);
+    be64(val, (uint64_t)next_offset);
+    return produce(c, partition, epoch, DR_CHANGELOG_MARKER_KEY, strlen(DR_CHANGELOG_MARKER_KEY),
+                   val, sizeof(val), opaque, wait_ms);
+}
+
+int64_t dr_changelog_next_epoch(int64_t seen) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return seen >= now_us ? seen + 1 : now_us;
+}
+
+void dr_changelog_batch_position(dr_changelog_t *c, dr_state_batch_t *b, int32_t partition,
+                                 int64_t pos, int64_t epoch) {
+    dr_state_batch_put_offset(b, c->topic, partition, pos);
+    dr_state_batch_put_offset(b, c->epoch_topic, partition, epoch);
+}
+
+void dr_changelog_stored_position(dr_changelog_t *c, dr_state_t *st, int32_t partition,
+                                  int64_t *pos, int64_t *epoch) {
+    if (dr_state_get_offset(st, c->topic, partition, pos) != 0) *pos = -1;
+    if (dr_state_get_offset(st, c->epoch_topic, partition, epoch) != 0) *epoch = 0;
 }
 
 /* ---- restoring ------------------------------------------------------------ */
@@ -184,7 +226,7 @@ static void clear_staged(scan_t *s) {
 static int write_batch(scan_t *s, int64_t next_offset) {
     if (next_offset >= 0) {
         dr_state_batch_put_offset(s->batch, s->events_topic, s->partition, next_offset);
-        dr_state_batch_put_offset(s->batch, s->c->topic, s->partition, s->r->marker_pos);
+        dr_changelog_batch_position(s->c, s->batch, s->partition, s->r->marker_pos, s->r->epoch);
     }
     int err = dr_state_write(s->st, s->batch, s->errstr, s->errstr_size);
     dr_state_batch_free(s->batch);
@@ -235,17 +277,37 @@ static int stage(scan_t *s, int64_t user_id, const void *val, size_t len) {
     return 0;
 }
 
+/* The writer's epoch of m (0: none, a writer from before epochs). */
+static int64_t epoch_of(const rd_kafka_message_t *m) {
+    rd_kafka_headers_t *h = NULL;
+    const void *v = NULL;
+    size_t len = 0;
+    if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(h, DR_CHANGELOG_EPOCH_HEADER, &v, &len) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        len != 8 || !v)
+        return 0;
+    return (int64_t)read_be64(v);
+}
+
 static int on_message(scan_t *s, const rd_kafka_message_t *m) {
     s->r->records++;
     s->r->bytes += m->key_len + m->len;
+    int64_t epoch = epoch_of(m);
+    if (epoch < s->r->epoch) { /* a superseded owner's: fenced off */
+        s->r->fenced++;
+        return 0;
+    }
+    if (epoch > s->r->epoch) {
+        /* a new owner: what the old one left unfinished never will be */
+        s->r->fenced += s->n_staged;
+        clear_staged(s);
+        s->r->epoch = epoch;
+    }
     int64_t id;
     if (m->key_len == strlen(DR_CHANGELOG_MARKER_KEY) &&
         memcmp(m->key, DR_CHANGELOG_MARKER_KEY, m->key_len) == 0) {
         if (!m->payload || m->len != 8) return 0; /* not ours: ignored */
-        const uint8_t *v = m->payload;
-        uint64_t next = 0;
-        for (int i = 0; i < 8; i++) next = next << 8 | v[i];
-        return on_marker(s, (int64_t)next, m->offset);
+        return on_marker(s, (int64_t)read_be64(m->payload), m->offset);
     }
     if (!dr_ingest_user_key(m, &id)) return 0;
     return stage(s, id, m->payload, m->len);
@@ -303,8 +365,9 @@ static int scan_partition(scan_t *s, int64_t lo, int64_t hi, int timeout_ms) {
 }
 
 int dr_changelog_restore(dr_changelog_t *c, dr_state_t *st, const char *events_topic,
-                         int32_t partition, int64_t local_next, int64_t local_pos, int timeout_ms,
-                         dr_restore_t *r, char *errstr, size_t n) {
+                         int32_t partition, int64_t local_next, int64_t local_pos,
+                         int64_t local_epoch, int timeout_ms, dr_restore_t *r, char *errstr,
+                         size_t n) {
     memset(r, 0, sizeof(*r)); /* r may be uninitialised */
     r->marker_offset = r->marker_pos = -1;
     double t0 = dr_mono_s();
@@ -317,6 +380,7 @@ int dr_changelog_restore(dr_changelog_t *c, dr_state_t *st, const char *events_t
         return DR_EKAFKA;
     }
     r->log_start = lo;
+    r->log_end = hi;
     scan_t s = {.c = c, .events_topic = events_topic, .partition = partition, .r = r,
                 .errstr = errstr, .errstr_size = n};
     if (local_next >= 0 && local_pos >= lo && local_pos <= hi) {
@@ -325,6 +389,7 @@ int dr_changelog_restore(dr_changelog_t *c, dr_state_t *st, const char *events_t
         r->incremental = true;
         r->marker_offset = local_next;
         r->marker_pos = local_pos;
+        r->epoch = local_epoch; /* what the store read or wrote there fences what follows */
         if (local_pos < hi) {
             s.st = st;
             if (!(s.batch = dr_state_batch_new())) err = DR_ENOMEM;
@@ -341,11 +406,9 @@ int dr_changelog_restore(dr_changelog_t *c, dr_state_t *st, const char *events_t
         err = local_next >= 0 ? scan_partition(&s, lo, hi, timeout_ms) : 0;
         if (!err && (local_next < 0 || r->marker_offset > local_next)) {
             clear_staged(&s);
-            uint64_t records = r->records, bytes = r->bytes;
-            r->records = r->bytes = 0;
-            r->marker_offset = r->marker_pos = -1;
-            r->records = records; /* both reads count */
-            r->bytes = bytes;
+            r->marker_offset = r->marker_pos = -1; /* records and bytes: both reads count */
+            r->epoch = 0;
+            r->fenced = 0;
             s.st = st;
             s.batch = dr_state_batch_new();
             if (!s.batch) err = DR_ENOMEM;

@@ -17,6 +17,15 @@
  * them), so correctness rests on that order, which the idempotent
  * producer keeps within a partition.
  *
+ * Fencing. Every message carries its writer's epoch for the partition
+ * (header dr.epoch, 8 bytes big-endian; none: epoch 0). An owner takes a
+ * new epoch when it is assigned the partition, above every epoch it read
+ * (dr_changelog_next_epoch). A reader keeps the highest epoch seen so far
+ * in log order and ignores messages of a lower one, and the records it had
+ * staged when a higher one appears: what a former owner that does not know
+ * it lost the partition (a zombie: paused past its session timeout) wrote
+ * after the new owner's first message does not enter any restore.
+ *
  * Threads: one thread (the pipeline's loop). */
 #ifndef DR_HANDOFF_H
 #define DR_HANDOFF_H
@@ -31,6 +40,7 @@
 #include "dr_state.h"
 
 #define DR_CHANGELOG_MARKER_KEY "__marker"
+#define DR_CHANGELOG_EPOCH_HEADER "dr.epoch"
 
 typedef struct dr_changelog dr_changelog_t;
 
@@ -51,21 +61,43 @@ int dr_changelog_check(dr_changelog_t *c, const char *events_topic, int timeout_
                        size_t errstr_size);
 
 /* Produces a user's record (rec NULL: a tombstone) or a partition's commit
- * marker. A full producer queue is waited out (serving delivery reports)
- * for up to wait_ms. 0, DR_EFULL (still full), or DR_EKAFKA. */
-int dr_changelog_put(dr_changelog_t *c, int32_t partition, int64_t user_id, const void *rec,
-                     size_t len, void *opaque, int wait_ms);
-int dr_changelog_mark(dr_changelog_t *c, int32_t partition, int64_t next_offset, void *opaque,
-                      int wait_ms);
+ * marker, under the writer's epoch for the partition. A full producer queue
+ * is waited out (serving delivery reports) for up to wait_ms. 0, DR_EFULL
+ * (still full), or DR_EKAFKA. */
+int dr_changelog_put(dr_changelog_t *c, int32_t partition, int64_t epoch, int64_t user_id,
+                     const void *rec, size_t len, void *opaque, int wait_ms);
+int dr_changelog_mark(dr_changelog_t *c, int32_t partition, int64_t epoch, int64_t next_offset,
+                      void *opaque, int wait_ms);
+
+/* The epoch a new owner writes under: above `seen` (the restore's
+ * dr_restore_t.epoch) and, so that owners that never read each other's
+ * messages still order, at least the wall clock in microseconds (a new
+ * owner is assigned a partition at least a session timeout after a zombie
+ * took its epoch). */
+int64_t dr_changelog_next_epoch(int64_t seen);
+
+/* The store's position in a partition's changelog (the offset after the
+ * marker of the last commit it stored; -1: none) and the epoch in force
+ * there, written with a commit's batch and read back at the next
+ * assignment. A position of -1 makes the next restore read the whole
+ * changelog (a store written while the partition was lost). */
+void dr_changelog_batch_position(dr_changelog_t *c, dr_state_batch_t *b, int32_t partition,
+                                 int64_t pos, int64_t epoch);
+void dr_changelog_stored_position(dr_changelog_t *c, dr_state_t *st, int32_t partition,
+                                  int64_t *pos, int64_t *epoch);
 
 /* What reading a changelog partition found, and what a restore did. */
 typedef struct dr_restore {
     int64_t marker_offset;   /* next events offset of the last marker; -1: none */
     int64_t marker_pos;      /* changelog offset just after that marker; -1: none */
     int64_t log_start;       /* the changelog's first offset (> 0: its head is gone) */
+    int64_t log_end;         /* ... and its end when the restore began (where the
+                              * next message lands unless someone else writes) */
     uint64_t records;        /* changelog messages read */
     uint64_t bytes;          /* ... and their key + value bytes */
     uint64_t users;          /* user records (and tombstones) applied to the store */
+    uint64_t fenced;         /* messages of a superseded owner (lower epoch) ignored */
+    int64_t epoch;           /* the highest epoch read (the local one when nothing was) */
     bool incremental;        /* read from the store's changelog position on */
     bool restored;           /* the store's users of the partition were brought up to it */
     double seconds;
@@ -75,9 +107,10 @@ typedef struct dr_restore {
 void dr_restore_clear(dr_restore_t *r); /* frees orphans */
 
 /* Brings the store's users of `partition` up to the changelog, when needed.
- * local_next is the store's next events offset for the partition and
- * local_pos the changelog position it reflects (the offset after the marker
- * of the commit it stored; -1: none). When local_pos is within the
+ * local_next is the store's next events offset for the partition, local_pos
+ * the changelog position it reflects (the offset after the marker of the
+ * commit it stored; -1: none) and local_epoch the epoch in force there
+ * (both from dr_changelog_stored_position). When local_pos is within the
  * changelog, only what follows it is read (a restart or a return reads what
  * others wrote meanwhile, nothing more), and a newer marker's records are
  * applied on top. Otherwise the whole changelog is read: when its last
@@ -89,8 +122,9 @@ void dr_restore_clear(dr_restore_t *r); /* frees orphans */
  * and the orphans. Logs progress every few seconds. 0, DR_EKAFKA (the
  * changelog could not be read within timeout_ms), DR_ESTORE, DR_ENOMEM. */
 int dr_changelog_restore(dr_changelog_t *c, dr_state_t *st, const char *events_topic,
-                         int32_t partition, int64_t local_next, int64_t local_pos, int timeout_ms,
-                         dr_restore_t *r, char *errstr, size_t errstr_size);
+                         int32_t partition, int64_t local_next, int64_t local_pos,
+                         int64_t local_epoch, int timeout_ms, dr_restore_t *r, char *errstr,
+                         size_t errstr_size);
 
 /* ---- shared parameters: the model topic -------------------------------------
  * Every instance learns the items and the prior from its own users'

@@ -45,11 +45,11 @@ typedef struct dr_ingest_handler {
     /* Partitions are being taken away: make their state durable now. `parts`
      * holds only those revoked: all of them under the eager assignors, just
      * the ones moving elsewhere under cooperative-sticky (the rest stay
-     * assigned and keep flowing). Also called when the partitions were lost
-     * (session timeout, fencing: another member may own them already, so a
-     * Kafka commit may fail; a warning is logged); store the state locally
-     * anyway. */
-    void (*on_revoke)(void *ctx, const rd_kafka_topic_partition_list_t *parts);
+     * assigned and keep flowing). Also called, with lost true, when the
+     * partitions were lost (session timeout, fencing: another member may own
+     * them already, so a Kafka commit may fail; a warning is logged): store
+     * the state locally anyway, but write nothing another owner reads. */
+    void (*on_revoke)(void *ctx, const rd_kafka_topic_partition_list_t *parts, bool lost);
     /* An erase request: a record keyed by a user id with a null value (a
      * tombstone) on the events topic, so it is ordered with the user's
      * events. Same return contract as on_event. May be NULL (then such

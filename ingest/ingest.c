@@ -160,13 +160,14 @@ static void on_assigned(dr_ingest_t *in, rd_kafka_t *rk, rd_kafka_topic_partitio
 
 static void on_revoked(dr_ingest_t *in, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts,
                        bool coop) {
-    if (rd_kafka_assignment_lost(rk))
+    bool lost = rd_kafka_assignment_lost(rk);
+    if (lost)
         dr_log(DR_LOG_WARN, "ingest", "partitions lost: the group moved on without us (session "
                "timeout or fencing); another member may already be consuming them | count=%d",
                parts->cnt);
-    /* Lost or not, the state of what we consumed is ours to keep: it is
-     * stored locally, and the new owner starts from the offsets stored with it. */
-    if (in->handler.on_revoke) in->handler.on_revoke(in->handler.ctx, parts);
+    /* Lost or not, the state of what we consumed is ours to keep locally;
+     * a lost partition's shared copy (the changelog) is the new owner's. */
+    if (in->handler.on_revoke) in->handler.on_revoke(in->handler.ctx, parts, lost);
     if (coop) {
         for (int i = 0; i < parts->cnt; i++) forget(in, parts->elems[i].partition);
     } else {

@@ -82,6 +82,8 @@ typedef struct dr_pipeline_stats {
     uint64_t partitions_restored; /* partitions whose users came from the changelog */
     uint64_t users_restored;     /* ... user records (and tombstones) applied */
     uint64_t restore_records;    /* changelog messages read on assignment */
+    uint64_t changelog_fenced;   /* ... ignored: a former owner's, written after it lost the partition */
+    uint64_t changelog_foreign;  /* times another writer was found in a changelog partition we own */
     double restore_seconds;      /* ... and the time it took */
     uint64_t model_items_published; /* item changes shared through topic.model */
     uint64_t model_items_imported;  /* ... and taken from the other instances */

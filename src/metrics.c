@@ -154,6 +154,8 @@ static char *render(dr_pipeline_t *p, const dr_metrics_t *m) {
     counter(f, "driftrec_partitions_restored_total", "Partitions whose users were brought up to the changelog on assignment (docs/SCALING.md).", (double)s.partitions_restored);
     counter(f, "driftrec_users_restored_total", "User records and tombstones applied from the changelog.", (double)s.users_restored);
     counter(f, "driftrec_changelog_records_read_total", "Changelog messages read on assignment.", (double)s.restore_records);
+    counter(f, "driftrec_changelog_fenced_total", "Changelog messages read on assignment and ignored: a former owner's, written after it lost the partition (fencing).", (double)s.changelog_fenced);
+    counter(f, "driftrec_changelog_foreign_writes_total", "Times another writer was found in a changelog partition this instance owns (its users are then written again).", (double)s.changelog_foreign);
     counter(f, "driftrec_restore_seconds_total", "Time spent reading the changelog on assignment.", s.restore_seconds);
     counter(f, "driftrec_model_items_published_total", "Item changes this instance shared through topic.model.", (double)s.model_items_published);
     gauge(f, "driftrec_model_items_pending", "Item changes not shared through topic.model yet (shared within model.sync.interval.ms).", (double)s.model_items_pending);

@@ -52,6 +52,18 @@ struct dr_pipeline {
      * none): stored with the commit, so that the next assignment of the
      * partition reads only what follows its marker */
     int64_t marker_landed[DR_INGEST_MAX_PARTITIONS];
+    /* per events partition: whether this instance may write its changelog
+     * (from its assignment until it is revoked or lost), the epoch it writes
+     * under (dr_handoff.h, fencing), and the epoch of its last marker */
+    bool changelog_owned[DR_INGEST_MAX_PARTITIONS];
+    int64_t changelog_epoch[DR_INGEST_MAX_PARTITIONS];
+    int64_t marked_epoch[DR_INGEST_MAX_PARTITIONS];
+    /* where our next changelog message should land (-1: not known): one
+     * that lands further on means someone else wrote in between (a former
+     * owner), and the partition's users are written again (foreign) so
+     * that compaction keeps ours */
+    int64_t changelog_next[DR_INGEST_MAX_PARTITIONS];
+    bool changelog_foreign[DR_INGEST_MAX_PARTITIONS];
     uv_poll_t producer_poll;
     uv_timer_t emit_timer, commit_timer, housekeeping_timer;
     int open_handles;
@@ -71,6 +83,7 @@ struct dr_pipeline {
     size_t n_withdrawn, cap_withdrawn;
     /* a commit built and waiting for its deliveries */
     dr_state_batch_t *commit_batch;
+    uint64_t foreign_at_build;   /* stats.changelog_foreign then */
     uint64_t inputs_at_build;    /* inputs_handled() when the last commit was built */
     dr_pipeline_stats_t stats;
     dr_adwin_pop_t global_drift; /* over blocks of all users' drift samples */
@@ -468,6 +481,23 @@ static bool queue_reissue(dr_pipeline_t *p, const rd_kafka_message_t *m) {
     return true;
 }
 
+/* One of our changelog messages landed: a marker is where the commit's
+ * position is; a gap before it is another writer's (reports come in
+ * produce order within a partition). */
+static void changelog_delivered(dr_pipeline_t *p, const rd_kafka_message_t *m) {
+    int32_t part = m->partition;
+    if (p->changelog_next[part] >= 0 && m->offset != p->changelog_next[part] && p->changelog_owned[part] &&
+        !p->changelog_foreign[part]) {
+        p->changelog_foreign[part] = true;
+        p->stats.changelog_foreign++;
+        dr_log(DR_LOG_WARN, "pipeline", "another instance wrote to a changelog partition we own (a former owner that missed losing it): our users of it are written again | partition=%d expected=%" PRId64 " landed=%" PRId64,
+               (int)part, p->changelog_next[part], m->offset);
+    }
+    p->changelog_next[part] = m->offset + 1;
+    if (m->key_len == strlen(DR_CHANGELOG_MARKER_KEY) && memcmp(m->key, DR_CHANGELOG_MARKER_KEY, m->key_len) == 0)
+        p->marker_landed[part] = m->offset + 1;
+}
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     dr_pipeline_t *p = opaque;
     if (dr_msg_kind(m->_private) == DR_MSG_MODEL) {
@@ -485,9 +515,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         dr_flight_done(&p->flight, dr_msg_tag(m->_private));
         if (dr_msg_kind(m->_private) == DR_MSG_RECS) p->stats.lists_delivered++;
         else if (dr_msg_kind(m->_private) == DR_MSG_CHANGELOG && m->partition >= 0 &&
-                 m->partition < DR_INGEST_MAX_PARTITIONS && m->key_len == strlen(DR_CHANGELOG_MARKER_KEY) &&
-                 memcmp(m->key, DR_CHANGELOG_MARKER_KEY, m->key_len) == 0)
-            p->marker_landed[m->partition] = m->offset + 1;
+                 m->partition < DR_INGEST_MAX_PARTITIONS)
+            changelog_delivered(p, m);
         return;
     }
     /* Never drop output silently (the commit that depends on it keeps
@@ -583,12 +612,16 @@ static bool owns_partition(dr_pipeline_t *p, int32_t part) {
     return part >= 0 && part < n && parts[part].assigned;
 }
 
+static bool owns_changelog(dr_pipeline_t *p, int32_t part) {
+    return p->changelog && part >= 0 && part < DR_INGEST_MAX_PARTITIONS && p->changelog_owned[part];
+}
+
 /* A user's record (NULL: tombstone) for the changelog, counted in flight so
  * that the commit is written only once it is delivered. Only partitions
  * this instance owns: another owner's changelog is not ours to write. */
 static int changelog_put(dr_pipeline_t *p, int32_t part, int64_t user_id, const void *rec, size_t len) {
-    if (!p->changelog || !owns_partition(p, part)) return 0;
-    int err = dr_changelog_put(p->changelog, part, user_id, rec, len,
+    if (!owns_changelog(p, part)) return 0;
+    int err = dr_changelog_put(p->changelog, part, p->changelog_epoch[part], user_id, rec, len,
                                dr_msg_opaque(p->flight.epoch, DR_MSG_CHANGELOG), CHANGELOG_WAIT_MS);
     if (err) return err;
     dr_flight_sent(&p->flight);
@@ -603,14 +636,53 @@ static int changelog_mark(dr_pipeline_t *p) {
     if (!p->changelog) return 0;
     for (int i = 0; i < p->batch_n_offsets; i++) {
         int64_t at = p->batch_offsets[i] >= 0 ? p->batch_offsets[i] : p->start_offset[i];
-        if (!owns_partition(p, i) || at < 0) continue;
+        if (!owns_partition(p, i) || !owns_changelog(p, i) || at < 0) continue;
         if (!p->changelog_touched[i] && at == p->marked_offset[i]) continue;
-        int err = dr_changelog_mark(p->changelog, i, at, dr_msg_opaque(p->flight.epoch, DR_MSG_CHANGELOG),
-                                    CHANGELOG_WAIT_MS);
+        int err = dr_changelog_mark(p->changelog, i, p->changelog_epoch[i], at,
+                                    dr_msg_opaque(p->flight.epoch, DR_MSG_CHANGELOG), CHANGELOG_WAIT_MS);
         if (err) return err;
         dr_flight_sent(&p->flight);
         p->marked_offset[i] = at;
+        p->marked_epoch[i] = p->changelog_epoch[i];
         p->changelog_touched[i] = false;
+    }
+    return 0;
+}
+
+typedef struct republish {
+    dr_pipeline_t *p;
+    int err;
+    uint64_t users;
+} republish_t;
+
+static int republish_user(void *ctx, int32_t partition, int64_t user_id, const void *rec, size_t len) {
+    republish_t *r = ctx;
+    r->err = changelog_put(r->p, partition, user_id, rec, len);
+    r->users++;
+    return r->err;
+}
+
+/* Every stored user of the partition goes to its changelog again (the
+ * users the cache holds dirty follow with the commit): *users of them. */
+static int republish_partition(dr_pipeline_t *p, int32_t part, uint64_t *users) {
+    republish_t rp = {p, 0, 0};
+    int err = dr_state_for_each_partition_user(p->state, part, republish_user, &rp);
+    *users = rp.users;
+    if (err || rp.err) return err ? err : rp.err;
+    p->changelog_touched[part] = true;
+    return 0;
+}
+
+/* Partitions another writer wrote to: ours goes after theirs. */
+static int supersede_foreign(dr_pipeline_t *p) {
+    for (int i = 0; i < DR_INGEST_MAX_PARTITIONS; i++) {
+        if (!p->changelog_foreign[i]) continue;
+        p->changelog_foreign[i] = false;
+        uint64_t users = 0;
+        int err = owns_changelog(p, i) ? republish_partition(p, i, &users) : 0;
+        if (err) return err;
+        dr_log(DR_LOG_INFO, "pipeline", "changelog partition written again after another writer | partition=%d users=%" PRIu64,
+               i, users);
     }
     return 0;
 }
@@ -709,7 +781,12 @@ static int build_commit(dr_pipeline_t *p, dr_state_batch_t **out) {
     dr_state_batch_t *b = dr_state_batch_new();
     if (!b) return DR_ENOMEM;
     void *ctx[2] = {p, b};
-    int err = dr_user_cache_commit_begin(p->cache, put_user, ctx);
+    int err = supersede_foreign(p);
+    if (err) {
+        dr_state_batch_free(b);
+        return err;
+    }
+    err = dr_user_cache_commit_begin(p->cache, put_user, ctx);
     if (!err) err = expire_items(p);
     if (!err) err = dr_model_drain_dirty_items(p->model, put_item, b);
     uint8_t *globals = NULL;
@@ -763,7 +840,7 @@ static void finish_commit(dr_pipeline_t *p) {
     if (!p->commit_batch || !dr_flight_settled(&p->flight)) return;
     for (int i = 0; p->changelog && i < DR_INGEST_MAX_PARTITIONS; i++)
         if (p->marker_landed[i] >= 0) {
-            dr_state_batch_put_offset(p->commit_batch, dr_changelog_topic(p->changelog), i, p->marker_landed[i]);
+            dr_changelog_batch_position(p->changelog, p->commit_batch, i, p->marker_landed[i], p->marked_epoch[i]);
             p->marker_landed[i] = -1;
         }
     char err[512];
@@ -797,6 +874,11 @@ static uint64_t inputs_handled(dr_pipeline_t *p) {
 /* Nothing to store since the last commit built: the state and the offsets
  * would be written again unchanged (the globals alone are up to 33 KB). */
 static bool nothing_changed(dr_pipeline_t *p) {
+    if (p->stats.changelog_foreign != p->foreign_at_build) return false;
+    int n = 0;
+    dr_ingest_partitions(p->ingest, &n);
+    for (int i = 0; i < n && i < DR_INGEST_MAX_PARTITIONS; i++)
+        if (p->changelog_touched[i] && owns_changelog(p, i)) return false; /* a marker owed */
     return inputs_handled(p) == p->inputs_at_build && dr_user_cache_dirty(p->cache) == 0 &&
            dr_model_dirty_items(p->model) == 0 && !share_due(p);
 }
@@ -811,6 +893,7 @@ static int begin_commit(dr_pipeline_t *p) {
     if (emit_owed(p) != 0) return DR_EAGAIN;
     if (nothing_changed(p)) return 0;
     p->inputs_at_build = inputs_handled(p);
+    p->foreign_at_build = p->stats.changelog_foreign;
     int err = build_commit(p, &p->commit_batch);
     if (err) {
         fail(p, "building the commit failed", dr_strerror(err));
@@ -971,19 +1054,6 @@ static void drop_cached_partition(dr_pipeline_t *p, int32_t partition) {
     free(c.ids);
 }
 
-typedef struct republish {
-    dr_pipeline_t *p;
-    int err;
-    uint64_t users;
-} republish_t;
-
-static int republish_user(void *ctx, int32_t partition, int64_t user_id, const void *rec, size_t len) {
-    republish_t *r = ctx;
-    r->err = changelog_put(r->p, partition, user_id, rec, len);
-    r->users++;
-    return r->err;
-}
-
 /* Brings a newly assigned partition's users here: restores them from the
  * changelog when the local state is missing or behind it; republishes the
  * local state when the changelog is behind it (new, or it lost data); and
@@ -991,22 +1061,32 @@ static int republish_user(void *ctx, int32_t partition, int64_t user_id, const v
  * state of those users. Returns where consumption starts, -1: Kafka's
  * committed offset or ingest.offset.reset. */
 static int64_t take_partition(dr_pipeline_t *p, const char *topic, int32_t part) {
-    int64_t local = -1, local_pos = -1;
+    int64_t local = -1, local_pos = -1, local_epoch = 0;
     if (dr_state_get_offset(p->state, topic, part, &local) != 0) local = -1;
-    if (!p->changelog || dr_state_get_offset(p->state, dr_changelog_topic(p->changelog), part, &local_pos) != 0)
-        local_pos = -1;
     p->marked_offset[part] = -1;
     p->start_offset[part] = local;
     if (!p->changelog) return local;
+    dr_changelog_stored_position(p->changelog, p->state, part, &local_pos, &local_epoch);
     dr_restore_t r = {.marker_offset = -1};
     char err[512] = "";
-    int rc = dr_changelog_restore(p->changelog, p->state, topic, part, local, local_pos,
+    int rc = dr_changelog_restore(p->changelog, p->state, topic, part, local, local_pos, local_epoch,
                                   p->cfg.shutdown_timeout_ms * 2, &r, err, sizeof(err));
     if (rc) {
         fail(p, "restoring the partition from its changelog failed", err);
         dr_restore_clear(&r);
         return local;
     }
+    /* ours from now on, under an epoch above every one read: a marker at
+     * the next commit claims it, and fences off what a former owner that
+     * missed its revocation still writes */
+    p->changelog_owned[part] = true;
+    p->changelog_epoch[part] = dr_changelog_next_epoch(r.epoch);
+    p->changelog_next[part] = r.log_end;
+    p->changelog_foreign[part] = false;
+    p->stats.changelog_fenced += r.fenced;
+    if (r.fenced > 0)
+        dr_log(DR_LOG_WARN, "pipeline", "changelog records of a former owner ignored: it wrote after losing the partition | partition=%d records=%" PRIu64,
+               (int)part, r.fenced);
     p->stats.restore_seconds += r.seconds;
     p->stats.restore_records += r.records;
     if (r.restored) {
@@ -1027,14 +1107,13 @@ static int64_t take_partition(dr_pipeline_t *p, const char *topic, int32_t part)
         /* the changelog does not hold what this store does (it is new, or
          * lost its head to retention): put it there, so that the partition
          * can move with nothing lost */
-        republish_t rp = {p, 0, 0};
-        int e = dr_state_for_each_partition_user(p->state, part, republish_user, &rp);
-        if (e || rp.err) {
-            fail(p, "republishing a partition's users to the changelog failed", dr_strerror(e ? e : rp.err));
+        uint64_t users = 0;
+        int e = republish_partition(p, part, &users);
+        if (e) {
+            fail(p, "republishing a partition's users to the changelog failed", dr_strerror(e));
         } else {
-            p->changelog_touched[part] = true;
             dr_log(DR_LOG_INFO, "pipeline", "changelog behind the local state: users republished | partition=%d local_next=%" PRId64
-                   " changelog_next=%" PRId64 " users=%" PRIu64, (int)part, local, r.marker_offset, rp.users);
+                   " changelog_next=%" PRId64 " users=%" PRIu64, (int)part, local, r.marker_offset, users);
         }
     } else {
         p->marked_offset[part] = r.marker_offset;
@@ -1054,6 +1133,7 @@ static int64_t take_partition(dr_pipeline_t *p, const char *topic, int32_t part)
         dr_log(DR_LOG_INFO, "pipeline", "changelog records after the last marker superseded | partition=%d users=%zu",
                (int)part, r.n_orphans);
     dr_restore_clear(&r);
+    if (local >= 0) p->changelog_touched[part] = true; /* the claim: a marker under our epoch */
     return local;
 }
 
@@ -1135,16 +1215,32 @@ static int64_t catalog_start(void *ctx, int32_t partition) {
  * an eager rebalance revokes and gives back the same partitions, and a
  * partition that comes back after another owner changed it is restored,
  * which drops them (take_partition). */
-static void on_revoke(void *ctx, const rd_kafka_topic_partition_list_t *parts) {
+static void on_revoke(void *ctx, const rd_kafka_topic_partition_list_t *parts, bool lost) {
     dr_pipeline_t *p = ctx;
+    /* Lost (the group moved on without us: another member may already own
+     * them): what we applied is kept in our store, but their changelogs are
+     * no longer ours to write, and the store's position in them stops being
+     * one (the next assignment reads them whole, under the new owner's epochs). */
+    if (lost)
+        for (int i = 0; i < parts->cnt; i++) {
+            int32_t part = parts->elems[i].partition;
+            if (part >= 0 && part < DR_INGEST_MAX_PARTITIONS) p->changelog_owned[part] = false;
+        }
     commit_now(p);
     if (p->stats.failed) return;
+    dr_state_batch_t *b = lost && p->changelog ? dr_state_batch_new() : NULL;
     for (int i = 0; i < parts->cnt; i++) {
         int32_t part = parts->elems[i].partition;
         if (part < 0 || part >= DR_INGEST_MAX_PARTITIONS) continue;
         p->marked_offset[part] = -1;
         p->changelog_touched[part] = false;
+        p->changelog_owned[part] = false;
+        if (b) dr_changelog_batch_position(p->changelog, b, part, -1, 0);
     }
+    char err[512];
+    if (b && dr_state_write(p->state, b, err, sizeof(err)) != 0)
+        fail(p, "forgetting the changelog positions of lost partitions failed", err);
+    dr_state_batch_free(b);
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -1368,7 +1464,7 @@ int dr_pipeline_new(dr_pipeline_t **out, uv_loop_t *loop, const dr_config_t *cfg
     p->cfg = *cfg;
     p->producer_pipe[0] = p->producer_pipe[1] = -1;
     for (int i = 0; i < DR_INGEST_MAX_PARTITIONS; i++)
-        p->marked_offset[i] = p->start_offset[i] = p->marker_landed[i] = -1;
+        p->marked_offset[i] = p->start_offset[i] = p->marker_landed[i] = p->changelog_next[i] = -1;
     int err = dr_config_kafka_arrays(&p->cfg, &p->kafka_keys, &p->kafka_values);
     if (err) goto out_fail;
     dr_state_conf_t sc;

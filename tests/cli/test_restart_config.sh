@@ -3,7 +3,8 @@
 # stored record must load under the new configuration, nothing lost, and no
 # run may crash (issue 12, defect 3). Three runs on one state directory, each
 # to the end of the topic (run.exit.idle.ms), each after more events:
-#  1. the defaults (learner.recent.items 32: users' rings fill up);
+#  1. the defaults (learner.recent.items 32: users' rings fill up), without
+#     a changelog (topic.changelog=-);
 #  2. learner.recent.items=4, with drift settings that make the per-user
 #     detectors cut often, so users stored with 32-entry rings re-adapt
 #     (this read out of the ring and crashed, exit 139, before);
@@ -13,11 +14,16 @@
 #  message naming the setting, and the state is left as it was.
 # Each run must exit 0 without a "corrupt user record", and at the end every
 # user's applied-event counter must equal that of one uninterrupted run over
-# the whole topic under the defaults (test_crash.sh's oracle).
+# the whole topic under the defaults (test_crash.sh's oracle), in the state
+# directory. Then a start with a new changelog topic finds it behind the
+# store and puts every stored user there: a fresh instance restores them all
+# from it and has nothing to consume again (before, that start logged that it
+# republished the users but wrote nothing, not even a marker: the fresh
+# instance restored nobody and consumed the whole topic again).
 set -euo pipefail
 EVENTS=${EVENTS:-12000} USERS=${USERS:-150} ITEMS=${ITEMS:-300}
 . "$(dirname "$0")/lib.sh"
-start_broker 2 ev ev recs
+start_broker 2 ev ev recs log2
 
 common=(--set topic.events=ev --set topic.recommendations=recs
         --set kafka.fetch.wait.max.ms=10
@@ -90,7 +96,19 @@ total=$(awk '{s += $2} END {print s + 0}' "$dir/ref.txt")
 [ "$total" -eq $((3 * EVENTS)) ] || { echo "reference applied $total of $((3 * EVENTS)) events"; exit 1; }
 diff -q "$dir/ref.txt" "$dir/state.txt" >/dev/null ||
   { echo "counters differ from the reference run"; diff "$dir/ref.txt" "$dir/state.txt" | head; exit 1; }
+# a changelog the state has never written to (a new topic.changelog): the next start finds it
+# behind its store and puts every stored user there, so that an instance with an empty state
+# directory restores them all and has nothing left to consume
+run_to_end newlog "$dir/state" --set topic.changelog=log2.changelog
+grep -q "users republished" "$dir/newlog.log" || { echo "the new changelog was not filled"; exit 1; }
+run_to_end fresh "$dir/fresh" --set topic.changelog=log2.changelog
+restored=$(sed -n 's/.*partition restored from the changelog.* users=\([0-9]*\).*/\1/p' "$dir/fresh.log" | awk '{s += $1} END {print s + 0}')
+consumed=$(sed -n 's/.*msg="stopped" consumed=\([0-9]*\).*/\1/p' "$dir/fresh.log")
+counters "$dir/fresh" >"$dir/fresh.txt"
+[ "$restored" -eq "$(wc -l <"$dir/ref.txt")" ] && [ "$consumed" = 0 ] && diff -q "$dir/ref.txt" "$dir/fresh.txt" >/dev/null ||
+  { echo "from the new changelog: $restored users restored, $consumed events consumed again"; diff "$dir/ref.txt" "$dir/fresh.txt" | head; exit 1; }
 echo "$(wc -l <"$dir/ref.txt") users, $total events applied exactly once across 3 runs under other settings;" \
      "cuts of the 10 busiest users $before -> $after in the run with 4 recent items;" \
-     "a start with learner.max.items=100 refused (exit $rc), state untouched"
+     "a start with learner.max.items=100 refused (exit $rc), state untouched;" \
+     "a new changelog filled with all $restored users at the next start"
 echo "1 passed, 0 failed"

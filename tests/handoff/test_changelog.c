@@ -2,7 +2,8 @@
  * (handoff/dr_handoff.h), against the embedded broker and a real RocksDB
  * store: what a restore takes (records up to the last marker, tombstones),
  * what it leaves (records after it, reported as orphans), when it replaces
- * the store and when it reads only what follows the store's position. */
+ * the store and when it reads only what follows the store's position, and
+ * what it fences off (a former owner's writes after a new owner's claim). */
 #include "dr_test.h"
 
 #include <librdkafka/rdkafka.h>
@@ -61,12 +62,16 @@ static int teardown(void **state) {
     return 0;
 }
 
-static void put(fixture_t *f, int64_t user, const char *rec) {
-    assert_int_equal(dr_changelog_put(f->log, PART, user, rec, rec ? strlen(rec) : 0, NULL, 1000), 0);
+/* put/mark as a writer of epoch 0 (one from before epochs), put_as/mark_as
+ * as the owner of the given epoch */
+static void put_as(fixture_t *f, int64_t epoch, int64_t user, const char *rec) {
+    assert_int_equal(dr_changelog_put(f->log, PART, epoch, user, rec, rec ? strlen(rec) : 0, NULL, 1000), 0);
 }
-static void mark(fixture_t *f, int64_t next) {
-    assert_int_equal(dr_changelog_mark(f->log, PART, next, NULL, 1000), 0);
+static void mark_as(fixture_t *f, int64_t epoch, int64_t next) {
+    assert_int_equal(dr_changelog_mark(f->log, PART, epoch, next, NULL, 1000), 0);
 }
+static void put(fixture_t *f, int64_t user, const char *rec) { put_as(f, 0, user, rec); }
+static void mark(fixture_t *f, int64_t next) { mark_as(f, 0, next); }
 static void flush(fixture_t *f) { assert_int_equal(rd_kafka_flush(f->producer, 5000), 0); }
 
 static void expect_user(fixture_t *f, int64_t user, const char *want) {
@@ -106,7 +111,7 @@ static void test_restore_into_empty_store(void **state) {
     put(f, 4, "d1");
     flush(f);
     dr_restore_t r;
-    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, -1, -1, 5000, &r, err, sizeof(err)), 0);
+    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, -1, -1, 0, 5000, &r, err, sizeof(err)), 0);
     assert_true(r.restored);
     assert_false(r.incremental);
     assert_int_equal(r.marker_offset, 25);
@@ -136,11 +141,11 @@ static void test_incremental_from_stored_position(void **state) {
     mark(f, 10);
     flush(f);
     dr_restore_t r;
-    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, -1, -1, 5000, &r, err, sizeof(err)), 0);
+    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, -1, -1, 0, 5000, &r, err, sizeof(err)), 0);
     dr_restore_clear(&r);
     assert_int_equal(stored(f, TOPIC), 3);
 
-    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, 10, 3, 5000, &r, err, sizeof(err)), 0);
+    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, 10, 3, 0, 5000, &r, err, sizeof(err)), 0);
     assert_true(r.incremental);
     assert_false(r.restored);
     assert_int_equal(r.records, 0);
@@ -150,7 +155,7 @@ static void test_incremental_from_stored_position(void **state) {
     mark(f, 40);
     put(f, 1, "a-orphan");
     flush(f);
-    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, 10, 3, 5000, &r, err, sizeof(err)), 0);
+    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, 10, 3, 0, 5000, &r, err, sizeof(err)), 0);
     assert_true(r.incremental);
     assert_true(r.restored);
     assert_int_equal(r.records, 3);
@@ -180,7 +185,7 @@ static void test_full_read_keeps_or_replaces(void **state) {
     mark(f, 20);
     flush(f);
     dr_restore_t r;
-    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, 30, -1, 5000, &r, err, sizeof(err)), 0);
+    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, 30, -1, 0, 5000, &r, err, sizeof(err)), 0);
     assert_false(r.restored);
     assert_int_equal(r.marker_offset, 20);
     expect_user(f, 1, "local1");
@@ -189,7 +194,7 @@ static void test_full_read_keeps_or_replaces(void **state) {
     put(f, 1, "a2");
     mark(f, 50);
     flush(f);
-    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, 30, -1, 5000, &r, err, sizeof(err)), 0);
+    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, 30, -1, 0, 5000, &r, err, sizeof(err)), 0);
     assert_true(r.restored);
     assert_int_equal(r.records, 8); /* both reads count */
     expect_user(f, 1, "a2");
@@ -200,6 +205,68 @@ static void test_full_read_keeps_or_replaces(void **state) {
     free(rec);
     assert_int_equal(stored(f, EVENTS), 50);
     dr_restore_clear(&r);
+}
+
+/* Claim: fencing. A former owner (epoch 100) that goes on writing after the
+ * new owner (epoch 200) claimed the partition (a zombie, paused past its
+ * session timeout) changes no restore: not a fresh store's, not one read
+ * on from the old owner's position, not one read on from the new owner's.
+ * The old owner's unfinished commit before the claim is dropped too. */
+static void test_zombie_writes_fenced(void **state) {
+    fixture_t *f = *state;
+    char err[512] = "";
+    put_as(f, 100, 1, "a1");
+    put_as(f, 100, 2, "b1");
+    mark_as(f, 100, 10);           /* offsets 0-2: A's last full commit */
+    put_as(f, 100, 4, "d-unfinished");
+    mark_as(f, 200, 10);           /* 3-4: B's claim */
+    put_as(f, 100, 1, "a-zombie");
+    put_as(f, 100, 3, "c-zombie");
+    mark_as(f, 100, 15);           /* 5-7: A has not noticed yet */
+    put_as(f, 200, 2, "b2");
+    mark_as(f, 200, 20);           /* 8-9 */
+    put_as(f, 100, 2, "b-zombie"); /* 10 */
+    flush(f);
+    dr_restore_t r;
+    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, -1, -1, 0, 5000, &r, err, sizeof(err)), 0);
+    assert_true(r.restored);
+    assert_int_equal(r.marker_offset, 20);
+    assert_int_equal(r.marker_pos, 10);
+    assert_int_equal(r.epoch, 200);
+    assert_int_equal(r.fenced, 5);
+    assert_int_equal(r.n_orphans, 0);
+    expect_user(f, 1, "a1");
+    expect_user(f, 2, "b2");
+    expect_user(f, 3, NULL);
+    expect_user(f, 4, NULL);
+    int64_t pos, epoch;
+    dr_changelog_stored_position(f->log, f->st, PART, &pos, &epoch);
+    assert_int_equal(pos, 10);
+    assert_int_equal(epoch, 200);
+    dr_restore_clear(&r);
+
+    /* A's store, read on from its last marker under its own epoch */
+    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, 10, 3, 100, 5000, &r, err, sizeof(err)), 0);
+    assert_true(r.incremental);
+    assert_int_equal(r.marker_offset, 20);
+    assert_int_equal(r.fenced, 5);
+    expect_user(f, 1, "a1");
+    expect_user(f, 2, "b2");
+    expect_user(f, 3, NULL);
+    dr_restore_clear(&r);
+
+    /* B's store, read on from its claim: A's later writes stay out */
+    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, 10, 5, 200, 5000, &r, err, sizeof(err)), 0);
+    assert_int_equal(r.marker_offset, 20);
+    assert_int_equal(r.epoch, 200);
+    assert_int_equal(r.fenced, 4);
+    expect_user(f, 1, "a1");
+    expect_user(f, 3, NULL);
+    dr_restore_clear(&r);
+
+    /* a new owner's epoch is above every epoch read, and at least the clock */
+    assert_int_equal(dr_changelog_next_epoch(INT64_C(1) << 62), (INT64_C(1) << 62) + 1);
+    assert_true(dr_changelog_next_epoch(200) > INT64_C(1700000000) * 1000000);
 }
 
 /* Claim: the check names what to create when the changelog is missing or
@@ -219,6 +286,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_restore_into_empty_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_incremental_from_stored_position, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_read_keeps_or_replaces, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_zombie_writes_fenced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_topic, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -142,7 +142,8 @@ static void on_assign(void *ctx, rd_kafka_topic_partition_list_t *parts) {
     for (int i = 0; i < parts->cnt; i++) parts->elems[i].offset = m->assign_offset;
 }
 
-static void on_revoke(void *ctx, const rd_kafka_topic_partition_list_t *parts) {
+static void on_revoke(void *ctx, const rd_kafka_topic_partition_list_t *parts, bool lost) {
+    (void)lost;
     member_t *m = ctx;
     m->revoked_calls++;
     m->last_revoked_cnt = parts->cnt;
