@@ -78,6 +78,7 @@ typedef struct dr_config {
     char log_level[16];
     int shutdown_timeout_ms;
     int exit_idle_ms;
+    bool eval_rank_clicks;
     char metrics_listen[64];  /* "": no endpoint */
     int metrics_max_connections; /* open at once; at the cap the oldest is closed */
     int metrics_timeout_ms;   /* from accept to the response written, at most */

@@ -56,6 +56,8 @@ typedef struct dr_pipeline_stats {
     uint64_t commit_failures;
     uint64_t clicks_scored;    /* clicks of users that had a list */
     uint64_t click_hits;       /* ... whose item was in that list's top 10 */
+    uint64_t clicks_ranked;    /* clicks ranked under the model before they apply (eval.rank.clicks) */
+    uint64_t rank_hits;        /* ... whose item ranked in the top 10 */
     double loss_sum;           /* prequential loss over learned events */
     uint64_t loss_count;
     int64_t lag;

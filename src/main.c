@@ -205,10 +205,12 @@ static int cmd_run(int argc, char **argv) {
     if (r.pipeline) {
         dr_pipeline_stats_t s;
         dr_pipeline_stats(r.pipeline, &s);
-        /* the run's totals, for a catch-up job's log (hr@10: click_hits / clicks_scored) */
-        dr_log(DR_LOG_INFO, "main", "stopped | exit=%d events=%llu lists=%llu clicks_scored=%llu click_hits=%llu",
+        /* the run's totals, for a catch-up job's log (hr@10 of the lists users had:
+         * click_hits / clicks_scored; of the model before each click: rank_hits / clicks_ranked) */
+        dr_log(DR_LOG_INFO, "main", "stopped | exit=%d events=%llu lists=%llu clicks_scored=%llu click_hits=%llu clicks_ranked=%llu rank_hits=%llu",
                rc, (unsigned long long)s.events, (unsigned long long)s.lists_emitted,
-               (unsigned long long)s.clicks_scored, (unsigned long long)s.click_hits);
+               (unsigned long long)s.clicks_scored, (unsigned long long)s.click_hits,
+               (unsigned long long)s.clicks_ranked, (unsigned long long)s.rank_hits);
     } else {
         dr_log(DR_LOG_INFO, "main", "stopped | exit=%d", rc);
     }

@@ -247,6 +247,11 @@ static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t 
     if (p->observer && p->observer_ranks && ev->type == DR_EV_CLICK &&
         (!p->rank_filter || p->rank_filter(p->observer_ctx, ev)))
         model_rank = dr_model_list_rank(p->model, u, ev->item_id);
+    if (p->cfg.eval_rank_clicks && ev->type == DR_EV_CLICK) {
+        int64_t rank = model_rank >= 0 ? model_rank : dr_model_list_rank(p->model, u, ev->item_id);
+        p->stats.clicks_ranked++;
+        p->stats.rank_hits += rank >= 1 && rank <= HIT_K;
+    }
     dr_apply_result_t res;
     uint64_t seed = dr_mix64(((uint64_t)partition << 48) ^ (uint64_t)offset);
     err = dr_learner_apply(p->model, u, ev, seed, &res);
