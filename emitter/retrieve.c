@@ -153,26 +153,50 @@ static void *build_main(void *arg) {
     return NULL;
 }
 
-/* A build of rows [0, items->n) (at least min.items >= 1 of them): its
- * snapshot, to be copied by build_copy. 0 or DR_ENOMEM. */
-static int build_begin(dr__retrieval_t *r, const dr_items_view_t *items) {
-    retr_build_t *b = calloc(1, sizeof(*b));
-    if (!b) return DR_ENOMEM;
-    atomic_init(&b->stop, false);
-    atomic_init(&b->done, false);
-    b->n = items->n;
-    b->dim = items->dim;
-    /* malloc leaves the pages untouched: they are faulted in piece by
-     * piece as build_copy writes them */
-    b->vecs = malloc(b->n * (size_t)b->dim * sizeof(float));
-    b->bias = malloc(b->n * sizeof(float));
-    if (!b->vecs || !b->bias) {
-        build_free(b);
-        return DR_ENOMEM;
+/* Asks the build to stop; the result is dropped when it ends (build_reap).
+ * Does not wait. */
+static void build_cancel(dr__retrieval_t *r) {
+    if (!r->build) return;
+    atomic_store(&r->build->stop, true);
+    if (!r->build->started) { /* still copying: nothing runs */
+        build_free(r->build);
+        r->build = NULL;
     }
+}
+
+/* Drops the build after a failure (what: the step, err: why); the next
+ * build starts RETR_RETRY_S later. */
+static void build_failed(dr__retrieval_t *r, const char *what, const char *err) {
+    dr_log(DR_LOG_WARN, "emitter", "retrieval index build failed | step=%s err=\"%s\" retry_s=%.0f", what,
+           err, RETR_RETRY_S);
+    build_cancel(r);
+    r->retry_at = dr_mono_s() + RETR_RETRY_S;
+}
+
+/* Starts a build of rows [0, items->n) (at least min.items >= 1 of them):
+ * its snapshot, to be copied by build_copy, and the model's reuse count it
+ * begins at. False when there is no memory for it (build_failed said so). */
+static bool build_begin(dr__retrieval_t *r, const dr_model_t *m, const dr_items_view_t *items) {
+    retr_build_t *b = calloc(1, sizeof(*b));
+    if (b) {
+        atomic_init(&b->stop, false);
+        atomic_init(&b->done, false);
+        b->n = items->n;
+        b->dim = items->dim;
+        /* malloc leaves the pages untouched: they are faulted in piece by
+         * piece as build_copy writes them */
+        b->vecs = malloc(b->n * (size_t)b->dim * sizeof(float));
+        b->bias = malloc(b->n * sizeof(float));
+    }
+    if (!b || !b->vecs || !b->bias) {
+        build_free(b);
+        build_failed(r, "snapshot", dr_strerror(DR_ENOMEM));
+        return false;
+    }
+    b->reuse_at = dr_model_reuse_seq(m);
     r->build = b;
     r->dim = items->dim;
-    return 0;
+    return true;
 }
 
 /* Copies the snapshot's next rows until the deadline, and once all are in
@@ -204,26 +228,6 @@ static const char *build_copy(dr__retrieval_t *r, const dr_items_view_t *items, 
     if (err) return "the builder thread could not start";
     b->started = true;
     return NULL;
-}
-
-/* Asks the build to stop; the result is dropped when it ends (build_reap).
- * Does not wait. */
-static void build_cancel(dr__retrieval_t *r) {
-    if (!r->build) return;
-    atomic_store(&r->build->stop, true);
-    if (!r->build->started) { /* still copying: nothing runs */
-        build_free(r->build);
-        r->build = NULL;
-    }
-}
-
-/* Drops the build after a failure (what: the step, err: why); the next
- * build starts RETR_RETRY_S later. */
-static void build_failed(dr__retrieval_t *r, const char *what, const char *err) {
-    dr_log(DR_LOG_WARN, "emitter", "retrieval index build failed | step=%s err=\"%s\" retry_s=%.0f", what,
-           err, RETR_RETRY_S);
-    build_cancel(r);
-    r->retry_at = dr_mono_s() + RETR_RETRY_S;
 }
 
 /* Takes a finished build's index over: the first serves at once (with the
@@ -379,10 +383,7 @@ bool dr__retrieval_sync(dr__retrieval_t *r, const dr_model_t *m, const dr_items_
     build_reap(r, stats);
     int rc = 0;
     uint64_t upserts = 0;
-    if (!r->ann && !r->build && t0 >= r->retry_at) {
-        if (build_begin(r, items)) build_failed(r, "snapshot", dr_strerror(DR_ENOMEM));
-        else r->build->reuse_at = dr_model_reuse_seq(m);
-    }
+    if (!r->ann && !r->build && t0 >= r->retry_at) (void)build_begin(r, m, items);
     if (r->ann) rc = take_reused(r, m, items, &upserts);
     if (!rc && r->ann) {
         /* the items the index lacks first */
@@ -400,14 +401,9 @@ bool dr__retrieval_sync(dr__retrieval_t *r, const dr_model_t *m, const dr_items_
                 }
             /* replaced rows leave dead slots that searches still walk: past
              * a fifth of the items, a new index is built beside it */
-            if (!rc && dr_ann_dead(r->ann) > dr_ann_count(r->ann) / 5 && t0 >= r->retry_at) {
-                if (build_begin(r, items)) {
-                    build_failed(r, "snapshot", dr_strerror(DR_ENOMEM));
-                } else {
-                    r->build->reuse_at = dr_model_reuse_seq(m);
-                    stats->index_rebuilds++;
-                }
-            }
+            if (!rc && dr_ann_dead(r->ann) > dr_ann_count(r->ann) / 5 && t0 >= r->retry_at &&
+                build_begin(r, m, items))
+                stats->index_rebuilds++;
         }
     }
     /* the snapshot of a build: its rows are copied here, between emit
