@@ -83,7 +83,6 @@ struct dr_pipeline {
     size_t n_withdrawn, cap_withdrawn;
     /* a commit built and waiting for its deliveries */
     dr_state_batch_t *commit_batch;
-    uint64_t foreign_at_build;   /* stats.changelog_foreign then */
     uint64_t inputs_at_build;    /* inputs_handled() when the last commit was built */
     dr_pipeline_stats_t stats;
     dr_adwin_pop_t global_drift; /* over blocks of all users' drift samples */
@@ -879,11 +878,10 @@ static uint64_t inputs_handled(dr_pipeline_t *p) {
 /* Nothing to store since the last commit built: the state and the offsets
  * would be written again unchanged (the globals alone are up to 33 KB). */
 static bool nothing_changed(dr_pipeline_t *p) {
-    if (p->stats.changelog_foreign != p->foreign_at_build) return false;
     int n = 0;
     dr_ingest_partitions(p->ingest, &n);
-    for (int i = 0; i < n && i < DR_INGEST_MAX_PARTITIONS; i++)
-        if (p->changelog_touched[i] && owns_changelog(p, i)) return false; /* a marker owed */
+    for (int i = 0; i < n && i < DR_INGEST_MAX_PARTITIONS; i++) /* a marker owed, users to write again */
+        if ((p->changelog_touched[i] || p->changelog_foreign[i]) && owns_changelog(p, i)) return false;
     return inputs_handled(p) == p->inputs_at_build && dr_user_cache_dirty(p->cache) == 0 &&
            dr_model_dirty_items(p->model) == 0 && !share_due(p);
 }
@@ -898,7 +896,6 @@ static int begin_commit(dr_pipeline_t *p) {
     if (emit_owed(p) != 0) return DR_EAGAIN;
     if (nothing_changed(p)) return 0;
     p->inputs_at_build = inputs_handled(p);
-    p->foreign_at_build = p->stats.changelog_foreign;
     int err = build_commit(p, &p->commit_batch);
     if (err) {
         fail(p, "building the commit failed", dr_strerror(err));
