@@ -136,7 +136,10 @@ int64_t dr_changelog_next_epoch(int64_t seen) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-    return seen >= now_us ? seen + 1 : now_us;
+    if (seen < now_us) return now_us;
+    /* a hostile or corrupt epoch at the top of the range: ours equals it
+     * (equal epochs do not fence each other) rather than overflow */
+    return seen < INT64_MAX ? seen + 1 : INT64_MAX;
 }
 
 void dr_changelog_batch_position(dr_changelog_t *c, dr_state_batch_t *b, int32_t partition,

@@ -266,6 +266,7 @@ static void test_zombie_writes_fenced(void **state) {
 
     /* a new owner's epoch is above every epoch read, and at least the clock */
     assert_int_equal(dr_changelog_next_epoch(INT64_C(1) << 62), (INT64_C(1) << 62) + 1);
+    assert_int_equal(dr_changelog_next_epoch(INT64_MAX), INT64_MAX); /* no overflow (UBSan) */
     assert_true(dr_changelog_next_epoch(200) > INT64_C(1700000000) * 1000000);
 }
 
