@@ -42,3 +42,24 @@ metrics_port() {
 
 # metric PORT NAME: one sample's value from /metrics.
 metric() { local m; m=$(curl -sf "http://127.0.0.1:$1/metrics") && awk -v k="$2" '$1 == k {print $2}' <<<"$m"; }
+
+# counters STATE_DIR [INSPECT OPTION]...: every stored user's applied-event
+# counter, sorted (the oracle the multi-run tests compare).
+counters() { "$DRIFTREC" inspect --state-dir "$1" users "${@:2}" | sort -n; }
+
+# wait_log LOG PATTERN SECONDS: waits until LOG holds PATTERN; fails the test
+# (with the log's tail) when it does not within SECONDS.
+wait_log() {
+  for _ in $(seq $(($3 * 20))); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+  echo "$1: no \"$2\" within $3 s"; tail -20 "$1"; exit 1
+}
+
+# no_errors NAME...: fails the test when $dir/NAME.log holds an error of
+# driftrec's own (librdkafka's transient ones, mod=kafka, are not).
+no_errors() {
+  for n in "$@"; do
+    if grep "level=error" "$dir/$n.log" | grep -qv "mod=kafka"; then
+      echo "$n logged an error:"; grep "level=error" "$dir/$n.log" | grep -v "mod=kafka" | head -5; exit 1
+    fi
+  done
+}

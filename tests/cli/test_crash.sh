@@ -63,7 +63,6 @@ crash_runs() { # state group topic recs-topic
   done
 }
 
-counters() { "$DRIFTREC" inspect --state-dir "$1" users "${@:2}" | sort -n; }
 # each user's last message on a recommendations topic: "USER source=P:O" or "USER tombstone"
 last_lists() {
   "$DRIFTREC" lists --last --set "kafka.bootstrap.servers=$bs" --set "topic.recommendations=$1" | awk '{print $1, $4}' | sort -n

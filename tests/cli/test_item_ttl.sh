@@ -34,7 +34,6 @@ run_to_end() {
 # field LOG KEY: the value of KEY= in the run's last progress line.
 field() { grep "msg=\"stopped\" consumed=" "$1" | tail -1 | sed -n "s/.* $2=\([0-9]*\).*/\1/p"; }
 stored_items() { "$DRIFTREC" inspect --state-dir "$1" items | wc -l; }
-counters() { "$DRIFTREC" inspect --state-dir "$1" users | sort -n; }
 
 more 1
 # the catalog removes item 1 (the most popular of its cluster): a

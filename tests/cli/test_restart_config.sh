@@ -50,7 +50,6 @@ run_to_end() {
   fi
 }
 
-counters() { "$DRIFTREC" inspect --state-dir "$1" users | sort -n; }
 # cuts STATE USER...: the per-user detectors' cuts, summed over these users.
 cuts() {
   local state=$1 s=0 c
