@@ -3,7 +3,7 @@
  * the store; removed items' rows are reused only once no co-engagement
  * table names them; an id that comes back soon after comes back expired;
  * memory follows the live catalog under churn. */
-#include "dr_test.h"
+#include "learner_test.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -354,12 +354,7 @@ static void test_restored_model_draws_the_same(void **state) {
     for (int64_t i = 5001; i <= 5100; i++) click(m, u, i, 1005000);
     expire_all(m);
     assert_int_equal(dr_model_live_items(m), 100);
-    uint8_t *g;
-    size_t glen;
-    assert_int_equal(dr_model_encode_globals(m, &g, &glen), 0);
-    assert_int_equal(dr_model_load_globals(r, g, glen), 0);
-    free(g);
-    assert_int_equal(dr_model_drain_dirty_items(m, (dr_item_sink_fn)dr_model_load_item, r), 0);
+    copy_stored_model(m, r);
     expire_all(r);
     assert_int_equal(dr_model_live_items(r), 100);
     dr_model_t *ms[2] = {m, r};

@@ -1,6 +1,6 @@
 /* test_learner.c - claims of dr_learner.h: the update rules, label mapping,
  * numerical safety and exact record round trips. */
-#include "dr_test.h"
+#include "learner_test.h"
 
 #include <math.h>
 
@@ -184,13 +184,8 @@ static void test_records_round_trip(void **state) {
     free(rec);
     /* items and globals */
     dr_model_t *m2 = new_model(DR_MODE_IMPLICIT);
-    uint8_t *g;
-    size_t glen;
-    assert_int_equal(dr_model_encode_globals(m, &g, &glen), 0);
-    assert_int_equal(dr_model_load_globals(m2, g, glen), 0);
-    free(g);
     assert_true(dr_model_dirty_items(m) > 0);
-    assert_int_equal(dr_model_drain_dirty_items(m, (dr_item_sink_fn)dr_model_load_item, m2), 0);
+    copy_stored_model(m, m2);
     assert_int_equal(dr_model_dirty_items(m), 0);
     int64_t i1 = dr_model_item_index(m, 12, false), i2 = dr_model_item_index(m2, 12, false);
     assert_true(dr_model_score(m, u, i1) == dr_model_score(m2, u, i2));
@@ -505,12 +500,7 @@ static void test_content_ranks_new_items(void **state) {
     /* a record round trip keeps q_i, e_i and δ_i: the same score after learning */
     dr_model_t *m2;
     assert_int_equal(dr_model_new(&m2, &c, err, sizeof(err)), 0);
-    uint8_t *g;
-    size_t glen;
-    assert_int_equal(dr_model_encode_globals(m, &g, &glen), 0);
-    assert_int_equal(dr_model_load_globals(m2, g, glen), 0);
-    free(g);
-    assert_int_equal(dr_model_drain_dirty_items(m, (dr_item_sink_fn)dr_model_load_item, m2), 0);
+    copy_stored_model(m, m2);
     int64_t na2 = dr_model_item_index(m2, 1001, false);
     assert_true(dr_model_item_has_content(m2, na2));
     assert_true(dr_model_score(m, u, na) == dr_model_score(m2, u, na2));
@@ -1514,12 +1504,7 @@ static void test_sync_pending_survives_restart(void **state) {
     assert_int_equal(dr_model_sync_save_pending(a, &pend, &plen), 0);
     /* the restart: items and globals from the records, then the pending changes */
     dr_model_t *b = new_model(DR_MODE_RATING);
-    uint8_t *g;
-    size_t glen;
-    assert_int_equal(dr_model_encode_globals(a, &g, &glen), 0);
-    assert_int_equal(dr_model_load_globals(b, g, glen), 0);
-    free(g);
-    assert_int_equal(dr_model_drain_dirty_items(a, (dr_item_sink_fn)dr_model_load_item, b), 0);
+    copy_stored_model(a, b);
     assert_int_equal(dr_model_sync_enable(b), 0);
     for (size_t cut = 0; cut < plen; cut += 7)
         assert_int_equal(dr_model_sync_load_pending(b, pend, cut), DR_ECORRUPT);
