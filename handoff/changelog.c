@@ -4,6 +4,7 @@
 #include "dr_handoff.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@ struct dr_changelog {
     char *epoch_topic;         /* "<topic>#epoch": where a store keeps its epochs */
     const char *const *kafka_keys, *const *kafka_values; /* borrowed */
     int n_kafka;
+    const atomic_bool *cancel; /* set: a restore under way stops (a standby's) */
 };
 
 int dr_changelog_new(dr_changelog_t **out, rd_kafka_t *producer, const char *topic,
@@ -59,6 +61,8 @@ void dr_changelog_free(dr_changelog_t *c) {
 }
 
 const char *dr_changelog_topic(const dr_changelog_t *c) { return c->topic; }
+
+void dr__changelog_set_cancel(dr_changelog_t *c, const atomic_bool *cancel) { c->cancel = cancel; }
 
 int dr_changelog_check(dr_changelog_t *c, const char *events_topic, int timeout_ms, char *errstr,
                        size_t n) {
@@ -335,6 +339,12 @@ static int scan_partition(scan_t *s, int64_t lo, int64_t hi, int timeout_ms) {
     double start = dr_mono_s(), last_log = start;
     int64_t deadline = dr_mono_ms() + timeout_ms;
     while (!err && next < hi) {
+        if (c->cancel && atomic_load(c->cancel)) {
+            snprintf(s->errstr, s->errstr_size, "reading %s [%d]: cancelled at offset %" PRId64,
+                     c->topic, (int)s->partition, next);
+            err = DR_ESTOPPED;
+            break;
+        }
         if (dr_mono_ms() > deadline) {
             snprintf(s->errstr, s->errstr_size, "reading %s [%d]: at offset %" PRId64 " of %" PRId64
                      " after %d ms", c->topic, (int)s->partition, next, hi, timeout_ms);

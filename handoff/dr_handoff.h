@@ -126,6 +126,58 @@ int dr_changelog_restore(dr_changelog_t *c, dr_state_t *st, const char *events_t
                          int64_t local_epoch, int timeout_ms, dr_restore_t *r, char *errstr,
                          size_t errstr_size);
 
+/* ---- standby replicas ---------------------------------------------------------
+ * A standby keeps a warm copy of every events partition its instance does
+ * not own: on its own thread, every interval, it brings the store's users of
+ * each such partition up to the changelog's last marker (an incremental
+ * dr_changelog_restore from the stored position, with its own reader), so
+ * that when the instance is assigned the partition its restore reads only
+ * what was written since. Partitions it never held are read whole once.
+ * A copy is stored as a restore stores it (users, events offset, changelog
+ * position and epoch), so fencing and an unfinished commit are handled as
+ * there. It writes only partitions its instance does not own, so its
+ * batches never meet the pipeline's (dr_state_write serialises them).
+ *
+ * Threads: new, begin, take, release, stats and free from the pipeline's
+ * loop; the reading runs on the standby's own thread. */
+typedef struct dr_standby dr_standby_t;
+
+typedef struct dr_standby_stats {
+    uint64_t rounds;         /* passes over the partitions not owned */
+    uint64_t records;        /* changelog messages read */
+    uint64_t users;          /* user records and tombstones applied to the store */
+    uint64_t fenced;         /* messages of a superseded owner ignored */
+    uint64_t failures;       /* reads that failed (tried again at the next round) */
+    uint64_t cancelled;      /* reads cut short because the instance took the partition */
+    double seconds;          /* time spent reading */
+    int32_t partitions;      /* partitions kept warm now */
+    int64_t behind;          /* changelog messages past the last marker applied, at the
+                              * last read of each partition kept (an unfinished commit's) */
+} dr_standby_stats_t;
+
+/* A standby for the partitions of events_topic (on its changelog
+ * changelog_topic), catching up every interval_ms; producer is borrowed for
+ * metadata only. It reads nothing before dr_standby_begin. 0, DR_ENOMEM or
+ * DR_EKAFKA/DR_ECONFIG (its reader) with the reason in errstr. */
+int dr_standby_new(dr_standby_t **out, dr_state_t *st, rd_kafka_t *producer,
+                   const char *changelog_topic, const char *events_topic, int interval_ms,
+                   int timeout_ms, const char *const *kafka_keys,
+                   const char *const *kafka_values, int n_kafka, char *errstr,
+                   size_t errstr_size);
+/* Starts the rounds (call once the first assignment is known, so that the
+ * partitions about to be owned are not read in vain). Idempotent. */
+void dr_standby_begin(dr_standby_t *s);
+/* The instance owns the partition from now on: a read of it under way is
+ * cut short and waited for, and it is left alone until released. True when
+ * the standby wrote the partition's users since it was released (the
+ * instance's cached copies of them are stale). */
+bool dr_standby_take(dr_standby_t *s, int32_t partition);
+/* The instance no longer owns the partition (after its revoke commit). */
+void dr_standby_release(dr_standby_t *s, int32_t partition);
+void dr_standby_stats(dr_standby_t *s, dr_standby_stats_t *out);
+/* Stops the thread (cutting a read short) and frees. NULL ok. */
+void dr_standby_free(dr_standby_t *s);
+
 /* ---- shared parameters: the model topic -------------------------------------
  * Every instance learns the items and the prior from its own users'
  * events; through the model topic (topic.model) each publishes the sparse

@@ -43,6 +43,7 @@ static const conf_row_t rows[] = {
     {"state.cache.users", T_INT, F(cache_users), 0, 1, 100000000, "200000", NULL, "Hot users kept in memory (clean ones beyond this are evicted)."},
     {"state.block.cache.mb", T_INT, F(block_cache_mb), 0, 1, 65536, "256", NULL, "RocksDB block cache size."},
     {"state.min.free.mb", T_INT, F(state_min_free_mb), 0, 0, 1048576, "256", NULL, "Free space the state filesystem must keep: a commit that would leave less is refused and the pipeline stops (exit 1) before RocksDB meets a full disk; `run` also refuses to start below it. 0: no check."},
+    {"state.standby.interval.ms", T_INT, F(standby_interval_ms), 0, 0, 3600000, "0", NULL, "Standby replicas: every this often, bring this instance's stored copy of every events partition it does not own up to that partition's changelog (on a thread of its own), so that taking a partition over reads only the commits since (docs/SCALING.md). Costs each instance the disk and the changelog reads of every partition. 0: off; a new owner restores on assignment."},
     {"state.sync", T_BOOL, F(state_sync), 0, 0, 1, "false", NULL, "fsync every commit (the WAL is always on; this also survives power loss)."},
     {"ingest.batch", T_INT, F(ingest_batch), 0, 1, 100000, "4096", NULL, "Most records taken from the consumer queue per wake-up."},
     {"ingest.max.dirty.users", T_INT, F(max_dirty_users), 0, 100, 100000000, "200000", NULL, "Pause consumption while more users than this wait for their list."},

@@ -43,6 +43,7 @@ typedef struct dr_config {
     int cache_users;
     int block_cache_mb;
     bool state_sync;
+    int standby_interval_ms;  /* 0: no standby replicas */
     int state_min_free_mb;    /* stop before the state filesystem is this full */
     /* ingest */
     int ingest_batch;

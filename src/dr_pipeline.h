@@ -87,6 +87,13 @@ typedef struct dr_pipeline_stats {
     uint64_t changelog_fenced;   /* ... ignored: a former owner's, written after it lost the partition */
     uint64_t changelog_foreign;  /* times another writer was found in a changelog partition we own */
     double restore_seconds;      /* ... and the time it took */
+    uint64_t standby_partitions; /* partitions of other instances kept warm now (state.standby.interval.ms) */
+    uint64_t standby_records;    /* ... changelog messages read for them */
+    uint64_t standby_users;      /* ... user records and tombstones applied */
+    uint64_t standby_fenced;     /* ... messages of a superseded owner ignored */
+    uint64_t standby_failures;   /* ... reads that failed (tried again at the next round) */
+    int64_t standby_behind;      /* ... messages past their last marker applied (an unfinished commit) */
+    double standby_seconds;      /* ... time spent reading */
     uint64_t model_items_published; /* item changes shared through topic.model */
     uint64_t model_items_imported;  /* ... and taken from the other instances */
     uint64_t model_rejected;        /* model messages refused (malformed, other dimension) */

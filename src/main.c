@@ -100,6 +100,11 @@ static bool log_progress(run_ctx_t *r, const char *what) {
            (unsigned long long)s.lists_emitted, (unsigned long long)s.dead_lettered,
            (long long)s.lag, (unsigned long long)s.commits, s.paused, (unsigned long long)s.items_live,
            (unsigned long long)s.items_expired, (unsigned long long)s.items_removed);
+    if (s.standby_partitions > 0 || s.standby_records > 0)
+        dr_log(DR_LOG_INFO, "main", "%s standby | partitions=%llu records=%llu users=%llu behind=%lld fenced=%llu failures=%llu seconds=%.2f",
+               what, (unsigned long long)s.standby_partitions, (unsigned long long)s.standby_records,
+               (unsigned long long)s.standby_users, (long long)s.standby_behind,
+               (unsigned long long)s.standby_fenced, (unsigned long long)s.standby_failures, s.standby_seconds);
     return s.failed;
 }
 

@@ -157,6 +157,13 @@ static char *render(dr_pipeline_t *p, const dr_metrics_t *m) {
     counter(f, "driftrec_changelog_fenced_total", "Changelog messages read on assignment and ignored: a former owner's, written after it lost the partition (fencing).", (double)s.changelog_fenced);
     counter(f, "driftrec_changelog_foreign_writes_total", "Times another writer was found in a changelog partition this instance owns (its users are then written again).", (double)s.changelog_foreign);
     counter(f, "driftrec_restore_seconds_total", "Time spent reading the changelog on assignment.", s.restore_seconds);
+    gauge(f, "driftrec_standby_partitions", "Partitions of other instances this one keeps warm from their changelog (state.standby.interval.ms).", (double)s.standby_partitions);
+    counter(f, "driftrec_standby_records_read_total", "Changelog messages read to keep other instances' partitions warm.", (double)s.standby_records);
+    counter(f, "driftrec_standby_users_applied_total", "User records and tombstones applied to the warm copies.", (double)s.standby_users);
+    counter(f, "driftrec_standby_fenced_total", "Changelog messages of a superseded owner the warm copies ignored.", (double)s.standby_fenced);
+    counter(f, "driftrec_standby_failures_total", "Reads of a partition kept warm that failed (tried again at the next round).", (double)s.standby_failures);
+    gauge(f, "driftrec_standby_behind_messages", "Changelog messages past the last commit marker the warm copies hold (an owner's commit under way).", (double)s.standby_behind);
+    counter(f, "driftrec_standby_seconds_total", "Time spent keeping other instances' partitions warm.", s.standby_seconds);
     counter(f, "driftrec_model_items_published_total", "Item changes this instance shared through topic.model.", (double)s.model_items_published);
     gauge(f, "driftrec_model_items_pending", "Item changes not shared through topic.model yet (shared within model.sync.interval.ms).", (double)s.model_items_pending);
     counter(f, "driftrec_model_items_imported_total", "Item changes taken from the other instances.", (double)s.model_items_imported);

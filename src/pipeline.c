@@ -38,6 +38,7 @@ struct dr_pipeline {
     dr_ingest_t *ingest;
     dr_catalog_t *catalog;       /* NULL without topic.catalog */
     dr_changelog_t *changelog;   /* NULL with topic.changelog=- */
+    dr_standby_t *standby;       /* NULL unless state.standby.interval.ms */
     dr_model_sync_t *sync;       /* NULL with topic.model=- */
     double last_sync;            /* when item changes were last published */
     int64_t synced_version;      /* the prior's version then */
@@ -1064,6 +1065,8 @@ static void drop_cached_partition(dr_pipeline_t *p, int32_t partition) {
  * committed offset or ingest.offset.reset. */
 static int64_t take_partition(dr_pipeline_t *p, const char *topic, int32_t part) {
     int64_t local = -1, local_pos = -1, local_epoch = 0;
+    /* first the standby lets go of it: what it stored is where we start */
+    bool standby_wrote = p->standby && dr_standby_take(p->standby, part);
     if (dr_state_get_offset(p->state, topic, part, &local) != 0) local = -1;
     p->marked_offset[part] = -1;
     p->start_offset[part] = local;
@@ -1091,9 +1094,11 @@ static int64_t take_partition(dr_pipeline_t *p, const char *topic, int32_t part)
                (int)part, r.fenced);
     p->stats.restore_seconds += r.seconds;
     p->stats.restore_records += r.records;
-    if (r.restored) {
+    if (r.restored || standby_wrote) {
         /* the store moved on underneath the cache: its copies are stale */
         drop_cached_partition(p, part);
+    }
+    if (r.restored) {
         p->stats.partitions_restored++;
         p->stats.users_restored += r.users;
         dr_log(DR_LOG_INFO, "pipeline", "partition restored from the changelog | partition=%d local_next=%" PRId64
@@ -1147,6 +1152,8 @@ static void on_assign(void *ctx, rd_kafka_topic_partition_list_t *parts) {
         int64_t next = take_partition(p, parts->elems[i].topic, part);
         if (next >= 0) parts->elems[i].offset = next;
     }
+    /* what this instance owns is known: the others' partitions can be kept warm */
+    if (p->standby) dr_standby_begin(p->standby);
 }
 
 /* The item leaves every published list at the next emit (withdraw_items). */
@@ -1243,6 +1250,9 @@ static void on_revoke(void *ctx, const rd_kafka_topic_partition_list_t *parts, b
     if (b && dr_state_write(p->state, b, err, sizeof(err)) != 0)
         fail(p, "forgetting the changelog positions of lost partitions failed", err);
     dr_state_batch_free(b);
+    /* stored, and another instance's from now on: kept warm from its changelog */
+    for (int i = 0; p->standby && !p->stats.failed && i < parts->cnt; i++)
+        dr_standby_release(p->standby, parts->elems[i].partition);
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -1424,6 +1434,18 @@ static int make_clients(dr_pipeline_t *p, char *errstr, size_t n) {
         (err = dr_changelog_new(&p->changelog, p->producer, p->cfg.topic_changelog, p->kafka_keys,
                                 p->kafka_values, p->cfg.n_kafka, errstr, n)))
         return err;
+    if (p->cfg.standby_interval_ms > 0) {
+        if (!p->changelog) {
+            snprintf(errstr, n, "state.standby.interval.ms keeps partitions warm from their changelog, "
+                     "and topic.changelog is -: set one, or state.standby.interval.ms=0");
+            return DR_ECONFIG;
+        }
+        if ((err = dr_standby_new(&p->standby, p->state, p->producer, p->cfg.topic_changelog,
+                                  p->cfg.topic_events, p->cfg.standby_interval_ms,
+                                  p->cfg.shutdown_timeout_ms * 2, p->kafka_keys, p->kafka_values,
+                                  p->cfg.n_kafka, errstr, n)))
+            return err;
+    }
     dr_ingest_handler_t h = {p, on_event, on_batch_end, on_assign, on_revoke, on_erase};
     if ((err = dr_ingest_new(&p->ingest, p->loop, &ic, &h, p->producer, &p->flight, errstr, n)))
         return err;
@@ -1561,6 +1583,7 @@ void dr_pipeline_free(dr_pipeline_t *p) {
     if (!p) return;
     dr_catalog_free(p->catalog);
     dr_ingest_free(p->ingest);
+    dr_standby_free(p->standby); /* before the store and the producer it uses */
     dr_changelog_free(p->changelog);
     dr_model_sync_free(p->sync);
     dr_emitter_free(p->emitter);
@@ -1594,6 +1617,17 @@ void dr_pipeline_stats(dr_pipeline_t *p, dr_pipeline_stats_t *out) {
     p->stats.pauses = s->pauses;
     p->stats.paused = s->paused;
     p->stats.offset_resets = s->offset_resets;
+    if (p->standby) {
+        dr_standby_stats_t ss;
+        dr_standby_stats(p->standby, &ss);
+        p->stats.standby_partitions = ss.partitions;
+        p->stats.standby_records = ss.records;
+        p->stats.standby_users = ss.users;
+        p->stats.standby_fenced = ss.fenced;
+        p->stats.standby_failures = ss.failures;
+        p->stats.standby_behind = ss.behind;
+        p->stats.standby_seconds = ss.seconds;
+    }
     if (p->sync) {
         const dr_model_sync_stats_t *ms = dr_model_sync_stats(p->sync);
         p->stats.model_items_published = ms->items_published;

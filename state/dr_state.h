@@ -6,8 +6,8 @@
  * events they reflect are stored atomically: after a crash the pipeline
  * resumes exactly where the stored state ends.
  *
- * Threads: a dr_state_t may be used from several threads for reads; batches
- * are built and written by one thread. The user cache is single-threaded. */
+ * Threads: a dr_state_t may be used from several threads for reads and
+ * writes (dr_state_write is serialised); a batch is built by one thread. The user cache is single-threaded. */
 #ifndef DR_STATE_H
 #define DR_STATE_H
 

@@ -3,6 +3,7 @@
  * one WriteBatch per commit so that parameters and offsets never diverge. */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +36,8 @@ struct dr_state {
     rocksdb_readoptions_t *ropts;
     rocksdb_readoptions_t *scan_ropts; /* full scans: do not churn the block cache */
     rocksdb_writeoptions_t *wopts;
-    rocksdb_writebatch_t *wb;          /* reused by dr_state_write (one writer) */
+    rocksdb_writebatch_t *wb;          /* reused by dr_state_write, under write_lock */
+    pthread_mutex_t write_lock;        /* a standby replica writes beside the pipeline */
     rocksdb_column_family_handle_t *cf[CF_COUNT];
     bool read_only;
     char *path;
@@ -195,6 +197,7 @@ static void build_options(dr_state_t *st, const dr_state_conf_t *conf) {
     st->wopts = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->wopts, conf->sync);
     st->wb = rocksdb_writebatch_create();
+    pthread_mutex_init(&st->write_lock, NULL);
 }
 
 int dr_state_open(dr_state_t **out, const dr_state_conf_t *conf, char *errstr,
@@ -272,8 +275,10 @@ void dr_state_close(dr_state_t *st) {
             rocksdb_column_family_handle_destroy(st->cf[i]);
     if (st->db)
         rocksdb_close(st->db);
-    if (st->wb)
+    if (st->wb) {
         rocksdb_writebatch_destroy(st->wb);
+        pthread_mutex_destroy(&st->write_lock);
+    }
     if (st->wopts)
         rocksdb_writeoptions_destroy(st->wopts);
     if (st->scan_ropts)
@@ -748,8 +753,10 @@ int dr_state_write(dr_state_t *st, dr_state_batch_t *b, char *errstr, size_t err
                         errstr_size);
     if (rc)
         return rc;
+    pthread_mutex_lock(&st->write_lock);
     replay(st, b);
     rocksdb_write(st->db, st->wopts, st->wb, &err);
+    pthread_mutex_unlock(&st->write_lock);
     if (err)
         return store_err(err, errstr, errstr_size, "state write");
     return 0;

@@ -6,13 +6,17 @@
 # gracefully, and the killed one comes back on its old (now stale) state, so
 # partitions move back and forth several times. Then a fifth instance with
 # an empty state directory takes every partition and restores it from the
-# changelog alone. Against a single uninterrupted instance on the same
-# stream:
+# changelog alone. Two of the instances (a and d) keep standby replicas of
+# the partitions they do not own, so that their takeovers start from a warm
+# copy while the others restore on assignment. Against a single
+# uninterrupted instance on the same stream:
 #   - every user's applied-event counter in the restored state is equal
 #     (nothing lost, nothing applied twice across the moves), and the same
 #     users are stored (every erase holds);
 #   - the authoritative state of each partition (the instance that stored
-#     the highest offset for it) holds the same counters;
+#     the highest offset for it, a standby copy included) holds the same
+#     counters;
+#   - the standby replicas applied users and no read of theirs failed;
 #   - every user's last message on the group's recommendations topic
 #     reflects the same newest event (or is the same tombstone);
 #   - the last instance standing and the fresh one, whose items came from
@@ -53,13 +57,14 @@ stored_total() {
 }
 moves() { cat "$dir"/inst-?.log | grep -c "partition restored from the changelog" || true; }
 
-start inst-a; start inst-b; start inst-c
+standby=(--set state.standby.interval.ms=300)
+start inst-a "${standby[@]}"; start inst-b; start inst-c
 wait_log "$dir/inst-a.log" "partitions assigned" 30
 wait_log "$dir/inst-c.log" "partitions assigned" 30
 sleep 6
 kill -9 "${pid_of[inst-b]}"; wait "${pid_of[inst-b]}" 2>/dev/null || true
 echo "killed b at $(stored_total) of $records records"
-start inst-d
+start inst-d "${standby[@]}"
 wait_log "$dir/inst-d.log" "partitions assigned" 40
 sleep 6
 kill -TERM "${pid_of[inst-c]}"; wait "${pid_of[inst-c]}" || { echo "c did not stop cleanly"; tail -20 "$dir/inst-c.log"; exit 1; }
@@ -74,6 +79,12 @@ for n in inst-a inst-d inst-b; do
 done
 no_errors inst-a inst-b inst-c inst-d # librdkafka's transient ones (a request timed out under load) are not
 restores=$(moves)
+for n in inst-a inst-d; do # the standby's totals at the stop: users applied, no failure
+  line=$(grep 'msg="stopped standby"' "$dir/$n.log") || { echo "$n kept no standby"; exit 1; }
+  warm=$(sed -n 's/.* users=\([0-9]*\).*/\1/p' <<<"$line") failed=$(sed -n 's/.* failures=\([0-9]*\).*/\1/p' <<<"$line")
+  [ "$warm" -gt 0 ] && [ "$failed" -eq 0 ] || { echo "$n's standby: $line"; exit 1; }
+  standby_users+="$n $warm, "
+done
 
 counters "$dir/ref" >"$dir/ref.txt"
 [ "$(wc -l <"$dir/ref.txt")" -gt 0 ] || { echo "the reference stored no user"; exit 1; }
@@ -145,6 +156,7 @@ cmp -s "$dir/ref.lists" "$dir/grp.lists" ||
   { echo "last lists differ from the uninterrupted run"; diff "$dir/ref.lists" "$dir/grp.lists" | head -6 || true; exit 1; }
 
 echo "12 partitions, $records records ($erases erases) of $USERS users over 4 instances (b killed and back, d joined,"
-echo "  c left): $restores partition restores from the changelog during the run; a fresh instance restored all 12;"
+echo "  c left): $restores partition restores from the changelog during the run; a fresh instance restored all 12;
+  standby replicas applied ${standby_users%, } user records;"
 echo "  $(wc -l <"$dir/ref.txt") users with counters, and $(wc -l <"$dir/ref.lists") last lists, as in the uninterrupted run"
 echo "1 passed, 0 failed"

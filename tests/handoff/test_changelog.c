@@ -3,8 +3,12 @@
  * store: what a restore takes (records up to the last marker, tombstones),
  * what it leaves (records after it, reported as orphans), when it replaces
  * the store and when it reads only what follows the store's position, and
- * what it fences off (a former owner's writes after a new owner's claim). */
+ * what it fences off (a former owner's writes after a new owner's claim);
+ * and a standby replica that keeps the partitions its instance does not own
+ * up to their changelogs. */
 #include "dr_test.h"
+
+#include <time.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -270,6 +274,85 @@ static void test_zombie_writes_fenced(void **state) {
     assert_true(dr_changelog_next_epoch(200) > INT64_C(1700000000) * 1000000);
 }
 
+/* Waits (up to 20 s) until the store's position in the changelog is pos. */
+static void wait_position(fixture_t *f, int64_t pos) {
+    for (int i = 0; i < 2000 && stored(f, TOPIC) != pos; i++) nanosleep(&(struct timespec){0, 10000000}, NULL);
+    assert_int_equal(stored(f, TOPIC), pos);
+}
+
+/* Claim: a standby reads nothing before it begins; then it keeps the store's
+ * copy of a partition its instance does not own at the changelog's last
+ * marker (not what follows it), commit after commit, so that a restore on
+ * assignment reads nothing; it leaves a partition alone while owned, says
+ * whether it wrote it since it was released, and takes it up again after;
+ * reads cut short by a take leave a store the next round completes. */
+static void test_standby_keeps_partitions_warm(void **state) {
+    fixture_t *f = *state;
+    char err[512] = "";
+    assert_int_equal(dr_embedded_create_topic(f->broker, EVENTS, 2, err, sizeof(err)), 0);
+    put_as(f, 100, 1, "a1");
+    put_as(f, 100, 2, "b1");
+    mark_as(f, 100, 10);      /* offsets 0-2 */
+    put_as(f, 100, 3, "c-unfinished");
+    flush(f);
+    dr_standby_t *sb;
+    assert_int_equal(dr_standby_new(&sb, f->st, f->producer, TOPIC, EVENTS, 20, 5000, f->keys, f->values, 1,
+                                    err, sizeof(err)), 0);
+    nanosleep(&(struct timespec){0, 100000000}, NULL);
+    assert_int_equal(stored(f, TOPIC), -1); /* not begun: nothing read */
+    assert_false(dr_standby_take(sb, 0)); /* this instance owns partition 0 */
+    dr_standby_begin(sb);
+    wait_position(f, 3);
+    assert_int_equal(stored(f, EVENTS), 10);
+    expect_user(f, 1, "a1");
+    expect_user(f, 3, NULL); /* after the marker: not yet */
+
+    put_as(f, 100, 1, "a2");  /* 4: the unfinished commit goes on */
+    mark_as(f, 100, 20);      /* 5 */
+    flush(f);
+    wait_position(f, 6);
+    expect_user(f, 1, "a2");
+    expect_user(f, 3, "c-unfinished");
+    dr_standby_stats_t ss;
+    dr_standby_stats(sb, &ss);
+    assert_int_equal(ss.partitions, 1);
+    assert_int_equal(ss.behind, 0);
+    assert_int_equal(ss.users, 4);
+    assert_int_equal(ss.failures, 0);
+
+    /* assigned here: the store is where the changelog is, nothing to read */
+    assert_true(dr_standby_take(sb, PART));
+    int64_t pos, epoch;
+    dr_changelog_stored_position(f->log, f->st, PART, &pos, &epoch);
+    assert_int_equal(epoch, 100);
+    dr_restore_t r;
+    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, stored(f, EVENTS), pos, epoch, 5000, &r,
+                                          err, sizeof(err)), 0);
+    assert_true(r.incremental);
+    assert_int_equal(r.records, 0);
+    dr_restore_clear(&r);
+    put_as(f, 300, 2, "b-owned"); /* 6-7: written by this instance while it owns it */
+    mark_as(f, 300, 30);
+    flush(f);
+    nanosleep(&(struct timespec){0, 200000000}, NULL);
+    expect_user(f, 2, "b1");      /* the standby left it alone */
+    assert_false(dr_standby_take(sb, PART));
+
+    /* released (in a rebalance that takes it back and forth): kept warm again */
+    for (int i = 0; i < 20; i++) {
+        dr_standby_release(sb, PART);
+        nanosleep(&(struct timespec){0, 1000000 * (i % 5)}, NULL);
+        dr_standby_take(sb, PART);
+    }
+    dr_standby_release(sb, PART);
+    wait_position(f, 8);
+    expect_user(f, 2, "b-owned");
+    assert_int_equal(stored(f, EVENTS), 30);
+    dr_standby_stats(sb, &ss);
+    assert_int_equal(ss.failures, 0);
+    dr_standby_free(sb);
+}
+
 /* Claim: the check names what to create when the changelog is missing or
  * has fewer partitions than the events topic. */
 static void test_check_topic(void **state) {
@@ -288,6 +371,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_incremental_from_stored_position, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_read_keeps_or_replaces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zombie_writes_fenced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_standby_keeps_partitions_warm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_topic, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
