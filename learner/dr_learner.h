@@ -7,9 +7,13 @@
  * The last term is the population prior: p_i = log(1 + c_i), c_i the item's
  * positives counted with a half-life, is what a user with no history engages
  * with; w(n_u) = γ / (1 + n_u/τ) fades it as the user's own events n_u
- * accumulate. γ and τ are meta-learned at the outer steps, by gradient
- * ascent on a ranking objective (a positive against a uniformly drawn item)
- * over all users' events (docs/COLD-START.md).
+ * accumulate. A post of a known author starts from its author's record
+ * instead of 0: c_i + s_i·k/(k + e_i), s_i the mean positives of the
+ * author's posts (shrunk for authors with few), e_i the post's own events,
+ * so its own evidence replaces it (conf.pop_authors, docs/CATALOG.md). γ
+ * and τ are meta-learned at the outer steps, by gradient ascent on a
+ * ranking objective (a positive against a uniformly drawn item) over all
+ * users' events (docs/COLD-START.md).
  *
  * Lists rank by s(u,i) + β·c(u,i), where the co-engagement term
  *   c(u,i) = Σ_{j ∈ u's last L engaged items} n_ji / sqrt(n_i)
@@ -85,6 +89,8 @@ typedef struct dr_learner_conf {
     float pop_fade;                /* τ at start: events of a user that halve the term */
     float pop_step;                /* meta step on γ and log τ per outer step; 0: fixed */
     float pop_halflife;            /* positives after which a count weighs half; 0: none */
+    int64_t pop_authors;           /* authors whose posts' positives are kept, so that
+                                      a new post starts from its author's (0: none) */
     int content_dim;               /* c; 0: content embeddings are not used */
     float lr_content;              /* rate for the projection W */
     float reg_item;
@@ -289,6 +295,14 @@ bool dr_model_item_excluded(dr_model_t *m, int64_t item_id);
  * user's HIDE_AUTHOR / HIDE_TOPIC refer to. Creates the item if needed.
  * 0, DR_ERANGE (an id outside [-1, 2^53)), or as dr_model_item_index(). */
 int dr_model_set_item_source(dr_model_t *m, int64_t item_id, int64_t author, int64_t topic);
+/* The population prior's record of an author (conf.pop_authors): its posts
+ * in the model and their positives, both decayed as c_i is, and the
+ * pseudo-count a new post of it starts with. DR_ENOTFOUND when the bounded
+ * table does not hold it (never met, evicted, or the table is off). */
+int dr_model_author_stats(const dr_model_t *m, int64_t author, float *posts, float *positives,
+                          float *seed);
+/* Authors the table holds, and how many it dropped to make room, ever. */
+size_t dr_model_authors(const dr_model_t *m, uint64_t *evicted);
 /* Gives an item its content embedding (len must be conf.content_dim, values
  * finite): from now on q_i = W·e_i + δ_i, δ_i chosen so that an item that
  * already learned keeps its vector. Creates the item if needed. 0, DR_EINVAL

@@ -228,6 +228,7 @@ static int item_remove(dr_model_t *m, size_t idx, bool retire, bool stored) {
         m->held_epoch = e;
         m->held_epoch_cap = m->held_rows.cap;
     }
+    dr__author_leave(m, idx); /* its author's record holds its live posts */
     if (retire)
         retired_put(&m->retired[0], id,
                     m->published[idx] >= 0 || m->published[idx] == DR__PUBLISHED_DELETED ? m->published[idx]
@@ -256,8 +257,9 @@ static int item_remove(dr_model_t *m, size_t idx, bool retire, bool stored) {
     m->count[idx] = 0;
     m->bias[idx] = 0.0f;
     dr__set_engaged(m, idx, 0.0f);
-    m->pop_count[idx] = m->pop_score[idx] = 0.0f;
+    m->pop_count[idx] = m->pop_score[idx] = m->pop_seed[idx] = 0.0f;
     m->pop_time[idx] = 0;
+    m->author[idx] = -1;
     m->trend_count[idx] = 0;
     m->trend_score[idx] = 0.0f;
     m->held_epoch[m->held_rows.n] = m->sweep_epoch;

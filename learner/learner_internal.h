@@ -109,6 +109,28 @@ typedef struct dr__retired {
                                    record, its own record not read yet */
 #define DR__PUBLISHED_DELETED INT64_MIN /* a removed id the catalog deleted: expired at any age */
 
+/* ---- authors, for the population prior of their new posts (authors.c) ---- */
+
+/* One author: what its live posts earned, both sums decayed on the positive
+ * clock with learner.prior.popularity.halflife, as the items' c_i are. */
+typedef struct dr__author {
+    int64_t id;      /* -1: empty slot */
+    uint64_t time;   /* the positive clock both sums are as of */
+    float posts;     /* Σ over its posts of 2^(-(time - joined)/half-life) */
+    float positives; /* Σ over its posts of their decayed positives c_i */
+} dr__author_t;
+
+/* Open addressing over a power-of-two slot array that grows up to
+ * learner.prior.popularity.authors entries (load <= 3/4); a zeroed struct
+ * is an empty table. Full, a new author takes the place of the least active
+ * (sums decayed to now) of 8 entries sampled from a pseudo-random slot:
+ * O(1), and authors still posting or earning stay. */
+typedef struct dr__authors {
+    dr__author_t *slot; /* NULL until the first author */
+    size_t n_slots, n;
+    uint64_t evicted;   /* authors dropped to make room, ever */
+} dr__authors_t;
+
 /* ---- the model's state (model.c; its records in records.c) -------------- */
 
 #define DR__POP_GAMMA_MAX 100.0f /* bounds of the learned γ and τ: the term stays finite */
@@ -165,6 +187,10 @@ struct dr_model {
     float *pop_count;      /* n: c_i as of the item's last positive ... */
     uint64_t *pop_time;    /* n: ... at this value of the positive clock */
     float *pop_score;      /* n: p_i, decayed to pop_ref (or to its last positive) */
+    float *pop_seed;       /* n: the author's pseudo-count the item started with,
+                              decayed like c_i to pop_time (0: none) */
+    uint64_t *author_joined; /* n: the positive clock when it joined its author */
+    dr__authors_t authors; /* per author, what its posts earned (authors.c) */
     uint64_t pos_clock;    /* positives seen */
     uint64_t pop_ref;      /* the clock at the last outer step */
     uint32_t *trend_count; /* n: t_i, kept while a trend period runs */
@@ -227,6 +253,24 @@ void dr__content_refresh_all(dr_model_t *m);
 /* p_i from the item's decayed count at the clock of the last outer step. */
 void dr__pop_refresh_item(dr_model_t *m, size_t idx);
 void dr__pop_refresh_all(dr_model_t *m);
+/* 2^(-(to - from) / learner.prior.popularity.halflife): what a count of
+ * positive-clock time `from` weighs at `to` (1 when to <= from or no decay). */
+double dr__pop_decay(const dr_model_t *m, uint64_t from, uint64_t to);
+/* Whether new posts take their author's pseudo-count (the prior is on and
+ * learner.prior.popularity.authors > 0). */
+bool dr__authors_on(const dr_model_t *m);
+/* Item idx's post and its positives count for its author, or stop counting
+ * (its removal, a record read again, another author). No-ops without an
+ * author or with the table off; never fail (a full table, or one that
+ * cannot grow, makes room by eviction). */
+void dr__author_join(dr_model_t *m, size_t idx);
+void dr__author_leave(dr_model_t *m, size_t idx);
+/* A positive on item idx counts for its author now. */
+void dr__author_positive(dr_model_t *m, size_t idx);
+/* The pseudo-count a new post of author starts with: its posts' mean
+ * positives, shrunk toward 0 for authors with few posts; 0 when unknown. */
+float dr__author_seed(const dr_model_t *m, int64_t author);
+void dr__authors_free(dr__authors_t *t);
 /* Records an item's learned part before a change, for the next export
  * (sync.c; nothing when sharing is off). DR_ENOMEM: not recorded. */
 int dr__sync_touch(dr_model_t *m, size_t idx);

@@ -75,6 +75,7 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->pop_fade = 20.0f;
     c->pop_step = 1.0f;
     c->pop_halflife = 20000.0f;
+    c->pop_authors = 1000000; /* docs/CATALOG.md: new posts of known authors */
     c->drift_arm_share = 1.0;
     c->trend_weight = 2.0f;
     c->trend_positives = 100000;
@@ -119,6 +120,7 @@ int dr_learner_conf_check(const dr_learner_conf_t *c, char *errstr, size_t n) {
     else if (!(c->pop_fade >= DR__POP_TAU_MIN && c->pop_fade <= DR__POP_TAU_MAX))
         bad = "learner.prior.popularity.fade must be in [0.1, 1e6]";
     else if (!(c->pop_step >= 0 && c->pop_step <= 10)) bad = "learner.prior.popularity.step must be in [0, 10]";
+    else if (c->pop_authors < 0 || c->pop_authors > 1000000000) bad = "learner.prior.popularity.authors must be in [0, 1e9]";
     else if (!(c->pop_halflife >= 0 && c->pop_halflife <= 1e12f))
         bad = "learner.prior.popularity.halflife must be in [0, 1e12]";
     else if (!(c->drift_arm_share >= 0 && c->drift_arm_share <= 1)) bad = "drift.arm.share must be in [0, 1]";
@@ -280,6 +282,8 @@ static int grow_items(dr_model_t *m) {
         grow_array((void **)&m->pop_count, sizeof(float), n) ||
         grow_array((void **)&m->pop_time, sizeof(uint64_t), n) ||
         grow_array((void **)&m->pop_score, sizeof(float), n) ||
+        grow_array((void **)&m->pop_seed, sizeof(float), n) ||
+        grow_array((void **)&m->author_joined, sizeof(uint64_t), n) ||
         grow_array((void **)&m->trend_count, sizeof(uint32_t), n) ||
         grow_array((void **)&m->trend_score, sizeof(float), n) ||
         grow_array((void **)&m->fresh_score, sizeof(float), n))
@@ -318,6 +322,8 @@ void dr__item_init(dr_model_t *m, size_t idx, int64_t item_id) {
     m->pop_count[idx] = 0.0f;
     m->pop_time[idx] = 0;
     m->pop_score[idx] = 0.0f;
+    m->pop_seed[idx] = 0.0f;
+    m->author_joined[idx] = 0;
     m->trend_count[idx] = 0;
     m->trend_score[idx] = 0.0f;
     m->fresh_score[idx] = 1.0f;
@@ -424,12 +430,29 @@ int dr_model_set_item_excluded(dr_model_t *m, int64_t item_id, bool excluded) {
     return 0;
 }
 
+/* The item moves to another author (-1: none): its share leaves the old
+ * author's record and joins the new one's, and with the author prior on it
+ * takes the new author's pseudo-count (its own count brought to now first,
+ * so that both are as of the same clock). */
+static void author_assign(dr_model_t *m, size_t idx, int64_t author) {
+    dr__author_leave(m, idx);
+    if (dr__authors_on(m)) {
+        m->pop_count[idx] = (float)(m->pop_count[idx] * dr__pop_decay(m, m->pop_time[idx], m->pos_clock));
+        m->pop_time[idx] = m->pos_clock;
+        m->pop_seed[idx] = dr__author_seed(m, author);
+    }
+    m->author[idx] = author;
+    m->author_joined[idx] = m->pos_clock;
+    dr__author_join(m, idx);
+    if (dr__authors_on(m)) dr__pop_refresh_item(m, idx);
+}
+
 int dr_model_set_item_source(dr_model_t *m, int64_t item_id, int64_t author, int64_t topic) {
     if (author < -1 || author >= DR_MAX_ID || topic < -1 || topic >= DR_MAX_ID) return DR_ERANGE;
     int64_t idx = dr_model_item_index(m, item_id, true);
     if (idx < 0) return (int)idx;
     if (m->author[idx] == author && m->topic[idx] == topic) return 0;
-    m->author[idx] = author;
+    if (m->author[idx] != author) author_assign(m, (size_t)idx, author);
     m->topic[idx] = topic;
     mark_item_dirty(m, (size_t)idx);
     return 0;
@@ -528,6 +551,9 @@ void dr_model_free(dr_model_t *m) {
     free(m->pop_count);
     free(m->pop_time);
     free(m->pop_score);
+    free(m->pop_seed);
+    free(m->author_joined);
+    dr__authors_free(&m->authors);
     free(m->trend_count);
     free(m->trend_score);
     free(m->fresh_score);
@@ -545,15 +571,24 @@ int64_t dr_model_version(const dr_model_t *m) { return m->version; }
 /* Off only when it has no weight and cannot learn one (the zero-prior arm). */
 static bool pop_on(const dr_model_t *m) { return m->conf.pop_weight > 0 || m->conf.pop_step > 0; }
 
-/* c_i decayed from the item's last positive to the positive clock t. */
+/* The item's own events (SGD steps: impressions, engagements, sampled
+ * negatives) at which its author's pseudo-count weighs half: a post shown a
+ * few dozen times without a positive loses it, one that earns positives
+ * soon ranks by them. */
+#define POP_SEED_EVIDENCE 30.0
+
+/* What p_i counts, decayed from the item's last positive (or its author's
+ * pseudo-count, set at the same clock) to the positive clock t: c_i, plus
+ * s_i·k/(k + e_i) for a post that started from its author's record. */
 static double pop_decayed(const dr_model_t *m, size_t idx, uint64_t t) {
     double c = m->pop_count[idx];
-    if (m->conf.pop_halflife <= 0 || t <= m->pop_time[idx]) return c;
-    return c * exp2(-(double)(t - m->pop_time[idx]) / m->conf.pop_halflife);
+    if (m->pop_seed[idx] > 0)
+        c += m->pop_seed[idx] * (POP_SEED_EVIDENCE / (POP_SEED_EVIDENCE + (double)m->count[idx]));
+    return c * dr__pop_decay(m, m->pop_time[idx], t);
 }
 
-/* p_i as of the last outer step. A pure function of the stored c_i, t_i and
- * pop_ref, so a restarted model scores exactly as before. */
+/* p_i as of the last outer step. A pure function of the stored c_i, s_i,
+ * e_i, t_i and pop_ref, so a restarted model scores exactly as before. */
 void dr__pop_refresh_item(dr_model_t *m, size_t idx) {
     m->pop_score[idx] = (float)log1p(pop_decayed(m, idx, m->pop_ref));
 }
@@ -569,8 +604,11 @@ void dr__pop_refresh_all(dr_model_t *m) {
 static void pop_observe(dr_model_t *m, size_t idx) {
     m->pos_clock++; /* also the trend term's clock, with the prior off too */
     if (!pop_on(m)) return;
-    m->pop_count[idx] = (float)(pop_decayed(m, idx, m->pos_clock) + 1.0);
+    double d = dr__pop_decay(m, m->pop_time[idx], m->pos_clock);
+    m->pop_count[idx] = (float)(m->pop_count[idx] * d + 1.0);
+    m->pop_seed[idx] = (float)(m->pop_seed[idx] * d); /* kept as of the same clock */
     m->pop_time[idx] = m->pos_clock;
+    dr__author_positive(m, idx);
     dr__pop_refresh_item(m, idx);
 }
 
@@ -1095,6 +1133,7 @@ static void sgd_step(dr_model_t *m, dr_user_t *u, size_t idx, float g, float lr_
     bound_norm(u->v, m->dim, c->max_norm);
     if (!isfinite(m->bias[idx])) m->bias[idx] = 0.0f;
     m->count[idx]++;
+    if (m->pop_seed[idx] > 0) dr__pop_refresh_item(m, idx); /* its own evidence grew */
     mark_item_dirty(m, idx);
 }
 

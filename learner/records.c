@@ -20,9 +20,10 @@
 #include "learner_internal.h"
 
 #define USER_RECORD_VERSION 9 /* 2: + drift detector; 3: + last list scores; 4: + prior version; 5: + drift regime; 6: + hidden items; 7: + seen posts filter; 8: + hidden authors and topics; 9: + the last re-adaptation's sample; older still read */
-#define ITEM_RECORD_VERSION 5 /* 2: + content embedding and δ_i; 3: + decayed positives and
+#define ITEM_RECORD_VERSION 6 /* 2: + content embedding and δ_i; 3: + decayed positives and
                                  co-engagement; 4: + author and topic; 5: + publish time;
-                                 older still read */
+                                 6: + the author's pseudo-count and when it joined
+                                 its author; older still read */
 #define GLOBALS_RECORD_VERSION 3 /* 2: + outer-loop accumulator and past priors; 3: + population prior */
 
 /* Event times a stored record may hold: what ingest accepts on input
@@ -136,6 +137,8 @@ int dr_model_drain_dirty_items(dr_model_t *m, dr_item_sink_fn fn, void *ctx) {
         dr_put_i64(&w, m->author[idx]); /* version 4: the catalog's author and topic */
         dr_put_i64(&w, m->topic[idx]);
         dr_put_i64(&w, m->published[idx]); /* version 5 */
+        dr_put_f32(&w, m->pop_seed[idx]);  /* version 6 */
+        dr_put_u64(&w, m->author_joined[idx]);
         uint16_t c = m->has_content[idx] ? (uint16_t)m->content_dim : 0;
         dr_put_u16(&w, c);
         if (c) {
@@ -162,6 +165,7 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
     int64_t i = dr_model_item_index(m, item_id, true);
     if (i < 0) return (int)i;
     size_t idx = (size_t)i;
+    dr__author_leave(m, idx); /* the record replaces the item's share of its author's */
     m->bias[idx] = dr_get_f32(&r);
     uint8_t excluded = dr_get_u8(&r);
     if (m->excluded[idx] & DR__EXCL_PLACEHOLDER) m->n_placeholders--; /* its record came */
@@ -180,6 +184,10 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
     int64_t published = version >= 5 ? dr_get_i64(&r) : -1; /* older: met now */
     bool published_ok = (published >= -1 && published < STORED_MAX_TIMESTAMP_MS) || published == DR__PUBLISHED_DELETED;
     m->published[idx] = published_ok ? published : -1;
+    /* older: no pseudo-count; joined its author as of its last positive
+     * (what its author's record, rebuilt from the items, counts it from) */
+    m->pop_seed[idx] = version >= 6 ? dr_get_f32(&r) : 0.0f;
+    m->author_joined[idx] = version >= 6 ? dr_get_u64(&r) : m->pop_time[idx];
     if (dr__item_is_expired(m, idx)) m->excluded[idx] |= DR__EXCL_EXPIRED;
     m->fresh_score[idx] = dr__item_freshness(m, idx);
     uint16_t c = version >= 2 ? dr_get_u16(&r) : 0;
@@ -188,7 +196,8 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
     bool ok = r.ok && excluded <= 1 && published_ok && all_finite(q, m->dim) && isfinite(m->bias[idx]) &&
               m->author[idx] >= -1 && m->author[idx] < DR_MAX_ID && m->topic[idx] >= -1 &&
               m->topic[idx] < DR_MAX_ID &&
-              isfinite(m->pop_count[idx]) && m->pop_count[idx] >= 0;
+              isfinite(m->pop_count[idx]) && m->pop_count[idx] >= 0 && isfinite(m->pop_seed[idx]) &&
+              m->pop_seed[idx] >= 0;
     if (ok) dr__pop_refresh_item(m, idx); /* the globals, loaded before or after, do the same for all */
     size_t content_len = (size_t)c * 4 + (size_t)m->dim * 4;
     if (ok && c > 0 && r.len - r.pos >= content_len) {
@@ -215,6 +224,9 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
         dr__item_init(m, idx, item_id); /* never let a bad record put NaN in the model */
         return err;
     }
+    /* the author table is not stored: its record is the sum over its posts
+     * of what their records hold, rebuilt here one post at a time */
+    dr__author_join(m, idx);
     return 0;
 }
 

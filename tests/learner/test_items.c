@@ -2,12 +2,15 @@
  * learner.item.ttl.ms leave the lists, past the grace period the model and
  * the store; removed items' rows are reused only once no co-engagement
  * table names them; an id that comes back soon after comes back expired;
- * memory follows the live catalog under churn. */
+ * memory follows the live catalog under churn; a new post of a known author
+ * starts from its author's record (learner/authors.c). */
 #include "learner_test.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dr_bytes.h"
 #include "dr_err.h"
 #include "dr_learner.h"
 
@@ -425,6 +428,178 @@ static void test_removed_items_between_instances(void **state) {
     dr_model_free(c);
 }
 
+/* ---- the author prior (learner/authors.c) ------------------------------------ */
+
+static dr_model_t *author_model(int64_t authors) {
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.init_scale = 0.001f; /* the factor part next to nothing: p_i decides */
+    c.prior_zero = true;
+    c.pop_authors = authors;
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof err), 0);
+    return m;
+}
+
+static float pop_of(dr_model_t *m, int64_t item_id) {
+    int64_t idx = dr_model_item_index(m, item_id, false);
+    assert_true(idx >= 0);
+    dr_items_view_t v;
+    dr_model_items(m, &v);
+    return v.pop[idx];
+}
+
+/* posts posts of author (ids first ..), each clicked by `clicks` users */
+static void author_posts(dr_model_t *m, int64_t author, int64_t first, int posts, int clicks, int64_t *ts) {
+    for (int p = 0; p < posts; p++) {
+        assert_int_equal(dr_model_set_item_source(m, first + p, author, 1), 0);
+        for (int k = 0; k < clicks; k++) {
+            dr_user_t *u = dr_user_new(1000 + k, 8);
+            click(m, u, first + p, (*ts)++);
+            dr_user_free(u);
+        }
+    }
+}
+
+/* A new post of an author whose posts earned many positives starts with a
+ * p_i from them and ranks, for a new user, above a new post of an author
+ * whose posts earned nothing and above one without an author; a restart
+ * rebuilds the author's record from the stored items. */
+static void test_author_prior_ranks_new_posts(void **state) {
+    (void)state;
+    dr_model_t *m = author_model(1000);
+    int64_t ts = 1000000;
+    author_posts(m, 7, 100, 5, 8, &ts);  /* popular: 8 positives a post */
+    author_posts(m, 9, 200, 5, 0, &ts);  /* nobody engaged */
+    assert_int_equal(dr_model_set_item_source(m, 300, 7, 1), 0);
+    assert_int_equal(dr_model_set_item_source(m, 301, 9, 1), 0);
+    assert_int_equal(dr_model_set_item_source(m, 302, -1, 1), 0);
+    float posts, positives, seed;
+    assert_int_equal(dr_model_author_stats(m, 7, &posts, &positives, &seed), 0);
+    assert_float_equal(posts, 6.0f, 0.1f);
+    assert_float_equal(positives, 40.0f, 0.5f);
+    /* the mean of 8 a post, shrunk: 40 / (5 + 2) when the new post joined */
+    assert_float_equal(pop_of(m, 300), log1pf(40.0f / 7.0f), 0.05f);
+    assert_float_equal(pop_of(m, 301), 0.0f, 1e-6);
+    assert_float_equal(pop_of(m, 302), 0.0f, 1e-6);
+    dr_user_t *fresh = dr_user_new(1, 8);
+    int64_t popular = dr_model_list_rank(m, fresh, 300), unpopular = dr_model_list_rank(m, fresh, 301),
+            unknown = dr_model_list_rank(m, fresh, 302);
+    assert_true(popular > 0 && popular < unpopular && popular < unknown);
+    /* after a restart: the same record, the same prior for the next post */
+    dr_model_t *m2 = author_model(1000);
+    copy_stored_model(m, m2);
+    float posts2, positives2, seed2;
+    assert_int_equal(dr_model_author_stats(m2, 7, &posts2, &positives2, &seed2), 0);
+    assert_float_equal(posts2, posts, 1e-3);
+    assert_float_equal(positives2, positives, 1e-3);
+    assert_float_equal(seed2, seed, 1e-4);
+    assert_float_equal(pop_of(m2, 300), pop_of(m, 300), 1e-6);
+    /* a removed post takes its share with it */
+    assert_int_equal(dr_model_remove_item(m, 100), 0);
+    assert_int_equal(dr_model_author_stats(m, 7, &posts, &positives, NULL), 0);
+    assert_float_equal(posts, 5.0f, 0.1f);
+    assert_float_equal(positives, 32.0f, 0.5f);
+    dr_user_free(fresh);
+    dr_model_free(m2);
+    dr_model_free(m);
+}
+
+/* The author's pseudo-count gives way to the post's own evidence: events
+ * without a positive take it away, positives replace it. */
+static void test_author_prior_gives_way(void **state) {
+    (void)state;
+    dr_model_t *m = author_model(1000);
+    int64_t ts = 1000000;
+    author_posts(m, 7, 100, 5, 8, &ts);
+    assert_int_equal(dr_model_set_item_source(m, 300, 7, 1), 0);
+    assert_int_equal(dr_model_set_item_source(m, 301, 7, 1), 0);
+    float start = pop_of(m, 300), start301 = pop_of(m, 301);
+    assert_true(start > 1.0f);
+    /* 300 is shown and skipped (short dwells: labelled negatives) */
+    for (int k = 0; k < 30; k++) {
+        dr_user_t *u = dr_user_new(2000 + k, 8);
+        dr_event_t e = {u->user_id, 300, DR_EV_DWELL, 1.0f, ts++};
+        dr_apply_result_t r;
+        assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)k, &r), 0);
+        dr_user_free(u);
+    }
+    float skipped = pop_of(m, 300);
+    assert_true(skipped < 0.8f * start); /* half its pseudo-count after 30 events */
+    for (int k = 0; k < 600; k++) {
+        dr_user_t *u = dr_user_new(3000 + k, 8);
+        dr_event_t e = {u->user_id, 300, DR_EV_DWELL, 1.0f, ts++};
+        dr_apply_result_t r;
+        assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)k, &r), 0);
+        dr_user_free(u);
+    }
+    assert_true(pop_of(m, 300) < 0.25f * start); /* what is left is 5% of it */
+    /* 301 earns its own positives: they count, the prior fades beside them */
+    for (int k = 0; k < 40; k++) {
+        dr_user_t *u = dr_user_new(5000 + k, 8);
+        click(m, u, 301, ts++);
+        dr_user_free(u);
+    }
+    /* c_i = 40, and of the pseudo-count s at most 30 / (30 + 40 steps) */
+    float s301 = expm1f(start301);
+    assert_true(pop_of(m, 301) > log1pf(40.0f) && pop_of(m, 301) < log1pf(40.0f + s301 * 30.0f / 70.0f));
+    dr_model_free(m);
+}
+
+/* Posts without an author keep p_i exactly as without the author table,
+ * whatever the authored posts beside them do. */
+static void test_author_prior_leaves_unauthored_items(void **state) {
+    (void)state;
+    dr_model_t *off = author_model(0), *on = author_model(1000);
+    dr_model_t *ms[2] = {off, on};
+    for (int k = 0; k < 2; k++) {
+        int64_t ts = 1000000;
+        author_posts(ms[k], 7, 100, 5, 8, &ts);
+        assert_int_equal(dr_model_set_item_source(ms[k], 300, 7, 1), 0);
+        uint64_t s = 5;
+        for (int e = 0; e < 3000; e++) {
+            dr_user_t *u = dr_user_new(1 + (int64_t)(dr_rand64(&s) % 50), 8);
+            int64_t item = 400 + (int64_t)(dr_rand64(&s) % 20);
+            if (e % 3 == 0) item = 100 + (int64_t)(dr_rand64(&s) % 5); /* authored ones too */
+            click(ms[k], u, item, ts++);
+            dr_user_free(u);
+        }
+    }
+    assert_int_equal(dr_model_author_stats(off, 7, NULL, NULL, NULL), DR_ENOTFOUND);
+    assert_true(pop_of(on, 300) > 0.0f && pop_of(off, 300) == 0.0f);
+    for (int64_t item = 400; item < 420; item++) assert_true(pop_of(on, item) == pop_of(off, item));
+    dr_model_free(off);
+    dr_model_free(on);
+}
+
+/* The author table holds at most learner.prior.popularity.authors authors:
+ * a new one takes the least active one's place. */
+static void test_author_table_evicts_the_least_active(void **state) {
+    (void)state;
+    dr_model_t *m = author_model(4);
+    int64_t ts = 1000000;
+    author_posts(m, 1, 100, 3, 6, &ts);
+    author_posts(m, 2, 200, 2, 3, &ts);
+    author_posts(m, 3, 300, 2, 2, &ts);
+    author_posts(m, 4, 400, 1, 0, &ts); /* one post, no positive: the lightest */
+    uint64_t evicted;
+    assert_int_equal(dr_model_authors(m, &evicted), 4);
+    assert_int_equal(evicted, 0);
+    assert_int_equal(dr_model_set_item_source(m, 500, 5, 1), 0);
+    assert_int_equal(dr_model_authors(m, &evicted), 4);
+    assert_int_equal(evicted, 1);
+    assert_int_equal(dr_model_author_stats(m, 4, NULL, NULL, NULL), DR_ENOTFOUND);
+    for (int64_t a = 1; a <= 5; a++)
+        if (a != 4) assert_int_equal(dr_model_author_stats(m, a, NULL, NULL, NULL), 0);
+    /* the evicted author's next post starts from nothing, as an unknown one */
+    assert_int_equal(dr_model_set_item_source(m, 401, 4, 1), 0);
+    assert_float_equal(pop_of(m, 401), 0.0f, 1e-6);
+    assert_int_equal(dr_model_authors(m, NULL), 4);
+    dr_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_expires_then_removed),
@@ -436,6 +611,10 @@ int main(void) {
         cmocka_unit_test(test_freshness_term),
         cmocka_unit_test(test_restored_model_draws_the_same),
         cmocka_unit_test(test_removed_items_between_instances),
+        cmocka_unit_test(test_author_prior_ranks_new_posts),
+        cmocka_unit_test(test_author_prior_gives_way),
+        cmocka_unit_test(test_author_prior_leaves_unauthored_items),
+        cmocka_unit_test(test_author_table_evicts_the_least_active),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
