@@ -21,6 +21,9 @@
 
 /* How long a revoke or shutdown commit may wait for deliveries. */
 #define FLUSH_STEP_MS 100
+/* A commit's batch buffer up to this size is kept for the next commit;
+ * a larger one (a revoke after a long pause) is given back. */
+#define COMMIT_BUFFER_KEPT ((size_t)64 << 20)
 
 struct dr_pipeline {
     uv_loop_t *loop;
@@ -84,6 +87,7 @@ struct dr_pipeline {
     size_t n_withdrawn, cap_withdrawn;
     /* a commit built and waiting for its deliveries */
     dr_state_batch_t *commit_batch;
+    dr_state_batch_t *spare_batch; /* the last commit's, emptied: its buffer is reused */
     uint64_t inputs_at_build;    /* inputs_handled() when the last commit was built */
     dr_pipeline_stats_t stats;
     dr_adwin_pop_t global_drift; /* over blocks of all users' drift samples */
@@ -783,7 +787,8 @@ static int share_model(dr_pipeline_t *p, dr_state_batch_t *b) {
 
 /* Serialises everything dirty plus the positions into one batch. */
 static int build_commit(dr_pipeline_t *p, dr_state_batch_t **out) {
-    dr_state_batch_t *b = dr_state_batch_new();
+    dr_state_batch_t *b = p->spare_batch ? p->spare_batch : dr_state_batch_new();
+    p->spare_batch = NULL;
     if (!b) return DR_ENOMEM;
     void *ctx[2] = {p, b};
     int err = supersede_foreign(p);
@@ -850,7 +855,8 @@ static void finish_commit(dr_pipeline_t *p) {
         }
     char err[512];
     int rc = dr_state_write(p->state, p->commit_batch, err, sizeof(err));
-    dr_state_batch_free(p->commit_batch);
+    dr_state_batch_clear(p->commit_batch, COMMIT_BUFFER_KEPT);
+    p->spare_batch = p->commit_batch;
     p->commit_batch = NULL;
     dr_user_cache_commit_end(p->cache, rc == 0);
     if (rc) {
@@ -1592,6 +1598,7 @@ void dr_pipeline_free(dr_pipeline_t *p) {
     for (int i = 0; i < 2; i++)
         if (p->producer_pipe[i] >= 0) close(p->producer_pipe[i]);
     dr_state_batch_free(p->commit_batch);
+    dr_state_batch_free(p->spare_batch);
     dr_codec_free(p->codec);
     dr_schema_registry_close(p->registry);
     dr_user_cache_free(p->cache);

@@ -86,6 +86,10 @@ int dr_state_for_each_offset(dr_state_t *st, dr_state_offset_fn fn, void *ctx);
 typedef struct dr_state_batch dr_state_batch_t;
 dr_state_batch_t *dr_state_batch_new(void);
 void dr_state_batch_free(dr_state_batch_t *b); /* NULL ok */
+/* Empties a batch for the next one, keeping its buffer when it is at most
+ * keep_bytes: a commit every second then neither grows a fresh buffer by
+ * doubling nor faults its pages in again. */
+void dr_state_batch_clear(dr_state_batch_t *b, size_t keep_bytes);
 void dr_state_batch_put_user(dr_state_batch_t *b, int32_t partition, int64_t user_id,
                              const void *rec, size_t len);
 void dr_state_batch_delete_user(dr_state_batch_t *b, int32_t partition, int64_t user_id);

@@ -597,6 +597,17 @@ void dr_state_batch_free(dr_state_batch_t *b) {
     free(b);
 }
 
+void dr_state_batch_clear(dr_state_batch_t *b, size_t keep_bytes) {
+    if (b->cap > keep_bytes) {
+        free(b->buf);
+        b->buf = NULL;
+        b->cap = 0;
+    }
+    b->len = 0;
+    b->count = 0;
+    b->error = 0;
+}
+
 static bool batch_reserve(dr_state_batch_t *b, size_t need) {
     size_t cap = b->cap ? b->cap : 4096;
     uint8_t *buf;
