@@ -44,6 +44,7 @@ typedef struct dr_config {
     int block_cache_mb;
     bool state_sync;
     int standby_interval_ms;  /* 0: no standby replicas */
+    int changelog_idle_marker_ms; /* a marker at least this often per owned partition; 0: never */
     int state_min_free_mb;    /* stop before the state filesystem is this full */
     /* ingest */
     int ingest_batch;

@@ -51,6 +51,7 @@ struct dr_pipeline {
      * consumed nothing yet) */
     bool changelog_touched[DR_INGEST_MAX_PARTITIONS];
     int64_t marked_offset[DR_INGEST_MAX_PARTITIONS]; /* last marker produced, -1: none */
+    int64_t marked_ms[DR_INGEST_MAX_PARTITIONS];     /* ... and when (monotonic ms) */
     int64_t start_offset[DR_INGEST_MAX_PARTITIONS];
     /* where the open commit's markers landed (changelog offset + 1, -1:
      * none): stored with the commit, so that the next assignment of the
@@ -652,10 +653,27 @@ static int changelog_mark(dr_pipeline_t *p) {
         if (err) return err;
         dr_flight_sent(&p->flight);
         p->marked_offset[i] = at;
+        p->marked_ms[i] = dr_mono_ms();
         p->marked_epoch[i] = p->changelog_epoch[i];
         p->changelog_touched[i] = false;
     }
     return 0;
+}
+
+/* state.changelog.idle.marker.ms: an owned partition nothing was written to
+ * for that long owes a marker all the same. Another writer (a zombie) is
+ * found only where our own messages land (changelog_delivered); without
+ * this, an idle partition would keep the zombie's records as the newest of
+ * their users until we next wrote there, and a compaction meanwhile would
+ * leave only those, which a restore fences off: the users would be lost. */
+static void owe_idle_markers(dr_pipeline_t *p) {
+    if (!p->changelog || p->cfg.changelog_idle_marker_ms <= 0) return;
+    int64_t now = dr_mono_ms();
+    int n = 0;
+    dr_ingest_partitions(p->ingest, &n);
+    for (int i = 0; i < n && i < DR_INGEST_MAX_PARTITIONS; i++)
+        if (owns_changelog(p, i) && now - p->marked_ms[i] >= p->cfg.changelog_idle_marker_ms)
+            p->changelog_touched[i] = true;
 }
 
 typedef struct republish {
@@ -955,8 +973,12 @@ static void commit_now(dr_pipeline_t *p) {
 
 static void on_commit_timer(uv_timer_t *t) {
     dr_pipeline_t *p = t->data;
-    if (p->commit_batch) finish_commit(p);
-    else (void)begin_commit(p);
+    if (p->commit_batch) {
+        finish_commit(p);
+    } else {
+        owe_idle_markers(p);
+        (void)begin_commit(p);
+    }
 }
 
 /* ---- backpressure and housekeeping --------------------------------------- */
@@ -1091,6 +1113,7 @@ static int64_t take_partition(dr_pipeline_t *p, const char *topic, int32_t part)
      * the next commit claims it, and fences off what a former owner that
      * missed its revocation still writes */
     p->changelog_owned[part] = true;
+    p->marked_ms[part] = dr_mono_ms(); /* the claim's marker, owed below, starts the clock */
     p->changelog_epoch[part] = dr_changelog_next_epoch(r.epoch);
     p->changelog_next[part] = r.log_end;
     p->changelog_foreign[part] = false;

@@ -8,9 +8,11 @@
 # its commit timer fires before librdkafka tells it the partitions are lost
 # (a race, either way in about half the runs), it writes them to the
 # changelog on top of B's newer commits, under its old epoch; when it hears
-# first, its revoke stores them locally only. Then it dies, and more events
-# come: B's next changelog messages land past A's, so it writes its
-# partitions' users again (compaction keeps its records). A fresh instance
+# first, its revoke stores them locally only. Then it dies. B, idle, still
+# writes a marker to each of its partitions every second
+# (state.changelog.idle.marker.ms): it lands past A's messages, so B finds
+# the other writer and writes its partitions' users again (compaction keeps
+# its records) before any new event comes; then more events come. A fresh instance
 # restores every partition from the changelog alone and reads the topic to
 # its end, and A restarts on its own store: for both, every user's
 # applied-event counter must equal that of one uninterrupted run (nothing
@@ -41,7 +43,7 @@ wait_log "$dir/a.log" "partitions assigned" 30
 sleep 5
 kill -STOP "$a"
 "$DRIFTREC" run "${common[@]}" "${group[@]}" --set "state.dir=$dir/b" --set state.commit.interval.ms=200 \
-    >"$dir/b.log" 2>&1 &
+    --set state.changelog.idle.marker.ms=1000 >"$dir/b.log" 2>&1 &
 b=$!; pids+=("$b")
 wait_log "$dir/b.log" "partitions assigned\" count=4" 60
 b_reads() { # B reads the topic to TOTAL
@@ -57,6 +59,8 @@ kill -CONT "$a"
 wait_log "$dir/a.log" "partitions lost" 30
 sleep 1 # its revoke: the state it applied goes to its own store
 kill -9 "$a"; wait "$a" 2>/dev/null || true
+sleep 3 # B idle: its markers find A's messages, if A wrote any
+b_idle_lines=$(wc -l <"$dir/b.log")
 # more events: B's next changelog messages land past A's, and it writes its users again
 produce "$bs" ev 1000 "$USERS" 300 --seed 2
 b_reads $((EVENTS + 1000))
@@ -77,6 +81,11 @@ fenced=$({ grep -h "former owner ignored" "$dir/c.log" || true; } | sed -n 's/.*
 cmp -s "$dir/ref.txt" "$dir/c.txt" ||
   { echo "restored users differ from the uninterrupted run (fenced $fenced)"; diff "$dir/ref.txt" "$dir/c.txt" | head -6 || true; exit 1; }
 
+# A's writes were found while B was idle, not only once events came again
+if [ "$fenced" -gt 0 ] && ! head -n "$b_idle_lines" "$dir/b.log" | grep -q "another instance wrote"; then
+  echo "A wrote $fenced changelog messages after losing its partitions and idle B did not find them"; exit 1
+fi
+
 # A again, on its own store: what it stored while its partitions were lost
 # is not taken over the changelog (it reads them whole and restores B's state)
 timeout 120 "$DRIFTREC" run "${common[@]}" "${group[@]}" --set "state.dir=$dir/a" \
@@ -86,6 +95,7 @@ cmp -s "$dir/ref.txt" "$dir/a.txt" ||
   { echo "A's users differ from the uninterrupted run"; diff "$dir/ref.txt" "$dir/a.txt" | head -6 || true; exit 1; }
 echo "A paused past its session timeout, B took its 4 partitions and finished the stream, A woke: $fenced changelog"
 echo "  messages it wrote before hearing of the loss fenced off (0: librdkafka told it first, and it wrote none);"
-echo "  B found another writer in its changelog $(grep -c "another instance wrote" "$dir/b.log" || true) time(s) and wrote its users again;"
+echo "  B found another writer in its changelog $(grep -c "another instance wrote" "$dir/b.log" || true) time(s)" \
+     "($(head -n "$b_idle_lines" "$dir/b.log" | grep -c "another instance wrote" || true) while idle) and wrote its users again;"
 echo "  a fresh instance restored $(wc -l <"$dir/c.txt") users, and A restarted on its own store, every counter as in the uninterrupted run"
 echo "1 passed, 0 failed"
