@@ -338,6 +338,249 @@ static void test_select_from_candidates(void **state) {
     for (int r = 0; r < K; r++) assert_int_equal(out[r].item_id, want_x[r]);
 }
 
+/* ---- the selection against a brute-force ranking, score for score ----
+ * The row hook records every score as it leaves it, so that the reference
+ * recomputes each complete score with the same float operations in the
+ * same order ((hooked + b_i) + w·p_i) and the two rankings can be compared
+ * exactly: same ids, same scores, same order, ties by ascending id. */
+
+enum { REF_PLAIN, REF_TIES, REF_BOOST_INELIGIBLE };
+
+typedef struct ref_case {
+    size_t n;
+    uint64_t seed;
+    int mode;
+    float *hooked;          /* B × n: each score as the hook left it */
+    const uint8_t *blocked; /* the view's */
+    const int64_t *topic;   /* the view's */
+    int64_t hidden_topic;   /* the filtering users' */
+} ref_case_t;
+
+/* Per user and item, from the case's seed: 2% NaN, 2% -INFINITY; REF_TIES
+ * replaces most scores by one of 8 values (exact ties, within and across
+ * chunks); REF_BOOST_INELIGIBLE lifts blocked items and those of the hidden
+ * topic above the rest, so that the best blocks hold no eligible item. */
+static void ref_hook(void *ctx, size_t u, float *row, size_t first, size_t n) {
+    ref_case_t *c = ctx;
+    for (size_t j = 0; j < n; j++) {
+        size_t i = first + j;
+        uint64_t h = dr_mix64(c->seed ^ (u * 1000003u + i));
+        float s = row[j];
+        if (h % 100 < 2) s = NAN;
+        else if (h % 100 < 4) s = -INFINITY;
+        else if (c->mode == REF_TIES && h % 100 < 70) s = (float)((h >> 8) % 8) * 0.25f;
+        else if (c->mode == REF_BOOST_INELIGIBLE && (c->blocked[i] || c->topic[i] == c->hidden_topic))
+            s += 50.0f;
+        row[j] = s;
+        c->hooked[u * c->n + i] = s;
+    }
+}
+
+/* The eligible items of user u, best first; their count. */
+static size_t ref_ranking(const ref_case_t *c, const dr_items_view_t *v, size_t u,
+                          const dr_exclusions_t *ex, float w, naive_t *all) {
+    size_t m = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        bool skip = v->excluded[i];
+        for (size_t j = 0; j < ex->n; j++) skip |= ex->idx[j] == (int64_t)i;
+        if (ex->user) skip |= dr_user_hides_source(ex->user, v->author[i], v->topic[i]);
+        float s = c->hooked[u * c->n + i] + v->bias[i];
+        if (w != 0.0f) s += w * v->pop[i];
+        if (skip || !(s > -INFINITY)) continue; /* NaN and -inf never rank */
+        all[m].score = s;
+        all[m++].id = v->ids[i];
+    }
+    qsort(all, m, sizeof(*all), naive_cmp);
+    return m;
+}
+
+/* An exploring user's table as it should be: per slot, the best of the
+ * eligible items whose topic hashes there. */
+static void ref_topics(const naive_t *all, size_t m, const int64_t *topic_of_id, size_t id_base,
+                       dr_emit_topic_best_t *want) {
+    for (size_t t = 0; t < DR_EMIT_EXPLORE_TOPICS; t++) want[t].topic = -1;
+    for (size_t r = 0; r < m; r++) { /* best first: the first of a slot wins */
+        int64_t topic = topic_of_id[(size_t)all[r].id - id_base];
+        if (topic < 0) continue;
+        dr_emit_topic_best_t *e = &want[dr_mix64((uint64_t)topic) % DR_EMIT_EXPLORE_TOPICS];
+        if (e->topic >= 0) continue;
+        e->topic = topic;
+        e->best = (dr_scored_item_t){all[r].id, all[r].score};
+    }
+}
+
+static void assert_list_is(const dr_scored_item_t *got, size_t got_n, const naive_t *want,
+                           size_t want_n) {
+    assert_int_equal(got_n, want_n);
+    for (size_t r = 0; r < want_n; r++) {
+        assert_int_equal(got[r].item_id, want[r].id);
+        assert_memory_equal(&got[r].score, &want[r].score, sizeof(float));
+    }
+}
+
+/* One case of dr_emit_topk: B users over n items, k, in the given mode;
+ * users 1, 4, 7, ... hide a topic and an author, every third user
+ * explores (its table is checked, and its plain ranking from a second call
+ * without exploration). */
+static void ref_topk_case(uint64_t *rng, size_t n, size_t B, int k, int mode) {
+    const int dim = 1 + (int)(dr_rand64(rng) % 12);
+    float *q = malloc(n * (size_t)dim * 4), *bias = malloc(n * 4), *pop = malloc(n * 4);
+    float *U = malloc(B * (size_t)dim * 4), *w = malloc(B * 4);
+    float *scores = malloc(B * dr_emit_scratch_items(n) * 4);
+    int64_t *ids = malloc(n * 8), *author = malloc(n * 8), *topic = malloc(n * 8);
+    int64_t *topic_of_id = malloc(n * 8), *ex = malloc(B * 12 * 8);
+    uint8_t *blocked = malloc(n), *explore = malloc(B);
+    ref_case_t c = {n, dr_rand64(rng), mode, malloc(B * n * 4), blocked, topic, 2};
+    dr_exclusions_t *excl = malloc(B * sizeof(*excl));
+    dr_scored_item_t *out = malloc(B * (size_t)k * sizeof(*out));
+    dr_emit_topic_best_t *topics = malloc(B * DR_EMIT_EXPLORE_TOPICS * sizeof(*topics));
+    size_t *out_n = malloc(B * sizeof(*out_n));
+    naive_t *all = malloc(n * sizeof(*all));
+    assert_true(q && bias && pop && U && w && scores && ids && author && topic && topic_of_id && ex &&
+                blocked && explore && c.hooked && excl && out && topics && out_n && all);
+    bool sparse = dr_rand64(rng) % 4 == 0; /* most items blocked: short lists */
+    for (size_t i = 0; i < n * (size_t)dim; i++) q[i] = (float)dr_rand01(rng) - 0.5f;
+    for (size_t i = 0; i < n; i++) ids[i] = (int64_t)(1000 + i);
+    for (size_t i = n; i > 1; i--) { /* ids in no particular order of the rows */
+        size_t j = dr_rand64(rng) % i;
+        int64_t t = ids[i - 1];
+        ids[i - 1] = ids[j];
+        ids[j] = t;
+    }
+    for (size_t i = 0; i < n; i++) {
+        bool coarse = mode == REF_TIES;
+        bias[i] = coarse ? 0.0f : (float)dr_rand01(rng) * 0.1f;
+        pop[i] = coarse ? (float)(dr_rand64(rng) % 2) : (float)dr_rand01(rng);
+        blocked[i] = dr_rand64(rng) % 100 < (sparse ? 97u : 5u);
+        author[i] = (int64_t)(dr_rand64(rng) % 6) - 1;
+        topic[i] = (int64_t)(dr_rand64(rng) % 9) - 1;
+        topic_of_id[ids[i] - 1000] = topic[i];
+    }
+    dr_learner_conf_t lc;
+    dr_learner_conf_default(&lc);
+    lc.dim = dim;
+    dr_user_t *filtering = dr_user_new_conf(1, &lc);
+    assert_non_null(filtering);
+    filtering->hidden_topics.id[filtering->hidden_topics.len++] = c.hidden_topic;
+    filtering->hidden_authors.id[filtering->hidden_authors.len++] = 3;
+    for (size_t u = 0; u < B; u++) {
+        for (int d = 0; d < dim; d++) U[u * (size_t)dim + (size_t)d] = (float)dr_rand01(rng) - 0.5f;
+        w[u] = u % 3 == 0 ? 0.0f : (float)dr_rand01(rng);
+        explore[u] = u % 3 == 2;
+        excl[u].idx = ex + u * 12;
+        excl[u].n = dr_rand64(rng) % 13;
+        excl[u].user = u % 3 == 1 ? filtering : NULL;
+        for (size_t j = 0; j < excl[u].n; j++) ex[u * 12 + j] = (int64_t)(dr_rand64(rng) % (n + 2)); /* some outside */
+    }
+    dr_items_view_t v = {n, dim, q, bias, ids, blocked, pop, author, topic};
+    dr_emit_terms_t terms = {w, ref_hook, &c, explore, topics};
+    dr_emit_topk(U, B, &v, k, excl, &terms, scores, out, out_n);
+    for (size_t u = 0; u < B; u++) {
+        size_t m = ref_ranking(&c, &v, u, &excl[u], w[u], all);
+        size_t want = m < (size_t)k ? m : (size_t)k;
+        if (!explore[u]) {
+            assert_list_is(out + u * (size_t)k, out_n[u], all, want);
+            continue;
+        }
+        dr_emit_topic_best_t want_topics[DR_EMIT_EXPLORE_TOPICS];
+        ref_topics(all, m, topic_of_id, 1000, want_topics);
+        for (size_t t = 0; t < DR_EMIT_EXPLORE_TOPICS; t++) {
+            const dr_emit_topic_best_t *got = &topics[u * DR_EMIT_EXPLORE_TOPICS + t];
+            assert_int_equal(got->topic, want_topics[t].topic);
+            if (got->topic < 0) continue;
+            assert_int_equal(got->best.item_id, want_topics[t].best.item_id);
+            assert_memory_equal(&got->best.score, &want_topics[t].best.score, sizeof(float));
+        }
+    }
+    terms.explore = NULL; /* the exploring users' plain rankings */
+    dr_emit_topk(U, B, &v, k, excl, &terms, scores, out, out_n);
+    for (size_t u = 0; u < B; u++) {
+        size_t m = ref_ranking(&c, &v, u, &excl[u], w[u], all);
+        assert_list_is(out + u * (size_t)k, out_n[u], all, m < (size_t)k ? m : (size_t)k);
+    }
+    dr_user_free(filtering);
+    free(q); free(bias); free(pop); free(U); free(w); free(scores); free(ids); free(author);
+    free(topic); free(topic_of_id); free(ex); free(blocked); free(explore); free(c.hooked); free(excl);
+    free(out); free(topics); free(out_n); free(all);
+}
+
+/* Claim (dr_emit_topk, issue 18): the selection ranks exactly as a full
+ * sort of the eligible items by score, descending, then id: 400 seeded
+ * catalogs of 1 to 3,000 items, k from 1 to past the eligible items, exact
+ * ties, NaN and -inf scores, exclusions, blocked items, hidden topics and
+ * authors, the best blocks full of ineligible items; then catalogs of a
+ * few chunks. */
+static void test_selection_matches_reference(void **state) {
+    (void)state;
+    uint64_t rng = 1818;
+    for (int round = 0; round < 400; round++) {
+        size_t n = 1 + dr_rand64(&rng) % (round % 4 == 0 ? 3000 : 300), B = 1 + dr_rand64(&rng) % 7;
+        int k = round % 5 == 0 ? 1 : 1 + (int)(dr_rand64(&rng) % (round % 7 == 0 ? n + 20 : 80));
+        ref_topk_case(&rng, n, B, k, round % 3);
+    }
+    for (int mode = 0; mode < 3; mode++)
+        ref_topk_case(&rng, 2 * DR_EMIT_CHUNK_ITEMS + 4321, 3, mode == 1 ? 1 : 50, mode);
+}
+
+/* Claim (dr_emit_select, issue 18): a list from candidates is exactly the
+ * brute-force ranking of its eligible candidates, and an exploring one's
+ * table the best eligible candidate per topic slot. */
+static void test_select_matches_reference(void **state) {
+    (void)state;
+    enum { N = 700 };
+    static float q[N], bias[N], pop[N], score[N];
+    static int64_t ids[N], author[N], topic[N], topic_of_id[N], idx[N];
+    static uint8_t blocked[N];
+    static naive_t all[N];
+    static dr_scored_item_t out[N + 10];
+    uint64_t rng = 1819;
+    dr_learner_conf_t lc;
+    dr_learner_conf_default(&lc);
+    dr_user_t *filtering = dr_user_new_conf(1, &lc);
+    assert_non_null(filtering);
+    filtering->hidden_topics.id[filtering->hidden_topics.len++] = 2;
+    for (int round = 0; round < 300; round++) {
+        for (size_t i = 0; i < N; i++) {
+            ids[i] = (int64_t)(5000 + (i * 389) % N); /* 389 is prime: a permutation */
+            blocked[i] = dr_rand64(&rng) % 10 == 0;
+            author[i] = -1;
+            topic[i] = (int64_t)(dr_rand64(&rng) % 7) - 1;
+            topic_of_id[ids[i] - 5000] = topic[i];
+            idx[i] = (int64_t)i;
+        }
+        size_t n = dr_rand64(&rng) % N;
+        for (size_t j = 0; j < n; j++) { /* n distinct candidates, in random order */
+            size_t t = j + dr_rand64(&rng) % (N - j);
+            int64_t x = idx[j];
+            idx[j] = idx[t];
+            idx[t] = x;
+            uint64_t h = dr_rand64(&rng) % 100;
+            score[j] = h < 3 ? NAN : h < 6 ? -INFINITY : h < 50 ? (float)(h % 5) : (float)dr_rand01(&rng);
+        }
+        int k = 1 + (int)(dr_rand64(&rng) % (round % 4 == 0 ? N : 60));
+        const dr_user_t *user = round % 2 ? filtering : NULL;
+        dr_items_view_t v = {N, 1, q, bias, ids, blocked, pop, author, topic};
+        size_t out_n = 0, m = 0;
+        for (size_t j = 0; j < n; j++) {
+            size_t i = (size_t)idx[j];
+            if (blocked[i] || !(score[j] > -INFINITY) || (user && dr_user_hides_source(user, -1, topic[i])))
+                continue;
+            all[m++] = (naive_t){score[j], ids[i]};
+        }
+        qsort(all, m, sizeof(*all), naive_cmp);
+        assert_int_equal(dr_emit_select(&v, idx, score, n, k, user, NULL, out, &out_n), 0);
+        assert_list_is(out, out_n, all, m < (size_t)k ? m : (size_t)k);
+        dr_emit_topic_best_t topics[DR_EMIT_EXPLORE_TOPICS], want_topics[DR_EMIT_EXPLORE_TOPICS];
+        assert_int_equal(dr_emit_select(&v, idx, score, n, k, user, topics, out, &out_n), 0);
+        ref_topics(all, m, topic_of_id, 5000, want_topics);
+        for (size_t t = 0; t < DR_EMIT_EXPLORE_TOPICS; t++) {
+            assert_int_equal(topics[t].topic, want_topics[t].topic);
+            if (topics[t].topic >= 0) assert_int_equal(topics[t].best.item_id, want_topics[t].best.item_id);
+        }
+    }
+    dr_user_free(filtering);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_brute_force),
@@ -346,6 +589,8 @@ int main(void) {
         cmocka_unit_test(test_user_filters),
         cmocka_unit_test(test_explore_topics),
         cmocka_unit_test(test_select_from_candidates),
+        cmocka_unit_test(test_selection_matches_reference),
+        cmocka_unit_test(test_select_matches_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
