@@ -373,11 +373,35 @@ void dr__content_refresh_item(dr_model_t *m, size_t idx) {
     }
 }
 
-/* Every content item's q_i after W moved (the outer loop's cadence). */
+/* Every content item's q_i after W moved (the outer loop's cadence: every
+ * learner.prior.period labelled events, over the whole catalog). With Wᵀ
+ * the inner loop runs over q_i's d coordinates and vectorises; each q_i[k]
+ * still sums δ_i[k], then w_kj·e_ij for j = 0, 1, ... in that order, so the
+ * floats are those of dr__content_refresh_item (no contraction under ISO
+ * C): ~5x faster, which matters at 100k+ items (docs/BENCHMARKS.md). */
 void dr__content_refresh_all(dr_model_t *m) {
     if (m->n_content == 0) return;
-    for (size_t i = 0; i < m->n_items; i++)
-        if (m->has_content[i]) dr__content_refresh_item(m, i);
+    size_t d = (size_t)m->dim, c = (size_t)m->content_dim;
+    float *wt = malloc(d * c * sizeof(float));
+    if (!wt) { /* the slower way, same result */
+        for (size_t i = 0; i < m->n_items; i++)
+            if (m->has_content[i]) dr__content_refresh_item(m, i);
+        return;
+    }
+    for (size_t k = 0; k < d; k++)
+        for (size_t j = 0; j < c; j++) wt[j * d + k] = m->W[k * c + j];
+    for (size_t i = 0; i < m->n_items; i++) {
+        if (!m->has_content[i]) continue;
+        const float *restrict e = m->emb + i * c;
+        float *restrict q = m->q + i * d;
+        memcpy(q, m->delta + i * d, d * sizeof(float));
+        for (size_t j = 0; j < c; j++) {
+            const float *restrict w = wt + j * d;
+            float ej = e[j];
+            for (size_t k = 0; k < d; k++) q[k] += w[k] * ej;
+        }
+    }
+    free(wt);
 }
 
 bool dr_model_item_has_content(const dr_model_t *m, int64_t idx) {
