@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,17 @@ struct dr_pipeline {
     /* a commit built and waiting for its deliveries */
     dr_state_batch_t *commit_batch;
     dr_state_batch_t *spare_batch; /* the last commit's, emptied: its buffer is reused */
+    /* The commit's RocksDB write runs on libuv's thread pool, so that the
+     * loop goes on consuming and emitting meanwhile (a second's batch takes
+     * tens of ms to write, which was the tail of the lists' freshness). */
+    uv_work_t write_req;
+    bool write_req_active;       /* queued, its after-callback not run yet */
+    bool write_in_flight;        /* commit_batch is being written; its end not handled */
+    pthread_mutex_t write_lock;  /* guards write_done, write_rc, write_err */
+    pthread_cond_t write_cond;
+    bool write_done;
+    int write_rc;
+    char write_err[512];
     uint64_t inputs_at_build;    /* inputs_handled() when the last commit was built */
     dr_pipeline_stats_t stats;
     dr_adwin_pop_t global_drift; /* over blocks of all users' drift samples */
@@ -863,16 +875,10 @@ static void fail(dr_pipeline_t *p, const char *what, const char *detail) {
     dr_ingest_stop(p->ingest);
 }
 
-/* Writes the waiting batch once everything produced before it is delivered. */
-static void finish_commit(dr_pipeline_t *p) {
-    if (!p->commit_batch || !dr_flight_settled(&p->flight)) return;
-    for (int i = 0; p->changelog && i < DR_INGEST_MAX_PARTITIONS; i++)
-        if (p->marker_landed[i] >= 0) {
-            dr_changelog_batch_position(p->changelog, p->commit_batch, i, p->marker_landed[i], p->marked_epoch[i]);
-            p->marker_landed[i] = -1;
-        }
-    char err[512];
-    int rc = dr_state_write(p->state, p->commit_batch, err, sizeof(err));
+/* The commit's write returned (rc): the batch's buffer is kept for the
+ * next one, the users it held are clean (or dirty again on failure), and
+ * Kafka gets the offsets the store now holds. Loop thread. */
+static void commit_written(dr_pipeline_t *p, int rc, const char *err) {
     dr_state_batch_clear(p->commit_batch, COMMIT_BUFFER_KEPT);
     p->spare_batch = p->commit_batch;
     p->commit_batch = NULL;
@@ -887,6 +893,61 @@ static void finish_commit(dr_pipeline_t *p) {
      * the batch was built (for lag monitoring, and where a partition the
      * store does not know yet starts) */
     dr_ingest_commit_async(p->ingest, p->batch_offsets, p->batch_n_offsets);
+}
+
+/* On the thread pool: nothing else touches commit_batch meanwhile. */
+static void write_work(uv_work_t *req) {
+    dr_pipeline_t *p = req->data;
+    char err[sizeof(p->write_err)] = "";
+    int rc = dr_state_write(p->state, p->commit_batch, err, sizeof(err));
+    pthread_mutex_lock(&p->write_lock);
+    p->write_rc = rc;
+    memcpy(p->write_err, err, sizeof(err));
+    p->write_done = true;
+    pthread_cond_signal(&p->write_cond);
+    pthread_mutex_unlock(&p->write_lock);
+}
+
+static void write_after(uv_work_t *req, int status) {
+    dr_pipeline_t *p = req->data;
+    (void)status; /* never cancelled */
+    p->write_req_active = false;
+    if (!p->write_in_flight) return; /* await_write handled it */
+    p->write_in_flight = false;
+    commit_written(p, p->write_rc, p->write_err);
+}
+
+/* Waits for a write under way and handles its end: for the paths that
+ * must know the commit landed before going on (revoke, shutdown). */
+static void await_write(dr_pipeline_t *p) {
+    if (!p->write_in_flight) return;
+    pthread_mutex_lock(&p->write_lock);
+    while (!p->write_done) pthread_cond_wait(&p->write_cond, &p->write_lock);
+    pthread_mutex_unlock(&p->write_lock);
+    p->write_in_flight = false;
+    commit_written(p, p->write_rc, p->write_err);
+}
+
+/* Writes the waiting batch once everything produced before it is
+ * delivered: on the thread pool, or here when the pool's request is still
+ * busy with an earlier write's end (after an await_write). */
+static void finish_commit(dr_pipeline_t *p) {
+    if (!p->commit_batch || p->write_in_flight || !dr_flight_settled(&p->flight)) return;
+    for (int i = 0; p->changelog && i < DR_INGEST_MAX_PARTITIONS; i++)
+        if (p->marker_landed[i] >= 0) {
+            dr_changelog_batch_position(p->changelog, p->commit_batch, i, p->marker_landed[i], p->marked_epoch[i]);
+            p->marker_landed[i] = -1;
+        }
+    if (!p->write_req_active) {
+        p->write_in_flight = p->write_req_active = true;
+        p->write_done = false;
+        p->write_req.data = p;
+        if (uv_queue_work(p->loop, &p->write_req, write_work, write_after) == 0) return;
+        p->write_in_flight = p->write_req_active = false;
+    }
+    char err[512] = "";
+    int rc = dr_state_write(p->state, p->commit_batch, err, sizeof(err));
+    commit_written(p, rc, err);
 }
 
 /* Records taken from the events and catalog topics so far: every change of
@@ -936,9 +997,14 @@ static int begin_commit(dr_pipeline_t *p) {
  * waiting. */
 static bool wait_commit(dr_pipeline_t *p, int64_t deadline) {
     while (p->commit_batch && !p->stats.failed && dr_mono_ms() < deadline) {
+        if (p->write_in_flight) {
+            await_write(p);
+            continue;
+        }
         poll_producer(p, FLUSH_STEP_MS);
         finish_commit(p);
     }
+    await_write(p); /* nothing may go on writing a batch the caller drops */
     return p->commit_batch == NULL;
 }
 
@@ -1516,6 +1582,8 @@ int dr_pipeline_new(dr_pipeline_t **out, uv_loop_t *loop, const dr_config_t *cfg
     p->loop = loop;
     p->cfg = *cfg;
     p->producer_pipe[0] = p->producer_pipe[1] = -1;
+    pthread_mutex_init(&p->write_lock, NULL);
+    pthread_cond_init(&p->write_cond, NULL);
     for (int i = 0; i < DR_INGEST_MAX_PARTITIONS; i++)
         p->marked_offset[i] = p->start_offset[i] = p->marker_landed[i] = p->changelog_next[i] = -1;
     int err = dr_config_kafka_arrays(&p->cfg, &p->kafka_keys, &p->kafka_values);
@@ -1610,6 +1678,11 @@ void dr_pipeline_stop(dr_pipeline_t *p) {
 
 void dr_pipeline_free(dr_pipeline_t *p) {
     if (!p) return;
+    /* a loop left before a write's end was handled: the worker must be done
+     * with the batch and the store before they go */
+    pthread_mutex_lock(&p->write_lock);
+    while (p->write_in_flight && !p->write_done) pthread_cond_wait(&p->write_cond, &p->write_lock);
+    pthread_mutex_unlock(&p->write_lock);
     dr_catalog_free(p->catalog);
     dr_ingest_free(p->ingest);
     dr_standby_free(p->standby); /* before the store and the producer it uses */
@@ -1622,6 +1695,8 @@ void dr_pipeline_free(dr_pipeline_t *p) {
         if (p->producer_pipe[i] >= 0) close(p->producer_pipe[i]);
     dr_state_batch_free(p->commit_batch);
     dr_state_batch_free(p->spare_batch);
+    pthread_mutex_destroy(&p->write_lock);
+    pthread_cond_destroy(&p->write_cond);
     dr_codec_free(p->codec);
     dr_schema_registry_close(p->registry);
     dr_user_cache_free(p->cache);
