@@ -6,13 +6,15 @@
 # arrival minus the produce time of the newest event it reflects.
 #
 #   bench/freshness.sh [BUILD_DIR] [--set key=value]...
-# Environment: RATES ("1000 50000"), SECONDS (20), USERS (100000),
+# Environment: RATES ("1000 50000"), DURATION (20 s per rate), USERS (100000),
 #              PARTITIONS (4), DRIFTREC (BUILD_DIR/driftrec).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
 [ $# -gt 0 ] && shift
-RATES=${RATES:-"1000 50000"} SECONDS_EACH=${SECONDS:-20} USERS=${USERS:-100000} PARTITIONS=${PARTITIONS:-4}
+# (not SECONDS: bash sets that itself, to the seconds the shell has run,
+# so the runs lasted however long the script had been going)
+RATES=${RATES:-"1000 50000"} SECONDS_EACH=${DURATION:-20} USERS=${USERS:-100000} PARTITIONS=${PARTITIONS:-4}
 bin=${DRIFTREC:-$build/driftrec}
 tmp=$(mktemp -d /tmp/driftrec-fresh-XXXXXX)
 pids=()
