@@ -2,7 +2,9 @@
 # bench/standby.sh - what standby replicas save at a handover, and what they
 # cost. Two instances of one group share PARTITIONS partitions of a live
 # stream (each consuming at most RATE events/s); after HANDOVER_S seconds
-# instance A stops (gracefully) and B takes A's partitions over. Run twice:
+# instance A stops (gracefully, or LEAVE=kill: SIGKILL, so that B takes the
+# partitions after the session timeout, 6 s here, and reads what A's last
+# commits wrote) and B takes A's partitions over. Run twice:
 # without standby replicas (B restores A's partitions from their changelog,
 # whole), and with state.standby.interval.ms=INTERVAL on both (B reads only
 # what A committed since B's last round). Prints, per mode and run, B's
@@ -13,13 +15,14 @@
 #   bench/standby.sh [RUNS]     (default 3)
 # Environment: USERS (50000), EVENTS (20 per user), PARTITIONS (32), RATE
 #              (15000 per instance), HANDOVER_S (25), INTERVAL (1000), DIM (32),
+#              LEAVE (term | kill),
 #              DRIFTREC (build/driftrec). The embedded broker keeps ~5 MiB per
 #              partition: keep the users reached × ~2 KB under PARTITIONS × 5 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
 USERS=${USERS:-50000} PARTITIONS=${PARTITIONS:-32} RATE=${RATE:-15000} HANDOVER_S=${HANDOVER_S:-25}
-INTERVAL=${INTERVAL:-1000} DIM=${DIM:-32}
+INTERVAL=${INTERVAL:-1000} DIM=${DIM:-32} LEAVE=${LEAVE:-term}
 EVENTS=${EVENTS:-$((USERS * 20))}
 bin=${DRIFTREC:-build/driftrec}
 out=$(mktemp -d /tmp/driftrec-standby-XXXXXX)
@@ -29,7 +32,7 @@ trap cleanup EXIT
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "scenario: $USERS users, $EVENTS events, $PARTITIONS partitions, 2 instances at <= $RATE events/s each," \
-     "A leaves after ${HANDOVER_S} s; standby interval $INTERVAL ms; d=$DIM"
+     "A leaves (SIG${LEAVE^^}) after ${HANDOVER_S} s; standby interval $INTERVAL ms; d=$DIM"
 cpu_s() { awk '{printf "%.1f", ($14 + $15) / 100}' "/proc/$1/stat"; }
 wait_log() { # file pattern seconds [min count]
   for _ in $(seq $(($3 * 10))); do [ "$(grep -c "$2" "$1" || true)" -ge "${4:-1}" ] && return 0; sleep 0.1; done
@@ -63,7 +66,7 @@ for run in $(seq 1 "$runs"); do
     cpu_a=$(cpu_s "$a") cpu_b=$(cpu_s "$b")
     from=$(($(wc -l <"$d/b.log") + 1))
     assigned=$(grep -c "partitions assigned" "$d/b.log")
-    kill -TERM "$a"; wait "$a" || true
+    kill -"${LEAVE^^}" "$a"; wait "$a" 2>/dev/null || true
     wait_log "$d/b.log" "partitions assigned" 60 $((assigned + 1))
     kill -TERM "$b"; wait "$b" || true
     records=$(sum_after "$d/b.log" "$from" records) users=$(sum_after "$d/b.log" "$from" users)
