@@ -23,14 +23,7 @@
  * gives the next one a fraction of its count. */
 #define AUTHOR_SHRINK_POSTS 2.0f
 
-double dr__pop_decay(const dr_model_t *m, uint64_t from, uint64_t to) {
-    if (m->conf.pop_halflife <= 0 || to <= from) return 1.0;
-    return exp2(-(double)(to - from) / m->conf.pop_halflife);
-}
-
-bool dr__authors_on(const dr_model_t *m) {
-    return m->conf.pop_authors > 0 && (m->conf.pop_weight > 0 || m->conf.pop_step > 0);
-}
+bool dr__authors_on(const dr_model_t *m) { return m->conf.pop_authors > 0 && dr__pop_on(m); }
 
 static size_t home_slot(int64_t id, size_t mask) { return dr_mix64((uint64_t)id) & mask; }
 

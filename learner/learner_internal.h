@@ -253,6 +253,9 @@ void dr__content_refresh_all(dr_model_t *m);
 /* p_i from the item's decayed count at the clock of the last outer step. */
 void dr__pop_refresh_item(dr_model_t *m, size_t idx);
 void dr__pop_refresh_all(dr_model_t *m);
+/* The population prior is on: it has a weight or learns one (off only in
+ * the zero-prior arm). */
+bool dr__pop_on(const dr_model_t *m);
 /* 2^(-(to - from) / learner.prior.popularity.halflife): what a count of
  * positive-clock time `from` weighs at `to` (1 when to <= from or no decay). */
 double dr__pop_decay(const dr_model_t *m, uint64_t from, uint64_t to);

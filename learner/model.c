@@ -593,7 +593,12 @@ int64_t dr_model_version(const dr_model_t *m) { return m->version; }
 /* ---- the population prior ------------------------------------------------- */
 
 /* Off only when it has no weight and cannot learn one (the zero-prior arm). */
-static bool pop_on(const dr_model_t *m) { return m->conf.pop_weight > 0 || m->conf.pop_step > 0; }
+bool dr__pop_on(const dr_model_t *m) { return m->conf.pop_weight > 0 || m->conf.pop_step > 0; }
+
+double dr__pop_decay(const dr_model_t *m, uint64_t from, uint64_t to) {
+    if (m->conf.pop_halflife <= 0 || to <= from) return 1.0;
+    return exp2(-(double)(to - from) / m->conf.pop_halflife);
+}
 
 /* The item's own events (SGD steps: impressions, engagements, sampled
  * negatives) at which its author's pseudo-count weighs half: a post shown a
@@ -627,7 +632,7 @@ void dr__pop_refresh_all(dr_model_t *m) {
  * dr__pop_refresh_item() gives it its undecayed count, as here). */
 static void pop_observe(dr_model_t *m, size_t idx) {
     m->pos_clock++; /* also the trend term's clock, with the prior off too */
-    if (!pop_on(m)) return;
+    if (!dr__pop_on(m)) return;
     double d = dr__pop_decay(m, m->pop_time[idx], m->pos_clock);
     m->pop_count[idx] = (float)(m->pop_count[idx] * d + 1.0);
     m->pop_seed[idx] = (float)(m->pop_seed[idx] * d); /* kept as of the same clock */
@@ -637,7 +642,7 @@ static void pop_observe(dr_model_t *m, size_t idx) {
 }
 
 void dr_model_pop_fade(const dr_model_t *m, float *gamma, float *tau) {
-    *gamma = pop_on(m) ? m->pop_gamma : 0.0f;
+    *gamma = dr__pop_on(m) ? m->pop_gamma : 0.0f;
     *tau = expf(m->pop_log_tau);
 }
 
@@ -648,13 +653,13 @@ static float pop_fade_of(const dr_model_t *m, const dr_user_t *u) {
 }
 
 float dr_model_pop_weight(const dr_model_t *m, const dr_user_t *u) {
-    return pop_on(m) ? m->pop_gamma * pop_fade_of(m, u) : 0.0f;
+    return dr__pop_on(m) ? m->pop_gamma * pop_fade_of(m, u) : 0.0f;
 }
 
 /* The outer loop's step on γ and log τ: the mean ascent direction of the
  * period (see pop_meta_observe), bounded; then every p_i decays to now. */
 static void pop_outer_step(dr_model_t *m) {
-    if (!pop_on(m)) return;
+    if (!dr__pop_on(m)) return;
     if (m->conf.pop_step > 0 && m->pop_grad_n > 0) {
         double step = m->conf.pop_step / (double)m->pop_grad_n;
         float gamma = (float)(m->pop_gamma + step * m->pop_grad_gamma);
@@ -699,7 +704,7 @@ static void rebase_user(dr_model_t *m, dr_user_t *u) {
  * are re-based exactly. And content items' q_i follow the W learned since. */
 static void outer_observe(dr_model_t *m, const dr_user_t *u) {
     bool reptile = m->conf.prior_step > 0;
-    if (!reptile && m->n_content == 0 && !pop_on(m)) return;
+    if (!reptile && m->n_content == 0 && !dr__pop_on(m)) return;
     for (int k = 0; reptile && k < m->dim; k++) m->reptile_sum[k] += u->v[k];
     if (++m->reptile_n < (uint32_t)m->conf.prior_period) return;
     dr__content_refresh_all(m);
@@ -1054,7 +1059,7 @@ static int64_t draw_item_any_order(const dr_model_t *m, uint64_t *rng) {
  * holds u's last engaged items (n of them). */
 static void pop_meta_observe(dr_model_t *m, const dr_user_t *u, size_t pos, uint64_t seed,
                              const cooc_src_t *recent) {
-    if (!pop_on(m) || m->conf.pop_step <= 0 || m->n_items < 2) return;
+    if (!dr__pop_on(m) || m->conf.pop_step <= 0 || m->n_items < 2) return;
     uint64_t s = dr_mix64(seed ^ 0x90b1a7u);
     size_t neg = (size_t)draw_item_any_order(m, &s);
     float dp = m->pop_score[pos] - m->pop_score[neg];
