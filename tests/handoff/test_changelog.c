@@ -353,6 +353,52 @@ static void test_standby_keeps_partitions_warm(void **state) {
     dr_standby_free(sb);
 }
 
+/* Claim: a store ahead of the changelog with no position in it (this
+ * instance lost the partition after applying events the new owner has not
+ * reached yet) is kept by the standby as a restore keeps it, and read whole
+ * only once in STANDBY_FULL_READ_EVERY_S, not every round: until the owner
+ * passes it each read would be the whole partition for nothing. A take and
+ * a release let the next round read it again. */
+static void test_standby_reads_a_store_ahead_once(void **state) {
+    fixture_t *f = *state;
+    char err[512] = "";
+    assert_int_equal(dr_embedded_create_topic(f->broker, EVENTS, 2, err, sizeof(err)), 0);
+    dr_state_batch_t *b = dr_state_batch_new();
+    dr_state_batch_put_user(b, PART, 1, "zombie", 6);
+    dr_state_batch_put_offset(b, EVENTS, PART, 100);
+    assert_int_equal(dr_state_write(f->st, b, err, sizeof(err)), 0);
+    dr_state_batch_free(b);
+    put_as(f, 100, 1, "a1");
+    mark_as(f, 100, 10); /* the owner is behind the store: offset 10 < 100 */
+    flush(f);
+    dr_standby_t *sb;
+    assert_int_equal(dr_standby_new(&sb, f->st, f->producer, TOPIC, EVENTS, 20, 5000, f->keys, f->values, 1,
+                                    err, sizeof(err)), 0);
+    dr_standby_take(sb, 0);
+    dr_standby_begin(sb);
+    dr_standby_stats_t ss = {0};
+    for (int i = 0; i < 500 && ss.records < 2; i++) {
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+        dr_standby_stats(sb, &ss);
+    }
+    assert_int_equal(ss.records, 2);
+    nanosleep(&(struct timespec){0, 300000000}, NULL); /* ~15 rounds */
+    dr_standby_stats(sb, &ss);
+    assert_int_equal(ss.records, 2);
+    assert_true(ss.rounds >= 5);
+    expect_user(f, 1, "zombie");
+    assert_int_equal(stored(f, EVENTS), 100);
+    dr_standby_take(sb, PART);
+    dr_standby_release(sb, PART);
+    for (int i = 0; i < 500 && ss.records < 4; i++) {
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+        dr_standby_stats(sb, &ss);
+    }
+    assert_int_equal(ss.records, 4);
+    assert_int_equal(ss.failures, 0);
+    dr_standby_free(sb);
+}
+
 /* Claim: the check names what to create when the changelog is missing or
  * has fewer partitions than the events topic. */
 static void test_check_topic(void **state) {
@@ -372,6 +418,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_full_read_keeps_or_replaces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zombie_writes_fenced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_standby_keeps_partitions_warm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_standby_reads_a_store_ahead_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_topic, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
