@@ -41,6 +41,7 @@
 
 #include <cblas.h>
 
+#include "bench_clock.h"
 #include "dr_emit.h"
 #include "dr_retrieval.h"
 
@@ -59,12 +60,6 @@ static void *xcalloc(size_t n, size_t size) {
     void *p = calloc(n ? n : 1, size);
     if (!p) die("out of memory");
     return p;
-}
-
-static double cpu_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static double wall_s(void) {

@@ -48,6 +48,7 @@
 
 #include <cblas.h>
 
+#include "bench_clock.h"
 #include "dr_bytes.h"
 #include "dr_emit.h"
 #include "dr_log.h"
@@ -64,14 +65,6 @@ static long peak_rss_kib(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss;
-}
-
-/* CPU seconds of this process: on a shared machine a steadier clock than
- * the wall for single-threaded work (OpenBLAS runs on one thread here). */
-static double cpu_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static void die(const char *what) {

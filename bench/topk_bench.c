@@ -22,6 +22,7 @@
 
 #include <cblas.h>
 
+#include "bench_clock.h"
 #include "dr_bytes.h"
 #include "dr_emit.h"
 
@@ -39,14 +40,6 @@ static void *xmalloc(size_t n) {
     void *p = malloc(n ? n : 1);
     if (!p) die("out of memory");
     return p;
-}
-
-/* CPU seconds of this process: steadier than the wall clock on a shared
- * machine for single-threaded work (OpenBLAS is set to one thread). */
-static double cpu_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* A standard normal draw (Box-Muller; one of the pair is enough here). */
