@@ -153,7 +153,10 @@ static void world_make(world_t *w, int clustered, size_t n, size_t B, uint64_t s
     w->users = xcalloc(B * (size_t)D, sizeof(float));
     for (int t = 0; t < TOPICS; t++) {
         float *c = w->centroid + t * D, norm = 0;
-        for (int k = 0; k < D; k++) norm += (c[k] = gauss()) * c[k];
+        for (int k = 0; k < D; k++) {
+            c[k] = gauss();
+            norm += c[k] * c[k];
+        }
         for (int k = 0; k < D; k++) c[k] /= sqrtf(norm);
     }
     for (size_t i = 0; i < n; i++) {
