@@ -239,9 +239,9 @@ static int item_remove(dr_model_t *m, size_t idx, bool retire, bool stored) {
     /* the neighbours it names forget it now, one probe each (the tables
      * that name it without being named, when the sweep passes) */
     dr__nbr_t *t = &m->nbr[idx];
-    for (uint32_t s = 0; s < t->n_slots; s++) {
-        int32_t k = t->slot[s].key;
-        if (k < 0 || m->ids[k] < 0) continue;
+    for (uint32_t s = 0; s < t->n; s++) {
+        int32_t k = t->e[s].key;
+        if (m->ids[k] < 0) continue;
         if (dr__nbr_remove(&m->nbr[k], (int32_t)idx)) dr__mark_item_dirty(m, (size_t)k);
     }
     dr__nbr_clear(t);
@@ -307,7 +307,7 @@ static int sweep(dr_model_t *m, size_t budget, size_t *released) {
             continue;
         }
         size_t r = m->sweep_cursor;
-        size_t cost = 1 + m->nbr[r].n_slots;
+        size_t cost = 1 + m->nbr[r].n;
         budget = budget > cost ? budget - cost : 0;
         if (m->ids[r] >= 0) {
             int dropped = dr__nbr_drop_freed(&m->nbr[r], m->ids);

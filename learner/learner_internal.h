@@ -29,21 +29,26 @@ void dr__rest_observe(dr_user_t *u, const dr_learner_conf_t *c, int64_t item_id,
 
 /* One item's co-engagement counts: for each other item (by its index in the
  * item matrix), how often users engaged with both close together in their
- * own sequence. Open addressing over a power-of-two slot array that grows up
- * to `cap` entries; a zeroed struct is an empty table.
+ * own sequence. The entries are dense, e[0..n) in no particular order, so
+ * that scoring walks only live ones (issue 18: a slot array at most 3/4
+ * full made the walk visit twice as many, half of them empty); an
+ * open-addressing index of their positions, a power-of-two array in the
+ * same allocation, finds a key. It grows up to `cap` entries; a zeroed
+ * struct is an empty table.
  *
  * Bounded memory: when a full table meets a new neighbour, every weight is
  * halved and the lightest entries are dropped until a quarter of the table
  * is free. Heavy pairs survive, old light ones go, and an item with many
  * neighbours forgets faster: what it kept is what stays frequent. */
-typedef struct dr__nbr_slot {
-    int32_t key; /* neighbour's item index; -1: empty */
+typedef struct dr__nbr_entry {
+    int32_t key; /* neighbour's item index */
     float w;
-} dr__nbr_slot_t;
+} dr__nbr_entry_t;
 
 typedef struct dr__nbr {
-    dr__nbr_slot_t *slot; /* NULL until the first neighbour */
-    uint32_t n_slots, n;
+    dr__nbr_entry_t *e; /* room entries, n in use; NULL until the first neighbour */
+    int32_t *index;     /* n_slots positions in e (-1: empty), after e's room */
+    uint32_t n_slots, n, room;
 } dr__nbr_t;
 
 /* Adds w to key's weight, inserting it (and making room) when new. Equal
@@ -53,7 +58,7 @@ typedef struct dr__nbr {
 int dr__nbr_add(dr__nbr_t *t, int32_t key, float w, uint32_t cap, const int64_t *ids);
 /* key's weight, 0 when absent. */
 float dr__nbr_get(const dr__nbr_t *t, int32_t key);
-/* Frees the slots; the table is empty again. */
+/* Frees the entries; the table is empty again. */
 void dr__nbr_clear(dr__nbr_t *t);
 /* Removes key's entry; false when absent. No allocation. */
 bool dr__nbr_remove(dr__nbr_t *t, int32_t key);
@@ -63,7 +68,7 @@ int dr__nbr_drop_freed(dr__nbr_t *t, const int64_t *ids);
 
 /* An entry with the item id it is ordered by. */
 typedef struct dr__nbr_ranked {
-    dr__nbr_slot_t e;
+    dr__nbr_entry_t e;
     int64_t id; /* ids[e.key], or e.key when there are no ids */
 } dr__nbr_ranked_t;
 /* Writes the table's t->n entries into out, heaviest first, equal weights

@@ -886,13 +886,10 @@ void dr_model_add_coengagement_range(const dr_model_t *m, const dr_user_t *u, fl
     for (int k = 0; k < len; k++) {
         const dr__nbr_t *t = &m->nbr[recent[k]];
         float beta = m->conf.cooc_weight * weight[k];
-        for (uint32_t s = 0; s < t->n_slots; s++) {
-            /* one comparison, nearly always false, so well predicted: an
-             * empty slot (-1) or an index below first wraps past n. A
-             * separate test for empty slots would be a coin flip per slot,
-             * and a mispredicted branch costs more than the slot. */
-            size_t j = (size_t)(int64_t)t->slot[s].key - first;
-            if (j < n) scores[j] += beta * t->slot[s].w * m->engaged_norm[first + j];
+        for (uint32_t s = 0; s < t->n; s++) {
+            /* one comparison: an index below first wraps past n */
+            size_t j = (size_t)(int64_t)t->e[s].key - first;
+            if (j < n) scores[j] += beta * t->e[s].w * m->engaged_norm[first + j];
         }
     }
 }
@@ -947,11 +944,11 @@ size_t dr_model_coengagement_top(const dr_model_t *m, const dr_user_t *u, int64_
     for (int k = 0; k < src.n; k++) {
         const dr__nbr_t *t = &m->nbr[src.idx[k]];
         float beta = m->conf.cooc_weight * src.w[k];
-        for (uint32_t s = 0; s < t->n_slots; s++) {
-            int32_t j = t->slot[s].key;
+        for (uint32_t s = 0; s < t->n; s++) {
+            int32_t j = t->e[s].key;
             /* one source's share of the term: a lower bound of the sum, so
              * an item two sources share may enter twice (the caller dedups) */
-            if (j >= 0) top_offer(&h, j, beta * t->slot[s].w * m->engaged_norm[j]);
+            top_offer(&h, j, beta * t->e[s].w * m->engaged_norm[j]);
         }
     }
     return h.n;

@@ -50,18 +50,18 @@ size_t dr__item_record_cap(const dr_model_t *m) {
 }
 
 /* Version 3's tail: n_i, then the neighbour count and (item id, n_ji) pairs
- * in slot order (ids, not indices: indices are this process's own). */
+ * in the table's order (ids, not indices: indices are this process's own). */
 static void put_neighbors(const dr_model_t *m, size_t idx, dr_writer_t *w) {
     const dr__nbr_t *t = &m->nbr[idx];
     dr_put_f32(w, m->engaged[idx]);
     /* a removed item the sweep has not reached yet is not written */
     uint32_t n = 0;
-    for (uint32_t s = 0; s < t->n_slots; s++) n += t->slot[s].key >= 0 && m->ids[t->slot[s].key] >= 0;
+    for (uint32_t s = 0; s < t->n; s++) n += m->ids[t->e[s].key] >= 0;
     dr_put_u32(w, n);
-    for (uint32_t s = 0; s < t->n_slots; s++) {
-        if (t->slot[s].key < 0 || m->ids[t->slot[s].key] < 0) continue;
-        dr_put_i64(w, m->ids[t->slot[s].key]);
-        dr_put_f32(w, t->slot[s].w);
+    for (uint32_t s = 0; s < t->n; s++) {
+        if (m->ids[t->e[s].key] < 0) continue;
+        dr_put_i64(w, m->ids[t->e[s].key]);
+        dr_put_f32(w, t->e[s].w);
     }
 }
 

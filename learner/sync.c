@@ -220,10 +220,10 @@ static int encode_pending(dr_model_t *m, size_t max_items, size_t max_pairs, boo
         size_t pairs_at = w.len;
         uint32_t pairs_written = 0;
         dr_put_u32(&w, 0);
-        for (uint32_t k = 0; t->slot && k < t->n_slots; k++)
-            if (t->slot[k].key >= 0 && m->ids[t->slot[k].key] >= 0) { /* not a removed one */
-                dr_put_i64(&w, m->ids[t->slot[k].key]);
-                dr_put_f32(&w, t->slot[k].w);
+        for (uint32_t k = 0; k < t->n; k++)
+            if (m->ids[t->e[k].key] >= 0) { /* not a removed one */
+                dr_put_i64(&w, m->ids[t->e[k].key]);
+                dr_put_f32(&w, t->e[k].w);
                 pairs_written++;
             }
         memcpy(w.p + pairs_at, &pairs_written, 4);

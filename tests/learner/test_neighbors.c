@@ -17,7 +17,7 @@ static void test_counts_exactly_below_cap(void **state) {
     assert_true(dr__nbr_get(&t, 100) == 0.0f);
     assert_true(t.n * 4 <= t.n_slots * 3); /* at most 3/4 full */
     dr__nbr_clear(&t);
-    assert_null(t.slot);
+    assert_null(t.e);
     assert_int_equal(t.n, 0);
 }
 
@@ -85,7 +85,8 @@ static void test_tiny_caps(void **state) {
 }
 
 /* Removing keys one by one (a removed item's neighbours forget it) keeps
- * every other entry findable with its weight: random adds and removes
+ * every other entry findable with its weight, and in the dense entries
+ * that scoring walks exactly once: random adds and removes
  * against a plain array, over 300 keys (a table of 512 slots) and over 12
  * (16 slots, 3/4 full: runs of probes wrap around its end). */
 static void check_removes(int32_t keys, int ops, uint64_t rng) {
@@ -107,6 +108,14 @@ static void check_removes(int32_t keys, int ops, uint64_t rng) {
             n += want[k] != 0.0f;
         }
         assert_int_equal(t.n, n);
+        /* the walk scoring makes: every live entry once, with its weight */
+        float walked[300] = {0};
+        for (uint32_t s = 0; s < t.n; s++) {
+            int32_t k = t.e[s].key;
+            assert_true(k >= 0 && k < keys && walked[k] == 0.0f);
+            walked[k] = t.e[s].w;
+        }
+        for (int32_t k = 0; k < keys; k++) assert_true(walked[k] == want[k]);
     }
     assert_false(dr__nbr_remove(&t, -1));
     dr__nbr_clear(&t);
