@@ -30,6 +30,7 @@ typedef enum dr_arm_kind {
     DR_ARM_ITEMKNN,      /* item-to-item co-engagement counts, no learning (implicit mode) */
     DR_ARM_RECENTPOP,    /* popularity over a recent window: decayed counts (implicit mode) */
     DR_ARM_BIAS,         /* online μ + b_u + b_i by SGD (rating mode) */
+    DR_ARM_EXPKNN,       /* experimental item-to-item variants, set by DR_EXP_* (implicit mode) */
     DR_ARM__COUNT
 } dr_arm_kind_t;
 

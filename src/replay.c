@@ -22,8 +22,9 @@
 
 static const char *const arm_names[DR_ARM__COUNT] = {"full", "prior", "nodrift", "popularity",
                                                      "zeroprior", "nocontent", "nocooc",
-                                                     "itemknn", "recentpop", "bias"};
-#define ARM_LIST "full, prior, nodrift, popularity, zeroprior, nocontent, nocooc, itemknn, recentpop, bias"
+                                                     "itemknn", "recentpop", "bias",
+                                                     "expknn"};
+#define ARM_LIST "full, prior, nodrift, popularity, zeroprior, nocontent, nocooc, itemknn, recentpop, bias, expknn"
 #define KNN_WINDOW 20  /* itemknn: W, a user's previous engagements each new one co-occurs with */
 #define KNN_RECENT 20  /* itemknn: L, a user's last engagements that score the candidates */
 #define KNN_HIST 20    /* itemknn: engagements kept per user, max(W, L) */
@@ -74,7 +75,7 @@ int dr_replay_check_arms(const dr_arm_kind_t *arms, int n, dr_learn_mode_t mode,
             snprintf(err, size, "the bias arm predicts ratings: use --mode rating");
             return DR_EINVAL;
         }
-        if ((arms[i] == DR_ARM_ITEMKNN || arms[i] == DR_ARM_RECENTPOP) && mode == DR_MODE_RATING) {
+        if ((arms[i] == DR_ARM_ITEMKNN || arms[i] == DR_ARM_RECENTPOP || arms[i] == DR_ARM_EXPKNN) && mode == DR_MODE_RATING) {
             snprintf(err, size, "the %s arm ranks items and predicts no ratings: use --mode implicit (the default)",
                      arm_names[arms[i]]);
             return DR_EINVAL;
@@ -286,6 +287,8 @@ typedef struct arm_run {
     dr_user_t **users;
     int64_t *row_of;             /* dense item -> model row, -1 */
     float *scores, *uvec;
+    float *blend_tmp;            /* full with DR_EXP_BLEND: the model's own scores */
+    float blend;                 /* DR_EXP_BLEND: weight of the expknn score added to full's */
     double *pop_count, *rating_sum;
     int64_t *avail;              /* row -> dense item (model rows, or popularity's candidates) */
     size_t n_avail;
@@ -296,6 +299,7 @@ typedef struct arm_run {
     knn_user_t **knn_users;      /* itemknn: per dense user, once it engages (rows) */
     float *knn_inv_sqrt;         /* itemknn: per row, 1 / sqrt(n_i), n_i the item's engagements */
     uint32_t *knn_n;
+    struct exp_state *x;         /* expknn */
     double halflife;             /* recentpop: H, events */
     size_t decay_base;           /* recentpop: pop_count holds counts × 2^((e - base) / H) */
     double *b_user, *b_item;     /* bias */
@@ -308,7 +312,7 @@ typedef struct arm_run {
  * pop_event): they have drift detection and a population prior to report. */
 static bool has_model(dr_arm_kind_t kind) {
     return kind != DR_ARM_POPULARITY && kind != DR_ARM_ITEMKNN && kind != DR_ARM_RECENTPOP &&
-           kind != DR_ARM_BIAS;
+           kind != DR_ARM_BIAS && kind != DR_ARM_EXPKNN;
 }
 
 static bool is_positive(const dr_learner_conf_t *c, const dr_event_t *ev) {
@@ -608,6 +612,9 @@ static int expire_items(arm_run_t *a) {
     return 0;
 }
 
+static void exp_scores(arm_run_t *a, size_t e);
+static int exp_learn(arm_run_t *a, size_t e, uint32_t ud, uint32_t id);
+
 static int model_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_count) {
     const dr_event_t *ev = &a->in->events[e];
     uint32_t ud = a->p->user[e], id = a->p->item[e];
@@ -621,6 +628,14 @@ static int model_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_cou
     double rank = INFINITY;
     if (ranked && a->row_of[id] >= 0) {
         size_t n = score_rows(a, u);
+        if (a->x) { /* the study's blend: full's scores + blend × expknn's */
+            memcpy(a->blend_tmp, a->scores, n * sizeof(float));
+            size_t keep = a->n_avail;
+            a->n_avail = n;
+            exp_scores(a, e);
+            a->n_avail = keep;
+            for (size_t r = 0; r < n; r++) a->scores[r] = a->blend_tmp[r] + a->blend * a->scores[r];
+        }
         rank = rank_in(a, e, a->scores, n, a->row_of[id], a->row_of);
         if (!a->p->first_user[e] && a->conf->coverage_every > 0 &&
             (*ranked_count)++ % (uint64_t)a->conf->coverage_every == 0)
@@ -659,6 +674,9 @@ static int model_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_cou
         int64_t r = dr_model_item_index(a->m, ev->item_id, false);
         if (r >= 0) { a->row_of[id] = r; a->avail[r] = id; }
     }
+    if (a->x && is_positive(lc, ev) && a->p->first_engaged[e] && a->row_of[id] >= 0 &&
+        exp_learn(a, e, ud, (uint32_t)a->row_of[id]))
+        return DR_ENOMEM;
     return 0;
 }
 
@@ -742,6 +760,407 @@ static int knn_learn(arm_run_t *a, uint32_t ud, uint32_t id) {
     return 0;
 }
 
+/* ---- expknn: experimental item-to-item variants (issue 15 study) ----------
+ * Parameters from the environment, read once at the arm's set-up:
+ *   DR_EXP_W      learn window: previous engagements a new one co-occurs with (20)
+ *   DR_EXP_L      query length: the user's last engagements that score (20)
+ *   DR_EXP_FWD    weight added to C[j][i], j engaged before i (1)
+ *   DR_EXP_BWD    weight added to C[i][j] (1)
+ *   DR_EXP_TAUP   learn: × exp(-k / TAUP), k = 0 for the previous engagement (0: flat)
+ *   DR_EXP_TAUT   learn: × exp(-Δt / TAUT), Δt seconds between the two (0: off)
+ *   DR_EXP_QPOW   query: × 1 / (1 + k)^QPOW (1)
+ *   DR_EXP_QTAU   query: × exp(-k / QTAU) instead when > 0
+ *   DR_EXP_QTIME  query: × exp(-(t - t_j) / QTIME) seconds (0: off)
+ *   DR_EXP_ALPHA  query: C[j][c] / n_j^ALPHA (0)
+ *   DR_EXP_BETA   / n_c^BETA (0.5)
+ *   DR_EXP_SAT    0: counts, 1: sqrt(C), 2: log1p(C), 3: C^2/(C+SHRINK) (0)
+ *   DR_EXP_SHRINK λ of SAT 3
+ *   DR_EXP_DECAY  half-life of counts and n, in events of the stream (0: none)
+ *   DR_EXP_POP    + POP × recent popularity of c (decayed count, half-life POPH)
+ *   DR_EXP_POPH   (5000)
+ *   DR_EXP_POPN   1: the popularity term is divided by the largest one (0) */
+#define EXP_HIST 128
+
+typedef struct exp_pair {
+    float sim;
+    uint32_t user;
+} exp_pair_t;
+
+typedef struct exp_conf {
+    int W, L, sat, popn;
+    float fwd, bwd, taup, qpow, qtau, alpha, beta, shrink, pop;
+    double taut, qtime, decay, poph;
+    float sk, kw, sknorm;
+    float x2;             /* DR_EXP_X2: weight of the expansion (0: off) */
+    int x2m;              /* DR_EXP_X2M: the best X2M candidates expand, each its row × its score */
+    int x2a;              /* DR_EXP_X2A: 1 also weighs a seed's row by n_m^-alpha, as the first hop */
+    float x2k;            /* DR_EXP_X2K: > 0 scales X2 by min(1, X2K / candidates the first hop scores) */
+    int x2h;              /* DR_EXP_X2H: 1 skips the user's own last engaged items as seeds */
+    exp_pair_t *xp;
+    int skm, skk, skh;
+    int nraw;             /* DR_EXP_NRAW: 1 normalises by n_c^beta over all time, not decayed */
+    int knorm;            /* DR_EXP_KNORM: 1 divides the kNN scores by their largest before the popularity term */
+    int clock;            /* DR_EXP_CLOCK: 0 decay by stream events, 1 by engagements learned */
+} exp_conf_t;
+
+typedef struct exp_user {
+    uint32_t n;
+    uint32_t items[EXP_HIST];
+    int64_t ts[EXP_HIST];
+} exp_user_t;
+
+typedef struct exp_ulist {
+    uint32_t *u;
+    uint32_t n, room;
+} exp_ulist_t;
+
+typedef struct exp_state {
+    exp_ulist_t *item_users; /* per row: users who engaged it, in order */
+    float *sim, *sk;          /* per user; per row */
+    uint32_t *touched;
+    exp_pair_t *pairs;
+    exp_conf_t c;
+    exp_user_t **users;
+    double *n;            /* per row: engagements × growing factor */
+    uint32_t *nr;         /* per row: engagements */
+    float *inv_beta;      /* per row: n^-beta */
+    double *pc;           /* per row: popularity × 2^((e - pbase) / poph) */
+    double pmax;          /* the largest pc */
+    size_t base, pbase;   /* decay bases */
+    size_t eng;           /* engagements learned so far */
+} exp_state_t;
+
+static double env_d(const char *name, double def) {
+    const char *v = getenv(name);
+    return v && *v ? atof(v) : def;
+}
+
+static void exp_conf_read(exp_conf_t *c) {
+    c->W = (int)env_d("DR_EXP_W", 20);
+    c->L = (int)env_d("DR_EXP_L", 20);
+    if (c->W > EXP_HIST) c->W = EXP_HIST;
+    if (c->L > EXP_HIST) c->L = EXP_HIST;
+    c->fwd = (float)env_d("DR_EXP_FWD", 1);
+    c->bwd = (float)env_d("DR_EXP_BWD", 1);
+    c->taup = (float)env_d("DR_EXP_TAUP", 0);
+    c->taut = env_d("DR_EXP_TAUT", 0);
+    c->qpow = (float)env_d("DR_EXP_QPOW", 1);
+    c->qtau = (float)env_d("DR_EXP_QTAU", 0);
+    c->qtime = env_d("DR_EXP_QTIME", 0);
+    c->alpha = (float)env_d("DR_EXP_ALPHA", 0);
+    c->beta = (float)env_d("DR_EXP_BETA", 0.5);
+    c->sat = (int)env_d("DR_EXP_SAT", 0);
+    c->shrink = (float)env_d("DR_EXP_SHRINK", 1);
+    c->decay = env_d("DR_EXP_DECAY", 0);
+    c->pop = (float)env_d("DR_EXP_POP", 0);
+    c->poph = env_d("DR_EXP_POPH", 5000);
+    c->popn = (int)env_d("DR_EXP_POPN", 0);
+    c->clock = (int)env_d("DR_EXP_CLOCK", 1);
+    c->knorm = (int)env_d("DR_EXP_KNORM", 0);
+    c->nraw = (int)env_d("DR_EXP_NRAW", 0);
+    c->sk = (float)env_d("DR_EXP_SK", 0);
+    c->x2 = (float)env_d("DR_EXP_X2", 0);
+    c->x2m = (int)env_d("DR_EXP_X2M", 10);
+    c->x2a = (int)env_d("DR_EXP_X2A", 0);
+    c->x2h = (int)env_d("DR_EXP_X2H", 0);
+    c->x2k = (float)env_d("DR_EXP_X2K", 0);
+    fprintf(stderr, "expknn: x2=%g x2m=%d\n", c->x2, c->x2m);
+    c->kw = (float)env_d("DR_EXP_KW", 1);
+    c->sknorm = (float)env_d("DR_EXP_SKNORM", 0);
+    c->skm = (int)env_d("DR_EXP_SKM", 100);
+    c->skk = (int)env_d("DR_EXP_SKK", 50);
+    c->skh = (int)env_d("DR_EXP_SKH", 50);
+    if (c->skh > EXP_HIST) c->skh = EXP_HIST;
+    fprintf(stderr, "expknn: sk=%g kw=%g sknorm=%g skm=%d skk=%d skh=%d knorm=%d\n", c->sk, c->kw, c->sknorm,
+            c->skm, c->skk, c->skh, c->knorm);
+    fprintf(stderr,
+            "expknn: W=%d L=%d fwd=%g bwd=%g taup=%g taut=%g qpow=%g qtau=%g qtime=%g alpha=%g beta=%g "
+            "sat=%d shrink=%g decay=%g pop=%g poph=%g popn=%d clock=%d\n",
+            c->W, c->L, c->fwd, c->bwd, c->taup, c->taut, c->qpow, c->qtau, c->qtime, c->alpha, c->beta,
+            c->sat, c->shrink, c->decay, c->pop, c->poph, c->popn, c->clock);
+}
+
+static int exp_init(arm_run_t *a) {
+    exp_state_t *x = a->x = calloc(1, sizeof(*x));
+    if (!x) return DR_ENOMEM;
+    exp_conf_read(&x->c);
+    x->users = calloc(a->p->n_users + 1, sizeof(exp_user_t *));
+    x->n = calloc(a->p->n_items + 1, sizeof(double));
+    x->nr = calloc(a->p->n_items + 1, sizeof(uint32_t));
+    if (!x->nr) return DR_ENOMEM;
+    x->inv_beta = calloc(a->p->n_items + 1, sizeof(float));
+    x->pc = calloc(a->p->n_items + 1, sizeof(double));
+    a->knn_rows = calloc(a->p->n_items + 1, sizeof(knn_row_t));
+    if (x->c.x2 != 0) {
+        x->c.xp = malloc((a->p->n_items + 1) * sizeof(exp_pair_t));
+        if (!x->sk) x->sk = calloc(a->p->n_items + 1, sizeof(float));
+        if (!x->c.xp || !x->sk) return DR_ENOMEM;
+    }
+    if (x->c.sk != 0) {
+        x->item_users = calloc(a->p->n_items + 1, sizeof(exp_ulist_t));
+        x->sim = calloc(a->p->n_users + 1, sizeof(float));
+        if (!x->sk) x->sk = calloc(a->p->n_items + 1, sizeof(float));
+        size_t cap = (size_t)x->c.L * (size_t)x->c.skm + 1;
+        x->touched = malloc(cap * sizeof(uint32_t));
+        x->pairs = malloc(cap * sizeof(exp_pair_t));
+        if (!x->item_users || !x->sim || !x->sk || !x->touched || !x->pairs) return DR_ENOMEM;
+    }
+    if (!x->users || !x->n || !x->inv_beta || !x->pc || !a->knn_rows) return DR_ENOMEM;
+    return 0;
+}
+
+static void exp_free(arm_run_t *a) {
+    exp_state_t *x = a->x;
+    if (!x) return;
+    if (x->users)
+        for (uint32_t u = 0; u < a->p->n_users; u++) free(x->users[u]);
+    free(x->nr);
+    free(x->users); free(x->n); free(x->inv_beta); free(x->pc);
+    if (x->item_users)
+        for (uint32_t r = 0; r < a->p->n_items; r++) free(x->item_users[r].u);
+    free(x->c.xp);
+    free(x->item_users); free(x->sim); free(x->sk); free(x->touched); free(x->pairs);
+    free(x);
+    a->x = NULL;
+}
+
+/* the counts' growing factor 2^((e - base) / decay) (1 without decay);
+ * rescales everything every 40 half-lives */
+static double exp_gain(arm_run_t *a, size_t e) {
+    exp_state_t *x = a->x;
+    if (x->c.clock) e = x->eng;
+    if (x->c.decay <= 0) return 1.0;
+    if ((double)(e - x->base) >= 40.0 * x->c.decay) {
+        double f = exp2(-(double)(e - x->base) / x->c.decay);
+        for (size_t r = 0; r < a->n_avail; r++) {
+            knn_row_t *row = &a->knn_rows[r];
+            for (uint32_t i = 0; i < row->n; i++) row->vals[i] = (float)(row->vals[i] * f);
+            x->n[r] *= f;
+            if (!x->c.nraw) x->inv_beta[r] = x->n[r] > 0 ? powf((float)x->n[r], -x->c.beta) : 0.0f;
+        }
+        x->base = e;
+    }
+    return exp2((double)(e - x->base) / x->c.decay);
+}
+
+static double exp_popgain(arm_run_t *a, size_t e) {
+    exp_state_t *x = a->x;
+    if (x->c.clock) e = x->eng;
+    if ((double)(e - x->pbase) >= 500.0 * x->c.poph) {
+        double f = exp2(-(double)(e - x->pbase) / x->c.poph);
+        for (size_t r = 0; r < a->n_avail; r++) x->pc[r] *= f;
+        x->pmax *= f;
+        x->pbase = e;
+    }
+    return exp2((double)(e - x->pbase) / x->c.poph);
+}
+
+static inline float exp_sat(const exp_conf_t *c, float v) {
+    switch (c->sat) {
+    case 1: return sqrtf(v);
+    case 2: return log1pf(v);
+    case 3: return v * v / (v + c->shrink);
+    default: return v;
+    }
+}
+
+/* expknn's session-kNN part (DR_EXP_SK > 0): users who engaged the user's
+ * last L items recently are its neighbours. For each of the last L items j
+ * (query weight w_k as above), each of the last SKM users v who engaged j
+ * gains sim_v += w_k; sim_v /= n_v^SKNORM (n_v: v's engagements); the SKK
+ * best neighbours each add sim_v to each of their last SKH engaged items.
+ * The result, divided by its largest, is added × SK to the item-kNN scores
+ * (themselves divided by their largest, times KW). */
+static void exp_select(exp_pair_t *v, size_t n, size_t k) { /* the k best first, unordered */
+    size_t lo = 0, hi = n;
+    while (hi - lo > 1) {
+        float piv = v[lo + (hi - lo) / 2].sim;
+        size_t i = lo, j = hi - 1;
+        while (i <= j) {
+            while (v[i].sim > piv) i++;
+            while (v[j].sim < piv) j--;
+            if (i <= j) {
+                exp_pair_t t = v[i]; v[i] = v[j]; v[j] = t;
+                i++;
+                if (j == 0) break;
+                j--;
+            }
+        }
+        if (k <= j) hi = j + 1;
+        else if (k >= i) lo = i;
+        else return;
+    }
+}
+
+static void exp_sknn(arm_run_t *a, size_t e, float *out) {
+    exp_state_t *x = a->x;
+    const exp_conf_t *c = &x->c;
+    uint32_t ud = a->p->user[e];
+    const exp_user_t *h = x->users[ud];
+    memset(out, 0, a->n_avail * sizeof(float));
+    uint32_t n = h ? (h->n < (uint32_t)c->L ? h->n : (uint32_t)c->L) : 0;
+    size_t nt = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t j = h->items[(h->n - 1 - k) % EXP_HIST];
+        float wk = c->qtau > 0 ? expf(-(float)k / c->qtau)
+                   : (c->qpow == 1.0f ? 1.0f / (float)(1 + k) : powf((float)(1 + k), -c->qpow));
+        const exp_ulist_t *ul = &x->item_users[j];
+        uint32_t from = ul->n > (uint32_t)c->skm ? ul->n - (uint32_t)c->skm : 0;
+        for (uint32_t i = from; i < ul->n; i++) {
+            uint32_t v = ul->u[i];
+            if (v == ud) continue;
+            if (x->sim[v] == 0) x->touched[nt++] = v;
+            x->sim[v] += wk;
+        }
+    }
+    for (size_t i = 0; i < nt; i++) {
+        uint32_t v = x->touched[i];
+        float s = x->sim[v];
+        if (c->sknorm != 0) s *= powf((float)x->users[v]->n, -c->sknorm);
+        x->pairs[i] = (exp_pair_t){s, v};
+        x->sim[v] = 0;
+    }
+    size_t kk = nt < (size_t)c->skk ? nt : (size_t)c->skk;
+    if (nt > kk) exp_select(x->pairs, nt, kk);
+    for (size_t i = 0; i < kk; i++) {
+        const exp_user_t *vh = x->users[x->pairs[i].user];
+        uint32_t m = vh->n < (uint32_t)c->skh ? vh->n : (uint32_t)c->skh;
+        for (uint32_t q = 0; q < m; q++) out[vh->items[(vh->n - 1 - q) % EXP_HIST]] += x->pairs[i].sim;
+    }
+}
+
+static void exp_scores(arm_run_t *a, size_t e) {
+    exp_state_t *x = a->x;
+    const exp_conf_t *c = &x->c;
+    float *sc = a->scores;
+    memset(sc, 0, a->n_avail * sizeof(float));
+    uint32_t ud = a->p->user[e];
+    const exp_user_t *h = x->users[ud];
+    uint32_t n = h ? (h->n < (uint32_t)c->L ? h->n : (uint32_t)c->L) : 0;
+    double g = exp_gain(a, e);
+    float cs = (float)(1.0 / g); /* counts back to decayed units */
+    int64_t now = a->in->events[e].timestamp_ms;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t slot = (h->n - 1 - k) % EXP_HIST;
+        uint32_t j = h->items[slot];
+        const knn_row_t *r = &a->knn_rows[j];
+        float wk = c->qtau > 0 ? expf(-(float)k / c->qtau)
+                   : (c->qpow == 1.0f ? 1.0f / (float)(1 + k) : powf((float)(1 + k), -c->qpow));
+        if (c->qtime > 0) wk *= (float)exp(-(double)(now - h->ts[slot]) / 1000.0 / c->qtime);
+        if (c->alpha != 0 && x->n[j] > 0) wk *= powf((float)(x->n[j] / g), -c->alpha);
+        if (c->sat == 0) {
+            for (uint32_t i = 0; i < r->n; i++) sc[r->keys[i]] += r->vals[i] * wk;
+        } else {
+            for (uint32_t i = 0; i < r->n; i++) sc[r->keys[i]] += exp_sat(c, r->vals[i] * cs) * wk;
+        }
+    }
+    const float *inv = x->inv_beta;
+    for (size_t r = 0; r < a->n_avail; r++) sc[r] *= inv[r];
+    if (c->x2 != 0 && n > 0) {
+        exp_pair_t *xp = c->xp;
+        size_t m = 0;
+        float *saved = NULL;
+        uint32_t nh = h->n < EXP_HIST ? h->n : EXP_HIST;
+        if (c->x2h && (saved = malloc(nh * sizeof(float))))
+            for (uint32_t k = 0; k < nh; k++) {
+                uint32_t j = h->items[(h->n - 1 - k) % EXP_HIST];
+                saved[k] = sc[j];
+                sc[j] = 0;
+            }
+        for (size_t r = 0; r < a->n_avail; r++)
+            if (sc[r] > 0) xp[m++] = (exp_pair_t){sc[r], (uint32_t)r};
+        if (saved) { /* restored newest last: a duplicate cannot be, items are first engagements */
+            for (uint32_t k = nh; k-- > 0;) sc[h->items[(h->n - 1 - k) % EXP_HIST]] = saved[k];
+            free(saved);
+        }
+        size_t top = m < (size_t)c->x2m ? m : (size_t)c->x2m;
+        if (m > top) exp_select(xp, m, top);
+        float *s2 = x->sk;
+        memset(s2, 0, a->n_avail * sizeof(float));
+        for (size_t t = 0; t < top; t++) {
+            const knn_row_t *r = &a->knn_rows[xp[t].user];
+            float wk = xp[t].sim;
+            uint32_t mr = xp[t].user;
+            if (c->x2a && c->alpha != 0) {
+                double nm = c->nraw ? (double)x->nr[mr] : x->n[mr] / g;
+                if (nm > 0) wk *= powf((float)nm, -c->alpha);
+            }
+            for (uint32_t i = 0; i < r->n; i++) s2[r->keys[i]] += r->vals[i] * wk;
+        }
+        float mx1 = 0, mx2 = 0;
+        for (size_t r = 0; r < a->n_avail; r++) {
+            s2[r] *= inv[r];
+            mx1 = sc[r] > mx1 ? sc[r] : mx1;
+            mx2 = s2[r] > mx2 ? s2[r] : mx2;
+        }
+        float x2 = c->x2;
+        if (c->x2k > 0 && (float)m > c->x2k) x2 *= c->x2k / (float)m;
+        float f1 = mx1 > 0 ? 1.0f / mx1 : 0, f2 = mx2 > 0 ? x2 / mx2 : 0;
+        for (size_t r = 0; r < a->n_avail; r++) sc[r] = sc[r] * f1 + s2[r] * f2;
+    }
+    if (c->knorm || c->sk != 0) {
+        float mx = 0;
+        for (size_t r = 0; r < a->n_avail; r++) mx = sc[r] > mx ? sc[r] : mx;
+        float f = mx > 0 ? c->kw / mx : 0;
+        for (size_t r = 0; r < a->n_avail; r++) sc[r] *= f;
+    }
+    if (c->sk != 0) {
+        exp_sknn(a, e, x->sk);
+        float mx = 0;
+        for (size_t r = 0; r < a->n_avail; r++) mx = x->sk[r] > mx ? x->sk[r] : mx;
+        float f = mx > 0 ? c->sk / mx : 0;
+        for (size_t r = 0; r < a->n_avail; r++) sc[r] += f * x->sk[r];
+    }
+    if (c->pop != 0 && x->pmax > 0) {
+        float pw = c->popn ? (float)(c->pop / x->pmax) : (float)(c->pop / exp_popgain(a, e));
+        for (size_t r = 0; r < a->n_avail; r++) sc[r] += pw * (float)x->pc[r];
+    }
+}
+
+/* an engagement of user ud with row id at event e */
+static int exp_learn(arm_run_t *a, size_t e, uint32_t ud, uint32_t id) {
+    exp_state_t *x = a->x;
+    const exp_conf_t *c = &x->c;
+    exp_user_t *h = x->users[ud];
+    if (!h && !(h = x->users[ud] = calloc(1, sizeof(*h)))) return DR_ENOMEM;
+    double g = exp_gain(a, e);
+    int64_t now = a->in->events[e].timestamp_ms;
+    uint32_t n = h->n < (uint32_t)c->W ? h->n : (uint32_t)c->W;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t slot = (h->n - 1 - k) % EXP_HIST;
+        uint32_t j = h->items[slot];
+        double w = g;
+        if (c->taup > 0) w *= exp(-(double)k / c->taup);
+        if (c->taut > 0) w *= exp(-(double)(now - h->ts[slot]) / 1000.0 / c->taut);
+        if (c->fwd != 0 && knn_add(&a->knn_rows[j], id, (float)(w * c->fwd))) return DR_ENOMEM;
+        if (c->bwd != 0 && knn_add(&a->knn_rows[id], j, (float)(w * c->bwd))) return DR_ENOMEM;
+    }
+    x->eng++;
+    if (x->item_users) {
+        exp_ulist_t *ul = &x->item_users[id];
+        if (ul->n == ul->room) {
+            uint32_t room = ul->room ? ul->room * 2 : 4;
+            uint32_t *u = realloc(ul->u, room * sizeof(uint32_t));
+            if (!u) return DR_ENOMEM;
+            ul->u = u;
+            ul->room = room;
+        }
+        ul->u[ul->n++] = ud;
+    }
+    uint32_t s = h->n++ % EXP_HIST;
+    h->items[s] = id;
+    h->ts[s] = now;
+    x->n[id] += g;
+    x->nr[id]++;
+    float nb = c->nraw ? (float)x->nr[id] : (float)x->n[id];
+    x->inv_beta[id] = c->beta == 0.5f ? 1.0f / sqrtf(nb) : powf(nb, -c->beta);
+    if (c->pop != 0) {
+        x->pc[id] += exp_popgain(a, e);
+        if (x->pc[id] > x->pmax) x->pmax = x->pc[id];
+    }
+    return 0;
+}
+
 /* recentpop keeps pop_count[i] = sum of 2^((t - base) / H) over i's
  * engagements t, so an engagement is one addition and the decay is a
  * common factor; every 64 half-lives the counts are rescaled (O(items),
@@ -762,6 +1181,7 @@ static double recent_weight(arm_run_t *a, size_t e) {
  * before event e is learned from. */
 static void baseline_scores(arm_run_t *a, size_t e) {
     if (a->kind == DR_ARM_ITEMKNN) { knn_scores(a, a->p->user[e]); return; }
+    if (a->kind == DR_ARM_EXPKNN) { exp_scores(a, e); return; }
     double scale = a->kind == DR_ARM_RECENTPOP ? 1.0 / recent_weight(a, e) : 1.0;
     for (size_t j = 0; j < a->n_avail; j++) a->scores[j] = (float)(a->pop_count[a->avail[j]] * scale);
 }
@@ -825,6 +1245,9 @@ static int pop_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_count
     if (a->kind == DR_ARM_ITEMKNN) { /* keyed by candidate row: scores index them directly */
         if (is_positive(lc, ev) && a->p->first_engaged[e] && knn_learn(a, ud, (uint32_t)a->row_of[id]))
             return DR_ENOMEM;
+    } else if (a->kind == DR_ARM_EXPKNN) {
+        if (is_positive(lc, ev) && a->p->first_engaged[e] && exp_learn(a, e, ud, (uint32_t)a->row_of[id]))
+            return DR_ENOMEM;
     } else if (is_positive(lc, ev) || ev->type == DR_EV_RATE) {
         a->pop_count[id] += a->kind == DR_ARM_RECENTPOP ? recent_weight(a, e) : 1.0;
     }
@@ -861,7 +1284,14 @@ static int arm_alloc(arm_run_t *a) {
         !a->rating_sum || !a->auc_pred || !a->auc_label)
         return DR_ENOMEM;
     for (uint32_t d = 0; d < p->n_items; d++) a->row_of[d] = -1;
-    if (has_model(a->kind)) return arm_model_init(a);
+    if (has_model(a->kind)) {
+        int err = arm_model_init(a);
+        const char *blend = getenv("DR_EXP_BLEND");
+        if (err || a->kind != DR_ARM_FULL || !blend || atof(blend) <= 0) return err;
+        a->blend = (float)atof(blend);
+        a->blend_tmp = malloc((p->n_items + 1) * sizeof(float));
+        return !a->blend_tmp || exp_init(a) ? DR_ENOMEM : 0;
+    }
     if (a->kind == DR_ARM_ITEMKNN) {
         a->knn_rows = calloc(p->n_items + 1, sizeof(knn_row_t));
         a->knn_users = calloc(p->n_users + 1, sizeof(knn_user_t *));
@@ -869,6 +1299,7 @@ static int arm_alloc(arm_run_t *a) {
         a->knn_n = calloc(p->n_items + 1, sizeof(uint32_t));
         if (!a->knn_rows || !a->knn_users || !a->knn_inv_sqrt || !a->knn_n) return DR_ENOMEM;
     }
+    if (a->kind == DR_ARM_EXPKNN && exp_init(a)) return DR_ENOMEM;
     if (a->kind == DR_ARM_BIAS) {
         a->b_user = calloc(p->n_users + 1, sizeof(double));
         a->b_item = calloc(p->n_items + 1, sizeof(double));
@@ -885,7 +1316,7 @@ static void arm_free_work(arm_run_t *a) {
         for (uint32_t u = 0; u < a->p->n_users; u++) dr_user_free(a->users[u]);
     free(a->users);
     dr_model_free(a->m);
-    free(a->row_of); free(a->avail); free(a->scores); free(a->uvec);
+    free(a->row_of); free(a->avail); free(a->scores); free(a->uvec); free(a->blend_tmp);
     free(a->pop_count); free(a->rating_sum); free(a->user_n); free(a->item_n);
     if (a->knn_rows)
         for (uint32_t r = 0; r < a->p->n_items; r++) {
@@ -893,6 +1324,7 @@ static void arm_free_work(arm_run_t *a) {
         }
     if (a->knn_users)
         for (uint32_t u = 0; u < a->p->n_users; u++) free(a->knn_users[u]);
+    exp_free(a);
     free(a->knn_rows); free(a->knn_users); free(a->knn_inv_sqrt); free(a->knn_n);
     free(a->cover_saved); free(a->cover_best);
     a->cover_saved = NULL; a->cover_best = NULL;

@@ -103,7 +103,8 @@ with open(sys.argv[2], "w") as f:
         r = min(5, max(1, round(2 * (3 + ub[u] + ib[i] + random.gauss(0, 0.3))) / 2))
         f.write(json.dumps({"user_id": u, "item_id": i, "type": "RATE", "value": r, "timestamp": t + 1000 * n}) + "\n")
 PY
-"$DRIFTREC" replay --embedded --input "$dir/knn.jsonl" --format jsonl --arms itemknn,popularity,recentpop --k 1 \
+# expknn (the study tool) with no DR_EXP_* variables is itemknn, and no baseline
+env -u DR_EXP_BLEND "$DRIFTREC" replay --embedded --input "$dir/knn.jsonl" --format jsonl --arms itemknn,popularity,recentpop,expknn --k 1 \
   --report "$dir/knn" 2>"$dir/knn.log" || { cat "$dir/knn.log"; exit 1; }
 grep -q "full / best baseline" "$dir/knn.log" && { echo "a ratio without the full arm"; exit 1; }
 "$DRIFTREC" replay --embedded --input "$dir/rate.jsonl" --format jsonl --mode rating --window 1000 \
@@ -116,6 +117,7 @@ arms = k["arms"]
 print(f"hand-made stream: hr@1 itemknn {arms['itemknn']['hr@1']}, popularity {arms['popularity']['hr@1']}")
 assert arms["itemknn"]["ranked_events"] == 5 and arms["itemknn"]["hr@1"] == 0.8, arms["itemknn"]
 assert arms["popularity"]["hr@1"] == 0 and arms["recentpop"]["hr@1"] == 0, arms
+assert all(arms["expknn"][m] == arms["itemknn"][m] for m in ("hr@1", "ranked_events", "mrr")), arms["expknn"]
 assert k["baselines"] == {"best": "itemknn", "metric": "hr@1", "full_over_best": None}, k["baselines"]
 assert set(r["arms"]) == {"full", "prior", "nodrift", "popularity", "bias"}, r["arms"].keys()
 mae = {n: m["mae"] for n, m in r["arms"].items()}
