@@ -236,6 +236,12 @@ static int load_dataset(opts_t *o, const dr_dataset_t *d, const char *bootstrap,
     dr_buf_t buf = {0};
     char e[512];
     int rc = rk ? dr_codec_new(&codec, &o->cfg.codec, e, sizeof(e)) : DR_EKAFKA;
+    /* the topics' metadata first: a producer that learns it from its first
+     * record waits about a second (../shared/docs/STACK-NOTES.md), most of
+     * the load of a 100k-event file */
+    int parts;
+    if (!rc) (void)dr_ingest_topic_partitions(rk, o->topic, 10000, &parts);
+    if (!rc && d->n_items) (void)dr_ingest_topic_partitions(rk, catalog_topic, 10000, &parts);
     for (size_t i = 0; !rc && i < d->n; i++) {
         if ((rc = dr_codec_encode_event(codec, &d->events[i], &buf)) == 0)
             rc = produce(rk, o->topic, d->events[i].user_id, &buf);

@@ -25,6 +25,7 @@
 #include "dr_bytes.h"
 #include "dr_err.h"
 #include "dr_feed.h"
+#include "dr_ingest.h"
 #include "dr_log.h"
 #include "dr_pipeline.h"
 #include "dr_report.h"
@@ -297,6 +298,11 @@ static int produce_inputs(demo_opts_t *o, const char *bootstraps, const dr_feed_
     char e[512];
     rd_kafka_t *rk = new_producer(bootstraps);
     if (!rk) return DR_EKAFKA;
+    /* the topics' metadata first: learnt from the first record instead, it
+     * holds the records for about a second */
+    int parts;
+    (void)dr_ingest_topic_partitions(rk, o->cfg.topic_events, 10000, &parts);
+    if (o->cfg.topic_catalog[0]) (void)dr_ingest_topic_partitions(rk, o->cfg.topic_catalog, 10000, &parts);
     dr_synth_t *s = NULL;
     dr_codec_t *codec = NULL;
     int err = world ? 0 : dr_synth_new(&s, &o->synth);

@@ -1428,6 +1428,13 @@ static int make_producer(dr_pipeline_t *p, char *errstr, size_t n) {
         return DR_EKAFKA;
     }
     p->producer_queue = rd_kafka_queue_get_main(p->producer);
+    /* the lists' topic's metadata now: a producer that learns it from its
+     * first record holds that record, and every list behind it, for about a
+     * second (the first lists after a start arrived 1.35 s after they were
+     * built). Best effort: what fails here fails again, with its reason,
+     * when a list is produced. */
+    int parts;
+    (void)dr_ingest_topic_partitions(p->producer, p->cfg.topic_recs, 2000, &parts);
     return 0;
 }
 
