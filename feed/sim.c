@@ -123,6 +123,13 @@ static int open_clients(dr_feed_sim_t *s, char *errstr, size_t errstr_size) {
     s->producer = new_client(RD_KAFKA_PRODUCER, producer, sizeof(producer) / sizeof(producer[0]),
                              s, errstr, errstr_size);
     if (!s->producer) return DR_EKAFKA;
+    /* the events topic's metadata now: learnt from the first record, it
+     * can hold the first round's events for about a second. Best effort. */
+    rd_kafka_topic_t *events = rd_kafka_topic_new(s->producer, s->topic_events, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    if (events && rd_kafka_metadata(s->producer, 0, events, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        rd_kafka_metadata_destroy(md);
+    if (events) rd_kafka_topic_destroy(events);
     s->consumer = new_client(RD_KAFKA_CONSUMER, consumer, sizeof(consumer) / sizeof(consumer[0]),
                              s, errstr, errstr_size);
     if (!s->consumer) return DR_EKAFKA;
