@@ -997,19 +997,27 @@ static rd_kafka_t *second_member; /* the consumer that joins the group in join_s
 /* Once the pipeline consumes, a second consumer joins its group, which
  * revokes the pipeline's partitions; it is polled on every tick so that it
  * takes part in the rebalance. */
-static void join_second_member(run_t *r, const dr_pipeline_stats_t *st) {
+/* A plain consumer subscribing to the events topic in `group`, with n more
+ * settings (name, value). */
+static rd_kafka_t *events_reader(fixture_t *fx, const char *group, const char *const extra[][2], size_t n) {
     char e[256];
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    rd_kafka_conf_set(kc, "bootstrap.servers", dr_embedded_bootstraps(fx->broker), e, sizeof(e));
+    rd_kafka_conf_set(kc, "group.id", group, e, sizeof(e));
+    for (size_t i = 0; i < n; i++) assert_int_equal(rd_kafka_conf_set(kc, extra[i][0], extra[i][1], e, sizeof(e)), 0);
+    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, kc, e, sizeof(e));
+    assert_non_null(c);
+    rd_kafka_poll_set_consumer(c);
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, "events", RD_KAFKA_PARTITION_UA);
+    assert_int_equal(rd_kafka_subscribe(c, topics), 0);
+    rd_kafka_topic_partition_list_destroy(topics);
+    return c;
+}
+
+static void join_second_member(run_t *r, const dr_pipeline_stats_t *st) {
     if (r->fault_stage == 0 && st->consumed > 0) {
-        rd_kafka_conf_t *kc = rd_kafka_conf_new();
-        rd_kafka_conf_set(kc, "bootstrap.servers", dr_embedded_bootstraps(r->fx->broker), e, sizeof(e));
-        rd_kafka_conf_set(kc, "group.id", "revoke", e, sizeof(e));
-        second_member = rd_kafka_new(RD_KAFKA_CONSUMER, kc, e, sizeof(e));
-        assert_non_null(second_member);
-        rd_kafka_poll_set_consumer(second_member);
-        rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(topics, "events", RD_KAFKA_PARTITION_UA);
-        assert_int_equal(rd_kafka_subscribe(second_member, topics), 0);
-        rd_kafka_topic_partition_list_destroy(topics);
+        second_member = events_reader(r->fx, "revoke", NULL, 0);
         r->fault_at = dr_mono_s();
         r->fault_stage = 1;
     }
@@ -1106,20 +1114,9 @@ static void revoke_during_write(run_t *r, const dr_pipeline_stats_t *st) {
         /* a commit (interval 200 ms) is queued behind the blockers by now */
         assert_int_equal(pthread_create(&hold.watcher, NULL, hold_watch, NULL), 0);
         atomic_store(&hold.watching, true);
-        char e[256];
-        rd_kafka_conf_t *kc = rd_kafka_conf_new();
-        rd_kafka_conf_set(kc, "bootstrap.servers", dr_embedded_bootstraps(r->fx->broker), e, sizeof(e));
-        rd_kafka_conf_set(kc, "group.id", "revokewrite", e, sizeof(e));
-        rd_kafka_conf_set(kc, "enable.auto.commit", "false", e, sizeof(e));
-        rd_kafka_conf_set(kc, "session.timeout.ms", "6000", e, sizeof(e));
-        rd_kafka_conf_set(kc, "heartbeat.interval.ms", "500", e, sizeof(e));
-        second_member = rd_kafka_new(RD_KAFKA_CONSUMER, kc, e, sizeof(e));
-        assert_non_null(second_member);
-        rd_kafka_poll_set_consumer(second_member);
-        rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(topics, "events", RD_KAFKA_PARTITION_UA);
-        assert_int_equal(rd_kafka_subscribe(second_member, topics), 0);
-        rd_kafka_topic_partition_list_destroy(topics);
+        static const char *const member[][2] = {
+            {"enable.auto.commit", "false"}, {"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "500"}};
+        second_member = events_reader(r->fx, "revokewrite", member, 3);
         r->fault_at = now;
         r->fault_stage = 2;
     } else if (r->fault_stage == 2) {
