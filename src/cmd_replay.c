@@ -72,7 +72,7 @@ static void usage(FILE *f, const char *cmd) {
                 "              stream (--recentpop-halflife, 5000)\n"
                 "  bias        rating only: online mu + b_u + b_i (running mean, SGD on the biases)\n"
                 "  expknn      implicit only, a study tool (not a baseline): item-to-item variants set\n"
-                "              by DR_EXP_* environment variables (docs/REPLAY.md); unset, itemknn's\n"
+                "              by DR_EXP_* environment variables (docs/REPLAY.md); unset, it is itemknn\n"
                 "The report's \"baselines\" names the best baseline (popularity, itemknn, recentpop by\n"
                 "hr@K; popularity, bias by mae) and full's figure over it.\n"
                 "--splice injects abrupt drift into the events before replaying them: the users with at\n"
