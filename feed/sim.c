@@ -83,16 +83,24 @@ static rd_kafka_t *new_client(rd_kafka_type_t type, const char *const props[][2]
     return rk;
 }
 
+/* A topic's partition count from the cluster's metadata, asked through rk
+ * (0 when unknown; *kerr says why when the request itself failed). A
+ * producer that asks learns the topic before its first record. */
+static int topic_partitions(rd_kafka_t *rk, const char *topic, rd_kafka_resp_err_t *kerr) {
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    *kerr = rkt ? rd_kafka_metadata(rk, 0, rkt, &md, 10000) : RD_KAFKA_RESP_ERR__FAIL;
+    int parts = *kerr || md->topic_cnt < 1 || md->topics[0].err ? 0 : md->topics[0].partition_cnt;
+    if (md) rd_kafka_metadata_destroy(md);
+    if (rkt) rd_kafka_topic_destroy(rkt);
+    return parts;
+}
+
 /* Assigns every partition of the recommendations topic, from the beginning
  * (no group: the simulator is every user's reader). */
 static int assign_recs(dr_feed_sim_t *s, char *errstr, size_t errstr_size) {
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(s->consumer, s->topic_recs, NULL);
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t kerr = rkt ? rd_kafka_metadata(s->consumer, 0, rkt, &md, 10000)
-                                   : RD_KAFKA_RESP_ERR__FAIL;
-    int parts = kerr || md->topic_cnt < 1 || md->topics[0].err ? 0 : md->topics[0].partition_cnt;
-    if (md) rd_kafka_metadata_destroy(md);
-    if (rkt) rd_kafka_topic_destroy(rkt);
+    rd_kafka_resp_err_t kerr;
+    int parts = topic_partitions(s->consumer, s->topic_recs, &kerr);
     if (parts < 1) {
         snprintf(errstr, errstr_size, "feed: no partitions found for topic %s: %s", s->topic_recs,
                  rd_kafka_err2str(kerr));
@@ -125,11 +133,8 @@ static int open_clients(dr_feed_sim_t *s, char *errstr, size_t errstr_size) {
     if (!s->producer) return DR_EKAFKA;
     /* the events topic's metadata now: learnt from the first record, it
      * can hold the first round's events for about a second. Best effort. */
-    rd_kafka_topic_t *events = rd_kafka_topic_new(s->producer, s->topic_events, NULL);
-    const struct rd_kafka_metadata *md = NULL;
-    if (events && rd_kafka_metadata(s->producer, 0, events, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
-        rd_kafka_metadata_destroy(md);
-    if (events) rd_kafka_topic_destroy(events);
+    rd_kafka_resp_err_t kerr;
+    (void)topic_partitions(s->producer, s->topic_events, &kerr);
     s->consumer = new_client(RD_KAFKA_CONSUMER, consumer, sizeof(consumer) / sizeof(consumer[0]),
                              s, errstr, errstr_size);
     if (!s->consumer) return DR_EKAFKA;

@@ -917,13 +917,18 @@ static void write_after(uv_work_t *req, int status) {
     commit_written(p, p->write_rc, p->write_err);
 }
 
+/* Blocks until the worker is done with a write under way, if any. */
+static void wait_write_done(dr_pipeline_t *p) {
+    pthread_mutex_lock(&p->write_lock);
+    while (p->write_in_flight && !p->write_done) pthread_cond_wait(&p->write_cond, &p->write_lock);
+    pthread_mutex_unlock(&p->write_lock);
+}
+
 /* Waits for a write under way and handles its end: for the paths that
  * must know the commit landed before going on (revoke, shutdown). */
 static void await_write(dr_pipeline_t *p) {
     if (!p->write_in_flight) return;
-    pthread_mutex_lock(&p->write_lock);
-    while (!p->write_done) pthread_cond_wait(&p->write_cond, &p->write_lock);
-    pthread_mutex_unlock(&p->write_lock);
+    wait_write_done(p);
     p->write_in_flight = false;
     commit_written(p, p->write_rc, p->write_err);
 }
@@ -1687,9 +1692,7 @@ void dr_pipeline_free(dr_pipeline_t *p) {
     if (!p) return;
     /* a loop left before a write's end was handled: the worker must be done
      * with the batch and the store before they go */
-    pthread_mutex_lock(&p->write_lock);
-    while (p->write_in_flight && !p->write_done) pthread_cond_wait(&p->write_cond, &p->write_lock);
-    pthread_mutex_unlock(&p->write_lock);
+    wait_write_done(p);
     dr_catalog_free(p->catalog);
     dr_ingest_free(p->ingest);
     dr_standby_free(p->standby); /* before the store and the producer it uses */

@@ -1286,9 +1286,8 @@ static int arm_alloc(arm_run_t *a) {
     for (uint32_t d = 0; d < p->n_items; d++) a->row_of[d] = -1;
     if (has_model(a->kind)) {
         int err = arm_model_init(a);
-        const char *blend = getenv("DR_EXP_BLEND");
-        if (err || a->kind != DR_ARM_FULL || !blend || atof(blend) <= 0) return err;
-        a->blend = (float)atof(blend);
+        if (err || a->kind != DR_ARM_FULL || env_d("DR_EXP_BLEND", 0) <= 0) return err;
+        a->blend = (float)env_d("DR_EXP_BLEND", 0);
         a->blend_tmp = malloc((p->n_items + 1) * sizeof(float));
         return !a->blend_tmp || exp_init(a) ? DR_ENOMEM : 0;
     }
