@@ -84,6 +84,31 @@ static void test_tiny_caps(void **state) {
     dr__nbr_clear(&t);
 }
 
+/* learner.cooc.neighbors changed between restarts: a table full at the old
+ * cap takes new keys exactly up to a raised one (its entries' room was
+ * sized by the old cap), and a lowered one bounds it at the next new key,
+ * the heaviest kept. Reserving ahead under the raised cap is enough for
+ * the add that follows. */
+static void test_cap_changes(void **state) {
+    (void)state;
+    dr__nbr_t t = {0};
+    for (int32_t k = 0; k < 16; k++) assert_int_equal(dr__nbr_add(&t, k, (float)(k + 1), 16, NULL), 0);
+    assert_int_equal(t.n, 16);
+    assert_int_equal(dr__nbr_reserve(&t, 1, 64), 0);
+    uint32_t room = t.room;
+    assert_int_equal(dr__nbr_add_reserved(&t, 100, 1.0f, 64, NULL, NULL), 0);
+    assert_int_equal(t.room, room); /* no allocation after the reserve */
+    for (int32_t k = 101; k < 148; k++) assert_int_equal(dr__nbr_add(&t, k, 1.0f, 64, NULL), 0);
+    assert_int_equal(t.n, 64); /* raised: nothing dropped */
+    for (int32_t k = 0; k < 16; k++) assert_true(dr__nbr_get(&t, k) == (float)(k + 1));
+    for (int32_t k = 100; k < 148; k++) assert_true(dr__nbr_get(&t, k) == 1.0f);
+    assert_int_equal(dr__nbr_add(&t, 500, 1.0f, 8, NULL), 0);
+    assert_int_equal(t.n, 6 + 1); /* lowered: 3/4 of 8 kept, then the new one */
+    for (int32_t k = 10; k < 16; k++) assert_true(dr__nbr_get(&t, k) == (float)(k + 1) / 2.0f);
+    assert_true(dr__nbr_get(&t, 500) == 1.0f);
+    dr__nbr_clear(&t);
+}
+
 /* Removing keys one by one (a removed item's neighbours forget it) keeps
  * every other entry findable with its weight, and in the dense entries
  * that scoring walks exactly once: random adds and removes
@@ -134,6 +159,7 @@ int main(void) {
         cmocka_unit_test(test_full_table_keeps_heaviest),
         cmocka_unit_test(test_ties_follow_item_ids),
         cmocka_unit_test(test_tiny_caps),
+        cmocka_unit_test(test_cap_changes),
         cmocka_unit_test(test_remove_keeps_the_rest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
