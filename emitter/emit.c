@@ -32,10 +32,11 @@ int dr_emitter_new(dr_emitter_t **out, rd_kafka_t *rk, const char *topic,
     e->excl = malloc(b * sizeof(*e->excl));
     e->excl_idx = malloc(b * EXCL_MAX * sizeof(*e->excl_idx));
     e->pop_weight = malloc(b * sizeof(*e->pop_weight));
+    e->cooc = malloc(b * sizeof(*e->cooc));
     e->explore = malloc(b * sizeof(*e->explore));
     e->topics = malloc(b * DR_EMIT_EXPLORE_TOPICS * sizeof(*e->topics));
     if (!e->topic || !e->out || !e->out_n || !e->excl || !e->excl_idx || !e->pop_weight ||
-        !e->explore || !e->topics)
+        !e->cooc || !e->explore || !e->topics)
         goto out_nomem;
     /* OpenBLAS's idle threads spin (sched_yield) between calls and would take
      * the loop thread's core on a small machine; one thread is the default. */
@@ -67,6 +68,7 @@ void dr_emitter_free(dr_emitter_t *e) {
     free(e->excl);
     free(e->excl_idx);
     free(e->pop_weight);
+    free(e->cooc);
     free(e->explore);
     free(e->topics);
     free(e);
@@ -169,6 +171,7 @@ static int produce_batch(dr_emitter_t *e, const dr_model_t *m, dr_user_t *const 
 typedef struct batch_ctx {
     const dr_model_t *m;
     dr_user_t *const *users;
+    const dr_cooc_sources_t *cooc; /* one per user */
 } batch_ctx_t;
 
 /* The terms that touch few items (co-engagement), run for a while only
@@ -176,7 +179,7 @@ typedef struct batch_ctx {
  * (freshness). */
 static void add_sparse_terms(void *ctx, size_t r, float *row, size_t first, size_t n) {
     const batch_ctx_t *b = ctx;
-    dr_model_add_coengagement_range(b->m, b->users[r], row, first, n);
+    dr_model_add_coengagement_sources(b->m, &b->cooc[r], row, first, n);
     dr_model_add_trend_range(b->m, b->users[r], row, first, n);
     dr_model_add_fresh_range(b->m, row, first, n);
 }
@@ -188,7 +191,8 @@ static void score_batch(dr_emitter_t *e, const dr_model_t *m, const dr_items_vie
     for (size_t r = 0; r < B; r++) gather_user(e, m, users[r], r);
     int err = e->retr_ready ? dr__retrieval_score(e, m, items, users, B) : DR_EAGAIN;
     if (err) { /* the full scan: small catalogs, an index not ready, or out of memory */
-        batch_ctx_t ctx = {m, users};
+        for (size_t r = 0; r < B; r++) dr_model_cooc_sources(m, users[r], &e->cooc[r]);
+        batch_ctx_t ctx = {m, users, e->cooc};
         dr_emit_terms_t terms = {e->pop_weight, add_sparse_terms, &ctx, e->explore, e->topics};
         dr_emit_topk(e->U, B, items, e->conf.topk, e->excl, &terms, e->scores, e->out, e->out_n);
         e->stats.batches++;

@@ -44,6 +44,7 @@
  * loop). dr_model_items() exposes the item matrix for the emitter, which
  * copies what it needs before scoring elsewhere. */
 #ifndef DR_LEARNER_H
+#define DR_COOC_HOP_SEEDS_MAX 8 /* learner.cooc.hop.seeds */
 #define DR_LEARNER_H
 
 #include <stdbool.h>
@@ -115,6 +116,17 @@ typedef struct dr_learner_conf {
     float cooc_weight;             /* β of the term in a list's score */
     float cooc_age;                /* a source engaged a drift samples ago weighs
                                       τ/(τ + a), τ this; 0: every source weighs 1 */
+    float cooc_halflife;           /* counts halve every this many engagements
+                                      (own and synced); 0: they never fade */
+    float cooc_pair_decay;         /* τ: a new engagement adds exp(-k/τ) to its pair
+                                      with the user's k-th previous one; 0: 1 to each */
+    float cooc_query_decay;        /* q: the user's k-th last engaged item weighs
+                                      (1 + k)^-q in its lists */
+    float cooc_source_norm;        /* α: a source's row weighs n_j^-α */
+    float cooc_candidate_norm;     /* β: a candidate's score is divided by n_c^β */
+    float cooc_hop_weight;         /* the second hop's weight (model.c, add_second_hop); 0: off */
+    int cooc_hop_seeds;            /* the first hop's best this many expand, <= DR_COOC_HOP_SEEDS_MAX */
+    float cooc_hop_spread;         /* the hop weighs min(1, this / candidates the first scored); 0: 1 */
     /* drift: a per-user ADWIN over the prequential loss */
     bool drift_enabled;            /* run the per-user detectors */
     dr_adwin_conf_t drift;         /* per-user detector parameters */
@@ -310,7 +322,8 @@ size_t dr_model_authors(const dr_model_t *m, uint64_t *evicted);
 int dr_model_set_item_content(dr_model_t *m, int64_t item_id, const float *emb, size_t len);
 /* Item idx's co-engagement counts: n_i into *engaged, and its up to max
  * heaviest neighbours (heaviest first, then by id) into ids and weights
- * (n_ji). Returns how many were written. For inspection: O(k log k). */
+ * (n_ji), as of now (faded: learner.cooc.halflife). Returns how many
+ * were written. For inspection: O(k log k). */
 size_t dr_model_item_neighbors(const dr_model_t *m, int64_t idx, float *engaged, int64_t *ids,
                                float *weights, size_t max);
 /* True when the item is scored from a content embedding. */
@@ -407,14 +420,29 @@ void dr_model_add_coengagement(const dr_model_t *m, const dr_user_t *u, float *s
  * chunks. Each call passes over u's L neighbour tables once. */
 void dr_model_add_coengagement_range(const dr_model_t *m, const dr_user_t *u, float *scores,
                                      size_t first, size_t n);
+/* The rows that make u's term and their weights: u's last engaged items,
+ * then the second hop's seeds (docs/LEARNER.md). Working them out walks
+ * those rows once; a scorer that goes through the items in chunks works
+ * them out once per user (dr_model_cooc_sources) and adds them to each
+ * chunk (dr_model_add_coengagement_sources). Valid until the model next
+ * changes. */
+#define DR_COOC_SOURCES_MAX (DR_RECENT_MAX + DR_COOC_HOP_SEEDS_MAX)
+typedef struct dr_cooc_sources {
+    int32_t idx[DR_COOC_SOURCES_MAX];
+    float w[DR_COOC_SOURCES_MAX];
+    int n;
+} dr_cooc_sources_t;
+void dr_model_cooc_sources(const dr_model_t *m, const dr_user_t *u, dr_cooc_sources_t *src);
+void dr_model_add_coengagement_sources(const dr_model_t *m, const dr_cooc_sources_t *src, float *scores,
+                                       size_t first, size_t n);
 /* For scorers that rank a candidate set instead of the whole catalog (the
  * emitter's retrieval path): */
 /* u's list scores (dr_model_score) of the n item indices idx, into out. */
 void dr_model_scores_at(const dr_model_t *m, const dr_user_t *u, const int64_t *idx, size_t n,
                         float *out);
-/* Up to max item indices that u's co-engagement term favours most, by
- * one source's share of the term (an item several sources share may be
- * listed more than once). scratch: max floats. Returns the count. */
+/* Up to max item indices that u's co-engagement term favours most (each
+ * once, by its whole term: summed in the model's scratch, so one thread
+ * scores a model at a time). scratch: max floats. Returns the count. */
 size_t dr_model_coengagement_top(const dr_model_t *m, const dr_user_t *u, int64_t *idx, float *scratch,
                                  size_t max);
 /* Up to max item indices the trend term favours most now (the same for

@@ -163,9 +163,19 @@ struct dr_model {
     size_t n_content;
     /* co-engagement (conf.cooc_neighbors > 0) */
     dr__nbr_t *nbr;       /* n: each item's neighbour counts n_ji */
-    float *engaged;       /* n: engagements per item, n_i */
-    float *engaged_norm;  /* n: 1 / sqrt(max(n_i, 1)), kept beside n_i: the
-                             scoring loop is a gather, not a square root */
+    float *engaged;       /* n: engagements per item, n_i, in its row's units */
+    float *engaged_norm;  /* n: n_i^-β as of cooc_ref (dr__set_engaged), kept
+                             beside n_i: the scoring loop is a gather, not a power */
+    /* Counts fade by half every conf.cooc_halflife engagements. A row (an
+     * item's n_i and neighbour counts) is stored in units of its own base:
+     * the true value is stored × 2^((base - clock) / H), so counting is one
+     * multiply-add, and a row is rescaled only when touched far past its
+     * base (model.c, row_gain). */
+    double *nbr_base;     /* n: the clock of each row's units */
+    double cooc_clock;    /* engagements counted, own and synced (stored) */
+    double cooc_ref;      /* the clock engaged_norm is as of (derived) */
+    float *hop_acc;       /* n, zero between uses: the second hop's sums */
+    int32_t *hop_touched; /* n: the items hop_acc holds */
     dr__nbr_ranked_t *nbr_ranked; /* cooc_neighbors entries: a full table makes
                              room with it while an event is applied, which
                              must not fail half-way (dr__nbr_add_reserved) */
@@ -252,6 +262,16 @@ struct dr_model {
 void dr__item_init(dr_model_t *m, size_t idx, int64_t item_id);
 /* Sets n_i and the factor the co-engagement term multiplies by. */
 void dr__set_engaged(dr_model_t *m, size_t idx, float n);
+/* Works every item's n_i^-β out again as of the clock (after the clock
+ * moved 20 half-lives, or was loaded). */
+void dr__cooc_rebase_norms(dr_model_t *m);
+/* Adds w (true units, as of now) to row idx's count of key, and n (true)
+ * to its n_i; for counts that other instances send (sync.c). DR_ENOMEM:
+ * not counted. */
+int dr__cooc_add_synced(dr_model_t *m, size_t idx, int32_t key, float w);
+void dr__cooc_engaged_synced(dr_model_t *m, size_t idx, float n);
+/* Moves the clock by n engagements counted elsewhere. */
+void dr__cooc_tick(dr_model_t *m, double n);
 /* q_i = W·e_i + δ_i for one content item, or for all of them. */
 void dr__content_refresh_item(dr_model_t *m, size_t idx);
 void dr__content_refresh_all(dr_model_t *m);
@@ -285,7 +305,7 @@ int dr__sync_touch(dr_model_t *m, size_t idx);
 void dr__sync_free(dr_model_t *m);
 /* Records what coengage() counted for item i next to recent[0..n), for the
  * next export. */
-void dr__sync_coengage(dr_model_t *m, int32_t i, const int32_t *recent, int n);
+void dr__sync_coengage(dr_model_t *m, int32_t i, const int32_t *recent, const float *pair, int n);
 /* Rebuilds the id table with n slots (model.c). 0 or DR_ENOMEM. */
 int dr__rehash_slots(dr_model_t *m, size_t n);
 /* Marks an item for the next commit's write-back (model.c). */

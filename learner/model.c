@@ -4,6 +4,7 @@
  * dr_learner.h for the scoring formulas and the threading contract. */
 #include "dr_learner.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,9 +49,18 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->rest_impressions = 3;
     c->rest_ms = 86400000; /* a day */
     c->cooc_neighbors = 512;
-    c->cooc_window = 10;
-    c->cooc_weight = 3.0f;
+    c->cooc_window = 8;
+    c->cooc_weight = 100.0f;
     c->cooc_age = 50.0f;
+    /* docs/BENCHMARKS.md, "The co-engagement term (issue 15)" */
+    c->cooc_halflife = 10000.0f;
+    c->cooc_pair_decay = 5.0f;
+    c->cooc_query_decay = 0.5f;
+    c->cooc_source_norm = 1.0f;
+    c->cooc_candidate_norm = 0.1f;
+    c->cooc_hop_weight = 1.2f;
+    c->cooc_hop_seeds = 5;
+    c->cooc_hop_spread = 300.0f;
     c->max_items = 1000000; /* ~8 GB of item state at the other defaults, worst case */
     c->item_ttl_ms = 0;            /* items never expire unless told (a catalog of films does not) */
     c->item_grace_ms = 3600000;    /* an hour between leaving lists and leaving the model */
@@ -100,7 +110,7 @@ int dr_learner_conf_check(const dr_learner_conf_t *c, char *errstr, size_t n) {
         bad = "learner.item.ttl.ms must be in [0, 1e4 years]";
     else if (c->item_grace_ms < 0 || c->item_grace_ms > INT64_C(315360000000000))
         bad = "learner.item.grace.ms must be in [0, 1e4 years]";
-    else if (!(c->fresh_weight >= 0 && c->fresh_weight <= 100)) bad = "learner.item.fresh.weight must be in [0, 100]";
+    else if (!(c->fresh_weight >= 0 && c->fresh_weight <= 1e4f)) bad = "learner.item.fresh.weight must be in [0, 1e4]";
     else if (c->fresh_halflife_ms < 1 || c->fresh_halflife_ms > INT64_C(315360000000000))
         bad = "learner.item.fresh.halflife.ms must be in [1, 1e4 years]";
     else if (dr_adwin_conf_check(&c->drift) != 0) bad = "drift.*: delta in (0,1), clock >= 1, max.buckets 2..64";
@@ -115,6 +125,22 @@ int dr_learner_conf_check(const dr_learner_conf_t *c, char *errstr, size_t n) {
     else if (c->cooc_window < 1 || c->cooc_window > DR_RECENT_MAX) bad = "learner.cooc.window must be in [1, 64]";
     else if (!(c->cooc_weight >= 0 && c->cooc_weight <= 1e6)) bad = "learner.cooc.weight must be in [0, 1e6]";
     else if (!(c->cooc_age >= 0 && c->cooc_age <= 1e9f)) bad = "learner.cooc.age must be in [0, 1e9]";
+    else if (!(c->cooc_halflife == 0 || (c->cooc_halflife >= 1 && c->cooc_halflife <= 1e12f)))
+        bad = "learner.cooc.halflife must be 0 or in [1, 1e12]";
+    else if (!(c->cooc_pair_decay >= 0 && c->cooc_pair_decay <= 1e6f))
+        bad = "learner.cooc.pair.decay must be in [0, 1e6]";
+    else if (!(c->cooc_query_decay >= 0 && c->cooc_query_decay <= 4))
+        bad = "learner.cooc.query.decay must be in [0, 4]";
+    else if (!(c->cooc_source_norm >= 0 && c->cooc_source_norm <= 1))
+        bad = "learner.cooc.source.norm must be in [0, 1]";
+    else if (!(c->cooc_candidate_norm >= 0 && c->cooc_candidate_norm <= 1))
+        bad = "learner.cooc.candidate.norm must be in [0, 1]";
+    else if (!(c->cooc_hop_weight >= 0 && c->cooc_hop_weight <= 100))
+        bad = "learner.cooc.hop.weight must be in [0, 100]";
+    else if (c->cooc_hop_seeds < 0 || c->cooc_hop_seeds > DR_COOC_HOP_SEEDS_MAX)
+        bad = "learner.cooc.hop.seeds must be in [0, 8]";
+    else if (!(c->cooc_hop_spread >= 0 && c->cooc_hop_spread <= 1e9f))
+        bad = "learner.cooc.hop.spread must be in [0, 1e9]";
     else if (!(c->pop_weight >= 0 && c->pop_weight <= DR__POP_GAMMA_MAX))
         bad = "learner.prior.popularity.weight must be in [0, 100]";
     else if (!(c->pop_fade >= DR__POP_TAU_MIN && c->pop_fade <= DR__POP_TAU_MAX))
@@ -278,6 +304,9 @@ static int grow_items(dr_model_t *m) {
         grow_array((void **)&m->dirty_list, sizeof(int64_t), n) ||
         grow_array((void **)&m->has_content, 1, n) || grow_array((void **)&m->engaged, sizeof(float), n) ||
         grow_array((void **)&m->engaged_norm, sizeof(float), n) ||
+        grow_array((void **)&m->nbr_base, sizeof(double), n) ||
+        grow_array((void **)&m->hop_acc, sizeof(float), n) ||
+        grow_array((void **)&m->hop_touched, sizeof(int32_t), n) ||
         grow_array((void **)&m->nbr, sizeof(dr__nbr_t), n) ||
         grow_array((void **)&m->pop_count, sizeof(float), n) ||
         grow_array((void **)&m->pop_time, sizeof(uint64_t), n) ||
@@ -290,6 +319,7 @@ static int grow_items(dr_model_t *m) {
         return DR_ENOMEM;
     /* item_init clears a row's table: it must start as a valid empty one */
     memset(m->nbr + m->cap_items, 0, (n - m->cap_items) * sizeof(dr__nbr_t));
+    memset(m->hop_acc + m->cap_items, 0, (n - m->cap_items) * sizeof(float));
     if (m->content_dim > 0 &&
         (grow_array((void **)&m->emb, sizeof(float) * (size_t)m->content_dim, n) ||
          grow_array((void **)&m->delta, sizeof(float) * (size_t)m->dim, n)))
@@ -298,10 +328,70 @@ static int grow_items(dr_model_t *m) {
     return 0;
 }
 
-/* n_i, and 1 / sqrt(max(n_i, 1)) that the co-engagement term multiplies by. */
+/* Row idx's units: the exponent e of 2^e that takes its stored counts to
+ * true ones as of `clock` (0 without fading). A base ahead of the clock (a
+ * record loaded before the globals that hold the clock, or from another
+ * instance's store) counts as now, so nothing is ever scaled up. */
+static double row_exponent(const dr_model_t *m, size_t idx, double clock) {
+    return m->conf.cooc_halflife > 0 ? fmin(m->nbr_base[idx] - clock, 0.0) / m->conf.cooc_halflife : 0.0;
+}
+
+/* n_i (in its row's units), and n_i^-β as of cooc_ref that the term
+ * multiplies a candidate's score by (× 2^(β(clock - ref)/H), common to all
+ * candidates, at scoring: cooc_sources). A count below 1 counts as 1, as it
+ * always has: an item's first engagements do not make it a favourite. */
 void dr__set_engaged(dr_model_t *m, size_t idx, float n) {
     m->engaged[idx] = n;
-    m->engaged_norm[idx] = 1.0f / sqrtf(fmaxf(n, 1.0f));
+    double h = m->conf.cooc_halflife;
+    double x = h > 0 ? (fmin(m->nbr_base[idx], m->cooc_clock) - m->cooc_ref) / h : 0.0; /* to ref's units */
+    double l = n > 0 ? log2((double)n) + x : 0.0;
+    m->engaged_norm[idx] = (float)exp2(-m->conf.cooc_candidate_norm * fmax(l, 0.0));
+}
+
+/* 2^((clock - base) / H): what a count added to row idx now weighs in its
+ * units. A row whose base is 30 half-lives old is first rescaled to the
+ * clock (its counts × 2^-30 or less, n_i too), so no weight overflows a
+ * float however long the row lives; the caller marks the item dirty. */
+static double row_gain(dr_model_t *m, size_t idx) {
+    double e = -row_exponent(m, idx, m->cooc_clock);
+    if (e < 30.0) return exp2(e);
+    float f = (float)exp2(-e);
+    dr__nbr_t *t = &m->nbr[idx];
+    for (uint32_t s = 0; s < t->n; s++) t->e[s].w = fmaxf(t->e[s].w * f, FLT_MIN); /* 0 reads as absent */
+    m->nbr_base[idx] = m->cooc_clock;
+    dr__set_engaged(m, idx, m->engaged[idx] * f);
+    return 1.0;
+}
+
+/* The clock engaged_norm is as of: the clock rounded down to 20 half-lives,
+ * a function of the stored clock alone, so that a restored model scores
+ * to the bit what the one before it did. */
+static double norm_ref(const dr_model_t *m) {
+    double span = 20.0 * m->conf.cooc_halflife;
+    return span > 0 ? floor(m->cooc_clock / span) * span : 0.0;
+}
+
+/* Moves the clock by n engagements; when it crosses into the next 20
+ * half-lives, engaged_norm is worked out again (one pass over the items),
+ * so the common factor of recent_engaged stays within 2^(20β). */
+void dr__cooc_tick(dr_model_t *m, double n) {
+    m->cooc_clock += n;
+    if (norm_ref(m) != m->cooc_ref) dr__cooc_rebase_norms(m);
+}
+
+int dr__cooc_add_synced(dr_model_t *m, size_t idx, int32_t key, float w) {
+    double gain = row_gain(m, idx);
+    return dr__nbr_add(&m->nbr[idx], key, (float)(w * gain), (uint32_t)m->conf.cooc_neighbors, m->ids);
+}
+
+void dr__cooc_engaged_synced(dr_model_t *m, size_t idx, float n) {
+    double gain = row_gain(m, idx);
+    dr__set_engaged(m, idx, (float)(m->engaged[idx] + n * gain));
+}
+
+void dr__cooc_rebase_norms(dr_model_t *m) {
+    m->cooc_ref = norm_ref(m);
+    for (size_t i = 0; i < m->n_items; i++) dr__set_engaged(m, i, m->engaged[i]);
 }
 
 void dr__item_init(dr_model_t *m, size_t idx, int64_t item_id) {
@@ -317,6 +407,7 @@ void dr__item_init(dr_model_t *m, size_t idx, int64_t item_id) {
     m->dirty[idx] = 0;
     m->count[idx] = 0;
     m->has_content[idx] = 0;
+    m->nbr_base[idx] = m->cooc_clock;
     dr__set_engaged(m, idx, 0.0f);
     dr__nbr_clear(&m->nbr[idx]);
     m->pop_count[idx] = 0.0f;
@@ -572,6 +663,9 @@ void dr_model_free(dr_model_t *m) {
     free(m->nbr_ranked);
     free(m->engaged);
     free(m->engaged_norm);
+    free(m->nbr_base);
+    free(m->hop_acc);
+    free(m->hop_touched);
     free(m->pop_count);
     free(m->pop_time);
     free(m->pop_score);
@@ -787,15 +881,21 @@ unsigned dr_user_regime_len(const dr_model_t *m, const dr_user_t *u) {
 }
 
 /* Indices of u's last `max` distinct engaged items of the current regime,
- * newest first, and (weight not NULL) how much each still says about u:
- * τ / (τ + a), a the drift samples (impression outcomes, else labelled
- * events) u has had since, τ = conf.cooc_age. An engagement that many
- * ignored impressions followed fades from the user's lists, so a few
- * chance clicks cannot hold them on one topic. */
+ * newest first, and (weight not NULL) how much each row weighs in u's
+ * lists: (1 + k)^-q for the k-th newest; τ / (τ + a), a the drift samples
+ * (impression outcomes, else labelled events) u has had since, τ =
+ * conf.cooc_age (an engagement that many ignored impressions followed fades
+ * from the user's lists, so a few chance clicks cannot hold them on one
+ * topic); n_j^-α, its count as of now (below 1 counts as 1); the factor
+ * that takes the row's counts to true ones as of now, and the candidates'
+ * n_c^-β from cooc_ref to now (dr__set_engaged). */
 static int recent_engaged(const dr_model_t *m, const dr_user_t *u, int32_t *out, float *weight,
                           int max) {
     int ring = m->conf.recent_items, n = 0;
     unsigned len = dr_user_regime_len(m, u);
+    double common = m->conf.cooc_halflife > 0 ? m->conf.cooc_candidate_norm * (m->cooc_clock - m->cooc_ref) /
+                                                     m->conf.cooc_halflife
+                                               : 0.0;
     for (unsigned k = 0; k < len && n < max; k++) {
         const dr_recent_event_t *r = &u->recent[ring_slot(u, ring, k)];
         if (!engages(&m->conf, r->type, r->value)) continue;
@@ -806,7 +906,12 @@ static int recent_engaged(const dr_model_t *m, const dr_user_t *u, int32_t *out,
         if (seen < n) continue;
         if (weight) {
             float age = (float)((uint32_t)u->drift_samples - r->sample);
-            weight[n] = m->conf.cooc_age > 0 ? m->conf.cooc_age / (m->conf.cooc_age + age) : 1.0f;
+            double x = row_exponent(m, (size_t)idx, m->cooc_clock);
+            double log_n = m->engaged[idx] > 0 ? log2((double)m->engaged[idx]) + x : 0.0;
+            double w = exp2(x - m->conf.cooc_source_norm * fmax(log_n, 0.0) + common) *
+                       pow(1.0 + n, -(double)m->conf.cooc_query_decay);
+            if (m->conf.cooc_age > 0) w *= m->conf.cooc_age / (m->conf.cooc_age + age);
+            weight[n] = (float)w;
         }
         out[n++] = (int32_t)idx;
     }
@@ -847,51 +952,142 @@ static int coengage_reserve(dr_model_t *m, const dr_event_t *ev, const int32_t *
 
 /* Counts ev's item as engaged next to each of the user's last L engaged
  * items (recent[0..n), taken before ev joins the user's ring), in both
- * directions. After coengage_reserve() it cannot fail. */
+ * directions, exp(-k/τ) with the k-th newest, and moves the clock. After
+ * coengage_reserve() it cannot fail. */
 static int coengage(dr_model_t *m, const dr_event_t *ev, const int32_t *recent, int n) {
     int32_t i;
     if (!coengaged_item(m, ev, recent, n, &i)) return 0;
     uint32_t cap = (uint32_t)m->conf.cooc_neighbors;
+    double gain_i = row_gain(m, (size_t)i);
+    float pair[DR_RECENT_MAX];
     for (int k = 0; k < n; k++) {
-        int err = dr__nbr_add_reserved(&m->nbr[recent[k]], i, 1.0f, cap, m->ids, m->nbr_ranked);
-        if (!err) err = dr__nbr_add_reserved(&m->nbr[i], recent[k], 1.0f, cap, m->ids, m->nbr_ranked);
+        pair[k] = m->conf.cooc_pair_decay > 0 ? expf(-(float)k / m->conf.cooc_pair_decay) : 1.0f;
+        double gain_k = row_gain(m, (size_t)recent[k]);
+        int err = dr__nbr_add_reserved(&m->nbr[recent[k]], i, (float)(pair[k] * gain_k), cap, m->ids,
+                                       m->nbr_ranked);
+        if (!err) err = dr__nbr_add_reserved(&m->nbr[i], recent[k], (float)(pair[k] * gain_i), cap, m->ids,
+                                             m->nbr_ranked);
         if (err) return err;
         mark_item_dirty(m, (size_t)recent[k]);
     }
-    dr__set_engaged(m, (size_t)i, m->engaged[i] + 1.0f);
+    dr__set_engaged(m, (size_t)i, (float)(m->engaged[i] + gain_i));
     mark_item_dirty(m, (size_t)i);
-    dr__sync_coengage(m, i, recent, n);
+    dr__sync_coengage(m, i, recent, pair, n);
+    dr__cooc_tick(m, 1.0);
     return 0;
 }
 
-/* u's recent engaged items that drive its co-engagement term (none when
- * the term is off). */
-/* u's co-engagement sources: items and weights (recent_engaged). */
-typedef struct cooc_src {
-    int32_t idx[DR_RECENT_MAX];
-    float w[DR_RECENT_MAX];
-    int n;
-} cooc_src_t;
+/* u's co-engagement sources: the rows that make its term, and their
+ * weights (recent_engaged, then the second hop's seeds). */
+typedef dr_cooc_sources_t cooc_src_t;
+#define COOC_SRC_MAX DR_COOC_SOURCES_MAX
 
-static int cooc_sources(const dr_model_t *m, const dr_user_t *u, int32_t *out, float *weight) {
-    if (m->conf.cooc_neighbors == 0 || m->conf.cooc_weight == 0) return 0;
-    return recent_engaged(m, u, out, weight, m->conf.cooc_window);
+/* Row r's counts added × w into the scratch, touched items listed. */
+static size_t hop_gather(dr_model_t *m, int32_t r, float w, size_t touched) {
+    const dr__nbr_t *t = &m->nbr[r];
+    float *acc = m->hop_acc;
+    int32_t *list = m->hop_touched;
+    for (uint32_t s = 0; s < t->n; s++) { /* without branches: one item in four is new */
+        int32_t c = t->e[s].key;
+        float a = acc[c];
+        list[touched] = c;
+        touched += a == 0.0f;
+        float v = w * t->e[s].w;
+        acc[c] = a + (v > FLT_MIN ? v : FLT_MIN); /* never back to 0: listed once */
+    }
+    return touched;
 }
 
-void dr_model_add_coengagement_range(const dr_model_t *m, const dr_user_t *u, float *scores,
-                                     size_t first, size_t n) {
-    int32_t recent[DR_RECENT_MAX];
-    float weight[DR_RECENT_MAX];
-    int len = cooc_sources(m, u, recent, weight);
-    for (int k = 0; k < len; k++) {
-        const dr__nbr_t *t = &m->nbr[recent[k]];
-        float beta = m->conf.cooc_weight * weight[k];
+/* The second hop: the first hop's best candidates (s1, the sources'
+ * weighted rows over n_c^β) become sources too, each weighing its s1, so
+ * that items engaged next to what the user is likely to engage next rank
+ * too. The hop's scores are scaled to the first hop's largest, × the hop
+ * weight, × min(1, spread / candidates the first hop scored): strong where
+ * the user's own rows say little (a sparse stream), weak where they are
+ * dense (docs/LEARNER.md). Uses the model's scratch: one thread scores a
+ * model at a time (as everywhere in this file). */
+static int add_second_hop(const dr_model_t *cm, cooc_src_t *src) {
+    dr_model_t *m = (dr_model_t *)cm;
+    int seeds = m->conf.cooc_hop_seeds;
+    if (src->n == 0 || seeds == 0 || m->conf.cooc_hop_weight == 0) return src->n;
+    size_t touched = 0;
+    for (int k = 0; k < src->n; k++) touched = hop_gather(m, src->idx[k], src->w[k], touched);
+    int32_t best[DR_COOC_HOP_SEEDS_MAX];
+    float best_s[DR_COOC_HOP_SEEDS_MAX];
+    int nb = 0;
+    float max1 = 0.0f;
+    for (size_t k = 0; k < touched; k++) {
+        int32_t c = m->hop_touched[k];
+        float s1 = m->hop_acc[c] * m->engaged_norm[c];
+        m->hop_acc[c] = 0.0f;
+        if (s1 > max1) max1 = s1;
+        if (nb < seeds || s1 > best_s[nb - 1]) { /* kept best first */
+            int at = nb < seeds ? nb++ : nb - 1;
+            while (at > 0 && best_s[at - 1] < s1) {
+                best[at] = best[at - 1];
+                best_s[at] = best_s[at - 1];
+                at--;
+            }
+            best[at] = c;
+            best_s[at] = s1;
+        }
+    }
+    if (nb == 0 || !(max1 > 0)) return src->n;
+    /* the seeds' rows to true counts, and the hop's largest score */
+    float row_w[DR_COOC_HOP_SEEDS_MAX];
+    size_t touched2 = 0;
+    for (int t = 0; t < nb; t++) {
+        row_w[t] = best_s[t] * (float)exp2(row_exponent(m, (size_t)best[t], m->cooc_clock));
+        touched2 = hop_gather(m, best[t], row_w[t], touched2);
+    }
+    float max2 = 0.0f;
+    for (size_t k = 0; k < touched2; k++) {
+        int32_t c = m->hop_touched[k];
+        float s2 = m->hop_acc[c] * m->engaged_norm[c];
+        m->hop_acc[c] = 0.0f;
+        if (s2 > max2) max2 = s2;
+    }
+    if (!(max2 > 0)) return src->n;
+    float scale = m->conf.cooc_hop_weight * max1 / max2;
+    if (m->conf.cooc_hop_spread > 0 && (float)touched > m->conf.cooc_hop_spread)
+        scale *= m->conf.cooc_hop_spread / (float)touched;
+    for (int t = 0; t < nb && src->n < COOC_SRC_MAX; t++) {
+        src->idx[src->n] = best[t];
+        src->w[src->n++] = row_w[t] * scale;
+    }
+    return src->n;
+}
+
+/* u's co-engagement sources (none when the term is off). */
+static int cooc_sources_of(const dr_model_t *m, const dr_user_t *u, cooc_src_t *src) {
+    src->n = 0;
+    if (m->conf.cooc_neighbors == 0 || m->conf.cooc_weight == 0) return 0;
+    src->n = recent_engaged(m, u, src->idx, src->w, m->conf.cooc_window);
+    return add_second_hop(m, src);
+}
+
+void dr_model_cooc_sources(const dr_model_t *m, const dr_user_t *u, dr_cooc_sources_t *src) {
+    cooc_sources_of(m, u, src);
+}
+
+void dr_model_add_coengagement_sources(const dr_model_t *m, const dr_cooc_sources_t *src, float *scores,
+                                       size_t first, size_t n) {
+    for (int k = 0; k < src->n; k++) {
+        const dr__nbr_t *t = &m->nbr[src->idx[k]];
+        float beta = m->conf.cooc_weight * src->w[k];
         for (uint32_t s = 0; s < t->n; s++) {
             /* one comparison: an index below first wraps past n */
             size_t j = (size_t)(int64_t)t->e[s].key - first;
             if (j < n) scores[j] += beta * t->e[s].w * m->engaged_norm[first + j];
         }
     }
+}
+
+void dr_model_add_coengagement_range(const dr_model_t *m, const dr_user_t *u, float *scores,
+                                     size_t first, size_t n) {
+    cooc_src_t src;
+    cooc_sources_of(m, u, &src);
+    dr_model_add_coengagement_sources(m, &src, scores, first, n);
 }
 
 void dr_model_add_coengagement(const dr_model_t *m, const dr_user_t *u, float *scores, size_t n) {
@@ -939,17 +1135,16 @@ static float list_score(const dr_model_t *m, const dr_user_t *u, const cooc_src_
 size_t dr_model_coengagement_top(const dr_model_t *m, const dr_user_t *u, int64_t *idx, float *scratch,
                                  size_t max) {
     cooc_src_t src;
-    src.n = cooc_sources(m, u, src.idx, src.w);
+    cooc_sources_of(m, u, &src);
     top_heap_t h = {idx, scratch, 0, max};
-    for (int k = 0; k < src.n; k++) {
-        const dr__nbr_t *t = &m->nbr[src.idx[k]];
-        float beta = m->conf.cooc_weight * src.w[k];
-        for (uint32_t s = 0; s < t->n; s++) {
-            int32_t j = t->e[s].key;
-            /* one source's share of the term: a lower bound of the sum, so
-             * an item two sources share may enter twice (the caller dedups) */
-            top_offer(&h, j, beta * t->e[s].w * m->engaged_norm[j]);
-        }
+    /* each item's whole term, summed in the model's scratch (add_second_hop) */
+    dr_model_t *mm = (dr_model_t *)m;
+    size_t touched = 0;
+    for (int k = 0; k < src.n; k++) touched = hop_gather(mm, src.idx[k], src.w[k], touched);
+    for (size_t k = 0; k < touched; k++) {
+        int32_t c = mm->hop_touched[k];
+        top_offer(&h, c, m->conf.cooc_weight * mm->hop_acc[c] * m->engaged_norm[c]);
+        mm->hop_acc[c] = 0.0f;
     }
     return h.n;
 }
@@ -981,7 +1176,7 @@ size_t dr_model_fresh_top(const dr_model_t *m, int64_t *idx, float *scratch, siz
 void dr_model_scores_at(const dr_model_t *m, const dr_user_t *u, const int64_t *idx, size_t n,
                         float *out) {
     cooc_src_t src;
-    src.n = cooc_sources(m, u, src.idx, src.w);
+    cooc_sources_of(m, u, &src);
     for (size_t j = 0; j < n; j++) out[j] = list_score(m, u, &src, idx[j]);
 }
 
@@ -989,7 +1184,8 @@ size_t dr_model_item_neighbors(const dr_model_t *m, int64_t idx, float *engaged,
                                float *weights, size_t max) {
     *engaged = 0.0f;
     if (idx < 0 || (size_t)idx >= m->n_items) return 0;
-    *engaged = m->engaged[idx];
+    float f = (float)exp2(row_exponent(m, (size_t)idx, m->cooc_clock)); /* true counts, as of now */
+    *engaged = m->engaged[idx] * f;
     const dr__nbr_t *t = &m->nbr[idx];
     dr__nbr_ranked_t *all = malloc((size_t)t->n * sizeof(*all) + 1);
     if (!all) return 0;
@@ -997,7 +1193,7 @@ size_t dr_model_item_neighbors(const dr_model_t *m, int64_t idx, float *engaged,
     if (n > max) n = max;
     for (size_t k = 0; k < n; k++) {
         ids[k] = all[k].id;
-        weights[k] = all[k].e.w;
+        weights[k] = all[k].e.w * f;
     }
     free(all);
     return n;
@@ -1021,7 +1217,7 @@ static float list_score(const dr_model_t *m, const dr_user_t *u, const cooc_src_
 
 float dr_model_score(const dr_model_t *m, const dr_user_t *u, int64_t idx) {
     cooc_src_t src;
-    src.n = cooc_sources(m, u, src.idx, src.w);
+    cooc_sources_of(m, u, &src);
     return list_score(m, u, &src, idx);
 }
 
@@ -1063,7 +1259,7 @@ static void pop_meta_observe(dr_model_t *m, const dr_user_t *u, size_t pos, uint
     if (neg == pos || m->excluded[neg] || dp == 0.0f) return; /* no information */
     float f = pop_fade_of(m, u);
     static const cooc_src_t none = {.n = 0};
-    const cooc_src_t *src = m->conf.cooc_weight != 0 ? recent : &none; /* as cooc_sources() */
+    const cooc_src_t *src = m->conf.cooc_weight != 0 ? recent : &none; /* as cooc_sources_of(), without the second hop */
     float margin = list_score(m, u, src, (int64_t)pos) - list_score(m, u, src, (int64_t)neg);
     double g = sigmoidf(-margin);
     m->pop_grad_gamma += g * f * dp;
@@ -1088,7 +1284,7 @@ int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id) {
     dr_model_user_vector(m, u, ue);
     float w = dr_model_pop_weight(m, u), tw = trend_weight_of(m, u);
     cooc_src_t src;
-    src.n = cooc_sources(m, u, src.idx, src.w);
+    cooc_sources_of(m, u, &src);
     float st = rank_score(m, ue, w, tw, &src, (size_t)target);
     int64_t above = 0;
     for (size_t i = 0; i < m->n_items; i++) {

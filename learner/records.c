@@ -20,11 +20,17 @@
 #include "learner_internal.h"
 
 #define USER_RECORD_VERSION 9 /* 2: + drift detector; 3: + last list scores; 4: + prior version; 5: + drift regime; 6: + hidden items; 7: + seen posts filter; 8: + hidden authors and topics; 9: + the last re-adaptation's sample; older still read */
-#define ITEM_RECORD_VERSION 6 /* 2: + content embedding and δ_i; 3: + decayed positives and
+#define ITEM_RECORD_VERSION 7 /* 2: + content embedding and δ_i; 3: + decayed positives and
                                  co-engagement; 4: + author and topic; 5: + publish time;
                                  6: + the author's pseudo-count and when it joined
-                                 its author; older still read */
-#define GLOBALS_RECORD_VERSION 3 /* 2: + outer-loop accumulator and past priors; 3: + population prior */
+                                 its author; 7: + the co-engagement row's base;
+                                 older still read */
+#define GLOBALS_RECORD_VERSION 4 /* 2: + outer-loop accumulator and past priors; 3: + population prior;
+                                    4: + the co-engagement clock */
+
+/* Co-engagement clocks a record may hold: engagements, far below 2^53
+ * (where a double stops counting by one). */
+#define STORED_MAX_COOC_CLOCK 4503599627370496.0 /* 2^52 */
 
 /* Event times a stored record may hold: what ingest accepts on input
  * (schemas/codec.c, dr_event_validate: [1970, 3000)). The bound also keeps
@@ -46,7 +52,7 @@ size_t dr_model_dirty_items(const dr_model_t *m) { return m->n_dirty + m->gone.n
 
 /* The largest item record: fixed fields, q_i, content and δ_i, neighbours. */
 size_t dr__item_record_cap(const dr_model_t *m) {
-    return 64 + 24 + (size_t)m->dim * 8 + (size_t)m->content_dim * 4 + (size_t)m->conf.cooc_neighbors * 12;
+    return 64 + 32 + (size_t)m->dim * 8 + (size_t)m->content_dim * 4 + (size_t)m->conf.cooc_neighbors * 12;
 }
 
 /* Version 3's tail: n_i, then the neighbour count and (item id, n_ji) pairs
@@ -145,6 +151,7 @@ int dr_model_drain_dirty_items(dr_model_t *m, dr_item_sink_fn fn, void *ctx) {
             dr_put_bytes(&w, m->emb + idx * (size_t)c, (size_t)c * 4);
             dr_put_bytes(&w, m->delta + idx * (size_t)m->dim, (size_t)m->dim * 4);
         }
+        dr_put_f64(&w, m->nbr_base[idx]); /* version 7 */
         put_neighbors(m, idx, &w);
         int err = w.ok ? fn(ctx, m->ids[idx], m->rec_buf, w.len) : DR_ENOMEM;
         if (err) return err;
@@ -214,6 +221,11 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
             r.pos += content_len; /* learner.content.dim changed: the item keeps its q_i */
         }
     }
+    /* older: counted as of clock 0 (a globals record of theirs has no clock
+     * either); the globals may load before or after (model.c, row_exponent) */
+    double base = ok && version >= 7 ? dr_get_f64(&r) : 0.0;
+    ok = ok && r.ok && base >= 0 && base <= STORED_MAX_COOC_CLOCK;
+    m->nbr_base[idx] = ok ? base : m->cooc_clock;
     int err = ok ? 0 : DR_ECORRUPT;
     /* the neighbours may add rows: nothing above holds a pointer past here */
     if (!err && version >= 3) err = get_neighbors(m, idx, item_id, &r);
@@ -231,7 +243,7 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
 }
 
 int dr_model_encode_globals(const dr_model_t *m, uint8_t **out, size_t *len) {
-    size_t cap = 64 + 44 + (size_t)m->dim * 4 + DR_POP_RING * 8 + 4 + (size_t)m->dim * 8 +
+    size_t cap = 64 + 52 + (size_t)m->dim * 4 + DR_POP_RING * 8 + 4 + (size_t)m->dim * 8 +
                  DR_PRIOR_HISTORY * (8 + (size_t)m->dim * 4) + 2 + (size_t)m->dim * (size_t)m->content_dim * 4;
     uint8_t *buf = malloc(cap);
     if (!buf) return DR_ENOMEM;
@@ -256,6 +268,7 @@ int dr_model_encode_globals(const dr_model_t *m, uint8_t **out, size_t *len) {
     dr_put_f64(&w, m->pop_grad_gamma);
     dr_put_f64(&w, m->pop_grad_log_tau);
     dr_put_u32(&w, m->pop_grad_n);
+    dr_put_f64(&w, m->cooc_clock); /* version 4 */
     dr_put_u16(&w, (uint16_t)m->content_dim);
     dr_put_bytes(&w, m->W, (size_t)m->dim * (size_t)m->content_dim * 4);
     *out = buf;
@@ -320,6 +333,9 @@ int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
         dr_get_bytes(&r, m->past_prior, (size_t)DR_PRIOR_HISTORY * (size_t)m->dim * 4);
         sums_finite &= all_finite(m->past_prior, DR_PRIOR_HISTORY * m->dim);
         if (version >= 3 && !pop_globals_read(m, &r)) sums_finite = false;
+        double clock = version >= 4 ? dr_get_f64(&r) : 0.0; /* older: item records have no base */
+        if (clock >= 0 && clock <= STORED_MAX_COOC_CLOCK) m->cooc_clock = clock;
+        else sums_finite = false;
         uint16_t c = dr_get_u16(&r);
         if (c == m->content_dim) {
             dr_get_bytes(&r, m->W, (size_t)m->dim * c * 4);
@@ -336,6 +352,7 @@ int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
         return DR_ECORRUPT;
     }
     dr__pop_refresh_all(m);
+    dr__cooc_rebase_norms(m); /* the items, loaded before or after, as of the clock */
     return 0;
 }
 

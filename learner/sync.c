@@ -119,14 +119,14 @@ static int nbr_slot(dr_model_t *m, size_t idx) {
     return 0;
 }
 
-void dr__sync_coengage(dr_model_t *m, int32_t i, const int32_t *recent, int n) {
+void dr__sync_coengage(dr_model_t *m, int32_t i, const int32_t *recent, const float *pair, int n) {
     if (!m->sync_on) return;
     /* out of memory: these counts stay local (the learning is not affected) */
     if (nbr_slot(m, (size_t)i)) return;
     for (int k = 0; k < n; k++) {
         if (nbr_slot(m, (size_t)recent[k])) return;
-        if (dr__nbr_add(&m->sync_nbr[recent[k]], i, 1.0f, SYNC_NBR_CAP, m->ids) ||
-            dr__nbr_add(&m->sync_nbr[i], recent[k], 1.0f, SYNC_NBR_CAP, m->ids))
+        if (dr__nbr_add(&m->sync_nbr[recent[k]], i, pair[k], SYNC_NBR_CAP, m->ids) ||
+            dr__nbr_add(&m->sync_nbr[i], recent[k], pair[k], SYNC_NBR_CAP, m->ids))
             return;
     }
     m->sync_engaged[i] += 1.0f;
@@ -384,6 +384,19 @@ int dr_model_sync_import(dr_model_t *m, const void *buf, size_t len, size_t *app
     }
     uint32_t cap = (uint32_t)m->conf.cooc_neighbors;
     uint32_t n_nbr = dr_get_u32(&r);
+    /* every engagement counted there moves the clock here, item or not,
+     * before its counts are added: they arrive as the newest */
+    double ticks = 0;
+    size_t nbr_at = r.pos;
+    for (uint32_t e = 0; e < n_nbr && cap > 0; e++) {
+        (void)dr_get_i64(&r);
+        float engaged = dr_get_f32(&r);
+        uint32_t pairs = dr_get_u32(&r);
+        if (isfinite(engaged) && engaged > 0 && engaged < 1e9f) ticks += engaged;
+        r.pos += (size_t)pairs * 12;
+    }
+    dr__cooc_tick(m, ticks);
+    r.pos = nbr_at;
     for (uint32_t e = 0; e < n_nbr; e++) {
         int64_t id = dr_get_i64(&r);
         float engaged = dr_get_f32(&r);
@@ -394,13 +407,13 @@ int dr_model_sync_import(dr_model_t *m, const void *buf, size_t len, size_t *app
             (*skipped)++;
             continue;
         }
-        if (isfinite(engaged) && engaged > 0) dr__set_engaged(m, (size_t)idx, m->engaged[idx] + engaged);
+        if (isfinite(engaged) && engaged > 0 && engaged < 1e9f) dr__cooc_engaged_synced(m, (size_t)idx, engaged);
         for (uint32_t k = 0; k < pairs; k++) {
             int64_t nb_id = dr_get_i64(&r);
             float w = dr_get_f32(&r);
             int64_t nb = nb_id >= 0 ? dr_model_item_index(m, nb_id, true) : -1;
-            if (nb < 0 || nb > INT32_MAX || !isfinite(w) || w <= 0) continue;
-            (void)dr__nbr_add(&m->nbr[idx], (int32_t)nb, w, cap, m->ids); /* out of memory: not counted */
+            if (nb < 0 || nb > INT32_MAX || !isfinite(w) || w <= 0 || w >= 1e9f) continue;
+            (void)dr__cooc_add_synced(m, (size_t)idx, (int32_t)nb, w); /* out of memory: not counted */
         }
         dr__mark_item_dirty(m, (size_t)idx);
         (*applied)++;

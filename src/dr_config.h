@@ -25,7 +25,7 @@ typedef struct dr_kv {
     char value[DR_PATH_MAX];
 } dr_kv_t;
 
-#define DR_CONFIG_ROWS_MAX 128
+#define DR_CONFIG_ROWS_MAX 160
 
 typedef struct dr_config {
     /* topics and group */

@@ -31,6 +31,18 @@ static dr_event_t ev(int64_t user, int64_t item, dr_event_type_t t, float v, int
     return e;
 }
 
+/* The co-engagement term as it was before issue 15 (counts that never
+ * fade, 1 a pair, every source alike, n_c^-1/2, no second hop): the tests
+ * whose claims are about the tables, not the weighting, check it by hand. */
+static void classic_cooc(dr_learner_conf_t *c) {
+    c->cooc_halflife = 0;
+    c->cooc_pair_decay = 0;
+    c->cooc_query_decay = 0;
+    c->cooc_source_norm = 0;
+    c->cooc_candidate_norm = 0.5f;
+    c->cooc_hop_weight = 0;
+}
+
 /* "a new user starts at v_u = 0 (the prior)" */
 static void test_new_user_at_prior(void **state) {
     (void)state;
@@ -597,6 +609,7 @@ static void test_coengagement_ranks_next_items(void **state) {
     c.cooc_window = 3;
     c.pop_weight = 0; /* the co-engagement term alone */
     c.pop_step = 0;
+    classic_cooc(&c);
     dr_model_t *m, *m2;
     char err[128];
     assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
@@ -639,6 +652,183 @@ static void test_coengagement_ranks_next_items(void **state) {
     dr_user_free(fresh);
     dr_model_free(m);
     dr_model_free(m2);
+}
+
+/* A model for the co-engagement tests below: d = 8, the term alone, counts
+ * halving every `halflife` engagements, every other weighting off. */
+static dr_model_t *cooc_model(float halflife) {
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.cooc_window = 3;
+    c.pop_weight = 0;
+    c.pop_step = 0;
+    c.cooc_age = 0;
+    classic_cooc(&c);
+    c.cooc_candidate_norm = 0;
+    c.cooc_halflife = halflife;
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    return m;
+}
+
+/* n users click `a` then `b` (users from `first`): n pairs (a, b), 2n engagements. */
+static void click_pairs(dr_model_t *m, int64_t first, int n, int64_t a, int64_t b) {
+    dr_apply_result_t r;
+    for (int64_t user = first; user < first + n; user++) {
+        dr_user_t *u = dr_user_new_conf(user, dr_model_conf(m));
+        dr_event_t e1 = ev(user, a, DR_EV_CLICK, 0, 1000), e2 = ev(user, b, DR_EV_CLICK, 0, 2000);
+        assert_int_equal(dr_learner_apply(m, u, &e1, 1, &r), 0);
+        assert_int_equal(dr_learner_apply(m, u, &e2, 2, &r), 0);
+        dr_user_free(u);
+    }
+}
+
+/* The term's score of item `id` for u. */
+static float cooc_score(dr_model_t *m, const dr_user_t *u, int64_t id) {
+    dr_items_view_t v;
+    dr_model_items(m, &v);
+    float *sc = calloc(v.n, sizeof(float));
+    assert_non_null(sc);
+    dr_model_add_coengagement(m, u, sc, v.n);
+    float s = sc[dr_model_item_index(m, id, false)];
+    free(sc);
+    return s;
+}
+
+/* Every record a drain gives, kept. */
+typedef struct stored_items {
+    int64_t id[64];
+    uint8_t *buf[64];
+    size_t len[64], n;
+} stored_items_t;
+
+static int store_item(void *ctx, int64_t item_id, const void *rec, size_t len) {
+    stored_items_t *st = ctx;
+    assert_true(st->n < 64 && rec);
+    st->id[st->n] = item_id;
+    st->buf[st->n] = malloc(len);
+    assert_non_null(st->buf[st->n]);
+    memcpy(st->buf[st->n], rec, len);
+    st->len[st->n++] = len;
+    return 0;
+}
+
+/* Claim (learner.cooc.halflife): counts halve every H engagements, counted
+ * by the model whoever made them. A restart (item records and globals into
+ * a fresh model, globals first or last) scores the same; a clock that runs
+ * 60 half-lives past a row's base rescales it when touched, and nothing
+ * overflows or turns NaN. */
+static void test_coengagement_counts_fade(void **state) {
+    (void)state;
+    dr_model_t *m = cooc_model(100);
+    click_pairs(m, 100, 40, 1, 2); /* 80 engagements */
+    dr_user_t *fresh = dr_user_new_conf(7, dr_model_conf(m));
+    dr_apply_result_t r;
+    dr_event_t a = ev(7, 1, DR_EV_CLICK, 0, 5000);
+    assert_int_equal(dr_learner_apply(m, fresh, &a, 9, &r), 0);
+    float s0 = cooc_score(m, fresh, 2);
+    assert_true(s0 > 0.0f);
+    /* 100 engagements with other items (no pairs with 1 or 2) */
+    for (int64_t user = 1000; user < 1100; user++) {
+        dr_user_t *u = dr_user_new_conf(user, dr_model_conf(m));
+        dr_event_t e = ev(user, 3 + user % 5, DR_EV_CLICK, 0, 6000);
+        assert_int_equal(dr_learner_apply(m, u, &e, 3, &r), 0);
+        dr_user_free(u);
+    }
+    float s1 = cooc_score(m, fresh, 2);
+    assert_float_equal(s1, s0 / 2.0f, s0 * 1e-4f);
+    /* a restart: the globals before the items, and after */
+    stored_items_t st = {.n = 0};
+    uint8_t *g;
+    size_t glen;
+    assert_int_equal(dr_model_encode_globals(m, &g, &glen), 0);
+    assert_int_equal(dr_model_drain_dirty_items(m, store_item, &st), 0);
+    for (int order = 0; order < 2; order++) {
+        dr_model_t *m2 = cooc_model(100);
+        if (order == 0) assert_int_equal(dr_model_load_globals(m2, g, glen), 0);
+        for (size_t k = 0; k < st.n; k++) assert_int_equal(dr_model_load_item(m2, st.id[k], st.buf[k], st.len[k]), 0);
+        if (order == 1) assert_int_equal(dr_model_load_globals(m2, g, glen), 0);
+        assert_float_equal(cooc_score(m2, fresh, 2), s1, s1 * 1e-5f);
+        dr_model_free(m2);
+    }
+    for (size_t k = 0; k < st.n; k++) free(st.buf[k]);
+    free(g);
+    /* 60 half-lives later (6,000 engagements elsewhere) 1 and 2 meet again */
+    for (int64_t user = 2000; user < 8000; user++) {
+        dr_user_t *u = dr_user_new_conf(user, dr_model_conf(m));
+        dr_event_t e = ev(user, 10 + user % 7, DR_EV_CLICK, 0, 7000);
+        assert_int_equal(dr_learner_apply(m, u, &e, 4, &r), 0);
+        dr_user_free(u);
+    }
+    float s2 = cooc_score(m, fresh, 2);
+    assert_true(s2 >= 0.0f && s2 < s0 * 1e-12f);
+    click_pairs(m, 9000, 1, 1, 2);
+    float s3 = cooc_score(m, fresh, 2);
+    assert_true(isfinite(s3) && s3 > 0.0f);
+    int64_t nb_id[4];
+    float nb_w[4], engaged;
+    size_t n = dr_model_item_neighbors(m, dr_model_item_index(m, 2, false), &engaged, nb_id, nb_w, 4);
+    assert_true(n == 1 && isfinite(nb_w[0]) && nb_w[0] > 0 && isfinite(engaged));
+    dr_user_free(fresh);
+    dr_model_free(m);
+}
+
+/* Claim (learner.cooc.pair.decay): a new engagement adds exp(-k/τ) to its
+ * pair with the user's k-th previous engaged item, both ways. */
+static void test_coengagement_pair_weights(void **state) {
+    (void)state;
+    dr_model_t *m = cooc_model(0);
+    dr_learner_conf_t cc = *dr_model_conf(m);
+    dr_model_free(m);
+    cc.cooc_pair_decay = 5;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &cc, err, sizeof(err)), 0);
+    dr_user_t *u = dr_user_new_conf(1, &cc);
+    dr_apply_result_t r;
+    for (int64_t item = 1; item <= 3; item++) {
+        dr_event_t e = ev(1, item, DR_EV_CLICK, 0, item * 1000);
+        assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)item, &r), 0);
+    }
+    int64_t nb_id[4];
+    float nb_w[4], engaged;
+    assert_int_equal(dr_model_item_neighbors(m, dr_model_item_index(m, 3, false), &engaged, nb_id, nb_w, 4), 2);
+    assert_true(nb_id[0] == 2 && nb_w[0] == 1.0f);
+    assert_true(nb_id[1] == 1);
+    assert_float_equal(nb_w[1], expf(-1.0f / 5.0f), 1e-6);
+    assert_int_equal(dr_model_item_neighbors(m, dr_model_item_index(m, 1, false), &engaged, nb_id, nb_w, 4), 2);
+    assert_true(nb_id[0] == 2 && nb_w[0] == 1.0f); /* (1, 2) at k = 0 when 2 came */
+    assert_float_equal(nb_w[1], expf(-1.0f / 5.0f), 1e-6);
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
+/* Claim (learner.cooc.hop.*): with the second hop, an item engaged next to
+ * the user's likely next item ranks too (below that item); without it,
+ * the term does not reach it. */
+static void test_coengagement_second_hop(void **state) {
+    (void)state;
+    dr_model_t *m = cooc_model(0);
+    dr_learner_conf_t c = *dr_model_conf(m);
+    dr_model_free(m);
+    for (int hop = 0; hop < 2; hop++) {
+        c.cooc_hop_weight = hop ? 0.5f : 0.0f;
+        char err[128];
+        assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+        click_pairs(m, 100, 20, 1, 2); /* 1 then 2 */
+        click_pairs(m, 200, 20, 2, 3); /* 2 then 3: never next to 1 */
+        dr_user_t *fresh = dr_user_new_conf(7, &c);
+        dr_apply_result_t r;
+        dr_event_t a = ev(7, 1, DR_EV_CLICK, 0, 5000);
+        assert_int_equal(dr_learner_apply(m, fresh, &a, 9, &r), 0);
+        float s2 = cooc_score(m, fresh, 2), s3 = cooc_score(m, fresh, 3);
+        assert_true(s2 > 0.0f);
+        if (hop) assert_true(s3 > 0.0f && s3 < s2);
+        else assert_true(s3 == 0.0f);
+        dr_user_free(fresh);
+        dr_model_free(m);
+    }
 }
 
 /* Holds the record of one item, as the sink saw it. */
@@ -689,6 +879,26 @@ static void test_item_record_neighbors_bounds(void **state) {
     float nb_w[8], engaged;
     assert_true(dr_model_item_neighbors(m4, dr_model_item_index(m4, 56, false), &engaged, nb_id, nb_w, 8) <= 4);
     dr_model_free(m4);
+    /* the row's base (version 7) sits before n_i and the count: a NaN, a
+     * negative clock and one past 2^52 are refused; an older record has none */
+    size_t base_pos = k.len - 6 * 12 - 8 - 8;
+    double good_base, bad_base[3] = {NAN, -1.0, 9007199254740992.0};
+    memcpy(&good_base, k.buf + base_pos, 8);
+    for (int b = 0; b < 3; b++) {
+        memcpy(k.buf + base_pos, &bad_base[b], 8);
+        assert_int_equal(dr_model_load_item(m2, 56, k.buf, k.len), DR_ECORRUPT);
+    }
+    memcpy(k.buf + base_pos, &good_base, 8);
+    assert_int_equal(dr_model_load_item(m2, 56, k.buf, k.len), 0);
+    /* the globals' clock sits before the content dimension (0 here): the same */
+    uint8_t *g;
+    size_t glen;
+    assert_int_equal(dr_model_encode_globals(m, &g, &glen), 0);
+    for (int b = 0; b < 3; b++) {
+        memcpy(g + glen - 2 - 8, &bad_base[b], 8);
+        assert_int_equal(dr_model_load_globals(m2, g, glen), DR_ECORRUPT);
+    }
+    free(g);
     /* the neighbour count sits 4 bytes before the pairs: make it huge */
     size_t n_pos = k.len - 6 * 12 - 4;
     uint32_t huge = 0x7fffffff;
@@ -1236,6 +1446,8 @@ static void test_regime_resets_coengagement_context(void **state) {
     c.drift_enabled = false; /* the window is filled by hand */
     c.pop_weight = 0;
     c.pop_step = 0;
+    /* the user's own pair (1, 50) would carry a second hop back to 2 */
+    c.cooc_hop_weight = 0;
     dr_model_t *m;
     char err[128];
     assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
@@ -1468,7 +1680,17 @@ static void exchange(dr_model_t *from, dr_model_t *to, size_t want_items) {
  * another dimension or cut short is refused and changes nothing. */
 static void test_sync_two_instances_agree(void **state) {
     (void)state;
-    dr_model_t *a = new_model(DR_MODE_RATING), *b = new_model(DR_MODE_RATING);
+    /* counts that never fade: with fading, what each counted first weighs
+     * a little less than what it imported last (test_sync_moves_the_clock) */
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.mode = DR_MODE_RATING;
+    c.dim = 8;
+    c.cooc_halflife = 0;
+    dr_model_t *a, *b;
+    char err[128];
+    assert_int_equal(dr_model_new(&a, &c, err, sizeof(err)), 0);
+    assert_int_equal(dr_model_new(&b, &c, err, sizeof(err)), 0);
     assert_int_equal(dr_model_sync_enable(a), 0);
     assert_int_equal(dr_model_sync_enable(b), 0);
     dr_user_t *ua = dr_user_new(1, 8), *ub = dr_user_new(2, 8);
@@ -1519,6 +1741,61 @@ static void test_sync_two_instances_agree(void **state) {
     free(buf);
     dr_user_free(ua);
     dr_user_free(ub);
+    dr_model_free(a);
+    dr_model_free(b);
+}
+
+/* Claim (learner.cooc.halflife across instances): the clock counts the
+ * engagements other instances send, and their counts arrive as of now.
+ * Instance b learned 100 engagements elsewhere before a's 40 pairs (1, 2)
+ * arrive; 100 more engagements of a's (H = 100) then halve b's count as
+ * they halve a's, and both agree within what one export's lag weighs. */
+static void test_sync_moves_the_clock(void **state) {
+    (void)state;
+    dr_model_t *a = cooc_model(100), *b = cooc_model(100);
+    assert_int_equal(dr_model_sync_enable(a), 0);
+    assert_int_equal(dr_model_sync_enable(b), 0);
+    dr_apply_result_t r;
+    for (int64_t user = 1000; user < 1100; user++) { /* b: 100 engagements, no pairs */
+        dr_user_t *u = dr_user_new_conf(user, dr_model_conf(b));
+        dr_event_t e = ev(user, 3 + user % 5, DR_EV_CLICK, 0, 6000);
+        assert_int_equal(dr_learner_apply(b, u, &e, 3, &r), 0);
+        dr_user_free(u);
+    }
+    click_pairs(a, 100, 40, 1, 2);
+    uint8_t *buf;
+    size_t len, n, applied, skipped;
+    assert_int_equal(dr_model_sync_export(a, 1000, &buf, &len, &n), 0);
+    assert_int_equal(dr_model_sync_import(b, buf, len, &applied, &skipped), 0);
+    free(buf);
+    int64_t id[4];
+    float wb[4], eb;
+    assert_int_equal(dr_model_item_neighbors(b, dr_model_item_index(b, 1, false), &eb, id, wb, 4), 1);
+    assert_float_equal(wb[0], 40.0f, 1e-3); /* as of now: b's own past does not fade them */
+    /* 100 more engagements on a, sent to b */
+    for (int64_t user = 2000; user < 2100; user++) {
+        dr_user_t *u = dr_user_new_conf(user, dr_model_conf(a));
+        dr_event_t e = ev(user, 10 + user % 5, DR_EV_CLICK, 0, 7000);
+        assert_int_equal(dr_learner_apply(a, u, &e, 4, &r), 0);
+        dr_user_free(u);
+    }
+    assert_int_equal(dr_model_sync_export(a, 1000, &buf, &len, &n), 0);
+    assert_int_equal(dr_model_sync_import(b, buf, len, &applied, &skipped), 0);
+    free(buf);
+    dr_user_t *fresh = dr_user_new_conf(7, dr_model_conf(a));
+    dr_event_t click = ev(7, 1, DR_EV_CLICK, 0, 8000);
+    dr_user_t *fresh_b = dr_user_new_conf(7, dr_model_conf(b));
+    assert_int_equal(dr_learner_apply(a, fresh, &click, 9, &r), 0);
+    assert_int_equal(dr_learner_apply(b, fresh_b, &click, 9, &r), 0);
+    float sa = cooc_score(a, fresh, 2), sb = cooc_score(b, fresh_b, 2);
+    /* a counted its pairs over the 80 engagements before the export, b got
+     * them as the newest: b's count is above a's, by at most 2^(80/100) */
+    assert_true(sa > 0 && sb > sa && sb <= sa * exp2f(0.8f));
+    /* the 100 engagements since halved it, and the fresh click counts one */
+    float w = dr_model_conf(b)->cooc_weight;
+    assert_float_equal(sb, w * 40.0f / 2.0f * exp2f(-1.0f / 100.0f), w * 1e-3f);
+    dr_user_free(fresh);
+    dr_user_free(fresh_b);
     dr_model_free(a);
     dr_model_free(b);
 }
@@ -1938,6 +2215,10 @@ int main(void) {
         cmocka_unit_test(test_content_refresh_is_exact),
         cmocka_unit_test(test_reads_version_1_item_record),
         cmocka_unit_test(test_coengagement_ranks_next_items),
+        cmocka_unit_test(test_coengagement_counts_fade),
+        cmocka_unit_test(test_coengagement_pair_weights),
+        cmocka_unit_test(test_coengagement_second_hop),
+        cmocka_unit_test(test_sync_moves_the_clock),
         cmocka_unit_test(test_item_record_neighbors_bounds),
         cmocka_unit_test(test_pop_prior_ranks_popular_for_new_user),
         cmocka_unit_test(test_pop_prior_fades),
