@@ -998,6 +998,21 @@ static size_t hop_gather(dr_model_t *m, int32_t r, float w, size_t touched) {
     return touched;
 }
 
+/* Rows rows[0..n) added × w[k] into the scratch; how many items they touched. */
+static size_t hop_gather_rows(dr_model_t *m, const int32_t *rows, const float *w, int n) {
+    size_t touched = 0;
+    for (int k = 0; k < n; k++) touched = hop_gather(m, rows[k], w[k], touched);
+    return touched;
+}
+
+/* The k-th touched item's sum over n_c^β, its slot cleared for the next use. */
+static float hop_take(dr_model_t *m, size_t k, int32_t *item) {
+    int32_t c = *item = m->hop_touched[k];
+    float s = m->hop_acc[c] * m->engaged_norm[c];
+    m->hop_acc[c] = 0.0f;
+    return s;
+}
+
 /* The second hop: the first hop's best candidates (s1, the sources'
  * weighted rows over n_c^β) become sources too, each weighing its s1, so
  * that items engaged next to what the user is likely to engage next rank
@@ -1010,16 +1025,14 @@ static int add_second_hop(const dr_model_t *cm, cooc_src_t *src) {
     dr_model_t *m = (dr_model_t *)cm;
     int seeds = m->conf.cooc_hop_seeds;
     if (src->n == 0 || seeds == 0 || m->conf.cooc_hop_weight == 0) return src->n;
-    size_t touched = 0;
-    for (int k = 0; k < src->n; k++) touched = hop_gather(m, src->idx[k], src->w[k], touched);
+    size_t touched = hop_gather_rows(m, src->idx, src->w, src->n);
     int32_t best[DR_COOC_HOP_SEEDS_MAX];
     float best_s[DR_COOC_HOP_SEEDS_MAX];
     int nb = 0;
     float max1 = 0.0f;
     for (size_t k = 0; k < touched; k++) {
-        int32_t c = m->hop_touched[k];
-        float s1 = m->hop_acc[c] * m->engaged_norm[c];
-        m->hop_acc[c] = 0.0f;
+        int32_t c;
+        float s1 = hop_take(m, k, &c);
         if (s1 > max1) max1 = s1;
         if (nb < seeds || s1 > best_s[nb - 1]) { /* kept best first */
             int at = nb < seeds ? nb++ : nb - 1;
@@ -1035,16 +1048,13 @@ static int add_second_hop(const dr_model_t *cm, cooc_src_t *src) {
     if (nb == 0 || !(max1 > 0)) return src->n;
     /* the seeds' rows to true counts, and the hop's largest score */
     float row_w[DR_COOC_HOP_SEEDS_MAX];
-    size_t touched2 = 0;
-    for (int t = 0; t < nb; t++) {
+    for (int t = 0; t < nb; t++)
         row_w[t] = best_s[t] * (float)exp2(row_exponent(m, (size_t)best[t], m->cooc_clock));
-        touched2 = hop_gather(m, best[t], row_w[t], touched2);
-    }
+    size_t touched2 = hop_gather_rows(m, best, row_w, nb);
     float max2 = 0.0f;
     for (size_t k = 0; k < touched2; k++) {
-        int32_t c = m->hop_touched[k];
-        float s2 = m->hop_acc[c] * m->engaged_norm[c];
-        m->hop_acc[c] = 0.0f;
+        int32_t c;
+        float s2 = hop_take(m, k, &c);
         if (s2 > max2) max2 = s2;
     }
     if (!(max2 > 0)) return src->n;
@@ -1139,12 +1149,11 @@ size_t dr_model_coengagement_top(const dr_model_t *m, const dr_user_t *u, int64_
     top_heap_t h = {idx, scratch, 0, max};
     /* each item's whole term, summed in the model's scratch (add_second_hop) */
     dr_model_t *mm = (dr_model_t *)m;
-    size_t touched = 0;
-    for (int k = 0; k < src.n; k++) touched = hop_gather(mm, src.idx[k], src.w[k], touched);
+    size_t touched = hop_gather_rows(mm, src.idx, src.w, src.n);
     for (size_t k = 0; k < touched; k++) {
-        int32_t c = mm->hop_touched[k];
-        top_offer(&h, c, m->conf.cooc_weight * mm->hop_acc[c] * m->engaged_norm[c]);
-        mm->hop_acc[c] = 0.0f;
+        int32_t c;
+        float s = hop_take(mm, k, &c);
+        top_offer(&h, c, m->conf.cooc_weight * s);
     }
     return h.n;
 }

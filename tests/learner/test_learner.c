@@ -685,6 +685,18 @@ static void click_pairs(dr_model_t *m, int64_t first, int n, int64_t a, int64_t 
     }
 }
 
+/* n single clicks by new users (from `first`) on items base .. base + spread
+ * - 1: n engagements that pair with nothing. */
+static void click_alone(dr_model_t *m, int64_t first, int n, int64_t base, int spread) {
+    dr_apply_result_t r;
+    for (int64_t user = first; user < first + n; user++) {
+        dr_user_t *u = dr_user_new_conf(user, dr_model_conf(m));
+        dr_event_t e = ev(user, base + user % spread, DR_EV_CLICK, 0, 6000);
+        assert_int_equal(dr_learner_apply(m, u, &e, 3, &r), 0);
+        dr_user_free(u);
+    }
+}
+
 /* The term's score of item `id` for u. */
 static float cooc_score(dr_model_t *m, const dr_user_t *u, int64_t id) {
     dr_items_view_t v;
@@ -730,13 +742,7 @@ static void test_coengagement_counts_fade(void **state) {
     assert_int_equal(dr_learner_apply(m, fresh, &a, 9, &r), 0);
     float s0 = cooc_score(m, fresh, 2);
     assert_true(s0 > 0.0f);
-    /* 100 engagements with other items (no pairs with 1 or 2) */
-    for (int64_t user = 1000; user < 1100; user++) {
-        dr_user_t *u = dr_user_new_conf(user, dr_model_conf(m));
-        dr_event_t e = ev(user, 3 + user % 5, DR_EV_CLICK, 0, 6000);
-        assert_int_equal(dr_learner_apply(m, u, &e, 3, &r), 0);
-        dr_user_free(u);
-    }
+    click_alone(m, 1000, 100, 3, 5); /* 100 engagements with other items */
     float s1 = cooc_score(m, fresh, 2);
     assert_float_equal(s1, s0 / 2.0f, s0 * 1e-4f);
     /* a restart: the globals before the items, and after */
@@ -756,12 +762,7 @@ static void test_coengagement_counts_fade(void **state) {
     for (size_t k = 0; k < st.n; k++) free(st.buf[k]);
     free(g);
     /* 60 half-lives later (6,000 engagements elsewhere) 1 and 2 meet again */
-    for (int64_t user = 2000; user < 8000; user++) {
-        dr_user_t *u = dr_user_new_conf(user, dr_model_conf(m));
-        dr_event_t e = ev(user, 10 + user % 7, DR_EV_CLICK, 0, 7000);
-        assert_int_equal(dr_learner_apply(m, u, &e, 4, &r), 0);
-        dr_user_free(u);
-    }
+    click_alone(m, 2000, 6000, 10, 7);
     float s2 = cooc_score(m, fresh, 2);
     assert_true(s2 >= 0.0f && s2 < s0 * 1e-12f);
     click_pairs(m, 9000, 1, 1, 2);
@@ -1756,12 +1757,7 @@ static void test_sync_moves_the_clock(void **state) {
     assert_int_equal(dr_model_sync_enable(a), 0);
     assert_int_equal(dr_model_sync_enable(b), 0);
     dr_apply_result_t r;
-    for (int64_t user = 1000; user < 1100; user++) { /* b: 100 engagements, no pairs */
-        dr_user_t *u = dr_user_new_conf(user, dr_model_conf(b));
-        dr_event_t e = ev(user, 3 + user % 5, DR_EV_CLICK, 0, 6000);
-        assert_int_equal(dr_learner_apply(b, u, &e, 3, &r), 0);
-        dr_user_free(u);
-    }
+    click_alone(b, 1000, 100, 3, 5); /* b: 100 engagements, no pairs */
     click_pairs(a, 100, 40, 1, 2);
     uint8_t *buf;
     size_t len, n, applied, skipped;
@@ -1772,13 +1768,7 @@ static void test_sync_moves_the_clock(void **state) {
     float wb[4], eb;
     assert_int_equal(dr_model_item_neighbors(b, dr_model_item_index(b, 1, false), &eb, id, wb, 4), 1);
     assert_float_equal(wb[0], 40.0f, 1e-3); /* as of now: b's own past does not fade them */
-    /* 100 more engagements on a, sent to b */
-    for (int64_t user = 2000; user < 2100; user++) {
-        dr_user_t *u = dr_user_new_conf(user, dr_model_conf(a));
-        dr_event_t e = ev(user, 10 + user % 5, DR_EV_CLICK, 0, 7000);
-        assert_int_equal(dr_learner_apply(a, u, &e, 4, &r), 0);
-        dr_user_free(u);
-    }
+    click_alone(a, 2000, 100, 10, 5); /* 100 more engagements on a, sent to b */
     assert_int_equal(dr_model_sync_export(a, 1000, &buf, &len, &n), 0);
     assert_int_equal(dr_model_sync_import(b, buf, len, &applied, &skipped), 0);
     free(buf);
