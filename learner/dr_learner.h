@@ -16,11 +16,14 @@
  * users' events (docs/COLD-START.md).
  *
  * Lists rank by s(u,i) + β·c(u,i), where the co-engagement term
- *   c(u,i) = Σ_{j ∈ u's last L engaged items} n_ji / sqrt(n_i)
- * counts how often other users engaged with i within L engagements of j
- * (n_ji, a bounded table per item) against i's own engagements n_i: what
- * people engage with next to what this user just engaged with. It needs no
- * training and follows a user's newest interest at once (docs/BENCHMARKS.md).
+ *   c(u,i) = Σ_{k: u's last L engaged items j_k, newest first}
+ *              (1 + k)^-q · n_{j_k}^-a · n_{j_k,i} / n_i^b   (+ a second hop)
+ * counts how often other users engaged with i close after or before j
+ * (n_ji, a bounded table per item, exp(-distance/τ) a pair) against the
+ * items' own engagements n: what people engage with next to what this
+ * user just engaged with. Every count fades, halving every
+ * conf.cooc_halflife engagements. It needs no training and follows a
+ * user's newest interest at once (docs/LEARNER.md).
  *
  * Both terms only rank: the logistic model the inner loop fits (and its
  * prequential loss) is the factor part b_i + (û + v_u)·q_i, whose negatives
@@ -44,7 +47,6 @@
  * loop). dr_model_items() exposes the item matrix for the emitter, which
  * copies what it needs before scoring elsewhere. */
 #ifndef DR_LEARNER_H
-#define DR_COOC_HOP_SEEDS_MAX 8 /* learner.cooc.hop.seeds */
 #define DR_LEARNER_H
 
 #include <stdbool.h>
@@ -57,6 +59,7 @@
 /* Bounds that keep every record of ours finite and small. */
 #define DR_MAX_DIM 512
 #define DR_RECENT_MAX 64    /* per-user ring of recent events */
+#define DR_COOC_HOP_SEEDS_MAX 8 /* learner.cooc.hop.seeds */
 #define DR_HIDDEN_MAX 64    /* per-user hidden items kept out of lists (the newest; 512 bytes) */
 #define DR_HIDDEN_SOURCES 16 /* per-user hidden authors, and hidden topics (the newest; 128 bytes each) */
 #define DR_REST_COUNTERS 1024 /* 4-bit impression counters of the seen-posts filter (512 bytes) */
@@ -122,8 +125,8 @@ typedef struct dr_learner_conf {
                                       with the user's k-th previous one; 0: 1 to each */
     float cooc_query_decay;        /* q: the user's k-th last engaged item weighs
                                       (1 + k)^-q in its lists */
-    float cooc_source_norm;        /* α: a source's row weighs n_j^-α */
-    float cooc_candidate_norm;     /* β: a candidate's score is divided by n_c^β */
+    float cooc_source_norm;        /* a: a source's row weighs n_j^-a */
+    float cooc_candidate_norm;     /* b: a candidate's score is divided by n_c^b */
     float cooc_hop_weight;         /* the second hop's weight (model.c, add_second_hop); 0: off */
     int cooc_hop_seeds;            /* the first hop's best this many expand, <= DR_COOC_HOP_SEEDS_MAX */
     float cooc_hop_spread;         /* the hop weighs min(1, this / candidates the first scored); 0: 1 */

@@ -164,7 +164,7 @@ struct dr_model {
     /* co-engagement (conf.cooc_neighbors > 0) */
     dr__nbr_t *nbr;       /* n: each item's neighbour counts n_ji */
     float *engaged;       /* n: engagements per item, n_i, in its row's units */
-    float *engaged_norm;  /* n: n_i^-β as of cooc_ref (dr__set_engaged), kept
+    float *engaged_norm;  /* n: n_i^-b as of cooc_ref (dr__set_engaged), kept
                              beside n_i: the scoring loop is a gather, not a power */
     /* Counts fade by half every conf.cooc_halflife engagements. A row (an
      * item's n_i and neighbour counts) is stored in units of its own base:
@@ -262,7 +262,7 @@ struct dr_model {
 void dr__item_init(dr_model_t *m, size_t idx, int64_t item_id);
 /* Sets n_i and the factor the co-engagement term multiplies by. */
 void dr__set_engaged(dr_model_t *m, size_t idx, float n);
-/* Works every item's n_i^-β out again as of the clock (after the clock
+/* Works every item's n_i^-b out again as of the clock (after the clock
  * moved 20 half-lives, or was loaded). */
 void dr__cooc_rebase_norms(dr_model_t *m);
 /* Adds w (true units, as of now) to row idx's count of key, and n (true)

@@ -336,10 +336,11 @@ static double row_exponent(const dr_model_t *m, size_t idx, double clock) {
     return m->conf.cooc_halflife > 0 ? fmin(m->nbr_base[idx] - clock, 0.0) / m->conf.cooc_halflife : 0.0;
 }
 
-/* n_i (in its row's units), and n_i^-β as of cooc_ref that the term
- * multiplies a candidate's score by (× 2^(β(clock - ref)/H), common to all
- * candidates, at scoring: cooc_sources). A count below 1 counts as 1, as it
- * always has: an item's first engagements do not make it a favourite. */
+/* n_i (in its row's units), and n_i^-b as of cooc_ref (b =
+ * conf.cooc_candidate_norm) that the term multiplies a candidate's score by
+ * (× 2^(b(clock - ref)/H), common to all candidates: recent_engaged). A
+ * count below 1 counts as 1, as it always has: an item's first engagements
+ * do not make it a favourite. */
 void dr__set_engaged(dr_model_t *m, size_t idx, float n) {
     m->engaged[idx] = n;
     double h = m->conf.cooc_halflife;
@@ -373,7 +374,7 @@ static double norm_ref(const dr_model_t *m) {
 
 /* Moves the clock by n engagements; when it crosses into the next 20
  * half-lives, engaged_norm is worked out again (one pass over the items),
- * so the common factor of recent_engaged stays within 2^(20β). */
+ * so the common factor of recent_engaged stays within 2^(20b). */
 void dr__cooc_tick(dr_model_t *m, double n) {
     m->cooc_clock += n;
     if (norm_ref(m) != m->cooc_ref) dr__cooc_rebase_norms(m);
@@ -886,9 +887,9 @@ unsigned dr_user_regime_len(const dr_model_t *m, const dr_user_t *u) {
  * (impression outcomes, else labelled events) u has had since, τ =
  * conf.cooc_age (an engagement that many ignored impressions followed fades
  * from the user's lists, so a few chance clicks cannot hold them on one
- * topic); n_j^-α, its count as of now (below 1 counts as 1); the factor
+ * topic); n_j^-a, its count as of now (below 1 counts as 1); the factor
  * that takes the row's counts to true ones as of now, and the candidates'
- * n_c^-β from cooc_ref to now (dr__set_engaged). */
+ * n_c^-b from cooc_ref to now (dr__set_engaged). */
 static int recent_engaged(const dr_model_t *m, const dr_user_t *u, int32_t *out, float *weight,
                           int max) {
     int ring = m->conf.recent_items, n = 0;
@@ -1005,7 +1006,7 @@ static size_t hop_gather_rows(dr_model_t *m, const int32_t *rows, const float *w
     return touched;
 }
 
-/* The k-th touched item's sum over n_c^β, its slot cleared for the next use. */
+/* The k-th touched item's sum over n_c^b, its slot cleared for the next use. */
 static float hop_take(dr_model_t *m, size_t k, int32_t *item) {
     int32_t c = *item = m->hop_touched[k];
     float s = m->hop_acc[c] * m->engaged_norm[c];
@@ -1014,7 +1015,7 @@ static float hop_take(dr_model_t *m, size_t k, int32_t *item) {
 }
 
 /* The second hop: the first hop's best candidates (s1, the sources'
- * weighted rows over n_c^β) become sources too, each weighing its s1, so
+ * weighted rows over n_c^b) become sources too, each weighing its s1, so
  * that items engaged next to what the user is likely to engage next rank
  * too. The hop's scores are scaled to the first hop's largest, × the hop
  * weight, × min(1, spread / candidates the first hop scored): strong where
