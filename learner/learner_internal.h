@@ -270,6 +270,12 @@ void dr__cooc_rebase_norms(dr_model_t *m);
  * not counted. */
 int dr__cooc_add_synced(dr_model_t *m, size_t idx, int32_t key, float w);
 void dr__cooc_engaged_synced(dr_model_t *m, size_t idx, float n);
+/* A row loaded from a record made under another learner.cooc.halflife: its
+ * counts taken to true ones as of the clock (what they were worth under
+ * the half-life that made them) and its base to the clock, so that they
+ * fade under this one from now on. A no-op under the same half-life. The
+ * clock is the globals' (the pipeline loads them first). */
+void dr__cooc_convert_row(dr_model_t *m, size_t idx, float made_halflife);
 /* Moves the clock by n engagements counted elsewhere. */
 void dr__cooc_tick(dr_model_t *m, double n);
 /* q_i = W·e_i + δ_i for one content item, or for all of them. */

@@ -349,6 +349,21 @@ void dr__set_engaged(dr_model_t *m, size_t idx, float n) {
     m->engaged_norm[idx] = (float)exp2(-m->conf.cooc_candidate_norm * fmax(l, 0.0));
 }
 
+/* Row idx's counts × f (never below FLT_MIN: 0 reads as absent), n_i too,
+ * its units now as of the clock. */
+static void rescale_row(dr_model_t *m, size_t idx, float f) {
+    dr__nbr_t *t = &m->nbr[idx];
+    for (uint32_t s = 0; s < t->n; s++) t->e[s].w = fmaxf(t->e[s].w * f, FLT_MIN);
+    m->nbr_base[idx] = m->cooc_clock;
+    dr__set_engaged(m, idx, m->engaged[idx] * f);
+}
+
+void dr__cooc_convert_row(dr_model_t *m, size_t idx, float made_halflife) {
+    if (made_halflife == m->conf.cooc_halflife) return;
+    double e = made_halflife > 0 ? fmin(m->nbr_base[idx] - m->cooc_clock, 0.0) / made_halflife : 0.0;
+    rescale_row(m, idx, (float)exp2(e));
+}
+
 /* 2^((clock - base) / H): what a count added to row idx now weighs in its
  * units. A row whose base is 30 half-lives old is first rescaled to the
  * clock (its counts × 2^-30 or less, n_i too), so no weight overflows a
@@ -356,11 +371,7 @@ void dr__set_engaged(dr_model_t *m, size_t idx, float n) {
 static double row_gain(dr_model_t *m, size_t idx) {
     double e = -row_exponent(m, idx, m->cooc_clock);
     if (e < 30.0) return exp2(e);
-    float f = (float)exp2(-e);
-    dr__nbr_t *t = &m->nbr[idx];
-    for (uint32_t s = 0; s < t->n; s++) t->e[s].w = fmaxf(t->e[s].w * f, FLT_MIN); /* 0 reads as absent */
-    m->nbr_base[idx] = m->cooc_clock;
-    dr__set_engaged(m, idx, m->engaged[idx] * f);
+    rescale_row(m, idx, (float)exp2(-e));
     return 1.0;
 }
 

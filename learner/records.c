@@ -23,7 +23,8 @@
 #define ITEM_RECORD_VERSION 7 /* 2: + content embedding and δ_i; 3: + decayed positives and
                                  co-engagement; 4: + author and topic; 5: + publish time;
                                  6: + the author's pseudo-count and when it joined
-                                 its author; 7: + the co-engagement row's base;
+                                 its author; 7: + the co-engagement row's base
+                                 and the half-life its counts were made under;
                                  older still read */
 #define GLOBALS_RECORD_VERSION 4 /* 2: + outer-loop accumulator and past priors; 3: + population prior;
                                     4: + the co-engagement clock */
@@ -52,7 +53,7 @@ size_t dr_model_dirty_items(const dr_model_t *m) { return m->n_dirty + m->gone.n
 
 /* The largest item record: fixed fields, q_i, content and δ_i, neighbours. */
 size_t dr__item_record_cap(const dr_model_t *m) {
-    return 64 + 32 + (size_t)m->dim * 8 + (size_t)m->content_dim * 4 + (size_t)m->conf.cooc_neighbors * 12;
+    return 64 + 36 + (size_t)m->dim * 8 + (size_t)m->content_dim * 4 + (size_t)m->conf.cooc_neighbors * 12;
 }
 
 /* Version 3's tail: n_i, then the neighbour count and (item id, n_ji) pairs
@@ -152,6 +153,7 @@ int dr_model_drain_dirty_items(dr_model_t *m, dr_item_sink_fn fn, void *ctx) {
             dr_put_bytes(&w, m->delta + idx * (size_t)m->dim, (size_t)m->dim * 4);
         }
         dr_put_f64(&w, m->nbr_base[idx]); /* version 7 */
+        dr_put_f32(&w, m->conf.cooc_halflife);
         put_neighbors(m, idx, &w);
         int err = w.ok ? fn(ctx, m->ids[idx], m->rec_buf, w.len) : DR_ENOMEM;
         if (err) return err;
@@ -222,13 +224,17 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
         }
     }
     /* older: counted as of clock 0 (a globals record of theirs has no clock
-     * either); the globals may load before or after (model.c, row_exponent) */
+     * either) by counts that never faded; the globals may load before or
+     * after (model.c, row_exponent) */
     double base = ok && version >= 7 ? dr_get_f64(&r) : 0.0;
-    ok = ok && r.ok && base >= 0 && base <= STORED_MAX_COOC_CLOCK;
+    float made_halflife = ok && version >= 7 ? dr_get_f32(&r) : 0.0f;
+    ok = ok && r.ok && base >= 0 && base <= STORED_MAX_COOC_CLOCK &&
+         (made_halflife == 0 || (made_halflife >= 1 && made_halflife <= 1e12f));
     m->nbr_base[idx] = ok ? base : m->cooc_clock;
     int err = ok ? 0 : DR_ECORRUPT;
     /* the neighbours may add rows: nothing above holds a pointer past here */
     if (!err && version >= 3) err = get_neighbors(m, idx, item_id, &r);
+    if (!err) dr__cooc_convert_row(m, idx, made_halflife);
     else if (!err) { dr__set_engaged(m, idx, 0.0f); dr__nbr_clear(&m->nbr[idx]); }
     if (!err && r.pos != len) err = DR_ECORRUPT;
     if (err) {

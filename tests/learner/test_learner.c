@@ -776,6 +776,45 @@ static void test_coengagement_counts_fade(void **state) {
     dr_model_free(m);
 }
 
+/* Claim (a restart under another learner.cooc.halflife): the counts are
+ * what they were worth under the half-life that made them, as of the
+ * restart, and fade under the new one from there; with fading switched off
+ * they stay as they were at the restart. Read with the new half-life
+ * instead, a count added late to a row would weigh up to 2^30 too much. */
+static void test_coengagement_halflife_changed_between_restarts(void **state) {
+    (void)state;
+    dr_model_t *m = cooc_model(100);
+    click_pairs(m, 100, 40, 1, 2);
+    click_alone(m, 1000, 100, 3, 5); /* the clock at 180 */
+    int64_t id[4];
+    float w[4], engaged, w2[4], engaged2;
+    size_t row1 = (size_t)dr_model_item_index(m, 1, false);
+    assert_int_equal(dr_model_item_neighbors(m, (int64_t)row1, &engaged, id, w, 4), 1);
+    stored_items_t st = {.n = 0};
+    uint8_t *g;
+    size_t glen;
+    assert_int_equal(dr_model_encode_globals(m, &g, &glen), 0);
+    assert_int_equal(dr_model_drain_dirty_items(m, store_item, &st), 0);
+    float halflives[3] = {1000, 0, 100};
+    for (int h = 0; h < 3; h++) {
+        dr_model_t *m2 = cooc_model(halflives[h]);
+        assert_int_equal(dr_model_load_globals(m2, g, glen), 0); /* first, as the pipeline does */
+        for (size_t k = 0; k < st.n; k++) assert_int_equal(dr_model_load_item(m2, st.id[k], st.buf[k], st.len[k]), 0);
+        int64_t r2 = dr_model_item_index(m2, 1, false);
+        assert_int_equal(dr_model_item_neighbors(m2, r2, &engaged2, id, w2, 4), 1);
+        assert_float_equal(w2[0], w[0], w[0] * 1e-5f);
+        assert_float_equal(engaged2, engaged, engaged * 1e-5f);
+        click_alone(m2, 5000, 1000, 20, 5); /* 1,000 engagements later */
+        assert_int_equal(dr_model_item_neighbors(m2, r2, &engaged2, id, w2, 4), 1);
+        float want = halflives[h] == 0 ? w[0] : w[0] * exp2f(-1000.0f / halflives[h]);
+        assert_float_equal(w2[0], want, w[0] * 1e-4f);
+        dr_model_free(m2);
+    }
+    for (size_t k = 0; k < st.n; k++) free(st.buf[k]);
+    free(g);
+    dr_model_free(m);
+}
+
 /* Claim (learner.cooc.pair.decay): a new engagement adds exp(-k/τ) to its
  * pair with the user's k-th previous engaged item, both ways. */
 static void test_coengagement_pair_weights(void **state) {
@@ -880,9 +919,17 @@ static void test_item_record_neighbors_bounds(void **state) {
     float nb_w[8], engaged;
     assert_true(dr_model_item_neighbors(m4, dr_model_item_index(m4, 56, false), &engaged, nb_id, nb_w, 8) <= 4);
     dr_model_free(m4);
-    /* the row's base (version 7) sits before n_i and the count: a NaN, a
-     * negative clock and one past 2^52 are refused; an older record has none */
-    size_t base_pos = k.len - 6 * 12 - 8 - 8;
+    /* the row's base and half-life (version 7) sit before n_i and the count:
+     * a NaN, a negative clock and one past 2^52 are refused, and so are a
+     * NaN half-life and one below 1; an older record has none */
+    size_t halflife_pos = k.len - 6 * 12 - 8 - 4, base_pos = halflife_pos - 8;
+    float good_h, bad_h[3] = {NAN, -1.0f, 0.5f};
+    memcpy(&good_h, k.buf + halflife_pos, 4);
+    for (int b = 0; b < 3; b++) {
+        memcpy(k.buf + halflife_pos, &bad_h[b], 4);
+        assert_int_equal(dr_model_load_item(m2, 56, k.buf, k.len), DR_ECORRUPT);
+    }
+    memcpy(k.buf + halflife_pos, &good_h, 4);
     double good_base, bad_base[3] = {NAN, -1.0, 9007199254740992.0};
     memcpy(&good_base, k.buf + base_pos, 8);
     for (int b = 0; b < 3; b++) {
@@ -2206,6 +2253,7 @@ int main(void) {
         cmocka_unit_test(test_reads_version_1_item_record),
         cmocka_unit_test(test_coengagement_ranks_next_items),
         cmocka_unit_test(test_coengagement_counts_fade),
+        cmocka_unit_test(test_coengagement_halflife_changed_between_restarts),
         cmocka_unit_test(test_coengagement_pair_weights),
         cmocka_unit_test(test_coengagement_second_hop),
         cmocka_unit_test(test_sync_moves_the_clock),
