@@ -22,7 +22,8 @@ struct dr_emitter {
     float *U;                 /* batch × dim */
     float *pop_weight;        /* batch: the users' population-prior weights */
     dr_cooc_sources_t *cooc;  /* batch: the users' co-engagement sources, worked
-                                 out once for all chunks of the item matrix */
+                                 out once per list (all chunks of the item
+                                 matrix, or the retrieval path's two uses) */
     uint8_t *explore;         /* batch: the user's list explores topics */
     dr_emit_topic_best_t *topics; /* batch × DR_EMIT_EXPLORE_TOPICS */
     float *scores;            /* batch × scores_cap_items: one chunk of scores */

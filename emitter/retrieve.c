@@ -487,13 +487,14 @@ int dr__retrieval_score(dr_emitter_t *e, const dr_model_t *m, const dr_items_vie
         if (err) break;
         for (size_t j = 0; j < found; j++) add_candidate(r, &n, tail[j]);
         /* r->score is free until the candidates are scored */
-        size_t k = dr_model_coengagement_top(m, users[u], r->coengaged, r->score, M);
+        dr_model_cooc_sources(m, users[u], &e->cooc[u]); /* once for both uses below */
+        size_t k = dr_model_coengagement_top(m, &e->cooc[u], r->coengaged, r->score, M);
         for (size_t j = 0; j < k; j++) add_candidate(r, &n, r->coengaged[j]);
         for (size_t j = 0; j < r->n_trend; j++) add_candidate(r, &n, r->trend[j]);
         for (size_t j = 0; j < r->n_fresh; j++) add_candidate(r, &n, r->fresh[j]);
         for (size_t j = 0; j < r->n_popular; j++) add_candidate(r, &n, r->popular[j]);
         for (size_t i = r->indexed; i < items->n; i++) add_candidate(r, &n, (int64_t)i);
-        dr_model_scores_at(m, users[u], r->cand, n, r->score);
+        dr_model_scores_at_sources(m, users[u], &e->cooc[u], r->cand, n, r->score);
         dr_emit_topic_best_t *topics = e->explore[u] ? e->topics + u * DR_EMIT_EXPLORE_TOPICS : NULL;
         err = dr_emit_select(items, r->cand, r->score, n, e->conf.topk, e->excl[u].user, topics,
                              e->out + u * (size_t)e->conf.topk, &e->out_n[u]);

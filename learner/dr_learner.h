@@ -440,14 +440,20 @@ void dr_model_add_coengagement_sources(const dr_model_t *m, const dr_cooc_source
                                        size_t first, size_t n);
 /* For scorers that rank a candidate set instead of the whole catalog (the
  * emitter's retrieval path): */
-/* u's list scores (dr_model_score) of the n item indices idx, into out. */
+/* u's list scores (dr_model_score) of the n item indices idx, into out;
+ * the _sources form takes u's co-engagement sources worked out already
+ * (dr_model_cooc_sources), so that a caller that also asks for
+ * dr_model_coengagement_top works them out once. */
 void dr_model_scores_at(const dr_model_t *m, const dr_user_t *u, const int64_t *idx, size_t n,
                         float *out);
-/* Up to max item indices that u's co-engagement term favours most (each
- * once, by its whole term: summed in the model's scratch, so one thread
- * scores a model at a time). scratch: max floats. Returns the count. */
-size_t dr_model_coengagement_top(const dr_model_t *m, const dr_user_t *u, int64_t *idx, float *scratch,
-                                 size_t max);
+void dr_model_scores_at_sources(const dr_model_t *m, const dr_user_t *u, const dr_cooc_sources_t *src,
+                                const int64_t *idx, size_t n, float *out);
+/* Up to max item indices that the co-engagement term of sources src (a
+ * user's: dr_model_cooc_sources) favours most (each once, by its whole
+ * term: summed in the model's scratch, so one thread scores a model at a
+ * time). scratch: max floats. Returns the count. */
+size_t dr_model_coengagement_top(const dr_model_t *m, const dr_cooc_sources_t *src, int64_t *idx,
+                                 float *scratch, size_t max);
 /* Up to max item indices the trend term favours most now (the same for
  * every user it applies to), each once; 0 outside a trend period.
  * scratch: max floats. */

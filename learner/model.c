@@ -992,7 +992,6 @@ static int coengage(dr_model_t *m, const dr_event_t *ev, const int32_t *recent, 
 /* u's co-engagement sources: the rows that make its term, and their
  * weights (recent_engaged, then the second hop's seeds). */
 typedef dr_cooc_sources_t cooc_src_t;
-#define COOC_SRC_MAX DR_COOC_SOURCES_MAX
 
 /* Row r's counts added × w into the scratch, touched items listed. */
 static size_t hop_gather(dr_model_t *m, int32_t r, float w, size_t touched) {
@@ -1073,7 +1072,7 @@ static int add_second_hop(const dr_model_t *cm, cooc_src_t *src) {
     float scale = m->conf.cooc_hop_weight * max1 / max2;
     if (m->conf.cooc_hop_spread > 0 && (float)touched > m->conf.cooc_hop_spread)
         scale *= m->conf.cooc_hop_spread / (float)touched;
-    for (int t = 0; t < nb && src->n < COOC_SRC_MAX; t++) {
+    for (int t = 0; t < nb && src->n < DR_COOC_SOURCES_MAX; t++) {
         src->idx[src->n] = best[t];
         src->w[src->n++] = row_w[t] * scale;
     }
@@ -1154,14 +1153,12 @@ static void top_offer(top_heap_t *h, int64_t idx, float val) {
 
 static float list_score(const dr_model_t *m, const dr_user_t *u, const cooc_src_t *src, int64_t idx);
 
-size_t dr_model_coengagement_top(const dr_model_t *m, const dr_user_t *u, int64_t *idx, float *scratch,
-                                 size_t max) {
-    cooc_src_t src;
-    cooc_sources_of(m, u, &src);
+size_t dr_model_coengagement_top(const dr_model_t *m, const dr_cooc_sources_t *src, int64_t *idx,
+                                 float *scratch, size_t max) {
     top_heap_t h = {idx, scratch, 0, max};
     /* each item's whole term, summed in the model's scratch (add_second_hop) */
     dr_model_t *mm = (dr_model_t *)m;
-    size_t touched = hop_gather_rows(mm, src.idx, src.w, src.n);
+    size_t touched = hop_gather_rows(mm, src->idx, src->w, src->n);
     for (size_t k = 0; k < touched; k++) {
         int32_t c;
         float s = hop_take(mm, k, &c);
@@ -1194,11 +1191,16 @@ size_t dr_model_fresh_top(const dr_model_t *m, int64_t *idx, float *scratch, siz
     return h.n;
 }
 
+void dr_model_scores_at_sources(const dr_model_t *m, const dr_user_t *u, const dr_cooc_sources_t *src,
+                                const int64_t *idx, size_t n, float *out) {
+    for (size_t j = 0; j < n; j++) out[j] = list_score(m, u, src, idx[j]);
+}
+
 void dr_model_scores_at(const dr_model_t *m, const dr_user_t *u, const int64_t *idx, size_t n,
                         float *out) {
     cooc_src_t src;
     cooc_sources_of(m, u, &src);
-    for (size_t j = 0; j < n; j++) out[j] = list_score(m, u, &src, idx[j]);
+    dr_model_scores_at_sources(m, u, &src, idx, n, out);
 }
 
 size_t dr_model_item_neighbors(const dr_model_t *m, int64_t idx, float *engaged, int64_t *ids,
