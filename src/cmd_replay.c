@@ -298,20 +298,13 @@ static rd_kafka_t *make_reader(const char *bootstrap) {
     return make_client(RD_KAFKA_CONSUMER, props, sizeof(props) / sizeof(props[0]));
 }
 
+/* The topic's partition count (dr_ingest_topic_partitions); an error, said
+ * on stderr, when the metadata cannot be read or the topic does not exist. */
 static int partition_count(rd_kafka_t *rk, const char *topic, int *n) {
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
-    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, t, &md, 10000);
-    rd_kafka_topic_destroy(t);
-    if (err || md->topic_cnt != 1 || md->topics[0].err) {
-        fprintf(stderr, "driftrec: topic %s: %s\n", topic,
-                rd_kafka_err2str(err ? err : md->topics[0].err));
-        if (md) rd_kafka_metadata_destroy(md);
-        return DR_EKAFKA;
-    }
-    *n = md->topics[0].partition_cnt;
-    rd_kafka_metadata_destroy(md);
-    return 0;
+    int rc = dr_ingest_topic_partitions(rk, topic, 10000, n);
+    if (rc) fprintf(stderr, "driftrec: topic %s: the cluster's metadata could not be read: %s\n", topic, dr_strerror(rc));
+    else if (*n < 1) fprintf(stderr, "driftrec: topic %s: no such topic\n", topic);
+    return rc ? rc : *n < 1 ? DR_EKAFKA : 0;
 }
 
 /* Builds the assignment [from, to) per partition; fails clearly when the
