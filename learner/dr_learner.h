@@ -169,6 +169,9 @@ typedef struct dr_learner_conf {
      * an item of that age (a new post 1, one half-life old 0.5); 0: off */
     float fresh_weight;
     int64_t fresh_halflife_ms;
+    /* rating mode: refine the biased MF's prediction with the rating blend
+     * (learner/rating.c); false: the MF's own prediction */
+    bool rating_blend;
     uint64_t seed;
 } dr_learner_conf_t;
 
@@ -185,8 +188,25 @@ typedef struct dr_recent_event {
     float value;
     uint32_t sample;   /* the user's drift samples counted when it joined (low
                           32 bits): places it before or after a cut */
+    float residual;    /* rating mode: the rating less μ + b_u + b_i just after
+                          learning from it (learner/rating.c); else 0 */
     uint8_t type;
 } dr_recent_event_t;
+
+/* What the rating blend (learner/rating.c, docs/LEARNER.md) keeps per user:
+ * in effect how the user rates. All zero for a new user and in implicit mode. */
+#define DR_RATING_USER_INPUTS 6
+typedef struct dr_rating_user {
+    uint32_t n;            /* ratings learned from */
+    uint32_t session_n;    /* ... since the session began (a gap of an hour) */
+    float residual_sum;    /* Σ r - μ - the item's mean residual */
+    float error_sq;        /* Σ (r - μ - b_u - b_i - dot)² */
+    float ema[3];          /* r - μ - the item's mean residual, averaged at 0.5, 0.2, 0.05 */
+    float session_sum;     /* the same residuals, summed over the session */
+    float w[DR_RATING_USER_INPUTS]; /* the user's own stage: weights ... */
+    float p[DR_RATING_USER_INPUTS * DR_RATING_USER_INPUTS]; /* ... and their RLS covariance
+                                                               (all 0: not started) */
+} dr_rating_user_t;
 
 /* The items a user was shown without engaging, and those that rest
  * (learner/rest.c): a counting Bloom filter and two Bloom generations. */
@@ -245,6 +265,7 @@ typedef struct dr_user {
     dr_rest_filter_t rest;         /* seen posts that rest */
     dr_id_ring_t hidden_authors;   /* HIDE_AUTHOR: their items never in its lists */
     dr_id_ring_t hidden_topics;    /* HIDE_TOPIC: likewise */
+    dr_rating_user_t rating;       /* rating mode: the rating blend's per-user part */
     float v[];                     /* v_u, dim floats */
 } dr_user_t;
 

@@ -136,6 +136,55 @@ typedef struct dr__authors {
     uint64_t evicted;   /* authors dropped to make room, ever */
 } dr__authors_t;
 
+/* ---- the rating blend (rating.c) ----------------------------------------- */
+
+#define DR__RATING_INPUTS 12 /* the global stage's inputs, the constant 1 first */
+
+/* What the blend keeps per item: its ratings' statistics. */
+typedef struct dr__item_ratings {
+    float residual_sum; /* Σ r - μ - the rater's mean residual */
+    float error_sq;     /* Σ (r - μ - b_u - b_i - dot)² */
+    uint32_t n;         /* ratings */
+} dr__item_ratings_t;
+
+/* The global stage: a recursive-least-squares fit of r - base on the
+ * inputs, forgetting DR__RATING_FORGET per rating. */
+typedef struct dr__rating_blend {
+    double w[DR__RATING_INPUTS];
+    double p[DR__RATING_INPUTS * DR__RATING_INPUTS];
+    uint64_t n;          /* ratings it learned from (0: not started) */
+    float lo, hi;        /* the lowest and highest rating seen: predictions are
+                            clipped to them */
+} dr__rating_blend_t;
+
+/* One prediction, kept from the test for the train. */
+typedef struct dr__rating_pred {
+    double x[DR__RATING_INPUTS];     /* the global stage's inputs */
+    double x2[DR_RATING_USER_INPUTS]; /* the user's stage's */
+    double base;  /* μ + b_u + b_i + dot */
+    double y;     /* after the global stage */
+    double y2;    /* after the user's */
+    float item_mean, user_mean; /* the shrunk mean residuals it used */
+    float prediction; /* y2 clipped to the ratings seen */
+} dr__rating_pred_t;
+
+/* The blend's prediction of u's rating of item idx at event time ts; `dot`
+ * is the MF's (û + v_u)·q_i, base = μ + b_u + b_i + dot; near[0..n_near)
+ * the user's last engaged items (the co-engagement sources) with the
+ * residuals their ring entries keep. Writes p for dr__rating_learn().
+ * With the blend off (learner.rating.blend), base. */
+float dr__rating_predict(const dr_model_t *m, const dr_user_t *u, size_t idx, float base, float dot,
+                         int64_t ts, const int32_t *near, const float *near_residual, int n_near,
+                         dr__rating_pred_t *p);
+/* Learns from the rating r of the prediction p (after the MF's own step):
+ * both stages, then the user's and the item's statistics. Returns the
+ * residual the user's ring keeps with this rating (r less μ + b_u + b_i
+ * now). */
+float dr__rating_learn(dr_model_t *m, dr_user_t *u, size_t idx, float r, int64_t ts,
+                       const dr__rating_pred_t *p);
+/* The global stage back to its start. */
+void dr__rating_blend_reset(dr__rating_blend_t *b);
+
 /* ---- the model's state (model.c; its records in records.c) -------------- */
 
 #define DR__POP_GAMMA_MAX 100.0f /* bounds of the learned γ and τ: the term stays finite */
@@ -239,6 +288,8 @@ struct dr_model {
     int64_t now_ms;        /* event time: the newest event applied */
     int64_t clock_start_ms; /* the first event's time (0: none yet) */
     float *fresh_score;    /* n: 2^(-age / halflife) as of the last expiry pass */
+    dr__item_ratings_t *rated; /* n: rating mode, the rating blend's per-item part */
+    dr__rating_blend_t blend;  /* rating mode: the blend's global stage */
     size_t n_live;         /* rows holding an item: n_items less the free ones */
     size_t expire_cursor;  /* the expiry pass's next row */
     dr__rows_t free_rows;  /* rows a new item may take */
@@ -314,6 +365,10 @@ void dr__sync_free(dr_model_t *m);
 void dr__sync_coengage(dr_model_t *m, int32_t i, const int32_t *recent, const float *pair, int n);
 /* Rebuilds the id table with n slots (model.c). 0 or DR_ENOMEM. */
 int dr__rehash_slots(dr_model_t *m, size_t n);
+/* What item idx's stored co-engagement counts are multiplied by to be true
+ * ones as of the clock, and its n_i so taken (0 without the term). */
+double dr__cooc_scale(const dr_model_t *m, size_t idx);
+double dr__cooc_engaged(const dr_model_t *m, size_t idx);
 /* Marks an item for the next commit's write-back (model.c). */
 void dr__mark_item_dirty(dr_model_t *m, size_t idx);
 

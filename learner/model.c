@@ -66,6 +66,7 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->item_grace_ms = 3600000;    /* an hour between leaving lists and leaving the model */
     c->fresh_weight = 0.0f;        /* docs/CATALOG.md */
     c->fresh_halflife_ms = 21600000; /* six hours */
+    c->rating_blend = true;
     c->seed = 42;
     c->drift_enabled = true;
     dr_adwin_conf_default(&c->drift);
@@ -247,11 +248,12 @@ static unsigned ring_len(const dr_user_t *u, int ring) {
     return u->recent_len < ring ? u->recent_len : (unsigned)ring;
 }
 
-static void user_remember(dr_user_t *u, const dr_event_t *ev, int ring) {
+static void user_remember(dr_user_t *u, const dr_event_t *ev, int ring, float residual) {
     if (u->recent_head >= ring) u->recent_head = 0; /* see ring_slot */
     dr_recent_event_t *r = &u->recent[u->recent_head];
     r->item_id = ev->item_id;
     r->value = ev->value;
+    r->residual = residual;
     r->type = (uint8_t)ev->type;
     r->sample = (uint32_t)u->drift_samples;
     u->recent_head = (uint16_t)((u->recent_head + 1) % ring);
@@ -315,7 +317,8 @@ static int grow_items(dr_model_t *m) {
         grow_array((void **)&m->author_joined, sizeof(uint64_t), n) ||
         grow_array((void **)&m->trend_count, sizeof(uint32_t), n) ||
         grow_array((void **)&m->trend_score, sizeof(float), n) ||
-        grow_array((void **)&m->fresh_score, sizeof(float), n))
+        grow_array((void **)&m->fresh_score, sizeof(float), n) ||
+        grow_array((void **)&m->rated, sizeof(dr__item_ratings_t), n))
         return DR_ENOMEM;
     /* item_init clears a row's table: it must start as a valid empty one */
     memset(m->nbr + m->cap_items, 0, (n - m->cap_items) * sizeof(dr__nbr_t));
@@ -334,6 +337,13 @@ static int grow_items(dr_model_t *m) {
  * instance's store) counts as now, so nothing is ever scaled up. */
 static double row_exponent(const dr_model_t *m, size_t idx, double clock) {
     return m->conf.cooc_halflife > 0 ? fmin(m->nbr_base[idx] - clock, 0.0) / m->conf.cooc_halflife : 0.0;
+}
+
+double dr__cooc_scale(const dr_model_t *m, size_t idx) { return exp2(row_exponent(m, idx, m->cooc_clock)); }
+
+double dr__cooc_engaged(const dr_model_t *m, size_t idx) {
+    if (m->conf.cooc_neighbors == 0) return 0.0;
+    return m->engaged[idx] * exp2(row_exponent(m, idx, m->cooc_clock));
 }
 
 /* n_i (in its row's units), and n_i^-b as of cooc_ref (b =
@@ -430,6 +440,7 @@ void dr__item_init(dr_model_t *m, size_t idx, int64_t item_id) {
     m->trend_count[idx] = 0;
     m->trend_score[idx] = 0.0f;
     m->fresh_score[idx] = 1.0f;
+    memset(&m->rated[idx], 0, sizeof(m->rated[idx]));
 }
 
 static void mark_item_dirty(dr_model_t *m, size_t idx) {
@@ -612,6 +623,7 @@ int dr_model_new(dr_model_t **out, const dr_learner_conf_t *conf, char *errstr, 
     if (!m) goto out_nomem;
     m->conf = *conf;
     m->dim = conf->dim;
+    dr__rating_blend_reset(&m->blend);
     m->prior = calloc((size_t)m->dim, sizeof(float));
     m->scratch = calloc((size_t)m->dim, sizeof(float));
     m->reptile_sum = calloc((size_t)m->dim, sizeof(double));
@@ -687,6 +699,7 @@ void dr_model_free(dr_model_t *m) {
     free(m->trend_count);
     free(m->trend_score);
     free(m->fresh_score);
+    free(m->rated);
     free(m->rec_buf);
     dr__sync_free(m);
     free(m);
@@ -900,9 +913,10 @@ unsigned dr_user_regime_len(const dr_model_t *m, const dr_user_t *u) {
  * from the user's lists, so a few chance clicks cannot hold them on one
  * topic); n_j^-a, its count as of now (below 1 counts as 1); the factor
  * that takes the row's counts to true ones as of now, and the candidates'
- * n_c^-b from cooc_ref to now (dr__set_engaged). */
+ * n_c^-b from cooc_ref to now (dr__set_engaged); and (residual not NULL)
+ * the residual its ring entry keeps (rating mode, learner/rating.c). */
 static int recent_engaged(const dr_model_t *m, const dr_user_t *u, int32_t *out, float *weight,
-                          int max) {
+                          float *residual, int max) {
     int ring = m->conf.recent_items, n = 0;
     unsigned len = dr_user_regime_len(m, u);
     double common = m->conf.cooc_halflife > 0 ? m->conf.cooc_candidate_norm * (m->cooc_clock - m->cooc_ref) /
@@ -925,6 +939,7 @@ static int recent_engaged(const dr_model_t *m, const dr_user_t *u, int32_t *out,
             if (m->conf.cooc_age > 0) w *= m->conf.cooc_age / (m->conf.cooc_age + age);
             weight[n] = (float)w;
         }
+        if (residual) residual[n] = r->residual;
         out[n++] = (int32_t)idx;
     }
     return n;
@@ -1083,7 +1098,7 @@ static int add_second_hop(const dr_model_t *cm, cooc_src_t *src) {
 static int cooc_sources_of(const dr_model_t *m, const dr_user_t *u, cooc_src_t *src) {
     src->n = 0;
     if (m->conf.cooc_neighbors == 0 || m->conf.cooc_weight == 0) return 0;
-    src->n = recent_engaged(m, u, src->idx, src->w, m->conf.cooc_window);
+    src->n = recent_engaged(m, u, src->idx, src->w, NULL, m->conf.cooc_window);
     return add_second_hop(m, src);
 }
 
@@ -1607,23 +1622,28 @@ static int learn_implicit(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uin
     return 0;
 }
 
-static int learn_rating(dr_model_t *m, dr_user_t *u, const dr_event_t *ev,
-                        dr_apply_result_t *res) {
+static int learn_rating(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, const cooc_src_t *recent,
+                        const float *recent_residual, dr_apply_result_t *res, float *residual) {
     if (ev->type != DR_EV_RATE) return 0;
     size_t idx = 0;
     int err = item_for(m, ev->item_id, &idx);
     if (err) return err;
-    float pred = (float)m->mu + u->bias + factor_score(m, u, (int64_t)idx);
+    float score = factor_score(m, u, (int64_t)idx);
+    float base = (float)m->mu + u->bias + score;
+    dr__rating_pred_t blend;
+    float pred = dr__rating_predict(m, u, idx, base, score - m->bias[idx], ev->timestamp_ms, recent->idx,
+                                    recent_residual, recent->n, &blend);
     float e = pred - ev->value;
     res->prediction = pred;
     res->loss = e * e;
     drift_sample(res, fminf(e * e, 4.0f) / 4.0f);
     res->learned = true;
     res->updates = 1;
-    e = clampf(e, m->conf.grad_clip);
+    e = clampf(base - ev->value, m->conf.grad_clip); /* the MF learns its own error */
     u->bias -= user_lr(m, u) * (e + m->conf.reg_user * u->bias);
     if (!isfinite(u->bias)) u->bias = 0.0f;
     sgd_step(m, u, idx, e, m->conf.reg_user);
+    *residual = dr__rating_learn(m, u, idx, ev->value, ev->timestamp_ms, &blend);
     m->n_ratings++;
     m->mu += (ev->value - m->mu) / (double)m->n_ratings;
     pop_observe(m, idx);
@@ -1638,8 +1658,9 @@ int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t
      * coengage() counts and the sources of the scores pop_meta_observe()
      * compares (one look-up for both, before this event's rows exist) */
     cooc_src_t src;
+    float src_residual[DR_COOC_SOURCES_MAX]; /* rating mode: the rating blend's neighbours */
     src.n = m->conf.cooc_neighbors > 0 && engages(&m->conf, (uint8_t)ev->type, ev->value)
-                ? recent_engaged(m, u, src.idx, src.w, m->conf.cooc_window)
+                ? recent_engaged(m, u, src.idx, src.w, src_residual, m->conf.cooc_window)
                 : 0;
     const int32_t *recent = src.idx;
     int n_recent = src.n;
@@ -1652,7 +1673,8 @@ int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t
     if (!err) err = coengage_reserve(m, ev, recent, n_recent);
     if (err) return err;
     rebase_user(m, u);
-    err = m->conf.mode == DR_MODE_RATING ? learn_rating(m, u, ev, res)
+    float residual = 0.0f; /* rating mode: what u's ring keeps with the rating */
+    err = m->conf.mode == DR_MODE_RATING ? learn_rating(m, u, ev, &src, src_residual, res, &residual)
                                          : learn_implicit(m, u, ev, event_seed, &plan, &src, res);
     if (!err) err = coengage(m, ev, recent, n_recent);
     if (err) return err; /* not reached: prepared above */
@@ -1674,7 +1696,7 @@ int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t
         u->last_cut_event = u->events_applied;
     }
     /* after the samples: the event's ring entry counts its own outcome */
-    if (ev->type != DR_EV_IMPRESSION) user_remember(u, ev, m->conf.recent_items);
+    if (ev->type != DR_EV_IMPRESSION) user_remember(u, ev, m->conf.recent_items, residual);
     if (dr_event_is_hide(ev->type)) user_hide(u, ev->item_id);
     if (ev->type == DR_EV_HIDE_AUTHOR || ev->type == DR_EV_HIDE_TOPIC) {
         int64_t idx = dr_model_item_index(m, ev->item_id, false); /* learned above: known */

@@ -19,15 +19,16 @@
 #include "dr_err.h"
 #include "learner_internal.h"
 
-#define USER_RECORD_VERSION 9 /* 2: + drift detector; 3: + last list scores; 4: + prior version; 5: + drift regime; 6: + hidden items; 7: + seen posts filter; 8: + hidden authors and topics; 9: + the last re-adaptation's sample; older still read */
-#define ITEM_RECORD_VERSION 7 /* 2: + content embedding and δ_i; 3: + decayed positives and
+#define USER_RECORD_VERSION 10 /* 2: + drift detector; 3: + last list scores; 4: + prior version; 5: + drift regime; 6: + hidden items; 7: + seen posts filter; 8: + hidden authors and topics; 9: + the last re-adaptation's sample; 10: + the rating blend's part and the ring's residuals; older still read */
+#define ITEM_RECORD_VERSION 8 /* 2: + content embedding and δ_i; 3: + decayed positives and
                                  co-engagement; 4: + author and topic; 5: + publish time;
                                  6: + the author's pseudo-count and when it joined
                                  its author; 7: + the co-engagement row's base
                                  and the half-life its counts were made under;
+                                 8: + the rating blend's statistics;
                                  older still read */
-#define GLOBALS_RECORD_VERSION 4 /* 2: + outer-loop accumulator and past priors; 3: + population prior;
-                                    4: + the co-engagement clock */
+#define GLOBALS_RECORD_VERSION 5 /* 2: + outer-loop accumulator and past priors; 3: + population prior;
+                                    4: + the co-engagement clock; 5: + the rating blend */
 
 /* Co-engagement clocks a record may hold: engagements, far below 2^53
  * (where a double stops counting by one). */
@@ -53,7 +54,7 @@ size_t dr_model_dirty_items(const dr_model_t *m) { return m->n_dirty + m->gone.n
 
 /* The largest item record: fixed fields, q_i, content and δ_i, neighbours. */
 size_t dr__item_record_cap(const dr_model_t *m) {
-    return 64 + 36 + (size_t)m->dim * 8 + (size_t)m->content_dim * 4 + (size_t)m->conf.cooc_neighbors * 12;
+    return 64 + 48 + (size_t)m->dim * 8 + (size_t)m->content_dim * 4 + (size_t)m->conf.cooc_neighbors * 12;
 }
 
 /* Version 3's tail: n_i, then the neighbour count and (item id, n_ji) pairs
@@ -155,6 +156,9 @@ int dr_model_drain_dirty_items(dr_model_t *m, dr_item_sink_fn fn, void *ctx) {
         dr_put_f64(&w, m->nbr_base[idx]); /* version 7 */
         dr_put_f32(&w, m->conf.cooc_halflife);
         put_neighbors(m, idx, &w);
+        dr_put_f32(&w, m->rated[idx].residual_sum); /* version 8 */
+        dr_put_f32(&w, m->rated[idx].error_sq);
+        dr_put_u32(&w, m->rated[idx].n);
         int err = w.ok ? fn(ctx, m->ids[idx], m->rec_buf, w.len) : DR_ENOMEM;
         if (err) return err;
         m->dirty[idx] = 0;
@@ -235,7 +239,14 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
     /* the neighbours may add rows: nothing above holds a pointer past here */
     if (!err && version >= 3) err = get_neighbors(m, idx, item_id, &r);
     if (!err) dr__cooc_convert_row(m, idx, made_halflife);
-    else if (!err) { dr__set_engaged(m, idx, 0.0f); dr__nbr_clear(&m->nbr[idx]); }
+    if (!err && version >= 8) { /* older: no ratings counted yet */
+        dr__item_ratings_t *rated = &m->rated[idx];
+        rated->residual_sum = dr_get_f32(&r);
+        rated->error_sq = dr_get_f32(&r);
+        rated->n = dr_get_u32(&r);
+        if (!r.ok || !isfinite(rated->residual_sum) || !(rated->error_sq >= 0 && rated->error_sq < INFINITY))
+            err = DR_ECORRUPT;
+    }
     if (!err && r.pos != len) err = DR_ECORRUPT;
     if (err) {
         if (m->has_content[idx]) m->n_content--;
@@ -248,8 +259,44 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
     return 0;
 }
 
+/* Version 5's rating blend: ratings learned from; with any, the range seen
+ * and the global stage (its input count, weights, covariance). */
+static void put_blend(const dr__rating_blend_t *b, dr_writer_t *w) {
+    dr_put_u64(w, b->n);
+    if (b->n == 0) return;
+    dr_put_f32(w, b->lo);
+    dr_put_f32(w, b->hi);
+    dr_put_u16(w, DR__RATING_INPUTS);
+    for (int k = 0; k < DR__RATING_INPUTS; k++) dr_put_f64(w, b->w[k]);
+    for (int k = 0; k < DR__RATING_INPUTS * DR__RATING_INPUTS; k++) dr_put_f64(w, b->p[k]);
+}
+
+/* False for a blend no writer of ours makes. One of another input count (a
+ * build that blends other inputs) starts the stage again. */
+static bool get_blend(dr__rating_blend_t *b, dr_reader_t *r) {
+    dr__rating_blend_reset(b);
+    uint64_t n = dr_get_u64(r);
+    if (n == 0) return r->ok;
+    float lo = dr_get_f32(r), hi = dr_get_f32(r);
+    uint16_t inputs = dr_get_u16(r);
+    if (!r->ok || !isfinite(lo) || !isfinite(hi) || lo > hi) return false;
+    if (inputs != DR__RATING_INPUTS) {
+        r->pos += (size_t)inputs * (inputs + 1u) * 8u;
+        if (r->pos > r->len) return false;
+    } else {
+        bool finite = true;
+        for (int k = 0; k < DR__RATING_INPUTS; k++) finite &= isfinite(b->w[k] = dr_get_f64(r));
+        for (int k = 0; k < DR__RATING_INPUTS * DR__RATING_INPUTS; k++) finite &= isfinite(b->p[k] = dr_get_f64(r));
+        if (!r->ok || !finite) { dr__rating_blend_reset(b); return false; }
+    }
+    b->n = n;
+    b->lo = lo;
+    b->hi = hi;
+    return true;
+}
+
 int dr_model_encode_globals(const dr_model_t *m, uint8_t **out, size_t *len) {
-    size_t cap = 64 + 52 + (size_t)m->dim * 4 + DR_POP_RING * 8 + 4 + (size_t)m->dim * 8 +
+    size_t cap = 64 + 52 + 20 + 8 * (DR__RATING_INPUTS + 1) * DR__RATING_INPUTS + (size_t)m->dim * 4 + DR_POP_RING * 8 + 4 + (size_t)m->dim * 8 +
                  DR_PRIOR_HISTORY * (8 + (size_t)m->dim * 4) + 2 + (size_t)m->dim * (size_t)m->content_dim * 4;
     uint8_t *buf = malloc(cap);
     if (!buf) return DR_ENOMEM;
@@ -275,6 +322,7 @@ int dr_model_encode_globals(const dr_model_t *m, uint8_t **out, size_t *len) {
     dr_put_f64(&w, m->pop_grad_log_tau);
     dr_put_u32(&w, m->pop_grad_n);
     dr_put_f64(&w, m->cooc_clock); /* version 4 */
+    put_blend(&m->blend, &w);      /* version 5 */
     dr_put_u16(&w, (uint16_t)m->content_dim);
     dr_put_bytes(&w, m->W, (size_t)m->dim * (size_t)m->content_dim * 4);
     *out = buf;
@@ -342,6 +390,7 @@ int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
         double clock = version >= 4 ? dr_get_f64(&r) : 0.0; /* older: item records have no base */
         if (clock >= 0 && clock <= STORED_MAX_COOC_CLOCK) m->cooc_clock = clock;
         else sums_finite = false;
+        if (version >= 5 && !get_blend(&m->blend, &r)) sums_finite = false; /* older: no blend yet */
         uint16_t c = dr_get_u16(&r);
         if (c == m->content_dim) {
             dr_get_bytes(&r, m->W, (size_t)m->dim * c * 4);
@@ -385,7 +434,7 @@ int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
     size_t cap = 64 + 28 + (size_t)u->recent_len * 17 + (size_t)u->pending_len * 16 +
                  (size_t)u->last_list_len * 12 + (size_t)dim * 4 + 12 + 8 + 2 + (size_t)u->hidden_len * 8 +
                  1 + sizeof(u->rest) + 2 * (2 + DR_HIDDEN_SOURCES * 8) +
-                 8 + dr_adwin_serialized_size(&u->drift);
+                 8 + dr_adwin_serialized_size(&u->drift) + 1 + sizeof(u->rating) + (size_t)u->recent_len * 4;
     uint8_t *buf = malloc(cap);
     if (!buf) return DR_ENOMEM;
     dr_writer_t w = {buf, 0, cap, true};
@@ -442,6 +491,21 @@ int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
     put_ids(&w, u->hidden_topics.id, u->hidden_topics.len, u->hidden_topics.head);
     /* version 9: where the last re-adaptation's exploration counts from */
     dr_put_u64(&w, u->readapt_sample);
+    /* version 10: the rating blend's part, when it holds anything (rating
+     * mode), with the ring's residuals */
+    const dr_rating_user_t *ru = &u->rating;
+    dr_put_u8(&w, ru->n > 0);
+    if (ru->n > 0) {
+        dr_put_u32(&w, ru->n);
+        dr_put_u32(&w, ru->session_n);
+        dr_put_f32(&w, ru->residual_sum);
+        dr_put_f32(&w, ru->error_sq);
+        for (int k = 0; k < 3; k++) dr_put_f32(&w, ru->ema[k]);
+        dr_put_f32(&w, ru->session_sum);
+        for (int k = 0; k < DR_RATING_USER_INPUTS; k++) dr_put_f32(&w, ru->w[k]);
+        for (int k = 0; k < DR_RATING_USER_INPUTS * DR_RATING_USER_INPUTS; k++) dr_put_f32(&w, ru->p[k]);
+        for (unsigned i = 0; i < u->recent_len; i++) dr_put_f32(&w, u->recent[i].residual);
+    }
     if (!w.ok) { free(buf); return DR_ENOMEM; }
     *out = buf;
     *len = w.len;
@@ -498,6 +562,29 @@ static int get_drift(dr_user_t *u, const dr_adwin_conf_t *conf, dr_reader_t *r) 
     if (err) return err == DR_ENOMEM ? DR_ENOMEM : DR_ECORRUPT;
     r->pos += used;
     return 0;
+}
+
+/* Version 10's rating part (see dr_user_encode): false for one no writer of
+ * ours makes. Older records, and users without ratings: all zero. */
+static bool get_rating(dr_reader_t *r, dr_rating_user_t *ru, dr_recent_event_t *stored, unsigned recent_len) {
+    uint8_t has = dr_get_u8(r);
+    if (has > 1) return false;
+    if (!has) return r->ok;
+    ru->n = dr_get_u32(r);
+    ru->session_n = dr_get_u32(r);
+    ru->residual_sum = dr_get_f32(r);
+    ru->error_sq = dr_get_f32(r);
+    for (int k = 0; k < 3; k++) ru->ema[k] = dr_get_f32(r);
+    ru->session_sum = dr_get_f32(r);
+    for (int k = 0; k < DR_RATING_USER_INPUTS; k++) ru->w[k] = dr_get_f32(r);
+    for (int k = 0; k < DR_RATING_USER_INPUTS * DR_RATING_USER_INPUTS; k++) ru->p[k] = dr_get_f32(r);
+    for (unsigned i = 0; i < recent_len; i++) stored[i].residual = dr_get_f32(r);
+    bool finite = isfinite(ru->residual_sum) && isfinite(ru->session_sum) && all_finite(ru->ema, 3) &&
+                  all_finite(ru->w, DR_RATING_USER_INPUTS) &&
+                  all_finite(ru->p, DR_RATING_USER_INPUTS * DR_RATING_USER_INPUTS);
+    for (unsigned i = 0; i < recent_len; i++) finite &= isfinite(stored[i].residual);
+    return r->ok && finite && ru->n > 0 && ru->session_n <= ru->n && ru->error_sq >= 0 &&
+           ru->error_sq < INFINITY;
 }
 
 int dr_user_decode(int64_t user_id, const dr_learner_conf_t *conf, const void *rec, size_t len,
@@ -592,6 +679,7 @@ int dr_user_decode(int64_t user_id, const dr_learner_conf_t *conf, const void *r
     /* older: the re-adaptation's exploration counts from the regime's start */
     u->readapt_sample = version >= 9 ? dr_get_u64(&r) : u->regime_from;
     if (u->readapt_sample > u->drift_samples) goto out_err;
+    if (version >= 10 && !get_rating(&r, &u->rating, stored, recent_len)) goto out_err;
     if (!r.ok || r.pos != len || u->prior_version < -1) goto out_err;
     recent_fit(u, stored, recent_len, recent_head, (unsigned)conf->recent_items);
     *out = u;

@@ -13,7 +13,11 @@
  * topics (version 8). */
 #define RING_BYTES(r) (2 + 8 * (size_t)(r).len)
 #define REST_BYTES(u) (1 + ((u)->rest.gen_start_ms ? 8 + sizeof((u)->rest.counts) + sizeof((u)->rest.resting) : 0) + \
-                       RING_BYTES((u)->hidden_authors) + RING_BYTES((u)->hidden_topics) + 8 /* v9 */)
+                       RING_BYTES((u)->hidden_authors) + RING_BYTES((u)->hidden_topics) + 8 /* v9 */ + \
+                       RATING_BYTES(u))
+/* version 10: the rating blend's part, with a residual per ring entry, when the user has ratings */
+#define RATING_BYTES(u) (1 + ((u)->rating.n ? 4 * (8 + DR_RATING_USER_INPUTS * (1 + DR_RATING_USER_INPUTS)) + \
+                                                  4 * (size_t)(u)->recent_len : 0))
 
 static dr_model_t *new_model(dr_learn_mode_t mode) {
     dr_learner_conf_t c;
@@ -332,7 +336,7 @@ static void test_reads_version_2_user_record(void **state) {
     uint8_t *rec;
     size_t len;
     assert_int_equal(dr_user_encode(u, c->dim, &rec, &len), 0);
-    assert_int_equal(rec[0], 9);
+    assert_int_equal(rec[0], 10);
     rec[0] = 2;
     /* v3: + scores, v4: + the prior version, v5: + the drift regime, v6: + hidden items (none) */
     size_t v2_len = len - 3 * sizeof(float) - sizeof(int64_t) - 28 - 4 * (size_t)u->recent_len - 2 -
@@ -921,8 +925,9 @@ static void test_item_record_neighbors_bounds(void **state) {
     dr_model_free(m4);
     /* the row's base and half-life (version 7) sit before n_i and the count:
      * a NaN, a negative clock and one past 2^52 are refused, and so are a
-     * NaN half-life and one below 1; an older record has none */
-    size_t halflife_pos = k.len - 6 * 12 - 8 - 4, base_pos = halflife_pos - 8;
+     * NaN half-life and one below 1; an older record has none (version 8's
+     * rating statistics, 12 bytes, come last) */
+    size_t halflife_pos = k.len - 12 - 6 * 12 - 8 - 4, base_pos = halflife_pos - 8;
     float good_h, bad_h[3] = {NAN, -1.0f, 0.5f};
     memcpy(&good_h, k.buf + halflife_pos, 4);
     for (int b = 0; b < 3; b++) {
@@ -938,17 +943,18 @@ static void test_item_record_neighbors_bounds(void **state) {
     }
     memcpy(k.buf + base_pos, &good_base, 8);
     assert_int_equal(dr_model_load_item(m2, 56, k.buf, k.len), 0);
-    /* the globals' clock sits before the content dimension (0 here): the same */
+    /* the globals' clock sits before the rating blend (none here: its count,
+     * 8 bytes) and the content dimension (0 here): the same */
     uint8_t *g;
     size_t glen;
     assert_int_equal(dr_model_encode_globals(m, &g, &glen), 0);
     for (int b = 0; b < 3; b++) {
-        memcpy(g + glen - 2 - 8, &bad_base[b], 8);
+        memcpy(g + glen - 2 - 8 - 8, &bad_base[b], 8);
         assert_int_equal(dr_model_load_globals(m2, g, glen), DR_ECORRUPT);
     }
     free(g);
     /* the neighbour count sits 4 bytes before the pairs: make it huge */
-    size_t n_pos = k.len - 6 * 12 - 4;
+    size_t n_pos = k.len - 12 - 6 * 12 - 4;
     uint32_t huge = 0x7fffffff;
     memcpy(k.buf + n_pos, &huge, 4);
     assert_int_equal(dr_model_load_item(m2, 56, k.buf, k.len), DR_ECORRUPT);

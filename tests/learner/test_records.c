@@ -276,7 +276,7 @@ static void test_hostile_user_bytes(void **state) {
     assert_int_equal(decode_patched(&c, rec, len, adwin + 1, &b, 1), DR_ECORRUPT);
     /* a score of the last list that is not finite (then the prior version
      * and version 5's regime: 28 bytes and a sample count per recent event) */
-    size_t regime = len - 8 /* v9 */ - 28 - 4u * u->recent_len - 2 - 8u * u->hidden_len - /* then v6's hidden items */
+    size_t regime = len - 1 /* v10, no ratings */ - 8 /* v9 */ - 28 - 4u * u->recent_len - 2 - 8u * u->hidden_len - /* then v6's hidden items */
                     (1 + (u->rest.gen_start_ms ? 8 + sizeof(u->rest.counts) + sizeof(u->rest.resting) : 0)); /* and v7's filter */
     size_t scores = regime - 8 - 4u * u->last_list_len;
     assert_int_equal(decode_patched(&c, rec, len, scores, &nan, 4), DR_ECORRUPT);

@@ -1,0 +1,330 @@
+/* test_rating.c - claims of learner/rating.c, the rating blend: it learns
+ * what the biased MF cannot (a user's mood of the session), a restored
+ * model predicts to the bit what the one before did, records from before
+ * the blend load with its state empty, hostile bytes in its part of a
+ * record are refused, and extreme ratings leave every prediction finite
+ * and within the ratings seen. White box: it reads the global stage's
+ * input count from learner_internal.h to find its bytes. */
+#include "dr_test.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dr_bytes.h"
+#include "dr_err.h"
+#include "learner_internal.h"
+
+#define DIM 8
+#define USERS 120
+#define ITEMS 60
+
+static dr_model_t *rating_model(bool blend) {
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.mode = DR_MODE_RATING;
+    c.dim = DIM;
+    c.lr_user = 0.1f; /* what --mode rating picks (src/config.c) */
+    c.init_scale = 0.1f;
+    c.reg_user = 0.1f;
+    c.reg_item = 0.01f;
+    c.rating_blend = blend;
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    return m;
+}
+
+/* Rating t of the stream. Users rate in sessions of SESSION ratings a
+ * minute apart (the same user's next session comes hours later); items
+ * have a quality q_i in [-1, 1], and each session a mood of its own in
+ * [-1, 1] moves every rating in it: r = 3 + q_i + mood + noise, in half
+ * stars within [0.5, 5]. An SGD step on b_u follows a mood only partly
+ * before the session ends; the blend's fast averages of the user's
+ * residuals and its session term follow it within a rating or two. */
+#define SESSION 10
+static dr_event_t stream_rating(int t, const double *quality) {
+    uint64_t s = dr_mix64((uint64_t)t * 0x9e3779b97f4a7c15u + 1);
+    int64_t session = t / SESSION, user = session % USERS;
+    int64_t item = (int64_t)(dr_rand64(&s) % ITEMS);
+    uint64_t ms = dr_mix64((uint64_t)session + 7);
+    double mood = dr_rand01(&ms) * 2.0 - 1.0;
+    double r = 3.0 + quality[item] + mood + (dr_rand01(&s) - 0.5) * 0.5;
+    r = fmin(fmax(round(r * 2.0) / 2.0, 0.5), 5.0);
+    dr_event_t e = {user, 1000 + item, DR_EV_RATE, (float)r, (int64_t)t * 60000};
+    return e;
+}
+
+static void qualities(double *quality) {
+    uint64_t s = 42;
+    for (int i = 0; i < ITEMS; i++) quality[i] = dr_rand01(&s) * 2.0 - 1.0;
+}
+
+/* Applies ratings [from, to) of the stream; returns their mean absolute
+ * error (prequential: each predicted before it is learned). */
+static double run_stream(dr_model_t *m, dr_user_t **users, int from, int to, const double *quality) {
+    double abs_err = 0.0;
+    for (int t = from; t < to; t++) {
+        dr_event_t e = stream_rating(t, quality);
+        dr_apply_result_t r;
+        assert_int_equal(dr_learner_apply(m, users[e.user_id], &e, (uint64_t)t, &r), 0);
+        assert_true(r.learned);
+        abs_err += fabs(r.prediction - e.value);
+    }
+    return abs_err / (to - from);
+}
+
+static void new_users(dr_user_t **users) {
+    for (int u = 0; u < USERS; u++) users[u] = dr_user_new(u, DIM);
+}
+
+static void free_users(dr_user_t **users) {
+    for (int u = 0; u < USERS; u++) dr_user_free(users[u]);
+}
+
+/* The blend follows what the MF cannot (a user's mood of the session):
+ * over the second half of the stream its error is well below the MF's
+ * alone (learner.rating.blend false). */
+static void test_blend_follows_the_session(void **state) {
+    (void)state;
+    double quality[ITEMS], mae[2];
+    qualities(quality);
+    for (int blend = 0; blend < 2; blend++) {
+        dr_model_t *m = rating_model(blend);
+        dr_user_t *users[USERS];
+        new_users(users);
+        run_stream(m, users, 0, 6000, quality);
+        mae[blend] = run_stream(m, users, 6000, 12000, quality);
+        free_users(users);
+        dr_model_free(m);
+    }
+    print_message("      mae, second half: MF %.4f, blend %.4f (%.3fx)\n", mae[0], mae[1], mae[1] / mae[0]);
+    assert_true(mae[1] < 0.8 * mae[0]);
+}
+
+/* Every record as a restart reads it: the globals, the dirty items, and
+ * each user through its record. */
+static dr_model_t *restored(dr_model_t *m, dr_user_t **users, dr_user_t **back) {
+    dr_model_t *m2 = rating_model(true);
+    uint8_t *g;
+    size_t glen;
+    assert_int_equal(dr_model_encode_globals(m, &g, &glen), 0);
+    assert_int_equal(dr_model_load_globals(m2, g, glen), 0);
+    free(g);
+    assert_int_equal(dr_model_drain_dirty_items(m, (dr_item_sink_fn)dr_model_load_item, m2), 0);
+    for (int u = 0; u < USERS; u++) {
+        uint8_t *rec;
+        size_t len;
+        assert_int_equal(dr_user_encode(users[u], DIM, &rec, &len), 0);
+        assert_int_equal(dr_user_decode(u, dr_model_conf(m2), rec, len, &back[u]), 0);
+        free(rec);
+    }
+    return m2;
+}
+
+/* A restored model predicts every next rating to the bit as the one
+ * before it: the global stage (globals v5), the items' statistics (item
+ * v8), the users' stages, statistics and ring residuals (user v10). */
+static void test_restored_blend_predicts_the_same(void **state) {
+    (void)state;
+    double quality[ITEMS];
+    qualities(quality);
+    dr_model_t *m = rating_model(true);
+    dr_user_t *users[USERS], *back[USERS];
+    new_users(users);
+    run_stream(m, users, 0, 3000, quality);
+    dr_model_t *m2 = restored(m, users, back);
+    for (int t = 3000; t < 3600; t++) {
+        dr_event_t e = stream_rating(t, quality);
+        dr_apply_result_t r1, r2;
+        assert_int_equal(dr_learner_apply(m, users[e.user_id], &e, (uint64_t)t, &r1), 0);
+        assert_int_equal(dr_learner_apply(m2, back[e.user_id], &e, (uint64_t)t, &r2), 0);
+        assert_memory_equal(&r1.prediction, &r2.prediction, sizeof(float));
+    }
+    free_users(users);
+    free_users(back);
+    dr_model_free(m);
+    dr_model_free(m2);
+}
+
+/* Item 1000's record, as a commit's sink sees it. */
+typedef struct kept_item {
+    uint8_t buf[16384];
+    size_t len;
+} kept_item_t;
+
+static int keep_item_1000(void *ctx, int64_t id, const void *rec, size_t n) {
+    kept_item_t *k = ctx;
+    if (id == 1000 && rec) {
+        assert_true(n <= sizeof(k->buf));
+        memcpy(k->buf, rec, n);
+        k->len = n;
+    }
+    return 0;
+}
+
+/* Records from before the blend (user v9, item v7, globals v4) load with
+ * its state empty, and learning goes on from there. */
+static void test_older_records_start_the_blend_empty(void **state) {
+    (void)state;
+    double quality[ITEMS];
+    qualities(quality);
+    dr_model_t *m = rating_model(true);
+    dr_user_t *users[USERS];
+    new_users(users);
+    run_stream(m, users, 0, 600, quality);
+    dr_user_t *u = users[0];
+    assert_true(u->rating.n > 0);
+    /* user: version 10 added a flag byte, then the rating part */
+    uint8_t *rec;
+    size_t len;
+    assert_int_equal(dr_user_encode(u, DIM, &rec, &len), 0);
+    assert_int_equal(rec[0], 10);
+    size_t part = 4 * (8 + DR_RATING_USER_INPUTS * (1 + DR_RATING_USER_INPUTS)) + 4 * (size_t)u->recent_len;
+    rec[0] = 9;
+    dr_user_t *back;
+    assert_int_equal(dr_user_decode(0, dr_model_conf(m), rec, len - 1 - part, &back), 0);
+    assert_int_equal(back->rating.n, 0);
+    for (unsigned i = 0; i < back->recent_len; i++) assert_true(back->recent[i].residual == 0.0f);
+    free(rec);
+    /* item: version 8 added 12 bytes at the end */
+    dr_model_t *m2 = rating_model(true);
+    size_t idx = (size_t)dr_model_item_index(m, 1000, false);
+    assert_true(m->rated[idx].n > 0);
+    kept_item_t k = {.len = 0};
+    assert_int_equal(dr_model_drain_dirty_items(m, keep_item_1000, &k), 0);
+    assert_true(k.len > 12);
+    k.buf[0] = 7;
+    assert_int_equal(dr_model_load_item(m2, 1000, k.buf, k.len - 12), 0);
+    assert_int_equal(m2->rated[dr_model_item_index(m2, 1000, false)].n, 0);
+    /* globals: version 5 put the blend before the content dimension (2 bytes) */
+    uint8_t *g;
+    size_t glen;
+    assert_int_equal(dr_model_encode_globals(m, &g, &glen), 0);
+    size_t blend_len = 8 + 4 + 4 + 2 + 8 * (DR__RATING_INPUTS + DR__RATING_INPUTS * DR__RATING_INPUTS);
+    memmove(g + glen - 2 - blend_len, g + glen - 2, 2);
+    g[0] = 4;
+    assert_int_equal(dr_model_load_globals(m2, g, glen - blend_len), 0);
+    assert_int_equal(m2->blend.n, 0);
+    free(g);
+    /* and learning goes on from the empty state */
+    dr_event_t e = stream_rating(600, quality);
+    dr_apply_result_t r;
+    assert_int_equal(dr_learner_apply(m2, back, &e, 600, &r), 0);
+    assert_true(isfinite(r.prediction));
+    assert_int_equal(back->rating.n, 1);
+    dr_user_free(back);
+    free_users(users);
+    dr_model_free(m);
+    dr_model_free(m2);
+}
+
+static int decode_patched(const dr_model_t *m, const uint8_t *rec, size_t len, size_t at, const void *bytes,
+                          size_t n) {
+    uint8_t *copy = malloc(len);
+    memcpy(copy, rec, len);
+    memcpy(copy + at, bytes, n);
+    dr_user_t *u = NULL;
+    int err = dr_user_decode(0, dr_model_conf(m), copy, len, &u);
+    dr_user_free(u);
+    free(copy);
+    return err;
+}
+
+static int load_globals_patched(dr_model_t *m, const uint8_t *g, size_t len, size_t at, const void *bytes,
+                                size_t n) {
+    uint8_t *copy = malloc(len);
+    memcpy(copy, g, len);
+    memcpy(copy + at, bytes, n);
+    int err = dr_model_load_globals(m, copy, len);
+    free(copy);
+    return err;
+}
+
+/* The blend's bytes that no writer of ours produces are DR_ECORRUPT: a
+ * flag other than 0 or 1, more session ratings than ratings, a NaN weight
+ * or residual; in the globals a range upside down or a NaN weight. A
+ * global stage of another input count (another build's) is dropped, not
+ * the record. */
+static void test_hostile_rating_bytes(void **state) {
+    (void)state;
+    double quality[ITEMS];
+    qualities(quality);
+    dr_model_t *m = rating_model(true);
+    dr_user_t *users[USERS];
+    new_users(users);
+    run_stream(m, users, 0, 600, quality);
+    dr_user_t *u = users[1];
+    uint8_t *rec;
+    size_t len;
+    assert_int_equal(dr_user_encode(u, DIM, &rec, &len), 0);
+    size_t ring = 4 * (size_t)u->recent_len;
+    size_t part = len - ring - 4 * (8 + DR_RATING_USER_INPUTS * (1 + DR_RATING_USER_INPUTS));
+    assert_int_equal(decode_patched(m, rec, len, 0, rec, 0), 0);
+    uint8_t two = 2;
+    assert_int_equal(decode_patched(m, rec, len, part - 1, &two, 1), DR_ECORRUPT);
+    uint32_t big = u->rating.n + 1;
+    assert_int_equal(decode_patched(m, rec, len, part + 4, &big, 4), DR_ECORRUPT);
+    float nan = NAN, minus = -1.0f;
+    assert_int_equal(decode_patched(m, rec, len, part + 12, &minus, 4), DR_ECORRUPT); /* error_sq */
+    assert_int_equal(decode_patched(m, rec, len, part + 32, &nan, 4), DR_ECORRUPT);   /* w[0] */
+    assert_int_equal(decode_patched(m, rec, len, len - 4, &nan, 4), DR_ECORRUPT);     /* a residual */
+    free(rec);
+    /* the globals */
+    uint8_t *g;
+    size_t glen;
+    assert_int_equal(dr_model_encode_globals(m, &g, &glen), 0);
+    size_t blend = glen - 2 - (8 + 4 + 4 + 2 + 8 * (DR__RATING_INPUTS + DR__RATING_INPUTS * DR__RATING_INPUTS));
+    dr_model_t *m2 = rating_model(true);
+    float lo = 9.0f;
+    assert_int_equal(load_globals_patched(m2, g, glen, blend + 8, &lo, 4), DR_ECORRUPT);
+    double dnan = NAN;
+    assert_int_equal(load_globals_patched(m2, g, glen, blend + 18, &dnan, 8), DR_ECORRUPT);
+    /* another input count: read past, the stage starts again */
+    uint16_t inputs = DR__RATING_INPUTS - 1;
+    size_t shorter = glen - 8 * (2 * (size_t)DR__RATING_INPUTS); /* D(D+1) - (D-1)D doubles fewer */
+    uint8_t *g2 = malloc(glen);
+    memcpy(g2, g, blend + 16);
+    memcpy(g2 + blend + 16, &inputs, 2);
+    memset(g2 + blend + 18, 0, shorter - 2 - (blend + 18));
+    memcpy(g2 + shorter - 2, g + glen - 2, 2);
+    assert_int_equal(dr_model_load_globals(m2, g2, shorter), 0);
+    assert_true(m2->blend.n == m->blend.n);
+    for (int k = 0; k < DR__RATING_INPUTS; k++) assert_true(m2->blend.w[k] == 0.0);
+    free(g2);
+    free(g);
+    free_users(users);
+    dr_model_free(m);
+    dr_model_free(m2);
+}
+
+/* Ratings far outside any scale (±1e6, then ordinary ones) leave every
+ * prediction finite and within the lowest and highest rating seen. */
+static void test_extreme_ratings_stay_bounded(void **state) {
+    (void)state;
+    dr_model_t *m = rating_model(true);
+    dr_user_t *u = dr_user_new(1, DIM);
+    dr_apply_result_t r;
+    for (int i = 0; i < 2000; i++) {
+        float v = i < 500 ? ((i % 2) ? 1e6f : -1e6f) : (float)(1 + i % 5);
+        dr_event_t e = {1, 1000 + i % 7, DR_EV_RATE, v, (int64_t)i * 1000};
+        assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)i, &r), 0);
+        assert_true(isfinite(r.prediction));
+        assert_true(r.prediction >= -1e6f && r.prediction <= 1e6f);
+    }
+    for (int k = 0; k < DR_RATING_USER_INPUTS; k++) assert_true(isfinite(u->rating.w[k]));
+    for (int k = 0; k < DR__RATING_INPUTS; k++) assert_true(isfinite(m->blend.w[k]));
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_blend_follows_the_session),
+        cmocka_unit_test(test_restored_blend_predicts_the_same),
+        cmocka_unit_test(test_older_records_start_the_blend_empty),
+        cmocka_unit_test(test_hostile_rating_bytes),
+        cmocka_unit_test(test_extreme_ratings_stay_bounded),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
