@@ -375,12 +375,26 @@ int dr_model_expire_items(dr_model_t *m, size_t max_rows, dr_expiry_stats_t *sta
     }
     int err = sweep(m, max_rows * SWEEP_SLOTS_PER_ROW, &stats->released);
     if (err) return err;
-    /* the id table as a restore of the live items would size it: its size
-     * decides which items draw_item_any_order() picks, and a model
-     * restored after a crash must draw what this one draws */
+    return dr__fit_slots(m);
+}
+
+/* The id table grows when half full (model.c) and shrinks here once at
+ * most an eighth full, to a quarter full: a live count that hovers about
+ * a size rebuilds it once, not at every commit. Its size decides which
+ * items draw_item_any_order() picks, so the globals record keeps it and a
+ * restore takes it again (records.c): a model restored after a crash
+ * draws what this one drew. */
+int dr__fit_slots(dr_model_t *m) {
+    if (m->n_live * 8 > m->n_slots) return 0;
     size_t want = 1024;
-    while (m->n_live * 2 > want) want *= 2;
+    while (m->n_live * 4 > want) want *= 2;
     return want < m->n_slots ? dr__rehash_slots(m, want) : 0;
+}
+
+size_t dr__slots_bound(const dr_model_t *m) {
+    size_t bound = 1024;
+    while (bound < (size_t)m->conf.max_items * 4 && bound < ((size_t)1 << 40)) bound *= 2;
+    return bound;
 }
 
 void dr__items_free(dr_model_t *m) {

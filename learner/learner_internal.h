@@ -235,6 +235,7 @@ struct dr_model {
     int64_t *slot_id;
     int64_t *slot_idx;
     size_t n_slots;
+    uint64_t slot_rehashes; /* times the id table was rebuilt (tests: no thrash) */
     /* shared parameters */
     float *prior;          /* û */
     double mu;             /* global mean rating */
@@ -390,6 +391,12 @@ void dr__sync_forget(dr_model_t *m, size_t idx);
  * DR_ENOMEM leaves it. */
 int dr__sync_drop_freed(dr_model_t *m, size_t row);
 void dr__items_free(dr_model_t *m);
+/* Shrinks the id table once it is at most an eighth full (items.c). 0 or
+ * DR_ENOMEM. */
+int dr__fit_slots(dr_model_t *m);
+/* The largest id table learner.max.items live items can need: a stored
+ * size above it (the setting lowered since) is not taken again. */
+size_t dr__slots_bound(const dr_model_t *m);
 
 /* Bytes of the largest item record this model writes (records.c). */
 size_t dr__item_record_cap(const dr_model_t *m);

@@ -280,6 +280,7 @@ int dr__rehash_slots(dr_model_t *m, size_t n) {
     m->slot_id = ids;
     m->slot_idx = idx;
     m->n_slots = n;
+    m->slot_rehashes++;
     return 0;
 }
 
@@ -1516,7 +1517,7 @@ static void impressions_due(const dr_model_t *m, const dr_user_t *u, const dr_ev
 static int reserve_items(dr_model_t *m, size_t extra) {
     while (m->cap_items < m->n_items + extra)
         if (grow_items(m) != 0) return DR_ENOMEM;
-    while ((m->n_items + extra) * 2 > m->n_slots)
+    while ((m->n_live + extra) * 2 > m->n_slots) /* the table holds live ids, not free rows */
         if (grow_slots(m) != 0) return DR_ENOMEM;
     return 0;
 }

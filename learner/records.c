@@ -27,8 +27,9 @@
                                  and the half-life its counts were made under;
                                  8: + the rating blend's statistics;
                                  older still read */
-#define GLOBALS_RECORD_VERSION 5 /* 2: + outer-loop accumulator and past priors; 3: + population prior;
-                                    4: + the co-engagement clock; 5: + the rating blend */
+#define GLOBALS_RECORD_VERSION 6 /* 2: + outer-loop accumulator and past priors; 3: + population prior;
+                                    4: + the co-engagement clock; 5: + the rating blend;
+                                    6: + the id table's size */
 
 /* Co-engagement clocks a record may hold: engagements, far below 2^53
  * (where a double stops counting by one). */
@@ -296,7 +297,7 @@ static bool get_blend(dr__rating_blend_t *b, dr_reader_t *r) {
 }
 
 int dr_model_encode_globals(const dr_model_t *m, uint8_t **out, size_t *len) {
-    size_t cap = 64 + 52 + 20 + 8 * (DR__RATING_INPUTS + 1) * DR__RATING_INPUTS + (size_t)m->dim * 4 + DR_POP_RING * 8 + 4 + (size_t)m->dim * 8 +
+    size_t cap = 64 + 60 + 20 + 8 * (DR__RATING_INPUTS + 1) * DR__RATING_INPUTS + (size_t)m->dim * 4 + DR_POP_RING * 8 + 4 + (size_t)m->dim * 8 +
                  DR_PRIOR_HISTORY * (8 + (size_t)m->dim * 4) + 2 + (size_t)m->dim * (size_t)m->content_dim * 4;
     uint8_t *buf = malloc(cap);
     if (!buf) return DR_ENOMEM;
@@ -323,6 +324,7 @@ int dr_model_encode_globals(const dr_model_t *m, uint8_t **out, size_t *len) {
     dr_put_u32(&w, m->pop_grad_n);
     dr_put_f64(&w, m->cooc_clock); /* version 4 */
     put_blend(&m->blend, &w);      /* version 5 */
+    dr_put_u64(&w, m->n_slots);    /* version 6 */
     dr_put_u16(&w, (uint16_t)m->content_dim);
     dr_put_bytes(&w, m->W, (size_t)m->dim * (size_t)m->content_dim * 4);
     *out = buf;
@@ -360,6 +362,7 @@ int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
      * (version % DR_PRIOR_HISTORY): a negative one would index before them */
     int64_t model_version = dr_get_i64(&r);
     if (!r.ok || model_version < 0 || model_version == INT64_MAX) return DR_ECORRUPT;
+    uint64_t slots = 0;
     m->version = model_version;
     dr_get_bytes(&r, m->prior, (size_t)m->dim * 4);
     /* The popularity ring fills from slot 0 (head == len) until it is full,
@@ -391,6 +394,8 @@ int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
         if (clock >= 0 && clock <= STORED_MAX_COOC_CLOCK) m->cooc_clock = clock;
         else sums_finite = false;
         if (version >= 5 && !get_blend(&m->blend, &r)) sums_finite = false; /* older: no blend yet */
+        slots = version >= 6 ? dr_get_u64(&r) : 0; /* older: sized by the live items */
+        if (slots != 0 && (slots < 1024 || (slots & (slots - 1)) != 0)) sums_finite = false;
         uint16_t c = dr_get_u16(&r);
         if (c == m->content_dim) {
             dr_get_bytes(&r, m->W, (size_t)m->dim * c * 4);
@@ -408,6 +413,11 @@ int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len) {
     }
     dr__pop_refresh_all(m);
     dr__cooc_rebase_norms(m); /* the items, loaded before or after, as of the clock */
+    /* the id table at the size it had (items.c, dr__fit_slots), unless that
+     * is too small for the items loaded already or more than
+     * learner.max.items can need now; out of memory, it keeps its size */
+    if (slots != 0 && slots != m->n_slots && m->n_live * 2 <= slots && slots <= dr__slots_bound(m))
+        (void)dr__rehash_slots(m, slots);
     return 0;
 }
 

@@ -13,6 +13,7 @@
 #include "dr_bytes.h"
 #include "dr_err.h"
 #include "dr_learner.h"
+#include "learner_internal.h" /* the id table's size and rebuilds */
 
 #define TTL 10000
 #define GRACE 5000
@@ -379,6 +380,57 @@ static void test_restored_model_draws_the_same(void **state) {
     dr_model_free(r);
 }
 
+/* Steady churn whose live items straddle a size of the id table: each
+ * round 5 posts arrive, and the expiry pass after it removes the 5 of 204
+ * rounds before, so 1,020 to 1,025 items live, about the 1,024 at which a
+ * table of 2,048 slots is half full; and the removed posts' rows wait for
+ * reuse beside them. A table sized to the live items at every commit was
+ * rebuilt twice a round (grown by the new posts, shrunk by the pass: a
+ * million items' table is 32 MB); it is sized once, then stays. A restore
+ * gives the table the size it had (globals), so it draws as it did. */
+static void test_id_table_does_not_thrash(void **state) {
+    (void)state;
+    const int64_t round_ms = 1000, rounds_live = 204;
+    dr_model_t *m = new_model((rounds_live - 1) * round_ms, 1, 16, 0); /* older than 204 rounds: gone */
+    dr_user_t *u = dr_user_new(1, 8);
+    int64_t next = 1;
+    uint64_t before = 0;
+    for (int64_t round = 0; round < 300; round++) {
+        if (round == 250) before = m->slot_rehashes;
+        for (int k = 0; k < 5; k++) click(m, u, next++, 1000000 + round * round_ms);
+        expire_all(m);
+    }
+    size_t live = dr_model_live_items(m);
+    assert_true(live >= 1015 && live <= 1025);
+    print_message("      %zu live, %zu rows, %zu slots: %llu rebuilds in the last 50 rounds\n", live, m->n_items,
+                  m->n_slots, (unsigned long long)(m->slot_rehashes - before));
+    assert_true(m->slot_rehashes - before <= 1);
+    dr_model_t *r = new_model((rounds_live - 1) * round_ms, 1, 16, 0);
+    copy_stored_model(m, r);
+    assert_int_equal(r->n_slots, m->n_slots);
+    /* the size sits before the content dimension (2 bytes): one that is
+     * not a power of two is no size of ours; one larger than what
+     * learner.max.items can need (lowered since) is not taken */
+    uint8_t *g;
+    size_t glen;
+    assert_int_equal(dr_model_encode_globals(m, &g, &glen), 0);
+    uint64_t slots = 3000;
+    memcpy(g + glen - 2 - 8, &slots, 8);
+    dr_model_t *h = new_model((rounds_live - 1) * round_ms, 1, 16, 0);
+    assert_int_equal(dr_model_load_globals(h, g, glen), DR_ECORRUPT);
+    dr_model_free(h);
+    slots = (uint64_t)1 << 40;
+    memcpy(g + glen - 2 - 8, &slots, 8);
+    h = new_model((rounds_live - 1) * round_ms, 1, 16, 1000);
+    assert_int_equal(dr_model_load_globals(h, g, glen), 0);
+    assert_true(h->n_slots <= 4096);
+    dr_model_free(h);
+    free(g);
+    dr_user_free(u);
+    dr_model_free(m);
+    dr_model_free(r);
+}
+
 /* Instances of one group expire items by their own clocks (the newest
  * event of their partitions), which differ by their lag. Instance A removed
  * items 1..20; B, behind, still learns items 5 and 6 together and shares
@@ -610,6 +662,7 @@ int main(void) {
         cmocka_unit_test(test_records_and_restore),
         cmocka_unit_test(test_freshness_term),
         cmocka_unit_test(test_restored_model_draws_the_same),
+        cmocka_unit_test(test_id_table_does_not_thrash),
         cmocka_unit_test(test_removed_items_between_instances),
         cmocka_unit_test(test_author_prior_ranks_new_posts),
         cmocka_unit_test(test_author_prior_gives_way),

@@ -944,12 +944,13 @@ static void test_item_record_neighbors_bounds(void **state) {
     memcpy(k.buf + base_pos, &good_base, 8);
     assert_int_equal(dr_model_load_item(m2, 56, k.buf, k.len), 0);
     /* the globals' clock sits before the rating blend (none here: its count,
-     * 8 bytes) and the content dimension (0 here): the same */
+     * 8 bytes), the id table's size (8) and the content dimension (0 here):
+     * the same */
     uint8_t *g;
     size_t glen;
     assert_int_equal(dr_model_encode_globals(m, &g, &glen), 0);
     for (int b = 0; b < 3; b++) {
-        memcpy(g + glen - 2 - 8 - 8, &bad_base[b], 8);
+        memcpy(g + glen - 2 - 8 - 8 - 8, &bad_base[b], 8);
         assert_int_equal(dr_model_load_globals(m2, g, glen), DR_ECORRUPT);
     }
     free(g);

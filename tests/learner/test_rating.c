@@ -197,14 +197,15 @@ static void test_older_records_start_the_blend_empty(void **state) {
     k.buf[0] = 7;
     assert_int_equal(dr_model_load_item(m2, 1000, k.buf, k.len - 12), 0);
     assert_int_equal(m2->rated[dr_model_item_index(m2, 1000, false)].n, 0);
-    /* globals: version 5 put the blend before the content dimension (2 bytes) */
+    /* globals: version 5 put the blend, version 6 the id table's size (8
+     * bytes), before the content dimension (2 bytes) */
     uint8_t *g;
     size_t glen;
     assert_int_equal(dr_model_encode_globals(m, &g, &glen), 0);
     size_t blend_len = 8 + 4 + 4 + 2 + 8 * (DR__RATING_INPUTS + DR__RATING_INPUTS * DR__RATING_INPUTS);
-    memmove(g + glen - 2 - blend_len, g + glen - 2, 2);
+    memmove(g + glen - 2 - 8 - blend_len, g + glen - 2, 2);
     g[0] = 4;
-    assert_int_equal(dr_model_load_globals(m2, g, glen - blend_len), 0);
+    assert_int_equal(dr_model_load_globals(m2, g, glen - 8 - blend_len), 0);
     assert_int_equal(m2->blend.n, 0);
     free(g);
     /* and learning goes on from the empty state */
@@ -274,7 +275,7 @@ static void test_hostile_rating_bytes(void **state) {
     uint8_t *g;
     size_t glen;
     assert_int_equal(dr_model_encode_globals(m, &g, &glen), 0);
-    size_t blend = glen - 2 - (8 + 4 + 4 + 2 + 8 * (DR__RATING_INPUTS + DR__RATING_INPUTS * DR__RATING_INPUTS));
+    size_t blend = glen - 2 - 8 - (8 + 4 + 4 + 2 + 8 * (DR__RATING_INPUTS + DR__RATING_INPUTS * DR__RATING_INPUTS));
     dr_model_t *m2 = rating_model(true);
     float lo = 9.0f;
     assert_int_equal(load_globals_patched(m2, g, glen, blend + 8, &lo, 4), DR_ECORRUPT);
@@ -286,8 +287,8 @@ static void test_hostile_rating_bytes(void **state) {
     uint8_t *g2 = malloc(glen);
     memcpy(g2, g, blend + 16);
     memcpy(g2 + blend + 16, &inputs, 2);
-    memset(g2 + blend + 18, 0, shorter - 2 - (blend + 18));
-    memcpy(g2 + shorter - 2, g + glen - 2, 2);
+    memset(g2 + blend + 18, 0, shorter - 10 - (blend + 18));
+    memcpy(g2 + shorter - 10, g + glen - 10, 10); /* the id table's size, the content dimension */
     assert_int_equal(dr_model_load_globals(m2, g2, shorter), 0);
     assert_true(m2->blend.n == m->blend.n);
     for (int k = 0; k < DR__RATING_INPUTS; k++) assert_true(m2->blend.w[k] == 0.0);
