@@ -500,11 +500,15 @@ void dr_model_user_vector(const dr_model_t *m, const dr_user_t *u, float *out);
  * seeded by their id, the same everywhere). Imported changes to û join the
  * next outer step, so users are re-based on them as on a local step.
  * The co-engagement pairs and engagements counted since the last export
- * travel too (added on the other side); the population prior stays per
- * instance (each a sample of the same population). Encoding:
- * little-endian, "DRS1", u32 dim, dim floats Δû, u32 n, then n × (i64
- * item id, u8 content, dim floats, float Δb), then u32 m, then m × (i64
- * item id, float Δn_i, u32 pairs, pairs × (i64 neighbour id, float Δn_ji)). */
+ * travel too (added on the other side), and so do the rating blend's sums
+ * over each item's ratings (rating mode); the population prior and the
+ * blend's global stage stay per instance (each a sample of the same
+ * population). Encoding: little-endian, "DRS2", u32 dim, dim floats Δû,
+ * u32 n, then n × (i64 item id, u8 content, dim floats, float Δb, float
+ * Δ residual sum, float Δ squared-error sum, u32 Δ ratings), then u32 m,
+ * then m × (i64 item id, float Δn_i, u32 pairs, pairs × (i64 neighbour id,
+ * float Δn_ji)). "DRS1", the same without the three rating sums, is still
+ * imported (and loaded as saved pending changes). */
 int dr_model_sync_enable(dr_model_t *m);
 /* Items changed since the last export (factors and co-engagement counted
  * apart: an item with both counts twice). */

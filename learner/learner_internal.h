@@ -268,6 +268,7 @@ struct dr_model {
     uint32_t *sync_pos;    /* per item index: 1 + its entry in sync_base, 0: none */
     size_t sync_pos_cap;
     float *sync_base;      /* entries × (dim + 1): q_i or δ_i, then b_i */
+    dr__item_ratings_t *sync_rated_base; /* entries: the rating blend's item statistics */
     int64_t *sync_idx;     /* entries: the item index */
     size_t n_sync, cap_sync;
     float *sync_prior_base;    /* û at the last export (dim) */

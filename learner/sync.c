@@ -2,7 +2,11 @@
  * the sparse changes this model made since its last export, and adding
  * another instance's (dr_learner.h, "sharing"). Only the learned part of an
  * item travels: q_i, or δ_i for an item with content (q_i = W·e_i + δ_i),
- * and b_i. */
+ * b_i, and (rating mode) the rating blend's sums over the item's ratings.
+ *
+ * An export is "DRS2"; one of "DRS1" (an instance of the build before the
+ * rating sums travelled, during a rolling upgrade) is still imported, its
+ * rows without them. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +15,9 @@
 #include "dr_err.h"
 #include "learner_internal.h"
 
-#define SYNC_MAGIC "DRS1"
+#define SYNC_MAGIC "DRS2"
+#define SYNC_MAGIC_V1 "DRS1" /* rows without the rating sums */
+#define RATED_BYTES 12       /* a DRS2 row's rating sums: residuals, squared errors, count */
 #define SYNC_NBR_CAP 65536     /* pending pairs per item: far above what one interval adds */
 #define SYNC_MAX_BYTES 900000  /* per exported message: under Kafka's default message.max.bytes (1,000,000) */
 
@@ -39,6 +45,8 @@ void dr__sync_free(dr_model_t *m) {
     m->sync_nbr_cap = m->n_sync_nbr = m->cap_sync_nbr = 0;
     free(m->sync_pos);
     free(m->sync_base);
+    free(m->sync_rated_base);
+    m->sync_rated_base = NULL;
     free(m->sync_idx);
     free(m->sync_prior_base);
     free(m->sync_prior_pending);
@@ -88,11 +96,15 @@ int dr__sync_touch(dr_model_t *m, size_t idx) {
         int64_t *ix = realloc(m->sync_idx, cap * sizeof(*ix));
         if (!ix) return DR_ENOMEM;
         m->sync_idx = ix;
+        dr__item_ratings_t *rb = realloc(m->sync_rated_base, cap * sizeof(*rb));
+        if (!rb) return DR_ENOMEM;
+        m->sync_rated_base = rb;
         m->cap_sync = cap;
     }
     float *base = m->sync_base + m->n_sync * row;
     memcpy(base, learned_row(m, idx), (size_t)m->dim * sizeof(float));
     base[m->dim] = m->bias[idx];
+    m->sync_rated_base[m->n_sync] = m->rated[idx];
     m->sync_idx[m->n_sync] = (int64_t)idx;
     m->sync_pos[idx] = (uint32_t)++m->n_sync;
     return 0;
@@ -174,8 +186,8 @@ static int encode_pending(dr_model_t *m, size_t max_items, size_t max_pairs, boo
         pairs += n_pairs;
         n_nbr++;
     }
-    size_t cap = 4 + 4 + (size_t)m->dim * 4 + 4 + n * (8 + 1 + row * 4) + 4 + n_nbr * (8 + 4 + 4) +
-                 pairs * (8 + 4);
+    size_t cap = 4 + 4 + (size_t)m->dim * 4 + 4 + n * (8 + 1 + row * 4 + RATED_BYTES) + 4 +
+                 n_nbr * (8 + 4 + 4) + pairs * (8 + 4);
     dr_writer_t w = {malloc(cap), 0, cap, true};
     if (!w.p) return DR_ENOMEM;
     dr_put_bytes(&w, SYNC_MAGIC, 4);
@@ -198,11 +210,16 @@ static int encode_pending(dr_model_t *m, size_t max_items, size_t max_pairs, boo
         bool moved = false;
         for (int k = 0; k < m->dim; k++) moved |= (d[k] = now[k] - base[k]) != 0.0f;
         moved |= (d[m->dim] = m->bias[idx] - base[m->dim]) != 0.0f;
+        const dr__item_ratings_t *rated = &m->rated[idx], *rated_base = &m->sync_rated_base[i];
+        moved |= rated->n != rated_base->n;
         if (consume) m->sync_pos[idx] = 0;
         if (!moved) continue;
         dr_put_i64(&w, m->ids[idx]);
         dr_put_u8(&w, m->has_content[idx]);
         for (size_t k = 0; k < row; k++) dr_put_f32(&w, d[k]);
+        dr_put_f32(&w, rated->residual_sum - rated_base->residual_sum);
+        dr_put_f32(&w, rated->error_sq - rated_base->error_sq);
+        dr_put_u32(&w, rated->n - rated_base->n);
         written++;
     }
     if (consume) m->n_sync -= n;
@@ -250,7 +267,7 @@ int dr_model_sync_export(dr_model_t *m, size_t max_items, uint8_t **out, size_t 
     /* half the message for the rows, half for the co-engagement pairs: a
      * message above the broker's message.max.bytes would be refused, and
      * its changes lost to the other instances */
-    size_t row_bytes = 8 + 1 + ((size_t)m->dim + 1) * 4;
+    size_t row_bytes = 8 + 1 + ((size_t)m->dim + 1) * 4 + RATED_BYTES;
     size_t half = (SYNC_MAX_BYTES - 16 - (size_t)m->dim * 4) / 2;
     size_t rows = half / row_bytes;
     if (max_items > rows) max_items = rows > 0 ? rows : 1;
@@ -258,18 +275,26 @@ int dr_model_sync_export(dr_model_t *m, size_t max_items, uint8_t **out, size_t 
     return encode_pending(m, max_items, max_pairs, true, out, len, n_items);
 }
 
+/* The bytes of a row of the export at the start of buf: a DRS2 row, a DRS1
+ * one (no rating sums), or 0 for neither magic. */
+static size_t row_bytes_of(const void *buf, size_t len, int dim) {
+    if (len < 4) return 0;
+    size_t row = 8 + 1 + ((size_t)dim + 1) * 4;
+    if (memcmp(buf, SYNC_MAGIC, 4) == 0) return row + RATED_BYTES;
+    return memcmp(buf, SYNC_MAGIC_V1, 4) == 0 ? row : 0;
+}
+
 /* The length of the export at the start of buf (0: malformed). */
 static size_t export_length(const void *buf, size_t len, int dim) {
     dr_reader_t r = {buf, len, 0, true};
-    char magic[4];
-    dr_get_bytes(&r, magic, 4);
+    size_t row_bytes = row_bytes_of(buf, len, dim);
+    r.pos = 4;
     uint32_t d = dr_get_u32(&r);
-    if (!r.ok || memcmp(magic, SYNC_MAGIC, 4) != 0 || d != (uint32_t)dim) return 0;
-    size_t row = (size_t)dim + 1;
+    if (!r.ok || row_bytes == 0 || d != (uint32_t)dim) return 0;
     r.pos += (size_t)dim * 4;
     uint32_t n = dr_get_u32(&r);
-    if (!r.ok || (len - r.pos) / (8 + 1 + row * 4) < n) return 0;
-    r.pos += (size_t)n * (8 + 1 + row * 4);
+    if (!r.ok || (len - r.pos) / row_bytes < n) return 0;
+    r.pos += (size_t)n * row_bytes;
     uint32_t n_nbr = dr_get_u32(&r);
     for (uint32_t e = 0; e < n_nbr && r.ok; e++) {
         r.pos += 8 + 4;
@@ -304,6 +329,7 @@ int dr_model_sync_load_pending(dr_model_t *m, const void *buf, size_t len) {
     size_t n_export = export_length(buf, len, m->dim);
     if (n_export == 0 || len != n_export + (size_t)m->dim * 4) return DR_ECORRUPT;
     size_t row = (size_t)m->dim + 1;
+    bool rated = memcmp(buf, SYNC_MAGIC, 4) == 0; /* else DRS1: no rating sums */
     dr_reader_t r = {buf, len, 8, true};
     for (int k = 0; k < m->dim; k++) m->sync_prior_base[k] = m->prior[k] - dr_get_f32(&r);
     uint32_t n = dr_get_u32(&r);
@@ -311,12 +337,18 @@ int dr_model_sync_load_pending(dr_model_t *m, const void *buf, size_t len) {
         int64_t id = dr_get_i64(&r);
         (void)dr_get_u8(&r);
         int64_t idx = id >= 0 ? dr_model_item_index(m, id, true) : -1;
-        if (idx < 0) { r.pos += row * 4; continue; }
+        if (idx < 0) { r.pos += row * 4 + (rated ? RATED_BYTES : 0); continue; }
         int err = dr__sync_touch(m, (size_t)idx);
         if (err) return err;
         /* the base the change was counted from: now minus the change */
         float *base = m->sync_base + (m->sync_pos[idx] - 1) * row;
         for (size_t k = 0; k < row; k++) base[k] -= dr_get_f32(&r);
+        if (rated) {
+            dr__item_ratings_t *rb = &m->sync_rated_base[m->sync_pos[idx] - 1];
+            rb->residual_sum -= dr_get_f32(&r);
+            rb->error_sq -= dr_get_f32(&r);
+            rb->n -= dr_get_u32(&r);
+        }
     }
     uint32_t n_nbr = dr_get_u32(&r);
     for (uint32_t e = 0; e < n_nbr; e++) {
@@ -348,7 +380,8 @@ int dr_model_sync_import(dr_model_t *m, const void *buf, size_t len, size_t *app
     char magic[4];
     dr_get_bytes(&r, magic, 4);
     uint32_t dim = dr_get_u32(&r);
-    if (!r.ok || memcmp(magic, SYNC_MAGIC, 4) != 0) return DR_ECORRUPT;
+    bool rated = r.ok && memcmp(magic, SYNC_MAGIC, 4) == 0; /* else DRS1: no rating sums */
+    if (!r.ok || (!rated && memcmp(magic, SYNC_MAGIC_V1, 4) != 0)) return DR_ECORRUPT;
     if (dim != (uint32_t)m->dim) return DR_EINVAL;
     size_t row = (size_t)m->dim + 1;
     /* the whole buffer is walked before anything is applied */
@@ -364,9 +397,30 @@ int dr_model_sync_import(dr_model_t *m, const void *buf, size_t len, size_t *app
         float d[DR_MAX_DIM + 1];
         bool finite = true;
         for (size_t k = 0; k < row; k++) finite &= isfinite(d[k] = dr_get_f32(&r)) != 0;
+        dr__item_ratings_t their_rated = {0.0f, 0.0f, 0};
+        if (rated) {
+            their_rated.residual_sum = dr_get_f32(&r);
+            their_rated.error_sq = dr_get_f32(&r);
+            their_rated.n = dr_get_u32(&r);
+            finite &= isfinite(their_rated.residual_sum) && isfinite(their_rated.error_sq);
+        }
         if (!finite || id < 0) { (*skipped)++; continue; }
         int64_t idx = dr_model_item_index(m, id, true);
         if (idx < 0) { (*skipped)++; continue; }
+        /* the rating sums add whatever part of the item each side learns */
+        if (their_rated.n != 0 || their_rated.residual_sum != 0.0f || their_rated.error_sq != 0.0f) {
+            dr__item_ratings_t *now = &m->rated[idx];
+            now->residual_sum += their_rated.residual_sum;
+            now->error_sq = fmaxf(now->error_sq + their_rated.error_sq, 0.0f);
+            now->n = now->n > UINT32_MAX - their_rated.n ? UINT32_MAX : now->n + their_rated.n;
+            if (m->sync_on && (size_t)idx < m->sync_pos_cap && m->sync_pos[idx]) {
+                dr__item_ratings_t *rb = &m->sync_rated_base[m->sync_pos[idx] - 1];
+                rb->residual_sum += their_rated.residual_sum;
+                rb->error_sq += their_rated.error_sq;
+                rb->n += their_rated.n;
+            }
+            dr__mark_item_dirty(m, (size_t)idx);
+        }
         /* an item with content here and not there (or the reverse) learned
          * another part: its change is not ours to add */
         if ((content != 0) != (m->has_content[idx] != 0)) { (*skipped)++; continue; }

@@ -78,6 +78,23 @@ static void show_user(inspect_t *in, const dr_user_t *u, const dr_learner_conf_t
     /* the lists explore topics after a re-adaptation (drift.explore.*) */
     dr_json_bool(j, "exploring", dr_user_exploring(c, u));
     dr_json_object_end(j);
+    /* rating mode: what the rating blend knows of how the user rates
+     * (docs/LEARNER.md, "Rating mode") */
+    if (u->rating.n > 0) {
+        const dr_rating_user_t *r = &u->rating;
+        dr_json_object_begin(j, "rating_blend");
+        dr_json_int(j, "ratings", r->n);
+        dr_json_num(j, "mean_residual", r->residual_sum / (double)r->n);
+        dr_json_num(j, "rms_error", sqrt(r->error_sq / (double)r->n));
+        dr_json_array_begin(j, "residual_averages"); /* at rates 0.5, 0.2, 0.05 */
+        for (int k = 0; k < 3; k++) dr_json_num(j, NULL, r->ema[k]);
+        dr_json_array_end(j);
+        dr_json_int(j, "session_ratings", r->session_n);
+        dr_json_array_begin(j, "own_stage_weights");
+        for (int k = 0; k < DR_RATING_USER_INPUTS; k++) dr_json_num(j, NULL, r->w[k]);
+        dr_json_array_end(j);
+        dr_json_object_end(j);
+    }
     /* oldest first; in_regime: the entry drives the co-engagement term (it
      * joined after the last re-adaptation's kept window began) */
     dr_json_array_begin(j, "recent_items");
@@ -86,6 +103,7 @@ static void show_user(inspect_t *in, const dr_user_t *u, const dr_learner_conf_t
         dr_json_object_begin(j, NULL);
         dr_json_int(j, "item_id", r->item_id);
         dr_json_str(j, "type", dr_event_type_name(r->type));
+        if (r->type == DR_EV_RATE) dr_json_num(j, "value", r->value);
         dr_json_bool(j, "in_regime", dr_user_in_regime(u, r));
         dr_json_object_end(j);
     }

@@ -299,6 +299,97 @@ static void test_hostile_rating_bytes(void **state) {
     dr_model_free(m2);
 }
 
+/* Everything pending in `from`, added to `to`. */
+static void exchange(dr_model_t *from, dr_model_t *to) {
+    uint8_t *buf;
+    size_t len, n, applied, skipped;
+    assert_int_equal(dr_model_sync_export(from, 100000, &buf, &len, &n), 0);
+    assert_int_equal(dr_model_sync_import(to, buf, len, &applied, &skipped), 0);
+    assert_int_equal(skipped, 0);
+    free(buf);
+}
+
+static const dr__item_ratings_t *rated_of(dr_model_t *m, int64_t id) {
+    int64_t idx = dr_model_item_index(m, id, false);
+    assert_true(idx >= 0);
+    return &m->rated[idx];
+}
+
+/* The export as a build before the rating sums travelled wrote it ("DRS1":
+ * rows without their last 12 bytes). */
+static uint8_t *as_drs1(const uint8_t *buf, size_t len, size_t *out_len) {
+    uint8_t *v1 = malloc(len);
+    size_t head = 8 + DIM * 4, row = 8 + 1 + (DIM + 1) * 4, n;
+    memcpy(v1, buf, head + 4);
+    memcpy(v1, "DRS1", 4);
+    uint32_t rows;
+    memcpy(&rows, buf + head, 4);
+    size_t at = head + 4, to = head + 4;
+    for (n = 0; n < rows; n++, at += row + 12, to += row) memcpy(v1 + to, buf + at, row);
+    memcpy(v1 + to, buf + at, len - at); /* the co-engagement counts as they are */
+    *out_len = to + (len - at);
+    return v1;
+}
+
+/* With several instances each item's rating sums count every instance's
+ * ratings: two models that learned different users' ratings of the same
+ * items agree on them once each has added the other's export, and an
+ * export carries only the exporter's own ratings. A "DRS1" export (an
+ * instance not upgraded yet) still adds its factors, without the sums. */
+static void test_item_rating_sums_travel(void **state) {
+    (void)state;
+    double quality[ITEMS];
+    qualities(quality);
+    dr_model_t *a = rating_model(true), *b = rating_model(true);
+    assert_int_equal(dr_model_sync_enable(a), 0);
+    assert_int_equal(dr_model_sync_enable(b), 0);
+    dr_user_t *users[USERS];
+    new_users(users);
+    uint32_t expected[ITEMS] = {0};
+    for (int t = 0; t < 3000; t++) { /* even users on a, odd ones on b */
+        dr_event_t e = stream_rating(t, quality);
+        dr_apply_result_t r;
+        assert_int_equal(dr_learner_apply(e.user_id % 2 ? b : a, users[e.user_id], &e, (uint64_t)t, &r), 0);
+        expected[e.item_id - 1000]++;
+    }
+    uint32_t a_own = rated_of(a, 1000)->n, b_own = rated_of(b, 1000)->n;
+    exchange(a, b);
+    exchange(b, a);
+    for (int i = 0; i < ITEMS; i++) {
+        const dr__item_ratings_t *ra = rated_of(a, 1000 + i), *rb = rated_of(b, 1000 + i);
+        assert_int_equal(ra->n, expected[i]);
+        assert_int_equal(rb->n, expected[i]);
+        assert_float_equal(ra->residual_sum, rb->residual_sum, 1e-3);
+        assert_float_equal(ra->error_sq, rb->error_sq, 1e-3);
+    }
+    assert_int_equal(rated_of(a, 1000)->n, a_own + b_own);
+    assert_int_equal(dr_model_sync_pending(a), 0); /* what a imported is not sent back */
+    assert_int_equal(dr_model_sync_pending(b), 0);
+    /* a DRS1 export of a's next ratings: b takes the factors, not the sums */
+    dr_event_t e = stream_rating(3000, quality);
+    e.user_id = 0;
+    dr_apply_result_t r;
+    assert_int_equal(dr_learner_apply(a, users[0], &e, 3000, &r), 0);
+    uint8_t *buf, *v1;
+    size_t len, n, v1_len, applied, skipped;
+    assert_int_equal(dr_model_sync_export(a, 100000, &buf, &len, &n), 0);
+    v1 = as_drs1(buf, len, &v1_len);
+    uint32_t before = rated_of(b, e.item_id)->n;
+    int64_t idx_b = dr_model_item_index(b, e.item_id, false);
+    float bias_before = b->bias[idx_b];
+    assert_int_equal(dr_model_sync_import(b, v1, v1_len, &applied, &skipped), 0);
+    assert_true(applied >= 1);
+    assert_int_equal(rated_of(b, e.item_id)->n, before);
+    assert_true(b->bias[idx_b] != bias_before);
+    /* and the DRS2 one, cut short anywhere, is refused whole */
+    for (size_t cut = 0; cut < len; cut += 7) assert_int_equal(dr_model_sync_import(b, buf, cut, &applied, &skipped), DR_ECORRUPT);
+    free(buf);
+    free(v1);
+    free_users(users);
+    dr_model_free(a);
+    dr_model_free(b);
+}
+
 /* Ratings far outside any scale (±1e6, then ordinary ones) leave every
  * prediction finite and within the lowest and highest rating seen. */
 static void test_extreme_ratings_stay_bounded(void **state) {
@@ -326,6 +417,7 @@ int main(void) {
         cmocka_unit_test(test_older_records_start_the_blend_empty),
         cmocka_unit_test(test_hostile_rating_bytes),
         cmocka_unit_test(test_extreme_ratings_stay_bounded),
+        cmocka_unit_test(test_item_rating_sums_travel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
