@@ -20,6 +20,11 @@
  *          exact scores, select the top 50: what the emitter would do, on
  *          one thread), the ratio to the scan's, recall@50 (the share of
  *          the exact top-50 among the candidates, averaged over users);
+ *   saved: (SAVE=1) dr_ann_save's seconds and bytes on disk, and
+ *          dr_ann_load's seconds with every item in another row (ids
+ *          reversed, as rows change across a restart), against the build's:
+ *          what a restart of the emitter costs with and without the saved
+ *          index (emit.retrieval.persist); recall@50 of the loaded index;
  *   stale: (STALE=1) what an index that lags costs: 10% of the items take
  *          SGD-size steps, recall@50 of the index as built (candidates
  *          rescored with the new vectors); then 1% are replaced by new
@@ -31,7 +36,8 @@
  *
  * Environment: DIM (32), BATCH (512), RUNS (3), THREADS (2), M (48),
  *   EFC (100), EF ("50,64,100"), CAND ("50"), OFFSET (mean: the items' mean
- *   bias; 0: none), IN_PLACE (0: conf.replace_in_place), STALE (1), SEED (1). */
+ *   bias; 0: none), IN_PLACE (0: conf.replace_in_place), SAVE (1), STALE (1),
+ *   SEED (1). */
 #include <malloc.h>
 #include <math.h>
 #include <stdio.h>
@@ -266,10 +272,11 @@ static float exact_score(const world_t *w, const float *u, int64_t i) {
 /* The emitter's side of a list: cand candidates from the index, their
  * exact scores, the best K (a small selection; order does not matter for
  * recall) into list. */
-static size_t ann_list(const dr_ann_t *a, const world_t *w, const float *u, size_t cand,
-                       int64_t *cidx, float *cscore, int64_t *list) {
+static size_t ann_list_flipped(const dr_ann_t *a, const world_t *w, const float *u, size_t cand,
+                               int64_t *cidx, float *cscore, int64_t *list, size_t flip) {
     size_t n = 0;
     if (dr_ann_search(a, u, cand, cidx, NULL, &n) != 0) die("search failed");
+    for (size_t j = 0; flip && j < n; j++) cidx[j] = (int64_t)flip - 1 - cidx[j]; /* rows reversed */
     for (size_t j = 0; j < n; j++) cscore[j] = exact_score(w, u, cidx[j]);
     size_t kept = n < K ? n : K;
     for (size_t j = 0; j < kept; j++) { /* partial selection sort: cand is small */
@@ -284,6 +291,11 @@ static size_t ann_list(const dr_ann_t *a, const world_t *w, const float *u, size
     }
     for (size_t j = kept; j < K; j++) list[j] = -1;
     return kept;
+}
+
+static size_t ann_list(const dr_ann_t *a, const world_t *w, const float *u, size_t cand,
+                       int64_t *cidx, float *cscore, int64_t *list) {
+    return ann_list_flipped(a, w, u, cand, cidx, cscore, list, 0);
 }
 
 static int cmp_i64(const void *a, const void *b) {
@@ -372,6 +384,46 @@ static double upsert_marked(dr_ann_t *a, const world_t *w, const uint8_t *touche
 
 /* ---- main ---------------------------------------------------------------- */
 
+/* Saves the index, loads it back under reversed rows, and prints both
+ * timings beside the build's (see the top comment, "saved"). */
+static void saved_index(const char *kind, dr_ann_t *a, const dr_ann_conf_t *conf, const world_t *w, size_t B, size_t n,
+                        const int64_t *truth, int64_t *lists, double build_wall, double build_cpu) {
+    char dir[] = "/tmp/driftrec-ann-XXXXXX", err[256], cmd[128];
+    if (!mkdtemp(dir)) die("mkdtemp");
+    int64_t *ids = xcalloc(n, sizeof(int64_t)), *rev = xcalloc(n, sizeof(int64_t));
+    for (size_t i = 0; i < n; i++) ids[i] = (int64_t)i, rev[i] = (int64_t)(n - 1 - i);
+    double w0 = wall_s();
+    if (dr_ann_save(a, dir, ids, n, err, sizeof(err)) != 0) die(err);
+    double save_s = wall_s() - w0;
+    snprintf(cmd, sizeof(cmd), "du -sb %s", dir);
+    FILE *p = popen(cmd, "r");
+    unsigned long long bytes = 0;
+    if (!p || fscanf(p, "%llu", &bytes) != 1) bytes = 0;
+    if (p) pclose(p);
+    dr_ann_t *b = NULL;
+    size_t kept = 0;
+    w0 = wall_s();
+    double c0 = cpu_s();
+    if (dr_ann_load(&b, dir, conf, rev, n, &kept, err, sizeof(err)) != 0) die(err);
+    double load_s = wall_s() - w0, load_cpu = cpu_s() - c0;
+    /* the loaded index names item i as row n-1-i: its candidates, renamed
+     * back, against the same exact top-50 */
+    dr_ann_set_ef(b, 50);
+    int64_t cidx[64];
+    float cscore[64];
+    for (size_t u = 0; u < B; u++) ann_list_flipped(b, w, w->users + u * D, 50, cidx, cscore, lists + u * K, n);
+    printf("%s items=%zu saved save_s=%.2f disk_bytes_per_item=%.0f load_s=%.2f load_cpu_s=%.2f kept=%zu "
+           "build_s=%.2f build_cpu_s=%.2f build_over_load=%.0f recall50_loaded=%.4f\n",
+           kind, n, save_s, (double)bytes / (double)n, load_s, load_cpu, kept, build_wall, build_cpu,
+           build_cpu / (load_cpu > 1e-9 ? load_cpu : 1e-9), recall(lists, truth, B));
+    fflush(stdout);
+    dr_ann_free(b);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    free(ids);
+    free(rev);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3 || (strcmp(argv[1], "clustered") != 0 && strcmp(argv[1], "gauss") != 0)) {
         fprintf(stderr, "usage: retrieval_bench clustered|gauss N\n");
@@ -420,6 +472,8 @@ int main(int argc, char **argv) {
            build_wall, build_cpu,
            (double)dr_ann_bytes(a) / (double)n, (double)(heap_bytes() - h0) / (double)n);
     fflush(stdout);
+
+    if (env_int("SAVE", 1)) saved_index(argv[1], a, &conf, &w, B, n, truth, lists, build_wall, build_cpu);
 
     /* each run: the scan once, then every configuration once, so that a
      * ratio compares timings taken close together on a shared machine;

@@ -55,6 +55,10 @@ out_nomem:
     return DR_ENOMEM;
 }
 
+int dr_emitter_save_index(dr_emitter_t *e, const dr_model_t *m) {
+    return e ? dr__retrieval_save(e->retr, m) : 0;
+}
+
 void dr_emitter_free(dr_emitter_t *e) {
     if (!e) return;
     dr_codec_free(e->codec);

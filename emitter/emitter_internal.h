@@ -44,6 +44,8 @@ int dr__retrieval_new(dr__retrieval_t **out, const dr_emitter_conf_t *conf, char
 /* Stops a background build under way (within about one insert) and joins
  * its thread, then frees everything. */
 void dr__retrieval_free(dr__retrieval_t *r);
+/* dr_emitter_save_index's work (r may be NULL). */
+int dr__retrieval_save(dr__retrieval_t *r, const dr_model_t *m);
 /* Brings the index closer to the items within the conf's time budget, on
  * the emit thread: takes over an index the builder thread has finished,
  * copies rows for a build to come, adds new items, re-inserts changed

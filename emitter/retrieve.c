@@ -17,12 +17,22 @@
  * round-robin pass that re-inserts the rows that moved by more than
  * emit.retrieval.refresh.change of their length since the index took
  * them. Until the first index holds the whole catalog the full scan
- * serves; a rebuild serves once it has caught up. */
+ * serves; a rebuild serves once it has caught up.
+ *
+ * With emit.retrieval.persist (index_dir set), the builder saves every
+ * index it builds there (retrieval/dr_retrieval.h, dr_ann_save), and the
+ * first build after a start loads the saved one instead, names its items
+ * by the snapshot's ids (rows change across a restart, ids do not) and
+ * inserts only the rows it lacks: at 1M items, seconds instead of ~15
+ * minutes of a core. What moved since the save, the refresh pass finds as
+ * it finds any row that moved. */
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "dr_bytes.h"
 #include "dr_err.h"
@@ -49,6 +59,13 @@
 typedef struct retr_build {
     float *vecs;           /* the snapshot: rows [0, n) of q, n × dim */
     float *bias;           /* and of the biases */
+    int64_t *ids;          /* and of the item ids (-1: a free row) */
+    bool try_load;         /* the first build after a start: the saved index first */
+    bool loaded;           /* it was loaded (kept items from the save) */
+    size_t kept;           /* items the saved index held for the snapshot's ids */
+    int load_rc, save_rc;  /* 0 or why loading (DR_ENOTFOUND: nothing saved) or saving failed */
+    char load_err[256], save_err[256];
+    const char *dir;       /* the conf's index_dir ("" : none) */
     size_t n, copied;      /* rows in it; rows copied so far */
     int dim;
     double bias_sum;       /* of the copied rows: the index's bias offset */
@@ -75,6 +92,7 @@ struct dr__retrieval {
     pthread_t retiring;    /* frees the index a rebuild replaced */
     bool retiring_started; /* it runs, or has ended and waits to be joined */
     double retry_at;       /* no new build before this (dr_mono_s) */
+    bool loaded_once;      /* the saved index was tried (once per start) */
     int dim;
     size_t cursor;         /* the refresh pass's next row */
     uint64_t reuse_cursor; /* rows taken over by new items, seen (dr_model_reused_rows) */
@@ -129,6 +147,7 @@ static void build_free(retr_build_t *b) {
     dr_ann_free(b->index);
     free(b->vecs);
     free(b->bias);
+    free(b->ids);
     free(b);
 }
 
@@ -137,18 +156,52 @@ static int build_should_stop(void *ctx) {
     return atomic_load_explicit(&b->stop, memory_order_relaxed);
 }
 
+/* The saved index, its items named by the snapshot's ids, and the rows it
+ * lacks put in: true when it serves as this build's result. */
+static bool build_load(retr_build_t *b) {
+    b->load_rc = dr_ann_load(&b->index, b->dir, &b->ann_conf, b->ids, b->n, &b->kept, b->load_err,
+                             sizeof(b->load_err));
+    if (b->load_rc) return false;
+    size_t d = (size_t)b->dim;
+    for (size_t i = 0; i < b->n && !b->rc; i++) {
+        if (build_should_stop(b)) b->rc = DR_ESTOPPED;
+        else if (dr_ann_get(b->index, (int64_t)i, NULL, NULL) == 0) continue;
+        else if ((b->rc = dr_ann_upsert(b->index, (int64_t)i, b->vecs + i * d, b->bias[i])) == DR_EINVAL)
+            b->rc = 0; /* a row not finite: left out, as a build leaves it */
+        else if (!b->rc) b->built++;
+    }
+    b->loaded = true;
+    return true;
+}
+
+static void build_save(retr_build_t *b) {
+    if (mkdir(b->dir, 0700) != 0 && errno != EEXIST) {
+        b->save_rc = DR_EIO;
+        snprintf(b->save_err, sizeof(b->save_err), "%s: %s", b->dir, strerror(errno));
+        return;
+    }
+    b->save_rc = dr_ann_save(b->index, b->dir, b->ids, b->n, b->save_err, sizeof(b->save_err));
+}
+
 static void *build_main(void *arg) {
     retr_build_t *b = arg;
-    b->rc = dr_ann_new(&b->index, &b->ann_conf, b->err, sizeof(b->err));
-    if (!b->rc)
-        b->rc = dr_ann_build_stoppable(b->index, b->vecs, b->bias, b->n, b->threads,
-                                       build_should_stop, b, &b->built);
+    if (!(b->try_load && build_load(b))) {
+        b->rc = dr_ann_new(&b->index, &b->ann_conf, b->err, sizeof(b->err));
+        if (!b->rc)
+            b->rc = dr_ann_build_stoppable(b->index, b->vecs, b->bias, b->n, b->threads,
+                                           build_should_stop, b, &b->built);
+        /* off the emit thread, and before the index serves: it is the
+         * builder's alone until done is set */
+        if (!b->rc && b->dir[0]) build_save(b);
+    }
     if (b->rc && !b->err[0]) snprintf(b->err, sizeof(b->err), "%s", dr_strerror(b->rc));
     /* the snapshot is done with: freed here, not on the emit thread (tens
      * of ms at 1M items) */
     free(b->vecs);
     free(b->bias);
+    free(b->ids);
     b->vecs = b->bias = NULL;
+    b->ids = NULL;
     atomic_store_explicit(&b->done, true, memory_order_release);
     return NULL;
 }
@@ -187,8 +240,11 @@ static bool build_begin(dr__retrieval_t *r, const dr_model_t *m, const dr_items_
          * piece as build_copy writes them */
         b->vecs = malloc(b->n * (size_t)b->dim * sizeof(float));
         b->bias = malloc(b->n * sizeof(float));
+        b->ids = malloc(b->n * sizeof(int64_t));
+        b->dir = r->conf.persist ? r->conf.index_dir : "";
+        b->try_load = b->dir[0] && !r->ann && !r->loaded_once; /* a rebuild builds */
     }
-    if (!b || !b->vecs || !b->bias) {
+    if (!b || !b->vecs || !b->bias || !b->ids) {
         build_free(b);
         build_failed(r, "snapshot", dr_strerror(DR_ENOMEM));
         return false;
@@ -210,6 +266,7 @@ static const char *build_copy(dr__retrieval_t *r, const dr_items_view_t *items, 
         size_t k = b->n - b->copied < piece ? b->n - b->copied : piece;
         memcpy(b->vecs + b->copied * (size_t)b->dim, items->q + b->copied * (size_t)b->dim, k * row_bytes);
         memcpy(b->bias + b->copied, items->bias + b->copied, k * sizeof(float));
+        memcpy(b->ids + b->copied, items->ids + b->copied, k * sizeof(int64_t));
         for (size_t i = b->copied; i < b->copied + k; i++) b->bias_sum += b->bias[i];
         b->copied += k;
     }
@@ -246,6 +303,17 @@ static void build_reap(dr__retrieval_t *r, dr_emit_stats_t *stats) {
         r->build = NULL;
         return;
     }
+    if (b->try_load) {
+        r->loaded_once = true; /* one try per start: later builds build */
+        if (b->loaded)
+            dr_log(DR_LOG_INFO, "emitter", "retrieval index loaded | dir=%s items=%zu kept=%zu inserted=%zu", b->dir,
+                   b->n, b->kept, b->built);
+        else if (b->load_rc != DR_ENOTFOUND)
+            dr_log(DR_LOG_WARN, "emitter", "retrieval index not loaded, building one | dir=%s err=\"%s\"", b->dir,
+                   b->load_err[0] ? b->load_err : dr_strerror(b->load_rc));
+    }
+    if (b->save_rc)
+        dr_log(DR_LOG_WARN, "emitter", "retrieval index not saved | err=\"%s\"", b->save_err);
     if (b->rc) {
         build_failed(r, "build", b->err);
         return;
@@ -284,6 +352,29 @@ static void retire(dr__retrieval_t *r, dr_ann_t *old) {
     join_retiring(r);
     if (pthread_create(&r->retiring, NULL, retire_main, old) == 0) r->retiring_started = true;
     else dr_ann_free(old); /* no thread: here, then */
+}
+
+int dr__retrieval_save(dr__retrieval_t *r, const dr_model_t *m) {
+    if (!r || !r->ann || !r->conf.persist || !r->conf.index_dir[0]) return 0;
+    if (r->build) { /* its own save would race this one: it stops within about one insert */
+        atomic_store(&r->build->stop, true);
+        if (r->build->started) pthread_join(r->build->thread, NULL);
+        build_free(r->build);
+        r->build = NULL;
+    }
+    dr_items_view_t items;
+    dr_model_items(m, &items);
+    if (items.n < r->indexed || items.dim != r->dim) return 0; /* not this index's model */
+    double t0 = dr_mono_s();
+    char err[sizeof(r->conf.index_dir) + 256] = "";
+    int rc = mkdir(r->conf.index_dir, 0700) != 0 && errno != EEXIST ? DR_EIO : 0;
+    if (rc) snprintf(err, sizeof(err), "%s: %s", r->conf.index_dir, strerror(errno));
+    else rc = dr_ann_save(r->ann, r->conf.index_dir, items.ids, r->indexed, err, sizeof(err));
+    if (rc) dr_log(DR_LOG_WARN, "emitter", "retrieval index not saved | err=\"%s\"", err[0] ? err : dr_strerror(rc));
+    else
+        dr_log(DR_LOG_INFO, "emitter", "retrieval index saved | dir=%s items=%zu seconds=%.2f", r->conf.index_dir,
+               dr_ann_count(r->ann), dr_mono_s() - t0);
+    return rc;
 }
 
 void dr__retrieval_free(dr__retrieval_t *r) {

@@ -7,9 +7,11 @@
 #include "dr_retrieval.h"
 
 #include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <exception>
 #include <new>
 #include <stdexcept>
@@ -59,6 +61,10 @@ extern "C" {
 #include "dr_err.h"
 }
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 namespace {
 
 // The largest capacity: hnswlib's internal ids and visited lists are 32-bit
@@ -82,6 +88,9 @@ bool finite_all(const float *v, size_t n) {
 // and inserted again under its next generation: the label stays unique.
 const int kGenShift = 40;
 const int64_t kMaxIdx = ((int64_t)1 << kGenShift) - 1;
+// A loaded index labels its dead slots (removed items, replaced copies)
+// internal id | kDeadGen << 40, a generation claim() never hands out.
+const uint32_t kDeadGen = (1u << (64 - kGenShift)) - 1;
 
 #if defined(__x86_64__)
 // The inner-product distance 1 - a·b with AVX2 and FMA, chosen at run time
@@ -236,6 +245,7 @@ static hnswlib::labeltype claim(dr_ann_t *a, int64_t idx, bool in_place) {
     if (st == LIVE) a->hnsw->markDelete(label_of(a, idx));
     uint32_t &g = a->gen[idx];
     g = (g + 1) & ((1u << (64 - kGenShift)) - 1); // wraps after 2^24: the oldest slot is reused in place
+    if (g == kDeadGen) g = 0;                     // the generation of the dead slots of a loaded index
     return label_of(a, idx);
 }
 
@@ -452,4 +462,226 @@ extern "C" size_t dr_ann_bytes(const dr_ann_t *a) {
     b += a->gen.size() * (sizeof(void *) + sizeof(int64_t) + sizeof(uint32_t) + 4 + sizeof(size_t) + 8) +
          a->gen.bucket_count() * sizeof(void *);
     return b;
+}
+
+// ---- saving and loading ---------------------------------------------------
+//
+// index.meta, in this machine's byte order (the files are this instance's
+// cache, read back by the same build on the same machine): the magic, dim,
+// M, ef_construction, the bias offset, the graph file's token and size, and
+// the ids the saved indices stood for. The graph is hnswlib's own format,
+// in index-<token>.hnsw.
+
+namespace {
+
+const char kMetaMagic[8] = {'D', 'R', 'A', 'N', 'N', 'v', '1', '\0'};
+
+struct MetaHead {
+    char magic[8];
+    uint32_t dim, M, ef_construction;
+    float bias_offset;
+    uint64_t token, graph_bytes, n_ids;
+};
+
+std::string graph_path(const char *dir, uint64_t token) {
+    char name[64];
+    std::snprintf(name, sizeof(name), "/index-%016llx.hnsw", (unsigned long long)token);
+    return std::string(dir) + name;
+}
+
+int fail(char *errstr, size_t n, int rc, const char *fmt, const std::string &what) {
+    if (errstr && n) std::snprintf(errstr, n, fmt, what.c_str(), std::strerror(errno));
+    return rc;
+}
+
+// The previous save's head, if any (its graph is removed after a new save).
+bool read_head(const std::string &meta, MetaHead *h) {
+    FILE *f = std::fopen(meta.c_str(), "rb");
+    if (!f) return false;
+    bool ok = std::fread(h, sizeof(*h), 1, f) == 1 && std::memcmp(h->magic, kMetaMagic, 8) == 0;
+    std::fclose(f);
+    return ok;
+}
+
+bool sync_path(const std::string &path) {
+    int fd = ::open(path.c_str(), O_RDONLY);
+    if (fd < 0) return false;
+    bool ok = ::fsync(fd) == 0;
+    ::close(fd);
+    return ok;
+}
+
+}  // namespace
+
+extern "C" int dr_ann_save(const dr_ann_t *a, const char *dir, const int64_t *ids, size_t n_ids, char *errstr,
+                           size_t errstr_size) {
+    if (!a || !dir || (n_ids && !ids)) return DR_EINVAL;
+    hnswlib::HierarchicalNSW<float> *h = a->hnsw;
+    for (const auto &kv : h->label_lookup_) // every live item is named by ids
+        if (!h->isMarkedDeleted(kv.second) && (uint64_t)(kv.first & (hnswlib::labeltype)kMaxIdx) >= n_ids)
+            return DR_EINVAL;
+    std::string meta = std::string(dir) + "/index.meta", tmp = meta + ".tmp";
+    MetaHead old;
+    bool had = read_head(meta, &old);
+    std::random_device rd;
+    MetaHead head;
+    std::memcpy(head.magic, kMetaMagic, 8);
+    head.dim = (uint32_t)a->conf.dim;
+    head.M = (uint32_t)h->M_;
+    head.ef_construction = (uint32_t)h->ef_construction_;
+    head.bias_offset = a->conf.bias_offset;
+    head.token = ((uint64_t)rd() << 32) ^ rd() ^ (uint64_t)std::time(nullptr);
+    if (had && head.token == old.token) head.token++;
+    head.n_ids = n_ids;
+    std::string graph = graph_path(dir, head.token);
+    try {
+        h->saveIndex(graph);
+    } catch (const std::exception &e) {
+        std::remove(graph.c_str());
+        return fail(errstr, errstr_size, DR_EIO, "%s: %s", graph + " (" + e.what() + ")");
+    }
+    struct stat st;
+    if (::stat(graph.c_str(), &st) != 0 || st.st_size <= 0 || !sync_path(graph)) {
+        std::remove(graph.c_str());
+        return fail(errstr, errstr_size, DR_EIO, "writing %s: %s", graph);
+    }
+    head.graph_bytes = (uint64_t)st.st_size;
+    FILE *f = std::fopen(tmp.c_str(), "wb");
+    bool ok = f && std::fwrite(&head, sizeof(head), 1, f) == 1 &&
+              (n_ids == 0 || std::fwrite(ids, sizeof(int64_t), n_ids, f) == n_ids) && std::fflush(f) == 0 &&
+              ::fsync(::fileno(f)) == 0;
+    if (f && std::fclose(f) != 0) ok = false;
+    if (!ok || std::rename(tmp.c_str(), meta.c_str()) != 0) {
+        int rc = fail(errstr, errstr_size, DR_EIO, "writing %s: %s", tmp);
+        std::remove(tmp.c_str());
+        std::remove(graph.c_str());
+        return rc;
+    }
+    (void)sync_path(dir); // the rename itself
+    if (had && old.token != head.token) std::remove(graph_path(dir, old.token).c_str());
+    return 0;
+}
+
+extern "C" int dr_ann_load(dr_ann_t **out, const char *dir, const dr_ann_conf_t *conf, const int64_t *ids,
+                           size_t n_ids, size_t *kept, char *errstr, size_t errstr_size) {
+    if (out) *out = nullptr;
+    if (kept) *kept = 0;
+    if (!out || !dir || !conf || (n_ids && !ids)) return DR_EINVAL;
+    if (const char *bad = conf_error(conf)) {
+        if (errstr && errstr_size) std::snprintf(errstr, errstr_size, "%s", bad);
+        return DR_ECONFIG;
+    }
+    std::string meta = std::string(dir) + "/index.meta";
+    FILE *f = std::fopen(meta.c_str(), "rb");
+    if (!f) {
+        if (errno == ENOENT) return DR_ENOTFOUND;
+        return fail(errstr, errstr_size, DR_EIO, "%s: %s", meta);
+    }
+    MetaHead head;
+    std::vector<int64_t> saved;
+    bool ok = std::fread(&head, sizeof(head), 1, f) == 1 && std::memcmp(head.magic, kMetaMagic, 8) == 0 &&
+              head.n_ids <= (uint64_t)kMaxIdx + 1;
+    if (ok) {
+        try {
+            saved.resize(head.n_ids);
+        } catch (const std::exception &) {
+            ok = false;
+        }
+        ok = ok && (head.n_ids == 0 || std::fread(saved.data(), sizeof(int64_t), head.n_ids, f) == head.n_ids) &&
+             std::fgetc(f) == EOF;
+    }
+    std::fclose(f);
+    if (!ok) {
+        if (errstr && errstr_size) std::snprintf(errstr, errstr_size, "%s: not a saved index, or cut short", meta.c_str());
+        return DR_ECORRUPT;
+    }
+    if (head.dim != (uint32_t)conf->dim || head.M != (uint32_t)conf->M) {
+        if (errstr && errstr_size)
+            std::snprintf(errstr, errstr_size, "the saved index has dim %u and M %u, not %d and %d", head.dim,
+                          head.M, conf->dim, conf->M);
+        return DR_ECONFIG;
+    }
+    std::string graph = graph_path(dir, head.token);
+    struct stat st;
+    if (::stat(graph.c_str(), &st) != 0 || (uint64_t)st.st_size != head.graph_bytes || !std::isfinite(head.bias_offset)) {
+        if (errstr && errstr_size) std::snprintf(errstr, errstr_size, "%s: missing or not the size saved", graph.c_str());
+        return DR_ECORRUPT;
+    }
+    dr_ann *a = new (std::nothrow) dr_ann();
+    if (!a) return DR_ENOMEM;
+    a->conf = *conf;
+    a->conf.bias_offset = head.bias_offset;
+    try {
+        a->space = new IpSpace((size_t)conf->dim + 1);
+        a->hnsw = new hnswlib::HierarchicalNSW<float>(a->space, graph, false, 0);
+        hnswlib::HierarchicalNSW<float> *h = a->hnsw;
+        // hnswlib 0.6.2's loading constructor leaves num_deleted_ as it
+        // found it (garbage) and then counts the deleted slots onto it, and
+        // seeds no generator: both set here (the count again below)
+        h->num_deleted_ = 0;
+        h->level_generator_.seed((unsigned)conf->seed);
+        h->update_probability_generator_.seed((unsigned)conf->seed + 1);
+        // hnswlib trusts the file for its layout: it must be the one this
+        // dimension and M make
+        if (h->M_ != (size_t)conf->M || h->label_offset_ != h->offsetData_ + h->data_size_ ||
+            h->size_data_per_element_ != h->label_offset_ + sizeof(hnswlib::labeltype) ||
+            h->cur_element_count > h->max_elements_ || h->max_elements_ > kMaxCapacity ||
+            (h->cur_element_count > 0 && h->enterpoint_node_ >= h->cur_element_count))
+            throw std::invalid_argument("the graph does not match its meta file");
+        // and every link within it, on every level: searches follow them
+        // without a check
+        for (hnswlib::tableint i = 0; i < h->cur_element_count; i++) {
+            int levels = h->element_levels_[i];
+            if (levels < 0 || levels > h->maxlevel_) throw std::invalid_argument("a level out of range");
+            for (int l = 0; l <= levels; l++) {
+                hnswlib::linklistsizeint *ll = l == 0 ? h->get_linklist0(i) : h->get_linklist(i, l);
+                size_t count = h->getListCount(ll), cap = l == 0 ? h->maxM0_ : h->maxM_;
+                const hnswlib::tableint *links = reinterpret_cast<const hnswlib::tableint *>(ll + 1);
+                if (count > cap) throw std::invalid_argument("a neighbour list past its size");
+                for (size_t k = 0; k < count; k++)
+                    if (links[k] >= h->cur_element_count) throw std::invalid_argument("a link out of range");
+            }
+        }
+        // the items by their ids now
+        std::unordered_map<int64_t, int64_t> row_of;
+        row_of.reserve(n_ids);
+        for (size_t j = 0; j < n_ids; j++)
+            if (ids[j] >= 0) row_of.emplace(ids[j], (int64_t)j);
+        std::vector<bool> taken(n_ids, false);
+        h->label_lookup_.clear();
+        size_t live = 0;
+        for (hnswlib::tableint i = 0; i < h->cur_element_count; i++) {
+            hnswlib::labeltype label = h->getExternalLabel(i);
+            uint64_t idx = label & (hnswlib::labeltype)kMaxIdx;
+            int64_t row = -1;
+            if (!h->isMarkedDeleted(i) && idx < head.n_ids) {
+                auto it = row_of.find(saved[idx]);
+                if (it != row_of.end() && !taken[(size_t)it->second]) row = it->second;
+            }
+            if (row >= 0) {
+                taken[(size_t)row] = true;
+                h->setExternalLabel(i, (hnswlib::labeltype)row);
+                h->label_lookup_[(hnswlib::labeltype)row] = i;
+                live++;
+            } else {
+                if (!h->isMarkedDeleted(i)) h->markDeletedInternal(i);
+                hnswlib::labeltype dead = (hnswlib::labeltype)i | ((hnswlib::labeltype)kDeadGen << kGenShift);
+                h->setExternalLabel(i, dead);
+                h->label_lookup_[dead] = i;
+            }
+        }
+        size_t dead = 0;
+        for (hnswlib::tableint i = 0; i < h->cur_element_count; i++) dead += h->isMarkedDeleted(i);
+        h->num_deleted_ = dead;
+        h->setEf((size_t)conf->ef_search);
+        a->conf.capacity = h->max_elements_;
+        if (kept) *kept = live;
+    } catch (const std::exception &e) {
+        int rc = std::strstr(e.what(), "memory") || dynamic_cast<const std::bad_alloc *>(&e) ? DR_ENOMEM : DR_ECORRUPT;
+        if (errstr && errstr_size) std::snprintf(errstr, errstr_size, "%s: %s", graph.c_str(), e.what());
+        dr_ann_free(a);
+        return rc;
+    }
+    *out = a;
+    return 0;
 }

@@ -114,6 +114,31 @@ int dr_ann_get(const dr_ann_t *a, int64_t idx, float *vec, float *bias);
 /* Changes ef_search (the recall/speed knob) without a rebuild. 0, DR_EINVAL. */
 int dr_ann_set_ef(dr_ann_t *a, int ef_search);
 
+/* Saving an index, so that a restart serves from it at once instead of
+ * building one (~15 min of a core at 1M items, docs/RETRIEVAL.md).
+ *
+ * dr_ann_save writes the index into directory dir (which must exist) as
+ * two files: the graph, and index.meta, which names it and says which item
+ * each saved idx was (ids[idx] for idx < n_ids; the caller's indices are
+ * its own and change across a restart, ids do not). index.meta is replaced
+ * last, by rename, so a crash mid-save leaves the previous save whole; the
+ * previous graph file is removed after. 0, DR_EINVAL (NULL, or an idx in the
+ * index at or past n_ids), DR_EIO (errstr says what failed).
+ *
+ * dr_ann_load reads what dr_ann_save wrote and names its items by the ids
+ * of now: an item saved as id X becomes idx j where ids[j] == X (ids[j] < 0:
+ * row j holds no item); a saved item whose id is not in ids is removed.
+ * conf gives the dimension and the graph's M, which must be the saved ones
+ * (else DR_ECONFIG: a build is due), and ef_search; the bias offset is the
+ * saved one (the stored vectors are offset by it). *kept: the items it
+ * holds afterwards; rows of ids it does not hold are the caller's to
+ * upsert. DR_ENOTFOUND (nothing saved), DR_ECONFIG, DR_ECORRUPT (a file cut
+ * short or not ours), DR_ENOMEM. Neither runs beside a search. */
+int dr_ann_save(const dr_ann_t *a, const char *dir, const int64_t *ids, size_t n_ids, char *errstr,
+                size_t errstr_size);
+int dr_ann_load(dr_ann_t **out, const char *dir, const dr_ann_conf_t *conf, const int64_t *ids, size_t n_ids,
+                size_t *kept, char *errstr, size_t errstr_size);
+
 size_t dr_ann_count(const dr_ann_t *a);    /* items indexed and not removed (0 for NULL) */
 size_t dr_ann_capacity(const dr_ann_t *a); /* slots allocated (0 for NULL) */
 /* Slots of removed items and of replaced copies (replace_in_place = 0):

@@ -1504,6 +1504,11 @@ static int make_clients(dr_pipeline_t *p, char *errstr, size_t n) {
     if (err) return err;
     dr_emitter_conf_t ec = {p->cfg.topk, p->cfg.emit_batch, p->cfg.blas_threads, p->cfg.codec,
                           p->cfg.emit_retrieval};
+    /* the saved retrieval index lives beside the state it indexes */
+    if (ec.retrieval.persist && p->cfg.state_dir[0] &&
+        snprintf(ec.retrieval.index_dir, sizeof(ec.retrieval.index_dir), "%s/retrieval", p->cfg.state_dir) >=
+            (int)sizeof(ec.retrieval.index_dir))
+        ec.retrieval.index_dir[0] = '\0'; /* too long a path: not saved */
     if ((err = dr_emitter_new(&p->emitter, p->producer, p->cfg.topic_recs, &ec, &p->flight,
                               errstr, n)))
         return err;
@@ -1675,6 +1680,9 @@ void dr_pipeline_stop(dr_pipeline_t *p) {
     dr_ingest_stop(p->ingest);
     take_shared_model(p);
     if (!p->stats.failed) commit_now(p);
+    /* the retrieval index as it serves now, for the next start (its items
+     * named by the ids just committed) */
+    if (!p->stats.failed) (void)dr_emitter_save_index(p->emitter, p->model);
     dr_catalog_close(p->catalog);
     dr_ingest_close(p->ingest); /* leaves the group; the revoke commit finds nothing new */
     rd_kafka_flush(p->producer, p->cfg.shutdown_timeout_ms);

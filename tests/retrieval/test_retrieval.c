@@ -1,12 +1,16 @@
 /* test_retrieval.c - claims of the approximate retrieval index
  * (retrieval/dr_retrieval.h) on tiny catalogs: exact results when ef covers
  * the catalog, upsert replacing a vector, remove, growth past the initial
- * capacity, the bulk build and the one that can be stopped, and hostile
- * input returning errors. */
+ * capacity, the bulk build and the one that can be stopped, hostile input
+ * returning errors, and an index saved and loaded under other indices. */
 #include "dr_test.h"
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "dr_err.h"
 #include "dr_retrieval.h"
@@ -405,6 +409,145 @@ static void test_capacity_growth(void **state) {
     dr_ann_free(a);
 }
 
+/* The graph file a save named (index-*.hnsw in dir). */
+static void graph_file(const char *dir, char *path, size_t n) {
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "ls %s/index-*.hnsw", dir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    assert_non_null(fgets(path, (int)n, p));
+    path[strcspn(path, "\n")] = '\0';
+    pclose(p);
+}
+
+static void rewrite_byte(const char *path, long at, int byte) {
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, at, SEEK_SET), 0);
+    assert_int_equal(fputc(byte, f), byte);
+    fclose(f);
+}
+
+static void copy_file(const char *from, const char *to) {
+    char cmd[1300];
+    snprintf(cmd, sizeof(cmd), "cp %s %s", from, to);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Saved and loaded under other indices (the caller's rows after a
+ * restart): the same searches give the same items, by id; items whose id
+ * is gone are never proposed and the others keep their vectors; a second
+ * save replaces the first; other settings and damaged files are refused. */
+static void test_save_and_load(void **state) {
+    (void)state;
+    char dir[] = "/tmp/dr_ann_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    enum { N = 400 };
+    static float Q[N * DIM], B[N];
+    int64_t ids[N], ids_now[N];
+    dr_ann_t *a = new_index(64, 400);
+    for (size_t i = 0; i < N; i++) {
+        for (int k = 0; k < DIM; k++) Q[i * DIM + k] = frand();
+        B[i] = frand() * 0.3f;
+        ids[i] = 5000 + (int64_t)i * 7;
+    }
+    assert_int_equal(dr_ann_build(a, Q, B, N, 1), 0);
+    assert_int_equal(dr_ann_upsert(a, 3, Q, 0.5f), 0); /* a replaced copy: a dead slot */
+    char err[256];
+    assert_int_equal(dr_ann_save(a, dir, ids, N - 1, err, sizeof(err)), DR_EINVAL); /* idx 399 unnamed */
+    assert_int_equal(dr_ann_save(a, dir, ids, N, err, sizeof(err)), 0);
+    assert_int_equal(dr_ann_save(a, dir, ids, N, err, sizeof(err)), 0); /* replaces it */
+    char graph[512];
+    graph_file(dir, graph, sizeof(graph)); /* one graph file: the first was removed */
+    /* now row j holds the item saved at N-1-j */
+    for (size_t j = 0; j < N; j++) ids_now[j] = ids[N - 1 - j];
+    dr_ann_conf_t conf;
+    dr_ann_conf_default(&conf, DIM);
+    conf.M = 8;
+    conf.ef_search = 400;
+    dr_ann_t *b = NULL;
+    size_t kept = 0;
+    assert_int_equal(dr_ann_load(&b, dir, &conf, ids_now, N, &kept, err, sizeof(err)), 0);
+    assert_int_equal(kept, N);
+    assert_int_equal(dr_ann_count(b), N);
+    for (int q = 0; q < 20; q++) {
+        float u[DIM];
+        for (int k = 0; k < DIM; k++) u[k] = frand();
+        int64_t ra[10], rb[10];
+        float sa[10], sb[10];
+        size_t na, nb;
+        assert_int_equal(dr_ann_search(a, u, 10, ra, sa, &na), 0);
+        assert_int_equal(dr_ann_search(b, u, 10, rb, sb, &nb), 0);
+        assert_int_equal(na, nb);
+        for (size_t j = 0; j < na; j++) {
+            assert_int_equal(ids[ra[j]], ids_now[rb[j]]);
+            assert_float_equal(sa[j], sb[j], 1e-5);
+        }
+    }
+    dr_ann_free(b);
+    /* a quarter of the saved items gone, some new ones in their rows */
+    for (size_t j = 0; j < N; j += 4) ids_now[j] = j % 8 ? -1 : 900000 + (int64_t)j;
+    assert_int_equal(dr_ann_load(&b, dir, &conf, ids_now, N, &kept, err, sizeof(err)), 0);
+    assert_int_equal(kept, N - N / 4);
+    for (size_t j = 0; j < N; j++) {
+        float v[DIM], bias;
+        int rc = dr_ann_get(b, (int64_t)j, v, &bias);
+        if (j % 4 == 0) {
+            assert_int_equal(rc, DR_ENOTFOUND); /* the caller's to insert */
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        size_t i = N - 1 - j; /* where it was saved */
+        const float *want = i == 3 ? Q : Q + i * DIM;
+        assert_memory_equal(v, want, sizeof(v));
+    }
+    for (int q = 0; q < 20; q++) {
+        float u[DIM];
+        for (int k = 0; k < DIM; k++) u[k] = frand();
+        int64_t r[50];
+        size_t n;
+        assert_int_equal(dr_ann_search(b, u, 50, r, NULL, &n), 0);
+        assert_true(n > 0);
+        for (size_t j = 0; j < n; j++) assert_true(r[j] % 4 != 0);
+    }
+    /* and it goes on as an index: the new rows in, one replaced */
+    for (size_t j = 0; j < N; j += 4) assert_int_equal(dr_ann_upsert(b, (int64_t)j, Q + j * DIM, B[j]), 0);
+    assert_int_equal(dr_ann_upsert(b, 1, Q, 0.1f), 0);
+    assert_int_equal(dr_ann_count(b), N);
+    dr_ann_free(b);
+    /* other settings: a build is due */
+    dr_ann_conf_t other = conf;
+    other.M = 16;
+    assert_int_equal(dr_ann_load(&b, dir, &other, ids_now, N, &kept, err, sizeof(err)), DR_ECONFIG);
+    dr_ann_conf_default(&other, DIM + 1);
+    other.M = 8;
+    assert_int_equal(dr_ann_load(&b, dir, &other, ids_now, N, &kept, err, sizeof(err)), DR_ECONFIG);
+    /* damaged files: a link out of range (the graph's first link, past its
+     * 96-byte header and its list's count), a graph cut short, a meta file
+     * cut short; none loads, none crashes */
+    char saved[600];
+    snprintf(saved, sizeof(saved), "%s.keep", graph);
+    copy_file(graph, saved);
+    for (int k = 0; k < 4; k++) rewrite_byte(graph, 96 + 4 + k, 0xff);
+    assert_int_equal(dr_ann_load(&b, dir, &conf, ids_now, N, &kept, err, sizeof(err)), DR_ECORRUPT);
+    assert_null(b);
+    copy_file(saved, graph);
+    assert_int_equal(truncate(graph, 1000), 0);
+    assert_int_equal(dr_ann_load(&b, dir, &conf, ids_now, N, &kept, err, sizeof(err)), DR_ECORRUPT);
+    char meta[300];
+    snprintf(meta, sizeof(meta), "%s/index.meta", dir);
+    copy_file(saved, graph);
+    assert_int_equal(truncate(meta, 40), 0);
+    assert_int_equal(dr_ann_load(&b, dir, &conf, ids_now, N, &kept, err, sizeof(err)), DR_ECORRUPT);
+    /* nothing saved */
+    assert_int_equal(unlink(meta), 0);
+    assert_int_equal(dr_ann_load(&b, dir, &conf, ids_now, N, &kept, err, sizeof(err)), DR_ENOTFOUND);
+    dr_ann_free(a);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exact_on_tiny_catalog),
@@ -414,6 +557,7 @@ int main(void) {
         cmocka_unit_test(test_build_stoppable),
         cmocka_unit_test(test_hostile_input),
         cmocka_unit_test(test_capacity_growth),
+        cmocka_unit_test(test_save_and_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
