@@ -8,6 +8,7 @@
  * a thread of its own, never holding an emit call up. The producer
  * points at no broker: lists are only queued, which is all that is read. */
 #include "dr_test.h"
+#include "learner/learner_test.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -386,17 +387,6 @@ static void test_index_built_on_its_own_thread(void **state) {
     free_all(rk, users, m);
 }
 
-/* What a restart reads: the globals and every stored item of src, into
- * dst, in the order a commit drains them (not the order of src's rows). */
-static void copy_items(dr_model_t *src, dr_model_t *dst) {
-    uint8_t *g;
-    size_t glen;
-    assert_int_equal(dr_model_encode_globals(src, &g, &glen), 0);
-    assert_int_equal(dr_model_load_globals(dst, g, glen), 0);
-    free(g);
-    assert_int_equal(dr_model_drain_dirty_items(src, (dr_item_sink_fn)dr_model_load_item, dst), 0);
-}
-
 /* emit.retrieval.persist: the index built is saved, and after a restart
  * the saved one serves, its items named by their ids: the restored model
  * (items loaded in another order, so in other rows) gets the full scan's
@@ -421,7 +411,7 @@ static void test_saved_index_serves_after_a_restart(void **state) {
     dr_model_t *m2;
     char err[256];
     assert_int_equal(dr_model_new(&m2, dr_model_conf(m), err, sizeof(err)), 0);
-    copy_items(m, m2);
+    copy_stored_model(m, m2); /* in the order a commit drains them, not m's rows' */
     assert_true(dr_model_item_index(m2, 1, false) != dr_model_item_index(m, 1, false));
     dr_emitter_t *scan = new_emitter(rk, &flight, 0, 50, 0.25);
     dr_emitter_t *again = new_emitter_saved(rk, &flight, 1, 2 * ITEMS, 10.0, 10000.0, dir);

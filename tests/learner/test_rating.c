@@ -5,7 +5,7 @@
  * record are refused, and extreme ratings leave every prediction finite
  * and within the ratings seen. White box: it reads the global stage's
  * input count from learner_internal.h to find its bytes. */
-#include "dr_test.h"
+#include "learner_test.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -102,16 +102,11 @@ static void test_blend_follows_the_session(void **state) {
     assert_true(mae[1] < 0.8 * mae[0]);
 }
 
-/* Every record as a restart reads it: the globals, the dirty items, and
- * each user through its record. */
+/* Every record as a restart reads it: the globals and the dirty items
+ * (copy_stored_model), and each user through its record. */
 static dr_model_t *restored(dr_model_t *m, dr_user_t **users, dr_user_t **back) {
     dr_model_t *m2 = rating_model(true);
-    uint8_t *g;
-    size_t glen;
-    assert_int_equal(dr_model_encode_globals(m, &g, &glen), 0);
-    assert_int_equal(dr_model_load_globals(m2, g, glen), 0);
-    free(g);
-    assert_int_equal(dr_model_drain_dirty_items(m, (dr_item_sink_fn)dr_model_load_item, m2), 0);
+    copy_stored_model(m, m2);
     for (int u = 0; u < USERS; u++) {
         uint8_t *rec;
         size_t len;
@@ -122,17 +117,23 @@ static dr_model_t *restored(dr_model_t *m, dr_user_t **users, dr_user_t **back) 
     return m2;
 }
 
+/* A model with the blend on that learned the stream's first `ratings`. */
+static dr_model_t *rated_model(dr_user_t **users, double *quality, int ratings) {
+    qualities(quality);
+    dr_model_t *m = rating_model(true);
+    new_users(users);
+    run_stream(m, users, 0, ratings, quality);
+    return m;
+}
+
 /* A restored model predicts every next rating to the bit as the one
  * before it: the global stage (globals v5), the items' statistics (item
  * v8), the users' stages, statistics and ring residuals (user v10). */
 static void test_restored_blend_predicts_the_same(void **state) {
     (void)state;
     double quality[ITEMS];
-    qualities(quality);
-    dr_model_t *m = rating_model(true);
     dr_user_t *users[USERS], *back[USERS];
-    new_users(users);
-    run_stream(m, users, 0, 3000, quality);
+    dr_model_t *m = rated_model(users, quality, 3000);
     dr_model_t *m2 = restored(m, users, back);
     for (int t = 3000; t < 3600; t++) {
         dr_event_t e = stream_rating(t, quality);
@@ -168,11 +169,8 @@ static int keep_item_1000(void *ctx, int64_t id, const void *rec, size_t n) {
 static void test_older_records_start_the_blend_empty(void **state) {
     (void)state;
     double quality[ITEMS];
-    qualities(quality);
-    dr_model_t *m = rating_model(true);
     dr_user_t *users[USERS];
-    new_users(users);
-    run_stream(m, users, 0, 600, quality);
+    dr_model_t *m = rated_model(users, quality, 600);
     dr_user_t *u = users[0];
     assert_true(u->rating.n > 0);
     /* user: version 10 added a flag byte, then the rating part */
@@ -250,11 +248,8 @@ static int load_globals_patched(dr_model_t *m, const uint8_t *g, size_t len, siz
 static void test_hostile_rating_bytes(void **state) {
     (void)state;
     double quality[ITEMS];
-    qualities(quality);
-    dr_model_t *m = rating_model(true);
     dr_user_t *users[USERS];
-    new_users(users);
-    run_stream(m, users, 0, 600, quality);
+    dr_model_t *m = rated_model(users, quality, 600);
     dr_user_t *u = users[1];
     uint8_t *rec;
     size_t len;
