@@ -18,6 +18,7 @@
 
 #include "dr_bytes.h"
 #include "dr_emit.h"
+#include "dr_err.h"
 #include "dr_log.h"
 
 enum { DIM = 8, ITEMS = 600, USERS = 40 };
@@ -437,6 +438,32 @@ static void test_saved_index_serves_after_a_restart(void **state) {
     free_all(rk, users, m);
 }
 
+/* A save that cannot be written (here the index directory is a file, as
+ * a full or broken disk would refuse it) is logged and changes nothing
+ * else: the index serves, the stop-time save says DR_EIO, and a later start
+ * builds. */
+static void test_unsavable_index_still_serves(void **state) {
+    (void)state;
+    char path[] = "/tmp/dr_retr_file_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    dr_user_t *users[USERS];
+    dr_model_t *m = trained(users);
+    rd_kafka_t *rk = queue_only_producer();
+    dr_flight_t flight = {0};
+    dr_emitter_t *e = new_emitter_saved(rk, &flight, 1, 2 * ITEMS, 10.0, 10000.0, path);
+    emit_until_served(e, m, users, USERS);
+    assert_int_equal(dr_emitter_save_index(e, m), DR_EIO);
+    dr_emitter_free(e);
+    dr_emitter_t *again = new_emitter_saved(rk, &flight, 1, 2 * ITEMS, 10.0, 10000.0, path);
+    emit_until_served(again, m, users, USERS);
+    assert_int_equal(dr_emitter_stats(again)->index_upserts, ITEMS); /* built */
+    dr_emitter_free(again);
+    assert_int_equal(unlink(path), 0);
+    free_all(rk, users, m);
+}
+
 /* With the freshness term on, the freshest items are candidates of every
  * list: an index that proposes 5 items per user by [q_i, b_i] alone gives
  * the full scan's lists when 30 items published now outweigh the rest. */
@@ -503,6 +530,7 @@ int main(void) {
         cmocka_unit_test(test_fresh_items_are_candidates),
         cmocka_unit_test(test_reused_rows_reindexed),
         cmocka_unit_test(test_saved_index_serves_after_a_restart),
+        cmocka_unit_test(test_unsavable_index_still_serves),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
