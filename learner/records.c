@@ -282,8 +282,12 @@ static bool get_blend(dr__rating_blend_t *b, dr_reader_t *r) {
     uint16_t inputs = dr_get_u16(r);
     if (!r->ok || !isfinite(lo) || !isfinite(hi) || lo > hi) return false;
     if (inputs != DR__RATING_INPUTS) {
-        r->pos += (size_t)inputs * (inputs + 1u) * 8u;
-        if (r->pos > r->len) return false;
+        size_t skip = (size_t)inputs * (inputs + 1u) * 8u;
+        if (skip > r->len - r->pos) { /* past the record: the reader stops, nothing read beyond */
+            r->ok = false;
+            return false;
+        }
+        r->pos += skip;
     } else {
         bool finite = true;
         for (int k = 0; k < DR__RATING_INPUTS; k++) finite &= isfinite(b->w[k] = dr_get_f64(r));

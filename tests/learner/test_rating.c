@@ -287,6 +287,11 @@ static void test_hostile_rating_bytes(void **state) {
     assert_int_equal(dr_model_load_globals(m2, g2, shorter), 0);
     assert_true(m2->blend.n == m->blend.n);
     for (int k = 0; k < DR__RATING_INPUTS; k++) assert_true(m2->blend.w[k] == 0.0);
+    /* an input count whose stage would run past the record: refused, and
+     * nothing read beyond it (fuzz_user_state found the reader left past
+     * the end, the next field read from beyond the buffer) */
+    uint16_t huge = 0xffff;
+    assert_int_equal(load_globals_patched(m2, g, glen, blend + 16, &huge, 2), DR_ECORRUPT);
     free(g2);
     free(g);
     free_users(users);
