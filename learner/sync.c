@@ -275,6 +275,13 @@ int dr_model_sync_export(dr_model_t *m, size_t max_items, uint8_t **out, size_t 
     return encode_pending(m, max_items, max_pairs, true, out, len, n_items);
 }
 
+/* Moves r on by n bytes; false (and r stopped) when fewer are left. */
+static bool skip(dr_reader_t *r, size_t n) {
+    if (!r->ok || n > r->len - r->pos) return r->ok = false;
+    r->pos += n;
+    return true;
+}
+
 /* The bytes of a row of the export at the start of buf: a DRS2 row, a DRS1
  * one (no rating sums), or 0 for neither magic. */
 static size_t row_bytes_of(const void *buf, size_t len, int dim) {
@@ -291,13 +298,15 @@ static size_t export_length(const void *buf, size_t len, int dim) {
     r.pos = 4;
     uint32_t d = dr_get_u32(&r);
     if (!r.ok || row_bytes == 0 || d != (uint32_t)dim) return 0;
-    r.pos += (size_t)dim * 4;
+    /* every skip is checked against what is left: a reader moved past the
+     * end would read beyond it (dr_get_bytes takes len - pos) */
+    if (!skip(&r, (size_t)dim * 4)) return 0;
     uint32_t n = dr_get_u32(&r);
     if (!r.ok || (len - r.pos) / row_bytes < n) return 0;
     r.pos += (size_t)n * row_bytes;
     uint32_t n_nbr = dr_get_u32(&r);
     for (uint32_t e = 0; e < n_nbr && r.ok; e++) {
-        r.pos += 8 + 4;
+        if (!skip(&r, 8 + 4)) return 0;
         uint32_t pairs = dr_get_u32(&r);
         if (!r.ok || (len - r.pos) / 12 < pairs) return 0;
         r.pos += (size_t)pairs * 12;
