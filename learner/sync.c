@@ -293,11 +293,11 @@ static size_t row_bytes_of(const void *buf, size_t len, int dim) {
 
 /* The length of the export at the start of buf (0: malformed). */
 static size_t export_length(const void *buf, size_t len, int dim) {
-    dr_reader_t r = {buf, len, 0, true};
-    size_t row_bytes = row_bytes_of(buf, len, dim);
-    r.pos = 4;
+    size_t row_bytes = row_bytes_of(buf, len, dim); /* 0: no magic of ours (or under 4 bytes) */
+    if (row_bytes == 0) return 0;
+    dr_reader_t r = {buf, len, 4, true};
     uint32_t d = dr_get_u32(&r);
-    if (!r.ok || row_bytes == 0 || d != (uint32_t)dim) return 0;
+    if (!r.ok || d != (uint32_t)dim) return 0;
     /* every skip is checked against what is left: a reader moved past the
      * end would read beyond it (dr_get_bytes takes len - pos) */
     if (!skip(&r, (size_t)dim * 4)) return 0;

@@ -1,7 +1,9 @@
 /* fuzz_user_state.c - libFuzzer target for the records driftrec reads back
  * from RocksDB (learner/records.c): user records of every version, as the
  * pipeline reads them (the configured dimension) and as `driftrec inspect`
- * does (the dimension written in the record), plus item and globals records.
+ * does (the dimension written in the record), plus item and globals records
+ * and model-topic messages (learner/sync.c: another instance's changes, and
+ * the pending ones a commit stores).
  *
  * A record may meet other settings than those it was written with (a
  * restart after learner.recent.items, drift.max.buckets, learner.cooc.neighbors
@@ -129,6 +131,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     dr_model_t *m = model_for(&small);
     (void)dr_model_load_globals(m, data, size);
     (void)dr_model_load_item(m, 1, data, size);
+    /* and as a model-topic message from another instance, or the pending
+     * changes a commit stored (learner/sync.c) */
+    size_t applied, skipped;
+    if (dr_model_sync_enable(m) != 0) die("sync");
+    (void)dr_model_sync_import(m, data, size, &applied, &skipped);
+    (void)dr_model_sync_load_pending(m, data, size);
     dr_model_free(m);
     return 0;
 }

@@ -3,7 +3,9 @@
  * with both framings, a record of the registered writer schema, a catalog
  * record, a list) and OUTDIR/user/ (user records of versions 1, 2 and the
  * current one, one with a full ring of 64 recent events, an item record and
- * a globals record). Usage: fuzz_seeds OUTDIR */
+ * a globals record; in rating mode a user with the rating blend's part, the
+ * globals with its global stage, an item with its rating sums and a
+ * model-topic message). Usage: fuzz_seeds OUTDIR */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -94,6 +96,43 @@ static int put_item(void *ctx, int64_t item_id, const void *rec, size_t len) {
     return 1; /* one is enough */
 }
 
+static int put_rated_item(void *ctx, int64_t item_id, const void *rec, size_t len) {
+    (void)ctx;
+    (void)item_id;
+    put("user", "item-rated", rec, len);
+    return 1; /* one is enough */
+}
+
+/* Rating mode's records and a model-topic message ("DRS2"), from a model
+ * with sharing on that learned 40 ratings. */
+static void rating_seeds(const dr_learner_conf_t *base) {
+    char err[256];
+    dr_learner_conf_t rc = *base;
+    rc.mode = DR_MODE_RATING;
+    dr_model_t *m = NULL;
+    dr_user_t *u = dr_user_new_conf(43, &rc);
+    dr_apply_result_t res;
+    uint8_t *rec;
+    size_t len, n;
+    if (dr_model_new(&m, &rc, err, sizeof err) != 0 || !u || dr_model_sync_enable(m) != 0) {
+        failures++;
+    } else {
+        for (int i = 0; i < 40; i++) {
+            dr_event_t ev = {43, 10 + i % 7, DR_EV_RATE, (float)(1 + i % 5), 60000LL * i};
+            if (dr_learner_apply(m, u, &ev, (uint64_t)i, &res)) failures++;
+        }
+        if (dr_user_encode(u, rc.dim, &rec, &len) == 0) put("user", "user-rating", rec, len), free(rec);
+        else failures++;
+        if (dr_model_encode_globals(m, &rec, &len) == 0) put("user", "globals-rating", rec, len), free(rec);
+        else failures++;
+        if (dr_model_sync_export(m, 100, &rec, &len, &n) == 0) put("user", "model-topic-message", rec, len), free(rec);
+        else failures++;
+        (void)dr_model_drain_dirty_items(m, put_rated_item, NULL);
+    }
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
 static void user_seeds(void) {
     char err[256];
     dr_learner_conf_t conf;
@@ -156,6 +195,7 @@ static void user_seeds(void) {
     }
     dr_user_free(u);
     dr_model_free(m);
+    rating_seeds(&conf);
 }
 
 int main(int argc, char **argv) {

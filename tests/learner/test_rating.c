@@ -387,6 +387,7 @@ static void test_item_rating_sums_travel(void **state) {
         uint8_t *part = malloc(cut ? cut : 1);
         memcpy(part, buf, cut);
         assert_int_equal(dr_model_sync_import(b, part, cut, &applied, &skipped), DR_ECORRUPT);
+        assert_int_equal(dr_model_sync_load_pending(b, part, cut), DR_ECORRUPT); /* as a commit stored it */
         free(part);
     }
     free(buf);
