@@ -503,6 +503,34 @@ bool read_head(const std::string &meta, MetaHead *h) {
     return ok;
 }
 
+// hnswlib's header of a saved graph (saveIndex's order), checked before
+// hnswlib reads the file: its loader trusts the counts and sizes it finds
+// there (it allocates max_elements times the element size, and seeks by
+// their product). True when they are the ones an index of this dimension
+// and M writes, and the file holds the elements they announce.
+bool graph_header_ok(const std::string &path, size_t dim, size_t M, uint64_t file_bytes) {
+    FILE *f = std::fopen(path.c_str(), "rb");
+    if (!f) return false;
+    size_t offset_level0, max_elements, count, size_per_element, label_offset, offset_data;
+    int max_level;
+    hnswlib::tableint entry;
+    size_t max_m, max_m0, m;
+    bool ok = std::fread(&offset_level0, sizeof(size_t), 1, f) == 1 && std::fread(&max_elements, sizeof(size_t), 1, f) == 1 &&
+              std::fread(&count, sizeof(size_t), 1, f) == 1 && std::fread(&size_per_element, sizeof(size_t), 1, f) == 1 &&
+              std::fread(&label_offset, sizeof(size_t), 1, f) == 1 && std::fread(&offset_data, sizeof(size_t), 1, f) == 1 &&
+              std::fread(&max_level, sizeof(int), 1, f) == 1 && std::fread(&entry, sizeof(entry), 1, f) == 1 &&
+              std::fread(&max_m, sizeof(size_t), 1, f) == 1 && std::fread(&max_m0, sizeof(size_t), 1, f) == 1 &&
+              std::fread(&m, sizeof(size_t), 1, f) == 1;
+    std::fclose(f);
+    size_t links0 = 2 * M * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
+    size_t data = (dim + 1) * sizeof(float), header = 6 * sizeof(size_t) + sizeof(int) + sizeof(entry) +
+                                                        3 * sizeof(size_t) + sizeof(double) + sizeof(size_t);
+    return ok && offset_level0 == 0 && m == M && max_m == M && max_m0 == 2 * M && offset_data == links0 &&
+           label_offset == links0 + data && size_per_element == links0 + data + sizeof(hnswlib::labeltype) &&
+           max_elements <= kMaxCapacity && count <= max_elements && max_level >= 0 && max_level < 64 &&
+           (count == 0 || entry < count) && file_bytes >= header && (file_bytes - header) / size_per_element >= count;
+}
+
 bool sync_path(const std::string &path) {
     int fd = ::open(path.c_str(), O_RDONLY);
     if (fd < 0) return false;
@@ -605,6 +633,10 @@ extern "C" int dr_ann_load(dr_ann_t **out, const char *dir, const dr_ann_conf_t 
     struct stat st;
     if (::stat(graph.c_str(), &st) != 0 || (uint64_t)st.st_size != head.graph_bytes || !std::isfinite(head.bias_offset)) {
         if (errstr && errstr_size) std::snprintf(errstr, errstr_size, "%s: missing or not the size saved", graph.c_str());
+        return DR_ECORRUPT;
+    }
+    if (!graph_header_ok(graph, (size_t)conf->dim, (size_t)conf->M, head.graph_bytes)) {
+        if (errstr && errstr_size) std::snprintf(errstr, errstr_size, "%s: not the graph its meta file names", graph.c_str());
         return DR_ECORRUPT;
     }
     dr_ann *a = new (std::nothrow) dr_ann();

@@ -531,6 +531,14 @@ static void test_save_and_load(void **state) {
     for (int k = 0; k < 4; k++) rewrite_byte(graph, 96 + 4 + k, 0xff);
     assert_int_equal(dr_ann_load(&b, dir, &conf, ids_now, N, &kept, err, sizeof(err)), DR_ECORRUPT);
     assert_null(b);
+    /* a header that announces more elements than the file holds (hnswlib's
+     * loader would allocate and seek by it): byte 16 is the element count */
+    copy_file(saved, graph);
+    rewrite_byte(graph, 16 + 5, 0x40);
+    assert_int_equal(dr_ann_load(&b, dir, &conf, ids_now, N, &kept, err, sizeof(err)), DR_ECORRUPT);
+    copy_file(saved, graph); /* a capacity of 2^46 elements (byte 8): refused, not allocated */
+    rewrite_byte(graph, 8 + 5, 0x40);
+    assert_int_equal(dr_ann_load(&b, dir, &conf, ids_now, N, &kept, err, sizeof(err)), DR_ECORRUPT);
     copy_file(saved, graph);
     assert_int_equal(truncate(graph, 1000), 0);
     assert_int_equal(dr_ann_load(&b, dir, &conf, ids_now, N, &kept, err, sizeof(err)), DR_ECORRUPT);
