@@ -875,22 +875,6 @@ static void test_coengagement_second_hop(void **state) {
     }
 }
 
-/* Holds the record of one item, as the sink saw it. */
-typedef struct kept_record {
-    int64_t item_id;
-    uint8_t buf[8192];
-    size_t len;
-} kept_record_t;
-
-static int keep_record(void *ctx, int64_t item_id, const void *rec, size_t len) {
-    kept_record_t *k = ctx;
-    if (item_id != k->item_id) return 0;
-    assert_true(len <= sizeof(k->buf));
-    memcpy(k->buf, rec, len);
-    k->len = len;
-    return 0;
-}
-
 /* A version-3 item record with neighbours: every truncation is refused, a
  * hostile neighbour count is refused before anything is allocated, and a
  * model with the term off still reads it. */
@@ -2079,7 +2063,9 @@ static void test_hidden_authors_and_topics(void **state) {
     assert_true(dr_user_hides_source(back, 2, -1) && dr_user_hides_source(back, -1, 6));
     assert_false(dr_user_hides_source(back, 3, 1));
     dr_user_free(back);
-    rec[len - 18] = DR_HIDDEN_SOURCES + 1; /* the topics' count (then v9's 8 bytes) */
+    /* the topics' count (then v9's 8 bytes and v10's flag, no ratings) */
+    assert_int_equal(rec[len - 19], u->hidden_topics.len);
+    rec[len - 19] = DR_HIDDEN_SOURCES + 1;
     assert_int_equal(dr_user_decode(3, c, rec, len, &back), DR_ECORRUPT);
     free(rec);
     /* the catalog's author and topic survive the item record */
@@ -2144,9 +2130,11 @@ static void test_exploring_after_readapt(void **state) {
     dr_user_t *back;
     assert_int_equal(dr_user_encode(u, c.dim, &rec, &len), 0);
     assert_int_equal(dr_user_decode(7, &c, rec, len, &back), 0);
-    /* hostile bytes: a re-adaptation after the samples counted (v9's last 8) */
+    /* hostile bytes: a re-adaptation after the samples counted (v9's 8,
+     * before v10's flag: no ratings) */
+    assert_memory_equal(rec + len - 9, &u->readapt_sample, 8);
     uint64_t later = u->drift_samples + 1;
-    memcpy(rec + len - 8, &later, 8);
+    memcpy(rec + len - 9, &later, 8);
     dr_user_t *bad;
     assert_int_equal(dr_user_decode(7, &c, rec, len, &bad), DR_ECORRUPT);
     free(rec);

@@ -148,22 +148,6 @@ static void test_restored_blend_predicts_the_same(void **state) {
     dr_model_free(m2);
 }
 
-/* Item 1000's record, as a commit's sink sees it. */
-typedef struct kept_item {
-    uint8_t buf[16384];
-    size_t len;
-} kept_item_t;
-
-static int keep_item_1000(void *ctx, int64_t id, const void *rec, size_t n) {
-    kept_item_t *k = ctx;
-    if (id == 1000 && rec) {
-        assert_true(n <= sizeof(k->buf));
-        memcpy(k->buf, rec, n);
-        k->len = n;
-    }
-    return 0;
-}
-
 /* Records from before the blend (user v9, item v7, globals v4) load with
  * its state empty, and learning goes on from there. */
 static void test_older_records_start_the_blend_empty(void **state) {
@@ -189,8 +173,8 @@ static void test_older_records_start_the_blend_empty(void **state) {
     dr_model_t *m2 = rating_model(true);
     size_t idx = (size_t)dr_model_item_index(m, 1000, false);
     assert_true(m->rated[idx].n > 0);
-    kept_item_t k = {.len = 0};
-    assert_int_equal(dr_model_drain_dirty_items(m, keep_item_1000, &k), 0);
+    kept_record_t k = {.item_id = 1000};
+    assert_int_equal(dr_model_drain_dirty_items(m, keep_record, &k), 0);
     assert_true(k.len > 12);
     k.buf[0] = 7;
     assert_int_equal(dr_model_load_item(m2, 1000, k.buf, k.len - 12), 0);
@@ -218,28 +202,6 @@ static void test_older_records_start_the_blend_empty(void **state) {
     dr_model_free(m2);
 }
 
-static int decode_patched(const dr_model_t *m, const uint8_t *rec, size_t len, size_t at, const void *bytes,
-                          size_t n) {
-    uint8_t *copy = malloc(len);
-    memcpy(copy, rec, len);
-    memcpy(copy + at, bytes, n);
-    dr_user_t *u = NULL;
-    int err = dr_user_decode(0, dr_model_conf(m), copy, len, &u);
-    dr_user_free(u);
-    free(copy);
-    return err;
-}
-
-static int load_globals_patched(dr_model_t *m, const uint8_t *g, size_t len, size_t at, const void *bytes,
-                                size_t n) {
-    uint8_t *copy = malloc(len);
-    memcpy(copy, g, len);
-    memcpy(copy + at, bytes, n);
-    int err = dr_model_load_globals(m, copy, len);
-    free(copy);
-    return err;
-}
-
 /* The blend's bytes that no writer of ours produces are DR_ECORRUPT: a
  * flag other than 0 or 1, more session ratings than ratings, a NaN weight
  * or residual; in the globals a range upside down or a NaN weight. A
@@ -256,15 +218,15 @@ static void test_hostile_rating_bytes(void **state) {
     assert_int_equal(dr_user_encode(u, DIM, &rec, &len), 0);
     size_t ring = 4 * (size_t)u->recent_len;
     size_t part = len - ring - 4 * (8 + DR_RATING_USER_INPUTS * (1 + DR_RATING_USER_INPUTS));
-    assert_int_equal(decode_patched(m, rec, len, 0, rec, 0), 0);
+    assert_int_equal(decode_patched(dr_model_conf(m), rec, len, 0, rec, 0), 0);
     uint8_t two = 2;
-    assert_int_equal(decode_patched(m, rec, len, part - 1, &two, 1), DR_ECORRUPT);
+    assert_int_equal(decode_patched(dr_model_conf(m), rec, len, part - 1, &two, 1), DR_ECORRUPT);
     uint32_t big = u->rating.n + 1;
-    assert_int_equal(decode_patched(m, rec, len, part + 4, &big, 4), DR_ECORRUPT);
+    assert_int_equal(decode_patched(dr_model_conf(m), rec, len, part + 4, &big, 4), DR_ECORRUPT);
     float nan = NAN, minus = -1.0f;
-    assert_int_equal(decode_patched(m, rec, len, part + 12, &minus, 4), DR_ECORRUPT); /* error_sq */
-    assert_int_equal(decode_patched(m, rec, len, part + 32, &nan, 4), DR_ECORRUPT);   /* w[0] */
-    assert_int_equal(decode_patched(m, rec, len, len - 4, &nan, 4), DR_ECORRUPT);     /* a residual */
+    assert_int_equal(decode_patched(dr_model_conf(m), rec, len, part + 12, &minus, 4), DR_ECORRUPT); /* error_sq */
+    assert_int_equal(decode_patched(dr_model_conf(m), rec, len, part + 32, &nan, 4), DR_ECORRUPT);   /* w[0] */
+    assert_int_equal(decode_patched(dr_model_conf(m), rec, len, len - 4, &nan, 4), DR_ECORRUPT);     /* a residual */
     free(rec);
     /* the globals */
     uint8_t *g;
@@ -273,9 +235,9 @@ static void test_hostile_rating_bytes(void **state) {
     size_t blend = glen - 2 - 8 - (8 + 4 + 4 + 2 + 8 * (DR__RATING_INPUTS + DR__RATING_INPUTS * DR__RATING_INPUTS));
     dr_model_t *m2 = rating_model(true);
     float lo = 9.0f;
-    assert_int_equal(load_globals_patched(m2, g, glen, blend + 8, &lo, 4), DR_ECORRUPT);
+    assert_int_equal(globals_patched(m2, g, glen, blend + 8, &lo, 4), DR_ECORRUPT);
     double dnan = NAN;
-    assert_int_equal(load_globals_patched(m2, g, glen, blend + 18, &dnan, 8), DR_ECORRUPT);
+    assert_int_equal(globals_patched(m2, g, glen, blend + 18, &dnan, 8), DR_ECORRUPT);
     /* another input count: read past, the stage starts again */
     uint16_t inputs = DR__RATING_INPUTS - 1;
     size_t shorter = glen - 8 * (2 * (size_t)DR__RATING_INPUTS); /* D(D+1) - (D-1)D doubles fewer */
@@ -291,7 +253,7 @@ static void test_hostile_rating_bytes(void **state) {
      * nothing read beyond it (fuzz_user_state found the reader left past
      * the end, the next field read from beyond the buffer) */
     uint16_t huge = 0xffff;
-    assert_int_equal(load_globals_patched(m2, g, glen, blend + 16, &huge, 2), DR_ECORRUPT);
+    assert_int_equal(globals_patched(m2, g, glen, blend + 16, &huge, 2), DR_ECORRUPT);
     free(g2);
     free(g);
     free_users(users);

@@ -6,7 +6,7 @@
  * its heaviest neighbours under a lower learner.cooc.neighbors, and every
  * stored count, head, type byte or id that no writer of ours produces is
  * DR_ECORRUPT. */
-#include "dr_test.h"
+#include "learner_test.h"
 
 #include <math.h>
 
@@ -176,21 +176,6 @@ static size_t rec_cuts(const dr_user_t *u) {
     return rec_last_list(u) + 1 + 8u * u->last_list_len + (size_t)DIM * 4;
 }
 
-/* Decodes a copy of rec with `n` bytes at `at` replaced by `bytes`. */
-static int decode_patched(const dr_learner_conf_t *c, const uint8_t *rec, size_t len, size_t at,
-                          const void *bytes, size_t n) {
-    uint8_t *copy = malloc(len);
-    assert_non_null(copy);
-    memcpy(copy, rec, len);
-    assert_true(at + n <= len);
-    memcpy(copy + at, bytes, n);
-    dr_user_t *u = NULL;
-    int err = dr_user_decode(7, c, copy, len, &u);
-    if (err) assert_null(u);
-    dr_user_free(u);
-    free(copy);
-    return err;
-}
 
 /* A user with a full ring of 32, two pending impressions and a last list. */
 static dr_user_t *rich_user(const dr_learner_conf_t *c, uint8_t **rec, size_t *len) {
@@ -428,16 +413,12 @@ static void test_item_records_under_other_settings(void **state) {
 enum { GLOBALS_VERSION_AT = 19, GLOBALS_PRIOR_AT = 27 };
 static size_t globals_pop_at(void) { return GLOBALS_PRIOR_AT + DIM * 4; }
 
+/* globals_patched (learner_test.h), into a model of its own. */
 static int load_globals_patched(const uint8_t *g, size_t len, size_t at, const void *bytes, size_t n) {
-    uint8_t *copy = malloc(len);
-    assert_non_null(copy);
-    memcpy(copy, g, len);
-    memcpy(copy + at, bytes, n);
     dr_learner_conf_t c = conf_ring(32);
     dr_model_t *m = model_of(&c);
-    int err = dr_model_load_globals(m, copy, len);
+    int err = globals_patched(m, g, len, at, bytes, n);
     dr_model_free(m);
-    free(copy);
     return err;
 }
 
