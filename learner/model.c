@@ -343,8 +343,7 @@ static double row_exponent(const dr_model_t *m, size_t idx, double clock) {
 double dr__cooc_scale(const dr_model_t *m, size_t idx) { return exp2(row_exponent(m, idx, m->cooc_clock)); }
 
 double dr__cooc_engaged(const dr_model_t *m, size_t idx) {
-    if (m->conf.cooc_neighbors == 0) return 0.0;
-    return m->engaged[idx] * exp2(row_exponent(m, idx, m->cooc_clock));
+    return m->conf.cooc_neighbors == 0 ? 0.0 : m->engaged[idx] * dr__cooc_scale(m, idx);
 }
 
 /* n_i (in its row's units), and n_i^-b as of cooc_ref (b =
@@ -1076,7 +1075,7 @@ static int add_second_hop(const dr_model_t *cm, cooc_src_t *src) {
     /* the seeds' rows to true counts, and the hop's largest score */
     float row_w[DR_COOC_HOP_SEEDS_MAX];
     for (int t = 0; t < nb; t++)
-        row_w[t] = best_s[t] * (float)exp2(row_exponent(m, (size_t)best[t], m->cooc_clock));
+        row_w[t] = best_s[t] * (float)dr__cooc_scale(m, (size_t)best[t]);
     size_t touched2 = hop_gather_rows(m, best, row_w, nb);
     float max2 = 0.0f;
     for (size_t k = 0; k < touched2; k++) {
@@ -1223,7 +1222,7 @@ size_t dr_model_item_neighbors(const dr_model_t *m, int64_t idx, float *engaged,
                                float *weights, size_t max) {
     *engaged = 0.0f;
     if (idx < 0 || (size_t)idx >= m->n_items) return 0;
-    float f = (float)exp2(row_exponent(m, (size_t)idx, m->cooc_clock)); /* true counts, as of now */
+    float f = (float)dr__cooc_scale(m, (size_t)idx); /* true counts, as of now */
     *engaged = m->engaged[idx] * f;
     const dr__nbr_t *t = &m->nbr[idx];
     dr__nbr_ranked_t *all = malloc((size_t)t->n * sizeof(*all) + 1);

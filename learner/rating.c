@@ -63,10 +63,10 @@ static bool same_session(const dr_user_t *u, int64_t ts) {
  * rating (docs/LEARNER.md). */
 static double neighbours_term(const dr_model_t *m, size_t idx, const int32_t *near, const float *near_residual,
                               int n_near) {
-    double n_i = dr__cooc_engaged(m, idx);
+    if (n_near == 0) return 0.0; /* none: also when the co-engagement term is off */
+    double scale = dr__cooc_scale(m, idx), n_i = m->engaged[idx] * scale, num = 0.0, den = 1.0;
     if (n_i <= 0) return 0.0;
     const dr__nbr_t *t = &m->nbr[idx];
-    double scale = dr__cooc_scale(m, idx), num = 0.0, den = 1.0;
     for (int k = 0; k < n_near; k++) {
         if ((size_t)near[k] == idx) continue;
         float c = dr__nbr_get(t, near[k]);
@@ -85,11 +85,11 @@ float dr__rating_predict(const dr_model_t *m, const dr_user_t *u, size_t idx, fl
     memset(p, 0, sizeof(*p));
     p->base = base;
     p->prediction = base;
-    if (!m->conf.rating_blend) return base;
     const dr_rating_user_t *ru = &u->rating;
-    const dr__item_ratings_t *ri = &m->rated[idx];
-    p->item_mean = item_mean(m, idx);
+    p->item_mean = item_mean(m, idx); /* the statistics learn from them, blend or not */
     p->user_mean = user_mean(ru);
+    if (!m->conf.rating_blend) return base;
+    const dr__item_ratings_t *ri = &m->rated[idx];
     double session = same_session(u, ts) ? ru->session_sum / (SESSION_SHRINK + ru->session_n) : 0.0;
     double knn = neighbours_term(m, idx, near, near_residual, n_near);
     double *x = p->x;
@@ -190,8 +190,7 @@ float dr__rating_learn(dr_model_t *m, dr_user_t *u, size_t idx, float r, int64_t
     /* the statistics, each from what the prediction saw */
     float e = (float)(r - p->base);
     float mu = (float)m->mu;
-    float user_resid = r - mu - (m->conf.rating_blend ? p->item_mean : item_mean(m, idx));
-    float item_resid = r - mu - (m->conf.rating_blend ? p->user_mean : user_mean(ru));
+    float user_resid = r - mu - p->item_mean, item_resid = r - mu - p->user_mean;
     for (int k = 0; k < 3; k++) ru->ema[k] += ema_rate[k] * (user_resid - ru->ema[k]);
     if (!same_session(u, ts)) ru->session_sum = 0.0f, ru->session_n = 0;
     ru->session_sum += user_resid;
