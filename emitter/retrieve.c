@@ -174,13 +174,14 @@ static bool build_load(retr_build_t *b) {
     return true;
 }
 
-static void build_save(retr_build_t *b) {
-    if (mkdir(b->dir, 0700) != 0 && errno != EEXIST) {
-        b->save_rc = DR_EIO;
-        snprintf(b->save_err, sizeof(b->save_err), "%s: %s", b->dir, strerror(errno));
-        return;
+/* dr_ann_save into dir, made first when missing. */
+static int save_index(const dr_ann_t *ann, const char *dir, const int64_t *ids, size_t n, char *err,
+                      size_t err_size) {
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, err_size, "%s: %s", dir, strerror(errno));
+        return DR_EIO;
     }
-    b->save_rc = dr_ann_save(b->index, b->dir, b->ids, b->n, b->save_err, sizeof(b->save_err));
+    return dr_ann_save(ann, dir, ids, n, err, err_size);
 }
 
 static void *build_main(void *arg) {
@@ -192,7 +193,8 @@ static void *build_main(void *arg) {
                                            build_should_stop, b, &b->built);
         /* off the emit thread, and before the index serves: it is the
          * builder's alone until done is set */
-        if (!b->rc && b->dir[0]) build_save(b);
+        if (!b->rc && b->dir[0])
+            b->save_rc = save_index(b->index, b->dir, b->ids, b->n, b->save_err, sizeof(b->save_err));
     }
     if (b->rc && !b->err[0]) snprintf(b->err, sizeof(b->err), "%s", dr_strerror(b->rc));
     /* the snapshot is done with: freed here, not on the emit thread (tens
@@ -215,6 +217,16 @@ static void build_cancel(dr__retrieval_t *r) {
         build_free(r->build);
         r->build = NULL;
     }
+}
+
+/* Stops a build under way and waits for it (within about one insert),
+ * then drops it. */
+static void build_stop_wait(dr__retrieval_t *r) {
+    if (!r->build) return;
+    atomic_store(&r->build->stop, true);
+    if (r->build->started) pthread_join(r->build->thread, NULL);
+    build_free(r->build);
+    r->build = NULL;
 }
 
 /* Drops the build after a failure (what: the step, err: why); the next
@@ -356,20 +368,13 @@ static void retire(dr__retrieval_t *r, dr_ann_t *old) {
 
 int dr__retrieval_save(dr__retrieval_t *r, const dr_model_t *m) {
     if (!r || !r->ann || !r->conf.persist || !r->conf.index_dir[0]) return 0;
-    if (r->build) { /* its own save would race this one: it stops within about one insert */
-        atomic_store(&r->build->stop, true);
-        if (r->build->started) pthread_join(r->build->thread, NULL);
-        build_free(r->build);
-        r->build = NULL;
-    }
+    build_stop_wait(r); /* its own save would race this one */
     dr_items_view_t items;
     dr_model_items(m, &items);
     if (items.n < r->indexed || items.dim != r->dim) return 0; /* not this index's model */
     double t0 = dr_mono_s();
     char err[sizeof(r->conf.index_dir) + 256] = "";
-    int rc = mkdir(r->conf.index_dir, 0700) != 0 && errno != EEXIST ? DR_EIO : 0;
-    if (rc) snprintf(err, sizeof(err), "%s: %s", r->conf.index_dir, strerror(errno));
-    else rc = dr_ann_save(r->ann, r->conf.index_dir, items.ids, r->indexed, err, sizeof(err));
+    int rc = save_index(r->ann, r->conf.index_dir, items.ids, r->indexed, err, sizeof(err));
     if (rc) dr_log(DR_LOG_WARN, "emitter", "retrieval index not saved | err=\"%s\"", err[0] ? err : dr_strerror(rc));
     else
         dr_log(DR_LOG_INFO, "emitter", "retrieval index saved | dir=%s items=%zu seconds=%.2f", r->conf.index_dir,
@@ -380,11 +385,7 @@ int dr__retrieval_save(dr__retrieval_t *r, const dr_model_t *m) {
 void dr__retrieval_free(dr__retrieval_t *r) {
     if (!r) return;
     join_retiring(r);
-    if (r->build) { /* a build under way stops within about one insert */
-        atomic_store(&r->build->stop, true);
-        if (r->build->started) pthread_join(r->build->thread, NULL);
-        build_free(r->build);
-    }
+    build_stop_wait(r);
     dr_ann_free(r->ann);
     dr_ann_free(r->next);
     free(r->popular);

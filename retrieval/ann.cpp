@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdarg>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -70,6 +71,18 @@ namespace {
 // The largest capacity: hnswlib's internal ids and visited lists are 32-bit
 // (signed in places).
 const size_t kMaxCapacity = (size_t)1 << 30;
+
+// Writes the reason for a failure into the caller's errstr (which may be
+// NULL), and returns rc.
+__attribute__((format(printf, 4, 5))) int say(char *errstr, size_t n, int rc, const char *fmt, ...) {
+    if (errstr && n) {
+        va_list ap;
+        va_start(ap, fmt);
+        std::vsnprintf(errstr, n, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
 
 int code_of(const std::exception &e) {
     // hnswlib reports its failed mallocs as runtime_error("Not enough memory...")
@@ -172,18 +185,11 @@ extern "C" int dr_ann_new(dr_ann_t **out, const dr_ann_conf_t *conf, char *errst
                           size_t errstr_size) {
     if (out) *out = nullptr;
     if (!out || !conf) {
-        if (errstr && errstr_size) std::snprintf(errstr, errstr_size, "dr_ann_new: NULL argument");
-        return DR_EINVAL;
+        return say(errstr, errstr_size, DR_EINVAL, "dr_ann_new: NULL argument");
     }
-    if (const char *bad = conf_error(conf)) {
-        if (errstr && errstr_size) std::snprintf(errstr, errstr_size, "%s", bad);
-        return DR_ECONFIG;
-    }
+    if (const char *bad = conf_error(conf)) return say(errstr, errstr_size, DR_ECONFIG, "%s", bad);
     dr_ann *a = new (std::nothrow) dr_ann();
-    if (!a) {
-        if (errstr && errstr_size) std::snprintf(errstr, errstr_size, "out of memory");
-        return DR_ENOMEM;
-    }
+    if (!a) return say(errstr, errstr_size, DR_ENOMEM, "out of memory");
     a->conf = *conf;
     try {
         a->space = new IpSpace((size_t)conf->dim + 1);
@@ -192,10 +198,8 @@ extern "C" int dr_ann_new(dr_ann_t **out, const dr_ann_conf_t *conf, char *errst
                                                        (size_t)conf->seed);
         a->hnsw->setEf((size_t)conf->ef_search);
     } catch (const std::exception &e) {
-        if (errstr && errstr_size) std::snprintf(errstr, errstr_size, "hnswlib: %s", e.what());
-        int rc = code_of(e);
         dr_ann_free(a);
-        return rc;
+        return say(errstr, errstr_size, code_of(e), "hnswlib: %s", e.what());
     }
     *out = a;
     return 0;
@@ -489,9 +493,9 @@ std::string graph_path(const char *dir, uint64_t token) {
     return std::string(dir) + name;
 }
 
+// say() with `what` and errno's text for the two %s of fmt.
 int fail(char *errstr, size_t n, int rc, const char *fmt, const std::string &what) {
-    if (errstr && n) std::snprintf(errstr, n, fmt, what.c_str(), std::strerror(errno));
-    return rc;
+    return say(errstr, n, rc, fmt, what.c_str(), std::strerror(errno));
 }
 
 // The previous save's head, if any (its graph is removed after a new save).
@@ -595,10 +599,7 @@ extern "C" int dr_ann_load(dr_ann_t **out, const char *dir, const dr_ann_conf_t 
     if (out) *out = nullptr;
     if (kept) *kept = 0;
     if (!out || !dir || !conf || (n_ids && !ids)) return DR_EINVAL;
-    if (const char *bad = conf_error(conf)) {
-        if (errstr && errstr_size) std::snprintf(errstr, errstr_size, "%s", bad);
-        return DR_ECONFIG;
-    }
+    if (const char *bad = conf_error(conf)) return say(errstr, errstr_size, DR_ECONFIG, "%s", bad);
     std::string meta = std::string(dir) + "/index.meta";
     FILE *f = std::fopen(meta.c_str(), "rb");
     if (!f) {
@@ -620,24 +621,19 @@ extern "C" int dr_ann_load(dr_ann_t **out, const char *dir, const dr_ann_conf_t 
     }
     std::fclose(f);
     if (!ok) {
-        if (errstr && errstr_size) std::snprintf(errstr, errstr_size, "%s: not a saved index, or cut short", meta.c_str());
-        return DR_ECORRUPT;
+        return say(errstr, errstr_size, DR_ECORRUPT, "%s: not a saved index, or cut short", meta.c_str());
     }
     if (head.dim != (uint32_t)conf->dim || head.M != (uint32_t)conf->M) {
-        if (errstr && errstr_size)
-            std::snprintf(errstr, errstr_size, "the saved index has dim %u and M %u, not %d and %d", head.dim,
-                          head.M, conf->dim, conf->M);
-        return DR_ECONFIG;
+        return say(errstr, errstr_size, DR_ECONFIG, "the saved index has dim %u and M %u, not %d and %d", head.dim,
+                   head.M, conf->dim, conf->M);
     }
     std::string graph = graph_path(dir, head.token);
     struct stat st;
     if (::stat(graph.c_str(), &st) != 0 || (uint64_t)st.st_size != head.graph_bytes || !std::isfinite(head.bias_offset)) {
-        if (errstr && errstr_size) std::snprintf(errstr, errstr_size, "%s: missing or not the size saved", graph.c_str());
-        return DR_ECORRUPT;
+        return say(errstr, errstr_size, DR_ECORRUPT, "%s: missing or not the size saved", graph.c_str());
     }
     if (!graph_header_ok(graph, (size_t)conf->dim, (size_t)conf->M, head.graph_bytes)) {
-        if (errstr && errstr_size) std::snprintf(errstr, errstr_size, "%s: not the graph its meta file names", graph.c_str());
-        return DR_ECORRUPT;
+        return say(errstr, errstr_size, DR_ECORRUPT, "%s: not the graph its meta file names", graph.c_str());
     }
     dr_ann *a = new (std::nothrow) dr_ann();
     if (!a) return DR_ENOMEM;
@@ -709,10 +705,9 @@ extern "C" int dr_ann_load(dr_ann_t **out, const char *dir, const dr_ann_conf_t 
         a->conf.capacity = h->max_elements_;
         if (kept) *kept = live;
     } catch (const std::exception &e) {
-        int rc = std::strstr(e.what(), "memory") || dynamic_cast<const std::bad_alloc *>(&e) ? DR_ENOMEM : DR_ECORRUPT;
-        if (errstr && errstr_size) std::snprintf(errstr, errstr_size, "%s: %s", graph.c_str(), e.what());
+        int rc = code_of(e) == DR_ENOMEM ? DR_ENOMEM : DR_ECORRUPT; /* anything else: not our graph */
         dr_ann_free(a);
-        return rc;
+        return say(errstr, errstr_size, rc, "%s: %s", graph.c_str(), e.what());
     }
     *out = a;
     return 0;
