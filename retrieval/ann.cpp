@@ -62,6 +62,7 @@ extern "C" {
 #include "dr_err.h"
 }
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -498,7 +499,22 @@ int fail(char *errstr, size_t n, int rc, const char *fmt, const std::string &wha
     return say(errstr, n, rc, fmt, what.c_str(), std::strerror(errno));
 }
 
-// The previous save's head, if any (its graph is removed after a new save).
+// Removes every graph file in dir but `keep`: the previous save's, and any
+// a save that crashed before its rename left (each the size of the index).
+void remove_other_graphs(const char *dir, const std::string &keep) {
+    DIR *d = ::opendir(dir);
+    if (!d) return;
+    while (const struct dirent *e = ::readdir(d)) {
+        size_t len = std::strlen(e->d_name);
+        if (len < 11 || std::strncmp(e->d_name, "index-", 6) != 0 || std::strcmp(e->d_name + len - 5, ".hnsw") != 0)
+            continue;
+        std::string path = std::string(dir) + "/" + e->d_name;
+        if (path != keep) std::remove(path.c_str());
+    }
+    ::closedir(d);
+}
+
+// The previous save's head, if any.
 bool read_head(const std::string &meta, MetaHead *h) {
     FILE *f = std::fopen(meta.c_str(), "rb");
     if (!f) return false;
@@ -554,7 +570,7 @@ extern "C" int dr_ann_save(const dr_ann_t *a, const char *dir, const int64_t *id
             return DR_EINVAL;
     std::string meta = std::string(dir) + "/index.meta", tmp = meta + ".tmp";
     MetaHead old;
-    bool had = read_head(meta, &old);
+    bool had = read_head(meta, &old); // its token is not reused
     std::random_device rd;
     MetaHead head;
     std::memcpy(head.magic, kMetaMagic, 8);
@@ -590,7 +606,7 @@ extern "C" int dr_ann_save(const dr_ann_t *a, const char *dir, const int64_t *id
         return rc;
     }
     (void)sync_path(dir); // the rename itself
-    if (had && old.token != head.token) std::remove(graph_path(dir, old.token).c_str());
+    remove_other_graphs(dir, graph);
     return 0;
 }
 

@@ -409,15 +409,23 @@ static void test_capacity_growth(void **state) {
     dr_ann_free(a);
 }
 
-/* The graph file a save named (index-*.hnsw in dir). */
+/* The graph file a save named: the only index-*.hnsw in dir. */
 static void graph_file(const char *dir, char *path, size_t n) {
-    char cmd[256];
+    char cmd[256], more[512];
     snprintf(cmd, sizeof(cmd), "ls %s/index-*.hnsw", dir);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     assert_non_null(fgets(path, (int)n, p));
     path[strcspn(path, "\n")] = '\0';
+    assert_null(fgets(more, sizeof(more), p)); /* the previous save's was removed */
     pclose(p);
+}
+
+static void write_junk(const char *path) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    for (int k = 0; k < 100; k++) fputc(0x5a, f);
+    fclose(f);
 }
 
 static void rewrite_byte(const char *path, long at, int byte) {
@@ -458,7 +466,14 @@ static void test_save_and_load(void **state) {
     assert_int_equal(dr_ann_save(a, dir, ids, N, err, sizeof(err)), 0);
     assert_int_equal(dr_ann_save(a, dir, ids, N, err, sizeof(err)), 0); /* replaces it */
     char graph[512];
-    graph_file(dir, graph, sizeof(graph)); /* one graph file: the first was removed */
+    graph_file(dir, graph, sizeof(graph));
+    /* a save that crashed before its rename leaves a new graph and a meta
+     * file half written beside the last save: the last save loads */
+    char stray_graph[300], stray_meta[300];
+    snprintf(stray_graph, sizeof(stray_graph), "%s/index-00000000deadbeef.hnsw", dir);
+    snprintf(stray_meta, sizeof(stray_meta), "%s/index.meta.tmp", dir);
+    write_junk(stray_graph);
+    write_junk(stray_meta);
     /* now row j holds the item saved at N-1-j */
     for (size_t j = 0; j < N; j++) ids_now[j] = ids[N - 1 - j];
     dr_ann_conf_t conf;
@@ -470,6 +485,12 @@ static void test_save_and_load(void **state) {
     assert_int_equal(dr_ann_load(&b, dir, &conf, ids_now, N, &kept, err, sizeof(err)), 0);
     assert_int_equal(kept, N);
     assert_int_equal(dr_ann_count(b), N);
+    /* and the next save removes the stray graph (the size of the index)
+     * and writes its meta file over the stray one, then renames it */
+    assert_int_equal(dr_ann_save(a, dir, ids, N, err, sizeof(err)), 0);
+    assert_int_equal(access(stray_graph, F_OK), -1);
+    assert_int_equal(access(stray_meta, F_OK), -1);
+    graph_file(dir, graph, sizeof(graph));
     for (int q = 0; q < 20; q++) {
         float u[DIM];
         for (int k = 0; k < DIM; k++) u[k] = frand();
