@@ -206,7 +206,14 @@ typedef struct dr_rating_user {
     float w[DR_RATING_USER_INPUTS]; /* the user's own stage: weights ... */
     float p[DR_RATING_USER_INPUTS * DR_RATING_USER_INPUTS]; /* ... and their RLS covariance
                                                                (all 0: not started) */
+    uint16_t content_len;  /* c of content[]: 0 until the user rates an item with content */
+    float *content;        /* per content dimension k, Σ a_k·(r - base) over the user's
+                              ratings of items with content, then Σ a_k (2c floats, freed
+                              with the user): how the user rates each genre or topic */
 } dr_rating_user_t;
+/* The blend keeps content[] when learner.content.dim is at most this (genres,
+ * topics; not dense text embeddings, whose dimensions mean nothing alone). */
+#define DR_RATING_CONTENT_MAX 64
 
 /* The items a user was shown without engaging, and those that rest
  * (learner/rest.c): a counting Bloom filter and two Bloom generations. */

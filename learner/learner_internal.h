@@ -138,7 +138,8 @@ typedef struct dr__authors {
 
 /* ---- the rating blend (rating.c) ----------------------------------------- */
 
-#define DR__RATING_INPUTS 12 /* the global stage's inputs, the constant 1 first */
+#define DR__RATING_INPUTS 14 /* the global stage's inputs at most, the constant 1 first: */
+#define DR__RATING_BASE_INPUTS 12 /* 12 from the ratings, 2 more from the catalog's content */
 
 /* What the blend keeps per item: its ratings' statistics. */
 typedef struct dr__item_ratings {
@@ -150,8 +151,9 @@ typedef struct dr__item_ratings {
 /* The global stage: a recursive-least-squares fit of r - base on the
  * inputs, forgetting DR__RATING_FORGET per rating. */
 typedef struct dr__rating_blend {
+    int inputs;          /* n: DR__RATING_BASE_INPUTS, or all with content (dr__rating_inputs) */
     double w[DR__RATING_INPUTS];
-    double p[DR__RATING_INPUTS * DR__RATING_INPUTS];
+    double p[DR__RATING_INPUTS * DR__RATING_INPUTS]; /* n × n, row-major */
     uint64_t n;          /* ratings it learned from (0: not started) */
     float lo, hi;        /* the lowest and highest rating seen: predictions are
                             clipped to them */
@@ -182,8 +184,15 @@ float dr__rating_predict(const dr_model_t *m, const dr_user_t *u, size_t idx, fl
  * now). */
 float dr__rating_learn(dr_model_t *m, dr_user_t *u, size_t idx, float r, int64_t ts,
                        const dr__rating_pred_t *p);
-/* The global stage back to its start. */
-void dr__rating_blend_reset(dr__rating_blend_t *b);
+/* Makes room for what dr__rating_learn() will keep of u's rating of item
+ * idx (the user's content statistics): DR_ENOMEM before anything changed. */
+int dr__rating_reserve(const dr_model_t *m, dr_user_t *u, size_t idx);
+/* The global stage's input count under conf: the content inputs join when
+ * the catalog's content embeddings are short enough to mean something per
+ * dimension (0 < learner.content.dim <= DR_RATING_CONTENT_MAX). */
+int dr__rating_inputs(const dr_learner_conf_t *conf);
+/* The global stage back to its start, with n inputs. */
+void dr__rating_blend_reset(dr__rating_blend_t *b, int n);
 
 /* ---- the model's state (model.c; its records in records.c) -------------- */
 

@@ -182,6 +182,7 @@ dr_user_t *dr_user_new_conf(int64_t user_id, const dr_learner_conf_t *conf) {
 void dr_user_free(dr_user_t *u) {
     if (!u) return;
     dr_adwin_free_buckets(&u->drift);
+    free(u->rating.content);
     free(u);
 }
 
@@ -623,7 +624,7 @@ int dr_model_new(dr_model_t **out, const dr_learner_conf_t *conf, char *errstr, 
     if (!m) goto out_nomem;
     m->conf = *conf;
     m->dim = conf->dim;
-    dr__rating_blend_reset(&m->blend);
+    dr__rating_blend_reset(&m->blend, dr__rating_inputs(conf));
     m->prior = calloc((size_t)m->dim, sizeof(float));
     m->scratch = calloc((size_t)m->dim, sizeof(float));
     m->reptile_sum = calloc((size_t)m->dim, sizeof(double));
@@ -1627,6 +1628,7 @@ static int learn_rating(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, const
     if (ev->type != DR_EV_RATE) return 0;
     size_t idx = 0;
     int err = item_for(m, ev->item_id, &idx);
+    if (!err) err = dr__rating_reserve(m, u, idx);
     if (err) return err;
     float score = factor_score(m, u, (int64_t)idx);
     float base = (float)m->mu + u->bias + score;

@@ -7,22 +7,28 @@
  *   y  = base + w · x      x: a constant, base, the MF's dot, the item's and
  *                          the user's shrunk mean residuals and the spread of
  *                          their errors, the user's residual averaged at three
- *                          rates and over the session, and a co-rated
+ *                          rates and over the session, a co-rated
  *                          neighbours' term (the user's recent residuals on
- *                          items co-rated with this one);
+ *                          items co-rated with this one) and, with a catalog
+ *                          of short content embeddings (genres), the user's
+ *                          mean error on items of this one's content;
  *   y2 = y + w_u · x2      the user's own stage over y - base and four of x:
  *                          in effect the user's own rating scale.
  *
  * The prediction is y2 clipped to the ratings seen. What was measured, and
  * what did not help, is in docs/LEARNER.md ("Rating mode"). */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "dr_err.h"
 #include "learner_internal.h"
 
 #define ITEM_SHRINK 5.0      /* pseudo-ratings at 0 of the item's mean residual ... */
 #define USER_SHRINK 5.0      /* ... of the user's ... */
 #define SESSION_SHRINK 2.0   /* ... and of the session's */
+#define CONTENT_SHRINK 5.0   /* ... and of the user's per content dimension, and a */
+#define CONTENT_SHRINK_SLOW 20.0 /* second input shrunk harder: the blend picks the mix */
 #define SESSION_GAP_MS 3600000 /* a longer pause starts a new session */
 #define SPREAD_PRIOR 0.5     /* a user's or item's error spread starts at sqrt(0.5) */
 #define FORGET 0.9998        /* the global stage: a rating's weight halves in ~3,500 */
@@ -35,11 +41,68 @@ static const float ema_rate[3] = {0.5f, 0.2f, 0.05f};
 
 _Static_assert(DR_RATING_USER_INPUTS <= DR__RATING_INPUTS, "rls_step's scratch holds the larger stage");
 
-void dr__rating_blend_reset(dr__rating_blend_t *b) {
+int dr__rating_inputs(const dr_learner_conf_t *conf) {
+    bool content = conf->content_dim > 0 && conf->content_dim <= DR_RATING_CONTENT_MAX;
+    return content ? DR__RATING_INPUTS : DR__RATING_BASE_INPUTS;
+}
+
+/* An input that stays 0 (content inputs without a catalog) is not merely
+ * useless: forgetting winds its covariance up until the trace check
+ * restarts the whole stage. So the stage has only the inputs it can use. */
+void dr__rating_blend_reset(dr__rating_blend_t *b, int n) {
     memset(b->w, 0, sizeof(b->w));
     memset(b->p, 0, sizeof(b->p));
-    for (int k = 0; k < DR__RATING_INPUTS; k++) b->p[k * DR__RATING_INPUTS + k] = GLOBAL_P0;
+    b->inputs = n;
+    for (int k = 0; k < n; k++) b->p[k * n + k] = GLOBAL_P0;
     b->n = 0;
+}
+
+/* The weights a_k of item idx's content dimensions for the per-content
+ * statistics: its embedding's positive part over its largest value, so a
+ * genre's multi-hot 0/1 stays 0/1 however the catalog normalised it.
+ * Returns Σ a_k, 0 when the item has none the statistics can use. */
+static float content_weights(const dr_model_t *m, size_t idx, float *a) {
+    int c = m->content_dim;
+    if (c <= 0 || c > DR_RATING_CONTENT_MAX || !m->has_content[idx]) return 0.0f;
+    const float *e = m->emb + idx * (size_t)c;
+    float top = 0.0f, sum = 0.0f;
+    for (int k = 0; k < c; k++) top = fmaxf(top, e[k]);
+    if (!(top > 0.0f)) return 0.0f;
+    for (int k = 0; k < c; k++) sum += a[k] = fmaxf(e[k], 0.0f) / top;
+    return sum;
+}
+
+int dr__rating_reserve(const dr_model_t *m, dr_user_t *u, size_t idx) {
+    dr_rating_user_t *ru = &u->rating;
+    int c = m->content_dim;
+    if (!m->conf.rating_blend || c <= 0 || c > DR_RATING_CONTENT_MAX || !m->has_content[idx]) return 0;
+    if (ru->content_len == c) return 0;
+    float *stats = calloc(2 * (size_t)c, sizeof(float)); /* another length: settings changed */
+    if (!stats) return DR_ENOMEM;
+    free(ru->content);
+    ru->content = stats;
+    ru->content_len = (uint16_t)c;
+    return 0;
+}
+
+/* The user's mean error on items of this content, Σ_k a_k s_k / (shrink +
+ * n_k) / Σ_k a_k: per genre, what the MF gets wrong about how this user
+ * rates it. The MF's own content projection learns the genre's place in
+ * the factors, slowly and for everyone; this follows each user at once. */
+static void content_terms(const dr_model_t *m, const dr_rating_user_t *ru, size_t idx, double *fast,
+                          double *slow) {
+    float a[DR_RATING_CONTENT_MAX];
+    *fast = *slow = 0.0;
+    float sum = ru->content_len == m->content_dim ? content_weights(m, idx, a) : 0.0f;
+    if (sum <= 0.0f) return;
+    const float *s = ru->content, *n = ru->content + ru->content_len;
+    for (int k = 0; k < ru->content_len; k++) {
+        if (a[k] <= 0.0f) continue;
+        *fast += a[k] * s[k] / (CONTENT_SHRINK + n[k]);
+        *slow += a[k] * s[k] / (CONTENT_SHRINK_SLOW + n[k]);
+    }
+    *fast /= sum;
+    *slow /= sum;
 }
 
 static float item_mean(const dr_model_t *m, size_t idx) {
@@ -106,8 +169,9 @@ float dr__rating_predict(const dr_model_t *m, const dr_user_t *u, size_t idx, fl
     x[10] = sqrt(ri->error_sq / (ri->n + 3.0) + SPREAD_PRIOR);
     x[11] = knn;
     const dr__rating_blend_t *b = &m->blend;
+    if (b->inputs > DR__RATING_BASE_INPUTS) content_terms(m, ru, idx, &x[12], &x[13]);
     double y = base;
-    for (int k = 0; k < DR__RATING_INPUTS; k++) y += b->w[k] * x[k];
+    for (int k = 0; k < b->inputs; k++) y += b->w[k] * x[k];
     double *x2 = p->x2;
     x2[0] = 1.0;
     x2[1] = y - base;
@@ -177,11 +241,11 @@ float dr__rating_learn(dr_model_t *m, dr_user_t *u, size_t idx, float r, int64_t
     dr__item_ratings_t *ri = &m->rated[idx];
     if (m->conf.rating_blend) {
         learn_user_stage(ru, p, r);
-        if (!rls_step(b->w, b->p, p->x, DR__RATING_INPUTS, r - p->y, FORGET, 0.0, GLOBAL_P_MAX)) {
+        if (!rls_step(b->w, b->p, p->x, b->inputs, r - p->y, FORGET, 0.0, GLOBAL_P_MAX)) {
             double w[DR__RATING_INPUTS];
             memcpy(w, b->w, sizeof(w));
-            dr__rating_blend_reset(b);
-            for (int k = 0; k < DR__RATING_INPUTS; k++) b->w[k] = isfinite(w[k]) ? w[k] : 0.0;
+            dr__rating_blend_reset(b, b->inputs);
+            for (int k = 0; k < b->inputs; k++) b->w[k] = isfinite(w[k]) ? w[k] : 0.0;
         }
     }
     b->lo = b->n > 0 ? fminf(b->lo, r) : r;
@@ -198,6 +262,11 @@ float dr__rating_learn(dr_model_t *m, dr_user_t *u, size_t idx, float r, int64_t
     ru->residual_sum += user_resid;
     ru->error_sq += e * e;
     ru->n++;
+    float a[DR_RATING_CONTENT_MAX]; /* room made by dr__rating_reserve() */
+    if (ru->content_len == m->content_dim && content_weights(m, idx, a) > 0.0f) {
+        float *s = ru->content, *n = ru->content + ru->content_len;
+        for (int k = 0; k < ru->content_len; k++) s[k] += a[k] * e, n[k] += a[k];
+    }
     ri->residual_sum += item_resid;
     ri->error_sq += e * e;
     ri->n++;

@@ -19,7 +19,7 @@
 #include "dr_err.h"
 #include "learner_internal.h"
 
-#define USER_RECORD_VERSION 10 /* 2: + drift detector; 3: + last list scores; 4: + prior version; 5: + drift regime; 6: + hidden items; 7: + seen posts filter; 8: + hidden authors and topics; 9: + the last re-adaptation's sample; 10: + the rating blend's part and the ring's residuals; older still read */
+#define USER_RECORD_VERSION 11 /* 2: + drift detector; 3: + last list scores; 4: + prior version; 5: + drift regime; 6: + hidden items; 7: + seen posts filter; 8: + hidden authors and topics; 9: + the last re-adaptation's sample; 10: + the rating blend's part and the ring's residuals; 11: + the user's content statistics; older still read */
 #define ITEM_RECORD_VERSION 8 /* 2: + content embedding and δ_i; 3: + decayed positives and
                                  co-engagement; 4: + author and topic; 5: + publish time;
                                  6: + the author's pseudo-count and when it joined
@@ -267,21 +267,23 @@ static void put_blend(const dr__rating_blend_t *b, dr_writer_t *w) {
     if (b->n == 0) return;
     dr_put_f32(w, b->lo);
     dr_put_f32(w, b->hi);
-    dr_put_u16(w, DR__RATING_INPUTS);
-    for (int k = 0; k < DR__RATING_INPUTS; k++) dr_put_f64(w, b->w[k]);
-    for (int k = 0; k < DR__RATING_INPUTS * DR__RATING_INPUTS; k++) dr_put_f64(w, b->p[k]);
+    dr_put_u16(w, (uint16_t)b->inputs);
+    for (int k = 0; k < b->inputs; k++) dr_put_f64(w, b->w[k]);
+    for (int k = 0; k < b->inputs * b->inputs; k++) dr_put_f64(w, b->p[k]);
 }
 
-/* False for a blend no writer of ours makes. One of another input count (a
- * build that blends other inputs) starts the stage again. */
+/* False for a blend no writer of ours makes. One of another input count
+ * than b's (a build that blends other inputs, or content embeddings
+ * switched on or off since) starts the stage again. */
 static bool get_blend(dr__rating_blend_t *b, dr_reader_t *r) {
-    dr__rating_blend_reset(b);
+    int want = b->inputs;
+    dr__rating_blend_reset(b, want);
     uint64_t n = dr_get_u64(r);
     if (n == 0) return r->ok;
     float lo = dr_get_f32(r), hi = dr_get_f32(r);
     uint16_t inputs = dr_get_u16(r);
     if (!r->ok || !isfinite(lo) || !isfinite(hi) || lo > hi) return false;
-    if (inputs != DR__RATING_INPUTS) {
+    if (inputs != want) {
         size_t skip = (size_t)inputs * (inputs + 1u) * 8u;
         if (skip > r->len - r->pos) { /* past the record: the reader stops, nothing read beyond */
             r->ok = false;
@@ -290,9 +292,9 @@ static bool get_blend(dr__rating_blend_t *b, dr_reader_t *r) {
         r->pos += skip;
     } else {
         bool finite = true;
-        for (int k = 0; k < DR__RATING_INPUTS; k++) finite &= isfinite(b->w[k] = dr_get_f64(r));
-        for (int k = 0; k < DR__RATING_INPUTS * DR__RATING_INPUTS; k++) finite &= isfinite(b->p[k] = dr_get_f64(r));
-        if (!r->ok || !finite) { dr__rating_blend_reset(b); return false; }
+        for (int k = 0; k < want; k++) finite &= isfinite(b->w[k] = dr_get_f64(r));
+        for (int k = 0; k < want * want; k++) finite &= isfinite(b->p[k] = dr_get_f64(r));
+        if (!r->ok || !finite) { dr__rating_blend_reset(b, want); return false; }
     }
     b->n = n;
     b->lo = lo;
@@ -448,7 +450,8 @@ int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
     size_t cap = 64 + 28 + (size_t)u->recent_len * 17 + (size_t)u->pending_len * 16 +
                  (size_t)u->last_list_len * 12 + (size_t)dim * 4 + 12 + 8 + 2 + (size_t)u->hidden_len * 8 +
                  1 + sizeof(u->rest) + 2 * (2 + DR_HIDDEN_SOURCES * 8) +
-                 8 + dr_adwin_serialized_size(&u->drift) + 1 + sizeof(u->rating) + (size_t)u->recent_len * 4;
+                 8 + dr_adwin_serialized_size(&u->drift) + 1 + sizeof(u->rating) + (size_t)u->recent_len * 4 +
+                 2 + (size_t)u->rating.content_len * 8;
     uint8_t *buf = malloc(cap);
     if (!buf) return DR_ENOMEM;
     dr_writer_t w = {buf, 0, cap, true};
@@ -519,6 +522,9 @@ int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
         for (int k = 0; k < DR_RATING_USER_INPUTS; k++) dr_put_f32(&w, ru->w[k]);
         for (int k = 0; k < DR_RATING_USER_INPUTS * DR_RATING_USER_INPUTS; k++) dr_put_f32(&w, ru->p[k]);
         for (unsigned i = 0; i < u->recent_len; i++) dr_put_f32(&w, u->recent[i].residual);
+        /* version 11: the content statistics (c, then 2c floats; c = 0: none) */
+        dr_put_u16(&w, ru->content_len);
+        for (unsigned k = 0; k < 2u * ru->content_len; k++) dr_put_f32(&w, ru->content[k]);
     }
     if (!w.ok) { free(buf); return DR_ENOMEM; }
     *out = buf;
@@ -578,12 +584,32 @@ static int get_drift(dr_user_t *u, const dr_adwin_conf_t *conf, dr_reader_t *r) 
     return 0;
 }
 
-/* Version 10's rating part (see dr_user_encode): false for one no writer of
- * ours makes. Older records, and users without ratings: all zero. */
-static bool get_rating(dr_reader_t *r, dr_rating_user_t *ru, dr_recent_event_t *stored, unsigned recent_len) {
+/* Version 11's content statistics into ru when their length is the
+ * configured learner.content.dim c (another: settings changed since, and
+ * they start again). DR_ECORRUPT for a part no writer of ours makes. */
+static int get_rating_content(dr_reader_t *r, dr_rating_user_t *ru, int c) {
+    unsigned len = dr_get_u16(r);
+    if (!r->ok || len > DR_RATING_CONTENT_MAX || (size_t)len * 8 > r->len - r->pos) return DR_ECORRUPT;
+    float stats[2 * DR_RATING_CONTENT_MAX];
+    for (unsigned k = 0; k < 2 * len; k++) stats[k] = dr_get_f32(r);
+    if (!all_finite(stats, 2 * len)) return DR_ECORRUPT;
+    for (unsigned k = len; k < 2 * len; k++)
+        if (stats[k] < 0) return DR_ECORRUPT; /* sums of weights a_k >= 0 */
+    if (len == 0 || (int)len != c) return 0;
+    if (!(ru->content = malloc((size_t)len * 8))) return DR_ENOMEM;
+    memcpy(ru->content, stats, (size_t)len * 8);
+    ru->content_len = (uint16_t)len;
+    return 0;
+}
+
+/* Version 10's rating part (see dr_user_encode), with version 11's content
+ * statistics: DR_ECORRUPT for one no writer of ours makes. Older records,
+ * and users without ratings: all zero. */
+static int get_rating(dr_reader_t *r, uint8_t version, int content_dim, dr_rating_user_t *ru,
+                      dr_recent_event_t *stored, unsigned recent_len) {
     uint8_t has = dr_get_u8(r);
-    if (has > 1) return false;
-    if (!has) return r->ok;
+    if (has > 1 || !r->ok) return DR_ECORRUPT;
+    if (!has) return 0;
     ru->n = dr_get_u32(r);
     ru->session_n = dr_get_u32(r);
     ru->residual_sum = dr_get_f32(r);
@@ -597,8 +623,10 @@ static bool get_rating(dr_reader_t *r, dr_rating_user_t *ru, dr_recent_event_t *
                   all_finite(ru->w, DR_RATING_USER_INPUTS) &&
                   all_finite(ru->p, DR_RATING_USER_INPUTS * DR_RATING_USER_INPUTS);
     for (unsigned i = 0; i < recent_len; i++) finite &= isfinite(stored[i].residual);
-    return r->ok && finite && ru->n > 0 && ru->session_n <= ru->n && ru->error_sq >= 0 &&
-           ru->error_sq < INFINITY;
+    if (!r->ok || !finite || ru->n == 0 || ru->session_n > ru->n || !(ru->error_sq >= 0) ||
+        ru->error_sq == INFINITY)
+        return DR_ECORRUPT;
+    return version >= 11 ? get_rating_content(r, ru, content_dim) : 0;
 }
 
 int dr_user_decode(int64_t user_id, const dr_learner_conf_t *conf, const void *rec, size_t len,
@@ -693,7 +721,9 @@ int dr_user_decode(int64_t user_id, const dr_learner_conf_t *conf, const void *r
     /* older: the re-adaptation's exploration counts from the regime's start */
     u->readapt_sample = version >= 9 ? dr_get_u64(&r) : u->regime_from;
     if (u->readapt_sample > u->drift_samples) goto out_err;
-    if (version >= 10 && !get_rating(&r, &u->rating, stored, recent_len)) goto out_err;
+    if (version >= 10 && (err = get_rating(&r, version, conf->content_dim, &u->rating, stored, recent_len)))
+        goto out_err;
+    err = DR_ECORRUPT;
     if (!r.ok || r.pos != len || u->prior_version < -1) goto out_err;
     recent_fit(u, stored, recent_len, recent_head, (unsigned)conf->recent_items);
     *out = u;

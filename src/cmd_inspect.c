@@ -93,6 +93,17 @@ static void show_user(inspect_t *in, const dr_user_t *u, const dr_learner_conf_t
         dr_json_array_begin(j, "own_stage_weights");
         for (int k = 0; k < DR_RATING_USER_INPUTS; k++) dr_json_num(j, NULL, r->w[k]);
         dr_json_array_end(j);
+        /* per content dimension (genre): the ratings' weight and the MF's
+         * mean error on them (with a catalog of short embeddings) */
+        dr_json_array_begin(j, "content_weight");
+        for (int k = 0; k < r->content_len; k++) dr_json_num(j, NULL, r->content[r->content_len + k]);
+        dr_json_array_end(j);
+        dr_json_array_begin(j, "content_mean_error");
+        for (int k = 0; k < r->content_len; k++) {
+            float n = r->content[r->content_len + k];
+            dr_json_num(j, NULL, n > 0 ? r->content[k] / n : 0.0);
+        }
+        dr_json_array_end(j);
         dr_json_object_end(j);
     }
     /* oldest first; in_regime: the entry drives the co-engagement term (it

@@ -3,9 +3,9 @@
  * with both framings, a record of the registered writer schema, a catalog
  * record, a list) and OUTDIR/user/ (user records of versions 1, 2 and the
  * current one, one with a full ring of 64 recent events, an item record and
- * a globals record; in rating mode a user with the rating blend's part, the
- * globals with its global stage, an item with its rating sums and a
- * model-topic message). Usage: fuzz_seeds OUTDIR */
+ * a globals record; in rating mode a user with the rating blend's part and
+ * its content statistics, the globals with its global stage, an item with
+ * its rating sums and a model-topic message). Usage: fuzz_seeds OUTDIR */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -104,11 +104,12 @@ static int put_rated_item(void *ctx, int64_t item_id, const void *rec, size_t le
 }
 
 /* Rating mode's records and a model-topic message ("DRS2"), from a model
- * with sharing on that learned 40 ratings. */
+ * with sharing and a catalog of 4 genres on that learned 40 ratings. */
 static void rating_seeds(const dr_learner_conf_t *base) {
     char err[256];
     dr_learner_conf_t rc = *base;
     rc.mode = DR_MODE_RATING;
+    rc.content_dim = 4; /* genres: the user's content statistics (fuzz_user_state's small conf) */
     dr_model_t *m = NULL;
     dr_user_t *u = dr_user_new_conf(43, &rc);
     dr_apply_result_t res;
@@ -117,6 +118,11 @@ static void rating_seeds(const dr_learner_conf_t *base) {
     if (dr_model_new(&m, &rc, err, sizeof err) != 0 || !u || dr_model_sync_enable(m) != 0) {
         failures++;
     } else {
+        for (int i = 0; i < 7; i++) {
+            float genres[4] = {0};
+            genres[i % 4] = 1.0f;
+            if (dr_model_set_item_content(m, 10 + i, genres, 4)) failures++;
+        }
         for (int i = 0; i < 40; i++) {
             dr_event_t ev = {43, 10 + i % 7, DR_EV_RATE, (float)(1 + i % 5), 60000LL * i};
             if (dr_learner_apply(m, u, &ev, (uint64_t)i, &res)) failures++;
