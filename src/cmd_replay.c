@@ -248,8 +248,10 @@ static int load_dataset(opts_t *o, const dr_dataset_t *d, const char *bootstrap,
         if (i % 8192 == 0 || i + 1 == d->n) progress("events", i + 1, d->n, o->quiet);
     }
     for (size_t i = 0; !rc && i < d->n_items; i++) {
-        dr_item_rec_t it = {d->item_ids[i], d->item_emb ? d->item_emb + i * (size_t)d->emb_dim : NULL,
-                            d->item_emb ? (size_t)d->emb_dim : 0, false, false, -1, -1, -1};
+        const float *emb = d->item_emb ? d->item_emb + i * (size_t)d->emb_dim : NULL;
+        bool any = false; /* a movie with no genres listed has no content, not a zero vector */
+        for (int k = 0; emb && k < d->emb_dim; k++) any |= emb[k] != 0.0f;
+        dr_item_rec_t it = {d->item_ids[i], any ? emb : NULL, any ? (size_t)d->emb_dim : 0, false, false, -1, -1, -1};
         if ((rc = dr_codec_encode_item(codec, &it, &buf)) == 0) rc = produce(rk, catalog_topic, it.item_id, &buf);
     }
     if (!rc && rd_kafka_flush(rk, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -494,6 +496,9 @@ int dr_cmd_load(int argc, char **argv) {
     if (!rc)
         fprintf(stderr, "loaded %zu events to %s and %zu items to %s in %.2f s\n", d.n, o->topic, d.n_items,
                 default_catalog_topic(o, ct, sizeof(ct)), dr_mono_s() - t0);
+    if (!rc && d.emb_dim > 0) /* the pipeline dead-letters embeddings of another length */
+        fprintf(stderr, "the items carry embeddings of %d floats: run with --set learner.content.dim=%d "
+                        "--set topic.catalog=%s\n", d.emb_dim, d.emb_dim, default_catalog_topic(o, ct, sizeof(ct)));
     dr_dataset_free(&d);
     free(o);
     return rc ? 1 : 0;

@@ -1295,7 +1295,11 @@ static int on_item(void *ctx, const dr_item_rec_t *item, char *reason, size_t re
         return DR_EINVAL;
     }
     err = dr_model_set_item_content(p->model, item->item_id, item->embedding, item->embedding_len);
-    if (err) snprintf(reason, reason_size, "catalog item %" PRId64 ": embedding refused: %s", item->item_id, dr_strerror(err));
+    if (err == DR_EINVAL)
+        snprintf(reason, reason_size, "catalog item %" PRId64 ": embedding refused: all zeros, or a value not finite or beyond 1e6",
+                 item->item_id);
+    else if (err)
+        snprintf(reason, reason_size, "catalog item %" PRId64 ": embedding refused: %s", item->item_id, dr_strerror(err));
     return err;
 }
 
