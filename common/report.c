@@ -1,4 +1,5 @@
-/* report.c - the JSON writer behind every report.json (see dr_report.h). */
+/* report.c - the JSON writer behind every report.json, and two directory
+ * helpers: make a report directory, remove a scratch tree (see dr_report.h). */
 #include "dr_report.h"
 
 #include <errno.h>

@@ -1,5 +1,7 @@
 /* dr_report.h - a small streaming JSON writer for report.json files:
- * objects, arrays and scalars, with commas and escaping handled here. */
+ * objects, arrays and scalars, with commas and escaping handled here; and
+ * two directory helpers (make a report directory, remove a scratch tree).
+ * In common/ so that modules as well as src/ can write reports. */
 #ifndef DR_REPORT_H
 #define DR_REPORT_H
 
