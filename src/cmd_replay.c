@@ -528,7 +528,7 @@ static int replay_from(opts_t *o, const char *bootstrap, double t_start) {
     if (!rc && !events) rc = DR_ENOMEM;
     for (size_t i = 0; !rc && i < c.n; i++) events[i] = c.v[i].ev;
     if (!rc) {
-        dr_replay_conf_t rcfg = {&o->cfg, o->k, o->window, 10, {0}, 0, o->recentpop_halflife};
+        dr_replay_conf_t rcfg = {&o->cfg.learner, o->k, o->window, 10, {0}, 0, o->recentpop_halflife};
         int n_arms = dr_replay_parse_arms(o->arms, rcfg.arms, DR_REPLAY_MAX_ARMS, e, sizeof(e));
         if (n_arms < 0) { fprintf(stderr, "driftrec: %s\n", e); rc = n_arms; }
         rcfg.n_arms = n_arms;

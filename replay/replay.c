@@ -512,7 +512,7 @@ static void cover_top_k(arm_run_t *a, size_t e, float *sc, size_t n, const int64
 /* ---- arms with a model --------------------------------------------------- */
 
 static int arm_model_init(arm_run_t *a) {
-    dr_learner_conf_t lc = a->conf->cfg->learner;
+    dr_learner_conf_t lc = *a->conf->learner;
     /* the prior arm ranks every user by the shared prior alone (û and the
      * population prior): no per-user learning, no co-engagement term */
     if (a->kind == DR_ARM_PRIOR) { lc.lr_user = 0; lc.drift_enabled = false; lc.cooc_neighbors = 0; }
@@ -1203,7 +1203,7 @@ static double baseline_predict(const arm_run_t *a, size_t e) {
 static int pop_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_count) {
     const dr_event_t *ev = &a->in->events[e];
     uint32_t id = a->p->item[e], ud = a->p->user[e], pos = a->user_n[ud];
-    const dr_learner_conf_t *lc = &a->conf->cfg->learner;
+    const dr_learner_conf_t *lc = a->conf->learner;
     /* ranked: a user's first positive event with an item (a like or a
      * dwell after the click repeats it, and its item was just learned) */
     bool ranked = lc->mode == DR_MODE_IMPLICIT && is_positive(lc, ev) && a->p->first_engaged[e];
@@ -1423,7 +1423,7 @@ static void write_cold(dr_json_t *j, const arm_run_t *a) {
 static void write_arm_metrics(dr_json_t *j, const arm_run_t *a, const wstats_t *s, bool full) {
     char hr[32], ndcg[32];
     metric_names(a->conf->k, hr, ndcg, sizeof(hr));
-    bool rating = a->conf->cfg->learner.mode == DR_MODE_RATING;
+    bool rating = a->conf->learner->mode == DR_MODE_RATING;
     dr_json_num(j, hr, rating ? NAN : ratio((double)s->hits, s->ranked));
     dr_json_num(j, ndcg, rating ? NAN : ratio(s->ndcg, s->ranked));
     if (!full) return;
@@ -1455,7 +1455,7 @@ static void write_splice_bucket(dr_json_t *j, const arm_run_t *a, const char *ke
     char hr[32], ndcg[32];
     metric_names(a->conf->k, hr, ndcg, sizeof(hr));
     dr_json_object_begin(j, key);
-    if (a->conf->cfg->learner.mode == DR_MODE_RATING) {
+    if (a->conf->learner->mode == DR_MODE_RATING) {
         dr_json_num(j, "mae", ratio(s->abs_err, s->rated));
         dr_json_num(j, "rmse", sqrt(ratio(s->sq_err, s->rated)));
         dr_json_int(j, "rated_events", (int64_t)s->rated);
@@ -1581,7 +1581,7 @@ static void write_windows(dr_json_t *j, const arm_run_t *arms, int n_arms, const
         for (int i = 0; i < n_arms; i++) {
             dr_json_object_begin(j, arm_names[arms[i].kind]);
             write_arm_metrics(j, &arms[i], &arms[i].win[w], false);
-            if (arms[i].conf->cfg->learner.mode == DR_MODE_RATING) {
+            if (arms[i].conf->learner->mode == DR_MODE_RATING) {
                 dr_json_num(j, "mae", ratio(arms[i].win[w].abs_err, arms[i].win[w].rated));
                 dr_json_num(j, "rmse", sqrt(ratio(arms[i].win[w].sq_err, arms[i].win[w].rated)));
             }
@@ -1599,7 +1599,7 @@ static void write_windows(dr_json_t *j, const arm_run_t *arms, int n_arms, const
  * when no baseline ran; *full_over_best is NAN without the full arm or
  * when the best baseline scored 0. */
 static void best_baseline(const dr_replay_conf_t *c, const arm_run_t *arms, int *best, double *full_over_best) {
-    bool rating = c->cfg->learner.mode == DR_MODE_RATING;
+    bool rating = c->learner->mode == DR_MODE_RATING;
     double best_v = NAN, full_v = NAN;
     *best = -1;
     for (int i = 0; i < c->n_arms; i++) {
@@ -1626,7 +1626,7 @@ static int write_report(const dr_replay_conf_t *c, const dr_replay_input_t *in, 
     dr_json_t j;
     dr_json_init(&j, f);
     dr_json_object_begin(&j, NULL);
-    dr_json_str(&j, "mode", c->cfg->learner.mode == DR_MODE_RATING ? "rating" : "implicit");
+    dr_json_str(&j, "mode", c->learner->mode == DR_MODE_RATING ? "rating" : "implicit");
     dr_json_str(&j, "source", in->source ? in->source : "");
     dr_json_int(&j, "k", c->k);
     dr_json_int(&j, "events", (int64_t)in->n);
@@ -1656,7 +1656,7 @@ static int write_report(const dr_replay_conf_t *c, const dr_replay_input_t *in, 
         metric_names(c->k, hr, ndcg, sizeof(hr));
         dr_json_object_begin(&j, "baselines");
         dr_json_str(&j, "best", arm_names[arms[best].kind]);
-        dr_json_str(&j, "metric", c->cfg->learner.mode == DR_MODE_RATING ? "mae" : hr);
+        dr_json_str(&j, "metric", c->learner->mode == DR_MODE_RATING ? "mae" : hr);
         dr_json_num(&j, "full_over_best", full_over_best);
         dr_json_object_end(&j);
     }
@@ -1678,7 +1678,7 @@ static int write_report(const dr_replay_conf_t *c, const dr_replay_input_t *in, 
 /* One line per arm: the composites' figures before and after the splice. */
 static void print_splice(const dr_replay_conf_t *c, const arm_run_t *a) {
     const splice_stats_t *s = &a->sp;
-    bool rating = c->cfg->learner.mode == DR_MODE_RATING;
+    bool rating = c->learner->mode == DR_MODE_RATING;
     char fig[160];
     if (rating)
         snprintf(fig, sizeof(fig), "mae before %.4f after %.4f | first 10/20/50 after %.4f/%.4f/%.4f",
@@ -1703,7 +1703,7 @@ static void print_splice(const dr_replay_conf_t *c, const arm_run_t *a) {
 
 static void print_summary(const dr_replay_conf_t *c, const dr_replay_input_t *in, const arm_run_t *arms,
                           double wall) {
-    bool rating = c->cfg->learner.mode == DR_MODE_RATING;
+    bool rating = c->learner->mode == DR_MODE_RATING;
     size_t n = in->n;
     fprintf(stderr, "replayed %zu events in %.2f s (%.0f events/s per arm, %d arms in parallel)\n", n,
             wall, wall > 0 ? (double)n / wall : 0, c->n_arms);
@@ -1746,7 +1746,7 @@ int dr_replay_run(const dr_replay_conf_t *c, const dr_replay_input_t *in, const 
         snprintf(err, n, "replay needs 1 to %d arms, k >= 1 and window >= 1", DR_REPLAY_MAX_ARMS);
         return DR_EINVAL;
     }
-    int bad = dr_replay_check_arms(c->arms, c->n_arms, c->cfg->learner.mode, err, n);
+    int bad = dr_replay_check_arms(c->arms, c->n_arms, c->learner->mode, err, n);
     if (bad) return bad;
     prep_t p;
     int rc = prep_build(&p, in);

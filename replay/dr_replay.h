@@ -11,8 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dr_config.h"
 #include "dr_dataset.h"
+#include "dr_learner.h"
 #include "dr_types.h"
 
 #define DR_REPLAY_MAX_ARMS 10
@@ -48,7 +48,7 @@ int dr_replay_check_arms(const dr_arm_kind_t *arms, int n, dr_learn_mode_t mode,
                          size_t errstr_size);
 
 typedef struct dr_replay_conf {
-    const dr_config_t *cfg;   /* learner settings (mode, dim, rates, drift) */
+    const dr_learner_conf_t *learner; /* learner settings (mode, dim, rates, drift) */
     int k;                    /* cut-off of hr@K and ndcg@K */
     int window;               /* events per window of the series */
     int coverage_every;       /* compute the top-K list every N ranked events */
