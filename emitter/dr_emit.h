@@ -179,5 +179,13 @@ int dr_emitter_emit(dr_emitter_t *e, const dr_model_t *m, dr_user_t *const *user
 int dr_emitter_reissue(dr_emitter_t *e, const dr_model_t *m, dr_user_t *u, uint64_t tag,
                        int64_t now_ms);
 const dr_emit_stats_t *dr_emitter_stats(const dr_emitter_t *e);
+/* Fencing of lists: each list then carries the owner epoch of its user's
+ * input partition, epochs[u->last_source.partition] (header dr.epoch,
+ * common/dr_epoch.h), read at produce time; the caller keeps the array
+ * (n entries) current as partitions are assigned. A consumer that keeps per
+ * user the highest epoch seen and drops lists below it never takes a list
+ * from a former owner that does not know it lost the partition (docs/SCALING.md).
+ * Without epochs (the default), or for an epoch of 0, no header. */
+void dr_emitter_set_epochs(dr_emitter_t *e, const int64_t *epochs, size_t n);
 
 #endif /* DR_EMIT_H */

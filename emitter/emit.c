@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dr_epoch.h"
 #include "dr_err.h"
 #include "dr_log.h"
 #include "emitter_internal.h"
@@ -80,6 +81,11 @@ void dr_emitter_free(dr_emitter_t *e) {
 
 const dr_emit_stats_t *dr_emitter_stats(const dr_emitter_t *e) { return &e->stats; }
 
+void dr_emitter_set_epochs(dr_emitter_t *e, const int64_t *epochs, size_t n) {
+    e->epochs = epochs;
+    e->n_epochs = epochs ? n : 0;
+}
+
 /* Makes the scratch buffers fit the current catalog and dimension. */
 static int fit_buffers(dr_emitter_t *e, int dim, size_t n_items) {
     size_t b = (size_t)e->conf.batch;
@@ -133,10 +139,16 @@ static int produce_list(dr_emitter_t *e, const dr_model_t *m, dr_user_t *u, size
     if (err) return err;
     char key[24];
     int klen = snprintf(key, sizeof(key), "%" PRId64, u->user_id);
+    int32_t part = u->last_source.partition;
+    int64_t epoch = part >= 0 && (size_t)part < e->n_epochs ? e->epochs[part] : 0;
+    rd_kafka_headers_t *h = NULL; /* producev takes it only when it succeeds */
+    if (epoch > 0 && !(h = rd_kafka_headers_new(1))) return DR_ENOMEM;
+    if (h) dr_epoch_header_add(h, epoch);
     rd_kafka_resp_err_t kerr = rd_kafka_producev(
         e->rk, RD_KAFKA_V_TOPIC(e->topic), RD_KAFKA_V_KEY(key, (size_t)klen),
         RD_KAFKA_V_VALUE(e->buf.data, e->buf.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_OPAQUE(dr_msg_opaque(tag, DR_MSG_RECS)), RD_KAFKA_V_END);
+        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(dr_msg_opaque(tag, DR_MSG_RECS)), RD_KAFKA_V_END);
+    if (kerr && h) rd_kafka_headers_destroy(h);
     if (kerr == RD_KAFKA_RESP_ERR__QUEUE_FULL) return DR_EFULL;
     if (kerr) {
         dr_log(DR_LOG_ERROR, "emitter", "produce failed | topic=%s err=\"%s\"", e->topic,

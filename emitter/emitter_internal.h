@@ -35,6 +35,8 @@ struct dr_emitter {
     dr_emit_stats_t stats;
     dr__retrieval_t *retr;    /* the retrieval path (retrieve.c); NULL: off */
     bool retr_ready;          /* its index holds the catalog: it serves */
+    const int64_t *epochs;    /* the owner epoch of each input partition (dr_emitter_set_epochs) */
+    size_t n_epochs;
 };
 
 /* The retrieval path (retrieve.c): lists from candidates of an ANN index

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "dr_epoch.h"
 #include "dr_err.h"
 #include "dr_ingest.h"
 #include "dr_log.h"
@@ -86,25 +87,13 @@ int dr_changelog_check(dr_changelog_t *c, const char *events_topic, int timeout_
     return 0;
 }
 
-static void be64(uint8_t out[8], uint64_t v) {
-    for (int i = 0; i < 8; i++) out[i] = (uint8_t)(v >> (56 - 8 * i));
-}
-
-static uint64_t read_be64(const uint8_t *v) {
-    uint64_t x = 0;
-    for (int i = 0; i < 8; i++) x = x << 8 | v[i];
-    return x;
-}
-
 static int produce(dr_changelog_t *c, int32_t partition, int64_t epoch, const char *key,
                    size_t klen, const void *val, size_t len, void *opaque, int wait_ms) {
     int64_t deadline = dr_mono_ms() + wait_ms;
-    uint8_t ep[8];
-    be64(ep, (uint64_t)epoch);
     for (;;) {
         /* producev takes the headers only when it succeeds */
         rd_kafka_headers_t *h = rd_kafka_headers_new(1);
-        rd_kafka_header_add(h, DR_CHANGELOG_EPOCH_HEADER, -1, ep, sizeof(ep));
+        dr_epoch_header_add(h, epoch);
         rd_kafka_resp_err_t err = rd_kafka_producev(
             c->producer, RD_KAFKA_V_TOPIC(c->topic), RD_KAFKA_V_PARTITION(partition),
             RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_HEADERS(h),
@@ -131,7 +120,7 @@ int dr_changelog_put(dr_changelog_t *c, int32_t partition, int64_t epoch, int64_
 int dr_changelog_mark(dr_changelog_t *c, int32_t partition, int64_t epoch, int64_t next_offset,
                       void *opaque, int wait_ms) {
     uint8_t val[8];
-    be64(val, (uint64_t)next_offset);
+    dr_be64_put(val, (uint64_t)next_offset);
     return produce(c, partition, epoch, DR_CHANGELOG_MARKER_KEY, strlen(DR_CHANGELOG_MARKER_KEY),
                    val, sizeof(val), opaque, wait_ms);
 }
@@ -284,22 +273,10 @@ static int stage(scan_t *s, int64_t user_id, const void *val, size_t len) {
     return 0;
 }
 
-/* The writer's epoch of m (0: none, a writer from before epochs). */
-static int64_t epoch_of(const rd_kafka_message_t *m) {
-    rd_kafka_headers_t *h = NULL;
-    const void *v = NULL;
-    size_t len = 0;
-    if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        rd_kafka_header_get_last(h, DR_CHANGELOG_EPOCH_HEADER, &v, &len) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        len != 8 || !v)
-        return 0;
-    return (int64_t)read_be64(v);
-}
-
 static int on_message(scan_t *s, const rd_kafka_message_t *m) {
     s->r->records++;
     s->r->bytes += m->key_len + m->len;
-    int64_t epoch = epoch_of(m);
+    int64_t epoch = dr_epoch_of(m);
     if (epoch < s->r->epoch) { /* a superseded owner's: fenced off */
         s->r->fenced++;
         return 0;
@@ -314,7 +291,7 @@ static int on_message(scan_t *s, const rd_kafka_message_t *m) {
     if (m->key_len == strlen(DR_CHANGELOG_MARKER_KEY) &&
         memcmp(m->key, DR_CHANGELOG_MARKER_KEY, m->key_len) == 0) {
         if (!m->payload || m->len != 8) return 0; /* not ours: ignored */
-        return on_marker(s, (int64_t)read_be64(m->payload), m->offset);
+        return on_marker(s, (int64_t)dr_be64_get(m->payload), m->offset);
     }
     if (!dr_ingest_user_key(m, &id)) return 0;
     return stage(s, id, m->payload, m->len);

@@ -18,7 +18,7 @@
  * producer keeps within a partition.
  *
  * Fencing. Every message carries its writer's epoch for the partition
- * (header dr.epoch, 8 bytes big-endian; none: epoch 0). An owner takes a
+ * (header dr.epoch, common/dr_epoch.h; none: epoch 0). An owner takes a
  * new epoch when it is assigned the partition, above every epoch it read
  * (dr_changelog_next_epoch). A reader keeps the highest epoch seen so far
  * in log order and ignores messages of a lower one, and the records it had
@@ -40,7 +40,6 @@
 #include "dr_state.h"
 
 #define DR_CHANGELOG_MARKER_KEY "__marker"
-#define DR_CHANGELOG_EPOCH_HEADER "dr.epoch"
 
 typedef struct dr_changelog dr_changelog_t;
 

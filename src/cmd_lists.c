@@ -1,9 +1,11 @@
 /* cmd_lists.c - `driftrec lists`: what the recommendations topic holds, read
  * from its beginning to its current end with a plain consumer (no group, no
  * committed offsets): every list, or with --last the newest message of each
- * user, which is what a compacted topic keeps. For operators ("what did we
- * publish for this user?") and for the crash tests, which compare the last
- * list of every user after restarts with an uninterrupted run's. */
+ * user, as a consumer of the topic should take it: fenced by owner epoch (a
+ * zombie's list after the new owner's is skipped; compaction would keep it).
+ * For operators ("what did we publish for this user?") and for the crash
+ * tests, which compare the last list of every user after restarts with an
+ * uninterrupted run's. */
 #include "dr_cmd_lists.h"
 
 #include <getopt.h>
@@ -17,6 +19,7 @@
 #include "dr_bytes.h"
 #include "dr_codec.h"
 #include "dr_config.h"
+#include "dr_epoch.h"
 #include "dr_err.h"
 #include "dr_ingest.h"
 #include "dr_log.h"
@@ -30,6 +33,7 @@ typedef struct last_msg {
     int32_t partition;
     int64_t offset;
     bool tombstone;
+    int64_t epoch; /* its writer's owner epoch (dr.epoch; 0: none) */
     dr_source_pos_t source;
     size_t n_items;
     int64_t *ids; /* with --items: the list's item ids (owned) */
@@ -40,6 +44,7 @@ typedef struct lists {
     bool items; /* print the item ids too */
     last_msg_t *msgs; /* with --last: one per user, in order of first sight */
     size_t n, cap;
+    uint64_t fenced;  /* with --last: messages of a lower epoch than the user's kept one */
     /* user id -> index into msgs, open addressing, -1 = empty */
     int64_t *slot_id;
     size_t *slot_idx, n_slots;
@@ -80,14 +85,22 @@ static int grow_slots(lists_t *l) {
     return 0;
 }
 
-/* Keeps m as its user's newest message. */
+/* Keeps m as its user's newest message, unless the kept one has a higher
+ * epoch: m then comes from a former owner of the user's partition that did
+ * not know it had lost it (a zombie), and is fenced. Returns 1 when m was
+ * fenced (the caller still owns its ids). */
 static int keep_last(lists_t *l, const last_msg_t *m) {
     if ((l->n + 1) * 2 > l->n_slots && grow_slots(l)) return DR_ENOMEM;
     size_t i = dr_mix64((uint64_t)m->user_id) & (l->n_slots - 1);
     for (; l->slot_id[i] >= 0; i = (i + 1) & (l->n_slots - 1))
         if (l->slot_id[i] == m->user_id) {
-            free(l->msgs[l->slot_idx[i]].ids);
-            l->msgs[l->slot_idx[i]] = *m;
+            last_msg_t *kept = &l->msgs[l->slot_idx[i]];
+            if (m->epoch < kept->epoch) {
+                l->fenced++;
+                return 1;
+            }
+            free(kept->ids);
+            *kept = *m;
             return 0;
         }
     if (l->n == l->cap) {
@@ -110,8 +123,10 @@ static void usage(FILE *f) {
                "  USER PARTITION OFFSET source=SOURCE_PARTITION:SOURCE_OFFSET items=N\n"
                "  USER PARTITION OFFSET tombstone          (an erased user)\n"
                "SOURCE is the input position of the newest event the list reflects. With --last,\n"
-               "only the newest message of each user (what a compacted topic keeps). With\n"
-               "--items, each list's item ids follow, best first: ids=ID,ID,...\n");
+               "only the newest message of each user (what a compacted topic keeps), fenced: a\n"
+               "message whose owner epoch (header dr.epoch) is below that of an earlier one of\n"
+               "the same user came from a former owner of its partition and is skipped (the count\n"
+               "goes to stderr). With --items, each list's item ids follow, best first: ids=ID,ID,...\n");
 }
 
 /* Partition p is read: its end as of the start was reached, or its EOF
@@ -178,7 +193,7 @@ static int read_all(rd_kafka_t *rk, const dr_config_t *cfg, dr_codec_t *codec, l
             rd_kafka_message_destroy(m);
             continue;
         }
-        last_msg_t lm = {.user_id = -1, .partition = m->partition, .offset = m->offset};
+        last_msg_t lm = {.user_id = -1, .partition = m->partition, .offset = m->offset, .epoch = dr_epoch_of(m)};
         char reason[256];
         dr_recs_t recs;
         if (!m->payload) {
@@ -199,8 +214,9 @@ static int read_all(rd_kafka_t *rk, const dr_config_t *cfg, dr_codec_t *codec, l
             rc = 1;
         }
         if (!rc && m->offset < end[m->partition] && l->last) {
-            if (keep_last(l, &lm)) rc = 1;
-            else lm.ids = NULL; /* kept */
+            int kept = keep_last(l, &lm);
+            if (kept < 0) rc = 1;
+            else if (kept == 0) lm.ids = NULL; /* kept */
         } else if (!rc && m->offset < end[m->partition]) {
             print_msg(&lm);
         }
@@ -268,6 +284,9 @@ int dr_cmd_lists(int argc, char **argv) {
     } else {
         rc = read_all(rk, cfg, codec, &l);
         for (size_t i = 0; !rc && i < l.n; i++) print_msg(&l.msgs[i]);
+        if (!rc && l.fenced)
+            fprintf(stderr, "driftrec lists: %" PRIu64 " messages of a former owner fenced (a lower dr.epoch than an earlier message of their user)\n",
+                    l.fenced);
     }
     if (rk) {
         rd_kafka_consumer_close(rk);

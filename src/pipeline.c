@@ -13,6 +13,7 @@
 
 #include "dr_bytes.h"
 #include "dr_emit.h"
+#include "dr_epoch.h"
 #include "dr_err.h"
 #include "dr_handoff.h"
 #include "dr_ingest.h"
@@ -311,12 +312,21 @@ static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t 
 /* Produces the user's tombstone (a null value: compaction removes the last
  * list) under delivery tag `tag`; the caller counts it in flight, or not
  * when it replaces a failed message. */
-static rd_kafka_resp_err_t produce_tombstone(dr_pipeline_t *p, int64_t user_id, uint64_t tag) {
+static rd_kafka_resp_err_t produce_tombstone(dr_pipeline_t *p, int32_t partition, int64_t user_id,
+                                             uint64_t tag) {
     char key[24];
     int klen = snprintf(key, sizeof(key), "%" PRId64, user_id);
-    return rd_kafka_producev(p->producer, RD_KAFKA_V_TOPIC(p->cfg.topic_recs),
-                             RD_KAFKA_V_KEY(key, (size_t)klen), RD_KAFKA_V_VALUE(NULL, 0),
-                             RD_KAFKA_V_OPAQUE(dr_msg_opaque(tag, DR_MSG_RECS)), RD_KAFKA_V_END);
+    /* fenced as the lists are (dr_emitter_set_epochs) */
+    int64_t epoch = partition >= 0 && partition < DR_INGEST_MAX_PARTITIONS ? p->changelog_epoch[partition] : 0;
+    rd_kafka_headers_t *h = NULL; /* producev takes it only when it succeeds */
+    if (epoch > 0 && !(h = rd_kafka_headers_new(1))) return RD_KAFKA_RESP_ERR__QUEUE_FULL; /* try again */
+    if (h) dr_epoch_header_add(h, epoch);
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        p->producer, RD_KAFKA_V_TOPIC(p->cfg.topic_recs), RD_KAFKA_V_KEY(key, (size_t)klen),
+        RD_KAFKA_V_VALUE(NULL, 0), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(dr_msg_opaque(tag, DR_MSG_RECS)),
+        RD_KAFKA_V_END);
+    if (err && h) rd_kafka_headers_destroy(h);
+    return err;
 }
 
 /* An erase request: the cached user is replaced by a fresh one at the prior,
@@ -337,7 +347,7 @@ static int on_erase(void *ctx, int64_t user_id, int32_t partition, int64_t offse
         return DR_ESTOPPED;
     }
     dr_user_cache_mark_dirty(p->cache, fresh);
-    rd_kafka_resp_err_t err = produce_tombstone(p, user_id, p->flight.epoch);
+    rd_kafka_resp_err_t err = produce_tombstone(p, partition, user_id, p->flight.epoch);
     if (err) {
         snprintf(reason, reason_size, "cannot publish the tombstone: %s", rd_kafka_err2str(err));
         return DR_ESTOPPED; /* retried from this record after a restart */
@@ -585,7 +595,7 @@ static void serve_reissues(dr_pipeline_t *p) {
         dr_user_t *u = dr_user_cache_peek(p->cache, r.user_id);
         int err = u ? 0 : get_user(p, r.partition, r.user_id, &u);
         if (!err && u->events_applied == 0) {
-            rd_kafka_resp_err_t kerr = produce_tombstone(p, r.user_id, r.tag);
+            rd_kafka_resp_err_t kerr = produce_tombstone(p, r.partition, r.user_id, r.tag);
             err = kerr == RD_KAFKA_RESP_ERR__QUEUE_FULL ? DR_EFULL : kerr ? DR_EKAFKA : 0;
         } else if (!err) {
             err = dr_emitter_reissue(p->emitter, p->model, u, r.tag, dr_now_ms());
@@ -1516,6 +1526,8 @@ static int make_clients(dr_pipeline_t *p, char *errstr, size_t n) {
     if ((err = dr_emitter_new(&p->emitter, p->producer, p->cfg.topic_recs, &ec, &p->flight,
                               errstr, n)))
         return err;
+    /* lists carry their partition's owner epoch (0 without a changelog: no header) */
+    dr_emitter_set_epochs(p->emitter, p->changelog_epoch, DR_INGEST_MAX_PARTITIONS);
     dr_ingest_conf_t ic = {p->cfg.topic_events, p->cfg.topic_dlq, p->cfg.group_id,
                            p->cfg.ingest_batch, p->kafka_keys, p->kafka_values,
                            p->cfg.n_kafka, p->codec, p->cfg.offset_reset};

@@ -21,6 +21,8 @@
 # owner's writes, and A's stale records and its marker (an events offset B
 # had long passed) were the changelog's newest word: the fresh instance
 # applied the events after that marker a second time (3 runs of 3 failed).
+# The lists carry the same epochs: every user's last list, fenced as a
+# consumer should take it, reflects its newest event.
 set -euo pipefail
 EVENTS=${EVENTS:-6000} USERS=${USERS:-200}
 . "$(dirname "$0")/lib.sh"
@@ -68,6 +70,35 @@ sleep 0.5
 kill -TERM "$b"; wait "$b" || { echo "B did not stop cleanly"; tail -20 "$dir/b.log"; exit 1; }
 no_errors a b
 
+# The lists are fenced too: every user's last list, taken as a consumer
+# should (driftrec lists --last: a lower owner epoch than an earlier list
+# of the user is skipped), reflects the newest event any list of it
+# reflects, although lists A published after waking, if it did, came after
+# B's on the topic.
+"$DRIFTREC" lists --set "kafka.bootstrap.servers=$bs" --set topic.recommendations=recs >"$dir/lists.txt"
+"$DRIFTREC" lists --last --set "kafka.bootstrap.servers=$bs" --set topic.recommendations=recs \
+    >"$dir/last.txt" 2>"$dir/last.err"
+lists_fenced=$(sed -n 's/.*lists: \([0-9]*\) messages of a former owner fenced.*/\1/p' "$dir/last.err")
+python3 - "$dir/lists.txt" "$dir/last.txt" <<'PY'
+import sys
+def rows(path):
+    for line in open(path):
+        f = line.split()
+        if len(f) >= 4 and f[3].startswith("source="):
+            p, o = f[3][7:].split(":")
+            yield int(f[0]), (int(p), int(o))
+newest, stale = {}, 0
+for user, src in rows(sys.argv[1]):
+    if user in newest and src < newest[user]:
+        stale += 1  # behind an earlier list of the user: a former owner's
+    newest[user] = max(newest.get(user, src), src)
+last = dict(rows(sys.argv[2]))
+assert set(last) == set(newest), (len(last), len(newest))
+behind = [u for u in last if last[u] != newest[u]]
+assert not behind, f"{len(behind)} users' last list is not their newest, e.g. user {behind[0]}"
+print(f"  lists: {stale} published behind a newer list of their user (A's, after waking)")
+PY
+
 timeout 120 "$DRIFTREC" run "${common[@]}" --set group.id=ref --set topic.recommendations=recs_ref \
     --set topic.changelog=- --set run.exit.idle.ms=1500 --set "state.dir=$dir/ref" >"$dir/ref.log" 2>&1 ||
   { echo "reference run failed"; tail -20 "$dir/ref.log"; exit 1; }
@@ -98,4 +129,5 @@ echo "  messages it wrote before hearing of the loss fenced off (0: librdkafka t
 echo "  B found another writer in its changelog $(grep -c "another instance wrote" "$dir/b.log" || true) time(s)" \
      "($(head -n "$b_idle_lines" "$dir/b.log" | grep -c "another instance wrote" || true) while idle) and wrote its users again;"
 echo "  a fresh instance restored $(wc -l <"$dir/c.txt") users, and A restarted on its own store, every counter as in the uninterrupted run"
+echo "  every user's last list (lists --last, ${lists_fenced:-0} of A's fenced off) reflects its newest event"
 echo "1 passed, 0 failed"

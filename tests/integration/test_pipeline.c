@@ -19,6 +19,7 @@
 #include "dr_codec.h"
 #include "dr_config.h"
 #include "dr_embedded.h"
+#include "dr_epoch.h"
 #include "dr_err.h"
 #include "dr_log.h"
 #include "dr_pipeline.h"
@@ -237,6 +238,8 @@ typedef struct lists {
     dr_scored_item_t items[USERS + 1][TOPK];
     size_t n[USERS + 1];
     bool seen[USERS + 1];
+    int64_t epoch[USERS + 1]; /* the owner epoch of the user's newest list */
+    int epoch_rises[USERS + 1];
 } lists_t;
 
 static void on_list(void *ctx, const rd_kafka_message_t *m) {
@@ -251,6 +254,13 @@ static void on_list(void *ctx, const rd_kafka_message_t *m) {
     snprintf(key, sizeof(key), "%" PRId64, recs.user_id);
     assert_int_equal(m->key_len, strlen(key));
     assert_memory_equal(m->key, key, m->key_len);
+    /* fenced: each list carries its partition's owner epoch, which never
+     * falls in a user's lists and rises with each new owner */
+    int64_t epoch = dr_epoch_of(m);
+    assert_true(epoch >= 1);
+    assert_true(epoch >= l->epoch[recs.user_id]);
+    if (l->epoch[recs.user_id] > 0 && epoch > l->epoch[recs.user_id]) l->epoch_rises[recs.user_id]++;
+    l->epoch[recs.user_id] = epoch;
     l->seen[recs.user_id] = true;
     l->n[recs.user_id] = recs.n_items;
     memcpy(l->items[recs.user_id], items, recs.n_items * sizeof(items[0]));
@@ -432,6 +442,7 @@ static void test_end_to_end(void **state) {
     double in_cluster = 0;
     for (int64_t u = 1; u <= USERS; u++) {
         assert_true(l->seen[u]);
+        assert_true(l->epoch_rises[u] >= 1); /* listed by the runs of phases 1 and 2, each a new owner */
         assert_int_equal(l->n[u], TOPK);
         int same = 0;
         for (size_t r = 0; r < l->n[u]; r++) {
