@@ -66,18 +66,39 @@ static void qualities(double *quality) {
     for (int i = 0; i < ITEMS; i++) quality[i] = dr_rand01(&s) * 2.0 - 1.0;
 }
 
-/* Applies ratings [from, to) of the stream; returns their mean absolute
+/* A stream of ratings: the t-th, given the items' qualities. */
+typedef dr_event_t (*stream_fn)(int t, const double *quality);
+
+/* Applies ratings [from, to) of a stream; returns their mean absolute
  * error (prequential: each predicted before it is learned). */
-static double run_stream(dr_model_t *m, dr_user_t **users, int from, int to, const double *quality) {
+static double run_ratings(dr_model_t *m, dr_user_t **users, int from, int to, const double *quality,
+                          stream_fn stream) {
     double abs_err = 0.0;
     for (int t = from; t < to; t++) {
-        dr_event_t e = stream_rating(t, quality);
+        dr_event_t e = stream(t, quality);
         dr_apply_result_t r;
         assert_int_equal(dr_learner_apply(m, users[e.user_id], &e, (uint64_t)t, &r), 0);
         assert_true(r.learned);
         abs_err += fabs(r.prediction - e.value);
     }
     return abs_err / (to - from);
+}
+
+static double run_stream(dr_model_t *m, dr_user_t **users, int from, int to, const double *quality) {
+    return run_ratings(m, users, from, to, quality, stream_rating);
+}
+
+/* m and its restored copy m2 (users and back) predict ratings [from, to)
+ * of the stream to the bit alike. */
+static void assert_same_predictions(dr_model_t *m, dr_user_t **users, dr_model_t *m2, dr_user_t **back,
+                                    int from, int to, const double *quality, stream_fn stream) {
+    for (int t = from; t < to; t++) {
+        dr_event_t e = stream(t, quality);
+        dr_apply_result_t r1, r2;
+        assert_int_equal(dr_learner_apply(m, users[e.user_id], &e, (uint64_t)t, &r1), 0);
+        assert_int_equal(dr_learner_apply(m2, back[e.user_id], &e, (uint64_t)t, &r2), 0);
+        assert_memory_equal(&r1.prediction, &r2.prediction, sizeof(float));
+    }
 }
 
 static void new_users(dr_user_t **users) {
@@ -143,13 +164,7 @@ static void test_restored_blend_predicts_the_same(void **state) {
     dr_user_t *users[USERS], *back[USERS];
     dr_model_t *m = rated_model(users, quality, 3000);
     dr_model_t *m2 = restored(m, users, back);
-    for (int t = 3000; t < 3600; t++) {
-        dr_event_t e = stream_rating(t, quality);
-        dr_apply_result_t r1, r2;
-        assert_int_equal(dr_learner_apply(m, users[e.user_id], &e, (uint64_t)t, &r1), 0);
-        assert_int_equal(dr_learner_apply(m2, back[e.user_id], &e, (uint64_t)t, &r2), 0);
-        assert_memory_equal(&r1.prediction, &r2.prediction, sizeof(float));
-    }
+    assert_same_predictions(m, users, m2, back, 3000, 3600, quality, stream_rating);
     free_users(users);
     free_users(back);
     dr_model_free(m);
@@ -404,16 +419,8 @@ static dr_model_t *genre_model(void) {
     return m;
 }
 
-/* Applies genre ratings [from, to) to m; their prequential mae. */
 static double run_genres(dr_model_t *m, dr_user_t **users, int from, int to, const double *quality) {
-    double abs_err = 0.0;
-    for (int t = from; t < to; t++) {
-        dr_event_t e = genre_rating(t, quality);
-        dr_apply_result_t r;
-        assert_int_equal(dr_learner_apply(m, users[e.user_id], &e, (uint64_t)t, &r), 0);
-        abs_err += fabs(r.prediction - e.value);
-    }
-    return abs_err / (to - from);
+    return run_ratings(m, users, from, to, quality, genre_rating);
 }
 
 /* The per-genre statistics follow each user's tastes: over the second
@@ -456,13 +463,7 @@ static void test_genre_statistics_stored(void **state) {
     new_users(users);
     run_genres(m, users, 0, 3000, quality);
     dr_model_t *m2 = restored(m, users, back);
-    for (int t = 3000; t < 3600; t++) {
-        dr_event_t e = genre_rating(t, quality);
-        dr_apply_result_t r1, r2;
-        assert_int_equal(dr_learner_apply(m, users[e.user_id], &e, (uint64_t)t, &r1), 0);
-        assert_int_equal(dr_learner_apply(m2, back[e.user_id], &e, (uint64_t)t, &r2), 0);
-        assert_memory_equal(&r1.prediction, &r2.prediction, sizeof(float));
-    }
+    assert_same_predictions(m, users, m2, back, 3000, 3600, quality, genre_rating);
     /* another content setting */
     dr_user_t *u = users[3];
     uint8_t *rec;
