@@ -25,19 +25,25 @@ typedef struct inspect {
 } inspect_t;
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: driftrec inspect [--state-dir DIR] [--config FILE] [--json] user ID | item ID | users [--vectors] | items | offsets\n"
+    fprintf(f, "usage: driftrec inspect [--state-dir DIR] [--config FILE] [--set key=value]... [--json]\n"
+               "                        user ID | item ID | users [--vectors] | items | offsets\n"
                "Shows what the state directory holds for a user (parameters and norms, drift\n"
                "detector, recent items, counters, the head of the last list) or an item (its\n"
                "parameters, popularity prior and heaviest co-engagement neighbours); `users`\n"
                "lists every user's event counter (with --vectors, v_u and b_u as exact hex floats);\n"
                "`items` lists every item: id, b_i and q_i as exact hex floats;\n"
                "`offsets` lists the stored next offset of each partition (where `run` resumes).\n"
-               "Opens the store read-only.\n");
+               "Opens the store read-only. Records are read under the learner settings given\n"
+               "(--config, --set): give those the pipeline runs with; a user's rating statistics\n"
+               "per genre, for one, show only under its learner.content.dim. A user's recent items\n"
+               "show as stored, whatever learner.recent.items says.\n");
 }
 
-/* The learner settings of a record: the configured ones, with the record's own dimension. */
+/* The learner settings of a record: the configured ones, with the record's
+ * own dimension, and a ring that holds every stored recent item. */
 static dr_learner_conf_t record_conf(const inspect_t *in, const uint8_t *rec, size_t len) {
     dr_learner_conf_t c = in->cfg.learner;
+    c.recent_items = DR_RECENT_MAX;
     if (len >= 3) c.dim = rec[1] | (rec[2] << 8);
     return c;
 }
@@ -330,16 +336,17 @@ static int run(inspect_t *in, const char *what, const char *arg) {
 
 int dr_cmd_inspect(int argc, char **argv) {
     static const struct option lo[] = {{"state-dir", 1, 0, 'd'}, {"config", 1, 0, 'c'},
-                                       {"json", 0, 0, 'j'}, {"vectors", 0, 0, 'v'},
-                                       {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+                                       {"set", 1, 0, 's'}, {"json", 0, 0, 'j'},
+                                       {"vectors", 0, 0, 'v'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     inspect_t *in = calloc(1, sizeof(*in));
     char err[1024];
     int c, rc = 0;
     if (!in) return 1;
     dr_config_default(&in->cfg);
-    while (!rc && (c = getopt_long(argc, argv, "d:c:jvh", lo, NULL)) != -1) {
+    while (!rc && (c = getopt_long(argc, argv, "d:c:s:jvh", lo, NULL)) != -1) {
         if (c == 'd') rc = dr_config_set(&in->cfg, "state.dir", optarg, err, sizeof(err));
         else if (c == 'c') rc = dr_config_load_file(&in->cfg, optarg, err, sizeof(err));
+        else if (c == 's') rc = dr_config_set_pair(&in->cfg, optarg, err, sizeof(err));
         else if (c == 'j') in->json = true;
         else if (c == 'v') in->vectors = true;
         else { usage(c == 'h' ? stdout : stderr); free(in); return c == 'h' ? 0 : 2; }
