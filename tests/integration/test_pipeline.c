@@ -799,6 +799,19 @@ static void erase_after_commit(run_t *r, const dr_pipeline_stats_t *st) {
     }
 }
 
+/* The tombstones on the recommendations topic, and how many carry an owner
+ * epoch (fenced as the lists are). */
+typedef struct tombstones {
+    int n, with_epoch;
+} tombstones_t;
+
+static void on_tombstone(void *ctx, const rd_kafka_message_t *m) {
+    tombstones_t *t = ctx;
+    if (m->payload) return;
+    t->n++;
+    t->with_epoch += dr_epoch_of(m) >= 1;
+}
+
 /* Defect 2: 10 events, a commit, an erase, then 1 event before the next
  * commit: the event reloaded the stored pre-erase record and the commit
  * wrote delete-then-put, storing events_applied=11 instead of a fresh 1.
@@ -821,6 +834,10 @@ static void test_erase_then_event_before_commit(void **state) {
             s.mismatched ? "kept its pre-erase events" : "stored anew with 1 event");
     assert_int_equal(s.mismatched, 0);
     assert_int_equal(s.users, 1); /* user 6: nothing stored */
+    tombstones_t t = {0};
+    read_topic(fx, "recs", PARTITIONS, on_tombstone, &t);
+    assert_int_equal(t.n, 2); /* users 5 and 6 */
+    assert_int_equal(t.with_epoch, 2);
     fault_fixture_free(fx);
 }
 
