@@ -8,11 +8,10 @@ set -euo pipefail
 # prometheus scrapes a running driftrec in the tests (and promtool checks ops/prometheus);
 # libcurl and jansson are the Schema Registry client's HTTP and JSON (registry/);
 # hnswlib (header-only C++, and g++ from build-essential) is the approximate
-# retrieval index (retrieval/, issue 17; chosen over FAISS in docs/RETRIEVAL.md);
-# jemalloc is the driftrec binary's allocator (CMakeLists.txt, DR_JEMALLOC).
+# retrieval index (retrieval/, issue 17; chosen over FAISS in docs/RETRIEVAL.md).
 packages=(build-essential cmake pkg-config librdkafka-dev libavro-dev librocksdb-dev
           libopenblas-dev libuv1-dev libhttp-parser-dev kcat libcmocka-dev python3 chromium
-          curl prometheus libcurl4-openssl-dev libjansson-dev libhnswlib-dev libjemalloc-dev)
+          curl prometheus libcurl4-openssl-dev libjansson-dev libhnswlib-dev)
 # Extra groups, enabled with arguments: `bootstrap.sh fuzz` adds clang and its
 # runtimes (libFuzzer, sanitizers: a recommendation of clang, which
 # --no-install-recommends would leave out).
