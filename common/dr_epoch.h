@@ -26,11 +26,15 @@ static inline uint64_t dr_be64_get(const uint8_t *v) {
     return x;
 }
 
-/* Adds the epoch header to h. */
-static inline void dr_epoch_header_add(rd_kafka_headers_t *h, int64_t epoch) {
+/* New headers holding the epoch, for a producev, which takes them only
+ * when it succeeds (destroy them otherwise). Never NULL: librdkafka's
+ * allocator aborts rather than fail. */
+static inline rd_kafka_headers_t *dr_epoch_headers(int64_t epoch) {
+    rd_kafka_headers_t *h = rd_kafka_headers_new(1);
     uint8_t ep[8];
     dr_be64_put(ep, (uint64_t)epoch);
     rd_kafka_header_add(h, DR_EPOCH_HEADER, -1, ep, sizeof(ep));
+    return h;
 }
 
 /* The writer's epoch of m (0: none). */

@@ -141,9 +141,7 @@ static int produce_list(dr_emitter_t *e, const dr_model_t *m, dr_user_t *u, size
     int klen = snprintf(key, sizeof(key), "%" PRId64, u->user_id);
     int32_t part = u->last_source.partition;
     int64_t epoch = part >= 0 && (size_t)part < e->n_epochs ? e->epochs[part] : 0;
-    rd_kafka_headers_t *h = NULL; /* producev takes it only when it succeeds */
-    if (epoch > 0 && !(h = rd_kafka_headers_new(1))) return DR_ENOMEM;
-    if (h) dr_epoch_header_add(h, epoch);
+    rd_kafka_headers_t *h = epoch > 0 ? dr_epoch_headers(epoch) : NULL;
     rd_kafka_resp_err_t kerr = rd_kafka_producev(
         e->rk, RD_KAFKA_V_TOPIC(e->topic), RD_KAFKA_V_KEY(key, (size_t)klen),
         RD_KAFKA_V_VALUE(e->buf.data, e->buf.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),

@@ -92,8 +92,7 @@ static int produce(dr_changelog_t *c, int32_t partition, int64_t epoch, const ch
     int64_t deadline = dr_mono_ms() + wait_ms;
     for (;;) {
         /* producev takes the headers only when it succeeds */
-        rd_kafka_headers_t *h = rd_kafka_headers_new(1);
-        dr_epoch_header_add(h, epoch);
+        rd_kafka_headers_t *h = dr_epoch_headers(epoch);
         rd_kafka_resp_err_t err = rd_kafka_producev(
             c->producer, RD_KAFKA_V_TOPIC(c->topic), RD_KAFKA_V_PARTITION(partition),
             RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_HEADERS(h),

@@ -318,9 +318,7 @@ static rd_kafka_resp_err_t produce_tombstone(dr_pipeline_t *p, int32_t partition
     int klen = snprintf(key, sizeof(key), "%" PRId64, user_id);
     /* fenced as the lists are (dr_emitter_set_epochs) */
     int64_t epoch = partition >= 0 && partition < DR_INGEST_MAX_PARTITIONS ? p->changelog_epoch[partition] : 0;
-    rd_kafka_headers_t *h = NULL; /* producev takes it only when it succeeds */
-    if (epoch > 0 && !(h = rd_kafka_headers_new(1))) return RD_KAFKA_RESP_ERR__FAIL;
-    if (h) dr_epoch_header_add(h, epoch);
+    rd_kafka_headers_t *h = epoch > 0 ? dr_epoch_headers(epoch) : NULL;
     rd_kafka_resp_err_t err = rd_kafka_producev(
         p->producer, RD_KAFKA_V_TOPIC(p->cfg.topic_recs), RD_KAFKA_V_KEY(key, (size_t)klen),
         RD_KAFKA_V_VALUE(NULL, 0), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(dr_msg_opaque(tag, DR_MSG_RECS)),
