@@ -1303,11 +1303,9 @@ static int on_item(void *ctx, const dr_item_rec_t *item, char *reason, size_t re
         return DR_EINVAL;
     }
     err = dr_model_set_item_content(p->model, item->item_id, item->embedding, item->embedding_len);
-    if (err == DR_EINVAL)
-        snprintf(reason, reason_size, "catalog item %" PRId64 ": embedding refused: all zeros, or a value not finite or beyond 1e6",
-                 item->item_id);
-    else if (err)
-        snprintf(reason, reason_size, "catalog item %" PRId64 ": embedding refused: %s", item->item_id, dr_strerror(err));
+    if (err)
+        snprintf(reason, reason_size, "catalog item %" PRId64 ": embedding refused: %s", item->item_id,
+                 err == DR_EINVAL ? "all zeros, or a value not finite or beyond 1e6" : dr_strerror(err));
     return err;
 }
 
