@@ -41,9 +41,12 @@ static const float ema_rate[3] = {0.5f, 0.2f, 0.05f};
 
 _Static_assert(DR_RATING_USER_INPUTS <= DR__RATING_INPUTS, "rls_step's scratch holds the larger stage");
 
+/* Content embeddings of c floats whose dimensions mean something one by
+ * one (genres, topics): the blend keeps the user's statistics per dimension. */
+static bool per_dimension(int c) { return c > 0 && c <= DR_RATING_CONTENT_MAX; }
+
 int dr__rating_inputs(const dr_learner_conf_t *conf) {
-    bool content = conf->content_dim > 0 && conf->content_dim <= DR_RATING_CONTENT_MAX;
-    return content ? DR__RATING_INPUTS : DR__RATING_BASE_INPUTS;
+    return per_dimension(conf->content_dim) ? DR__RATING_INPUTS : DR__RATING_BASE_INPUTS;
 }
 
 /* An input that stays 0 (content inputs without a catalog) is not merely
@@ -63,7 +66,7 @@ void dr__rating_blend_reset(dr__rating_blend_t *b, int n) {
  * Returns Σ a_k, 0 when the item has none the statistics can use. */
 static float content_weights(const dr_model_t *m, size_t idx, float *a) {
     int c = m->content_dim;
-    if (c <= 0 || c > DR_RATING_CONTENT_MAX || !m->has_content[idx]) return 0.0f;
+    if (!per_dimension(c) || !m->has_content[idx]) return 0.0f;
     const float *e = m->emb + idx * (size_t)c;
     float top = 0.0f, sum = 0.0f;
     for (int k = 0; k < c; k++) top = fmaxf(top, e[k]);
@@ -75,7 +78,7 @@ static float content_weights(const dr_model_t *m, size_t idx, float *a) {
 int dr__rating_reserve(const dr_model_t *m, dr_user_t *u, size_t idx) {
     dr_rating_user_t *ru = &u->rating;
     int c = m->content_dim;
-    if (!m->conf.rating_blend || c <= 0 || c > DR_RATING_CONTENT_MAX || !m->has_content[idx]) return 0;
+    if (!m->conf.rating_blend || !per_dimension(c) || !m->has_content[idx]) return 0;
     if (ru->content_len == c) return 0;
     float *stats = calloc(2 * (size_t)c, sizeof(float)); /* another length: settings changed */
     if (!stats) return DR_ENOMEM;
