@@ -51,6 +51,12 @@ static dr_emitter_t *new_emitter_saved(rd_kafka_t *rk, dr_flight_t *flight, int6
     return e;
 }
 
+/* An emitter whose index (built from 1 item on, every item a candidate)
+ * is saved in and loaded from dir. */
+static dr_emitter_t *saving_emitter(rd_kafka_t *rk, dr_flight_t *flight, const char *dir) {
+    return new_emitter_saved(rk, flight, 1, 2 * ITEMS, 10.0, 10000.0, dir);
+}
+
 static dr_emitter_t *new_emitter_budget(rd_kafka_t *rk, dr_flight_t *flight, int64_t min_items,
                                         int candidates, double refresh_change, double sync_ms) {
     return new_emitter_saved(rk, flight, min_items, candidates, refresh_change, sync_ms, NULL);
@@ -401,7 +407,7 @@ static void test_saved_index_serves_after_a_restart(void **state) {
     dr_model_t *m = trained(users);
     rd_kafka_t *rk = queue_only_producer();
     dr_flight_t flight = {0};
-    dr_emitter_t *first = new_emitter_saved(rk, &flight, 1, 2 * ITEMS, 10.0, 10000.0, dir);
+    dr_emitter_t *first = saving_emitter(rk, &flight, dir);
     emit_until_served(first, m, users, USERS);
     assert_int_equal(dr_emitter_stats(first)->index_upserts, ITEMS); /* built */
     dr_emitter_free(first);
@@ -415,7 +421,7 @@ static void test_saved_index_serves_after_a_restart(void **state) {
     copy_stored_model(m, m2); /* in the order a commit drains them, not m's rows' */
     assert_true(dr_model_item_index(m2, 1, false) != dr_model_item_index(m, 1, false));
     dr_emitter_t *scan = new_emitter(rk, &flight, 0, 50, 0.25);
-    dr_emitter_t *again = new_emitter_saved(rk, &flight, 1, 2 * ITEMS, 10.0, 10000.0, dir);
+    dr_emitter_t *again = saving_emitter(rk, &flight, dir);
     emit_until_served(again, m2, users, USERS);
     assert_int_equal(dr_emitter_stats(again)->index_upserts, 0); /* loaded, nothing inserted */
     dr_items_view_t v2;
@@ -424,7 +430,7 @@ static void test_saved_index_serves_after_a_restart(void **state) {
     /* a graceful stop saves the index as it serves */
     assert_int_equal(dr_emitter_save_index(again, m2), 0);
     dr_emitter_free(again);
-    dr_emitter_t *third = new_emitter_saved(rk, &flight, 1, 2 * ITEMS, 10.0, 10000.0, dir);
+    dr_emitter_t *third = saving_emitter(rk, &flight, dir);
     emit_until_served(third, m2, users, USERS);
     assert_int_equal(dr_emitter_stats(third)->index_upserts, 0);
     assert_int_equal(dr_emitter_stats(third)->index_items, v2.n);
@@ -452,11 +458,11 @@ static void test_unsavable_index_still_serves(void **state) {
     dr_model_t *m = trained(users);
     rd_kafka_t *rk = queue_only_producer();
     dr_flight_t flight = {0};
-    dr_emitter_t *e = new_emitter_saved(rk, &flight, 1, 2 * ITEMS, 10.0, 10000.0, path);
+    dr_emitter_t *e = saving_emitter(rk, &flight, path);
     emit_until_served(e, m, users, USERS);
     assert_int_equal(dr_emitter_save_index(e, m), DR_EIO);
     dr_emitter_free(e);
-    dr_emitter_t *again = new_emitter_saved(rk, &flight, 1, 2 * ITEMS, 10.0, 10000.0, path);
+    dr_emitter_t *again = saving_emitter(rk, &flight, path);
     emit_until_served(again, m, users, USERS);
     assert_int_equal(dr_emitter_stats(again)->index_upserts, ITEMS); /* built */
     dr_emitter_free(again);
