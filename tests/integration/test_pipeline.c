@@ -930,7 +930,7 @@ static void drop_recs_leaders(run_t *r, const dr_pipeline_stats_t *st) {
 typedef struct last_lists {
     dr_codec_t *codec;
     int64_t offset[ORDER_USERS + 1]; /* source offset of each user's last list */
-    size_t lists;
+    size_t lists, without_epoch;     /* lists read; of them, without an owner epoch */
 } last_lists_t;
 
 static void on_last_list(void *ctx, const rd_kafka_message_t *m) {
@@ -942,12 +942,14 @@ static void on_last_list(void *ctx, const rd_kafka_message_t *m) {
     assert_true(recs.user_id >= 1 && recs.user_id <= ORDER_USERS);
     l->offset[recs.user_id] = recs.source.offset;
     l->lists++;
+    l->without_epoch += dr_epoch_of(m) < 1;
 }
 
 /* Defect 4: a list whose delivery timed out was produced again behind
  * newer lists of the same user, so the compacted topic could end on an
  * older list. Every user's last list on the topic must reflect its newest
- * stored state (the same source offset). */
+ * stored state (the same source offset), and every list, reissued ones
+ * included, carries its partition's owner epoch. */
 static void test_failed_lists_keep_newest_last(void **state) {
     (void)state;
     fixture_t *fx = fault_fixture("reissue", 1);
@@ -980,6 +982,9 @@ static void test_failed_lists_keep_newest_last(void **state) {
             stale, ORDER_USERS);
     assert_true(st.delivery_errors > 0); /* the fault did make lists fail */
     assert_int_equal(stale, 0);
+    /* the lists produced again after a failed delivery are fenced as the others */
+    assert_true(st.lists_reissued > 0);
+    assert_int_equal(l->without_epoch, 0);
     free(l);
     fault_fixture_free(fx);
 }
