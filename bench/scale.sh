@@ -9,7 +9,8 @@
 #   bench/scale.sh [BUILD_DIR]     (default build; RelWithDebInfo or Release)
 # Environment: ITEMS ("10000 1000000"), RUNS (3), BATCH (512, emit.batch),
 #   MEMORY (1: run the memory part), EMIT (1: also the emitter itself,
-#   full scan against the retrieval path: `scale_bench emit`), BUILD (1: also the
+#   full scan against the retrieval path: `scale_bench emit`; EMIT_THREADS: the full
+#   scan on that many threads, emit.threads), BUILD (1: also the
 #   wall time until the emitter's index serves, built on its own thread, with an
 #   emit every 100 ms: `scale_bench build N 8 20 1`), CHUNK (unset: the library's
 #   DR_EMIT_CHUNK_ITEMS; a number: topk.c compiled with that chunk instead).

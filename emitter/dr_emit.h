@@ -2,8 +2,11 @@
  * matrix with one cblas_sgemm, select each user's top-K, encode them as
  * Recommendations and produce them keyed by user_id.
  *
- * Threads: everything runs on the caller's thread (the pipeline loop);
- * OpenBLAS may use its own threads inside sgemm. */
+ * Threads: an emit call returns once its lists are produced. The full
+ * scan splits each batch's users over emit.threads threads (the caller's
+ * and a pool's, dr_workers.h) that only read the model and the users; the
+ * retrieval path, the encoding and the produce run on the caller's.
+ * OpenBLAS may use its own threads inside sgemm (emit.blas.threads). */
 #ifndef DR_EMIT_H
 #define DR_EMIT_H
 
@@ -133,6 +136,8 @@ typedef struct dr_emitter_conf {
     int blas_threads;        /* OpenBLAS threads (process-wide setting) */
     dr_codec_conf_t codec;
     dr_emit_retrieval_conf_t retrieval;
+    int threads;             /* threads a batch's lists are scored on, the
+                                caller's included (<= 1: the caller's only) */
 } dr_emitter_conf_t;
 
 typedef struct dr_emit_stats {

@@ -44,6 +44,10 @@ int dr_emitter_new(dr_emitter_t **out, rd_kafka_t *rk, const char *topic,
     if (conf->blas_threads > 0) openblas_set_num_threads(conf->blas_threads);
     int err = dr_codec_new(&e->codec, &conf->codec, errstr, n);
     if (!err) err = dr__retrieval_new(&e->retr, conf, errstr, n);
+    if (!err && (err = dr_workers_new(&e->workers, conf->threads)) != 0)
+        snprintf(errstr, n, "cannot start %d scoring threads: %s", conf->threads - 1, dr_strerror(err));
+    if (!err && !(e->hop = calloc((size_t)dr_workers_threads(e->workers), sizeof(*e->hop))))
+        goto out_nomem;
     if (err) {
         dr_emitter_free(e);
         return err;
@@ -64,6 +68,9 @@ void dr_emitter_free(dr_emitter_t *e) {
     if (!e) return;
     dr_codec_free(e->codec);
     dr__retrieval_free(e->retr);
+    for (int t = 0; e->hop && t < dr_workers_threads(e->workers); t++) dr_cooc_scratch_free(&e->hop[t]);
+    free(e->hop);
+    dr_workers_free(e->workers);
     dr_buf_free(&e->buf);
     free(e->topic);
     free(e->U);
@@ -198,6 +205,39 @@ static void add_sparse_terms(void *ctx, size_t r, float *row, size_t first, size
     dr_model_add_fresh_range(b->m, row, first, n);
 }
 
+/* A batch's rows split over the emitter's threads: part t of parts scores
+ * rows [B·t/parts, B·(t+1)/parts) into its own share of the scratch and
+ * of out, and works out their co-engagement sources in a scratch of its
+ * own (one part: the model's). The model and the users are only read
+ * while the parts run, so the parts share nothing they write. */
+typedef struct score_split {
+    dr_emitter_t *e;
+    const dr_model_t *m;
+    const dr_items_view_t *items;
+    dr_user_t *const *users;
+    size_t B;
+} score_split_t;
+
+/* Fewer rows per thread than this are scored on fewer threads: waking a
+ * thread costs about what scoring a few rows does. */
+#define ROWS_PER_THREAD_MIN 16
+
+static void score_rows(void *ctx, int part, int parts) {
+    const score_split_t *s = ctx;
+    dr_emitter_t *e = s->e;
+    size_t r0 = s->B * (size_t)part / (size_t)parts, r1 = s->B * (size_t)(part + 1) / (size_t)parts;
+    size_t k = (size_t)e->conf.topk;
+    for (size_t r = r0; r < r1; r++) {
+        if (parts == 1) dr_model_cooc_sources(s->m, s->users[r], &e->cooc[r]);
+        else dr_model_cooc_sources_in(s->m, s->users[r], &e->cooc[r], &e->hop[part]);
+    }
+    batch_ctx_t ctx_rows = {s->m, s->users + r0, e->cooc + r0};
+    dr_emit_terms_t terms = {e->pop_weight + r0, add_sparse_terms, &ctx_rows, e->explore + r0,
+                             e->topics + r0 * DR_EMIT_EXPLORE_TOPICS};
+    dr_emit_topk(e->U + r0 * (size_t)e->dim, r1 - r0, s->items, e->conf.topk, e->excl + r0, &terms,
+                 e->scores + r0 * e->scores_cap_items, e->out + r0 * k, e->out_n + r0);
+}
+
 /* Scores users[0..B) (B <= the batch size) into the rows of out. */
 static void score_batch(dr_emitter_t *e, const dr_model_t *m, const dr_items_view_t *items,
                         dr_user_t *const *users, size_t B) {
@@ -205,10 +245,12 @@ static void score_batch(dr_emitter_t *e, const dr_model_t *m, const dr_items_vie
     for (size_t r = 0; r < B; r++) gather_user(e, m, users[r], r);
     int err = e->retr_ready ? dr__retrieval_score(e, m, items, users, B) : DR_EAGAIN;
     if (err) { /* the full scan: small catalogs, an index not ready, or out of memory */
-        for (size_t r = 0; r < B; r++) dr_model_cooc_sources(m, users[r], &e->cooc[r]);
-        batch_ctx_t ctx = {m, users, e->cooc};
-        dr_emit_terms_t terms = {e->pop_weight, add_sparse_terms, &ctx, e->explore, e->topics};
-        dr_emit_topk(e->U, B, items, e->conf.topk, e->excl, &terms, e->scores, e->out, e->out_n);
+        score_split_t split = {e, m, items, users, B};
+        size_t most = B / ROWS_PER_THREAD_MIN, threads = (size_t)dr_workers_threads(e->workers);
+        int parts = most < 1 ? 1 : most < threads ? (int)most : (int)threads;
+        for (int t = 0; parts > 1 && t < parts; t++)
+            if (dr_cooc_scratch_fit(&e->hop[t], m) != 0) parts = 1; /* out of memory: on the caller */
+        dr_workers_run(e->workers, score_rows, &split, parts);
         e->stats.batches++;
     }
     e->stats.score_seconds += dr_mono_s() - t0;

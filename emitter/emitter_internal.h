@@ -6,6 +6,7 @@
 
 #include "dr_emit.h"
 #include "dr_retrieval.h"
+#include "dr_workers.h"
 
 #define EXCL_MAX (DR_RECENT_MAX + DR_HIDDEN_MAX) /* a user's exclusions: recent and hidden items */
 
@@ -33,6 +34,8 @@ struct dr_emitter {
     dr_exclusions_t *excl;    /* batch */
     int64_t *excl_idx;        /* batch × EXCL_MAX */
     dr_emit_stats_t stats;
+    dr_workers_t *workers;    /* the threads a batch's rows are split over (NULL: the caller's only) */
+    dr_cooc_scratch_t *hop;   /* one per thread of workers: where each works out co-engagement sources */
     dr__retrieval_t *retr;    /* the retrieval path (retrieve.c); NULL: off */
     bool retr_ready;          /* its index holds the catalog: it serves */
     const int64_t *epochs;    /* the owner epoch of each input partition (dr_emitter_set_epochs) */

@@ -464,6 +464,21 @@ typedef struct dr_cooc_sources {
     int n;
 } dr_cooc_sources_t;
 void dr_model_cooc_sources(const dr_model_t *m, const dr_user_t *u, dr_cooc_sources_t *src);
+/* Working the sources out sums rows in a scratch as long as the item
+ * matrix: dr_model_cooc_sources uses the model's own, so one thread at a
+ * time. Threads that score a model at once (the emitter's, while nothing
+ * changes the model) each use a scratch of their own: fitted to the
+ * catalog by dr_cooc_scratch_fit before use (0 or DR_ENOMEM; a zeroed
+ * dr_cooc_scratch_t is an empty one), freed by dr_cooc_scratch_free. */
+typedef struct dr_cooc_scratch {
+    float *acc;       /* per item row, zero between uses */
+    int32_t *touched; /* the rows acc holds during a use */
+    size_t cap;       /* rows both hold */
+} dr_cooc_scratch_t;
+int dr_cooc_scratch_fit(dr_cooc_scratch_t *s, const dr_model_t *m);
+void dr_cooc_scratch_free(dr_cooc_scratch_t *s);
+void dr_model_cooc_sources_in(const dr_model_t *m, const dr_user_t *u, dr_cooc_sources_t *src,
+                              dr_cooc_scratch_t *scratch);
 void dr_model_add_coengagement_sources(const dr_model_t *m, const dr_cooc_sources_t *src, float *scores,
                                        size_t first, size_t n);
 /* For scorers that rank a candidate set instead of the whole catalog (the

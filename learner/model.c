@@ -1009,11 +1009,16 @@ static int coengage(dr_model_t *m, const dr_event_t *ev, const int32_t *recent, 
  * weights (recent_engaged, then the second hop's seeds). */
 typedef dr_cooc_sources_t cooc_src_t;
 
+/* The model's own scratch, for its owner's thread. */
+static dr_cooc_scratch_t own_scratch(const dr_model_t *m) {
+    return (dr_cooc_scratch_t){m->hop_acc, m->hop_touched, m->cap_items};
+}
+
 /* Row r's counts added × w into the scratch, touched items listed. */
-static size_t hop_gather(dr_model_t *m, int32_t r, float w, size_t touched) {
+static size_t hop_gather(const dr_model_t *m, dr_cooc_scratch_t *sc, int32_t r, float w, size_t touched) {
     const dr__nbr_t *t = &m->nbr[r];
-    float *acc = m->hop_acc;
-    int32_t *list = m->hop_touched;
+    float *acc = sc->acc;
+    int32_t *list = sc->touched;
     for (uint32_t s = 0; s < t->n; s++) { /* without branches: one item in four is new */
         int32_t c = t->e[s].key;
         float a = acc[c];
@@ -1026,17 +1031,18 @@ static size_t hop_gather(dr_model_t *m, int32_t r, float w, size_t touched) {
 }
 
 /* Rows rows[0..n) added × w[k] into the scratch; how many items they touched. */
-static size_t hop_gather_rows(dr_model_t *m, const int32_t *rows, const float *w, int n) {
+static size_t hop_gather_rows(const dr_model_t *m, dr_cooc_scratch_t *sc, const int32_t *rows, const float *w,
+                              int n) {
     size_t touched = 0;
-    for (int k = 0; k < n; k++) touched = hop_gather(m, rows[k], w[k], touched);
+    for (int k = 0; k < n; k++) touched = hop_gather(m, sc, rows[k], w[k], touched);
     return touched;
 }
 
 /* The k-th touched item's sum over n_c^b, its slot cleared for the next use. */
-static float hop_take(dr_model_t *m, size_t k, int32_t *item) {
-    int32_t c = *item = m->hop_touched[k];
-    float s = m->hop_acc[c] * m->engaged_norm[c];
-    m->hop_acc[c] = 0.0f;
+static float hop_take(const dr_model_t *m, dr_cooc_scratch_t *sc, size_t k, int32_t *item) {
+    int32_t c = *item = sc->touched[k];
+    float s = sc->acc[c] * m->engaged_norm[c];
+    sc->acc[c] = 0.0f;
     return s;
 }
 
@@ -1046,20 +1052,18 @@ static float hop_take(dr_model_t *m, size_t k, int32_t *item) {
  * too. The hop's scores are scaled to the first hop's largest, × the hop
  * weight, × min(1, spread / candidates the first hop scored): strong where
  * the user's own rows say little (a sparse stream), weak where they are
- * dense (docs/LEARNER.md). Uses the model's scratch: one thread scores a
- * model at a time (as everywhere in this file). */
-static int add_second_hop(const dr_model_t *cm, cooc_src_t *src) {
-    dr_model_t *m = (dr_model_t *)cm;
+ * dense (docs/LEARNER.md). Sums in sc: one thread per scratch. */
+static int add_second_hop(const dr_model_t *m, dr_cooc_scratch_t *sc, cooc_src_t *src) {
     int seeds = m->conf.cooc_hop_seeds;
     if (src->n == 0 || seeds == 0 || m->conf.cooc_hop_weight == 0) return src->n;
-    size_t touched = hop_gather_rows(m, src->idx, src->w, src->n);
+    size_t touched = hop_gather_rows(m, sc, src->idx, src->w, src->n);
     int32_t best[DR_COOC_HOP_SEEDS_MAX];
     float best_s[DR_COOC_HOP_SEEDS_MAX];
     int nb = 0;
     float max1 = 0.0f;
     for (size_t k = 0; k < touched; k++) {
         int32_t c;
-        float s1 = hop_take(m, k, &c);
+        float s1 = hop_take(m, sc, k, &c);
         if (s1 > max1) max1 = s1;
         if (nb < seeds || s1 > best_s[nb - 1]) { /* kept best first */
             int at = nb < seeds ? nb++ : nb - 1;
@@ -1077,11 +1081,11 @@ static int add_second_hop(const dr_model_t *cm, cooc_src_t *src) {
     float row_w[DR_COOC_HOP_SEEDS_MAX];
     for (int t = 0; t < nb; t++)
         row_w[t] = best_s[t] * (float)dr__cooc_scale(m, (size_t)best[t]);
-    size_t touched2 = hop_gather_rows(m, best, row_w, nb);
+    size_t touched2 = hop_gather_rows(m, sc, best, row_w, nb);
     float max2 = 0.0f;
     for (size_t k = 0; k < touched2; k++) {
         int32_t c;
-        float s2 = hop_take(m, k, &c);
+        float s2 = hop_take(m, sc, k, &c);
         if (s2 > max2) max2 = s2;
     }
     if (!(max2 > 0)) return src->n;
@@ -1095,16 +1099,48 @@ static int add_second_hop(const dr_model_t *cm, cooc_src_t *src) {
     return src->n;
 }
 
-/* u's co-engagement sources (none when the term is off). */
-static int cooc_sources_of(const dr_model_t *m, const dr_user_t *u, cooc_src_t *src) {
+/* u's co-engagement sources (none when the term is off), summed in sc. */
+static int cooc_sources_in(const dr_model_t *m, const dr_user_t *u, cooc_src_t *src, dr_cooc_scratch_t *sc) {
     src->n = 0;
     if (m->conf.cooc_neighbors == 0 || m->conf.cooc_weight == 0) return 0;
     src->n = recent_engaged(m, u, src->idx, src->w, NULL, m->conf.cooc_window);
-    return add_second_hop(m, src);
+    return add_second_hop(m, sc, src);
+}
+
+/* The same in the model's own scratch. */
+static int cooc_sources_of(const dr_model_t *m, const dr_user_t *u, cooc_src_t *src) {
+    dr_cooc_scratch_t sc = own_scratch(m);
+    return cooc_sources_in(m, u, src, &sc);
 }
 
 void dr_model_cooc_sources(const dr_model_t *m, const dr_user_t *u, dr_cooc_sources_t *src) {
     cooc_sources_of(m, u, src);
+}
+
+void dr_model_cooc_sources_in(const dr_model_t *m, const dr_user_t *u, dr_cooc_sources_t *src,
+                              dr_cooc_scratch_t *scratch) {
+    cooc_sources_in(m, u, src, scratch);
+}
+
+int dr_cooc_scratch_fit(dr_cooc_scratch_t *s, const dr_model_t *m) {
+    size_t n = m->n_items;
+    if (s->cap >= n) return 0;
+    size_t cap = n + n / 2 + 1024;
+    float *acc = realloc(s->acc, cap * sizeof(float));
+    if (!acc) return DR_ENOMEM;
+    s->acc = acc;
+    int32_t *touched = realloc(s->touched, cap * sizeof(int32_t));
+    if (!touched) return DR_ENOMEM; /* acc kept, larger: cap stays what both hold */
+    memset(acc + s->cap, 0, (cap - s->cap) * sizeof(float));
+    s->touched = touched;
+    s->cap = cap;
+    return 0;
+}
+
+void dr_cooc_scratch_free(dr_cooc_scratch_t *s) {
+    free(s->acc);
+    free(s->touched);
+    *s = (dr_cooc_scratch_t){0};
 }
 
 void dr_model_add_coengagement_sources(const dr_model_t *m, const dr_cooc_sources_t *src, float *scores,
@@ -1173,11 +1209,11 @@ size_t dr_model_coengagement_top(const dr_model_t *m, const dr_cooc_sources_t *s
                                  float *scratch, size_t max) {
     top_heap_t h = {idx, scratch, 0, max};
     /* each item's whole term, summed in the model's scratch (add_second_hop) */
-    dr_model_t *mm = (dr_model_t *)m;
-    size_t touched = hop_gather_rows(mm, src->idx, src->w, src->n);
+    dr_cooc_scratch_t sc = own_scratch(m);
+    size_t touched = hop_gather_rows(m, &sc, src->idx, src->w, src->n);
     for (size_t k = 0; k < touched; k++) {
         int32_t c;
-        float s = hop_take(mm, k, &c);
+        float s = hop_take(m, &sc, k, &c);
         top_offer(&h, c, m->conf.cooc_weight * s);
     }
     return h.n;

@@ -57,6 +57,7 @@ typedef struct dr_config {
     int emit_batch;
     int topk;
     int blas_threads;
+    int emit_threads;
     dr_emit_retrieval_conf_t emit_retrieval; /* emit.retrieval.* */
     /* learner */
     dr_learner_conf_t learner;

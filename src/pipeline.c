@@ -1513,7 +1513,7 @@ static int make_clients(dr_pipeline_t *p, char *errstr, size_t n) {
     int err = make_producer(p, errstr, n);
     if (err) return err;
     dr_emitter_conf_t ec = {p->cfg.topk, p->cfg.emit_batch, p->cfg.blas_threads, p->cfg.codec,
-                          p->cfg.emit_retrieval};
+                          p->cfg.emit_retrieval, p->cfg.emit_threads};
     /* the saved retrieval index lives beside the state it indexes */
     if (ec.retrieval.persist && p->cfg.state_dir[0] &&
         snprintf(ec.retrieval.index_dir, sizeof(ec.retrieval.index_dir), "%s/retrieval", p->cfg.state_dir) >=

@@ -1,5 +1,7 @@
-/* test_emit_retrieval.c - claims of the emitter's retrieval path
- * (emit.retrieval.*, emitter/retrieve.c): with candidates that cover the
+/* test_emit_retrieval.c - claims of the emitter's two ways to score a
+ * batch. The full scan split over emit.threads threads publishes the
+ * lists of one thread. The retrieval path (emit.retrieval.*,
+ * emitter/retrieve.c): with candidates that cover the
  * catalog it publishes the very lists of the full scan (every term, the
  * exclusions, the filters; the graphs built here reach every item, which
  * HNSW does not promise), below its catalog size it stays off, an index
@@ -34,13 +36,14 @@ static rd_kafka_t *queue_only_producer(void) {
     return rk;
 }
 
-static dr_emitter_t *new_emitter_saved(rd_kafka_t *rk, dr_flight_t *flight, int64_t min_items,
-                                       int candidates, double refresh_change, double sync_ms,
-                                       const char *index_dir) {
+static dr_emitter_t *new_emitter_threads(rd_kafka_t *rk, dr_flight_t *flight, int64_t min_items,
+                                         int candidates, double refresh_change, double sync_ms,
+                                         const char *index_dir, int batch, int threads) {
     dr_emitter_conf_t c = {0};
     c.topk = 20;
-    c.batch = 16;
+    c.batch = batch;
     c.blas_threads = 1;
+    c.threads = threads;
     dr_codec_conf_default(&c.codec);
     c.retrieval = (dr_emit_retrieval_conf_t){min_items, candidates, candidates, 16, 64, 100, 50,
                                              sync_ms, refresh_change, 1, index_dir != NULL, ""};
@@ -49,6 +52,12 @@ static dr_emitter_t *new_emitter_saved(rd_kafka_t *rk, dr_flight_t *flight, int6
     char err[256];
     assert_int_equal(dr_emitter_new(&e, rk, "t", &c, flight, err, sizeof(err)), 0);
     return e;
+}
+
+static dr_emitter_t *new_emitter_saved(rd_kafka_t *rk, dr_flight_t *flight, int64_t min_items,
+                                       int candidates, double refresh_change, double sync_ms,
+                                       const char *index_dir) {
+    return new_emitter_threads(rk, flight, min_items, candidates, refresh_change, sync_ms, index_dir, 16, 1);
 }
 
 /* An emitter whose index (built from 1 item on, every item a candidate)
@@ -209,6 +218,30 @@ static void test_covering_candidates_give_the_full_scans_lists(void **state) {
 
 /* Below emit.retrieval.min.items the full scan serves and no index is
  * built; with a small candidate count the lists still have their length. */
+/* A batch's rows split over threads (at least 16 rows each) give each
+ * user the list one thread gives, every term and exclusion at work, with
+ * the population prior, freshness and hidden items; batches of fewer rows
+ * stay on the caller. Run under the sanitizers like every test. */
+static void test_lists_split_over_threads_are_one_threads(void **state) {
+    (void)state;
+    dr_user_t *users[USERS];
+    dr_model_t *m = trained_with(users, 0.5f, 0.3f);
+    rd_kafka_t *rk = queue_only_producer();
+    dr_flight_t flight = {0};
+    dr_emitter_t *one = new_emitter_threads(rk, &flight, 0, 50, 0.25, 1.0, NULL, USERS, 1);
+    for (int threads = 2; threads <= 4; threads++) {
+        dr_emitter_t *split = new_emitter_threads(rk, &flight, 0, 50, 0.25, 1.0, NULL, USERS, threads);
+        for (int rep = 0; rep < 3; rep++) assert_same_lists_n(one, split, m, users, 0);
+        dr_emitter_free(split);
+    }
+    /* small batches: one part */
+    dr_emitter_t *small = new_emitter_threads(rk, &flight, 0, 50, 0.25, 1.0, NULL, 8, 4);
+    assert_same_lists_n(one, small, m, users, 0);
+    dr_emitter_free(small);
+    dr_emitter_free(one);
+    free_all(rk, users, m);
+}
+
 static void test_off_below_its_catalog_size(void **state) {
     (void)state;
     dr_user_t *users[USERS];
@@ -530,6 +563,7 @@ static void test_reused_rows_reindexed(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_covering_candidates_give_the_full_scans_lists),
+        cmocka_unit_test(test_lists_split_over_threads_are_one_threads),
         cmocka_unit_test(test_off_below_its_catalog_size),
         cmocka_unit_test(test_catalog_outgrows_the_index),
         cmocka_unit_test(test_index_built_on_its_own_thread),
