@@ -5,7 +5,7 @@
 #   1. end to end vs a raw consume of the same topic  (bench/run.sh)
 #   2. freshness, timed from outside                    (bench/freshness.sh)
 #   3. scoring vs a bare cblas_sgemm of the same shape  (bench/scale.sh)
-#   4. the state as users grow; restart                 (bench/state.sh)
+#   4. the state as users grow; restart                 (bench/state.sh, bench/restart.sh)
 #   5. ns per ADWIN update                              (bench/adwin.sh)
 #   6. the MovieLens replay, end to end                 (driftrec replay --embedded)
 #   7. approximate retrieval vs the full scan            (bench/retrieval.sh)
@@ -20,6 +20,8 @@ echo; echo "== 1. end to end vs raw consume (target: at least 0.3)"; DRIFTREC="$
 echo; echo "== 2. freshness (target: p99 at most emit.interval.ms + 50 ms)"; "$root/bench/freshness.sh" "$build"
 echo; echo "== 3. scoring (target: share of bare sgemm at least 0.6)"; ITEMS="10000 100000 1000000" RUNS=3 MEMORY=0 "$root/bench/scale.sh" "$build"
 echo; echo "== 4. state (targets: at most 2 KB per user on disk, restart under 1 s)"; "$root/bench/state.sh" "$build"
+echo "-- restart of the whole pipeline to its first list: the consumer group, and ingest.partitions=all"
+DRIFTREC="$build/driftrec" "$root/bench/restart.sh" 3
 echo; echo "== 5. ADWIN (target: at most 100 ns per update)"; "$root/bench/adwin.sh" "$build"
 echo; echo "== 6. MovieLens replay, default arms (target: at most 2 s)"
 if [ -f "$ml/ratings.csv" ]; then

@@ -58,6 +58,18 @@ typedef struct dr_ingest_handler {
                     char *reason, size_t reason_size);
 } dr_ingest_handler_t;
 
+/* The events topic's partitions an instance takes without joining the
+ * consumer group (ingest.partitions): all of them, or those listed. */
+typedef struct dr_partition_set {
+    bool all;
+    int n;                                /* listed, ascending, each once */
+    int32_t p[DR_INGEST_MAX_PARTITIONS];
+} dr_partition_set_t;
+
+/* Parses "all" or a list of partitions and ranges ("0-3,8"). 0, or
+ * DR_ECONFIG with the reason in errstr. */
+int dr_ingest_parse_partitions(const char *spec, dr_partition_set_t *out, char *errstr, size_t n);
+
 typedef struct dr_ingest_conf {
     const char *topic;          /* events */
     const char *dlq_topic;
@@ -76,6 +88,12 @@ typedef struct dr_ingest_conf {
      * "latest" (logged as info). Overrides kafka.auto.offset.reset, which
      * is ignored for the events topic (with a warning). */
     const char *offset_reset;
+    /* NULL: join the consumer group (subscribe), Kafka hands out the
+     * partitions. Else these partitions, assigned at start without a group
+     * join or rebalance (on_assign as usual, on_revoke at close): a restart
+     * consumes at once. group_id then only names where the lag-monitoring
+     * commits go. Each partition belongs in one instance's set. */
+    const dr_partition_set_t *partitions;
 } dr_ingest_conf_t;
 
 /* Per-partition position and counters. */

@@ -7,6 +7,7 @@
  * starts from (dr_ingest_kafka_conf). */
 #include "dr_ingest.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -27,6 +28,8 @@
  * range from the partition leader; a reset is rare, and its numbers are what
  * the operator needs to judge what was skipped. */
 #define WATERMARK_TIMEOUT_MS 2000
+/* ingest.partitions: how long the start waits for the topic's partition count */
+#define STATIC_METADATA_MS 10000
 
 /* ingest.offset.reset, parsed. */
 typedef enum { RESET_EARLIEST, RESET_LATEST, RESET_FAIL } reset_policy_t;
@@ -48,6 +51,7 @@ struct dr_ingest {
     uv_poll_t poll;
     uv_idle_t idle;           /* continues a drain that hit WAKE_BUDGET */
     bool started, stopped, subscribed, closed_handles;
+    bool assigned_statically; /* conf.partitions: assigned at start, revoked at close by us */
     int open_handles;
     rd_kafka_message_t **batch;
     dr_partition_stats_t parts[DR_INGEST_MAX_PARTITIONS];
@@ -137,7 +141,7 @@ static void forget(dr_ingest_t *in, int32_t p) {
 }
 
 static void on_assigned(dr_ingest_t *in, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts,
-                        bool coop) {
+                        bool coop, const char *how) {
     for (int i = 0; i < parts->cnt; i++) parts->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
     if (in->handler.on_assign) in->handler.on_assign(in->handler.ctx, parts);
     for (int i = 0; i < parts->cnt; i++) {
@@ -149,8 +153,7 @@ static void on_assigned(dr_ingest_t *in, rd_kafka_t *rk, rd_kafka_topic_partitio
         in->start_offset[p] = parts->elems[i].offset;
         if (p >= in->n_parts) in->n_parts = p + 1;
     }
-    dr_log(DR_LOG_INFO, "ingest", "partitions assigned | count=%d protocol=%s", parts->cnt,
-           coop ? "cooperative" : "eager");
+    dr_log(DR_LOG_INFO, "ingest", "partitions assigned | count=%d protocol=%s", parts->cnt, how);
     bool ok = coop ? check_error(in, rd_kafka_incremental_assign(rk, parts), "incremental assign")
                    : check_err(in, rd_kafka_assign(rk, parts), "assign");
     /* Under backpressure a partition joins paused; with cooperative
@@ -160,7 +163,7 @@ static void on_assigned(dr_ingest_t *in, rd_kafka_t *rk, rd_kafka_topic_partitio
 
 static void on_revoked(dr_ingest_t *in, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts,
                        bool coop) {
-    bool lost = rd_kafka_assignment_lost(rk);
+    bool lost = !in->assigned_statically && rd_kafka_assignment_lost(rk);
     if (lost)
         dr_log(DR_LOG_WARN, "ingest", "partitions lost: the group moved on without us (session "
                "timeout or fencing); another member may already be consuming them | count=%d",
@@ -174,7 +177,7 @@ static void on_revoked(dr_ingest_t *in, rd_kafka_t *rk, rd_kafka_topic_partition
         for (int p = 0; p < in->n_parts; p++) forget(in, p); /* assign(NULL) drops them all */
     }
     dr_log(DR_LOG_INFO, "ingest", "partitions revoked | count=%d protocol=%s", parts->cnt,
-           coop ? "cooperative" : "eager");
+           in->assigned_statically ? "static" : coop ? "cooperative" : "eager");
     if (coop) check_error(in, rd_kafka_incremental_unassign(rk, parts), "incremental unassign");
     else check_err(in, rd_kafka_assign(rk, NULL), "unassign");
 }
@@ -185,7 +188,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     in->stats.rebalances++;
     bool coop = cooperative(rk);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        on_assigned(in, rk, parts, coop);
+        on_assigned(in, rk, parts, coop, coop ? "cooperative" : "eager");
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         on_revoked(in, rk, parts, coop);
     } else {
@@ -646,6 +649,8 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     if (drain(in)) uv_idle_start(&in->idle, on_idle);
 }
 
+static int assign_statically(dr_ingest_t *in, char *errstr, size_t n);
+
 int dr_ingest_start(dr_ingest_t *in, char *errstr, size_t n) {
     if (in->started) return 0;
     if (pipe2(in->pipe_fd, O_NONBLOCK | O_CLOEXEC) != 0) {
@@ -659,6 +664,12 @@ int dr_ingest_start(dr_ingest_t *in, char *errstr, size_t n) {
     rd_kafka_queue_io_event_enable(in->queue, in->pipe_fd[1], "1", 1);
     uv_poll_start(&in->poll, UV_READABLE, on_readable);
     in->started = true;
+    if (in->conf.partitions) {
+        int err = assign_statically(in, errstr, n);
+        if (err) return err;
+        uv_idle_start(&in->idle, on_idle);
+        return 0;
+    }
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(topics, in->topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t err = rd_kafka_subscribe(in->rk, topics);
@@ -671,6 +682,35 @@ int dr_ingest_start(dr_ingest_t *in, char *errstr, size_t n) {
     /* Anything queued before the pipe was armed raised no signal. */
     uv_idle_start(&in->idle, on_idle);
     return 0;
+}
+
+/* conf.partitions: the partitions that exist of the set, assigned as a
+ * group's assignment would be (on_assign picks where each starts). */
+static int assign_statically(dr_ingest_t *in, char *errstr, size_t n) {
+    const dr_partition_set_t *set = in->conf.partitions;
+    int count = -1;
+    int err = dr_ingest_topic_partitions(in->rk, in->topic, STATIC_METADATA_MS, &count);
+    if (err || count <= 0) {
+        snprintf(errstr, n, "ingest.partitions: cannot read how many partitions topic %s has%s", in->topic,
+                 err ? " (no broker answered)" : " (no such topic)");
+        return DR_EKAFKA;
+    }
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(set->all ? count : set->n);
+    for (int i = 0; set->all && i < count && i < DR_INGEST_MAX_PARTITIONS; i++)
+        rd_kafka_topic_partition_list_add(list, in->topic, i);
+    for (int i = 0; !set->all && i < set->n; i++) {
+        if (set->p[i] >= count) {
+            snprintf(errstr, n, "ingest.partitions names partition %d, but topic %s has %d (0-%d)",
+                     (int)set->p[i], in->topic, count, count - 1);
+            rd_kafka_topic_partition_list_destroy(list);
+            return DR_ECONFIG;
+        }
+        rd_kafka_topic_partition_list_add(list, in->topic, set->p[i]);
+    }
+    in->assigned_statically = true;
+    on_assigned(in, in->rk, list, false, "static");
+    rd_kafka_topic_partition_list_destroy(list);
+    return in->stats.halted ? DR_EKAFKA : 0;
 }
 
 void dr_ingest_stop(dr_ingest_t *in) {
@@ -689,7 +729,14 @@ void dr_ingest_close(dr_ingest_t *in) {
     if (!in || !in->rk) return;
     dr_ingest_stop(in);
     if (in->queue) rd_kafka_queue_io_event_enable(in->queue, -1, NULL, 0);
-    /* Leaving the group revokes our partitions: on_revoke stores state. */
+    /* Leaving the group revokes our partitions: on_revoke stores state.
+     * Partitions we assigned ourselves we revoke ourselves, once. */
+    rd_kafka_topic_partition_list_t *mine = NULL;
+    if (in->assigned_statically && rd_kafka_assignment(in->rk, &mine) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        mine->cnt > 0)
+        on_revoked(in, in->rk, mine, false);
+    if (mine) rd_kafka_topic_partition_list_destroy(mine);
+    in->assigned_statically = false;
     rd_kafka_consumer_close(in->rk);
     if (in->started && !in->closed_handles) {
         uv_close((uv_handle_t *)&in->poll, on_handle_closed);
@@ -771,4 +818,42 @@ int dr_ingest_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms
         *count = md->topics[0].partition_cnt;
     rd_kafka_metadata_destroy(md);
     return 0;
+}
+
+int dr_ingest_parse_partitions(const char *spec, dr_partition_set_t *out, char *errstr, size_t n) {
+    memset(out, 0, sizeof(*out));
+    if (strcmp(spec, "all") == 0) {
+        out->all = true;
+        return 0;
+    }
+    static const char *const form = "expected \"all\" or partitions and ranges such as \"0-3,8\"";
+    bool seen[DR_INGEST_MAX_PARTITIONS] = {false};
+    const char *c = spec;
+    while (*c) {
+        char *end;
+        errno = 0;
+        long lo = strtol(c, &end, 10), hi = lo;
+        if (end == c || !isdigit((unsigned char)*c)) goto bad_form;
+        c = end;
+        if (*c == '-') {
+            const char *h = ++c;
+            hi = strtol(h, &end, 10);
+            if (end == h || !isdigit((unsigned char)*h)) goto bad_form;
+            c = end;
+        }
+        if (errno || lo < 0 || hi < lo || hi >= DR_INGEST_MAX_PARTITIONS) {
+            snprintf(errstr, n, "ingest.partitions: \"%s\": each partition in 0-%d, ranges low-high", spec,
+                     DR_INGEST_MAX_PARTITIONS - 1);
+            return DR_ECONFIG;
+        }
+        for (long p = lo; p <= hi; p++) seen[p] = true;
+        if (*c == ',' && c[1] != '\0') c++;
+        else if (*c) goto bad_form;
+    }
+    for (int p = 0; p < DR_INGEST_MAX_PARTITIONS; p++)
+        if (seen[p]) out->p[out->n++] = p;
+    if (out->n > 0) return 0;
+bad_form:
+    snprintf(errstr, n, "ingest.partitions: \"%s\": %s", spec, form);
+    return DR_ECONFIG;
 }

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "dr_err.h"
+#include "dr_ingest.h"
 
 typedef enum { T_INT, T_FLOAT, T_BOOL, T_STR, T_I64, T_DOUBLE } conf_type_t;
 
@@ -50,6 +51,7 @@ static const conf_row_t rows[] = {
     {"ingest.max.dirty.users", T_INT, F(max_dirty_users), 0, 100, 100000000, "200000", NULL, "Pause consumption while more users than this wait for their list."},
     {"ingest.max.producer.queue", T_INT, F(max_producer_queue), 0, 100, 100000000, "200000", NULL, "Pause consumption while more produced messages than this are undelivered."},
     {"ingest.max.rate", T_INT, F(max_rate), 0, 0, 100000000, "0", NULL, "Cap on events consumed per second (0: none), e.g. for a backfill beside live traffic; consumption pauses while over it."},
+    {"ingest.partitions", T_STR, S(ingest_partitions), 0, 0, "", NULL, "Empty: join the consumer group kafka.group.id and consume the partitions Kafka hands out (rebalances move them between instances). Else \"all\" or a list such as \"0-7,12\": take exactly these partitions of the events topic at start, without joining the group, so a restart consumes at once (no group join: ~3 s on a real cluster, up to session.timeout.ms on the embedded broker). Each partition then belongs in one instance's list; nothing moves them on a failure (docs/SCALING.md, \"Partitions assigned statically\")."},
     {"ingest.offset.reset", T_STR, S(offset_reset), 0, 0, "earliest", "earliest|latest|fail", "Where a partition starts when its stored or committed position is out of the log's range (events deleted by retention before they were read, or the topic recreated or truncated): earliest (the oldest event still there), latest (the log end), or fail (stop, exit 1). Always logged as an error with the log's range and the number of events skipped. A partition with no position at all (a new group or partition) is normal: it starts at the oldest event under earliest and fail, at the log end under latest (logged as info). kafka.auto.offset.reset is ignored for the events topic."},
     {"emit.interval.ms", T_INT, F(emit_interval_ms), 0, 1, 600000, "100", NULL, "How often the lists of changed users are recomputed and published."},
     {"emit.batch", T_INT, F(emit_batch), 0, 1, 65536, "512", NULL, "Users scored per sgemm call."},
@@ -340,6 +342,11 @@ int dr_config_finish(dr_config_t *cfg, char *errstr, size_t n) {
     cfg->learner.negative_uniform = strcmp(cfg->negative_sampling, "uniform") == 0;
     cfg->codec.framing = strcmp(cfg->framing, "plain") == 0 ? DR_FRAMING_PLAIN : DR_FRAMING_CONFLUENT;
     if (cfg->topk > 0 && cfg->emit_batch < 1) return bad(errstr, n, "emit.batch", "must be >= 1", "");
+    if (cfg->ingest_partitions[0]) {
+        static dr_partition_set_t set; /* 16 KiB: not on the stack; only its verdict counts */
+        int err = dr_ingest_parse_partitions(cfg->ingest_partitions, &set, errstr, n);
+        if (err) return err;
+    }
     char inner[512];
     if (dr_learner_conf_check(&cfg->learner, inner, sizeof(inner))) {
         snprintf(errstr, n, "%s", inner);

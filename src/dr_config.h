@@ -52,6 +52,7 @@ typedef struct dr_config {
     int max_producer_queue;   /* ... or this many undelivered messages */
     int max_rate;             /* events/s cap (0: none) */
     char offset_reset[16];    /* earliest | latest | fail: a stored position out of range */
+    char ingest_partitions[1024]; /* "": join the group; "all" or "0-3,8": assigned statically */
     /* emitter */
     int emit_interval_ms;
     int emit_batch;

@@ -28,6 +28,7 @@
 #define COMMIT_BUFFER_KEPT ((size_t)64 << 20)
 
 struct dr_pipeline {
+    dr_partition_set_t *partitions; /* ingest.partitions parsed; NULL: the group assigns */
     uv_loop_t *loop;
     dr_config_t cfg;
     dr_state_t *state;
@@ -1526,7 +1527,12 @@ static int make_clients(dr_pipeline_t *p, char *errstr, size_t n) {
     dr_emitter_set_epochs(p->emitter, p->changelog_epoch, DR_INGEST_MAX_PARTITIONS);
     dr_ingest_conf_t ic = {p->cfg.topic_events, p->cfg.topic_dlq, p->cfg.group_id,
                            p->cfg.ingest_batch, p->kafka_keys, p->kafka_values,
-                           p->cfg.n_kafka, p->codec, p->cfg.offset_reset};
+                           p->cfg.n_kafka, p->codec, p->cfg.offset_reset, NULL};
+    if (p->cfg.ingest_partitions[0]) {
+        if (!p->partitions && !(p->partitions = malloc(sizeof(*p->partitions)))) return DR_ENOMEM;
+        if ((err = dr_ingest_parse_partitions(p->cfg.ingest_partitions, p->partitions, errstr, n))) return err;
+        ic.partitions = p->partitions;
+    }
     if (strcmp(p->cfg.topic_model, "-") != 0) {
         uint64_t id = 0;
         if ((err = instance_id(p, &id, errstr, n))) return err;
@@ -1715,6 +1721,7 @@ void dr_pipeline_free(dr_pipeline_t *p) {
     wait_write_done(p);
     dr_catalog_free(p->catalog);
     dr_ingest_free(p->ingest);
+    free(p->partitions);
     dr_standby_free(p->standby); /* before the store and the producer it uses */
     dr_changelog_free(p->changelog);
     dr_model_sync_free(p->sync);

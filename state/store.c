@@ -28,6 +28,7 @@ static const char *const cf_names[CF_COUNT] = {"default", "users", "items", "met
 #define USER_KEY_LEN 12
 /* "offset/<topic>/<partition>"; Kafka topic names are at most 249 bytes. */
 #define OFFSET_KEY_MAX 320
+#define SCAN_READAHEAD (2u << 20) /* bytes a scan reads ahead */
 
 struct dr_state {
     rocksdb_t *db;
@@ -194,6 +195,10 @@ static void build_options(dr_state_t *st, const dr_state_conf_t *conf) {
     st->ropts = rocksdb_readoptions_create();
     st->scan_ropts = rocksdb_readoptions_create();
     rocksdb_readoptions_set_fill_cache(st->scan_ropts, 0);
+    /* A scan reads a whole column family or partition in order (the items
+     * at every start): one read per SCAN_READAHEAD instead of one per block
+     * (~2 KB), 32,000 reads for 5,000 items with full co-engagement tables. */
+    rocksdb_readoptions_set_readahead_size(st->scan_ropts, SCAN_READAHEAD);
     st->wopts = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->wopts, conf->sync);
     st->wb = rocksdb_writebatch_create();

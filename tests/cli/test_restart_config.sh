@@ -8,8 +8,12 @@
 #  2. learner.recent.items=4, with drift settings that make the per-user
 #     detectors cut often, so users stored with 32-entry rings re-adapt
 #     (this read out of the ring and crashed, exit 139, before);
+#     and only partition 0 of the two, assigned statically (ingest.partitions=0:
+#     no group join);
 #  3. learner.recent.items=64, drift.max.buckets=3 (the stored detectors have
-#     5 buckets per row) and learner.cooc.neighbors=8 (items stored up to 256);
+#     5 buckets per row) and learner.cooc.neighbors=8 (items stored up to 256),
+#     both partitions assigned statically (partition 1 resumes where run 1
+#     left it);
 #  then learner.max.items below the items stored: the start is refused with a
 #  message naming the setting, and the state is left as it was.
 # Each run must exit 0 without a "corrupt user record", and at the end every
@@ -69,7 +73,9 @@ before=$(cuts "$dir/state" "${busiest[@]}")
 
 more 2
 run_to_end ring4 "$dir/state" --set learner.recent.items=4 --set drift.delta=0.5 --set drift.signal.scale=20 \
-    --set drift.min.window=4 --set drift.min.sub.window=1
+    --set drift.min.window=4 --set drift.min.sub.window=1 --set ingest.partitions=0
+grep -q 'msg="partitions assigned" count=1 protocol=static' "$dir/ring4.log" ||
+  { echo "run ring4: partition 0 was not assigned statically"; exit 1; }
 after=$(cuts "$dir/state" "${busiest[@]}")
 [ "$after" -gt "$before" ] || { echo "no drift detected in the run with 4 recent items: nothing re-adapted"; exit 1; }
 recent=$("$DRIFTREC" inspect --state-dir "$dir/state" --json user "${busiest[0]}" | tr -d ' \n' |
@@ -77,7 +83,10 @@ recent=$("$DRIFTREC" inspect --state-dir "$dir/state" --json user "${busiest[0]}
 [ "$recent" -eq 4 ] || { echo "user ${busiest[0]}: $recent recent items stored, expected 4"; exit 1; }
 
 more 3
-run_to_end buckets3 "$dir/state" --set learner.recent.items=64 --set drift.max.buckets=3 --set learner.cooc.neighbors=8
+run_to_end buckets3 "$dir/state" --set learner.recent.items=64 --set drift.max.buckets=3 --set learner.cooc.neighbors=8 \
+    --set ingest.partitions=all
+grep -q 'msg="partitions assigned" count=2 protocol=static' "$dir/buckets3.log" ||
+  { echo "run buckets3: the partitions were not assigned statically"; exit 1; }
 
 offsets_before=$("$DRIFTREC" inspect --state-dir "$dir/state" offsets)
 rc=0
@@ -106,7 +115,8 @@ consumed=$(sed -n 's/.*msg="stopped" consumed=\([0-9]*\).*/\1/p' "$dir/fresh.log
 counters "$dir/fresh" >"$dir/fresh.txt"
 [ "$restored" -eq "$(wc -l <"$dir/ref.txt")" ] && [ "$consumed" = 0 ] && diff -q "$dir/ref.txt" "$dir/fresh.txt" >/dev/null ||
   { echo "from the new changelog: $restored users restored, $consumed events consumed again"; diff "$dir/ref.txt" "$dir/fresh.txt" | head; exit 1; }
-echo "$(wc -l <"$dir/ref.txt") users, $total events applied exactly once across 3 runs under other settings;" \
+echo "$(wc -l <"$dir/ref.txt") users, $total events applied exactly once across 3 runs under other settings" \
+     "(group, one partition statically, both statically);" \
      "cuts of the 10 busiest users $before -> $after in the run with 4 recent items;" \
      "a start with learner.max.items=100 refused (exit $rc), state untouched;" \
      "a new changelog filled with all $restored users at the next start"

@@ -1,8 +1,9 @@
 /* test_ingest_offsets.c - the Kafka input against librdkafka's mock cluster:
  * where a partition starts when its position is out of the log's range or
  * absent (ingest.offset.reset: earliest, latest, fail, never a silent
- * skip), and cooperative-sticky rebalancing between two members of one
- * group (incremental assign/revoke, a reset under the incremental protocol). */
+ * skip), cooperative-sticky rebalancing between two members of one
+ * group (incremental assign/revoke, a reset under the incremental protocol),
+ * and partitions assigned statically (ingest.partitions: no group join). */
 #include "dr_test.h"
 
 #include <inttypes.h>
@@ -149,9 +150,11 @@ static void on_revoke(void *ctx, const rd_kafka_topic_partition_list_t *parts, b
     m->last_revoked_cnt = parts->cnt;
 }
 
-static void member_start(member_t *m, cluster_t *c, const char *group, const char *policy,
-                         const char *strategy, const char *user_reset) {
+static void member_start_with(member_t *m, cluster_t *c, const char *group, const char *policy,
+                              const char *strategy, const char *user_reset,
+                              const dr_partition_set_t *partitions, int64_t assign_offset) {
     memset(m, 0, sizeof(*m));
+    m->assign_offset = assign_offset;
     assert_int_equal(uv_loop_init(&m->loop), 0);
     const char *keys[6] = {"bootstrap.servers", "fetch.wait.max.ms"};
     const char *vals[6] = {c->bootstraps, "10"};
@@ -170,13 +173,20 @@ static void member_start(member_t *m, cluster_t *c, const char *group, const cha
         keys[n] = "auto.offset.reset";
         vals[n++] = user_reset;
     }
-    dr_ingest_conf_t conf = {TOPIC, TOPIC ".dlq", group, 64, keys, vals, n, c->codec, policy};
+    dr_ingest_conf_t conf = {TOPIC, TOPIC ".dlq", group, 64, keys, vals, n, c->codec, policy, partitions};
     dr_ingest_handler_t h = {m, on_event, NULL, on_assign, on_revoke, NULL};
     char err[512];
     int rc = dr_ingest_new(&m->in, &m->loop, &conf, &h, c->producer, &m->flight, err, sizeof(err));
     if (rc) fprintf(stderr, "dr_ingest_new: %s\n", err);
     assert_int_equal(rc, 0);
-    assert_int_equal(dr_ingest_start(m->in, err, sizeof(err)), 0);
+    rc = dr_ingest_start(m->in, err, sizeof(err));
+    if (rc) fprintf(stderr, "dr_ingest_start: %s\n", err);
+    assert_int_equal(rc, 0);
+}
+
+static void member_start(member_t *m, cluster_t *c, const char *group, const char *policy,
+                         const char *strategy, const char *user_reset) {
+    member_start_with(m, c, group, policy, strategy, user_reset, NULL, RD_KAFKA_OFFSET_INVALID);
 }
 
 static void member_stop(member_t *m) {
@@ -392,7 +402,7 @@ static void test_bad_policy(void **state) {
     uv_loop_init(&loop);
     dr_flight_t flight = {0};
     const char *keys[] = {"bootstrap.servers"}, *vals[] = {c.bootstraps};
-    dr_ingest_conf_t conf = {TOPIC, TOPIC ".dlq", "g", 64, keys, vals, 1, c.codec, "smallest"};
+    dr_ingest_conf_t conf = {TOPIC, TOPIC ".dlq", "g", 64, keys, vals, 1, c.codec, "smallest", NULL};
     dr_ingest_handler_t h = {NULL, on_event, NULL, NULL, NULL, NULL};
     dr_ingest_t *in = NULL;
     char err[256];
@@ -464,6 +474,101 @@ static void test_cooperative_two_members(void **state) {
     cluster_stop(&c);
 }
 
+/* ---- ingest.partitions: assigned without joining the group ------------------- */
+
+static void test_partition_sets_parsed(void **state) {
+    (void)state;
+    static dr_partition_set_t set;
+    char err[256];
+    assert_int_equal(dr_ingest_parse_partitions("all", &set, err, sizeof(err)), 0);
+    assert_true(set.all);
+    assert_int_equal(dr_ingest_parse_partitions("8,0-3,2", &set, err, sizeof(err)), 0);
+    assert_false(set.all);
+    assert_int_equal(set.n, 5); /* ascending, each once */
+    const int32_t want[] = {0, 1, 2, 3, 8};
+    for (int i = 0; i < 5; i++) assert_int_equal(set.p[i], want[i]);
+    assert_int_equal(dr_ingest_parse_partitions("4095", &set, err, sizeof(err)), 0);
+    const char *bad[] = {"", "x", "1,,2", "3-1", "-1", "1-", "4096", "0-99999999999999999999", "1 2", "1,"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_equal(dr_ingest_parse_partitions(bad[i], &set, err, sizeof(err)), DR_ECONFIG);
+        assert_non_null(strstr(err, "ingest.partitions"));
+    }
+}
+
+static bool static_all_in(member_t **ms) { return ms[0]->events + ms[1]->events >= 20; }
+static bool got_all_13(member_t **ms) { return ms[0]->events >= 13; }
+
+/* Two instances with sets of their own, in one group id: each takes its
+ * partitions at start (on_assign within dr_ingest_start: no join, no
+ * rebalance), starts where on_assign says, never sees the other's
+ * partitions or a revoke while the other comes and goes, and is revoked
+ * once, at close. */
+static void test_static_partitions(void **state) {
+    (void)state;
+    cluster_t c;
+    cluster_start(&c, 4);
+    for (int p = 0; p < 4; p++) produce_events(&c, p, 10, 1 + 100 * p);
+    static dr_partition_set_t odd, even;
+    char err[256];
+    assert_int_equal(dr_ingest_parse_partitions("1,3", &odd, err, sizeof(err)), 0);
+    assert_int_equal(dr_ingest_parse_partitions("0,2", &even, err, sizeof(err)), 0);
+    member_t *ms[2] = {calloc(1, sizeof(member_t)), calloc(1, sizeof(member_t))};
+    member_start_with(ms[0], &c, "g-static", "earliest", NULL, NULL, &odd, 5);
+    assert_int_equal(ms[0]->assigned_calls, 1); /* before the loop ever ran */
+    assert_int_equal(assigned_count(ms[0]), 2);
+    member_start_with(ms[1], &c, "g-static", "earliest", NULL, NULL, &even, 5);
+    assert_int_equal(ms[1]->assigned_calls, 1);
+    assert_true(run_until(ms, 2, static_all_in, 30000));
+    run_for(ms, 2, 300);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(ms[k]->events, 10); /* offsets 5-9 of its two partitions */
+        assert_int_equal(ms[k]->dups, 0);
+        for (int p = 0; p < 4; p++)
+            for (int o = 0; o < 10; o++) assert_int_equal(ms[k]->seen[p][o], p % 2 == (k == 0) && o >= 5);
+    }
+    member_stop(ms[1]);
+    assert_int_equal(ms[1]->revoked_calls, 1);
+    assert_int_equal(ms[1]->last_revoked_cnt, 2);
+    /* the other left: nothing moves here */
+    produce_events(&c, 1, 3, 900);
+    assert_true(run_until(ms, 1, got_all_13, 20000));
+    assert_int_equal(ms[0]->revoked_calls, 0);
+    assert_int_equal(ms[0]->assigned_calls, 1);
+    assert_int_equal(dr_ingest_stats(ms[0]->in)->rebalances, 0);
+    member_stop(ms[0]);
+    assert_int_equal(ms[0]->revoked_calls, 1);
+    assert_int_equal(ms[0]->last_revoked_cnt, 2);
+    free(ms[0]);
+    free(ms[1]);
+    cluster_stop(&c);
+}
+
+/* A set naming a partition the topic lacks fails the start with the count. */
+static void test_static_partition_missing(void **state) {
+    (void)state;
+    cluster_t c;
+    cluster_start(&c, 4);
+    static dr_partition_set_t set;
+    char err[256];
+    assert_int_equal(dr_ingest_parse_partitions("2,7", &set, err, sizeof(err)), 0);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    dr_flight_t flight = {0};
+    const char *keys[] = {"bootstrap.servers"}, *vals[] = {c.bootstraps};
+    dr_ingest_conf_t conf = {TOPIC, TOPIC ".dlq", "g", 64, keys, vals, 1, c.codec, "earliest", &set};
+    dr_ingest_handler_t h = {NULL, on_event, NULL, NULL, NULL, NULL};
+    dr_ingest_t *in = NULL;
+    assert_int_equal(dr_ingest_new(&in, &loop, &conf, &h, c.producer, &flight, err, sizeof(err)), 0);
+    assert_int_equal(dr_ingest_start(in, err, sizeof(err)), DR_ECONFIG);
+    assert_non_null(strstr(err, "names partition 7, but topic events has 4"));
+    dr_ingest_close(in);
+    while (uv_run(&loop, UV_RUN_NOWAIT)) {}
+    dr_ingest_free(in);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    cluster_stop(&c);
+}
+
 int main(void) {
     dr_log_set_level(DR_LOG_INFO);
     const struct CMUnitTest tests[] = {
@@ -475,6 +580,9 @@ int main(void) {
         cmocka_unit_test(test_no_position_earliest),
         cmocka_unit_test(test_no_position_fail),
         cmocka_unit_test(test_cooperative_two_members),
+        cmocka_unit_test(test_partition_sets_parsed),
+        cmocka_unit_test(test_static_partitions),
+        cmocka_unit_test(test_static_partition_missing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
