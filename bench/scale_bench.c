@@ -320,8 +320,8 @@ static int bench_emit(size_t n, int reps, size_t B) {
     off.min_items = 0;
     dr_emitter_conf_t sc = ec;
     sc.retrieval = off;
-    /* EMIT_THREADS: the full scan's batch split over that many threads */
-    sc.threads = getenv("EMIT_THREADS") ? atoi(getenv("EMIT_THREADS")) : 1;
+    /* EMIT_THREADS: each batch's lists split over that many threads, both paths */
+    sc.threads = ec.threads = getenv("EMIT_THREADS") ? atoi(getenv("EMIT_THREADS")) : 1;
     if (dr_emitter_new(&scan, rk, "t", &sc, &flight, err, sizeof(err)) ||
         dr_emitter_new(&retr, rk, "t", &ec, &flight, err, sizeof(err)))
         die(err);

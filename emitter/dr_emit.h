@@ -2,10 +2,11 @@
  * matrix with one cblas_sgemm, select each user's top-K, encode them as
  * Recommendations and produce them keyed by user_id.
  *
- * Threads: an emit call returns once its lists are produced. The full
- * scan splits each batch's users over emit.threads threads (the caller's
- * and a pool's, dr_workers.h) that only read the model and the users; the
- * retrieval path, the encoding and the produce run on the caller's.
+ * Threads: an emit call returns once its lists are produced. Both the full
+ * scan and the retrieval path split each batch's users over emit.threads
+ * threads (the caller's and a pool's, dr_workers.h) that only read the
+ * model, the users and the index; the encoding and the produce run on the
+ * caller's.
  * OpenBLAS may use its own threads inside sgemm (emit.blas.threads). */
 #ifndef DR_EMIT_H
 #define DR_EMIT_H

@@ -21,6 +21,10 @@ int dr_emitter_new(dr_emitter_t **out, rd_kafka_t *rk, const char *topic,
         snprintf(errstr, n, "emit.topk and emit.batch must be >= 1");
         return DR_ECONFIG;
     }
+    if (conf->threads > DR_EMIT_THREADS_MAX) {
+        snprintf(errstr, n, "emit.threads must be at most %d", DR_EMIT_THREADS_MAX);
+        return DR_ECONFIG;
+    }
     dr_emitter_t *e = calloc(1, sizeof(*e));
     if (!e) goto out_nomem;
     e->rk = rk;
@@ -208,7 +212,7 @@ static void add_sparse_terms(void *ctx, size_t r, float *row, size_t first, size
 /* A batch's rows split over the emitter's threads: part t of parts scores
  * rows [B·t/parts, B·(t+1)/parts) into its own share of the scratch and
  * of out, and works out their co-engagement sources in a scratch of its
- * own (one part: the model's). The model and the users are only read
+ * own (part 0, on the caller: the model's). The model and the users are only read
  * while the parts run, so the parts share nothing they write. */
 typedef struct score_split {
     dr_emitter_t *e;
@@ -222,15 +226,21 @@ typedef struct score_split {
  * thread costs about what scoring a few rows does. */
 #define ROWS_PER_THREAD_MIN 16
 
+int dr__emit_parts(dr_emitter_t *e, const dr_model_t *m, size_t B, size_t min_rows) {
+    size_t most = B / min_rows, threads = (size_t)dr_workers_threads(e->workers);
+    int parts = most < 1 ? 1 : most < threads ? (int)most : (int)threads;
+    for (int t = 1; parts > 1 && t < parts; t++)
+        if (dr_cooc_scratch_fit(&e->hop[t], m) != 0) parts = 1;
+    return parts;
+}
+
 static void score_rows(void *ctx, int part, int parts) {
     const score_split_t *s = ctx;
     dr_emitter_t *e = s->e;
     size_t r0 = s->B * (size_t)part / (size_t)parts, r1 = s->B * (size_t)(part + 1) / (size_t)parts;
     size_t k = (size_t)e->conf.topk;
-    for (size_t r = r0; r < r1; r++) {
-        if (parts == 1) dr_model_cooc_sources(s->m, s->users[r], &e->cooc[r]);
-        else dr_model_cooc_sources_in(s->m, s->users[r], &e->cooc[r], &e->hop[part]);
-    }
+    for (size_t r = r0; r < r1; r++)
+        dr_model_cooc_sources_in(s->m, s->users[r], &e->cooc[r], part == 0 ? NULL : &e->hop[part]);
     batch_ctx_t ctx_rows = {s->m, s->users + r0, e->cooc + r0};
     dr_emit_terms_t terms = {e->pop_weight + r0, add_sparse_terms, &ctx_rows, e->explore + r0,
                              e->topics + r0 * DR_EMIT_EXPLORE_TOPICS};
@@ -246,11 +256,7 @@ static void score_batch(dr_emitter_t *e, const dr_model_t *m, const dr_items_vie
     int err = e->retr_ready ? dr__retrieval_score(e, m, items, users, B) : DR_EAGAIN;
     if (err) { /* the full scan: small catalogs, an index not ready, or out of memory */
         score_split_t split = {e, m, items, users, B};
-        size_t most = B / ROWS_PER_THREAD_MIN, threads = (size_t)dr_workers_threads(e->workers);
-        int parts = most < 1 ? 1 : most < threads ? (int)most : (int)threads;
-        for (int t = 0; parts > 1 && t < parts; t++)
-            if (dr_cooc_scratch_fit(&e->hop[t], m) != 0) parts = 1; /* out of memory: on the caller */
-        dr_workers_run(e->workers, score_rows, &split, parts);
+        dr_workers_run(e->workers, score_rows, &split, dr__emit_parts(e, m, B, ROWS_PER_THREAD_MIN));
         e->stats.batches++;
     }
     e->stats.score_seconds += dr_mono_s() - t0;

@@ -9,6 +9,7 @@
 #include "dr_workers.h"
 
 #define EXCL_MAX (DR_RECENT_MAX + DR_HIDDEN_MAX) /* a user's exclusions: recent and hidden items */
+#define DR_EMIT_THREADS_MAX 64 /* emit.threads' largest */
 
 typedef struct dr__retrieval dr__retrieval_t;
 
@@ -41,6 +42,12 @@ struct dr_emitter {
     const int64_t *epochs;    /* the owner epoch of each input partition (dr_emitter_set_epochs) */
     size_t n_epochs;
 };
+
+/* How many parts a batch of B lists is split into (emit.c): at most one
+ * per min_rows lists and per thread, and each part past the first has its
+ * co-engagement scratch (e->hop[part]) fitted to the catalog (out of
+ * memory: 1, on the caller). */
+int dr__emit_parts(dr_emitter_t *e, const dr_model_t *m, size_t B, size_t min_rows);
 
 /* The retrieval path (retrieve.c): lists from candidates of an ANN index
  * once the catalog holds conf->retrieval.min_items items. */

@@ -43,6 +43,9 @@
  * scored exactly for every list, up to this many; more, and the full scan
  * serves until the index has them. */
 #define RETR_TAIL_MAX 1024
+/* Fewer lists per thread than this are ranked on fewer threads (a list
+ * from candidates costs an index search: more than a scan row). */
+#define RETR_ROWS_PER_THREAD_MIN 4
 #define RETR_TREND_TOP 64 /* trending candidates per list (the trend term) */
 #define RETR_FRESH_TOP 64 /* freshest candidates per list (the freshness term, when on) */
 /* The snapshot is copied in pieces of this many bytes between looks at the
@@ -82,6 +85,16 @@ typedef struct retr_build {
     atomic_bool done;      /* the builder has finished: index and rc are set */
 } retr_build_t;
 
+/* What one thread needs to rank a list from candidates: the candidates,
+ * their scores, a set that keeps them apart (open addressing, -1 empty),
+ * and the co-engagement term's candidates. */
+typedef struct retr_lists {
+    int64_t *cand;
+    float *score;
+    int64_t *set;
+    int64_t *coengaged;    /* conf.coengaged */
+} retr_lists_t;
+
 struct dr__retrieval {
     dr_emit_retrieval_conf_t conf;
     dr_ann_t *ann;         /* the index that serves */
@@ -98,18 +111,16 @@ struct dr__retrieval {
     uint64_t reuse_cursor; /* rows taken over by new items, seen (dr_model_reused_rows) */
     /* per emit call: the global candidates */
     int64_t *popular;      /* conf.popular most popular indices */
-    int64_t *coengaged;    /* per list: conf.coengaged co-engagement candidates */
     size_t n_popular;
     int64_t trend[RETR_TREND_TOP];
     int64_t fresh[RETR_FRESH_TOP];
     size_t n_fresh;
     size_t n_trend;
-    /* per list: candidates, their scores, and a set that keeps them apart */
-    int64_t *cand;
-    float *score;
-    size_t cand_cap;
-    int64_t *set;          /* open addressing, -1 empty; set_mask + 1 slots */
-    size_t set_mask;
+    /* per list, one scratch per thread that ranks lists (emit.threads) */
+    retr_lists_t *lists;
+    int n_lists;
+    size_t cand_cap;       /* each scratch's candidates */
+    size_t set_mask;       /* and its set's slots - 1 */
 };
 
 int dr__retrieval_new(dr__retrieval_t **out, const dr_emitter_conf_t *conf, char *errstr,
@@ -126,12 +137,19 @@ int dr__retrieval_new(dr__retrieval_t **out, const dr_emitter_conf_t *conf, char
     size_t slots = 1;
     while (slots < 2 * (r->cand_cap + EXCL_MAX)) slots <<= 1;
     r->set_mask = slots - 1;
-    r->cand = malloc(r->cand_cap * sizeof(*r->cand));
-    r->score = malloc(r->cand_cap * sizeof(*r->score));
-    r->set = malloc(slots * sizeof(*r->set));
+    r->n_lists = conf->threads > 1 ? conf->threads : 1;
+    r->lists = calloc((size_t)r->n_lists, sizeof(*r->lists));
+    if (!r->lists) goto nomem;
+    for (int t = 0; t < r->n_lists; t++) {
+        retr_lists_t *L = &r->lists[t];
+        L->cand = malloc(r->cand_cap * sizeof(*L->cand));
+        L->score = malloc(r->cand_cap * sizeof(*L->score));
+        L->set = malloc(slots * sizeof(*L->set));
+        L->coengaged = malloc(((size_t)c->coengaged + 1) * sizeof(*L->coengaged));
+        if (!L->cand || !L->score || !L->set || !L->coengaged) goto nomem;
+    }
     r->popular = malloc(((size_t)c->popular + 1) * sizeof(*r->popular));
-    r->coengaged = malloc(((size_t)c->coengaged + 1) * sizeof(*r->coengaged));
-    if (!r->cand || !r->score || !r->set || !r->popular || !r->coengaged) goto nomem;
+    if (!r->popular) goto nomem;
     *out = r;
     return 0;
 nomem:
@@ -389,10 +407,13 @@ void dr__retrieval_free(dr__retrieval_t *r) {
     dr_ann_free(r->ann);
     dr_ann_free(r->next);
     free(r->popular);
-    free(r->coengaged);
-    free(r->cand);
-    free(r->score);
-    free(r->set);
+    for (int t = 0; r->lists && t < r->n_lists; t++) {
+        free(r->lists[t].cand);
+        free(r->lists[t].score);
+        free(r->lists[t].set);
+        free(r->lists[t].coengaged);
+    }
+    free(r->lists);
     free(r);
 }
 
@@ -526,7 +547,7 @@ bool dr__retrieval_sync(dr__retrieval_t *r, const dr_model_t *m, const dr_items_
  * of this emit call's lists: passes over the catalog, made only when the
  * index serves. */
 static void global_candidates(dr__retrieval_t *r, const dr_model_t *m, const dr_items_view_t *items) {
-    float *scratch = r->score; /* free between lists */
+    float *scratch = r->lists[0].score; /* free between lists */
     r->n_popular = 0;
     for (size_t i = 0; r->conf.popular > 0 && i < items->n; i++) {
         /* a bounded insertion into a short sorted array: popular is small */
@@ -548,49 +569,80 @@ static void global_candidates(dr__retrieval_t *r, const dr_model_t *m, const dr_
 
 /* Adds item index i to the list's candidates unless the set has it; the
  * set also holds the user's exclusions, which so never enter. */
-static bool set_add(dr__retrieval_t *r, int64_t i) {
+static bool set_add(const dr__retrieval_t *r, retr_lists_t *L, int64_t i) {
     size_t s = dr_mix64((uint64_t)i) & r->set_mask;
-    while (r->set[s] != -1) {
-        if (r->set[s] == i) return false;
+    while (L->set[s] != -1) {
+        if (L->set[s] == i) return false;
         s = (s + 1) & r->set_mask;
     }
-    r->set[s] = i;
+    L->set[s] = i;
     return true;
 }
 
-static void add_candidate(dr__retrieval_t *r, size_t *n, int64_t i) {
-    if (*n < r->cand_cap && set_add(r, i)) r->cand[(*n)++] = i;
+static void add_candidate(const dr__retrieval_t *r, retr_lists_t *L, size_t *n, int64_t i) {
+    if (*n < r->cand_cap && set_add(r, L, i)) L->cand[(*n)++] = i;
+}
+
+/* Ranks row u's list from candidates in scratch L; the co-engagement sums
+ * in hop (NULL: the model's own). */
+static int rank_from_candidates(dr_emitter_t *e, const dr_model_t *m, const dr_items_view_t *items,
+                                dr_user_t *user, size_t u, retr_lists_t *L, dr_cooc_scratch_t *hop) {
+    const dr__retrieval_t *r = e->retr;
+    size_t C = (size_t)r->conf.candidates, M = (size_t)r->conf.coengaged;
+    memset(L->set, 0xff, (r->set_mask + 1) * sizeof(*L->set));
+    for (size_t j = 0; j < e->excl[u].n; j++) set_add(r, L, e->excl[u].idx[j]);
+    size_t n = 0, found = 0;
+    /* the index's candidates (as many more as the user excludes) land at
+     * the end of cand, then move to the front through the set */
+    size_t want = C + e->excl[u].n;
+    int64_t *tail = L->cand + r->cand_cap - want;
+    int err = dr_ann_search(r->ann, e->U + u * (size_t)e->dim, want, tail, NULL, &found);
+    if (err) return err;
+    for (size_t j = 0; j < found; j++) add_candidate(r, L, &n, tail[j]);
+    /* L->score is free until the candidates are scored */
+    dr_model_cooc_sources_in(m, user, &e->cooc[u], hop); /* once for both uses below */
+    size_t k = dr_model_coengagement_top_in(m, &e->cooc[u], L->coengaged, L->score, M, hop);
+    for (size_t j = 0; j < k; j++) add_candidate(r, L, &n, L->coengaged[j]);
+    for (size_t j = 0; j < r->n_trend; j++) add_candidate(r, L, &n, r->trend[j]);
+    for (size_t j = 0; j < r->n_fresh; j++) add_candidate(r, L, &n, r->fresh[j]);
+    for (size_t j = 0; j < r->n_popular; j++) add_candidate(r, L, &n, r->popular[j]);
+    for (size_t i = r->indexed; i < items->n; i++) add_candidate(r, L, &n, (int64_t)i);
+    dr_model_scores_at_sources(m, user, &e->cooc[u], L->cand, n, L->score);
+    dr_emit_topic_best_t *topics = e->explore[u] ? e->topics + u * DR_EMIT_EXPLORE_TOPICS : NULL;
+    return dr_emit_select(items, L->cand, L->score, n, e->conf.topk, e->excl[u].user, topics,
+                          e->out + u * (size_t)e->conf.topk, &e->out_n[u]);
+}
+
+/* A batch's lists split over the emitter's threads, as the full scan's
+ * rows are (emit.c): the index is only searched meanwhile (the emit thread
+ * changes it only between calls), the model and the users only read. */
+typedef struct rank_split {
+    dr_emitter_t *e;
+    const dr_model_t *m;
+    const dr_items_view_t *items;
+    dr_user_t *const *users;
+    size_t B;
+    int err[DR_EMIT_THREADS_MAX];
+} rank_split_t;
+
+static void rank_rows(void *ctx, int part, int parts) {
+    rank_split_t *s = ctx;
+    size_t r0 = s->B * (size_t)part / (size_t)parts, r1 = s->B * (size_t)(part + 1) / (size_t)parts;
+    dr_cooc_scratch_t *hop = part == 0 ? NULL : &s->e->hop[part]; /* part 0: the caller's, the model's own */
+    int err = 0;
+    for (size_t u = r0; u < r1 && !err; u++)
+        err = rank_from_candidates(s->e, s->m, s->items, s->users[u], u, &s->e->retr->lists[part], hop);
+    s->err[part] = err;
 }
 
 int dr__retrieval_score(dr_emitter_t *e, const dr_model_t *m, const dr_items_view_t *items,
                         dr_user_t *const *users, size_t B) {
-    dr__retrieval_t *r = e->retr;
-    size_t C = (size_t)r->conf.candidates, M = (size_t)r->conf.coengaged;
-    int err = 0;
-    for (size_t u = 0; u < B && !err; u++) {
-        memset(r->set, 0xff, (r->set_mask + 1) * sizeof(*r->set));
-        for (size_t j = 0; j < e->excl[u].n; j++) set_add(r, e->excl[u].idx[j]);
-        size_t n = 0, found = 0;
-        /* the index's candidates (as many more as the user excludes) land
-         * at the end of cand, then move to the front through the set */
-        size_t want = C + e->excl[u].n;
-        int64_t *tail = r->cand + r->cand_cap - want;
-        err = dr_ann_search(r->ann, e->U + u * (size_t)e->dim, want, tail, NULL, &found);
-        if (err) break;
-        for (size_t j = 0; j < found; j++) add_candidate(r, &n, tail[j]);
-        /* r->score is free until the candidates are scored */
-        dr_model_cooc_sources(m, users[u], &e->cooc[u]); /* once for both uses below */
-        size_t k = dr_model_coengagement_top(m, &e->cooc[u], r->coengaged, r->score, M);
-        for (size_t j = 0; j < k; j++) add_candidate(r, &n, r->coengaged[j]);
-        for (size_t j = 0; j < r->n_trend; j++) add_candidate(r, &n, r->trend[j]);
-        for (size_t j = 0; j < r->n_fresh; j++) add_candidate(r, &n, r->fresh[j]);
-        for (size_t j = 0; j < r->n_popular; j++) add_candidate(r, &n, r->popular[j]);
-        for (size_t i = r->indexed; i < items->n; i++) add_candidate(r, &n, (int64_t)i);
-        dr_model_scores_at_sources(m, users[u], &e->cooc[u], r->cand, n, r->score);
-        dr_emit_topic_best_t *topics = e->explore[u] ? e->topics + u * DR_EMIT_EXPLORE_TOPICS : NULL;
-        err = dr_emit_select(items, r->cand, r->score, n, e->conf.topk, e->excl[u].user, topics,
-                             e->out + u * (size_t)e->conf.topk, &e->out_n[u]);
-    }
-    if (!err) e->stats.retrieved_lists += B; /* else the full scan serves the batch */
-    return err;
+    rank_split_t split = {e, m, items, users, B, {0}};
+    int parts = dr__emit_parts(e, m, B, RETR_ROWS_PER_THREAD_MIN);
+    if (parts > e->retr->n_lists) parts = e->retr->n_lists;
+    dr_workers_run(e->workers, rank_rows, &split, parts);
+    for (int t = 0; t < parts; t++)
+        if (split.err[t]) return split.err[t]; /* the full scan serves the batch */
+    e->stats.retrieved_lists += B;
+    return 0;
 }

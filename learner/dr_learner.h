@@ -467,9 +467,10 @@ void dr_model_cooc_sources(const dr_model_t *m, const dr_user_t *u, dr_cooc_sour
 /* Working the sources out sums rows in a scratch as long as the item
  * matrix: dr_model_cooc_sources uses the model's own, so one thread at a
  * time. Threads that score a model at once (the emitter's, while nothing
- * changes the model) each use a scratch of their own: fitted to the
- * catalog by dr_cooc_scratch_fit before use (0 or DR_ENOMEM; a zeroed
- * dr_cooc_scratch_t is an empty one), freed by dr_cooc_scratch_free. */
+ * changes the model) each use a scratch of their own (the _in forms; NULL:
+ * the model's): fitted to the catalog by dr_cooc_scratch_fit before use
+ * (0 or DR_ENOMEM; a zeroed dr_cooc_scratch_t is an empty one), freed by
+ * dr_cooc_scratch_free. */
 typedef struct dr_cooc_scratch {
     float *acc;       /* per item row, zero between uses */
     int32_t *touched; /* the rows acc holds during a use */
@@ -493,10 +494,13 @@ void dr_model_scores_at_sources(const dr_model_t *m, const dr_user_t *u, const d
                                 const int64_t *idx, size_t n, float *out);
 /* Up to max item indices that the co-engagement term of sources src (a
  * user's: dr_model_cooc_sources) favours most (each once, by its whole
- * term: summed in the model's scratch, so one thread scores a model at a
- * time). scratch: max floats. Returns the count. */
+ * term: summed in the model's scratch, one thread at a time, or in sums,
+ * the _in form, as dr_model_cooc_sources_in). scratch: max floats.
+ * Returns the count. */
 size_t dr_model_coengagement_top(const dr_model_t *m, const dr_cooc_sources_t *src, int64_t *idx,
                                  float *scratch, size_t max);
+size_t dr_model_coengagement_top_in(const dr_model_t *m, const dr_cooc_sources_t *src, int64_t *idx,
+                                    float *scratch, size_t max, dr_cooc_scratch_t *sums);
 /* Up to max item indices the trend term favours most now (the same for
  * every user it applies to), each once; 0 outside a trend period.
  * scratch: max floats. */

@@ -1119,6 +1119,10 @@ void dr_model_cooc_sources(const dr_model_t *m, const dr_user_t *u, dr_cooc_sour
 
 void dr_model_cooc_sources_in(const dr_model_t *m, const dr_user_t *u, dr_cooc_sources_t *src,
                               dr_cooc_scratch_t *scratch) {
+    if (!scratch) {
+        cooc_sources_of(m, u, src);
+        return;
+    }
     cooc_sources_in(m, u, src, scratch);
 }
 
@@ -1207,13 +1211,18 @@ static float list_score(const dr_model_t *m, const dr_user_t *u, const cooc_src_
 
 size_t dr_model_coengagement_top(const dr_model_t *m, const dr_cooc_sources_t *src, int64_t *idx,
                                  float *scratch, size_t max) {
+    return dr_model_coengagement_top_in(m, src, idx, scratch, max, NULL);
+}
+
+size_t dr_model_coengagement_top_in(const dr_model_t *m, const dr_cooc_sources_t *src, int64_t *idx,
+                                    float *scratch, size_t max, dr_cooc_scratch_t *sums) {
     top_heap_t h = {idx, scratch, 0, max};
-    /* each item's whole term, summed in the model's scratch (add_second_hop) */
-    dr_cooc_scratch_t sc = own_scratch(m);
-    size_t touched = hop_gather_rows(m, &sc, src->idx, src->w, src->n);
+    /* each item's whole term, summed as add_second_hop sums */
+    dr_cooc_scratch_t own = own_scratch(m), *sc = sums ? sums : &own;
+    size_t touched = hop_gather_rows(m, sc, src->idx, src->w, src->n);
     for (size_t k = 0; k < touched; k++) {
         int32_t c;
-        float s = hop_take(m, &sc, k, &c);
+        float s = hop_take(m, sc, k, &c);
         top_offer(&h, c, m->conf.cooc_weight * s);
     }
     return h.n;

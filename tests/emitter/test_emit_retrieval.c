@@ -218,10 +218,21 @@ static void test_covering_candidates_give_the_full_scans_lists(void **state) {
 
 /* Below emit.retrieval.min.items the full scan serves and no index is
  * built; with a small candidate count the lists still have their length. */
+/* Every user clicks once more (round k): no list of an earlier call may
+ * pass for the one of the next. */
+static void move_users(dr_model_t *m, dr_user_t **users, int k) {
+    dr_apply_result_t res;
+    for (int u = 0; u < USERS; u++) {
+        dr_event_t ev = {100 + u, 1 + (int64_t)((u * 53 + k * 17) % ITEMS), DR_EV_CLICK, 0, 95000 + k};
+        assert_int_equal(dr_learner_apply(m, users[u], &ev, (uint64_t)(9000 + k * USERS + u), &res), 0);
+    }
+}
+
 /* A batch's rows split over threads (at least 16 rows each) give each
  * user the list one thread gives, every term and exclusion at work, with
  * the population prior, freshness and hidden items; batches of fewer rows
- * stay on the caller. Run under the sanitizers like every test. */
+ * stay on the caller. The retrieval path's lists split the same way (at
+ * least 4 each). Run under the sanitizers like every test. */
 static void test_lists_split_over_threads_are_one_threads(void **state) {
     (void)state;
     dr_user_t *users[USERS];
@@ -231,13 +242,27 @@ static void test_lists_split_over_threads_are_one_threads(void **state) {
     dr_emitter_t *one = new_emitter_threads(rk, &flight, 0, 50, 0.25, 1.0, NULL, USERS, 1);
     for (int threads = 2; threads <= 4; threads++) {
         dr_emitter_t *split = new_emitter_threads(rk, &flight, 0, 50, 0.25, 1.0, NULL, USERS, threads);
-        for (int rep = 0; rep < 3; rep++) assert_same_lists_n(one, split, m, users, 0);
+        for (int rep = 0; rep < 3; rep++) {
+            move_users(m, users, threads * 3 + rep);
+            assert_same_lists_n(one, split, m, users, 0);
+        }
         dr_emitter_free(split);
     }
     /* small batches: one part */
     dr_emitter_t *small = new_emitter_threads(rk, &flight, 0, 50, 0.25, 1.0, NULL, 8, 4);
     assert_same_lists_n(one, small, m, users, 0);
     dr_emitter_free(small);
+    /* the retrieval path, its lists split over 3 threads (at least 4 each),
+     * with candidates that cover the catalog: the full scan's lists */
+    dr_emitter_t *retr = new_emitter_threads(rk, &flight, 1, 2 * ITEMS, 10.0, 10000.0, NULL, USERS, 3);
+    emit_until_served(retr, m, users, USERS);
+    uint64_t served = dr_emitter_stats(retr)->retrieved_lists;
+    for (int rep = 0; rep < 3; rep++) {
+        move_users(m, users, 10 + rep);
+        assert_same_lists_n(one, retr, m, users, 0);
+    }
+    assert_int_equal(dr_emitter_stats(retr)->retrieved_lists, served + 3 * USERS);
+    dr_emitter_free(retr);
     dr_emitter_free(one);
     free_all(rk, users, m);
 }
