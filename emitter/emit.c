@@ -212,8 +212,8 @@ static void add_sparse_terms(void *ctx, size_t r, float *row, size_t first, size
 /* A batch's rows split over the emitter's threads: part t of parts scores
  * rows [B·t/parts, B·(t+1)/parts) into its own share of the scratch and
  * of out, and works out their co-engagement sources in a scratch of its
- * own (part 0, on the caller: the model's). The model and the users are only read
- * while the parts run, so the parts share nothing they write. */
+ * own (part 0, on the caller: the model's). The model and the users are
+ * only read while the parts run, so the parts share nothing they write. */
 typedef struct score_split {
     dr_emitter_t *e;
     const dr_model_t *m;

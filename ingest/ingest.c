@@ -710,7 +710,9 @@ static int assign_statically(dr_ingest_t *in, char *errstr, size_t n) {
     in->assigned_statically = true;
     on_assigned(in, in->rk, list, false, "static");
     rd_kafka_topic_partition_list_destroy(list);
-    return in->stats.halted ? DR_EKAFKA : 0;
+    if (!in->stats.halted) return 0;
+    snprintf(errstr, n, "ingest.partitions: %s", in->stats.halt_reason);
+    return DR_EKAFKA;
 }
 
 void dr_ingest_stop(dr_ingest_t *in) {

@@ -1352,11 +1352,23 @@ static void pop_meta_observe(dr_model_t *m, const dr_user_t *u, size_t pos, uint
 }
 
 /* list_score() with u's vector ue = û + v_u and its weights worked out once. */
-static float rank_score(const dr_model_t *m, const float *ue, float pop_w, float trend_w,
-                        const cooc_src_t *src, size_t i) {
-    return m->bias[i] + dot(ue, m->q + i * (size_t)m->dim, m->dim) + pop_w * m->pop_score[i] +
-           coengagement_of(m, src, (int64_t)i) + trend_w * m->trend_score[i] +
-           m->conf.fresh_weight * m->fresh_score[i];
+static float rank_score(const dr_model_t *m, const float *ue, float pop_w, float trend_w, float coeng,
+                        size_t i) {
+    return m->bias[i] + dot(ue, m->q + i * (size_t)m->dim, m->dim) + pop_w * m->pop_score[i] + coeng +
+           trend_w * m->trend_score[i] + m->conf.fresh_weight * m->fresh_score[i];
+}
+
+/* Each item's co-engagement term for sources src into acc[0..n_items)
+ * (zero on entry), as coengagement_of() works it out: each source's row
+ * walked once instead of a look-up per item and source. Per item the
+ * products are added in the order of the sources, as there, and an absent
+ * pair adds nothing there either: the same floats. */
+static void coengagement_all(const dr_model_t *m, const cooc_src_t *src, float *acc) {
+    for (int k = 0; k < src->n; k++) {
+        const dr__nbr_t *t = &m->nbr[src->idx[k]];
+        for (uint32_t s = 0; s < t->n; s++) acc[t->e[s].key] += src->w[k] * t->e[s].w;
+    }
+    for (size_t i = 0; i < m->n_items; i++) acc[i] = m->conf.cooc_weight * acc[i] * m->engaged_norm[i];
 }
 
 int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id) {
@@ -1369,15 +1381,22 @@ int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id) {
     float w = dr_model_pop_weight(m, u), tw = trend_weight_of(m, u);
     cooc_src_t src;
     cooc_sources_of(m, u, &src);
-    float st = rank_score(m, ue, w, tw, &src, (size_t)target);
+    float *coeng = m->hop_acc; /* the second hop's scratch: zero between uses, so again below */
+    coengagement_all(m, &src, coeng);
+    float st = rank_score(m, ue, w, tw, coeng[target], (size_t)target);
     int64_t above = 0;
     for (size_t i = 0; i < m->n_items; i++) {
         if ((int64_t)i == target || m->excluded[i]) continue;
-        float si = rank_score(m, ue, w, tw, &src, i);
+        float si = rank_score(m, ue, w, tw, coeng[i], i);
         if (si > st && !dr_user_excludes(u, m->ids[i]) &&
             !dr_user_hides_source(u, m->author[i], m->topic[i]))
             above++;
     }
+#ifdef DR_CHECK_RANK
+    for (size_t i = 0; i < m->n_items; i++)
+        if (memcmp(&coeng[i], &(float){coengagement_of(m, &src, (int64_t)i)}, sizeof(float)) != 0) abort();
+#endif
+    memset(coeng, 0, m->n_items * sizeof(float));
     return above + 1;
 }
 

@@ -386,6 +386,55 @@ static void test_user_step_size_decays(void **state) {
     dr_model_free(m);
 }
 
+/* The rank counts the items whose list score (dr_model_score: factors,
+ * biases, the population prior, co-engagement with its second hop) is
+ * above the item's: with dense co-engagement tables, so that the term
+ * decides many places (it is summed row by row for a rank, look-up by
+ * look-up for a score). A rank leaves the model's scratch as it found it:
+ * scores after it are the same. */
+static void test_list_rank_counts_every_term(void **state) {
+    (void)state;
+    dr_model_t *m = new_model(DR_MODE_IMPLICIT);
+    enum { ITEMS = 300, USERS = 60 };
+    dr_user_t *users[USERS];
+    uint64_t rng = 11;
+    dr_apply_result_t r;
+    for (int u = 0; u < USERS; u++) users[u] = dr_user_new(100 + u, 8);
+    for (int round = 0; round < 40; round++)
+        for (int u = 0; u < USERS; u++) {
+            /* six groups of users, each clicking mostly its own 50 items */
+            int64_t item = 1 + (dr_rand64(&rng) % 4 ? (u % 6) * 50 + (int64_t)(dr_rand64(&rng) % 50)
+                                                    : (int64_t)(dr_rand64(&rng) % ITEMS));
+            dr_event_t e = ev(100 + u, item, DR_EV_CLICK, 0, 1000 + round * 100 + u);
+            assert_int_equal(dr_learner_apply(m, users[u], &e, (uint64_t)(round * USERS + u), &r), 0);
+        }
+    float before[ITEMS + 1];
+    for (int64_t item = 1; item <= ITEMS; item++)
+        before[item] = dr_model_score(m, users[0], dr_model_item_index(m, item, false));
+    int checked = 0;
+    for (int u = 0; u < USERS; u += 7) {
+        for (int64_t item = 1; item <= ITEMS; item += 13) {
+            int64_t rank = dr_model_list_rank(m, users[u], item);
+            if (rank == 0) continue; /* recent: not listable */
+            float st = dr_model_score(m, users[u], dr_model_item_index(m, item, false));
+            int64_t surely = 0, maybe = 0; /* above by a margin, or within it too */
+            for (int64_t j = 1; j <= ITEMS; j++) {
+                if (j == item || dr_user_excludes(users[u], j)) continue;
+                float sj = dr_model_score(m, users[u], dr_model_item_index(m, j, false));
+                surely += sj > st + 1e-4f;
+                maybe += sj > st - 1e-4f;
+            }
+            assert_true(rank >= surely + 1 && rank <= maybe + 1);
+            checked++;
+        }
+    }
+    assert_true(checked > 50);
+    for (int64_t item = 1; item <= ITEMS; item++)
+        assert_true(dr_model_score(m, users[0], dr_model_item_index(m, item, false)) == before[item]);
+    for (int u = 0; u < USERS; u++) dr_user_free(users[u]);
+    dr_model_free(m);
+}
+
 /* "the rank of an item in the list the model would publish": items scored
  * above it count, blocked and recently engaged ones are not listable. */
 static void test_list_rank(void **state) {
@@ -2242,6 +2291,7 @@ int main(void) {
         cmocka_unit_test(test_reads_version_2_user_record),
         cmocka_unit_test(test_user_step_size_decays),
         cmocka_unit_test(test_list_rank),
+        cmocka_unit_test(test_list_rank_counts_every_term),
         cmocka_unit_test(test_reptile_prior_keeps_users_in_place),
         cmocka_unit_test(test_content_ranks_new_items),
         cmocka_unit_test(test_content_refresh_is_exact),
