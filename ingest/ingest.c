@@ -1,10 +1,11 @@
 /* ingest.c - consumer-group input on the libuv loop: the consumer queue
  * signals a pipe when it turns non-empty, uv_poll wakes us, and we drain it
  * in batches; records that fail decoding or are rejected go to the DLQ.
- * Rebalances follow the group's protocol (eager or cooperative), and a
- * position out of the log's range is settled by ingest.offset.reset, never
- * skipped silently. Also the librdkafka configuration every client of ours
- * starts from (dr_ingest_kafka_conf). */
+ * Rebalances follow the group's protocol (eager or cooperative), or
+ * partitions are assigned statically (ingest.partitions) without a group
+ * join; a position out of the log's range is settled by
+ * ingest.offset.reset, never skipped silently. Also the librdkafka
+ * configuration every client of ours starts from (dr_ingest_kafka_conf). */
 #include "dr_ingest.h"
 
 #include <ctype.h>
