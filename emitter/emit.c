@@ -209,19 +209,6 @@ static void add_sparse_terms(void *ctx, size_t r, float *row, size_t first, size
     dr_model_add_fresh_range(b->m, row, first, n);
 }
 
-/* A batch's rows split over the emitter's threads: part t of parts scores
- * rows [B·t/parts, B·(t+1)/parts) into its own share of the scratch and
- * of out, and works out their co-engagement sources in a scratch of its
- * own (part 0, on the caller: the model's). The model and the users are
- * only read while the parts run, so the parts share nothing they write. */
-typedef struct score_split {
-    dr_emitter_t *e;
-    const dr_model_t *m;
-    const dr_items_view_t *items;
-    dr_user_t *const *users;
-    size_t B;
-} score_split_t;
-
 /* Fewer rows per thread than this are scored on fewer threads: waking a
  * thread costs about what scoring a few rows does. */
 #define ROWS_PER_THREAD_MIN 16
@@ -234,10 +221,14 @@ int dr__emit_parts(dr_emitter_t *e, const dr_model_t *m, size_t B, size_t min_ro
     return parts;
 }
 
+/* The full scan of one part's rows (dr__emit_split_t): into its share of
+ * the scratch and of out, its co-engagement sources worked out in a
+ * scratch of its own (part 0, on the caller: the model's). */
 static void score_rows(void *ctx, int part, int parts) {
-    const score_split_t *s = ctx;
+    const dr__emit_split_t *s = ctx;
     dr_emitter_t *e = s->e;
-    size_t r0 = s->B * (size_t)part / (size_t)parts, r1 = s->B * (size_t)(part + 1) / (size_t)parts;
+    size_t r0, r1;
+    dr__emit_rows(s, part, parts, &r0, &r1);
     size_t k = (size_t)e->conf.topk;
     for (size_t r = r0; r < r1; r++)
         dr_model_cooc_sources_in(s->m, s->users[r], &e->cooc[r], part == 0 ? NULL : &e->hop[part]);
@@ -255,7 +246,7 @@ static void score_batch(dr_emitter_t *e, const dr_model_t *m, const dr_items_vie
     for (size_t r = 0; r < B; r++) gather_user(e, m, users[r], r);
     int err = e->retr_ready ? dr__retrieval_score(e, m, items, users, B) : DR_EAGAIN;
     if (err) { /* the full scan: small catalogs, an index not ready, or out of memory */
-        score_split_t split = {e, m, items, users, B};
+        dr__emit_split_t split = {e, m, items, users, B, {0}};
         dr_workers_run(e->workers, score_rows, &split, dr__emit_parts(e, m, B, ROWS_PER_THREAD_MIN));
         e->stats.batches++;
     }

@@ -43,6 +43,25 @@ struct dr_emitter {
     size_t n_epochs;
 };
 
+/* A batch of B lists split over the emitter's threads (emit.c, and
+ * retrieve.c for the retrieval path): part t of parts takes rows
+ * [B·t/parts, B·(t+1)/parts) and writes only their share of the emitter's
+ * per-row buffers, reading the model, the users (and the index) meanwhile. */
+typedef struct dr__emit_split {
+    dr_emitter_t *e;
+    const dr_model_t *m;
+    const dr_items_view_t *items;
+    dr_user_t *const *users;
+    size_t B;
+    int err[DR_EMIT_THREADS_MAX]; /* each part's (the retrieval path's) */
+} dr__emit_split_t;
+
+/* Part `part` of `parts`' rows, [*r0, *r1). */
+static inline void dr__emit_rows(const dr__emit_split_t *s, int part, int parts, size_t *r0, size_t *r1) {
+    *r0 = s->B * (size_t)part / (size_t)parts;
+    *r1 = s->B * (size_t)(part + 1) / (size_t)parts;
+}
+
 /* How many parts a batch of B lists is split into (emit.c): at most one
  * per min_rows lists and per thread, and each part past the first has its
  * co-engagement scratch (e->hop[part]) fitted to the catalog (out of

@@ -613,21 +613,13 @@ static int rank_from_candidates(dr_emitter_t *e, const dr_model_t *m, const dr_i
                           e->out + u * (size_t)e->conf.topk, &e->out_n[u]);
 }
 
-/* A batch's lists split over the emitter's threads, as the full scan's
- * rows are (emit.c): the index is only searched meanwhile (the emit thread
- * changes it only between calls), the model and the users only read. */
-typedef struct rank_split {
-    dr_emitter_t *e;
-    const dr_model_t *m;
-    const dr_items_view_t *items;
-    dr_user_t *const *users;
-    size_t B;
-    int err[DR_EMIT_THREADS_MAX];
-} rank_split_t;
-
+/* One part's lists (dr__emit_split_t), as the full scan's rows are split:
+ * the index is only searched meanwhile (the emit thread changes it only
+ * between calls). */
 static void rank_rows(void *ctx, int part, int parts) {
-    rank_split_t *s = ctx;
-    size_t r0 = s->B * (size_t)part / (size_t)parts, r1 = s->B * (size_t)(part + 1) / (size_t)parts;
+    dr__emit_split_t *s = ctx;
+    size_t r0, r1;
+    dr__emit_rows(s, part, parts, &r0, &r1);
     dr_cooc_scratch_t *hop = part == 0 ? NULL : &s->e->hop[part]; /* part 0: the caller's, the model's own */
     int err = 0;
     for (size_t u = r0; u < r1 && !err; u++)
@@ -637,7 +629,7 @@ static void rank_rows(void *ctx, int part, int parts) {
 
 int dr__retrieval_score(dr_emitter_t *e, const dr_model_t *m, const dr_items_view_t *items,
                         dr_user_t *const *users, size_t B) {
-    rank_split_t split = {e, m, items, users, B, {0}};
+    dr__emit_split_t split = {e, m, items, users, B, {0}};
     int parts = dr__emit_parts(e, m, B, RETR_ROWS_PER_THREAD_MIN);
     if (parts > e->retr->n_lists) parts = e->retr->n_lists;
     dr_workers_run(e->workers, rank_rows, &split, parts);
