@@ -996,7 +996,11 @@ static int begin_commit(dr_pipeline_t *p) {
     if (emit_owed(p) != 0) return DR_EAGAIN;
     if (nothing_changed(p)) return 0;
     p->inputs_at_build = inputs_handled(p);
+    double t0 = dr_mono_s();
     int err = build_commit(p, &p->commit_batch);
+    double took = dr_mono_s() - t0;
+    p->stats.commit_build_seconds += took;
+    if (took > p->stats.commit_build_max_seconds) p->stats.commit_build_max_seconds = took;
     if (err) {
         fail(p, "building the commit failed", dr_strerror(err));
         return DR_ESTOPPED;
