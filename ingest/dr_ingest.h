@@ -66,8 +66,8 @@ typedef struct dr_partition_set {
     int32_t p[DR_INGEST_MAX_PARTITIONS];
 } dr_partition_set_t;
 
-/* Parses "all" or a list of partitions and ranges ("0-3,8"). 0, or
- * DR_ECONFIG with the reason in errstr. */
+/* Parses "all" or a list of partitions and ranges ("0-3,8") into out
+ * (NULL: only checks it). 0, or DR_ECONFIG with the reason in errstr. */
 int dr_ingest_parse_partitions(const char *spec, dr_partition_set_t *out, char *errstr, size_t n);
 
 typedef struct dr_ingest_conf {

@@ -824,9 +824,9 @@ int dr_ingest_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms
 }
 
 int dr_ingest_parse_partitions(const char *spec, dr_partition_set_t *out, char *errstr, size_t n) {
-    memset(out, 0, sizeof(*out));
+    if (out) memset(out, 0, sizeof(*out));
     if (strcmp(spec, "all") == 0) {
-        out->all = true;
+        if (out) out->all = true;
         return 0;
     }
     static const char *const form = "expected \"all\" or partitions and ranges such as \"0-3,8\"";
@@ -853,9 +853,13 @@ int dr_ingest_parse_partitions(const char *spec, dr_partition_set_t *out, char *
         if (*c == ',' && c[1] != '\0') c++;
         else if (*c) goto bad_form;
     }
-    for (int p = 0; p < DR_INGEST_MAX_PARTITIONS; p++)
-        if (seen[p]) out->p[out->n++] = p;
-    if (out->n > 0) return 0;
+    int listed = 0;
+    for (int p = 0; p < DR_INGEST_MAX_PARTITIONS; p++) {
+        if (!seen[p]) continue;
+        if (out) out->p[out->n++] = p;
+        listed++;
+    }
+    if (listed > 0) return 0;
 bad_form:
     snprintf(errstr, n, "ingest.partitions: \"%s\": %s", spec, form);
     return DR_ECONFIG;

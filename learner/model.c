@@ -1351,8 +1351,8 @@ static void pop_meta_observe(dr_model_t *m, const dr_user_t *u, size_t pos, uint
     m->pop_grad_n++;
 }
 
-/* list_score() with u's vector ue = û + v_u and its weights worked out once. */
-/* Item i's list score for a rank given its dot product d = û+v_u · q_i. */
+/* list_score() for a rank, with u's weights worked out once: item i's,
+ * given its dot product d = (û + v_u) · q_i and its co-engagement term. */
 static float rank_score(const dr_model_t *m, float d, float pop_w, float trend_w, float coeng, size_t i) {
     return m->bias[i] + d + pop_w * m->pop_score[i] + coeng + trend_w * m->trend_score[i] +
            m->conf.fresh_weight * m->fresh_score[i];

@@ -343,8 +343,7 @@ int dr_config_finish(dr_config_t *cfg, char *errstr, size_t n) {
     cfg->codec.framing = strcmp(cfg->framing, "plain") == 0 ? DR_FRAMING_PLAIN : DR_FRAMING_CONFLUENT;
     if (cfg->topk > 0 && cfg->emit_batch < 1) return bad(errstr, n, "emit.batch", "must be >= 1", "");
     if (cfg->ingest_partitions[0]) {
-        static dr_partition_set_t set; /* 16 KiB: not on the stack; only its verdict counts */
-        int err = dr_ingest_parse_partitions(cfg->ingest_partitions, &set, errstr, n);
+        int err = dr_ingest_parse_partitions(cfg->ingest_partitions, NULL, errstr, n);
         if (err) return err;
     }
     char inner[512];

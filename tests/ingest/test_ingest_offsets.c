@@ -488,11 +488,13 @@ static void test_partition_sets_parsed(void **state) {
     const int32_t want[] = {0, 1, 2, 3, 8};
     for (int i = 0; i < 5; i++) assert_int_equal(set.p[i], want[i]);
     assert_int_equal(dr_ingest_parse_partitions("4095", &set, err, sizeof(err)), 0);
+    assert_int_equal(dr_ingest_parse_partitions("0-3,8", NULL, err, sizeof(err)), 0); /* a check only */
     const char *bad[] = {"", "x", "1,,2", "3-1", "-1", "1-", "4096", "0-99999999999999999999", "1 2", "1,"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
         assert_int_equal(dr_ingest_parse_partitions(bad[i], &set, err, sizeof(err)), DR_ECONFIG);
         assert_non_null(strstr(err, "ingest.partitions"));
+        assert_int_equal(dr_ingest_parse_partitions(bad[i], NULL, err, sizeof(err)), DR_ECONFIG);
     }
 }
 
