@@ -232,7 +232,8 @@ static void move_users(dr_model_t *m, dr_user_t **users, int k) {
  * user the list one thread gives, every term and exclusion at work, with
  * the population prior, freshness and hidden items; batches of fewer rows
  * stay on the caller. The retrieval path's lists split the same way (at
- * least 4 each). Run under the sanitizers like every test. */
+ * least 4 each). A catalog that grows between emits grows each thread's
+ * scratch. Run under the sanitizers like every test. */
 static void test_lists_split_over_threads_are_one_threads(void **state) {
     (void)state;
     dr_user_t *users[USERS];
@@ -263,6 +264,26 @@ static void test_lists_split_over_threads_are_one_threads(void **state) {
     }
     assert_int_equal(dr_emitter_stats(retr)->retrieved_lists, served + 3 * USERS);
     dr_emitter_free(retr);
+    /* a busy day: the catalog grows between emits, past what each thread's
+     * co-engagement scratch was fitted to (the catalog and a half, and
+     * 1,024 rows more), and the users engage the new posts, so that their
+     * rows reach into the new part: the scratches grow with it */
+    dr_emitter_t *split = new_emitter_threads(rk, &flight, 0, 50, 0.25, 1.0, NULL, USERS, 3);
+    assert_same_lists_n(one, split, m, users, 0);
+    dr_apply_result_t res;
+    int64_t next_item = 100000;
+    for (int round = 0; round < 3; round++) {
+        for (int k = 0; k < 1000; k++) assert_true(dr_model_item_index(m, next_item + k, true) >= 0);
+        for (int u = 0; u < USERS; u++)
+            for (int c = 0; c < 3; c++) {
+                dr_event_t ev = {100 + u, next_item + (u * 7 + c * 331) % 1000, DR_EV_CLICK, 0, 99000 + round * 10 + c};
+                assert_int_equal(dr_learner_apply(m, users[u], &ev, (uint64_t)(20000 + round * 1000 + u * 3 + c), &res),
+                                 0);
+            }
+        next_item += 1000;
+        assert_same_lists_n(one, split, m, users, 0);
+    }
+    dr_emitter_free(split);
     dr_emitter_free(one);
     free_all(rk, users, m);
 }
