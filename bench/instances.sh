@@ -5,17 +5,23 @@
 # PARTITIONS partitions) is produced once; each configuration then consumes
 # all of it in a new group with fresh state directories and its own
 # changelog topic. Events/s from the first partition assignment to the
-# moment every event is stored (offsets in the instances' states). The broker
+# moment every event is stored (offsets in the instances' states), and the
+# steady rate between 10% and 90% of the events stored, which leaves out the
+# group's joins and the last partitions' tail (both weigh more the faster the
+# group is). The broker
 # runs on the same cores: its share is printed (CPU seconds over the
 # measured interval). Medians over RUNS.
 #
 #   bench/instances.sh [RUNS]     (default 3)
 # Environment: EVENTS (1000000), USERS (100000), PARTITIONS (24), COUNTS ("1 2"),
-#              DRIFTREC (build/driftrec).
+#              DRIFTREC (build/driftrec), STATIC (0; 1: each instance is given
+#              its range of the partitions with ingest.partitions and a group
+#              id of its own, so no group join or rebalance is timed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
 EVENTS=${EVENTS:-1000000} USERS=${USERS:-100000} PARTITIONS=${PARTITIONS:-24} COUNTS=${COUNTS:-"1 2"}
+STATIC=${STATIC:-0}
 bin=${DRIFTREC:-build/driftrec}
 out=$(mktemp -d /tmp/driftrec-instances-XXXXXX)
 broker_pid=""
@@ -24,8 +30,9 @@ trap cleanup EXIT
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "stream: $EVENTS events, $USERS users, $PARTITIONS partitions (open loop), embedded broker on the same machine"
+[ "$STATIC" = 1 ] && echo "placement: static (ingest.partitions), no consumer group"
 stored_total() { # records stored, over every state directory of the run (highest offset per partition)
-  for s in "$out"/"$1"-*/; do "$bin" inspect --state-dir "$s" offsets 2>/dev/null || true; done |
+  for s in "$out"/"$1"-*/; do "$bin" inspect --state-dir "$s" offsets 2>/dev/null & done | # side by side: 8 take no longer than 1
     awk '$1 == "ev" { if ($3 > m[$2]) m[$2] = $3 } END { for (p in m) s += m[p]; print s + 0 }'
 }
 cpu_s() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; } # utime + stime of a process
@@ -34,7 +41,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print a[int((NR
 
 configs=("1:off") # instances:changelog ("off": none, "on": its own topic)
 for n in $COUNTS; do configs+=("$n:on"); done
-declare -A rates shares
+declare -A rates steadies shares
 for run in $(seq 1 "$runs"); do
   topics=(--topic ev --topic recs)
   for c in "${configs[@]}"; do topics+=(--topic "cl-${c%%:*}"); done
@@ -50,33 +57,44 @@ for run in $(seq 1 "$runs"); do
     if [ "$cl" = on ]; then cl="cl-$n"; else cl=-; fi
     ipids=()
     for i in $(seq 1 "$n"); do
+      placement=(--set "group.id=$tag")
+      if [ "$STATIC" = 1 ]; then # partitions [(i-1)P/n, iP/n), each instance its own group id
+        placement=(--set "group.id=$tag-$i" --set "ingest.partitions=$(((i - 1) * PARTITIONS / n))-$((i * PARTITIONS / n - 1))")
+      fi
       "$bin" run --set "kafka.bootstrap.servers=$bs" --set topic.events=ev --set topic.recommendations=recs \
-          --set "topic.changelog=$cl" --set "group.id=$tag" --set metrics.listen= --set run.exit.idle.ms=3000 \
+          --set "topic.changelog=$cl" "${placement[@]}" --set metrics.listen= --set run.exit.idle.ms=3000 \
           --set kafka.queued.min.messages=1000000 --set log.level=info --set "state.dir=$out/$tag-$i" \
           >"$out/$tag-$i.log" 2>&1 &
       ipids+=($!)
     done
     for _ in $(seq 600); do grep -q "partitions assigned" "$out/$tag-1.log" && break; sleep 0.05; done
-    t0=$(now); b0=$(cpu_s "$broker_pid")
-    while [ "$(stored_total "$tag")" -lt "$total" ]; do sleep 0.2; done
+    t0=$(now); b0=$(cpu_s "$broker_pid") t10="" t90=""
+    while :; do
+      stored=$(stored_total "$tag")
+      [ -z "$t10" ] && [ "$stored" -ge $((total / 10)) ] && t10=$(now) s10=$stored
+      [ -z "$t90" ] && [ "$stored" -ge $((total * 9 / 10)) ] && t90=$(now) s90=$stored
+      [ "$stored" -ge "$total" ] && break
+      sleep 0.2
+    done
     t1=$(now); b1=$(cpu_s "$broker_pid")
     wait "${ipids[@]}" || { echo "$tag: an instance failed"; tail -5 "$out/$tag"-*.log; exit 1; }
     rate=$(python3 -c "print(round($total / ($t1 - $t0)))")
+    steady=$(python3 -c "print(round(($s90 - $s10) / max($t90 - $t10, 1e-3)))")
     share=$(python3 -c "print(round(($b1 - $b0) / ($t1 - $t0) / $(nproc) * 100))")
-    echo "run $run, $n instance(s), changelog ${c##*:}: $rate events/s, broker $share% of the cores"
-    rates[$c]+="$rate " shares[$c]+="$share "
+    echo "run $run, $n instance(s), changelog ${c##*:}: $rate events/s (steady $steady), broker $share% of the cores"
+    rates[$c]+="$rate " steadies[$c]+="$steady " shares[$c]+="$share "
     rm -rf "$out/$tag"-*/
   done
   kill "$broker_pid"; wait "$broker_pid" 2>/dev/null || true; broker_pid=""
 done
-base=""
+base="" base_steady=""
 for c in "${configs[@]}"; do
   # shellcheck disable=SC2086
-  r=$(median ${rates[$c]}) s=$(median ${shares[$c]})
-  [ "$c" = "1:on" ] && base=$r
-  echo "median: ${c%%:*} instance(s), changelog ${c##*:}: $r events/s (broker $s% of the cores)"
+  r=$(median ${rates[$c]}) st=$(median ${steadies[$c]}) s=$(median ${shares[$c]})
+  [ "$c" = "1:on" ] && base=$r base_steady=$st
+  echo "median: ${c%%:*} instance(s), changelog ${c##*:}: $r events/s, steady $st (broker $s% of the cores)"
 done
 for n in $COUNTS; do
   # shellcheck disable=SC2086
-  [ -n "$base" ] && echo "speed-up of $n instances over 1 (changelog on): $(python3 -c "print(round($(median ${rates[$n:on]}) / $base, 2))")x"
+  [ -n "$base" ] && echo "speed-up of $n instances over 1 (changelog on): $(python3 -c "print(round($(median ${rates[$n:on]}) / $base, 2))")x, steady $(python3 -c "print(round($(median ${steadies[$n:on]}) / $base_steady, 2))")x"
 done
