@@ -79,7 +79,8 @@ for run in $(seq 1 "$runs"); do
     t1=$(now); b1=$(cpu_s "$broker_pid")
     wait "${ipids[@]}" || { echo "$tag: an instance failed"; tail -5 "$out/$tag"-*.log; exit 1; }
     rate=$(python3 -c "print(round($total / ($t1 - $t0)))")
-    steady=$(python3 -c "print(round(($s90 - $s10) / max($t90 - $t10, 1e-3)))")
+    # a run too short for a poll between 10% and 90% has no steady rate
+    steady=$(python3 -c "print(round(($s90 - $s10) / ($t90 - $t10)) if $s90 > $s10 and $t90 > $t10 else 'nan')")
     share=$(python3 -c "print(round(($b1 - $b0) / ($t1 - $t0) / $(nproc) * 100))")
     echo "run $run, $n instance(s), changelog ${c##*:}: $rate events/s (steady $steady), broker $share% of the cores"
     rates[$c]+="$rate " steadies[$c]+="$steady " shares[$c]+="$share "
@@ -96,5 +97,5 @@ for c in "${configs[@]}"; do
 done
 for n in $COUNTS; do
   # shellcheck disable=SC2086
-  [ -n "$base" ] && echo "speed-up of $n instances over 1 (changelog on): $(python3 -c "print(round($(median ${rates[$n:on]}) / $base, 2))")x, steady $(python3 -c "print(round($(median ${steadies[$n:on]}) / $base_steady, 2))")x"
+  [ -n "$base" ] && echo "speed-up of $n instances over 1 (changelog on): $(python3 -c "print(round($(median ${rates[$n:on]}) / $base, 2))")x, steady $(python3 -c "print(round(float('$(median ${steadies[$n:on]})') / float('$base_steady'), 2))")x"
 done
