@@ -8,7 +8,7 @@
 # moment every event is stored (offsets in the instances' states), and the
 # steady rate between 10% and 90% of the events stored, which leaves out the
 # group's joins and the last partitions' tail (both weigh more the faster the
-# group is). The broker
+# group is), and the cores the instances kept busy over the interval. The broker
 # runs on the same cores: its share is printed (CPU seconds over the
 # measured interval). Medians over RUNS.
 #
@@ -28,7 +28,8 @@ broker_pid=""
 cleanup() { [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null; pkill -f "state.dir=$out" 2>/dev/null; wait 2>/dev/null; rm -rf "$out"; }
 trap cleanup EXIT
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
+     "$(lscpu 2>/dev/null | sed -n 's/^Thread(s) per core: *//p' || echo '?') thread(s) per core"
 echo "stream: $EVENTS events, $USERS users, $PARTITIONS partitions (open loop), embedded broker on the same machine"
 [ "$STATIC" = 1 ] && echo "placement: static (ingest.partitions), no consumer group"
 stored_total() { # records stored, over every state directory of the run (highest offset per partition)
@@ -68,7 +69,8 @@ for run in $(seq 1 "$runs"); do
       ipids+=($!)
     done
     for _ in $(seq 600); do grep -q "partitions assigned" "$out/$tag-1.log" && break; sleep 0.05; done
-    t0=$(now); b0=$(cpu_s "$broker_pid") t10="" t90=""
+    t0=$(now); b0=$(cpu_s "$broker_pid") t10="" t90="" i0=0
+    for ip in "${ipids[@]}"; do i0=$(python3 -c "print($i0 + $(cpu_s "$ip"))"); done
     while :; do
       stored=$(stored_total "$tag")
       [ -z "$t10" ] && [ "$stored" -ge $((total / 10)) ] && t10=$(now) s10=$stored
@@ -76,13 +78,15 @@ for run in $(seq 1 "$runs"); do
       [ "$stored" -ge "$total" ] && break
       sleep 0.2
     done
-    t1=$(now); b1=$(cpu_s "$broker_pid")
+    t1=$(now); b1=$(cpu_s "$broker_pid") i1=0
+    for ip in "${ipids[@]}"; do i1=$(python3 -c "print($i1 + $(cpu_s "$ip"))"); done
     wait "${ipids[@]}" || { echo "$tag: an instance failed"; tail -5 "$out/$tag"-*.log; exit 1; }
     rate=$(python3 -c "print(round($total / ($t1 - $t0)))")
     # a run too short for a poll between 10% and 90% has no steady rate
     steady=$(python3 -c "print(round(($s90 - $s10) / ($t90 - $t10)) if $s90 > $s10 and $t90 > $t10 else 'nan')")
     share=$(python3 -c "print(round(($b1 - $b0) / ($t1 - $t0) / $(nproc) * 100))")
-    echo "run $run, $n instance(s), changelog ${c##*:}: $rate events/s (steady $steady), broker $share% of the cores"
+    busy=$(python3 -c "print(round(($i1 - $i0) / ($t1 - $t0), 2))") # cores the instances kept busy
+    echo "run $run, $n instance(s), changelog ${c##*:}: $rate events/s (steady $steady), instances $busy cores busy, broker $share% of the cores"
     rates[$c]+="$rate " steadies[$c]+="$steady " shares[$c]+="$share "
     rm -rf "$out/$tag"-*/
   done
