@@ -1389,6 +1389,30 @@ static void coengagement_all(const dr_model_t *m, const cooc_src_t *src, float *
     for (size_t i = 0; i < m->n_items; i++) acc[i] = m->conf.cooc_weight * acc[i] * m->engaged_norm[i];
 }
 
+/* The rows of u's recent and hidden items (those still in the model),
+ * ascending: a rank meets the items in row order, so whether one of them is
+ * recent or hidden is a step along this list rather than a scan of both
+ * rings for each item scored above the target. rows: room for
+ * DR_RECENT_MAX + DR_HIDDEN_MAX. */
+static size_t excluded_rows(dr_model_t *m, const dr_user_t *u, int64_t *rows) {
+    size_t n = 0;
+    for (unsigned k = 0; k < u->recent_len; k++) {
+        int64_t r = dr_model_item_index(m, u->recent[k].item_id, false);
+        if (r >= 0) rows[n++] = r;
+    }
+    for (unsigned k = 0; k < u->hidden_len; k++) {
+        int64_t r = dr_model_item_index(m, u->hidden[k], false);
+        if (r >= 0) rows[n++] = r;
+    }
+    for (size_t k = 1; k < n; k++) { /* at most 128: insertion sort */
+        int64_t r = rows[k];
+        size_t j = k;
+        for (; j > 0 && rows[j - 1] > r; j--) rows[j] = rows[j - 1];
+        rows[j] = r;
+    }
+    return n;
+}
+
 int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id) {
     int64_t target = dr_model_item_index(m, item_id, false);
     if (target < 0 || m->excluded[target] || dr_user_excludes(u, item_id) ||
@@ -1403,7 +1427,8 @@ int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id) {
     coengagement_all(m, &src, coeng);
     size_t dim = (size_t)m->dim, n = m->n_items;
     float st = rank_score(m, dot(ue, m->q + (size_t)target * dim, m->dim), w, tw, coeng[target], (size_t)target);
-    int64_t above = 0;
+    int64_t above = 0, excl[DR_RECENT_MAX + DR_HIDDEN_MAX];
+    size_t n_excl = excluded_rows(m, u, excl), next_excl = 0;
     for (size_t i0 = 0; i0 < n; i0 += 4) {
         float d[4];
         if (i0 + 4 <= n) dot4(ue, m->q + i0 * dim, m->dim, d);
@@ -1413,9 +1438,12 @@ int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id) {
             size_t i = i0 + j;
             if ((int64_t)i == target || m->excluded[i]) continue;
             float si = rank_score(m, d[j], w, tw, coeng[i], i);
-            if (si > st && !dr_user_excludes(u, m->ids[i]) &&
-                !dr_user_hides_source(u, m->author[i], m->topic[i]))
-                above++;
+            if (!(si > st)) continue;
+            while (next_excl < n_excl && excl[next_excl] < (int64_t)i) next_excl++;
+            /* dr_user_excludes(), its ring scans done by the walk above */
+            bool excluded = (next_excl < n_excl && excl[next_excl] == (int64_t)i) ||
+                            dr_user_resting(u, m->ids[i]);
+            if (!excluded && !dr_user_hides_source(u, m->author[i], m->topic[i])) above++;
         }
     }
     memset(coeng, 0, m->n_items * sizeof(float));

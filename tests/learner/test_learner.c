@@ -408,12 +408,29 @@ static void test_list_rank_counts_every_term(void **state) {
             dr_event_t e = ev(100 + u, item, DR_EV_CLICK, 0, 1000 + round * 100 + u);
             assert_int_equal(dr_learner_apply(m, users[u], &e, (uint64_t)(round * USERS + u), &r), 0);
         }
+    /* user 0 hides three items of its own group, which score high for it,
+     * then clicks on until the hides have left its ring of recent events:
+     * only the hidden list keeps them out */
+    const int64_t hidden[] = {3, 17, 29};
+    for (int k = 0; k < 3; k++) {
+        dr_event_t e = ev(100, hidden[k], DR_EV_HIDE, 0, 9000 + k);
+        assert_int_equal(dr_learner_apply(m, users[0], &e, (uint64_t)(90000 + k), &r), 0);
+    }
+    for (int k = 0; k < 80; k++) {
+        int64_t item = 31 + (int64_t)(dr_rand64(&rng) % 20); /* the group's items 31..50 */
+        dr_event_t e = ev(100, item, DR_EV_CLICK, 0, 9100 + k);
+        assert_int_equal(dr_learner_apply(m, users[0], &e, (uint64_t)(91000 + k), &r), 0);
+    }
+    for (int k = 0; k < 3; k++) {
+        assert_true(dr_user_has_hidden(users[0], hidden[k]) && !dr_user_has_recent(users[0], hidden[k]));
+        assert_int_equal(dr_model_list_rank(m, users[0], hidden[k]), 0);
+    }
     float before[ITEMS + 1];
     for (int64_t item = 1; item <= ITEMS; item++)
         before[item] = dr_model_score(m, users[0], dr_model_item_index(m, item, false));
     int checked = 0;
     for (int u = 0; u < USERS; u += 7) {
-        for (int64_t item = 1; item <= ITEMS; item += 13) {
+        for (int64_t item = 1; item <= ITEMS; item += u == 0 ? 1 : 13) {
             int64_t rank = dr_model_list_rank(m, users[u], item);
             if (rank == 0) continue; /* recent: not listable */
             float st = dr_model_score(m, users[u], dr_model_item_index(m, item, false));
