@@ -58,6 +58,11 @@ typedef struct dr__nbr {
 int dr__nbr_add(dr__nbr_t *t, int32_t key, float w, uint32_t cap, const int64_t *ids);
 /* key's weight, 0 when absent. */
 float dr__nbr_get(const dr__nbr_t *t, int32_t key);
+/* Asks the CPU to fetch the index slot where key's look-up starts: a
+ * caller about to look keys up in several tables issues these first, so
+ * that the tables' cache misses overlap instead of following each other.
+ * Changes nothing. */
+void dr__nbr_prefetch(const dr__nbr_t *t, int32_t key);
 /* Frees the entries; the table is empty again. */
 void dr__nbr_clear(dr__nbr_t *t);
 /* Removes key's entry; false when absent. No allocation. */

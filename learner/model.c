@@ -968,6 +968,10 @@ static int coengage_reserve(dr_model_t *m, const dr_event_t *ev, const int32_t *
     int32_t i;
     if (!coengaged_item(m, ev, recent, n, &i)) return 0;
     uint32_t cap = (uint32_t)m->conf.cooc_neighbors, missing = 0;
+    for (int k = 0; k < n; k++) { /* 2n look-ups in n + 1 tables: their misses at once */
+        dr__nbr_prefetch(&m->nbr[recent[k]], i);
+        dr__nbr_prefetch(&m->nbr[i], recent[k]);
+    }
     for (int k = 0; k < n; k++) {
         /* a weight of 0 reads as absent: reserving for it only costs slots */
         bool known = dr__nbr_get(&m->nbr[recent[k]], i) != 0.0f;
@@ -1286,6 +1290,7 @@ size_t dr_model_item_neighbors(const dr_model_t *m, int64_t idx, float *engaged,
 /* β·c(u,i) for one item, given u's co-engagement sources. */
 static float coengagement_of(const dr_model_t *m, const cooc_src_t *src, int64_t i) {
     float c = 0.0f;
+    for (int k = 0; k < src->n; k++) dr__nbr_prefetch(&m->nbr[src->idx[k]], (int32_t)i); /* the misses at once */
     for (int k = 0; k < src->n; k++) c += src->w[k] * dr__nbr_get(&m->nbr[src->idx[k]], (int32_t)i);
     return m->conf.cooc_weight * c * m->engaged_norm[i];
 }

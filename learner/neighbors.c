@@ -139,6 +139,10 @@ int dr__nbr_add_reserved(dr__nbr_t *t, int32_t key, float w, uint32_t cap, const
     return add(t, key, w, cap, ids, ranked);
 }
 
+void dr__nbr_prefetch(const dr__nbr_t *t, int32_t key) {
+    if (t->e) __builtin_prefetch(&t->index[home(key, t->n_slots)]);
+}
+
 float dr__nbr_get(const dr__nbr_t *t, int32_t key) {
     if (!t->e) return 0.0f;
     int32_t at = t->index[probe(t, key)];
