@@ -48,6 +48,11 @@ static inline void dr_get_bytes(dr_reader_t *r, void *dst, size_t n) {
     memcpy(dst, r->p + r->pos, n);
     r->pos += n;
 }
+/* Steps over n bytes; past the end, the reader stops (ok false) where it is. */
+static inline void dr_get_skip(dr_reader_t *r, size_t n) {
+    if (!r->ok || r->len - r->pos < n) { r->ok = false; return; }
+    r->pos += n;
+}
 static inline uint8_t dr_get_u8(dr_reader_t *r) { uint8_t v; dr_get_bytes(r, &v, 1); return v; }
 static inline uint16_t dr_get_u16(dr_reader_t *r) { uint16_t v; dr_get_bytes(r, &v, 2); return v; }
 static inline uint32_t dr_get_u32(dr_reader_t *r) { uint32_t v; dr_get_bytes(r, &v, 4); return v; }

@@ -637,5 +637,11 @@ int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len);
  * gives the dimension and the detector parameters. */
 int dr_user_decode(int64_t user_id, const dr_learner_conf_t *conf, const void *rec, size_t len,
                    dr_user_t **out);
+/* The head of the last list a stored user record holds (items: room for
+ * DR_LAST_LIST, *n of them) and the partition of its last event (-1: none),
+ * read from the record's start without decoding the rest and without
+ * allocating: for sweeps over every stored user (the same layout in every
+ * version). 0, or DR_ECORRUPT when that start is not a user record's. */
+int dr_user_record_last_list(const void *rec, size_t len, int32_t *partition, int64_t *items, size_t *n);
 
 #endif /* DR_LEARNER_H */

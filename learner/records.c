@@ -629,6 +629,32 @@ static int get_rating(dr_reader_t *r, uint8_t version, int content_dim, dr_ratin
     return version >= 11 ? get_rating_content(r, ru, content_dim) : 0;
 }
 
+int dr_user_record_last_list(const void *rec, size_t len, int32_t *partition, int64_t *items, size_t *n) {
+    dr_reader_t r = {rec, len, 0, true};
+    *n = 0;
+    uint8_t version = dr_get_u8(&r);
+    (void)dr_get_u16(&r);                   /* dim */
+    dr_get_skip(&r, 8 + 8);                  /* events applied, last event's time */
+    int32_t part = (int32_t)dr_get_u32(&r);
+    dr_get_skip(&r, 8 + 4);                  /* offset, b_u */
+    unsigned recent_len = dr_get_u8(&r), recent_head = dr_get_u8(&r);
+    if (!r.ok || version < 1 || version > USER_RECORD_VERSION || part < -1 || recent_len > DR_RECENT_MAX ||
+        recent_head > recent_len)
+        return DR_ECORRUPT;
+    dr_get_skip(&r, (size_t)recent_len * 13); /* item, value, type: as dr_user_decode reads them */
+    unsigned pending_len = dr_get_u8(&r);
+    if (!r.ok || pending_len > DR_PENDING_IMP) return DR_ECORRUPT;
+    dr_get_skip(&r, (size_t)pending_len * 16);
+    unsigned list_len = dr_get_u8(&r);
+    if (!r.ok || list_len > DR_LAST_LIST) return DR_ECORRUPT;
+    for (unsigned i = 0; i < list_len; i++)
+        if (!valid_item_id(items[i] = dr_get_i64(&r))) return DR_ECORRUPT;
+    if (!r.ok) return DR_ECORRUPT;
+    *partition = part;
+    *n = list_len;
+    return 0;
+}
+
 int dr_user_decode(int64_t user_id, const dr_learner_conf_t *conf, const void *rec, size_t len,
                    dr_user_t **out) {
     dr_reader_t r = {rec, len, 0, true};

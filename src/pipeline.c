@@ -413,13 +413,12 @@ typedef struct sweep {
 /* Whether u's last published list may hold a withdrawn item: it holds one
  * in its stored head, or the list was longer than the head we keep. Only
  * users of partitions this instance owns: the others are another's. */
-static bool list_holds_withdrawn(const sweep_t *s, const dr_user_t *u) {
-    int32_t part = u->last_source.partition;
-    if (u->last_list_len == 0 || part < 0 || part >= s->n_parts || !s->parts[part].assigned) return false;
-    if (u->last_list_len == DR_LAST_LIST && s->p->cfg.topk > DR_LAST_LIST) return true;
-    for (unsigned i = 0; i < u->last_list_len; i++)
+static bool list_holds_withdrawn(const sweep_t *s, int32_t part, const int64_t *list, size_t len) {
+    if (len == 0 || part < 0 || part >= s->n_parts || !s->parts[part].assigned) return false;
+    if (len == DR_LAST_LIST && s->p->cfg.topk > DR_LAST_LIST) return true;
+    for (size_t i = 0; i < len; i++)
         for (size_t w = 0; w < s->p->n_withdrawn; w++)
-            if (u->last_list[i] == s->p->withdrawn[w]) return true;
+            if (list[i] == s->p->withdrawn[w]) return true;
     return false;
 }
 
@@ -437,17 +436,22 @@ static int sweep_add(sweep_t *s, int32_t partition, int64_t user_id) {
 
 static int sweep_cached(void *ctx, const dr_user_t *u) {
     sweep_t *s = ctx;
-    return list_holds_withdrawn(s, u) ? sweep_add(s, u->last_source.partition, u->user_id) : 0;
+    return list_holds_withdrawn(s, u->last_source.partition, u->last_list, u->last_list_len)
+               ? sweep_add(s, u->last_source.partition, u->user_id)
+               : 0;
 }
 
+/* A stored user: only its last list's head is read from the record. A
+ * whole decode (~4.5 KB allocated, every field parsed) added 0.4-1.2 µs
+ * per stored user to the scan's own 2.6-3.3 µs (docs/COLD-START.md). */
 static int sweep_stored(void *ctx, int32_t partition, int64_t user_id, const void *rec, size_t len) {
     sweep_t *s = ctx;
     if (dr_user_cache_peek(s->p->cache, user_id)) return 0; /* the cached one is newer */
-    dr_user_t *u = NULL;
-    if (dr_user_decode(user_id, &s->p->cfg.learner, rec, len, &u) != 0) return 0;
-    int err = list_holds_withdrawn(s, u) ? sweep_add(s, partition, user_id) : 0;
-    dr_user_free(u);
-    return err;
+    int64_t list[DR_LAST_LIST];
+    size_t n;
+    int32_t last_part;
+    if (dr_user_record_last_list(rec, len, &last_part, list, &n) != 0) return 0;
+    return list_holds_withdrawn(s, last_part, list, n) ? sweep_add(s, partition, user_id) : 0;
 }
 
 /* Every user whose last list holds an item blocked or deleted since the last

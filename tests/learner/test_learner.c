@@ -155,6 +155,51 @@ static void test_no_nan_and_bounded_norms(void **state) {
     dr_model_free(m);
 }
 
+/* A stored record's last list, read without decoding it (the withdrawal
+ * sweep's look at every stored user), is the decoded user's, past a full
+ * ring of recent events and pending impressions; every truncation of its
+ * start is refused without reading beyond it (ASan), and so is a record
+ * whose start is not a user record's. */
+static void test_record_last_list_without_decoding(void **state) {
+    (void)state;
+    dr_model_t *m = new_model(DR_MODE_IMPLICIT);
+    dr_user_t *u = dr_user_new(7, 8);
+    dr_apply_result_t r;
+    for (int i = 0; i < 80; i++) { /* impressions stay pending until clicked or stale */
+        dr_event_t e = ev(7, 100 + i % 37, i % 3 ? DR_EV_IMPRESSION : DR_EV_CLICK, 0, 1000 + i);
+        assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)i, &r), 0);
+    }
+    u->last_source.partition = 5;
+    u->last_list_len = DR_LAST_LIST;
+    for (int i = 0; i < DR_LAST_LIST; i++) u->last_list[i] = 1000 + 3 * i;
+    assert_true(u->recent_len > 0 && u->pending_len > 0);
+    uint8_t *rec;
+    size_t len;
+    assert_int_equal(dr_user_encode(u, 8, &rec, &len), 0);
+    int64_t list[DR_LAST_LIST];
+    size_t n = 0;
+    int32_t part = -2;
+    assert_int_equal(dr_user_record_last_list(rec, len, &part, list, &n), 0);
+    assert_int_equal(part, 5);
+    assert_int_equal(n, DR_LAST_LIST);
+    assert_memory_equal(list, u->last_list, sizeof(list));
+    size_t head = 1 + 2 + 8 + 8 + 4 + 8 + 4 + 2 + 13 * (size_t)u->recent_len + 1 + 16 * (size_t)u->pending_len + 1 +
+                  8 * (size_t)DR_LAST_LIST; /* where the list ends */
+    for (size_t cut = 0; cut < head; cut++) {
+        uint8_t *copy = malloc(cut ? cut : 1); /* exactly cut bytes: a read past them is ASan's */
+        memcpy(copy, rec, cut);
+        assert_int_equal(dr_user_record_last_list(copy, cut, &part, list, &n), DR_ECORRUPT);
+        assert_int_equal(n, 0);
+        free(copy);
+    }
+    assert_int_equal(dr_user_record_last_list(rec, head, &part, list, &n), 0);
+    rec[0] = 0; /* no such version */
+    assert_int_equal(dr_user_record_last_list(rec, len, &part, list, &n), DR_ECORRUPT);
+    free(rec);
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
 /* Records round-trip bit-exactly; corrupt or foreign records are refused. */
 static void test_records_round_trip(void **state) {
     (void)state;
@@ -2309,6 +2354,7 @@ int main(void) {
         cmocka_unit_test(test_user_step_size_decays),
         cmocka_unit_test(test_list_rank),
         cmocka_unit_test(test_list_rank_counts_every_term),
+        cmocka_unit_test(test_record_last_list_without_decoding),
         cmocka_unit_test(test_reptile_prior_keeps_users_in_place),
         cmocka_unit_test(test_content_ranks_new_items),
         cmocka_unit_test(test_content_refresh_is_exact),
