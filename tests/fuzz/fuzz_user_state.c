@@ -18,7 +18,9 @@
  * Oracles beyond "no crash, no leak, no hang": a user that decodes has a
  * finite vector and bias, a ring within the configured size (head within
  * it), and re-encoding it is stable (encode, decode, encode gives the same
- * bytes); it stays finite after learning and re-adapting. */
+ * bytes); it stays finite after learning and re-adapting; and the head of
+ * its last list read without decoding (dr_user_record_last_list, the
+ * withdrawal sweep's) is the decoded one. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -87,11 +89,21 @@ static void check_user(const dr_learner_conf_t *c, const uint8_t *data, size_t s
     uint8_t *rec1 = NULL, *rec2 = NULL;
     size_t len1 = 0, len2 = 0;
     int rc = dr_user_decode(42, c, data, size, &u);
+    /* the withdrawal sweep's look at a stored record: any input, no reading
+     * past it; where the record decodes, the decoded user's list and partition */
+    int64_t head[DR_LAST_LIST];
+    size_t head_len = 0;
+    int32_t head_part = -2;
+    int peek = dr_user_record_last_list(data, size, &head_part, head, &head_len);
+    if (peek != 0 && (peek != DR_ECORRUPT || head_len != 0)) die("last list: unexpected result");
     if (rc) {
         if (rc != DR_ECORRUPT && rc != DR_ENOMEM) die("unexpected error code");
         if (u) die("output set on failure");
         return;
     }
+    if (peek != 0 || head_part != u->last_source.partition || head_len != u->last_list_len ||
+        memcmp(head, u->last_list, head_len * sizeof(int64_t)) != 0)
+        die("the last list read without decoding differs from the decoded one");
     if (!isfinite(u->bias)) die("non-finite bias");
     for (int k = 0; k < c->dim; k++)
         if (!isfinite(u->v[k])) die("non-finite vector");

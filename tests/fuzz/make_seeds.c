@@ -166,6 +166,17 @@ static void user_seeds(void) {
     } else {
         failures++;
     }
+    /* a full head of the last list and a partition: what the withdrawal
+     * sweep reads without decoding (dr_user_record_last_list) */
+    u->last_source.partition = 3;
+    u->last_list_len = DR_LAST_LIST;
+    for (int i = 0; i < DR_LAST_LIST; i++) u->last_list[i] = 100 + i;
+    if (dr_user_encode(u, conf.dim, &rec, &len) == 0) {
+        put("user", "user-full-list", rec, len);
+        free(rec);
+    } else {
+        failures++;
+    }
     /* version 1: no detector, no scores (dimension 32, empty rings) */
     uint8_t v1[64 + 32 * 4];
     dr_writer_t w = {v1, 0, sizeof v1, true};
