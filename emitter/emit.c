@@ -125,17 +125,8 @@ static void gather_user(dr_emitter_t *e, const dr_model_t *m, const dr_user_t *u
     e->pop_weight[r] = dr_model_pop_weight(m, u);
     e->explore[r] = dr_user_exploring(dr_model_conf(m), u);
     int64_t *idx = e->excl_idx + r * EXCL_MAX;
-    size_t n = 0;
-    for (unsigned j = 0; j < u->recent_len; j++) {
-        int64_t i = dr_model_item_index((dr_model_t *)m, u->recent[j].item_id, false);
-        if (i >= 0) idx[n++] = i;
-    }
-    for (unsigned j = 0; j < u->hidden_len; j++) { /* hidden for good (an item in both: listed twice, harmless) */
-        int64_t i = dr_model_item_index((dr_model_t *)m, u->hidden[j], false);
-        if (i >= 0) idx[n++] = i;
-    }
     e->excl[r].idx = idx;
-    e->excl[r].n = n;
+    e->excl[r].n = dr_model_excluded_rows(m, u, idx);
     e->excl[r].user = u;
 }
 

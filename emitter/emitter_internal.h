@@ -8,7 +8,7 @@
 #include "dr_retrieval.h"
 #include "dr_workers.h"
 
-#define EXCL_MAX (DR_RECENT_MAX + DR_HIDDEN_MAX) /* a user's exclusions: recent and hidden items */
+#define EXCL_MAX DR_USER_EXCLUDED_MAX /* a user's exclusions: recent and hidden items */
 #define DR_EMIT_THREADS_MAX 64 /* emit.threads' largest */
 
 typedef struct dr__retrieval dr__retrieval_t;

@@ -514,6 +514,13 @@ size_t dr_model_fresh_top(const dr_model_t *m, int64_t *idx, float *scratch, siz
  * dr_model_score()); 0 when the item could not be in it. O(items · dim):
  * for evaluation. */
 int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id);
+/* The item rows u's lists leave out for good or for now: its recent events'
+ * and its hidden items' (those still in the model; an item in both is
+ * listed twice), recent first, into rows (room for DR_USER_EXCLUDED_MAX).
+ * Returns the count. Resting items are not among them (a filter, asked per
+ * item: dr_user_resting). */
+#define DR_USER_EXCLUDED_MAX (DR_RECENT_MAX + DR_HIDDEN_MAX)
+size_t dr_model_excluded_rows(const dr_model_t *m, const dr_user_t *u, int64_t *rows);
 /* Writes û + v_u into out (dim floats). */
 void dr_model_user_vector(const dr_model_t *m, const dr_user_t *u, float *out);
 

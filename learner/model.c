@@ -1394,21 +1394,26 @@ static void coengagement_all(const dr_model_t *m, const cooc_src_t *src, float *
     for (size_t i = 0; i < m->n_items; i++) acc[i] = m->conf.cooc_weight * acc[i] * m->engaged_norm[i];
 }
 
-/* The rows of u's recent and hidden items (those still in the model),
- * ascending: a rank meets the items in row order, so whether one of them is
- * recent or hidden is a step along this list rather than a scan of both
- * rings for each item scored above the target. rows: room for
- * DR_RECENT_MAX + DR_HIDDEN_MAX. */
-static size_t excluded_rows(dr_model_t *m, const dr_user_t *u, int64_t *rows) {
+size_t dr_model_excluded_rows(const dr_model_t *m, const dr_user_t *u, int64_t *rows) {
+    dr_model_t *look = (dr_model_t *)m; /* a look-up without create changes nothing */
     size_t n = 0;
     for (unsigned k = 0; k < u->recent_len; k++) {
-        int64_t r = dr_model_item_index(m, u->recent[k].item_id, false);
+        int64_t r = dr_model_item_index(look, u->recent[k].item_id, false);
         if (r >= 0) rows[n++] = r;
     }
     for (unsigned k = 0; k < u->hidden_len; k++) {
-        int64_t r = dr_model_item_index(m, u->hidden[k], false);
+        int64_t r = dr_model_item_index(look, u->hidden[k], false);
         if (r >= 0) rows[n++] = r;
     }
+    return n;
+}
+
+/* u's excluded rows (dr_model_excluded_rows), ascending: a rank meets the
+ * items in row order, so whether one of them is recent or hidden is a step
+ * along this list rather than a scan of both rings for each item scored
+ * above the target. */
+static size_t excluded_rows_sorted(const dr_model_t *m, const dr_user_t *u, int64_t *rows) {
+    size_t n = dr_model_excluded_rows(m, u, rows);
     for (size_t k = 1; k < n; k++) { /* at most 128: insertion sort */
         int64_t r = rows[k];
         size_t j = k;
@@ -1432,8 +1437,8 @@ int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id) {
     coengagement_all(m, &src, coeng);
     size_t dim = (size_t)m->dim, n = m->n_items;
     float st = rank_score(m, dot(ue, m->q + (size_t)target * dim, m->dim), w, tw, coeng[target], (size_t)target);
-    int64_t above = 0, excl[DR_RECENT_MAX + DR_HIDDEN_MAX];
-    size_t n_excl = excluded_rows(m, u, excl), next_excl = 0;
+    int64_t above = 0, excl[DR_USER_EXCLUDED_MAX];
+    size_t n_excl = excluded_rows_sorted(m, u, excl), next_excl = 0;
     for (size_t i0 = 0; i0 < n; i0 += 4) {
         float d[4];
         if (i0 + 4 <= n) dot4(ue, m->q + i0 * dim, m->dim, d);
