@@ -51,6 +51,7 @@ typedef struct dr_pipeline_stats {
     uint64_t retrieval_index_upserts;
     uint64_t lists_delivered;
     uint64_t delivery_errors;  /* failed deliveries (each one retried) */
+    uint64_t acks_without_offset; /* deliveries acknowledged with no offset (a duplicate or implicit ack) */
     uint64_t lists_reissued;   /* failed lists produced again as the user's current one */
     uint64_t commits;
     uint64_t commit_failures;

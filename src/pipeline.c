@@ -72,6 +72,9 @@ struct dr_pipeline {
      * that compaction keeps ours */
     int64_t changelog_next[DR_INGEST_MAX_PARTITIONS];
     bool changelog_foreign[DR_INGEST_MAX_PARTITIONS];
+    /* reports since an acknowledgement without an offset: their offsets
+     * are not where they landed (changelog_delivered) */
+    bool changelog_unanchored[DR_INGEST_MAX_PARTITIONS];
     uv_poll_t producer_poll;
     uv_timer_t emit_timer, commit_timer, housekeeping_timer;
     int open_handles;
@@ -518,18 +521,35 @@ static bool queue_reissue(dr_pipeline_t *p, const rd_kafka_message_t *m) {
 
 /* One of our changelog messages landed: a marker is where the commit's
  * position is; a gap before it is another writer's (reports come in
- * produce order within a partition). */
+ * produce order within a partition).
+ *
+ * Unless the batch was acknowledged without an offset (see on_delivery):
+ * then librdkafka 2.0.2 reports its first message at -1 and numbers the
+ * rest -1, 0, 1... (an implicit acknowledgement reports each at -1001).
+ * Those offsets say nothing of where the records landed, so they neither
+ * show another writer nor give a marker its position; the first report
+ * that breaks the run starts a batch with real offsets and anchors the
+ * check again. A zombie's records right there go unseen by this check,
+ * not by the fencing a restore does (dr_handoff.h). */
 static void changelog_delivered(dr_pipeline_t *p, const rd_kafka_message_t *m) {
     int32_t part = m->partition;
-    if (p->changelog_next[part] >= 0 && m->offset != p->changelog_next[part] && p->changelog_owned[part] &&
-        !p->changelog_foreign[part]) {
+    bool unanchored = p->changelog_unanchored[part];
+    if (m->offset < 0) {
+        unanchored = p->changelog_unanchored[part] = true;
+    } else if (unanchored && m->offset != p->changelog_next[part]) {
+        unanchored = p->changelog_unanchored[part] = false;
+        p->changelog_next[part] = -1;
+    }
+    if (!unanchored && p->changelog_next[part] >= 0 && m->offset != p->changelog_next[part] &&
+        p->changelog_owned[part] && !p->changelog_foreign[part]) {
         p->changelog_foreign[part] = true;
         p->stats.changelog_foreign++;
         dr_log(DR_LOG_WARN, "pipeline", "another instance wrote to a changelog partition we own (a former owner that missed losing it): our users of it are written again | partition=%d expected=%" PRId64 " landed=%" PRId64,
                (int)part, p->changelog_next[part], m->offset);
     }
     p->changelog_next[part] = m->offset + 1;
-    if (m->key_len == strlen(DR_CHANGELOG_MARKER_KEY) && memcmp(m->key, DR_CHANGELOG_MARKER_KEY, m->key_len) == 0)
+    if (!unanchored && m->key_len == strlen(DR_CHANGELOG_MARKER_KEY) &&
+        memcmp(m->key, DR_CHANGELOG_MARKER_KEY, m->key_len) == 0)
         p->marker_landed[part] = m->offset + 1;
 }
 
@@ -548,6 +568,13 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     }
     if (!m->err) {
         dr_flight_done(&p->flight, dr_msg_tag(m->_private));
+        /* An idempotent producer's batch can be acknowledged with no
+         * offset: a retry the broker already had (DUPLICATE_SEQUENCE_NUMBER:
+         * its first message reports -1) or one a later batch's success
+         * acknowledged implicitly (each reports -1001). A real broker holds
+         * it; counted, because the mock cluster may not (it checks no
+         * sequence of a non-transactional producer). */
+        if (m->offset < 0) p->stats.acks_without_offset++;
         if (dr_msg_kind(m->_private) == DR_MSG_RECS) p->stats.lists_delivered++;
         else if (dr_msg_kind(m->_private) == DR_MSG_CHANGELOG && m->partition >= 0 &&
                  m->partition < DR_INGEST_MAX_PARTITIONS)
@@ -1204,7 +1231,7 @@ static int64_t take_partition(dr_pipeline_t *p, const char *topic, int32_t part)
     p->marked_ms[part] = dr_mono_ms(); /* the claim's marker, owed below, starts the clock */
     p->changelog_epoch[part] = dr_changelog_next_epoch(r.epoch);
     p->changelog_next[part] = r.log_end;
-    p->changelog_foreign[part] = false;
+    p->changelog_foreign[part] = p->changelog_unanchored[part] = false;
     p->stats.changelog_fenced += r.fenced;
     if (r.fenced > 0)
         dr_log(DR_LOG_WARN, "pipeline", "changelog records of a former owner ignored: it wrote after losing the partition | partition=%d records=%" PRIu64,
