@@ -10,6 +10,7 @@
 #   6. the MovieLens replay, end to end                 (driftrec replay --embedded)
 #   7. approximate retrieval vs the full scan            (bench/retrieval.sh)
 #   8. catalog churn: posts that expire, memory and disk (bench/churn.sh)
+#   9. a withdrawal's scan of the stored users vs the loop (bench/withdraw.sh)
 # Environment: BUILD (build), ML (../shared/data/ml-latest-small).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,3 +41,5 @@ ITEMS=${RETRIEVAL_ITEMS:-"10000 100000 1000000"} KINDS=clustered RUNS=3 EF=50,64
 echo; echo "== 8. catalog churn (target: live items, rows and stored items flat while posts arrive and expire)"
 # ~10 minutes: 5M posts over 15M events; CHURN_EVENTS / CHURN_POSTS to shorten
 EVENTS=${CHURN_EVENTS:-15000000} POSTS=${CHURN_POSTS:-5000000} "$root/bench/churn.sh" "$build"
+echo; echo "== 9. a withdrawal's scan of 1M stored users (target: the loop's longest gap a few ms, not the scan's length)"
+USERS=${WITHDRAW_USERS:-1000000} ROUNDS=3 "$root/bench/withdraw.sh" "$build"

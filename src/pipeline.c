@@ -20,6 +20,7 @@
 #include "dr_log.h"
 #include "dr_schema_registry.h"
 #include "dr_state.h"
+#include "dr_withdraw.h"
 
 /* How long a revoke or shutdown commit may wait for deliveries. */
 #define FLUSH_STEP_MS 100
@@ -92,6 +93,11 @@ struct dr_pipeline {
     int batch_n_offsets;
     int64_t *withdrawn;          /* items newly blocked or deleted since the last emit */
     size_t n_withdrawn, cap_withdrawn;
+    /* withdrawn items whose cached users were served, the stored ones not
+     * yet (they wait for the scan under way, if any) */
+    int64_t *unscanned;
+    size_t n_unscanned, cap_unscanned;
+    dr_withdraw_scan_t *withdraw_scan;
     /* a commit built and waiting for its deliveries */
     dr_state_batch_t *commit_batch;
     dr_state_batch_t *spare_batch; /* the last commit's, emptied: its buffer is reused */
@@ -405,86 +411,163 @@ static int emit_users(dr_pipeline_t *p, dr_user_t **users, const bool *drift, si
 
 /* ---- withdrawing blocked and deleted items --------------------------------- */
 
+/* When a catalog record blocks or deletes an item, every user whose last
+ * list holds it is owed a new list: the cached users at the next emit
+ * tick, the stored ones when the scan of the store (dr_withdraw.h) finds
+ * them, without holding the loop meanwhile (docs/COLD-START.md). */
+
 typedef struct sweep {
     dr_pipeline_t *p;
-    struct swept { int32_t partition; int64_t user_id; } *ids; /* users to serve a new list */
+    const int64_t *items;
+    size_t n_items;
+    dr_withdraw_found_t *owed;
     size_t n, cap;
     const dr_partition_stats_t *parts;
     int n_parts;
 } sweep_t;
 
-/* Whether u's last published list may hold a withdrawn item: it holds one
- * in its stored head, or the list was longer than the head we keep. Only
- * users of partitions this instance owns: the others are another's. */
-static bool list_holds_withdrawn(const sweep_t *s, int32_t part, const int64_t *list, size_t len) {
-    if (len == 0 || part < 0 || part >= s->n_parts || !s->parts[part].assigned) return false;
-    if (len == DR_LAST_LIST && s->p->cfg.topk > DR_LAST_LIST) return true;
-    for (size_t i = 0; i < len; i++)
-        for (size_t w = 0; w < s->p->n_withdrawn; w++)
-            if (list[i] == s->p->withdrawn[w]) return true;
-    return false;
+static bool owned_partition(const dr_partition_stats_t *parts, int n_parts, int32_t part) {
+    return part >= 0 && part < n_parts && parts[part].assigned;
 }
 
-static int sweep_add(sweep_t *s, int32_t partition, int64_t user_id) {
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 256;
-        struct swept *v = realloc(s->ids, cap * sizeof(*v));
-        if (!v) return DR_ENOMEM;
-        s->ids = v;
-        s->cap = cap;
-    }
-    s->ids[s->n++] = (struct swept){partition, user_id};
-    return 0;
+/* Whether u's last published list may hold one of the items. Only users of
+ * partitions this instance owns: the others are another's. */
+static bool user_may_hold(dr_pipeline_t *p, const dr_partition_stats_t *parts, int n_parts, const dr_user_t *u,
+                          const int64_t *items, size_t n_items) {
+    return owned_partition(parts, n_parts, u->last_source.partition) &&
+           dr_withdraw_list_may_hold(u->last_list, u->last_list_len, items, n_items, p->cfg.topk > DR_LAST_LIST);
 }
 
 static int sweep_cached(void *ctx, const dr_user_t *u) {
     sweep_t *s = ctx;
-    return list_holds_withdrawn(s, u->last_source.partition, u->last_list, u->last_list_len)
-               ? sweep_add(s, u->last_source.partition, u->user_id)
-               : 0;
+    if (!user_may_hold(s->p, s->parts, s->n_parts, u, s->items, s->n_items)) return 0;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 256;
+        dr_withdraw_found_t *v = realloc(s->owed, cap * sizeof(*v));
+        if (!v) return DR_ENOMEM;
+        s->owed = v;
+        s->cap = cap;
+    }
+    s->owed[s->n++] = (dr_withdraw_found_t){u->last_source.partition, u->user_id};
+    return 0;
 }
 
-/* A stored user: only its last list's head is read from the record. A
- * whole decode (~4.5 KB allocated, every field parsed) added 0.4-1.2 µs
- * per stored user to the scan's own 2.6-3.3 µs (docs/COLD-START.md). */
-static int sweep_stored(void *ctx, int32_t partition, int64_t user_id, const void *rec, size_t len) {
-    sweep_t *s = ctx;
-    if (dr_user_cache_peek(s->p->cache, user_id)) return 0; /* the cached one is newer */
-    int64_t list[DR_LAST_LIST];
-    size_t n;
-    int32_t last_part;
-    if (dr_user_record_last_list(rec, len, &last_part, list, &n) != 0) return 0;
-    return list_holds_withdrawn(s, last_part, list, n) ? sweep_add(s, partition, user_id) : 0;
+/* A new list for u, which is never evicted while it is owed (a user owed
+ * one already, as the cached sweep may have left it, is not counted
+ * twice). */
+static int refresh_for_withdrawal(dr_pipeline_t *p, dr_user_t *u) {
+    dr_user_cache_mark_dirty(p->cache, u);
+    if (u->emit_pending) return 0;
+    p->stats.withdraw_refreshes++;
+    return owe_list(p, u);
 }
 
-/* Every user whose last list holds an item blocked or deleted since the last
- * emit is owed a new list now, so the item leaves every published list
- * within one emit interval. Looks at the cached users and at every stored
- * one: O(users) per emit interval that saw a withdrawal (docs/COLD-START.md). */
+static int append_items(int64_t **v, size_t *n, size_t *cap, const int64_t *items, size_t n_items) {
+    if (*n + n_items > *cap) {
+        size_t c = *cap ? *cap : 64;
+        while (c < *n + n_items) c *= 2;
+        int64_t *w = realloc(*v, c * sizeof(*w));
+        if (!w) return DR_ENOMEM;
+        *v = w;
+        *cap = c;
+    }
+    memcpy(*v + *n, items, n_items * sizeof(*items));
+    *n += n_items;
+    return 0;
+}
+
+static void start_withdraw_scan(dr_pipeline_t *p);
+
+/* On the loop thread: the users the scan found, checked against what they
+ * hold now (a list made since is made without the items) and against the
+ * assignment now. Partitions assigned while it ran were not read: their
+ * users are looked for again by a scan of every owned partition. */
+static void withdraw_scanned(void *ctx, const dr_withdraw_result_t *r) {
+    dr_pipeline_t *p = ctx;
+    if (p->stats.failed) return;
+    int n_parts;
+    const dr_partition_stats_t *parts = dr_ingest_partitions(p->ingest, &n_parts);
+    int err = r->err;
+    uint64_t refreshed = 0;
+    for (size_t i = 0; !err && i < r->n_found; i++) {
+        if (!owned_partition(parts, n_parts, r->found[i].partition)) continue;
+        dr_user_t *u;
+        if ((err = get_user(p, r->found[i].partition, r->found[i].user_id, &u))) break;
+        if (!user_may_hold(p, parts, n_parts, u, r->items, r->n_items)) continue;
+        if ((err = refresh_for_withdrawal(p, u))) break;
+        refreshed++;
+    }
+    bool missed = false;
+    for (int i = 0; i < n_parts && i < DR_INGEST_MAX_PARTITIONS; i++) missed |= parts[i].assigned && !r->scanned[i];
+    if (err || missed) {
+        if (err)
+            dr_log(DR_LOG_WARN, "pipeline", "withdrawing items from stored users' lists failed, will retry | items=%zu err=\"%s\"",
+                   r->n_items, dr_strerror(err));
+        if (append_items(&p->unscanned, &p->n_unscanned, &p->cap_unscanned, r->items, r->n_items) != 0)
+            fail(p, "withdrawn items cannot be queued for another scan", "out of memory");
+    }
+    dr_log(DR_LOG_INFO, "pipeline", "blocked or deleted items withdrawn from stored users' lists | items=%zu users_read=%" PRIu64
+           " lists=%" PRIu64 " seconds=%.3f", r->n_items, r->users_read, refreshed, r->seconds);
+    start_withdraw_scan(p);
+}
+
+/* The items waiting for the store's scan, when none is under way. */
+static void start_withdraw_scan(dr_pipeline_t *p) {
+    if (p->n_unscanned == 0 || dr_withdraw_scan_busy(p->withdraw_scan) || p->stopping) return;
+    int n_parts;
+    const dr_partition_stats_t *parts = dr_ingest_partitions(p->ingest, &n_parts);
+    bool owned[DR_INGEST_MAX_PARTITIONS] = {false};
+    for (int i = 0; i < n_parts && i < DR_INGEST_MAX_PARTITIONS; i++) owned[i] = parts[i].assigned;
+    if (dr_withdraw_scan_start(p->withdraw_scan, p->unscanned, p->n_unscanned, owned, p->cfg.topk > DR_LAST_LIST,
+                               withdraw_scanned, p) == 0)
+        p->n_unscanned = 0;
+}
+
+/* The items withdrawn since the last tick leave the cached users' lists
+ * now and the stored users' when the scan finds them. Before the consumer
+ * group's assignment they wait: the users are not ours to serve yet. */
 static int withdraw_items(dr_pipeline_t *p) {
-    sweep_t s = {.p = p};
+    sweep_t s = {.p = p, .items = p->withdrawn, .n_items = p->n_withdrawn};
     s.parts = dr_ingest_partitions(p->ingest, &s.n_parts);
     int assigned = 0;
     for (int i = 0; i < s.n_parts; i++) assigned += s.parts[i].assigned;
-    if (assigned == 0) return 0; /* not joined yet: the users are not ours to serve yet */
-    double t0 = dr_mono_s();
+    if (assigned == 0) return 0;
     int err = dr_user_cache_for_each(p->cache, sweep_cached, &s);
-    for (int part = 0; !err && part < s.n_parts; part++)
-        if (s.parts[part].assigned) err = dr_state_for_each_partition_user(p->state, part, sweep_stored, &s);
-    for (size_t i = 0; !err && i < s.n; i++) {
+    for (size_t i = 0; !err && i < s.n; i++) { /* looked up again: a load may evict */
         dr_user_t *u;
-        if ((err = get_user(p, s.ids[i].partition, s.ids[i].user_id, &u))) break;
-        dr_user_cache_mark_dirty(p->cache, u); /* owed users are never evicted */
-        err = owe_list(p, u);
+        if (!(err = get_user(p, s.owed[i].partition, s.owed[i].user_id, &u))) err = refresh_for_withdrawal(p, u);
     }
-    if (!err) {
-        p->stats.withdraw_refreshes += s.n;
-        dr_log(DR_LOG_INFO, "pipeline", "blocked or deleted items withdrawn from lists | items=%zu lists=%zu seconds=%.3f",
-               p->n_withdrawn, s.n, dr_mono_s() - t0);
-        p->n_withdrawn = 0;
-    }
-    free(s.ids);
-    return err;
+    free(s.owed);
+    if (!err) err = append_items(&p->unscanned, &p->n_unscanned, &p->cap_unscanned, p->withdrawn, p->n_withdrawn);
+    if (err) return err;
+    dr_log(DR_LOG_INFO, "pipeline", "blocked or deleted items withdrawn from cached users' lists | items=%zu lists=%zu",
+           p->n_withdrawn, s.n);
+    p->n_withdrawn = 0;
+    start_withdraw_scan(p);
+    return 0;
+}
+
+/* A stop serves what withdrawals still owe before its last commit: a
+ * restart would not look for those users again. The scan under way is
+ * waited for, the items still waiting are scanned here (a stop takes that
+ * long: ~3 s a million stored users). */
+static void finish_withdrawals(dr_pipeline_t *p) {
+    if (p->n_withdrawn > 0 && withdraw_items(p) != 0)
+        dr_log(DR_LOG_WARN, "pipeline", "withdrawing blocked items from cached users' lists failed at stop | items=%zu",
+               p->n_withdrawn);
+    dr_withdraw_scan_finish(p->withdraw_scan);
+    if (p->n_unscanned == 0) return;
+    int n_parts;
+    const dr_partition_stats_t *parts = dr_ingest_partitions(p->ingest, &n_parts);
+    bool owned[DR_INGEST_MAX_PARTITIONS] = {false};
+    for (int i = 0; i < n_parts && i < DR_INGEST_MAX_PARTITIONS; i++) owned[i] = parts[i].assigned;
+    size_t n = p->n_unscanned;
+    p->n_unscanned = 0; /* what this scan gives back (an error) stays unserved: said below */
+    int err = dr_withdraw_scan_run(p->withdraw_scan, p->unscanned, n, owned, p->cfg.topk > DR_LAST_LIST,
+                                   withdraw_scanned, p);
+    if (err || p->n_unscanned > 0)
+        dr_log(DR_LOG_ERROR, "pipeline", "withdrawn items may stay in stored users' lists: the stop's scan failed | items=%zu err=\"%s\"",
+               n, dr_strerror(err ? err : DR_ESTORE));
 }
 
 static void on_emit_timer(uv_timer_t *t) {
@@ -1666,6 +1749,7 @@ int dr_pipeline_new(dr_pipeline_t **out, uv_loop_t *loop, const dr_config_t *cfg
     sc.min_free_bytes = (uint64_t)cfg->state_min_free_mb << 20;
     if ((err = dr_state_open(&p->state, &sc, errstr, n))) goto out_fail;
     if ((err = dr_user_cache_new(&p->cache, (size_t)cfg->cache_users, cfg->learner.dim))) goto out_fail;
+    if ((err = dr_withdraw_scan_new(&p->withdraw_scan, loop, p->state))) goto out_fail;
     if ((err = dr_model_new(&p->model, &cfg->learner, errstr, n))) goto out_fail;
     dr_adwin_pop_conf_t global = {cfg->global_drift_delta, cfg->global_block, cfg->global_scale,
                                   cfg->global_min_rise};
@@ -1731,6 +1815,7 @@ void dr_pipeline_stop(dr_pipeline_t *p) {
     p->stopping = true;
     dr_log(DR_LOG_INFO, "pipeline", "stopping: publishing owed lists and committing");
     dr_ingest_stop(p->ingest);
+    if (!p->stats.failed) finish_withdrawals(p);
     take_shared_model(p);
     if (!p->stats.failed) commit_now(p);
     /* the retrieval index as it serves now, for the next start (its items
@@ -1754,6 +1839,7 @@ void dr_pipeline_free(dr_pipeline_t *p) {
     /* a loop left before a write's end was handled: the worker must be done
      * with the batch and the store before they go */
     wait_write_done(p);
+    dr_withdraw_scan_free(p->withdraw_scan); /* ... and the scan with the store */
     dr_catalog_free(p->catalog);
     dr_ingest_free(p->ingest);
     free(p->partitions);
@@ -1779,6 +1865,7 @@ void dr_pipeline_free(dr_pipeline_t *p) {
     free(p->emit_users);
     free(p->reissue);
     free(p->withdrawn);
+    free(p->unscanned);
     free(p->kafka_keys);
     free(p->kafka_values);
     free(p);

@@ -1,0 +1,188 @@
+/* test_withdraw.c - the withdrawal's scan of the stored users: it finds
+ * exactly the users of the partitions asked for whose last list holds a
+ * withdrawn item (or may: a full head of a longer list), on the thread
+ * pool while the loop goes on, and a stop can finish it or run it in
+ * place (dr_withdraw.h). */
+#include "dr_test.h"
+
+#include "dr_err.h"
+#include "dr_learner.h"
+#include "dr_state.h"
+#include "dr_withdraw.h"
+
+#define USERS 60000
+#define PARTS 4
+#define WITHDRAWN 7
+#define DIM 8
+
+/* User u, of partition u % PARTS: every 100th holds item WITHDRAWN in its
+ * last list (at position u % 10), every 1000th (when not one of those) a
+ * full head of other items; the rest hold other items. */
+static bool holds(int64_t u) { return u % 100 == 0; }
+static bool full_head(int64_t u) { return u % 1000 == 500; }
+
+typedef struct fixture {
+    char dir[512];
+    dr_state_t *state;
+} fixture_t;
+
+static int setup(void **state) {
+    fixture_t *fx = calloc(1, sizeof(*fx));
+    char err[512];
+    dr_test_tmpdir(fx->dir, sizeof(fx->dir), "withdraw");
+    dr_state_conf_t sc;
+    dr_state_conf_default(&sc);
+    sc.path = fx->dir;
+    assert_int_equal(dr_state_open(&fx->state, &sc, err, sizeof(err)), 0);
+    dr_state_batch_t *b = dr_state_batch_new();
+    for (int64_t id = 1; id <= USERS; id++) {
+        dr_user_t *u = dr_user_new(id, DIM);
+        u->last_source.partition = (int32_t)(id % PARTS);
+        u->last_list_len = full_head(id) ? DR_LAST_LIST : 10;
+        for (unsigned i = 0; i < u->last_list_len; i++) u->last_list[i] = 1000 + id % 500 + i;
+        if (holds(id)) u->last_list[id % 10] = WITHDRAWN;
+        uint8_t *rec;
+        size_t len;
+        assert_int_equal(dr_user_encode(u, DIM, &rec, &len), 0);
+        dr_state_batch_put_user(b, (int32_t)(id % PARTS), id, rec, len);
+        free(rec);
+        dr_user_free(u);
+    }
+    assert_int_equal(dr_state_write(fx->state, b, err, sizeof(err)), 0);
+    dr_state_batch_free(b);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture_t *fx = *state;
+    dr_state_close(fx->state);
+    dr_rmtree(fx->dir);
+    free(fx);
+    return 0;
+}
+
+typedef struct seen {
+    int calls;
+    int err;
+    size_t n_found;
+    bool wrong;         /* a user found that should not be */
+    uint64_t users_read;
+    uint64_t ticks_at_end; /* the loop's timer ticks when the callback ran */
+    uint64_t ticks;
+    bool longer;
+} seen_t;
+
+static void on_scanned(void *ctx, const dr_withdraw_result_t *r) {
+    seen_t *s = ctx;
+    s->calls++;
+    s->err = r->err;
+    s->n_found = r->n_found;
+    s->users_read = r->users_read;
+    s->ticks_at_end = s->ticks;
+    for (size_t i = 0; i < r->n_found; i++) {
+        int64_t u = r->found[i].user_id;
+        if (r->found[i].partition != u % PARTS || !r->scanned[u % PARTS] ||
+            !(holds(u) || (s->longer && full_head(u))))
+            s->wrong = true;
+    }
+}
+
+/* The users each scan must find among partitions 0..2 (not 3). */
+static size_t expected(bool longer) {
+    size_t n = 0;
+    for (int64_t u = 1; u <= USERS; u++)
+        if (u % PARTS != 3 && (holds(u) || (longer && full_head(u)))) n++;
+    return n;
+}
+
+static const bool three_partitions[DR_INGEST_MAX_PARTITIONS] = {true, true, true};
+
+static void on_tick(uv_timer_t *t) { ((seen_t *)t->data)->ticks++; }
+
+/* Started on the pool, the scan leaves the loop free: a 1 ms timer keeps
+ * ticking until its callback runs on the loop thread. */
+static void test_scan_on_the_pool(void **state) {
+    fixture_t *fx = *state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    dr_withdraw_scan_t *s;
+    assert_int_equal(dr_withdraw_scan_new(&s, &loop, fx->state), 0);
+    seen_t seen = {0};
+    int64_t items[] = {123456, WITHDRAWN};
+    assert_int_equal(dr_withdraw_scan_start(s, items, 2, three_partitions, false, on_scanned, &seen), 0);
+    assert_true(dr_withdraw_scan_busy(s));
+    assert_int_equal(dr_withdraw_scan_start(s, items, 2, three_partitions, false, on_scanned, &seen), DR_EAGAIN);
+    uv_timer_t timer;
+    uv_timer_init(&loop, &timer);
+    timer.data = &seen;
+    uv_timer_start(&timer, on_tick, 1, 1);
+    while (seen.calls == 0) uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&timer, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_false(dr_withdraw_scan_busy(s));
+    assert_int_equal(seen.calls, 1);
+    assert_int_equal(seen.err, 0);
+    assert_false(seen.wrong);
+    assert_int_equal(seen.n_found, expected(false));
+    assert_int_equal(seen.users_read, USERS * 3 / 4);
+    print_message("scan of %llu stored users: the loop ticked %llu times meanwhile\n",
+                  (unsigned long long)seen.users_read, (unsigned long long)seen.ticks_at_end);
+    assert_true(seen.ticks_at_end > 0);
+    dr_withdraw_scan_free(s);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* A stop: the scan under way is waited for and its callback runs at once,
+ * never again when the loop gets to the request; a last scan runs in
+ * place, here with lists longer than the head kept (every full head may
+ * hold the item). */
+static void test_finish_and_run_in_place(void **state) {
+    fixture_t *fx = *state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    dr_withdraw_scan_t *s;
+    assert_int_equal(dr_withdraw_scan_new(&s, &loop, fx->state), 0);
+    seen_t first = {0};
+    int64_t item = WITHDRAWN;
+    assert_int_equal(dr_withdraw_scan_start(s, &item, 1, three_partitions, false, on_scanned, &first), 0);
+    dr_withdraw_scan_finish(s);
+    assert_int_equal(first.calls, 1);
+    assert_int_equal(first.n_found, expected(false));
+    assert_false(dr_withdraw_scan_busy(s));
+    seen_t last = {.longer = true};
+    assert_int_equal(dr_withdraw_scan_run(s, &item, 1, three_partitions, true, on_scanned, &last), 0);
+    assert_int_equal(last.calls, 1);
+    assert_false(last.wrong);
+    assert_int_equal(last.n_found, expected(true));
+    uv_run(&loop, UV_RUN_DEFAULT); /* the first scan's request ends: no second callback */
+    assert_int_equal(first.calls, 1);
+    assert_int_equal(last.calls, 1);
+    dr_withdraw_scan_free(s);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* The list check the pipeline applies to cached users and to each user a
+ * scan found. */
+static void test_list_may_hold(void **state) {
+    (void)state;
+    int64_t list[DR_LAST_LIST];
+    for (int i = 0; i < DR_LAST_LIST; i++) list[i] = 100 + i;
+    int64_t items[] = {5, 107};
+    assert_true(dr_withdraw_list_may_hold(list, 10, items, 2, false));
+    assert_false(dr_withdraw_list_may_hold(list, 7, items, 2, false)); /* 107 is the 8th */
+    assert_false(dr_withdraw_list_may_hold(list, 0, items, 2, true));
+    int64_t other = 5;
+    assert_false(dr_withdraw_list_may_hold(list, DR_LAST_LIST, &other, 1, false));
+    assert_true(dr_withdraw_list_may_hold(list, DR_LAST_LIST, &other, 1, true)); /* the rest is unknown */
+    assert_false(dr_withdraw_list_may_hold(list, DR_LAST_LIST - 1, &other, 1, true));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_scan_on_the_pool, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finish_and_run_in_place, setup, teardown),
+        cmocka_unit_test(test_list_may_hold),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
