@@ -8,7 +8,10 @@
 #
 #   bench/author_prior.sh [BUILD_DIR]
 # Environment: SEEDS ("1 2 3"), TABLE (1000000), SMALL (64),
-#              EVENTS (300000), USERS (5000), AUTHORS (500), POSTS (20000), LIVE_POSTS (2000).
+#              EVENTS (300000), USERS (5000), AUTHORS (500), POSTS (20000), LIVE_POSTS (2000);
+#              CONTENT_PRIOR (0/1: learner.prior.popularity.content, the library's default
+#              when unset), QUALITY_IN_CONTENT (0: how much of a post's quality its embedding
+#              carries), both read by the bench itself.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)

@@ -136,6 +136,13 @@ int main(int argc, char **argv) {
     dr_learner_conf_default(&conf);
     conf.content_dim = CONTENT_DIM;
     conf.pop_authors = table;
+    /* CONTENT_PRIOR=0: learner.prior.popularity.content off (bench/author_prior.sh) */
+    const char *content_prior = getenv("CONTENT_PRIOR");
+    if (content_prior) conf.pop_content = atoi(content_prior) != 0;
+    /* QUALITY_IN_CONTENT=x: the embedding's last coordinate carries x times
+     * the post's quality (default 0: the content says the topic only) */
+    const char *qic = getenv("QUALITY_IN_CONTENT");
+    float quality_in_content = qic ? (float)atof(qic) : 0.0f;
     conf.item_ttl_ms = (int64_t)((double)live * events_per_post * EVENT_GAP_MS);
     conf.item_grace_ms = conf.item_ttl_ms / 10;
     dr_model_t *m;
@@ -191,6 +198,7 @@ int main(int argc, char **argv) {
             float emb[CONTENT_DIM];
             for (int j = 0; j < CONTENT_DIM; j++)
                 emb[j] = centre[p->topic][j] + 1.2f * (float)(dr_rand01(&rng) - 0.5);
+            emb[CONTENT_DIM - 1] += quality_in_content * p->quality; /* an encoder that sees quality */
             if ((rc = dr_model_set_item_content(m, next_post, emb, CONTENT_DIM))) die("content", rc);
             if ((rc = dr_model_set_item_source(m, next_post, p->author, p->topic))) die("source", rc);
             if ((rc = dr_model_set_item_published(m, next_post, t0_ms + e * EVENT_GAP_MS))) die("published", rc);
@@ -238,11 +246,11 @@ int main(int argc, char **argv) {
     dr_model_pop_fade(m, &gamma, &tau);
     uint64_t evicted = 0;
     size_t n_authors = dr_model_authors(m, &evicted);
-    printf("seed=%" PRIu64 " authors_table=%" PRId64 " ctr=%.4f ctr_young=%.4f young_n=%" PRIu64
+    printf("seed=%" PRIu64 " authors_table=%" PRId64 " content_prior=%d quality_in_content=%.2f ctr=%.4f ctr_young=%.4f young_n=%" PRIu64
            " ctr_under10k=%.4f under10k_n=%" PRIu64 " ctr_users_first20=%.4f users_first20_n=%" PRIu64
            " impressions=%" PRIu64 " gamma=%.2f tau=%.1f authors_held=%zu evicted=%" PRIu64
            " live_items=%zu seconds=%.1f\n",
-           seed, table, rate(&all), rate(&young), young.n, rate(&youngish), youngish.n, rate(&new_users),
+           seed, table, (int)conf.pop_content, quality_in_content, rate(&all), rate(&young), young.n, rate(&youngish), youngish.n, rate(&new_users),
            new_users.n, all.n, gamma, tau, n_authors, evicted, dr_model_live_items(m), dr_mono_s() - t0);
     free(rows);
     free(scores);

@@ -10,7 +10,9 @@
  * accumulate. A post of a known author starts from its author's record
  * instead of 0: c_i + s_i·k/(k + e_i), s_i the mean positives of the
  * author's posts (shrunk for authors with few), e_i the post's own events,
- * so its own evidence replaces it (conf.pop_authors, docs/CATALOG.md). γ
+ * so its own evidence replaces it (conf.pop_authors, docs/CATALOG.md); with
+ * conf.pop_content, a post with content and no author record to start from
+ * takes s_i from a regression of posts' positives on their content. γ
  * and τ are meta-learned at the outer steps, by gradient ascent on a
  * ranking objective (a positive against a uniformly drawn item) over all
  * users' events (docs/COLD-START.md).
@@ -95,6 +97,8 @@ typedef struct dr_learner_conf {
     float pop_halflife;            /* positives after which a count weighs half; 0: none */
     int64_t pop_authors;           /* authors whose posts' positives are kept, so that
                                       a new post starts from its author's (0: none) */
+    bool pop_content;              /* a new post with content and no author record
+                                      starts from what posts of similar content earned */
     int content_dim;               /* c; 0: content embeddings are not used */
     float lr_content;              /* rate for the projection W */
     float reg_item;

@@ -229,6 +229,7 @@ static int item_remove(dr_model_t *m, size_t idx, bool retire, bool stored) {
         m->held_epoch_cap = m->held_rows.cap;
     }
     dr__author_leave(m, idx); /* its author's record holds its live posts */
+    dr__content_prior_leave(m, idx); /* ... and so does the content prior */
     if (retire)
         retired_put(&m->retired[0], id,
                     m->published[idx] >= 0 || m->published[idx] == DR__PUBLISHED_DELETED ? m->published[idx]

@@ -141,6 +141,26 @@ typedef struct dr__authors {
     uint64_t evicted;   /* authors dropped to make room, ever */
 } dr__authors_t;
 
+/* ---- content, for the population prior of new posts (content_prior.c) ---- */
+
+/* A ridge regression of a post's decayed positives on its content
+ * embedding, over the live posts with content: w = (A + λI)^-1 b with
+ * A = Σ 2^(-(t - joined)/h) e_i e_iᵀ and b = Σ c_i(t) e_i. With one-hot
+ * embeddings it is the author table's mean (positives / (posts + λ)); with
+ * real ones, posts of similar content share what theirs earned. Both sums
+ * are kept as raw · scale, so that the decay between two changes is one
+ * multiply of `scale` and a positive adds c floats to b. */
+typedef struct dr__content_prior {
+    double *a_raw;   /* c × c */
+    double *b_raw;   /* c */
+    double scale;    /* A = a_raw · scale, b = b_raw · scale, as of `time` */
+    uint64_t time;   /* the positive clock */
+    double *w;       /* c: the last solution, valid while !stale */
+    double *work;    /* c × c + c: the solver's */
+    bool stale;
+    uint64_t posts;  /* live posts counted (not decayed): 0 means no signal */
+} dr__content_prior_t;
+
 /* ---- the rating blend (rating.c) ----------------------------------------- */
 
 #define DR__RATING_INPUTS 14 /* the global stage's inputs at most, the constant 1 first: */
@@ -270,6 +290,8 @@ struct dr_model {
                               decayed like c_i to pop_time (0: none) */
     uint64_t *author_joined; /* n: the positive clock when it joined its author */
     dr__authors_t authors; /* per author, what its posts earned (authors.c) */
+    uint64_t *content_joined; /* n: ... and when its content joined the regression */
+    dr__content_prior_t content_prior; /* content -> positives (content_prior.c) */
     uint64_t pos_clock;    /* positives seen */
     uint64_t pop_ref;      /* the clock at the last outer step */
     uint32_t *trend_count; /* n: t_i, kept while a trend period runs */
@@ -372,6 +394,20 @@ void dr__author_positive(dr_model_t *m, size_t idx);
  * positives, shrunk toward 0 for authors with few posts; 0 when unknown. */
 float dr__author_seed(const dr_model_t *m, int64_t author);
 void dr__authors_free(dr__authors_t *t);
+/* Whether new posts with content take a pseudo-count from the posts of
+ * similar content (learner.prior.popularity.content, the prior on). */
+bool dr__content_prior_on(const dr_model_t *m);
+/* Item idx's content and positives count in the regression, or stop
+ * counting (its removal, a record read again, new content). No-ops for an
+ * item without content or with the regression off. */
+void dr__content_prior_join(dr_model_t *m, size_t idx);
+void dr__content_prior_leave(dr_model_t *m, size_t idx);
+/* A positive on item idx counts for its content now. */
+void dr__content_prior_positive(dr_model_t *m, size_t idx);
+/* The pseudo-count a new post of content e (unit length) starts with: the
+ * regression's prediction, 0 when below or without posts. */
+float dr__content_prior_seed(dr_model_t *m, const float *e);
+void dr__content_prior_free(dr__content_prior_t *t);
 /* Records an item's learned part before a change, for the next export
  * (sync.c; nothing when sharing is off). DR_ENOMEM: not recorded. */
 int dr__sync_touch(dr_model_t *m, size_t idx);

@@ -87,6 +87,7 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->pop_step = 1.0f;
     c->pop_halflife = 20000.0f;
     c->pop_authors = 1000000; /* docs/CATALOG.md: new posts of known authors */
+    c->pop_content = false;   /* ... and of content like earning posts' (opt-in: no gain measured) */
     c->drift_arm_share = 1.0;
     c->trend_weight = 2.0f;
     c->trend_positives = 100000;
@@ -317,6 +318,7 @@ static int grow_items(dr_model_t *m) {
         grow_array((void **)&m->pop_score, sizeof(float), n) ||
         grow_array((void **)&m->pop_seed, sizeof(float), n) ||
         grow_array((void **)&m->author_joined, sizeof(uint64_t), n) ||
+        grow_array((void **)&m->content_joined, sizeof(uint64_t), n) ||
         grow_array((void **)&m->trend_count, sizeof(uint32_t), n) ||
         grow_array((void **)&m->trend_score, sizeof(float), n) ||
         grow_array((void **)&m->fresh_score, sizeof(float), n) ||
@@ -438,6 +440,7 @@ void dr__item_init(dr_model_t *m, size_t idx, int64_t item_id) {
     m->pop_score[idx] = 0.0f;
     m->pop_seed[idx] = 0.0f;
     m->author_joined[idx] = 0;
+    m->content_joined[idx] = 0;
     m->trend_count[idx] = 0;
     m->trend_score[idx] = 0.0f;
     m->fresh_score[idx] = 1.0f;
@@ -523,6 +526,24 @@ bool dr_model_item_has_content(const dr_model_t *m, int64_t idx) {
     return idx >= 0 && (size_t)idx < m->n_items && m->has_content[idx];
 }
 
+/* The pseudo-count item idx starts from (its own count brought to now
+ * first, so that both are as of the same clock): its author's record when
+ * it has one that earned something, else what posts of similar content
+ * earned (docs/CATALOG.md). An item its events already describe keeps its
+ * own; an author's record replaces a content seed, as a new author's
+ * replaces the old. */
+static void start_pop_seed(dr_model_t *m, size_t idx) {
+    bool authors = dr__authors_on(m), content = dr__content_prior_on(m) && m->has_content[idx];
+    if (!authors && !content) return;
+    m->pop_count[idx] = (float)(m->pop_count[idx] * dr__pop_decay(m, m->pop_time[idx], m->pos_clock));
+    m->pop_time[idx] = m->pos_clock;
+    float seed = authors ? dr__author_seed(m, m->author[idx]) : 0.0f;
+    if (seed == 0.0f && content && m->count[idx] == 0)
+        seed = dr__content_prior_seed(m, m->emb + idx * (size_t)m->content_dim);
+    m->pop_seed[idx] = seed;
+    dr__pop_refresh_item(m, idx);
+}
+
 int dr_model_set_item_content(dr_model_t *m, int64_t item_id, const float *emb, size_t len) {
     if (m->content_dim == 0 || len != (size_t)m->content_dim) return DR_EINVAL;
     for (size_t j = 0; j < len; j++)
@@ -536,6 +557,7 @@ int dr_model_set_item_content(dr_model_t *m, int64_t item_id, const float *emb, 
     double norm2 = 0.0;
     for (size_t j = 0; j < len; j++) norm2 += (double)emb[j] * emb[j];
     if (norm2 == 0.0) return DR_EINVAL;
+    dr__content_prior_leave(m, idx); /* new content: its share goes with the old */
     float *e = m->emb + idx * (size_t)c;
     for (size_t j = 0; j < len; j++) e[j] = (float)(emb[j] / sqrt(norm2));
     float *delta = m->delta + idx * (size_t)m->dim;
@@ -556,6 +578,9 @@ int dr_model_set_item_content(dr_model_t *m, int64_t item_id, const float *emb, 
     if (!m->has_content[idx]) m->n_content++;
     m->has_content[idx] = 1;
     dr__content_refresh_item(m, idx);
+    if (m->count[idx] == 0 && dr__content_prior_on(m)) start_pop_seed(m, idx); /* what posts like it earned */
+    m->content_joined[idx] = m->pos_clock;
+    dr__content_prior_join(m, idx);
     mark_item_dirty(m, idx);
     return 0;
 }
@@ -575,15 +600,10 @@ int dr_model_set_item_excluded(dr_model_t *m, int64_t item_id, bool excluded) {
  * so that both are as of the same clock). */
 static void author_assign(dr_model_t *m, size_t idx, int64_t author) {
     dr__author_leave(m, idx);
-    if (dr__authors_on(m)) {
-        m->pop_count[idx] = (float)(m->pop_count[idx] * dr__pop_decay(m, m->pop_time[idx], m->pos_clock));
-        m->pop_time[idx] = m->pos_clock;
-        m->pop_seed[idx] = dr__author_seed(m, author);
-    }
     m->author[idx] = author;
     m->author_joined[idx] = m->pos_clock;
+    start_pop_seed(m, idx);
     dr__author_join(m, idx);
-    if (dr__authors_on(m)) dr__pop_refresh_item(m, idx);
 }
 
 int dr_model_set_item_source(dr_model_t *m, int64_t item_id, int64_t author, int64_t topic) {
@@ -697,6 +717,8 @@ void dr_model_free(dr_model_t *m) {
     free(m->pop_seed);
     free(m->author_joined);
     dr__authors_free(&m->authors);
+    free(m->content_joined);
+    dr__content_prior_free(&m->content_prior);
     free(m->trend_count);
     free(m->trend_score);
     free(m->fresh_score);
@@ -758,6 +780,7 @@ static void pop_observe(dr_model_t *m, size_t idx) {
     m->pop_seed[idx] = (float)(m->pop_seed[idx] * d); /* kept as of the same clock */
     m->pop_time[idx] = m->pos_clock;
     dr__author_positive(m, idx);
+    dr__content_prior_positive(m, idx);
     dr__pop_refresh_item(m, idx);
 }
 

@@ -20,13 +20,14 @@
 #include "learner_internal.h"
 
 #define USER_RECORD_VERSION 11 /* 2: + drift detector; 3: + last list scores; 4: + prior version; 5: + drift regime; 6: + hidden items; 7: + seen posts filter; 8: + hidden authors and topics; 9: + the last re-adaptation's sample; 10: + the rating blend's part and the ring's residuals; 11: + the user's content statistics; older still read */
-#define ITEM_RECORD_VERSION 8 /* 2: + content embedding and δ_i; 3: + decayed positives and
+#define ITEM_RECORD_VERSION 9 /* 2: + content embedding and δ_i; 3: + decayed positives and
                                  co-engagement; 4: + author and topic; 5: + publish time;
                                  6: + the author's pseudo-count and when it joined
                                  its author; 7: + the co-engagement row's base
                                  and the half-life its counts were made under;
                                  8: + the rating blend's statistics;
-                                 older still read */
+                                 9: + when its content joined the content
+                                 prior's regression; older still read */
 #define GLOBALS_RECORD_VERSION 6 /* 2: + outer-loop accumulator and past priors; 3: + population prior;
                                     4: + the co-engagement clock; 5: + the rating blend;
                                     6: + the id table's size */
@@ -55,7 +56,7 @@ size_t dr_model_dirty_items(const dr_model_t *m) { return m->n_dirty + m->gone.n
 
 /* The largest item record: fixed fields, q_i, content and δ_i, neighbours. */
 size_t dr__item_record_cap(const dr_model_t *m) {
-    return 64 + 48 + (size_t)m->dim * 8 + (size_t)m->content_dim * 4 + (size_t)m->conf.cooc_neighbors * 12;
+    return 64 + 56 + (size_t)m->dim * 8 + (size_t)m->content_dim * 4 + (size_t)m->conf.cooc_neighbors * 12;
 }
 
 /* Version 3's tail: n_i, then the neighbour count and (item id, n_ji) pairs
@@ -160,6 +161,7 @@ int dr_model_drain_dirty_items(dr_model_t *m, dr_item_sink_fn fn, void *ctx) {
         dr_put_f32(&w, m->rated[idx].residual_sum); /* version 8 */
         dr_put_f32(&w, m->rated[idx].error_sq);
         dr_put_u32(&w, m->rated[idx].n);
+        dr_put_u64(&w, m->content_joined[idx]); /* version 9 */
         int err = w.ok ? fn(ctx, m->ids[idx], m->rec_buf, w.len) : DR_ENOMEM;
         if (err) return err;
         m->dirty[idx] = 0;
@@ -180,6 +182,7 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
     if (i < 0) return (int)i;
     size_t idx = (size_t)i;
     dr__author_leave(m, idx); /* the record replaces the item's share of its author's */
+    dr__content_prior_leave(m, idx); /* ... and of the content prior's regression */
     m->bias[idx] = dr_get_f32(&r);
     uint8_t excluded = dr_get_u8(&r);
     if (m->excluded[idx] & DR__EXCL_PLACEHOLDER) m->n_placeholders--; /* its record came */
@@ -248,6 +251,9 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
         if (!r.ok || !isfinite(rated->residual_sum) || !(rated->error_sq >= 0 && rated->error_sq < INFINITY))
             err = DR_ECORRUPT;
     }
+    /* older: its content joined the regression when it joined its author */
+    if (!err) m->content_joined[idx] = version >= 9 ? dr_get_u64(&r) : m->author_joined[idx];
+    if (!err && !r.ok) err = DR_ECORRUPT;
     if (!err && r.pos != len) err = DR_ECORRUPT;
     if (err) {
         if (m->has_content[idx]) m->n_content--;
@@ -257,6 +263,7 @@ int dr_model_load_item(dr_model_t *m, int64_t item_id, const void *rec, size_t l
     /* the author table is not stored: its record is the sum over its posts
      * of what their records hold, rebuilt here one post at a time */
     dr__author_join(m, idx);
+    dr__content_prior_join(m, idx);
     return 0;
 }
 

@@ -626,6 +626,106 @@ static void test_author_prior_leaves_unauthored_items(void **state) {
     dr_model_free(on);
 }
 
+/* ---- the content prior (learner/content_prior.c) -------------------------- */
+
+static dr_model_t *content_model(bool on) {
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.init_scale = 0.001f;
+    c.prior_zero = true;
+    c.pop_authors = 0; /* content alone */
+    c.pop_content = on;
+    c.content_dim = 4;
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof err), 0);
+    return m;
+}
+
+/* posts posts of content e (ids first ..), each clicked by `clicks` users */
+static void content_posts(dr_model_t *m, const float *e, int64_t first, int posts, int clicks, int64_t *ts) {
+    for (int p = 0; p < posts; p++) {
+        float v[4];
+        for (int j = 0; j < 4; j++) v[j] = e[j] + 0.05f * (float)((p * 7 + j * 3) % 5 - 2); /* near e */
+        assert_int_equal(dr_model_set_item_content(m, first + p, v, 4), 0);
+        for (int k = 0; k < clicks; k++) {
+            dr_user_t *u = dr_user_new(1000 + k, 8);
+            click(m, u, first + p, (*ts)++);
+            dr_user_free(u);
+        }
+    }
+}
+
+/* A new post whose content is like that of posts that earned positives
+ * starts with a p_i from them and ranks, for a new user, above a new post
+ * like posts that earned nothing; with one-hot content the seed is the
+ * author table's mean; a restart rebuilds the regression from the stored
+ * items; removed posts take their share with them; off, nothing moves. */
+static void test_content_prior_ranks_new_posts(void **state) {
+    (void)state;
+    static const float liked[4] = {1, 0, 0, 0}, ignored[4] = {0, 1, 0, 0}, other[4] = {0, 0, 0, 1};
+    /* one-hot content: the author formula, 5 posts of 8 positives -> 40 / (5 + 2) */
+    dr_model_t *hot = content_model(true);
+    int64_t ts = 1000000;
+    for (int64_t p = 0; p < 5; p++) {
+        assert_int_equal(dr_model_set_item_content(hot, 100 + p, liked, 4), 0);
+        for (int k = 0; k < 8; k++) {
+            dr_user_t *u = dr_user_new(1000 + k, 8);
+            click(hot, u, 100 + p, ts++);
+            dr_user_free(u);
+        }
+    }
+    assert_int_equal(dr_model_set_item_content(hot, 300, liked, 4), 0);
+    assert_float_equal(pop_of(hot, 300), log1pf(40.0f / 7.0f), 0.05f);
+    assert_int_equal(dr_model_set_item_content(hot, 301, other, 4), 0);
+    assert_float_equal(pop_of(hot, 301), 0.0f, 1e-6);
+    /* a version-8 record (no content join time: 8 bytes fewer) still loads */
+    kept_record_t k = {.item_id = 300};
+    assert_int_equal(dr_model_drain_dirty_items(hot, keep_record, &k), 0);
+    assert_true(k.len > 8);
+    dr_model_t *older = content_model(true);
+    k.buf[0] = 8;
+    assert_int_equal(dr_model_load_item(older, 300, k.buf, k.len - 8), 0);
+    assert_true(dr_model_item_has_content(older, dr_model_item_index(older, 300, false)));
+    dr_model_free(older);
+    dr_model_free(hot);
+
+    dr_model_t *m = content_model(true), *off = content_model(false);
+    dr_model_t *ms[2] = {m, off};
+    for (int k = 0; k < 2; k++) {
+        ts = 1000000;
+        content_posts(ms[k], liked, 100, 10, 8, &ts);
+        content_posts(ms[k], ignored, 200, 10, 0, &ts);
+        float near_liked[4] = {0.9f, 0.1f, 0.1f, 0}, near_ignored[4] = {0.1f, 0.9f, 0, 0.1f};
+        assert_int_equal(dr_model_set_item_content(ms[k], 300, near_liked, 4), 0);
+        assert_int_equal(dr_model_set_item_content(ms[k], 301, near_ignored, 4), 0);
+    }
+    assert_true(pop_of(m, 300) > 1.0f);
+    print_message("content prior: p_i %.3f like the liked posts, %.3f like the ignored\n", pop_of(m, 300), pop_of(m, 301));
+    assert_true(pop_of(m, 301) < 0.3f * pop_of(m, 300));
+    assert_true(pop_of(off, 300) == 0.0f && pop_of(off, 301) == 0.0f);
+    dr_user_t *fresh = dr_user_new(1, 8);
+    assert_true(dr_model_list_rank(m, fresh, 300) < dr_model_list_rank(m, fresh, 301));
+    /* after a restart: the same p_i, and the next post gets the same seed */
+    dr_model_t *m2 = content_model(true);
+    copy_stored_model(m, m2);
+    assert_float_equal(pop_of(m2, 300), pop_of(m, 300), 1e-6);
+    float next[4] = {0.8f, 0.2f, 0, 0.1f};
+    assert_int_equal(dr_model_set_item_content(m, 302, next, 4), 0);
+    assert_int_equal(dr_model_set_item_content(m2, 302, next, 4), 0);
+    assert_true(pop_of(m, 302) > 1.0f);
+    assert_float_equal(pop_of(m2, 302), pop_of(m, 302), 1e-3);
+    /* the liked posts removed: posts like them hold nothing any more */
+    for (int64_t p = 100; p < 110; p++) assert_int_equal(dr_model_remove_item(m, p), 0);
+    assert_int_equal(dr_model_set_item_content(m, 303, next, 4), 0);
+    assert_true(pop_of(m, 303) < 0.2f);
+    dr_user_free(fresh);
+    dr_model_free(m2);
+    dr_model_free(off);
+    dr_model_free(m);
+}
+
 /* The author table holds at most learner.prior.popularity.authors authors:
  * a new one takes the least active one's place. */
 static void test_author_table_evicts_the_least_active(void **state) {
@@ -667,6 +767,7 @@ int main(void) {
         cmocka_unit_test(test_author_prior_ranks_new_posts),
         cmocka_unit_test(test_author_prior_gives_way),
         cmocka_unit_test(test_author_prior_leaves_unauthored_items),
+        cmocka_unit_test(test_content_prior_ranks_new_posts),
         cmocka_unit_test(test_author_table_evicts_the_least_active),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1021,8 +1021,9 @@ static void test_item_record_neighbors_bounds(void **state) {
     /* the row's base and half-life (version 7) sit before n_i and the count:
      * a NaN, a negative clock and one past 2^52 are refused, and so are a
      * NaN half-life and one below 1; an older record has none (version 8's
-     * rating statistics, 12 bytes, come last) */
-    size_t halflife_pos = k.len - 12 - 6 * 12 - 8 - 4, base_pos = halflife_pos - 8;
+     * rating statistics, 12 bytes, and version 9's content join time, 8,
+     * come last) */
+    size_t halflife_pos = k.len - 8 - 12 - 6 * 12 - 8 - 4, base_pos = halflife_pos - 8;
     float good_h, bad_h[3] = {NAN, -1.0f, 0.5f};
     memcpy(&good_h, k.buf + halflife_pos, 4);
     for (int b = 0; b < 3; b++) {
