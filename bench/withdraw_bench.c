@@ -5,7 +5,10 @@
  * and once on the pool, while a 1 ms timer ticks: the longest gap between
  * ticks is how long events and lists would wait.
  *
- *   withdraw_bench DB_DIR USERS [ROUNDS] */
+ * ITEMS withdrawn at once (a moderation sweep): the one the lists hold and
+ * ITEMS - 1 that none does.
+ *
+ *   withdraw_bench DB_DIR USERS [ROUNDS [ITEMS]] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +29,8 @@ typedef struct run {
     dr_withdraw_scan_t *scan;
     bool in_place;
     bool done;
+    const int64_t *items;
+    size_t n_items;
     double last_tick, max_gap;
     uint64_t ticks;
     int after_done;
@@ -50,11 +55,10 @@ static void on_tick(uv_timer_t *t) {
     if (run->ticks > 0 && now - run->last_tick > run->max_gap) run->max_gap = now - run->last_tick;
     run->last_tick = now;
     run->ticks++;
-    int64_t item = WITHDRAWN;
     if (run->ticks == 5) { /* the withdrawal arrives */
         int err = run->in_place
-                      ? dr_withdraw_scan_run(run->scan, &item, 1, all_partitions, false, on_scanned, run)
-                      : dr_withdraw_scan_start(run->scan, &item, 1, all_partitions, false, on_scanned, run);
+                      ? dr_withdraw_scan_run(run->scan, run->items, run->n_items, all_partitions, false, on_scanned, run)
+                      : dr_withdraw_scan_start(run->scan, run->items, run->n_items, all_partitions, false, on_scanned, run);
         if (err) {
             fprintf(stderr, "scan: %s\n", dr_strerror(err));
             exit(1);
@@ -100,6 +104,12 @@ int main(int argc, char **argv) {
     }
     long users = atol(argv[2]);
     int rounds = argc > 3 ? atoi(argv[3]) : 3;
+    size_t n_items = argc > 4 ? (size_t)atol(argv[4]) : 1;
+    if (n_items == 0) n_items = 1;
+    int64_t *items = malloc(n_items * sizeof(*items));
+    if (!items) return 1;
+    items[0] = WITHDRAWN;
+    for (size_t i = 1; i < n_items; i++) items[i] = 1000000000 + (int64_t)(i * 7919 % n_items) * 3; /* unsorted */
     dr_state_conf_t sc;
     dr_state_conf_default(&sc);
     sc.path = argv[1];
@@ -114,7 +124,7 @@ int main(int argc, char **argv) {
         for (int mode = 0; mode < 2; mode++) { /* alternated: the VM is noisy */
             uv_loop_t loop;
             uv_loop_init(&loop);
-            run_t run = {.in_place = mode == 0};
+            run_t run = {.in_place = mode == 0, .items = items, .n_items = n_items};
             dr_withdraw_scan_new(&run.scan, &loop, st);
             uv_timer_t timer;
             uv_timer_init(&loop, &timer);
@@ -125,11 +135,12 @@ int main(int argc, char **argv) {
             uv_run(&loop, UV_RUN_DEFAULT);
             dr_withdraw_scan_free(run.scan);
             uv_loop_close(&loop);
-            printf("round %d %-13s users read %8llu found %6zu scan %7.3f s  loop's longest gap %8.1f ms  ticks %llu\n",
-                   round + 1, run.in_place ? "loop thread:" : "thread pool:", (unsigned long long)run.read, run.found,
+            printf("items %zu round %d %-13s users read %8llu found %6zu scan %7.3f s  loop's longest gap %8.1f ms  ticks %llu\n",
+                   n_items, round + 1, run.in_place ? "loop thread:" : "thread pool:", (unsigned long long)run.read, run.found,
                    run.seconds, run.max_gap * 1e3, (unsigned long long)run.ticks);
         }
     }
     dr_state_close(st);
+    free(items);
     return 0;
 }

@@ -24,12 +24,16 @@
 #include "dr_ingest.h"
 #include "dr_state.h"
 
-/* Whether a last published list may hold one of `items`: it holds one in
- * the head kept (`list`, `len` items), or the head is full and the list
- * was longer (`longer_than_head`: emit.topk above DR_LAST_LIST), so the
- * rest is unknown. */
+/* Whether a last published list may hold one of `items` (sorted ascending:
+ * a moderation sweep may withdraw thousands at once, and every stored user
+ * is checked against them): it holds one in the head kept (`list`, `len`
+ * items), or the head is full and the list was longer (`longer_than_head`:
+ * emit.topk above DR_LAST_LIST), so the rest is unknown. */
 bool dr_withdraw_list_may_hold(const int64_t *list, size_t len, const int64_t *items, size_t n_items,
                                bool longer_than_head);
+
+/* Sorts items ascending and drops repeats; returns how many are left. */
+size_t dr_withdraw_sort_items(int64_t *items, size_t n);
 
 typedef struct dr_withdraw_found {
     int32_t partition;
@@ -55,7 +59,8 @@ typedef struct dr_withdraw_scan dr_withdraw_scan_t;
 
 int dr_withdraw_scan_new(dr_withdraw_scan_t **out, uv_loop_t *loop, dr_state_t *state);
 /* Starts reading the stored users of the partitions marked in `partitions`
- * ([DR_INGEST_MAX_PARTITIONS]) for `items` (copied) on the thread pool;
+ * ([DR_INGEST_MAX_PARTITIONS]) for `items` (copied, then sorted and without
+ * repeats: the result's items are) on the thread pool;
  * `cb` runs on the loop thread when done. DR_EAGAIN until the last
  * scan's libuv request is over. */
 int dr_withdraw_scan_start(dr_withdraw_scan_t *s, const int64_t *items, size_t n_items, const bool *partitions,

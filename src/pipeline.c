@@ -527,6 +527,7 @@ static void start_withdraw_scan(dr_pipeline_t *p) {
  * now and the stored users' when the scan finds them. Before the consumer
  * group's assignment they wait: the users are not ours to serve yet. */
 static int withdraw_items(dr_pipeline_t *p) {
+    p->n_withdrawn = dr_withdraw_sort_items(p->withdrawn, p->n_withdrawn);
     sweep_t s = {.p = p, .items = p->withdrawn, .n_items = p->n_withdrawn};
     s.parts = dr_ingest_partitions(p->ingest, &s.n_parts);
     int assigned = 0;

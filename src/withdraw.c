@@ -37,12 +37,33 @@ struct dr_withdraw_scan {
 
 bool dr_withdraw_list_may_hold(const int64_t *list, size_t len, const int64_t *items, size_t n_items,
                                bool longer_than_head) {
-    if (len == 0) return false;
+    if (len == 0 || n_items == 0) return false;
     if (len == DR_LAST_LIST && longer_than_head) return true;
-    for (size_t i = 0; i < len; i++)
-        for (size_t w = 0; w < n_items; w++)
-            if (list[i] == items[w]) return true;
+    for (size_t i = 0; i < len; i++) {
+        if (list[i] < items[0] || list[i] > items[n_items - 1]) continue;
+        size_t lo = 0, hi = n_items; /* the first item >= list[i] */
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (items[mid] < list[i]) lo = mid + 1;
+            else hi = mid;
+        }
+        if (items[lo] == list[i]) return true;
+    }
     return false;
+}
+
+static int cmp_id(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+size_t dr_withdraw_sort_items(int64_t *items, size_t n) {
+    if (n == 0) return 0;
+    qsort(items, n, sizeof(*items), cmp_id);
+    size_t k = 1;
+    for (size_t i = 1; i < n; i++)
+        if (items[i] != items[k - 1]) items[k++] = items[i];
+    return k;
 }
 
 static int found_add(dr_withdraw_scan_t *s, int32_t partition, int64_t user_id) {
@@ -133,7 +154,7 @@ static int prepare(dr_withdraw_scan_t *s, const int64_t *items, size_t n_items, 
         s->cap_items = n_items;
     }
     memcpy(s->items, items, n_items * sizeof(*items));
-    s->n_items = n_items;
+    s->n_items = dr_withdraw_sort_items(s->items, n_items);
     memcpy(s->scanned, partitions, sizeof(s->scanned));
     s->longer_than_head = longer_than_head;
     s->cb = cb;
