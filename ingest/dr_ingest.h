@@ -120,6 +120,8 @@ typedef struct dr_ingest_stats {
                                    under offset_reset "fail"; see halt_reason */
     char halt_reason[192];      /* why, when halted */
     uint64_t offset_resets;     /* positions found out of the log's range (each logged) */
+    uint64_t offset_reports_stale; /* librdkafka's reports of a lost position that a later
+                                      assignment or record had overtaken (ignored) */
     uint64_t events_skipped;    /* records known to be lost to them: fallen out of
                                    retention before read, plus under "latest" the
                                    records jumped over */

@@ -106,6 +106,7 @@ typedef struct dr_pipeline_stats {
                                        model.sync.interval.ms, even when input stops) */
     uint64_t offset_resets;      /* positions out of the events log's range */
     uint64_t events_skipped;     /* ... events known to be skipped by them */
+    uint64_t offset_reports_stale; /* lost-position reports ignored as stale (dr_ingest.h) */
     double emit_seconds;
     dr_histogram_t freshness;    /* an event making a user owe a list -> list produced */
     dr_histogram_t learn;        /* one batch: first event taken -> all applied */

@@ -173,6 +173,7 @@ static char *render(dr_pipeline_t *p, const dr_metrics_t *m) {
     counter(f, "driftrec_model_messages_rejected_total", "Model messages refused (malformed, or of another learner.dim).", (double)s.model_rejected);
     counter(f, "driftrec_model_messages_recovered_total", "This instance's model messages published by a process that died before its commit stored them, applied at the next start.", (double)s.model_own_recovered);
     counter(f, "driftrec_model_messages_lost_total", "Model messages this instance could not produce or deliver (their changes stay local).", (double)s.model_lost);
+    counter(f, "driftrec_offset_reports_stale_total", "librdkafka's reports of a lost events position that a later assignment or record had overtaken: ignored, so that no record is read twice.", (double)s.offset_reports_stale);
     counter(f, "driftrec_offset_resets_total", "Stored or committed positions found out of the events log's range (ingest.offset.reset applied).", (double)s.offset_resets);
     counter(f, "driftrec_events_skipped_total", "Events known to be skipped by those resets (deleted by retention before they were read, or jumped over by latest).", (double)s.events_skipped);
     counter(f, "driftrec_withdrawn_list_refreshes_total", "Lists recomputed because a blocked or deleted item was in them.", (double)s.withdraw_refreshes);

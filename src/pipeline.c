@@ -1882,6 +1882,7 @@ void dr_pipeline_stats(dr_pipeline_t *p, dr_pipeline_stats_t *out) {
     p->stats.pauses = s->pauses;
     p->stats.paused = s->paused;
     p->stats.offset_resets = s->offset_resets;
+    p->stats.offset_reports_stale = s->offset_reports_stale;
     if (p->standby) {
         dr_standby_stats_t ss;
         dr_standby_stats(p->standby, &ss);

@@ -575,10 +575,10 @@ static void check_fault_run(fixture_t *fx, const dr_pipeline_stats_t *st, uint64
     o->codec = fx->codec;
     for (int u = 0; u <= USERS; u++) o->last_partition[u] = -1;
     read_topic(fx, "recs", PARTITIONS, on_list_order, o);
-    fprintf(stderr, "%s: %llu events in %llu batches applied once, %zu lists read back, %llu delivery errors retried, %llu acks without offset, %zu out of order\n",
+    fprintf(stderr, "%s: %llu events in %llu batches applied once, %zu lists read back, %llu delivery errors retried, %llu acks without offset, %zu out of order, %llu stale position reports ignored\n",
             what, (unsigned long long)st->events, (unsigned long long)st->batches, o->lists,
             (unsigned long long)st->delivery_errors, (unsigned long long)st->acks_without_offset,
-            o->out_of_order);
+            o->out_of_order, (unsigned long long)st->offset_reports_stale);
     /* Every list acknowledged is in the log, except on the mock cluster
      * those acknowledged without an offset: librdkafka 2.0.2 can send a
      * partition's next batch to a new leader while the one before waits to
