@@ -575,6 +575,7 @@ static void on_emit_timer(uv_timer_t *t) {
     dr_pipeline_t *p = t->data;
     if (p->n_withdrawn > 0 && withdraw_items(p) != 0)
         dr_log(DR_LOG_WARN, "pipeline", "withdrawing blocked items failed, will retry | items=%zu", p->n_withdrawn);
+    start_withdraw_scan(p); /* a start that failed (no memory) is tried again */
     (void)emit_owed(p);
 }
 
