@@ -55,6 +55,7 @@ typedef struct dr_config {
     char ingest_partitions[1024]; /* "": join the group; "all" or "0-3,8": assigned statically */
     /* emitter */
     int emit_interval_ms;
+    int emit_withdraw_users_per_tick; /* stored users a withdrawal refreshes per emit tick */
     int emit_batch;
     int topk;
     int blas_threads;

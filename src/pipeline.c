@@ -98,6 +98,14 @@ struct dr_pipeline {
     int64_t *unscanned;
     size_t n_unscanned, cap_unscanned;
     dr_withdraw_scan_t *withdraw_scan;
+    /* the stored users scans found, served emit.withdraw.users.per.tick an
+     * emit tick (from wq_head), checked against every item they were found
+     * for: a takedown of a post in millions of lists neither holds the loop
+     * nor loads them all into the cache at once */
+    dr_withdraw_found_t *wq;
+    size_t wq_head, wq_n, wq_cap;
+    int64_t *wq_items; /* sorted */
+    size_t n_wq_items, cap_wq_items;
     /* a commit built and waiting for its deliveries */
     dr_state_batch_t *commit_batch;
     dr_state_batch_t *spare_batch; /* the last commit's, emptied: its buffer is reused */
@@ -478,24 +486,33 @@ static int append_items(int64_t **v, size_t *n, size_t *cap, const int64_t *item
 
 static void start_withdraw_scan(dr_pipeline_t *p);
 
-/* On the loop thread: the users the scan found, checked against what they
- * hold now (a list made since is made without the items) and against the
- * assignment now. Partitions assigned while it ran were not read: their
- * users are looked for again by a scan of every owned partition. */
+/* On the loop thread: the users the scan found join the queue the emit
+ * ticks serve (serve_withdrawals). Partitions assigned while it ran were
+ * not read: their users are looked for again by a scan of every owned
+ * partition. */
 static void withdraw_scanned(void *ctx, const dr_withdraw_result_t *r) {
     dr_pipeline_t *p = ctx;
     if (p->stats.failed) return;
     int n_parts;
     const dr_partition_stats_t *parts = dr_ingest_partitions(p->ingest, &n_parts);
     int err = r->err;
-    uint64_t refreshed = 0;
-    for (size_t i = 0; !err && i < r->n_found; i++) {
-        if (!owned_partition(parts, n_parts, r->found[i].partition)) continue;
-        dr_user_t *u;
-        if ((err = get_user(p, r->found[i].partition, r->found[i].user_id, &u))) break;
-        if (!user_may_hold(p, parts, n_parts, u, r->items, r->n_items)) continue;
-        if ((err = refresh_for_withdrawal(p, u))) break;
-        refreshed++;
+    if (!err && r->n_found > 0 && p->wq_n + r->n_found > p->wq_cap) {
+        size_t live = p->wq_n - p->wq_head, cap = p->wq_cap ? p->wq_cap : 1024;
+        if (live > 0 && p->wq_head > 0) memmove(p->wq, p->wq + p->wq_head, live * sizeof(*p->wq));
+        p->wq_head = 0;
+        p->wq_n = live;
+        while (cap < live + r->n_found) cap *= 2;
+        if (cap > p->wq_cap) {
+            dr_withdraw_found_t *v = realloc(p->wq, cap * sizeof(*v));
+            if (!v) err = DR_ENOMEM;
+            else p->wq = v, p->wq_cap = cap;
+        }
+    }
+    if (!err && r->n_found > 0) {
+        memcpy(p->wq + p->wq_n, r->found, r->n_found * sizeof(*r->found));
+        p->wq_n += r->n_found;
+        err = append_items(&p->wq_items, &p->n_wq_items, &p->cap_wq_items, r->items, r->n_items);
+        if (!err) p->n_wq_items = dr_withdraw_sort_items(p->wq_items, p->n_wq_items);
     }
     bool missed = false;
     for (int i = 0; i < n_parts && i < DR_INGEST_MAX_PARTITIONS; i++) missed |= parts[i].assigned && !r->scanned[i];
@@ -506,9 +523,35 @@ static void withdraw_scanned(void *ctx, const dr_withdraw_result_t *r) {
         if (append_items(&p->unscanned, &p->n_unscanned, &p->cap_unscanned, r->items, r->n_items) != 0)
             fail(p, "withdrawn items cannot be queued for another scan", "out of memory");
     }
-    dr_log(DR_LOG_INFO, "pipeline", "blocked or deleted items withdrawn from stored users' lists | items=%zu users_read=%" PRIu64
-           " lists=%" PRIu64 " seconds=%.3f", r->n_items, r->users_read, refreshed, r->seconds);
+    dr_log(DR_LOG_INFO, "pipeline", "stored users' lists holding withdrawn items found | items=%zu users_read=%" PRIu64
+           " found=%zu queued=%zu seconds=%.3f", r->n_items, r->users_read, r->n_found, p->wq_n - p->wq_head, r->seconds);
     start_withdraw_scan(p);
+}
+
+/* Up to `max` queued users (0: all) get a new list, those whose list may
+ * still hold a withdrawn item and whose partition is still ours. */
+static int serve_withdrawals(dr_pipeline_t *p, size_t max) {
+    if (p->wq_head == p->wq_n) return 0;
+    int n_parts;
+    const dr_partition_stats_t *parts = dr_ingest_partitions(p->ingest, &n_parts);
+    size_t end = max && p->wq_n - p->wq_head > max ? p->wq_head + max : p->wq_n;
+    int err = 0;
+    while (p->wq_head < end) { /* a user that fails stays first, for the next tick */
+        dr_withdraw_found_t f = p->wq[p->wq_head];
+        if (owned_partition(parts, n_parts, f.partition)) {
+            dr_user_t *u;
+            if ((err = get_user(p, f.partition, f.user_id, &u))) break;
+            if (user_may_hold(p, parts, n_parts, u, p->wq_items, p->n_wq_items) &&
+                (err = refresh_for_withdrawal(p, u)))
+                break;
+        }
+        p->wq_head++;
+    }
+    if (p->wq_head == p->wq_n) {
+        p->wq_head = p->wq_n = 0;
+        p->n_wq_items = 0;
+    }
+    return err;
 }
 
 /* The items waiting for the store's scan, when none is under way. */
@@ -571,11 +614,30 @@ static void finish_withdrawals(dr_pipeline_t *p) {
                n, dr_strerror(err ? err : DR_ESTORE));
 }
 
+static void commit_now(dr_pipeline_t *p);
+
+/* ... then the users found get their lists, ten ticks' worth at a time,
+ * each part committed before the next is loaded (the cache holds owed
+ * users until a commit); the stop's own commit takes the last part. */
+static void serve_withdrawals_at_stop(dr_pipeline_t *p) {
+    while (p->wq_head < p->wq_n && !p->stats.failed) {
+        int err = serve_withdrawals(p, 10 * (size_t)p->cfg.emit_withdraw_users_per_tick);
+        if (err) {
+            dr_log(DR_LOG_ERROR, "pipeline", "withdrawn items may stay in stored users' lists: serving them failed at stop | users=%zu err=\"%s\"",
+                   p->wq_n - p->wq_head, dr_strerror(err));
+            return;
+        }
+        if (p->wq_head < p->wq_n) commit_now(p);
+    }
+}
+
 static void on_emit_timer(uv_timer_t *t) {
     dr_pipeline_t *p = t->data;
     if (p->n_withdrawn > 0 && withdraw_items(p) != 0)
         dr_log(DR_LOG_WARN, "pipeline", "withdrawing blocked items failed, will retry | items=%zu", p->n_withdrawn);
     start_withdraw_scan(p); /* a start that failed (no memory) is tried again */
+    if (serve_withdrawals(p, (size_t)p->cfg.emit_withdraw_users_per_tick) != 0)
+        dr_log(DR_LOG_WARN, "pipeline", "serving a withdrawal's users failed, will retry | queued=%zu", p->wq_n - p->wq_head);
     (void)emit_owed(p);
 }
 
@@ -1818,6 +1880,7 @@ void dr_pipeline_stop(dr_pipeline_t *p) {
     dr_log(DR_LOG_INFO, "pipeline", "stopping: publishing owed lists and committing");
     dr_ingest_stop(p->ingest);
     if (!p->stats.failed) finish_withdrawals(p);
+    if (!p->stats.failed) serve_withdrawals_at_stop(p);
     take_shared_model(p);
     if (!p->stats.failed) commit_now(p);
     /* the retrieval index as it serves now, for the next start (its items
@@ -1868,6 +1931,8 @@ void dr_pipeline_free(dr_pipeline_t *p) {
     free(p->reissue);
     free(p->withdrawn);
     free(p->unscanned);
+    free(p->wq);
+    free(p->wq_items);
     free(p->kafka_keys);
     free(p->kafka_values);
     free(p);

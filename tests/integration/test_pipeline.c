@@ -26,6 +26,9 @@
 #include "dr_state.h"
 
 #define USERS 120
+#define WITHDRAW_PER_TICK 3 /* emit.withdraw.users.per.tick in phase 3 */
+#define DR_STR_(x) #x
+#define DR_STR(x) DR_STR_(x)
 #define CLUSTERS 4
 #define ITEMS 400
 #define PARTITIONS 4
@@ -43,6 +46,8 @@ typedef struct fixture {
     int64_t withdraw_item;         /* the item blocked in phase 3 ... */
     uint64_t withdraw_users;       /* ... the lists that held it ... */
     double withdraw_seconds;       /* ... and how long until all were recomputed */
+    uint64_t withdraw_last, withdraw_max_step; /* the most refreshed between two test ticks */
+    bool withdraw_stop_early;      /* stop at the first refresh: the stop serves the rest */
 } fixture_t;
 
 static int cluster_of(int64_t item) { return (int)((item - 1) % CLUSTERS); }
@@ -376,7 +381,13 @@ static void block_listed_item(run_t *r, const dr_pipeline_stats_t *st) {
         assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
         r->fault_at = now;
         r->fault_stage = 1;
-    } else if (r->fault_stage == 1 && (st->withdraw_refreshes >= fx->withdraw_users || now - r->fault_at > 10)) {
+    } else if (r->fault_stage == 1) {
+        uint64_t step = st->withdraw_refreshes - fx->withdraw_last;
+        if (step > fx->withdraw_max_step) fx->withdraw_max_step = step;
+        fx->withdraw_last = st->withdraw_refreshes;
+    }
+    uint64_t enough = fx->withdraw_stop_early ? 1 : fx->withdraw_users;
+    if (r->fault_stage == 1 && (st->withdraw_refreshes >= enough || now - r->fault_at > 10)) {
         fx->withdraw_seconds = now - r->fault_at;
         r->expect = 0; /* stop */
     }
@@ -471,15 +482,46 @@ static void test_end_to_end(void **state) {
         if (holders[item] > holders[fx->withdraw_item]) fx->withdraw_item = item;
     fx->withdraw_users = (uint64_t)holders[fx->withdraw_item];
     assert_true(fx->withdraw_users >= 10);
-    st = run_pipeline_with(fx, "g3", UINT64_MAX, NULL, block_listed_item);
+    /* "a takedown neither holds the loop nor loads every holder at once":
+     * the stored holders (none cached in a fresh pipeline) are served at
+     * most WITHDRAW_PER_TICK an emit tick; the test's 50 ms ticks can see
+     * up to about two of the pipeline's 50 ms emit ticks */
+    static const char *const per_tick[] = {"emit.withdraw.users.per.tick=" DR_STR(WITHDRAW_PER_TICK), NULL};
+    st = run_pipeline_with(fx, "g3", UINT64_MAX, per_tick, block_listed_item);
     assert_int_equal(st.withdraw_refreshes, fx->withdraw_users);
+    assert_true(fx->withdraw_max_step <= 3 * WITHDRAW_PER_TICK);
     lists_t *after = calloc(1, sizeof(*after));
     after->fx = fx;
     read_topic(fx, "recs", PARTITIONS, on_list, after); /* the newest list of each user wins */
     for (int64_t u = 1; u <= USERS; u++)
         for (size_t r = 0; r < after->n[u]; r++) assert_true(after->items[u][r].item_id != fx->withdraw_item);
-    fprintf(stderr, "blocked item %" PRId64 " left all %" PRIu64 " lists holding it within %.3f s (emit interval 50 ms, 50 ms ticks)\n",
-            fx->withdraw_item, fx->withdraw_users, fx->withdraw_seconds);
+    fprintf(stderr, "blocked item %" PRId64 " left all %" PRIu64 " lists holding it within %.3f s (emit interval 50 ms, 50 ms ticks, %d users a tick: at most %" PRIu64 " between two test ticks)\n",
+            fx->withdraw_item, fx->withdraw_users, fx->withdraw_seconds, WITHDRAW_PER_TICK, fx->withdraw_max_step);
+
+    /* phase 4: a stop while holders still wait (one a tick, stopped at the
+     * first): the stop serves them before its last commit, since a restart
+     * would not look for them again */
+    memset(holders, 0, sizeof(holders));
+    for (int64_t u = 1; u <= USERS; u++)
+        for (size_t r = 0; r < after->n[u]; r++) holders[after->items[u][r].item_id]++;
+    int64_t second = 0;
+    for (int64_t item = 1; item <= ITEMS; item++)
+        if (holders[item] > holders[second]) second = item;
+    assert_true(holders[second] >= 5);
+    fx->withdraw_item = second;
+    fx->withdraw_users = (uint64_t)holders[second];
+    fx->withdraw_stop_early = true;
+    fx->withdraw_last = fx->withdraw_max_step = 0;
+    static const char *const one_per_tick[] = {"emit.withdraw.users.per.tick=1", NULL};
+    st = run_pipeline_with(fx, "g4", UINT64_MAX, one_per_tick, block_listed_item);
+    assert_int_equal(st.withdraw_refreshes, fx->withdraw_users);
+    memset(after, 0, sizeof(*after));
+    after->fx = fx;
+    read_topic(fx, "recs", PARTITIONS, on_list, after);
+    for (int64_t u = 1; u <= USERS; u++)
+        for (size_t r = 0; r < after->n[u]; r++) assert_true(after->items[u][r].item_id != second);
+    fprintf(stderr, "blocked item %" PRId64 " held by %" PRIu64 " lists: stopped after the first refresh, the stop served the rest\n",
+            second, fx->withdraw_users);
     free(after);
     free(l);
 
