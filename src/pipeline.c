@@ -421,8 +421,9 @@ static int emit_users(dr_pipeline_t *p, dr_user_t **users, const bool *drift, si
 
 /* When a catalog record blocks or deletes an item, every user whose last
  * list holds it is owed a new list: the cached users at the next emit
- * tick, the stored ones when the scan of the store (dr_withdraw.h) finds
- * them, without holding the loop meanwhile (docs/COLD-START.md). */
+ * tick, the stored ones once the scan of the store (dr_withdraw.h) found
+ * them, emit.withdraw.users.per.tick a tick, without holding the loop
+ * meanwhile (docs/COLD-START.md). */
 
 typedef struct sweep {
     dr_pipeline_t *p;
