@@ -1950,6 +1950,8 @@ void dr_pipeline_stats(dr_pipeline_t *p, dr_pipeline_stats_t *out) {
     p->stats.paused = s->paused;
     p->stats.offset_resets = s->offset_resets;
     p->stats.offset_reports_stale = s->offset_reports_stale;
+    p->stats.withdraw_queued = p->wq_n - p->wq_head;
+    p->stats.withdraw_scanning = dr_withdraw_scan_busy(p->withdraw_scan);
     if (p->standby) {
         dr_standby_stats_t ss;
         dr_standby_stats(p->standby, &ss);

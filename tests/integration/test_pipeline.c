@@ -47,6 +47,7 @@ typedef struct fixture {
     uint64_t withdraw_users;       /* ... the lists that held it ... */
     double withdraw_seconds;       /* ... and how long until all were recomputed */
     uint64_t withdraw_last, withdraw_max_step; /* the most refreshed between two test ticks */
+    uint64_t withdraw_max_queued;  /* the most holders seen waiting (the metric) */
     bool withdraw_stop_early;      /* stop at the first refresh: the stop serves the rest */
 } fixture_t;
 
@@ -384,6 +385,7 @@ static void block_listed_item(run_t *r, const dr_pipeline_stats_t *st) {
     } else if (r->fault_stage == 1) {
         uint64_t step = st->withdraw_refreshes - fx->withdraw_last;
         if (step > fx->withdraw_max_step) fx->withdraw_max_step = step;
+        if (st->withdraw_queued > fx->withdraw_max_queued) fx->withdraw_max_queued = st->withdraw_queued;
         fx->withdraw_last = st->withdraw_refreshes;
     }
     uint64_t enough = fx->withdraw_stop_early ? 1 : fx->withdraw_users;
@@ -490,6 +492,7 @@ static void test_end_to_end(void **state) {
     st = run_pipeline_with(fx, "g3", UINT64_MAX, per_tick, block_listed_item);
     assert_int_equal(st.withdraw_refreshes, fx->withdraw_users);
     assert_true(fx->withdraw_max_step <= 3 * WITHDRAW_PER_TICK);
+    assert_true(fx->withdraw_max_queued > 0 && fx->withdraw_max_queued < fx->withdraw_users); /* waiting, served */
     lists_t *after = calloc(1, sizeof(*after));
     after->fx = fx;
     read_topic(fx, "recs", PARTITIONS, on_list, after); /* the newest list of each user wins */
