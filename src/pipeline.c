@@ -487,6 +487,13 @@ static int append_items(int64_t **v, size_t *n, size_t *cap, const int64_t *item
 
 static void start_withdraw_scan(dr_pipeline_t *p);
 
+/* The partitions assigned now, as a scan takes them. */
+static void owned_partitions(dr_pipeline_t *p, bool owned[DR_INGEST_MAX_PARTITIONS]) {
+    int n_parts;
+    const dr_partition_stats_t *parts = dr_ingest_partitions(p->ingest, &n_parts);
+    for (int i = 0; i < DR_INGEST_MAX_PARTITIONS; i++) owned[i] = i < n_parts && parts[i].assigned;
+}
+
 /* On the loop thread: the users the scan found join the queue the emit
  * ticks serve (serve_withdrawals). Partitions assigned while it ran were
  * not read: their users are looked for again by a scan of every owned
@@ -558,10 +565,8 @@ static int serve_withdrawals(dr_pipeline_t *p, size_t max) {
 /* The items waiting for the store's scan, when none is under way. */
 static void start_withdraw_scan(dr_pipeline_t *p) {
     if (p->n_unscanned == 0 || dr_withdraw_scan_busy(p->withdraw_scan) || p->stopping) return;
-    int n_parts;
-    const dr_partition_stats_t *parts = dr_ingest_partitions(p->ingest, &n_parts);
-    bool owned[DR_INGEST_MAX_PARTITIONS] = {false};
-    for (int i = 0; i < n_parts && i < DR_INGEST_MAX_PARTITIONS; i++) owned[i] = parts[i].assigned;
+    bool owned[DR_INGEST_MAX_PARTITIONS];
+    owned_partitions(p, owned);
     if (dr_withdraw_scan_start(p->withdraw_scan, p->unscanned, p->n_unscanned, owned, p->cfg.topk > DR_LAST_LIST,
                                withdraw_scanned, p) == 0)
         p->n_unscanned = 0;
@@ -602,10 +607,8 @@ static void finish_withdrawals(dr_pipeline_t *p) {
                p->n_withdrawn);
     dr_withdraw_scan_finish(p->withdraw_scan);
     if (p->n_unscanned == 0) return;
-    int n_parts;
-    const dr_partition_stats_t *parts = dr_ingest_partitions(p->ingest, &n_parts);
-    bool owned[DR_INGEST_MAX_PARTITIONS] = {false};
-    for (int i = 0; i < n_parts && i < DR_INGEST_MAX_PARTITIONS; i++) owned[i] = parts[i].assigned;
+    bool owned[DR_INGEST_MAX_PARTITIONS];
+    owned_partitions(p, owned);
     size_t n = p->n_unscanned;
     p->n_unscanned = 0; /* what this scan gives back (an error) stays unserved: said below */
     int err = dr_withdraw_scan_run(p->withdraw_scan, p->unscanned, n, owned, p->cfg.topk > DR_LAST_LIST,
@@ -1450,15 +1453,7 @@ static void on_assign(void *ctx, rd_kafka_topic_partition_list_t *parts) {
 
 /* The item leaves every published list at the next emit (withdraw_items). */
 static int withdraw_later(dr_pipeline_t *p, int64_t item_id) {
-    if (p->n_withdrawn == p->cap_withdrawn) {
-        size_t cap = p->cap_withdrawn ? p->cap_withdrawn * 2 : 64;
-        int64_t *v = realloc(p->withdrawn, cap * sizeof(*v));
-        if (!v) return DR_ESTOPPED;
-        p->withdrawn = v;
-        p->cap_withdrawn = cap;
-    }
-    p->withdrawn[p->n_withdrawn++] = item_id;
-    return 0;
+    return append_items(&p->withdrawn, &p->n_withdrawn, &p->cap_withdrawn, &item_id, 1) ? DR_ESTOPPED : 0;
 }
 
 /* A catalog record: blocked or deleted items leave every later list; a
