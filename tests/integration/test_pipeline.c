@@ -487,8 +487,11 @@ static void test_end_to_end(void **state) {
     /* "a takedown neither holds the loop nor loads every holder at once":
      * the stored holders (none cached in a fresh pipeline) are served at
      * most WITHDRAW_PER_TICK an emit tick; the test's 50 ms ticks can see
-     * up to about two of the pipeline's 50 ms emit ticks */
-    static const char *const per_tick[] = {"emit.withdraw.users.per.tick=" DR_STR(WITHDRAW_PER_TICK), NULL};
+     * up to about two of the pipeline's 50 ms emit ticks. A cache of 4
+     * users, far below the 18 holders: an owed user must not be evicted
+     * before its list is out */
+    static const char *const per_tick[] = {"emit.withdraw.users.per.tick=" DR_STR(WITHDRAW_PER_TICK),
+                                           "state.cache.users=4", NULL};
     st = run_pipeline_with(fx, "g3", UINT64_MAX, per_tick, block_listed_item);
     assert_int_equal(st.withdraw_refreshes, fx->withdraw_users);
     assert_true(fx->withdraw_max_step <= 3 * WITHDRAW_PER_TICK);

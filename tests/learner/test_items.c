@@ -716,6 +716,14 @@ static void test_content_prior_ranks_new_posts(void **state) {
     assert_int_equal(dr_model_set_item_content(m2, 302, next, 4), 0);
     assert_true(pop_of(m, 302) > 1.0f);
     assert_float_equal(pop_of(m2, 302), pop_of(m, 302), 1e-3);
+    /* a restart that turns the prior on over items stored with it off: the
+     * regression is rebuilt from the items and the next post is seeded as
+     * in a model that had it on throughout */
+    dr_model_t *on_now = content_model(true);
+    copy_stored_model(off, on_now);
+    assert_int_equal(dr_model_set_item_content(on_now, 302, next, 4), 0);
+    assert_float_equal(pop_of(on_now, 302), pop_of(m, 302), 0.05f);
+    dr_model_free(on_now);
     /* the liked posts removed: posts like them hold nothing any more */
     for (int64_t p = 100; p < 110; p++) assert_int_equal(dr_model_remove_item(m, p), 0);
     assert_int_equal(dr_model_set_item_content(m, 303, next, 4), 0);
