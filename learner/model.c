@@ -557,14 +557,19 @@ int dr_model_set_item_content(dr_model_t *m, int64_t item_id, const float *emb, 
     double norm2 = 0.0;
     for (size_t j = 0; j < len; j++) norm2 += (double)emb[j] * emb[j];
     if (norm2 == 0.0) return DR_EINVAL;
+    /* a catalog record sent again (an edit, a compacted topic read anew)
+     * replaces the content, not the post's age or its own random start */
+    bool first_content = !m->has_content[idx];
     dr__content_prior_leave(m, idx); /* new content: its share goes with the old */
     float *e = m->emb + idx * (size_t)c;
     for (size_t j = 0; j < len; j++) e[j] = (float)(emb[j] / sqrt(norm2));
     float *delta = m->delta + idx * (size_t)m->dim;
     if (m->count[idx] == 0) {
         /* untouched: its content plus its own random start (which keeps
-         * items of similar content apart until interactions tell them apart) */
-        memcpy(delta, m->q + idx * (size_t)m->dim, (size_t)m->dim * sizeof(float));
+         * items of similar content apart until interactions tell them
+         * apart); with content already, δ_i is that start (q_i is not: it
+         * holds the old content's part too) */
+        if (first_content) memcpy(delta, m->q + idx * (size_t)m->dim, (size_t)m->dim * sizeof(float));
     } else {
         /* it learned already: keep q_i, the content explains part of it */
         const float *q = m->q + idx * (size_t)m->dim;
@@ -579,7 +584,7 @@ int dr_model_set_item_content(dr_model_t *m, int64_t item_id, const float *emb, 
     m->has_content[idx] = 1;
     dr__content_refresh_item(m, idx);
     if (m->count[idx] == 0 && dr__content_prior_on(m)) start_pop_seed(m, idx); /* what posts like it earned */
-    m->content_joined[idx] = m->pos_clock;
+    if (first_content) m->content_joined[idx] = m->pos_clock;
     dr__content_prior_join(m, idx);
     mark_item_dirty(m, idx);
     return 0;

@@ -628,9 +628,11 @@ static void test_author_prior_leaves_unauthored_items(void **state) {
 
 /* ---- the content prior (learner/content_prior.c) -------------------------- */
 
-static dr_model_t *content_model(bool on) {
+static dr_model_t *content_model_with(bool on, float halflife, int period) {
     dr_learner_conf_t c;
     dr_learner_conf_default(&c);
+    if (halflife > 0) c.pop_halflife = halflife;
+    if (period > 0) c.prior_period = period;
     c.dim = 8;
     c.init_scale = 0.001f;
     c.prior_zero = true;
@@ -642,6 +644,8 @@ static dr_model_t *content_model(bool on) {
     assert_int_equal(dr_model_new(&m, &c, err, sizeof err), 0);
     return m;
 }
+
+static dr_model_t *content_model(bool on) { return content_model_with(on, 0, 0); }
 
 /* posts posts of content e (ids first ..), each clicked by `clicks` users */
 static void content_posts(dr_model_t *m, const float *e, int64_t first, int posts, int clicks, int64_t *ts) {
@@ -734,6 +738,50 @@ static void test_content_prior_ranks_new_posts(void **state) {
     dr_model_free(m);
 }
 
+/* A catalog record sent again with the same content (an edit of another
+ * field, a compacted catalog read again) changes nothing: an untouched
+ * post's q_i keeps its own random start beside the content's part (it took
+ * the content's part twice), and the regression keeps the post's age (it
+ * counted it as a new post again), so the next post's seed is that of a
+ * model that never saw the record twice. */
+static void test_content_sent_again_changes_nothing(void **state) {
+    (void)state;
+    static const float liked[4] = {1, 0, 0, 0}, ignored[4] = {0, 1, 0, 0};
+    dr_model_t *once = content_model_with(true, 40.0f, 10), *twice = content_model_with(true, 40.0f, 10);
+    dr_model_t *ms[2] = {once, twice};
+    for (int k = 0; k < 2; k++) {
+        int64_t ts = 1000000;
+        content_posts(ms[k], ignored, 200, 10, 0, &ts);
+        content_posts(ms[k], liked, 100, 10, 12, &ts); /* 120 positives: the old posts' weight decays */
+    }
+    for (int64_t p = 200; p < 210; p++) {
+        float e[4];
+        for (int j = 0; j < 4; j++) e[j] = ignored[j] + 0.05f * (float)(((int)(p - 200) * 7 + j * 3) % 5 - 2);
+        assert_int_equal(dr_model_set_item_content(twice, p, e, 4), 0);
+    }
+    /* a new post (nothing sampled it as a negative yet), its record twice */
+    const float fresh[4] = {0.2f, 0.7f, 0.1f, 0.3f};
+    assert_int_equal(dr_model_set_item_content(once, 400, fresh, 4), 0);
+    assert_int_equal(dr_model_set_item_content(twice, 400, fresh, 4), 0);
+    size_t d = 8, idx = (size_t)dr_model_item_index(twice, 400, false);
+    dr_items_view_t v;
+    dr_model_items(twice, &v);
+    float before[8];
+    memcpy(before, v.q + idx * d, sizeof before);
+    assert_int_equal(dr_model_set_item_content(twice, 400, fresh, 4), 0);
+    dr_model_items(twice, &v);
+    for (size_t k = 0; k < d; k++) assert_float_equal(v.q[idx * d + k], before[k], 1e-7);
+    float next[4] = {0.5f, 0.5f, 0.1f, 0};
+    assert_int_equal(dr_model_set_item_content(once, 300, next, 4), 0);
+    assert_int_equal(dr_model_set_item_content(twice, 300, next, 4), 0);
+    print_message("content sent again: next post's p_i %.4f, %.4f with the records sent twice\n", pop_of(once, 300),
+                  pop_of(twice, 300));
+    assert_true(pop_of(once, 300) > 0.1f);
+    assert_float_equal(pop_of(twice, 300), pop_of(once, 300), 1e-3);
+    dr_model_free(twice);
+    dr_model_free(once);
+}
+
 /* The author table holds at most learner.prior.popularity.authors authors:
  * a new one takes the least active one's place. */
 static void test_author_table_evicts_the_least_active(void **state) {
@@ -776,6 +824,7 @@ int main(void) {
         cmocka_unit_test(test_author_prior_gives_way),
         cmocka_unit_test(test_author_prior_leaves_unauthored_items),
         cmocka_unit_test(test_content_prior_ranks_new_posts),
+        cmocka_unit_test(test_content_sent_again_changes_nothing),
         cmocka_unit_test(test_author_table_evicts_the_least_active),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
