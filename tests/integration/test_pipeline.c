@@ -506,7 +506,8 @@ static void test_end_to_end(void **state) {
 
     /* phase 4: a stop while holders still wait (one a tick, stopped at the
      * first): the stop serves them before its last commit, since a restart
-     * would not look for them again */
+     * would not look for them again; in parts of ten ticks' worth, each
+     * five times what a cache of 2 users holds */
     memset(holders, 0, sizeof(holders));
     for (int64_t u = 1; u <= USERS; u++)
         for (size_t r = 0; r < after->n[u]; r++) holders[after->items[u][r].item_id]++;
@@ -518,7 +519,7 @@ static void test_end_to_end(void **state) {
     fx->withdraw_users = (uint64_t)holders[second];
     fx->withdraw_stop_early = true;
     fx->withdraw_last = fx->withdraw_max_step = 0;
-    static const char *const one_per_tick[] = {"emit.withdraw.users.per.tick=1", NULL};
+    static const char *const one_per_tick[] = {"emit.withdraw.users.per.tick=1", "state.cache.users=2", NULL};
     st = run_pipeline_with(fx, "g4", UINT64_MAX, one_per_tick, block_listed_item);
     assert_int_equal(st.withdraw_refreshes, fx->withdraw_users);
     memset(after, 0, sizeof(*after));
