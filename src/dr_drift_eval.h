@@ -22,12 +22,13 @@ void dr_drift_eval_free(dr_drift_eval_t *e);
 /* A dr_event_observer_fn: pass e as ctx. */
 void dr_drift_eval_observe(void *e, const dr_event_t *ev, const dr_observation_t *obs);
 /* The clicks whose rank the evaluation reads (a dr_rank_filter_fn): those of
- * users that switch, before the switch and within DR_DRIFT_HORIZON events
- * after it. Ranking no other click leaves every figure as it was and spares
- * the pipeline a pass over the items per click. (Sampling the clicks before
+ * users that switch, before the switch once the user is settled (past
+ * DR_DRIFT_SETTLED events) and within DR_DRIFT_HORIZON events after it.
+ * Ranking no other click leaves every figure as it was and spares the
+ * pipeline a pass over the items per click. (Sampling the clicks before
  * the switch, an eighth of them, was tried: the pre-switch level, which the
  * recovery point is measured against, moved by up to 0.03.) */
-bool dr_drift_eval_wants_rank(void *e, const dr_event_t *ev);
+bool dr_drift_eval_wants_rank(void *e, const dr_event_t *ev, uint64_t user_events);
 
 typedef struct dr_drift_summary {
     uint64_t switched_users, detected_users;

@@ -171,8 +171,10 @@ void dr_pipeline_set_observer(dr_pipeline_t *p, dr_event_observer_fn fn, void *c
  * pass over the item matrix per click: evaluation runs only). */
 void dr_pipeline_set_observer_ranks(dr_pipeline_t *p, bool on);
 /* Which clicks the observer needs ranked (called with the observer's ctx
- * before the event is applied); NULL: every click. */
-typedef bool (*dr_rank_filter_fn)(void *ctx, const dr_event_t *ev);
+ * before the event is applied; user_events: the user's events applied
+ * once this one is, as dr_observation_t.user_events will say); NULL: every
+ * click. */
+typedef bool (*dr_rank_filter_fn)(void *ctx, const dr_event_t *ev, uint64_t user_events);
 void dr_pipeline_set_rank_filter(dr_pipeline_t *p, dr_rank_filter_fn fn);
 
 #endif /* DR_PIPELINE_H */

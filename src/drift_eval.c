@@ -88,13 +88,15 @@ void dr_drift_eval_observe(void *ctx, const dr_event_t *ev, const dr_observation
     }
 }
 
-bool dr_drift_eval_wants_rank(void *ctx, const dr_event_t *ev) {
+bool dr_drift_eval_wants_rank(void *ctx, const dr_event_t *ev, uint64_t user_events) {
     dr_drift_eval_t *e = ctx;
     if (ev->user_id < 1 || (uint64_t)ev->user_id > e->users) return false;
     int64_t at;
     if (!dr_synth_user_switch(e->truth, ev->user_id, &at)) return false;
-    /* observe() counts an event past the switch as since_switch + 1 */
-    return ev->timestamp_ms < at || e->u[ev->user_id].since_switch + 1 <= DR_DRIFT_HORIZON;
+    /* observe()'s tests: a click before the switch counts for a settled
+     * user only; one past it counts as since_switch + 1 */
+    if (ev->timestamp_ms < at) return user_events > DR_DRIFT_SETTLED;
+    return e->u[ev->user_id].since_switch + 1 <= DR_DRIFT_HORIZON;
 }
 
 static int cmp_int(const void *a, const void *b) {

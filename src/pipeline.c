@@ -281,7 +281,7 @@ static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t 
     }
     int64_t model_rank = -1;
     if (p->observer && p->observer_ranks && ev->type == DR_EV_CLICK &&
-        (!p->rank_filter || p->rank_filter(p->observer_ctx, ev)))
+        (!p->rank_filter || p->rank_filter(p->observer_ctx, ev, u->events_applied + 1)))
         model_rank = dr_model_list_rank(p->model, u, ev->item_id);
     if (p->cfg.eval_rank_clicks && ev->type == DR_EV_CLICK) {
         int64_t rank = model_rank >= 0 ? model_rank : dr_model_list_rank(p->model, u, ev->item_id);
