@@ -455,6 +455,13 @@ static void on_feed_progress(uv_timer_t *t) {
     if (r->stopping || st.consumed >= fp.events || now - r->t_sim_done > FEED_DRAIN_S) stop_all(r);
 }
 
+/* A start that failed left handles open on the loop (dr_pipeline.h): they
+ * close before the pipeline is freed. */
+static void stop_failed_start(dr_pipeline_t *p, uv_loop_t *loop) {
+    dr_pipeline_stop(p);
+    uv_run(loop, UV_RUN_DEFAULT);
+}
+
 static void start_loop_handles(demo_run_t *r, uv_loop_t *loop, uv_timer_cb tick) {
     r->tty = isatty(STDERR_FILENO);
     r->last_t = r->t_produced = dr_mono_s();
@@ -493,7 +500,10 @@ static int run_feed(demo_run_t *r, uv_loop_t *loop) {
     sc.drift_arm = feed_drift_arm;
     sc.drift_arm_ctx = r->pipeline;
     if (dr_feed_sim_new(&r->sim, r->world, &sc, err, sizeof(err))) goto out_err;
-    if (dr_pipeline_start(r->pipeline, err, sizeof(err))) goto out_err;
+    if (dr_pipeline_start(r->pipeline, err, sizeof(err))) {
+        stop_failed_start(r->pipeline, loop);
+        goto out_err;
+    }
     start_loop_handles(r, loop, on_feed_progress);
     uv_run(loop, UV_RUN_DEFAULT);
     if (r->sim_started) uv_thread_join(&r->sim_thread);
@@ -524,6 +534,7 @@ static int run_pipeline(demo_run_t *r, uv_loop_t *loop) {
     }
     if (dr_pipeline_start(r->pipeline, err, sizeof(err))) {
         fprintf(stderr, "driftrec demo: %s\n", err);
+        stop_failed_start(r->pipeline, loop);
         return 1;
     }
     start_loop_handles(r, loop, on_progress);

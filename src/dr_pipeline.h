@@ -123,7 +123,11 @@ typedef struct dr_pipeline dr_pipeline_t;
  * cfg is copied. Returns 0 or a DR_E* code with the reason in errstr. */
 int dr_pipeline_new(dr_pipeline_t **out, uv_loop_t *loop, const dr_config_t *cfg,
                     char *errstr, size_t errstr_size);
-/* Subscribes and starts the timers. */
+/* Subscribes and starts the timers. A start that fails (a partition
+ * ingest.partitions names that the topic lacks, no broker to say how many
+ * there are, ...) has opened handles on the loop already: the caller then
+ * stops the pipeline and runs the loop before freeing it, as after a run
+ * (the stop writes nothing: the pipeline counts as failed). */
 int dr_pipeline_start(dr_pipeline_t *p, char *errstr, size_t errstr_size);
 /* Graceful stop: finishes the batch in hand, publishes owed lists, commits
  * state and offsets, flushes the producer, leaves the group and closes its

@@ -176,10 +176,18 @@ static int cmd_run(int argc, char **argv) {
     uv_loop_init(&loop);
     run_ctx_t r = {0};
     char err[1024] = "";
-    if (dr_pipeline_new(&r.pipeline, &loop, cfg, err, sizeof(err)) ||
-        dr_pipeline_start(r.pipeline, err, sizeof(err))) {
+    if (dr_pipeline_new(&r.pipeline, &loop, cfg, err, sizeof(err))) {
         fprintf(stderr, "driftrec run: %s\n", err);
         rc = 1;
+        goto out;
+    }
+    if (dr_pipeline_start(r.pipeline, err, sizeof(err))) {
+        fprintf(stderr, "driftrec run: %s\n", err);
+        rc = 1;
+        /* the handles the start opened close before the pipeline is freed
+         * (freeing them open crashed in uv_loop_close: exit 139) */
+        dr_pipeline_stop(r.pipeline);
+        uv_run(&loop, UV_RUN_DEFAULT);
         goto out;
     }
     uv_signal_init(&loop, &r.sigint);

@@ -1867,7 +1867,9 @@ int dr_pipeline_start(dr_pipeline_t *p, char *errstr, size_t n) {
     }
     if (!err && p->sync) err = dr_model_sync_start(p->sync, model_start, p, 10000, errstr, n);
     if (!err && p->catalog) err = dr_catalog_start(p->catalog, errstr, n);
-    return err ? err : dr_ingest_start(p->ingest, errstr, n);
+    if (!err) err = dr_ingest_start(p->ingest, errstr, n);
+    if (err) p->stats.failed = true; /* the caller's stop then writes nothing */
+    return err;
 }
 
 void dr_pipeline_stop(dr_pipeline_t *p) {
