@@ -16,6 +16,11 @@
 #              SESSION_MS (6000), DRIFTREC (build/driftrec), KEEP (1: keep the
 #              logs and the state, path printed at the end). The embedded
 #              broker keeps ~5 MiB per partition: raise PARTITIONS with USERS.
+#              STATE (a store bench/state.sh kept with KEEP_STATE: restarts on
+#              a copy of it instead of learning a stream first; its users are
+#              in partition 0, so PARTITIONS must be 1, and USERS should be
+#              the population it holds, so that the waiting event's user is
+#              a stored one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
@@ -33,16 +38,23 @@ echo "scenario: $USERS users, $EVENTS events, $PARTITIONS partitions, d=$DIM, em
 broker_pid=$!
 for _ in $(seq 50); do [ -s "$out/broker.txt" ] && break; sleep 0.1; done
 bs=$(head -1 "$out/broker.txt")
-"$bin" demo --bootstrap "$bs" --produce-only --scenario openloop --events "$EVENTS" --users "$USERS" --items 5000 \
-    --partitions "$PARTITIONS" --set topic.events=ev --quiet 2>"$out/produce.log"
+[ -n "${STATE:-}" ] ||
+  "$bin" demo --bootstrap "$bs" --produce-only --scenario openloop --events "$EVENTS" --users "$USERS" --items 5000 \
+      --partitions "$PARTITIONS" --set topic.events=ev --quiet 2>"$out/produce.log"
 common=(--set "kafka.bootstrap.servers=$bs" --set topic.events=ev --set topic.recommendations=recs
         --set topic.changelog=- --set topic.model=- --set topic.catalog=
         --set group.id=g --set learner.dim="$DIM" --set metrics.listen= --set log.level=info
         --set "kafka.session.timeout.ms=$SESSION_MS" --set "state.dir=$out/state")
-t0=$(date +%s.%N)
-"$bin" run "${common[@]}" --set run.exit.idle.ms=2000 >"$out/learn.log" 2>&1
-echo "learned the stream in $(python3 -c "print(round($(date +%s.%N) - $t0, 1))") s;" \
-     "state: $(du -sm "$out/state" | cut -f1) MiB, $("$bin" inspect --state-dir "$out/state" users | wc -l) users"
+if [ -n "${STATE:-}" ]; then
+  [ "$PARTITIONS" = 1 ] || { echo "STATE needs PARTITIONS=1 (its users are in partition 0)" >&2; exit 2; }
+  cp -r "$STATE" "$out/state"
+  echo "state: $(du -sm "$out/state" | cut -f1) MiB copied from $STATE"
+else
+  t0=$(date +%s.%N)
+  "$bin" run "${common[@]}" --set run.exit.idle.ms=2000 >"$out/learn.log" 2>&1
+  echo "learned the stream in $(python3 -c "print(round($(date +%s.%N) - $t0, 1))") s;" \
+       "state: $(du -sm "$out/state" | cut -f1) MiB, $("$bin" inspect --state-dir "$out/state" users | wc -l) users"
+fi
 
 seed=100
 restart() { # kind extra-args...: prints seconds from the start to the waiting event's list
@@ -67,6 +79,11 @@ restart() { # kind extra-args...: prints seconds from the start to the waiting e
   kill -TERM "$run"; wait "$run" || true
   kill "$kc" 2>/dev/null || true; wait "$kc" 2>/dev/null || true
   if [ "$ok" = 1 ] && [ -s "$out/first" ]; then python3 -c "print(round($end - $start, 2))"; else echo 60; fi
+  # on a kept store, the list's user had events before this one: a stored user, read from disk
+  if [ -n "${STATE:-}" ] && [ -s "$out/first" ]; then
+    echo "  user $(head -1 "$out/first"): $("$bin" inspect --state-dir "$out/state" --json user "$(head -1 "$out/first")" |
+         python3 -c 'import json,sys; print(json.load(sys.stdin)["events_applied"])') events applied" >&2
+  fi
   # the embedded broker holds the group "joining" after its last member left
   [ "$kind" = group ] && sleep "$(python3 -c "print($SESSION_MS / 1000 + 1)")" || true
 }

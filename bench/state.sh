@@ -5,7 +5,9 @@
 #
 #   bench/state.sh [BUILD_DIR]
 # Environment: USERS ("10000 100000 1000000"), EVENTS_PER_USER (5),
-#              CACHE (200000), DIR (a temporary folder; its disk is measured).
+#              CACHE (200000), DIR (a temporary folder; its disk is measured),
+#              KEEP_STATE (a path: the last population's store is moved there
+#              and kept, for bench/restart.sh's STATE; users in partition 0).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
@@ -21,3 +23,4 @@ for n in $USERS; do
   line=$("$tmp/state_bench" "$tmp/db" "$n" $((n * EVENTS_PER_USER)) "$CACHE")
   echo "$line disk_bytes_per_user=$(( $(du -sb "$tmp/db" | cut -f1) / n ))"
 done
+if [ -n "${KEEP_STATE:-}" ]; then rm -rf "$KEEP_STATE"; mv "$tmp/db" "$KEEP_STATE"; echo "store kept: $KEEP_STATE"; fi

@@ -70,8 +70,10 @@ int dr_state_for_each_partition_user(dr_state_t *st, int32_t partition, dr_state
                                      void *ctx);
 /* Stores written before users were keyed by partition hold 8-byte user
  * keys: moves each to the partition fn names (fn returns 0 and sets
- * *partition; a negative one drops the user), in one atomic write. Does
- * nothing on an upgraded store. *moved counts the users moved. */
+ * *partition; a negative one drops the user), in one atomic write with a
+ * mark that the store is upgraded. The first call on a store reads every
+ * user; later calls read the mark only (a start does not grow with the
+ * users stored). *moved counts the users moved. */
 typedef int (*dr_state_partition_fn)(void *ctx, int64_t user_id, const void *rec, size_t len,
                                      int32_t *partition);
 int dr_state_upgrade_user_keys(dr_state_t *st, dr_state_partition_fn fn, void *ctx,
