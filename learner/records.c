@@ -110,7 +110,10 @@ static int get_neighbors(dr_model_t *m, size_t idx, int64_t item_id, dr_reader_t
     }
     dr__set_engaged(m, idx, engaged);
     dr__nbr_clear(&m->nbr[idx]);
-    int err = 0;
+    /* the table's final size at once: the same table as one grown entry by
+     * entry (its index is rebuilt in entry order), without its seven
+     * allocations and copies at a full table; a start loads every item */
+    int err = dr__nbr_reserve(&m->nbr[idx], n, cap);
     for (uint32_t k = 0; k < n && !err; k++) {
         int64_t j = dr_model_item_index(m, pairs[k].id, false);
         if (j == DR_ENOTFOUND && (j = dr_model_item_index(m, pairs[k].id, true)) >= 0) {

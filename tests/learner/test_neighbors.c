@@ -153,6 +153,32 @@ static void test_remove_keeps_the_rest(void **state) {
     for (uint64_t seed = 1; seed <= 50; seed++) check_removes(12, 400, seed);
 }
 
+/* A table reserved at its final size and then filled (as a start loads an
+ * item's record) is the table grown entry by entry: the same entries, slots
+ * and room, and the same index, slot for slot. */
+static void test_reserved_table_is_the_grown_one(void **state) {
+    (void)state;
+    const uint32_t sizes[] = {1, 5, 6, 7, 100, 383, 384, 385, 512}, cap = 512;
+    for (size_t c = 0; c < sizeof(sizes) / sizeof(sizes[0]); c++) {
+        uint32_t n = sizes[c];
+        dr__nbr_t grown = {0}, reserved = {0};
+        assert_int_equal(dr__nbr_reserve(&reserved, n, cap), 0);
+        for (uint32_t k = 0; k < n; k++) {
+            int32_t key = (int32_t)((k * 2654435761u) % 100003u); /* spread, colliding slots */
+            float w = 1.0f + (float)(k % 13);
+            assert_int_equal(dr__nbr_add(&grown, key, w, cap, NULL), 0);
+            assert_int_equal(dr__nbr_add(&reserved, key, w, cap, NULL), 0);
+        }
+        assert_int_equal(reserved.n, grown.n);
+        assert_int_equal(reserved.n_slots, grown.n_slots);
+        assert_int_equal(reserved.room, grown.room);
+        assert_memory_equal(reserved.e, grown.e, n * sizeof(*grown.e));
+        assert_memory_equal(reserved.index, grown.index, grown.n_slots * sizeof(*grown.index));
+        dr__nbr_clear(&grown);
+        dr__nbr_clear(&reserved);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counts_exactly_below_cap),
@@ -161,6 +187,7 @@ int main(void) {
         cmocka_unit_test(test_tiny_caps),
         cmocka_unit_test(test_cap_changes),
         cmocka_unit_test(test_remove_keeps_the_rest),
+        cmocka_unit_test(test_reserved_table_is_the_grown_one),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
