@@ -1875,7 +1875,8 @@ int dr_pipeline_start(dr_pipeline_t *p, char *errstr, size_t n) {
 void dr_pipeline_stop(dr_pipeline_t *p) {
     if (!p || p->stopping) return;
     p->stopping = true;
-    dr_log(DR_LOG_INFO, "pipeline", "stopping: publishing owed lists and committing");
+    if (p->stats.failed) dr_log(DR_LOG_INFO, "pipeline", "stopping after a failure: nothing more is committed");
+    else dr_log(DR_LOG_INFO, "pipeline", "stopping: publishing owed lists and committing");
     dr_ingest_stop(p->ingest);
     if (!p->stats.failed) finish_withdrawals(p);
     if (!p->stats.failed) serve_withdrawals_at_stop(p);
