@@ -162,30 +162,13 @@ static int user_cb(void *ctx, int32_t partition, int64_t id, const void *rec, si
     return 0;
 }
 
-typedef struct user_find {
-    int64_t id;
+/* Users are stored by partition: the one asked for is looked for in each
+ * partition the store holds (a seek and a read each, dr_state_find_user). */
+static int inspect_user(inspect_t *in, int64_t id) {
+    int32_t partition;
     uint8_t *rec;
     size_t len;
-} user_find_t;
-
-static int find_user_cb(void *ctx, int32_t partition, int64_t id, const void *rec, size_t len) {
-    user_find_t *f = ctx;
-    (void)partition;
-    if (id != f->id) return 0;
-    if (!(f->rec = malloc(len ? len : 1))) return DR_ENOMEM;
-    memcpy(f->rec, rec, len);
-    f->len = len;
-    return 1;
-}
-
-/* Users are stored by partition: the one asked for is looked for in all of
- * them (a scan; inspection only). */
-static int inspect_user(inspect_t *in, int64_t id) {
-    user_find_t f = {id, NULL, 0};
-    int err = dr_state_for_each_user(in->st, find_user_cb, &f);
-    uint8_t *rec = f.rec;
-    size_t len = f.len;
-    err = err == 1 ? 0 : err ? err : DR_ENOTFOUND;
+    int err = dr_state_find_user(in->st, id, &partition, &rec, &len);
     if (err) {
         fprintf(stderr, "driftrec inspect: user %" PRId64 ": %s\n", id, err == DR_ENOTFOUND ? "no stored state" : dr_strerror(err));
         return err;

@@ -68,6 +68,14 @@ int dr_state_for_each_user(dr_state_t *st, dr_state_user_fn fn, void *ctx);
 /* The same over one partition's users, in id order. */
 int dr_state_for_each_partition_user(dr_state_t *st, int32_t partition, dr_state_user_fn fn,
                                      void *ctx);
+/* A user whichever partition holds it (the lowest, should two): a seek and
+ * a point read per partition held, or a scan of every user in a store not
+ * upgraded yet (dr_state_upgrade_user_keys). *partition -1 for a user of
+ * such a store under an 8-byte key. DR_ENOTFOUND when none holds it. */
+int dr_state_find_user(dr_state_t *st, int64_t user_id, int32_t *partition, uint8_t **rec,
+                       size_t *len);
+/* Whether dr_state_upgrade_user_keys has run on this store. */
+bool dr_state_users_keyed_by_partition(dr_state_t *st);
 /* Stores written before users were keyed by partition hold 8-byte user
  * keys: moves each to the partition fn names (fn returns 0 and sets
  * *partition; a negative one drops the user), in one atomic write with a

@@ -26,6 +26,9 @@ static const char *const cf_names[CF_COUNT] = {"default", "users", "items", "met
  * partition's users are one key range (restored, handed over and dropped
  * on their own) and a partition's users come in id order. */
 #define USER_KEY_LEN 12
+/* Meta key: every user of this store is keyed by partition (the upgrade
+ * from 8-byte keys ran, or found nothing to move). */
+#define KEYED_BY_PARTITION "users/keyed_by_partition"
 /* "offset/<topic>/<partition>"; Kafka topic names are at most 249 bytes. */
 #define OFFSET_KEY_MAX 320
 #define SCAN_READAHEAD (2u << 20) /* bytes a scan reads ahead */
@@ -410,6 +413,80 @@ static void batch_add(dr_state_batch_t *b, int op, int cf, const void *key, size
  * bytes is a store written before users were keyed by partition: it is
  * reported with partition -1 (dr_state_upgrade_user_keys moves it). */
 static int scan_users(dr_state_t *st, const uint8_t *begin, size_t blen, const uint8_t *end,
+                      size_t elen, dr_state_user_fn fn, void *ctx);
+
+/* fn for a store not upgraded yet: the user asked for, wherever it is. */
+typedef struct user_find {
+    int64_t user_id;
+    int32_t partition;
+    uint8_t *rec;
+    size_t len;
+} user_find_t;
+
+static int find_user_cb(void *ctx, int32_t partition, int64_t user_id, const void *rec, size_t len) {
+    user_find_t *f = ctx;
+    if (user_id != f->user_id)
+        return 0;
+    if (!(f->rec = malloc(len ? len : 1)))
+        return DR_ENOMEM;
+    memcpy(f->rec, rec, len);
+    f->len = len;
+    f->partition = partition;
+    return 1; /* found: the scan stops */
+}
+
+int dr_state_find_user(dr_state_t *st, int64_t user_id, int32_t *partition, uint8_t **rec,
+                       size_t *len) {
+    *partition = -1;
+    *rec = NULL;
+    *len = 0;
+    if (!dr_state_users_keyed_by_partition(st)) { /* 8-byte keys may be anywhere */
+        user_find_t f = {user_id, -1, NULL, 0};
+        int rc = scan_users(st, NULL, 0, NULL, 0, find_user_cb, &f);
+        if (rc != 1)
+            return rc ? rc : DR_ENOTFOUND;
+        *partition = f.partition;
+        *rec = f.rec;
+        *len = f.len;
+        return 0;
+    }
+    /* from one partition's first key to the next partition's: a seek and a
+     * point read per partition held */
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->scan_ropts, st->cf[CF_USERS]);
+    uint8_t at[4] = {0, 0, 0, 0};
+    char *err = NULL;
+    int rc = DR_ENOTFOUND;
+    for (rocksdb_iter_seek(it, (const char *)at, sizeof(at)); rocksdb_iter_valid(it);) {
+        size_t klen;
+        const uint8_t *key = (const uint8_t *)rocksdb_iter_key(it, &klen);
+        if (klen != USER_KEY_LEN) {
+            rc = DR_ECORRUPT;
+            break;
+        }
+        int32_t p = decode_partition(key);
+        rc = dr_state_get_user(st, p, user_id, rec, len);
+        if (rc == 0)
+            *partition = p;
+        if (rc != DR_ENOTFOUND || p == INT32_MAX)
+            break;
+        uint32_t next = (uint32_t)p + 1;
+        for (int i = 3; i >= 0; i--, next >>= 8)
+            at[i] = (uint8_t)next;
+        rocksdb_iter_seek(it, (const char *)at, sizeof(at));
+    }
+    rocksdb_iter_get_error(it, &err);
+    if (err) {
+        free(*rec);
+        *rec = NULL;
+        *len = 0;
+        *partition = -1;
+        rc = read_err(err, "state find user");
+    }
+    rocksdb_iter_destroy(it);
+    return rc;
+}
+
+static int scan_users(dr_state_t *st, const uint8_t *begin, size_t blen, const uint8_t *end,
                       size_t elen, dr_state_user_fn fn, void *ctx) {
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->scan_ropts, st->cf[CF_USERS]);
     char *err = NULL;
@@ -487,8 +564,14 @@ static int upgrade_one(void *ctx, int32_t partition, int64_t user_id, const void
     return 0;
 }
 
-/* Meta key: every user of this store is keyed by partition. */
-#define KEYED_BY_PARTITION "users/keyed_by_partition"
+bool dr_state_users_keyed_by_partition(dr_state_t *st) {
+    uint8_t *done;
+    size_t done_len;
+    if (dr_state_get_meta(st, KEYED_BY_PARTITION, &done, &done_len) != 0)
+        return false;
+    free(done);
+    return true;
+}
 
 int dr_state_upgrade_user_keys(dr_state_t *st, dr_state_partition_fn fn, void *ctx,
                                uint64_t *moved, char *errstr, size_t errstr_size) {

@@ -493,6 +493,70 @@ static void test_upgrade_legacy_user_keys(void **state) {
     dr_state_close(st);
 }
 
+/* Claim: dr_state_find_user finds a user in whichever partition holds it
+ * (the lowest of two; partitions 0 and INT32_MAX included), says which,
+ * and DR_ENOTFOUND otherwise; in a store not upgraded yet it finds a user
+ * under an 8-byte key too (partition -1). */
+static void test_find_user_across_partitions(void **state) {
+    fixture_t *f = *state;
+    dr_state_t *st = open_store(f, false);
+    dr_state_close(st);
+    int64_t legacy[] = {42};
+    put_legacy_users(f->db, legacy, 1);
+    st = open_store(f, false);
+    dr_state_batch_t *b = dr_state_batch_new();
+    static const int32_t parts[] = {0, 3, 7, INT32_MAX};
+    for (int i = 0; i < 4; i++)
+        for (int64_t u = 1; u <= 50; u++) {
+            char rec[32];
+            int n = snprintf(rec, sizeof rec, "p%d-u%lld", (int)parts[i], (long long)(u * 10 + i));
+            dr_state_batch_put_user(b, parts[i], u * 10 + i, rec, (size_t)n);
+        }
+    dr_state_batch_put_user(b, 7, 11, "p7-u11", 6); /* 11 is in partition 3 too */
+    write_ok(st, b);
+    dr_state_batch_free(b);
+    for (int round = 0; round < 2; round++) { /* a store not upgraded yet, then one that is */
+        assert_int_equal(dr_state_users_keyed_by_partition(st), round == 1);
+        for (int i = 0; i < 4; i++) {
+            int64_t u = 7 * 10 + i;
+            int32_t p;
+            uint8_t *rec;
+            size_t len;
+            assert_int_equal(dr_state_find_user(st, u, &p, &rec, &len), 0);
+            assert_int_equal(p, parts[i]);
+            char want[32];
+            int n = snprintf(want, sizeof want, "p%d-u%lld", (int)parts[i], (long long)u);
+            assert_int_equal(len, (size_t)n);
+            assert_memory_equal(rec, want, len);
+            free(rec);
+        }
+        int32_t p;
+        uint8_t *rec;
+        size_t len;
+        assert_int_equal(dr_state_find_user(st, 11, &p, &rec, &len), 0);
+        assert_int_equal(p, 3);
+        free(rec);
+        assert_int_equal(dr_state_find_user(st, 99999, &p, &rec, &len), DR_ENOTFOUND);
+        assert_null(rec);
+        assert_int_equal(p, -1);
+        int found = dr_state_find_user(st, 42, &p, &rec, &len);
+        if (round == 0) { /* under its 8-byte key */
+            assert_int_equal(found, 0);
+            assert_int_equal(p, -1);
+            free(rec);
+            uint64_t moved;
+            char e[256];
+            assert_int_equal(dr_state_upgrade_user_keys(st, legacy_to_partition, NULL, &moved, e, sizeof(e)), 0);
+            assert_int_equal(moved, 1);
+        } else { /* moved to partition 42 % 4 */
+            assert_int_equal(found, 0);
+            assert_int_equal(p, 2);
+            free(rec);
+        }
+    }
+    dr_state_close(st);
+}
+
 /* Claim: a read-only handle opened while another handle holds the store for
  * writing sees everything committed before it opened (a point-in-time view:
  * later commits need a reopen), and the writer keeps working beside it. */
@@ -1046,6 +1110,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_read_only_beside_writer, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_users_by_partition, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_upgrade_legacy_user_keys, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_find_user_across_partitions, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_close_leaves_no_log_to_replay, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_open_errors, setup_dir, teardown_dir),
