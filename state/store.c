@@ -103,10 +103,14 @@ static int64_t decode_id(const uint8_t key[ID_KEY_LEN]) {
     return (int64_t)v;
 }
 
+/* The 4 big-endian bytes a partition's user keys begin with. */
+static void encode_partition(uint8_t key[4], uint32_t partition) {
+    for (int i = 3; i >= 0; i--, partition >>= 8)
+        key[i] = (uint8_t)partition;
+}
+
 static void encode_user_key(uint8_t key[USER_KEY_LEN], int32_t partition, int64_t user_id) {
-    uint32_t p = (uint32_t)partition;
-    for (int i = 3; i >= 0; i--, p >>= 8)
-        key[i] = (uint8_t)p;
+    encode_partition(key, (uint32_t)partition);
     encode_id(key + 4, user_id);
 }
 
@@ -413,7 +417,38 @@ static void batch_add(dr_state_batch_t *b, int op, int cf, const void *key, size
  * bytes is a store written before users were keyed by partition: it is
  * reported with partition -1 (dr_state_upgrade_user_keys moves it). */
 static int scan_users(dr_state_t *st, const uint8_t *begin, size_t blen, const uint8_t *end,
-                      size_t elen, dr_state_user_fn fn, void *ctx);
+                      size_t elen, dr_state_user_fn fn, void *ctx) {
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->scan_ropts, st->cf[CF_USERS]);
+    char *err = NULL;
+    int rc = 0;
+
+    if (begin)
+        rocksdb_iter_seek(it, (const char *)begin, blen);
+    else
+        rocksdb_iter_seek_to_first(it);
+    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const uint8_t *key = (const uint8_t *)rocksdb_iter_key(it, &klen);
+        const char *val = rocksdb_iter_value(it, &vlen);
+
+        if (end && klen >= elen && memcmp(key, end, elen) >= 0)
+            break;
+        if (klen == USER_KEY_LEN)
+            rc = fn(ctx, decode_partition(key), decode_id(key + 4), val, vlen);
+        else if (klen == ID_KEY_LEN)
+            rc = fn(ctx, -1, decode_id(key), val, vlen);
+        else
+            rc = DR_ECORRUPT;
+        if (rc)
+            goto out_it;
+    }
+    rocksdb_iter_get_error(it, &err);
+    if (err)
+        rc = read_err(err, "state scan");
+out_it:
+    rocksdb_iter_destroy(it);
+    return rc;
+}
 
 /* fn for a store not upgraded yet: the user asked for, wherever it is. */
 typedef struct user_find {
@@ -469,9 +504,7 @@ int dr_state_find_user(dr_state_t *st, int64_t user_id, int32_t *partition, uint
             *partition = p;
         if (rc != DR_ENOTFOUND || p == INT32_MAX)
             break;
-        uint32_t next = (uint32_t)p + 1;
-        for (int i = 3; i >= 0; i--, next >>= 8)
-            at[i] = (uint8_t)next;
+        encode_partition(at, (uint32_t)p + 1u);
         rocksdb_iter_seek(it, (const char *)at, sizeof(at));
     }
     rocksdb_iter_get_error(it, &err);
@@ -486,40 +519,6 @@ int dr_state_find_user(dr_state_t *st, int64_t user_id, int32_t *partition, uint
     return rc;
 }
 
-static int scan_users(dr_state_t *st, const uint8_t *begin, size_t blen, const uint8_t *end,
-                      size_t elen, dr_state_user_fn fn, void *ctx) {
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->scan_ropts, st->cf[CF_USERS]);
-    char *err = NULL;
-    int rc = 0;
-
-    if (begin)
-        rocksdb_iter_seek(it, (const char *)begin, blen);
-    else
-        rocksdb_iter_seek_to_first(it);
-    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t klen, vlen;
-        const uint8_t *key = (const uint8_t *)rocksdb_iter_key(it, &klen);
-        const char *val = rocksdb_iter_value(it, &vlen);
-
-        if (end && klen >= elen && memcmp(key, end, elen) >= 0)
-            break;
-        if (klen == USER_KEY_LEN)
-            rc = fn(ctx, decode_partition(key), decode_id(key + 4), val, vlen);
-        else if (klen == ID_KEY_LEN)
-            rc = fn(ctx, -1, decode_id(key), val, vlen);
-        else
-            rc = DR_ECORRUPT;
-        if (rc)
-            goto out_it;
-    }
-    rocksdb_iter_get_error(it, &err);
-    if (err)
-        rc = read_err(err, "state scan");
-out_it:
-    rocksdb_iter_destroy(it);
-    return rc;
-}
-
 int dr_state_for_each_user(dr_state_t *st, dr_state_user_fn fn, void *ctx) {
     return scan_users(st, NULL, 0, NULL, 0, fn, ctx);
 }
@@ -530,10 +529,8 @@ int dr_state_for_each_partition_user(dr_state_t *st, int32_t partition, dr_state
 
     if (partition < 0)
         return DR_EINVAL;
-    for (int i = 0; i < 4; i++) {
-        begin[i] = (uint8_t)((uint32_t)partition >> (24 - 8 * i));
-        end[i] = (uint8_t)(((uint32_t)partition + 1u) >> (24 - 8 * i)); /* unused for INT32_MAX */
-    }
+    encode_partition(begin, (uint32_t)partition);
+    encode_partition(end, (uint32_t)partition + 1u); /* unused for INT32_MAX */
     return scan_users(st, begin, sizeof(begin), partition == INT32_MAX ? NULL : end, sizeof(end),
                       fn, ctx);
 }
@@ -564,25 +561,27 @@ static int upgrade_one(void *ctx, int32_t partition, int64_t user_id, const void
     return 0;
 }
 
-bool dr_state_users_keyed_by_partition(dr_state_t *st) {
+/* 0 when the store is marked upgraded, DR_ENOTFOUND when not, else the
+ * read's error. */
+static int read_upgrade_mark(dr_state_t *st) {
     uint8_t *done;
     size_t done_len;
-    if (dr_state_get_meta(st, KEYED_BY_PARTITION, &done, &done_len) != 0)
-        return false;
-    free(done);
-    return true;
+    int rc = dr_state_get_meta(st, KEYED_BY_PARTITION, &done, &done_len);
+    if (rc == 0)
+        free(done);
+    return rc;
+}
+
+bool dr_state_users_keyed_by_partition(dr_state_t *st) {
+    return read_upgrade_mark(st) == 0;
 }
 
 int dr_state_upgrade_user_keys(dr_state_t *st, dr_state_partition_fn fn, void *ctx,
                                uint64_t *moved, char *errstr, size_t errstr_size) {
     *moved = 0;
-    uint8_t *done;
-    size_t done_len;
-    int rc = dr_state_get_meta(st, KEYED_BY_PARTITION, &done, &done_len);
-    if (rc == 0) {
-        free(done);
+    int rc = read_upgrade_mark(st);
+    if (rc == 0)
         return 0;
-    }
     if (rc != DR_ENOTFOUND) {
         set_err(errstr, errstr_size, "state upgrade", dr_strerror(rc));
         return rc;
