@@ -647,11 +647,16 @@ static dr_model_t *content_model_with(bool on, float halflife, int period) {
 
 static dr_model_t *content_model(bool on) { return content_model_with(on, 0, 0); }
 
+/* The content of the p-th post near e. */
+static void content_near(const float *e, int p, float v[4]) {
+    for (int j = 0; j < 4; j++) v[j] = e[j] + 0.05f * (float)((p * 7 + j * 3) % 5 - 2);
+}
+
 /* posts posts of content e (ids first ..), each clicked by `clicks` users */
 static void content_posts(dr_model_t *m, const float *e, int64_t first, int posts, int clicks, int64_t *ts) {
     for (int p = 0; p < posts; p++) {
         float v[4];
-        for (int j = 0; j < 4; j++) v[j] = e[j] + 0.05f * (float)((p * 7 + j * 3) % 5 - 2); /* near e */
+        content_near(e, p, v);
         assert_int_equal(dr_model_set_item_content(m, first + p, v, 4), 0);
         for (int k = 0; k < clicks; k++) {
             dr_user_t *u = dr_user_new(1000 + k, 8);
@@ -756,7 +761,7 @@ static void test_content_sent_again_changes_nothing(void **state) {
     }
     for (int64_t p = 200; p < 210; p++) {
         float e[4];
-        for (int j = 0; j < 4; j++) e[j] = ignored[j] + 0.05f * (float)(((int)(p - 200) * 7 + j * 3) % 5 - 2);
+        content_near(ignored, (int)(p - 200), e); /* the record content_posts sent */
         assert_int_equal(dr_model_set_item_content(twice, p, e, 4), 0);
     }
     /* a new post (nothing sampled it as a negative yet), its record twice */
