@@ -40,6 +40,10 @@ typedef struct dr_withdraw_found {
     int64_t user_id;
 } dr_withdraw_found_t;
 
+/* Appends f to the array *v of *n (room for *cap), growing it by doubling;
+ * DR_ENOMEM leaves it as it was. */
+int dr_withdraw_found_append(dr_withdraw_found_t **v, size_t *n, size_t *cap, dr_withdraw_found_t f);
+
 /* What a scan looked for, where, and what it found. Valid during the
  * callback only. */
 typedef struct dr_withdraw_result {

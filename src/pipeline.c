@@ -450,15 +450,7 @@ static bool user_may_hold(dr_pipeline_t *p, const dr_partition_stats_t *parts, i
 static int sweep_cached(void *ctx, const dr_user_t *u) {
     sweep_t *s = ctx;
     if (!user_may_hold(s->p, s->parts, s->n_parts, u, s->items, s->n_items)) return 0;
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 256;
-        dr_withdraw_found_t *v = realloc(s->owed, cap * sizeof(*v));
-        if (!v) return DR_ENOMEM;
-        s->owed = v;
-        s->cap = cap;
-    }
-    s->owed[s->n++] = (dr_withdraw_found_t){u->last_source.partition, u->user_id};
-    return 0;
+    return dr_withdraw_found_append(&s->owed, &s->n, &s->cap, (dr_withdraw_found_t){u->last_source.partition, u->user_id});
 }
 
 /* A new list for u, which is never evicted while it is owed (a user owed

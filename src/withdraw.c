@@ -66,15 +66,15 @@ size_t dr_withdraw_sort_items(int64_t *items, size_t n) {
     return k;
 }
 
-static int found_add(dr_withdraw_scan_t *s, int32_t partition, int64_t user_id) {
-    if (s->n_found == s->cap_found) {
-        size_t cap = s->cap_found ? s->cap_found * 2 : 256;
-        dr_withdraw_found_t *v = realloc(s->found, cap * sizeof(*v));
-        if (!v) return DR_ENOMEM;
-        s->found = v;
-        s->cap_found = cap;
+int dr_withdraw_found_append(dr_withdraw_found_t **v, size_t *n, size_t *cap, dr_withdraw_found_t f) {
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 256;
+        dr_withdraw_found_t *w = realloc(*v, c * sizeof(*w));
+        if (!w) return DR_ENOMEM;
+        *v = w;
+        *cap = c;
     }
-    s->found[s->n_found++] = (dr_withdraw_found_t){partition, user_id};
+    (*v)[(*n)++] = f;
     return 0;
 }
 
@@ -90,7 +90,8 @@ static int scan_user(void *ctx, int32_t partition, int64_t user_id, const void *
     int32_t last_partition;
     if (dr_user_record_last_list(rec, len, &last_partition, list, &n) != 0) return 0;
     if (!dr_withdraw_list_may_hold(list, n, s->items, s->n_items, s->longer_than_head)) return 0;
-    return found_add(s, partition, user_id);
+    return dr_withdraw_found_append(&s->found, &s->n_found, &s->cap_found,
+                                    (dr_withdraw_found_t){partition, user_id});
 }
 
 static void scan(dr_withdraw_scan_t *s) {
