@@ -338,6 +338,10 @@ void dr_model_pop_fade(const dr_model_t *m, float *gamma, float *tau);
 int dr_model_set_item_excluded(dr_model_t *m, int64_t item_id, bool excluded);
 /* True when the item is known and blocked or deleted. */
 bool dr_model_item_excluded(dr_model_t *m, int64_t item_id);
+/* Every item the catalog blocked or deleted that the model still holds, as
+ * ids into *ids (grown with realloc, *cap its room); their count in *n.
+ * DR_ENOMEM leaves *ids as it was. */
+int dr_model_excluded_items(const dr_model_t *m, int64_t **ids, size_t *n, size_t *cap);
 /* Sets an item's author and topic from the catalog (-1: unknown), which a
  * user's HIDE_AUTHOR / HIDE_TOPIC refer to. Creates the item if needed.
  * 0, DR_ERANGE (an id outside [-1, 2^53)), or as dr_model_item_index(). */

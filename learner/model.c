@@ -627,6 +627,22 @@ bool dr_model_item_excluded(dr_model_t *m, int64_t item_id) {
     return idx >= 0 && (m->excluded[idx] & DR__EXCL_CATALOG);
 }
 
+int dr_model_excluded_items(const dr_model_t *m, int64_t **ids, size_t *n, size_t *cap) {
+    *n = 0;
+    for (size_t i = 0; i < m->n_items; i++) {
+        if (!(m->excluded[i] & DR__EXCL_CATALOG) || (m->excluded[i] & DR__EXCL_FREE)) continue;
+        if (*n == *cap) {
+            size_t room = *cap ? *cap * 2 : 64;
+            int64_t *v = realloc(*ids, room * sizeof(*v));
+            if (!v) return DR_ENOMEM;
+            *ids = v;
+            *cap = room;
+        }
+        (*ids)[(*n)++] = m->ids[i];
+    }
+    return 0;
+}
+
 void dr_model_items(const dr_model_t *m, dr_items_view_t *v) {
     v->n = m->n_items;
     v->dim = m->dim;

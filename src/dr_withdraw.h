@@ -82,4 +82,32 @@ int dr_withdraw_scan_run(dr_withdraw_scan_t *s, const int64_t *items, size_t n_i
  * the callback ran); the state must outlive this call. */
 void dr_withdraw_scan_free(dr_withdraw_scan_t *s);
 
+/* What a crash or a partition's move must not lose of a withdrawal, stored
+ * with the commits: the partitions whose stored lists may still hold a
+ * withdrawn item (`unchecked`), and the items withdrawn lately, oldest
+ * first (a deleted item leaves the model at once, so the model cannot name
+ * it later). Zeroed is empty. */
+typedef struct dr_withdrawal {
+    int64_t item_id;
+    int64_t at_ms; /* wall clock */
+} dr_withdrawal_t;
+
+typedef struct dr_withdraw_ledger {
+    uint8_t unchecked[DR_INGEST_MAX_PARTITIONS]; /* 0 or 1 */
+    dr_withdrawal_t *recent;
+    size_t n_recent, cap_recent;
+} dr_withdraw_ledger_t;
+
+/* A new withdrawal: remembered, and every partition unchecked. DR_ENOMEM
+ * leaves the ledger as it was. */
+int dr_withdraw_ledger_add(dr_withdraw_ledger_t *l, int64_t item_id, int64_t now_ms);
+/* Forgets the withdrawals made before `before_ms`; returns how many. */
+size_t dr_withdraw_ledger_forget(dr_withdraw_ledger_t *l, int64_t before_ms);
+/* The stored form (*out malloc'd). 0 or DR_ENOMEM. */
+int dr_withdraw_ledger_encode(const dr_withdraw_ledger_t *l, uint8_t **out, size_t *len);
+/* Replaces l's content with a stored one. DR_ECORRUPT (another layout, a
+ * short or long record) or DR_ENOMEM leave l as it was. */
+int dr_withdraw_ledger_decode(dr_withdraw_ledger_t *l, const uint8_t *val, size_t len);
+void dr_withdraw_ledger_free(dr_withdraw_ledger_t *l); /* leaves it empty */
+
 #endif /* DR_WITHDRAW_H */

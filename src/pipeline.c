@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dr_bytes.h"
@@ -106,6 +107,19 @@ struct dr_pipeline {
     size_t wq_head, wq_n, wq_cap;
     int64_t *wq_items; /* sorted */
     size_t n_wq_items, cap_wq_items;
+    /* So that neither a crash nor a partition's move leaves a withdrawal
+     * half done, stored with the commits (meta "withdrawals"): an owned
+     * partition is clean again once every withdrawal was served
+     * (withdrawals_idle); withdrawals are forgotten after
+     * RECENT_WITHDRAWAL_MS. A partition taken while unchecked, or restored
+     * from another owner's changelog, is scanned for the recent items and
+     * every blocked one (recheck). */
+    dr_withdraw_ledger_t ledger;
+    bool ledger_stored;          /* as the last commit built holds it */
+    bool recheck[DR_INGEST_MAX_PARTITIONS];
+    bool recheck_running;        /* the scan under way is a recheck */
+    int64_t *excluded;           /* scratch: the items a recheck looks for */
+    size_t cap_excluded;
     /* a commit built and waiting for its deliveries */
     dr_state_batch_t *commit_batch;
     dr_state_batch_t *spare_batch; /* the last commit's, emptied: its buffer is reused */
@@ -192,6 +206,10 @@ static int owe_list(dr_pipeline_t *p, dr_user_t *u) {
     u->owed_since = dr_mono_s();
     return 0;
 }
+
+/* How long a withdrawn item is remembered for a partition that changes
+ * owner: far longer than any withdrawal takes to be served. */
+#define RECENT_WITHDRAWAL_MS (24LL * 3600 * 1000)
 
 #define HIT_K 10 /* hr@10 of clicks against the last list's head */
 
@@ -492,6 +510,8 @@ static void owned_partitions(dr_pipeline_t *p, bool owned[DR_INGEST_MAX_PARTITIO
  * partition. */
 static void withdraw_scanned(void *ctx, const dr_withdraw_result_t *r) {
     dr_pipeline_t *p = ctx;
+    bool recheck = p->recheck_running;
+    p->recheck_running = false;
     if (p->stats.failed) return;
     int n_parts;
     const dr_partition_stats_t *parts = dr_ingest_partitions(p->ingest, &n_parts);
@@ -516,7 +536,13 @@ static void withdraw_scanned(void *ctx, const dr_withdraw_result_t *r) {
     }
     bool missed = false;
     for (int i = 0; i < n_parts && i < DR_INGEST_MAX_PARTITIONS; i++) missed |= parts[i].assigned && !r->scanned[i];
-    if (err || missed) {
+    if (recheck) { /* a partition taken meanwhile has its own recheck */
+        for (int i = 0; err && i < DR_INGEST_MAX_PARTITIONS; i++)
+            if (r->scanned[i]) p->recheck[i] = true;
+        if (err)
+            dr_log(DR_LOG_WARN, "pipeline", "checking taken partitions' stored lists failed, will retry | items=%zu err=\"%s\"",
+                   r->n_items, dr_strerror(err));
+    } else if (err || missed) {
         if (err)
             dr_log(DR_LOG_WARN, "pipeline", "withdrawing items from stored users' lists failed, will retry | items=%zu err=\"%s\"",
                    r->n_items, dr_strerror(err));
@@ -524,7 +550,8 @@ static void withdraw_scanned(void *ctx, const dr_withdraw_result_t *r) {
             fail(p, "withdrawn items cannot be queued for another scan", "out of memory");
     }
     dr_log(DR_LOG_INFO, "pipeline", "stored users' lists holding withdrawn items found | items=%zu users_read=%" PRIu64
-           " found=%zu queued=%zu seconds=%.3f", r->n_items, r->users_read, r->n_found, p->wq_n - p->wq_head, r->seconds);
+           " found=%zu queued=%zu seconds=%.3f recheck=%d", r->n_items, r->users_read, r->n_found, p->wq_n - p->wq_head,
+           r->seconds, (int)recheck);
     start_withdraw_scan(p);
 }
 
@@ -554,14 +581,138 @@ static int serve_withdrawals(dr_pipeline_t *p, size_t max) {
     return err;
 }
 
-/* The items waiting for the store's scan, when none is under way. */
+/* The owned partitions taken with their lists unchecked: their stored
+ * users are scanned for every item withdrawn lately or blocked now. */
+static void start_recheck(dr_pipeline_t *p, bool owned[DR_INGEST_MAX_PARTITIONS]) {
+    bool any = false;
+    for (int i = 0; i < DR_INGEST_MAX_PARTITIONS; i++) any |= owned[i] = owned[i] && p->recheck[i];
+    if (!any) return;
+    size_t n = 0;
+    if (dr_model_excluded_items(p->model, &p->excluded, &n, &p->cap_excluded) != 0) return; /* next tick */
+    for (size_t k = 0; k < p->ledger.n_recent; k++) {
+        if (n == p->cap_excluded) {
+            size_t cap = p->cap_excluded ? 2 * p->cap_excluded : 64;
+            int64_t *v = realloc(p->excluded, cap * sizeof(*v));
+            if (!v) return;
+            p->excluded = v;
+            p->cap_excluded = cap;
+        }
+        p->excluded[n++] = p->ledger.recent[k].item_id;
+    }
+    n = dr_withdraw_sort_items(p->excluded, n);
+    if (n > 0 && dr_withdraw_scan_start(p->withdraw_scan, p->excluded, n, owned, p->cfg.topk > DR_LAST_LIST,
+                                        withdraw_scanned, p) != 0)
+        return;
+    for (int i = 0; i < DR_INGEST_MAX_PARTITIONS; i++)
+        if (owned[i]) p->recheck[i] = false;
+    p->recheck_running = n > 0;
+}
+
+/* The items waiting for the store's scan, else a recheck, when no scan is
+ * under way. */
 static void start_withdraw_scan(dr_pipeline_t *p) {
-    if (p->n_unscanned == 0 || dr_withdraw_scan_busy(p->withdraw_scan) || p->stopping) return;
+    if (dr_withdraw_scan_busy(p->withdraw_scan) || p->stopping) return;
     bool owned[DR_INGEST_MAX_PARTITIONS];
     owned_partitions(p, owned);
+    if (p->n_unscanned == 0) {
+        start_recheck(p, owned);
+        return;
+    }
     if (dr_withdraw_scan_start(p->withdraw_scan, p->unscanned, p->n_unscanned, owned, p->cfg.topk > DR_LAST_LIST,
                                withdraw_scanned, p) == 0)
         p->n_unscanned = 0;
+}
+
+/* Nothing a withdrawal owes is left: no item waits, no scan runs, no user
+ * found waits for a list, no owned partition waits for a recheck. */
+static bool withdrawals_idle(dr_pipeline_t *p) {
+    if (p->n_withdrawn > 0 || p->n_unscanned > 0 || dr_withdraw_scan_busy(p->withdraw_scan) || p->wq_head < p->wq_n)
+        return false;
+    bool owned[DR_INGEST_MAX_PARTITIONS];
+    owned_partitions(p, owned);
+    for (int i = 0; i < DR_INGEST_MAX_PARTITIONS; i++)
+        if (owned[i] && p->recheck[i]) return false;
+    return true;
+}
+
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Whether the next commit stores another ledger than the last one: new
+ * withdrawals, old ones to forget, or owned partitions now clean. */
+static bool withdrawals_changed(dr_pipeline_t *p) {
+    const dr_withdraw_ledger_t *l = &p->ledger;
+    if (!p->ledger_stored) return true;
+    if (l->n_recent > 0 && l->recent[0].at_ms < wall_ms() - RECENT_WITHDRAWAL_MS) return true;
+    int n_parts;
+    const dr_partition_stats_t *parts = dr_ingest_partitions(p->ingest, &n_parts);
+    bool any = false;
+    for (int i = 0; i < n_parts && i < DR_INGEST_MAX_PARTITIONS && !any; i++)
+        any = parts[i].assigned && l->unchecked[i];
+    return any && withdrawals_idle(p);
+}
+
+/* Into the commit's batch, when it changed: the ledger, the owned
+ * partitions clean when every withdrawal was served (the lists owed were
+ * handed to the producer before the batch was built, and the batch is
+ * written after their delivery). */
+static int put_withdrawals(dr_pipeline_t *p, dr_state_batch_t *b) {
+    if (withdrawals_idle(p)) {
+        bool owned[DR_INGEST_MAX_PARTITIONS];
+        owned_partitions(p, owned);
+        for (int i = 0; i < DR_INGEST_MAX_PARTITIONS; i++)
+            if (owned[i] && p->ledger.unchecked[i]) {
+                p->ledger.unchecked[i] = 0;
+                p->ledger_stored = false;
+            }
+    }
+    if (dr_withdraw_ledger_forget(&p->ledger, wall_ms() - RECENT_WITHDRAWAL_MS) > 0) p->ledger_stored = false;
+    if (p->ledger_stored) return 0;
+    uint8_t *val;
+    size_t len;
+    int err = dr_withdraw_ledger_encode(&p->ledger, &val, &len);
+    if (err) return err;
+    dr_state_batch_put_meta(b, "withdrawals", val, len);
+    free(val);
+    p->ledger_stored = true;
+    return 0;
+}
+
+/* A ledger this build cannot read leaves every partition unchecked: a
+ * needless scan costs time, a missed one leaves a withdrawn post in a list. */
+static int load_withdrawals(dr_pipeline_t *p, char *errstr, size_t n) {
+    uint8_t *val = NULL;
+    size_t len = 0;
+    int err = dr_state_get_meta(p->state, "withdrawals", &val, &len);
+    if (err == DR_ENOTFOUND) { /* a new store, or one from before the ledger: none unfinished */
+        p->ledger_stored = true;
+        return 0;
+    }
+    if (!err) err = dr_withdraw_ledger_decode(&p->ledger, val, len);
+    free(val);
+    if (err == DR_ECORRUPT) {
+        dr_log(DR_LOG_ERROR, "pipeline", "the stored withdrawals are unreadable: every partition's stored lists will be checked against the blocked items | bytes=%zu",
+               len);
+        memset(p->ledger.unchecked, 1, sizeof(p->ledger.unchecked));
+        return 0;
+    }
+    if (err) {
+        snprintf(errstr, n, "reading the unfinished withdrawals: %s", dr_strerror(err));
+        return err;
+    }
+    p->ledger_stored = true;
+    return 0;
+}
+
+/* Partition `part`, just taken, is scanned for the withdrawn items once
+ * the scans before it are done; marked until then. */
+static void recheck_later(dr_pipeline_t *p, int32_t part) {
+    p->recheck[part] = true;
+    if (!p->ledger.unchecked[part]) p->ledger_stored = false;
+    p->ledger.unchecked[part] = 1;
 }
 
 /* The items withdrawn since the last tick leave the cached users' lists
@@ -1015,7 +1166,9 @@ static int build_commit(dr_pipeline_t *p, dr_state_batch_t **out) {
     uint8_t *globals = NULL;
     size_t len = 0;
     if (!err) err = dr_model_encode_globals(p->model, &globals, &len);
+    if (!err) err = put_withdrawals(p, b);
     if (err) {
+        free(globals);
         dr_user_cache_commit_end(p->cache, false);
         dr_state_batch_free(b);
         return err;
@@ -1157,7 +1310,7 @@ static bool nothing_changed(dr_pipeline_t *p) {
     for (int i = 0; i < n && i < DR_INGEST_MAX_PARTITIONS; i++) /* a marker owed, users to write again */
         if ((p->changelog_touched[i] || p->changelog_foreign[i]) && owns_changelog(p, i)) return false;
     return inputs_handled(p) == p->inputs_at_build && dr_user_cache_dirty(p->cache) == 0 &&
-           dr_model_dirty_items(p->model) == 0 && !share_due(p);
+           dr_model_dirty_items(p->model) == 0 && !share_due(p) && !withdrawals_changed(p);
 }
 
 /* Builds a commit (and writes it when nothing is in flight). 0 when one was
@@ -1353,6 +1506,8 @@ static int64_t take_partition(dr_pipeline_t *p, const char *topic, int32_t part)
     int64_t local = -1, local_pos = -1, local_epoch = 0;
     /* first the standby lets go of it: what it stored is where we start */
     bool standby_wrote = p->standby && dr_standby_take(p->standby, part);
+    /* a withdrawal left unfinished here, or lists another owner published */
+    if (p->ledger.unchecked[part] || standby_wrote) recheck_later(p, part);
     if (dr_state_get_offset(p->state, topic, part, &local) != 0) local = -1;
     p->marked_offset[part] = -1;
     p->start_offset[part] = local;
@@ -1386,6 +1541,7 @@ static int64_t take_partition(dr_pipeline_t *p, const char *topic, int32_t part)
         drop_cached_partition(p, part);
     }
     if (r.restored) {
+        recheck_later(p, part);
         p->stats.partitions_restored++;
         p->stats.users_restored += r.users;
         dr_log(DR_LOG_INFO, "pipeline", "partition restored from the changelog | partition=%d local_next=%" PRId64
@@ -1445,6 +1601,8 @@ static void on_assign(void *ctx, rd_kafka_topic_partition_list_t *parts) {
 
 /* The item leaves every published list at the next emit (withdraw_items). */
 static int withdraw_later(dr_pipeline_t *p, int64_t item_id) {
+    if (dr_withdraw_ledger_add(&p->ledger, item_id, wall_ms())) return DR_ESTOPPED;
+    p->ledger_stored = false;
     return append_items(&p->withdrawn, &p->n_withdrawn, &p->cap_withdrawn, &item_id, 1) ? DR_ESTOPPED : 0;
 }
 
@@ -1525,6 +1683,7 @@ static void on_revoke(void *ctx, const rd_kafka_topic_partition_list_t *parts, b
         p->marked_offset[part] = -1;
         p->changelog_touched[part] = false;
         p->changelog_owned[part] = false;
+        p->recheck[part] = false; /* taken again, it is looked at again */
         if (b) dr_changelog_batch_position(p->changelog, b, part, -1, 0);
     }
     char err[512];
@@ -1568,6 +1727,7 @@ static int restore(dr_pipeline_t *p, char *errstr, size_t n) {
     if (err) return err;
     if (moved > 0)
         dr_log(DR_LOG_INFO, "pipeline", "state upgraded: users are now stored by partition | users=%" PRIu64, moved);
+    if ((err = load_withdrawals(p, errstr, n))) return err;
     uint8_t *rec = NULL;
     size_t len = 0;
     err = dr_state_get_meta(p->state, "globals", &rec, &len);
@@ -1922,6 +2082,8 @@ void dr_pipeline_free(dr_pipeline_t *p) {
     free(p->reissue);
     free(p->withdrawn);
     free(p->unscanned);
+    free(p->excluded);
+    dr_withdraw_ledger_free(&p->ledger);
     free(p->wq);
     free(p->wq_items);
     free(p->kafka_keys);

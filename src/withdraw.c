@@ -1,5 +1,6 @@
 /* withdraw.c - the stored users' part of a withdrawal, scanned on libuv's
- * thread pool (dr_withdraw.h). */
+ * thread pool, and the ledger that keeps an unfinished withdrawal across a
+ * crash or a partition's move (dr_withdraw.h). */
 #include "dr_withdraw.h"
 
 #include <pthread.h>
@@ -7,8 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dr_log.h"
+#include "dr_bytes.h"
 #include "dr_err.h"
+#include "dr_log.h"
 #include "dr_learner.h"
 
 struct dr_withdraw_scan {
@@ -213,4 +215,75 @@ void dr_withdraw_scan_free(dr_withdraw_scan_t *s) {
     free(s->items);
     free(s->found);
     free(s);
+}
+
+/* ---- the ledger ------------------------------------------------------------ */
+
+#define LEDGER_VERSION 1
+
+int dr_withdraw_ledger_add(dr_withdraw_ledger_t *l, int64_t item_id, int64_t now_ms) {
+    if (l->n_recent == l->cap_recent) {
+        size_t cap = l->cap_recent ? 2 * l->cap_recent : 64;
+        dr_withdrawal_t *v = realloc(l->recent, cap * sizeof(*v));
+        if (!v) return DR_ENOMEM;
+        l->recent = v;
+        l->cap_recent = cap;
+    }
+    l->recent[l->n_recent++] = (dr_withdrawal_t){item_id, now_ms};
+    memset(l->unchecked, 1, sizeof(l->unchecked));
+    return 0;
+}
+
+size_t dr_withdraw_ledger_forget(dr_withdraw_ledger_t *l, int64_t before_ms) {
+    size_t k = 0;
+    while (k < l->n_recent && l->recent[k].at_ms < before_ms) k++;
+    if (k > 0) memmove(l->recent, l->recent + k, (l->n_recent - k) * sizeof(*l->recent));
+    l->n_recent -= k;
+    return k;
+}
+
+/* version (1 byte), the unchecked partitions as a bitmap, the count of
+ * recent withdrawals (4 bytes), each as item id and time (8 bytes each) */
+int dr_withdraw_ledger_encode(const dr_withdraw_ledger_t *l, uint8_t **out, size_t *len) {
+    size_t cap = 1 + DR_INGEST_MAX_PARTITIONS / 8 + 4 + l->n_recent * 16;
+    dr_writer_t w = {malloc(cap), 0, cap, true};
+    if (!w.p) return DR_ENOMEM;
+    dr_put_u8(&w, LEDGER_VERSION);
+    uint8_t bits[DR_INGEST_MAX_PARTITIONS / 8] = {0};
+    for (int i = 0; i < DR_INGEST_MAX_PARTITIONS; i++)
+        if (l->unchecked[i]) bits[i / 8] |= (uint8_t)(1u << (i % 8));
+    dr_put_bytes(&w, bits, sizeof(bits));
+    dr_put_u32(&w, (uint32_t)l->n_recent);
+    for (size_t k = 0; k < l->n_recent; k++) {
+        dr_put_i64(&w, l->recent[k].item_id);
+        dr_put_i64(&w, l->recent[k].at_ms);
+    }
+    *out = w.p;
+    *len = w.len;
+    return 0;
+}
+
+int dr_withdraw_ledger_decode(dr_withdraw_ledger_t *l, const uint8_t *val, size_t len) {
+    dr_reader_t r = {val, len, 0, true};
+    uint8_t bits[DR_INGEST_MAX_PARTITIONS / 8];
+    bool ok = dr_get_u8(&r) == LEDGER_VERSION;
+    dr_get_bytes(&r, bits, sizeof(bits));
+    uint32_t count = dr_get_u32(&r);
+    if (!ok || !r.ok || (len - r.pos) / 16 != count || (len - r.pos) % 16 != 0) return DR_ECORRUPT;
+    dr_withdrawal_t *recent = NULL;
+    if (count > 0 && !(recent = malloc(count * sizeof(*recent)))) return DR_ENOMEM;
+    for (uint32_t k = 0; k < count; k++) {
+        recent[k].item_id = dr_get_i64(&r);
+        recent[k].at_ms = dr_get_i64(&r);
+    }
+    free(l->recent);
+    l->recent = recent;
+    l->n_recent = l->cap_recent = count;
+    for (size_t i = 0; i < DR_INGEST_MAX_PARTITIONS; i++) l->unchecked[i] = (bits[i / 8] >> (i % 8)) & 1;
+    return 0;
+}
+
+void dr_withdraw_ledger_free(dr_withdraw_ledger_t *l) {
+    free(l->recent);
+    memset(l, 0, sizeof(*l));
 }

@@ -2,7 +2,9 @@
  * exactly the users of the partitions asked for whose last list holds a
  * withdrawn item (or may: a full head of a longer list), on the thread
  * pool while the loop goes on, and a stop can finish it or run it in
- * place (dr_withdraw.h). */
+ * place; the ledger that keeps an unfinished withdrawal across a crash or
+ * a partition's move survives its stored form, and refuses a damaged one
+ * (dr_withdraw.h). */
 #include "dr_test.h"
 
 #include "dr_err.h"
@@ -204,12 +206,77 @@ static void test_list_may_hold(void **state) {
     assert_false(dr_withdraw_list_may_hold(list, DR_LAST_LIST - 1, &other, 1, true));
 }
 
+/* Stored and read back, the ledger is the same; forgetting drops the
+ * withdrawals before the time given, and only those. */
+static void test_ledger_round_trip(void **state) {
+    (void)state;
+    dr_withdraw_ledger_t l = {0}, back = {0};
+    for (int64_t i = 0; i < 100; i++) assert_int_equal(dr_withdraw_ledger_add(&l, 1000 + i, 5000 + 10 * i), 0);
+    for (int i = 0; i < DR_INGEST_MAX_PARTITIONS; i++) assert_int_equal(l.unchecked[i], 1);
+    l.unchecked[0] = l.unchecked[7] = l.unchecked[DR_INGEST_MAX_PARTITIONS - 1] = 0; /* served */
+    uint8_t *val;
+    size_t len;
+    assert_int_equal(dr_withdraw_ledger_encode(&l, &val, &len), 0);
+    assert_int_equal(dr_withdraw_ledger_decode(&back, val, len), 0);
+    free(val);
+    assert_memory_equal(back.unchecked, l.unchecked, sizeof(l.unchecked));
+    assert_int_equal(back.n_recent, 100);
+    assert_memory_equal(back.recent, l.recent, 100 * sizeof(*l.recent));
+    assert_int_equal(dr_withdraw_ledger_forget(&back, 5000 + 10 * 40), 40); /* before, not at */
+    assert_int_equal(back.n_recent, 60);
+    assert_int_equal(back.recent[0].item_id, 1040);
+    assert_int_equal(dr_withdraw_ledger_forget(&back, 0), 0);
+    assert_int_equal(dr_withdraw_ledger_forget(&back, INT64_MAX), 60);
+    assert_int_equal(back.n_recent, 0);
+    assert_int_equal(dr_withdraw_ledger_add(&back, 9, 1), 0); /* room again after forgetting all */
+    dr_withdraw_ledger_free(&back);
+    dr_withdraw_ledger_free(&l);
+    assert_null(l.recent);
+}
+
+/* Another layout, a short record, a count the record cannot hold (no
+ * allocation of what it claims) or bytes past the end: DR_ECORRUPT, and
+ * the ledger keeps what it held. */
+static void test_ledger_refuses_damaged_records(void **state) {
+    (void)state;
+    dr_withdraw_ledger_t l = {0}, kept = {0};
+    assert_int_equal(dr_withdraw_ledger_add(&l, 42, 7), 0);
+    assert_int_equal(dr_withdraw_ledger_add(&l, 43, 8), 0);
+    assert_int_equal(dr_withdraw_ledger_add(&kept, 5, 1), 0);
+    kept.unchecked[3] = 0;
+    uint8_t *val;
+    size_t len;
+    assert_int_equal(dr_withdraw_ledger_encode(&l, &val, &len), 0);
+    uint8_t *bad = malloc(len + 1);
+    memcpy(bad, val, len);
+    bad[0] = 2; /* another version */
+    assert_int_equal(dr_withdraw_ledger_decode(&kept, bad, len), DR_ECORRUPT);
+    assert_int_equal(dr_withdraw_ledger_decode(&kept, val, len - 1), DR_ECORRUPT);
+    assert_int_equal(dr_withdraw_ledger_decode(&kept, val, 10), DR_ECORRUPT);
+    memcpy(bad, val, len);
+    bad[len] = 0;
+    assert_int_equal(dr_withdraw_ledger_decode(&kept, bad, len + 1), DR_ECORRUPT);
+    uint32_t huge = 0xffffffffu;
+    memcpy(bad + 1 + DR_INGEST_MAX_PARTITIONS / 8, &huge, 4);
+    assert_int_equal(dr_withdraw_ledger_decode(&kept, bad, len), DR_ECORRUPT);
+    assert_int_equal(kept.n_recent, 1);
+    assert_int_equal(kept.recent[0].item_id, 5);
+    assert_int_equal(kept.unchecked[3], 0);
+    assert_int_equal(kept.unchecked[4], 1);
+    free(bad);
+    free(val);
+    dr_withdraw_ledger_free(&kept);
+    dr_withdraw_ledger_free(&l);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_scan_on_the_pool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_and_run_in_place, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_items_at_once, setup, teardown),
         cmocka_unit_test(test_list_may_hold),
+        cmocka_unit_test(test_ledger_round_trip),
+        cmocka_unit_test(test_ledger_refuses_damaged_records),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
