@@ -46,6 +46,7 @@ typedef struct dr_config {
     int standby_interval_ms;  /* 0: no standby replicas */
     int changelog_idle_marker_ms; /* a marker at least this often per owned partition; 0: never */
     int state_min_free_mb;    /* stop before the state filesystem is this full */
+    char partitions_changed[16]; /* refuse | accept: the events topic's partition count moved */
     /* ingest */
     int ingest_batch;
     int max_dirty_users;      /* pause consumption above this many unemitted users */

@@ -116,6 +116,10 @@ struct dr_pipeline {
      * every blocked one (recheck). */
     dr_withdraw_ledger_t ledger;
     bool ledger_stored;          /* as the last commit built holds it */
+    /* the events topic's partition count the state was built with (-1:
+     * unknown), and whether the store holds it (check_partition_count) */
+    int32_t partition_count;
+    bool partition_count_stored;
     bool recheck[DR_INGEST_MAX_PARTITIONS];
     bool recheck_running;        /* the scan under way is a recheck */
     int64_t *excluded;           /* scratch: the items a recheck looks for */
@@ -1149,6 +1153,115 @@ static int share_model(dr_pipeline_t *p, dr_state_batch_t *b) {
     return 0;
 }
 
+/* ---- the events topic's partition count ----------------------------------- */
+
+/* Users are stored under the partition that carries their events, which a
+ * producer picks by hashing the user key modulo the topic's partition
+ * count: once the count changes, most users' events land in another
+ * partition than their stored state, and would start again from the prior
+ * without a word. So the count the state was built with is stored, and
+ * another one stops the start (or, once accepted, replaces it). */
+static void partition_count_key(const dr_pipeline_t *p, char *key, size_t n) {
+    snprintf(key, n, "partitions/%s", p->cfg.topic_events);
+}
+
+static void put_partition_count(dr_pipeline_t *p, dr_state_batch_t *b) {
+    char key[320];
+    partition_count_key(p, key, sizeof(key));
+    uint8_t val[4];
+    memcpy(val, &p->partition_count, 4); /* little-endian, as every record */
+    dr_state_batch_put_meta(b, key, val, sizeof(val));
+    p->partition_count_stored = true;
+}
+
+static bool partitions_changed_accepted(const dr_pipeline_t *p) {
+    return strcmp(p->cfg.partitions_changed, "accept") == 0;
+}
+
+static void partition_count_changed_message(const dr_pipeline_t *p, int32_t now, char *errstr, size_t n) {
+    snprintf(errstr, n, "the events topic %s has %d partitions, but this state (state.dir) was built when it had %d: "
+             "a user's events now land in another partition than its stored state, which would start again "
+             "from the prior. Set state.partitions.changed=accept to run on that way, or see docs/SCALING.md "
+             "(\"Changing the partition count\")", p->cfg.topic_events, (int)now, (int)p->partition_count);
+}
+
+static void log_partition_count_accepted(const dr_pipeline_t *p, int32_t now) {
+    dr_log(DR_LOG_WARN, "pipeline", "partition count changed, accepted (state.partitions.changed=accept): users whose events moved start again from the prior | topic=%s was=%d now=%d",
+           p->cfg.topic_events, (int)p->partition_count, (int)now);
+}
+
+/* At start, before anything is consumed: the count the broker gives
+ * against the stored one (recorded when none is). A broker not reachable
+ * yet leaves the comparison to the first assignment. */
+static int check_partition_count(dr_pipeline_t *p, char *errstr, size_t n) {
+    char key[320];
+    partition_count_key(p, key, sizeof(key));
+    uint8_t *val = NULL;
+    size_t len = 0;
+    int err = dr_state_get_meta(p->state, key, &val, &len);
+    p->partition_count = -1;
+    if (err == 0 && len == 4) memcpy(&p->partition_count, val, 4);
+    free(val);
+    if (err && err != DR_ENOTFOUND) {
+        snprintf(errstr, n, "reading the stored partition count: %s", dr_strerror(err));
+        return err;
+    }
+    int count = -1;
+    if (dr_ingest_topic_partitions(dr_ingest_consumer(p->ingest), p->cfg.topic_events, 10000, &count) != 0 ||
+        count <= 0) {
+        dr_log(DR_LOG_WARN, "pipeline", "the events topic's partition count could not be read yet: compared at the first assignment | topic=%s",
+               p->cfg.topic_events);
+        p->partition_count_stored = true; /* nothing new to store */
+        return 0;
+    }
+    if (p->partition_count == count) {
+        p->partition_count_stored = true;
+        return 0;
+    }
+    if (p->partition_count > 0) {
+        partition_count_changed_message(p, count, errstr, n);
+        if (!partitions_changed_accepted(p)) return DR_EINVAL;
+        log_partition_count_accepted(p, count);
+        errstr[0] = '\0';
+    }
+    /* stored now: no commit is due for it (nothing else may have changed) */
+    p->partition_count = count;
+    dr_state_batch_t *b = dr_state_batch_new();
+    if (!b) return DR_ENOMEM;
+    put_partition_count(p, b);
+    err = dr_state_write(p->state, b, errstr, n);
+    dr_state_batch_free(b);
+    return err;
+}
+
+/* At an assignment: the count the broker gives now, or one the assigned
+ * partitions prove, against the recorded one. Partitions added to the topic
+ * make the group rebalance, so every member that gets an assignment sees
+ * them. True when the pipeline stops. */
+static bool partition_count_moved(dr_pipeline_t *p, const rd_kafka_topic_partition_list_t *parts) {
+    int count = -1;
+    if (dr_ingest_topic_partitions(dr_ingest_consumer(p->ingest), p->cfg.topic_events, 2000, &count) != 0)
+        count = -1;
+    for (int i = 0; i < parts->cnt; i++)
+        if (parts->elems[i].partition >= count) count = parts->elems[i].partition + 1;
+    if (count <= 0 || count == p->partition_count) return false;
+    if (p->partition_count <= 0) { /* none recorded, none read at start: recorded now */
+        p->partition_count = count;
+        p->partition_count_stored = false;
+        return false;
+    }
+    char msg[2048];
+    partition_count_changed_message(p, count, msg, sizeof(msg));
+    if (!partitions_changed_accepted(p)) {
+        fail(p, "the events topic's partition count changed", msg);
+        return true;
+    }
+    log_partition_count_accepted(p, count);
+    p->partition_count = count;
+    p->partition_count_stored = false;
+    return false;
+}
+
 /* Serialises everything dirty plus the positions into one batch. */
 static int build_commit(dr_pipeline_t *p, dr_state_batch_t **out) {
     dr_state_batch_t *b = p->spare_batch ? p->spare_batch : dr_state_batch_new();
@@ -1167,6 +1280,7 @@ static int build_commit(dr_pipeline_t *p, dr_state_batch_t **out) {
     size_t len = 0;
     if (!err) err = dr_model_encode_globals(p->model, &globals, &len);
     if (!err) err = put_withdrawals(p, b);
+    if (!err && !p->partition_count_stored) put_partition_count(p, b);
     if (err) {
         free(globals);
         dr_user_cache_commit_end(p->cache, false);
@@ -1310,7 +1424,8 @@ static bool nothing_changed(dr_pipeline_t *p) {
     for (int i = 0; i < n && i < DR_INGEST_MAX_PARTITIONS; i++) /* a marker owed, users to write again */
         if ((p->changelog_touched[i] || p->changelog_foreign[i]) && owns_changelog(p, i)) return false;
     return inputs_handled(p) == p->inputs_at_build && dr_user_cache_dirty(p->cache) == 0 &&
-           dr_model_dirty_items(p->model) == 0 && !share_due(p) && !withdrawals_changed(p);
+           dr_model_dirty_items(p->model) == 0 && !share_due(p) && !withdrawals_changed(p) &&
+           p->partition_count_stored;
 }
 
 /* Builds a commit (and writes it when nothing is in flight). 0 when one was
@@ -1589,6 +1704,7 @@ static int64_t take_partition(dr_pipeline_t *p, const char *topic, int32_t part)
 
 static void on_assign(void *ctx, rd_kafka_topic_partition_list_t *parts) {
     dr_pipeline_t *p = ctx;
+    if (partition_count_moved(p, parts)) return;
     for (int i = 0; i < parts->cnt && !p->stats.failed; i++) {
         int32_t part = parts->elems[i].partition;
         if (part < 0 || part >= DR_INGEST_MAX_PARTITIONS) continue;
@@ -2019,6 +2135,7 @@ int dr_pipeline_start(dr_pipeline_t *p, char *errstr, size_t n) {
     }
     if (!err && p->sync) err = dr_model_sync_start(p->sync, model_start, p, 10000, errstr, n);
     if (!err && p->catalog) err = dr_catalog_start(p->catalog, errstr, n);
+    if (!err) err = check_partition_count(p, errstr, n);
     if (!err) err = dr_ingest_start(p->ingest, errstr, n);
     if (err) p->stats.failed = true; /* the caller's stop then writes nothing */
     return err;

@@ -14,9 +14,10 @@
 #     5 buckets per row) and learner.cooc.neighbors=8 (items stored up to 256),
 #     both partitions assigned statically (partition 1 resumes where run 1
 #     left it);
-#  then learner.max.items below the items stored, and a partition the topic
-#  lacks: each start is refused with a message naming the setting (exit 1,
-#  not a crash), and the state is left as it was.
+#  then learner.max.items below the items stored, a partition the topic
+#  lacks, and (at the end) the events topic with twice the partitions: each
+#  start is refused with a message naming the setting (exit 1, not a
+#  crash), and the state is left as it was.
 # Each run must exit 0 without a "corrupt user record", and at the end every
 # user's applied-event counter must equal that of one uninterrupted run over
 # the whole topic under the defaults (test_crash.sh's oracle), in the state
@@ -138,10 +139,31 @@ counters "$dir/fresh-static" >"$dir/fresh-static.txt"
   diff -q "$dir/ref.txt" "$dir/fresh-static.txt" >/dev/null ||
   { echo "statically assigned, from the new changelog: $restored_static users restored, $consumed_static events consumed again"
     diff "$dir/ref.txt" "$dir/fresh-static.txt" | head; exit 1; }
+# the events topic with another partition count (partitions added, or the topic made again): most
+# users' events would land in another partition than their state, which would start again from the
+# prior without a word; the start is refused, the state untouched; once accepted, the new count is
+# the state's
+offsets_before=$("$DRIFTREC" inspect --state-dir "$dir/state" offsets)
+rm -f "$dir/ev.addr"
+start_broker 4 ev
+rc=0
+timeout 60 "$DRIFTREC" run "${common[@]}" --set "kafka.bootstrap.servers=$bs" --set "state.dir=$dir/state" \
+    --set group.id=more-partitions >"$dir/more-partitions.log" 2>&1 || rc=$?
+[ "$rc" -eq 1 ] && grep -q "the events topic ev has 4 partitions, but this state (state.dir) was built when it had 2" \
+    "$dir/more-partitions.log" ||
+  { echo "a start on 4 partitions of a state built on 2: exit $rc"; tail -3 "$dir/more-partitions.log"; exit 1; }
+[ "$("$DRIFTREC" inspect --state-dir "$dir/state" offsets)" = "$offsets_before" ] ||
+  { echo "the start refused for the partition count changed the stored offsets"; exit 1; }
+run_to_end accepted "$dir/state" --set state.partitions.changed=accept
+grep -q "partition count changed, accepted.* was=2 now=4" "$dir/accepted.log" ||
+  { echo "the accepted start did not say so"; exit 1; }
+run_to_end after-accept "$dir/state"
+
 echo "$(wc -l <"$dir/ref.txt") users, $total events applied exactly once across 3 runs under other settings" \
      "(group, one partition statically, both statically);" \
      "cuts of the 10 busiest users $before -> $after in the run with 4 recent items;" \
-     "starts with learner.max.items=100 and with a partition the topic lacks refused, state untouched;" \
+     "starts with learner.max.items=100, with a partition the topic lacks and on a topic with other partitions" \
+     "refused, state untouched (the last accepted with state.partitions.changed);" \
      "a new changelog filled with all $restored users at the next start, restored from it by a group" \
      "member and by static assignments, partition 0 first"
 echo "1 passed, 0 failed"
