@@ -76,6 +76,8 @@ typedef struct dr_pipeline_stats {
     uint64_t withdraw_refreshes; /* lists recomputed because a blocked or deleted item was in them */
     uint64_t withdraw_queued;    /* stored users found holding one, waiting for their turn */
     bool withdraw_scanning;      /* a scan of the stored users is under way */
+    uint64_t withdraw_rechecks;  /* partitions taken with their lists unchecked, scanned for every withdrawn item */
+    uint64_t withdraw_unchecked; /* owned partitions whose stored lists may still hold a withdrawn item */
     uint64_t items_expired;      /* items that went past learner.item.ttl.ms */
     uint64_t items_removed;      /* items removed from the model and the store (expired, or a catalog tombstone) */
     uint64_t items_live;         /* items in the model at the last commit */

@@ -179,6 +179,8 @@ static char *render(dr_pipeline_t *p, const dr_metrics_t *m) {
     counter(f, "driftrec_withdrawn_list_refreshes_total", "Lists recomputed because a blocked or deleted item was in them.", (double)s.withdraw_refreshes);
     gauge(f, "driftrec_withdraw_queued_users", "Stored users found holding a blocked or deleted item in their last list, waiting for a new one (emit.withdraw.users.per.tick a tick).", (double)s.withdraw_queued);
     gauge(f, "driftrec_withdraw_scanning", "1 while a scan of the stored users for blocked or deleted items runs (on the thread pool).", s.withdraw_scanning ? 1.0 : 0.0);
+    counter(f, "driftrec_withdraw_rechecked_partitions_total", "Partitions taken with their stored lists unchecked (a withdrawal a crash or a move interrupted, or lists another owner published), scanned for every recently withdrawn or blocked item.", (double)s.withdraw_rechecks);
+    gauge(f, "driftrec_withdraw_unchecked_partitions", "Owned partitions whose stored lists may still hold a withdrawn item: 0 once every withdrawal was served.", (double)s.withdraw_unchecked);
     counter(f, "driftrec_items_expired_total", "Items that went past learner.item.ttl.ms and left the lists.", (double)s.items_expired);
     counter(f, "driftrec_items_removed_total", "Items removed from the model and the store: past the grace period after their TTL, or by a catalog tombstone.", (double)s.items_removed);
     gauge(f, "driftrec_items", "Items in the model at the last commit.", (double)s.items_live);

@@ -212,8 +212,13 @@ static int owe_list(dr_pipeline_t *p, dr_user_t *u) {
 }
 
 /* How long a withdrawn item is remembered for a partition that changes
- * owner: far longer than any withdrawal takes to be served. */
-#define RECENT_WITHDRAWAL_MS (24LL * 3600 * 1000)
+ * owner: far longer than a takeover (a session timeout) plus the serving of
+ * a withdrawal. The ledger is rewritten with each commit that adds one: at
+ * a steady 10 withdrawals a second it holds 36,000 (576 KB); beyond
+ * RECENT_WITHDRAWALS_MAX the oldest go first (a blocked item is still found
+ * through the model; a deleted one is not). */
+#define RECENT_WITHDRAWAL_MS (3600LL * 1000)
+#define RECENT_WITHDRAWALS_MAX 262144 /* 4 MiB stored */
 
 #define HIT_K 10 /* hr@10 of clicks against the last list's head */
 
@@ -608,7 +613,10 @@ static void start_recheck(dr_pipeline_t *p, bool owned[DR_INGEST_MAX_PARTITIONS]
                                         withdraw_scanned, p) != 0)
         return;
     for (int i = 0; i < DR_INGEST_MAX_PARTITIONS; i++)
-        if (owned[i]) p->recheck[i] = false;
+        if (owned[i]) {
+            p->recheck[i] = false;
+            p->stats.withdraw_rechecks += n > 0;
+        }
     p->recheck_running = n > 0;
 }
 
@@ -645,18 +653,30 @@ static int64_t wall_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Partitions are owned and every withdrawal was served: owned partitions
+ * are clean, and old withdrawals may be forgotten (not before: a restart
+ * after a long stop rechecks its partitions for them first). */
+static bool withdrawals_settled(dr_pipeline_t *p) {
+    int n_parts;
+    const dr_partition_stats_t *parts = dr_ingest_partitions(p->ingest, &n_parts);
+    bool assigned = false;
+    for (int i = 0; i < n_parts && i < DR_INGEST_MAX_PARTITIONS && !assigned; i++) assigned = parts[i].assigned;
+    return assigned && withdrawals_idle(p);
+}
+
 /* Whether the next commit stores another ledger than the last one: new
- * withdrawals, old ones to forget, or owned partitions now clean. */
+ * withdrawals, or owned partitions now clean, or old ones to forget. */
 static bool withdrawals_changed(dr_pipeline_t *p) {
     const dr_withdraw_ledger_t *l = &p->ledger;
     if (!p->ledger_stored) return true;
+    if (!withdrawals_settled(p)) return false;
     if (l->n_recent > 0 && l->recent[0].at_ms < wall_ms() - RECENT_WITHDRAWAL_MS) return true;
     int n_parts;
     const dr_partition_stats_t *parts = dr_ingest_partitions(p->ingest, &n_parts);
     bool any = false;
     for (int i = 0; i < n_parts && i < DR_INGEST_MAX_PARTITIONS && !any; i++)
         any = parts[i].assigned && l->unchecked[i];
-    return any && withdrawals_idle(p);
+    return any;
 }
 
 /* Into the commit's batch, when it changed: the ledger, the owned
@@ -664,7 +684,7 @@ static bool withdrawals_changed(dr_pipeline_t *p) {
  * handed to the producer before the batch was built, and the batch is
  * written after their delivery). */
 static int put_withdrawals(dr_pipeline_t *p, dr_state_batch_t *b) {
-    if (withdrawals_idle(p)) {
+    if (withdrawals_settled(p)) {
         bool owned[DR_INGEST_MAX_PARTITIONS];
         owned_partitions(p, owned);
         for (int i = 0; i < DR_INGEST_MAX_PARTITIONS; i++)
@@ -672,8 +692,14 @@ static int put_withdrawals(dr_pipeline_t *p, dr_state_batch_t *b) {
                 p->ledger.unchecked[i] = 0;
                 p->ledger_stored = false;
             }
+        if (dr_withdraw_ledger_forget(&p->ledger, wall_ms() - RECENT_WITHDRAWAL_MS) > 0) p->ledger_stored = false;
     }
-    if (dr_withdraw_ledger_forget(&p->ledger, wall_ms() - RECENT_WITHDRAWAL_MS) > 0) p->ledger_stored = false;
+    if (p->ledger.n_recent > RECENT_WITHDRAWALS_MAX) {
+        int64_t cut = p->ledger.recent[p->ledger.n_recent - RECENT_WITHDRAWALS_MAX].at_ms;
+        size_t dropped = dr_withdraw_ledger_forget(&p->ledger, cut);
+        dr_log(DR_LOG_WARN, "pipeline", "more withdrawals in the last hour than the ledger keeps: the oldest are forgotten (a partition taken later is not scanned for those of them that were deleted) | dropped=%zu kept=%zu",
+               dropped, p->ledger.n_recent);
+    }
     if (p->ledger_stored) return 0;
     uint8_t *val;
     size_t len;
@@ -2221,6 +2247,10 @@ void dr_pipeline_stats(dr_pipeline_t *p, dr_pipeline_stats_t *out) {
     p->stats.offset_reports_stale = s->offset_reports_stale;
     p->stats.withdraw_queued = p->wq_n - p->wq_head;
     p->stats.withdraw_scanning = dr_withdraw_scan_busy(p->withdraw_scan);
+    bool owned[DR_INGEST_MAX_PARTITIONS];
+    owned_partitions(p, owned);
+    p->stats.withdraw_unchecked = 0;
+    for (int i = 0; i < DR_INGEST_MAX_PARTITIONS; i++) p->stats.withdraw_unchecked += owned[i] && p->ledger.unchecked[i];
     if (p->standby) {
         dr_standby_stats_t ss;
         dr_standby_stats(p->standby, &ss);

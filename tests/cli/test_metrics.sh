@@ -30,6 +30,8 @@ grep -q '^# TYPE driftrec_freshness_seconds histogram$' "$dir/metrics.txt"
 grep -q '^driftrec_learn_batch_seconds_count [1-9]' "$dir/metrics.txt"
 grep -q '^driftrec_withdraw_queued_users 0$' "$dir/metrics.txt"
 grep -q '^driftrec_withdraw_scanning 0$' "$dir/metrics.txt"
+grep -q '^driftrec_withdraw_unchecked_partitions 0$' "$dir/metrics.txt"
+grep -q '^driftrec_withdraw_rechecked_partitions_total 0$' "$dir/metrics.txt"
 # cuts by what followed them, and the global detector's by direction
 for reason in readapted improving control; do
   grep -q "^driftrec_drift_cuts_total{reason=\"$reason\"} [0-9]" "$dir/metrics.txt"

@@ -57,6 +57,7 @@ left=$(holders "$x")
 run_to_end restart "$dir/a" --set ingest.partitions=all --set group.id=one
 after=$(holders "$x")
 [ "$after" -eq 0 ] || { echo "after a crash and a restart, $after of $held last lists still hold deleted item $x"; exit 1; }
+grep -q "holding withdrawn items found.* recheck=1" "$dir/restart.log" || { echo "the restart did not recheck"; exit 1; }
 echo "crash: item $x in $held last lists, $left left at the kill, 0 after the restart"
 
 # ---- 2. a partition moves in the middle of a withdrawal
@@ -95,5 +96,6 @@ after=$(holders "$y")
 [ "$after" -eq 0 ] ||
   { echo "after a's partitions moved to b, $after of $held2 last lists still hold deleted item $y"; exit 1; }
 no_errors b
+grep -q "holding withdrawn items found.* recheck=1" "$dir/b.log" || { echo "b did not recheck a's partitions"; exit 1; }
 echo "move: item $y in $held2 last lists, $left left when a was killed, 0 once b took a's partitions"
 echo "1 passed, 0 failed"
