@@ -1,6 +1,7 @@
 /* cmd_inspect.c - `driftrec inspect [--state-dir D] [--json] user ID | item ID
- * | users | offsets`: decodes stored records read-only (a point-in-time view that is
- * safe beside a running pipeline) for people and for tests. */
+ * | users | items | offsets | withdrawals`: decodes stored records read-only (a
+ * point-in-time view that is safe beside a running pipeline) for people and for
+ * tests. */
 #include "dr_cmd_inspect.h"
 
 #include <getopt.h>
@@ -16,6 +17,7 @@
 #include "dr_learner.h"
 #include "dr_report.h"
 #include "dr_state.h"
+#include "dr_withdraw.h"
 
 typedef struct inspect {
     dr_config_t cfg;
@@ -26,13 +28,16 @@ typedef struct inspect {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: driftrec inspect [--state-dir DIR] [--config FILE] [--set key=value]... [--json]\n"
-               "                        user ID | item ID | users [--vectors] | items | offsets\n"
+               "                        user ID | item ID | users [--vectors] | items | offsets | withdrawals\n"
                "Shows what the state directory holds for a user (parameters and norms, drift\n"
                "detector, recent items, counters, the head of the last list) or an item (its\n"
                "parameters, popularity prior and heaviest co-engagement neighbours); `users`\n"
                "lists every user's event counter (with --vectors, v_u and b_u as exact hex floats);\n"
                "`items` lists every item: id, b_i and q_i as exact hex floats;\n"
-               "`offsets` lists the stored next offset of each partition (where `run` resumes).\n"
+               "`offsets` lists the stored next offset of each partition (where `run` resumes);\n"
+               "`withdrawals` the partitions whose stored lists were not checked since the last\n"
+               "blocked or deleted item (a run clears those it owns once every holder got a new\n"
+               "list, and checks the others when it takes them) and the items withdrawn lately.\n"
                "Opens the store read-only. Records are read under the learner settings given\n"
                "(--config, --set): give those the pipeline runs with; a user's rating statistics\n"
                "per genre, for one, show only under its learner.content.dim. A user's recent items\n"
@@ -288,6 +293,57 @@ static int offset_cb(void *ctx, const char *topic, int32_t partition, int64_t ne
     return 0;
 }
 
+/* The partitions marked, as ingest.partitions writes them ("0-3,8"), or
+ * "none". */
+static void partition_ranges(const uint8_t *marked, char *out, size_t n) {
+    size_t len = 0;
+    out[0] = '\0';
+    for (int p = 0; p < DR_INGEST_MAX_PARTITIONS && len < n; p++) {
+        if (!marked[p]) continue;
+        int hi = p;
+        while (hi + 1 < DR_INGEST_MAX_PARTITIONS && marked[hi + 1]) hi++;
+        int w = hi > p ? snprintf(out + len, n - len, "%s%d-%d", len ? "," : "", p, hi)
+                       : snprintf(out + len, n - len, "%s%d", len ? "," : "", p);
+        len += w > 0 ? (size_t)w : 0;
+        p = hi;
+    }
+    if (len == 0) snprintf(out, n, "none");
+}
+
+/* The withdrawal ledger (dr_withdraw.h): "unchecked RANGES" (or none),
+ * then "withdrawn ITEM AT_MS" a line each, oldest first. */
+static int inspect_withdrawals(inspect_t *in) {
+    uint8_t *val = NULL;
+    size_t len = 0;
+    dr_withdraw_ledger_t l = {0};
+    int err = dr_state_get_meta(in->st, "withdrawals", &val, &len);
+    if (!err) err = dr_withdraw_ledger_decode(&l, val, len);
+    free(val);
+    if (err == DR_ECORRUPT) fprintf(stderr, "driftrec inspect: the stored withdrawals are malformed\n");
+    if (err && err != DR_ENOTFOUND) return err;
+    static char ranges[DR_INGEST_MAX_PARTITIONS * 6];
+    partition_ranges(l.unchecked, ranges, sizeof(ranges));
+    if (in->json) {
+        dr_json_object_begin(&in->j, NULL);
+        dr_json_str(&in->j, "unchecked_partitions", ranges);
+        dr_json_array_begin(&in->j, "withdrawn");
+        for (size_t k = 0; k < l.n_recent; k++) {
+            dr_json_object_begin(&in->j, NULL);
+            dr_json_int(&in->j, "item_id", l.recent[k].item_id);
+            dr_json_int(&in->j, "at_ms", l.recent[k].at_ms);
+            dr_json_object_end(&in->j);
+        }
+        dr_json_array_end(&in->j);
+        dr_json_object_end(&in->j);
+    } else {
+        printf("unchecked %s\n", ranges);
+        for (size_t k = 0; k < l.n_recent; k++)
+            printf("withdrawn %" PRId64 " %" PRId64 "\n", l.recent[k].item_id, l.recent[k].at_ms);
+    }
+    dr_withdraw_ledger_free(&l);
+    return 0;
+}
+
 static int run(inspect_t *in, const char *what, const char *arg) {
     char *end = NULL;
     int64_t id = arg ? strtoll(arg, &end, 10) : 0;
@@ -300,6 +356,7 @@ static int run(inspect_t *in, const char *what, const char *arg) {
         return err;
     }
     if (!strcmp(what, "items")) return inspect_items(in);
+    if (!strcmp(what, "withdrawals")) return inspect_withdrawals(in);
     if (!strcmp(what, "offsets")) {
         if (in->json) dr_json_array_begin(&in->j, NULL);
         int err = dr_state_for_each_offset(in->st, offset_cb, in);

@@ -98,9 +98,10 @@ typedef struct dr_withdraw_ledger {
     size_t n_recent, cap_recent;
 } dr_withdraw_ledger_t;
 
-/* A new withdrawal: remembered, and every partition unchecked. DR_ENOMEM
- * leaves the ledger as it was. */
-int dr_withdraw_ledger_add(dr_withdraw_ledger_t *l, int64_t item_id, int64_t now_ms);
+/* A new withdrawal: remembered, and partitions 0 to n_partitions - 1
+ * unchecked (every one the topic has; at most DR_INGEST_MAX_PARTITIONS).
+ * DR_ENOMEM leaves the ledger as it was. */
+int dr_withdraw_ledger_add(dr_withdraw_ledger_t *l, int64_t item_id, int64_t now_ms, int n_partitions);
 /* Forgets the withdrawals made before `before_ms`; returns how many. */
 size_t dr_withdraw_ledger_forget(dr_withdraw_ledger_t *l, int64_t before_ms);
 /* The stored form (*out malloc'd). 0 or DR_ENOMEM. */

@@ -34,7 +34,7 @@ static void usage(FILE *f) {
             "  load --format F FILE --topic T ...       a dataset into a topic (UserEvent, by event time)\n"
             "  replay --topic T [--from X --to Y] ...   backtest a topic range; --embedded --input FILE\n"
             "  report DIR                               (re)write DIR/report.html from DIR/report.json\n"
-            "  inspect [--state-dir D] user ID|item ID|users|offsets  what the state holds (read-only)\n"
+            "  inspect [--state-dir D] user ID|item ID|users|offsets|withdrawals  what the state holds (read-only)\n"
             "  erase --user ID [--set kafka.bootstrap.servers=B]  erase a user's state and list\n"
             "  lists [--last] [--set kafka.bootstrap.servers=B]  what the recommendations topic holds\n"
             "  topics create [--config FILE] [--partitions N]  create the topics (Admin API)\n"

@@ -1743,7 +1743,9 @@ static void on_assign(void *ctx, rd_kafka_topic_partition_list_t *parts) {
 
 /* The item leaves every published list at the next emit (withdraw_items). */
 static int withdraw_later(dr_pipeline_t *p, int64_t item_id) {
-    if (dr_withdraw_ledger_add(&p->ledger, item_id, wall_ms())) return DR_ESTOPPED;
+    /* the topic's partitions, or every one while its count is unknown */
+    int n_parts = p->partition_count > 0 ? p->partition_count : DR_INGEST_MAX_PARTITIONS;
+    if (dr_withdraw_ledger_add(&p->ledger, item_id, wall_ms(), n_parts)) return DR_ESTOPPED;
     p->ledger_stored = false;
     return append_items(&p->withdrawn, &p->n_withdrawn, &p->cap_withdrawn, &item_id, 1) ? DR_ESTOPPED : 0;
 }

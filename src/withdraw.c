@@ -221,7 +221,7 @@ void dr_withdraw_scan_free(dr_withdraw_scan_t *s) {
 
 #define LEDGER_VERSION 1
 
-int dr_withdraw_ledger_add(dr_withdraw_ledger_t *l, int64_t item_id, int64_t now_ms) {
+int dr_withdraw_ledger_add(dr_withdraw_ledger_t *l, int64_t item_id, int64_t now_ms, int n_partitions) {
     if (l->n_recent == l->cap_recent) {
         size_t cap = l->cap_recent ? 2 * l->cap_recent : 64;
         dr_withdrawal_t *v = realloc(l->recent, cap * sizeof(*v));
@@ -230,7 +230,8 @@ int dr_withdraw_ledger_add(dr_withdraw_ledger_t *l, int64_t item_id, int64_t now
         l->cap_recent = cap;
     }
     l->recent[l->n_recent++] = (dr_withdrawal_t){item_id, now_ms};
-    memset(l->unchecked, 1, sizeof(l->unchecked));
+    if (n_partitions < 0 || n_partitions > DR_INGEST_MAX_PARTITIONS) n_partitions = DR_INGEST_MAX_PARTITIONS;
+    memset(l->unchecked, 1, (size_t)n_partitions);
     return 0;
 }
 

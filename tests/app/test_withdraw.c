@@ -211,7 +211,8 @@ static void test_list_may_hold(void **state) {
 static void test_ledger_round_trip(void **state) {
     (void)state;
     dr_withdraw_ledger_t l = {0}, back = {0};
-    for (int64_t i = 0; i < 100; i++) assert_int_equal(dr_withdraw_ledger_add(&l, 1000 + i, 5000 + 10 * i), 0);
+    for (int64_t i = 0; i < 100; i++)
+        assert_int_equal(dr_withdraw_ledger_add(&l, 1000 + i, 5000 + 10 * i, DR_INGEST_MAX_PARTITIONS), 0);
     for (int i = 0; i < DR_INGEST_MAX_PARTITIONS; i++) assert_int_equal(l.unchecked[i], 1);
     l.unchecked[0] = l.unchecked[7] = l.unchecked[DR_INGEST_MAX_PARTITIONS - 1] = 0; /* served */
     uint8_t *val;
@@ -228,7 +229,9 @@ static void test_ledger_round_trip(void **state) {
     assert_int_equal(dr_withdraw_ledger_forget(&back, 0), 0);
     assert_int_equal(dr_withdraw_ledger_forget(&back, INT64_MAX), 60);
     assert_int_equal(back.n_recent, 0);
-    assert_int_equal(dr_withdraw_ledger_add(&back, 9, 1), 0); /* room again after forgetting all */
+    dr_withdraw_ledger_free(&back);
+    assert_int_equal(dr_withdraw_ledger_add(&back, 9, 1, 12), 0); /* the topic's 12 partitions only */
+    for (int i = 0; i < DR_INGEST_MAX_PARTITIONS; i++) assert_int_equal(back.unchecked[i], i < 12);
     dr_withdraw_ledger_free(&back);
     dr_withdraw_ledger_free(&l);
     assert_null(l.recent);
@@ -240,9 +243,9 @@ static void test_ledger_round_trip(void **state) {
 static void test_ledger_refuses_damaged_records(void **state) {
     (void)state;
     dr_withdraw_ledger_t l = {0}, kept = {0};
-    assert_int_equal(dr_withdraw_ledger_add(&l, 42, 7), 0);
-    assert_int_equal(dr_withdraw_ledger_add(&l, 43, 8), 0);
-    assert_int_equal(dr_withdraw_ledger_add(&kept, 5, 1), 0);
+    assert_int_equal(dr_withdraw_ledger_add(&l, 42, 7, 8), 0);
+    assert_int_equal(dr_withdraw_ledger_add(&l, 43, 8, 8), 0);
+    assert_int_equal(dr_withdraw_ledger_add(&kept, 5, 1, 8), 0);
     kept.unchecked[3] = 0;
     uint8_t *val;
     size_t len;

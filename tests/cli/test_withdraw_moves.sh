@@ -54,10 +54,16 @@ sleep 1.5 # a commit or more: the exclusion and the catalog's position are store
 kill -9 "$crashed"; wait "$crashed" 2>/dev/null || true
 left=$(holders "$x")
 [ "$left" -gt 0 ] || { echo "phase 1 proves nothing: every holder was served before the kill"; exit 1; }
+# what the kill left in the store: every partition unchecked, the item withdrawn
+ledger=$("$DRIFTREC" inspect --state-dir "$dir/a" withdrawals)
+grep -qx "unchecked 0-3" <<<"$ledger" && grep -q "^withdrawn $x " <<<"$ledger" ||
+  { echo "the ledger after the kill:"; head -3 <<<"$ledger"; exit 1; }
 run_to_end restart "$dir/a" --set ingest.partitions=all --set group.id=one
 after=$(holders "$x")
 [ "$after" -eq 0 ] || { echo "after a crash and a restart, $after of $held last lists still hold deleted item $x"; exit 1; }
 grep -q "holding withdrawn items found.* recheck=1" "$dir/restart.log" || { echo "the restart did not recheck"; exit 1; }
+[ "$("$DRIFTREC" inspect --state-dir "$dir/a" withdrawals | head -1)" = "unchecked none" ] ||
+  { echo "partitions still unchecked after the restart served every holder"; exit 1; }
 echo "crash: item $x in $held last lists, $left left at the kill, 0 after the restart"
 
 # ---- 2. a partition moves in the middle of a withdrawal
