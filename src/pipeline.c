@@ -116,14 +116,14 @@ struct dr_pipeline {
      * every blocked one (recheck). */
     dr_withdraw_ledger_t ledger;
     bool ledger_stored;          /* as the last commit built holds it */
-    /* the events topic's partition count the state was built with (-1:
-     * unknown), and whether the store holds it (check_partition_count) */
-    int32_t partition_count;
-    bool partition_count_stored;
     bool recheck[DR_INGEST_MAX_PARTITIONS];
     bool recheck_running;        /* the scan under way is a recheck */
     int64_t *excluded;           /* scratch: the items a recheck looks for */
     size_t cap_excluded;
+    /* the events topic's partition count the state was built with (-1:
+     * unknown), and whether the store holds it (check_partition_count) */
+    int32_t partition_count;
+    bool partition_count_stored;
     /* a commit built and waiting for its deliveries */
     dr_state_batch_t *commit_batch;
     dr_state_batch_t *spare_batch; /* the last commit's, emptied: its buffer is reused */
