@@ -1105,16 +1105,11 @@ static void stop_after_2s(run_t *r, const dr_pipeline_stats_t *st) {
 static const char *const queue_full[] = {"kafka.queue.buffering.max.messages=5",
                                          "shutdown.timeout.ms=2000", NULL};
 
-/* Lists cannot leave: the recs partitions have no leader. */
-static void recs_without_leader(fixture_t *fx) {
+static fixture_t *queue_full_fixture(const char *tag) {
+    fixture_t *fx = fault_fixture(tag, 1);
     rd_kafka_mock_cluster_t *mock = dr_embedded_mock(fx->broker);
     for (int p = 0; p < PARTITIONS; p++)
         assert_int_equal(rd_kafka_mock_partition_set_leader(mock, "recs", p, -1), 0);
-}
-
-static fixture_t *queue_full_fixture(const char *tag) {
-    fixture_t *fx = fault_fixture(tag, 1);
-    recs_without_leader(fx);
     for (int64_t u = 1; u <= 50; u++) produce_click(fx, u, u, 1767225600000LL + u);
     assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
     return fx;
@@ -1160,11 +1155,9 @@ static rd_kafka_t *events_reader(fixture_t *fx, const char *group, const char *c
     return c;
 }
 
-/* The second member joins group `group` once `now` holds, then takes
- * part in the rebalance (polled on every tick). */
-static void second_member_joins(run_t *r, bool now, const char *group) {
-    if (r->fault_stage == 0 && now) {
-        second_member = events_reader(r->fx, group, NULL, 0);
+static void join_second_member(run_t *r, const dr_pipeline_stats_t *st) {
+    if (r->fault_stage == 0 && st->consumed > 0) {
+        second_member = events_reader(r->fx, "revoke", NULL, 0);
         r->fault_at = dr_mono_s();
         r->fault_stage = 1;
     }
@@ -1172,16 +1165,6 @@ static void second_member_joins(run_t *r, bool now, const char *group) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(second_member, 0);
         if (m) rd_kafka_message_destroy(m);
     }
-}
-
-static void drop_second_member(void) {
-    rd_kafka_consumer_close(second_member);
-    rd_kafka_destroy(second_member);
-    second_member = NULL;
-}
-
-static void join_second_member(run_t *r, const dr_pipeline_stats_t *st) {
-    second_member_joins(r, st->consumed > 0, "revoke");
 }
 
 /* Defect 5, the revoke: the same queue-full producer, and a second member
@@ -1197,7 +1180,9 @@ static void test_revoke_commit_that_cannot_be_made_fails(void **state) {
     dr_pipeline_stats_t st = run_pipeline_with(fx, "revoke", UINT64_MAX, queue_full, join_second_member);
     double took = dr_mono_s() - t0;
     expected_exit = 0;
-    drop_second_member();
+    rd_kafka_consumer_close(second_member);
+    rd_kafka_destroy(second_member);
+    second_member = NULL;
     fprintf(stderr, "revoke with the producer queue full: exit 1 after %.1f s, %llu commits stored\n",
             took, (unsigned long long)st.commits);
     assert_true(st.failed);
@@ -1218,13 +1203,23 @@ static const char *const paused_queue[] = {"ingest.max.producer.queue=100", "shu
                                            "kafka.message.timeout.ms=120000", NULL};
 
 static void join_second_member_when_paused(run_t *r, const dr_pipeline_stats_t *st) {
-    second_member_joins(r, st->paused, "paused");
+    if (r->fault_stage == 0 && st->paused) {
+        second_member = events_reader(r->fx, "paused", NULL, 0);
+        r->fault_at = dr_mono_s();
+        r->fault_stage = 1;
+    }
+    if (second_member) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(second_member, 0);
+        if (m) rd_kafka_message_destroy(m);
+    }
 }
 
 static void test_revoke_while_paused(void **state) {
     (void)state;
     fixture_t *fx = fault_fixture("paused", 1);
-    recs_without_leader(fx);
+    rd_kafka_mock_cluster_t *mock = dr_embedded_mock(fx->broker);
+    for (int p = 0; p < PARTITIONS; p++)
+        assert_int_equal(rd_kafka_mock_partition_set_leader(mock, "recs", p, -1), 0);
     for (int64_t u = 1; u <= 400; u++) produce_click(fx, u, u % 50 + 1, 1767225600000LL + u);
     assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
     expected_exit = 1;
@@ -1232,7 +1227,9 @@ static void test_revoke_while_paused(void **state) {
     expected_exit = 0;
     int stage = last_fault_stage;
     double took = dr_mono_s() - last_fault_at;
-    drop_second_member();
+    rd_kafka_consumer_close(second_member);
+    rd_kafka_destroy(second_member);
+    second_member = NULL;
     fprintf(stderr, "a member joined while consumption was paused: exit 1 %.1f s later, %llu pauses\n", took,
             (unsigned long long)st.pauses);
     assert_int_equal(stage, 1); /* it was paused when the member joined */
