@@ -158,11 +158,6 @@ void dr_ingest_free(dr_ingest_t *in);
 
 /* Pauses or resumes every assigned partition (backpressure). Idempotent. */
 void dr_ingest_set_paused(dr_ingest_t *in, bool paused);
-/* Serves what the consumer's queue holds now. While paused, the caller
- * calls it now and then: nothing else wakes the loop for the queue, and a
- * member that does not consume for kafka.max.poll.interval.ms leaves its
- * group. */
-void dr_ingest_serve(dr_ingest_t *in);
 
 /* Most bytes of a record's value a dead letter carries when the whole value
  * is over the producer's message.max.bytes: the head is parked, with the

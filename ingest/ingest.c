@@ -631,12 +631,9 @@ static int handle_message(dr_ingest_t *in, rd_kafka_message_t *m) {
     return 0;
 }
 
-/* Drains the queue; returns true when it may hold more (budget reached).
- * Paused, it drains too: librdkafka holds back the paused partitions'
- * messages, and the rebalances and errors on the queue are served only
- * from this call (a revoke must not wait for the pause to end). */
+/* Drains the queue; returns true when it may hold more (budget reached). */
 static bool drain(dr_ingest_t *in) {
-    for (int b = 0; !in->stopped && b < WAKE_BUDGET_BATCHES; b++) {
+    for (int b = 0; !in->stopped && !in->stats.paused && b < WAKE_BUDGET_BATCHES; b++) {
         ssize_t n = rd_kafka_consume_batch_queue(in->queue, 0, in->batch, (size_t)in->conf.batch);
         /* A rebalance served inside that call may have halted us: still end
          * the batch, so that the handler sees stats.halted. */
@@ -671,10 +668,6 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     /* The queue signals only on empty -> non-empty: drain it completely, or
      * continue from the idle callback, or a wake-up is lost. */
     if (drain(in)) uv_idle_start(&in->idle, on_idle);
-}
-
-void dr_ingest_serve(dr_ingest_t *in) {
-    if (in->started && !in->stopped && drain(in)) uv_idle_start(&in->idle, on_idle);
 }
 
 static int assign_statically(dr_ingest_t *in, char *errstr, size_t n);

@@ -1590,7 +1590,6 @@ static void on_housekeeping(uv_timer_t *t) {
     take_shared_model(p);
     finish_commit(p);
     check_backpressure(p);
-    if (dr_ingest_stats(p->ingest)->paused) dr_ingest_serve(p->ingest); /* rebalances wait on no pause */
 }
 
 /* ---- partitions ----------------------------------------------------------- */
