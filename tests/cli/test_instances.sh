@@ -84,7 +84,7 @@ echo "c left at $(stored_total) of $records records"
 start inst-b
 wait_assigned inst-b
 for _ in $(seq 600); do [ "$(stored_total)" -ge "$records" ] && break; sleep 0.2; done
-[ "$(stored_total)" -ge "$records" ] || { echo "stalled at $(stored_total) of $records records"; tail -5 "$dir"/inst-*.log; exit 1; }
+[ "$(stored_total)" -ge "$records" ] || { echo "stalled at $(stored_total) of $records records"; tail -n 5 "$dir"/inst-*.log; exit 1; }
 sleep 1 # the last lists of the last commit
 for n in inst-a inst-d inst-b; do
   kill -TERM "${pid_of[$n]}"; wait "${pid_of[$n]}" || { echo "$n did not stop cleanly"; tail -20 "$dir/$n.log"; exit 1; }
