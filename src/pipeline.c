@@ -2161,9 +2161,11 @@ int dr_pipeline_start(dr_pipeline_t *p, char *errstr, size_t n) {
         errstr[0] = '\0';
         err = 0;
     }
+    /* the count first: a withdrawal the catalog's start applies marks the
+     * topic's partitions */
+    if (!err) err = check_partition_count(p, errstr, n);
     if (!err && p->sync) err = dr_model_sync_start(p->sync, model_start, p, 10000, errstr, n);
     if (!err && p->catalog) err = dr_catalog_start(p->catalog, errstr, n);
-    if (!err) err = check_partition_count(p, errstr, n);
     if (!err) err = dr_ingest_start(p->ingest, errstr, n);
     if (err) p->stats.failed = true; /* the caller's stop then writes nothing */
     return err;
