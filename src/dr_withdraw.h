@@ -104,6 +104,8 @@ typedef struct dr_withdraw_ledger {
 int dr_withdraw_ledger_add(dr_withdraw_ledger_t *l, int64_t item_id, int64_t now_ms, int n_partitions);
 /* Forgets the withdrawals made before `before_ms`; returns how many. */
 size_t dr_withdraw_ledger_forget(dr_withdraw_ledger_t *l, int64_t before_ms);
+/* Forgets the oldest withdrawals beyond the newest `max`; returns how many. */
+size_t dr_withdraw_ledger_keep_newest(dr_withdraw_ledger_t *l, size_t max);
 /* The stored form (*out malloc'd). 0 or DR_ENOMEM. */
 int dr_withdraw_ledger_encode(const dr_withdraw_ledger_t *l, uint8_t **out, size_t *len);
 /* Replaces l's content with a stored one. DR_ECORRUPT (another layout, a

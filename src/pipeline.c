@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "dr_bytes.h"
@@ -546,11 +545,12 @@ static void withdraw_scanned(void *ctx, const dr_withdraw_result_t *r) {
     bool missed = false;
     for (int i = 0; i < n_parts && i < DR_INGEST_MAX_PARTITIONS; i++) missed |= parts[i].assigned && !r->scanned[i];
     if (recheck) { /* a partition taken meanwhile has its own recheck */
-        for (int i = 0; err && i < DR_INGEST_MAX_PARTITIONS; i++)
-            if (r->scanned[i]) p->recheck[i] = true;
-        if (err)
+        if (err) {
+            for (int i = 0; i < DR_INGEST_MAX_PARTITIONS; i++)
+                if (r->scanned[i]) p->recheck[i] = true;
             dr_log(DR_LOG_WARN, "pipeline", "checking taken partitions' stored lists failed, will retry | items=%zu err=\"%s\"",
                    r->n_items, dr_strerror(err));
+        }
     } else if (err || missed) {
         if (err)
             dr_log(DR_LOG_WARN, "pipeline", "withdrawing items from stored users' lists failed, will retry | items=%zu err=\"%s\"",
@@ -598,16 +598,8 @@ static void start_recheck(dr_pipeline_t *p, bool owned[DR_INGEST_MAX_PARTITIONS]
     if (!any) return;
     size_t n = 0;
     if (dr_model_excluded_items(p->model, &p->excluded, &n, &p->cap_excluded) != 0) return; /* next tick */
-    for (size_t k = 0; k < p->ledger.n_recent; k++) {
-        if (n == p->cap_excluded) {
-            size_t cap = p->cap_excluded ? 2 * p->cap_excluded : 64;
-            int64_t *v = realloc(p->excluded, cap * sizeof(*v));
-            if (!v) return;
-            p->excluded = v;
-            p->cap_excluded = cap;
-        }
-        p->excluded[n++] = p->ledger.recent[k].item_id;
-    }
+    for (size_t k = 0; k < p->ledger.n_recent; k++)
+        if (append_items(&p->excluded, &n, &p->cap_excluded, &p->ledger.recent[k].item_id, 1)) return;
     n = dr_withdraw_sort_items(p->excluded, n);
     if (n > 0 && dr_withdraw_scan_start(p->withdraw_scan, p->excluded, n, owned, p->cfg.topk > DR_LAST_LIST,
                                         withdraw_scanned, p) != 0)
@@ -647,12 +639,6 @@ static bool withdrawals_idle(dr_pipeline_t *p) {
     return true;
 }
 
-static int64_t wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Partitions are owned and every withdrawal was served: owned partitions
  * are clean, and old withdrawals may be forgotten (not before: a restart
  * after a long stop rechecks its partitions for them first). */
@@ -670,7 +656,7 @@ static bool withdrawals_changed(dr_pipeline_t *p) {
     const dr_withdraw_ledger_t *l = &p->ledger;
     if (!p->ledger_stored) return true;
     if (!withdrawals_settled(p)) return false;
-    if (l->n_recent > 0 && l->recent[0].at_ms < wall_ms() - RECENT_WITHDRAWAL_MS) return true;
+    if (l->n_recent > 0 && l->recent[0].at_ms < dr_now_ms() - RECENT_WITHDRAWAL_MS) return true;
     int n_parts;
     const dr_partition_stats_t *parts = dr_ingest_partitions(p->ingest, &n_parts);
     bool any = false;
@@ -692,11 +678,11 @@ static int put_withdrawals(dr_pipeline_t *p, dr_state_batch_t *b) {
                 p->ledger.unchecked[i] = 0;
                 p->ledger_stored = false;
             }
-        if (dr_withdraw_ledger_forget(&p->ledger, wall_ms() - RECENT_WITHDRAWAL_MS) > 0) p->ledger_stored = false;
+        if (dr_withdraw_ledger_forget(&p->ledger, dr_now_ms() - RECENT_WITHDRAWAL_MS) > 0) p->ledger_stored = false;
     }
-    if (p->ledger.n_recent > RECENT_WITHDRAWALS_MAX) {
-        int64_t cut = p->ledger.recent[p->ledger.n_recent - RECENT_WITHDRAWALS_MAX].at_ms;
-        size_t dropped = dr_withdraw_ledger_forget(&p->ledger, cut);
+    size_t dropped = dr_withdraw_ledger_keep_newest(&p->ledger, RECENT_WITHDRAWALS_MAX);
+    if (dropped > 0) {
+        p->ledger_stored = false;
         dr_log(DR_LOG_WARN, "pipeline", "more withdrawals in the last hour than the ledger keeps: the oldest are forgotten (a partition taken later is not scanned for those of them that were deleted) | dropped=%zu kept=%zu",
                dropped, p->ledger.n_recent);
     }
@@ -1745,7 +1731,7 @@ static void on_assign(void *ctx, rd_kafka_topic_partition_list_t *parts) {
 static int withdraw_later(dr_pipeline_t *p, int64_t item_id) {
     /* the topic's partitions, or every one while its count is unknown */
     int n_parts = p->partition_count > 0 ? p->partition_count : DR_INGEST_MAX_PARTITIONS;
-    if (dr_withdraw_ledger_add(&p->ledger, item_id, wall_ms(), n_parts)) return DR_ESTOPPED;
+    if (dr_withdraw_ledger_add(&p->ledger, item_id, dr_now_ms(), n_parts)) return DR_ESTOPPED;
     p->ledger_stored = false;
     return append_items(&p->withdrawn, &p->n_withdrawn, &p->cap_withdrawn, &item_id, 1) ? DR_ESTOPPED : 0;
 }

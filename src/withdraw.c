@@ -243,6 +243,14 @@ size_t dr_withdraw_ledger_forget(dr_withdraw_ledger_t *l, int64_t before_ms) {
     return k;
 }
 
+size_t dr_withdraw_ledger_keep_newest(dr_withdraw_ledger_t *l, size_t max) {
+    if (l->n_recent <= max) return 0;
+    size_t k = l->n_recent - max;
+    memmove(l->recent, l->recent + k, max * sizeof(*l->recent));
+    l->n_recent = max;
+    return k;
+}
+
 /* version (1 byte), the unchecked partitions as a bitmap, the count of
  * recent withdrawals (4 bytes), each as item id and time (8 bytes each) */
 int dr_withdraw_ledger_encode(const dr_withdraw_ledger_t *l, uint8_t **out, size_t *len) {

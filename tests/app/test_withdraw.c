@@ -237,6 +237,31 @@ static void test_ledger_round_trip(void **state) {
     assert_null(l.recent);
 }
 
+/* A moderation sweep: 300,000 withdrawals within one millisecond. Bounded
+ * by count, the ledger keeps exactly the newest (a bound by time alone
+ * could not split them), and its stored form reads back whole. */
+static void test_ledger_keeps_the_newest(void **state) {
+    (void)state;
+    dr_withdraw_ledger_t l = {0}, back = {0};
+    for (int64_t i = 0; i < 300000; i++) assert_int_equal(dr_withdraw_ledger_add(&l, i, 7, 12), 0);
+    assert_int_equal(dr_withdraw_ledger_forget(&l, 7), 0);
+    assert_int_equal(dr_withdraw_ledger_keep_newest(&l, 262144), 300000 - 262144);
+    assert_int_equal(l.n_recent, 262144);
+    assert_int_equal(l.recent[0].item_id, 300000 - 262144);
+    assert_int_equal(l.recent[262143].item_id, 299999);
+    assert_int_equal(dr_withdraw_ledger_keep_newest(&l, 262144), 0);
+    uint8_t *val;
+    size_t len;
+    assert_int_equal(dr_withdraw_ledger_encode(&l, &val, &len), 0);
+    assert_int_equal(len, 1 + DR_INGEST_MAX_PARTITIONS / 8 + 4 + 262144 * 16); /* the 4 MiB stored */
+    assert_int_equal(dr_withdraw_ledger_decode(&back, val, len), 0);
+    assert_int_equal(back.n_recent, 262144);
+    assert_memory_equal(back.recent, l.recent, 262144 * sizeof(*l.recent));
+    free(val);
+    dr_withdraw_ledger_free(&back);
+    dr_withdraw_ledger_free(&l);
+}
+
 /* Another layout, a short record, a count the record cannot hold (no
  * allocation of what it claims) or bytes past the end: DR_ECORRUPT, and
  * the ledger keeps what it held. */
@@ -280,6 +305,7 @@ int main(void) {
         cmocka_unit_test(test_list_may_hold),
         cmocka_unit_test(test_ledger_round_trip),
         cmocka_unit_test(test_ledger_refuses_damaged_records),
+        cmocka_unit_test(test_ledger_keeps_the_newest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
