@@ -156,7 +156,9 @@ void dr_ingest_close(dr_ingest_t *in);
  * dr_ingest_close). NULL ok. */
 void dr_ingest_free(dr_ingest_t *in);
 
-/* Pauses or resumes every assigned partition (backpressure). Idempotent. */
+/* Pauses or resumes every assigned partition (backpressure). Idempotent.
+ * Paused, rebalances are still served: a partition assigned meanwhile
+ * joins paused, one revoked meanwhile leaves unpaused. */
 void dr_ingest_set_paused(dr_ingest_t *in, bool paused);
 
 /* Most bytes of a record's value a dead letter carries when the whole value

@@ -182,6 +182,10 @@ static void on_revoked(dr_ingest_t *in, rd_kafka_t *rk, rd_kafka_topic_partition
     }
     dr_log(DR_LOG_INFO, "ingest", "partitions revoked | count=%d protocol=%s", parts->cnt,
            in->assigned_statically ? "static" : coop ? "cooperative" : "eager");
+    /* librdkafka keeps a partition's pause across unassign and assign, and
+     * the resume at the pause's end reaches only what is assigned then: a
+     * partition must leave unpaused, or it would come back never fetched. */
+    if (in->stats.paused) rd_kafka_resume_partitions(rk, parts);
     if (coop) check_error(in, rd_kafka_incremental_unassign(rk, parts), "incremental unassign");
     else check_err(in, rd_kafka_assign(rk, NULL), "unassign");
 }
@@ -631,9 +635,13 @@ static int handle_message(dr_ingest_t *in, rd_kafka_message_t *m) {
     return 0;
 }
 
-/* Drains the queue; returns true when it may hold more (budget reached). */
+/* Drains the queue; returns true when it may hold more (budget reached).
+ * Paused, it drains too: librdkafka holds back the paused partitions'
+ * records, and the rebalances and errors on the queue are served only
+ * from here (a member joining must not wait for the pause to end). And it
+ * empties the queue, or no wake-up comes for what arrives next. */
 static bool drain(dr_ingest_t *in) {
-    for (int b = 0; !in->stopped && !in->stats.paused && b < WAKE_BUDGET_BATCHES; b++) {
+    for (int b = 0; !in->stopped && b < WAKE_BUDGET_BATCHES; b++) {
         ssize_t n = rd_kafka_consume_batch_queue(in->queue, 0, in->batch, (size_t)in->conf.batch);
         /* A rebalance served inside that call may have halted us: still end
          * the batch, so that the handler sees stats.halted. */
@@ -651,7 +659,7 @@ static bool drain(dr_ingest_t *in) {
         if (!in->stopped) apply_resets(in);
         if (in->handler.on_batch_end) in->handler.on_batch_end(in->handler.ctx);
     }
-    return !in->stopped && !in->stats.paused;
+    return !in->stopped;
 }
 
 static void on_idle(uv_idle_t *h) {

@@ -2,7 +2,8 @@
  * where a partition starts when its position is out of the log's range or
  * absent (ingest.offset.reset: earliest, latest, fail, never a silent
  * skip), cooperative-sticky rebalancing between two members of one
- * group (incremental assign/revoke, a reset under the incremental protocol),
+ * group (incremental assign/revoke, a reset under the incremental protocol,
+ * rebalances while consumption is paused),
  * and partitions assigned statically (ingest.partitions: no group join). */
 #include "dr_test.h"
 
@@ -504,6 +505,52 @@ static void test_cooperative_two_members(void **state) {
     cluster_stop(&c);
 }
 
+/* ---- a pause across rebalances ---------------------------------------------- */
+
+static bool split_2_2_plain(member_t **ms) {
+    return assigned_count(ms[0]) == 2 && assigned_count(ms[1]) == 2;
+}
+static bool a_got_40(member_t **ms) { return ms[0]->events >= 40; }
+
+/* Backpressure pauses consumption for as long as lists cannot leave, which
+ * can be minutes. A member joining meanwhile must not wait for the pause
+ * to end: the paused member still serves the revoke (it used to leave its
+ * queue unread while paused, and the group stood still until
+ * max.poll.interval.ms). And a partition taken away while paused and
+ * given back after the pause ended must be fetched: librdkafka keeps a
+ * partition's pause across unassign and assign, and the resume at the
+ * pause's end reaches only the partitions assigned at that moment. */
+static void test_rebalance_while_paused(void **state) {
+    (void)state;
+    cluster_t c;
+    cluster_start(&c, 4);
+    member_t *ms[2] = {calloc(1, sizeof(member_t)), calloc(1, sizeof(member_t))};
+    member_start(ms[0], &c, "g-pause", "earliest", "cooperative-sticky", NULL);
+    assert_true(run_until(ms, 1, a_has_4, 30000));
+    dr_ingest_set_paused(ms[0]->in, true);
+    member_start(ms[1], &c, "g-pause", "earliest", "cooperative-sticky", NULL);
+    int64_t t0 = dr_mono_ms();
+    bool split = run_until(ms, 2, split_2_2_plain, 20000);
+    fprintf(stderr, "paused A: assigned=%d revoked_calls=%d after %" PRId64 " ms; B: assigned=%d\n",
+            assigned_count(ms[0]), ms[0]->revoked_calls, dr_mono_ms() - t0, assigned_count(ms[1]));
+    assert_true(split);
+    dr_ingest_set_paused(ms[0]->in, false);
+    member_stop(ms[1]); /* B leaves: its two partitions return to A, now unpaused */
+    assert_true(run_until(ms, 1, a_has_4, 30000));
+    for (int p = 0; p < 4; p++) produce_events(&c, p, 10, 1 + 100 * p);
+    bool all = run_until(ms, 1, a_got_40, 20000);
+    run_for(ms, 1, 300);
+    fprintf(stderr, "A after B left: %" PRIu64 " of 40 events\n", ms[0]->events);
+    assert_true(all);
+    assert_int_equal(ms[0]->events, 40);
+    assert_int_equal(ms[0]->dups, 0);
+    assert_false(dr_ingest_stats(ms[0]->in)->halted);
+    member_stop(ms[0]);
+    free(ms[0]);
+    free(ms[1]);
+    cluster_stop(&c);
+}
+
 /* ---- ingest.partitions: assigned without joining the group ------------------- */
 
 static void test_partition_sets_parsed(void **state) {
@@ -613,6 +660,7 @@ int main(void) {
         cmocka_unit_test(test_no_position_fail),
         cmocka_unit_test(test_no_position_many_partitions),
         cmocka_unit_test(test_cooperative_two_members),
+        cmocka_unit_test(test_rebalance_while_paused),
         cmocka_unit_test(test_partition_sets_parsed),
         cmocka_unit_test(test_static_partitions),
         cmocka_unit_test(test_static_partition_missing),

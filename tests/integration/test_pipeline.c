@@ -153,6 +153,7 @@ struct run {
 };
 
 static int last_fault_stage; /* where the last run's injector got to */
+static double last_fault_at;  /* and when it got there (dr_mono_s) */
 static int expected_exit;    /* exit code the next run must end with */
 
 static void on_tick(uv_timer_t *t) {
@@ -197,6 +198,7 @@ static dr_pipeline_stats_t run_pipeline_with(fixture_t *fx, const char *group, u
     dr_pipeline_stats_t st;
     dr_pipeline_stats(r.p, &st);
     last_fault_stage = r.fault_stage;
+    last_fault_at = r.fault_at;
     assert_int_equal(dr_pipeline_exit_code(r.p), expected_exit);
     dr_pipeline_free(r.p);
     assert_int_equal(uv_loop_close(&loop), 0);
@@ -1103,11 +1105,16 @@ static void stop_after_2s(run_t *r, const dr_pipeline_stats_t *st) {
 static const char *const queue_full[] = {"kafka.queue.buffering.max.messages=5",
                                          "shutdown.timeout.ms=2000", NULL};
 
-static fixture_t *queue_full_fixture(const char *tag) {
-    fixture_t *fx = fault_fixture(tag, 1);
+/* Lists cannot leave: the recs partitions have no leader. */
+static void recs_without_leader(fixture_t *fx) {
     rd_kafka_mock_cluster_t *mock = dr_embedded_mock(fx->broker);
     for (int p = 0; p < PARTITIONS; p++)
         assert_int_equal(rd_kafka_mock_partition_set_leader(mock, "recs", p, -1), 0);
+}
+
+static fixture_t *queue_full_fixture(const char *tag) {
+    fixture_t *fx = fault_fixture(tag, 1);
+    recs_without_leader(fx);
     for (int64_t u = 1; u <= 50; u++) produce_click(fx, u, u, 1767225600000LL + u);
     assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
     return fx;
@@ -1153,9 +1160,11 @@ static rd_kafka_t *events_reader(fixture_t *fx, const char *group, const char *c
     return c;
 }
 
-static void join_second_member(run_t *r, const dr_pipeline_stats_t *st) {
-    if (r->fault_stage == 0 && st->consumed > 0) {
-        second_member = events_reader(r->fx, "revoke", NULL, 0);
+/* The second member joins group `group` once `now` holds, then takes
+ * part in the rebalance (polled on every tick). */
+static void second_member_joins(run_t *r, bool now, const char *group) {
+    if (r->fault_stage == 0 && now) {
+        second_member = events_reader(r->fx, group, NULL, 0);
         r->fault_at = dr_mono_s();
         r->fault_stage = 1;
     }
@@ -1163,6 +1172,16 @@ static void join_second_member(run_t *r, const dr_pipeline_stats_t *st) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(second_member, 0);
         if (m) rd_kafka_message_destroy(m);
     }
+}
+
+static void drop_second_member(void) {
+    rd_kafka_consumer_close(second_member);
+    rd_kafka_destroy(second_member);
+    second_member = NULL;
+}
+
+static void join_second_member(run_t *r, const dr_pipeline_stats_t *st) {
+    second_member_joins(r, st->consumed > 0, "revoke");
 }
 
 /* Defect 5, the revoke: the same queue-full producer, and a second member
@@ -1178,14 +1197,47 @@ static void test_revoke_commit_that_cannot_be_made_fails(void **state) {
     dr_pipeline_stats_t st = run_pipeline_with(fx, "revoke", UINT64_MAX, queue_full, join_second_member);
     double took = dr_mono_s() - t0;
     expected_exit = 0;
-    rd_kafka_consumer_close(second_member);
-    rd_kafka_destroy(second_member);
-    second_member = NULL;
+    drop_second_member();
     fprintf(stderr, "revoke with the producer queue full: exit 1 after %.1f s, %llu commits stored\n",
             took, (unsigned long long)st.commits);
     assert_true(st.failed);
     assert_int_equal(st.commits, 0);
     assert_true(took < 40); /* the revoke failed it, not the end of the run at 60 s */
+    fault_fixture_free(fx);
+}
+
+/* A revoke while consumption is paused: lists that cannot leave (the recs
+ * partitions without a leader) fill the producer's queue past
+ * ingest.max.producer.queue, so consumption pauses; then a second member
+ * joins. The pause must not hold the rebalance: the revoke is served at
+ * once and, its commit impossible, fails the pipeline (exit 1), long before
+ * the run's end. (It waited for the pause to end, which these lists never
+ * let happen: the group stood still, the member would have been dropped
+ * after max.poll.interval.ms, and the run ended at its deadline.) */
+static const char *const paused_queue[] = {"ingest.max.producer.queue=100", "shutdown.timeout.ms=2000",
+                                           "kafka.message.timeout.ms=120000", NULL};
+
+static void join_second_member_when_paused(run_t *r, const dr_pipeline_stats_t *st) {
+    second_member_joins(r, st->paused, "paused");
+}
+
+static void test_revoke_while_paused(void **state) {
+    (void)state;
+    fixture_t *fx = fault_fixture("paused", 1);
+    recs_without_leader(fx);
+    for (int64_t u = 1; u <= 400; u++) produce_click(fx, u, u % 50 + 1, 1767225600000LL + u);
+    assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
+    expected_exit = 1;
+    dr_pipeline_stats_t st = run_pipeline_with(fx, "paused", UINT64_MAX, paused_queue, join_second_member_when_paused);
+    expected_exit = 0;
+    int stage = last_fault_stage;
+    double took = dr_mono_s() - last_fault_at;
+    drop_second_member();
+    fprintf(stderr, "a member joined while consumption was paused: exit 1 %.1f s later, %llu pauses\n", took,
+            (unsigned long long)st.pauses);
+    assert_int_equal(stage, 1); /* it was paused when the member joined */
+    assert_true(st.failed);
+    assert_true(took < 30); /* the revoke failed it, not the end of the run at 60 s */
     fault_fixture_free(fx);
 }
 
@@ -1319,6 +1371,7 @@ int main(void) {
         cmocka_unit_test(test_failed_lists_keep_newest_last),
         cmocka_unit_test(test_shutdown_commit_that_cannot_be_made_fails),
         cmocka_unit_test(test_revoke_commit_that_cannot_be_made_fails),
+        cmocka_unit_test(test_revoke_while_paused),
         cmocka_unit_test(test_revoke_while_the_commit_is_written),
     };
     /* DR_TEST_FILTER=test_erase* runs the matching tests only (cmocka's pattern) */
