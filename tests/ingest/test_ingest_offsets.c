@@ -520,15 +520,14 @@ static bool a_got_40(member_t **ms) { return ms[0]->events >= 40; }
  * given back after the pause ended must be fetched: librdkafka keeps a
  * partition's pause across unassign and assign, and the resume at the
  * pause's end reaches only the partitions assigned at that moment. */
-static void test_rebalance_while_paused(void **state) {
-    (void)state;
+static void rebalance_while_paused(const char *strategy) {
     cluster_t c;
     cluster_start(&c, 4);
     member_t *ms[2] = {calloc(1, sizeof(member_t)), calloc(1, sizeof(member_t))};
-    member_start(ms[0], &c, "g-pause", "earliest", "cooperative-sticky", NULL);
+    member_start(ms[0], &c, "g-pause", "earliest", strategy, NULL);
     assert_true(run_until(ms, 1, a_has_4, 30000));
     dr_ingest_set_paused(ms[0]->in, true);
-    member_start(ms[1], &c, "g-pause", "earliest", "cooperative-sticky", NULL);
+    member_start(ms[1], &c, "g-pause", "earliest", strategy, NULL);
     int64_t t0 = dr_mono_ms();
     bool split = run_until(ms, 2, split_2_2_plain, 20000);
     fprintf(stderr, "paused A: assigned=%d revoked_calls=%d after %" PRId64 " ms; B: assigned=%d\n",
@@ -549,6 +548,17 @@ static void test_rebalance_while_paused(void **state) {
     free(ms[0]);
     free(ms[1]);
     cluster_stop(&c);
+}
+
+static void test_rebalance_while_paused(void **state) {
+    (void)state;
+    rebalance_while_paused("cooperative-sticky");
+}
+
+/* The eager protocol revokes everything, then assigns the new share. */
+static void test_rebalance_while_paused_eager(void **state) {
+    (void)state;
+    rebalance_while_paused("range");
 }
 
 /* ---- ingest.partitions: assigned without joining the group ------------------- */
@@ -661,6 +671,7 @@ int main(void) {
         cmocka_unit_test(test_no_position_many_partitions),
         cmocka_unit_test(test_cooperative_two_members),
         cmocka_unit_test(test_rebalance_while_paused),
+        cmocka_unit_test(test_rebalance_while_paused_eager),
         cmocka_unit_test(test_partition_sets_parsed),
         cmocka_unit_test(test_static_partitions),
         cmocka_unit_test(test_static_partition_missing),
