@@ -13,6 +13,8 @@
 #   9. a withdrawal's scan of the stored users vs the loop (bench/withdraw.sh)
 #  10. the open-loop demo with its drift evaluation vs without (bench/demo_eval.sh;
 #      issue 18's benchmark 7)
+#  11. what splitting the users over instances costs in model hr@10, without
+#      the timing (bench/split.sh; issue 14)
 # Environment: BUILD (build), ML (../shared/data/ml-latest-small).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,3 +49,5 @@ echo; echo "== 9. a withdrawal's scan of 1M stored users (target: the loop's lon
 USERS=${WITHDRAW_USERS:-1000000} ROUNDS=3 "$root/bench/withdraw.sh" "$build"
 echo; echo "== 10. the open-loop demo's own throughput with its drift evaluation vs without (target: at least 0.9)"
 DRIFTREC="$build/driftrec" "$root/bench/demo_eval.sh" 5
+echo; echo "== 11. model hr@10 of K instances sharing their changes vs one, without the timing (issue 14's target: within 2% at the default interval)"
+"$root/bench/split.sh" "$build"
