@@ -158,7 +158,9 @@ void dr_ingest_free(dr_ingest_t *in);
 
 /* Pauses or resumes every assigned partition (backpressure). Idempotent.
  * Paused, rebalances are still served: a partition assigned meanwhile
- * joins paused, one revoked meanwhile leaves unpaused. */
+ * joins paused, one revoked meanwhile leaves unpaused; and the queue is
+ * read at least every third of max.poll.interval.ms (at most 1 s apart),
+ * so that a long pause does not drop the member from its group. */
 void dr_ingest_set_paused(dr_ingest_t *in, bool paused);
 
 /* Most bytes of a record's value a dead letter carries when the whole value

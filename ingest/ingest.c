@@ -51,6 +51,8 @@ struct dr_ingest {
     int pipe_fd[2];
     uv_poll_t poll;
     uv_idle_t idle;           /* continues a drain that hit WAKE_BUDGET */
+    uv_timer_t keepalive;     /* while paused: reads the queue now and then (keepalive_read) */
+    uint64_t keepalive_ms;
     bool started, stopped, subscribed, closed_handles;
     bool assigned_statically; /* conf.partitions: assigned at start, revoked at close by us */
     int open_handles;
@@ -678,6 +680,26 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     if (drain(in)) uv_idle_start(&in->idle, on_idle);
 }
 
+/* While paused, nothing may arrive on the queue for as long as the pause
+ * lasts (lists that cannot leave: minutes), and librdkafka counts a member
+ * that has not read its queue for max.poll.interval.ms as gone: it leaves
+ * the group, and its partitions move to members no better placed. So the
+ * queue is read every third of that interval, at most a second apart. */
+static void keepalive_read(uv_timer_t *t) {
+    dr_ingest_t *in = t->data;
+    if (!in->stopped && drain(in)) uv_idle_start(&in->idle, on_idle);
+}
+
+static uint64_t keepalive_interval_ms(rd_kafka_t *rk) {
+    char v[32];
+    size_t len = sizeof(v);
+    long long max_poll = 300000; /* librdkafka's default */
+    if (rd_kafka_conf_get(rd_kafka_conf(rk), "max.poll.interval.ms", v, &len) == RD_KAFKA_CONF_OK)
+        max_poll = atoll(v);
+    long long ms = max_poll / 3;
+    return ms < 1 ? 1 : ms > 1000 ? 1000 : (uint64_t)ms;
+}
+
 static int assign_statically(dr_ingest_t *in, char *errstr, size_t n);
 
 int dr_ingest_start(dr_ingest_t *in, char *errstr, size_t n) {
@@ -688,11 +710,14 @@ int dr_ingest_start(dr_ingest_t *in, char *errstr, size_t n) {
     }
     uv_poll_init(in->loop, &in->poll, in->pipe_fd[0]);
     uv_idle_init(in->loop, &in->idle);
-    in->poll.data = in->idle.data = in;
-    in->open_handles = 2;
+    uv_timer_init(in->loop, &in->keepalive);
+    in->poll.data = in->idle.data = in->keepalive.data = in;
+    in->open_handles = 3;
+    in->keepalive_ms = keepalive_interval_ms(in->rk);
     rd_kafka_queue_io_event_enable(in->queue, in->pipe_fd[1], "1", 1);
     uv_poll_start(&in->poll, UV_READABLE, on_readable);
     in->started = true;
+    if (in->stats.paused) uv_timer_start(&in->keepalive, keepalive_read, in->keepalive_ms, in->keepalive_ms);
     if (in->conf.partitions) {
         int err = assign_statically(in, errstr, n);
         if (err) return err;
@@ -749,6 +774,7 @@ void dr_ingest_stop(dr_ingest_t *in) {
     in->stopped = true;
     uv_idle_stop(&in->idle);
     uv_poll_stop(&in->poll);
+    uv_timer_stop(&in->keepalive);
 }
 
 static void on_handle_closed(uv_handle_t *h) {
@@ -772,6 +798,7 @@ void dr_ingest_close(dr_ingest_t *in) {
     if (in->started && !in->closed_handles) {
         uv_close((uv_handle_t *)&in->poll, on_handle_closed);
         uv_close((uv_handle_t *)&in->idle, on_handle_closed);
+        uv_close((uv_handle_t *)&in->keepalive, on_handle_closed);
         in->closed_handles = true;
     }
 }
@@ -801,7 +828,10 @@ void dr_ingest_set_paused(dr_ingest_t *in, bool paused) {
     in->stats.paused = paused;
     if (paused) {
         in->stats.pauses++;
+        if (in->started && !in->stopped)
+            uv_timer_start(&in->keepalive, keepalive_read, in->keepalive_ms, in->keepalive_ms);
     } else if (in->started && !in->stopped) {
+        uv_timer_stop(&in->keepalive);
         uv_idle_start(&in->idle, on_idle); /* the queue may hold data again */
     }
 }

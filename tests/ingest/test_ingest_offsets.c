@@ -151,14 +151,16 @@ static void on_revoke(void *ctx, const rd_kafka_topic_partition_list_t *parts, b
     m->last_revoked_cnt = parts->cnt;
 }
 
+static const char *member_max_poll_ms; /* max.poll.interval.ms of the next members (NULL: librdkafka's) */
+
 static void member_start_with(member_t *m, cluster_t *c, const char *group, const char *policy,
                               const char *strategy, const char *user_reset,
                               const dr_partition_set_t *partitions, int64_t assign_offset) {
     memset(m, 0, sizeof(*m));
     m->assign_offset = assign_offset;
     assert_int_equal(uv_loop_init(&m->loop), 0);
-    const char *keys[6] = {"bootstrap.servers", "fetch.wait.max.ms"};
-    const char *vals[6] = {c->bootstraps, "10"};
+    const char *keys[7] = {"bootstrap.servers", "fetch.wait.max.ms"};
+    const char *vals[7] = {c->bootstraps, "10"};
     int n = 2;
     if (strategy) {
         /* The mock completes a rebalance when every member has rejoined, or
@@ -173,6 +175,10 @@ static void member_start_with(member_t *m, cluster_t *c, const char *group, cons
     if (user_reset) {
         keys[n] = "auto.offset.reset";
         vals[n++] = user_reset;
+    }
+    if (member_max_poll_ms) {
+        keys[n] = "max.poll.interval.ms";
+        vals[n++] = member_max_poll_ms;
     }
     dr_ingest_conf_t conf = {TOPIC, TOPIC ".dlq", group, 64, keys, vals, n, c->codec, policy, partitions};
     dr_ingest_handler_t h = {m, on_event, NULL, on_assign, on_revoke, NULL};
@@ -561,6 +567,34 @@ static void test_rebalance_while_paused_eager(void **state) {
     rebalance_while_paused("range");
 }
 
+/* A pause longer than max.poll.interval.ms (lists that cannot leave for
+ * minutes): the member must stay in the group. librdkafka counts a member
+ * that has not read its queue for that long as gone, and its partitions
+ * would move to members no better placed to deliver. */
+static void test_long_pause_keeps_the_member(void **state) {
+    (void)state;
+    cluster_t c;
+    cluster_start(&c, 4);
+    member_t *ms[1] = {calloc(1, sizeof(member_t))};
+    member_max_poll_ms = "6000";
+    member_start(ms[0], &c, "g-long-pause", "earliest", "cooperative-sticky", NULL);
+    member_max_poll_ms = NULL;
+    assert_true(run_until(ms, 1, a_has_4, 30000));
+    dr_ingest_set_paused(ms[0]->in, true);
+    run_for(ms, 1, 15000); /* 2.5 times max.poll.interval.ms */
+    fprintf(stderr, "after a 15 s pause: assigned=%d revoked_calls=%d assigned_calls=%d\n",
+            assigned_count(ms[0]), ms[0]->revoked_calls, ms[0]->assigned_calls);
+    assert_int_equal(ms[0]->revoked_calls, 0);
+    dr_ingest_set_paused(ms[0]->in, false);
+    for (int p = 0; p < 4; p++) produce_events(&c, p, 10, 1 + 100 * p);
+    assert_true(run_until(ms, 1, a_got_40, 20000));
+    assert_int_equal(ms[0]->revoked_calls, 0);
+    assert_int_equal(ms[0]->dups, 0);
+    member_stop(ms[0]);
+    free(ms[0]);
+    cluster_stop(&c);
+}
+
 /* ---- ingest.partitions: assigned without joining the group ------------------- */
 
 static void test_partition_sets_parsed(void **state) {
@@ -672,6 +706,7 @@ int main(void) {
         cmocka_unit_test(test_cooperative_two_members),
         cmocka_unit_test(test_rebalance_while_paused),
         cmocka_unit_test(test_rebalance_while_paused_eager),
+        cmocka_unit_test(test_long_pause_keeps_the_member),
         cmocka_unit_test(test_partition_sets_parsed),
         cmocka_unit_test(test_static_partitions),
         cmocka_unit_test(test_static_partition_missing),
