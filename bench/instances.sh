@@ -25,7 +25,7 @@ STATIC=${STATIC:-0}
 bin=${DRIFTREC:-build/driftrec}
 out=$(mktemp -d /tmp/driftrec-instances-XXXXXX)
 broker_pid=""
-cleanup() { [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null; pkill -f "state.dir=$out" 2>/dev/null; wait 2>/dev/null; rm -rf "$out"; }
+cleanup() { [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null; pkill -f "state.dir=$out" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$out"; }
 trap cleanup EXIT
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
