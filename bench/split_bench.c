@@ -5,7 +5,7 @@
  * instance p mod K), sharing their item changes as the model topic does
  * (dr_model_sync_export / dr_model_sync_import) every SYNC events of the
  * whole stream. Each click's item is ranked under its owner's model just
- * before the click (dr_model_list_rank: test-then-train, as
+ * before the click (dr_model_list_rank_within: test-then-train, as
  * eval.rank.clicks does in `driftrec run`), then the event is learned.
  *
  * A live group adds its own noise (which instance reads what when, its
@@ -167,7 +167,7 @@ int main(int argc, char **argv) {
         dr_user_t *u = state[ev.user_id];
         if (!u && !(u = state[ev.user_id] = dr_user_new_conf(ev.user_id, &cfg.learner))) die("user", DR_ENOMEM);
         if (ev.type == DR_EV_CLICK) {
-            int64_t rank = dr_model_list_rank(mo, u, ev.item_id);
+            int64_t rank = dr_model_list_rank_within(mo, u, ev.item_id, HIT_K);
             ranked++;
             hits += rank >= 1 && rank <= HIT_K;
         }

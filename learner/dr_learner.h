@@ -522,6 +522,9 @@ size_t dr_model_fresh_top(const dr_model_t *m, int64_t *idx, float *scratch, siz
  * dr_model_score()); 0 when the item could not be in it. O(items · dim):
  * for evaluation. */
 int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id);
+/* The same up to limit (>= 1): past it, limit + 1, found as soon as limit
+ * items score above (a hit@limit needs no more; most misses stop early). */
+int64_t dr_model_list_rank_within(dr_model_t *m, const dr_user_t *u, int64_t item_id, int64_t limit);
 /* The item rows u's lists leave out for good or for now: its recent events'
  * and its hidden items' (those still in the model; an item in both is
  * listed twice), recent first, into rows (room for DR_USER_EXCLUDED_MAX).

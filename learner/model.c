@@ -1468,6 +1468,10 @@ static size_t excluded_rows_sorted(const dr_model_t *m, const dr_user_t *u, int6
 }
 
 int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id) {
+    return dr_model_list_rank_within(m, u, item_id, INT64_MAX - 1);
+}
+
+int64_t dr_model_list_rank_within(dr_model_t *m, const dr_user_t *u, int64_t item_id, int64_t limit) {
     int64_t target = dr_model_item_index(m, item_id, false);
     if (target < 0 || m->excluded[target] || dr_user_excludes(u, item_id) ||
         dr_user_hides_source(u, m->author[target], m->topic[target]))
@@ -1483,7 +1487,9 @@ int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id) {
     float st = rank_score(m, dot(ue, m->q + (size_t)target * dim, m->dim), w, tw, coeng[target], (size_t)target);
     int64_t above = 0, excl[DR_USER_EXCLUDED_MAX];
     size_t n_excl = excluded_rows_sorted(m, u, excl), next_excl = 0;
-    for (size_t i0 = 0; i0 < n; i0 += 4) {
+    /* once `limit` items score above the target its rank is past limit:
+     * most of a miss's pass is left out */
+    for (size_t i0 = 0; i0 < n && above < limit; i0 += 4) {
         float d[4];
         if (i0 + 4 <= n) dot4(ue, m->q + i0 * dim, m->dim, d);
         else
@@ -1501,7 +1507,7 @@ int64_t dr_model_list_rank(dr_model_t *m, const dr_user_t *u, int64_t item_id) {
         }
     }
     memset(coeng, 0, m->n_items * sizeof(float));
-    return above + 1;
+    return (above < limit ? above : limit) + 1;
 }
 
 /* ---- learning ------------------------------------------------------------- */

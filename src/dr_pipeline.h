@@ -156,11 +156,13 @@ int dr_pipeline_exit_code(const dr_pipeline_t *p);
 
 /* What the pipeline saw of one applied event (for the demo's drift
  * bookkeeping and replay metrics). */
+#define DR_OBSERVED_RANK_MAX 10 /* ranks are exact up to here: hr@10 needs no more */
 typedef struct dr_observation {
     int hit;          /* -1: the user had no list yet; else item in the list's head */
     int64_t model_rank; /* clicks, with a ranking observer: the item's rank in the
                            list the model would publish just before the event
-                           (1-based; 0: not listable); else -1 */
+                           (1-based, exact up to DR_OBSERVED_RANK_MAX, past it
+                           DR_OBSERVED_RANK_MAX + 1; 0: not listable); else -1 */
     float loss;       /* prequential loss; < 0 when the event carried no label */
     bool drift;       /* the user's ADWIN cut on this event */
     bool readapted;   /* ... and the user was re-adapted (drift arm) */

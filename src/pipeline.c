@@ -220,6 +220,7 @@ static int owe_list(dr_pipeline_t *p, dr_user_t *u) {
 #define RECENT_WITHDRAWALS_MAX 262144 /* 4 MiB stored */
 
 #define HIT_K 10 /* hr@10 of clicks against the last list's head */
+_Static_assert(HIT_K <= DR_OBSERVED_RANK_MAX, "eval.rank.clicks reuses the observer's rank");
 
 static int head_hit(const dr_user_t *u, int64_t item_id) {
     if (u->last_list_len == 0) return -1;
@@ -308,9 +309,9 @@ static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t 
     int64_t model_rank = -1;
     if (p->observer && p->observer_ranks && ev->type == DR_EV_CLICK &&
         (!p->rank_filter || p->rank_filter(p->observer_ctx, ev, u->events_applied + 1)))
-        model_rank = dr_model_list_rank(p->model, u, ev->item_id);
+        model_rank = dr_model_list_rank_within(p->model, u, ev->item_id, DR_OBSERVED_RANK_MAX);
     if (p->cfg.eval_rank_clicks && ev->type == DR_EV_CLICK) {
-        int64_t rank = model_rank >= 0 ? model_rank : dr_model_list_rank(p->model, u, ev->item_id);
+        int64_t rank = model_rank >= 0 ? model_rank : dr_model_list_rank_within(p->model, u, ev->item_id, HIT_K);
         p->stats.clicks_ranked++;
         p->stats.rank_hits += rank >= 1 && rank <= HIT_K;
     }

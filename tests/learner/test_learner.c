@@ -436,7 +436,8 @@ static void test_user_step_size_decays(void **state) {
  * above the item's: with dense co-engagement tables, so that the term
  * decides many places (it is summed row by row for a rank, look-up by
  * look-up for a score). A rank leaves the model's scratch as it found it:
- * scores after it are the same. */
+ * scores after it are the same, also after a bounded rank that stopped
+ * early (dr_model_list_rank_within). */
 static void test_list_rank_counts_every_term(void **state) {
     (void)state;
     dr_model_t *m = new_model(DR_MODE_IMPLICIT);
@@ -487,6 +488,11 @@ static void test_list_rank_counts_every_term(void **state) {
                 maybe += sj > st - 1e-4f;
             }
             assert_true(rank >= surely + 1 && rank <= maybe + 1);
+            /* bounded: the same rank up to the bound, bound + 1 past it */
+            for (int64_t limit = 1; limit <= 64; limit *= 4) {
+                int64_t within = dr_model_list_rank_within(m, users[u], item, limit);
+                assert_int_equal(within, rank <= limit ? rank : limit + 1);
+            }
             checked++;
         }
     }
