@@ -48,10 +48,10 @@ void dr_drift_eval_free(dr_drift_eval_t *e) {
     free(e);
 }
 
-/* A hit: the clicked item was in the head of the list the model would have
- * published just before the click (prequential, whatever the list cadence). */
 _Static_assert(DR_DRIFT_HR_K <= DR_OBSERVED_RANK_MAX, "the pipeline ranks exactly only up to DR_OBSERVED_RANK_MAX");
 
+/* A hit: the clicked item was in the head of the list the model would have
+ * published just before the click (prequential, whatever the list cadence). */
 static uint64_t in_top(const dr_observation_t *obs) {
     return obs->model_rank >= 1 && obs->model_rank <= DR_DRIFT_HR_K;
 }
