@@ -24,7 +24,8 @@
 #              RATE (ingest.max.rate per instance; 0: as fast as it goes),
 #              LIVE_RATE (see above; RATE is then ignored),
 #              CONFIGS (instances:model.sync.interval.ms ..., the first the baseline;
-#                       default "1:1000 3:1000 3:10000 3:off"; "off": nothing shared).
+#                       default "1:1000 3:1000 3:10000 3:off"; "off": nothing shared),
+#              KEEP (1: keep the instances' logs, named at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
@@ -34,7 +35,12 @@ for kv in ${SETS:-}; do extra+=(--set "$kv"); done
 bin=${DRIFTREC:-build/driftrec}
 out=$(mktemp -d /tmp/driftrec-quality-XXXXXX)
 broker_pid=""
-cleanup() { [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null; pkill -f "state.dir=$out" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$out"; }
+cleanup() {
+  [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null
+  pkill -f "state.dir=$out" 2>/dev/null || true
+  wait 2>/dev/null || true
+  if [ "${KEEP:-0}" = 1 ]; then echo "logs kept in $out"; else rm -rf "$out"; fi
+}
 trap cleanup EXIT
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"

@@ -3,7 +3,23 @@
 # Every process started here is killed, and $dir removed, on exit.
 dir=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
+
+# kill_child PID [SIGNAL]: signals PID (default KILL) only while it is still
+# a child of this shell. A pid recorded earlier may belong to another
+# process by now: pids wrap at pid_max (32768 here) within minutes while
+# tests run side by side, and this shell reaps its children as they end.
+# (A blind kill -9 of every recorded pid once killed a concurrent
+# test_pipeline in CI.)
+kill_child() {
+  local stat ppid
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) } # past "pid (comm) ": state, then the parent's pid
+  read -r _ ppid _ <<<"$stat"
+  [ "$ppid" = "$BASHPID" ] || return 0
+  kill -"${2:-KILL}" "$1" 2>/dev/null || true
+}
+
+cleanup() { for p in "${pids[@]}"; do kill_child "$p"; done; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
 
 # start_broker PARTITIONS TOPIC...: starts a `driftrec broker` with those

@@ -57,7 +57,7 @@ crash_runs() { # state group topic recs-topic
     rng=$(( (rng * 1103515245 + 12345) % 2147483648 ))
     local ms=$(( (rng >> 8) % 2000 ))   # the LCG's low bits alternate: use high ones
     sleep "$(( ms / 1000 )).$(printf '%03d' $(( ms % 1000 )))"   # 0 to 2 s into the processing
-    kill -9 "$p" 2>/dev/null || true
+    kill_child "$p"
     wait "$p" 2>/dev/null || true
     printf ' %s' "$("$DRIFTREC" inspect --state-dir "$1" users 2>/dev/null | awk '{s += $2} END {print s + 0}')" >>"$dir/$2.stored"
   done
