@@ -41,6 +41,9 @@
 #define MAX_K 16
 #define HIT_K 10
 
+/* The user's partition, as a hash partitioner spreads users. */
+static int partition_of(int64_t user_id) { return (int)(dr_mix64((uint64_t)user_id) % PARTITIONS); }
+
 static void die(const char *what, int rc) {
     fprintf(stderr, "split_bench: %s (%d)\n", what, rc);
     exit(1);
@@ -140,12 +143,12 @@ int main(int argc, char **argv) {
         /* per partition, its events in stream order; then chunk by chunk */
         size_t *count = calloc(PARTITIONS + 1, sizeof(*count));
         if (!count) die("chunks", DR_ENOMEM);
-        for (size_t e = 0; e < n_all; e++) count[dr_mix64((uint64_t)all[e].user_id) % PARTITIONS + 1]++;
+        for (size_t e = 0; e < n_all; e++) count[partition_of(all[e].user_id) + 1]++;
         for (int p = 0; p < PARTITIONS; p++) count[p + 1] += count[p];
         size_t *by_part = malloc(n_all * sizeof(*by_part)), *fill = calloc(PARTITIONS, sizeof(*fill));
         if (!by_part || !fill) die("chunks", DR_ENOMEM);
         for (size_t e = 0; e < n_all; e++) {
-            int p = (int)(dr_mix64((uint64_t)all[e].user_id) % PARTITIONS);
+            int p = partition_of(all[e].user_id);
             by_part[count[p] + fill[p]++] = e;
         }
         size_t placed = 0;
@@ -162,7 +165,7 @@ int main(int argc, char **argv) {
     while (chunk > 0 ? at < n_all : dr_synth_next(s, &ev)) {
         if (chunk > 0) ev = all[order[at++]];
         if (ev.user_id < 1 || (uint64_t)ev.user_id > users) die("user id out of range", DR_ERANGE);
-        int owner = (int)(dr_mix64((uint64_t)ev.user_id) % PARTITIONS) % k;
+        int owner = partition_of(ev.user_id) % k;
         dr_model_t *mo = m[owner];
         dr_user_t *u = state[ev.user_id];
         if (!u && !(u = state[ev.user_id] = dr_user_new_conf(ev.user_id, &cfg.learner))) die("user", DR_ENOMEM);
@@ -182,11 +185,9 @@ int main(int argc, char **argv) {
             }
         }
         if (res.drift && dr_learner_should_respond(mo, u, &res)) dr_learner_readapt(mo, u);
-        if (k > 1 && ++n % sync_every == 0) {
+        if (++n % sync_every == 0 && k > 1) {
             share(m, k, cfg.learner.dim, how);
             syncs++;
-        } else if (k == 1) {
-            n++;
         }
     }
     free(all);
