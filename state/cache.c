@@ -21,7 +21,9 @@
  * (prev/next); a dirty one is off the ring and at dirty[dpos]. Entries move
  * (backward-shift deletion, growth), so every move fixes both references.
  * While a commit is open, dirty[0 .. commit_len) are the users it stores
- * ("committing"); users dirtied after it was begun come after them. */
+ * ("committing"); users dirtied after it was begun come after them. A
+ * commit built in steps is open from its first step; it is sealed by
+ * commit_begin, which encodes the rest. */
 typedef struct slot {
     int64_t id;
     dr_user_t *u;
@@ -43,6 +45,7 @@ struct dr_user_cache {
     size_t n_dirty;      /* dirty users (dirty_len minus holes) */
     size_t commit_len;   /* dirty[0 .. commit_len): the open commit's users */
     bool commit_open;
+    bool commit_sealed;  /* commit_begin done: no step may add users */
     uint64_t hits, misses;
 };
 
@@ -405,28 +408,65 @@ size_t dr_user_cache_dirty(const dr_user_cache_t *c) {
     return c->n_dirty;
 }
 
-/* fn must not put or remove users (that moves slots); get is fine. */
-int dr_user_cache_commit_begin(dr_user_cache_t *c, dr_user_fn fn, void *ctx) {
-    if (c->commit_open)
-        return DR_EINVAL; /* one commit at a time: the caller's bug */
-    for (size_t k = 0; k < c->dirty_len; k++) {
-        uint32_t i = c->dirty[k];
+/* Encodes dirty[commit_len ..) into the open commit, at most max users
+ * (SIZE_MAX: all). On fn's failure no commit is left open: every user stays
+ * dirty, in order, for the next one. fn must not put or remove users (that
+ * moves slots); get is fine. */
+static int encode_unstaged(dr_user_cache_t *c, dr_user_fn fn, void *ctx, size_t max, size_t *encoded) {
+    size_t n = 0;
 
-        if (i == NONE)
-            continue;
-        int rc = fn(ctx, c->slots[i].u);
-        if (rc)
-            return rc; /* no commit is open: everyone stays dirty */
-    }
-    c->commit_len = c->dirty_len;
     c->commit_open = true;
+    while (c->commit_len < c->dirty_len && n < max) {
+        uint32_t i = c->dirty[c->commit_len];
+
+        if (i != NONE) {
+            int rc = fn(ctx, c->slots[i].u);
+            if (rc) {
+                c->commit_open = c->commit_sealed = false;
+                c->commit_len = 0;
+                return rc;
+            }
+            n++;
+        }
+        c->commit_len++;
+    }
+    if (encoded)
+        *encoded = n;
+    return 0;
+}
+
+size_t dr_user_cache_unstaged(const dr_user_cache_t *c) {
+    return c->commit_sealed ? 0 : c->dirty_len - c->commit_len;
+}
+
+int dr_user_cache_commit_step(dr_user_cache_t *c, dr_user_fn fn, void *ctx, size_t max_users,
+                              size_t *encoded) {
+    if (encoded)
+        *encoded = 0;
+    if (c->commit_sealed)
+        return DR_EINVAL; /* the sealed commit must end first: the caller's bug */
+    return encode_unstaged(c, fn, ctx, max_users, encoded);
+}
+
+void dr_user_cache_commit_restage(dr_user_cache_t *c) {
+    if (!c->commit_sealed)
+        c->commit_len = 0;
+}
+
+int dr_user_cache_commit_begin(dr_user_cache_t *c, dr_user_fn fn, void *ctx) {
+    if (c->commit_sealed)
+        return DR_EINVAL; /* one commit at a time: the caller's bug */
+    int rc = encode_unstaged(c, fn, ctx, SIZE_MAX, NULL);
+    if (rc)
+        return rc;
+    c->commit_sealed = true;
     return 0;
 }
 
 void dr_user_cache_commit_end(dr_user_cache_t *c, bool written) {
     if (!c->commit_open)
         return;
-    c->commit_open = false;
+    c->commit_open = c->commit_sealed = false;
     if (!written) {
         c->commit_len = 0; /* they stay dirty, in order, for the next commit */
         return;

@@ -162,6 +162,22 @@ size_t dr_user_cache_dirty(const dr_user_cache_t *c);
 typedef int (*dr_user_fn)(void *ctx, dr_user_t *u);
 int dr_user_cache_commit_begin(dr_user_cache_t *c, dr_user_fn fn, void *ctx);
 void dr_user_cache_commit_end(dr_user_cache_t *c, bool written);
+/* A commit built in steps between events, so that no single build holds
+ * the caller for long: commit_step calls fn for up to max_users dirty users
+ * not in the open commit yet (oldest first), adding them to it and opening
+ * it when none is; commit_begin then encodes the rest and seals it. A user
+ * changed again after its step is encoded again, by a later step or by
+ * commit_begin (fn sees it twice: the later record must win). *encoded
+ * (may be NULL) gets the users encoded. A failure of fn leaves no commit
+ * open, as in commit_begin. DR_EINVAL while a sealed commit has not ended. */
+int dr_user_cache_commit_step(dr_user_cache_t *c, dr_user_fn fn, void *ctx, size_t max_users,
+                              size_t *encoded);
+/* Dirty users a step or commit_begin would still encode (0 while sealed). */
+size_t dr_user_cache_unstaged(const dr_user_cache_t *c);
+/* Before it is sealed: the open commit's users count as not encoded, so
+ * that they are encoded again after something older the caller put for
+ * them (a partition's stored users written to its changelog again). */
+void dr_user_cache_commit_restage(dr_user_cache_t *c);
 /* Calls fn for every cached user (any order); stops at a non-zero return and
  * returns it. fn must not change the cache. */
 typedef int (*dr_user_visit_fn)(void *ctx, const dr_user_t *u);

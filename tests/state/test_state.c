@@ -858,6 +858,66 @@ static void test_cache_drain_order_and_partial(void **state) {
     dr_user_cache_free(c);
 }
 
+/* Claim: a commit built in steps encodes each dirty user once, oldest
+ * first, a bounded number a step; a user changed after its step is encoded
+ * again (later, so its newer record wins); commit_begin encodes what is
+ * left and seals; only users unchanged since their last encoding are clean
+ * after the write. */
+static void test_cache_commit_in_steps(void **state) {
+    dr_user_cache_t *c = new_cache(16);
+    drain_log_t l = {0};
+    size_t n = 0;
+
+    (void)state;
+    for (int64_t id = 1; id <= 5; id++) {
+        assert_int_equal(dr_user_cache_put(c, user(id, 0)), 0);
+        dr_user_cache_mark_dirty(c, dr_user_cache_get(c, id));
+    }
+    assert_int_equal(dr_user_cache_unstaged(c), 5);
+    assert_int_equal(dr_user_cache_commit_step(c, log_fn, &l, 2, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(l.ids[0], 1);
+    assert_int_equal(l.ids[1], 2);
+    assert_int_equal(dr_user_cache_unstaged(c), 3);
+    dr_user_cache_mark_dirty(c, dr_user_cache_get(c, 1)); /* changed after its step */
+    assert_int_equal(dr_user_cache_unstaged(c), 4);
+    assert_int_equal(dr_user_cache_commit_step(c, log_fn, &l, 10, &n), 0);
+    assert_int_equal(n, 4);
+    assert_int_equal(l.ids[2], 3);
+    assert_int_equal(l.ids[5], 1); /* again, last */
+    dr_user_cache_mark_dirty(c, dr_user_cache_get(c, 4));
+    assert_int_equal(dr_user_cache_commit_begin(c, log_fn, &l), 0);
+    assert_int_equal(l.n, 7);
+    assert_int_equal(l.ids[6], 4);
+    assert_int_equal(dr_user_cache_unstaged(c), 0);
+    assert_int_equal(dr_user_cache_commit_step(c, log_fn, &l, 10, &n), DR_EINVAL); /* sealed */
+    assert_int_equal(n, 0);
+    dr_user_cache_mark_dirty(c, dr_user_cache_get(c, 2)); /* while the batch is written */
+    dr_user_cache_commit_end(c, true);
+    assert_int_equal(dr_user_cache_dirty(c), 1);
+
+    /* restaged: the step's users are encoded again by commit_begin */
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(dr_user_cache_commit_step(c, log_fn, &l, 10, &n), 0);
+    assert_int_equal(n, 1);
+    dr_user_cache_commit_restage(c);
+    assert_int_equal(dr_user_cache_commit_begin(c, log_fn, &l), 0);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(l.ids[1], 2);
+    dr_user_cache_commit_end(c, false); /* not written: 2 stays dirty */
+    assert_int_equal(dr_user_cache_dirty(c), 1);
+
+    /* a step that fails leaves no commit open and everyone dirty */
+    memset(&l, 0, sizeof(l));
+    l.fail_at = 1;
+    assert_int_equal(dr_user_cache_commit_step(c, log_fn, &l, 10, &n), -7);
+    assert_int_equal(dr_user_cache_unstaged(c), 1);
+    dr_user_cache_commit_end(c, true); /* nothing open: nothing happens */
+    assert_int_equal(dr_user_cache_dirty(c), 1);
+    dr_user_cache_free(c);
+}
+
 /* Claim (issue 12, defect 1): a user stored by an open commit is not
  * evicted before the commit is written, however many other users pass
  * through a cache far smaller than them; after the write it is evictable.
@@ -919,14 +979,15 @@ static void test_cache_stats(void **state) {
 #define CAP 64
 #define OPS 1000000
 
-enum { ABSENT, CLEAN, DIRTY, COMMITTING };
+enum { ABSENT, CLEAN, DIRTY, STAGED, COMMITTING }; /* STAGED: encoded by a step */
 
 typedef struct ref {
     uint8_t state[KEYS];
     uint64_t stamp[KEYS];
     uint64_t seq[KEYS]; /* when it became dirty */
-    size_t n_dirty; /* DIRTY + COMMITTING: not stored yet */
-    bool commit_open;
+    size_t n_dirty; /* DIRTY + STAGED + COMMITTING: not stored yet */
+    bool commit_open; /* sealed (commit_begin done) */
+    uint64_t build_last_seq; /* the open commit visits users in dirtying order */
     uint64_t next_stamp, next_seq, hits, evictions;
 } ref_t;
 
@@ -950,6 +1011,7 @@ static dr_user_t *ref_get(dr_user_cache_t *c, ref_t *r, int64_t k) {
         assert_int_equal(u->events_applied, r->stamp[k]);
     } else {
         assert_int_not_equal(r->state[k], DIRTY);
+        assert_int_not_equal(r->state[k], STAGED);
         assert_int_not_equal(r->state[k], COMMITTING);
         if (r->state[k] == CLEAN)
             r->evictions++;
@@ -960,28 +1022,41 @@ static dr_user_t *ref_get(dr_user_cache_t *c, ref_t *r, int64_t k) {
 
 typedef struct ref_drain {
     ref_t *r;
-    uint64_t last_seq;
     size_t n, fail_at;
 } ref_drain_t;
 
+/* Visited by a step or commit_begin: dirty, not visited before by this
+ * commit unless changed since, in dirtying order. */
 static int ref_drain_fn(void *ctx, dr_user_t *u) {
     ref_drain_t *d = ctx;
     int64_t k = u->user_id;
 
     assert_int_equal(d->r->state[k], DIRTY);
-    assert_true(d->r->seq[k] > d->last_seq);
+    assert_true(d->r->seq[k] > d->r->build_last_seq);
     assert_int_equal(u->events_applied, d->r->stamp[k]);
     if (++d->n == d->fail_at)
         return -3;
-    d->last_seq = d->r->seq[k];
+    d->r->build_last_seq = d->r->seq[k];
+    d->r->state[k] = STAGED;
     return 0;
 }
 
-/* The commit succeeded in the cache: every DIRTY user is COMMITTING now. */
-static void ref_begun(ref_t *r) {
+/* fn failed: no commit is open, every user encoded for it is dirty again. */
+static void ref_failed(ref_t *r) {
     for (int64_t k = 0; k < KEYS; k++)
-        if (r->state[k] == DIRTY)
+        if (r->state[k] == STAGED)
+            r->state[k] = DIRTY;
+    r->build_last_seq = 0;
+}
+
+/* The commit was sealed in the cache: every user it encoded is COMMITTING;
+ * none is left DIRTY. */
+static void ref_begun(ref_t *r) {
+    for (int64_t k = 0; k < KEYS; k++) {
+        assert_int_not_equal(r->state[k], DIRTY);
+        if (r->state[k] == STAGED)
             r->state[k] = COMMITTING;
+    }
     r->commit_open = true;
 }
 
@@ -994,11 +1069,12 @@ static void ref_end(dr_user_cache_t *c, ref_t *r, bool written) {
             r->n_dirty--;
     }
     r->commit_open = false;
+    r->build_last_seq = 0;
     dr_user_cache_commit_end(c, written);
 }
 
 static void ref_mark(dr_user_cache_t *c, ref_t *r, int64_t k, dr_user_t *u) {
-    if (r->state[k] == CLEAN || r->state[k] == COMMITTING) {
+    if (r->state[k] == CLEAN || r->state[k] == STAGED || r->state[k] == COMMITTING) {
         if (r->state[k] == CLEAN)
             r->n_dirty++;
         r->state[k] = DIRTY;
@@ -1039,26 +1115,52 @@ static void ref_op(dr_user_cache_t *c, ref_t *r, uint64_t *s, bool rare_drains) 
         if (u)
             ref_mark(c, r, k, u);
     } else if (op < 97) {
-        if (r->state[k] == DIRTY || r->state[k] == COMMITTING)
+        if (r->state[k] == DIRTY || r->state[k] == STAGED || r->state[k] == COMMITTING)
             r->n_dirty--;
         r->state[k] = ABSENT;
         dr_user_cache_remove(c, k);
     } else if (r->commit_open) {
-        ref_end(c, r, (x >> 40) % 8 != 0);
+        if ((x >> 36) % 4 == 0) { /* no step while sealed */
+            ref_drain_t d = {.r = r};
+            assert_int_equal(dr_user_cache_commit_step(c, ref_drain_fn, &d, 8, NULL), DR_EINVAL);
+            assert_int_equal(d.n, 0);
+            assert_int_equal(dr_user_cache_unstaged(c), 0);
+        } else {
+            ref_end(c, r, (x >> 40) % 8 != 0);
+        }
+    } else if ((x >> 36) % 16 == 0) { /* restaged: everyone encoded so far again */
+        for (int64_t j = 0; j < KEYS; j++)
+            if (r->state[j] == STAGED)
+                r->state[j] = DIRTY;
+        r->build_last_seq = 0;
+        dr_user_cache_commit_restage(c);
     } else {
+        bool step = (x >> 36) % 2;
+        size_t max = 1 + (x >> 44) % 16, encoded = 99;
         ref_drain_t d = {.r = r, .fail_at = (x >> 40) % 4 ? 0 : 1 + (x >> 42) % 64};
-        int rc = dr_user_cache_commit_begin(c, ref_drain_fn, &d);
+        int rc = step ? dr_user_cache_commit_step(c, ref_drain_fn, &d, max, &encoded)
+                      : dr_user_cache_commit_begin(c, ref_drain_fn, &d);
 
         assert_int_equal(rc, d.fail_at && d.n == d.fail_at ? -3 : 0);
-        if (rc == 0)
+        if (rc)
+            ref_failed(r);
+        else if (!step)
             ref_begun(r);
+        else
+            assert_int_equal(encoded, d.n);
+        assert_true(d.n <= (step ? max : KEYS));
     }
     assert_int_equal(dr_user_cache_dirty(c), r->n_dirty);
 }
 
 /* Full reconciliation: after it the model knows exactly who is cached. */
 static void ref_check_all(dr_user_cache_t *c, ref_t *r) {
-    size_t present = 0;
+    size_t present = 0, unstaged = 0;
+
+    for (int64_t k = 0; k < KEYS; k++)
+        unstaged += r->state[k] == DIRTY;
+    /* (0 while sealed; holes of removed users count) */
+    assert_true(r->commit_open ? dr_user_cache_unstaged(c) == 0 : dr_user_cache_unstaged(c) >= unstaged);
 
     for (int64_t k = 0; k < KEYS; k++)
         present += ref_get(c, r, k) != NULL;
@@ -1066,8 +1168,8 @@ static void ref_check_all(dr_user_cache_t *c, ref_t *r) {
 }
 
 /* Claim: over 1M seeded random gets, puts (new and replacing), mark_dirty,
- * removes, commits begun (some failing part-way) and ended (written or
- * not), the cache agrees with a brute-force model: it never loses a dirty
+ * removes, commits built in steps and begun (some failing part-way),
+ * restaged, and ended (written or not), the cache agrees with a brute-force model: it never loses a dirty
  * or committing user, never returns a removed or stale one, stays within
  * capacity after each put unless only unstored users are left to evict,
  * visits in dirtying order, and counts hits exactly. */
@@ -1121,6 +1223,7 @@ int main(void) {
         cmocka_unit_test(test_cache_eviction_spares_dirty),
         cmocka_unit_test(test_cache_clock_second_chance),
         cmocka_unit_test(test_cache_drain_order_and_partial),
+        cmocka_unit_test(test_cache_commit_in_steps),
         cmocka_unit_test(test_cache_commit_pins_users_until_written),
         cmocka_unit_test(test_cache_stats),
         cmocka_unit_test(test_cache_random_vs_reference),
