@@ -42,7 +42,7 @@ for rate in $RATES; do
   "$tmp/probe" "$bs" ev ev.recommendations "$rate" "$SECONDS_EACH" "$USERS"
   kill "$run_pid"; wait "$run_pid" 2>/dev/null || true
   # the loop thread's longest stall building a commit (lists wait behind it)
-  echo "  driftrec run: $(sed -n 's/.*msg="stopped" .*\(commits=[0-9]* commit_build_ms=[0-9]* commit_build_max_ms=[0-9.]*\).*/\1/p' "$tmp/run.log")"
+  echo "  driftrec run: $(sed -n 's/.*msg="stopped" .*\(commits=[0-9]*\( commit_steps=[0-9]*\)\? commit_build_ms=[0-9]* commit_build_max_ms=[0-9.]*\).*/\1/p' "$tmp/run.log")"
   kill "${pids[0]}" 2>/dev/null || true; wait 2>/dev/null || true
   pids=()
 done

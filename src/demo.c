@@ -849,12 +849,13 @@ static void summary_pipeline(demo_run_t *r, const dr_pipeline_stats_t *st) {
             "  lists published     %" PRIu64 " (%" PRIu64 " delivered)\n"
             "  hr@10 over clicks   %.4f (%" PRIu64 " clicks of users with a list)\n"
             "  dead-lettered       %" PRIu64 "\n"
-            "  commits             %" PRIu64 " (state in %s)\n",
+            "  commits             %" PRIu64 " (%" PRIu64 " step%s ahead of them, the longest stop %.1f ms; state in %s)\n",
             st->consumed, busy, wall, busy > 0 ? (double)st->consumed / busy : 0,
             r->drift ? " (with the drift evaluation's ranking)" : "", st->lists_emitted,
             st->lists_delivered,
             st->clicks_scored ? (double)st->click_hits / (double)st->clicks_scored : 0,
-            st->clicks_scored, st->dead_lettered, st->commits, r->o->state_dir);
+            st->clicks_scored, st->dead_lettered, st->commits, st->commit_steps,
+            st->commit_steps == 1 ? "" : "s", st->commit_build_max_seconds * 1e3, r->o->state_dir);
 }
 
 static void summary_feed(demo_run_t *r, const dr_feed_report_t *fr, const dr_feed_detect_summary_t *ds) {

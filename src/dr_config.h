@@ -40,6 +40,7 @@ typedef struct dr_config {
     /* state */
     char state_dir[DR_PATH_MAX];
     int commit_interval_ms;
+    int commit_step_users;    /* encode this many users ahead of the commit at a time; 0: all at once */
     int cache_users;
     int block_cache_mb;
     bool state_sync;

@@ -54,9 +54,10 @@ typedef struct dr_pipeline_stats {
     uint64_t acks_without_offset; /* deliveries acknowledged with no offset (a duplicate or implicit ack) */
     uint64_t lists_reissued;   /* failed lists produced again as the user's current one */
     uint64_t commits;
+    uint64_t commit_steps;           /* state.commit.step.users: steps that encoded users ahead of a commit */
     uint64_t commit_failures;
     double commit_build_seconds;     /* the loop thread's time building commits (the write is on the thread pool) */
-    double commit_build_max_seconds; /* the longest one: consumption and lists wait that long */
+    double commit_build_max_seconds; /* the longest one (or step): consumption and lists wait that long */
     uint64_t clicks_scored;    /* clicks of users that had a list */
     uint64_t click_hits;       /* ... whose item was in that list's top 10 */
     uint64_t clicks_ranked;    /* clicks ranked under the model before they apply (eval.rank.clicks) */

@@ -95,10 +95,10 @@ typedef struct run_ctx {
 static bool log_progress(run_ctx_t *r, const char *what) {
     dr_pipeline_stats_t s;
     dr_pipeline_stats(r->pipeline, &s);
-    dr_log(DR_LOG_INFO, "main", "%s | consumed=%llu events=%llu erases=%llu lists=%llu dlq=%llu lag=%lld commits=%llu commit_build_ms=%.0f commit_build_max_ms=%.1f paused=%d items=%llu items_expired=%llu items_removed=%llu",
+    dr_log(DR_LOG_INFO, "main", "%s | consumed=%llu events=%llu erases=%llu lists=%llu dlq=%llu lag=%lld commits=%llu commit_steps=%llu commit_build_ms=%.0f commit_build_max_ms=%.1f paused=%d items=%llu items_expired=%llu items_removed=%llu",
            what, (unsigned long long)s.consumed, (unsigned long long)s.events, (unsigned long long)s.erase_requests,
            (unsigned long long)s.lists_emitted, (unsigned long long)s.dead_lettered,
-           (long long)s.lag, (unsigned long long)s.commits, s.commit_build_seconds * 1e3, s.commit_build_max_seconds * 1e3, s.paused,
+           (long long)s.lag, (unsigned long long)s.commits, (unsigned long long)s.commit_steps, s.commit_build_seconds * 1e3, s.commit_build_max_seconds * 1e3, s.paused,
            (unsigned long long)s.items_live, (unsigned long long)s.items_expired, (unsigned long long)s.items_removed);
     if (s.standby_partitions > 0 || s.standby_records > 0)
         dr_log(DR_LOG_INFO, "main", "%s standby | partitions=%llu records=%llu users=%llu behind=%lld fenced=%llu failures=%llu seconds=%.2f",

@@ -150,8 +150,9 @@ static char *render(dr_pipeline_t *p, const dr_metrics_t *m) {
     counter(f, "driftrec_lists_reissued_total", "Lists produced again as the user's current list after a failed delivery.", (double)s.lists_reissued);
     counter(f, "driftrec_commits_total", "State commits written to RocksDB.", (double)s.commits);
     counter(f, "driftrec_commit_failures_total", "State commits that failed.", (double)s.commit_failures);
-    counter(f, "driftrec_commit_build_seconds_total", "Time the loop thread spent building commits (encoding the changed users and items, the changelog records); the write itself runs on the thread pool.", s.commit_build_seconds);
-    gauge(f, "driftrec_commit_build_max_seconds", "The longest commit build so far: events and lists wait that long behind it.", s.commit_build_max_seconds);
+    counter(f, "driftrec_commit_build_seconds_total", "Time the loop thread spent building commits (encoding the changed users and items, the changelog records), steps ahead of them included; the write itself runs on the thread pool.", s.commit_build_seconds);
+    gauge(f, "driftrec_commit_build_max_seconds", "The longest commit build (or step ahead of one) so far: events and lists wait that long behind it.", s.commit_build_max_seconds);
+    counter(f, "driftrec_commit_steps_total", "Steps that encoded changed users ahead of their commit (state.commit.step.users), while the input was kept up with.", (double)s.commit_steps);
     counter(f, "driftrec_erasures_total", "Users erased on request.", (double)s.erasures);
     counter(f, "driftrec_erase_requests_total", "Erase requests consumed (not counted in driftrec_events_learned_total).", (double)s.erase_requests);
     counter(f, "driftrec_partitions_restored_total", "Partitions whose users were brought up to the changelog on assignment (docs/SCALING.md).", (double)s.partitions_restored);

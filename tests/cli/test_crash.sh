@@ -14,14 +14,17 @@
 #   - every user's last message on its recommendations topic is equal: a list
 #     reflecting the same newest event (source position), or a tombstone.
 # Then the same on one partition, where the learned vectors must be
-# bit-identical. Bounded: every wait has a timeout. bench/crash_soak.sh runs
-# it with 100 kills. DRIFTREC_RUN=BINARY runs the pipeline from another build
+# bit-identical. The killed runs alternate between building each commit in
+# steps of STEP_USERS users (64) and all at once (state.commit.step.users=0),
+# a setting changed between restarts; STEP_USERS= leaves the default.
+# Bounded: every wait has a timeout. bench/crash_soak.sh runs it with 100
+# kills. DRIFTREC_RUN=BINARY runs the pipeline from another build
 # (the tools stay $DRIFTREC's): an older build shows what a fix fixed.
 set -euo pipefail
 KILLS=${KILLS:-20} EVENTS=${EVENTS:-200000} USERS=${USERS:-5000} SEED=${SEED:-1}
 KILLS1=${KILLS1:-5} EVENTS1=${EVENTS1:-60000}
 RUN=${DRIFTREC_RUN:-$DRIFTREC}
-RATE=${RATE:-4000} CACHE=${CACHE:-64} LINGER_MS=${LINGER_MS:-50} RTT_MS=${RTT_MS:-5} ERASE_SHARE=${ERASE_SHARE:-0.005}
+STEP_USERS=${STEP_USERS-64} RATE=${RATE:-4000} CACHE=${CACHE:-64} LINGER_MS=${LINGER_MS:-50} RTT_MS=${RTT_MS:-5} ERASE_SHARE=${ERASE_SHARE:-0.005}
 . "$(dirname "$0")/lib.sh"
 [ -n "${KEEP_DIR:-}" ] && trap - EXIT && echo "keeping $dir"
 BROKER_ARGS=(--rtt-ms "$RTT_MS")
@@ -47,9 +50,11 @@ run_to_end() { # state group topic recs-topic
 }
 
 crash_runs() { # state group topic recs-topic
-  local rng=$SEED
+  local rng=$SEED step
   for k in $(seq 1 "$KILLS"); do
-    "$RUN" run "${common[@]}" --set ingest.max.rate="$RATE" --set "kafka.bootstrap.servers=$bs" --set "state.dir=$1" \
+    step=()
+    [ -n "$STEP_USERS" ] && step=(--set state.commit.step.users=$(( k % 2 ? STEP_USERS : 0 )))
+    "$RUN" run "${common[@]}" "${step[@]}" --set ingest.max.rate="$RATE" --set "kafka.bootstrap.servers=$bs" --set "state.dir=$1" \
         --set "group.id=$2-$k" --set "topic.events=$3" --set "topic.recommendations=$4" >"$dir/$2.$k.log" 2>&1 &
     local p=$!
     pids+=("$p")

@@ -6,7 +6,9 @@
 # gracefully, and the killed one comes back on its old (now stale) state, so
 # partitions move back and forth several times. Then a fifth instance with
 # an empty state directory takes every partition and restores it from the
-# changelog alone. Two of the instances (a and d) keep standby replicas of
+# changelog alone. The group's instances build their commits in steps of 4
+# users (state.commit.step.users), whose changelog records go out ahead of
+# the commit's marker. Two of the instances (a and d) keep standby replicas of
 # the partitions they do not own, so that their takeovers start from a warm
 # copy while the others restore on assignment. Against a single
 # uninterrupted instance on the same stream:
@@ -45,7 +47,7 @@ timeout 120 "$DRIFTREC" run "${common[@]}" --set group.id=ref --set topic.recomm
 declare -A pid_of
 start() { # name [extra --set ...]
   "$DRIFTREC" run "${common[@]}" "${group[@]}" --set ingest.max.rate="$RATE" --set ingest.batch=50 \
-      --set "state.dir=$dir/$1" "${@:2}" \
+      --set state.commit.step.users=4 --set "state.dir=$dir/$1" "${@:2}" \
       >>"$dir/$1.log" 2>&1 &
   pids+=($!)
   pid_of[$1]=$!
@@ -90,6 +92,9 @@ for n in inst-a inst-d inst-b; do
   kill -TERM "${pid_of[$n]}"; wait "${pid_of[$n]}" || { echo "$n did not stop cleanly"; tail -20 "$dir/$n.log"; exit 1; }
 done
 no_errors inst-a inst-b inst-c inst-d # librdkafka's transient ones (a request timed out under load) are not
+# the commits were built in steps (the check below holds them to the reference)
+steps=$(grep -ho 'msg="stopped" .* commit_steps=[0-9]*' "$dir"/inst-?.log | sed 's/.*commit_steps=//' | awk '{s += $1} END {print s + 0}')
+[ "$steps" -gt 0 ] || { echo "no commit was built in steps"; exit 1; }
 restores=$(moves)
 for n in inst-a inst-d; do # the standby's totals at the stop: users applied, no failure
   line=$(grep 'msg="stopped standby"' "$dir/$n.log") || { echo "$n kept no standby"; exit 1; }
@@ -169,6 +174,6 @@ cmp -s "$dir/ref.lists" "$dir/grp.lists" ||
 
 echo "12 partitions, $records records ($erases erases) of $USERS users over 4 instances (b killed and back, d joined,"
 echo "  c left): $restores partition restores from the changelog during the run; a fresh instance restored all 12;
-  standby replicas applied ${standby_users%, } user records;"
+  standby replicas applied ${standby_users%, } user records; $steps commit steps;"
 echo "  $(wc -l <"$dir/ref.txt") users with counters, and $(wc -l <"$dir/ref.lists") last lists, as in the uninterrupted run"
 echo "1 passed, 0 failed"

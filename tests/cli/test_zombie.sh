@@ -37,9 +37,11 @@ group=(--set group.id=grp --set topic.recommendations=recs
        --set kafka.session.timeout.ms=6000 --set kafka.heartbeat.interval.ms=500)
 
 
-# A: slow, and a commit only every 4 s, so that it holds applied, uncommitted events when paused
+# A: slow, and a commit only every 4 s, so that it holds applied, uncommitted events when paused;
+# it encodes its users 8 at a time ahead of each commit (state.commit.step.users), so that some
+# of its changelog records go out before the commit that would carry them
 "$DRIFTREC" run "${common[@]}" "${group[@]}" --set "state.dir=$dir/a" --set ingest.max.rate=500 \
-    --set ingest.batch=50 --set state.commit.interval.ms=4000 >"$dir/a.log" 2>&1 &
+    --set ingest.batch=50 --set state.commit.interval.ms=4000 --set state.commit.step.users=8 >"$dir/a.log" 2>&1 &
 a=$!; pids+=("$a")
 wait_log "$dir/a.log" "partitions assigned" 30
 sleep 5
