@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "dr_epoch.h"
+#include "dr_key.h"
 #include "dr_err.h"
 #include "dr_log.h"
 #include "emitter_internal.h"
@@ -139,13 +140,13 @@ static int produce_list(dr_emitter_t *e, const dr_model_t *m, dr_user_t *u, size
                       u->last_source};
     int err = dr_codec_encode_recs(e->codec, &recs, &e->buf);
     if (err) return err;
-    char key[24];
-    int klen = snprintf(key, sizeof(key), "%" PRId64, u->user_id);
+    char key[DR_ID_KEY_MAX];
+    size_t klen = dr_id_key(key, u->user_id);
     int32_t part = u->last_source.partition;
     int64_t epoch = part >= 0 && (size_t)part < e->n_epochs ? e->epochs[part] : 0;
     rd_kafka_headers_t *h = epoch > 0 ? dr_epoch_headers(epoch) : NULL;
     rd_kafka_resp_err_t kerr = rd_kafka_producev(
-        e->rk, RD_KAFKA_V_TOPIC(e->topic), RD_KAFKA_V_KEY(key, (size_t)klen),
+        e->rk, RD_KAFKA_V_TOPIC(e->topic), RD_KAFKA_V_KEY(key, klen),
         RD_KAFKA_V_VALUE(e->buf.data, e->buf.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(dr_msg_opaque(tag, DR_MSG_RECS)), RD_KAFKA_V_END);
     if (kerr && h) rd_kafka_headers_destroy(h);

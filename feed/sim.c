@@ -14,6 +14,7 @@
 
 #include "dr_bytes.h"
 #include "dr_err.h"
+#include "dr_key.h"
 #include "dr_log.h"
 
 #define DECODE_MAX 10000     /* entries a decoded list may have (emit.topk's upper bound) */
@@ -148,11 +149,11 @@ static int produce_event(void *ctx, int64_t user_id, const dr_event_t *ev) {
     dr_feed_sim_t *s = ctx;
     int err = dr_codec_encode_event(s->codec, ev, &s->buf);
     if (err) return err;
-    char key[24];
-    int klen = snprintf(key, sizeof(key), "%" PRId64, user_id);
+    char key[DR_ID_KEY_MAX];
+    size_t klen = dr_id_key(key, user_id);
     rd_kafka_resp_err_t kerr;
     while ((kerr = rd_kafka_producev(s->producer, RD_KAFKA_V_TOPIC(s->topic_events),
-                                     RD_KAFKA_V_KEY(key, (size_t)klen),
+                                     RD_KAFKA_V_KEY(key, klen),
                                      RD_KAFKA_V_VALUE(s->buf.data, s->buf.len),
                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                      RD_KAFKA_V_OPAQUE((void *)(intptr_t)user_id),

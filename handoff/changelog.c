@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "dr_epoch.h"
+#include "dr_key.h"
 #include "dr_err.h"
 #include "dr_ingest.h"
 #include "dr_log.h"
@@ -111,9 +112,9 @@ static int produce(dr_changelog_t *c, int32_t partition, int64_t epoch, const ch
 
 int dr_changelog_put(dr_changelog_t *c, int32_t partition, int64_t epoch, int64_t user_id,
                      const void *rec, size_t len, void *opaque, int wait_ms) {
-    char key[24];
-    int klen = snprintf(key, sizeof(key), "%" PRId64, user_id);
-    return produce(c, partition, epoch, key, (size_t)klen, rec, rec ? len : 0, opaque, wait_ms);
+    char key[DR_ID_KEY_MAX];
+    size_t klen = dr_id_key(key, user_id);
+    return produce(c, partition, epoch, key, klen, rec, rec ? len : 0, opaque, wait_ms);
 }
 
 int dr_changelog_mark(dr_changelog_t *c, int32_t partition, int64_t epoch, int64_t next_offset,

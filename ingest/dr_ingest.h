@@ -211,9 +211,9 @@ rd_kafka_conf_t *dr_ingest_kafka_conf(const char *const (*defaults)[2], size_t n
  * an idle consumer 100 small requests a second. */
 #define DR_INGEST_FETCH_WAIT_MS "10"
 
-/* The user id in a message's key, as every producer of ours writes it (the
- * decimal id, digits only, without sign, spaces or leading zeros, below
- * 2^53), or as Java's LongSerializer writes it (8 bytes, big-endian): true
+/* The user id in a message's key, as every producer of ours writes it
+ * (common/dr_key.h: the decimal id, digits only, without sign, spaces or
+ * leading zeros, below 2^53), or as Java's LongSerializer writes it (8 bytes, big-endian): true
  * and *id set, or false (other spellings of an id would be hashed to
  * another partition than the user's). Erase requests on the events topic,
  * lists and tombstones on the recommendations topic are keyed so. The

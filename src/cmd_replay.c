@@ -20,6 +20,7 @@
 #include "dr_dataset.h"
 #include "dr_embedded.h"
 #include "dr_err.h"
+#include "dr_key.h"
 #include "dr_ingest.h"
 #include "dr_log.h"
 #include "dr_replay.h"
@@ -209,10 +210,10 @@ static rd_kafka_t *make_producer(const char *bootstrap) {
 }
 
 static int produce(rd_kafka_t *rk, const char *topic, int64_t key_id, const dr_buf_t *buf) {
-    char key[24];
-    int klen = snprintf(key, sizeof(key), "%" PRId64, key_id);
+    char key[DR_ID_KEY_MAX];
+    size_t klen = dr_id_key(key, key_id);
     rd_kafka_resp_err_t err;
-    while ((err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, (size_t)klen),
+    while ((err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, klen),
                                     RD_KAFKA_V_VALUE(buf->data, buf->len),
                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
            RD_KAFKA_RESP_ERR__QUEUE_FULL)

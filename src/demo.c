@@ -24,6 +24,7 @@
 #include "dr_embedded.h"
 #include "dr_bytes.h"
 #include "dr_err.h"
+#include "dr_key.h"
 #include "dr_feed.h"
 #include "dr_ingest.h"
 #include "dr_log.h"
@@ -261,8 +262,8 @@ static int produce_catalog(demo_opts_t *o, rd_kafka_t *rk, dr_codec_t *codec, ui
         embed(world, (int64_t)item, emb);
         int64_t topic = feed ? dr_feed_world_item_cluster(feed, (int64_t)item) : -1;
         dr_item_rec_t it = {(int64_t)item, emb, DR_SYNTH_CONTENT_DIM, false, false, -1, topic, -1};
-        char key[24];
-        int klen = snprintf(key, sizeof(key), "%" PRIu64, item);
+        char key[DR_ID_KEY_MAX];
+        int klen = (int)dr_id_key(key, (int64_t)item);
         if ((err = dr_codec_encode_item(codec, &it, &buf))) break;
         err = produce_waiting(rk, o->cfg.topic_catalog, key, klen, buf.data, buf.len);
     }
@@ -277,8 +278,8 @@ static int produce_events(demo_opts_t *o, rd_kafka_t *rk, dr_codec_t *codec, dr_
     int err = 0;
     uint64_t erase_rng = dr_mix64(o->synth.seed ^ 0xe2a5eULL), n_erases = 0;
     while (!err && dr_synth_next(s, &ev)) {
-        char key[24];
-        int klen = snprintf(key, sizeof(key), "%" PRId64, ev.user_id);
+        char key[DR_ID_KEY_MAX];
+        int klen = (int)dr_id_key(key, ev.user_id);
         if ((err = dr_codec_encode_event(codec, &ev, &buf))) break;
         bool erase = o->erase_share > 0 && dr_rand01(&erase_rng) < o->erase_share;
         n_erases += erase;

@@ -20,6 +20,7 @@
 #include "dr_embedded.h"
 #include "dr_log.h"
 #include "dr_ingest.h"
+#include "dr_key.h"
 #include "dr_metrics.h"
 #include "dr_pipeline.h"
 
@@ -257,7 +258,7 @@ static bool parse_user_id(const char *text, int64_t *out) {
  * partitioner need the same --set kafka.partitioner=... here. */
 static int cmd_erase(int argc, char **argv) {
     int64_t user = -1;
-    char key[24], err[512];
+    char key[DR_ID_KEY_MAX], err[512];
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--user")) {
             if (!parse_user_id(argv[i + 1], &user)) {
@@ -284,8 +285,8 @@ static int cmd_erase(int argc, char **argv) {
                               ? dr_ingest_kafka_conf(NULL, 0, keys, vals, cfg->n_kafka, err, sizeof(err))
                               : NULL;
     rd_kafka_t *rk = kc ? rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err)) : NULL;
-    int klen = snprintf(key, sizeof(key), "%lld", (long long)user);
-    rc = rk && !rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(cfg->topic_events), RD_KAFKA_V_KEY(key, (size_t)klen),
+    size_t klen = dr_id_key(key, user);
+    rc = rk && !rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(cfg->topic_events), RD_KAFKA_V_KEY(key, klen),
                                   RD_KAFKA_V_VALUE(NULL, 0), RD_KAFKA_V_END) &&
                  rd_kafka_flush(rk, 30000) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : 1;
     if (rc) fprintf(stderr, "driftrec erase: could not deliver the request%s%s\n", rk ? "" : ": ", rk ? "" : err);

@@ -14,6 +14,7 @@
 #include "dr_bytes.h"
 #include "dr_emit.h"
 #include "dr_epoch.h"
+#include "dr_key.h"
 #include "dr_err.h"
 #include "dr_handoff.h"
 #include "dr_ingest.h"
@@ -364,13 +365,13 @@ static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t 
  * when it replaces a failed message. */
 static rd_kafka_resp_err_t produce_tombstone(dr_pipeline_t *p, int32_t partition, int64_t user_id,
                                              uint64_t tag) {
-    char key[24];
-    int klen = snprintf(key, sizeof(key), "%" PRId64, user_id);
+    char key[DR_ID_KEY_MAX];
+    size_t klen = dr_id_key(key, user_id);
     /* fenced as the lists are (dr_emitter_set_epochs) */
     int64_t epoch = partition >= 0 && partition < DR_INGEST_MAX_PARTITIONS ? p->changelog_epoch[partition] : 0;
     rd_kafka_headers_t *h = epoch > 0 ? dr_epoch_headers(epoch) : NULL;
     rd_kafka_resp_err_t err = rd_kafka_producev(
-        p->producer, RD_KAFKA_V_TOPIC(p->cfg.topic_recs), RD_KAFKA_V_KEY(key, (size_t)klen),
+        p->producer, RD_KAFKA_V_TOPIC(p->cfg.topic_recs), RD_KAFKA_V_KEY(key, klen),
         RD_KAFKA_V_VALUE(NULL, 0), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(dr_msg_opaque(tag, DR_MSG_RECS)),
         RD_KAFKA_V_END);
     if (err && h) rd_kafka_headers_destroy(h);
