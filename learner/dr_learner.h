@@ -647,8 +647,12 @@ size_t dr_model_reused_rows(const dr_model_t *m, uint64_t *cursor, int64_t *rows
 int dr_model_encode_globals(const dr_model_t *m, uint8_t **out, size_t *len);
 int dr_model_load_globals(dr_model_t *m, const void *rec, size_t len);
 
-/* User records. encode allocates *out (free() it). */
+/* User records. encode allocates *out (free() it). encode_into writes into
+ * buf instead (cap bytes; dr_user_encoded_max(u, dim) always suffices):
+ * 0, or DR_ERANGE when cap is too small. */
 int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len);
+size_t dr_user_encoded_max(const dr_user_t *u, int dim);
+int dr_user_encode_into(const dr_user_t *u, int dim, uint8_t *buf, size_t cap, size_t *len);
 /* Decodes a user record of the current or an older version (a version-1
  * record, from before drift detection, gets an empty detector; version 2
  * lacks the scores of the last list, read as 0). `conf`

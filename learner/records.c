@@ -456,14 +456,28 @@ static bool get_ids(dr_reader_t *r, int64_t *ids, uint8_t *len, uint8_t *head, u
     return r->ok;
 }
 
+size_t dr_user_encoded_max(const dr_user_t *u, int dim) {
+    return 64 + 28 + (size_t)u->recent_len * 17 + (size_t)u->pending_len * 16 +
+           (size_t)u->last_list_len * 12 + (size_t)dim * 4 + 12 + 8 + 2 + (size_t)u->hidden_len * 8 +
+           1 + sizeof(u->rest) + 2 * (2 + DR_HIDDEN_SOURCES * 8) +
+           8 + dr_adwin_serialized_size(&u->drift) + 1 + sizeof(u->rating) + (size_t)u->recent_len * 4 +
+           2 + (size_t)u->rating.content_len * 8;
+}
+
 int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
-    size_t cap = 64 + 28 + (size_t)u->recent_len * 17 + (size_t)u->pending_len * 16 +
-                 (size_t)u->last_list_len * 12 + (size_t)dim * 4 + 12 + 8 + 2 + (size_t)u->hidden_len * 8 +
-                 1 + sizeof(u->rest) + 2 * (2 + DR_HIDDEN_SOURCES * 8) +
-                 8 + dr_adwin_serialized_size(&u->drift) + 1 + sizeof(u->rating) + (size_t)u->recent_len * 4 +
-                 2 + (size_t)u->rating.content_len * 8;
+    size_t cap = dr_user_encoded_max(u, dim);
     uint8_t *buf = malloc(cap);
     if (!buf) return DR_ENOMEM;
+    int err = dr_user_encode_into(u, dim, buf, cap, len);
+    if (err) {
+        free(buf);
+        return err;
+    }
+    *out = buf;
+    return 0;
+}
+
+int dr_user_encode_into(const dr_user_t *u, int dim, uint8_t *buf, size_t cap, size_t *len) {
     dr_writer_t w = {buf, 0, cap, true};
     dr_put_u8(&w, USER_RECORD_VERSION);
     dr_put_u16(&w, (uint16_t)dim);
@@ -490,10 +504,8 @@ int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
     dr_put_u32(&w, u->drift_cuts);
     dr_put_u64(&w, u->last_cut_event);
     size_t written = 0;
-    if (!w.ok || dr_adwin_serialize(&u->drift, w.p + w.len, w.cap - w.len, &written) != 0) {
-        free(buf);
-        return DR_ENOMEM; /* cap was computed above: cannot happen */
-    }
+    if (!w.ok || dr_adwin_serialize(&u->drift, w.p + w.len, w.cap - w.len, &written) != 0)
+        return DR_ERANGE; /* cap below dr_user_encoded_max */
     w.len += written;
     for (unsigned i = 0; i < u->last_list_len; i++) dr_put_f32(&w, u->last_list_score[i]);
     dr_put_i64(&w, u->prior_version);
@@ -536,8 +548,7 @@ int dr_user_encode(const dr_user_t *u, int dim, uint8_t **out, size_t *len) {
         dr_put_u16(&w, ru->content_len);
         for (unsigned k = 0; k < 2u * ru->content_len; k++) dr_put_f32(&w, ru->content[k]);
     }
-    if (!w.ok) { free(buf); return DR_ENOMEM; }
-    *out = buf;
+    if (!w.ok) return DR_ERANGE;
     *len = w.len;
     return 0;
 }

@@ -1088,8 +1088,6 @@ static int supersede_foreign(dr_pipeline_t *p) {
 static int put_user(void *ctx, dr_user_t *u) {
     dr_pipeline_t *p = ((void **)ctx)[0];
     dr_state_batch_t *b = ((void **)ctx)[1];
-    uint8_t *rec;
-    size_t len;
     /* an erased user: the stored record goes, once (every path where this
      * batch is not written fails the pipeline, and a restart replays the
      * erase); what the user did since is stored anew */
@@ -1099,12 +1097,15 @@ static int put_user(void *ctx, dr_user_t *u) {
         u->erased = 0;
         if (u->events_applied == 0) return changelog_put(p, part, u->user_id, NULL, 0);
     }
-    int err = dr_user_encode(u, p->cfg.learner.dim, &rec, &len);
+    /* encoded in place in the batch, and copied from there by the producer */
+    size_t max = dr_user_encoded_max(u, p->cfg.learner.dim);
+    uint8_t *rec = dr_state_batch_user_room(b, part, u->user_id, max);
+    if (!rec) return part < 0 ? DR_EINVAL : DR_ENOMEM;
+    size_t len;
+    int err = dr_user_encode_into(u, p->cfg.learner.dim, rec, max, &len);
     if (err) return err;
-    dr_state_batch_put_user(b, part, u->user_id, rec, len);
-    err = changelog_put(p, part, u->user_id, rec, len);
-    free(rec);
-    return err;
+    dr_state_batch_user_done(b, len);
+    return changelog_put(p, part, u->user_id, rec, len);
 }
 
 static int put_item(void *ctx, int64_t item_id, const void *rec, size_t len) {

@@ -102,6 +102,14 @@ void dr_state_batch_free(dr_state_batch_t *b); /* NULL ok */
 void dr_state_batch_clear(dr_state_batch_t *b, size_t keep_bytes);
 void dr_state_batch_put_user(dr_state_batch_t *b, int32_t partition, int64_t user_id,
                              const void *rec, size_t len);
+/* The same without a copy: room for a record of at most max_len bytes,
+ * for the caller to write in place (valid until the next put), or NULL
+ * when the batch has failed (DR_ENOMEM, DR_EINVAL: a negative partition);
+ * user_done(len) then puts it, len at most max_len. Nothing may be put in
+ * between. */
+uint8_t *dr_state_batch_user_room(dr_state_batch_t *b, int32_t partition, int64_t user_id,
+                                  size_t max_len);
+void dr_state_batch_user_done(dr_state_batch_t *b, size_t len);
 void dr_state_batch_delete_user(dr_state_batch_t *b, int32_t partition, int64_t user_id);
 /* Deletes every stored user of a partition (one range deletion). */
 void dr_state_batch_drop_partition(dr_state_batch_t *b, int32_t partition);

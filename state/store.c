@@ -774,6 +774,39 @@ void dr_state_batch_put_user(dr_state_batch_t *b, int32_t partition, int64_t use
     batch_add(b, OP_PUT, CF_USERS, key, sizeof(key), rec, len);
 }
 
+uint8_t *dr_state_batch_user_room(dr_state_batch_t *b, int32_t partition, int64_t user_id,
+                                  size_t max_len) {
+    uint8_t key[USER_KEY_LEN], *p;
+
+    if (b->error)
+        return NULL;
+    if (partition < 0 || max_len > UINT32_MAX) {
+        b->error = DR_EINVAL;
+        return NULL;
+    }
+    if (!batch_reserve(b, REC_HDR + sizeof(key) + max_len)) {
+        b->error = DR_ENOMEM;
+        return NULL;
+    }
+    encode_user_key(key, partition, user_id);
+    p = b->buf + b->len;
+    p[0] = (uint8_t)OP_PUT;
+    p[1] = (uint8_t)CF_USERS;
+    uint32_t k32 = (uint32_t)sizeof(key);
+    memcpy(p + 2, &k32, 4);
+    memcpy(p + REC_HDR, key, sizeof(key));
+    return p + REC_HDR + sizeof(key);
+}
+
+void dr_state_batch_user_done(dr_state_batch_t *b, size_t len) {
+    uint8_t *p = b->buf + b->len;
+    uint32_t v32 = (uint32_t)len;
+
+    memcpy(p + 6, &v32, 4);
+    b->len += REC_HDR + USER_KEY_LEN + len;
+    b->count++;
+}
+
 void dr_state_batch_delete_user(dr_state_batch_t *b, int32_t partition, int64_t user_id) {
     uint8_t key[USER_KEY_LEN];
 

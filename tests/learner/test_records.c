@@ -55,6 +55,40 @@ static void encode_stream_user(const dr_learner_conf_t *c, int n, uint8_t **rec,
     dr_model_free(m);
 }
 
+/* encode_into writes the bytes encode allocates, into any room of at least
+ * their length (dr_user_encoded_max always is), and refuses a smaller one
+ * with DR_ERANGE, for a user past a full ring of 64 events. */
+static void test_encode_into_same_bytes(void **state) {
+    (void)state;
+    dr_learner_conf_t c = conf_ring(64);
+    dr_model_t *m = model_of(&c);
+    dr_user_t *u = dr_user_new_conf(7, &c);
+    dr_apply_result_t r;
+    for (int i = 0; i < 200; i++) {
+        dr_event_t e = stream_event(i);
+        assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)i, &r), 0);
+    }
+    uint8_t *rec;
+    size_t len, len2;
+    assert_int_equal(dr_user_encode(u, c.dim, &rec, &len), 0);
+    size_t max = dr_user_encoded_max(u, c.dim);
+    assert_true(max >= len);
+    uint8_t *room = malloc(max);
+    assert_non_null(room);
+    assert_int_equal(dr_user_encode_into(u, c.dim, room, max, &len2), 0);
+    assert_int_equal(len2, len);
+    assert_memory_equal(room, rec, len);
+    assert_int_equal(dr_user_encode_into(u, c.dim, room, len, &len2), 0); /* exactly enough */
+    assert_memory_equal(room, rec, len);
+    for (size_t cap = 0; cap < len; cap += 1 + cap / 8)
+        assert_int_equal(dr_user_encode_into(u, c.dim, room, cap, &len2), DR_ERANGE);
+    assert_int_equal(dr_user_encode_into(u, c.dim, room, len - 1, &len2), DR_ERANGE);
+    free(room);
+    free(rec);
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
 /* The ring is one the learner can walk: no more entries than slots, head
  * within the slots and, while not full, at the first free one; and walking
  * back from head gives the items of the stream's events last-1, last-2, ...
@@ -492,6 +526,7 @@ static void test_readapt_after_ring_lowered(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_encode_into_same_bytes),
         cmocka_unit_test(test_longer_ring_keeps_newest),
         cmocka_unit_test(test_same_ring_unchanged),
         cmocka_unit_test(test_shorter_ring_grows),

@@ -119,7 +119,9 @@ static void write_ok(dr_state_t *st, dr_state_batch_t *b) {
 /* --- store --------------------------------------------------------------- */
 
 /* Claim: users, items and offsets put into one batch are all stored by one
- * write and are all visible after the store is closed and reopened. */
+ * write and are all visible after the store is closed and reopened; a user
+ * written in place (user_room, user_done) is stored as one put is, and a
+ * batch that could not take one is refused as a whole. */
 static void test_batch_all_visible_after_reopen(void **state) {
     fixture_t *f = *state;
     dr_state_t *st = open_store(f, false);
@@ -131,13 +133,34 @@ static void test_batch_all_visible_after_reopen(void **state) {
     dr_state_batch_put_item(b, 42, "item42", 6);
     dr_state_batch_put_meta(b, "globals", "G", 1);
     dr_state_batch_put_offset(b, "events", 3, 1001);
-    assert_int_equal(dr_state_batch_count(b), 4);
+    /* written in place: room for more than it takes, the room after it reused */
+    uint8_t *room = dr_state_batch_user_room(b, 0, 8, 4096);
+    assert_non_null(room);
+    memcpy(room, "user8", 5);
+    dr_state_batch_user_done(b, 5);
+    dr_state_batch_put_user(b, 0, 9, "user9", 5);
+    assert_null(dr_state_batch_user_room(b, -1, 10, 16)); /* no partition: the batch fails */
+    assert_int_equal(dr_state_batch_count(b), 6);
+    char err[256] = "";
+    assert_int_not_equal(dr_state_write(st, b, err, sizeof(err)), 0);
+    dr_state_batch_clear(b, 1 << 20);
+    dr_state_batch_put_user(b, 0, 7, "user7", 5);
+    dr_state_batch_put_item(b, 42, "item42", 6);
+    dr_state_batch_put_meta(b, "globals", "G", 1);
+    dr_state_batch_put_offset(b, "events", 3, 1001);
+    room = dr_state_batch_user_room(b, 0, 8, 4096);
+    memcpy(room, "user8", 5);
+    dr_state_batch_user_done(b, 5);
+    dr_state_batch_put_user(b, 0, 9, "user9", 5);
+    assert_int_equal(dr_state_batch_count(b), 6);
     write_ok(st, b);
     dr_state_batch_free(b);
     dr_state_close(st);
 
     st = open_store(f, false);
     expect_user(st, 7, "user7");
+    expect_user(st, 8, "user8");
+    expect_user(st, 9, "user9");
     expect_offset(st, "events", 3, 1001);
     assert_int_equal(dr_state_get_meta(st, "globals", &val, &len), 0);
     assert_int_equal(len, 1);
