@@ -3,7 +3,8 @@
  * and CLOCK eviction of clean users beyond capacity. Single-threaded.
  *
  * A user stored by a commit stays unevictable until that commit's batch is
- * written (commit_begin .. commit_end): evicted in between, its next event
+ * written (from its commit_step or commit_begin to commit_end; it is dirty
+ * all along, and dirty users are never evicted): evicted in between, its next event
  * would reload the older stored record and the following commit would
  * overwrite the effects still waiting in the batch. */
 #include <stdlib.h>
