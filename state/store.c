@@ -732,99 +732,106 @@ static bool batch_reserve(dr_state_batch_t *b, size_t need) {
     return true;
 }
 
-/* Appends one operation. A failure is remembered and fails the whole batch
- * at write time, so that a batch is never stored in part. */
-static void batch_add(dr_state_batch_t *b, int op, int cf, const void *key, size_t klen,
-                      const void *val, size_t vlen) {
-    uint32_t k32 = (uint32_t)klen, v32 = (uint32_t)vlen;
+/* A failure is remembered and fails the whole batch at write time, so that
+ * a batch is never stored in part. */
+static void batch_fail(dr_state_batch_t *b, int err) {
+    if (!b->error)
+        b->error = err;
+}
+
+/* Starts one operation: room for its key and up to max_vlen bytes of value,
+ * the header and the key written. Returns where the value goes (NULL: the
+ * batch has failed); batch_end then says how long it came out. */
+static uint8_t *batch_begin(dr_state_batch_t *b, int op, int cf, const void *key, size_t klen,
+                            size_t max_vlen) {
+    uint32_t k32 = (uint32_t)klen;
     uint8_t *p;
 
     if (b->error)
-        return;
-    if (klen > UINT32_MAX || vlen > UINT32_MAX || (vlen && !val)) {
-        b->error = DR_EINVAL;
-        return;
+        return NULL;
+    if (klen > UINT32_MAX || max_vlen > UINT32_MAX) {
+        batch_fail(b, DR_EINVAL);
+        return NULL;
     }
-    if (!batch_reserve(b, REC_HDR + klen + vlen)) {
-        b->error = DR_ENOMEM;
-        return;
+    if (!batch_reserve(b, REC_HDR + klen + max_vlen)) {
+        batch_fail(b, DR_ENOMEM);
+        return NULL;
     }
     p = b->buf + b->len;
     p[0] = (uint8_t)op;
     p[1] = (uint8_t)cf;
     memcpy(p + 2, &k32, 4);
-    memcpy(p + 6, &v32, 4);
     memcpy(p + REC_HDR, key, klen);
-    if (vlen)
-        memcpy(p + REC_HDR + klen, val, vlen);
+    return p + REC_HDR + klen;
+}
+
+static void batch_end(dr_state_batch_t *b, size_t klen, size_t vlen) {
+    uint32_t v32 = (uint32_t)vlen;
+
+    memcpy(b->buf + b->len + 6, &v32, 4);
     b->len += REC_HDR + klen + vlen;
     b->count++;
+}
+
+/* Appends one operation. */
+static void batch_add(dr_state_batch_t *b, int op, int cf, const void *key, size_t klen,
+                      const void *val, size_t vlen) {
+    if (vlen && !val) {
+        batch_fail(b, DR_EINVAL);
+        return;
+    }
+    uint8_t *v = batch_begin(b, op, cf, key, klen, vlen);
+    if (!v)
+        return;
+    if (vlen)
+        memcpy(v, val, vlen);
+    batch_end(b, klen, vlen);
+}
+
+/* A user's key; false (the batch failed) for a negative partition. */
+static bool batch_user_key(dr_state_batch_t *b, int32_t partition, int64_t user_id,
+                           uint8_t key[USER_KEY_LEN]) {
+    if (partition < 0) {
+        batch_fail(b, DR_EINVAL);
+        return false;
+    }
+    encode_user_key(key, partition, user_id);
+    return true;
 }
 
 void dr_state_batch_put_user(dr_state_batch_t *b, int32_t partition, int64_t user_id,
                              const void *rec, size_t len) {
     uint8_t key[USER_KEY_LEN];
 
-    if (partition < 0) {
-        if (!b->error)
-            b->error = DR_EINVAL;
-        return;
-    }
-    encode_user_key(key, partition, user_id);
-    batch_add(b, OP_PUT, CF_USERS, key, sizeof(key), rec, len);
+    if (batch_user_key(b, partition, user_id, key))
+        batch_add(b, OP_PUT, CF_USERS, key, sizeof(key), rec, len);
 }
 
 uint8_t *dr_state_batch_user_room(dr_state_batch_t *b, int32_t partition, int64_t user_id,
                                   size_t max_len) {
-    uint8_t key[USER_KEY_LEN], *p;
+    uint8_t key[USER_KEY_LEN];
 
-    if (b->error)
+    if (!batch_user_key(b, partition, user_id, key))
         return NULL;
-    if (partition < 0 || max_len > UINT32_MAX) {
-        b->error = DR_EINVAL;
-        return NULL;
-    }
-    if (!batch_reserve(b, REC_HDR + sizeof(key) + max_len)) {
-        b->error = DR_ENOMEM;
-        return NULL;
-    }
-    encode_user_key(key, partition, user_id);
-    p = b->buf + b->len;
-    p[0] = (uint8_t)OP_PUT;
-    p[1] = (uint8_t)CF_USERS;
-    uint32_t k32 = (uint32_t)sizeof(key);
-    memcpy(p + 2, &k32, 4);
-    memcpy(p + REC_HDR, key, sizeof(key));
-    return p + REC_HDR + sizeof(key);
+    return batch_begin(b, OP_PUT, CF_USERS, key, sizeof(key), max_len);
 }
 
 void dr_state_batch_user_done(dr_state_batch_t *b, size_t len) {
-    uint8_t *p = b->buf + b->len;
-    uint32_t v32 = (uint32_t)len;
-
-    memcpy(p + 6, &v32, 4);
-    b->len += REC_HDR + USER_KEY_LEN + len;
-    b->count++;
+    batch_end(b, USER_KEY_LEN, len);
 }
 
 void dr_state_batch_delete_user(dr_state_batch_t *b, int32_t partition, int64_t user_id) {
     uint8_t key[USER_KEY_LEN];
 
-    if (partition < 0) {
-        if (!b->error)
-            b->error = DR_EINVAL;
-        return;
-    }
-    encode_user_key(key, partition, user_id);
-    batch_add(b, OP_DELETE, CF_USERS, key, sizeof(key), NULL, 0);
+    if (batch_user_key(b, partition, user_id, key))
+        batch_add(b, OP_DELETE, CF_USERS, key, sizeof(key), NULL, 0);
 }
 
 void dr_state_batch_drop_partition(dr_state_batch_t *b, int32_t partition) {
     uint8_t begin[USER_KEY_LEN], end[USER_KEY_LEN];
 
     if (partition < 0 || partition == INT32_MAX) {
-        if (!b->error)
-            b->error = DR_EINVAL;
+        batch_fail(b, DR_EINVAL);
         return;
     }
     encode_user_key(begin, partition, 0);
@@ -848,7 +855,7 @@ void dr_state_batch_delete_item(dr_state_batch_t *b, int64_t item_id) {
 
 void dr_state_batch_put_meta(dr_state_batch_t *b, const char *key, const void *val, size_t len) {
     if (!key) {
-        b->error = b->error ? b->error : DR_EINVAL;
+        batch_fail(b, DR_EINVAL);
         return;
     }
     batch_add(b, OP_PUT, CF_META, key, strlen(key), val, len);
@@ -861,7 +868,7 @@ void dr_state_batch_put_offset(dr_state_batch_t *b, const char *topic, int32_t p
     int klen = topic ? offset_key(key, topic, partition) : -1;
 
     if (klen < 0) {
-        b->error = b->error ? b->error : DR_EINVAL;
+        batch_fail(b, DR_EINVAL);
         return;
     }
     encode_le64(val, (uint64_t)next_offset);
