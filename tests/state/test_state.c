@@ -118,6 +118,21 @@ static void write_ok(dr_state_t *st, dr_state_batch_t *b) {
 
 /* --- store --------------------------------------------------------------- */
 
+/* Users (one written in place: room for more than it takes, the room after
+ * it reused), an item, a meta key and an offset: six entries. */
+static void put_six(dr_state_batch_t *b) {
+    dr_state_batch_put_user(b, 0, 7, "user7", 5);
+    dr_state_batch_put_item(b, 42, "item42", 6);
+    dr_state_batch_put_meta(b, "globals", "G", 1);
+    dr_state_batch_put_offset(b, "events", 3, 1001);
+    uint8_t *room = dr_state_batch_user_room(b, 0, 8, 4096);
+    assert_non_null(room);
+    memcpy(room, "user8", 5);
+    dr_state_batch_user_done(b, 5);
+    dr_state_batch_put_user(b, 0, 9, "user9", 5);
+    assert_int_equal(dr_state_batch_count(b), 6);
+}
+
 /* Claim: users, items and offsets put into one batch are all stored by one
  * write and are all visible after the store is closed and reopened; a user
  * written in place (user_room, user_done) is stored as one put is, and a
@@ -129,30 +144,13 @@ static void test_batch_all_visible_after_reopen(void **state) {
     uint8_t *val;
     size_t len;
 
-    dr_state_batch_put_user(b, 0, 7, "user7", 5);
-    dr_state_batch_put_item(b, 42, "item42", 6);
-    dr_state_batch_put_meta(b, "globals", "G", 1);
-    dr_state_batch_put_offset(b, "events", 3, 1001);
-    /* written in place: room for more than it takes, the room after it reused */
-    uint8_t *room = dr_state_batch_user_room(b, 0, 8, 4096);
-    assert_non_null(room);
-    memcpy(room, "user8", 5);
-    dr_state_batch_user_done(b, 5);
-    dr_state_batch_put_user(b, 0, 9, "user9", 5);
+    put_six(b);
     assert_null(dr_state_batch_user_room(b, -1, 10, 16)); /* no partition: the batch fails */
     assert_int_equal(dr_state_batch_count(b), 6);
     char err[256] = "";
     assert_int_not_equal(dr_state_write(st, b, err, sizeof(err)), 0);
     dr_state_batch_clear(b, 1 << 20);
-    dr_state_batch_put_user(b, 0, 7, "user7", 5);
-    dr_state_batch_put_item(b, 42, "item42", 6);
-    dr_state_batch_put_meta(b, "globals", "G", 1);
-    dr_state_batch_put_offset(b, "events", 3, 1001);
-    room = dr_state_batch_user_room(b, 0, 8, 4096);
-    memcpy(room, "user8", 5);
-    dr_state_batch_user_done(b, 5);
-    dr_state_batch_put_user(b, 0, 9, "user9", 5);
-    assert_int_equal(dr_state_batch_count(b), 6);
+    put_six(b);
     write_ok(st, b);
     dr_state_batch_free(b);
     dr_state_close(st);
