@@ -1478,10 +1478,10 @@ static void count_build_time(dr_pipeline_t *p, double took) {
 static bool over_rate(dr_pipeline_t *p);
 static void commit_step(dr_pipeline_t *p) {
     size_t step = (size_t)p->cfg.commit_step_users;
-    bool spare = over_rate(p) || (p->kept_up && !dr_ingest_stats(p->ingest)->paused); /* not backpressure */
-    if (step == 0 || !spare || p->commit_batch || p->stats.failed || p->stopping ||
-        dr_user_cache_unstaged(p->cache) < step)
+    if (step == 0 || p->commit_batch || p->stats.failed || p->stopping || dr_user_cache_unstaged(p->cache) < step)
         return;
+    bool spare = over_rate(p) || (p->kept_up && !dr_ingest_stats(p->ingest)->paused); /* not backpressure */
+    if (!spare) return;
     if (!p->building_batch && !(p->building_batch = take_batch(p))) {
         fail(p, "building the commit failed", dr_strerror(DR_ENOMEM));
         return;
