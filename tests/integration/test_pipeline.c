@@ -858,6 +858,31 @@ static void produce_crowd(run_t *r, const dr_pipeline_stats_t *st) {
     rd_kafka_poll(r->fx->producer, 0);
 }
 
+/* The crowd through a cache of 1 user with lagging deliveries, under
+ * `tight` settings; every user's stored counter must be the events sent to
+ * it. Steps: commits built in steps there (at least one). */
+static void small_cache_crowd(const char *tag, const char *const *tight, bool steps) {
+    fixture_t *fx = fault_fixture(tag, 1);
+    uint64_t *want = calloc(CROWD + 2, sizeof(*want));
+    for (int i = 0; i < CROWD_EVENTS; i++) want[crowd_user(i)]++;
+    assert_int_equal(want[1], 100);
+    dr_pipeline_stats_t st = run_pipeline_with(fx, tag, CROWD_EVENTS, tight, produce_crowd);
+    assert_int_equal(st.consumed, CROWD_EVENTS);
+    stored_t s = {.max_user = CROWD + 1, .want = want};
+    scan_stored(fx, &s);
+    fprintf(stderr, "cache of 1 user, %d events, %zu users, %llu commits (%llu steps): %zu users stored with a wrong count%s\n",
+            CROWD_EVENTS, s.users, (unsigned long long)st.commits, (unsigned long long)st.commit_steps,
+            s.mismatched, s.mismatched ? "" : " (user 1: 100 of 100)");
+    if (s.mismatched)
+        fprintf(stderr, "  first: user %lld stored %llu events, sent %llu\n", (long long)s.first_mismatch,
+                (unsigned long long)s.first_mismatch_applied, (unsigned long long)want[s.first_mismatch]);
+    assert_int_equal(s.users, CROWD + 1);
+    assert_int_equal(s.mismatched, 0);
+    if (steps) assert_true(st.commit_steps > 0);
+    free(want);
+    fault_fixture_free(fx);
+}
+
 /* Defect 1: a cache far smaller than the active users, and deliveries that
  * lag (linger 100 ms), so that users are written by a commit while the batch
  * waits for its deliveries. One user's 100 events are interleaved with
@@ -866,26 +891,24 @@ static void produce_crowd(run_t *r, const dr_pipeline_stats_t *st) {
  * next commit overwrote what was waiting: 65-68 of 100 events counted. */
 static void test_small_cache_lagging_deliveries(void **state) {
     (void)state;
-    fixture_t *fx = fault_fixture("smallcache", 1);
-    uint64_t *want = calloc(CROWD + 2, sizeof(*want));
-    for (int i = 0; i < CROWD_EVENTS; i++) want[crowd_user(i)]++;
-    assert_int_equal(want[1], 100);
     static const char *const tight[] = {"state.cache.users=1", "kafka.linger.ms=100",
-                                        "state.commit.interval.ms=50", "emit.interval.ms=20" , NULL};
-    dr_pipeline_stats_t st = run_pipeline_with(fx, "smallcache", CROWD_EVENTS, tight, produce_crowd);
-    assert_int_equal(st.consumed, CROWD_EVENTS);
-    stored_t s = {.max_user = CROWD + 1, .want = want};
-    scan_stored(fx, &s);
-    fprintf(stderr, "cache of 1 user, %d events, %zu users, %llu commits: %zu users stored with a wrong count%s\n",
-            CROWD_EVENTS, s.users, (unsigned long long)st.commits, s.mismatched,
-            s.mismatched ? "" : " (user 1: 100 of 100)");
-    if (s.mismatched)
-        fprintf(stderr, "  first: user %lld stored %llu events, sent %llu\n", (long long)s.first_mismatch,
-                (unsigned long long)s.first_mismatch_applied, (unsigned long long)want[s.first_mismatch]);
-    assert_int_equal(s.users, CROWD + 1);
-    assert_int_equal(s.mismatched, 0);
-    free(want);
-    fault_fixture_free(fx);
+                                        "state.commit.interval.ms=50", "emit.interval.ms=20",
+                                        "state.commit.step.users=0", NULL};
+    small_cache_crowd("smallcache", tight, false);
+}
+
+/* The same with commits built in steps of 4 users (a commit every 500 ms,
+ * so that steps have room between the commits that wait for deliveries):
+ * steps meet the cache of 1 user and the lagging deliveries, and every user
+ * must still be stored with all its events. That a user changed after its
+ * step is stored with the change, whichever commit stores it last, is
+ * test_erase_after_a_step's proof. */
+static void test_small_cache_lagging_deliveries_in_steps(void **state) {
+    (void)state;
+    static const char *const tight[] = {"state.cache.users=1", "kafka.linger.ms=100",
+                                        "state.commit.interval.ms=500", "emit.interval.ms=20",
+                                        "state.commit.step.users=4", NULL};
+    small_cache_crowd("smallsteps", tight, true);
 }
 
 /* Produces the erase requests once the first commit stored the users' events. */
@@ -917,21 +940,43 @@ static void on_tombstone(void *ctx, const rd_kafka_message_t *m) {
  * commit: the event reloaded the stored pre-erase record and the commit
  * wrote delete-then-put, storing events_applied=11 instead of a fresh 1.
  * A user erased with nothing after it has no stored record at all. */
-static void test_erase_then_event_before_commit(void **state) {
-    (void)state;
-    fixture_t *fx = fault_fixture("erase", 1);
+/* With commits built in steps of one user: the two erase requests once the
+ * first commit stored the users' events; once steps have encoded both
+ * erasures ahead of the next commit, user 5's event, which changes a user a
+ * step already put into that commit's batch. The commit counts at both
+ * moments show the event came before the next commit. */
+static uint64_t steps_at_erase, commits_at_erase, commits_at_event;
+static void erase_then_event_after_steps(run_t *r, const dr_pipeline_stats_t *st) {
+    if (r->fault_stage == 0 && st->consumed >= 13 && st->commits > 0) {
+        produce_erase(r->fx, 5);
+        produce_erase(r->fx, 6);
+        assert_int_equal(rd_kafka_flush(r->fx->producer, 10000), 0);
+        steps_at_erase = st->commit_steps;
+        commits_at_erase = st->commits;
+        r->fault_stage = 1;
+        r->expect = 16;
+    } else if (r->fault_stage == 1 && st->consumed >= 15 && st->commit_steps >= steps_at_erase + 2) {
+        produce_click(r->fx, 5, 77, 1767225700000LL);
+        assert_int_equal(rd_kafka_flush(r->fx->producer, 10000), 0);
+        commits_at_event = st->commits;
+        r->fault_stage = 2;
+    }
+}
+
+static void erase_then_event(const char *tag, const char *const *settings, fault_fn fault) {
+    fixture_t *fx = fault_fixture(tag, 1);
     for (int i = 0; i < 10; i++) produce_click(fx, 5, 1 + i, 1767225600000LL + i);
     for (int i = 0; i < 3; i++) produce_click(fx, 6, 1 + i, 1767225600000LL + i);
     assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
-    static const char *const slow_commit[] = {"state.commit.interval.ms=1000", NULL};
-    dr_pipeline_stats_t st = run_pipeline_with(fx, "erase", UINT64_MAX, slow_commit, erase_after_commit);
+    dr_pipeline_stats_t st = run_pipeline_with(fx, tag, UINT64_MAX, settings, fault);
     assert_int_equal(st.consumed, 16);
     assert_int_equal(st.erasures, 2);
     uint64_t want[8] = {0};
     want[5] = 1;
     stored_t s = {.max_user = 7, .want = want};
     scan_stored(fx, &s);
-    fprintf(stderr, "erase then an event: %zu users stored, user 5 %s\n", s.users,
+    fprintf(stderr, "erase then an event (%llu steps ahead of commits): %zu users stored, user 5 %s\n",
+            (unsigned long long)st.commit_steps, s.users,
             s.mismatched ? "kept its pre-erase events" : "stored anew with 1 event");
     assert_int_equal(s.mismatched, 0);
     assert_int_equal(s.users, 1); /* user 6: nothing stored */
@@ -940,6 +985,24 @@ static void test_erase_then_event_before_commit(void **state) {
     assert_int_equal(t.n, 2); /* users 5 and 6 */
     assert_int_equal(t.with_epoch, 2);
     fault_fixture_free(fx);
+}
+
+static void test_erase_then_event_before_commit(void **state) {
+    (void)state;
+    static const char *const slow_commit[] = {"state.commit.interval.ms=1000", "state.commit.step.users=0", NULL};
+    erase_then_event("erase", slow_commit, erase_after_commit);
+}
+
+/* The same with commits built in steps of one user, the event coming after
+ * steps put both erasures into the next commit's batch and before that
+ * commit: the user's fresh record must follow the delete the step put, or
+ * the stored user is lost (test_cache_commit_in_steps's claim, end to end). */
+static void test_erase_after_a_step(void **state) {
+    (void)state;
+    static const char *const slow_commit[] = {"state.commit.interval.ms=3000", "state.commit.step.users=1", NULL};
+    erase_then_event("erasestep", slow_commit, erase_then_event_after_steps);
+    assert_int_equal(last_fault_stage, 2);
+    assert_int_equal(commits_at_event, commits_at_erase); /* no commit in between */
 }
 
 /* eval.rank.clicks, in three phases produced one after another: 60 clicks
@@ -1366,7 +1429,9 @@ int main(void) {
         cmocka_unit_test(test_changelog_acks_without_offset),
         cmocka_unit_test(test_unparkable_record_stops),
         cmocka_unit_test(test_small_cache_lagging_deliveries),
+        cmocka_unit_test(test_small_cache_lagging_deliveries_in_steps),
         cmocka_unit_test(test_erase_then_event_before_commit),
+        cmocka_unit_test(test_erase_after_a_step),
         cmocka_unit_test(test_eval_rank_clicks),
         cmocka_unit_test(test_failed_lists_keep_newest_last),
         cmocka_unit_test(test_shutdown_commit_that_cannot_be_made_fails),
