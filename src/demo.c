@@ -218,10 +218,10 @@ static int parse_opts(demo_opts_t *o, int argc, char **argv) {
 
 /* Produces one message (value NULL: a null value), waiting while the
  * producer's queue is full. 0 or DR_EKAFKA. */
-static int produce_waiting(rd_kafka_t *rk, const char *topic, const char *key, int klen,
+static int produce_waiting(rd_kafka_t *rk, const char *topic, const char *key, size_t klen,
                            const void *value, size_t len) {
     rd_kafka_resp_err_t kerr;
-    while ((kerr = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, (size_t)klen),
+    while ((kerr = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, klen),
                                      RD_KAFKA_V_VALUE((void *)value, len),
                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                      RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -263,7 +263,7 @@ static int produce_catalog(demo_opts_t *o, rd_kafka_t *rk, dr_codec_t *codec, ui
         int64_t topic = feed ? dr_feed_world_item_cluster(feed, (int64_t)item) : -1;
         dr_item_rec_t it = {(int64_t)item, emb, DR_SYNTH_CONTENT_DIM, false, false, -1, topic, -1};
         char key[DR_ID_KEY_MAX];
-        int klen = (int)dr_id_key(key, (int64_t)item);
+        size_t klen = dr_id_key(key, (int64_t)item);
         if ((err = dr_codec_encode_item(codec, &it, &buf))) break;
         err = produce_waiting(rk, o->cfg.topic_catalog, key, klen, buf.data, buf.len);
     }
@@ -279,7 +279,7 @@ static int produce_events(demo_opts_t *o, rd_kafka_t *rk, dr_codec_t *codec, dr_
     uint64_t erase_rng = dr_mix64(o->synth.seed ^ 0xe2a5eULL), n_erases = 0;
     while (!err && dr_synth_next(s, &ev)) {
         char key[DR_ID_KEY_MAX];
-        int klen = (int)dr_id_key(key, ev.user_id);
+        size_t klen = dr_id_key(key, ev.user_id);
         if ((err = dr_codec_encode_event(codec, &ev, &buf))) break;
         bool erase = o->erase_share > 0 && dr_rand01(&erase_rng) < o->erase_share;
         n_erases += erase;
