@@ -178,7 +178,9 @@ int main(int argc, char **argv) {
         if ((rc = dr_learner_apply(mo, u, &ev, dr_mix64(n), &res))) die("apply", rc);
         for (int j = 0; j < res.n_samples && global_on; j++) {
             dr_adwin_pop_view_t v;
-            if (dr_adwin_pop_observe(&global[owner], res.samples[j], &v) == DR_ADWIN_POP_DRIFT) {
+            double x; /* as the pipeline feeds its detector */
+            if (!dr_drift_global_sample(&res, j, cfg.global_relative && cfg.learner.drift_enabled, &x)) continue;
+            if (dr_adwin_pop_observe(&global[owner], x, &v) == DR_ADWIN_POP_DRIFT) {
                 dr_model_trend_start(mo);
                 trends++;
                 if (getenv("SPLIT_DEBUG")) fprintf(stderr, "trend start: instance %d at event %zu\n", owner, (size_t)n);

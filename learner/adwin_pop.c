@@ -1,6 +1,7 @@
 /* adwin_pop.c - the population drift detector of dr_adwin.h: ADWIN over
- * magnified block means of all users' drift samples, and the rise that makes
- * a rising cut a population-wide drift. */
+ * magnified block means of all users' drift samples (or of each sample less
+ * its user's level), and the rise that makes a rising cut a population-wide
+ * drift. */
 #include "dr_adwin.h"
 
 #include <math.h>
@@ -38,8 +39,7 @@ dr_adwin_pop_cut_t dr_adwin_pop_observe(dr_adwin_pop_t *d, double sample, dr_adw
     d->sum = 0;
     d->n = 0;
     if (isnan(d->slow)) d->slow = d->fast = raw;
-    double scale = d->conf.scale;
-    double x = scale == 1.0 ? raw : fmin(1.0, fmax(0.0, POP_CENTRE + scale * (raw - d->slow)));
+    double x = fmin(1.0, fmax(0.0, POP_CENTRE + d->conf.scale * (raw - d->slow)));
     d->slow += (raw - d->slow) / DR_ADWIN_POP_SLOW_BLOCKS;
     d->fast += (raw - d->fast) / DR_ADWIN_POP_FAST_BLOCKS;
     double total = dr_adwin_total(&d->adwin) + x;

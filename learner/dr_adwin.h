@@ -156,7 +156,11 @@ int dr_adwin_deserialize(dr_adwin_t *a, const dr_adwin_conf_t *conf,
 
 /* ---- Population drift: ADWIN over block means --------------------------
  * The global detector of all users' drift samples (docs/DRIFT.md,
- * "Population-wide drift"). Consecutive samples come from one user's
+ * "Population-wide drift"). A sample is either a drift sample as it is, in
+ * [0, 1], or (what the pipeline gives it by default) a drift sample less
+ * the user's own level, in [-1, 1]: a population-wide shift moves everyone
+ * above their level at once, while which users happen to fill a block no
+ * longer moves its mean. Consecutive samples come from one user's
  * sessions and are far from independent, so ADWIN sees the mean of each
  * block of `block` samples; and since block means spread over a few
  * hundredths where ADWIN's bound assumes values spread over [0, 1] (its
@@ -175,7 +179,7 @@ int dr_adwin_deserialize(dr_adwin_t *a, const dr_adwin_conf_t *conf,
 typedef struct dr_adwin_pop_conf {
     double delta;    /**< ADWIN's δ over the blocks */
     int block;       /**< samples per block, >= 1 */
-    double scale;    /**< magnification, >= 1 (1: the block means as they are) */
+    double scale;    /**< magnification, >= 1 (1: unmagnified) */
     double min_rise; /**< a drift is a rise of the fast mean over the slow one of at least this */
 } dr_adwin_pop_conf_t;
 
@@ -204,8 +208,8 @@ typedef struct dr_adwin_pop_view {
 /** 0, or DR_ECONFIG (bad δ, block < 1, scale < 1, min_rise < 0). */
 int dr_adwin_pop_init(dr_adwin_pop_t *d, const dr_adwin_pop_conf_t *conf);
 void dr_adwin_pop_free(dr_adwin_pop_t *d);
-/** Adds one sample in [0, 1]; view (may be NULL) is filled when a block
- *  completes. */
+/** Adds one sample in [-1, 1] (a drift sample, or one less the user's
+ *  level); view (may be NULL) is filled when a block completes. */
 dr_adwin_pop_cut_t dr_adwin_pop_observe(dr_adwin_pop_t *d, double sample, dr_adwin_pop_view_t *view);
 
 #endif /* DR_ADWIN_H */

@@ -51,6 +51,7 @@
 #ifndef DR_LEARNER_H
 #define DR_LEARNER_H
 
+#include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -67,6 +68,7 @@
 #define DR_REST_COUNTERS 1024 /* 4-bit impression counters of the seen-posts filter (512 bytes) */
 #define DR_REST_BITS 1024     /* bits of each of its two generations of resting items (128 bytes) */
 #define DR_PENDING_IMP 8    /* impressions awaiting engagement */
+#define DR_DRIFT_LEVEL_MIN_SAMPLES 10 /* a user's drift level (dr_apply_result_t) is its window's mean from this many */
 #define DR_LAST_LIST 64     /* head of the last emitted list: for hr@10, and to
                                find the lists an excluded item must leave */
 #define DR_POP_RING 4096    /* recent positives, for popularity sampling */
@@ -384,10 +386,23 @@ typedef struct dr_apply_result {
      * click); rating mode, the clipped squared error / 4. */
     float samples[DR_PENDING_IMP + 1];
     int n_samples;
+    float level;       /* the user's level before these samples: the mean of
+                          its detector's window, in the samples' units; NAN
+                          while the window holds fewer than
+                          DR_DRIFT_LEVEL_MIN_SAMPLES or drift is off */
     bool drift;        /* the user's ADWIN cut its window on this event */
     int drift_direction; /* with drift: +1 the mean signal of the window kept
                             is above that of the window before (worse), -1 not */
 } dr_apply_result_t;
+
+/* The event's k-th drift sample as the population detector sees it
+ * (dr_adwin.h): less the user's level when `relative`. False when relative
+ * and the user has no level yet (the sample is left out). */
+static inline bool dr_drift_global_sample(const dr_apply_result_t *res, int k, bool relative, double *x) {
+    if (relative && isnan(res->level)) return false;
+    *x = relative ? (double)res->samples[k] - res->level : res->samples[k];
+    return true;
+}
 
 /* Learns from one event for user u (test, then train). `event_seed` makes
  * negative sampling reproducible (derive it from the event's position).

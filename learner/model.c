@@ -1829,6 +1829,7 @@ static int learn_rating(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, const
 int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t event_seed,
                      dr_apply_result_t *res) {
     memset(res, 0, sizeof(*res));
+    res->level = NAN;
     res->surprise = -1.0f;
     /* u's last engaged items before this event joins them: the pairs that
      * coengage() counts and the sources of the scores pop_meta_observe()
@@ -1861,6 +1862,9 @@ int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t
      * direction compares the mean of the window it kept with that of the
      * whole window before. */
     double before = dr_adwin_mean(&u->drift);
+    res->level = m->conf.drift_enabled && dr_adwin_width(&u->drift) >= DR_DRIFT_LEVEL_MIN_SAMPLES
+                     ? (float)(before / m->conf.drift_scale)
+                     : NAN; /* the global detector's reference (dr_adwin.h) */
     for (int k = 0; k < res->n_samples; k++) {
         u->drift_samples++;
         if (m->conf.drift_enabled && dr_adwin_update(&u->drift, res->samples[k] * m->conf.drift_scale) == 1)

@@ -69,6 +69,7 @@ typedef struct dr_config {
     double global_min_rise;   /* a global cut responds to a rise of at least this */
     int global_block;         /* samples per value of the global detector */
     double global_scale;      /* block means are magnified this much around a slow reference */
+    bool global_relative;     /* the global detector sees each sample less its user's level */
     char learner_mode[16];
     char negative_sampling[16];
     /* schemas */

@@ -270,7 +270,7 @@ static void handle_drift(dr_pipeline_t *p, dr_user_t *u, const dr_apply_result_t
  * worse than before) starts the learner's trend term for the users with
  * drift handling and is logged as a warning; a fall is the model learning.
  * Returns +1 for a population-wide drift, -1 for a fall, 0 otherwise. */
-static int observe_global(dr_pipeline_t *p, float sample) {
+static int observe_global(dr_pipeline_t *p, double sample) {
     dr_adwin_pop_view_t v;
     dr_adwin_pop_cut_t cut = dr_adwin_pop_observe(&p->global_drift, sample, &v);
     if (cut == DR_ADWIN_POP_NONE) return 0;
@@ -346,8 +346,11 @@ static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t 
         p->stats.loss_sum += res.loss;
         p->stats.loss_count++;
     }
+    bool relative = p->cfg.global_relative && p->cfg.learner.drift_enabled;
     for (int k = 0; k < res.n_samples; k++) {
-        int dir = observe_global(p, res.samples[k]);
+        double x;
+        if (!dr_drift_global_sample(&res, k, relative, &x)) continue;
+        int dir = observe_global(p, x);
         if (dir && !obs.global_drift) {
             obs.global_drift = true;
             obs.global_direction = dir;

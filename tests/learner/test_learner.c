@@ -1507,6 +1507,43 @@ static void test_drift_signal_samples(void **state) {
     dr_model_free(m);
 }
 
+/* The user's level, the population detector's reference: none until the
+ * detector's window holds DR_DRIFT_LEVEL_MIN_SAMPLES samples, then the
+ * window's mean before the event's own samples; none with drift off. */
+static void test_drift_level(void **state) {
+    (void)state;
+    for (int enabled = 1; enabled >= 0; enabled--) {
+        dr_learner_conf_t c;
+        dr_learner_conf_default(&c);
+        c.dim = 8;
+        c.drift_enabled = enabled;
+        dr_model_t *m = NULL;
+        char err[256];
+        assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+        dr_user_t *u = dr_user_new_conf(6, dr_model_conf(m));
+        dr_apply_result_t r;
+        int64_t t = 1000;
+        int samples = 0, misses = 0;
+        for (int i = 0; i < 40; i++, t += 100000) { /* each impression comes due at the next */
+            dr_event_t imp = ev(6, 3000 + i, DR_EV_IMPRESSION, 0, t);
+            assert_int_equal(dr_learner_apply(m, u, &imp, (uint64_t)t, &r), 0);
+            if (!enabled || samples < DR_DRIFT_LEVEL_MIN_SAMPLES) assert_true(isnan(r.level));
+            else assert_float_equal(r.level, (double)misses / samples, 1e-6);
+            samples += r.n_samples;
+            for (int k = 0; k < r.n_samples; k++) misses += r.samples[k] == 1.0f;
+            if (i % 3 == 0) { /* a third clicked: the level is not all misses */
+                dr_event_t click = ev(6, 3000 + i, DR_EV_CLICK, 0, t + 500);
+                assert_int_equal(dr_learner_apply(m, u, &click, (uint64_t)t + 1, &r), 0);
+                samples += r.n_samples;
+                for (int k = 0; k < r.n_samples; k++) misses += r.samples[k] == 1.0f;
+            }
+        }
+        assert_true(samples > 20 && misses > 0 && misses < samples);
+        dr_user_free(u);
+        dr_model_free(m);
+    }
+}
+
 /* A user whose impressions stop being clicked: the detector cuts in the
  * worsening direction and the drift arm responds; a user who starts
  * clicking cuts in the improving direction and gets no response. */
@@ -2382,6 +2419,7 @@ int main(void) {
         cmocka_unit_test(test_refused_event_leaves_no_trace),
         cmocka_unit_test(test_full_catalog_drops_unplaceable_impressions),
         cmocka_unit_test(test_drift_signal_samples),
+        cmocka_unit_test(test_drift_level),
         cmocka_unit_test(test_drift_direction_and_response),
         cmocka_unit_test(test_regime_resets_coengagement_context),
         cmocka_unit_test(test_trend_term),
