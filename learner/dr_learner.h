@@ -68,6 +68,8 @@
 #define DR_REST_COUNTERS 1024 /* 4-bit impression counters of the seen-posts filter (512 bytes) */
 #define DR_REST_BITS 1024     /* bits of each of its two generations of resting items (128 bytes) */
 #define DR_PENDING_IMP 8    /* impressions awaiting engagement */
+#define DR_TREND_TOPICS 1024 /* topics the trend term's lift follows (more: the rest get none) */
+#define DR_TREND_TOPIC_PRIOR 50.0 /* a topic's lift starts as if it had this many outcomes at the mean */
 #define DR_DRIFT_LEVEL_MIN_SAMPLES 10 /* a user's drift level (dr_apply_result_t) is its window's mean from this many */
 #define DR_LAST_LIST 64     /* head of the last emitted list: for hr@10, and to
                                find the lists an excluded item must leave */
@@ -157,8 +159,12 @@ typedef struct dr_learner_conf {
     /* the response to a population-wide drift (the global detector's cut in
      * the worsening direction): for trend_positives positives, the lists of
      * users with drift handling add trend_weight · log(1 + t_i), t_i the
-     * item's positives among the last DR_POP_RING of all users */
+     * item's positives among the last DR_POP_RING of all users, and
+     * trend_topic_weight · log(lift) of the item's topic: the topic's
+     * engagement per outcome since the period began over everyone's, shrunk
+     * by DR_TREND_TOPIC_PRIOR outcomes (0 unless above 1) */
     float trend_weight;
+    float trend_topic_weight;
     int64_t trend_positives;
     float negative_weight;         /* weight of each sampled negative */
     bool negative_uniform;         /* sample negatives uniformly over known items
@@ -444,7 +450,7 @@ unsigned dr_user_regime_len(const dr_model_t *m, const dr_user_t *u);
 bool dr_user_in_regime(const dr_user_t *u, const dr_recent_event_t *r);
 
 /* The response to a population-wide drift: starts (or extends) the trend
- * term for conf.trend_positives positives. No-op when trend_weight is 0. */
+ * term for conf.trend_positives positives. No-op when both its weights are 0. */
 void dr_model_trend_start(dr_model_t *m);
 /* Positives left in the current trend period (0: none). */
 uint64_t dr_model_trend_left(const dr_model_t *m);

@@ -262,7 +262,7 @@ static int item_remove(dr_model_t *m, size_t idx, bool retire, bool stored) {
     m->pop_time[idx] = 0;
     m->author[idx] = -1;
     m->trend_count[idx] = 0;
-    m->trend_score[idx] = 0.0f;
+    m->trend_lift[idx] = m->trend_score[idx] = 0.0f;
     m->held_epoch[m->held_rows.n] = m->sweep_epoch;
     m->held_rows.v[m->held_rows.n++] = (int64_t)idx;
     m->n_live--;

@@ -225,6 +225,12 @@ void dr__rating_blend_reset(dr__rating_blend_t *b, int n);
 #define DR__POP_TAU_MIN 0.1f
 #define DR__POP_TAU_MAX 1e6f
 
+/* A topic's outcomes during a trend period (the trend term's lift). */
+typedef struct dr__trend_topic {
+    int64_t topic; /* -1: a free slot */
+    float shown, engaged;
+} dr__trend_topic_t;
+
 struct dr_model {
     dr_learner_conf_t conf;
     int dim;
@@ -295,7 +301,13 @@ struct dr_model {
     uint64_t pos_clock;    /* positives seen */
     uint64_t pop_ref;      /* the clock at the last outer step */
     uint32_t *trend_count; /* n: t_i, kept while a trend period runs */
-    float *trend_score;    /* n: log(1 + t_i) */
+    float *trend_lift;     /* n: log(lift) of the item's topic, as last refreshed */
+    float *trend_score;    /* n: the whole term, weighted: w·log(1 + t_i) + w_topic·trend_lift */
+    /* outcomes (impressions answered or not) per topic since the trend
+     * period began: open addressing on the topic id, topic -1 free */
+    dr__trend_topic_t trend_topics[DR_TREND_TOPICS];
+    double trend_shown, trend_engaged; /* ... of all topics */
+    uint32_t trend_outcomes;           /* ... since trend_lift was refreshed */
     uint64_t trend_until;  /* the positive clock at which the trend period ends
                               (runtime only: a restart ends it) */
     /* sharing with other instances (sync.c): the learned part of each item

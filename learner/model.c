@@ -90,6 +90,7 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->pop_content = false;   /* ... and of content like earning posts' (opt-in: no gain measured) */
     c->drift_arm_share = 1.0;
     c->trend_weight = 2.0f;
+    c->trend_topic_weight = 100.0f;
     c->trend_positives = 100000;
 }
 
@@ -153,6 +154,8 @@ int dr_learner_conf_check(const dr_learner_conf_t *c, char *errstr, size_t n) {
         bad = "learner.prior.popularity.halflife must be in [0, 1e12]";
     else if (!(c->drift_arm_share >= 0 && c->drift_arm_share <= 1)) bad = "drift.arm.share must be in [0, 1]";
     else if (!(c->trend_weight >= 0 && c->trend_weight <= 100)) bad = "drift.global.trend.weight must be in [0, 100]";
+    else if (!(c->trend_topic_weight >= 0 && c->trend_topic_weight <= 1000))
+        bad = "drift.global.trend.topic.weight must be in [0, 1000]";
     else if (c->trend_positives < 0 || c->trend_positives > 1000000000000LL) bad = "drift.global.trend.positives must be in [0, 1e12]";
     if (!bad) return 0;
     snprintf(errstr, n, "%s", bad);
@@ -320,6 +323,7 @@ static int grow_items(dr_model_t *m) {
         grow_array((void **)&m->author_joined, sizeof(uint64_t), n) ||
         grow_array((void **)&m->content_joined, sizeof(uint64_t), n) ||
         grow_array((void **)&m->trend_count, sizeof(uint32_t), n) ||
+        grow_array((void **)&m->trend_lift, sizeof(float), n) ||
         grow_array((void **)&m->trend_score, sizeof(float), n) ||
         grow_array((void **)&m->fresh_score, sizeof(float), n) ||
         grow_array((void **)&m->rated, sizeof(dr__item_ratings_t), n))
@@ -442,7 +446,7 @@ void dr__item_init(dr_model_t *m, size_t idx, int64_t item_id) {
     m->author_joined[idx] = 0;
     m->content_joined[idx] = 0;
     m->trend_count[idx] = 0;
-    m->trend_score[idx] = 0.0f;
+    m->trend_lift[idx] = m->trend_score[idx] = 0.0f;
     m->fresh_score[idx] = 1.0f;
     memset(&m->rated[idx], 0, sizeof(m->rated[idx]));
 }
@@ -741,6 +745,7 @@ void dr_model_free(dr_model_t *m) {
     free(m->content_joined);
     dr__content_prior_free(&m->content_prior);
     free(m->trend_count);
+    free(m->trend_lift);
     free(m->trend_score);
     free(m->fresh_score);
     free(m->rated);
@@ -1595,13 +1600,70 @@ static int item_for(dr_model_t *m, int64_t item_id, size_t *idx) {
     return 0;
 }
 
+static void trend_score_of(dr_model_t *m, size_t idx) {
+    m->trend_score[idx] = m->conf.trend_weight * (float)log1p((double)m->trend_count[idx]) +
+                          m->conf.trend_topic_weight * m->trend_lift[idx];
+}
+
 /* t_i counts item idx's positives in the popularity ring while a trend
- * period runs; its log is the trend term. */
+ * period runs; its log is the count part of the trend term. */
 static void trend_add(dr_model_t *m, int64_t item_id, int by) {
     int64_t idx = dr_model_item_index(m, item_id, false);
     if (idx < 0 || (by < 0 && m->trend_count[idx] == 0)) return;
     m->trend_count[idx] = (uint32_t)((int64_t)m->trend_count[idx] + by);
-    m->trend_score[idx] = (float)log1p((double)m->trend_count[idx]);
+    trend_score_of(m, (size_t)idx);
+}
+
+_Static_assert((DR_TREND_TOPICS & (DR_TREND_TOPICS - 1)) == 0, "trend_topic() masks the hash");
+
+/* The topic's slot in the trend period's table, taken when `add`; NULL for
+ * no topic, one not there, or a full table (that topic then gets no lift). */
+static dr__trend_topic_t *trend_topic(dr_model_t *m, int64_t topic, bool add) {
+    if (topic < 0) return NULL;
+    size_t mask = DR_TREND_TOPICS - 1, h = (size_t)dr_mix64((uint64_t)topic) & mask;
+    for (int k = 0; k < DR_TREND_TOPICS; k++, h = (h + 1) & mask) {
+        if (m->trend_topics[h].topic == topic) return &m->trend_topics[h];
+        if (m->trend_topics[h].topic < 0) {
+            if (!add) return NULL;
+            m->trend_topics[h].topic = topic;
+            return &m->trend_topics[h];
+        }
+    }
+    return NULL;
+}
+
+/* log of the topic's lift: its engaged share of outcomes since the period
+ * began over everyone's, each topic starting from DR_TREND_TOPIC_PRIOR
+ * outcomes at everyone's share; 0 unless above 1. Counts, not lift, follow
+ * what the lists already show: after a population-wide shift the topic
+ * everyone now likes is shown only in organic slots, where it is engaged
+ * with far more often than the rest (docs/DRIFT.md). */
+static float topic_lift(dr_model_t *m, int64_t topic) {
+    const dr__trend_topic_t *t = m->trend_shown > 0 ? trend_topic(m, topic, false) : NULL;
+    if (!t) return 0.0f;
+    double mean = (m->trend_engaged + 1.0) / (m->trend_shown + 2.0);
+    double lift = (t->engaged + DR_TREND_TOPIC_PRIOR * mean) / (t->shown + DR_TREND_TOPIC_PRIOR) / mean;
+    return lift > 1.0 ? (float)log(lift) : 0.0f;
+}
+
+/* An impression's outcome during a trend period: counted for its topic;
+ * every max(256, n/16) outcomes each item's lift is refreshed (a pass over
+ * the items costs at most 16 writes an outcome). */
+static void trend_outcome(dr_model_t *m, size_t idx, bool engaged) {
+    if (m->conf.trend_topic_weight <= 0 || m->trend_until <= m->pos_clock) return;
+    dr__trend_topic_t *t = trend_topic(m, m->topic[idx], true);
+    if (!t) return;
+    t->shown += 1.0f;
+    t->engaged += engaged;
+    m->trend_shown += 1.0;
+    m->trend_engaged += engaged;
+    size_t every = m->n_items / 16 > 256 ? m->n_items / 16 : 256;
+    if (++m->trend_outcomes < every) return;
+    m->trend_outcomes = 0;
+    for (size_t i = 0; i < m->n_items; i++) {
+        m->trend_lift[i] = topic_lift(m, m->topic[i]);
+        trend_score_of(m, i);
+    }
 }
 
 static void pop_push(dr_model_t *m, int64_t item_id) {
@@ -1755,6 +1817,7 @@ static void learn_impressions(dr_model_t *m, dr_user_t *u, const int64_t *due, i
         drift_sample(res, 1.0f);
         size_t idx = 0;
         if (item_for(m, due[k], &idx) != 0) continue;
+        trend_outcome(m, idx, false);
         logistic_step(m, u, idx, 0.0f, m->conf.impression_weight, NULL);
         res->updates++;
     }
@@ -1785,8 +1848,10 @@ static int learn_implicit(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uin
     bool repeat = p < 0 && dr_user_has_recent(u, ev->item_id); /* checked before the ring takes ev */
     res->loss = logistic_step(m, u, idx, y, w, &res->prediction);
     /* the outcome of an impression, else the surprise of an unprompted event */
-    if (p >= 0) drift_sample(res, y > 0.5f ? 0.0f : 1.0f);
-    else if (!repeat) drift_sample(res, y > 0.5f ? 1.0f - res->prediction : res->prediction);
+    if (p >= 0) {
+        drift_sample(res, y > 0.5f ? 0.0f : 1.0f);
+        trend_outcome(m, idx, y > 0.5f);
+    } else if (!repeat) drift_sample(res, y > 0.5f ? 1.0f - res->prediction : res->prediction);
     res->learned = true;
     res->updates++;
     if (y > 0.5f) {
@@ -1923,9 +1988,13 @@ bool dr_user_exploring(const dr_learner_conf_t *c, const dr_user_t *u) {
 }
 
 void dr_model_trend_start(dr_model_t *m) {
-    if (m->conf.trend_weight <= 0 || m->conf.trend_positives == 0) return;
-    if (m->trend_until <= m->pos_clock) { /* counts from the ring as it is now */
-        for (size_t i = 0; i < m->n_items; i++) m->trend_count[i] = 0, m->trend_score[i] = 0.0f;
+    if ((m->conf.trend_weight <= 0 && m->conf.trend_topic_weight <= 0) || m->conf.trend_positives == 0) return;
+    if (m->trend_until <= m->pos_clock) { /* counts from the ring as it is now, topics from 0 */
+        for (size_t i = 0; i < m->n_items; i++)
+            m->trend_count[i] = 0, m->trend_lift[i] = m->trend_score[i] = 0.0f;
+        for (int k = 0; k < DR_TREND_TOPICS; k++) m->trend_topics[k].topic = -1;
+        m->trend_shown = m->trend_engaged = 0.0;
+        m->trend_outcomes = 0;
         m->trend_until = UINT64_MAX; /* so that trend_add counts */
         for (uint32_t k = 0; k < m->pop_len; k++) trend_add(m, m->pop[k], +1);
     }
@@ -1937,7 +2006,8 @@ uint64_t dr_model_trend_left(const dr_model_t *m) {
 }
 
 static float trend_weight_of(const dr_model_t *m, const dr_user_t *u) {
-    return dr_model_trend_left(m) > 0 && dr_model_drift_handled(m, u->user_id) ? m->conf.trend_weight : 0.0f;
+    /* the weights are in trend_score */
+    return dr_model_trend_left(m) > 0 && dr_model_drift_handled(m, u->user_id) ? 1.0f : 0.0f;
 }
 
 void dr_model_add_fresh_range(const dr_model_t *m, float *scores, size_t first, size_t n) {

@@ -1747,6 +1747,78 @@ static void test_trend_term(void **state) {
     dr_model_free(m);
 }
 
+/* The trend term's topic part: after a population-wide shift the topic
+ * everyone turned to is shown in few slots (organic ones) and engaged with
+ * there far more often than the rest. Items 1-400 in four topics (item %
+ * 4); topic 3 gets a tenth of the impressions, engaged 3 in 5, the others
+ * 1 in 5. The count part (positives) favours the others' items, each of
+ * which earned more positives; the lift gives topic 3's items the boost,
+ * the others none, and only to users with drift handling. */
+static void test_trend_topic_lift(void **state) {
+    (void)state;
+    for (int counts_only = 0; counts_only <= 1; counts_only++) {
+        dr_learner_conf_t c;
+        dr_learner_conf_default(&c);
+        c.dim = 8;
+        c.drift_arm_share = 0.5;
+        c.trend_positives = 100000;
+        c.trend_weight = counts_only ? 2.0f : 0.0f;
+        c.trend_topic_weight = counts_only ? 0.0f : 100.0f;
+        dr_model_t *m;
+        char err[128];
+        assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+        for (int64_t item = 1; item <= 400; item++)
+            assert_int_equal(dr_model_set_item_source(m, item, -1, item % 4), 0);
+        dr_model_trend_start(m);
+        uint64_t rng = 42;
+        dr_apply_result_t r;
+        for (int64_t user = 1000; user < 1400; user++) {
+            dr_user_t *x = dr_user_new_conf(user, &c);
+            for (int k = 0; k < 5; k++) {
+                bool trending = dr_rand01(&rng) < 0.1;
+                int64_t item = 4 * (1 + (int64_t)(dr_rand01(&rng) * 99)) + (trending ? 3 : (int64_t)(dr_rand01(&rng) * 3));
+                int64_t t = 1000 * (user * 10 + k);
+                dr_event_t imp = ev(user, item, DR_EV_IMPRESSION, 0, t);
+                assert_int_equal(dr_learner_apply(m, x, &imp, (uint64_t)t, &r), 0);
+                bool engaged = dr_rand01(&rng) < (trending ? 0.6 : 0.2);
+                dr_event_t answer = ev(user, item, engaged ? DR_EV_CLICK : DR_EV_HIDE, 0, t + 500);
+                assert_int_equal(dr_learner_apply(m, x, &answer, (uint64_t)t + 1, &r), 0);
+            }
+            dr_user_free(x);
+        }
+        int64_t handled = -1, control = -1;
+        for (int64_t id = 1; handled < 0 || control < 0; id++)
+            *(dr_model_drift_handled(m, id) ? &handled : &control) = id;
+        dr_user_t *uh = dr_user_new_conf(handled, &c), *uc = dr_user_new_conf(control, &c);
+        dr_items_view_t v;
+        dr_model_items(m, &v);
+        float *term = calloc(v.n, sizeof(float)), *none = calloc(v.n, sizeof(float));
+        dr_model_add_trend_range(m, uh, term, 0, v.n);
+        dr_model_add_trend_range(m, uc, none, 0, v.n);
+        double sum[4] = {0}, n[4] = {0};
+        for (size_t i = 0; i < v.n; i++) {
+            int topic = (int)(v.ids[i] % 4);
+            sum[topic] += term[i];
+            n[topic]++;
+            assert_true(none[i] == 0.0f); /* the control arm's lists do not change */
+        }
+        double trending = sum[3] / n[3], rest = (sum[0] + sum[1] + sum[2]) / (n[0] + n[1] + n[2]);
+        print_message("      %s: the trending topic's items %.2f on average, the others' %.2f\n",
+                      counts_only ? "counts" : "lift", trending, rest);
+        if (counts_only) {
+            assert_true(trending < rest);
+        } else {
+            assert_true(trending > 50.0); /* 100 × log(lift), lift ~2.5 */
+            assert_true(rest == 0.0);
+        }
+        free(term);
+        free(none);
+        dr_user_free(uh);
+        dr_user_free(uc);
+        dr_model_free(m);
+    }
+}
+
 /* A co-engagement source fades with the impressions the user ignored since
  * (learner.cooc.age): a chance click cannot hold the lists on its topic. */
 static void test_coengagement_source_fades(void **state) {
@@ -2420,6 +2492,7 @@ int main(void) {
         cmocka_unit_test(test_full_catalog_drops_unplaceable_impressions),
         cmocka_unit_test(test_drift_signal_samples),
         cmocka_unit_test(test_drift_level),
+        cmocka_unit_test(test_trend_topic_lift),
         cmocka_unit_test(test_drift_direction_and_response),
         cmocka_unit_test(test_regime_resets_coengagement_context),
         cmocka_unit_test(test_trend_term),
