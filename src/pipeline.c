@@ -2168,6 +2168,10 @@ int dr_pipeline_new(dr_pipeline_t **out, uv_loop_t *loop, const dr_config_t *cfg
         snprintf(errstr, n, "drift.global.*: invalid");
         goto out_fail;
     }
+    bool raw_tuned = cfg->global_block >= 100 && cfg->global_drift_delta <= 0.01 && cfg->global_scale <= 4;
+    bool responds = cfg->learner.trend_weight > 0 || cfg->learner.trend_topic_weight > 0;
+    if (cfg->global_relative && !cfg->learner.drift_enabled && !raw_tuned && responds)
+        dr_log(DR_LOG_WARN, "pipeline", "drift.enabled=false: no user has a level, so the global detector sees the drift samples as they are, with settings chosen for relative ones (blocks that short start trend periods at random: docs/DRIFT.md); set drift.global.delta=0.01, drift.global.block=100 and drift.global.scale=4, or drift.global.trend.weight=0 and drift.global.trend.topic.weight=0");
     if ((err = restore(p, errstr, n))) goto out_fail;
     if ((err = dr_schema_registry_open(&p->cfg, &p->registry, errstr, n))) goto out_fail;
     if ((err = dr_codec_new(&p->codec, &p->cfg.codec, errstr, n))) goto out_fail;
