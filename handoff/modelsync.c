@@ -9,6 +9,7 @@
 #include "dr_err.h"
 #include "dr_handoff.h"
 #include "dr_ingest.h"
+#include "dr_key.h"
 #include "dr_log.h"
 #include "dr_types.h"
 #include "handoff_internal.h"
@@ -21,7 +22,7 @@ struct dr_model_sync {
     rd_kafka_t *reader;
     rd_kafka_queue_t *queue;
     char *topic;
-    char key[24];              /* this instance's id, decimal */
+    char key[DR_ID_KEY_MAX];   /* this instance's id, decimal */
     size_t key_len;
     const char *const *kafka_keys, *const *kafka_values;
     int n_kafka;
@@ -49,7 +50,7 @@ int dr_model_sync_new(dr_model_sync_t **out, rd_kafka_t *producer, const char *t
     }
     s->producer = producer;
     s->instance = instance_id;
-    s->key_len = (size_t)snprintf(s->key, sizeof(s->key), "%" PRIu64, instance_id);
+    s->key_len = dr_id_key(s->key, (int64_t)instance_id);
     s->kafka_keys = kafka_keys;
     s->kafka_values = kafka_values;
     s->n_kafka = n_kafka;
