@@ -179,7 +179,7 @@ int main(int argc, char **argv) {
         for (int j = 0; j < res.n_samples && global_on; j++) {
             dr_adwin_pop_view_t v;
             double x; /* as the pipeline feeds its detector */
-            if (!dr_drift_global_sample(&res, j, cfg.global_relative && cfg.learner.drift_enabled, &x)) continue;
+            if (!dr_drift_global_sample(&cfg.learner, &res, j, cfg.global_relative, &x)) continue;
             if (dr_adwin_pop_observe(&global[owner], x, &v) == DR_ADWIN_POP_DRIFT) {
                 dr_model_trend_start(mo);
                 trends++;

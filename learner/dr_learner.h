@@ -402,9 +402,12 @@ typedef struct dr_apply_result {
 } dr_apply_result_t;
 
 /* The event's k-th drift sample as the population detector sees it
- * (dr_adwin.h): less the user's level when `relative`. False when relative
- * and the user has no level yet (the sample is left out). */
-static inline bool dr_drift_global_sample(const dr_apply_result_t *res, int k, bool relative, double *x) {
+ * (dr_adwin.h): less the user's level when `relative` and the per-user
+ * detectors run (without them no user has a level: the sample as it is).
+ * False when the user has no level yet (the sample is left out). */
+static inline bool dr_drift_global_sample(const dr_learner_conf_t *c, const dr_apply_result_t *res, int k,
+                                          bool relative, double *x) {
+    relative = relative && c->drift_enabled;
     if (relative && isnan(res->level)) return false;
     *x = relative ? (double)res->samples[k] - res->level : res->samples[k];
     return true;

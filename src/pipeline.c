@@ -346,10 +346,9 @@ static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t 
         p->stats.loss_sum += res.loss;
         p->stats.loss_count++;
     }
-    bool relative = p->cfg.global_relative && p->cfg.learner.drift_enabled;
     for (int k = 0; k < res.n_samples; k++) {
         double x;
-        if (!dr_drift_global_sample(&res, k, relative, &x)) continue;
+        if (!dr_drift_global_sample(&p->cfg.learner, &res, k, p->cfg.global_relative, &x)) continue;
         int dir = observe_global(p, x);
         if (dir && !obs.global_drift) {
             obs.global_drift = true;

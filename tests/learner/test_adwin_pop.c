@@ -123,11 +123,13 @@ typedef struct population {
     double p[POP_USERS], sum[POP_USERS];
     uint32_t n[POP_USERS];
     uint64_t rng;
+    dr_learner_conf_t conf; /* the learner's defaults: per-user detectors on */
 } population_t;
 
 static void population_init(population_t *w, uint64_t seed) {
     memset(w, 0, sizeof(*w));
     w->rng = seed;
+    dr_learner_conf_default(&w->conf);
     for (int u = 0; u < POP_USERS; u++)
         w->p[u] = u % 3 == 0 ? 0.9 + 0.1 * dr_rand01(&w->rng) : 0.3 + 0.4 * dr_rand01(&w->rng);
 }
@@ -151,7 +153,7 @@ static int play(population_t *w, dr_adwin_pop_t *d, bool relative, int blocks, d
             w->sum[u] += res.samples[0];
             w->n[u]++;
             double x;
-            if (!dr_drift_global_sample(&res, 0, relative, &x)) continue;
+            if (!dr_drift_global_sample(&w->conf, &res, 0, relative, &x)) continue;
             if (dr_adwin_pop_observe(d, x, NULL) == DR_ADWIN_POP_DRIFT) {
                 (*drifts)++;
                 if (first < 0) first = (int)(fed / POP_BLOCK);

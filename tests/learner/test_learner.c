@@ -1529,6 +1529,14 @@ static void test_drift_level(void **state) {
             assert_int_equal(dr_learner_apply(m, u, &imp, (uint64_t)t, &r), 0);
             if (!enabled || samples < DR_DRIFT_LEVEL_MIN_SAMPLES) assert_true(isnan(r.level));
             else assert_float_equal(r.level, (double)misses / samples, 1e-6);
+            /* as the population detector gets it: without a level, left out;
+             * with drift off, the sample as it is */
+            for (int k = 0; k < r.n_samples; k++) {
+                double x;
+                bool kept = dr_drift_global_sample(&c, &r, k, true, &x);
+                assert_int_equal(kept, !isnan(r.level) || !enabled);
+                if (kept) assert_float_equal(x, enabled ? r.samples[k] - r.level : r.samples[k], 1e-6);
+            }
             samples += r.n_samples;
             for (int k = 0; k < r.n_samples; k++) misses += r.samples[k] == 1.0f;
             if (i % 3 == 0) { /* a third clicked: the level is not all misses */
