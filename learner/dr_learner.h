@@ -68,7 +68,7 @@
 #define DR_REST_COUNTERS 1024 /* 4-bit impression counters of the seen-posts filter (512 bytes) */
 #define DR_REST_BITS 1024     /* bits of each of its two generations of resting items (128 bytes) */
 #define DR_PENDING_IMP 8    /* impressions awaiting engagement */
-#define DR_TREND_TOPICS 1024 /* topics the trend term's lift follows (more: the rest get none) */
+#define DR_TREND_TOPICS 1024 /* slots of the trend term's lift; it follows 3/4 as many topics (the rest get none) */
 #define DR_TREND_TOPIC_PRIOR 50.0 /* a topic's lift starts as if it had this many outcomes at the mean */
 #define DR_DRIFT_LEVEL_MIN_SAMPLES 10 /* a user's drift level (dr_apply_result_t) is its window's mean from this many */
 #define DR_LAST_LIST 64     /* head of the last emitted list: for hr@10, and to

@@ -306,7 +306,8 @@ struct dr_model {
     /* outcomes (impressions answered or not) per topic since the trend
      * period began: open addressing on the topic id, topic -1 free */
     dr__trend_topic_t trend_topics[DR_TREND_TOPICS];
-    double trend_shown, trend_engaged; /* ... of all topics */
+    uint32_t trend_topics_used;        /* its slots taken (at most 3/4 of them) */
+    double trend_shown, trend_engaged; /* outcomes of every item, topic or not */
     uint32_t trend_outcomes;           /* ... since trend_lift was refreshed */
     uint64_t trend_until;  /* the positive clock at which the trend period ends
                               (runtime only: a restart ends it) */

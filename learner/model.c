@@ -1617,19 +1617,22 @@ static void trend_add(dr_model_t *m, int64_t item_id, int by) {
 _Static_assert((DR_TREND_TOPICS & (DR_TREND_TOPICS - 1)) == 0, "trend_topic() masks the hash");
 
 /* The topic's slot in the trend period's table, taken when `add`; NULL for
- * no topic, one not there, or a full table (that topic then gets no lift). */
+ * no topic, one not there, or a table three quarters full (that topic then
+ * gets no lift): a quarter stays free, so that a look-up of a topic without
+ * a slot, most of them in a catalog of many topics, ends within a few
+ * probes instead of walking the whole table. */
 static dr__trend_topic_t *trend_topic(dr_model_t *m, int64_t topic, bool add) {
     if (topic < 0) return NULL;
     size_t mask = DR_TREND_TOPICS - 1, h = (size_t)dr_mix64((uint64_t)topic) & mask;
-    for (int k = 0; k < DR_TREND_TOPICS; k++, h = (h + 1) & mask) {
+    for (;; h = (h + 1) & mask) {
         if (m->trend_topics[h].topic == topic) return &m->trend_topics[h];
         if (m->trend_topics[h].topic < 0) {
-            if (!add) return NULL;
+            if (!add || m->trend_topics_used >= DR_TREND_TOPICS / 4 * 3) return NULL;
+            m->trend_topics_used++;
             m->trend_topics[h].topic = topic;
             return &m->trend_topics[h];
         }
     }
-    return NULL;
 }
 
 /* log of the topic's lift: its engaged share of outcomes since the period
@@ -1646,17 +1649,19 @@ static float topic_lift(dr_model_t *m, int64_t topic) {
     return lift > 1.0 ? (float)log(lift) : 0.0f;
 }
 
-/* An impression's outcome during a trend period: counted for its topic;
- * every max(256, n/16) outcomes each item's lift is refreshed (a pass over
- * the items costs at most 16 writes an outcome). */
+/* An impression's outcome during a trend period: counted for everyone and
+ * for its topic (when it has one with a slot); every max(256, n/16)
+ * outcomes each item's lift is refreshed (a pass over the items costs at
+ * most 16 writes an outcome). */
 static void trend_outcome(dr_model_t *m, size_t idx, bool engaged) {
     if (m->conf.trend_topic_weight <= 0 || m->trend_until <= m->pos_clock) return;
-    dr__trend_topic_t *t = trend_topic(m, m->topic[idx], true);
-    if (!t) return;
-    t->shown += 1.0f;
-    t->engaged += engaged;
     m->trend_shown += 1.0;
     m->trend_engaged += engaged;
+    dr__trend_topic_t *t = trend_topic(m, m->topic[idx], true);
+    if (t) {
+        t->shown += 1.0f;
+        t->engaged += engaged;
+    }
     size_t every = m->n_items / 16 > 256 ? m->n_items / 16 : 256;
     if (++m->trend_outcomes < every) return;
     m->trend_outcomes = 0;
@@ -1993,6 +1998,7 @@ void dr_model_trend_start(dr_model_t *m) {
         for (size_t i = 0; i < m->n_items; i++)
             m->trend_count[i] = 0, m->trend_lift[i] = m->trend_score[i] = 0.0f;
         for (int k = 0; k < DR_TREND_TOPICS; k++) m->trend_topics[k].topic = -1;
+        m->trend_topics_used = 0;
         m->trend_shown = m->trend_engaged = 0.0;
         m->trend_outcomes = 0;
         m->trend_until = UINT64_MAX; /* so that trend_add counts */

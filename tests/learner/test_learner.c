@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "dr_bytes.h"
+#include "dr_log.h"
 #include "dr_err.h"
 #include "dr_learner.h"
 
@@ -1827,6 +1828,61 @@ static void test_trend_topic_lift(void **state) {
     }
 }
 
+/* More topics than the lift's table holds (a feed's topics can be
+ * hashtags): one item per topic, 20,000 of them, each shown once, one in
+ * ten engaged. The topics that got a slot are followed, the others get no
+ * lift. Before, outcomes of topics without a slot did not count, so once
+ * the table was full no refresh came again and nothing was lifted; and a
+ * look-up of such a topic walked the whole full table (now a quarter stays
+ * free; the time is printed, not asserted). */
+static void test_trend_topic_lift_many_topics(void **state) {
+    (void)state;
+    enum { TOPICS = 20000 };
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.drift_arm_share = 1.0;
+    c.trend_weight = 0.0f;
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    for (int64_t item = 1; item <= TOPICS; item++)
+        assert_int_equal(dr_model_set_item_source(m, item, -1, item), 0);
+    dr_model_trend_start(m);
+    dr_apply_result_t r;
+    double t0 = dr_mono_s();
+    for (int64_t item = 1; item <= TOPICS; item++) {
+        dr_user_t *x = dr_user_new_conf(item, &c);
+        dr_event_t imp = ev(item, item, DR_EV_IMPRESSION, 0, 1000 * item);
+        assert_int_equal(dr_learner_apply(m, x, &imp, (uint64_t)item, &r), 0);
+        dr_event_t answer = ev(item, item, item % 10 == 0 ? DR_EV_CLICK : DR_EV_HIDE, 0, 1000 * item + 500);
+        assert_int_equal(dr_learner_apply(m, x, &answer, (uint64_t)item, &r), 0);
+        dr_user_free(x);
+    }
+    double took = dr_mono_s() - t0;
+    dr_user_t *u = dr_user_new_conf(1, &c);
+    dr_items_view_t v;
+    dr_model_items(m, &v);
+    float *term = calloc(v.n, sizeof(float));
+    dr_model_add_trend_range(m, u, term, 0, v.n);
+    int lifted = 0;
+    int64_t last_lifted = 0;
+    for (size_t i = 0; i < v.n; i++) {
+        if (term[i] <= 0.0f) continue;
+        assert_true(v.ids[i] % 10 == 0); /* only engaged topics rise */
+        lifted++;
+        if (v.ids[i] > last_lifted) last_lifted = v.ids[i];
+    }
+    print_message("      %d topics: %d lifted, the last at topic %lld; 40,000 events in %.3f s\n", TOPICS, lifted,
+                  (long long)last_lifted, took);
+    /* the engaged tenth of the topics that took the slots, shown first */
+    assert_true(lifted >= 50 && lifted <= DR_TREND_TOPICS / 10 + 1);
+    assert_true(last_lifted <= DR_TREND_TOPICS);
+    free(term);
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
 /* A co-engagement source fades with the impressions the user ignored since
  * (learner.cooc.age): a chance click cannot hold the lists on its topic. */
 static void test_coengagement_source_fades(void **state) {
@@ -2501,6 +2557,7 @@ int main(void) {
         cmocka_unit_test(test_drift_signal_samples),
         cmocka_unit_test(test_drift_level),
         cmocka_unit_test(test_trend_topic_lift),
+        cmocka_unit_test(test_trend_topic_lift_many_topics),
         cmocka_unit_test(test_drift_direction_and_response),
         cmocka_unit_test(test_regime_resets_coengagement_context),
         cmocka_unit_test(test_trend_term),
