@@ -186,7 +186,7 @@ int main(int argc, char **argv) {
                 if (getenv("SPLIT_DEBUG")) fprintf(stderr, "trend start: instance %d at event %zu\n", owner, (size_t)n);
             }
         }
-        if (res.drift && dr_learner_should_respond(mo, u, &res)) dr_learner_readapt(mo, u);
+        if (res.drift && dr_learner_should_respond(mo, u, &res)) dr_learner_readapt(mo, u, res.drift_direction);
         if (++n % sync_every == 0 && k > 1) {
             share(m, k, cfg.learner.dim, how);
             syncs++;

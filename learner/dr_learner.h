@@ -141,7 +141,10 @@ typedef struct dr_learner_conf {
     /* drift: a per-user ADWIN over the prequential loss */
     bool drift_enabled;            /* run the per-user detectors */
     dr_adwin_conf_t drift;         /* per-user detector parameters */
-    int readapt_epochs;            /* SGD passes over the kept window on a cut */
+    int readapt_epochs;            /* SGD passes over the regime's events on a cut */
+    bool regime_at_cut;            /* a cut for the worse whose kept window holds
+                                      misses starts the regime at the cut, not at
+                                      the window's first sample (dr_learner_readapt) */
     float drift_scale;             /* the detectors see their signal × this */
     double drift_arm_share;        /* users (by hash of user_id) whose cuts get a
                                       response; the rest form a control arm */
@@ -426,12 +429,18 @@ static inline bool dr_drift_global_sample(const dr_learner_conf_t *c, const dr_a
 int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev,
                      uint64_t event_seed, dr_apply_result_t *res);
 
-/* Re-adapts u after a drift: v_u restarts from the prior (v_u = 0, b_u = 0)
- * and takes readapt_epochs SGD passes over the user's recent events that lie
- * inside the window ADWIN kept (oldest first). Item parameters are left as
- * they are: they already learned from these events. Returns the number of
- * events replayed. */
-int dr_learner_readapt(dr_model_t *m, dr_user_t *u);
+/* Re-adapts u after a drift: v_u restarts from the prior (v_u = 0, b_u = 0),
+ * a new regime starts (older recent events leave the co-engagement context)
+ * and readapt_epochs SGD passes go over the regime's recent events (oldest
+ * first). The regime starts at the first sample of the window ADWIN kept,
+ * except after a cut for the worse (direction > 0, as
+ * dr_apply_result_t.drift_direction) when conf.regime_at_cut is set and the
+ * window holds misses (samples that were not engagements): it starts at the
+ * cut, since the window's engagements are then the old interest's last ones
+ * or the few the stale lists still got (docs/DRIFT.md). Item parameters are
+ * left as they are: they already learned from these events. Returns the
+ * number of events replayed. */
+int dr_learner_readapt(dr_model_t *m, dr_user_t *u, int direction);
 
 /* Whether user_id is in the arm whose cuts get a response (drift_arm_share
  * of users, by a hash of the id). */

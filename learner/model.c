@@ -75,6 +75,7 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->drift.min_sub_window = 5;
     c->drift.delta = 0.15;       /* docs/DRIFT.md: the delay and false alarms measured */
     c->readapt_epochs = 3;
+    c->regime_at_cut = true;
     c->drift_explore_events = 300; /* docs/DRIFT.md: recovery after a switch */
     c->drift_explore_engaged = 3;
     c->explore_miss_rate = 0.9;
@@ -2062,14 +2063,44 @@ static void replay_event(dr_model_t *m, dr_user_t *u, const dr_recent_event_t *r
     }
 }
 
-int dr_learner_readapt(dr_model_t *m, dr_user_t *u) {
+/* Whether u's samples since `from` include misses (samples that were not
+ * engagements: impressions left unanswered, hides), as far as the ring
+ * tells: the engaged entries joined after `from`, one per sample count (a
+ * like that repeats a click shares its count), against the samples since.
+ * A full ring whose oldest entry joined after `from` tells nothing of the
+ * samples before that entry. */
+static bool window_has_misses(const dr_model_t *m, const dr_user_t *u, uint64_t from) {
+    uint64_t now = u->drift_samples, known_from = from, engaged = 0, last = UINT64_MAX;
+    int ring = m->conf.recent_items;
+    unsigned len = ring_len(u, ring);
+    for (unsigned k = 0; k < len; k++) {
+        const dr_recent_event_t *r = &u->recent[ring_slot(u, ring, k)];
+        uint64_t age = (uint32_t)now - r->sample;
+        if (age >= now - from) break; /* joined before the window, as the older ones */
+        uint64_t count = now - age; /* samples counted when it joined: its own is the last */
+        if (k + 1 == (unsigned)ring) known_from = count - 1;
+        if (engages(&m->conf, r->type, r->value) && count != last) engaged++, last = count;
+    }
+    return now - known_from > engaged;
+}
+
+int dr_learner_readapt(dr_model_t *m, dr_user_t *u, int direction) {
     memset(u->v, 0, (size_t)m->dim * sizeof(float));
     u->prior_version = m->version;
     u->bias = 0.0f;
-    /* the new regime starts at the first sample ADWIN kept: older recent
-     * events leave the co-engagement context and are not replayed */
+    /* the new regime starts at the first sample ADWIN kept, or at the cut:
+     * older recent events leave the co-engagement context and are not
+     * replayed. At a cut for the worse the window still holds the end of
+     * the old regime (ADWIN drops whole buckets), and where it also holds
+     * misses its engagements are that end, or the low rate of chance
+     * engagements with the stale lists shown since the change: neither
+     * says what the user wants now, and kept in the context they hold the
+     * lists on the old interest. A window of engagements only (ratings
+     * whose surprise rose) is the new regime itself. */
     uint64_t kept = dr_adwin_width(&u->drift);
     u->regime_from = u->drift_samples > kept ? u->drift_samples - kept : 0;
+    if (direction > 0 && m->conf.regime_at_cut && window_has_misses(m, u, u->regime_from))
+        u->regime_from = u->drift_samples;
     u->readapts++;
     u->readapt_event = u->events_applied;
     u->readapt_sample = u->drift_samples;

@@ -665,7 +665,7 @@ static int model_event(arm_run_t *a, size_t e, wstats_t *w, uint64_t *ranked_cou
     if (res.drift) {
         a->drifts++;
         /* only arms with drift handling see cuts; an improving one gets no response */
-        if (dr_learner_should_respond(a->m, u, &res)) dr_learner_readapt(a->m, u);
+        if (dr_learner_should_respond(a->m, u, &res)) dr_learner_readapt(a->m, u, res.drift_direction);
         record_splice_cut(a, ud, pos);
         if (a->drift_list && a->n_drift_list < MAX_DRIFTS_REPORTED)
             a->drift_list[a->n_drift_list++] = (drift_rec_t){e, ev->timestamp_ms, ev->user_id};

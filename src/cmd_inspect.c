@@ -118,7 +118,7 @@ static void show_user(inspect_t *in, const dr_user_t *u, const dr_learner_conf_t
         dr_json_object_end(j);
     }
     /* oldest first; in_regime: the entry drives the co-engagement term (it
-     * joined after the last re-adaptation's kept window began) */
+     * joined after the last re-adaptation's regime began) */
     dr_json_array_begin(j, "recent_items");
     for (unsigned k = 0; k < u->recent_len; k++) {
         const dr_recent_event_t *r = &u->recent[(u->recent_head + k) % u->recent_len];

@@ -246,7 +246,7 @@ static int emit_users(dr_pipeline_t *p, dr_user_t **users, const bool *drift, si
 static void fail(dr_pipeline_t *p, const char *what, const char *detail);
 
 /* A cut of u's detector. In the drift arm, a cut in the worsening direction
- * re-adapts u from the prior on the window ADWIN kept and publishes its new
+ * re-adapts u from the prior (dr_learner_readapt) and publishes its new
  * list at once, flagged drift = true; an improving cut (the lists serve u
  * better than before) and a control-arm cut are counted only. */
 static void handle_drift(dr_pipeline_t *p, dr_user_t *u, const dr_apply_result_t *res,
@@ -257,7 +257,7 @@ static void handle_drift(dr_pipeline_t *p, dr_user_t *u, const dr_apply_result_t
         return;
     }
     p->stats.drift_cuts[DR_CUT_READAPTED]++;
-    dr_learner_readapt(p->model, u);
+    dr_learner_readapt(p->model, u, res->drift_direction);
     obs->readapted = true;
     p->stats.drift_readapted++;
     bool flag = true;

@@ -69,8 +69,12 @@ static void exercise_user(const dr_learner_conf_t *c, dr_user_t *u) {
     int rc = dr_learner_apply(m, u, &ev, 7, &res);
     if (rc != 0 && rc != DR_ENOMEM && rc != DR_ERANGE) die("unexpected apply error");
     if (u->recent_len > c->recent_items || u->recent_head >= c->recent_items) die("ring past its size after an event");
-    int replayed = dr_learner_readapt(m, u);
-    if (replayed < 0 || replayed > c->recent_items) die("replayed more than the ring holds");
+    /* at a cut for the worse (the ring's sample counts decide where the
+     * regime starts), then at one that keeps the window */
+    for (int direction = 1; direction >= 0; direction--) {
+        int replayed = dr_learner_readapt(m, u, direction);
+        if (replayed < 0 || replayed > c->recent_items) die("replayed more than the ring holds");
+    }
     for (int k = 0; k < c->dim; k++)
         if (!isfinite(u->v[k])) die("non-finite vector after learning");
     dr_items_view_t view;

@@ -310,7 +310,7 @@ static void test_readapt_uses_kept_window(void **state) {
     dr_model_items(m, &v);
     float *q_before = malloc(v.n * 8 * sizeof(float));
     memcpy(q_before, v.q, v.n * 8 * sizeof(float));
-    assert_int_equal(dr_learner_readapt(m, u), 6);
+    assert_int_equal(dr_learner_readapt(m, u, 1), 6);
     assert_memory_equal(q_before, v.q, v.n * 8 * sizeof(float));
     assert_int_equal(u->regime_from, 20);
     assert_int_equal(u->readapts, 1);
@@ -1639,6 +1639,81 @@ static void test_drift_direction_and_response(void **state) {
     dr_model_free(m);
 }
 
+/* A user who engaged with items 100..119, then with nothing but one item
+ * (200) over 24 samples (hides: misses), its detector's window holding the
+ * last 30 samples: 6 of the old clicks, the misses, the one click. */
+static dr_user_t *user_whose_clicks_stopped(dr_model_t *m, const dr_learner_conf_t *c) {
+    dr_user_t *u = dr_user_new_conf(1, c);
+    dr_apply_result_t r;
+    int64_t ts = 0;
+    for (int i = 0; i < 44; i++) {
+        dr_event_t e = i < 20    ? ev(1, 100 + i, DR_EV_CLICK, 0, ts += 1000)
+                       : i == 40 ? ev(1, 200, DR_EV_CLICK, 0, ts += 1000)
+                                 : ev(1, 300 + i, DR_EV_HIDE, 0, ts += 1000);
+        assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)ts, &r), 0);
+        assert_int_equal(r.n_samples, 1);
+    }
+    assert_int_equal(u->drift_samples, 44);
+    for (int i = 0; i < 30; i++) assert_int_equal(dr_adwin_update(&u->drift, 0.5), 0);
+    return u;
+}
+
+static bool sources_hold(const dr_model_t *m, const dr_user_t *u, int64_t lo, int64_t hi) {
+    dr_cooc_sources_t src;
+    dr_model_cooc_sources(m, u, &src);
+    dr_items_view_t v;
+    dr_model_items((dr_model_t *)m, &v);
+    for (int k = 0; k < src.n; k++)
+        if (v.ids[src.idx[k]] >= lo && v.ids[src.idx[k]] < hi) return true;
+    return false;
+}
+
+/* At a cut for the worse ADWIN's kept window still holds the end of the old
+ * regime, and its engagements are that end or chance clicks on the stale
+ * lists: with misses in the window, the regime starts at the cut, so that
+ * nothing of them holds the lists; the next engagement starts the new
+ * context. An improving cut, or drift.regime.at.cut=false, keeps the
+ * window as the regime (and test_readapt_uses_kept_window: a window of
+ * engagements only is kept at a cut for the worse too). */
+static void test_regime_starts_at_worse_cut(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.negatives = 0;
+    c.recent_items = 64; /* the whole story fits the ring */
+    c.cooc_hop_weight = 0; /* item 200's own pairs would carry a second hop back */
+    c.drift_enabled = false; /* the window is filled by hand */
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    dr_user_t *u = user_whose_clicks_stopped(m, &c);
+    assert_true(sources_hold(m, u, 100, 120));
+    assert_int_equal(dr_learner_readapt(m, u, 1), 0);
+    assert_int_equal(u->regime_from, 44);
+    assert_int_equal(dr_user_regime_len(m, u), 0);
+    assert_false(sources_hold(m, u, 100, 120));
+    assert_false(sources_hold(m, u, 200, 201));
+    dr_apply_result_t r;
+    dr_event_t next = ev(1, 500, DR_EV_CLICK, 0, 100000);
+    assert_int_equal(dr_learner_apply(m, u, &next, 1, &r), 0);
+    assert_int_equal(dr_user_regime_len(m, u), 1);
+    assert_true(sources_hold(m, u, 500, 501));
+    dr_user_free(u);
+    /* the same user at an improving cut, or with the setting off: the window */
+    dr_model_free(m);
+    for (int t = 0; t < 2; t++) {
+        c.regime_at_cut = t == 0;
+        assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+        u = user_whose_clicks_stopped(m, &c);
+        assert_int_equal(dr_learner_readapt(m, u, t == 0 ? -1 : 1), 30);
+        assert_int_equal(u->regime_from, 14);
+        assert_true(sources_hold(m, u, 100, 120));
+        dr_user_free(u);
+        dr_model_free(m);
+    }
+}
+
 /* After a re-adaptation the items engaged before the kept window no longer
  * drive the co-engagement term: the old interest's neighbours lose it. */
 static void test_regime_resets_coengagement_context(void **state) {
@@ -1676,7 +1751,7 @@ static void test_regime_resets_coengagement_context(void **state) {
     int64_t i2 = dr_model_item_index(m, 2, false), i51 = dr_model_item_index(m, 51, false);
     assert_true(before[i2] > 0 && before[i51] > 0);
     assert_int_equal(dr_adwin_update(&u->drift, 0.5), 0); /* kept: the last sample (item 50) */
-    assert_int_equal(dr_learner_readapt(m, u), 1);
+    assert_int_equal(dr_learner_readapt(m, u, 1), 1);
     dr_model_add_coengagement(m, u, after, v.n);
     assert_true(after[i2] == 0.0f);
     assert_true(after[i51] == before[i51]);
@@ -1966,7 +2041,7 @@ static void test_reads_version_4_user_record(void **state) {
     }
     dr_adwin_reset(&back->drift);
     for (int i = 0; i < 3; i++) dr_adwin_update(&back->drift, 0.5);
-    assert_int_equal(dr_learner_readapt(m, back), 3);
+    assert_int_equal(dr_learner_readapt(m, back, 1), 3);
     assert_int_equal(dr_user_regime_len(m, back), 3);
     free(rec);
     dr_user_free(back);
@@ -2410,7 +2485,7 @@ static void test_exploring_after_readapt(void **state) {
         assert_int_equal(dr_learner_apply(m, u, &e, seed++, &r), 0);
     }
     assert_false(dr_user_exploring(&c, u));
-    dr_learner_readapt(m, u);
+    dr_learner_readapt(m, u, 1);
     assert_true(dr_user_exploring(&c, u));
     dr_event_t imp = ev(7, 40, DR_EV_IMPRESSION, 0, t += 10), click = ev(7, 41, DR_EV_CLICK, 0, t += 10);
     assert_int_equal(dr_learner_apply(m, u, &imp, seed++, &r), 0);
@@ -2436,7 +2511,7 @@ static void test_exploring_after_readapt(void **state) {
     assert_false(dr_user_exploring(&c, back)); /* a new interest was found */
     dr_user_free(back);
     /* without engagement: until drift.explore.events events have passed */
-    dr_learner_readapt(m, u);
+    dr_learner_readapt(m, u, 1);
     for (int k = 0; k < 19; k++) {
         dr_event_t i2 = ev(7, 100 + k, DR_EV_IMPRESSION, 0, t += 10);
         assert_int_equal(dr_learner_apply(m, u, &i2, seed++, &r), 0);
@@ -2529,6 +2604,7 @@ int main(void) {
         cmocka_unit_test(test_records_round_trip),
         cmocka_unit_test(test_item_index_and_bound),
         cmocka_unit_test(test_readapt_uses_kept_window),
+        cmocka_unit_test(test_regime_starts_at_worse_cut),
         cmocka_unit_test(test_reads_version_1_user_record),
         cmocka_unit_test(test_reads_version_2_user_record),
         cmocka_unit_test(test_user_step_size_decays),

@@ -139,7 +139,7 @@ static void test_longer_ring_keeps_newest(void **state) {
         /* a window wider than any ring: the replay takes every kept entry */
         for (int i = 0; i < 2 * DR_RECENT_MAX; i++) assert_true(dr_adwin_update(&u->drift, 0.5) >= 0);
         assert_true(dr_adwin_width(&u->drift) >= (uint64_t)ring);
-        assert_int_equal(dr_learner_readapt(m, u), ring);
+        assert_int_equal(dr_learner_readapt(m, u, 0), ring);
         for (int k = 0; k < DIM; k++) assert_true(isfinite(u->v[k]));
         assert_true(isfinite(dr_model_score(m, u, 0)));
         dr_user_free(u);
@@ -517,7 +517,7 @@ static void test_readapt_after_ring_lowered(void **state) {
     dr_event_t e = stream_event(DR_RECENT_MAX + 6);
     assert_int_equal(dr_learner_apply(m, u, &e, 1, &r), 0);
     for (int i = 0; i < 2 * DR_RECENT_MAX; i++) assert_true(dr_adwin_update(&u->drift, 0.5) >= 0);
-    assert_int_equal(dr_learner_readapt(m, u), 4);
+    assert_int_equal(dr_learner_readapt(m, u, 0), 4);
     for (int k = 0; k < DIM; k++) assert_true(isfinite(u->v[k]));
     dr_user_free(u);
     dr_model_free(m);
