@@ -28,7 +28,8 @@ typedef struct dr_exclusions {
     const int64_t *idx;
     size_t n;
     /* the user whose seen posts rest (dr_user_resting) and whose hidden
-     * authors and topics (dr_user_hides_source) stay out, or NULL: asked
+     * authors and topics (dr_user_hides_source) stay out, and whose lists
+     * explore the topics it did not pass over first, or NULL: asked
      * only about the items that would enter the list (a filter can't be
      * listed, and an item's author is one look-up away) */
     const dr_user_t *user;
@@ -85,7 +86,8 @@ size_t dr_emit_scratch_items(size_t n_items);
  *
  * Guarantees (tested): lists are sorted by score, descending, ties broken by
  * ascending item id, except an exploring user's (terms->explore), whose
- * odd slots hold other topics' best items; no item appears twice; excluded
+ * odd slots hold other topics' best items (the topics excl[u].user passed
+ * over while exploring, dr_user_passed_topic, after the others); no item appears twice; excluded
  * and blocked items never appear; a list is shorter than k only when fewer
  * eligible items exist. `scores` is scratch
  * of at least B × dr_emit_scratch_items(items->n) floats. */

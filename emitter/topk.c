@@ -344,15 +344,23 @@ static bool listed(const dr_scored_item_t *list, size_t n, int64_t item_id) {
 }
 
 /* Rewrites an exploring user's sorted list (len entries of k) so that its
- * odd slots hold the topics' best items, best topic first, each once;
- * the even slots keep the list's order. `tmp` has room for k + the table. */
+ * odd slots hold the topics' best items, each once: first the topics the
+ * user has not passed over while exploring, best first, then the others,
+ * best first (a user shown the same few topics again would take many
+ * sessions to meet the one it turned to); the even slots keep the list's
+ * order. `tmp` has room for k + the table. */
 static size_t interleave_topics(dr_scored_item_t *list, size_t len, size_t k,
-                                const dr_emit_topic_best_t *table, dr_scored_item_t *tmp) {
+                                const dr_emit_topic_best_t *table, const dr_user_t *user,
+                                dr_scored_item_t *tmp) {
     dr_scored_item_t *picks = tmp + k;
     size_t n_picks = 0;
-    for (size_t t = 0; t < DR_EMIT_EXPLORE_TOPICS; t++)
-        if (table[t].topic >= 0) picks[n_picks++] = table[t].best;
-    qsort(picks, n_picks, sizeof(*picks), better_first);
+    for (int passed = 0; passed < 2; passed++) {
+        size_t first = n_picks;
+        for (size_t t = 0; t < DR_EMIT_EXPLORE_TOPICS; t++)
+            if (table[t].topic >= 0 && (user && dr_user_passed_topic(user, table[t].topic)) == passed)
+                picks[n_picks++] = table[t].best;
+        qsort(picks + first, n_picks - first, sizeof(*picks), better_first);
+    }
     size_t out = 0, li = 0, pi = 0;
     while (out < k && (li < len || pi < n_picks)) {
         bool from_topics = (out % 2 == 1 && pi < n_picks) || li >= len;
@@ -407,7 +415,7 @@ void dr_emit_topk(const float *U, size_t B, const dr_items_view_t *items, int k,
         /* out of memory: the list stays as ranked, without exploration */
         if (!tmp && !(tmp = malloc(((size_t)k + DR_EMIT_EXPLORE_TOPICS) * sizeof(*tmp)))) continue;
         out_n[u] = interleave_topics(out + u * (size_t)k, out_n[u], (size_t)k,
-                                     terms->topics + u * DR_EMIT_EXPLORE_TOPICS, tmp);
+                                     terms->topics + u * DR_EMIT_EXPLORE_TOPICS, excl ? excl[u].user : NULL, tmp);
     }
     free(tmp);
 }
@@ -430,7 +438,7 @@ int dr_emit_select(const dr_items_view_t *items, const int64_t *idx, const float
     if (!topics) return 0;
     dr_scored_item_t *tmp = malloc(((size_t)k + DR_EMIT_EXPLORE_TOPICS) * sizeof(*tmp));
     if (!tmp) return DR_ENOMEM;
-    *out_n = interleave_topics(out, r.n_kept, (size_t)k, topics, tmp);
+    *out_n = interleave_topics(out, r.n_kept, (size_t)k, topics, user, tmp);
     free(tmp);
     return 0;
 }

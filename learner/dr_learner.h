@@ -287,6 +287,9 @@ typedef struct dr_user {
     dr_rest_filter_t rest;         /* seen posts that rest */
     dr_id_ring_t hidden_authors;   /* HIDE_AUTHOR: their items never in its lists */
     dr_id_ring_t hidden_topics;    /* HIDE_TOPIC: likewise */
+    dr_id_ring_t passed_topics;    /* topics of items u passed over while its lists
+                                      explored, since the last re-adaptation (the
+                                      newest): explored after the others */
     dr_rating_user_t rating;       /* rating mode: the rating blend's per-user part */
     float v[];                     /* v_u, dim floats */
 } dr_user_t;
@@ -450,6 +453,10 @@ bool dr_model_drift_handled(const dr_model_t *m, int64_t user_id);
  * cut was in the worsening direction (or conf.drift_respond_improving). */
 bool dr_learner_should_respond(const dr_model_t *m, const dr_user_t *u,
                                const dr_apply_result_t *res);
+/* Whether u passed over an item of `topic` while its lists explored
+ * (since its last re-adaptation; the newest DR_HIDDEN_SOURCES such topics):
+ * the lists then offer the topics it has not passed over first. */
+bool dr_user_passed_topic(const dr_user_t *u, int64_t topic);
 /* Whether u's lists explore topics now: u was re-adapted (a drift
  * response) fewer than conf.drift_explore_events events ago, and has
  * engaged with fewer than conf.drift_explore_engaged items since. */

@@ -229,6 +229,17 @@ static void ring_remember(dr_id_ring_t *r, int64_t id) {
     if (id >= 0) ids_remember(r->id, &r->len, &r->head, DR_HIDDEN_SOURCES, id);
 }
 
+bool dr_user_passed_topic(const dr_user_t *u, int64_t topic) {
+    return topic >= 0 && ids_hold(u->passed_topics.id, u->passed_topics.len, topic);
+}
+
+/* An outcome that was not an engagement, with item idx: while u's lists
+ * explore, its topic goes after the others, so that the next lists show
+ * topics u has not passed over yet instead of the same few again. */
+static void passed_over(const dr_model_t *m, dr_user_t *u, size_t idx) {
+    if (m->topic[idx] >= 0 && dr_user_exploring(&m->conf, u)) ring_remember(&u->passed_topics, m->topic[idx]);
+}
+
 bool dr_user_hides_source(const dr_user_t *u, int64_t author, int64_t topic) {
     return (author >= 0 && ids_hold(u->hidden_authors.id, u->hidden_authors.len, author)) ||
            (topic >= 0 && ids_hold(u->hidden_topics.id, u->hidden_topics.len, topic));
@@ -1824,6 +1835,7 @@ static void learn_impressions(dr_model_t *m, dr_user_t *u, const int64_t *due, i
         size_t idx = 0;
         if (item_for(m, due[k], &idx) != 0) continue;
         trend_outcome(m, idx, false);
+        passed_over(m, u, idx);
         logistic_step(m, u, idx, 0.0f, m->conf.impression_weight, NULL);
         res->updates++;
     }
@@ -1857,6 +1869,7 @@ static int learn_implicit(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uin
     if (p >= 0) {
         drift_sample(res, y > 0.5f ? 0.0f : 1.0f);
         trend_outcome(m, idx, y > 0.5f);
+        if (!(y > 0.5f)) passed_over(m, u, idx);
     } else if (!repeat) drift_sample(res, y > 0.5f ? 1.0f - res->prediction : res->prediction);
     res->learned = true;
     res->updates++;
@@ -2102,6 +2115,7 @@ int dr_learner_readapt(dr_model_t *m, dr_user_t *u, int direction) {
     if (direction > 0 && m->conf.regime_at_cut && window_has_misses(m, u, u->regime_from))
         u->regime_from = u->drift_samples;
     u->readapts++;
+    u->passed_topics.len = u->passed_topics.head = 0; /* a new exploration */
     u->readapt_event = u->events_applied;
     u->readapt_sample = u->drift_samples;
     int ring = m->conf.recent_items;

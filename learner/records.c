@@ -19,7 +19,7 @@
 #include "dr_err.h"
 #include "learner_internal.h"
 
-#define USER_RECORD_VERSION 11 /* 2: + drift detector; 3: + last list scores; 4: + prior version; 5: + drift regime; 6: + hidden items; 7: + seen posts filter; 8: + hidden authors and topics; 9: + the last re-adaptation's sample; 10: + the rating blend's part and the ring's residuals; 11: + the user's content statistics; older still read */
+#define USER_RECORD_VERSION 12 /* 2: + drift detector; 3: + last list scores; 4: + prior version; 5: + drift regime; 6: + hidden items; 7: + seen posts filter; 8: + hidden authors and topics; 9: + the last re-adaptation's sample; 10: + the rating blend's part and the ring's residuals; 11: + the user's content statistics; 12: + the topics passed over while exploring; older still read */
 #define ITEM_RECORD_VERSION 9 /* 2: + content embedding and δ_i; 3: + decayed positives and
                                  co-engagement; 4: + author and topic; 5: + publish time;
                                  6: + the author's pseudo-count and when it joined
@@ -459,7 +459,7 @@ static bool get_ids(dr_reader_t *r, int64_t *ids, uint8_t *len, uint8_t *head, u
 size_t dr_user_encoded_max(const dr_user_t *u, int dim) {
     return 64 + 28 + (size_t)u->recent_len * 17 + (size_t)u->pending_len * 16 +
            (size_t)u->last_list_len * 12 + (size_t)dim * 4 + 12 + 8 + 2 + (size_t)u->hidden_len * 8 +
-           1 + sizeof(u->rest) + 2 * (2 + DR_HIDDEN_SOURCES * 8) +
+           1 + sizeof(u->rest) + 3 * (2 + DR_HIDDEN_SOURCES * 8) +
            8 + dr_adwin_serialized_size(&u->drift) + 1 + sizeof(u->rating) + (size_t)u->recent_len * 4 +
            2 + (size_t)u->rating.content_len * 8;
 }
@@ -548,6 +548,8 @@ int dr_user_encode_into(const dr_user_t *u, int dim, uint8_t *buf, size_t cap, s
         dr_put_u16(&w, ru->content_len);
         for (unsigned k = 0; k < 2u * ru->content_len; k++) dr_put_f32(&w, ru->content[k]);
     }
+    /* version 12: the topics passed over while exploring */
+    put_ids(&w, u->passed_topics.id, u->passed_topics.len, u->passed_topics.head);
     if (!w.ok) return DR_ERANGE;
     *len = w.len;
     return 0;
@@ -771,6 +773,8 @@ int dr_user_decode(int64_t user_id, const dr_learner_conf_t *conf, const void *r
     if (version >= 10 && (err = get_rating(&r, version, conf->content_dim, &u->rating, stored, recent_len)))
         goto out_err;
     err = DR_ECORRUPT;
+    dr_id_ring_t *pt = &u->passed_topics; /* older: none passed over yet */
+    if (version >= 12 && !get_ids(&r, pt->id, &pt->len, &pt->head, DR_HIDDEN_SOURCES)) goto out_err;
     if (!r.ok || r.pos != len || u->prior_version < -1) goto out_err;
     recent_fit(u, stored, recent_len, recent_head, (unsigned)conf->recent_items);
     *out = u;

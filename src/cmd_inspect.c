@@ -88,6 +88,10 @@ static void show_user(inspect_t *in, const dr_user_t *u, const dr_learner_conf_t
     dr_json_int(j, "regime_from_sample", (int64_t)u->regime_from);
     /* the lists explore topics after a re-adaptation (drift.explore.*) */
     dr_json_bool(j, "exploring", dr_user_exploring(c, u));
+    /* ... the topics it passed over meanwhile last */
+    dr_json_array_begin(j, "passed_topics");
+    for (unsigned k = 0; k < u->passed_topics.len; k++) dr_json_int(j, NULL, u->passed_topics.id[k]);
+    dr_json_array_end(j);
     dr_json_object_end(j);
     /* rating mode: what the rating blend knows of how the user rates
      * (docs/LEARNER.md, "Rating mode") */

@@ -301,6 +301,16 @@ static void test_explore_topics(void **state) {
         for (int s = r + 1; s < K; s++) assert_true(out[r].item_id != out[s].item_id);
     assert_int_equal(out_n[1], K);
     for (int r = 0; r < K; r++) assert_int_equal(out[K + r].item_id, 100 + r);
+    /* a user who passed over topic 2 while exploring: the topics it has not
+     * passed over come first (3: item 32, 1: item 33), then topic 2 */
+    dr_user_t *u = dr_user_new(7, DIM);
+    assert_non_null(u);
+    u->passed_topics.id[u->passed_topics.len++] = 2;
+    excl[0].user = u;
+    dr_emit_topk(U, 2, &v, K, excl, &terms, scores, out, out_n);
+    int64_t passed[K] = {100, 132, 101, 133, 102, 131, 103, 104, 105, 106, 107, 108};
+    for (int r = 0; r < K; r++) assert_int_equal(out[r].item_id, passed[r]);
+    dr_user_free(u);
 }
 
 /* Claim (dr_emit_select): a list from candidates is the candidates'

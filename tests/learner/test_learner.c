@@ -15,7 +15,7 @@
 #define RING_BYTES(r) (2 + 8 * (size_t)(r).len)
 #define REST_BYTES(u) (1 + ((u)->rest.gen_start_ms ? 8 + sizeof((u)->rest.counts) + sizeof((u)->rest.resting) : 0) + \
                        RING_BYTES((u)->hidden_authors) + RING_BYTES((u)->hidden_topics) + 8 /* v9 */ + \
-                       RATING_BYTES(u))
+                       RATING_BYTES(u) + RING_BYTES((u)->passed_topics) /* v12 */)
 /* version 10: the rating blend's part, with a residual per ring entry, when the user has ratings */
 #define RATING_BYTES(u) (1 + ((u)->rating.n ? 4 * (8 + DR_RATING_USER_INPUTS * (1 + DR_RATING_USER_INPUTS)) + \
                                                   4 * (size_t)(u)->recent_len : 0))
@@ -382,7 +382,7 @@ static void test_reads_version_2_user_record(void **state) {
     uint8_t *rec;
     size_t len;
     assert_int_equal(dr_user_encode(u, c->dim, &rec, &len), 0);
-    assert_int_equal(rec[0], 11);
+    assert_int_equal(rec[0], 12);
     rec[0] = 2;
     /* v3: + scores, v4: + the prior version, v5: + the drift regime, v6: + hidden items (none) */
     size_t v2_len = len - 3 * sizeof(float) - sizeof(int64_t) - 28 - 4 * (size_t)u->recent_len - 2 -
@@ -2429,9 +2429,10 @@ static void test_hidden_authors_and_topics(void **state) {
     assert_true(dr_user_hides_source(back, 2, -1) && dr_user_hides_source(back, -1, 6));
     assert_false(dr_user_hides_source(back, 3, 1));
     dr_user_free(back);
-    /* the topics' count (then v9's 8 bytes and v10's flag, no ratings) */
-    assert_int_equal(rec[len - 19], u->hidden_topics.len);
-    rec[len - 19] = DR_HIDDEN_SOURCES + 1;
+    /* the topics' count (then v9's 8 bytes, v10's flag, no ratings, and
+     * v12's empty ring) */
+    assert_int_equal(rec[len - 21], u->hidden_topics.len);
+    rec[len - 21] = DR_HIDDEN_SOURCES + 1;
     assert_int_equal(dr_user_decode(3, c, rec, len, &back), DR_ECORRUPT);
     free(rec);
     /* the catalog's author and topic survive the item record */
@@ -2497,10 +2498,11 @@ static void test_exploring_after_readapt(void **state) {
     assert_int_equal(dr_user_encode(u, c.dim, &rec, &len), 0);
     assert_int_equal(dr_user_decode(7, &c, rec, len, &back), 0);
     /* hostile bytes: a re-adaptation after the samples counted (v9's 8,
-     * before v10's flag: no ratings) */
-    assert_memory_equal(rec + len - 9, &u->readapt_sample, 8);
+     * before v10's flag, no ratings, and v12's ring) */
+    size_t at = len - 11 - 8 * (size_t)u->passed_topics.len;
+    assert_memory_equal(rec + at, &u->readapt_sample, 8);
     uint64_t later = u->drift_samples + 1;
-    memcpy(rec + len - 9, &later, 8);
+    memcpy(rec + at, &later, 8);
     dr_user_t *bad;
     assert_int_equal(dr_user_decode(7, &c, rec, len, &bad), DR_ECORRUPT);
     free(rec);
@@ -2520,6 +2522,67 @@ static void test_exploring_after_readapt(void **state) {
     dr_event_t last = ev(7, 200, DR_EV_IMPRESSION, 0, t += 10);
     assert_int_equal(dr_learner_apply(m, u, &last, seed++, &r), 0);
     assert_false(dr_user_exploring(&c, u));
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
+/* While a user's lists explore, the topics of items it passed over (an
+ * impression that came due unanswered, or answered by a hide) are
+ * remembered, so that its next lists offer the other topics first
+ * (test_topk: test_explore_topics); an engaged topic is not, a user who
+ * does not explore remembers none, a re-adaptation starts afresh, and the
+ * record keeps them (version 12). */
+static void test_passed_topics(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.drift_explore_events = 100;
+    c.drift_explore_engaged = 3;
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    for (int64_t i = 1; i <= 60; i++) assert_int_equal(dr_model_set_item_source(m, i, -1, i % 6), 0);
+    dr_user_t *u = dr_user_new_conf(7, &c);
+    dr_apply_result_t r;
+    int64_t t = 1000;
+    uint64_t seed = 1;
+    /* not exploring: an ignored impression of topic 1 is not remembered */
+    dr_event_t e0 = ev(7, 1, DR_EV_IMPRESSION, 0, t += 10), e1 = ev(7, 6, DR_EV_CLICK, 0, t += 120000);
+    assert_int_equal(dr_learner_apply(m, u, &e0, seed++, &r), 0);
+    assert_int_equal(dr_learner_apply(m, u, &e1, seed++, &r), 0);
+    assert_int_equal(u->passed_topics.len, 0);
+    dr_learner_readapt(m, u, 1);
+    assert_true(dr_user_exploring(&c, u));
+    /* exploring: items 2 (topic 2) and 3 (topic 3) shown, 3 engaged, item 4
+     * (topic 4) hidden; then item 2 comes due unanswered */
+    dr_event_t e[] = {ev(7, 2, DR_EV_IMPRESSION, 0, t += 10), ev(7, 3, DR_EV_IMPRESSION, 0, t += 10),
+                      ev(7, 4, DR_EV_IMPRESSION, 0, t += 10), ev(7, 3, DR_EV_CLICK, 0, t += 10),
+                      ev(7, 4, DR_EV_HIDE, 0, t += 10), ev(7, 5, DR_EV_CLICK, 0, t += 120000)};
+    for (size_t k = 0; k < sizeof(e) / sizeof(e[0]); k++) assert_int_equal(dr_learner_apply(m, u, &e[k], seed++, &r), 0);
+    assert_true(dr_user_passed_topic(u, 2));
+    assert_true(dr_user_passed_topic(u, 4));
+    assert_false(dr_user_passed_topic(u, 1)); /* before the exploration */
+    assert_false(dr_user_passed_topic(u, 3)); /* engaged */
+    assert_false(dr_user_passed_topic(u, 5));
+    assert_false(dr_user_passed_topic(u, -1));
+    uint8_t *rec;
+    size_t len;
+    assert_int_equal(dr_user_encode(u, c.dim, &rec, &len), 0);
+    assert_int_equal(rec[0], 12);
+    dr_user_t *back;
+    assert_int_equal(dr_user_decode(7, &c, rec, len, &back), 0);
+    assert_int_equal(back->passed_topics.len, 2);
+    assert_true(dr_user_passed_topic(back, 2) && dr_user_passed_topic(back, 4));
+    /* version 11 (without them) is still read: none passed over */
+    rec[0] = 11;
+    dr_user_free(back);
+    assert_int_equal(dr_user_decode(7, &c, rec, len - RING_BYTES(u->passed_topics), &back), 0);
+    assert_int_equal(back->passed_topics.len, 0);
+    dr_user_free(back);
+    free(rec);
+    dr_learner_readapt(m, u, 1);
+    assert_false(dr_user_passed_topic(u, 2));
     dr_user_free(u);
     dr_model_free(m);
 }
@@ -2645,6 +2708,7 @@ int main(void) {
         cmocka_unit_test(test_seen_posts_rest),
         cmocka_unit_test(test_hidden_authors_and_topics),
         cmocka_unit_test(test_exploring_after_readapt),
+        cmocka_unit_test(test_passed_topics),
         cmocka_unit_test(test_exploring_when_lists_fail),
         cmocka_unit_test(test_sync_messages_fit_kafka),
     };

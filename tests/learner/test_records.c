@@ -295,7 +295,8 @@ static void test_hostile_user_bytes(void **state) {
     assert_int_equal(decode_patched(&c, rec, len, adwin + 1, &b, 1), DR_ECORRUPT);
     /* a score of the last list that is not finite (then the prior version
      * and version 5's regime: 28 bytes and a sample count per recent event) */
-    size_t regime = len - 1 /* v10, no ratings */ - 8 /* v9 */ - 28 - 4u * u->recent_len - 2 - 8u * u->hidden_len - /* then v6's hidden items */
+    size_t passed = len - 2 - 8u * u->passed_topics.len; /* v12's ring */
+    size_t regime = passed - 1 /* v10, no ratings */ - 8 /* v9 */ - 28 - 4u * u->recent_len - 2 - 8u * u->hidden_len - /* then v6's hidden items */
                     (1 + (u->rest.gen_start_ms ? 8 + sizeof(u->rest.counts) + sizeof(u->rest.resting) : 0)); /* and v7's filter */
     size_t scores = regime - 8 - 4u * u->last_list_len;
     assert_int_equal(decode_patched(&c, rec, len, scores, &nan, 4), DR_ECORRUPT);
@@ -306,6 +307,12 @@ static void test_hostile_user_bytes(void **state) {
     uint64_t later = samples + 1;
     assert_int_equal(decode_patched(&c, rec, len, regime + 8, &later, 8), DR_ECORRUPT);
     assert_int_equal(decode_patched(&c, rec, len, regime + 20, &late, 8), DR_ECORRUPT);
+    /* the topics passed over while exploring: a count over the ring, a head
+     * past a partial one */
+    b = DR_HIDDEN_SOURCES + 1;
+    assert_int_equal(decode_patched(&c, rec, len, passed, &b, 1), DR_ECORRUPT);
+    b = 1;
+    assert_int_equal(decode_patched(&c, rec, len, passed + 1, &b, 1), DR_ECORRUPT);
     /* a conf out of its bounds is the caller's error, not the record's */
     dr_learner_conf_t wrong = c;
     wrong.recent_items = DR_RECENT_MAX + 1;
