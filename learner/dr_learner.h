@@ -146,6 +146,9 @@ typedef struct dr_learner_conf {
                                       misses starts the regime at the cut, not at
                                       the window's first sample (dr_learner_readapt) */
     float drift_scale;             /* the detectors see their signal × this */
+    double drift_min_change;       /* a cut is drift only when the kept window's mean
+                                      and the dropped part's differ by this much (in
+                                      the signal's units); smaller: drift_small */
     double drift_arm_share;        /* users (by hash of user_id) whose cuts get a
                                       response; the rest form a control arm */
     bool drift_respond_improving;  /* respond to a cut after which the signal
@@ -402,7 +405,10 @@ typedef struct dr_apply_result {
                           its detector's window, in the samples' units; NAN
                           while the window holds fewer than
                           DR_DRIFT_LEVEL_MIN_SAMPLES or drift is off */
-    bool drift;        /* the user's ADWIN cut its window on this event */
+    bool drift;        /* the user's ADWIN cut its window on this event, and the
+                          mean of the window it kept differs from that of the
+                          part it dropped by at least conf.drift_min_change */
+    bool drift_small;  /* it cut, by less than that: not drift (counted only) */
     int drift_direction; /* with drift: +1 the mean signal of the window kept
                             is above that of the window before (worse), -1 not */
 } dr_apply_result_t;

@@ -73,13 +73,14 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->drift.clock = 1;          /* per-user streams are short: check every event */
     c->drift.min_window = 10;
     c->drift.min_sub_window = 5;
-    c->drift.delta = 0.15;       /* docs/DRIFT.md: the delay and false alarms measured */
+    c->drift.delta = 0.5;        /* docs/DRIFT.md: with drift_min_change, the detection and false alarms measured */
     c->readapt_epochs = 3;
     c->regime_at_cut = true;
     c->drift_explore_events = 300; /* docs/DRIFT.md: recovery after a switch */
     c->drift_explore_engaged = 3;
     c->explore_miss_rate = 0.9;
     c->drift_scale = 1.0f;
+    c->drift_min_change = 0.15; /* docs/DRIFT.md: with δ, the false alarms measured */
     c->prior_step = 0.1f;
     c->prior_period = 1000;
     c->lr_content = 0.001f;
@@ -1819,6 +1820,18 @@ static int prepare_items(dr_model_t *m, const dr_event_t *ev, const impressions_
     return 0;
 }
 
+/* After a cut of u's detector: the mean of the window it kept less that of
+ * the part it dropped (the window held width_before samples of mean
+ * `before`, then n more of sum `added`). An interest switch moves a served
+ * user's miss rate by 0.3-0.5; ADWIN at a large δ also cuts on chance
+ * differences between short windows (docs/DRIFT.md). */
+static double cut_change(const dr_user_t *u, double before, double width_before, int n, double added) {
+    double kept = (double)dr_adwin_width(&u->drift), mean = dr_adwin_mean(&u->drift);
+    double dropped = width_before + n - kept;
+    if (!(dropped > 0)) return mean - before; /* nothing dropped: cannot happen on a cut */
+    return mean - (before * width_before + added - mean * kept) / dropped;
+}
+
 /* One value for the drift detector (see dr_apply_result_t.samples). */
 static void drift_sample(dr_apply_result_t *res, float x) {
     if (res->n_samples < (int)(sizeof(res->samples) / sizeof(res->samples[0])))
@@ -1949,10 +1962,18 @@ int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t
     res->level = m->conf.drift_enabled && dr_adwin_width(&u->drift) >= DR_DRIFT_LEVEL_MIN_SAMPLES
                      ? (float)(before / m->conf.drift_scale)
                      : NAN; /* the global detector's reference (dr_adwin.h) */
+    double width_before = (double)dr_adwin_width(&u->drift), added = 0.0;
     for (int k = 0; k < res->n_samples; k++) {
         u->drift_samples++;
+        added += res->samples[k] * m->conf.drift_scale;
         if (m->conf.drift_enabled && dr_adwin_update(&u->drift, res->samples[k] * m->conf.drift_scale) == 1)
             res->drift = true;
+    }
+    double change = res->drift ? cut_change(u, before, width_before, res->n_samples, added) : 0.0;
+    if (res->drift && fabs(change) < m->conf.drift_min_change * m->conf.drift_scale) {
+        res->drift = false; /* ADWIN's bound at a large δ cuts on chance differences */
+        res->drift_small = true;
+        u->drift_cuts++;
     }
     if (res->drift) {
         res->drift_direction = dr_adwin_mean(&u->drift) > before ? 1 : -1;

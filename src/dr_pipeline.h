@@ -36,6 +36,7 @@ typedef enum dr_cut_reason {
     DR_CUT_READAPTED = 0, /* drift arm, worsening: re-adapted, list published */
     DR_CUT_IMPROVING,     /* drift arm, the signal fell: nothing (drift.respond.improving) */
     DR_CUT_CONTROL,       /* control arm: counted only */
+    DR_CUT_SMALL,         /* either arm: the change was below drift.min.change, not drift */
     DR_CUT__COUNT
 } dr_cut_reason_t;
 extern const char *const dr_cut_reason_names[DR_CUT__COUNT];

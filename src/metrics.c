@@ -187,7 +187,7 @@ static char *render(dr_pipeline_t *p, const dr_metrics_t *m) {
     gauge(f, "driftrec_items", "Items in the model at the last commit.", (double)s.items_live);
     counter(f, "driftrec_drift_detections_total", "Per-user ADWIN detections.", (double)s.drift_detections);
     counter(f, "driftrec_drift_readaptations_total", "Detections followed by re-adaptation.", (double)s.drift_readapted);
-    fprintf(f, "# HELP driftrec_drift_cuts_total Per-user ADWIN cuts by what followed: readapted (drift arm, the user's signal rose: re-adapted, list published with drift = true), improving (the signal fell: no response), control (control arm: no response).\n"
+    fprintf(f, "# HELP driftrec_drift_cuts_total Per-user ADWIN cuts by what followed: readapted (drift arm, the user's signal rose: re-adapted, list published with drift = true), improving (the signal fell: no response), control (control arm: no response), small (the kept window's mean and the dropped part's differ by less than drift.min.change: not drift, no response).\n"
                "# TYPE driftrec_drift_cuts_total counter\n");
     for (int c = 0; c < DR_CUT__COUNT; c++)
         fprintf(f, "driftrec_drift_cuts_total{reason=\"%s\"} %" PRIu64 "\n", dr_cut_reason_names[c], s.drift_cuts[c]);

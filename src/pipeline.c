@@ -235,7 +235,7 @@ static int head_hit(const dr_user_t *u, int64_t item_id) {
     return 0;
 }
 
-const char *const dr_cut_reason_names[DR_CUT__COUNT] = {"readapted", "improving", "control"};
+const char *const dr_cut_reason_names[DR_CUT__COUNT] = {"readapted", "improving", "control", "small"};
 
 bool dr_pipeline_drift_arm(const dr_pipeline_t *p, int64_t user_id) {
     return dr_model_drift_handled(p->model, user_id);
@@ -358,6 +358,7 @@ static int on_event(void *ctx, const dr_event_t *ev, int32_t partition, int64_t 
     dr_user_cache_mark_dirty(p->cache, u);
     if ((err = owe_list(p, u))) return DR_ESTOPPED;
     if (res.drift) handle_drift(p, u, &res, &obs);
+    if (res.drift_small) p->stats.drift_cuts[DR_CUT_SMALL]++;
     if (p->observer) p->observer(p->observer_ctx, ev, &obs);
     return 0;
 }

@@ -33,7 +33,7 @@ grep -q '^driftrec_withdraw_scanning 0$' "$dir/metrics.txt"
 grep -q '^driftrec_withdraw_unchecked_partitions 0$' "$dir/metrics.txt"
 grep -q '^driftrec_withdraw_rechecked_partitions_total 0$' "$dir/metrics.txt"
 # cuts by what followed them, and the global detector's by direction
-for reason in readapted improving control; do
+for reason in readapted improving control small; do
   grep -q "^driftrec_drift_cuts_total{reason=\"$reason\"} [0-9]" "$dir/metrics.txt"
 done
 for direction in worse small improving; do

@@ -1595,6 +1595,7 @@ static void test_drift_direction_and_response(void **state) {
     dr_learner_conf_default(&c);
     c.dim = 8;
     c.drift.delta = 0.05;
+    c.drift_min_change = 0.0; /* every cut: test_drift_min_change has the rest */
     dr_model_t *m;
     char err[128];
     assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
@@ -1637,6 +1638,75 @@ static void test_drift_direction_and_response(void **state) {
     assert_false(respond);
     dr_user_free(u);
     dr_model_free(m);
+}
+
+/* n outcomes of impressions to u, each missed with probability `miss` (a
+ * click answers it, else the next impression finds it due); counts the
+ * cuts reported as drift (either way) and the small ones, and the index
+ * of the first drift for the worse (-1: none). */
+static int play_outcomes(dr_model_t *m, dr_user_t *u, int64_t *t, int n, double miss, uint64_t *rng,
+                         int *small, int *first) {
+    int drifts = 0;
+    *first = -1;
+    for (int i = 0; i < n; i++) {
+        int64_t item = 1 + i % 50;
+        dr_event_t imp = ev(u->user_id, item, DR_EV_IMPRESSION, 0, *t += 120000);
+        dr_apply_result_t r;
+        assert_int_equal(dr_learner_apply(m, u, &imp, (uint64_t)*t, &r), 0);
+        int cut = r.drift && r.drift_direction > 0;
+        drifts += r.drift;
+        *small += r.drift_small;
+        *rng = dr_mix64(*rng + 1);
+        if ((double)(*rng >> 11) * 0x1.0p-53 >= miss) {
+            dr_event_t click = ev(u->user_id, item, DR_EV_CLICK, 0, *t + 1000);
+            assert_int_equal(dr_learner_apply(m, u, &click, (uint64_t)*t + 1, &r), 0);
+            cut |= r.drift && r.drift_direction > 0;
+            drifts += r.drift;
+            *small += r.drift_small;
+        }
+        if (cut && *first < 0) *first = i;
+    }
+    return drifts;
+}
+
+/* Claim (drift.min.change): at a large δ ADWIN also cuts the window of a
+ * user whose miss rate holds still, on chance differences between short
+ * windows; a cut is drift only when the kept window's mean and the dropped
+ * part's differ by drift.min.change, so such a user is far less often in
+ * drift, while a jump of its miss rate from 0.5 to 1 (an interest switch)
+ * is drift within a few dozen outcomes either way. */
+static void test_drift_min_change(void **state) {
+    (void)state;
+    int stable[2], small[2] = {0, 0}, jump_small = 0, delay[2];
+    for (int t = 0; t < 2; t++) {
+        dr_learner_conf_t c;
+        dr_learner_conf_default(&c);
+        c.dim = 8;
+        c.drift.delta = 0.5;
+        c.drift_min_change = t == 0 ? 0.0 : 0.15;
+        dr_model_t *m;
+        char err[128];
+        assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+        stable[t] = delay[t] = 0;
+        for (int64_t user = 1; user <= 40; user++) {
+            dr_user_t *u = dr_user_new_conf(user, &c);
+            int64_t ts = 0;
+            uint64_t rng = (uint64_t)user;
+            int first;
+            stable[t] += play_outcomes(m, u, &ts, 1000, 0.5, &rng, &small[t], &first);
+            assert_int_equal(play_outcomes(m, u, &ts, 100, 1.0, &rng, &jump_small, &first) > 0, 1);
+            delay[t] = first > delay[t] ? first : delay[t];
+            dr_user_free(u);
+        }
+        dr_model_free(m);
+    }
+    print_message("      40 users, 1,000 outcomes at a miss rate of 0.5, then 100 at 1: drifts while stable "
+                  "%d without the minimum change, %d with 0.15 (%d small cuts); the longest delay after "
+                  "the jump %d / %d outcomes\n", stable[0], stable[1], small[1], delay[0], delay[1]);
+    assert_int_equal(small[0], 0);
+    assert_true(stable[0] >= 8 && stable[1] * 3 <= stable[0]);
+    assert_true(small[1] >= stable[0] - stable[1]);
+    assert_true(delay[1] <= 40);
 }
 
 /* A user who engaged with items 100..119, then with nothing but one item
@@ -2668,6 +2738,7 @@ int main(void) {
         cmocka_unit_test(test_item_index_and_bound),
         cmocka_unit_test(test_readapt_uses_kept_window),
         cmocka_unit_test(test_regime_starts_at_worse_cut),
+        cmocka_unit_test(test_drift_min_change),
         cmocka_unit_test(test_reads_version_1_user_record),
         cmocka_unit_test(test_reads_version_2_user_record),
         cmocka_unit_test(test_user_step_size_decays),
