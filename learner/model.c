@@ -234,11 +234,12 @@ bool dr_user_passed_topic(const dr_user_t *u, int64_t topic) {
     return topic >= 0 && ids_hold(u->passed_topics.id, u->passed_topics.len, topic);
 }
 
-/* An outcome that was not an engagement, with item idx: while u's lists
- * explore, its topic goes after the others, so that the next lists show
- * topics u has not passed over yet instead of the same few again. */
+/* An outcome that was not an engagement, with item idx, while u's lists
+ * explore (the caller asked dr_user_exploring): its topic goes after the
+ * others, so that the next lists show topics u has not passed over yet
+ * instead of the same few again. */
 static void passed_over(const dr_model_t *m, dr_user_t *u, size_t idx) {
-    if (m->topic[idx] >= 0 && dr_user_exploring(&m->conf, u)) ring_remember(&u->passed_topics, m->topic[idx]);
+    ring_remember(&u->passed_topics, m->topic[idx]);
 }
 
 bool dr_user_hides_source(const dr_user_t *u, int64_t author, int64_t topic) {
@@ -1843,12 +1844,13 @@ static void drift_sample(dr_apply_result_t *res, float x) {
  * were dropped by prepare_items()); each one is an outcome: a miss. */
 static void learn_impressions(dr_model_t *m, dr_user_t *u, const int64_t *due, int n,
                               dr_apply_result_t *res) {
+    bool exploring = n > 0 && dr_user_exploring(&m->conf, u); /* no outcome below changes it */
     for (int k = 0; k < n; k++) {
         drift_sample(res, 1.0f);
         size_t idx = 0;
         if (item_for(m, due[k], &idx) != 0) continue;
         trend_outcome(m, idx, false);
-        passed_over(m, u, idx);
+        if (exploring) passed_over(m, u, idx);
         logistic_step(m, u, idx, 0.0f, m->conf.impression_weight, NULL);
         res->updates++;
     }
@@ -1882,7 +1884,7 @@ static int learn_implicit(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uin
     if (p >= 0) {
         drift_sample(res, y > 0.5f ? 0.0f : 1.0f);
         trend_outcome(m, idx, y > 0.5f);
-        if (!(y > 0.5f)) passed_over(m, u, idx);
+        if (!(y > 0.5f) && dr_user_exploring(c, u)) passed_over(m, u, idx);
     } else if (!repeat) drift_sample(res, y > 0.5f ? 1.0f - res->prediction : res->prediction);
     res->learned = true;
     res->updates++;
@@ -1969,16 +1971,16 @@ int dr_learner_apply(dr_model_t *m, dr_user_t *u, const dr_event_t *ev, uint64_t
         if (m->conf.drift_enabled && dr_adwin_update(&u->drift, res->samples[k] * m->conf.drift_scale) == 1)
             res->drift = true;
     }
-    double change = res->drift ? cut_change(u, before, width_before, res->n_samples, added) : 0.0;
-    if (res->drift && fabs(change) < m->conf.drift_min_change * m->conf.drift_scale) {
-        res->drift = false; /* ADWIN's bound at a large δ cuts on chance differences */
-        res->drift_small = true;
-        u->drift_cuts++;
-    }
     if (res->drift) {
-        res->drift_direction = dr_adwin_mean(&u->drift) > before ? 1 : -1;
-        u->drift_cuts++;
-        u->last_cut_event = u->events_applied;
+        u->drift_cuts++; /* every cut of the detector, small ones too */
+        double change = cut_change(u, before, width_before, res->n_samples, added);
+        if (fabs(change) < m->conf.drift_min_change * m->conf.drift_scale) {
+            res->drift = false; /* ADWIN's bound at a large δ cuts on chance differences */
+            res->drift_small = true;
+        } else {
+            res->drift_direction = dr_adwin_mean(&u->drift) > before ? 1 : -1;
+            u->last_cut_event = u->events_applied;
+        }
     }
     /* after the samples: the event's ring entry counts its own outcome */
     if (ev->type != DR_EV_IMPRESSION) user_remember(u, ev, m->conf.recent_items, residual);
@@ -2097,21 +2099,20 @@ static void replay_event(dr_model_t *m, dr_user_t *u, const dr_recent_event_t *r
     }
 }
 
-/* Whether u's samples since `from` include misses (samples that were not
- * engagements: impressions left unanswered, hides), as far as the ring
- * tells: the engaged entries joined after `from`, one per sample count (a
- * like that repeats a click shares its count), against the samples since.
- * A full ring whose oldest entry joined after `from` tells nothing of the
- * samples before that entry. */
-static bool window_has_misses(const dr_model_t *m, const dr_user_t *u, uint64_t from) {
-    uint64_t now = u->drift_samples, known_from = from, engaged = 0, last = UINT64_MAX;
+/* Whether u's current regime (the samples since regime_from) includes
+ * misses (samples that were not engagements: impressions left unanswered,
+ * hides), as far as the ring tells: the regime's engaged entries, one per
+ * sample count (a like that repeats a click shares its count), against the
+ * samples since. A full ring whose oldest entry is in the regime tells
+ * nothing of the samples before that entry. */
+static bool regime_has_misses(const dr_model_t *m, const dr_user_t *u) {
+    uint64_t now = u->drift_samples, known_from = u->regime_from, engaged = 0, last = UINT64_MAX;
     int ring = m->conf.recent_items;
-    unsigned len = ring_len(u, ring);
-    for (unsigned k = 0; k < len; k++) {
+    unsigned n = dr_user_regime_len(m, u);
+    for (unsigned k = 0; k < n; k++) {
         const dr_recent_event_t *r = &u->recent[ring_slot(u, ring, k)];
-        uint64_t age = (uint32_t)now - r->sample;
-        if (age >= now - from) break; /* joined before the window, as the older ones */
-        uint64_t count = now - age; /* samples counted when it joined: its own is the last */
+        uint64_t count = now - ((uint32_t)now - r->sample); /* samples counted when it joined: its own is the last */
+        if (count == 0) break; /* joined before any sample (a regime from 0 holds it): before the window */
         if (k + 1 == (unsigned)ring) known_from = count - 1;
         if (engages(&m->conf, r->type, r->value) && count != last) engaged++, last = count;
     }
@@ -2133,7 +2134,7 @@ int dr_learner_readapt(dr_model_t *m, dr_user_t *u, int direction) {
      * whose surprise rose) is the new regime itself. */
     uint64_t kept = dr_adwin_width(&u->drift);
     u->regime_from = u->drift_samples > kept ? u->drift_samples - kept : 0;
-    if (direction > 0 && m->conf.regime_at_cut && window_has_misses(m, u, u->regime_from))
+    if (direction > 0 && m->conf.regime_at_cut && regime_has_misses(m, u))
         u->regime_from = u->drift_samples;
     u->readapts++;
     u->passed_topics.len = u->passed_topics.head = 0; /* a new exploration */
