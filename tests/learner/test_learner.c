@@ -1728,6 +1728,42 @@ static dr_user_t *user_whose_clicks_stopped(dr_model_t *m, const dr_learner_conf
     return u;
 }
 
+/* A ring far smaller than the window ADWIN kept (learner.recent.items 4,
+ * the window 30 samples): what the ring holds decides, and a ring that
+ * starts inside the window tells nothing of the samples before it. Clicks
+ * only: the window is kept (4 replayed); clicks then hides: the ring holds
+ * misses, the regime starts at the cut; hides then clicks: the ring holds
+ * 4 engagements only, so the window is kept, as the ring cannot tell. */
+static void test_regime_at_cut_small_ring(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.negatives = 0;
+    c.recent_items = 4;
+    c.drift_enabled = false; /* the window is filled by hand */
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    const int replayed[3] = {4, 0, 4};
+    const uint64_t regime_from[3] = {10, 40, 10};
+    for (int story = 0; story < 3; story++) {
+        dr_user_t *u = dr_user_new_conf(1, &c);
+        dr_apply_result_t r;
+        for (int i = 0; i < 40; i++) {
+            bool click = story == 0 || (story == 1 ? i < 20 : i >= 36);
+            dr_event_t e = ev(1, 100 + i, click ? DR_EV_CLICK : DR_EV_HIDE, 0, 1000 * (int64_t)(i + 1));
+            assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)i, &r), 0);
+            assert_int_equal(r.n_samples, 1);
+        }
+        for (int i = 0; i < 30; i++) assert_int_equal(dr_adwin_update(&u->drift, 0.5), 0);
+        assert_int_equal(dr_learner_readapt(m, u, 1), replayed[story]);
+        assert_int_equal(u->regime_from, regime_from[story]);
+        dr_user_free(u);
+    }
+    dr_model_free(m);
+}
+
 static bool sources_hold(const dr_model_t *m, const dr_user_t *u, int64_t lo, int64_t hi) {
     dr_cooc_sources_t src;
     dr_model_cooc_sources(m, u, &src);
@@ -2653,6 +2689,17 @@ static void test_passed_topics(void **state) {
     free(rec);
     dr_learner_readapt(m, u, 1);
     assert_false(dr_user_passed_topic(u, 2));
+    /* more topics passed over than the ring holds: the newest 16 stay, the
+     * older ones are offered again in their turn */
+    for (int64_t i = 0; i < 20; i++) {
+        assert_int_equal(dr_model_set_item_source(m, 1000 + i, -1, 100 + i), 0);
+        dr_event_t imp = ev(7, 1000 + i, DR_EV_IMPRESSION, 0, t += 10), hide = ev(7, 1000 + i, DR_EV_HIDE, 0, t += 10);
+        assert_int_equal(dr_learner_apply(m, u, &imp, seed++, &r), 0);
+        assert_int_equal(dr_learner_apply(m, u, &hide, seed++, &r), 0);
+    }
+    assert_true(dr_user_exploring(&c, u));
+    assert_int_equal(u->passed_topics.len, DR_HIDDEN_SOURCES);
+    for (int64_t i = 0; i < 20; i++) assert_int_equal(dr_user_passed_topic(u, 100 + i), i >= 20 - DR_HIDDEN_SOURCES);
     dr_user_free(u);
     dr_model_free(m);
 }
@@ -2738,6 +2785,7 @@ int main(void) {
         cmocka_unit_test(test_item_index_and_bound),
         cmocka_unit_test(test_readapt_uses_kept_window),
         cmocka_unit_test(test_regime_starts_at_worse_cut),
+        cmocka_unit_test(test_regime_at_cut_small_ring),
         cmocka_unit_test(test_drift_min_change),
         cmocka_unit_test(test_reads_version_1_user_record),
         cmocka_unit_test(test_reads_version_2_user_record),
