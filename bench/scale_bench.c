@@ -15,7 +15,9 @@
  *                                 the full scan and with the retrieval path
  *                                 (emit.retrieval.*, its index built first):
  *                                 lists per CPU second of each, their ratio,
- *                                 and the share of the full scan's top 50
+ *                                 the index's upkeep per call (within
+ *                                 SYNC_MS, 20: emit.retrieval.sync.ms) and
+ *                                 the share of the full scan's top 50
  *                                 that the retrieval path's lists hold
  *   scale_bench build N [USERS] [SYNC_MS] [THREADS] [MAX_S]
  *                                 the retrieval index's first build inside
@@ -306,9 +308,11 @@ static double time_emit(dr_emitter_t *e, dr_model_t *m, dr_user_t **users, size_
 static int bench_emit(size_t n, int reps, size_t B) {
     dr_user_t **users;
     dr_emitter_conf_t ec;
-    /* the whole build in the first call (or the whole snapshot, the build
-     * then on its own thread) */
-    dr_model_t *m = emit_setup(n, B, 1e9, &users, &ec);
+    /* the index's upkeep within emit.retrieval.sync.ms per call, as the
+     * pipeline runs it (SYNC_MS, default 20; a budget without bound walks
+     * every row's movement in every call: ~0.3 ms a list at 1M items) */
+    double sync_ms = getenv("SYNC_MS") ? atof(getenv("SYNC_MS")) : 20.0;
+    dr_model_t *m = emit_setup(n, B, sync_ms, &users, &ec);
     rd_kafka_t *rk = queue_only_producer();
     dr_flight_t flight = {0};
 #ifdef DR_EMIT_BUILD_THREADS
@@ -340,15 +344,23 @@ static int bench_emit(size_t n, int reps, size_t B) {
     double scan_wall, retr_wall;
     double scan_rate = time_emit(scan, m, users, B, reps, rk, &scan_wall);
     for (size_t r = 0; r < B; r++) memcpy(want[r], users[r]->last_list, sizeof(want[r]));
+    fprintf(stderr, "scale_bench: timing the retrieval path\n"); /* a profiler may attach now */
+    double upkeep0 = dr_emitter_stats(retr)->index_seconds;
+    uint64_t upserts0 = dr_emitter_stats(retr)->index_upserts;
     double retr_rate = time_emit(retr, m, users, B, reps, rk, &retr_wall);
+    double upkeep_per_call = (dr_emitter_stats(retr)->index_seconds - upkeep0) / reps;
+    fprintf(stderr, "scale_bench: upserts while timed %llu, rebuilds %llu\n",
+            (unsigned long long)(dr_emitter_stats(retr)->index_upserts - upserts0),
+            (unsigned long long)dr_emitter_stats(retr)->index_rebuilds);
     double hits = 0;
     for (size_t r = 0; r < B; r++)
         for (int a = 0; a < 50; a++)
             for (int b = 0; b < 50; b++) hits += users[r]->last_list[a] == want[r][b];
     printf("items=%zu batch=%zu index_build_s=%.1f scan_threads=%d scan_lists_per_cpu_s=%.0f "
            "scan_lists_per_wall_s=%.0f retrieval_lists_per_cpu_s=%.0f retrieval_lists_per_wall_s=%.0f "
-           "ratio=%.2f overlap_at_50=%.3f retrieved=%llu peak_rss_mib=%ld\n",
+           "ratio=%.2f upkeep_ms_per_call=%.1f overlap_at_50=%.3f retrieved=%llu peak_rss_mib=%ld\n",
            n, B, build_s, sc.threads, scan_rate, scan_wall, retr_rate, retr_wall, retr_rate / scan_rate,
+           upkeep_per_call * 1e3,
            hits / (50.0 * (double)B),
            (unsigned long long)dr_emitter_stats(retr)->retrieved_lists, peak_rss_kib() / 1024);
     dr_emitter_free(scan);

@@ -601,13 +601,15 @@ static int rank_from_candidates(dr_emitter_t *e, const dr_model_t *m, const dr_i
     for (size_t j = 0; j < found; j++) add_candidate(r, L, &n, tail[j]);
     /* L->score is free until the candidates are scored */
     dr_model_cooc_sources_in(m, user, &e->cooc[u], hop); /* once for both uses below */
-    size_t k = dr_model_coengagement_top_in(m, &e->cooc[u], L->coengaged, L->score, M, hop);
+    size_t held;
+    size_t k = dr_model_coengagement_hold(m, &e->cooc[u], L->coengaged, L->score, M, hop, &held);
     for (size_t j = 0; j < k; j++) add_candidate(r, L, &n, L->coengaged[j]);
     for (size_t j = 0; j < r->n_trend; j++) add_candidate(r, L, &n, r->trend[j]);
     for (size_t j = 0; j < r->n_fresh; j++) add_candidate(r, L, &n, r->fresh[j]);
     for (size_t j = 0; j < r->n_popular; j++) add_candidate(r, L, &n, r->popular[j]);
     for (size_t i = r->indexed; i < items->n; i++) add_candidate(r, L, &n, (int64_t)i);
-    dr_model_scores_at_sources(m, user, &e->cooc[u], L->cand, n, L->score);
+    dr_model_scores_at_held(m, user, hop, L->cand, n, L->score);
+    dr_model_cooc_release(m, hop, held);
     dr_emit_topic_best_t *topics = e->explore[u] ? e->topics + u * DR_EMIT_EXPLORE_TOPICS : NULL;
     return dr_emit_select(items, L->cand, L->score, n, e->conf.topk, e->excl[u].user, topics,
                           e->out + u * (size_t)e->conf.topk, &e->out_n[u]);

@@ -538,23 +538,23 @@ void dr_model_add_coengagement_sources(const dr_model_t *m, const dr_cooc_source
                                        size_t first, size_t n);
 /* For scorers that rank a candidate set instead of the whole catalog (the
  * emitter's retrieval path): */
-/* u's list scores (dr_model_score) of the n item indices idx, into out;
- * the _sources form takes u's co-engagement sources worked out already
- * (dr_model_cooc_sources), so that a caller that also asks for
- * dr_model_coengagement_top works them out once. */
+/* u's list scores (dr_model_score) of the n item indices idx, into out. */
 void dr_model_scores_at(const dr_model_t *m, const dr_user_t *u, const int64_t *idx, size_t n,
                         float *out);
-void dr_model_scores_at_sources(const dr_model_t *m, const dr_user_t *u, const dr_cooc_sources_t *src,
-                                const int64_t *idx, size_t n, float *out);
-/* Up to max item indices that the co-engagement term of sources src (a
- * user's: dr_model_cooc_sources) favours most (each once, by its whole
- * term: summed in the model's scratch, one thread at a time, or in sums,
- * the _in form, as dr_model_cooc_sources_in). scratch: max floats.
- * Returns the count. */
-size_t dr_model_coengagement_top(const dr_model_t *m, const dr_cooc_sources_t *src, int64_t *idx,
-                                 float *scratch, size_t max);
-size_t dr_model_coengagement_top_in(const dr_model_t *m, const dr_cooc_sources_t *src, int64_t *idx,
-                                    float *scratch, size_t max, dr_cooc_scratch_t *sums);
+/* The same in one pass over the sources' rows, for a candidate stage that
+ * also wants the items the term favours: dr_model_coengagement_hold() sums
+ * the whole co-engagement term of sources src (a user's:
+ * dr_model_cooc_sources) into sums (NULL: the model's own scratch, one
+ * thread at a time), writes the up to max item indices it favours most into
+ * idx (each once; scratch: max floats), returns their count and leaves the
+ * sums held (*held rows); dr_model_scores_at_held() scores candidates
+ * reading the term from them; dr_model_cooc_release() zeroes them for the
+ * scratch's next use. */
+size_t dr_model_coengagement_hold(const dr_model_t *m, const dr_cooc_sources_t *src, int64_t *idx,
+                                  float *scratch, size_t max, dr_cooc_scratch_t *sums, size_t *held);
+void dr_model_scores_at_held(const dr_model_t *m, const dr_user_t *u, const dr_cooc_scratch_t *sums,
+                             const int64_t *idx, size_t n, float *out);
+void dr_model_cooc_release(const dr_model_t *m, dr_cooc_scratch_t *sums, size_t held);
 /* Up to max item indices the trend term favours most now (the same for
  * every user it applies to), each once; 0 outside a trend period.
  * scratch: max floats. */

@@ -1275,24 +1275,26 @@ static void top_offer(top_heap_t *h, int64_t idx, float val) {
 }
 
 static float list_score(const dr_model_t *m, const dr_user_t *u, const cooc_src_t *src, int64_t idx);
+static float trend_weight_of(const dr_model_t *m, const dr_user_t *u);
+static float rank_score(const dr_model_t *m, float d, float pop_w, float trend_w, float coeng, size_t i);
 
-size_t dr_model_coengagement_top(const dr_model_t *m, const dr_cooc_sources_t *src, int64_t *idx,
-                                 float *scratch, size_t max) {
-    return dr_model_coengagement_top_in(m, src, idx, scratch, max, NULL);
-}
-
-size_t dr_model_coengagement_top_in(const dr_model_t *m, const dr_cooc_sources_t *src, int64_t *idx,
-                                    float *scratch, size_t max, dr_cooc_scratch_t *sums) {
+size_t dr_model_coengagement_hold(const dr_model_t *m, const dr_cooc_sources_t *src, int64_t *idx,
+                                  float *scratch, size_t max, dr_cooc_scratch_t *sums, size_t *held) {
     top_heap_t h = {idx, scratch, 0, max};
-    /* each item's whole term, summed as add_second_hop sums */
+    /* each item's whole term, summed as add_second_hop sums, and left there */
     dr_cooc_scratch_t own = own_scratch(m), *sc = sums ? sums : &own;
     size_t touched = hop_gather_rows(m, sc, src->idx, src->w, src->n);
     for (size_t k = 0; k < touched; k++) {
-        int32_t c;
-        float s = hop_take(m, sc, k, &c);
-        top_offer(&h, c, m->conf.cooc_weight * s);
+        int32_t c = sc->touched[k];
+        top_offer(&h, c, m->conf.cooc_weight * (sc->acc[c] * m->engaged_norm[c]));
     }
+    *held = touched;
     return h.n;
+}
+
+void dr_model_cooc_release(const dr_model_t *m, dr_cooc_scratch_t *sums, size_t held) {
+    dr_cooc_scratch_t own = own_scratch(m), *sc = sums ? sums : &own;
+    for (size_t k = 0; k < held; k++) sc->acc[sc->touched[k]] = 0.0f;
 }
 
 size_t dr_model_trend_top(const dr_model_t *m, int64_t *idx, float *scratch, size_t max) {
@@ -1319,16 +1321,26 @@ size_t dr_model_fresh_top(const dr_model_t *m, int64_t *idx, float *scratch, siz
     return h.n;
 }
 
-void dr_model_scores_at_sources(const dr_model_t *m, const dr_user_t *u, const dr_cooc_sources_t *src,
-                                const int64_t *idx, size_t n, float *out) {
-    for (size_t j = 0; j < n; j++) out[j] = list_score(m, u, src, idx[j]);
-}
-
 void dr_model_scores_at(const dr_model_t *m, const dr_user_t *u, const int64_t *idx, size_t n,
                         float *out) {
     cooc_src_t src;
     cooc_sources_of(m, u, &src);
-    dr_model_scores_at_sources(m, u, &src, idx, n, out);
+    for (size_t j = 0; j < n; j++) out[j] = list_score(m, u, &src, idx[j]);
+}
+
+void dr_model_scores_at_held(const dr_model_t *m, const dr_user_t *u, const dr_cooc_scratch_t *sums,
+                             const int64_t *idx, size_t n, float *out) {
+    /* u's weights once, not per candidate; the term read from the sums */
+    const float *acc = sums ? sums->acc : m->hop_acc;
+    float ue[DR_MAX_DIM];
+    dr_model_user_vector(m, u, ue);
+    float pop_w = dr_model_pop_weight(m, u), trend_w = trend_weight_of(m, u), beta = m->conf.cooc_weight;
+    size_t dim = (size_t)m->dim;
+    for (size_t j = 0; j < n; j++) {
+        size_t i = (size_t)idx[j];
+        float coeng = beta * (acc[i] * m->engaged_norm[i]);
+        out[j] = rank_score(m, dot(ue, m->q + i * dim, m->dim), pop_w, trend_w, coeng, i);
+    }
 }
 
 size_t dr_model_item_neighbors(const dr_model_t *m, int64_t idx, float *engaged, int64_t *ids,
@@ -1357,8 +1369,6 @@ static float coengagement_of(const dr_model_t *m, const cooc_src_t *src, int64_t
     for (int k = 0; k < src->n; k++) c += src->w[k] * dr__nbr_get(&m->nbr[src->idx[k]], (int32_t)i);
     return m->conf.cooc_weight * c * m->engaged_norm[i];
 }
-
-static float trend_weight_of(const dr_model_t *m, const dr_user_t *u);
 
 /* s(u,i) given u's co-engagement sources. */
 static float list_score(const dr_model_t *m, const dr_user_t *u, const cooc_src_t *src, int64_t idx) {

@@ -993,6 +993,77 @@ static void test_coengagement_second_hop(void **state) {
     }
 }
 
+/* The candidate stage's one pass (dr_model_coengagement_hold, then
+ * dr_model_scores_at_held): every item's score, touched by the term or not,
+ * is dr_model_score's; the items it favours come best first; and once
+ * released the sums are zero again, so that the next user on the same
+ * scratch (a thread's own, or the model's) is scored on its own rows only.
+ * Two users with disjoint histories in turn: without the release the second
+ * one's scores carry the first one's term. */
+static void test_held_coengagement_scores(void **state) {
+    (void)state;
+    dr_model_t *m = cooc_model(0);
+    dr_learner_conf_t c = *dr_model_conf(m);
+    dr_model_free(m);
+    c.cooc_hop_weight = 0.5f; /* the hop's seeds among the sources */
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    click_pairs(m, 100, 20, 1, 2);
+    click_pairs(m, 200, 20, 2, 3);
+    click_pairs(m, 300, 12, 10, 11);
+    click_pairs(m, 400, 12, 11, 12);
+    click_alone(m, 500, 30, 20, 10); /* items no source touches */
+    dr_apply_result_t r;
+    dr_user_t *u[2] = {dr_user_new_conf(7, &c), dr_user_new_conf(8, &c)};
+    dr_event_t a = ev(7, 1, DR_EV_CLICK, 0, 5000), b = ev(8, 10, DR_EV_CLICK, 0, 5000);
+    assert_int_equal(dr_learner_apply(m, u[0], &a, 9, &r), 0);
+    assert_int_equal(dr_learner_apply(m, u[1], &b, 10, &r), 0);
+    dr_items_view_t v;
+    dr_model_items(m, &v);
+    int64_t *all = malloc(v.n * sizeof(int64_t)), top[4];
+    float *held = malloc(v.n * sizeof(float)), scratch[4];
+    assert_true(all && held);
+    for (size_t i = 0; i < v.n; i++) all[i] = (int64_t)i;
+    dr_cooc_scratch_t own = {0};
+    assert_int_equal(dr_cooc_scratch_fit(&own, m), 0);
+    for (int pass = 0; pass < 2; pass++) {
+        dr_cooc_scratch_t *sums = pass == 0 ? &own : NULL; /* NULL: the model's own */
+        for (int k = 0; k < 2; k++) {
+            dr_cooc_sources_t src;
+            dr_model_cooc_sources_in(m, u[k], &src, sums);
+            size_t n_held, n = dr_model_coengagement_hold(m, &src, top, scratch, 4, sums, &n_held);
+            assert_true(n >= 2 && n_held >= n);
+            dr_model_scores_at_held(m, u[k], sums, all, v.n, held);
+            dr_model_cooc_release(m, sums, n_held);
+            for (size_t i = 0; i < v.n; i++) {
+                float want = dr_model_score(m, u[k], (int64_t)i);
+                assert_true(fabsf(held[i] - want) <= 1e-5f * (1.0f + fabsf(want)));
+            }
+            /* the n it favours (in no order) score no lower than any other:
+             * u[0]'s term favours 2 (and 3 through the hop), u[1]'s 11 (and 12) */
+            float least = INFINITY, most_else = 0.0f;
+            bool favoured = false;
+            for (size_t j = 0; j < n; j++) {
+                least = fminf(least, cooc_score(m, u[k], v.ids[top[j]]));
+                favoured |= v.ids[top[j]] == (k == 0 ? 2 : 11);
+            }
+            for (size_t i = 0; i < v.n; i++) {
+                bool in_top = false;
+                for (size_t j = 0; j < n; j++) in_top |= top[j] == (int64_t)i;
+                if (!in_top) most_else = fmaxf(most_else, cooc_score(m, u[k], v.ids[i]));
+            }
+            assert_true(favoured && least > 0.0f && least >= most_else);
+        }
+    }
+    for (size_t i = 0; i < own.cap; i++) assert_true(own.acc[i] == 0.0f);
+    dr_cooc_scratch_free(&own);
+    free(all);
+    free(held);
+    dr_user_free(u[0]);
+    dr_user_free(u[1]);
+    dr_model_free(m);
+}
+
 /* A version-3 item record with neighbours: every truncation is refused, a
  * hostile neighbour count is refused before anything is allocated, and a
  * model with the term off still reads it. */
@@ -2802,6 +2873,7 @@ int main(void) {
         cmocka_unit_test(test_coengagement_halflife_changed_between_restarts),
         cmocka_unit_test(test_coengagement_pair_weights),
         cmocka_unit_test(test_coengagement_second_hop),
+        cmocka_unit_test(test_held_coengagement_scores),
         cmocka_unit_test(test_sync_moves_the_clock),
         cmocka_unit_test(test_item_record_neighbors_bounds),
         cmocka_unit_test(test_pop_prior_ranks_popular_for_new_user),
