@@ -16,7 +16,9 @@
  *                                 (emit.retrieval.*, its index built first):
  *                                 lists per CPU second of each, their ratio,
  *                                 the index's upkeep per call (within
- *                                 SYNC_MS, 20: emit.retrieval.sync.ms) and
+ *                                 SYNC_MS, 20: emit.retrieval.sync.ms, its
+ *                                 refresh pass paced by REFRESH_PASS_MS,
+ *                                 20000: emit.retrieval.refresh.pass.ms) and
  *                                 the share of the full scan's top 50
  *                                 that the retrieval path's lists hold
  *   scale_bench build N [USERS] [SYNC_MS] [THREADS] [MAX_S]
@@ -235,7 +237,12 @@ static dr_model_t *emit_setup(size_t n, size_t B, double sync_ms, dr_user_t ***u
     dr_codec_conf_default(&ec->codec);
     ec->retrieval = (dr_emit_retrieval_conf_t){.min_items = 1, .candidates = 50, .ef_search = 50, .M = 48,
                                                .ef_construction = 100, .coengaged = 100, .popular = 50,
-                                               .sync_ms = sync_ms, .refresh_change = 0.25};
+                                               .sync_ms = sync_ms, .refresh_change = 0.25,
+                                               /* emit.retrieval.refresh.pass.ms (REFRESH_PASS_MS;
+                                                  0: the whole catalog every call) */
+                                               .refresh_pass_ms = getenv("REFRESH_PASS_MS")
+                                                                      ? atof(getenv("REFRESH_PASS_MS"))
+                                                                      : 20000.0};
     *users_out = users;
     return m;
 }

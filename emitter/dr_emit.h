@@ -128,6 +128,9 @@ typedef struct dr_emit_retrieval_conf {
     bool persist;            /* save each index built into index_dir and
                                 load the saved one at start */
     char index_dir[512];     /* "" : nothing saved or loaded */
+    double refresh_pass_ms;  /* the refresh pass looks at no more rows than
+                                a whole pass over the catalog in this time
+                                allows (0: the whole catalog every call) */
 } dr_emit_retrieval_conf_t;
 /* emit.retrieval.build.threads' default: the build's one thread leaves the
  * other core of a 2-core machine to the consume/emit loop. */
@@ -153,6 +156,7 @@ typedef struct dr_emit_stats {
     uint64_t index_upserts;  /* items (re)inserted into it, ever */
     double index_seconds;    /* time spent keeping it up to date */
     uint64_t index_rebuilds; /* new indexes started (dead slots past a fifth) */
+    uint64_t index_rows_checked; /* rows the refresh pass compared with the index */
 } dr_emit_stats_t;
 
 typedef struct dr_emitter dr_emitter_t;

@@ -108,6 +108,8 @@ struct dr__retrieval {
     bool loaded_once;      /* the saved index was tried (once per start) */
     int dim;
     size_t cursor;         /* the refresh pass's next row */
+    double refresh_credit; /* rows it may look at (emit.retrieval.refresh.pass.ms) ... */
+    double refresh_at;     /* ... as of this time (dr_mono_s; 0: not yet) */
     uint64_t reuse_cursor; /* rows taken over by new items, seen (dr_model_reused_rows) */
     /* per emit call: the global candidates */
     int64_t *popular;      /* conf.popular most popular indices */
@@ -451,6 +453,21 @@ static int catch_up(dr_ann_t *ann, size_t *indexed, const dr_items_view_t *items
 
 static void global_candidates(dr__retrieval_t *r, const dr_model_t *m, const dr_items_view_t *items);
 
+/* Rows the refresh pass may look at now, of n: what a whole pass per
+ * refresh_pass_ms has earned since the last call, at most n. Checking a
+ * row reads the index's copy of it (a hash look-up and a cache miss, ~60 ns
+ * at 100k items): a pass per emit call over a catalog that hardly moved
+ * cost 6 ms of every 100 ms emit at 100k items and the whole 20 ms budget at
+ * 1M (docs/RETRIEVAL.md). */
+static size_t refresh_allowance(dr__retrieval_t *r, size_t n, double now) {
+    if (r->conf.refresh_pass_ms <= 0) return n;
+    if (r->refresh_at > 0)
+        r->refresh_credit += (double)n * (now - r->refresh_at) * 1000.0 / r->conf.refresh_pass_ms;
+    r->refresh_at = now;
+    if (r->refresh_credit > (double)n) r->refresh_credit = (double)n;
+    return (size_t)r->refresh_credit;
+}
+
 /* A row a new item took over from a removed one (learner.item.ttl.ms, a
  * catalog tombstone) lies below the indexed rows, so it is not among the
  * items newer than the index: it is re-inserted at once, with the new
@@ -503,15 +520,17 @@ bool dr__retrieval_sync(dr__retrieval_t *r, const dr_model_t *m, const dr_items_
         rc = catch_up(r->ann, &r->indexed, items, deadline, &upserts);
         if (!rc && r->indexed == items->n && !r->next && !r->build) {
             /* then the rows that moved, round robin */
-            size_t looked = 0;
-            while (!rc && looked < items->n && dr_mono_s() < deadline)
-                for (int k = 0; k < 1024 && !rc && looked < items->n; k++, looked++) {
+            size_t looked = 0, allowed = refresh_allowance(r, items->n, t0);
+            while (!rc && looked < allowed && dr_mono_s() < deadline)
+                for (int k = 0; k < 1024 && !rc && looked < allowed; k++, looked++) {
                     size_t i = r->cursor++ % items->n;
                     r->cursor %= items->n;
                     if (!moved(r, items, i)) continue;
                     rc = upsert_row(r->ann, items, i);
                     upserts++;
                 }
+            r->refresh_credit -= (double)looked;
+            stats->index_rows_checked += looked;
             /* replaced rows leave dead slots that searches still walk: past
              * a fifth of the items, a new index is built beside it */
             if (!rc && dr_ann_dead(r->ann) > dr_ann_count(r->ann) / 5 && t0 >= r->retry_at &&

@@ -50,6 +50,7 @@ typedef struct dr_pipeline_stats {
     uint64_t lists_retrieved;  /* of them, ranked from retrieval candidates (emit.retrieval.*) */
     uint64_t retrieval_index_items;
     uint64_t retrieval_index_upserts;
+    uint64_t retrieval_rows_checked; /* rows the index's refresh pass compared (emit.retrieval.refresh.pass.ms) */
     uint64_t lists_delivered;
     uint64_t delivery_errors;  /* failed deliveries (each one retried) */
     uint64_t acks_without_offset; /* deliveries acknowledged with no offset (a duplicate or implicit ack) */

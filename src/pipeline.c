@@ -2349,6 +2349,7 @@ void dr_pipeline_stats(dr_pipeline_t *p, dr_pipeline_stats_t *out) {
     p->stats.lists_retrieved = es->retrieved_lists;
     p->stats.retrieval_index_items = es->index_items;
     p->stats.retrieval_index_upserts = es->index_upserts;
+    p->stats.retrieval_rows_checked = es->index_rows_checked;
     *out = p->stats;
 }
 
