@@ -660,11 +660,7 @@ static void test_refresh_pass_paced(void **state) {
     c.retrieval.refresh_pass_ms = 100.0;
     paced = emitter_of(rk, &flight, &c);
     emit_until_served(paced, m, users, USERS);
-    dr_apply_result_t r;
-    for (int u = 0; u < USERS; u++) {
-        dr_event_t ev = {100 + u, 1 + (int64_t)((u * 37) % ITEMS), DR_EV_CLICK, 0, 90000};
-        assert_int_equal(dr_learner_apply(m, users[u], &ev, (uint64_t)(7000 + u), &r), 0);
-    }
+    move_users(m, users, 1);
     sleep_ms(150);
     uint64_t upserts = dr_emitter_stats(paced)->index_upserts;
     p0 = dr_emitter_stats(paced)->index_rows_checked;
