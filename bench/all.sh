@@ -8,7 +8,7 @@
 #   4. the state as users grow; restart                 (bench/state.sh, bench/restart.sh)
 #   5. ns per ADWIN update                              (bench/adwin.sh)
 #   6. the MovieLens replay, end to end                 (driftrec replay --embedded)
-#   7. approximate retrieval vs the full scan            (bench/retrieval.sh)
+#   7. approximate retrieval vs the full scan            (bench/retrieval.sh, bench/scale.sh EMIT=1)
 #   8. catalog churn: posts that expire, memory and disk (bench/churn.sh)
 #   9. a withdrawal's scan of the stored users vs the loop (bench/withdraw.sh)
 #  10. the demo with its drift evaluation vs without, `make demo`'s closed-loop
@@ -42,6 +42,8 @@ fi
 echo; echo "== 7. approximate retrieval vs the full scan (target at 1M items: 10x the scan's lists/s, recall@50 at least 0.95)"
 # ~4 minutes: the 1M-item build is ~3 of them; RETRIEVAL_ITEMS to change the sizes
 ITEMS=${RETRIEVAL_ITEMS:-"10000 100000 1000000"} KINDS=clustered RUNS=3 EF=50,64 "$root/bench/retrieval.sh" "$build"
+echo "-- the emitter's whole retrieval path (every term, exact scores) vs its full scan; EMIT_ITEMS (100000; 1000000 adds ~5 min)"
+ITEMS=${EMIT_ITEMS:-100000} RUNS=1 MEMORY=0 EMIT=1 "$root/bench/scale.sh" "$build"
 echo; echo "== 8. catalog churn (target: live items, rows and stored items flat while posts arrive and expire)"
 # ~10 minutes: 5M posts over 15M events; CHURN_EVENTS / CHURN_POSTS to shorten
 EVENTS=${CHURN_EVENTS:-15000000} POSTS=${CHURN_POSTS:-5000000} "$root/bench/churn.sh" "$build"
