@@ -456,7 +456,7 @@ static void global_candidates(dr__retrieval_t *r, const dr_model_t *m, const dr_
 /* Rows the refresh pass may look at now, of n: what a whole pass per
  * refresh_pass_ms has earned since the last call, at most n. Checking a
  * row reads the index's copy of it (a hash look-up and a cache miss or two:
- * ~60 ns at 100k items, ~0.5-0.8 us at 1M): a pass per emit call over a
+ * ~60 ns at 100k items, 0.2-0.5 us at 1M): a pass per emit call over a
  * catalog that hardly moved cost 6 ms of every 100 ms emit at 100k items
  * and the whole 20 ms budget at 1M (docs/RETRIEVAL.md). */
 static size_t refresh_allowance(dr__retrieval_t *r, size_t n, double now) {
