@@ -1278,6 +1278,13 @@ static float list_score(const dr_model_t *m, const dr_user_t *u, const cooc_src_
 static float trend_weight_of(const dr_model_t *m, const dr_user_t *u);
 static float rank_score(const dr_model_t *m, float d, float pop_w, float trend_w, float coeng, size_t i);
 
+/* Item i's co-engagement term from sums held in acc: the one expression
+ * both the choice of the favoured items and their scores read, so that the
+ * two agree bit for bit. */
+static float held_term(const dr_model_t *m, const float *acc, size_t i) {
+    return m->conf.cooc_weight * (acc[i] * m->engaged_norm[i]);
+}
+
 size_t dr_model_coengagement_hold(const dr_model_t *m, const dr_cooc_sources_t *src, int64_t *idx,
                                   float *scratch, size_t max, dr_cooc_scratch_t *sums, size_t *held) {
     top_heap_t h = {idx, scratch, 0, max};
@@ -1286,7 +1293,7 @@ size_t dr_model_coengagement_hold(const dr_model_t *m, const dr_cooc_sources_t *
     size_t touched = hop_gather_rows(m, sc, src->idx, src->w, src->n);
     for (size_t k = 0; k < touched; k++) {
         int32_t c = sc->touched[k];
-        top_offer(&h, c, m->conf.cooc_weight * (sc->acc[c] * m->engaged_norm[c]));
+        top_offer(&h, c, held_term(m, sc->acc, (size_t)c));
     }
     *held = touched;
     return h.n;
@@ -1334,12 +1341,11 @@ void dr_model_scores_at_held(const dr_model_t *m, const dr_user_t *u, const dr_c
     const float *acc = sums ? sums->acc : m->hop_acc;
     float ue[DR_MAX_DIM];
     dr_model_user_vector(m, u, ue);
-    float pop_w = dr_model_pop_weight(m, u), trend_w = trend_weight_of(m, u), beta = m->conf.cooc_weight;
+    float pop_w = dr_model_pop_weight(m, u), trend_w = trend_weight_of(m, u);
     size_t dim = (size_t)m->dim;
     for (size_t j = 0; j < n; j++) {
         size_t i = (size_t)idx[j];
-        float coeng = beta * (acc[i] * m->engaged_norm[i]);
-        out[j] = rank_score(m, dot(ue, m->q + i * dim, m->dim), pop_w, trend_w, coeng, i);
+        out[j] = rank_score(m, dot(ue, m->q + i * dim, m->dim), pop_w, trend_w, held_term(m, acc, i), i);
     }
 }
 
