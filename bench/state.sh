@@ -7,7 +7,9 @@
 # Environment: USERS ("10000 100000 1000000"), EVENTS_PER_USER (5),
 #              CACHE (200000), DIR (a temporary folder; its disk is measured),
 #              KEEP_STATE (a path: the last population's store is moved there
-#              and kept, for bench/restart.sh's STATE; users in partition 0).
+#              and kept, for bench/restart.sh's STATE; users in partition 0),
+#              STATE_COMPRESSION, STATE_COMPRESSION_BOTTOMMOST, STATE_WRITE_BUFFER_MB
+#              (the store's settings: state.compression and the rest).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)

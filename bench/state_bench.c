@@ -8,6 +8,10 @@
  *
  *   state_bench DIR USERS EVENTS [CACHE_USERS]
  *
+ * Environment: STATE_COMPRESSION, STATE_COMPRESSION_BOTTOMMOST (none,
+ * snappy, lz4, zstd) and STATE_WRITE_BUFFER_MB, the store's settings
+ * (state.compression, state.compression.bottommost, state.write.buffer.mb).
+ *
  * Kafka is left out on purpose: the embedded broker keeps ~5 MiB per
  * partition in memory, far less than millions of users' events. Built and
  * run by bench/state.sh. */
@@ -53,6 +57,14 @@ int main(int argc, char **argv) {
     dr_state_conf_t sc;
     dr_state_conf_default(&sc);
     sc.path = dir;
+    /* the store's settings under test (bench/state.sh passes them on) */
+    const char *v;
+    if ((v = getenv("STATE_COMPRESSION")) && *v && dr_state_compression_parse(v, &sc.compression))
+        die("STATE_COMPRESSION: none, snappy, lz4 or zstd", DR_EINVAL);
+    if ((v = getenv("STATE_COMPRESSION_BOTTOMMOST")) && *v &&
+        dr_state_compression_parse(v, &sc.bottommost_compression))
+        die("STATE_COMPRESSION_BOTTOMMOST: none, snappy, lz4 or zstd", DR_EINVAL);
+    if ((v = getenv("STATE_WRITE_BUFFER_MB")) && *v) sc.write_buffer_mb = (size_t)atoll(v);
     int rc;
     if ((rc = dr_state_open(&r.st, &sc, err, sizeof err))) die(err, rc);
     if ((rc = dr_user_cache_new(&r.cache, cache_users, r.conf.dim))) die("cache", rc);

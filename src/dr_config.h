@@ -43,6 +43,9 @@ typedef struct dr_config {
     int commit_step_users;    /* encode this many users ahead of the commit at a time; 0: all at once */
     int cache_users;
     int block_cache_mb;
+    int write_buffer_mb;
+    char state_compression[8];            /* none | snappy | lz4 | zstd */
+    char state_compression_bottommost[8]; /* the same, for the last level */
     bool state_sync;
     int standby_interval_ms;  /* 0: no standby replicas */
     int changelog_idle_marker_ms; /* a marker at least this often per owned partition; 0: never */

@@ -2157,6 +2157,14 @@ int dr_pipeline_new(dr_pipeline_t **out, uv_loop_t *loop, const dr_config_t *cfg
     sc.path = p->cfg.state_dir;
     sc.sync = cfg->state_sync;
     sc.block_cache_mb = (size_t)cfg->block_cache_mb;
+    sc.write_buffer_mb = (size_t)cfg->write_buffer_mb;
+    /* the config check allows only the codecs the parser knows */
+    if (dr_state_compression_parse(cfg->state_compression, &sc.compression) ||
+        dr_state_compression_parse(cfg->state_compression_bottommost, &sc.bottommost_compression)) {
+        snprintf(errstr, n, "state.compression: none, snappy, lz4 or zstd");
+        err = DR_ECONFIG;
+        goto out_fail;
+    }
     sc.min_free_bytes = (uint64_t)cfg->state_min_free_mb << 20;
     if ((err = dr_state_open(&p->state, &sc, errstr, n))) goto out_fail;
     if ((err = dr_user_cache_new(&p->cache, (size_t)cfg->cache_users, cfg->learner.dim))) goto out_fail;

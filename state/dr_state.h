@@ -17,11 +17,24 @@
 
 #include "dr_learner.h"
 
+/* How RocksDB compresses the blocks of its table files. Changing it
+ * between starts is safe: each file records its own, and new files (from
+ * flushes and compactions) take the new one. */
+typedef enum dr_state_compression {
+    DR_COMPRESS_NONE,
+    DR_COMPRESS_SNAPPY,
+    DR_COMPRESS_LZ4,
+    DR_COMPRESS_ZSTD,
+} dr_state_compression_t;
+
 typedef struct dr_state_conf {
     const char *path;        /* directory; created when missing (unless read_only) */
     bool read_only;          /* open for inspection beside a running pipeline */
     bool sync;               /* fsync each commit (default false: WAL only) */
     size_t block_cache_mb;   /* RocksDB block cache (default 256) */
+    size_t write_buffer_mb;  /* each memtable (default 64): a flush writes this much */
+    dr_state_compression_t compression;            /* every level but the last (default lz4) */
+    dr_state_compression_t bottommost_compression; /* the last level, most of the bytes (default zstd) */
     /* Free bytes the filesystem of `path` must keep (0: no check). Opening
      * for writing and every write are refused below it, so that RocksDB
      * itself never meets a full disk: Debian's RocksDB 7.8 is built with
@@ -31,6 +44,8 @@ typedef struct dr_state_conf {
 } dr_state_conf_t;
 
 void dr_state_conf_default(dr_state_conf_t *conf);
+/* "none", "snappy", "lz4" or "zstd" to *out: 0, or DR_EINVAL. */
+int dr_state_compression_parse(const char *name, dr_state_compression_t *out);
 
 typedef struct dr_state dr_state_t;
 

@@ -66,7 +66,31 @@ void dr_state_conf_default(dr_state_conf_t *conf) {
     conf->read_only = false;
     conf->sync = false;
     conf->block_cache_mb = 256;
+    conf->write_buffer_mb = 64;
+    conf->compression = DR_COMPRESS_LZ4;
+    conf->bottommost_compression = DR_COMPRESS_ZSTD;
     conf->min_free_bytes = 0;
+}
+
+static const char *const compression_names[] = {"none", "snappy", "lz4", "zstd"};
+
+int dr_state_compression_parse(const char *name, dr_state_compression_t *out) {
+    for (int c = DR_COMPRESS_NONE; c <= DR_COMPRESS_ZSTD; c++)
+        if (name && strcmp(name, compression_names[c]) == 0) {
+            *out = (dr_state_compression_t)c;
+            return 0;
+        }
+    return DR_EINVAL;
+}
+
+static int rocksdb_compression(dr_state_compression_t c) {
+    switch (c) {
+    case DR_COMPRESS_NONE: return rocksdb_no_compression;
+    case DR_COMPRESS_SNAPPY: return rocksdb_snappy_compression;
+    case DR_COMPRESS_LZ4: return rocksdb_lz4_compression;
+    case DR_COMPRESS_ZSTD: return rocksdb_zstd_compression;
+    }
+    return rocksdb_lz4_compression;
 }
 
 static void set_err(char *errstr, size_t errstr_size, const char *what, const char *msg) {
@@ -204,6 +228,14 @@ static void build_options(dr_state_t *st, const dr_state_conf_t *conf) {
     rocksdb_options_set_memtable_prefix_bloom_size_ratio(st->opts, 0.05);
     rocksdb_options_set_memtable_whole_key_filtering(st->opts, 1);
     rocksdb_block_based_options_destroy(bbt);
+    /* The write pattern is small records rewritten often (a user's record
+     * at each commit that changed it): the upper levels are rewritten soon
+     * and get a fast compression, the last level holds nearly every live
+     * record once and gets a dense one (docs/BENCHMARKS.md, "RocksDB's
+     * compression and memtables"). */
+    rocksdb_options_set_write_buffer_size(st->opts, (conf->write_buffer_mb ? conf->write_buffer_mb : 64) << 20);
+    rocksdb_options_set_compression(st->opts, rocksdb_compression(conf->compression));
+    rocksdb_options_set_bottommost_compression(st->opts, rocksdb_compression(conf->bottommost_compression));
 
     st->ropts = rocksdb_readoptions_create();
     st->scan_ropts = rocksdb_readoptions_create();

@@ -9,11 +9,12 @@
 #     detectors cut often, so users stored with 32-entry rings re-adapt
 #     (this read out of the ring and crashed, exit 139, before);
 #     and only partition 0 of the two, assigned statically (ingest.partitions=0:
-#     no group join);
+#     no group join); the store uncompressed above its last level, snappy in
+#     it, and 1 MB memtables (many flushes);
 #  3. learner.recent.items=64, drift.max.buckets=3 (the stored detectors have
 #     5 buckets per row) and learner.cooc.neighbors=8 (items stored up to 256),
 #     both partitions assigned statically (partition 1 resumes where run 1
-#     left it);
+#     left it); zstd in every level;
 #  then learner.max.items below the items stored, a partition the topic
 #  lacks, and (at the end) the events topic with twice the partitions: each
 #  start is refused with a message naming the setting (exit 1, not a
@@ -75,9 +76,15 @@ before=$(cuts "$dir/state" "${busiest[@]}")
 
 more 2
 run_to_end ring4 "$dir/state" --set learner.recent.items=4 --set drift.delta=0.5 --set drift.signal.scale=20 \
-    --set drift.min.window=4 --set drift.min.sub.window=1 --set ingest.partitions=0
+    --set drift.min.window=4 --set drift.min.sub.window=1 --set ingest.partitions=0 \
+    --set state.compression=none --set state.compression.bottommost=snappy --set state.write.buffer.mb=1
 grep -q 'msg="partitions assigned" count=1 protocol=static' "$dir/ring4.log" ||
   { echo "run ring4: partition 0 was not assigned statically"; exit 1; }
+# the store's settings reached RocksDB (its OPTIONS file of this start)
+opts=$(ls -t "$dir"/state/OPTIONS-* | head -1)
+grep -q '^ *compression=kNoCompression' "$opts" && grep -q '^ *bottommost_compression=kSnappyCompression' "$opts" &&
+  grep -q '^ *write_buffer_size=1048576' "$opts" ||
+  { echo "run ring4: state.compression/state.write.buffer.mb not in $opts"; exit 1; }
 after=$(cuts "$dir/state" "${busiest[@]}")
 [ "$after" -gt "$before" ] || { echo "no drift detected in the run with 4 recent items: nothing re-adapted"; exit 1; }
 recent=$("$DRIFTREC" inspect --state-dir "$dir/state" --json user "${busiest[0]}" | tr -d ' \n' |
@@ -86,7 +93,7 @@ recent=$("$DRIFTREC" inspect --state-dir "$dir/state" --json user "${busiest[0]}
 
 more 3
 run_to_end buckets3 "$dir/state" --set learner.recent.items=64 --set drift.max.buckets=3 --set learner.cooc.neighbors=8 \
-    --set ingest.partitions=all
+    --set ingest.partitions=all --set state.compression=zstd
 grep -q 'msg="partitions assigned" count=2 protocol=static' "$dir/buckets3.log" ||
   { echo "run buckets3: the partitions were not assigned statically"; exit 1; }
 

@@ -682,6 +682,93 @@ static void test_close_leaves_no_log_to_replay(void **state) {
     dr_state_close(st);
 }
 
+static uint64_t sst_bytes; /* add_sst_bytes' sum */
+
+static int add_sst_bytes(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)ftw;
+    size_t n = strlen(path);
+    if (flag == FTW_F && n > 4 && strcmp(path + n - 4, ".sst") == 0) sst_bytes += (uint64_t)sb->st_size;
+    return 0;
+}
+
+static uint64_t table_bytes(const fixture_t *f) {
+    sst_bytes = 0;
+    assert_int_equal(nftw(f->db, add_sst_bytes, 16, FTW_PHYS), 0);
+    return sst_bytes;
+}
+
+/* A user record as compressible as a real one with its zero padding, and
+ * different for each user. */
+static size_t compressible_record(int64_t id, char *rec, size_t cap) {
+    memset(rec, 0, cap);
+    for (size_t k = 0; k + 32 <= cap; k += 128) snprintf(rec + k, 32, "user %lld, block %zu", (long long)id, k);
+    return cap;
+}
+
+static dr_state_t *open_compressed(const fixture_t *f, dr_state_compression_t upper,
+                                   dr_state_compression_t last) {
+    dr_state_conf_t conf;
+    dr_state_t *st = NULL;
+    char err[256] = "";
+    dr_state_conf_default(&conf);
+    conf.path = f->db;
+    conf.block_cache_mb = 8;
+    conf.compression = upper;
+    conf.bottommost_compression = last;
+    if (dr_state_open(&st, &conf, err, sizeof(err)) != 0) fail_msg("open %s: %s", f->db, err);
+    return st;
+}
+
+static void put_compressible_users(dr_state_t *st, int64_t first, int64_t n) {
+    dr_state_batch_t *b = dr_state_batch_new();
+    char rec[1024];
+    for (int64_t id = first; id < first + n; id++)
+        dr_state_batch_put_user(b, 0, id, rec, compressible_record(id, rec, sizeof(rec)));
+    write_ok(st, b);
+    dr_state_batch_free(b);
+}
+
+/* Claim: state.compression takes effect (a store written uncompressed, then
+ * as much again with lz4 and zstd: the second half's table files are a
+ * fraction of the first's), and changing it between starts loses nothing:
+ * a third start with yet another codec reads every record of both. The
+ * codec names parse, and an unknown one is refused. */
+static void test_compression_changed_between_starts(void **state) {
+    fixture_t *f = *state;
+    dr_state_compression_t c;
+    assert_int_equal(dr_state_compression_parse("zstd", &c), 0);
+    assert_int_equal(c, DR_COMPRESS_ZSTD);
+    assert_int_equal(dr_state_compression_parse("none", &c), 0);
+    assert_int_equal(c, DR_COMPRESS_NONE);
+    assert_int_equal(dr_state_compression_parse("brotli", &c), DR_EINVAL);
+    assert_int_equal(dr_state_compression_parse(NULL, &c), DR_EINVAL);
+
+    dr_state_t *st = open_compressed(f, DR_COMPRESS_NONE, DR_COMPRESS_NONE);
+    put_compressible_users(st, 0, 2000);
+    dr_state_close(st); /* the memtables flushed: a table file */
+    uint64_t plain = table_bytes(f);
+    st = open_compressed(f, DR_COMPRESS_LZ4, DR_COMPRESS_ZSTD);
+    put_compressible_users(st, 2000, 2000);
+    dr_state_close(st);
+    uint64_t packed = table_bytes(f) - plain;
+    print_message("2,000 records of 1 KiB: %llu bytes of tables uncompressed, %llu with lz4\n",
+                  (unsigned long long)plain, (unsigned long long)packed);
+    assert_true(plain > 2000 * 1024);
+    assert_true(packed * 4 < plain);
+
+    st = open_compressed(f, DR_COMPRESS_SNAPPY, DR_COMPRESS_SNAPPY);
+    char want[1024];
+    for (int64_t id = 0; id < 4000; id++) {
+        uint8_t *rec = NULL;
+        size_t len = 0;
+        assert_int_equal(dr_state_get_user(st, 0, id, &rec, &len), 0);
+        assert_int_equal(len, compressible_record(id, want, sizeof(want)));
+        assert_memory_equal(rec, want, len);
+        free(rec);
+    }
+    dr_state_close(st);
+}
+
 /* Claim: open failures are DR_ESTORE with RocksDB's reason: a read-only open
  * of a missing store, and a second writer in the same process. */
 static void test_open_errors(void **state) {
@@ -1234,6 +1321,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_users_by_partition, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_upgrade_legacy_user_keys, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_find_user_across_partitions, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_compression_changed_between_starts, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_close_leaves_no_log_to_replay, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_open_errors, setup_dir, teardown_dir),
