@@ -241,7 +241,11 @@ static int load_dataset(opts_t *o, const dr_dataset_t *d, const char *bootstrap,
      * record waits about a second (../shared/docs/STACK-NOTES.md), most of
      * the load of a 100k-event file */
     int parts;
-    if (!rc) (void)dr_ingest_topic_partitions(rk, o->topic, 10000, &parts);
+    if (!rc && dr_ingest_topic_partitions(rk, o->topic, 10000, &parts) != 0) {
+        /* else every record would wait out the 60 s flush below */
+        fprintf(stderr, "driftrec: no broker answered at %s within 10 s: nothing was produced\n", bootstrap);
+        rc = DR_EKAFKA;
+    }
     if (!rc && d->n_items) (void)dr_ingest_topic_partitions(rk, catalog_topic, 10000, &parts);
     for (size_t i = 0; !rc && i < d->n; i++) {
         if ((rc = dr_codec_encode_event(codec, &d->events[i], &buf)) == 0)

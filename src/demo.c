@@ -302,7 +302,12 @@ static int produce_inputs(demo_opts_t *o, const char *bootstraps, const dr_feed_
     /* the topics' metadata first: learnt from the first record instead, it
      * holds the records for about a second */
     int parts;
-    (void)dr_ingest_topic_partitions(rk, o->cfg.topic_events, 10000, &parts);
+    if (dr_ingest_topic_partitions(rk, o->cfg.topic_events, 10000, &parts) != 0) {
+        /* else every record would wait out its delivery timeout (minutes) */
+        fprintf(stderr, "driftrec demo: no broker answered at %s within 10 s: nothing was produced\n", bootstraps);
+        rd_kafka_destroy(rk);
+        return DR_EKAFKA;
+    }
     if (o->cfg.topic_catalog[0]) (void)dr_ingest_topic_partitions(rk, o->cfg.topic_catalog, 10000, &parts);
     dr_synth_t *s = NULL;
     dr_codec_t *codec = NULL;

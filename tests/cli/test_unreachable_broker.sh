@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# A broker address where nothing answers (a typo, a broker not started yet):
+# `driftrec demo --bootstrap` and `driftrec load` stop within seconds with
+# a message that names the address, exit 1, and produce nothing. Before,
+# their records waited out librdkafka's delivery timeout: the demo printed
+# only librdkafka's connection errors for minutes (5 for the 2M events of
+# bench/run.sh), and load gave up after 70 s saying that not every record
+# was delivered.
+set -euo pipefail
+DRIFTREC=${DRIFTREC:?DRIFTREC must point at the driftrec binary}
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+nowhere=127.0.0.1:1 # nothing listens on port 1 here: connections are refused at once
+
+# expect_refusal NAME CMD...: CMD exits 1 within 40 s, saying that nobody answered at $nowhere
+expect_refusal() {
+  local name=$1 rc=0 t0=$SECONDS
+  shift
+  timeout 40 "$@" >"$dir/$name.out" 2>"$dir/$name.err" || rc=$?
+  if [ "$rc" -ne 1 ] || ! grep -q "no broker answered at $nowhere within 10 s: nothing was produced" "$dir/$name.err"; then
+    echo "$name: exit $rc after $((SECONDS - t0)) s, expected 1 with the broker named"
+    grep -v 'mod=kafka\|^%' "$dir/$name.err" | tail -5
+    exit 1
+  fi
+  echo "$name: refused after $((SECONDS - t0)) s"
+}
+
+expect_refusal demo-openloop "$DRIFTREC" demo --scenario openloop --quiet --events 1000 --bootstrap "$nowhere" \
+  --state-dir "$dir/state"
+expect_refusal demo-feed "$DRIFTREC" demo --quiet --bootstrap "$nowhere" --state-dir "$dir/feed-state"
+printf 'userId,movieId,rating,timestamp\n1,10,4.0,964982703\n' >"$dir/ratings.csv"
+expect_refusal load "$DRIFTREC" load --format movielens "$dir/ratings.csv" --topic ev --bootstrap "$nowhere"
+echo "ok"
