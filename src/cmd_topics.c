@@ -56,10 +56,16 @@ static int create(const dr_config_t *cfg, const dr_topic_plan_t *plan, int n, in
     rd_kafka_CreateTopics(rk, nt, (size_t)n, opts, q);
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
     int rc = 1;
+    int parts;
     if (!ev || rd_kafka_event_error(ev)) {
-        fprintf(stderr, "driftrec topics: CreateTopics failed: %s (the embedded broker does not serve it: "
-                        "use `driftrec broker --config FILE` there)\n",
-                ev ? rd_kafka_event_error_string(ev) : "no answer");
+        /* a timeout is also what an address where nobody answers gives */
+        if (dr_ingest_topic_partitions(rk, plan[0].name, 2000, &parts) != 0)
+            fprintf(stderr, "driftrec topics: no broker answered at %s: nothing was created\n",
+                    dr_config_kafka(cfg, "bootstrap.servers"));
+        else
+            fprintf(stderr, "driftrec topics: CreateTopics failed: %s (the embedded broker does not serve it: "
+                            "use `driftrec broker --config FILE` there)\n",
+                    ev ? rd_kafka_event_error_string(ev) : "no answer");
     } else {
         size_t cnt;
         const rd_kafka_topic_result_t **res = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
