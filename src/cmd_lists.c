@@ -144,7 +144,8 @@ static int read_all(rd_kafka_t *rk, const dr_config_t *cfg, dr_codec_t *codec, l
     rd_kafka_topic_t *t = rd_kafka_topic_new(rk, cfg->topic_recs, NULL);
     if (!t || rd_kafka_metadata(rk, 0, t, &md, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
         if (t) rd_kafka_topic_destroy(t);
-        fprintf(stderr, "driftrec lists: no metadata for topic %s\n", cfg->topic_recs);
+        fprintf(stderr, "driftrec lists: no broker answered at %s within 10 s: nothing was read (topic %s)\n",
+                dr_config_kafka(cfg, "bootstrap.servers"), cfg->topic_recs);
         return 1;
     }
     int parts = md->topics[0].partition_cnt;

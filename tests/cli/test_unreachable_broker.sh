@@ -2,7 +2,8 @@
 # A broker address where nothing answers (a typo, a broker not started yet):
 # `driftrec demo --bootstrap` and `driftrec load` stop within seconds with
 # a message that names the address, exit 1, and produce nothing; so does
-# `driftrec topics create`, which blamed the embedded broker. Before,
+# `driftrec topics create`, which blamed the embedded broker, and `driftrec
+# lists` names the address. Before,
 # their records waited out librdkafka's delivery timeout: the demo printed
 # only librdkafka's connection errors for minutes (5 for the 2M events of
 # bench/run.sh), and load gave up after 70 s saying that not every record
@@ -27,7 +28,7 @@ expect_refusal() {
   echo "$name: refused after $((SECONDS - t0)) s"
 }
 
-# the four at once (each waits ~10-17 s for nobody); each in its own subshell
+# the five at once (each waits ~10-17 s for nobody); each in its own subshell
 printf 'userId,movieId,rating,timestamp\n1,10,4.0,964982703\n' >"$dir/ratings.csv"
 jobs_=()
 expect_refusal demo-openloop "nothing was produced" "$DRIFTREC" demo --scenario openloop --quiet --events 1000 \
@@ -37,5 +38,7 @@ expect_refusal demo-feed "nothing was produced" "$DRIFTREC" demo --quiet --boots
 expect_refusal load "nothing was produced" "$DRIFTREC" load --format movielens "$dir/ratings.csv" --topic ev \
   --bootstrap "$nowhere" & jobs_+=($!)
 expect_refusal topics "nothing was created" "$DRIFTREC" topics create --set "kafka.bootstrap.servers=$nowhere" & jobs_+=($!)
+expect_refusal lists "nothing was read" "$DRIFTREC" lists \
+  --set "kafka.bootstrap.servers=$nowhere" & jobs_+=($!)
 for j in "${jobs_[@]}"; do wait "$j"; done
 echo "ok"
