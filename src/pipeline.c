@@ -2224,7 +2224,9 @@ int dr_pipeline_start(dr_pipeline_t *p, char *errstr, size_t n) {
      * broker not reachable yet is not (the clients keep trying) */
     int err = p->changelog ? dr_changelog_check(p->changelog, p->cfg.topic_events, 10000, errstr, n) : 0;
     if (err == DR_EKAFKA) {
-        dr_log(DR_LOG_WARN, "pipeline", "the changelog topic could not be checked yet | detail=\"%s\"", errstr);
+        dr_log(DR_LOG_WARN, "pipeline",
+               "no broker answered at %s yet: the changelog topic could not be checked; the clients keep trying | detail=\"%s\"",
+               dr_config_kafka(&p->cfg, "bootstrap.servers"), errstr);
         errstr[0] = '\0';
         err = 0;
     }

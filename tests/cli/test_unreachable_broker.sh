@@ -3,7 +3,9 @@
 # `driftrec demo --bootstrap` and `driftrec load` stop within seconds with
 # a message that names the address, exit 1, and produce nothing; so does
 # `driftrec topics create`, which blamed the embedded broker, and `driftrec
-# lists` names the address. Before,
+# lists` names the address. `driftrec run`, a service, keeps trying (the
+# broker may come up later) but says at start, naming the address, that
+# nobody answers. Before,
 # their records waited out librdkafka's delivery timeout: the demo printed
 # only librdkafka's connection errors for minutes (5 for the 2M events of
 # bench/run.sh), and load gave up after 70 s saying that not every record
@@ -40,5 +42,13 @@ expect_refusal load "nothing was produced" "$DRIFTREC" load --format movielens "
 expect_refusal topics "nothing was created" "$DRIFTREC" topics create --set "kafka.bootstrap.servers=$nowhere" & jobs_+=($!)
 expect_refusal lists "nothing was read" "$DRIFTREC" lists \
   --set "kafka.bootstrap.servers=$nowhere" & jobs_+=($!)
+# the service: still running after 15 s, having named the address once
+( rc=0
+  timeout 15 "$DRIFTREC" run --set "kafka.bootstrap.servers=$nowhere" --set "state.dir=$dir/run-state" \
+    --set metrics.listen= >"$dir/run.log" 2>&1 || rc=$?
+  [ "$rc" -eq 124 ] || { echo "run: exit $rc before its 15 s, expected it to keep trying"; tail -3 "$dir/run.log"; exit 1; }
+  grep -q "no broker answered at $nowhere yet" "$dir/run.log" ||
+    { echo "run: nothing said about $nowhere"; grep -v mod=kafka "$dir/run.log" | tail -3; exit 1; }
+  echo "run: kept trying, the address named" ) & jobs_+=($!)
 for j in "${jobs_[@]}"; do wait "$j"; done
 echo "ok"
