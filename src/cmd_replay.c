@@ -309,7 +309,12 @@ static rd_kafka_t *make_reader(const char *bootstrap) {
  * on stderr, when the metadata cannot be read or the topic does not exist. */
 static int partition_count(rd_kafka_t *rk, const char *topic, int *n) {
     int rc = dr_ingest_topic_partitions(rk, topic, 10000, n);
-    if (rc) fprintf(stderr, "driftrec: topic %s: the cluster's metadata could not be read: %s\n", topic, dr_strerror(rc));
+    if (rc) {
+        char servers[512] = "?";
+        size_t size = sizeof(servers);
+        (void)rd_kafka_conf_get(rd_kafka_conf(rk), "bootstrap.servers", servers, &size);
+        fprintf(stderr, "driftrec: topic %s: no broker answered at %s within 10 s: nothing was read\n", topic, servers);
+    }
     else if (*n < 1) fprintf(stderr, "driftrec: topic %s: no such topic\n", topic);
     return rc ? rc : *n < 1 ? DR_EKAFKA : 0;
 }
