@@ -286,6 +286,16 @@ static int cmd_erase(int argc, char **argv) {
                               : NULL;
     rd_kafka_t *rk = kc ? rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err)) : NULL;
     size_t klen = dr_id_key(key, user);
+    int parts;
+    if (rk && dr_ingest_topic_partitions(rk, cfg->topic_events, 10000, &parts) != 0) {
+        fprintf(stderr, "driftrec erase: no broker answered at %s within 10 s: nothing was sent\n",
+                dr_config_kafka(cfg, "bootstrap.servers"));
+        rd_kafka_destroy(rk);
+        free(keys);
+        free(vals);
+        free(cfg);
+        return 1;
+    }
     rc = rk && !rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(cfg->topic_events), RD_KAFKA_V_KEY(key, klen),
                                   RD_KAFKA_V_VALUE(NULL, 0), RD_KAFKA_V_END) &&
                  rd_kafka_flush(rk, 30000) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : 1;

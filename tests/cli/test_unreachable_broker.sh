@@ -3,7 +3,7 @@
 # `driftrec demo --bootstrap` and `driftrec load` stop within seconds with
 # a message that names the address, exit 1, and produce nothing; so does
 # `driftrec topics create`, which blamed the embedded broker, and `driftrec
-# lists` and `driftrec replay --topic` name the address. `driftrec run`, a service, keeps trying (the
+# lists`, `driftrec replay --topic` and `driftrec erase` name the address. `driftrec run`, a service, keeps trying (the
 # broker may come up later) but says at start, naming the address, that
 # nobody answers. Before,
 # their records waited out librdkafka's delivery timeout: the demo printed
@@ -30,7 +30,7 @@ expect_refusal() {
   echo "$name: refused after $((SECONDS - t0)) s"
 }
 
-# the six at once (each waits ~10-17 s for nobody); each in its own subshell
+# the seven at once (each waits ~10-17 s for nobody); each in its own subshell
 printf 'userId,movieId,rating,timestamp\n1,10,4.0,964982703\n' >"$dir/ratings.csv"
 jobs_=()
 expect_refusal demo-openloop "nothing was produced" "$DRIFTREC" demo --scenario openloop --quiet --events 1000 \
@@ -43,6 +43,7 @@ expect_refusal topics "nothing was created" "$DRIFTREC" topics create --set "kaf
 expect_refusal lists "nothing was read" "$DRIFTREC" lists \
   --set "kafka.bootstrap.servers=$nowhere" & jobs_+=($!)
 expect_refusal replay "nothing was read" "$DRIFTREC" replay --topic ev --bootstrap "$nowhere" & jobs_+=($!)
+expect_refusal erase "nothing was sent" "$DRIFTREC" erase --user 7 --set "kafka.bootstrap.servers=$nowhere" & jobs_+=($!)
 # the service: still running after 15 s, having named the address once
 ( rc=0
   timeout 15 "$DRIFTREC" run --set "kafka.bootstrap.servers=$nowhere" --set "state.dir=$dir/run-state" \
