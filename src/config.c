@@ -263,6 +263,9 @@ static int set_kafka(dr_config_t *cfg, const char *key, const char *value, char 
     const char *rk = key + strlen("kafka.");
     if (*rk == '\0' || strlen(rk) >= DR_NAME_MAX || strlen(value) >= DR_PATH_MAX)
         return bad(errstr, n, key, "bad kafka property", "");
+    /* else the clients would wait for brokers forever, none named */
+    if (strcmp(rk, "bootstrap.servers") == 0 && value[strspn(value, " \t,")] == '\0')
+        return bad(errstr, n, key, "empty: name the brokers, host:port[,host:port...]", "");
     for (int i = 0; i < cfg->n_kafka; i++)
         if (strcmp(cfg->kafka[i].key, rk) == 0) { strcpy(cfg->kafka[i].value, value); return 0; }
     if (cfg->n_kafka == DR_KAFKA_PROPS_MAX) return bad(errstr, n, key, "too many kafka.* keys", "");

@@ -20,6 +20,11 @@ static void test_rejects_unknown_and_bad_values(void **state) {
         assert_non_null(strstr(err, bad[i][0]));
     }
     assert_int_equal(dr_config_set_pair(c, "no-equals-sign", err, sizeof(err)), DR_ECONFIG);
+    /* no broker named at all: refused, not waited for */
+    assert_int_equal(dr_config_set_pair(c, "kafka.bootstrap.servers=", err, sizeof(err)), DR_ECONFIG);
+    assert_non_null(strstr(err, "kafka.bootstrap.servers"));
+    assert_int_equal(dr_config_set_pair(c, "kafka.bootstrap.servers= , ", err, sizeof(err)), DR_ECONFIG);
+    assert_string_equal(dr_config_kafka(c, "bootstrap.servers"), "localhost:9092");
     free(c);
 }
 
