@@ -113,7 +113,7 @@ static int parse(opts_t *o, int argc, char **argv) {
     int c, rc = 0;
     while (!rc && (c = getopt_long(argc, argv, "b:t:C:i:f:c:F:T:r:a:m:k:w:x:s:ep:R:qh", lo, NULL)) != -1) {
         switch (c) {
-        case 'b': o->bootstrap = optarg; break;
+        case 'b': o->bootstrap = *optarg ? optarg : NULL; break; /* "": as if not given */
         case 't': o->topic = optarg; break;
         case 'C': o->catalog_topic = optarg; break;
         case 'i': o->input = optarg; break;
