@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
-# A broker address where nothing answers (a typo, a broker not started yet):
-# `driftrec demo --bootstrap` and `driftrec load` stop within seconds with
-# a message that names the address, exit 1, and produce nothing; so does
-# `driftrec topics create`, which blamed the embedded broker, and `driftrec
-# lists`, `driftrec replay --topic` and `driftrec erase` name the address. `driftrec run`, a service, keeps trying (the
-# broker may come up later) but says at start, naming the address, that
-# nobody answers. Before,
-# their records waited out librdkafka's delivery timeout: the demo printed
-# only librdkafka's connection errors for minutes (5 for the 2M events of
-# bench/run.sh), and load gave up after 70 s saying that not every record
-# was delivered.
+# A broker address where nothing answers (a typo, a broker not started yet).
+# The one-shot commands (demo --bootstrap in both scenarios, load, topics
+# create, lists, replay --topic, erase) stop within 10-17 s with a message
+# that names the address and what was not done, exit 1, and produce nothing.
+# run, a service, keeps trying (the broker may come up later) but says at
+# start, naming the address, that nobody answers. Before, the demo printed
+# only librdkafka's connection errors while its records waited out their
+# delivery timeout (minutes for the 2M events of bench/run.sh), load gave up
+# after 70 s saying that not every record was delivered, topics create
+# blamed the embedded broker's missing Admin API, and erase took 30 s.
 set -euo pipefail
 DRIFTREC=${DRIFTREC:?DRIFTREC must point at the driftrec binary}
 dir=$(mktemp -d)
