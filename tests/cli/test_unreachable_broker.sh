@@ -6,9 +6,10 @@
 # run, a service, keeps trying (the broker may come up later) but says at
 # start, naming the address, that nobody answers. Before, the demo printed
 # only librdkafka's connection errors while its records waited out their
-# delivery timeout (minutes for the 2M events of bench/run.sh), load gave up
-# after 70 s saying that not every record was delivered, topics create
-# blamed the embedded broker's missing Admin API, and erase took 30 s.
+# delivery timeout (over a minute for 1,000 events; librdkafka's default
+# timeout is 5 minutes), load gave up after 70 s saying that not every
+# record was delivered, topics create blamed the embedded broker's missing
+# Admin API, and erase took 30 s.
 set -euo pipefail
 DRIFTREC=${DRIFTREC:?DRIFTREC must point at the driftrec binary}
 dir=$(mktemp -d)
