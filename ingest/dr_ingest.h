@@ -225,6 +225,11 @@ bool dr_ingest_user_key(const rd_kafka_message_t *m, int64_t *id);
  * topic; where topics are auto-created, asking may create it). 0, or
  * DR_EKAFKA when the metadata cannot be read within timeout_ms. */
 int dr_ingest_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, int *count);
+/* The same, saying why on DR_EKAFKA: "no broker answered at ADDRESS within
+ * N s" (ADDRESS the handle's bootstrap.servers) in errstr, for the
+ * commands that stop there rather than wait on records nobody takes. */
+int dr_ingest_topic_partitions_err(rd_kafka_t *rk, const char *topic, int timeout_ms, int *count,
+                                   char *errstr, size_t errstr_size);
 
 /* The consumer handle, for inspection (e.g. member id). */
 rd_kafka_t *dr_ingest_consumer(dr_ingest_t *in);

@@ -867,6 +867,18 @@ void dr_ingest_commit_async(dr_ingest_t *in, const int64_t *next_offsets, int n)
     rd_kafka_topic_partition_list_destroy(list);
 }
 
+int dr_ingest_topic_partitions_err(rd_kafka_t *rk, const char *topic, int timeout_ms, int *count,
+                                   char *errstr, size_t errstr_size) {
+    int err = dr_ingest_topic_partitions(rk, topic, timeout_ms, count);
+    if (err == DR_EKAFKA && errstr && errstr_size > 0) {
+        char servers[512] = "?";
+        size_t size = sizeof(servers);
+        (void)rd_kafka_conf_get(rd_kafka_conf(rk), "bootstrap.servers", servers, &size);
+        snprintf(errstr, errstr_size, "no broker answered at %s within %g s", servers, timeout_ms / 1000.0);
+    }
+    return err;
+}
+
 int dr_ingest_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, int *count) {
     rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
     if (!t) return DR_ENOMEM;

@@ -241,11 +241,8 @@ static int load_dataset(opts_t *o, const dr_dataset_t *d, const char *bootstrap,
      * record waits about a second (../shared/docs/STACK-NOTES.md), most of
      * the load of a 100k-event file */
     int parts;
-    if (!rc && dr_ingest_topic_partitions(rk, o->topic, 10000, &parts) != 0) {
-        /* else every record would wait out the 60 s flush below */
-        fprintf(stderr, "driftrec: no broker answered at %s within 10 s: nothing was produced\n", bootstrap);
-        rc = DR_EKAFKA;
-    }
+    if (!rc && (rc = dr_ingest_topic_partitions_err(rk, o->topic, 10000, &parts, e, sizeof(e))))
+        fprintf(stderr, "driftrec: %s: nothing was produced\n", e); /* else each record waits out the flush below */
     if (!rc && d->n_items) (void)dr_ingest_topic_partitions(rk, catalog_topic, 10000, &parts);
     for (size_t i = 0; !rc && i < d->n; i++) {
         if ((rc = dr_codec_encode_event(codec, &d->events[i], &buf)) == 0)
@@ -308,13 +305,9 @@ static rd_kafka_t *make_reader(const char *bootstrap) {
 /* The topic's partition count (dr_ingest_topic_partitions); an error, said
  * on stderr, when the metadata cannot be read or the topic does not exist. */
 static int partition_count(rd_kafka_t *rk, const char *topic, int *n) {
-    int rc = dr_ingest_topic_partitions(rk, topic, 10000, n);
-    if (rc) {
-        char servers[512] = "?";
-        size_t size = sizeof(servers);
-        (void)rd_kafka_conf_get(rd_kafka_conf(rk), "bootstrap.servers", servers, &size);
-        fprintf(stderr, "driftrec: topic %s: no broker answered at %s within 10 s: nothing was read\n", topic, servers);
-    }
+    char why[600];
+    int rc = dr_ingest_topic_partitions_err(rk, topic, 10000, n, why, sizeof(why));
+    if (rc) fprintf(stderr, "driftrec: topic %s: %s: nothing was read\n", topic, why);
     else if (*n < 1) fprintf(stderr, "driftrec: topic %s: no such topic\n", topic);
     return rc ? rc : *n < 1 ? DR_EKAFKA : 0;
 }

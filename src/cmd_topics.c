@@ -59,9 +59,9 @@ static int create(const dr_config_t *cfg, const dr_topic_plan_t *plan, int n, in
     int parts;
     if (!ev || rd_kafka_event_error(ev)) {
         /* a timeout is also what an address where nobody answers gives */
-        if (dr_ingest_topic_partitions(rk, plan[0].name, 2000, &parts) != 0)
-            fprintf(stderr, "driftrec topics: no broker answered at %s: nothing was created\n",
-                    dr_config_kafka(cfg, "bootstrap.servers"));
+        char why[600];
+        if (dr_ingest_topic_partitions_err(rk, plan[0].name, 2000, &parts, why, sizeof(why)) != 0)
+            fprintf(stderr, "driftrec topics: %s: nothing was created\n", why);
         else
             fprintf(stderr, "driftrec topics: CreateTopics failed: %s (the embedded broker does not serve it: "
                             "use `driftrec broker --config FILE` there)\n",

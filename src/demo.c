@@ -302,9 +302,9 @@ static int produce_inputs(demo_opts_t *o, const char *bootstraps, const dr_feed_
     /* the topics' metadata first: learnt from the first record instead, it
      * holds the records for about a second */
     int parts;
-    if (dr_ingest_topic_partitions(rk, o->cfg.topic_events, 10000, &parts) != 0) {
+    if (dr_ingest_topic_partitions_err(rk, o->cfg.topic_events, 10000, &parts, e, sizeof(e)) != 0) {
         /* else every record would wait out its delivery timeout (minutes) */
-        fprintf(stderr, "driftrec demo: no broker answered at %s within 10 s: nothing was produced\n", bootstraps);
+        fprintf(stderr, "driftrec demo: %s: nothing was produced\n", e);
         rd_kafka_destroy(rk);
         return DR_EKAFKA;
     }

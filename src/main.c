@@ -287,13 +287,12 @@ static int cmd_erase(int argc, char **argv) {
     rd_kafka_t *rk = kc ? rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err)) : NULL;
     size_t klen = dr_id_key(key, user);
     int parts; /* a broker first: else the request waits out the flush below for nobody */
-    bool reached = rk && dr_ingest_topic_partitions(rk, cfg->topic_events, 10000, &parts) == 0;
+    char why[600];
+    bool reached = rk && dr_ingest_topic_partitions_err(rk, cfg->topic_events, 10000, &parts, why, sizeof(why)) == 0;
     rc = reached && !rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(cfg->topic_events), RD_KAFKA_V_KEY(key, klen),
                                        RD_KAFKA_V_VALUE(NULL, 0), RD_KAFKA_V_END) &&
                  rd_kafka_flush(rk, 30000) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : 1;
-    if (rc && rk && !reached)
-        fprintf(stderr, "driftrec erase: no broker answered at %s within 10 s: nothing was sent\n",
-                dr_config_kafka(cfg, "bootstrap.servers"));
+    if (rc && rk && !reached) fprintf(stderr, "driftrec erase: %s: nothing was sent\n", why);
     else if (rc) fprintf(stderr, "driftrec erase: could not deliver the request%s%s\n", rk ? "" : ": ", rk ? "" : err);
     else printf("erase request for user %s sent to %s\n", key, cfg->topic_events);
     if (rk) rd_kafka_destroy(rk);
