@@ -1081,6 +1081,11 @@ static dr_cooc_scratch_t own_scratch(const dr_model_t *m) {
     return (dr_cooc_scratch_t){m->hop_acc, m->hop_touched, m->cap_items};
 }
 
+/* sums, or the model's own scratch where the caller gave none. */
+static dr_cooc_scratch_t scratch_or_own(const dr_model_t *m, const dr_cooc_scratch_t *sums) {
+    return sums ? *sums : own_scratch(m);
+}
+
 /* Row r's counts added × w into the scratch, touched items listed. */
 static size_t hop_gather(const dr_model_t *m, dr_cooc_scratch_t *sc, int32_t r, float w, size_t touched) {
     const dr__nbr_t *t = &m->nbr[r];
@@ -1186,11 +1191,8 @@ void dr_model_cooc_sources(const dr_model_t *m, const dr_user_t *u, dr_cooc_sour
 
 void dr_model_cooc_sources_in(const dr_model_t *m, const dr_user_t *u, dr_cooc_sources_t *src,
                               dr_cooc_scratch_t *scratch) {
-    if (!scratch) {
-        cooc_sources_of(m, u, src);
-        return;
-    }
-    cooc_sources_in(m, u, src, scratch);
+    dr_cooc_scratch_t sc = scratch_or_own(m, scratch);
+    cooc_sources_in(m, u, src, &sc);
 }
 
 int dr_cooc_scratch_fit(dr_cooc_scratch_t *s, const dr_model_t *m) {
@@ -1289,19 +1291,19 @@ size_t dr_model_coengagement_hold(const dr_model_t *m, const dr_cooc_sources_t *
                                   float *scratch, size_t max, dr_cooc_scratch_t *sums, size_t *held) {
     top_heap_t h = {idx, scratch, 0, max};
     /* each item's whole term, summed as add_second_hop sums, and left there */
-    dr_cooc_scratch_t own = own_scratch(m), *sc = sums ? sums : &own;
-    size_t touched = hop_gather_rows(m, sc, src->idx, src->w, src->n);
+    dr_cooc_scratch_t sc = scratch_or_own(m, sums);
+    size_t touched = hop_gather_rows(m, &sc, src->idx, src->w, src->n);
     for (size_t k = 0; k < touched; k++) {
-        int32_t c = sc->touched[k];
-        top_offer(&h, c, held_term(m, sc->acc, (size_t)c));
+        int32_t c = sc.touched[k];
+        top_offer(&h, c, held_term(m, sc.acc, (size_t)c));
     }
     *held = touched;
     return h.n;
 }
 
 void dr_model_cooc_release(const dr_model_t *m, dr_cooc_scratch_t *sums, size_t held) {
-    dr_cooc_scratch_t own = own_scratch(m), *sc = sums ? sums : &own;
-    for (size_t k = 0; k < held; k++) sc->acc[sc->touched[k]] = 0.0f;
+    dr_cooc_scratch_t sc = scratch_or_own(m, sums);
+    for (size_t k = 0; k < held; k++) sc.acc[sc.touched[k]] = 0.0f;
 }
 
 size_t dr_model_trend_top(const dr_model_t *m, int64_t *idx, float *scratch, size_t max) {
@@ -1338,7 +1340,7 @@ void dr_model_scores_at(const dr_model_t *m, const dr_user_t *u, const int64_t *
 void dr_model_scores_at_held(const dr_model_t *m, const dr_user_t *u, const dr_cooc_scratch_t *sums,
                              const int64_t *idx, size_t n, float *out) {
     /* u's weights once, not per candidate; the term read from the sums */
-    const float *acc = sums ? sums->acc : m->hop_acc;
+    const float *acc = scratch_or_own(m, sums).acc;
     float ue[DR_MAX_DIM];
     dr_model_user_vector(m, u, ue);
     float pop_w = dr_model_pop_weight(m, u), trend_w = trend_weight_of(m, u);
