@@ -4,7 +4,7 @@
  *
  *   retrieval_bench KIND N       KIND: clustered | gauss
  *
- * Items (d = DIM, 32): `clustered` is shaped like trained embeddings: 200
+ * Items (d = DIM, 32; bench/bench_world.h): `clustered` is shaped like trained embeddings: 200
  * topics, item = popularity-dependent norm x (its topic's centroid + noise),
  * bias ~ log popularity (Zipf ranks); queries are users mixing 1-3 topics.
  * `gauss` is isotropic Gaussian vectors and biases, the hardest case.
@@ -48,6 +48,7 @@
 #include <cblas.h>
 
 #include "bench_clock.h"
+#include "bench_world.h"
 #include "dr_emit.h"
 #include "dr_retrieval.h"
 
@@ -107,21 +108,11 @@ static double median(double *v, size_t n) {
 
 /* ---- data ---------------------------------------------------------------- */
 
-static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+static bench_rng_t rng = {0x9e3779b97f4a7c15ULL};
 
-static uint64_t next64(void) {
-    uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static double unif(void) { return (double)(next64() >> 11) / 9007199254740992.0; }
-
-static float gauss(void) {
-    double u = unif(), v = unif();
-    return (float)(sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v));
-}
+static uint64_t next64(void) { return bench_next64(&rng); }
+static double unif(void) { return bench_unif(&rng); }
+static float gauss(void) { return bench_gauss(&rng); }
 
 typedef struct world {
     size_t n;
@@ -131,17 +122,8 @@ typedef struct world {
     int clustered;
 } world_t;
 
-/* One clustered item: a random topic, a Zipf popularity rank; its norm
- * grows with log popularity (0.3 .. 1.2) and its bias is 0.12 x log
- * popularity relative to the top item (about -1.1 .. 0 at 1M items). */
 static void clustered_item(const world_t *w, float *q, float *b) {
-    size_t t = next64() % TOPICS;
-    double rank = (double)(next64() % w->n) + 1.0;
-    double lo = log((double)w->n + 10.0), hi = log(11.0); /* -log pop of the last and first */
-    double frac = (lo - log(rank + 10.0)) / (lo - hi);
-    float s = (float)(0.3 + 0.9 * frac);
-    for (int k = 0; k < D; k++) q[k] = s * (w->centroid[t * D + k] + 0.6f * gauss() / sqrtf((float)D));
-    *b = (float)(-0.12 * (log(rank + 10.0) - hi));
+    bench_clustered_item(&rng, w->centroid, TOPICS, D, w->n, q, b);
 }
 
 static void gauss_item(float *q, float *b) {
@@ -150,21 +132,14 @@ static void gauss_item(float *q, float *b) {
 }
 
 static void world_make(world_t *w, int clustered, size_t n, size_t B, uint64_t seed) {
-    rng = seed * 0x2545f4914f6cdd1dULL + 1;
+    rng.s = seed * 0x2545f4914f6cdd1dULL + 1;
     w->n = n;
     w->clustered = clustered;
     w->q = xcalloc(n * (size_t)D, sizeof(float));
     w->bias = xcalloc(n, sizeof(float));
     w->centroid = xcalloc(TOPICS * (size_t)D, sizeof(float));
     w->users = xcalloc(B * (size_t)D, sizeof(float));
-    for (int t = 0; t < TOPICS; t++) {
-        float *c = w->centroid + t * D, norm = 0;
-        for (int k = 0; k < D; k++) {
-            c[k] = gauss();
-            norm += c[k] * c[k];
-        }
-        for (int k = 0; k < D; k++) c[k] /= sqrtf(norm);
-    }
+    bench_topics(&rng, w->centroid, TOPICS, D);
     for (size_t i = 0; i < n; i++) {
         if (clustered) clustered_item(w, w->q + i * D, w->bias + i);
         else gauss_item(w->q + i * D, w->bias + i);
@@ -175,15 +150,7 @@ static void world_make(world_t *w, int clustered, size_t n, size_t B, uint64_t s
             for (int k = 0; k < D; k++) x[k] = gauss();
             continue;
         }
-        /* 1-3 topics with random weights, |u| ~ 2, plus noise */
-        int m = 1 + (int)(next64() % 3);
-        double wt[3], sum = 0;
-        for (int j = 0; j < m; j++) sum += (wt[j] = unif() + 0.2);
-        for (int j = 0; j < m; j++) {
-            const float *c = w->centroid + (next64() % TOPICS) * D;
-            for (int k = 0; k < D; k++) x[k] += (float)(2.0 * wt[j] / sum) * c[k];
-        }
-        for (int k = 0; k < D; k++) x[k] += 0.4f * gauss() / sqrtf((float)D);
+        bench_clustered_user(&rng, w->centroid, TOPICS, D, x);
     }
 }
 

@@ -20,7 +20,11 @@
  *                                 refresh pass paced by REFRESH_PASS_MS,
  *                                 20000: emit.retrieval.refresh.pass.ms) and
  *                                 the share of the full scan's top 50
- *                                 that the retrieval path's lists hold
+ *                                 that the retrieval path's lists hold;
+ *                                 VECTORS=clustered gives the items and
+ *                                 users vectors shaped like trained ones
+ *                                 (bench/bench_world.h) instead of the
+ *                                 model's structureless initial rows
  *   scale_bench build N [USERS] [SYNC_MS] [THREADS] [MAX_S]
  *                                 the retrieval index's first build inside
  *                                 an emit loop: dr_emitter_emit for USERS
@@ -44,6 +48,7 @@
  * Heap bytes are glibc's mallinfo2() (in use + mmapped), so they include
  * allocator headers and the spare capacity of the doubling arrays. */
 #include <malloc.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +58,7 @@
 #include <cblas.h>
 
 #include "bench_clock.h"
+#include "bench_world.h"
 #include "dr_bytes.h"
 #include "dr_emit.h"
 #include "dr_log.h"
@@ -69,6 +75,11 @@ static long peak_rss_kib(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss;
+}
+
+static int env_int(const char *name, int def) {
+    const char *v = getenv(name);
+    return v && *v ? atoi(v) : def;
 }
 
 static void die(const char *what) {
@@ -214,6 +225,56 @@ static void nap_ms(double ms) {
     nanosleep(&ts, NULL);
 }
 
+/* VECTORS=clustered: the catalog as a trained model has it (items of a
+ * topic point the same way, users mix a few topics; bench/bench_world.h).
+ * The items' rows arrive as another instance's changes would
+ * (dr_model_sync_import of "DRS1" rows: the target minus the row), the
+ * users' v_u as the target minus û. The co-engagement tables stay as they
+ * were filled. */
+#define TOPICS 200
+static void make_clustered(dr_model_t *m, dr_user_t **users, size_t B) {
+    dr_items_view_t v;
+    dr_model_items(m, &v);
+    const int d = v.dim;
+    const size_t n = v.n, chunk = 65536, row = 8 + 1 + ((size_t)d + 1) * 4;
+    bench_rng_t rng = {7};
+    float *centroid = calloc((size_t)TOPICS * (size_t)d, sizeof(float)), q[DR_MAX_DIM], b;
+    uint8_t *buf = malloc(4 + 4 + (size_t)d * 4 + 4 + chunk * row + 4);
+    if (!centroid || !buf) die("out of memory");
+    bench_topics(&rng, centroid, TOPICS, d);
+    for (size_t first = 0; first < n; first += chunk) {
+        size_t cnt = n - first < chunk ? n - first : chunk, pos = 0;
+        uint32_t dim32 = (uint32_t)d, n32 = (uint32_t)cnt, none = 0;
+        float zero = 0.0f;
+        memcpy(buf, "DRS1", 4), pos = 4; /* little-endian fields: this machine's order */
+        memcpy(buf + pos, &dim32, 4), pos += 4;
+        for (int k = 0; k < d; k++) memcpy(buf + pos, &zero, 4), pos += 4; /* Δû */
+        memcpy(buf + pos, &n32, 4), pos += 4;
+        for (size_t i = first; i < first + cnt; i++) {
+            bench_clustered_item(&rng, centroid, TOPICS, d, n, q, &b);
+            memcpy(buf + pos, &v.ids[i], 8), pos += 8;
+            buf[pos++] = 0; /* no content */
+            for (int k = 0; k < d; k++) {
+                float delta = q[k] - v.q[i * (size_t)d + (size_t)k];
+                memcpy(buf + pos, &delta, 4), pos += 4;
+            }
+            float db = b - v.bias[i];
+            memcpy(buf + pos, &db, 4), pos += 4;
+        }
+        memcpy(buf + pos, &none, 4), pos += 4; /* no co-engagement counts */
+        size_t applied, skipped;
+        if (dr_model_sync_import(m, buf, pos, &applied, &skipped) != 0 || applied != cnt)
+            die("cannot set the item vectors");
+    }
+    const float *prior = dr_model_prior(m);
+    for (size_t r = 0; r < B; r++) {
+        bench_clustered_user(&rng, centroid, TOPICS, d, q);
+        for (int k = 0; k < d; k++) users[r]->v[k] = q[k] - prior[k];
+    }
+    free(buf);
+    free(centroid);
+}
+
 /* What the emitter benchmarks share: a model of n items with full
  * co-engagement tables, B users who clicked a few of its items each, and
  * an emitter conf at emit.*'s defaults with the retrieval path at
@@ -225,18 +286,26 @@ static dr_model_t *emit_setup(size_t n, size_t B, double sync_ms, dr_user_t ***u
     dr_model_t *m = model_with_full_tables(n, &conf, pool);
     dr_user_t **users = calloc(B, sizeof(*users));
     if (!users) die("out of memory");
+    /* SOURCES: each scored user's engaged items (N_SOURCES); 0: lists from
+     * the factors and the popular items alone, the index's part measured */
+    const size_t sources = (size_t)env_int("SOURCES", N_SOURCES);
     for (size_t r = 0; r < B; r++) {
         if (!(users[r] = dr_user_new_conf((int64_t)r, &conf))) die("out of memory");
-        for (size_t s = 0; s < N_SOURCES; s++)
+        for (size_t s = 0; s < sources; s++)
             click(m, users[r], pool[(r * N_SOURCES + s) % N_POOL], 100000000 + (int64_t)s, r * 31 + s);
     }
+    const char *vectors = getenv("VECTORS");
+    if (vectors && strcmp(vectors, "clustered") == 0) make_clustered(m, users, B);
+    else if (vectors && *vectors && strcmp(vectors, "random") != 0) die("VECTORS: clustered or random");
     memset(ec, 0, sizeof(*ec));
     ec->topk = 50;
     ec->batch = 512;
     ec->blas_threads = 1;
     dr_codec_conf_default(&ec->codec);
-    ec->retrieval = (dr_emit_retrieval_conf_t){.min_items = 1, .candidates = 50, .ef_search = 50, .M = 48,
-                                               .ef_construction = 100, .coengaged = 100, .popular = 50,
+    /* emit.retrieval.candidates, .ef, .m, .popular: CANDIDATES, EF, M, POPULAR (50, 50, 48, 50) */
+    ec->retrieval = (dr_emit_retrieval_conf_t){.min_items = 1, .candidates = env_int("CANDIDATES", 50),
+                                               .ef_search = env_int("EF", 50), .M = env_int("M", 48),
+                                               .ef_construction = 100, .coengaged = 100, .popular = env_int("POPULAR", 50),
                                                .sync_ms = sync_ms, .refresh_change = 0.25,
                                                /* emit.retrieval.refresh.pass.ms (REFRESH_PASS_MS;
                                                   0: the whole catalog every call) */
@@ -363,10 +432,12 @@ static int bench_emit(size_t n, int reps, size_t B) {
     for (size_t r = 0; r < B; r++)
         for (int a = 0; a < 50; a++)
             for (int b = 0; b < 50; b++) hits += users[r]->last_list[a] == want[r][b];
-    printf("items=%zu batch=%zu index_build_s=%.1f scan_threads=%d scan_lists_per_cpu_s=%.0f "
+    const char *vectors = getenv("VECTORS");
+    printf("items=%zu vectors=%s sources=%d m=%d ef=%d candidates=%d batch=%zu index_build_s=%.1f scan_threads=%d scan_lists_per_cpu_s=%.0f "
            "scan_lists_per_wall_s=%.0f retrieval_lists_per_cpu_s=%.0f retrieval_lists_per_wall_s=%.0f "
            "ratio=%.2f upkeep_ms_per_call=%.1f overlap_at_50=%.3f retrieved=%llu peak_rss_mib=%ld\n",
-           n, B, build_s, sc.threads, scan_rate, scan_wall, retr_rate, retr_wall, retr_rate / scan_rate,
+           n, vectors && *vectors ? vectors : "random", env_int("SOURCES", N_SOURCES), ec.retrieval.M, ec.retrieval.ef_search,
+           ec.retrieval.candidates, B, build_s, sc.threads, scan_rate, scan_wall, retr_rate, retr_wall, retr_rate / scan_rate,
            upkeep_per_call * 1e3,
            hits / (50.0 * (double)B),
            (unsigned long long)dr_emitter_stats(retr)->retrieved_lists, peak_rss_kib() / 1024);
