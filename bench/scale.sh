@@ -14,6 +14,10 @@
 #   wall time until the emitter's index serves, built on its own thread, with an
 #   emit every 100 ms: `scale_bench build N 8 20 1`), CHUNK (unset: the library's
 #   DR_EMIT_CHUNK_ITEMS; a number: topk.c compiled with that chunk instead).
+#   `scale_bench emit` also reads VECTORS (random: the model's initial rows;
+#   clustered: shaped like trained vectors, bench/bench_world.h), SOURCES (10:
+#   each scored user's engaged items), CANDIDATES, EF, M, POPULAR
+#   (emit.retrieval.*), BUILD_THREADS, SYNC_MS, REFRESH_PASS_MS.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
