@@ -110,7 +110,7 @@ int dr_emit_select(const dr_items_view_t *items, const int64_t *idx, const float
 /* ---- the emitter --------------------------------------------------------- */
 
 /* The retrieval path: from min_items items on, each list is ranked from
- * candidates (an HNSW index over [q_i, b_i], retrieval/dr_retrieval.h, plus
+ * candidates (an HNSW index over [q_i, p_i, b_i], retrieval/dr_retrieval.h, plus
  * the items the sparse terms favour and the most popular) instead of the
  * whole catalog; docs/RETRIEVAL.md measures both paths. */
 typedef struct dr_emit_retrieval_conf {

@@ -1,8 +1,14 @@
 /* retrieve.c - the emitter's retrieval path for large catalogs: an HNSW
- * index over the items' [q_i, b_i] (retrieval/dr_retrieval.h) proposes each
- * user's candidates, together with the items its co-engagement term
- * favours, the trending items and the most popular; their exact scores
- * (every term, dr_model_scores_at) rank the list.
+ * index over the items' [q_i, p_i, b_i] (retrieval/dr_retrieval.h)
+ * proposes each user's candidates, together with the items its
+ * co-engagement term favours, the trending items and the most popular;
+ * their exact scores (every term, dr_model_scores_at) rank the list. The
+ * index's rows carry the population prior's p_i beside q_i, and the query
+ * the user's weight of it beside u, so that the index ranks by the list's
+ * score but for the co-engagement, trend and freshness terms, which have
+ * candidates of their own: without it a light user's list, where γ·p_i
+ * weighs most, was made of items neither the index nor the most popular
+ * proposed (docs/RETRIEVAL.md).
  *
  * Building an index (the first, and a new one when re-inserted rows have
  * left dead slots past a fifth of the items) runs on a thread of its own:
@@ -55,12 +61,18 @@
 /* After a build that failed (memory, a thread not started), the next one
  * starts no sooner than this: each costs a copy of the catalog. */
 #define RETR_RETRY_S 10.0
+/* p_i's scale in the index's rows (the query's weight of it divided by
+ * the same: the scores are unchanged). A log count up to ~10 against
+ * factors of length ~1: unscaled, the graph linked the popular items to
+ * each other and left others unreachable; at a tenth it ignored
+ * popularity. 0.2-0.5 did equally well (docs/RETRIEVAL.md). */
+#define RETR_POP_SCALE 0.3f
 
 /* A background build. The emit thread owns every field until it starts the
  * thread and again once it has joined it; in between the builder owns
  * index, rc and built, and the two share only `stop` and `done`. */
 typedef struct retr_build {
-    float *vecs;           /* the snapshot: rows [0, n) of q, n × dim */
+    float *vecs;           /* the snapshot: rows [0, n) of [q, p], n × dim */
     float *bias;           /* and of the biases */
     int64_t *ids;          /* and of the item ids (-1: a free row) */
     bool try_load;         /* the first build after a start: the saved index first */
@@ -70,7 +82,7 @@ typedef struct retr_build {
     char load_err[256], save_err[256];
     const char *dir;       /* the conf's index_dir ("" : none) */
     size_t n, copied;      /* rows in it; rows copied so far */
-    int dim;
+    int dim;               /* the index's: the items' + 1 */
     double bias_sum;       /* of the copied rows: the index's bias offset */
     bool started;          /* the thread runs, or has ended and waits to be joined */
     pthread_t thread;
@@ -106,7 +118,7 @@ struct dr__retrieval {
     bool retiring_started; /* it runs, or has ended and waits to be joined */
     double retry_at;       /* no new build before this (dr_mono_s) */
     bool loaded_once;      /* the saved index was tried (once per start) */
-    int dim;
+    int dim;               /* the items' dimension; the index's is one more (p_i) */
     size_t cursor;         /* the refresh pass's next row */
     double refresh_credit; /* rows it may look at (emit.retrieval.refresh.pass.ms) ... */
     double refresh_at;     /* ... as of this time (dr_mono_s; 0: not yet) */
@@ -158,6 +170,12 @@ nomem:
     dr__retrieval_free(r);
     snprintf(errstr, errstr_size, "out of memory creating the retrieval path");
     return DR_ENOMEM;
+}
+
+/* Row i as the index holds it: [q_i, RETR_POP_SCALE·p_i] (its bias apart). */
+static void index_row(const dr_items_view_t *items, size_t i, float *row) {
+    memcpy(row, items->q + i * (size_t)items->dim, (size_t)items->dim * sizeof(float));
+    row[items->dim] = RETR_POP_SCALE * items->pop[i];
 }
 
 /* ---- the background build ------------------------------------------------ */
@@ -267,7 +285,7 @@ static bool build_begin(dr__retrieval_t *r, const dr_model_t *m, const dr_items_
         atomic_init(&b->stop, false);
         atomic_init(&b->done, false);
         b->n = items->n;
-        b->dim = items->dim;
+        b->dim = items->dim + 1;
         /* malloc leaves the pages untouched: they are faulted in piece by
          * piece as build_copy writes them */
         b->vecs = malloc(b->n * (size_t)b->dim * sizeof(float));
@@ -291,12 +309,12 @@ static bool build_begin(dr__retrieval_t *r, const dr_model_t *m, const dr_items_
  * starts the builder. NULL, or why this build ends. */
 static const char *build_copy(dr__retrieval_t *r, const dr_items_view_t *items, double deadline) {
     retr_build_t *b = r->build;
-    if (items->dim != b->dim || items->n < b->n) return "the item matrix changed shape";
+    if (items->dim + 1 != b->dim || items->n < b->n) return "the item matrix changed shape";
     size_t row_bytes = (size_t)b->dim * sizeof(float);
     size_t piece = RETR_COPY_BYTES / row_bytes ? RETR_COPY_BYTES / row_bytes : 1;
     while (b->copied < b->n && dr_mono_s() < deadline) {
         size_t k = b->n - b->copied < piece ? b->n - b->copied : piece;
-        memcpy(b->vecs + b->copied * (size_t)b->dim, items->q + b->copied * (size_t)b->dim, k * row_bytes);
+        for (size_t i = b->copied; i < b->copied + k; i++) index_row(items, i, b->vecs + i * (size_t)b->dim);
         memcpy(b->bias + b->copied, items->bias + b->copied, k * sizeof(float));
         memcpy(b->ids + b->copied, items->ids + b->copied, k * sizeof(int64_t));
         for (size_t i = b->copied; i < b->copied + k; i++) b->bias_sum += b->bias[i];
@@ -422,21 +440,26 @@ void dr__retrieval_free(dr__retrieval_t *r) {
 /* ---- keeping up with the item matrix (the emit thread) -------------------- */
 
 static int upsert_row(dr_ann_t *ann, const dr_items_view_t *items, size_t i) {
-    int rc = dr_ann_upsert(ann, (int64_t)i, items->q + i * (size_t)items->dim, items->bias[i]);
+    float row[DR_MAX_DIM + 1];
+    index_row(items, i, row);
+    int rc = dr_ann_upsert(ann, (int64_t)i, row, items->bias[i]);
     return rc == DR_EINVAL ? 0 : rc; /* a row not finite: left out until it is */
 }
 
 /* Whether row i moved enough since the index took it to be worth a new
- * slot: |Δ|² > change² · |row|², over [q_i, b_i]. */
+ * slot: |Δ|² > change² · |row|², over the row as the index holds it,
+ * [q_i, p_i scaled, b_i] (a popular item's p_i moves little against its
+ * length; a first positive or two move a new item's). */
 static bool moved(const dr__retrieval_t *r, const dr_items_view_t *items, size_t i) {
-    float old[DR_ANN_MAX_DIM + 1];
-    if (dr_ann_get(r->ann, (int64_t)i, old, &old[items->dim]) != 0) return true;
-    const float *q = items->q + i * (size_t)items->dim;
+    float old[DR_ANN_MAX_DIM + 1], now[DR_ANN_MAX_DIM + 1];
+    const int d = items->dim + 1;
+    if (dr_ann_get(r->ann, (int64_t)i, old, &old[d]) != 0) return true;
+    index_row(items, i, now);
+    now[d] = items->bias[i];
     double d2 = 0, n2 = 0;
-    for (int k = 0; k <= items->dim; k++) {
-        double x = k < items->dim ? q[k] : items->bias[i];
-        d2 += (x - old[k]) * (x - old[k]);
-        n2 += x * x;
+    for (int k = 0; k <= d; k++) {
+        d2 += ((double)now[k] - old[k]) * ((double)now[k] - old[k]);
+        n2 += (double)now[k] * now[k];
     }
     return d2 > r->conf.refresh_change * r->conf.refresh_change * (n2 + 1e-12);
 }
@@ -615,7 +638,10 @@ static int rank_from_candidates(dr_emitter_t *e, const dr_model_t *m, const dr_i
      * the end of cand, then move to the front through the set */
     size_t want = C + e->excl[u].n;
     int64_t *tail = L->cand + r->cand_cap - want;
-    int err = dr_ann_search(r->ann, e->U + u * (size_t)e->dim, want, tail, NULL, &found);
+    float query[DR_MAX_DIM + 1]; /* [u, the user's weight of p_i] */
+    memcpy(query, e->U + u * (size_t)e->dim, (size_t)e->dim * sizeof(float));
+    query[e->dim] = dr_model_pop_weight(m, user) / RETR_POP_SCALE;
+    int err = dr_ann_search(r->ann, query, want, tail, NULL, &found);
     if (err) return err;
     for (size_t j = 0; j < found; j++) add_candidate(r, L, &n, tail[j]);
     /* L->score is free until the candidates are scored */

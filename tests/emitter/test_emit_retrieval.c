@@ -561,7 +561,7 @@ static void test_unsavable_index_still_serves(void **state) {
 }
 
 /* With the freshness term on, the freshest items are candidates of every
- * list: an index that proposes 5 items per user by [q_i, b_i] alone gives
+ * list: an index that proposes 5 items per user by [q_i, p_i, b_i] gives
  * the full scan's lists when 30 items published now outweigh the rest. */
 static void test_fresh_items_are_candidates(void **state) {
     (void)state;
@@ -680,6 +680,73 @@ static void test_refresh_pass_paced(void **state) {
     free_all(rk, users, m);
 }
 
+/* A light user's list is led by the population prior (γ·p_i weighs most
+ * before a user's own events do), so the index ranks by it too: its rows
+ * are [q_i, p_i] and its query [u, γ·fade]. A catalog whose 300 popular
+ * items (popularity 1..30 clicks) are far more than the most popular
+ * candidates (5), light users of 2 clicks each, the co-engagement term
+ * off: lists from 20 index candidates hold at least 95% of the full
+ * scan's (all 800 items here). Ranked by [q_i, b_i] alone, they held 82%. */
+static void test_light_users_lists_follow_the_population_prior(void **state) {
+    (void)state;
+    dr_learner_conf_t lc;
+    dr_learner_conf_default(&lc);
+    lc.dim = DIM;
+    lc.cooc_weight = 0.0f;
+    dr_model_t *m;
+    char err[256];
+    assert_int_equal(dr_model_new(&m, &lc, err, sizeof(err)), 0);
+    for (int64_t i = 1; i <= ITEMS; i++) assert_true(dr_model_item_index(m, i, true) >= 0);
+    uint64_t rng = 11;
+    dr_apply_result_t r;
+    int64_t crowd = 100000, ts = 1000;
+    for (int64_t i = 1; i <= 300; i++) /* item i: 1 + i % 30 clicks, each of another user */
+        for (int64_t c = 0; c <= i % 30; c++, crowd++) {
+            dr_user_t *u = dr_user_new_conf(crowd, &lc);
+            assert_non_null(u);
+            dr_event_t ev = {crowd, 1 + (int64_t)((i * 7) % ITEMS), DR_EV_CLICK, 0, ts++};
+            assert_int_equal(dr_learner_apply(m, u, &ev, (uint64_t)crowd, &r), 0);
+            dr_user_free(u);
+        }
+    dr_user_t *users[USERS];
+    for (int u = 0; u < USERS; u++) {
+        users[u] = dr_user_new_conf(100 + u, &lc);
+        for (int k = 0; k < 2; k++) {
+            dr_event_t ev = {100 + u, 1 + (int64_t)(dr_rand64(&rng) % ITEMS), DR_EV_CLICK, 0, ts++};
+            assert_int_equal(dr_learner_apply(m, users[u], &ev, (uint64_t)(u * 2 + k), &r), 0);
+        }
+    }
+    rd_kafka_t *rk = queue_only_producer();
+    dr_flight_t flight = {0};
+    dr_emitter_t *scan = new_emitter(rk, &flight, 0, 50, 0.25);
+    dr_emitter_conf_t c = emitter_conf(1, 20, 0.25, 10000.0, NULL, 16, 1);
+    c.retrieval.popular = 5;
+    dr_emitter_t *retr = emitter_of(rk, &flight, &c);
+    emit_until_served(retr, m, users, USERS);
+    static int64_t want[USERS][DR_LAST_LIST];
+    size_t done;
+    assert_int_equal(dr_emitter_emit(scan, m, users, USERS, NULL, 1, &done), 0);
+    for (int u = 0; u < USERS; u++) memcpy(want[u], users[u]->last_list, sizeof(want[u]));
+    assert_int_equal(dr_emitter_emit(retr, m, users, USERS, NULL, 2, &done), 0);
+    int hits = 0, popular = 0;
+    dr_items_view_t v;
+    dr_model_items(m, &v);
+    for (int u = 0; u < USERS; u++) {
+        assert_int_equal(users[u]->last_list_len, 20);
+        for (int a = 0; a < 20; a++) {
+            for (int b = 0; b < 20; b++) hits += users[u]->last_list[a] == want[u][b];
+            popular += v.pop[dr_model_item_index(m, want[u][a], false)] > 1.0f; /* 2 clicks or more */
+        }
+    }
+    print_message("lists: %d of %d items as the full scan's; popular items in its lists: %d\n", hits,
+                  USERS * 20, popular);
+    assert_true(popular > USERS * 10); /* the prior leads the lists */
+    assert_true(hits >= USERS * 20 * 95 / 100);
+    dr_emitter_free(scan);
+    dr_emitter_free(retr);
+    free_all(rk, users, m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_covering_candidates_give_the_full_scans_lists),
@@ -688,6 +755,7 @@ int main(void) {
         cmocka_unit_test(test_catalog_outgrows_the_index),
         cmocka_unit_test(test_index_built_on_its_own_thread),
         cmocka_unit_test(test_fresh_items_are_candidates),
+        cmocka_unit_test(test_light_users_lists_follow_the_population_prior),
         cmocka_unit_test(test_reused_rows_reindexed),
         cmocka_unit_test(test_refresh_pass_paced),
         cmocka_unit_test(test_saved_index_serves_after_a_restart),
