@@ -534,6 +534,41 @@ static void test_saved_index_serves_after_a_restart(void **state) {
     free_all(rk, users, m);
 }
 
+/* A restart under changed settings: an index saved with another
+ * emit.retrieval.m (or by a build whose rows had another shape, as before
+ * p_i joined them) is not loaded but built again, and serves the full
+ * scan's lists. */
+static void test_saved_index_of_other_settings_is_rebuilt(void **state) {
+    (void)state;
+    char dir[] = "/tmp/dr_retr_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    dr_user_t *users[USERS];
+    dr_model_t *m = trained(users);
+    rd_kafka_t *rk = queue_only_producer();
+    dr_flight_t flight = {0};
+    dr_emitter_t *first = saving_emitter(rk, &flight, dir);
+    emit_until_served(first, m, users, USERS);
+    dr_emitter_free(first);
+    dr_emitter_conf_t c = emitter_conf(1, 2 * ITEMS, 10.0, 10000.0, dir, 16, 1);
+    c.retrieval.M = 24; /* 16 when saved */
+    dr_emitter_t *again = emitter_of(rk, &flight, &c);
+    emit_until_served(again, m, users, USERS);
+    assert_int_equal(dr_emitter_stats(again)->index_upserts, ITEMS); /* built, not loaded */
+    dr_emitter_t *scan = new_emitter(rk, &flight, 0, 50, 0.25);
+    assert_same_lists(scan, again, m, users);
+    dr_emitter_free(scan);
+    dr_emitter_free(again);
+    /* its own build was saved over the other: the next start loads it */
+    dr_emitter_t *third = emitter_of(rk, &flight, &c);
+    emit_until_served(third, m, users, USERS);
+    assert_int_equal(dr_emitter_stats(third)->index_upserts, 0);
+    dr_emitter_free(third);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    free_all(rk, users, m);
+}
+
 /* A save that cannot be written (here the index directory is a file, as
  * a full or broken disk would refuse it) is logged and changes nothing
  * else: the index serves, the stop-time save says DR_EIO, and a later start
@@ -759,6 +794,7 @@ int main(void) {
         cmocka_unit_test(test_reused_rows_reindexed),
         cmocka_unit_test(test_refresh_pass_paced),
         cmocka_unit_test(test_saved_index_serves_after_a_restart),
+        cmocka_unit_test(test_saved_index_of_other_settings_is_rebuilt),
         cmocka_unit_test(test_unsavable_index_still_serves),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
