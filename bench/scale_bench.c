@@ -302,9 +302,9 @@ static dr_model_t *emit_setup(size_t n, size_t B, double sync_ms, dr_user_t ***u
     ec->batch = 512;
     ec->blas_threads = 1;
     dr_codec_conf_default(&ec->codec);
-    /* emit.retrieval.candidates, .ef, .m, .popular: CANDIDATES, EF, M, POPULAR (50, 50, 48, 50) */
+    /* emit.retrieval.candidates, .ef, .m, .popular: CANDIDATES, EF, M, POPULAR (50, 64, 32, 50) */
     ec->retrieval = (dr_emit_retrieval_conf_t){.min_items = 1, .candidates = env_int("CANDIDATES", 50),
-                                               .ef_search = env_int("EF", 50), .M = env_int("M", 48),
+                                               .ef_search = env_int("EF", 64), .M = env_int("M", 32),
                                                .ef_construction = 100, .coengaged = 100, .popular = env_int("POPULAR", 50),
                                                .sync_ms = sync_ms, .refresh_change = 0.25,
                                                /* emit.retrieval.refresh.pass.ms (REFRESH_PASS_MS;
