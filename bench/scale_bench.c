@@ -48,7 +48,6 @@
  * Heap bytes are glibc's mallinfo2() (in use + mmapped), so they include
  * allocator headers and the spare capacity of the doubling arrays. */
 #include <malloc.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
