@@ -484,6 +484,26 @@ static void test_index_built_on_its_own_thread(void **state) {
     free_all(rk, users, m);
 }
 
+/* What a restart finds: a trained model (users, its producer in *rk) and
+ * the index an emitter built of it, saved in a new directory made from
+ * the template dir. */
+static dr_model_t *saved_index_world(char *dir, dr_user_t **users, rd_kafka_t **rk, dr_flight_t *flight) {
+    assert_non_null(mkdtemp(dir));
+    dr_model_t *m = trained(users);
+    *rk = queue_only_producer();
+    dr_emitter_t *first = saving_emitter(*rk, flight, dir);
+    emit_until_served(first, m, users, USERS);
+    assert_int_equal(dr_emitter_stats(first)->index_upserts, ITEMS); /* built */
+    dr_emitter_free(first);
+    return m;
+}
+
+static void remove_dir(const char *dir) {
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* emit.retrieval.persist: the index built is saved, and after a restart
  * the saved one serves, its items named by their ids: the restored model
  * (items loaded in another order, so in other rows) gets the full scan's
@@ -492,15 +512,10 @@ static void test_index_built_on_its_own_thread(void **state) {
 static void test_saved_index_serves_after_a_restart(void **state) {
     (void)state;
     char dir[] = "/tmp/dr_retr_XXXXXX";
-    assert_non_null(mkdtemp(dir));
     dr_user_t *users[USERS];
-    dr_model_t *m = trained(users);
-    rd_kafka_t *rk = queue_only_producer();
+    rd_kafka_t *rk;
     dr_flight_t flight = {0};
-    dr_emitter_t *first = saving_emitter(rk, &flight, dir);
-    emit_until_served(first, m, users, USERS);
-    assert_int_equal(dr_emitter_stats(first)->index_upserts, ITEMS); /* built */
-    dr_emitter_free(first);
+    dr_model_t *m = saved_index_world(dir, users, &rk, &flight);
     char meta[256];
     snprintf(meta, sizeof(meta), "%s/index.meta", dir);
     assert_int_equal(access(meta, R_OK), 0);
@@ -528,9 +543,7 @@ static void test_saved_index_serves_after_a_restart(void **state) {
     dr_emitter_free(third);
     dr_emitter_free(scan);
     dr_model_free(m2);
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    remove_dir(dir);
     free_all(rk, users, m);
 }
 
@@ -541,14 +554,10 @@ static void test_saved_index_serves_after_a_restart(void **state) {
 static void test_saved_index_of_other_settings_is_rebuilt(void **state) {
     (void)state;
     char dir[] = "/tmp/dr_retr_XXXXXX";
-    assert_non_null(mkdtemp(dir));
     dr_user_t *users[USERS];
-    dr_model_t *m = trained(users);
-    rd_kafka_t *rk = queue_only_producer();
+    rd_kafka_t *rk;
     dr_flight_t flight = {0};
-    dr_emitter_t *first = saving_emitter(rk, &flight, dir);
-    emit_until_served(first, m, users, USERS);
-    dr_emitter_free(first);
+    dr_model_t *m = saved_index_world(dir, users, &rk, &flight);
     dr_emitter_conf_t c = emitter_conf(1, 2 * ITEMS, 10.0, 10000.0, dir, 16, 1);
     c.retrieval.M = 24; /* 16 when saved */
     dr_emitter_t *again = emitter_of(rk, &flight, &c);
@@ -563,9 +572,7 @@ static void test_saved_index_of_other_settings_is_rebuilt(void **state) {
     emit_until_served(third, m, users, USERS);
     assert_int_equal(dr_emitter_stats(third)->index_upserts, 0);
     dr_emitter_free(third);
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    remove_dir(dir);
     free_all(rk, users, m);
 }
 
@@ -717,7 +724,7 @@ static void test_refresh_pass_paced(void **state) {
 
 /* A light user's list is led by the population prior (γ·p_i weighs most
  * before a user's own events do), so the index ranks by it too: its rows
- * are [q_i, p_i] and its query [u, γ·fade]. A catalog whose 300 popular
+ * are [q_i, 0.3·p_i] and its query [u, γ·fade/0.3]. A catalog whose 300 popular
  * items (popularity 1..30 clicks) are far more than the most popular
  * candidates (5), light users of 2 clicks each, the co-engagement term
  * off: lists from 20 index candidates hold at least 95% of the full
