@@ -42,8 +42,15 @@ fi
 echo; echo "== 7. approximate retrieval vs the full scan (target at 1M items: 10x the scan's lists/s, recall@50 at least 0.95)"
 # ~4 minutes: the 1M-item build is ~3 of them; RETRIEVAL_ITEMS to change the sizes
 ITEMS=${RETRIEVAL_ITEMS:-"10000 100000 1000000"} KINDS=clustered RUNS=3 EF=50,64 "$root/bench/retrieval.sh" "$build"
-echo "-- the emitter's whole retrieval path (every term, exact scores) vs its full scan; EMIT_ITEMS (100000; 1000000 adds ~5 min)"
-ITEMS=${EMIT_ITEMS:-100000} RUNS=1 MEMORY=0 EMIT=1 "$root/bench/scale.sh" "$build"
+echo "-- the emitter's whole retrieval path (every term, exact scores) vs its full scan; EMIT_ITEMS (100000; 1000000 adds ~5 min a world)"
+# three worlds: the model's random rows with users of 10 engaged items, and
+# trained-like vectors with users of none (factors and popularity rank the
+# lists) and of 10 (the co-engagement term weighs most): docs/RETRIEVAL.md
+for world in "random 10" "clustered 0" "clustered 10"; do
+  set -- $world
+  echo "-- vectors $1, engaged items per scored user $2"
+  VECTORS=$1 SOURCES=$2 ITEMS=${EMIT_ITEMS:-100000} RUNS=1 MEMORY=0 EMIT=1 "$root/bench/scale.sh" "$build"
+done
 echo; echo "== 8. catalog churn (target: live items, rows and stored items flat while posts arrive and expire)"
 # ~10 minutes: 5M posts over 15M events; CHURN_EVENTS / CHURN_POSTS to shorten
 EVENTS=${CHURN_EVENTS:-15000000} POSTS=${CHURN_POSTS:-5000000} "$root/bench/churn.sh" "$build"
