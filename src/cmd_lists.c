@@ -140,17 +140,15 @@ static void finish_partition(bool *done, int32_t p, int *open) {
 /* Reads every partition of the topic from the beginning to its end as of
  * the start (the high watermarks then), decoding each message. */
 static int read_all(rd_kafka_t *rk, const dr_config_t *cfg, dr_codec_t *codec, lists_t *l) {
-    const struct rd_kafka_metadata *md;
-    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, cfg->topic_recs, NULL);
-    if (!t || rd_kafka_metadata(rk, 0, t, &md, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        if (t) rd_kafka_topic_destroy(t);
-        fprintf(stderr, "driftrec lists: no broker answered at %s within 10 s: nothing was read (topic %s)\n",
-                dr_config_kafka(cfg, "bootstrap.servers"), cfg->topic_recs);
+    int parts;
+    char why[600] = "";
+    int err = dr_ingest_topic_partitions_err(rk, cfg->topic_recs, 10000, &parts, why, sizeof(why));
+    if (err) {
+        fprintf(stderr, "driftrec lists: %s: nothing was read (topic %s)\n", why[0] ? why : dr_strerror(err),
+                cfg->topic_recs);
         return 1;
     }
-    int parts = md->topics[0].partition_cnt;
-    rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(t);
+    if (parts < 0) parts = 0; /* no such topic: no lists */
     rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new(parts);
     int64_t *end = calloc((size_t)(parts > 0 ? parts : 1), sizeof(*end));
     bool *done = calloc((size_t)(parts > 0 ? parts : 1), sizeof(*done));
