@@ -48,6 +48,7 @@
 #include <cblas.h>
 
 #include "bench_clock.h"
+#include "bench_env.h"
 #include "bench_world.h"
 #include "dr_emit.h"
 #include "dr_retrieval.h"
@@ -78,11 +79,6 @@ static double wall_s(void) {
 static size_t heap_bytes(void) {
     struct mallinfo2 mi = mallinfo2();
     return mi.uordblks + mi.hblkhd;
-}
-
-static int env_int(const char *name, int def) {
-    const char *v = getenv(name);
-    return v && *v ? atoi(v) : def;
 }
 
 /* A comma-separated list of positive ints from the environment. */

@@ -57,6 +57,7 @@
 #include <cblas.h>
 
 #include "bench_clock.h"
+#include "bench_env.h"
 #include "bench_world.h"
 #include "dr_bytes.h"
 #include "dr_emit.h"
@@ -74,11 +75,6 @@ static long peak_rss_kib(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss;
-}
-
-static int env_int(const char *name, int def) {
-    const char *v = getenv(name);
-    return v && *v ? atoi(v) : def;
 }
 
 static void die(const char *what) {
