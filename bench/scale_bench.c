@@ -24,7 +24,8 @@
  *                                 VECTORS=clustered gives the items and
  *                                 users vectors shaped like trained ones
  *                                 (bench/bench_world.h) instead of the
- *                                 model's structureless initial rows
+ *                                 model's structureless initial rows;
+ *                                 INDEX_DIR keeps the index between runs
  *   scale_bench build N [USERS] [SYNC_MS] [THREADS] [MAX_S]
  *                                 the retrieval index's first build inside
  *                                 an emit loop: dr_emitter_emit for USERS
@@ -307,6 +308,14 @@ static dr_model_t *emit_setup(size_t n, size_t B, double sync_ms, dr_user_t ***u
                                                .refresh_pass_ms = getenv("REFRESH_PASS_MS")
                                                                       ? atof(getenv("REFRESH_PASS_MS"))
                                                                       : 20000.0};
+    /* INDEX_DIR: the index saved there once built and loaded from there
+     * when it holds one of the same world and settings (emit.retrieval.
+     * persist), so that runs after the first skip the build */
+    const char *index_dir = getenv("INDEX_DIR");
+    if (index_dir && *index_dir) {
+        ec->retrieval.persist = true;
+        snprintf(ec->retrieval.index_dir, sizeof(ec->retrieval.index_dir), "%s", index_dir);
+    }
     *users_out = users;
     return m;
 }
