@@ -4,6 +4,7 @@
 #include "dr_ingest.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +29,10 @@ struct dr_catalog {
     uv_poll_t poll;
     bool started, closed;
     dr_partition_stats_t parts[CATALOG_MAX_PARTITIONS];
+    int64_t end_at_start[CATALOG_MAX_PARTITIONS]; /* each partition's end offset when started, */
+    int64_t low_at_start[CATALOG_MAX_PARTITIONS]; /* and the first it still kept */
     int n_parts;
+    bool caught_up;
     uint64_t items;
     float *emb;
 };
@@ -95,6 +99,48 @@ static void handle(dr_catalog_t *c, rd_kafka_message_t *m) {
     c->parts[m->partition].consumed++;
 }
 
+int64_t dr_catalog_behind(const dr_catalog_t *c) {
+    if (c->caught_up) return 0;
+    int64_t left = 0;
+    for (int p = 0; p < c->n_parts; p++) {
+        /* reading starts at the stored offset, or at the first record the
+         * broker still keeps where that is later (or nothing was stored) */
+        int64_t at = c->parts[p].next_offset > c->low_at_start[p] ? c->parts[p].next_offset : c->low_at_start[p];
+        if (c->end_at_start[p] > at) left += c->end_at_start[p] - at;
+    }
+    return left;
+}
+
+/* Whether the consumer's positions have passed the ends the topic had at
+ * start, where the records read have not: the last offsets of a
+ * partition written transactionally are commit markers, which no
+ * application ever receives. */
+static bool positions_at_ends(dr_catalog_t *c) {
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(c->n_parts);
+    for (int p = 0; p < c->n_parts; p++) rd_kafka_topic_partition_list_add(list, c->topic, p);
+    bool at_ends = rd_kafka_position(c->rk, list) == RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (int k = 0; at_ends && k < list->cnt; k++) {
+        int32_t p = list->elems[k].partition;
+        int64_t at = list->elems[k].offset, read = c->parts[p].next_offset;
+        at_ends = (at >= 0 && at >= c->end_at_start[p]) || read >= c->end_at_start[p] ||
+                  c->low_at_start[p] >= c->end_at_start[p];
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+    return at_ends;
+}
+
+/* Tells the handler, once, that the ends the topic had at start are read. */
+static void check_caught_up(dr_catalog_t *c) {
+    if (c->caught_up || (dr_catalog_behind(c) > 0 && !positions_at_ends(c))) return;
+    c->caught_up = true;
+    if (c->handler.caught_up) c->handler.caught_up(c->handler.ctx);
+}
+
+bool dr_catalog_caught_up(dr_catalog_t *c) {
+    check_caught_up(c);
+    return c->caught_up;
+}
+
 static void on_readable(uv_poll_t *h, int status, int events) {
     (void)status;
     (void)events;
@@ -109,6 +155,25 @@ static void on_readable(uv_poll_t *h, int status, int events) {
             handle(c, batch[i]);
             rd_kafka_message_destroy(batch[i]);
         }
+    check_caught_up(c);
+}
+
+/* Each partition's end offset now: where the reader has caught up with
+ * the catalog as it was at start. Unknown ends (no broker answered in
+ * time) count as read: the caller is not held up by what it cannot learn. */
+static void learn_ends(dr_catalog_t *c, int timeout_ms) {
+    for (int p = 0; p < c->n_parts; p++) {
+        int64_t lo = 0, hi = 0;
+        rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(c->rk, c->topic, p, &lo, &hi, timeout_ms);
+        if (err) {
+            dr_log(DR_LOG_WARN, "ingest", "catalog end offsets unknown: events are read beside the catalog | topic=%s partition=%d err=\"%s\"",
+                   c->topic, p, rd_kafka_err2str(err));
+            for (int q = 0; q < c->n_parts; q++) c->end_at_start[q] = c->low_at_start[q] = 0;
+            return;
+        }
+        c->end_at_start[p] = hi;
+        c->low_at_start[p] = lo;
+    }
 }
 
 static int assign_all(dr_catalog_t *c, char *errstr, size_t n) {
@@ -138,7 +203,7 @@ static int assign_all(dr_catalog_t *c, char *errstr, size_t n) {
     return err ? DR_EKAFKA : 0;
 }
 
-int dr_catalog_start(dr_catalog_t *c, char *errstr, size_t n) {
+int dr_catalog_start(dr_catalog_t *c, int timeout_ms, char *errstr, size_t n) {
     if (c->started) return 0;
     if (pipe2(c->pipe_fd, O_NONBLOCK | O_CLOEXEC) != 0) {
         snprintf(errstr, n, "pipe: %s", strerror(errno));
@@ -150,9 +215,12 @@ int dr_catalog_start(dr_catalog_t *c, char *errstr, size_t n) {
     rd_kafka_queue_io_event_enable(c->queue, c->pipe_fd[1], "1", 1);
     uv_poll_start(&c->poll, UV_READABLE, on_readable);
     int err = assign_all(c, errstr, n);
-    if (!err) on_readable(&c->poll, 0, 0); /* anything queued before the pipe was armed */
-    dr_log(DR_LOG_INFO, "ingest", "catalog reader started | topic=%s partitions=%d", c->topic, c->n_parts);
-    return err;
+    if (err) return err;
+    learn_ends(c, timeout_ms);
+    dr_log(DR_LOG_INFO, "ingest", "catalog reader started | topic=%s partitions=%d records_to_read=%" PRId64,
+           c->topic, c->n_parts, dr_catalog_behind(c));
+    on_readable(&c->poll, 0, 0); /* anything queued before the pipe was armed; caught up at once? */
+    return 0;
 }
 
 void dr_catalog_close(dr_catalog_t *c) {

@@ -254,6 +254,10 @@ typedef struct dr_catalog_handler {
     /* Where to start reading a partition: the stored next offset, or -1
      * for the beginning. */
     int64_t (*start_offset)(void *ctx, int32_t partition);
+    /* Called once, on the loop, when every partition has been read up to
+     * where it ended when the reader started (at once when nothing is left
+     * to read, or when those ends could not be learnt); NULL: not wanted. */
+    void (*caught_up)(void *ctx);
 } dr_catalog_handler_t;
 
 /* conf gives the kafka properties, the codec and the DLQ; conf->topic is
@@ -261,8 +265,16 @@ typedef struct dr_catalog_handler {
 int dr_catalog_new(dr_catalog_t **out, uv_loop_t *loop, const char *topic,
                    const dr_ingest_conf_t *conf, const dr_catalog_handler_t *handler,
                    dr_ingest_t *dlq, char *errstr, size_t errstr_size);
-/* Reads the topic's partitions and starts consuming them. */
-int dr_catalog_start(dr_catalog_t *c, char *errstr, size_t errstr_size);
+/* Reads the topic's partitions and their end offsets (within timeout_ms),
+ * and starts consuming them. */
+int dr_catalog_start(dr_catalog_t *c, int timeout_ms, char *errstr, size_t errstr_size);
+/* Records left to read before the reader has caught up with the ends the
+ * topic had at start (0 once it has). */
+int64_t dr_catalog_behind(const dr_catalog_t *c);
+/* Whether it has caught up; checks the consumer's positions too (a
+ * partition that ends in transaction markers delivers no last record),
+ * calling handler->caught_up the first time it finds so. */
+bool dr_catalog_caught_up(dr_catalog_t *c);
 /* Stops and closes the loop handles (run the loop once more before free). */
 void dr_catalog_close(dr_catalog_t *c);
 void dr_catalog_free(dr_catalog_t *c); /* NULL ok */

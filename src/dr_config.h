@@ -33,6 +33,7 @@ typedef struct dr_config {
     char topic_recs[DR_NAME_MAX];
     char topic_dlq[DR_NAME_MAX];     /* empty: "<events>.dlq" */
     char topic_catalog[DR_NAME_MAX]; /* empty: no catalog */
+    int catalog_first_ms;            /* events wait at most this for the catalog at start */
     char topic_changelog[DR_NAME_MAX]; /* empty: "<events>.changelog"; "-": none */
     char topic_model[DR_NAME_MAX];     /* empty: "<events>.model"; "-": none */
     int model_sync_interval_ms;        /* how often item changes are shared */

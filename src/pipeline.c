@@ -81,6 +81,9 @@ struct dr_pipeline {
     uv_timer_t emit_timer, commit_timer, housekeeping_timer;
     int open_handles;
     bool started, stopping, stopped;
+    /* topic.catalog.first.ms: events wait for the catalog to be read */
+    bool events_waiting;
+    double catalog_wait_t0, catalog_wait_log_at;
     /* users owed a list, in the order they changed */
     int64_t *pending_ids;
     size_t n_pending, cap_pending;
@@ -1635,8 +1638,46 @@ static void take_shared_model(dr_pipeline_t *p) {
     if (p->sync && !p->stats.failed) dr_model_sync_poll(p->sync, p->model, 4096);
 }
 
+/* ---- the catalog before events (topic.catalog.first.ms) ------------------- */
+
+static void start_events(dr_pipeline_t *p) {
+    if (!p->events_waiting) return;
+    p->events_waiting = false;
+    if (p->stopping || p->stats.failed) return;
+    char errstr[512] = "";
+    if (dr_ingest_start(p->ingest, errstr, sizeof(errstr)) != 0) fail(p, "the events consumer did not start", errstr);
+}
+
+/* The catalog reader's handler: read up to where the topic ended at start. */
+static void on_catalog_caught_up(void *ctx) {
+    dr_pipeline_t *p = ctx;
+    if (!p->events_waiting) return;
+    dr_log(DR_LOG_INFO, "pipeline", "catalog read, consuming events | items=%" PRIu64 " seconds=%.2f",
+           dr_catalog_items_seen(p->catalog), dr_mono_s() - p->catalog_wait_t0);
+    start_events(p);
+}
+
+/* While events wait for the catalog (housekeeping): progress every 5 s,
+ * and past topic.catalog.first.ms events start beside the rest of it. */
+static void wait_for_catalog(dr_pipeline_t *p) {
+    if (!p->events_waiting || dr_catalog_caught_up(p->catalog)) return;
+    double now = dr_mono_s();
+    if ((now - p->catalog_wait_t0) * 1000.0 >= p->cfg.catalog_first_ms) {
+        dr_log(DR_LOG_WARN, "pipeline",
+               "catalog not read within topic.catalog.first.ms: consuming events beside the rest of it | records_left=%" PRId64
+               " records_read=%" PRIu64,
+               dr_catalog_behind(p->catalog), dr_catalog_items_seen(p->catalog));
+        start_events(p);
+    } else if (now >= p->catalog_wait_log_at) {
+        dr_log(DR_LOG_INFO, "pipeline", "reading the catalog before events | records_left=%" PRId64 " records_read=%" PRIu64,
+               dr_catalog_behind(p->catalog), dr_catalog_items_seen(p->catalog));
+        p->catalog_wait_log_at = now + 5.0;
+    }
+}
+
 static void on_housekeeping(uv_timer_t *t) {
     dr_pipeline_t *p = t->data;
+    wait_for_catalog(p);
     serve_producer(p);
     take_shared_model(p);
     finish_commit(p);
@@ -2109,7 +2150,7 @@ static int make_clients(dr_pipeline_t *p, char *errstr, size_t n) {
     if ((err = dr_ingest_new(&p->ingest, p->loop, &ic, &h, p->producer, &p->flight, errstr, n)))
         return err;
     if (!p->cfg.topic_catalog[0]) return 0;
-    dr_catalog_handler_t ch = {p, on_item, on_item_removed, catalog_start};
+    dr_catalog_handler_t ch = {p, on_item, on_item_removed, catalog_start, on_catalog_caught_up};
     return dr_catalog_new(&p->catalog, p->loop, p->cfg.topic_catalog, &ic, &ch, p->ingest, errstr, n);
 }
 
@@ -2234,8 +2275,22 @@ int dr_pipeline_start(dr_pipeline_t *p, char *errstr, size_t n) {
      * topic's partitions */
     if (!err) err = check_partition_count(p, errstr, n);
     if (!err && p->sync) err = dr_model_sync_start(p->sync, model_start, p, 10000, errstr, n);
-    if (!err && p->catalog) err = dr_catalog_start(p->catalog, errstr, n);
-    if (!err) err = dr_ingest_start(p->ingest, errstr, n);
+    double catalog_t0 = dr_mono_s();
+    if (!err && p->catalog) err = dr_catalog_start(p->catalog, 10000, errstr, n);
+    bool wait = !err && p->catalog && p->cfg.catalog_first_ms > 0;
+    if (wait && !dr_catalog_caught_up(p->catalog)) {
+        /* events once the catalog is read (on_catalog_caught_up), or its wait is over */
+        p->events_waiting = true;
+        p->catalog_wait_t0 = catalog_t0;
+        p->catalog_wait_log_at = dr_mono_s() + 5.0;
+        dr_log(DR_LOG_INFO, "pipeline", "reading the catalog before events | records_left=%" PRId64 " limit_ms=%d",
+               dr_catalog_behind(p->catalog), p->cfg.catalog_first_ms);
+    } else if (!err) {
+        if (wait) /* read within its start: what was there had been fetched already */
+            dr_log(DR_LOG_INFO, "pipeline", "catalog read, consuming events | items=%" PRIu64 " seconds=%.2f",
+                   dr_catalog_items_seen(p->catalog), dr_mono_s() - catalog_t0);
+        err = dr_ingest_start(p->ingest, errstr, n);
+    }
     if (err) p->stats.failed = true; /* the caller's stop then writes nothing */
     return err;
 }

@@ -1200,6 +1200,86 @@ static void test_shutdown_commit_that_cannot_be_made_fails(void **state) {
     fault_fixture_free(fx);
 }
 
+/* ---- the catalog before events (topic.catalog.first.ms) ------------------ */
+
+#define SLOW_CATALOG 3000 /* catalog records ahead of the blocks, one a batch */
+
+/* A catalog slow to read: SLOW_CATALOG records one batch each (the
+ * embedded broker returns one batch per partition per fetch), then the
+ * blocks of items 1..BLOCKED, as a catalog service that ran for a while
+ * before this deployment leaves its topic. */
+static void produce_slow_catalog(fixture_t *fx) {
+    char e[256];
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    rd_kafka_conf_set(kc, "bootstrap.servers", dr_embedded_bootstraps(fx->broker), e, sizeof(e));
+    rd_kafka_conf_set(kc, "batch.num.messages", "1", e, sizeof(e));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, e, sizeof(e));
+    assert_non_null(rk);
+    dr_buf_t buf = {0};
+    for (int64_t item = 1; item <= SLOW_CATALOG + BLOCKED; item++) {
+        bool block = item > SLOW_CATALOG;
+        dr_item_rec_t rec = {block ? item - SLOW_CATALOG : 100000 + item, NULL, 0, false, block, -1, -1, -1};
+        assert_int_equal(dr_codec_encode_item(fx->codec, &rec, &buf), 0);
+        while (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("items"), RD_KAFKA_V_VALUE(buf.data, buf.len),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            rd_kafka_poll(rk, 10);
+    }
+    dr_buf_free(&buf);
+    assert_int_equal(rd_kafka_flush(rk, 30000), 0);
+    rd_kafka_destroy(rk);
+}
+
+typedef struct blocked_seen {
+    fixture_t *fx;
+    uint64_t lists, holding; /* lists read; of them, holding a blocked item */
+} blocked_seen_t;
+
+static void on_list_blocked(void *ctx, const rd_kafka_message_t *m) {
+    blocked_seen_t *b = ctx;
+    dr_recs_t recs;
+    dr_scored_item_t items[TOPK];
+    char reason[128];
+    assert_int_equal(dr_codec_decode_recs(b->fx->codec, m->payload, m->len, &recs, items, TOPK, reason, sizeof(reason)), 0);
+    b->lists++;
+    bool holds = false;
+    for (size_t k = 0; k < recs.n_items; k++) holds |= items[k].item_id >= 1 && items[k].item_id <= BLOCKED;
+    b->holding += holds;
+}
+
+/* A new deployment over a catalog that takes a while to read, with its
+ * partitions taken at once (ingest.partitions=all: no group join to wait
+ * out): events wait until the catalog is read, so no list published, not
+ * even the first, holds an item the catalog blocks. With
+ * topic.catalog.first.ms=0 (events read beside the catalog, as before)
+ * lists held blocked items until their blocks were read. */
+static void catalog_first_run(int64_t first_ms, blocked_seen_t *seen) {
+    fixture_t *fx = fault_fixture(first_ms ? "catfirst" : "catbeside", 1);
+    produce_slow_catalog(fx);
+    uint64_t rng = 5;
+    produce_phase(fx, 0, &rng);
+    char first[64];
+    snprintf(first, sizeof(first), "topic.catalog.first.ms=%" PRId64, first_ms);
+    const char *const extra[] = {"ingest.partitions=all", first, NULL};
+    uint64_t total = (uint64_t)USERS * EVENTS_PER_USER_PHASE;
+    dr_pipeline_stats_t st = run_pipeline_with(fx, "catfirst", total, extra, NULL);
+    assert_int_equal(st.events, total);
+    *seen = (blocked_seen_t){fx, 0, 0};
+    read_topic(fx, "recs", PARTITIONS, on_list_blocked, seen);
+    fprintf(stderr, "topic.catalog.first.ms=%" PRId64 ": %llu lists, %llu holding a blocked item\n", first_ms,
+            (unsigned long long)seen->lists, (unsigned long long)seen->holding);
+    fault_fixture_free(fx);
+}
+
+static void test_catalog_read_before_events(void **state) {
+    (void)state;
+    blocked_seen_t first, beside;
+    catalog_first_run(120000, &first);
+    assert_true(first.lists > 0);
+    assert_int_equal(first.holding, 0);
+    catalog_first_run(0, &beside); /* the test sees what it guards against */
+    assert_true(beside.holding > 0);
+}
+
 static rd_kafka_t *second_member; /* the consumer that joins the group in join_second_member */
 
 /* Once the pipeline consumes, a second consumer joins its group, which
@@ -1438,6 +1518,7 @@ int main(void) {
         cmocka_unit_test(test_revoke_commit_that_cannot_be_made_fails),
         cmocka_unit_test(test_revoke_while_paused),
         cmocka_unit_test(test_revoke_while_the_commit_is_written),
+        cmocka_unit_test(test_catalog_read_before_events),
     };
     /* DR_TEST_FILTER=test_erase* runs the matching tests only (cmocka's pattern) */
     if (getenv("DR_TEST_FILTER")) cmocka_set_test_filter(getenv("DR_TEST_FILTER"));
