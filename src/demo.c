@@ -293,8 +293,40 @@ static int produce_events(demo_opts_t *o, rd_kafka_t *rk, dr_codec_t *codec, dr_
     return err;
 }
 
-/* The catalog, then (openloop) the stream, flushed. world: the feed's
- * world, or NULL for the openloop scenario. */
+/* A topic's partitions' end offsets (-1 where not learnt), into ends
+ * (DR_INGEST_MAX_PARTITIONS); the partition count in *n. */
+static void topic_ends(rd_kafka_t *rk, const char *topic, int64_t *ends, int *n) {
+    *n = 0;
+    if (!topic[0] || dr_ingest_topic_partitions(rk, topic, 10000, n) != 0 || *n > DR_INGEST_MAX_PARTITIONS) *n = 0;
+    for (int p = 0; p < *n; p++) {
+        int64_t lo, hi;
+        ends[p] = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000) ? -1 : hi;
+    }
+}
+
+/* Whether the broker still keeps every record produced to topic since its
+ * ends were before[0..n); says on stderr what it dropped. The embedded
+ * broker keeps ~5 MiB a partition and drops the oldest records silently:
+ * a lost event left the demo waiting for it, a lost catalog record an item
+ * with no content. */
+static bool topic_kept_all(rd_kafka_t *rk, const char *topic, const int64_t *before, int n) {
+    int64_t dropped = 0;
+    for (int p = 0; p < n; p++) {
+        int64_t lo, hi;
+        if (before[p] < 0 || rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000)) continue;
+        if (lo > before[p]) dropped += (lo < hi ? lo : hi) - before[p];
+    }
+    if (dropped > 0)
+        fprintf(stderr,
+                "driftrec demo: the broker dropped the oldest %" PRId64 " records produced to %s (the embedded "
+                "broker keeps ~5 MiB per partition): use more partitions (--partitions) or a smaller run\n",
+                dropped, topic);
+    return dropped == 0;
+}
+
+/* The catalog, then (openloop) the stream, flushed; fails when the broker
+ * did not keep all of it. world: the feed's world, or NULL for the
+ * openloop scenario. */
 static int produce_inputs(demo_opts_t *o, const char *bootstraps, const dr_feed_world_t *world) {
     char e[512];
     rd_kafka_t *rk = new_producer(bootstraps);
@@ -308,7 +340,14 @@ static int produce_inputs(demo_opts_t *o, const char *bootstraps, const dr_feed_
         rd_kafka_destroy(rk);
         return DR_EKAFKA;
     }
-    if (o->cfg.topic_catalog[0]) (void)dr_ingest_topic_partitions(rk, o->cfg.topic_catalog, 10000, &parts);
+    int64_t *ends = malloc(2 * DR_INGEST_MAX_PARTITIONS * sizeof(*ends));
+    if (!ends) {
+        rd_kafka_destroy(rk);
+        return DR_ENOMEM;
+    }
+    int n_events, n_catalog;
+    topic_ends(rk, o->cfg.topic_events, ends, &n_events);
+    topic_ends(rk, o->cfg.topic_catalog, ends + DR_INGEST_MAX_PARTITIONS, &n_catalog);
     dr_synth_t *s = NULL;
     dr_codec_t *codec = NULL;
     int err = world ? 0 : dr_synth_new(&s, &o->synth);
@@ -320,6 +359,10 @@ static int produce_inputs(demo_opts_t *o, const char *bootstraps, const dr_feed_
     if (!err && !world) err = produce_events(o, rk, codec, s);
     if (!err && rd_kafka_flush(rk, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR) err = DR_EKAFKA;
     if (err) fprintf(stderr, "driftrec demo: producing the inputs failed: %s\n", dr_strerror(err));
+    if (!err && (!topic_kept_all(rk, o->cfg.topic_catalog, ends + DR_INGEST_MAX_PARTITIONS, n_catalog) ||
+                 !topic_kept_all(rk, o->cfg.topic_events, ends, n_events)))
+        err = DR_ERANGE;
+    free(ends);
     dr_codec_free(codec);
     dr_synth_free(s);
     rd_kafka_destroy(rk);
@@ -379,6 +422,17 @@ static void on_signal(uv_signal_t *h, int sig) {
     if (r->sim) dr_feed_sim_request_stop(r->sim);
 }
 
+/* The catalog topic's partitions on the embedded broker, which keeps ~5
+ * MiB of each (STACK-NOTES): a record is ~100 bytes (16 floats of
+ * embedding that do not compress), so 20,000 items a partition. One
+ * partition held 60,000 of 100,000 items, and the rest of the run met
+ * those items' events with no content, topic or retrieval row. */
+static int catalog_partitions(const demo_opts_t *o) {
+    uint64_t items = o->scenario == SCENARIO_FEED ? o->feed.items : o->synth.items;
+    uint64_t parts = (items + 19999) / 20000;
+    return parts < 1 ? 1 : parts > 256 ? 256 : (int)parts;
+}
+
 /* Creates the state directory, the embedded broker and its topics, and
  * points the configuration at them. */
 static int prepare(demo_opts_t *o, dr_embedded_t **broker) {
@@ -401,7 +455,7 @@ static int prepare(demo_opts_t *o, dr_embedded_t **broker) {
             dr_embedded_create_topic(*broker, o->cfg.topic_model, 1, err, sizeof(err)))
             goto out_err;
         if (o->cfg.topic_catalog[0] &&
-            dr_embedded_create_topic(*broker, o->cfg.topic_catalog, 1, err, sizeof(err)))
+            dr_embedded_create_topic(*broker, o->cfg.topic_catalog, catalog_partitions(o), err, sizeof(err)))
             goto out_err;
         bs = dr_embedded_bootstraps(*broker);
     }
