@@ -309,7 +309,7 @@ static void topic_ends(rd_kafka_t *rk, const char *topic, int64_t *ends, int *n)
  * broker keeps ~5 MiB a partition and drops the oldest records silently:
  * a lost event left the demo waiting for it, a lost catalog record an item
  * with no content. */
-static bool topic_kept_all(rd_kafka_t *rk, const char *topic, const int64_t *before, int n) {
+static bool topic_kept_all(rd_kafka_t *rk, const char *topic, const int64_t *before, int n, const char *hint) {
     int64_t dropped = 0;
     for (int p = 0; p < n; p++) {
         int64_t lo, hi;
@@ -319,8 +319,8 @@ static bool topic_kept_all(rd_kafka_t *rk, const char *topic, const int64_t *bef
     if (dropped > 0)
         fprintf(stderr,
                 "driftrec demo: the broker dropped the oldest %" PRId64 " records produced to %s (the embedded "
-                "broker keeps ~5 MiB per partition): use more partitions (--partitions) or a smaller run\n",
-                dropped, topic);
+                "broker keeps ~5 MiB per partition): %s\n",
+                dropped, topic, hint);
     return dropped == 0;
 }
 
@@ -359,8 +359,9 @@ static int produce_inputs(demo_opts_t *o, const char *bootstraps, const dr_feed_
     if (!err && !world) err = produce_events(o, rk, codec, s);
     if (!err && rd_kafka_flush(rk, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR) err = DR_EKAFKA;
     if (err) fprintf(stderr, "driftrec demo: producing the inputs failed: %s\n", dr_strerror(err));
-    if (!err && (!topic_kept_all(rk, o->cfg.topic_catalog, ends + DR_INGEST_MAX_PARTITIONS, n_catalog) ||
-                 !topic_kept_all(rk, o->cfg.topic_events, ends, n_events)))
+    if (!err && (!topic_kept_all(rk, o->cfg.topic_catalog, ends + DR_INGEST_MAX_PARTITIONS, n_catalog,
+                                 "give the catalog topic more partitions, or run with fewer --items") ||
+                 !topic_kept_all(rk, o->cfg.topic_events, ends, n_events, "use more --partitions or fewer --events")))
         err = DR_ERANGE;
     free(ends);
     dr_codec_free(codec);
