@@ -917,6 +917,11 @@ static void summary_pipeline(demo_run_t *r, const dr_pipeline_stats_t *st) {
             st->clicks_scored ? (double)st->click_hits / (double)st->clicks_scored : 0,
             st->clicks_scored, st->dead_lettered, st->commits, st->commit_steps,
             st->commit_steps == 1 ? "" : "s", st->commit_build_max_seconds * 1e3, r->o->state_dir);
+    if (st->retrieval_index_items > 0) /* the path is on and built (emit.retrieval.min.items) */
+        fprintf(stderr,
+                "  retrieval index     %" PRIu64 " items; %" PRIu64 " lists ranked from its candidates, %" PRIu64
+                " rows re-inserted as items learnt, %" PRIu64 " rows checked\n",
+                st->retrieval_index_items, st->lists_retrieved, st->retrieval_index_upserts, st->retrieval_rows_checked);
 }
 
 static void summary_feed(demo_run_t *r, const dr_feed_report_t *fr, const dr_feed_detect_summary_t *ds) {
