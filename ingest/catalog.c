@@ -99,32 +99,33 @@ static void handle(dr_catalog_t *c, rd_kafka_message_t *m) {
     c->parts[m->partition].consumed++;
 }
 
+/* Records of partition p left before the end it had at start. Reading
+ * is at the furthest of: the offset after the last record read (or the
+ * stored one), the first record the broker still kept at start, and the
+ * consumer's position (-1: not asked), which passes the commit markers of
+ * a transactionally written partition that no application ever receives. */
+static int64_t left_in(const dr_catalog_t *c, int p, int64_t position) {
+    int64_t at = c->parts[p].next_offset;
+    if (c->low_at_start[p] > at) at = c->low_at_start[p];
+    if (position > at) at = position;
+    return c->end_at_start[p] > at ? c->end_at_start[p] - at : 0;
+}
+
 int64_t dr_catalog_behind(const dr_catalog_t *c) {
     if (c->caught_up) return 0;
     int64_t left = 0;
-    for (int p = 0; p < c->n_parts; p++) {
-        /* reading starts at the stored offset, or at the first record the
-         * broker still keeps where that is later (or nothing was stored) */
-        int64_t at = c->parts[p].next_offset > c->low_at_start[p] ? c->parts[p].next_offset : c->low_at_start[p];
-        if (c->end_at_start[p] > at) left += c->end_at_start[p] - at;
-    }
+    for (int p = 0; p < c->n_parts; p++) left += left_in(c, p, -1);
     return left;
 }
 
-/* Whether the consumer's positions have passed the ends the topic had at
- * start, where the records read have not: the last offsets of a
- * partition written transactionally are commit markers, which no
- * application ever receives. */
+/* Whether the consumer's positions have reached the ends where the
+ * records read have not. */
 static bool positions_at_ends(dr_catalog_t *c) {
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(c->n_parts);
     for (int p = 0; p < c->n_parts; p++) rd_kafka_topic_partition_list_add(list, c->topic, p);
     bool at_ends = rd_kafka_position(c->rk, list) == RD_KAFKA_RESP_ERR_NO_ERROR;
-    for (int k = 0; at_ends && k < list->cnt; k++) {
-        int32_t p = list->elems[k].partition;
-        int64_t at = list->elems[k].offset, read = c->parts[p].next_offset;
-        at_ends = (at >= 0 && at >= c->end_at_start[p]) || read >= c->end_at_start[p] ||
-                  c->low_at_start[p] >= c->end_at_start[p];
-    }
+    for (int k = 0; at_ends && k < list->cnt; k++)
+        at_ends = left_in(c, list->elems[k].partition, list->elems[k].offset) == 0;
     rd_kafka_topic_partition_list_destroy(list);
     return at_ends;
 }

@@ -293,12 +293,9 @@ static int produce_events(demo_opts_t *o, rd_kafka_t *rk, dr_codec_t *codec, dr_
     return err;
 }
 
-/* A topic's partitions' end offsets (-1 where not learnt), into ends
- * (DR_INGEST_MAX_PARTITIONS); the partition count in *n. */
-static void topic_ends(rd_kafka_t *rk, const char *topic, int64_t *ends, int *n) {
-    *n = 0;
-    if (!topic[0] || dr_ingest_topic_partitions(rk, topic, 10000, n) != 0 || *n > DR_INGEST_MAX_PARTITIONS) *n = 0;
-    for (int p = 0; p < *n; p++) {
+/* The end offsets of a topic's n partitions (-1 where not learnt). */
+static void topic_ends(rd_kafka_t *rk, const char *topic, int n, int64_t *ends) {
+    for (int p = 0; p < n; p++) {
         int64_t lo, hi;
         ends[p] = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000) ? -1 : hi;
     }
@@ -333,21 +330,25 @@ static int produce_inputs(demo_opts_t *o, const char *bootstraps, const dr_feed_
     if (!rk) return DR_EKAFKA;
     /* the topics' metadata first: learnt from the first record instead, it
      * holds the records for about a second */
-    int parts;
-    if (dr_ingest_topic_partitions_err(rk, o->cfg.topic_events, 10000, &parts, e, sizeof(e)) != 0) {
+    int n_events, n_catalog = 0;
+    if (dr_ingest_topic_partitions_err(rk, o->cfg.topic_events, 10000, &n_events, e, sizeof(e)) != 0) {
         /* else every record would wait out its delivery timeout (minutes) */
         fprintf(stderr, "driftrec demo: %s: nothing was produced\n", e);
         rd_kafka_destroy(rk);
         return DR_EKAFKA;
     }
+    if (o->cfg.topic_catalog[0] && dr_ingest_topic_partitions(rk, o->cfg.topic_catalog, 10000, &n_catalog) != 0)
+        n_catalog = 0;
+    if (n_events > DR_INGEST_MAX_PARTITIONS) n_events = DR_INGEST_MAX_PARTITIONS;
+    if (n_catalog > DR_INGEST_MAX_PARTITIONS) n_catalog = DR_INGEST_MAX_PARTITIONS;
     int64_t *ends = malloc(2 * DR_INGEST_MAX_PARTITIONS * sizeof(*ends));
     if (!ends) {
         rd_kafka_destroy(rk);
         return DR_ENOMEM;
     }
-    int n_events, n_catalog;
-    topic_ends(rk, o->cfg.topic_events, ends, &n_events);
-    topic_ends(rk, o->cfg.topic_catalog, ends + DR_INGEST_MAX_PARTITIONS, &n_catalog);
+    /* where each partition ends before producing: what the broker dropped of ours is told after */
+    topic_ends(rk, o->cfg.topic_events, n_events, ends);
+    topic_ends(rk, o->cfg.topic_catalog, n_catalog, ends + DR_INGEST_MAX_PARTITIONS);
     dr_synth_t *s = NULL;
     dr_codec_t *codec = NULL;
     int err = world ? 0 : dr_synth_new(&s, &o->synth);

@@ -1648,12 +1648,16 @@ static void start_events(dr_pipeline_t *p) {
     if (dr_ingest_start(p->ingest, errstr, sizeof(errstr)) != 0) fail(p, "the events consumer did not start", errstr);
 }
 
+static void log_catalog_read(dr_pipeline_t *p, double since) {
+    dr_log(DR_LOG_INFO, "pipeline", "catalog read, consuming events | items=%" PRIu64 " seconds=%.2f",
+           dr_catalog_items_seen(p->catalog), dr_mono_s() - since);
+}
+
 /* The catalog reader's handler: read up to where the topic ended at start. */
 static void on_catalog_caught_up(void *ctx) {
     dr_pipeline_t *p = ctx;
     if (!p->events_waiting) return;
-    dr_log(DR_LOG_INFO, "pipeline", "catalog read, consuming events | items=%" PRIu64 " seconds=%.2f",
-           dr_catalog_items_seen(p->catalog), dr_mono_s() - p->catalog_wait_t0);
+    log_catalog_read(p, p->catalog_wait_t0);
     start_events(p);
 }
 
@@ -2286,9 +2290,7 @@ int dr_pipeline_start(dr_pipeline_t *p, char *errstr, size_t n) {
         dr_log(DR_LOG_INFO, "pipeline", "reading the catalog before events | records_left=%" PRId64 " limit_ms=%d",
                dr_catalog_behind(p->catalog), p->cfg.catalog_first_ms);
     } else if (!err) {
-        if (wait) /* read within its start: what was there had been fetched already */
-            dr_log(DR_LOG_INFO, "pipeline", "catalog read, consuming events | items=%" PRIu64 " seconds=%.2f",
-                   dr_catalog_items_seen(p->catalog), dr_mono_s() - catalog_t0);
+        if (wait) log_catalog_read(p, catalog_t0); /* within its start: all had been fetched already */
         err = dr_ingest_start(p->ingest, errstr, n);
     }
     if (err) p->stats.failed = true; /* the caller's stop then writes nothing */
