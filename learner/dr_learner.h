@@ -105,6 +105,8 @@ typedef struct dr_learner_conf {
                                       starts from what posts of similar content earned */
     int content_dim;               /* c; 0: content embeddings are not used */
     float lr_content;              /* rate for the projection W */
+    int64_t content_refresh_rows;  /* item rows brought up to W per outer step, in
+                                      turn (0: the whole catalog every step) */
     float reg_item;
     float weight[DR_EV__COUNT];    /* per-type weight of the label (implicit) */
     float dwell_threshold_s;       /* DWELL at or above this is a positive */

@@ -250,6 +250,7 @@ struct dr_model {
     float *delta;         /* n × d */
     uint8_t *has_content; /* n */
     size_t n_content;
+    size_t content_cursor;   /* the next row the outer step's refresh brings up to W */
     /* co-engagement (conf.cooc_neighbors > 0) */
     dr__nbr_t *nbr;       /* n: each item's neighbour counts n_ji */
     float *engaged;       /* n: engagements per item, n_i, in its row's units */

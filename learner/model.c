@@ -84,6 +84,7 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->prior_step = 0.1f;
     c->prior_period = 1000;
     c->lr_content = 0.001f;
+    c->content_refresh_rows = 16384; /* docs/LEARNER.md: ~1 ms an outer step */
     c->pop_weight = 1.0f;
     c->pop_fade = 20.0f;
     c->pop_step = 1.0f;
@@ -125,6 +126,7 @@ int dr_learner_conf_check(const dr_learner_conf_t *c, char *errstr, size_t n) {
     else if (c->content_dim < 0 || c->content_dim > DR_MAX_CONTENT_DIM)
         bad = "learner.content.dim must be in [0, 4096]";
     else if (!(c->lr_content >= 0 && c->lr_content <= 10)) bad = "learner.lr.content must be in [0, 10]";
+    else if (c->content_refresh_rows < 0) bad = "learner.content.refresh.rows must be >= 0";
     else if (c->cooc_neighbors < 0 || c->cooc_neighbors > DR_MAX_NEIGHBORS)
         bad = "learner.cooc.neighbors must be in [0, 65536]";
     else if (c->cooc_window < 1 || c->cooc_window > DR_RECENT_MAX) bad = "learner.cooc.window must be in [1, 64]";
@@ -509,24 +511,22 @@ void dr__content_refresh_item(dr_model_t *m, size_t idx) {
     }
 }
 
-/* Every content item's q_i after W moved (the outer loop's cadence: every
- * learner.prior.period labelled events, over the whole catalog). With Wᵀ
+/* Content items' q_i in rows [first, first + n) brought up to W. With Wᵀ
  * the inner loop runs over q_i's d coordinates and vectorises; each q_i[k]
  * still sums δ_i[k], then w_kj·e_ij for j = 0, 1, ... in that order, so the
  * floats are those of dr__content_refresh_item (no contraction under ISO
  * C): ~5x faster, which matters at 100k+ items (docs/BENCHMARKS.md). */
-void dr__content_refresh_all(dr_model_t *m) {
-    if (m->n_content == 0) return;
+static void content_refresh_rows(dr_model_t *m, size_t first, size_t n) {
     size_t d = (size_t)m->dim, c = (size_t)m->content_dim;
     float *wt = malloc(d * c * sizeof(float));
     if (!wt) { /* the slower way, same result */
-        for (size_t i = 0; i < m->n_items; i++)
+        for (size_t i = first; i < first + n; i++)
             if (m->has_content[i]) dr__content_refresh_item(m, i);
         return;
     }
     for (size_t k = 0; k < d; k++)
         for (size_t j = 0; j < c; j++) wt[j * d + k] = m->W[k * c + j];
-    for (size_t i = 0; i < m->n_items; i++) {
+    for (size_t i = first; i < first + n; i++) {
         if (!m->has_content[i]) continue;
         const float *restrict e = m->emb + i * c;
         float *restrict q = m->q + i * d;
@@ -538,6 +538,37 @@ void dr__content_refresh_all(dr_model_t *m) {
         }
     }
     free(wt);
+}
+
+/* Every content item's q_i (a restore, after W was read). */
+void dr__content_refresh_all(dr_model_t *m) {
+    if (m->n_content == 0) return;
+    content_refresh_rows(m, 0, m->n_items);
+}
+
+/* The outer step's share: conf.content_refresh_rows rows from where the
+ * last step stopped, wrapping, so that a large catalog costs each step a
+ * bounded pass (a whole 1M-item catalog is ~70 ms of memory traffic, at
+ * every step: docs/LEARNER.md) and every row follows W within
+ * n_items / rows steps. A row an event touches is brought up to W then
+ * (sgd_step), whatever the turn. */
+static void content_refresh_step(dr_model_t *m) {
+    if (m->n_content == 0 || m->n_items == 0) return;
+    size_t rows = (size_t)m->conf.content_refresh_rows;
+    if (rows == 0 || rows >= m->n_items) {
+        content_refresh_rows(m, 0, m->n_items);
+        m->content_cursor = 0;
+        return;
+    }
+    if (m->content_cursor >= m->n_items) m->content_cursor = 0; /* the catalog shrank */
+    size_t first = m->content_cursor, tail = m->n_items - first;
+    if (rows <= tail) {
+        content_refresh_rows(m, first, rows);
+    } else {
+        content_refresh_rows(m, first, tail);
+        content_refresh_rows(m, 0, rows - tail);
+    }
+    m->content_cursor = (first + rows) % m->n_items;
 }
 
 bool dr_model_item_has_content(const dr_model_t *m, int64_t idx) {
@@ -884,13 +915,14 @@ static void rebase_user(dr_model_t *m, dr_user_t *u) {
 /* The outer loop, every prior_period labelled events. Reptile's step: û
  * moves toward the users' adapted vectors, by ε times the mean v_u of the
  * period's labelled events; the old û is kept so that the users behind it
- * are re-based exactly. And content items' q_i follow the W learned since. */
+ * are re-based exactly. And content items' q_i follow the W learned since,
+ * a bounded share of the catalog each step. */
 static void outer_observe(dr_model_t *m, const dr_user_t *u) {
     bool reptile = m->conf.prior_step > 0;
     if (!reptile && m->n_content == 0 && !dr__pop_on(m)) return;
     for (int k = 0; reptile && k < m->dim; k++) m->reptile_sum[k] += u->v[k];
     if (++m->reptile_n < (uint32_t)m->conf.prior_period) return;
-    dr__content_refresh_all(m);
+    content_refresh_step(m);
     pop_outer_step(m);
     if (reptile) {
         int slot = (int)(m->version % DR_PRIOR_HISTORY);

@@ -688,6 +688,85 @@ static void test_content_refresh_is_exact(void **state) {
     dr_model_free(m2);
 }
 
+/* Rows of q equal to those a restored model computes from the same W, e_i
+ * and δ_i: the rows that follow the W learned so far. */
+static size_t rows_up_to_w(dr_model_t *m, const dr_learner_conf_t *c, int64_t first_item, int64_t n) {
+    dr_model_t *fresh;
+    char err[128];
+    assert_int_equal(dr_model_new(&fresh, c, err, sizeof(err)), 0);
+    copy_stored_model(m, fresh);
+    dr_items_view_t a, b;
+    dr_model_items(m, &a);
+    dr_model_items(fresh, &b);
+    size_t same = 0, d = (size_t)c->dim;
+    for (int64_t item = first_item; item < first_item + n; item++) {
+        int64_t i = dr_model_item_index(m, item, false), i2 = dr_model_item_index(fresh, item, false);
+        assert_true(i >= 0 && i2 >= 0);
+        same += memcmp(a.q + (size_t)i * d, b.q + (size_t)i2 * d, d * sizeof(float)) == 0;
+    }
+    dr_model_free(fresh);
+    return same;
+}
+
+/* 64 content items in rows 0-63; 20 events on them teach W, with one outer
+ * step (learner.prior.period 20) on the last; then `steps` more steps of
+ * events on items without content, while W stands still. */
+static dr_model_t *content_model_after(const dr_learner_conf_t *c, int steps) {
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, c, err, sizeof(err)), 0);
+    uint64_t rng = 11;
+    for (int64_t item = 1; item <= 64; item++) {
+        float e[4];
+        for (int j = 0; j < 4; j++) e[j] = (float)(dr_rand01(&rng) * 2.0 - 1.0);
+        assert_int_equal(dr_model_set_item_content(m, item, e, 4), 0);
+    }
+    dr_user_t *u = dr_user_new_conf(1, c);
+    dr_apply_result_t r;
+    int64_t ts = 0;
+    for (int i = 0; i < 20; i++) {
+        dr_event_t e = ev(1, 1 + (int64_t)(dr_rand01(&rng) * 64), DR_EV_LIKE, 0, ts);
+        assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)ts++, &r), 0);
+    }
+    for (int i = 0; i < 20 * steps; i++) {
+        dr_event_t e = ev(1, 1001 + (int64_t)(i % 4), DR_EV_LIKE, 0, ts);
+        assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)ts++, &r), 0);
+    }
+    dr_user_free(u);
+    return m;
+}
+
+/* A catalog far larger than the outer step's refresh share
+ * (learner.content.refresh.rows, 16 here): a step brings that many rows up
+ * to W, not the whole catalog, and every row follows W within
+ * items / rows steps. With 0 (the whole catalog each step), one step
+ * brings every row up. */
+static void test_content_refresh_in_turns(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    c.content_dim = 4;
+    c.lr_content = 0.05f;
+    c.prior_period = 20;
+    c.negatives = 0;         /* a sampled negative with content would move W, */
+    c.drift_enabled = false; /* and so would a re-adaptation over the kept window */
+    c.content_refresh_rows = 16;
+    dr_model_t *m = content_model_after(&c, 0);
+    size_t after_one = rows_up_to_w(m, &c, 1, 64);
+    fprintf(stderr, "after one outer step: %zu of 64 rows follow W\n", after_one);
+    assert_true(after_one >= 16); /* the step's share, rows 0-15 */
+    assert_true(after_one < 64);  /* not the whole catalog */
+    dr_model_free(m);
+    m = content_model_after(&c, 3); /* rows 16-63 in three more steps */
+    assert_int_equal(rows_up_to_w(m, &c, 1, 64), 64);
+    dr_model_free(m);
+    c.content_refresh_rows = 0;
+    m = content_model_after(&c, 0);
+    assert_int_equal(rows_up_to_w(m, &c, 1, 64), 64);
+    dr_model_free(m);
+}
+
 /* "A state written by an older record version is still read": an item
  * record of version 1 (no content) loads into a model with content on. */
 static void test_reads_version_1_item_record(void **state) {
@@ -2867,6 +2946,7 @@ int main(void) {
         cmocka_unit_test(test_reptile_prior_keeps_users_in_place),
         cmocka_unit_test(test_content_ranks_new_items),
         cmocka_unit_test(test_content_refresh_is_exact),
+        cmocka_unit_test(test_content_refresh_in_turns),
         cmocka_unit_test(test_reads_version_1_item_record),
         cmocka_unit_test(test_coengagement_ranks_next_items),
         cmocka_unit_test(test_coengagement_counts_fade),
