@@ -17,8 +17,12 @@
  *
  * SHARE: "all" (factors and co-engagement counts), "factors" (the
  * co-engagement part of every export dropped), "none". key=value: settings
- * as `driftrec run --set` takes them, and two of the bench's own:
+ * as `driftrec run --set` takes them (learner.content.dim=16: every model
+ * knows every item's content embedding from the start, as each instance
+ * reads the whole catalog), and three of the bench's own:
  * bench.global=0 runs without the population-wide detectors,
+ * bench.share.w=0 zeroes the change of the content projection W in every
+ * export (each instance learns its own W, as before messages "DRS3"),
  * bench.chunk=N plays each partition's events N at a time, round robin (the
  * order in which fetches of a backlog deliver them). Each instance has its
  * own population-wide detector, as each `driftrec run` has; SPLIT_DEBUG=1
@@ -49,17 +53,32 @@ static void die(const char *what, int rc) {
     exit(1);
 }
 
-/* Drops the co-engagement part of a "DRS2" export (u32 m set to 0): the
+/* Drops the co-engagement part of a "DRS3" export (u32 m set to 0): the
  * layout is in dr_learner.h ("sharing"). */
 static size_t without_coengagement(uint8_t *buf, size_t len, int dim) {
     size_t at = 4 + 4 + (size_t)dim * 4;
-    uint32_t n;
+    uint32_t c, w_rows, n;
+    memcpy(&c, buf + at, 4);
+    memcpy(&w_rows, buf + at + 8, 4);
+    at += 12 + (size_t)c * w_rows * 4; /* ΔW */
     memcpy(&n, buf + at, 4);
     at += 4 + (size_t)n * (8 + 1 + ((size_t)dim + 1) * 4 + 12);
     if (at + 4 > len) die("unexpected export layout", DR_ECORRUPT);
     memset(buf + at, 0, 4);
     return at + 4;
 }
+
+/* Zeroes the change of W in a "DRS3" export: the importer adds nothing. */
+static void without_w(uint8_t *buf, size_t len, int dim) {
+    size_t at = 4 + 4 + (size_t)dim * 4;
+    uint32_t c, w_rows;
+    memcpy(&c, buf + at, 4);
+    memcpy(&w_rows, buf + at + 8, 4);
+    if (at + 12 + (size_t)c * w_rows * 4 > len) die("unexpected export layout", DR_ECORRUPT);
+    memset(buf + at + 12, 0, (size_t)c * w_rows * 4);
+}
+
+static bool share_w = true; /* bench.share.w */
 
 static void share(dr_model_t **m, int k, int dim, const char *how) {
     for (int from = 0; from < k; from++) {
@@ -70,6 +89,7 @@ static void share(dr_model_t **m, int k, int dim, const char *how) {
             int rc = dr_model_sync_export(m[from], 4096, &buf, &len, &items);
             if (rc) die("export", rc);
             first = false;
+            if (!share_w) without_w(buf, len, dim);
             if (strcmp(how, "factors") == 0) len = without_coengagement(buf, len, dim);
             for (int to = 0; to < k && strcmp(how, "none") != 0; to++)
                 if (to != from && (rc = dr_model_sync_import(m[to], buf, len, &applied, &skipped)))
@@ -100,6 +120,7 @@ int main(int argc, char **argv) {
     for (int i = 7; i < argc; i++)
         if (strncmp(argv[i], "bench.chunk=", 12) == 0) chunk = strtoull(argv[i] + 12, NULL, 10);
         else if (strncmp(argv[i], "bench.global=", 13) == 0) global_on = atoi(argv[i] + 13) != 0;
+        else if (strncmp(argv[i], "bench.share.w=", 14) == 0) share_w = atoi(argv[i] + 14) != 0;
         else if (dr_config_set_pair(&cfg, argv[i], err, sizeof(err))) die(err, DR_ECONFIG);
     if (dr_config_finish(&cfg, err, sizeof(err))) die(err, DR_ECONFIG);
 
@@ -126,6 +147,13 @@ int main(int argc, char **argv) {
     dr_synth_t *s;
     int rc = dr_synth_new(&s, &sc);
     if (rc) die("synth", rc);
+    if (cfg.learner.content_dim == DR_SYNTH_CONTENT_DIM)
+        for (uint64_t item = 1; item <= items; item++) {
+            float emb[DR_SYNTH_CONTENT_DIM];
+            dr_synth_item_embedding(s, (int64_t)item, emb);
+            for (int i = 0; i < k; i++)
+                if ((rc = dr_model_set_item_content(m[i], (int64_t)item, emb, DR_SYNTH_CONTENT_DIM))) die("content", rc);
+        }
 
     uint64_t ranked = 0, hits = 0, n = 0, syncs = 0;
     double t0 = dr_mono_s();

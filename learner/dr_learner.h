@@ -586,21 +586,29 @@ void dr_model_user_vector(const dr_model_t *m, const dr_user_t *u, float *out);
 /* --- sharing the item parameters and the prior with other instances ------
  * Every instance learns the items from its own users' events. Each
  * exports, now and then, the sparse changes it made since its last export
- * (Δq_i, or Δδ_i for content items, and Δb_i of each item it changed, and
- * Δû), and adds the others' exports to its own parameters: all converge to
- * the start plus the sum of everyone's changes (items start from a state
- * seeded by their id, the same everywhere). Imported changes to û join the
- * next outer step, so users are re-based on them as on a local step.
+ * (Δq_i, or Δδ_i for content items, and Δb_i of each item it changed, Δû
+ * and ΔW, the content projection), and adds the others' exports to its own
+ * parameters: all converge to the start plus the sum of everyone's changes
+ * (items start from a state seeded by their id, W and û from the seed:
+ * the same everywhere). Imported changes to û join the next outer step, so
+ * users are re-based on them as on a local step; imported changes to W
+ * apply at once, and content rows follow W in turns as after a local step.
  * The co-engagement pairs and engagements counted since the last export
  * travel too (added on the other side), and so do the rating blend's sums
  * over each item's ratings (rating mode); the population prior and the
  * blend's global stage stay per instance (each a sample of the same
- * population). Encoding: little-endian, "DRS2", u32 dim, dim floats Δû,
- * u32 n, then n × (i64 item id, u8 content, dim floats, float Δb, float
- * Δ residual sum, float Δ squared-error sum, u32 Δ ratings), then u32 m,
- * then m × (i64 item id, float Δn_i, u32 pairs, pairs × (i64 neighbour id,
- * float Δn_ji)). "DRS1", the same without the three rating sums, is still
- * imported (and loaded as saved pending changes). */
+ * population). Encoding: little-endian, "DRS3", u32 dim, dim floats Δû,
+ * u32 c (learner.content.dim; 0 without), u32 first, u32 rows, rows × c
+ * floats: the change of W's rows first, first + 1, ... (mod dim) since
+ * their last export (all dim rows when they fit in 225,000 bytes, else the
+ * next ones in the next export), then u32 n, then n × (i64 item id, u8
+ * content, dim floats, float Δb, float Δ residual sum, float Δ
+ * squared-error sum, u32 Δ ratings), then u32 m, then m × (i64 item id,
+ * float Δn_i, u32 pairs, pairs × (i64 neighbour id, float Δn_ji)). A W
+ * block of another c than this model's is skipped (the instances run other
+ * learner.content.dim). "DRS2", without the W block, and "DRS1", also
+ * without the three rating sums, are still imported (and loaded as saved
+ * pending changes). */
 int dr_model_sync_enable(dr_model_t *m);
 /* Items changed since the last export (factors and co-engagement counted
  * apart: an item with both counts twice). */

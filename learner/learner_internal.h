@@ -330,6 +330,8 @@ struct dr_model {
     int64_t *sync_nbr_list;  /* items with pending counts */
     size_t n_sync_nbr, cap_sync_nbr;
     float *sync_prior_pending; /* others' changes to û, applied at the next outer step */
+    float *sync_W_base;        /* W at the last export of each of its rows (dim × c) */
+    int sync_W_row;            /* the row of W the next export starts at */
     float pop_gamma;       /* γ */
     float pop_log_tau;     /* log τ: learned in log space, τ > 0 at any step */
     double pop_grad_gamma, pop_grad_log_tau; /* ascent directions summed over ... */

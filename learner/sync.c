@@ -2,11 +2,13 @@
  * the sparse changes this model made since its last export, and adding
  * another instance's (dr_learner.h, "sharing"). Only the learned part of an
  * item travels: q_i, or δ_i for an item with content (q_i = W·e_i + δ_i),
- * b_i, and (rating mode) the rating blend's sums over the item's ratings.
+ * b_i, and (rating mode) the rating blend's sums over the item's ratings;
+ * and the change of the content projection W, which every instance learns
+ * from its own users like û.
  *
- * An export is "DRS2"; one of "DRS1" (an instance of the build before the
- * rating sums travelled, during a rolling upgrade) is still imported, its
- * rows without them. */
+ * An export is "DRS3"; one of "DRS2" (before W travelled) or "DRS1" (before
+ * the rating sums did), from an instance of an older build during a rolling
+ * upgrade, is still imported, without what it lacks. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,11 +17,21 @@
 #include "dr_err.h"
 #include "learner_internal.h"
 
-#define SYNC_MAGIC "DRS2"
-#define SYNC_MAGIC_V1 "DRS1" /* rows without the rating sums */
-#define RATED_BYTES 12       /* a DRS2 row's rating sums: residuals, squared errors, count */
+#define SYNC_MAGIC "DRS3"
+#define SYNC_MAGIC_V2 "DRS2" /* no W block */
+#define SYNC_MAGIC_V1 "DRS1" /* no W block, rows without the rating sums */
+#define RATED_BYTES 12       /* a DRS2 or DRS3 row's rating sums: residuals, squared errors, count */
 #define SYNC_NBR_CAP 65536     /* pending pairs per item: far above what one interval adds */
 #define SYNC_MAX_BYTES 900000  /* per exported message: under Kafka's default message.max.bytes (1,000,000) */
+#define SYNC_W_BYTES 225000    /* of which ΔW at most: rows of W beyond it go in the next messages */
+
+/* The export's version from its magic: 3, 2, 1, or 0 for none of ours. */
+static int sync_version(const void *buf, size_t len) {
+    if (len < 4) return 0;
+    if (memcmp(buf, SYNC_MAGIC, 4) == 0) return 3;
+    if (memcmp(buf, SYNC_MAGIC_V2, 4) == 0) return 2;
+    return memcmp(buf, SYNC_MAGIC_V1, 4) == 0 ? 1 : 0;
+}
 
 int dr_model_sync_enable(dr_model_t *m) {
     if (m->sync_on) return 0;
@@ -30,6 +42,14 @@ int dr_model_sync_enable(dr_model_t *m) {
         return DR_ENOMEM;
     }
     memcpy(m->sync_prior_base, m->prior, (size_t)m->dim * sizeof(float));
+    if (m->W) {
+        size_t w_len = (size_t)m->dim * (size_t)m->content_dim;
+        if (!(m->sync_W_base = malloc(w_len * sizeof(float)))) {
+            dr__sync_free(m);
+            return DR_ENOMEM;
+        }
+        memcpy(m->sync_W_base, m->W, w_len * sizeof(float));
+    }
     m->sync_on = true;
     return 0;
 }
@@ -50,6 +70,9 @@ void dr__sync_free(dr_model_t *m) {
     free(m->sync_idx);
     free(m->sync_prior_base);
     free(m->sync_prior_pending);
+    free(m->sync_W_base);
+    m->sync_W_base = NULL;
+    m->sync_W_row = 0;
     m->sync_pos = NULL;
     m->sync_base = m->sync_prior_base = m->sync_prior_pending = NULL;
     m->sync_idx = NULL;
@@ -166,10 +189,37 @@ int dr__sync_drop_freed(dr_model_t *m, size_t row) {
 
 size_t dr_model_sync_pending(const dr_model_t *m) { return m->n_sync + m->n_sync_nbr; }
 
-/* Encodes up to max_items of the pending changes (the newest first) and,
- * when consume, forgets them; else leaves everything as it was (the copy a
- * commit stores). */
-static int encode_pending(dr_model_t *m, size_t max_items, size_t max_pairs, bool consume,
+/* Rows of W (c floats each) whose change one export carries: all of them
+ * unless c is large (a row of W is c floats); at least one. */
+static int w_rows_per_export(const dr_model_t *m) {
+    if (!m->W) return 0;
+    size_t rows = SYNC_W_BYTES / ((size_t)m->content_dim * 4);
+    return rows == 0 ? 1 : rows < (size_t)m->dim ? (int)rows : m->dim;
+}
+
+/* Writes the change of w_rows rows of W since their last export, from
+ * m->sync_W_row on (wrapping), as u32 c, u32 first row, u32 rows, then
+ * the rows; c 0 without content. When consume, they count as exported. */
+static void encode_w_change(dr_model_t *m, int w_rows, bool consume, dr_writer_t *w) {
+    size_t c = m->W ? (size_t)m->content_dim : 0;
+    int first = w_rows < m->dim ? m->sync_W_row : 0;
+    dr_put_u32(w, (uint32_t)c);
+    dr_put_u32(w, (uint32_t)first);
+    dr_put_u32(w, c ? (uint32_t)w_rows : 0);
+    for (int e = 0; c && e < w_rows; e++) {
+        size_t at = (size_t)((first + e) % m->dim) * c;
+        for (size_t j = 0; j < c; j++) {
+            dr_put_f32(w, m->W[at + j] - m->sync_W_base[at + j]);
+            if (consume) m->sync_W_base[at + j] = m->W[at + j];
+        }
+    }
+    if (consume && c) m->sync_W_row = (first + w_rows) % m->dim;
+}
+
+/* Encodes up to max_items of the pending changes (the newest first) and
+ * w_rows rows of W's change and, when consume, forgets them; else leaves
+ * everything as it was (the copy a commit stores). */
+static int encode_pending(dr_model_t *m, size_t max_items, size_t max_pairs, int w_rows, bool consume,
                           uint8_t **out, size_t *len, size_t *n_items) {
     *out = NULL;
     *len = *n_items = 0;
@@ -186,7 +236,8 @@ static int encode_pending(dr_model_t *m, size_t max_items, size_t max_pairs, boo
         pairs += n_pairs;
         n_nbr++;
     }
-    size_t cap = 4 + 4 + (size_t)m->dim * 4 + 4 + n * (8 + 1 + row * 4 + RATED_BYTES) + 4 +
+    size_t cap = 4 + 4 + (size_t)m->dim * 4 + 12 + (size_t)w_rows * (size_t)m->content_dim * 4 + 4 +
+                 n * (8 + 1 + row * 4 + RATED_BYTES) + 4 +
                  n_nbr * (8 + 4 + 4) + pairs * (8 + 4);
     dr_writer_t w = {malloc(cap), 0, cap, true};
     if (!w.p) return DR_ENOMEM;
@@ -196,6 +247,7 @@ static int encode_pending(dr_model_t *m, size_t max_items, size_t max_pairs, boo
         dr_put_f32(&w, m->prior[k] - m->sync_prior_base[k]);
         if (consume) m->sync_prior_base[k] = m->prior[k];
     }
+    encode_w_change(m, w_rows, consume, &w);
     size_t count_at = w.len;
     dr_put_u32(&w, 0);
     uint32_t written = 0;
@@ -268,12 +320,16 @@ int dr_model_sync_export(dr_model_t *m, size_t max_items, uint8_t **out, size_t 
      * message above the broker's message.max.bytes would be refused, and
      * its changes lost to the other instances */
     size_t row_bytes = 8 + 1 + ((size_t)m->dim + 1) * 4 + RATED_BYTES;
-    size_t half = (SYNC_MAX_BYTES - 16 - (size_t)m->dim * 4) / 2;
+    int w_rows = w_rows_per_export(m);
+    size_t w_bytes = 12 + (size_t)w_rows * (size_t)m->content_dim * 4;
+    size_t half = (SYNC_MAX_BYTES - 16 - (size_t)m->dim * 4 - w_bytes) / 2;
     size_t rows = half / row_bytes;
     if (max_items > rows) max_items = rows > 0 ? rows : 1;
     size_t max_pairs = (half - max_items * 16) / 12; /* each item's head: 16 bytes */
-    return encode_pending(m, max_items, max_pairs, true, out, len, n_items);
+    return encode_pending(m, max_items, max_pairs, w_rows, true, out, len, n_items);
 }
+
+static size_t len_left(const dr_reader_t *r) { return r->ok && r->pos <= r->len ? r->len - r->pos : 0; }
 
 /* Moves r on by n bytes; false (and r stopped) when fewer are left. */
 static bool skip(dr_reader_t *r, size_t n) {
@@ -282,25 +338,30 @@ static bool skip(dr_reader_t *r, size_t n) {
     return true;
 }
 
-/* The bytes of a row of the export at the start of buf: a DRS2 row, a DRS1
- * one (no rating sums), or 0 for neither magic. */
-static size_t row_bytes_of(const void *buf, size_t len, int dim) {
-    if (len < 4) return 0;
-    size_t row = 8 + 1 + ((size_t)dim + 1) * 4;
-    if (memcmp(buf, SYNC_MAGIC, 4) == 0) return row + RATED_BYTES;
-    return memcmp(buf, SYNC_MAGIC_V1, 4) == 0 ? row : 0;
+/* The W block of a DRS3 export at r: u32 c, u32 first row, u32 rows;
+ * false when malformed (a first row or a count beyond the dimension, or
+ * rows without c). *c, *first and *rows are set; r is left at the rows. */
+static bool w_block(dr_reader_t *r, int dim, uint32_t *c, uint32_t *first, uint32_t *rows) {
+    *c = dr_get_u32(r);
+    *first = dr_get_u32(r);
+    *rows = dr_get_u32(r);
+    return r->ok && *c <= DR_MAX_CONTENT_DIM && *first < (uint32_t)dim && *rows <= (uint32_t)dim &&
+           (*c > 0 || *rows == 0) && (len_left(r) / 4) / (*c ? *c : 1) >= *rows;
 }
 
 /* The length of the export at the start of buf (0: malformed). */
 static size_t export_length(const void *buf, size_t len, int dim) {
-    size_t row_bytes = row_bytes_of(buf, len, dim); /* 0: no magic of ours (or under 4 bytes) */
-    if (row_bytes == 0) return 0;
+    int version = sync_version(buf, len); /* 0: no magic of ours (or under 4 bytes) */
+    if (version == 0) return 0;
+    size_t row_bytes = 8 + 1 + ((size_t)dim + 1) * 4 + (version >= 2 ? RATED_BYTES : 0);
     dr_reader_t r = {buf, len, 4, true};
     uint32_t d = dr_get_u32(&r);
     if (!r.ok || d != (uint32_t)dim) return 0;
     /* every skip is checked against what is left: a reader moved past the
      * end would read beyond it (dr_get_bytes takes len - pos) */
     if (!skip(&r, (size_t)dim * 4)) return 0;
+    uint32_t c, first, rows;
+    if (version >= 3 && (!w_block(&r, dim, &c, &first, &rows) || !skip(&r, (size_t)rows * c * 4))) return 0;
     uint32_t n = dr_get_u32(&r);
     if (!r.ok || (len - r.pos) / row_bytes < n) return 0;
     r.pos += (size_t)n * row_bytes;
@@ -318,7 +379,7 @@ int dr_model_sync_save_pending(dr_model_t *m, uint8_t **out, size_t *len) {
     size_t n_items;
     uint8_t *buf;
     size_t n;
-    int err = encode_pending(m, SIZE_MAX, SIZE_MAX, false, &buf, &n, &n_items);
+    int err = encode_pending(m, SIZE_MAX, SIZE_MAX, m->W ? m->dim : 0, false, &buf, &n, &n_items);
     if (err) return err;
     /* then the others' Δû waiting for the next outer step */
     uint8_t *all = realloc(buf, n + (size_t)m->dim * 4);
@@ -338,9 +399,22 @@ int dr_model_sync_load_pending(dr_model_t *m, const void *buf, size_t len) {
     size_t n_export = export_length(buf, len, m->dim);
     if (n_export == 0 || len != n_export + (size_t)m->dim * 4) return DR_ECORRUPT;
     size_t row = (size_t)m->dim + 1;
-    bool rated = memcmp(buf, SYNC_MAGIC, 4) == 0; /* else DRS1: no rating sums */
+    int version = sync_version(buf, len);
+    bool rated = version >= 2; /* DRS1: no rating sums */
     dr_reader_t r = {buf, len, 8, true};
     for (int k = 0; k < m->dim; k++) m->sync_prior_base[k] = m->prior[k] - dr_get_f32(&r);
+    if (version >= 3) {
+        uint32_t c, first, rows;
+        (void)w_block(&r, m->dim, &c, &first, &rows); /* export_length checked it */
+        bool ours = m->W && c == (uint32_t)m->content_dim; /* else learner.content.dim changed: W started again */
+        for (uint32_t e = 0; e < rows; e++) {
+            size_t at = ((first + e) % (uint32_t)m->dim) * (size_t)c;
+            for (size_t j = 0; j < c; j++) {
+                float d = dr_get_f32(&r);
+                if (ours) m->sync_W_base[at + j] = m->W[at + j] - d;
+            }
+        }
+    }
     uint32_t n = dr_get_u32(&r);
     for (uint32_t e = 0; e < n; e++) {
         int64_t id = dr_get_i64(&r);
@@ -382,21 +456,47 @@ int dr_model_sync_load_pending(dr_model_t *m, const void *buf, size_t len) {
     return r.ok ? 0 : DR_ECORRUPT;
 }
 
+/* Adds another instance's change of W (a DRS3 export's W block at r, which
+ * export_length checked) to W, and to what this one's next export counts
+ * from, so that it is not sent back. Content rows follow W in turns, as
+ * after a local step (model.c). A block of another content dimension (the
+ * other instance runs another learner.content.dim) is not ours to add, nor
+ * one with a value that is not finite. */
+static void import_w_change(dr_model_t *m, dr_reader_t *r) {
+    uint32_t c, first, rows;
+    (void)w_block(r, m->dim, &c, &first, &rows);
+    size_t at = r->pos, n = (size_t)rows * c;
+    r->pos += n * 4;
+    if (!m->W || c != (uint32_t)m->content_dim || n == 0) return;
+    dr_reader_t check = {r->p, r->len, at, true};
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(dr_get_f32(&check))) return;
+    dr_reader_t in = {r->p, r->len, at, true};
+    for (uint32_t e = 0; e < rows; e++) {
+        size_t row_at = ((first + e) % (uint32_t)m->dim) * (size_t)c;
+        for (size_t j = 0; j < c; j++) {
+            float d = dr_get_f32(&in);
+            m->W[row_at + j] += d;
+            if (m->sync_on) m->sync_W_base[row_at + j] += d;
+        }
+    }
+}
+
 int dr_model_sync_import(dr_model_t *m, const void *buf, size_t len, size_t *applied,
                          size_t *skipped) {
     *applied = *skipped = 0;
-    dr_reader_t r = {buf, len, 0, true};
-    char magic[4];
-    dr_get_bytes(&r, magic, 4);
+    int version = sync_version(buf, len);
+    bool rated = version >= 2; /* DRS1: no rating sums */
+    if (version == 0 || len < 8) return DR_ECORRUPT;
+    dr_reader_t r = {buf, len, 4, true};
     uint32_t dim = dr_get_u32(&r);
-    bool rated = r.ok && memcmp(magic, SYNC_MAGIC, 4) == 0; /* else DRS1: no rating sums */
-    if (!r.ok || (!rated && memcmp(magic, SYNC_MAGIC_V1, 4) != 0)) return DR_ECORRUPT;
     if (dim != (uint32_t)m->dim) return DR_EINVAL;
     size_t row = (size_t)m->dim + 1;
     /* the whole buffer is walked before anything is applied */
     if (export_length(buf, len, m->dim) != len) return DR_ECORRUPT;
     float dprior[DR_MAX_DIM];
     for (int k = 0; k < m->dim; k++) dprior[k] = dr_get_f32(&r);
+    if (version >= 3) import_w_change(m, &r);
     uint32_t n = dr_get_u32(&r);
     for (int k = 0; k < m->dim; k++)
         if (isfinite(dprior[k]) && m->sync_on) m->sync_prior_pending[k] += dprior[k];

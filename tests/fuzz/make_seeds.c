@@ -103,7 +103,7 @@ static int put_rated_item(void *ctx, int64_t item_id, const void *rec, size_t le
     return 1; /* one is enough */
 }
 
-/* Rating mode's records and a model-topic message ("DRS2"), from a model
+/* Rating mode's records and a model-topic message ("DRS3"), from a model
  * with sharing and a catalog of 4 genres on that learned 40 ratings. */
 static void rating_seeds(const dr_learner_conf_t *base) {
     char err[256];

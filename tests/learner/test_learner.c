@@ -2515,6 +2515,173 @@ static void test_sync_pending_survives_restart(void **state) {
     dr_model_free(cb);
 }
 
+/* A model with content of c floats, sharing on, and items 1-20 of two
+ * kinds of content (odd: the first coordinate, even: the second). */
+static dr_model_t *content_sync_model(int dim, int c) {
+    dr_learner_conf_t conf;
+    dr_learner_conf_default(&conf);
+    conf.dim = dim;
+    conf.content_dim = c;
+    conf.lr_content = 0.05f;
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &conf, err, sizeof(err)), 0);
+    assert_int_equal(dr_model_sync_enable(m), 0);
+    float *e = calloc((size_t)c, sizeof(float));
+    for (int64_t item = 1; item <= 20; item++) {
+        e[0] = item % 2 ? 1.0f : 0.0f;
+        e[1] = item % 2 ? 0.0f : 1.0f;
+        assert_int_equal(dr_model_set_item_content(m, item, e, (size_t)c), 0);
+    }
+    free(e);
+    return m;
+}
+
+/* events of user `user` that like one kind of content and hide the other;
+ * W learns from them */
+static void teach_content(dr_model_t *m, int64_t user, bool likes_odd, int events) {
+    dr_user_t *u = dr_user_new_conf(user, dr_model_conf(m));
+    dr_apply_result_t r;
+    for (int i = 0; i < events; i++) {
+        int64_t item = 1 + (i % 20);
+        dr_event_t e = ev(user, item, (item % 2 != 0) == likes_odd ? DR_EV_LIKE : DR_EV_HIDE, 0, i);
+        assert_int_equal(dr_learner_apply(m, u, &e, (uint64_t)(user * 100000 + i), &r), 0);
+    }
+    dr_user_free(u);
+}
+
+/* W seen from outside: the q_i of new posts first_id + j with the one-hot
+ * embedding e_j, for the columns j listed: W's column j plus the post's
+ * start vector, which depends on its id only (the same on every instance). */
+static void new_posts_q(dr_model_t *m, int64_t first_id, const int *cols, int n_cols, float *out) {
+    int dim = dr_model_conf(m)->dim, c = dr_model_conf(m)->content_dim;
+    float *e = calloc((size_t)c, sizeof(float));
+    for (int k = 0; k < n_cols; k++) {
+        e[cols[k]] = 1.0f;
+        assert_int_equal(dr_model_set_item_content(m, first_id + k, e, (size_t)c), 0);
+        e[cols[k]] = 0.0f;
+        float row[DR_MAX_DIM + 1];
+        item_row(m, first_id + k, row);
+        memcpy(out + (size_t)k * (size_t)dim, row, (size_t)dim * sizeof(float));
+    }
+    free(e);
+}
+
+static void export_into(dr_model_t *from, dr_model_t *to) {
+    uint8_t *buf;
+    size_t len, n, applied, skipped;
+    assert_int_equal(dr_model_sync_export(from, 100000, &buf, &len, &n), 0);
+    assert_true(len <= 900000);
+    assert_int_equal(dr_model_sync_import(to, buf, len, &applied, &skipped), 0);
+    free(buf);
+}
+
+static float max_abs_diff(const float *a, const float *b, size_t n) {
+    float worst = 0.0f;
+    for (size_t i = 0; i < n; i++) worst = fmaxf(worst, fabsf(a[i] - b[i]));
+    return worst;
+}
+
+/* Claim: the content projection W, which every instance learns from its
+ * own users, travels like û. Instance a learned that its users like one
+ * kind of content; b, which learned nothing (a new instance), takes a's
+ * export: a new post then gets the same q_i = W·e_i + δ_i on b as on a, so
+ * b ranks new posts by content as the group learned it, not by its own
+ * random start. What b imported is not sent back (a stays as its twin that
+ * never heard from b); with both learning, both end at the start plus both
+ * changes; and a commit's pending changes keep ΔW across a restart. */
+static void test_sync_shares_the_content_projection(void **state) {
+    (void)state;
+    enum { DIM = 8, C = 4 };
+    const int cols[C] = {0, 1, 2, 3};
+    float qa[C * DIM], qb[C * DIM], q0[C * DIM];
+    dr_model_t *a = content_sync_model(DIM, C), *twin = content_sync_model(DIM, C),
+               *b = content_sync_model(DIM, C), *start = content_sync_model(DIM, C);
+    teach_content(a, 1, true, 200);
+    teach_content(twin, 1, true, 200);
+    new_posts_q(start, 1100, cols, C, q0); /* W as every instance starts it */
+    export_into(a, b);
+    new_posts_q(a, 1100, cols, C, qa);
+    new_posts_q(b, 1100, cols, C, qb);
+    float moved = max_abs_diff(qa, q0, C * DIM), apart = max_abs_diff(qa, qb, C * DIM);
+    fprintf(stderr, "W learned on a: new posts' q_i moved by up to %.4f; after b took a's export, a and b differ by %.2g\n",
+            (double)moved, (double)apart);
+    assert_true(moved > 0.01f);
+    assert_true(apart < 1e-5f);
+    export_into(b, a); /* nothing of a's comes back */
+    new_posts_q(a, 1200, cols, C, qa);
+    new_posts_q(twin, 1200, cols, C, qb);
+    assert_memory_equal(qa, qb, sizeof(qa));
+    /* both learn, each from its users; each takes the other's export */
+    teach_content(a, 2, true, 100);
+    teach_content(b, 3, false, 100);
+    export_into(a, b);
+    export_into(b, a);
+    new_posts_q(a, 1300, cols, C, qa);
+    new_posts_q(b, 1300, cols, C, qb);
+    assert_true(max_abs_diff(qa, qb, C * DIM) < 1e-5f);
+    /* a restart between a commit and its publication: the pending ΔW is
+     * stored with the commit and published by the next process */
+    teach_content(a, 4, false, 100);
+    uint8_t *pend;
+    size_t plen;
+    assert_int_equal(dr_model_sync_save_pending(a, &pend, &plen), 0);
+    dr_model_t *restarted = content_sync_model(DIM, C);
+    copy_stored_model(a, restarted);
+    assert_int_equal(dr_model_sync_load_pending(restarted, pend, plen), 0);
+    free(pend);
+    dr_model_t *from_a = content_sync_model(DIM, C), *from_restarted = content_sync_model(DIM, C);
+    export_into(a, from_a);
+    export_into(restarted, from_restarted);
+    new_posts_q(from_a, 1400, cols, C, qa);
+    new_posts_q(from_restarted, 1400, cols, C, qb);
+    assert_true(max_abs_diff(qa, qb, C * DIM) < 1e-5f);
+    /* an instance with another content dimension adds none of it */
+    dr_model_t *other = content_sync_model(DIM, C + 1), *other_twin = content_sync_model(DIM, C + 1);
+    const int other_cols[2] = {0, C};
+    float got[2 * DIM], want[2 * DIM];
+    teach_content(a, 5, true, 50);
+    export_into(a, other);
+    new_posts_q(other, 1500, other_cols, 2, got);
+    new_posts_q(other_twin, 1500, other_cols, 2, want);
+    assert_memory_equal(got, want, sizeof(got));
+    dr_model_free(a);
+    dr_model_free(twin);
+    dr_model_free(b);
+    dr_model_free(restarted);
+    dr_model_free(from_a);
+    dr_model_free(from_restarted);
+    dr_model_free(other);
+    dr_model_free(other_twin);
+    dr_model_free(start);
+}
+
+/* Claim: a W too large for one message (c = 4,096 floats, d = 32: 512 KB)
+ * travels in rows over the next messages, each under Kafka's limit; after
+ * three exports the importer's W is the exporter's. */
+static void test_sync_large_content_projection_in_rows(void **state) {
+    (void)state;
+    enum { DIM = 32, C = 4096 };
+    const int cols[3] = {0, 1, C - 1};
+    float qa[3 * DIM], qb[3 * DIM];
+    dr_model_t *a = content_sync_model(DIM, C), *b = content_sync_model(DIM, C);
+    teach_content(a, 1, true, 200);
+    export_into(a, b);
+    new_posts_q(a, 1000, cols, 3, qa);
+    new_posts_q(b, 1000, cols, 3, qb);
+    float after_one = max_abs_diff(qa, qb, 3 * DIM);
+    export_into(a, b);
+    export_into(a, b);
+    new_posts_q(a, 1100, cols, 3, qa);
+    new_posts_q(b, 1100, cols, 3, qb);
+    fprintf(stderr, "W of 32 x 4096: apart by %.3g after one message, %.3g after three\n", (double)after_one,
+            (double)max_abs_diff(qa, qb, 3 * DIM));
+    assert_true(after_one > 1e-3f); /* the first message held the first rows only */
+    assert_true(max_abs_diff(qa, qb, 3 * DIM) < 1e-5f);
+    dr_model_free(a);
+    dr_model_free(b);
+}
+
 /* Claim (issue 16): a hidden item stays out of the user's lists for good,
  * not only while it is among the recent events: after 40 more events (the
  * ring keeps 32) it is still excluded, across a record round trip; the
@@ -2975,6 +3142,8 @@ int main(void) {
         cmocka_unit_test(test_reads_version_4_user_record),
         cmocka_unit_test(test_sync_two_instances_agree),
         cmocka_unit_test(test_sync_pending_survives_restart),
+        cmocka_unit_test(test_sync_shares_the_content_projection),
+        cmocka_unit_test(test_sync_large_content_projection_in_rows),
         cmocka_unit_test(test_hidden_stays_hidden),
         cmocka_unit_test(test_seen_posts_rest),
         cmocka_unit_test(test_hidden_authors_and_topics),

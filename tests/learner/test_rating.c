@@ -313,15 +313,20 @@ static const dr__item_ratings_t *rated_of(dr_model_t *m, int64_t id) {
 }
 
 /* The export as a build before the rating sums travelled wrote it ("DRS1":
- * rows without their last 12 bytes). */
+ * no W block after Δû, rows without their last 12 bytes). */
 static uint8_t *as_drs1(const uint8_t *buf, size_t len, size_t *out_len) {
     uint8_t *v1 = malloc(len);
     size_t head = 8 + DIM * 4, row = 8 + 1 + (DIM + 1) * 4, n;
-    memcpy(v1, buf, head + 4);
+    uint32_t c, w_rows;
+    memcpy(&c, buf + head, 4);
+    memcpy(&w_rows, buf + head + 8, 4);
+    size_t w_block = 12 + (size_t)c * w_rows * 4;
+    memcpy(v1, buf, head);
     memcpy(v1, "DRS1", 4);
     uint32_t rows;
-    memcpy(&rows, buf + head, 4);
-    size_t at = head + 4, to = head + 4;
+    memcpy(&rows, buf + head + w_block, 4);
+    memcpy(v1 + head, &rows, 4);
+    size_t at = head + w_block + 4, to = head + 4;
     for (n = 0; n < rows; n++, at += row + 12, to += row) memcpy(v1 + to, buf + at, row);
     memcpy(v1 + to, buf + at, len - at); /* the co-engagement counts as they are */
     *out_len = to + (len - at);
@@ -378,7 +383,7 @@ static void test_item_rating_sums_travel(void **state) {
     assert_true(applied >= 1);
     assert_int_equal(rated_of(b, e.item_id)->n, before);
     assert_true(b->bias[idx_b] != bias_before);
-    /* and the DRS2 one, cut short anywhere, is refused whole (each cut in
+    /* and the DRS3 one, cut short anywhere, is refused whole (each cut in
      * a buffer of its own length: AddressSanitizer sees a read past it) */
     for (size_t cut = 0; cut < len; cut++) {
         uint8_t *part = malloc(cut ? cut : 1);
