@@ -30,7 +30,9 @@ struct dr_catalog {
     bool started, closed;
     dr_partition_stats_t parts[CATALOG_MAX_PARTITIONS];
     int64_t end_at_start[CATALOG_MAX_PARTITIONS]; /* each partition's end offset when started, */
-    int64_t low_at_start[CATALOG_MAX_PARTITIONS]; /* and the first it still kept */
+    int64_t low_at_start[CATALOG_MAX_PARTITIONS]; /* and the first it still kept, */
+    bool end_known[CATALOG_MAX_PARTITIONS];       /* once its first fetch was answered */
+    int ends_unknown;
     int n_parts;
     bool caught_up;
     uint64_t items;
@@ -114,8 +116,27 @@ static int64_t left_in(const dr_catalog_t *c, int p, int64_t position) {
 int64_t dr_catalog_behind(const dr_catalog_t *c) {
     if (c->caught_up) return 0;
     int64_t left = 0;
-    for (int p = 0; p < c->n_parts; p++) left += left_in(c, p, -1);
+    for (int p = 0; p < c->n_parts; p++)
+        if (c->end_known[p]) left += left_in(c, p, -1);
     return left;
+}
+
+int dr_catalog_ends_unknown(const dr_catalog_t *c) { return c->caught_up ? 0 : c->ends_unknown; }
+
+/* Each partition's end at start, as the answer to its first fetch gave it:
+ * librdkafka keeps the high watermark (and the log start) of the last
+ * fetch response of each partition, -1001 before the first. Not a
+ * blocking query: a partition whose leader does not answer (down, being
+ * elected) holds the catch-up until it does, and the loop goes on. */
+static void learn_ends(dr_catalog_t *c) {
+    for (int p = 0; c->ends_unknown > 0 && p < c->n_parts; p++) {
+        int64_t lo = -1, hi = -1;
+        if (c->end_known[p] || rd_kafka_get_watermark_offsets(c->rk, c->topic, p, &lo, &hi) || hi < 0) continue;
+        c->end_at_start[p] = hi;
+        c->low_at_start[p] = lo > 0 ? lo : 0;
+        c->end_known[p] = true;
+        c->ends_unknown--;
+    }
 }
 
 /* Whether the consumer's positions have reached the ends where the
@@ -132,7 +153,9 @@ static bool positions_at_ends(dr_catalog_t *c) {
 
 /* Tells the handler, once, that the ends the topic had at start are read. */
 static void check_caught_up(dr_catalog_t *c) {
-    if (c->caught_up || (dr_catalog_behind(c) > 0 && !positions_at_ends(c))) return;
+    if (c->caught_up || !c->started) return;
+    learn_ends(c);
+    if (c->ends_unknown > 0 || (dr_catalog_behind(c) > 0 && !positions_at_ends(c))) return;
     c->caught_up = true;
     if (c->handler.caught_up) c->handler.caught_up(c->handler.ctx);
 }
@@ -159,24 +182,6 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     check_caught_up(c);
 }
 
-/* Each partition's end offset now: where the reader has caught up with
- * the catalog as it was at start. Unknown ends (no broker answered in
- * time) count as read: the caller is not held up by what it cannot learn. */
-static void learn_ends(dr_catalog_t *c, int timeout_ms) {
-    for (int p = 0; p < c->n_parts; p++) {
-        int64_t lo = 0, hi = 0;
-        rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(c->rk, c->topic, p, &lo, &hi, timeout_ms);
-        if (err) {
-            dr_log(DR_LOG_WARN, "ingest", "catalog end offsets unknown: events are read beside the catalog | topic=%s partition=%d err=\"%s\"",
-                   c->topic, p, rd_kafka_err2str(err));
-            for (int q = 0; q < c->n_parts; q++) c->end_at_start[q] = c->low_at_start[q] = 0;
-            return;
-        }
-        c->end_at_start[p] = hi;
-        c->low_at_start[p] = lo;
-    }
-}
-
 static int assign_all(dr_catalog_t *c, char *errstr, size_t n) {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_topic_t *t = rd_kafka_topic_new(c->rk, c->topic, NULL);
@@ -189,6 +194,7 @@ static int assign_all(dr_catalog_t *c, char *errstr, size_t n) {
     }
     c->n_parts = md->topics[0].partition_cnt < CATALOG_MAX_PARTITIONS ? md->topics[0].partition_cnt
                                                                         : CATALOG_MAX_PARTITIONS;
+    c->ends_unknown = c->n_parts;
     rd_kafka_metadata_destroy(md);
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(c->n_parts);
     for (int p = 0; p < c->n_parts; p++) {
@@ -204,7 +210,7 @@ static int assign_all(dr_catalog_t *c, char *errstr, size_t n) {
     return err ? DR_EKAFKA : 0;
 }
 
-int dr_catalog_start(dr_catalog_t *c, int timeout_ms, char *errstr, size_t n) {
+int dr_catalog_start(dr_catalog_t *c, char *errstr, size_t n) {
     if (c->started) return 0;
     if (pipe2(c->pipe_fd, O_NONBLOCK | O_CLOEXEC) != 0) {
         snprintf(errstr, n, "pipe: %s", strerror(errno));
@@ -217,9 +223,7 @@ int dr_catalog_start(dr_catalog_t *c, int timeout_ms, char *errstr, size_t n) {
     uv_poll_start(&c->poll, UV_READABLE, on_readable);
     int err = assign_all(c, errstr, n);
     if (err) return err;
-    learn_ends(c, timeout_ms);
-    dr_log(DR_LOG_INFO, "ingest", "catalog reader started | topic=%s partitions=%d records_to_read=%" PRId64,
-           c->topic, c->n_parts, dr_catalog_behind(c));
+    dr_log(DR_LOG_INFO, "ingest", "catalog reader started | topic=%s partitions=%d", c->topic, c->n_parts);
     on_readable(&c->poll, 0, 0); /* anything queued before the pipe was armed; caught up at once? */
     return 0;
 }

@@ -265,12 +265,17 @@ typedef struct dr_catalog_handler {
 int dr_catalog_new(dr_catalog_t **out, uv_loop_t *loop, const char *topic,
                    const dr_ingest_conf_t *conf, const dr_catalog_handler_t *handler,
                    dr_ingest_t *dlq, char *errstr, size_t errstr_size);
-/* Reads the topic's partitions and their end offsets (within timeout_ms),
- * and starts consuming them. */
-int dr_catalog_start(dr_catalog_t *c, int timeout_ms, char *errstr, size_t errstr_size);
+/* Reads the topic's partitions and starts consuming them. Each
+ * partition's end at start is what the answer to its first fetch says (no
+ * blocking query: a partition whose leader does not answer yet holds the
+ * catch-up, not the loop). */
+int dr_catalog_start(dr_catalog_t *c, char *errstr, size_t errstr_size);
 /* Records left to read before the reader has caught up with the ends the
- * topic had at start (0 once it has). */
+ * topic had at start, over the partitions whose end is known (0 once it
+ * has caught up), and the partitions whose first fetch was not answered
+ * yet. */
 int64_t dr_catalog_behind(const dr_catalog_t *c);
+int dr_catalog_ends_unknown(const dr_catalog_t *c);
 /* Whether it has caught up; checks the consumer's positions too (a
  * partition that ends in transaction markers delivers no last record),
  * calling handler->caught_up the first time it finds so. */

@@ -1669,12 +1669,13 @@ static void wait_for_catalog(dr_pipeline_t *p) {
     if ((now - p->catalog_wait_t0) * 1000.0 >= p->cfg.catalog_first_ms) {
         dr_log(DR_LOG_WARN, "pipeline",
                "catalog not read within topic.catalog.first.ms: consuming events beside the rest of it | records_left=%" PRId64
-               " records_read=%" PRIu64,
-               dr_catalog_behind(p->catalog), dr_catalog_items_seen(p->catalog));
+               " partitions_unanswered=%d records_read=%" PRIu64,
+               dr_catalog_behind(p->catalog), dr_catalog_ends_unknown(p->catalog), dr_catalog_items_seen(p->catalog));
         start_events(p);
     } else if (now >= p->catalog_wait_log_at) {
-        dr_log(DR_LOG_INFO, "pipeline", "reading the catalog before events | records_left=%" PRId64 " records_read=%" PRIu64,
-               dr_catalog_behind(p->catalog), dr_catalog_items_seen(p->catalog));
+        dr_log(DR_LOG_INFO, "pipeline",
+               "reading the catalog before events | records_left=%" PRId64 " partitions_unanswered=%d records_read=%" PRIu64,
+               dr_catalog_behind(p->catalog), dr_catalog_ends_unknown(p->catalog), dr_catalog_items_seen(p->catalog));
         p->catalog_wait_log_at = now + 5.0;
     }
 }
@@ -2280,15 +2281,15 @@ int dr_pipeline_start(dr_pipeline_t *p, char *errstr, size_t n) {
     if (!err) err = check_partition_count(p, errstr, n);
     if (!err && p->sync) err = dr_model_sync_start(p->sync, model_start, p, 10000, errstr, n);
     double catalog_t0 = dr_mono_s();
-    if (!err && p->catalog) err = dr_catalog_start(p->catalog, 10000, errstr, n);
+    if (!err && p->catalog) err = dr_catalog_start(p->catalog, errstr, n);
     bool wait = !err && p->catalog && p->cfg.catalog_first_ms > 0;
     if (wait && !dr_catalog_caught_up(p->catalog)) {
         /* events once the catalog is read (on_catalog_caught_up), or its wait is over */
         p->events_waiting = true;
         p->catalog_wait_t0 = catalog_t0;
         p->catalog_wait_log_at = dr_mono_s() + 5.0;
-        dr_log(DR_LOG_INFO, "pipeline", "reading the catalog before events | records_left=%" PRId64 " limit_ms=%d",
-               dr_catalog_behind(p->catalog), p->cfg.catalog_first_ms);
+        dr_log(DR_LOG_INFO, "pipeline", "reading the catalog before events | partitions=%d limit_ms=%d",
+               dr_catalog_ends_unknown(p->catalog), p->cfg.catalog_first_ms);
     } else if (!err) {
         if (wait) log_catalog_read(p, catalog_t0); /* within its start: all had been fetched already */
         err = dr_ingest_start(p->ingest, errstr, n);

@@ -1246,6 +1246,48 @@ static void on_list_blocked(void *ctx, const rd_kafka_message_t *m) {
     b->holding += holds;
 }
 
+/* The catalog's leader (broker 2) is down from before the start: the
+ * first fetch of the catalog goes unanswered. Broker 1 leads the rest. */
+static void catalog_leader_down(fixture_t *fx) {
+    rd_kafka_mock_cluster_t *mock = dr_embedded_mock(fx->broker);
+    for (int p = 0; p < PARTITIONS; p++) {
+        assert_int_equal(rd_kafka_mock_partition_set_leader(mock, "events", p, 1), 0);
+        assert_int_equal(rd_kafka_mock_partition_set_leader(mock, "recs", p, 1), 0);
+        assert_int_equal(rd_kafka_mock_partition_set_leader(mock, "events.changelog", p, 1), 0);
+    }
+    assert_int_equal(rd_kafka_mock_partition_set_leader(mock, "events.dlq", 0, 1), 0);
+    assert_int_equal(rd_kafka_mock_partition_set_leader(mock, "events.model", 0, 1), 0);
+    assert_int_equal(rd_kafka_mock_partition_set_leader(mock, "items", 0, 2), 0);
+    assert_int_equal(rd_kafka_mock_coordinator_set(mock, "group", "catfirst", 1), 0);
+    assert_int_equal(rd_kafka_mock_broker_set_down(mock, 2), 0);
+}
+
+#ifndef LEADER_OUTAGE_S
+#define LEADER_OUTAGE_S 3.0
+#endif
+
+/* Waiting: the leader comes back LEADER_OUTAGE_S after the start. */
+static void catalog_leader_back_after_3s(run_t *r, const dr_pipeline_stats_t *st) {
+    (void)st;
+    if (r->fault_stage == 0) {
+        r->fault_at = dr_mono_s();
+        r->fault_stage = 1;
+    } else if (r->fault_stage == 1 && dr_mono_s() - r->fault_at > LEADER_OUTAGE_S) {
+        assert_int_equal(rd_kafka_mock_broker_set_up(dr_embedded_mock(r->fx->broker), 2), 0);
+        r->fault_stage = 2;
+    }
+}
+
+/* Not waiting: the leader comes back once a list was delivered, so that
+ * lists are made before the catalog can be read, whatever the machine's
+ * speed. */
+static void catalog_leader_back_after_a_list(run_t *r, const dr_pipeline_stats_t *st) {
+    if (r->fault_stage == 0 && st->lists_delivered > 0) {
+        assert_int_equal(rd_kafka_mock_broker_set_up(dr_embedded_mock(r->fx->broker), 2), 0);
+        r->fault_stage = 2;
+    }
+}
+
 /* A new deployment over a catalog that takes a while to read, with its
  * partitions taken at once (ingest.partitions=all: no group join to wait
  * out): events wait until the catalog is read, so no list published, not
@@ -1253,39 +1295,57 @@ static void on_list_blocked(void *ctx, const rd_kafka_message_t *m) {
  * topic.catalog.first.ms=0 (events read beside the catalog, as before)
  * lists held blocked items until their blocks were read. A wait that runs
  * out (topic.catalog.first.ms) starts the events beside the rest of the
- * catalog: every event is applied (catalog_first_run's check). */
-static void catalog_first_run(int64_t first_ms, blocked_seen_t *seen) {
-    fixture_t *fx = fault_fixture(first_ms ? "catfirst" : "catbeside", 1);
+ * catalog: every event is applied (catalog_first_run's check). With
+ * leader_down, the catalog's leader does not answer at the start. */
+static void catalog_first_run(int64_t first_ms, bool leader_down, fault_fn fault, blocked_seen_t *seen) {
+    fixture_t *fx = fault_fixture(first_ms ? "catfirst" : "catbeside", leader_down ? 2 : 1);
     produce_slow_catalog(fx);
     uint64_t rng = 5;
     produce_phase(fx, 0, &rng);
+    if (leader_down) catalog_leader_down(fx);
     char first[64];
     snprintf(first, sizeof(first), "topic.catalog.first.ms=%" PRId64, first_ms);
     const char *const extra[] = {"ingest.partitions=all", first, NULL};
     uint64_t total = (uint64_t)USERS * EVENTS_PER_USER_PHASE;
-    dr_pipeline_stats_t st = run_pipeline_with(fx, "catfirst", total, extra, NULL);
+    dr_pipeline_stats_t st = run_pipeline_with(fx, "catfirst", total, extra, fault);
     assert_int_equal(st.events, total);
     *seen = (blocked_seen_t){fx, 0, 0};
+    if (leader_down) assert_int_equal(rd_kafka_mock_broker_set_up(dr_embedded_mock(fx->broker), 2), 0);
     read_topic(fx, "recs", PARTITIONS, on_list_blocked, seen);
-    fprintf(stderr, "topic.catalog.first.ms=%" PRId64 ": %llu lists, %llu holding a blocked item\n", first_ms,
-            (unsigned long long)seen->lists, (unsigned long long)seen->holding);
+    fprintf(stderr, "topic.catalog.first.ms=%" PRId64 "%s: %llu lists, %llu holding a blocked item\n", first_ms,
+            leader_down ? ", the catalog's leader down at the start" : "", (unsigned long long)seen->lists,
+            (unsigned long long)seen->holding);
     fault_fixture_free(fx);
 }
 
 static void test_catalog_read_before_events(void **state) {
     (void)state;
-    blocked_seen_t first, beside, bounded;
-    catalog_first_run(120000, &first);
+    blocked_seen_t first, bounded;
+    catalog_first_run(120000, false, NULL, &first);
     assert_true(first.lists > 0);
     assert_int_equal(first.holding, 0);
-    /* without the wait: what it guards against, reported, not asserted. It
-     * depends on the catalog being read slower than the events: 110 lists
-     * of 120 held a blocked item run alone, 0 under CI's ASan load */
-    catalog_first_run(0, &beside);
     /* a catalog that takes longer than the wait allows (1 ms here) holds
      * events up no further: every event is applied all the same */
-    catalog_first_run(1, &bounded);
+    catalog_first_run(1, false, NULL, &bounded);
     assert_true(bounded.lists > 0);
+}
+
+/* The catalog's leader does not answer at the start (down, being
+ * elected): events wait for it too, and the loop is not held up meanwhile.
+ * Without the wait, lists made before the catalog could be read hold its
+ * blocked items: what the wait guards against, now without a race (the
+ * leader returns once a list was delivered). Before, the start asked each
+ * partition's end with a blocking query (10 s on the loop thread); one
+ * that timed out counted as read, and events went on beside the catalog. */
+static void test_catalog_leader_down_at_start(void **state) {
+    (void)state;
+    blocked_seen_t waited, beside;
+    catalog_first_run(120000, true, catalog_leader_back_after_3s, &waited);
+    assert_int_equal(last_fault_stage, 2);
+    assert_true(waited.lists > 0);
+    assert_int_equal(waited.holding, 0);
+    catalog_first_run(0, true, catalog_leader_back_after_a_list, &beside);
+    assert_true(beside.holding > 0);
 }
 
 static rd_kafka_t *second_member; /* the consumer that joins the group in join_second_member */
@@ -1527,6 +1587,7 @@ int main(void) {
         cmocka_unit_test(test_revoke_while_paused),
         cmocka_unit_test(test_revoke_while_the_commit_is_written),
         cmocka_unit_test(test_catalog_read_before_events),
+        cmocka_unit_test(test_catalog_leader_down_at_start),
     };
     /* DR_TEST_FILTER=test_erase* runs the matching tests only (cmocka's pattern) */
     if (getenv("DR_TEST_FILTER")) cmocka_set_test_filter(getenv("DR_TEST_FILTER"));
