@@ -364,7 +364,7 @@ int dr_changelog_restore(dr_changelog_t *c, dr_state_t *st, const char *events_t
     int err = make_reader(c, errstr, n);
     if (err) return err;
     int64_t lo = -1, hi = -1;
-    rd_kafka_resp_err_t kerr = rd_kafka_query_watermark_offsets(c->reader, c->topic, partition, &lo, &hi, timeout_ms);
+    rd_kafka_resp_err_t kerr = dr_ingest_watermarks(c->reader, c->topic, partition, &lo, &hi, timeout_ms);
     if (kerr) {
         snprintf(errstr, n, "the changelog %s [%d]: %s", c->topic, (int)partition, rd_kafka_err2str(kerr));
         return DR_EKAFKA;

@@ -231,6 +231,16 @@ int dr_ingest_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms
 int dr_ingest_topic_partitions_err(rd_kafka_t *rk, const char *topic, int timeout_ms, int *count,
                                    char *errstr, size_t errstr_size);
 
+/* A partition's first kept and end offsets, asked of its leader, within
+ * timeout_ms: what rd_kafka_query_watermark_offsets answers, which in
+ * librdkafka before 2.3.0 (Debian's 2.0.2) ignores its timeout and waits
+ * for as long as the leader does not answer (librdkafka issue #2588): the
+ * loop thread, or a command, would hang. Asked as two ListOffsets by time
+ * (beginning, end), which keep to the timeout. A librdkafka error, e.g.
+ * RD_KAFKA_RESP_ERR__TIMED_OUT; *low and *high are -1 then. */
+rd_kafka_resp_err_t dr_ingest_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition, int64_t *low,
+                                         int64_t *high, int timeout_ms);
+
 /* The consumer handle, for inspection (e.g. member id). */
 rd_kafka_t *dr_ingest_consumer(dr_ingest_t *in);
 

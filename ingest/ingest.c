@@ -480,7 +480,7 @@ static int handle_offset_reset(dr_ingest_t *in, const rd_kafka_message_t *m) {
     int64_t pos = m->offset >= 0 ? m->offset : in->parts[p].next_offset;
     int64_t lo = -1, hi = -1;
     rd_kafka_resp_err_t werr =
-        rd_kafka_query_watermark_offsets(in->rk, in->topic, p, &lo, &hi, WATERMARK_TIMEOUT_MS);
+        dr_ingest_watermarks(in->rk, in->topic, p, &lo, &hi, WATERMARK_TIMEOUT_MS);
     if (werr) {
         dr_log(DR_LOG_WARN, "ingest", "could not read the log's range | topic=%s partition=%" PRId32
                " err=%s", in->topic, p, rd_kafka_err2name(werr));
@@ -891,6 +891,31 @@ int dr_ingest_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms
         *count = md->topics[0].partition_cnt;
     rd_kafka_metadata_destroy(md);
     return 0;
+}
+
+/* One offset of the partition by time (RD_KAFKA_OFFSET_BEGINNING or _END),
+ * within timeout_ms. */
+static rd_kafka_resp_err_t offset_by_time(rd_kafka_t *rk, const char *topic, int32_t partition, int64_t which,
+                                          int timeout_ms, int64_t *out) {
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, topic, partition)->offset = which;
+    rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(rk, list, timeout_ms);
+    if (!err) err = list->elems[0].err;
+    if (!err && list->elems[0].offset < 0) err = RD_KAFKA_RESP_ERR__BAD_MSG; /* not an offset */
+    *out = err ? -1 : list->elems[0].offset;
+    rd_kafka_topic_partition_list_destroy(list);
+    return err;
+}
+
+rd_kafka_resp_err_t dr_ingest_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition, int64_t *low,
+                                         int64_t *high, int timeout_ms) {
+    *low = *high = -1;
+    double t0 = dr_mono_s();
+    rd_kafka_resp_err_t err = offset_by_time(rk, topic, partition, RD_KAFKA_OFFSET_BEGINNING, timeout_ms, low);
+    int left = timeout_ms - (int)((dr_mono_s() - t0) * 1000.0);
+    if (!err) err = offset_by_time(rk, topic, partition, RD_KAFKA_OFFSET_END, left > 1 ? left : 1, high);
+    if (err) *low = *high = -1;
+    return err;
 }
 
 int dr_ingest_parse_partitions(const char *spec, dr_partition_set_t *out, char *errstr, size_t n) {

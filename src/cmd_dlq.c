@@ -474,7 +474,7 @@ static int start_positions(replay_t *r) {
     }
     for (int p = 0; !rc && p < r->n_parts; p++) {
         int64_t lo = 0, hi = 0, from = 0, end = 0;
-        e = rd_kafka_query_watermark_offsets(r->consumer, dlq, p, &lo, &hi, r->o.timeout_ms);
+        e = dr_ingest_watermarks(r->consumer, dlq, p, &lo, &hi, r->o.timeout_ms);
         if (e) {
             snprintf(r->err, sizeof(r->err), "cannot read the end of %s [%d]: %s", dlq, p, rd_kafka_err2str(e));
             rc = 1;

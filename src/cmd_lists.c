@@ -155,7 +155,7 @@ static int read_all(rd_kafka_t *rk, const dr_config_t *cfg, dr_codec_t *codec, l
     int open = 0, rc = 0;
     for (int p = 0; p < parts && end; p++) {
         int64_t lo = 0, hi = 0;
-        if (rd_kafka_query_watermark_offsets(rk, cfg->topic_recs, p, &lo, &hi, 10000)) {
+        if (dr_ingest_watermarks(rk, cfg->topic_recs, p, &lo, &hi, 10000)) {
             fprintf(stderr, "driftrec lists: cannot read the end of %s [%d]\n", cfg->topic_recs, p);
             rc = 1;
             break;

@@ -319,7 +319,7 @@ static int plan_range(rd_kafka_t *rk, const char *topic, const char *from, const
     int rc = partition_count(rk, topic, n_parts);
     for (int p = 0; !rc && p < *n_parts; p++) {
         int64_t lo, hi, start, stop;
-        rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000);
+        rd_kafka_resp_err_t err = dr_ingest_watermarks(rk, topic, p, &lo, &hi, 10000);
         if (err) { fprintf(stderr, "driftrec: %s[%d]: %s\n", topic, p, rd_kafka_err2str(err)); return DR_EKAFKA; }
         if (resolve(from, lo, hi, lo, &start) || resolve(to, lo, hi, hi, &stop)) {
             fprintf(stderr, "driftrec: --from/--to take an offset, 'beginning' or 'end'\n");

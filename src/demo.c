@@ -297,7 +297,7 @@ static int produce_events(demo_opts_t *o, rd_kafka_t *rk, dr_codec_t *codec, dr_
 static void topic_ends(rd_kafka_t *rk, const char *topic, int n, int64_t *ends) {
     for (int p = 0; p < n; p++) {
         int64_t lo, hi;
-        ends[p] = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000) ? -1 : hi;
+        ends[p] = dr_ingest_watermarks(rk, topic, p, &lo, &hi, 10000) ? -1 : hi;
     }
 }
 
@@ -310,7 +310,7 @@ static bool topic_kept_all(rd_kafka_t *rk, const char *topic, const int64_t *bef
     int64_t dropped = 0;
     for (int p = 0; p < n; p++) {
         int64_t lo, hi;
-        if (before[p] < 0 || rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000)) continue;
+        if (before[p] < 0 || dr_ingest_watermarks(rk, topic, p, &lo, &hi, 10000)) continue;
         if (lo > before[p]) dropped += (lo < hi ? lo : hi) - before[p];
     }
     if (dropped > 0)

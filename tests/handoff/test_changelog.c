@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
 
 #include "dr_embedded.h"
 #include "dr_err.h"
@@ -30,10 +31,10 @@ typedef struct fixture {
     dr_state_t *st;
 } fixture_t;
 
-static int setup(void **state) {
+static int setup_brokers(void **state, int brokers) {
     fixture_t *f = calloc(1, sizeof(*f));
     char err[512];
-    assert_int_equal(dr_embedded_new(&f->broker, 1, err, sizeof(err)), 0);
+    assert_int_equal(dr_embedded_new(&f->broker, brokers, err, sizeof(err)), 0);
     assert_int_equal(dr_embedded_create_topic(f->broker, TOPIC, 2, err, sizeof(err)), 0);
     rd_kafka_conf_t *kc = rd_kafka_conf_new();
     assert_int_equal(rd_kafka_conf_set(kc, "bootstrap.servers", dr_embedded_bootstraps(f->broker), err, sizeof(err)), 0);
@@ -52,6 +53,12 @@ static int setup(void **state) {
     *state = f;
     return 0;
 }
+
+static int setup(void **state) { return setup_brokers(state, 1); }
+
+/* With every broker down librdkafka says so at once: the case that hung is
+ * a leader down while another broker answers. */
+static int setup_two_brokers(void **state) { return setup_brokers(state, 2); }
 
 static int teardown(void **state) {
     fixture_t *f = *state;
@@ -95,6 +102,35 @@ static void expect_user(fixture_t *f, int64_t user, const char *want) {
 static int64_t stored(fixture_t *f, const char *topic) {
     int64_t next = -1;
     return dr_state_get_offset(f->st, topic, PART, &next) == 0 ? next : -1;
+}
+
+/* Claim: a restore whose changelog leader does not answer fails within its
+ * timeout, saying so, and leaves the store as it was. It used to wait for
+ * as long as the leader was down, on the loop thread: librdkafka 2.0.2's
+ * rd_kafka_query_watermark_offsets ignores its timeout then (librdkafka
+ * issue #2588; docs/RELIABILITY.md). */
+static void test_restore_with_the_leader_down(void **state) {
+    fixture_t *f = *state;
+    char err[512] = "";
+    rd_kafka_mock_cluster_t *mock = dr_embedded_mock(f->broker);
+    assert_int_equal(rd_kafka_mock_partition_set_leader(mock, TOPIC, PART, 2), 0);
+    put(f, 1, "a1");
+    mark(f, 10);
+    flush(f);
+    assert_int_equal(rd_kafka_mock_broker_set_down(mock, 2), 0); /* the leader; broker 1 answers */
+    dr_restore_t r;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(dr_changelog_restore(f->log, f->st, EVENTS, PART, -1, -1, 0, 1000, &r, err, sizeof(err)), DR_EKAFKA);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    fprintf(stderr, "restore with the leader down: \"%s\" after %.2f s (timeout 1 s)\n", err, took);
+    assert_true(took < 5.0);
+    assert_non_null(strstr(err, "the changelog ev.changelog [1]: "));
+    expect_user(f, 1, NULL);
+    assert_int_equal(stored(f, EVENTS), -1);
+    dr_restore_clear(&r);
+    assert_int_equal(rd_kafka_mock_broker_set_up(mock, 2), 0);
 }
 
 /* Claim: an empty store takes the changelog's state at its last marker:
@@ -414,6 +450,7 @@ static void test_check_topic(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_restore_into_empty_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_with_the_leader_down, setup_two_brokers, teardown),
         cmocka_unit_test_setup_teardown(test_incremental_from_stored_position, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_read_keeps_or_replaces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zombie_writes_fenced, setup, teardown),
