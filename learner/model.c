@@ -84,7 +84,7 @@ void dr_learner_conf_default(dr_learner_conf_t *c) {
     c->prior_step = 0.1f;
     c->prior_period = 1000;
     c->lr_content = 0.001f;
-    c->content_refresh_rows = 16384; /* docs/LEARNER.md: ~1 ms an outer step */
+    c->content_refresh_rows = 16384; /* docs/COLD-START.md: ~1 ms an outer step */
     c->pop_weight = 1.0f;
     c->pop_fade = 20.0f;
     c->pop_step = 1.0f;
@@ -549,7 +549,7 @@ void dr__content_refresh_all(dr_model_t *m) {
 /* The outer step's share: conf.content_refresh_rows rows from where the
  * last step stopped, wrapping, so that a large catalog costs each step a
  * bounded pass (a whole 1M-item catalog is ~70 ms of memory traffic, at
- * every step: docs/LEARNER.md) and every row follows W within
+ * every step: docs/COLD-START.md) and every row follows W within
  * n_items / rows steps. A row an event touches is brought up to W then
  * (sgd_step), whatever the turn. */
 static void content_refresh_step(dr_model_t *m) {
