@@ -29,9 +29,9 @@ struct dr_catalog {
     uv_poll_t poll;
     bool started, closed;
     dr_partition_stats_t parts[CATALOG_MAX_PARTITIONS];
-    int64_t end_at_start[CATALOG_MAX_PARTITIONS]; /* each partition's end offset when started, */
-    int64_t low_at_start[CATALOG_MAX_PARTITIONS]; /* and the first it still kept, */
-    bool end_known[CATALOG_MAX_PARTITIONS];       /* once its first fetch was answered */
+    int64_t end_at_start[CATALOG_MAX_PARTITIONS]; /* each partition's end offset when started
+                                                     (-1 until its first fetch is answered), */
+    int64_t low_at_start[CATALOG_MAX_PARTITIONS]; /* and the first it still kept */
     int ends_unknown;
     int n_parts;
     bool caught_up;
@@ -116,8 +116,7 @@ static int64_t left_in(const dr_catalog_t *c, int p, int64_t position) {
 int64_t dr_catalog_behind(const dr_catalog_t *c) {
     if (c->caught_up) return 0;
     int64_t left = 0;
-    for (int p = 0; p < c->n_parts; p++)
-        if (c->end_known[p]) left += left_in(c, p, -1);
+    for (int p = 0; p < c->n_parts; p++) left += left_in(c, p, -1); /* an unknown end counts nothing */
     return left;
 }
 
@@ -131,10 +130,10 @@ int dr_catalog_ends_unknown(const dr_catalog_t *c) { return c->caught_up ? 0 : c
 static void learn_ends(dr_catalog_t *c) {
     for (int p = 0; c->ends_unknown > 0 && p < c->n_parts; p++) {
         int64_t lo = -1, hi = -1;
-        if (c->end_known[p] || rd_kafka_get_watermark_offsets(c->rk, c->topic, p, &lo, &hi) || hi < 0) continue;
+        if (c->end_at_start[p] >= 0 || rd_kafka_get_watermark_offsets(c->rk, c->topic, p, &lo, &hi) || hi < 0)
+            continue;
         c->end_at_start[p] = hi;
         c->low_at_start[p] = lo > 0 ? lo : 0;
-        c->end_known[p] = true;
         c->ends_unknown--;
     }
 }
@@ -195,6 +194,7 @@ static int assign_all(dr_catalog_t *c, char *errstr, size_t n) {
     c->n_parts = md->topics[0].partition_cnt < CATALOG_MAX_PARTITIONS ? md->topics[0].partition_cnt
                                                                         : CATALOG_MAX_PARTITIONS;
     c->ends_unknown = c->n_parts;
+    for (int p = 0; p < c->n_parts; p++) c->end_at_start[p] = -1;
     rd_kafka_metadata_destroy(md);
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(c->n_parts);
     for (int p = 0; p < c->n_parts; p++) {
