@@ -489,6 +489,20 @@ static void test_bad_policy(void **state) {
 
 /* ---- cooperative-sticky: two members of one group ---------------------------- */
 
+/* How long two members of one group may take to share its partitions.
+ * The mock's classic group hands out a generation's assignment when the
+ * leader's SyncGroup arrives, and answers a follower's SyncGroup that comes
+ * after it "Invalid request" (a real broker answers it with the
+ * assignment). The follower then rejoins, and the group waits
+ * session.timeout.ms - 1 s (5 s here) for the next generation. Which
+ * SyncGroup arrives first is a race between two clients' threads, lost
+ * now and then on a loaded machine (with debug=cgrp: the leader's
+ * "SyncGroup response: Success", then the follower's "Broker: Invalid
+ * request" and "Rejoining group without an assignment"). CI lost it three
+ * generations in a row, and a 20 s wait failed. So a split gets a dozen
+ * generations. */
+#define SPLIT_WAIT_MS 60000
+
 static int assigned_count(member_t *m) {
     int n, k = 0;
     const dr_partition_stats_t *ps = dr_ingest_partitions(m->in, &n);
@@ -517,7 +531,7 @@ static void test_cooperative_two_members(void **state) {
      * (empty) log: reset by incremental unassign + assign. */
     member_start(ms[1], &c, "g-coop", "earliest", "cooperative-sticky", NULL);
     ms[1]->assign_offset = 1000;
-    bool split = run_until(ms, 2, split_2_2, 60000);
+    bool split = run_until(ms, 2, split_2_2, SPLIT_WAIT_MS);
     fprintf(stderr, "A: assigned=%d revoked_calls=%d last_revoked=%d; B: assigned=%d resets=%" PRIu64 "\n",
             assigned_count(ms[0]), ms[0]->revoked_calls, ms[0]->last_revoked_cnt,
             assigned_count(ms[1]), dr_ingest_stats(ms[1]->in)->offset_resets);
@@ -571,7 +585,7 @@ static void rebalance_while_paused(const char *strategy) {
     dr_ingest_set_paused(ms[0]->in, true);
     member_start(ms[1], &c, "g-pause", "earliest", strategy, NULL);
     int64_t t0 = dr_mono_ms();
-    bool split = run_until(ms, 2, split_2_2_plain, 20000);
+    bool split = run_until(ms, 2, split_2_2_plain, SPLIT_WAIT_MS);
     fprintf(stderr, "paused A: assigned=%d revoked_calls=%d after %" PRId64 " ms; B: assigned=%d\n",
             assigned_count(ms[0]), ms[0]->revoked_calls, dr_mono_ms() - t0, assigned_count(ms[1]));
     assert_true(split);
@@ -651,7 +665,7 @@ static void test_partition_given_while_paused_starts_where_told(void **state) {
     assert_true(run_until(ms, 1, a_got_40, 20000));
     member_start(ms[1], &c, "g-given-paused", "earliest", "cooperative-sticky", NULL);
     ms[1]->assign_offset = 10;
-    assert_true(run_until(ms, 2, split_2_2_plain, 30000));
+    assert_true(run_until(ms, 2, split_2_2_plain, SPLIT_WAIT_MS));
     ms[0]->events = 0;
     for (int p = 0; p < 4; p++) produce_events(&c, p, 10, 1 + 100 * p);
     assert_true(run_until(ms, 2, both_got_20, 20000));
