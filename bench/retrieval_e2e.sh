@@ -4,14 +4,17 @@
 # with content) at ITEMS items, once per arm, in turn; events/s, lists
 # ranked from the index, hr@10 over clicks, and the rate of each third of
 # the events (the first build runs in the first thirds; the last third is
-# nearer the index's steady state). docs/RETRIEVAL.md, "500,000 and 1M
-# items, and the upkeep".
+# nearer the index's steady state), and the recall of the lists from the
+# index against the full scan's (emit.retrieval.audit.every). docs/RETRIEVAL.md,
+# "500,000 and 1M items, and the upkeep".
 #
 #   bench/retrieval_e2e.sh [ARM ...]   (default: scan index light)
-# Arms: scan (emit.retrieval.min.items=0), index (the defaults), light
-# (build.threads=2, refresh.change=1, sync.ms=5).
+# Arms: scan (emit.retrieval.min.items=0), index (the defaults), index2
+# (build.threads=2), light (build.threads=2, refresh.change=1, sync.ms=5).
 # Environment: ITEMS (500000), EVENTS (3000000), USERS (100000), SEED (7),
-#              DRIFTREC (build/driftrec).
+#              AUDIT (emit.retrieval.audit.every: 100 here, so that a run's
+#              recall rests on hundreds of lists; its full scans cost the
+#              index's arms ~1% of their time), DRIFTREC (build/driftrec).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${DRIFTREC:-build/driftrec}
@@ -23,11 +26,13 @@ for arm in "${arms[@]}"; do
   case $arm in
     scan) sets=(--set emit.retrieval.min.items=0) ;;
     index) sets=() ;;
+    index2) sets=(--set emit.retrieval.build.threads=2) ;;
     light) sets=(--set emit.retrieval.build.threads=2 --set emit.retrieval.refresh.change=1 --set emit.retrieval.sync.ms=5) ;;
-    *) echo "unknown arm: $arm (scan, index, light)" >&2; exit 2 ;;
+    *) echo "unknown arm: $arm (scan, index, index2, light)" >&2; exit 2 ;;
   esac
   "$bin" demo --scenario openloop --no-drift-eval --events "${EVENTS:-3000000}" --users "${USERS:-100000}" \
-         --items "${ITEMS:-500000}" --seed "${SEED:-7}" "${sets[@]}" --report "$out/$arm" > "$out/$arm.log" 2>&1
+         --items "${ITEMS:-500000}" --seed "${SEED:-7}" --set emit.retrieval.audit.every="${AUDIT:-100}" \
+         "${sets[@]}" --report "$out/$arm" > "$out/$arm.log" 2>&1
   python3 - "$out/$arm.log" "$out/$arm/report.json" "$arm" <<'PY'
 import json, re, sys
 pts = []
@@ -41,7 +46,9 @@ start = next((t for t, c, _ in pts if c > 0), None)
 marks = [start] + [at(total * k // 3) for k in (1, 2, 3)]
 thirds = " / ".join("%.0f" % ((total / 3) / (b - a)) if b > a else "?" for a, b in zip(marks, marks[1:])) \
     if None not in marks else "?"  # the progress line comes every 0.5 s: a short run has no thirds
+recall = "-" if r.get("retrieval_recall") is None else "%.4f" % r["retrieval_recall"]
 print(f"{sys.argv[3]}: {r['events_per_second']:.0f} events/s, {r['lists_retrieved']} of {r['lists_emitted']} lists "
-      f"from the index, hr@10 {r['hr@10']:.4f}, thirds {thirds} events/s")
+      f"from the index, recall {recall} ({r.get('retrieval_audited_lists', 0)} audited), "
+      f"hr@10 {r['hr@10']:.4f}, thirds {thirds} events/s")
 PY
 done

@@ -131,6 +131,9 @@ typedef struct dr_emit_retrieval_conf {
     double refresh_pass_ms;  /* the refresh pass looks at no more rows than
                                 a whole pass over the catalog in this time
                                 allows (0: the whole catalog every call) */
+    int64_t audit_every;     /* one list in this many ranked from candidates
+                                is ranked again by the full scan, to count the
+                                path's recall (dr_emit_stats_t); 0: none */
 } dr_emit_retrieval_conf_t;
 /* emit.retrieval.build.threads' default: the build's one thread leaves the
  * other core of a 2-core machine to the consume/emit loop. */
@@ -152,6 +155,10 @@ typedef struct dr_emit_stats {
     uint64_t produce_retries;
     double score_seconds;    /* time in sgemm + selection */
     uint64_t retrieved_lists; /* lists ranked from candidates (the retrieval path) */
+    uint64_t audited_lists;  /* of them, ranked again by the full scan (audit_every) */
+    uint64_t audit_hits;     /* items of those exact lists that the published lists hold */
+    uint64_t audit_slots;    /* items of those exact lists: recall = hits / slots */
+    double audit_seconds;    /* time in those full scans (not in score_seconds) */
     uint64_t index_items;    /* items in the retrieval index */
     uint64_t index_upserts;  /* items (re)inserted into it, ever */
     double index_seconds;    /* time spent keeping it up to date */

@@ -41,8 +41,9 @@ int dr_emitter_new(dr_emitter_t **out, rd_kafka_t *rk, const char *topic,
     e->cooc = malloc(b * sizeof(*e->cooc));
     e->explore = malloc(b * sizeof(*e->explore));
     e->topics = malloc(b * DR_EMIT_EXPLORE_TOPICS * sizeof(*e->topics));
+    e->audit_out = malloc((size_t)conf->topk * sizeof(*e->audit_out));
     if (!e->topic || !e->out || !e->out_n || !e->excl || !e->excl_idx || !e->pop_weight ||
-        !e->cooc || !e->explore || !e->topics)
+        !e->cooc || !e->explore || !e->topics || !e->audit_out)
         goto out_nomem;
     /* OpenBLAS's idle threads spin (sched_yield) between calls and would take
      * the loop thread's core on a small machine; one thread is the default. */
@@ -88,6 +89,7 @@ void dr_emitter_free(dr_emitter_t *e) {
     free(e->cooc);
     free(e->explore);
     free(e->topics);
+    free(e->audit_out);
     free(e);
 }
 
@@ -231,6 +233,34 @@ static void score_rows(void *ctx, int part, int parts) {
                  e->scores + r0 * e->scores_cap_items, e->out + r0 * k, e->out_n + r0);
 }
 
+/* Ranks row r's user again by the full scan, on the caller's thread, and
+ * counts how many items of that exact list the list ranked from candidates
+ * (row r of out) holds: the retrieval path's recall where it is paid, with
+ * the items learning and the index following them at its upkeep's pace
+ * (docs/RETRIEVAL.md, "Recall in the live pipeline"). */
+static void audit_row(dr_emitter_t *e, const dr_model_t *m, const dr_items_view_t *items,
+                      dr_user_t *const *users, size_t r) {
+    double t0 = dr_mono_s();
+    dr_model_cooc_sources_in(m, users[r], &e->cooc[r], NULL);
+    batch_ctx_t ctx = {m, users + r, e->cooc + r};
+    dr_emit_terms_t terms = {e->pop_weight + r, add_sparse_terms, &ctx, e->explore + r,
+                             e->topics + r * DR_EMIT_EXPLORE_TOPICS};
+    size_t n = 0, hits = 0, k = (size_t)e->conf.topk;
+    dr_emit_topk(e->U + r * (size_t)e->dim, 1, items, e->conf.topk, e->excl + r, &terms, e->scores,
+                 e->audit_out, &n);
+    const dr_scored_item_t *served = e->out + r * k;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < e->out_n[r]; j++)
+            if (served[j].item_id == e->audit_out[i].item_id) {
+                hits++;
+                break;
+            }
+    e->stats.audited_lists++;
+    e->stats.audit_hits += hits;
+    e->stats.audit_slots += n;
+    e->stats.audit_seconds += dr_mono_s() - t0;
+}
+
 /* Scores users[0..B) (B <= the batch size) into the rows of out. */
 static void score_batch(dr_emitter_t *e, const dr_model_t *m, const dr_items_view_t *items,
                         dr_user_t *const *users, size_t B) {
@@ -243,6 +273,9 @@ static void score_batch(dr_emitter_t *e, const dr_model_t *m, const dr_items_vie
         e->stats.batches++;
     }
     e->stats.score_seconds += dr_mono_s() - t0;
+    uint64_t every = e->conf.retrieval.audit_every > 0 ? (uint64_t)e->conf.retrieval.audit_every : 0;
+    for (size_t r = 0; !err && every && r < B; r++)
+        if (++e->audit_clock % every == 0) audit_row(e, m, items, users, r);
 }
 
 int dr_emitter_emit(dr_emitter_t *e, const dr_model_t *m, dr_user_t *const *users, size_t n,

@@ -39,6 +39,8 @@ struct dr_emitter {
     dr_cooc_scratch_t *hop;   /* one per thread of workers: where each works out co-engagement sources */
     dr__retrieval_t *retr;    /* the retrieval path (retrieve.c); NULL: off */
     bool retr_ready;          /* its index holds the catalog: it serves */
+    uint64_t audit_clock;     /* lists ranked from candidates, for audit_every */
+    dr_scored_item_t *audit_out; /* topk: the full scan's list of an audited user */
     const int64_t *epochs;    /* the owner epoch of each input partition (dr_emitter_set_epochs) */
     size_t n_epochs;
 };

@@ -632,6 +632,10 @@ static void write_pipeline_json(dr_json_t *j, demo_run_t *r, const dr_pipeline_s
     dr_json_num(j, "produce_seconds", r->t_produced - r->t_start);
     dr_json_int(j, "lists_emitted", (int64_t)st->lists_emitted);
     dr_json_int(j, "lists_retrieved", (int64_t)st->lists_retrieved);
+    dr_json_int(j, "retrieval_audited_lists", (int64_t)st->retrieval_audited_lists);
+    /* null when no list was audited (emit.retrieval.audit.every) */
+    dr_json_num(j, "retrieval_recall", st->retrieval_audit_slots
+                    ? (double)st->retrieval_audit_hits / (double)st->retrieval_audit_slots : NAN);
     dr_json_int(j, "lists_delivered", (int64_t)st->lists_delivered);
     dr_json_num(j, "hr@10", st->clicks_scored ? (double)st->click_hits / (double)st->clicks_scored : 0);
     dr_json_int(j, "clicks_scored", (int64_t)st->clicks_scored);
@@ -923,6 +927,10 @@ static void summary_pipeline(demo_run_t *r, const dr_pipeline_stats_t *st) {
                 "  retrieval index     %" PRIu64 " items; %" PRIu64 " lists ranked from its candidates, %" PRIu64
                 " rows re-inserted as items learnt, %" PRIu64 " rows checked\n",
                 st->retrieval_index_items, st->lists_retrieved, st->retrieval_index_upserts, st->retrieval_rows_checked);
+    if (st->retrieval_audited_lists > 0)
+        fprintf(stderr, "  retrieval recall    %.4f: of the full scan's lists for %" PRIu64
+                " users it served, the share of the items its own lists held (emit.retrieval.audit.every)\n",
+                (double)st->retrieval_audit_hits / (double)st->retrieval_audit_slots, st->retrieval_audited_lists);
 }
 
 static void summary_feed(demo_run_t *r, const dr_feed_report_t *fr, const dr_feed_detect_summary_t *ds) {

@@ -51,6 +51,9 @@ typedef struct dr_pipeline_stats {
     uint64_t retrieval_index_items;
     uint64_t retrieval_index_upserts;
     uint64_t retrieval_rows_checked; /* rows the index's refresh pass compared (emit.retrieval.refresh.pass.ms) */
+    uint64_t retrieval_audited_lists; /* lists from candidates ranked again by the full scan (emit.retrieval.audit.every) */
+    uint64_t retrieval_audit_hits;    /* items of those exact lists the published lists held */
+    uint64_t retrieval_audit_slots;   /* items of those exact lists: recall = hits / slots */
     uint64_t lists_delivered;
     uint64_t delivery_errors;  /* failed deliveries (each one retried) */
     uint64_t acks_without_offset; /* deliveries acknowledged with no offset (a duplicate or implicit ack) */

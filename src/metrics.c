@@ -145,6 +145,9 @@ static char *render(dr_pipeline_t *p, const dr_metrics_t *m) {
     gauge(f, "driftrec_retrieval_index_items", "Items in the retrieval index (0: the catalog is below emit.retrieval.min.items).", (double)s.retrieval_index_items);
     counter(f, "driftrec_retrieval_index_upserts_total", "Items inserted into the retrieval index, or re-inserted after their vector changed.", (double)s.retrieval_index_upserts);
     counter(f, "driftrec_retrieval_rows_checked_total", "Item rows the retrieval index's refresh pass compared with the index's copy, to re-insert those that moved (emit.retrieval.refresh.pass.ms).", (double)s.retrieval_rows_checked);
+    counter(f, "driftrec_retrieval_audited_lists_total", "Lists ranked from the retrieval index's candidates that were ranked again by the full scan to measure the path's recall (emit.retrieval.audit.every).", (double)s.retrieval_audited_lists);
+    counter(f, "driftrec_retrieval_audit_hits_total", "Items of those exact lists that the published lists held: recall = rate of this / rate of driftrec_retrieval_audit_slots_total.", (double)s.retrieval_audit_hits);
+    counter(f, "driftrec_retrieval_audit_slots_total", "Items of the exact lists the audit ranked (emit.retrieval.audit.every).", (double)s.retrieval_audit_slots);
     counter(f, "driftrec_lists_delivered_total", "Recommendation lists acknowledged by the broker.", (double)s.lists_delivered);
     counter(f, "driftrec_acks_without_offset_total", "Deliveries the broker acknowledged without an offset: a retried batch it already had, or one acknowledged by a later batch's success.", (double)s.acks_without_offset);
     counter(f, "driftrec_delivery_errors_total", "Failed deliveries (each produced again: a dead letter as it was, a list as the user's current one).", (double)s.delivery_errors);

@@ -2418,6 +2418,9 @@ void dr_pipeline_stats(dr_pipeline_t *p, dr_pipeline_stats_t *out) {
     p->stats.retrieval_index_items = es->index_items;
     p->stats.retrieval_index_upserts = es->index_upserts;
     p->stats.retrieval_rows_checked = es->index_rows_checked;
+    p->stats.retrieval_audited_lists = es->audited_lists;
+    p->stats.retrieval_audit_hits = es->audit_hits;
+    p->stats.retrieval_audit_slots = es->audit_slots;
     *out = p->stats;
 }
 

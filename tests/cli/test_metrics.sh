@@ -32,6 +32,9 @@ grep -q '^driftrec_withdraw_queued_users 0$' "$dir/metrics.txt"
 grep -q '^driftrec_withdraw_scanning 0$' "$dir/metrics.txt"
 grep -q '^driftrec_withdraw_unchecked_partitions 0$' "$dir/metrics.txt"
 grep -q '^driftrec_withdraw_rechecked_partitions_total 0$' "$dir/metrics.txt"
+# a small catalog: the full scan serves, nothing is audited (emit.retrieval.audit.every)
+grep -q '^driftrec_retrieval_audited_lists_total 0$' "$dir/metrics.txt"
+grep -q '^driftrec_retrieval_audit_slots_total 0$' "$dir/metrics.txt"
 # cuts by what followed them, and the global detector's by direction
 for reason in readapted improving control small; do
   grep -q "^driftrec_drift_cuts_total{reason=\"$reason\"} [0-9]" "$dir/metrics.txt"

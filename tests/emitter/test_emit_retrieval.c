@@ -46,7 +46,7 @@ static dr_emitter_conf_t emitter_conf(int64_t min_items, int candidates, double 
     dr_codec_conf_default(&c.codec);
     /* refresh_pass_ms 0: the refresh pass looks at every row at every emit */
     c.retrieval = (dr_emit_retrieval_conf_t){min_items, candidates, candidates, 16, 64, 100, 50,
-                                             sync_ms, refresh_change, 1, index_dir != NULL, "", 0.0};
+                                             sync_ms, refresh_change, 1, index_dir != NULL, "", 0.0, 0};
     if (index_dir) snprintf(c.retrieval.index_dir, sizeof(c.retrieval.index_dir), "%s", index_dir);
     return c;
 }
@@ -404,6 +404,62 @@ static void test_catalog_outgrows_the_index(void **state) {
     assert_int_equal(dr_emitter_stats(retr)->retrieved_lists, before + USERS);
     dr_emitter_free(scan);
     dr_emitter_free(retr);
+    free_all(rk, users, m);
+}
+
+/* emit.retrieval.audit.every: the audit's recall is the share of the full
+ * scan's lists that the lists from candidates hold, counted as the
+ * comparison above counts it from outside; one list in `every` from
+ * candidates is audited, and lists of the full scan never are. A narrow
+ * path (5 candidates, no co-engaged or popular ones) misses items, and
+ * the audit says how many; covering candidates miss none. */
+static dr_emitter_t *auditing_emitter(rd_kafka_t *rk, dr_flight_t *flight, int64_t min_items, int candidates,
+                                      bool narrow, int64_t every) {
+    dr_emitter_conf_t c = emitter_conf(min_items, candidates, 10.0, 10000.0, NULL, 16, 1);
+    if (narrow) c.retrieval.coengaged = c.retrieval.popular = 0;
+    c.retrieval.audit_every = every;
+    return emitter_of(rk, flight, &c);
+}
+
+static double audit_recall_since(const dr_emit_stats_t *s, uint64_t hits, uint64_t slots) {
+    return (double)(s->audit_hits - hits) / (double)(s->audit_slots - slots);
+}
+
+static void test_audit_measures_the_paths_recall(void **state) {
+    (void)state;
+    dr_user_t *users[USERS];
+    dr_model_t *m = trained(users);
+    rd_kafka_t *rk = queue_only_producer();
+    dr_flight_t flight = {0};
+    dr_emitter_t *scan = auditing_emitter(rk, &flight, 0, 50, false, 1); /* the full scan only */
+    dr_emitter_t *narrow = auditing_emitter(rk, &flight, 1, 5, true, 1);
+    emit_until_served(narrow, m, users, USERS);
+    const dr_emit_stats_t *s = dr_emitter_stats(narrow);
+    assert_int_equal(s->audited_lists, s->retrieved_lists);
+    uint64_t hits = s->audit_hits, slots = s->audit_slots;
+    double share = emit_both(scan, narrow, m, users);
+    double recall = audit_recall_since(s, hits, slots);
+    print_message("5 candidates: lists hold %.4f of the full scan's, the audit says %.4f\n", share, recall);
+    assert_true(fabs(recall - share) < 1e-9);
+    assert_true(recall < 0.9);
+    assert_int_equal(s->audit_slots - slots, USERS * 20); /* every exact list is emit.topk long */
+    assert_int_equal(s->audited_lists, s->retrieved_lists);
+    assert_true(s->audit_seconds > 0);
+    assert_int_equal(dr_emitter_stats(scan)->audited_lists, 0);
+    /* covering candidates: the full scan's very lists */
+    dr_emitter_t *covering = auditing_emitter(rk, &flight, 1, 2 * ITEMS, false, 3);
+    emit_until_served(covering, m, users, USERS);
+    s = dr_emitter_stats(covering);
+    hits = s->audit_hits, slots = s->audit_slots;
+    move_users(m, users, 1);
+    share = emit_both(scan, covering, m, users);
+    assert_true(share == 1.0);
+    assert_true(s->audit_slots > slots);
+    assert_int_equal(s->audit_hits - hits, s->audit_slots - slots);
+    assert_int_equal(s->audited_lists, s->retrieved_lists / 3); /* one in every 3 */
+    dr_emitter_free(covering);
+    dr_emitter_free(narrow);
+    dr_emitter_free(scan);
     free_all(rk, users, m);
 }
 
@@ -866,6 +922,7 @@ int main(void) {
         cmocka_unit_test(test_lists_split_over_threads_are_one_threads),
         cmocka_unit_test(test_off_below_its_catalog_size),
         cmocka_unit_test(test_catalog_outgrows_the_index),
+        cmocka_unit_test(test_audit_measures_the_paths_recall),
         cmocka_unit_test(test_index_built_on_its_own_thread),
         cmocka_unit_test(test_fresh_items_are_candidates),
         cmocka_unit_test(test_light_users_lists_follow_the_population_prior),
