@@ -14,7 +14,9 @@
 # Environment: ITEMS (500000), EVENTS (3000000), USERS (100000), SEED (7),
 #              AUDIT (emit.retrieval.audit.every: 100 here, so that a run's
 #              recall rests on hundreds of lists; its full scans cost the
-#              index's arms ~1% of their time), DRIFTREC (build/driftrec).
+#              index's arms ~1% of their time), EXTRA (more settings for
+#              every arm, e.g. "--set emit.retrieval.popular=1000"),
+#              DRIFTREC (build/driftrec).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${DRIFTREC:-build/driftrec}
@@ -32,7 +34,7 @@ for arm in "${arms[@]}"; do
   esac
   "$bin" demo --scenario openloop --no-drift-eval --events "${EVENTS:-3000000}" --users "${USERS:-100000}" \
          --items "${ITEMS:-500000}" --seed "${SEED:-7}" --set emit.retrieval.audit.every="${AUDIT:-100}" \
-         "${sets[@]}" --report "$out/$arm" > "$out/$arm.log" 2>&1
+         "${sets[@]}" ${EXTRA:-} --report "$out/$arm" > "$out/$arm.log" 2>&1
   python3 - "$out/$arm.log" "$out/$arm/report.json" "$arm" <<'PY'
 import json, re, sys
 pts = []
@@ -46,7 +48,8 @@ start = next((t for t, c, _ in pts if c > 0), None)
 marks = [start] + [at(total * k // 3) for k in (1, 2, 3)]
 thirds = " / ".join("%.0f" % ((total / 3) / (b - a)) if b > a else "?" for a, b in zip(marks, marks[1:])) \
     if None not in marks else "?"  # the progress line comes every 0.5 s: a short run has no thirds
-recall = "-" if r.get("retrieval_recall") is None else "%.4f" % r["retrieval_recall"]
+fmt = lambda v: "-" if v is None else "%.4f" % v
+recall = fmt(r.get("retrieval_recall")) + " (last third " + fmt(r.get("retrieval_recall_last_third")) + ")"
 print(f"{sys.argv[3]}: {r['events_per_second']:.0f} events/s, {r['lists_retrieved']} of {r['lists_emitted']} lists "
       f"from the index, recall {recall} ({r.get('retrieval_audited_lists', 0)} audited), "
       f"hr@10 {r['hr@10']:.4f}, thirds {thirds} events/s")
