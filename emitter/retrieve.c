@@ -474,7 +474,7 @@ static int catch_up(dr_ann_t *ann, size_t *indexed, const dr_items_view_t *items
     return rc;
 }
 
-static void global_candidates(dr__retrieval_t *r, const dr_model_t *m, const dr_items_view_t *items);
+static void global_candidates(dr__retrieval_t *r, const dr_model_t *m);
 
 /* Rows the refresh pass may look at now, of n: what a whole pass per
  * refresh_pass_ms has earned since the last call, at most n. Checking a
@@ -580,7 +580,7 @@ bool dr__retrieval_sync(dr__retrieval_t *r, const dr_model_t *m, const dr_items_
     stats->index_items = dr_ann_count(r->ann);
     stats->index_upserts += upserts;
     bool ready = r->ann && items->n - r->indexed <= RETR_TAIL_MAX;
-    if (ready) global_candidates(r, m, items);
+    if (ready) global_candidates(r, m);
     stats->index_seconds += dr_mono_s() - t0;
     return ready;
 }
@@ -588,42 +588,9 @@ bool dr__retrieval_sync(dr__retrieval_t *r, const dr_model_t *m, const dr_items_
 /* The popular, trending and (with the freshness term) freshest candidates
  * of this emit call's lists: passes over the catalog, made only when the
  * index serves. */
-/* The emit.retrieval.popular items of largest p_i, in no order (every
- * one becomes a candidate): a min-heap of them in key (p_i) and
- * r->popular, its least at the root, over one pass of the catalog. With
- * ~1,000 of them an insertion into a sorted array moved ~500 entries per
- * item that entered. */
-static void popular_candidates(dr__retrieval_t *r, const dr_items_view_t *items, float *key) {
-    size_t cap = r->conf.popular > 0 ? (size_t)r->conf.popular : 0, n = 0;
-    for (size_t i = 0; i < items->n && cap > 0; i++) {
-        float p = items->pop[i];
-        if (isnan(p) || (n == cap && !(p > key[0]))) continue;
-        size_t j;
-        if (n < cap) { /* sift up from the new leaf */
-            for (j = n++; j > 0 && key[(j - 1) / 2] > p; j = (j - 1) / 2) {
-                key[j] = key[(j - 1) / 2];
-                r->popular[j] = r->popular[(j - 1) / 2];
-            }
-        } else { /* replace the least: sift down from the root */
-            for (j = 0;;) {
-                size_t c = 2 * j + 1;
-                if (c >= n) break;
-                if (c + 1 < n && key[c + 1] < key[c]) c++;
-                if (!(key[c] < p)) break;
-                key[j] = key[c];
-                r->popular[j] = r->popular[c];
-                j = c;
-            }
-        }
-        key[j] = p;
-        r->popular[j] = (int64_t)i;
-    }
-    r->n_popular = n;
-}
-
-static void global_candidates(dr__retrieval_t *r, const dr_model_t *m, const dr_items_view_t *items) {
+static void global_candidates(dr__retrieval_t *r, const dr_model_t *m) {
     float *scratch = r->lists[0].score; /* free between lists */
-    popular_candidates(r, items, scratch);
+    r->n_popular = dr_model_popular_top(m, r->popular, scratch, r->conf.popular > 0 ? (size_t)r->conf.popular : 0);
     r->n_trend = dr_model_trend_top(m, r->trend, scratch, RETR_TREND_TOP);
     r->n_fresh = dr_model_fresh_top(m, r->fresh, scratch, RETR_FRESH_TOP);
 }

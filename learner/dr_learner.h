@@ -565,6 +565,10 @@ size_t dr_model_trend_top(const dr_model_t *m, int64_t *idx, float *scratch, siz
  * the same for every user), as dr_model_trend_top; 0 with the term off.
  * A pass over the item matrix. */
 size_t dr_model_fresh_top(const dr_model_t *m, int64_t *idx, float *scratch, size_t max);
+/* The up to max items of largest p_i (the population prior's candidates,
+ * the same for every user), in no order; an item whose p_i is NaN never.
+ * A pass over the catalog, as dr_model_fresh_top. */
+size_t dr_model_popular_top(const dr_model_t *m, int64_t *idx, float *scratch, size_t max);
 /* 1-based rank of item_id in the list the model would publish for u now
  * (items not blocked or deleted and not among u's recent events, by
  * dr_model_score()); 0 when the item could not be in it. O(items · dim):

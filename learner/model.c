@@ -1362,6 +1362,13 @@ size_t dr_model_fresh_top(const dr_model_t *m, int64_t *idx, float *scratch, siz
     return h.n;
 }
 
+size_t dr_model_popular_top(const dr_model_t *m, int64_t *idx, float *scratch, size_t max) {
+    top_heap_t h = {idx, scratch, 0, max};
+    for (size_t i = 0; i < m->n_items; i++)
+        if (!isnan(m->pop_score[i])) top_offer(&h, (int64_t)i, m->pop_score[i]);
+    return h.n;
+}
+
 void dr_model_scores_at(const dr_model_t *m, const dr_user_t *u, const int64_t *idx, size_t n,
                         float *out) {
     cooc_src_t src;

@@ -2083,6 +2083,59 @@ static void test_trend_term(void **state) {
  * 1 in 5. The count part (positives) favours the others' items, each of
  * which earned more positives; the lift gives topic 3's items the boost,
  * the others none, and only to users with drift handling. */
+/* dr_model_popular_top (the retrieval path's popular candidates): the
+ * items of largest p_i, each once, whatever max is against the catalog:
+ * none for 0, every item for more than the catalog holds, and with many
+ * items tied at the boundary (clicks counted 0-4 times) no item left out
+ * whose p_i beats one taken. */
+static void test_popular_top_any_size(void **state) {
+    (void)state;
+    dr_learner_conf_t c;
+    dr_learner_conf_default(&c);
+    c.dim = 8;
+    dr_model_t *m;
+    char err[128];
+    assert_int_equal(dr_model_new(&m, &c, err, sizeof(err)), 0);
+    enum { N = 500 };
+    for (int64_t item = 1; item <= N; item++) assert_true(dr_model_item_index(m, item, true) >= 0);
+    dr_user_t *u = dr_user_new_conf(7, &c);
+    dr_apply_result_t r;
+    uint64_t seq = 1;
+    for (int64_t item = 1; item <= N; item++)
+        for (int k = 0; k < (int)(item % 5); k++) {
+            dr_event_t ev = {7, item, DR_EV_CLICK, 0, (int64_t)seq};
+            assert_int_equal(dr_learner_apply(m, u, &ev, seq++, &r), 0);
+        }
+    dr_items_view_t v;
+    dr_model_items(m, &v);
+    static int64_t idx[N + 100];
+    static float scratch[N + 100];
+    static bool taken[N];
+    assert_int_equal(dr_model_popular_top(m, idx, scratch, 0), 0);
+    const size_t sizes[] = {1, 37, 100, 101, N - 1, N, N + 100};
+    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+        size_t got = dr_model_popular_top(m, idx, scratch, sizes[s]);
+        assert_int_equal(got, sizes[s] < v.n ? sizes[s] : v.n);
+        memset(taken, 0, sizeof(taken));
+        float least = INFINITY;
+        for (size_t j = 0; j < got; j++) {
+            assert_true(idx[j] >= 0 && (size_t)idx[j] < v.n);
+            assert_false(taken[idx[j]]); /* each once */
+            taken[idx[j]] = true;
+            if (v.pop[idx[j]] < least) least = v.pop[idx[j]];
+        }
+        size_t below = 0;
+        for (size_t i = 0; i < v.n; i++)
+            if (!taken[i]) {
+                assert_true(v.pop[i] <= least);
+                below += v.pop[i] < least;
+            }
+        if (sizes[s] == 37) assert_true(below > 0); /* the counts set p_i apart */
+    }
+    dr_user_free(u);
+    dr_model_free(m);
+}
+
 static void test_trend_topic_lift(void **state) {
     (void)state;
     for (int counts_only = 0; counts_only <= 1; counts_only++) {
@@ -3122,6 +3175,7 @@ int main(void) {
         cmocka_unit_test(test_full_catalog_drops_unplaceable_impressions),
         cmocka_unit_test(test_drift_signal_samples),
         cmocka_unit_test(test_drift_level),
+        cmocka_unit_test(test_popular_top_any_size),
         cmocka_unit_test(test_trend_topic_lift),
         cmocka_unit_test(test_trend_topic_lift_many_topics),
         cmocka_unit_test(test_drift_direction_and_response),
