@@ -631,11 +631,17 @@ static void json_pair(dr_json_t *j, const char *key, double a, double b) {
     dr_json_object_end(j);
 }
 
-/* The retrieval audit's recall since two thirds of the events were in
- * (NAN: none audited since, or the run ended before). */
+/* The retrieval audit's recall from its counts (NAN: nothing audited). */
+static double audit_recall(uint64_t hits, uint64_t slots) {
+    return slots ? (double)hits / (double)slots : NAN;
+}
+
+/* Its recall since two thirds of the events were in (NAN: none audited
+ * since, or the run ended before). */
 static double last_third_recall(const demo_run_t *r, const dr_pipeline_stats_t *st) {
-    uint64_t slots = st->retrieval_audit_slots - r->audit_slots_at;
-    return r->audit_marked && slots ? (double)(st->retrieval_audit_hits - r->audit_hits_at) / (double)slots : NAN;
+    return r->audit_marked ? audit_recall(st->retrieval_audit_hits - r->audit_hits_at,
+                                          st->retrieval_audit_slots - r->audit_slots_at)
+                           : NAN;
 }
 
 static void write_pipeline_json(dr_json_t *j, demo_run_t *r, const dr_pipeline_stats_t *st) {
@@ -651,8 +657,7 @@ static void write_pipeline_json(dr_json_t *j, demo_run_t *r, const dr_pipeline_s
     dr_json_int(j, "lists_retrieved", (int64_t)st->lists_retrieved);
     dr_json_int(j, "retrieval_audited_lists", (int64_t)st->retrieval_audited_lists);
     /* null when no list was audited (emit.retrieval.audit.every) */
-    dr_json_num(j, "retrieval_recall", st->retrieval_audit_slots
-                    ? (double)st->retrieval_audit_hits / (double)st->retrieval_audit_slots : NAN);
+    dr_json_num(j, "retrieval_recall", audit_recall(st->retrieval_audit_hits, st->retrieval_audit_slots));
     dr_json_num(j, "retrieval_recall_last_third", last_third_recall(r, st));
     dr_json_int(j, "lists_delivered", (int64_t)st->lists_delivered);
     dr_json_num(j, "hr@10", st->clicks_scored ? (double)st->click_hits / (double)st->clicks_scored : 0);
@@ -951,7 +956,7 @@ static void summary_pipeline(demo_run_t *r, const dr_pipeline_stats_t *st) {
         if (!isnan(last)) snprintf(part, sizeof(part), " (%.4f over the last third of the events)", last);
         fprintf(stderr, "  retrieval recall    %.4f%s: of the full scan's lists for %" PRIu64
                 " users it served, the share of the items its own lists held (emit.retrieval.audit.every)\n",
-                (double)st->retrieval_audit_hits / (double)st->retrieval_audit_slots, part, st->retrieval_audited_lists);
+                audit_recall(st->retrieval_audit_hits, st->retrieval_audit_slots), part, st->retrieval_audited_lists);
     }
 }
 
